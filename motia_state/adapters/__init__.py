@@ -1,0 +1,1 @@
+"""Storage adapters: memory (default), file, Redis, and the factory."""

@@ -1,0 +1,196 @@
+"""The adapter interface every storage backend implements.
+
+An adapter owns storage and atomicity only. It validates its arguments with
+the shared rules (so it is safe on its own) and reports every entry it
+writes to its change sinks, in commit order, while still holding its lock;
+the StateManager turns those into events and metrics.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+
+from ..errors import ConflictError
+from ..records import BatchResult, StateChange, TransactionResult
+from ..values import DEFAULT_LIMITS, Limits, copy_value, import_value
+
+__all__ = ["ChangeSink", "StateAdapter", "UpdateFn"]
+
+ChangeSink = Callable[[list[StateChange]], None]
+"""Receives the entries one committed operation wrote, inside the commit."""
+
+UpdateFn = Callable[[Any], Any]
+"""``fn(current) -> new`` for ``update``; may also be ``async``."""
+
+_Self = TypeVar("_Self", bound="StateAdapter")
+
+#: How often an ``update`` with an async fn retries before CONFLICT.
+UPDATE_RETRIES = 64
+
+
+class StateAdapter(abc.ABC):
+    """Abstract base of the memory, file and Redis adapters."""
+
+    limits: Limits = DEFAULT_LIMITS
+
+    def __init__(self) -> None:
+        self._sinks: list[ChangeSink] = []
+
+    # -- change sinks -------------------------------------------------------
+
+    def add_change_sink(self, sink: ChangeSink) -> Callable[[], None]:
+        """Register a sink for committed changes; returns its remover."""
+        self._sinks.append(sink)
+        self._sinks_changed()
+
+        def remove() -> None:
+            if sink in self._sinks:
+                self._sinks.remove(sink)
+                self._sinks_changed()
+
+        return remove
+
+    def _sinks_changed(self) -> None:
+        """Hook for adapters that only record changes while someone listens."""
+
+    def _publish(self, changes: list[StateChange]) -> None:
+        for sink in self._sinks:
+            sink(changes)
+
+    # -- single-entry operations ---------------------------------------------
+
+    @abc.abstractmethod
+    async def get(self, trace_id: str, key: str) -> Any:
+        """The stored value, or None when missing."""
+
+    @abc.abstractmethod
+    async def set(self, trace_id: str, key: str, value: Any) -> Any:
+        """Store ``value``; returns it."""
+
+    @abc.abstractmethod
+    async def delete(self, trace_id: str, key: str) -> Any:
+        """Remove the entry; returns the old value (None when missing)."""
+
+    @abc.abstractmethod
+    async def exists(self, trace_id: str, key: str) -> bool:
+        """Whether an entry is stored (a stored null counts)."""
+
+    @abc.abstractmethod
+    async def increment(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
+        """Add ``delta``; returns the new number."""
+
+    async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
+        """Subtract ``delta`` (no floor); returns the new number."""
+        return await self.increment(trace_id, key, _negate(delta))
+
+    @abc.abstractmethod
+    async def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+        """Store ``new_value`` if the current value JSON-equals ``expected``."""
+
+    @abc.abstractmethod
+    async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
+        """Append items; returns the new array."""
+
+    @abc.abstractmethod
+    async def unshift(self, trace_id: str, key: str, *items: Any) -> list[Any]:
+        """Prepend items (keeping their order); returns the new array."""
+
+    @abc.abstractmethod
+    async def pop(self, trace_id: str, key: str) -> Any:
+        """Remove and return the last element (None when empty or missing)."""
+
+    @abc.abstractmethod
+    async def shift(self, trace_id: str, key: str) -> Any:
+        """Remove and return the first element (None when empty or missing)."""
+
+    @abc.abstractmethod
+    async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
+        """Set one field of an object; returns the new object."""
+
+    @abc.abstractmethod
+    async def delete_field(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
+        """Remove one field of an object; returns the new object."""
+
+    @abc.abstractmethod
+    async def update(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
+        """Store and return ``fn(current)`` atomically."""
+
+    async def atomic_update(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
+        """Deprecated alias of :meth:`update`."""
+        warnings.warn("atomic_update is deprecated; use update", DeprecationWarning, stacklevel=2)
+        return await self.update(trace_id, key, fn)
+
+    # -- group operations ------------------------------------------------------
+
+    @abc.abstractmethod
+    async def get_group(self, group_id: str) -> list[Any]:
+        """The group's values, ordered by key (code-point order)."""
+
+    @abc.abstractmethod
+    async def keys(self, trace_id: str) -> list[str]:
+        """The group's keys, sorted."""
+
+    @abc.abstractmethod
+    async def groups(self) -> list[str]:
+        """Every group holding at least one entry, sorted."""
+
+    @abc.abstractmethod
+    async def clear(self, trace_id: str) -> None:
+        """Remove every entry of the group and nothing else."""
+
+    @abc.abstractmethod
+    async def transaction(self, trace_id: str, operations: Sequence[Any]) -> TransactionResult:
+        """Run the operations as one all-or-nothing step on the group."""
+
+    @abc.abstractmethod
+    async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
+        """Run the operations in order, each atomic on its own."""
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Release resources; later operations fail with UNAVAILABLE."""
+
+    async def __aenter__(self: _Self) -> _Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- shared helpers ------------------------------------------------------
+
+    async def _optimistic_update(self, trace_id: str, key: str, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+        """``update`` with an async fn: get, await fn, compare-and-swap, retry.
+
+        The lock of an adapter is never held across an ``await`` of user code,
+        so an async fn runs optimistically; after UPDATE_RETRIES lost races
+        the call fails with CONFLICT.
+        """
+        for attempt in range(UPDATE_RETRIES):
+            current = await self.get(trace_id, key)
+            new = import_value(await fn(copy_value(current)), self.limits)
+            # A missing key and a stored null both read as None; the CAS
+            # treats them alike, as the contract's "missing equals null".
+            if await self.compare_and_swap(trace_id, key, current, new):
+                return new
+            await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
+        raise ConflictError(f"update of {key!r} lost {UPDATE_RETRIES} races in a row")
+
+
+def _negate(delta: Any) -> Any:
+    # Validation happens in increment; only negate real numbers so that a bad
+    # delta (a bool, a string) reaches it unchanged and is named correctly.
+    t = type(delta)
+    return -delta if t is int or t is float else delta

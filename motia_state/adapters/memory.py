@@ -1,0 +1,230 @@
+"""The in-memory adapter: the embedded default.
+
+One ``threading.Lock`` guards the table. Critical sections are short, pure
+and never ``await``, so the same lock makes operations atomic between asyncio
+tasks and between threads that each run their own event loop over a shared
+adapter. The lock is never held across user code that could block for long
+except a synchronous ``update`` fn, which is the point of ``update``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import UnavailableError
+from ..ops import (
+    apply_compare_and_swap,
+    apply_delete,
+    apply_delete_field,
+    apply_exists,
+    apply_get,
+    apply_increment,
+    apply_pop,
+    apply_push,
+    apply_set,
+    apply_set_field,
+    apply_shift,
+    apply_unshift,
+    apply_update,
+)
+from ..records import BatchResult, TransactionResult, check_delta, check_field
+from ..values import DEFAULT_LIMITS, Limits, check_name, import_value
+from .base import StateAdapter, UpdateFn
+from .table import StateTable
+
+__all__ = ["MemoryStateAdapter"]
+
+
+def _names(adapter: MemoryStateAdapter, trace_id: Any, key: Any) -> None:
+    # Fast path for ordinary names; the slow path builds the precise error.
+    short = adapter._short_name
+    if not (
+        type(trace_id) is str
+        and type(key) is str
+        and 0 < len(trace_id) <= short
+        and 0 < len(key) <= short
+        and "\x00" not in trace_id
+        and "\x00" not in key
+    ):
+        check_name(trace_id, "traceId", adapter.limits)
+        check_name(key, "key", adapter.limits)
+    if adapter._closed:
+        raise UnavailableError("the adapter is closed")
+
+
+class MemoryStateAdapter(StateAdapter):
+    """State in this process's memory; lost when the process exits."""
+
+    def __init__(self, *, limits: Limits = DEFAULT_LIMITS) -> None:
+        super().__init__()
+        self.limits = limits
+        self._table = StateTable(limits)
+        self._lock = threading.Lock()
+        self._closed = False
+        # Names this short cannot be over the byte limit (4 bytes per char).
+        self._short_name = limits.max_name_bytes // 4
+
+    def _sinks_changed(self) -> None:
+        with self._lock:
+            self._table.journal = [] if self._sinks else None
+
+    def _flush(self) -> None:
+        # Called under the lock, so sinks see changes in commit order.
+        journal = self._table.journal
+        if journal:
+            self._table.journal = []
+            self._publish(journal)
+
+    def _check_group(self, group: Any) -> None:
+        check_name(group, "traceId", self.limits)
+        if self._closed:
+            raise UnavailableError("the adapter is closed")
+
+    async def get(self, trace_id: str, key: str) -> Any:
+        _names(self, trace_id, key)
+        with self._lock:
+            return self._table.apply(trace_id, key, "get", apply_get)
+
+    async def exists(self, trace_id: str, key: str) -> bool:
+        _names(self, trace_id, key)
+        with self._lock:
+            return bool(self._table.apply(trace_id, key, "exists", apply_exists))
+
+    async def set(self, trace_id: str, key: str, value: Any) -> Any:
+        _names(self, trace_id, key)
+        value = import_value(value, self.limits)
+        with self._lock:
+            result = self._table.apply(trace_id, key, "set", apply_set, value)
+            self._flush()
+        return result
+
+    async def delete(self, trace_id: str, key: str) -> Any:
+        _names(self, trace_id, key)
+        with self._lock:
+            result = self._table.apply(trace_id, key, "delete", apply_delete)
+            self._flush()
+        return result
+
+    async def increment(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
+        _names(self, trace_id, key)
+        check_delta(delta)
+        with self._lock:
+            result: int | float = self._table.apply(trace_id, key, "increment", apply_increment, delta)
+            if self._table.journal:
+                self._flush()
+        return result
+
+    async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
+        _names(self, trace_id, key)
+        check_delta(delta)
+        with self._lock:
+            result: int | float = self._table.apply(trace_id, key, "decrement", apply_increment, -delta)
+            self._flush()
+        return result
+
+    async def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+        _names(self, trace_id, key)
+        expected = import_value(expected, self.limits, "expected")
+        new_value = import_value(new_value, self.limits, "newValue")
+        with self._lock:
+            result = self._table.apply(trace_id, key, "compareAndSwap", apply_compare_and_swap, expected, new_value)
+            self._flush()
+        return bool(result)
+
+    async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
+        _names(self, trace_id, key)
+        copied = import_value(list(items), self.limits, "items")
+        with self._lock:
+            result: list[Any] = self._table.apply_growing(trace_id, key, "push", apply_push, copied)
+            self._flush()
+        return result
+
+    async def unshift(self, trace_id: str, key: str, *items: Any) -> list[Any]:
+        _names(self, trace_id, key)
+        copied = import_value(list(items), self.limits, "items")
+        with self._lock:
+            result: list[Any] = self._table.apply_growing(trace_id, key, "unshift", apply_unshift, copied)
+            self._flush()
+        return result
+
+    async def pop(self, trace_id: str, key: str) -> Any:
+        _names(self, trace_id, key)
+        with self._lock:
+            result = self._table.apply(trace_id, key, "pop", apply_pop)
+            self._flush()
+        return result
+
+    async def shift(self, trace_id: str, key: str) -> Any:
+        _names(self, trace_id, key)
+        with self._lock:
+            result = self._table.apply(trace_id, key, "shift", apply_shift)
+            self._flush()
+        return result
+
+    async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
+        _names(self, trace_id, key)
+        check_field(field)
+        value = import_value(value, self.limits)
+        with self._lock:
+            result: dict[str, Any] = self._table.apply_growing(trace_id, key, "setField", apply_set_field, field, value)
+            self._flush()
+        return result
+
+    async def delete_field(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
+        _names(self, trace_id, key)
+        check_field(field)
+        with self._lock:
+            result: dict[str, Any] = self._table.apply(trace_id, key, "deleteField", apply_delete_field, field)
+            self._flush()
+        return result
+
+    async def update(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
+        _names(self, trace_id, key)
+        if inspect.iscoroutinefunction(fn):
+            return await self._optimistic_update(trace_id, key, fn)
+        with self._lock:
+            result = self._table.apply(trace_id, key, "update", apply_update, fn, self.limits)
+            self._flush()
+        return result
+
+    async def get_group(self, group_id: str) -> list[Any]:
+        self._check_group(group_id)
+        with self._lock:
+            return self._table.get_group(group_id)
+
+    async def keys(self, trace_id: str) -> list[str]:
+        self._check_group(trace_id)
+        with self._lock:
+            return self._table.keys(trace_id)
+
+    async def groups(self) -> list[str]:
+        if self._closed:
+            raise UnavailableError("the adapter is closed")
+        with self._lock:
+            return self._table.groups()
+
+    async def clear(self, trace_id: str) -> None:
+        self._check_group(trace_id)
+        with self._lock:
+            self._table.clear(trace_id)
+            self._flush()
+
+    async def transaction(self, trace_id: str, operations: Sequence[Any]) -> TransactionResult:
+        self._check_group(trace_id)
+        with self._lock:
+            result = self._table.transaction(trace_id, operations)
+            self._flush()
+        return result
+
+    async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
+        self._check_group(trace_id)
+        with self._lock:
+            result = self._table.batch(trace_id, operations)
+            self._flush()
+        return result
+
+    async def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,144 @@
+"""An in-process state table: the pure ops applied to a dict of groups.
+
+Shared by the memory adapter (which wraps it in a lock) and the file adapter
+(which also appends what it wrote to its log). The table is synchronous and
+holds no lock of its own: its caller provides atomicity.
+
+Groups are dicts of their own, so group-wide operations (``get_group``,
+``keys``, ``clear``) cost O(size of the group), never O(all state); a group
+disappears when its last entry goes, so ``groups()`` lists only live ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import StateError
+from ..ops import UNCHANGED, check_size, run_batch_operation, run_transaction
+from ..records import BatchItemResult, BatchResult, StateChange, StateOperation, TransactionResult, parse_operations
+from ..values import MISSING, Limits, copy_value
+
+__all__ = ["StateTable"]
+
+
+def _event(old: Any, new: Any) -> str:
+    if old is MISSING:
+        return "created"
+    return "deleted" if new is MISSING else "updated"
+
+
+class StateTable:
+    """group -> key -> value, with a journal of what each operation wrote."""
+
+    __slots__ = ("data", "journal", "limits")
+
+    def __init__(self, limits: Limits) -> None:
+        self.data: dict[str, dict[str, Any]] = {}
+        self.limits = limits
+        #: When not None, every write appends a StateChange here; the owner
+        #: drains it after each operation (events, the file log).
+        self.journal: list[StateChange] | None = None
+
+    def write(self, group: str, key: str, op: str, new: Any) -> None:
+        """Store ``new`` (``MISSING`` removes the entry), journaling the change."""
+        entries = self.data.get(group)
+        old = MISSING if entries is None else entries.get(key, MISSING)
+        if new is MISSING:
+            if entries is not None and key in entries:
+                del entries[key]
+                if not entries:
+                    del self.data[group]
+        elif entries is None:
+            self.data[group] = {key: new}
+        else:
+            entries[key] = new
+        if self.journal is not None:
+            self.journal.append(
+                StateChange(
+                    group,
+                    key,
+                    op,
+                    _event(old, new),
+                    None if old is MISSING else old,
+                    None if new is MISSING else new,
+                )
+            )
+
+    def read(self, group: str, key: str) -> Any:
+        """The stored value or ``MISSING`` (not a copy: do not hand it out)."""
+        entries = self.data.get(group)
+        return MISSING if entries is None else entries.get(key, MISSING)
+
+    def apply(self, group: str, key: str, op: str, fn: Callable[..., tuple[Any, Any]], *args: Any) -> Any:
+        """Apply one pure op to one entry, store what it produced, return its result."""
+        new, result = fn(self.read(group, key), *args)
+        if new is not UNCHANGED:
+            self.write(group, key, op, new)
+        return result
+
+    def apply_growing(self, group: str, key: str, op: str, fn: Callable[..., tuple[Any, Any]], *args: Any) -> Any:
+        """As :meth:`apply`, for ops whose result can outgrow the value limit."""
+        new, result = fn(self.read(group, key), *args)
+        if new is not UNCHANGED:
+            check_size(new, self.limits)
+            self.write(group, key, op, new)
+        return result
+
+    def get_group(self, group: str) -> list[Any]:
+        """Values of the group ordered by key (copies)."""
+        entries = self.data.get(group)
+        if not entries:
+            return []
+        return [copy_value(entries[k]) for k in sorted(entries)]
+
+    def keys(self, group: str) -> list[str]:
+        """Sorted keys of the group."""
+        entries = self.data.get(group)
+        return sorted(entries) if entries else []
+
+    def groups(self) -> list[str]:
+        """Sorted names of the non-empty groups."""
+        return sorted(self.data)
+
+    def clear(self, group: str) -> None:
+        """Remove the group, journaling one deletion per entry (in key order)."""
+        entries = self.data.get(group)
+        if not entries:
+            return
+        if self.journal is None:
+            del self.data[group]
+            return
+        for key in sorted(entries):
+            self.write(group, key, "clear", MISSING)
+
+    def transaction(self, group: str, raw_ops: Sequence[Any], *, allow_update: bool = True) -> TransactionResult:
+        """Validate every record, then run them all or nothing."""
+        try:
+            ops = parse_operations(raw_ops, limits=self.limits, allow_update=allow_update)
+        except StateError as e:
+            index = e.details.get("failed_index")
+            if index is None:
+                raise
+            return TransactionResult(success=False, results=[], error=e.message, failed_index=index, code=e.code)
+        result, staged = run_transaction(
+            ops,  # type: ignore[arg-type]  # no errors without collect=True
+            lambda key: self.read(group, key),
+            self.limits,
+        )
+        for key, (op, new) in staged.items():
+            if not (new is MISSING and self.read(group, key) is MISSING):
+                self.write(group, key, op, new)
+        return result
+
+    def batch(self, group: str, raw_ops: Sequence[Any], *, allow_update: bool = True) -> BatchResult:
+        """Run each record on its own; a bad one fails alone."""
+        ops = parse_operations(raw_ops, limits=self.limits, allow_update=allow_update, collect=True)
+        items: list[BatchItemResult] = []
+        for op in ops:
+            key = op.key if isinstance(op, StateOperation) else ""
+            new, item = run_batch_operation(op, self.read(group, key) if key else MISSING, self.limits)
+            if new is not UNCHANGED:
+                self.write(group, key, op.type, new)  # type: ignore[union-attr]
+            items.append(item)
+        return BatchResult(results=items)

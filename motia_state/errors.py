@@ -1,0 +1,124 @@
+"""Error vocabulary: one root, one subclass per stable error code.
+
+Codes are the contract (they travel on the wire and are the same in every
+language); messages are for people. Callers branch on ``.code`` or on the
+class, never on the message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "CODES",
+    "ConflictError",
+    "InternalError",
+    "InvalidArgumentError",
+    "LimitExceededError",
+    "NotFoundError",
+    "StateError",
+    "StepFailedError",
+    "TimeoutStateError",
+    "TypeMismatchError",
+    "UnavailableError",
+    "error_for_code",
+]
+
+
+class StateError(Exception):
+    """Root of every error motia-state raises on purpose; carries ``.code``."""
+
+    code: ClassVar[str] = "INTERNAL"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        #: Extra, code-specific facts (e.g. ``failed_index`` or ``stack``).
+        self.details = details
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.details))
+
+
+def _rebuild(cls: type[StateError], message: str, details: dict[str, Any]) -> StateError:
+    return cls(message, **details)
+
+
+class InvalidArgumentError(StateError, ValueError):
+    """An argument or an operation record is malformed."""
+
+    code = "INVALID_ARGUMENT"
+
+
+class TypeMismatchError(StateError, TypeError):
+    """The stored value has the wrong type for the operation."""
+
+    code = "TYPE_MISMATCH"
+
+
+class ConflictError(StateError):
+    """A transaction guard did not match, or ``update`` ran out of retries."""
+
+    code = "CONFLICT"
+
+
+class LimitExceededError(StateError):
+    """A name, value, frame or operation list is over its configured limit."""
+
+    code = "LIMIT_EXCEEDED"
+
+
+class UnavailableError(StateError):
+    """The storage backend cannot be reached, or the adapter is closed."""
+
+    code = "UNAVAILABLE"
+
+
+class NotFoundError(StateError):
+    """An RPC method that no handler serves."""
+
+    code = "NOT_FOUND"
+
+
+class TimeoutStateError(StateError, TimeoutError):
+    """A step or a request ran past its time."""
+
+    code = "TIMEOUT"
+
+
+class StepFailedError(StateError):
+    """A step's handler raised."""
+
+    code = "STEP_FAILED"
+
+
+class InternalError(StateError):
+    """A bug: anything not covered by another code."""
+
+    code = "INTERNAL"
+
+
+_BY_CODE: dict[str, type[StateError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgumentError,
+        TypeMismatchError,
+        ConflictError,
+        LimitExceededError,
+        UnavailableError,
+        NotFoundError,
+        TimeoutStateError,
+        StepFailedError,
+        InternalError,
+    )
+}
+
+#: Every stable error code, in the order of the contract's table.
+CODES: tuple[str, ...] = tuple(_BY_CODE)
+
+
+def error_for_code(code: str, message: str, **details: Any) -> StateError:
+    """Build the exception for a wire error code (unknown codes become INTERNAL)."""
+    cls = _BY_CODE.get(code, InternalError)
+    err = cls(message, **details)
+    return err
