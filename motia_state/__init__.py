@@ -4,8 +4,6 @@ The public API, re-exported. Adapters store state; the StateManager adds
 events and observability; ``motia_state.runtime`` runs step files.
 """
 
-from __future__ import annotations
-
 from ._version import __version__
 from .adapters.base import StateAdapter
 from .adapters.factory import create_state_adapter

@@ -34,7 +34,7 @@ __all__ = ["ChangeListener", "StateManager"]
 
 log = logging.getLogger("motia_state")
 
-ChangeListener = Callable[[StateChange], "None | Awaitable[None]"]
+ChangeListener = Callable[[StateChange], "Awaitable[None] | None"]
 """A change listener: sync or async, called with one :class:`StateChange`."""
 
 _T = TypeVar("_T")
@@ -110,7 +110,9 @@ class StateManager:
                             if inspect.isawaitable(outcome):
                                 await outcome
                         except Exception:
-                            log.exception("change listener %r failed on %s %r/%r", listener, event.op, event.trace_id, event.key)
+                            log.exception(
+                                "change listener %r failed on %s %r/%r", listener, event.op, event.trace_id, event.key
+                            )
             finally:
                 self._dispatching.release()
 

@@ -41,7 +41,7 @@ _BUCKETS = 25
 
 
 class _OpStats:
-    __slots__ = ("count", "total", "max", "codes", "histogram")
+    __slots__ = ("codes", "count", "histogram", "max", "total")
 
     def __init__(self) -> None:
         self.count = 0
@@ -101,5 +101,5 @@ def _percentile(histogram: list[int], count: int, q: float) -> float:
     for i, n in enumerate(histogram):
         seen += n
         if seen >= rank:
-            return (2**i) / 1e6
-    return (2 ** (_BUCKETS - 1)) / 1e6
+            return float(2**i) / 1e6
+    return float(2 ** (_BUCKETS - 1)) / 1e6

@@ -21,7 +21,7 @@ import msgspec
 
 from .errors import LimitExceededError, StateError, TypeMismatchError
 from .records import BatchItemResult, StateOperation, TransactionResult
-from .values import MISSING, DEFAULT_LIMITS, Limits, copy_value, describe, encoded_size, import_value, json_equal
+from .values import DEFAULT_LIMITS, MISSING, Limits, copy_value, describe, encoded_size, import_value, json_equal
 
 __all__ = [
     "UNCHANGED",
@@ -97,7 +97,7 @@ def apply_increment(current: Any, delta: int | float) -> Outcome:
 
 def _current_array(current: Any, op: str) -> list[Any]:
     if type(current) is list:
-        return current  # type: ignore[no-any-return]
+        return current
     if current is MISSING or current is None:
         return []
     raise TypeMismatchError(f"cannot {op}: stored value is {describe(current)}, not an array")
@@ -105,7 +105,7 @@ def _current_array(current: Any, op: str) -> list[Any]:
 
 def _current_object(current: Any, op: str) -> dict[str, Any] | None:
     if type(current) is dict:
-        return current  # type: ignore[no-any-return]
+        return current
     if current is MISSING or current is None:
         return None
     raise TypeMismatchError(f"cannot {op}: stored value is {describe(current)}, not an object")
@@ -218,7 +218,7 @@ _DISPATCH: Final[dict[str, Callable[[StateOperation, Any, Limits], Outcome]]] = 
 
 
 def describe_op(index: int, op: StateOperation) -> str:
-    """"operation 2 (increment 'score')": how failures name an operation."""
+    """ "operation 2 (increment 'score')": how failures name an operation."""
     return f"operation {index} ({op.type} {op.key!r})"
 
 
@@ -261,7 +261,9 @@ def _failed(index: int, op: StateOperation, message: str, code: str) -> Transact
     )
 
 
-def run_batch_operation(op: StateOperation | StateError, current: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, BatchItemResult]:
+def run_batch_operation(
+    op: StateOperation | StateError, current: Any, limits: Limits = DEFAULT_LIMITS
+) -> tuple[Any, BatchItemResult]:
     """Apply one batch record on its own; a failure becomes its error item."""
     if isinstance(op, StateError):
         return UNCHANGED, BatchItemResult(id=op.details.get("id"), error=op.message, code=op.code)
@@ -271,4 +273,3 @@ def run_batch_operation(op: StateOperation | StateError, current: Any, limits: L
     except StateError as e:
         return UNCHANGED, BatchItemResult(id=item_id, error=e.message, code=e.code)
     return new, BatchItemResult(id=item_id, value=value)
-

@@ -9,7 +9,6 @@ never leaves half a transaction behind.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -53,7 +52,9 @@ OPERATION_TYPES: Final = frozenset(
 )
 
 
-class StateOperation(msgspec.Struct, kw_only=True, omit_defaults=True, rename={"update_fn": "updateFn", "new_value": "newValue"}):
+class StateOperation(
+    msgspec.Struct, kw_only=True, omit_defaults=True, rename={"update_fn": "updateFn", "new_value": "newValue"}
+):
     """One operation of a transaction or batch.
 
     ``value`` is the stored value for ``set``/``setField`` and the new value
@@ -133,7 +134,9 @@ def check_delta(delta: object, where: str = "delta") -> int | float:
     t = type(delta)
     if t is int or (t is float and math.isfinite(delta)):  # type: ignore[arg-type]
         return delta  # type: ignore[return-value]
-    raise InvalidArgumentError(f"{where} must be a finite number, got {describe(delta) if t is not float else repr(delta)}")
+    raise InvalidArgumentError(
+        f"{where} must be a finite number, got {describe(delta) if t is not float else repr(delta)}"
+    )
 
 
 def check_field(field: object, where: str = "field") -> str:
@@ -227,7 +230,6 @@ def parse_operations(
                 e.details["id"] = raw["id"]
             out.append(e)
     return out
-
 
 
 class StateChange(msgspec.Struct, frozen=True):

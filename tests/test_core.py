@@ -1,0 +1,383 @@
+"""Core behaviour beyond the vectors: concurrency, events, observability,
+copies, update, deprecations, errors and the public surface."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import pickle
+import threading
+from typing import Any
+
+import anyio
+import pytest
+
+import motia_state as ms
+from motia_state.errors import CODES, error_for_code
+
+
+@pytest.fixture(params=["bare", "managed"])
+def state(request: pytest.FixtureRequest) -> Any:
+    adapter = ms.MemoryStateAdapter()
+    return adapter if request.param == "bare" else ms.StateManager(adapter)
+
+
+# -- concurrency ---------------------------------------------------------------
+
+
+async def test_concurrent_increments_return_each_value_once(state: Any) -> None:
+    results = await asyncio.gather(*(state.increment("g", "n") for _ in range(100)))
+    assert sorted(results) == list(range(1, 101))
+    assert await state.get("g", "n") == 100
+
+
+async def test_concurrent_pushes_keep_every_item(state: Any) -> None:
+    await asyncio.gather(*(state.push("g", "q", i) for i in range(100)))
+    assert sorted(await state.get("g", "q")) == list(range(100))
+
+
+async def test_concurrent_cas_loops_count_exactly(state: Any) -> None:
+    async def bump() -> None:
+        while True:
+            current = await state.get("g", "n")
+            if await state.compare_and_swap("g", "n", current, (current or 0) + 1):
+                return
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(bump() for _ in range(100)))
+    assert await state.get("g", "n") == 100
+
+
+def test_threads_with_their_own_event_loops_share_one_adapter() -> None:
+    adapter = ms.MemoryStateAdapter()
+    manager = ms.StateManager(adapter)
+    got: list[list[int]] = []
+
+    def worker() -> None:
+        async def run() -> list[int]:
+            out = []
+            for _ in range(500):
+                out.append(await manager.increment("g", "n"))
+                await manager.push("g", "q", 1)
+            return out
+
+        got.append(asyncio.run(run()))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(v for chunk in got for v in chunk) == list(range(1, 2001))
+    assert len(asyncio.run(adapter.get("g", "q"))) == 2000
+
+
+def test_transactions_from_threads_are_serializable() -> None:
+    adapter = ms.MemoryStateAdapter()
+    ops = [{"type": "increment", "key": "a"}, {"type": "decrement", "key": "b"}]
+
+    def worker() -> None:
+        async def run() -> None:
+            for _ in range(300):
+                result = await adapter.transaction("g", ops)
+                assert result.success
+                assert result.results[0] == -result.results[1]
+
+        asyncio.run(run())
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert asyncio.run(adapter.get_group("g")) == [900, -900]
+
+
+def test_runs_under_trio() -> None:
+    async def main() -> list[int]:
+        manager = ms.StateManager()
+        results: list[int] = []
+
+        async def bump() -> None:
+            results.append(await manager.increment("g", "n"))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(bump)
+        assert await manager.update("g", "n", lambda n: n * 2) == 100
+        return results
+
+    assert sorted(anyio.run(main, backend="trio")) == list(range(1, 51))
+
+
+# -- copies ----------------------------------------------------------------------
+
+
+async def test_set_stores_a_copy(state: Any) -> None:
+    value = {"a": [1, 2]}
+    await state.set("g", "k", value)
+    value["a"].append(3)
+    assert await state.get("g", "k") == {"a": [1, 2]}
+
+
+async def test_get_returns_a_copy(state: Any) -> None:
+    await state.set("g", "k", {"a": [1]})
+    got = await state.get("g", "k")
+    got["a"].append(2)
+    assert await state.get("g", "k") == {"a": [1]}
+    group = await state.get_group("g")
+    group[0]["a"].clear()
+    assert await state.get("g", "k") == {"a": [1]}
+
+
+async def test_push_result_and_items_are_copies(state: Any) -> None:
+    item = {"n": 1}
+    result = await state.push("g", "q", item)
+    item["n"] = 2
+    result[0]["n"] = 3
+    assert await state.get("g", "q") == [{"n": 1}]
+
+
+async def test_tuples_are_stored_as_arrays(state: Any) -> None:
+    assert await state.set("g", "k", (1, (2, 3))) == [1, [2, 3]]
+
+
+@pytest.mark.parametrize("bad", [object(), math.nan, math.inf, {1: "int key"}, {"a": {1, 2}}, b"bytes"])
+async def test_non_json_values_are_invalid_and_store_nothing(state: Any, bad: Any) -> None:
+    with pytest.raises(ms.InvalidArgumentError):
+        await state.set("g", "k", bad)
+    assert not await state.exists("g", "k")
+
+
+# -- update ---------------------------------------------------------------------
+
+
+async def test_update_stores_the_function_result(state: Any) -> None:
+    assert await state.update("g", "k", lambda v: (v or 0) + 1) == 1
+    assert await state.update("g", "k", lambda v: {"was": v}) == {"was": 1}
+
+
+async def test_update_with_an_async_function(state: Any) -> None:
+    async def add(v: Any) -> int:
+        await asyncio.sleep(0)
+        return (v or 0) + 1
+
+    results = await asyncio.gather(*(state.update("g", "k", add) for _ in range(20)))
+    assert sorted(results) == list(range(1, 21))
+
+
+async def test_update_that_raises_stores_nothing(state: Any) -> None:
+    await state.set("g", "k", 1)
+
+    def boom(v: Any) -> Any:
+        raise RuntimeError("nope")
+
+    with pytest.raises(RuntimeError):
+        await state.update("g", "k", boom)
+    assert await state.get("g", "k") == 1
+
+
+async def test_update_returning_non_json_is_invalid(state: Any) -> None:
+    with pytest.raises(ms.InvalidArgumentError):
+        await state.update("g", "k", lambda v: object())
+    assert not await state.exists("g", "k")
+
+
+async def test_update_function_sees_a_copy(state: Any) -> None:
+    await state.set("g", "k", [1])
+
+    def mutate(v: list[int]) -> list[int]:
+        v.append(2)
+        raise ValueError("changed my mind")
+
+    with pytest.raises(ValueError):
+        await state.update("g", "k", mutate)
+    assert await state.get("g", "k") == [1]
+
+
+async def test_update_records_in_a_transaction() -> None:
+    adapter = ms.MemoryStateAdapter()
+    result = await adapter.transaction(
+        "g",
+        [
+            {"type": "set", "key": "k", "value": 2},
+            {"type": "update", "key": "k", "updateFn": lambda v: v * 10},
+            ms.StateOperation(type="increment", key="k", delta=1),
+        ],
+    )
+    assert result.success and result.results == [2, 20, 21]
+
+
+async def test_transaction_accepts_operation_structs() -> None:
+    adapter = ms.MemoryStateAdapter()
+    result = await adapter.transaction(
+        "g",
+        [
+            ms.StateOperation(type="compareAndSwap", key="k", expected=None, new_value=1),
+            ms.BatchOperation(type="push", key="q", items=[1, 2]),
+        ],
+    )
+    assert result.success and result.results == [True, [1, 2]]
+
+
+async def test_atomic_update_is_deprecated(state: Any) -> None:
+    with pytest.warns(DeprecationWarning, match="use update"):
+        assert await state.atomic_update("g", "k", lambda v: 5) == 5
+    with pytest.warns(DeprecationWarning):
+        await ms.StateManager().atomicUpdate("g", "k", lambda v: 1)
+
+
+# -- events ----------------------------------------------------------------------
+
+
+async def test_sync_and_async_listeners_get_each_change_in_commit_order() -> None:
+    manager = ms.StateManager()
+    sync_seen: list[tuple[str, str, Any]] = []
+    async_seen: list[Any] = []
+
+    async def on_async(change: ms.StateChange) -> None:
+        await asyncio.sleep(0)
+        async_seen.append(change.new_value)
+
+    manager.on_change(lambda c: sync_seen.append((c.op, c.event, c.new_value)))
+    manager.on_change(on_async)
+    await asyncio.gather(*(manager.increment("g", "n") for _ in range(50)))
+    assert [v for _, _, v in sync_seen] == list(range(1, 51))
+    assert async_seen == list(range(1, 51))
+    assert sync_seen[0][:2] == ("increment", "created")
+    assert {e for _, e, _ in sync_seen[1:]} == {"updated"}
+
+
+async def test_unsubscribe_stops_events() -> None:
+    manager = ms.StateManager()
+    seen: list[ms.StateChange] = []
+    unsubscribe = manager.on_change(seen.append)
+    await manager.set("g", "k", 1)
+    unsubscribe()
+    await manager.set("g", "k", 2)
+    assert [c.new_value for c in seen] == [1]
+
+
+async def test_a_failing_listener_is_logged_and_changes_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    manager = ms.StateManager()
+    seen: list[Any] = []
+
+    def broken(change: ms.StateChange) -> None:
+        raise RuntimeError("listener bug")
+
+    manager.on_change(broken)
+    manager.on_change(lambda c: seen.append(c.new_value))
+    with caplog.at_level(logging.ERROR, logger="motia_state"):
+        assert await manager.set("g", "k", 1) == 1
+    assert seen == [1]
+    assert "listener bug" in caplog.text
+
+
+async def test_listeners_cannot_change_stored_values() -> None:
+    manager = ms.StateManager()
+    manager.on_change(lambda c: c.new_value.append("evil"))
+    await manager.set("g", "k", [1])
+    assert await manager.get("g", "k") == [1]
+
+
+async def test_listener_writing_state_does_not_deadlock() -> None:
+    manager = ms.StateManager()
+
+    async def mirror(change: ms.StateChange) -> None:
+        if change.trace_id == "g":
+            await manager.set("mirror", change.key, change.new_value)
+
+    manager.on_change(mirror)
+    await manager.set("g", "k", 1)
+    assert await manager.get("mirror", "k") == 1
+
+
+# -- observability -----------------------------------------------------------------
+
+
+async def test_every_operation_yields_a_record() -> None:
+    records: list[ms.OperationRecord] = []
+    manager = ms.StateManager(observers=[records.append], metrics=True)
+    await manager.set("g", "k", "x")
+    with pytest.raises(ms.TypeMismatchError):
+        await manager.increment("g", "k")
+    await manager.transaction("g", [{"type": "compareAndSwap", "key": "k", "expected": 1, "value": 2}])
+    await manager.batch("g", [{"type": "get", "key": "k"}, {"type": "get", "key": "k"}])
+    await manager.groups()
+    assert [(r.op, r.trace_id, r.key, r.key_count, r.code) for r in records] == [
+        ("set", "g", "k", 1, "OK"),
+        ("increment", "g", "k", 1, "TYPE_MISMATCH"),
+        ("transaction", "g", None, 1, "CONFLICT"),
+        ("batch", "g", None, 2, "OK"),
+        ("groups", None, None, 0, "OK"),
+    ]
+    assert all(r.duration >= 0 for r in records)
+    assert manager.metrics is not None
+    summary = manager.metrics.snapshot()
+    assert summary["increment"]["codes"] == {"TYPE_MISMATCH": 1}
+    assert summary["set"]["count"] == 1 and summary["set"]["p99"] >= summary["set"]["p50"] > 0
+
+
+async def test_a_failing_observer_does_not_fail_the_operation(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(record: ms.OperationRecord) -> None:
+        raise RuntimeError("observer bug")
+
+    manager = ms.StateManager()
+    remove = manager.add_observer(broken)
+    with caplog.at_level(logging.ERROR, logger="motia_state"):
+        assert await manager.increment("g", "n") == 1
+    assert "observer bug" in caplog.text
+    remove()
+    assert await manager.increment("g", "n") == 2
+
+
+# -- errors and surface ---------------------------------------------------------------
+
+
+def test_error_classes_match_codes_and_builtin_bases() -> None:
+    assert issubclass(ms.TypeMismatchError, TypeError)
+    assert issubclass(ms.InvalidArgumentError, ValueError)
+    assert issubclass(ms.TimeoutStateError, TimeoutError)
+    assert set(CODES) == {
+        "INVALID_ARGUMENT", "TYPE_MISMATCH", "CONFLICT", "LIMIT_EXCEEDED", "UNAVAILABLE",
+        "NOT_FOUND", "TIMEOUT", "STEP_FAILED", "INTERNAL",
+    }  # fmt: skip
+    for code in CODES:
+        err = error_for_code(code, "m", extra=1)
+        assert err.code == code and isinstance(err, ms.StateError)
+        again = pickle.loads(pickle.dumps(err))
+        assert type(again) is type(err) and again.details == {"extra": 1}
+
+
+async def test_error_messages_name_what_was_wrong(state: Any) -> None:
+    with pytest.raises(ms.InvalidArgumentError, match="delta must be a finite number, got bool"):
+        await state.increment("g", "k", True)
+    result = await state.transaction(
+        "g",
+        [
+            {"type": "set", "key": "a", "value": 1},
+            {"type": "set", "key": "a", "value": 1},
+            {"type": "setField", "key": "k", "field": 3, "value": 1},
+        ],
+    )
+    assert result.failed_index == 2 and result.code == "INVALID_ARGUMENT"
+    assert result.error is not None and "$.operations[2].field" in result.error
+
+
+async def test_closed_adapter_refuses_operations() -> None:
+    async with ms.StateManager() as manager:
+        await manager.set("g", "k", 1)
+    with pytest.raises(ms.UnavailableError):
+        await manager.get("g", "k")
+
+
+def test_public_all_matches_exports() -> None:
+    exported = {name for name in dir(ms) if not name.startswith("_") or name == "__version__"}
+    modules = {"adapters", "errors", "manager", "observability", "ops", "records", "values"}
+    assert set(ms.__all__) == exported - modules
+
+
+def test_camel_case_aliases_exist() -> None:
+    for name in ("getGroup", "compareAndSwap", "setField", "deleteField", "atomicUpdate"):
+        assert callable(getattr(ms.StateManager, name))
