@@ -1,0 +1,181 @@
+"""The worker's RPC client: NDJSON frames over the protocol pipes.
+
+One asyncio loop owns the channel. A reader thread splits stdin on raw
+bytes (so a multibyte character split across reads never breaks a frame)
+and hands whole lines to the loop; outgoing frames are queued and written
+once per loop turn, so thousands of pipelined requests cost few writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+from typing import Any, Callable, Dict, List, Optional
+
+from .errors import InvalidArgumentError, UnavailableError, error_from_wire
+
+MAX_FRAME_BYTES = int(os.environ.get("MOTIA_MAX_FRAME_BYTES", 16 * 1024 * 1024))
+
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def encode(frame: Dict[str, Any]) -> str:
+    """One frame as a line (without the newline); INVALID_ARGUMENT if not JSON."""
+    try:
+        return _dumps(frame)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgumentError("value must be JSON: %s" % e) from None
+
+
+class RpcClient:
+    """Requests to the parent, and dispatch of the parent's requests to us."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        read_fd: int,
+        write_fd: int,
+        on_request: Callable[[Dict[str, Any]], None],
+    ) -> None:
+        self._loop = loop
+        self._read_fd = read_fd
+        self._write_fd = write_fd
+        self._on_request = on_request
+        self._pending: Dict[int, "asyncio.Future[Any]"] = {}
+        self._next_id = 0
+        self._out: List[str] = []
+        self._flush_scheduled = False
+        self.closed = asyncio.Event()
+
+    def start(self) -> None:
+        """Start reading the parent's frames."""
+        threading.Thread(target=self._read_loop, name="motia-rpc-reader", daemon=True).start()
+
+    # -- outgoing ------------------------------------------------------------
+
+    def request(self, method: str, args: Any) -> "asyncio.Future[Any]":
+        """Send a request; the future resolves with its result (loop thread only)."""
+        if self.closed.is_set():
+            raise UnavailableError("the parent closed the channel")
+        self._next_id += 1
+        rid = self._next_id
+        line = encode({"type": "rpc_request", "id": rid, "method": method, "args": args})
+        fut = self._loop.create_future()
+        self._pending[rid] = fut
+        self._queue(line)
+        return fut
+
+    def notify(self, method: str, args: Any) -> None:
+        """Send a notification; safe from any thread."""
+        line = encode({"type": "rpc_request", "method": method, "args": args})
+        if threading.current_thread() is threading.main_thread() and self._loop.is_running():
+            self._queue(line)
+        else:
+            self._loop.call_soon_threadsafe(self._queue, line)
+
+    def respond(self, rid: Any, result: Any) -> None:
+        """Reply with a result (falls back to an error if it is not JSON)."""
+        try:
+            line = encode({"type": "rpc_response", "id": rid, "result": result})
+        except InvalidArgumentError as e:
+            self.respond_error(rid, "STEP_FAILED", "the handler returned a value that is not JSON: %s" % e.message)
+            return
+        self._queue(line)
+
+    def respond_error(self, rid: Any, code: str, message: str, stack: Optional[str] = None) -> None:
+        """Reply with an error."""
+        body: Dict[str, Any] = {"code": code, "message": message}
+        if stack:
+            body["stack"] = stack
+        self._queue(encode({"type": "rpc_response", "id": rid, "error": body}))
+
+    def _queue(self, line: str) -> None:
+        self._out.append(line)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every queued frame now."""
+        self._flush_scheduled = False
+        if not self._out:
+            return
+        data = ("\n".join(self._out) + "\n").encode("utf-8")
+        self._out.clear()
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._write_fd, view)
+                view = view[written:]
+        except OSError:
+            self._close()
+
+    # -- incoming ------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        buf = bytearray()
+        discarding = False
+        while True:
+            try:
+                chunk = os.read(self._read_fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            lines: List[bytes] = []
+            start = 0
+            while True:
+                nl = chunk.find(b"\n", start)
+                if nl < 0:
+                    break
+                if discarding:
+                    discarding = False
+                else:
+                    buf += chunk[start:nl]
+                    lines.append(bytes(buf))
+                buf.clear()
+                start = nl + 1
+            if not discarding:
+                buf += chunk[start:]
+                if len(buf) > MAX_FRAME_BYTES:
+                    sys.stderr.write("motia-step: dropped a frame over %d bytes\n" % MAX_FRAME_BYTES)
+                    buf.clear()
+                    discarding = True
+            if lines:
+                self._loop.call_soon_threadsafe(self._on_lines, lines)
+        self._loop.call_soon_threadsafe(self._close)
+
+    def _on_lines(self, lines: List[bytes]) -> None:
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line.strip():
+                continue
+            try:
+                frame = json.loads(line)
+            except ValueError:
+                sys.stderr.write("motia-step: ignored a line that is not JSON\n")
+                continue
+            if not isinstance(frame, dict):
+                continue
+            if frame.get("type") == "rpc_response":
+                fut = self._pending.pop(frame.get("id"), None)  # type: ignore[arg-type]
+                if fut is None or fut.done():
+                    continue
+                if "error" in frame and frame["error"] is not None:
+                    fut.set_exception(error_from_wire(frame["error"]))
+                else:
+                    fut.set_result(frame.get("result"))
+            elif frame.get("type") == "rpc_request":
+                self._on_request(frame)
+
+    def _close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(UnavailableError("the parent closed the channel"))
+        self._pending.clear()

@@ -1,0 +1,186 @@
+"""Load a step file and answer the parent's ``invoke`` requests.
+
+Before the step is imported, the protocol pipes are moved away from fds 0
+and 1: fd 1 becomes a copy of stderr and fd 0 reads /dev/null, so neither
+``print`` nor a raw ``os.write(1, ...)`` nor a stray ``input()`` can touch
+the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from typing import Any, Dict, Optional
+
+from .rpc import RpcClient
+from .state import BlockingStateManager, RpcStateManager
+
+
+class Logger:
+    """``ctx.logger``: structured log lines sent to the parent's logger."""
+
+    def __init__(self, client: RpcClient, trace_id: Optional[str]) -> None:
+        self._client = client
+        self._trace_id = trace_id
+
+    def _log(self, level: str, msg: Any, fields: Dict[str, Any]) -> None:
+        record = {"level": level, "msg": str(msg), "traceId": self._trace_id}
+        record.update(fields)
+        try:
+            self._client.notify("log", record)
+        except Exception:  # a field that is not JSON: log it as text instead
+            self._client.notify("log", {"level": level, "msg": "%s %r" % (msg, fields), "traceId": self._trace_id})
+
+    def debug(self, msg: Any, **fields: Any) -> None:
+        self._log("debug", msg, fields)
+
+    def info(self, msg: Any, **fields: Any) -> None:
+        self._log("info", msg, fields)
+
+    def warn(self, msg: Any, **fields: Any) -> None:
+        self._log("warning", msg, fields)
+
+    warning = warn
+
+    def error(self, msg: Any, **fields: Any) -> None:
+        self._log("error", msg, fields)
+
+
+class Context:
+    """``ctx``: ``trace_id``, ``state``, ``logger``, ``emit`` (and ``traceId``)."""
+
+    def __init__(self, trace_id: Optional[str], state: Any, logger: Logger, emit: Any, flows: Any) -> None:
+        self.trace_id = self.traceId = trace_id
+        self.state = state
+        self.logger = logger
+        self.emit = emit
+        self.flows = flows
+
+
+def _emit_args(event: Any, data: Any) -> Dict[str, Any]:
+    if isinstance(event, dict):
+        return {"topic": event.get("topic"), "data": event.get("data")}
+    return {"topic": event, "data": data}
+
+
+def load_step(path: str) -> Any:
+    """Import a step file by path (its folder goes on sys.path for siblings)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = "motia_step_file_" + "".join(c if c.isalnum() else "_" for c in os.path.basename(path))
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError("cannot load step file %s" % path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Worker:
+    """Serves ``invoke`` and ``shutdown`` for one step module."""
+
+    def __init__(self, step_path: str, read_fd: int, write_fd: int) -> None:
+        self.step_path = step_path
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self.module: Any = None
+        self.load_error: Optional[BaseException] = None
+        self.load_stack = ""
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.stop = asyncio.Event()
+        self.client = RpcClient(loop, self.read_fd, self.write_fd, self.on_request)
+        self.state = RpcStateManager(self.client)
+        self.tasks: set = set()
+        self.client.start()
+        closed = asyncio.ensure_future(self.client.closed.wait())
+        stopped = asyncio.ensure_future(self.stop.wait())
+        await asyncio.wait([closed, stopped], return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        stopped.cancel()
+        self.client.flush()
+
+    def on_request(self, frame: Dict[str, Any]) -> None:
+        method, rid, args = frame.get("method"), frame.get("id"), frame.get("args")
+        if method == "invoke":
+            task = asyncio.ensure_future(self.invoke(rid, args if isinstance(args, dict) else {}))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        elif method == "shutdown":
+            self.stop.set()
+        elif rid is not None:
+            self.client.respond_error(rid, "NOT_FOUND", "the Python runner serves no method %r" % (method,))
+
+    async def invoke(self, rid: Any, args: Dict[str, Any]) -> None:
+        try:
+            result = await self.run_handler(args)
+        except BaseException as e:  # the step's failure is the reply, never our exit
+            if isinstance(e, (KeyboardInterrupt, SystemExit)) and not isinstance(e, SystemExit):
+                raise
+            message = "%s: %s" % (type(e).__name__, e)
+            if rid is not None:
+                self.client.respond_error(rid, "STEP_FAILED", message, traceback.format_exc())
+            return
+        if rid is not None:
+            self.client.respond(rid, result)
+
+    async def run_handler(self, args: Dict[str, Any]) -> Any:
+        if self.load_error is not None:
+            raise self.load_error
+        handler = getattr(self.module, "handler", None)
+        if not callable(handler):
+            raise AttributeError("step file %s defines no handler(data, ctx)" % self.step_path)
+        trace_id = args.get("traceId")
+        data = args.get("data")
+        logger = Logger(self.client, trace_id)
+        if inspect.iscoroutinefunction(handler):
+
+            async def emit(event: Any, data: Any = None) -> Any:
+                return await self.client.request("emit", _emit_args(event, data))
+
+            ctx = Context(trace_id, self.state, logger, emit, args.get("flows"))
+            call_args = (ctx,) if args.get("contextInFirstArg") else (data, ctx)
+            return await handler(*call_args)
+
+        blocking = BlockingStateManager(self.state, self.loop)
+
+        def emit_blocking(event: Any, data: Any = None) -> Any:
+            return asyncio.run_coroutine_threadsafe(self._emit(event, data), self.loop).result()
+
+        ctx = Context(trace_id, blocking, logger, emit_blocking, args.get("flows"))
+        call_args = (ctx,) if args.get("contextInFirstArg") else (data, ctx)
+        return await self.loop.run_in_executor(None, lambda: handler(*call_args))
+
+    async def _emit(self, event: Any, data: Any) -> Any:
+        return await self.client.request("emit", _emit_args(event, data))
+
+
+def main(argv: Any) -> int:
+    """``run_step.py <step file>``: serve the step until shutdown or EOF."""
+    if len(argv) < 2:
+        sys.stderr.write("usage: run_step.py <step file>\n")
+        return 2
+    # Keep the protocol on private fds; fds 0 and 1 become harmless.
+    write_fd = os.dup(1)
+    read_fd = os.dup(0)
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdout = sys.stderr
+    worker = Worker(argv[1], read_fd, write_fd)
+    try:
+        worker.module = load_step(argv[1])
+    except BaseException as e:  # reported to the parent as the invoke's failure
+        worker.load_error = e if isinstance(e, Exception) else RuntimeError("step exited while loading: %r" % (e,))
+        traceback.print_exc()
+    asyncio.run(worker.serve())
+    return 0

@@ -1,0 +1,189 @@
+"""``ctx.state`` inside a Python step: every operation as an RPC call.
+
+:class:`RpcStateManager` is for ``async def`` handlers (awaitable calls);
+:class:`BlockingStateManager` wraps it for plain ``def`` handlers, which run
+in a worker thread and block on each call. Both have the core's snake_case
+names and the camelCase aliases of the seed API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import random
+import warnings
+from typing import Any, Awaitable, Callable, Dict, List
+
+from .errors import ConflictError
+from .rpc import RpcClient
+
+#: Optimistic ``update``: attempts before CONFLICT, and the backoff base.
+UPDATE_RETRIES = 50
+UPDATE_BACKOFF = 0.0005
+
+
+class RpcStateManager:
+    """Awaitable state operations served by the parent runtime."""
+
+    def __init__(self, client: RpcClient) -> None:
+        self._client = client
+
+    def _call(self, method: str, args: Dict[str, Any]) -> "asyncio.Future[Any]":
+        return self._client.request(method, args)
+
+    async def get(self, trace_id: str, key: str) -> Any:
+        """The stored value, or None."""
+        return await self._call("state.get", {"traceId": trace_id, "key": key})
+
+    async def set(self, trace_id: str, key: str, value: Any) -> Any:
+        """Store ``value``; returns it."""
+        return await self._call("state.set", {"traceId": trace_id, "key": key, "value": value})
+
+    async def delete(self, trace_id: str, key: str) -> Any:
+        """Remove the entry; returns the old value."""
+        return await self._call("state.delete", {"traceId": trace_id, "key": key})
+
+    async def exists(self, trace_id: str, key: str) -> bool:
+        """Whether an entry is stored."""
+        return bool(await self._call("state.exists", {"traceId": trace_id, "key": key}))
+
+    async def increment(self, trace_id: str, key: str, delta: Any = 1) -> Any:
+        """Add ``delta``; returns the new number."""
+        return await self._call("state.increment", {"traceId": trace_id, "key": key, "delta": delta})
+
+    async def decrement(self, trace_id: str, key: str, delta: Any = 1) -> Any:
+        """Subtract ``delta``; returns the new number."""
+        return await self._call("state.decrement", {"traceId": trace_id, "key": key, "delta": delta})
+
+    async def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+        """Store ``new_value`` if the current value equals ``expected``."""
+        args = {"traceId": trace_id, "key": key, "expected": expected, "newValue": new_value}
+        return bool(await self._call("state.compareAndSwap", args))
+
+    async def push(self, trace_id: str, key: str, *items: Any) -> List[Any]:
+        """Append items; returns the new array."""
+        return await self._call("state.push", {"traceId": trace_id, "key": key, "items": list(items)})
+
+    async def unshift(self, trace_id: str, key: str, *items: Any) -> List[Any]:
+        """Prepend items in order; returns the new array."""
+        return await self._call("state.unshift", {"traceId": trace_id, "key": key, "items": list(items)})
+
+    async def pop(self, trace_id: str, key: str) -> Any:
+        """Remove and return the last element."""
+        return await self._call("state.pop", {"traceId": trace_id, "key": key})
+
+    async def shift(self, trace_id: str, key: str) -> Any:
+        """Remove and return the first element."""
+        return await self._call("state.shift", {"traceId": trace_id, "key": key})
+
+    async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> Dict[str, Any]:
+        """Set one field of an object; returns the new object."""
+        return await self._call("state.setField", {"traceId": trace_id, "key": key, "field": field, "value": value})
+
+    async def delete_field(self, trace_id: str, key: str, field: str) -> Dict[str, Any]:
+        """Remove one field of an object; returns the new object."""
+        return await self._call("state.deleteField", {"traceId": trace_id, "key": key, "field": field})
+
+    async def get_group(self, group_id: str) -> List[Any]:
+        """The group's values ordered by key."""
+        return await self._call("state.getGroup", {"groupId": group_id})
+
+    async def keys(self, trace_id: str) -> List[str]:
+        """The group's keys, sorted."""
+        return await self._call("state.keys", {"traceId": trace_id})
+
+    async def groups(self) -> List[str]:
+        """Every non-empty group, sorted."""
+        return await self._call("state.groups", {})
+
+    async def clear(self, trace_id: str) -> None:
+        """Remove every entry of the group."""
+        await self._call("state.clear", {"traceId": trace_id})
+
+    async def transaction(self, trace_id: str, operations: List[Dict[str, Any]]) -> Dict[str, Any]:
+        """All-or-nothing: ``{success, results}`` or ``{success: False, error, failedIndex, code}``."""
+        return await self._call("state.transaction", {"traceId": trace_id, "operations": operations})
+
+    async def batch(self, trace_id: str, operations: List[Dict[str, Any]]) -> Dict[str, Any]:
+        """Each op on its own: ``{results: [{id?, value} | {id?, error, code}]}``."""
+        return await self._call("state.batch", {"traceId": trace_id, "operations": operations})
+
+    async def update(self, trace_id: str, key: str, fn: Callable[[Any], Any]) -> Any:
+        """Store ``fn(current)``: an optimistic get + compareAndSwap loop.
+
+        No code travels to the parent. On a lost race the loop backs off
+        (jittered, growing) and retries; after UPDATE_RETRIES it raises
+        ConflictError. ``fn`` may be async and sees a private copy.
+        """
+        for attempt in range(UPDATE_RETRIES):
+            current = await self.get(trace_id, key)
+            new = fn(copy.deepcopy(current))
+            if inspect.isawaitable(new):
+                new = await new
+            if await self.compare_and_swap(trace_id, key, current, new):
+                return new
+            await asyncio.sleep(random.uniform(0, UPDATE_BACKOFF * (2 ** min(attempt, 6))))
+        raise ConflictError("update of %r lost %d races in a row" % (key, UPDATE_RETRIES))
+
+    async def atomic_update(self, trace_id: str, key: str, fn: Callable[[Any], Any]) -> Any:
+        """Deprecated alias of :meth:`update`."""
+        warnings.warn("atomic_update is deprecated; use update", DeprecationWarning, stacklevel=2)
+        return await self.update(trace_id, key, fn)
+
+    getGroup = get_group
+    compareAndSwap = compare_and_swap
+    setField = set_field
+    deleteField = delete_field
+    atomicUpdate = atomic_update
+
+
+class BlockingStateManager:
+    """The same operations as blocking calls, for plain ``def`` handlers.
+
+    Each call is handed to the event loop thread and waited for, so a sync
+    handler (running in its own thread) never touches the channel itself.
+    """
+
+    def __init__(self, inner: RpcStateManager, loop: asyncio.AbstractEventLoop) -> None:
+        self._inner = inner
+        self._loop = loop
+
+    def _run(self, coro: Awaitable[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+        if name in ("update", "atomic_update", "atomicUpdate"):
+            raise AttributeError(name)  # defined below: fn must run in this thread
+
+        def call(*args: Any) -> Any:
+            return self._run(method(*args))
+
+        call.__name__ = name
+        call.__doc__ = method.__doc__
+        return call
+
+    def update(self, trace_id: str, key: str, fn: Callable[[Any], Any]) -> Any:
+        """Store ``fn(current)`` (optimistic loop; ``fn`` runs in this thread)."""
+        import time
+
+        for attempt in range(UPDATE_RETRIES):
+            current = self.get(trace_id, key)
+            new = fn(copy.deepcopy(current))
+            if self.compare_and_swap(trace_id, key, current, new):
+                return new
+            time.sleep(random.uniform(0, UPDATE_BACKOFF * (2 ** min(attempt, 6))))
+        raise ConflictError("update of %r lost %d races in a row" % (key, UPDATE_RETRIES))
+
+    def atomic_update(self, trace_id: str, key: str, fn: Callable[[Any], Any]) -> Any:
+        """Deprecated alias of :meth:`update`."""
+        warnings.warn("atomic_update is deprecated; use update", DeprecationWarning, stacklevel=2)
+        return self.update(trace_id, key, fn)
+
+    atomicUpdate = atomic_update
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        return getattr(self, str(name))  # type: ignore[no-any-return]
+
+

@@ -1,0 +1,200 @@
+"""NDJSON frames: the shapes, one reused codec, and a bounded line reader.
+
+A frame is one JSON object on one line. Requests carry ``args`` as raw JSON
+(``msgspec.Raw``) so each handler decodes them once, straight into its typed
+args struct. Lines are split on raw bytes before decoding, so a multibyte
+character split across two reads can never break a frame.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+from anyio.abc import ByteReceiveStream
+from anyio import EndOfStream, BrokenResourceError, ClosedResourceError
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "ErrorBody",
+    "Frame",
+    "LineReader",
+    "Oversized",
+    "RpcRequest",
+    "RpcResponse",
+    "decode_frame",
+    "encode_error",
+    "encode_request",
+    "encode_response",
+    "sniff_id",
+]
+
+DEFAULT_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
+
+RequestId = str | int
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """An error reply: a stable code, a message, and optional extras."""
+
+    code: str
+    message: str
+    stack: str | None = None
+    data: Any = None
+
+
+class RpcRequest(msgspec.Struct, tag_field="type", tag="rpc_request", omit_defaults=True):
+    """A request (with ``id``) or a notification (without)."""
+
+    method: str
+    id: RequestId | None = None
+    args: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class RpcResponse(msgspec.Struct, tag_field="type", tag="rpc_response", omit_defaults=True):
+    """A reply: ``result`` on success, ``error`` on failure."""
+
+    id: RequestId
+    result: Any = None
+    error: ErrorBody | None = None
+
+
+Frame = RpcRequest | RpcResponse
+
+_decoder: Final = msgspec.json.Decoder(Frame)
+_encoder: Final = msgspec.json.Encoder()
+
+
+def decode_frame(line: bytes | bytearray | memoryview) -> Frame:
+    """Decode one line; raises ``msgspec.DecodeError`` (or ValidationError)."""
+    return _decoder.decode(line)
+
+
+def _encode(obj: Any) -> bytes:
+    buf = bytearray()
+    _encoder.encode_into(obj, buf)
+    buf.extend(b"\n")
+    return bytes(buf)
+
+
+def encode_request(id: RequestId | None, method: str, args: Any) -> bytes:
+    """One request line (a notification when ``id`` is None)."""
+    raw = msgspec.Raw(_encoder.encode(args))
+    return _encode(RpcRequest(method=method, id=id, args=raw))
+
+
+def encode_response(id: RequestId, result: Any) -> bytes:
+    """One success line. ``result`` must be JSON-encodable."""
+    return _encode({"type": "rpc_response", "id": id, "result": result})
+
+
+def encode_error(id: RequestId, code: str, message: str, stack: str | None = None) -> bytes:
+    """One failure line."""
+    return _encode(RpcResponse(id=id, error=ErrorBody(code=code, message=message, stack=stack)))
+
+
+_ID_RE: Final = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,20})')
+
+
+def sniff_id(head: bytes) -> RequestId | None:
+    """Best-effort id of a frame we cannot decode (too big, or broken JSON)."""
+    m = _ID_RE.search(head)
+    if m is None:
+        return None
+    try:
+        value = msgspec.json.decode(m.group(1))
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, (str, int)) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Oversized:
+    """A line that was longer than the limit: its first bytes and its size."""
+
+    head: bytes
+    size: int
+
+
+class LineReader:
+    """Split a byte stream into lines of at most ``max_bytes`` (bounded memory).
+
+    ``receive_batch`` returns every complete line available after one read,
+    so the caller can answer them all with one write. An over-long line is
+    discarded as it streams in (only its first bytes are kept, to find its
+    id) and reported as :class:`Oversized`.
+    """
+
+    HEAD_BYTES: Final = 512
+
+    def __init__(self, stream: ByteReceiveStream, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self._stream = stream
+        self._max = max_bytes
+        self._buf = bytearray()
+        self._discarding: bytearray | None = None  # head of the oversized line
+        self._discarded = 0
+        self._eof = False
+
+    async def receive_batch(self) -> list[bytes | Oversized] | None:
+        """The next lines (at least one), or None at end of stream."""
+        while True:
+            if self._eof:
+                return None
+            try:
+                chunk = await self._stream.receive()
+            except (EndOfStream, BrokenResourceError, ClosedResourceError):
+                self._eof = True
+                if self._discarding is not None:
+                    return [Oversized(bytes(self._discarding), self._discarded)]
+                if self._buf.strip():
+                    # A last line without "\n" still counts as a frame.
+                    line, self._buf = bytes(self._buf), bytearray()
+                    return [line]
+                return None
+            lines = self._feed(chunk)
+            if lines:
+                return lines
+
+    def _feed(self, chunk: bytes) -> list[bytes | Oversized]:
+        out: list[bytes | Oversized] = []
+        start = 0
+        if self._discarding is not None:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                self._discarded += len(chunk)
+                return out
+            self._discarded += nl
+            out.append(Oversized(bytes(self._discarding), self._discarded))
+            self._discarding = None
+            start = nl + 1
+        buf = self._buf
+        nl = chunk.find(b"\n", start)
+        if nl >= 0 and buf:
+            buf += chunk[start:nl]
+            self._emit(bytes(buf), out)
+            buf.clear()
+            start = nl + 1
+            nl = chunk.find(b"\n", start)
+        while nl >= 0:
+            self._emit(chunk[start:nl], out)
+            start = nl + 1
+            nl = chunk.find(b"\n", start)
+        rest = len(chunk) - start
+        if len(buf) + rest > self._max:
+            head = (bytes(buf) + chunk[start : start + self.HEAD_BYTES])[: self.HEAD_BYTES]
+            self._discarding = bytearray(head)
+            self._discarded = len(buf) + rest
+            buf.clear()
+        elif rest:
+            buf += chunk[start:]
+        return out
+
+    def _emit(self, line: bytes, out: list[bytes | Oversized]) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > self._max:
+            out.append(Oversized(line[: self.HEAD_BYTES], len(line)))
+        elif line.strip():
+            out.append(line)

@@ -1,0 +1,190 @@
+"""One RPC peer over a pair of byte streams (a worker's stdout and stdin).
+
+Bidirectional: the worker's requests are served from the handler table, in
+the order they arrive (that order is the contract); the parent's own
+requests (``invoke``) wait on a pending map. Replies to everything read in
+one chunk go out in one write, which is what makes pipelining cheap.
+Nothing a worker writes can kill the peer: junk lines are logged as worker
+output, over-long lines are dropped without buffering them, and a reply to
+no pending request is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import ByteReceiveStream, ByteSendStream
+
+from ..errors import LimitExceededError, StateError, UnavailableError, error_for_code
+from .frames import (
+    DEFAULT_MAX_FRAME_BYTES,
+    LineReader,
+    Oversized,
+    RpcResponse,
+    decode_frame,
+    encode_error,
+    encode_request,
+    encode_response,
+    sniff_id,
+)
+from .handlers import CallContext, HandlerTable
+
+__all__ = ["Peer", "PeerClosedError"]
+
+log = logging.getLogger("motia_state.rpc")
+step_log = logging.getLogger("motia_state.step")
+
+
+class PeerClosedError(UnavailableError):
+    """The other side closed its output before replying."""
+
+
+class _Pending:
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: Any = None
+        self.error: StateError | None = None
+
+
+class Peer:
+    """Serve one worker and send it requests; see the module docstring."""
+
+    def __init__(
+        self,
+        receive: ByteReceiveStream,
+        send: ByteSendStream,
+        table: HandlerTable,
+        context: CallContext | None = None,
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self._reader = LineReader(receive, max_frame_bytes)
+        self._send = send
+        self._table = table
+        self.context = context if context is not None else CallContext()
+        self._out = bytearray()
+        self._send_lock = anyio.Lock()
+        self._pending: dict[str | int, _Pending] = {}
+        self._next_id = 0
+        self._closed = False
+        self._send_broken = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the worker's output has ended."""
+        return self._closed
+
+    # -- outgoing ----------------------------------------------------------------
+
+    async def request(self, method: str, args: Any) -> Any:
+        """Send a request and wait for its reply; raises StateError on error."""
+        if self._closed:
+            raise PeerClosedError(f"worker {self.context.step} has closed its output")
+        self._next_id += 1
+        rid = self._next_id
+        pending = self._pending[rid] = _Pending()
+        self._out += encode_request(rid, method, args)
+        await self.flush()
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    async def notify(self, method: str, args: Any = None) -> None:
+        """Send a notification (no reply)."""
+        self._out += encode_request(None, method, args)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything queued, in one write."""
+        async with self._send_lock:
+            if not self._out:
+                return
+            data = bytes(self._out)
+            self._out.clear()
+            if self._send_broken:
+                return
+            try:
+                await self._send.send(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                # The worker is gone; its exit is reported by the runtime.
+                self._send_broken = True
+
+    # -- incoming ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read and handle frames until the worker's output ends."""
+        try:
+            while (batch := await self._reader.receive_batch()) is not None:
+                for line in batch:
+                    await self._handle(line)
+                await self.flush()
+        finally:
+            self._closed = True
+            for pending in self._pending.values():
+                if not pending.done.is_set():
+                    pending.error = PeerClosedError(f"worker {self.context.step} closed its output before replying")
+                    pending.done.set()
+            self._pending.clear()
+
+    async def _handle(self, line: bytes | Oversized) -> None:
+        if isinstance(line, Oversized):
+            rid = sniff_id(line.head)
+            log.warning("step %s: dropped a %d-byte line (over the frame limit)", self.context.step, line.size)
+            if rid is not None and b"rpc_request" in line.head:
+                err = LimitExceededError(f"frame of {line.size} bytes is over the limit")
+                self._out += encode_error(rid, err.code, err.message)
+            return
+        try:
+            frame = decode_frame(line)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            self._not_a_frame(line, e)
+            return
+        if isinstance(frame, RpcResponse):
+            self._resolve(frame)
+            return
+        rid = frame.id
+        try:
+            result = await self._table.dispatch(frame.method, frame.args, self.context)
+        except StateError as e:
+            if rid is not None:
+                self._out += encode_error(rid, e.code, e.message)
+            elif not frame.method.startswith(("log", "close")):
+                log.warning("step %s: notification %s failed: %s", self.context.step, frame.method, e)
+            return
+        if rid is not None:
+            try:
+                self._out += encode_response(rid, result)
+            except (TypeError, ValueError, OverflowError) as e:
+                log.error("handler %s returned a value that is not JSON: %s", frame.method, e)
+                self._out += encode_error(rid, "INTERNAL", f"{frame.method} returned a value that is not JSON")
+
+    def _not_a_frame(self, line: bytes, error: Exception) -> None:
+        text = line.decode("utf-8", "replace")
+        rid = sniff_id(line[:512]) if b"rpc_request" in line[:512] else None
+        if rid is not None:
+            # A request we cannot decode, but whose id we can read: tell the sender.
+            self._out += encode_error(rid, "INVALID_ARGUMENT", f"malformed frame: {error}")
+            log.warning("step %s: malformed frame: %s", self.context.step, error)
+        else:
+            step_log.warning("[%s] %s", self.context.step, text[:2000])
+
+    def _resolve(self, frame: RpcResponse) -> None:
+        pending = self._pending.pop(frame.id, None)
+        if pending is None:
+            log.warning("step %s: reply to no pending request (id %r) dropped", self.context.step, frame.id)
+            return
+        if frame.error is not None:
+            err = error_for_code(frame.error.code, frame.error.message)
+            if frame.error.stack is not None:
+                err.details["stack"] = frame.error.stack
+            err.details["remote_code"] = frame.error.code
+            pending.error = err
+        else:
+            pending.result = frame.result
+        pending.done.set()

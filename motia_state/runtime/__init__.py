@@ -1,0 +1,14 @@
+"""The runtime: run step files in child processes and serve their state calls."""
+
+from .runners import bindings_dir, command_for, language_of
+from .steps import StepError, StepTimeoutError, call_step_file, runtime_handlers
+
+__all__ = [
+    "StepError",
+    "StepTimeoutError",
+    "bindings_dir",
+    "call_step_file",
+    "command_for",
+    "language_of",
+    "runtime_handlers",
+]

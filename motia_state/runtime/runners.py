@@ -1,0 +1,53 @@
+"""Where the language runners live, and which interpreter runs a step file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["bindings_dir", "command_for", "language_of", "runner_path"]
+
+_LANGUAGES = {".py": "python", ".js": "node", ".cjs": "node", ".mjs": "node", ".rb": "ruby"}
+_RUNNERS = {
+    "python": ("python", "run_step.py"),
+    "node": ("node", "run_step.js"),
+    "ruby": ("ruby", "run_step.rb"),
+}
+
+
+def bindings_dir() -> Path:
+    """The bindings: inside the installed package, or beside it in a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_bindings", here.parent / "bindings"):
+        if (candidate / "python" / "run_step.py").is_file():
+            return candidate
+    raise FileNotFoundError(f"motia-state bindings not found (looked in {here / '_bindings'} and {here.parent / 'bindings'})")
+
+
+def language_of(path: str | os.PathLike[str]) -> str | None:
+    """"python", "node" or "ruby" by the file's extension (None if unknown)."""
+    return _LANGUAGES.get(Path(path).suffix.lower())
+
+
+def runner_path(language: str) -> Path:
+    """The runner script of a language."""
+    folder, script = _RUNNERS[language]
+    return bindings_dir() / folder / script
+
+
+def command_for(path: str | os.PathLike[str], interpreters: Mapping[str, str] | None = None) -> list[str] | None:
+    """argv that runs ``path`` (None when the extension is unknown).
+
+    The interpreter may be overridden per language; Python defaults to the
+    running interpreter so steps see the same environment as the parent.
+    """
+    language = language_of(path)
+    if language is None:
+        return None
+    chosen = (interpreters or {}).get(language)
+    if chosen is None:
+        chosen = sys.executable if language == "python" else (shutil.which(language) or language)
+    return [chosen, str(runner_path(language)), str(path)]
