@@ -80,6 +80,8 @@ async def run_case(
     case: dict[str, Any],
     call: Call,
     events: list[dict[str, Any]] | None = None,
+    *,
+    check: bool = True,
 ) -> None:
     """Run one case through ``call``; check events too when a list is given.
 
@@ -110,7 +112,8 @@ async def run_case(
             if "events" in step:
                 assert same(step["events"], events), f"{where}: expected events {step['events']!r}, got {events!r}"
             events.clear()
-    await check_final(case["final"], call)
+    if check:
+        await check_final(case["final"], call)
 
 
 async def check_final(final: dict[str, dict[str, Any]], call: Call) -> None:
@@ -157,3 +160,41 @@ def adapter_call(target: Any) -> Call:
         raise AssertionError(f"unknown vector op {op!r}")
 
     return call
+
+
+class RecordedError(Exception):
+    """An error code recorded by a worker, replayed as an exception."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def check_recorded(case: dict[str, Any], recorded: dict[str, Any]) -> None:
+    """Check what a worker recorded for ``case`` (see tests/steps/vectors.step.*).
+
+    ``recorded`` holds ``steps`` (each ``{result}`` or ``{error, message}``)
+    and the state read back at the end (``groups`` and ``final``).
+    """
+    outcomes = iter(recorded["steps"])
+
+    async def replay(op: str, args: dict[str, Any]) -> Any:
+        outcome = next(outcomes)
+        if "error" in outcome:
+            raise RecordedError(outcome["error"], outcome.get("message", ""))
+        return outcome["result"]
+
+    values: dict[tuple[str, str], Any] = {}
+    for group, entries in recorded["final"].items():
+        for key, value in zip(entries["keys"], entries["values"]):
+            values[(group, key)] = value
+
+    async def final_call(op: str, args: dict[str, Any]) -> Any:
+        if op == "groups":
+            return recorded["groups"]
+        if op == "keys":
+            return recorded["final"].get(args["traceId"], {"keys": []})["keys"]
+        return values.get((args["traceId"], args["key"]))
+
+    await run_case({**case, "final": {}}, replay, None, check=False)
+    await check_final(case["final"], final_call)

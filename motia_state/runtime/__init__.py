@@ -1,6 +1,6 @@
 """The runtime: run step files in child processes and serve their state calls."""
 
-from .runners import bindings_dir, command_for, language_of
+from .runners import bindings_dir, command_for, language_of, runner_exists
 from .steps import StepError, StepTimeoutError, call_step_file, runtime_handlers
 
 __all__ = [
@@ -10,5 +10,6 @@ __all__ = [
     "call_step_file",
     "command_for",
     "language_of",
+    "runner_exists",
     "runtime_handlers",
 ]

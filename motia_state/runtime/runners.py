@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["bindings_dir", "command_for", "language_of", "runner_path"]
+__all__ = ["bindings_dir", "command_for", "language_of", "runner_exists", "runner_path"]
 
 _LANGUAGES = {".py": "python", ".js": "node", ".cjs": "node", ".mjs": "node", ".rb": "ruby"}
 _RUNNERS = {
@@ -36,6 +36,14 @@ def runner_path(language: str) -> Path:
     """The runner script of a language."""
     folder, script = _RUNNERS[language]
     return bindings_dir() / folder / script
+
+
+def runner_exists(language: str) -> bool:
+    """Whether this installation ships a runner for ``language``."""
+    try:
+        return runner_path(language).is_file()
+    except FileNotFoundError:
+        return False
 
 
 def command_for(path: str | os.PathLike[str], interpreters: Mapping[str, str] | None = None) -> list[str] | None:

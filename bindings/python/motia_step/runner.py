@@ -53,12 +53,14 @@ class Logger:
 class Context:
     """``ctx``: ``trace_id``, ``state``, ``logger``, ``emit`` (and ``traceId``)."""
 
-    def __init__(self, trace_id: Optional[str], state: Any, logger: Logger, emit: Any, flows: Any) -> None:
+    def __init__(self, trace_id: Optional[str], state: Any, logger: Logger, emit: Any, flows: Any, call: Any) -> None:
         self.trace_id = self.traceId = trace_id
         self.state = state
         self.logger = logger
         self.emit = emit
         self.flows = flows
+        #: ``call(method, args)``: any method the orchestrator registered.
+        self.call = call
 
 
 def _emit_args(event: Any, data: Any) -> Dict[str, Any]:
@@ -146,7 +148,10 @@ class Worker:
             async def emit(event: Any, data: Any = None) -> Any:
                 return await self.client.request("emit", _emit_args(event, data))
 
-            ctx = Context(trace_id, self.state, logger, emit, args.get("flows"))
+            async def call(method: str, call_args: Any = None) -> Any:
+                return await self.client.request(method, call_args)
+
+            ctx = Context(trace_id, self.state, logger, emit, args.get("flows"), call)
             call_args = (ctx,) if args.get("contextInFirstArg") else (data, ctx)
             return await handler(*call_args)
 
@@ -155,12 +160,18 @@ class Worker:
         def emit_blocking(event: Any, data: Any = None) -> Any:
             return asyncio.run_coroutine_threadsafe(self._emit(event, data), self.loop).result()
 
-        ctx = Context(trace_id, blocking, logger, emit_blocking, args.get("flows"))
+        def call_blocking(method: str, call_args: Any = None) -> Any:
+            return asyncio.run_coroutine_threadsafe(self._call(method, call_args), self.loop).result()
+
+        ctx = Context(trace_id, blocking, logger, emit_blocking, args.get("flows"), call_blocking)
         call_args = (ctx,) if args.get("contextInFirstArg") else (data, ctx)
         return await self.loop.run_in_executor(None, lambda: handler(*call_args))
 
     async def _emit(self, event: Any, data: Any) -> Any:
         return await self.client.request("emit", _emit_args(event, data))
+
+    async def _call(self, method: str, args: Any) -> Any:
+        return await self.client.request(method, args)
 
 
 def main(argv: Any) -> int:

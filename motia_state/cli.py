@@ -1,0 +1,188 @@
+"""``motia-state``: run a step, or run the demo workflow. Thin: parses, calls the runtime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import __version__
+from .adapters.factory import create_state_adapter
+from .errors import StateError
+from .manager import StateManager
+from .runtime import StepError, call_step_file, runner_exists
+
+__all__ = ["main"]
+
+
+def _parse_data(text: str | None) -> Any:
+    if text is None:
+        return None
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    manager = StateManager(create_state_adapter(args.state))
+    async with manager:
+        result = await call_step_file(
+            args.step,
+            data=_parse_data(args.data),
+            trace_id=args.trace_id,
+            state=manager,
+            timeout=args.timeout,
+        )
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def _demo_languages() -> list[tuple[str, str]]:
+    """(language, interpreter) for each language this machine can run."""
+    found = [("python", sys.executable)]
+    for language in ("node", "ruby"):
+        exe = shutil.which(language)
+        if exe and runner_exists(language):
+            found.append((language, exe))
+    return found
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    step = Path(__file__).parent / "_demo" / "racer.step.py"
+    manager = StateManager(create_state_adapter(args.state), metrics=True)
+    group = "demo"
+    languages = _demo_languages()
+    workers = [(lang, f"{lang}-{i}") for lang, _ in languages for i in range(args.workers)]
+    total = len(workers) * args.rounds
+    out = sys.stderr
+    out.write(
+        f"motia-state demo: {len(workers)} workers ({', '.join(lang for lang, _ in languages)}) x {args.rounds} rounds "
+        f"on the {args.state or 'memory:'} adapter\n"
+    )
+    await manager.clear(group)
+    results: list[dict[str, Any]] = []
+    start = time.perf_counter()
+
+    async def worker(name: str) -> None:
+        results.append(
+            await call_step_file(
+                step,
+                data={"group": group, "rounds": args.rounds, "worker": name},
+                trace_id=group,
+                state=manager,
+                timeout=args.timeout,
+            )
+        )
+
+    async def progress(done: anyio.Event) -> None:
+        tty = out.isatty()
+        while not done.is_set():
+            n = await manager.get(group, "counter") or 0
+            bar = "#" * int(30 * n / total)
+            line = f"  [{bar:<30}] {n}/{total} increments"
+            out.write(f"\r{line}" if tty else f"{line}\n")
+            out.flush()
+            with anyio.move_on_after(0.2 if tty else 1.0):
+                await done.wait()
+        if tty:
+            out.write("\n")
+
+    done = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(progress, done)
+        async with anyio.create_task_group() as racers:
+            for _, name in workers:
+                racers.start_soon(worker, name)
+        done.set()
+    elapsed = time.perf_counter() - start
+
+    seen = sorted(n for r in results for n in r["seen"])
+    counter = await manager.get(group, "counter")
+    queue = await manager.get(group, "queue") or []
+    credit = await manager.get(group, "credit")
+    debit = await manager.get(group, "debit")
+    cas = await manager.get(group, "cas")
+    checks = {
+        "counter": (counter, total),
+        "increments returned 1..N once each": (seen == list(range(1, total + 1)), True),
+        "queue items (each exactly once)": (len(set(queue)) if len(set(queue)) == len(queue) else -1, total),
+        "transaction credit": (credit, 5 * total),
+        "transaction debit": (debit, -5 * total),
+        "update() via compare-and-swap": (cas, total),
+    }
+    ok = all(got == want for got, want in checks.values())
+    assert manager.metrics is not None
+    ops = sum(s["count"] for s in manager.metrics.snapshot().values())
+    print(
+        json.dumps(
+            {
+                "ok": ok,
+                "workers": len(workers),
+                "languages": [lang for lang, _ in languages],
+                "checks": {name: {"got": got, "want": want} for name, (got, want) in checks.items()},
+                "state_operations": ops,
+                "seconds": round(elapsed, 3),
+                "operations_per_second": round(ops / elapsed),
+            },
+            indent=2,
+        )
+    )
+    out.write("nothing lost, nothing counted twice\n" if ok else "MISMATCH: see checks above\n")
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="motia-state", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"motia-state {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log step output and state operations")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run one step file and print its result as JSON")
+    run.add_argument("step", help="a .py, .js, .cjs, .mjs or .rb step file")
+    run.add_argument("--data", help="input JSON, or @file to read it from a file")
+    run.add_argument("--trace-id", default="cli", help="the state group (trace id) of this run")
+    run.add_argument("--state", default="memory:", help="memory: | file:PATH | redis://...")
+    run.add_argument("--timeout", type=float, default=None, help="seconds before the step is killed")
+
+    demo = sub.add_parser("demo", help="race workers in every installed language on shared state")
+    demo.add_argument("--workers", type=int, default=3, help="workers per language (default 3)")
+    demo.add_argument("--rounds", type=int, default=300, help="rounds per worker (default 300)")
+    demo.add_argument("--state", default="memory:", help="memory: | file:PATH | redis://...")
+    demo.add_argument("--timeout", type=float, default=120.0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``motia-state`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return anyio.run(_run if args.command == "run" else _demo, args)
+    except (StepError, StateError) as e:
+        detail: dict[str, Any] = {"code": e.code, "message": e.message}
+        if isinstance(e, StepError) and e.stack:
+            detail["stack"] = e.stack
+        print(json.dumps({"error": detail}, ensure_ascii=False), file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(json.dumps({"error": {"code": "INVALID_ARGUMENT", "message": str(e)}}), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
