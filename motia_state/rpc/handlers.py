@@ -11,6 +11,7 @@ ever evaluated as code.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -93,11 +94,23 @@ class HandlerTable:
             raise InternalError(f"{name} failed: {type(e).__name__}") from e
 
 
+_MISSING_RE = re.compile(r"Object missing required field `([^`]+)`(?: - at `\$([^`]*)`)?")
+_AT_RE = re.compile(r"^(.*) - at `\$([^`]*)`$")
+
+
 def _args_message(e: msgspec.ValidationError) -> str:
-    # msgspec says "Expected `str`, got `int` - at `$.key`"; rewrite the
-    # path so it reads like our other messages, "... at $.args.key".
+    """msgspec's message in our form: "items: expected array, got int at $.args.items"."""
     text = str(e)
-    return text.replace("`$", "`$.args").replace(" - at `", " at ").rstrip("`")
+    m = _MISSING_RE.fullmatch(text)
+    if m:
+        path = f"$.args{m.group(2) or ''}.{m.group(1)}"
+        return f"{m.group(1)}: required at {path}"
+    m = _AT_RE.match(text)
+    if m:
+        path = f"$.args{m.group(2)}"
+        name = path.rsplit(".", 1)[-1]
+        return f"{name}: {m.group(1)[0].lower()}{m.group(1)[1:]} at {path}"
+    return f"args: {text}"
 
 
 # -- the state.* methods ---------------------------------------------------------
