@@ -31,7 +31,9 @@ def reset_handlers(manager: ms.StateManager) -> HandlerTable:
 
     async def reset(args: dict[str, Any], ctx: CallContext) -> None:
         limits = {
-            {"maxNameBytes": "max_name_bytes", "maxValueBytes": "max_value_bytes", "maxOperations": "max_operations"}[k]: v
+            {"maxNameBytes": "max_name_bytes", "maxValueBytes": "max_value_bytes", "maxOperations": "max_operations"}[
+                k
+            ]: v
             for k, v in (args.get("limits") or {}).items()
         }
         manager.adapter = ms.MemoryStateAdapter(limits=ms.Limits(**limits))

@@ -42,7 +42,10 @@ def test_wheel_in_a_fresh_venv_runs_a_step(tmp_path: Path) -> None:
     # files, so an editable motia_state there stays invisible): the package
     # itself exists only in the wheel.
     site = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True, capture_output=True, text=True
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     deps = {str(Path(m.__file__).parent.parent) for m in (msgspec, anyio, filelock, sniffio_or_none()) if m is not None}
     (Path(site) / "motia_test_deps.pth").write_text("\n".join(sorted(deps)) + "\n")

@@ -99,7 +99,9 @@ def test_frames_round_trip_in_the_motia_shapes() -> None:
     assert isinstance(note, RpcRequest) and note.id is None
 
 
-@pytest.mark.parametrize("line", [b"not json", b'{"type":"rpc_request"', b'{"type":"other"}', b"[1,2]", b'{"type":"rpc_request","id":1}'])
+@pytest.mark.parametrize(
+    "line", [b"not json", b'{"type":"rpc_request"', b'{"type":"other"}', b"[1,2]", b'{"type":"rpc_request","id":1}']
+)
 def test_garbage_and_truncated_json_are_decode_errors(line: bytes) -> None:
     with pytest.raises((msgspec.DecodeError, msgspec.ValidationError)):
         decode_frame(line)

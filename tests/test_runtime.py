@@ -66,7 +66,10 @@ async def test_sync_handler_gets_blocking_state(tmp_path: Path) -> None:
             return {"q": ctx.state.get(ctx.trace_id, "q"), "u": ctx.state.update(ctx.trace_id, "n", lambda v: v + 1)}
         """,
     )
-    assert await call_step_file(path, data={"item": "x"}, trace_id="t", state=ms.MemoryStateAdapter()) == {"q": ["x"], "u": 3}
+    assert await call_step_file(path, data={"item": "x"}, trace_id="t", state=ms.MemoryStateAdapter()) == {
+        "q": ["x"],
+        "u": 3,
+    }
 
 
 async def test_state_errors_reach_the_step_with_their_codes(tmp_path: Path) -> None:
@@ -88,7 +91,11 @@ async def test_state_errors_reach_the_step_with_their_codes(tmp_path: Path) -> N
             return mismatch + [invalid]
         """,
     )
-    assert await call_step_file(path, trace_id="t", state=ms.StateManager()) == ["TYPE_MISMATCH", True, "INVALID_ARGUMENT"]
+    assert await call_step_file(path, trace_id="t", state=ms.StateManager()) == [
+        "TYPE_MISMATCH",
+        True,
+        "INVALID_ARGUMENT",
+    ]
 
 
 async def test_a_raising_handler_gives_step_error_with_message_and_stack(tmp_path: Path) -> None:
@@ -307,7 +314,12 @@ async def test_legacy_result_and_close_notifications_complete_a_call(tmp_path: P
     proc = await anyio.open_process([sys.executable, str(worker)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     outcome = _Outcome()
     assert proc.stdout is not None and proc.stdin is not None
-    peer = Peer(proc.stdout, proc.stdin, runtime_handlers(state_handlers(ms.StateManager())), CallContext(extras={"outcome": outcome}))
+    peer = Peer(
+        proc.stdout,
+        proc.stdin,
+        runtime_handlers(state_handlers(ms.StateManager())),
+        CallContext(extras={"outcome": outcome}),
+    )
     async with proc, anyio.create_task_group() as tg:
         tg.start_soon(peer.run)
         await peer.notify("invoke", {"data": None})

@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from motia_step.runner import main  # noqa: E402
+from motia_step.runner import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

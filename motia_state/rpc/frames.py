@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
+from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
 from anyio.abc import ByteReceiveStream
-from anyio import EndOfStream, BrokenResourceError, ClosedResourceError
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -69,7 +69,8 @@ _encoder: Final = msgspec.json.Encoder()
 
 def decode_frame(line: bytes | bytearray | memoryview) -> Frame:
     """Decode one line; raises ``msgspec.DecodeError`` (or ValidationError)."""
-    return _decoder.decode(line)
+    frame: Frame = _decoder.decode(line)
+    return frame
 
 
 def _encode(obj: Any) -> bytes:

@@ -24,11 +24,13 @@ def bindings_dir() -> Path:
     for candidate in (here / "_bindings", here.parent / "bindings"):
         if (candidate / "python" / "run_step.py").is_file():
             return candidate
-    raise FileNotFoundError(f"motia-state bindings not found (looked in {here / '_bindings'} and {here.parent / 'bindings'})")
+    raise FileNotFoundError(
+        f"motia-state bindings not found (looked in {here / '_bindings'} and {here.parent / 'bindings'})"
+    )
 
 
 def language_of(path: str | os.PathLike[str]) -> str | None:
-    """"python", "node" or "ruby" by the file's extension (None if unknown)."""
+    """ "python", "node" or "ruby" by the file's extension (None if unknown)."""
     return _LANGUAGES.get(Path(path).suffix.lower())
 
 

@@ -9,6 +9,7 @@ outlives the call.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -150,10 +151,8 @@ def runtime_handlers(table: HandlerTable) -> HandlerTable:
 def _kill_group(proc: Process) -> None:
     # The worker leads its own session, so its pid is the group id: this
     # also reaches anything the step spawned.
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 async def _drain_stderr(proc: Process, step: str, tail: deque[str]) -> None:
@@ -257,12 +256,15 @@ async def call_step_file(
             await proc.aclose()
 
     if timed_out:
-        raise StepTimeoutError(f"{step} ran past its timeout of {timeout} s and was killed", step=step, stderr_tail="\n".join(tail))
+        raise StepTimeoutError(
+            f"{step} ran past its timeout of {timeout} s and was killed", step=step, stderr_tail="\n".join(tail)
+        )
     if isinstance(outcome.error, PeerClosedError):
         rc = proc.returncode
         stderr_tail = "\n".join(tail)
         raise StepError(
-            f"{step} exited with code {rc} before answering" + (f"; stderr ends with:\n{stderr_tail}" if stderr_tail else ""),
+            f"{step} exited with code {rc} before answering"
+            + (f"; stderr ends with:\n{stderr_tail}" if stderr_tail else ""),
             exit_code=rc,
             stderr_tail=stderr_tail,
             step=step,

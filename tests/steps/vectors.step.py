@@ -5,7 +5,12 @@ orchestrator method), run the steps, record each result or error code, then
 read back the whole state. The parent compares everything.
 """
 
-SNAKE = {"compareAndSwap": "compare_and_swap", "setField": "set_field", "deleteField": "delete_field", "getGroup": "get_group"}
+SNAKE = {
+    "compareAndSwap": "compare_and_swap",
+    "setField": "set_field",
+    "deleteField": "delete_field",
+    "getGroup": "get_group",
+}
 
 
 async def call(state, op, a):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Type
+from typing import Any
 
 
 class StateError(Exception):
@@ -52,7 +52,7 @@ class InternalError(StateError):
     code = "INTERNAL"
 
 
-_BY_CODE: Dict[str, Type[StateError]] = {
+_BY_CODE: dict[str, type[StateError]] = {
     cls.code: cls
     for cls in (
         InvalidArgumentError,

@@ -1,8 +1,8 @@
 """The worker's RPC client: NDJSON frames over the protocol pipes.
 
-One asyncio loop owns the channel. A reader thread splits stdin on raw
-bytes (so a multibyte character split across reads never breaks a frame)
-and hands whole lines to the loop; outgoing frames are queued and written
+One asyncio loop owns the channel. Incoming bytes are split on raw "\n"
+(so a multibyte character split across reads never breaks a frame) and
+whole lines are decoded; outgoing frames are queued and written
 once per loop turn, so thousands of pipelined requests cost few writes.
 """
 
@@ -13,7 +13,8 @@ import json
 import os
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 from .errors import InvalidArgumentError, UnavailableError, error_from_wire
 
@@ -22,7 +23,7 @@ MAX_FRAME_BYTES = int(os.environ.get("MOTIA_MAX_FRAME_BYTES", 16 * 1024 * 1024))
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
-def encode(frame: Dict[str, Any]) -> str:
+def encode(frame: dict[str, Any]) -> str:
     """One frame as a line (without the newline); INVALID_ARGUMENT if not JSON."""
     try:
         return _dumps(frame)
@@ -38,25 +39,41 @@ class RpcClient:
         loop: asyncio.AbstractEventLoop,
         read_fd: int,
         write_fd: int,
-        on_request: Callable[[Dict[str, Any]], None],
+        on_request: Callable[[dict[str, Any]], None],
     ) -> None:
         self._loop = loop
         self._read_fd = read_fd
         self._write_fd = write_fd
         self._on_request = on_request
-        self._pending: Dict[int, "asyncio.Future[Any]"] = {}
+        self._pending: dict[int, asyncio.Future[Any]] = {}
         self._next_id = 0
-        self._out: List[str] = []
+        self._out: list[str] = []
         self._flush_scheduled = False
         self.closed = asyncio.Event()
+        self._buf = bytearray()
+        self._discarding = False
 
-    def start(self) -> None:
-        """Start reading the parent's frames."""
-        threading.Thread(target=self._read_loop, name="motia-rpc-reader", daemon=True).start()
+    async def start(self) -> None:
+        """Start reading the parent's frames on the event loop (no thread hop)."""
+        client = self
+
+        class _Reader(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                client._feed(data)
+
+            def eof_received(self) -> bool:
+                client._close()
+                return False
+
+            def connection_lost(self, exc: BaseException | None) -> None:
+                client._close()
+
+        pipe = os.fdopen(self._read_fd, "rb", buffering=0)
+        await self._loop.connect_read_pipe(_Reader, pipe)
 
     # -- outgoing ------------------------------------------------------------
 
-    def request(self, method: str, args: Any) -> "asyncio.Future[Any]":
+    def request(self, method: str, args: Any) -> asyncio.Future[Any]:
         """Send a request; the future resolves with its result (loop thread only)."""
         if self.closed.is_set():
             raise UnavailableError("the parent closed the channel")
@@ -85,9 +102,9 @@ class RpcClient:
             return
         self._queue(line)
 
-    def respond_error(self, rid: Any, code: str, message: str, stack: Optional[str] = None) -> None:
+    def respond_error(self, rid: Any, code: str, message: str, stack: str | None = None) -> None:
         """Reply with an error."""
-        body: Dict[str, Any] = {"code": code, "message": message}
+        body: dict[str, Any] = {"code": code, "message": message}
         if stack:
             body["stack"] = stack
         self._queue(encode({"type": "rpc_response", "id": rid, "error": body}))
@@ -115,40 +132,33 @@ class RpcClient:
 
     # -- incoming ------------------------------------------------------------
 
-    def _read_loop(self) -> None:
-        buf = bytearray()
-        discarding = False
+    def _feed(self, chunk: bytes) -> None:
+        # Split raw bytes on "\n" before decoding anything, bounded by
+        # MAX_FRAME_BYTES: an over-long frame is dropped as it streams in.
+        lines: list[bytes] = []
+        buf = self._buf
+        start = 0
         while True:
-            try:
-                chunk = os.read(self._read_fd, 1 << 16)
-            except OSError:
-                chunk = b""
-            if not chunk:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
                 break
-            lines: List[bytes] = []
-            start = 0
-            while True:
-                nl = chunk.find(b"\n", start)
-                if nl < 0:
-                    break
-                if discarding:
-                    discarding = False
-                else:
-                    buf += chunk[start:nl]
-                    lines.append(bytes(buf))
+            if self._discarding:
+                self._discarding = False
+            else:
+                buf += chunk[start:nl]
+                lines.append(bytes(buf))
+            buf.clear()
+            start = nl + 1
+        if not self._discarding:
+            buf += chunk[start:]
+            if len(buf) > MAX_FRAME_BYTES:
+                sys.stderr.write("motia-step: dropped a frame over %d bytes\n" % MAX_FRAME_BYTES)
                 buf.clear()
-                start = nl + 1
-            if not discarding:
-                buf += chunk[start:]
-                if len(buf) > MAX_FRAME_BYTES:
-                    sys.stderr.write("motia-step: dropped a frame over %d bytes\n" % MAX_FRAME_BYTES)
-                    buf.clear()
-                    discarding = True
-            if lines:
-                self._loop.call_soon_threadsafe(self._on_lines, lines)
-        self._loop.call_soon_threadsafe(self._close)
+                self._discarding = True
+        if lines:
+            self._on_lines(lines)
 
-    def _on_lines(self, lines: List[bytes]) -> None:
+    def _on_lines(self, lines: list[bytes]) -> None:
         for line in lines:
             line = line.rstrip(b"\r")
             if not line.strip():

@@ -14,7 +14,7 @@ import inspect
 import os
 import sys
 import traceback
-from typing import Any, Dict, Optional
+from typing import Any
 
 from .rpc import RpcClient
 from .state import BlockingStateManager, RpcStateManager
@@ -23,11 +23,11 @@ from .state import BlockingStateManager, RpcStateManager
 class Logger:
     """``ctx.logger``: structured log lines sent to the parent's logger."""
 
-    def __init__(self, client: RpcClient, trace_id: Optional[str]) -> None:
+    def __init__(self, client: RpcClient, trace_id: str | None) -> None:
         self._client = client
         self._trace_id = trace_id
 
-    def _log(self, level: str, msg: Any, fields: Dict[str, Any]) -> None:
+    def _log(self, level: str, msg: Any, fields: dict[str, Any]) -> None:
         record = {"level": level, "msg": str(msg), "traceId": self._trace_id}
         record.update(fields)
         try:
@@ -53,7 +53,7 @@ class Logger:
 class Context:
     """``ctx``: ``trace_id``, ``state``, ``logger``, ``emit`` (and ``traceId``)."""
 
-    def __init__(self, trace_id: Optional[str], state: Any, logger: Logger, emit: Any, flows: Any, call: Any) -> None:
+    def __init__(self, trace_id: str | None, state: Any, logger: Logger, emit: Any, flows: Any, call: Any) -> None:
         self.trace_id = self.traceId = trace_id
         self.state = state
         self.logger = logger
@@ -63,7 +63,7 @@ class Context:
         self.call = call
 
 
-def _emit_args(event: Any, data: Any) -> Dict[str, Any]:
+def _emit_args(event: Any, data: Any) -> dict[str, Any]:
     if isinstance(event, dict):
         return {"topic": event.get("topic"), "data": event.get("data")}
     return {"topic": event, "data": data}
@@ -92,7 +92,7 @@ class Worker:
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.module: Any = None
-        self.load_error: Optional[BaseException] = None
+        self.load_error: BaseException | None = None
         self.load_stack = ""
 
     async def serve(self) -> None:
@@ -102,7 +102,7 @@ class Worker:
         self.client = RpcClient(loop, self.read_fd, self.write_fd, self.on_request)
         self.state = RpcStateManager(self.client)
         self.tasks: set = set()
-        self.client.start()
+        await self.client.start()
         closed = asyncio.ensure_future(self.client.closed.wait())
         stopped = asyncio.ensure_future(self.stop.wait())
         await asyncio.wait([closed, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -110,7 +110,7 @@ class Worker:
         stopped.cancel()
         self.client.flush()
 
-    def on_request(self, frame: Dict[str, Any]) -> None:
+    def on_request(self, frame: dict[str, Any]) -> None:
         method, rid, args = frame.get("method"), frame.get("id"), frame.get("args")
         if method == "invoke":
             task = asyncio.ensure_future(self.invoke(rid, args if isinstance(args, dict) else {}))
@@ -121,7 +121,7 @@ class Worker:
         elif rid is not None:
             self.client.respond_error(rid, "NOT_FOUND", "the Python runner serves no method %r" % (method,))
 
-    async def invoke(self, rid: Any, args: Dict[str, Any]) -> None:
+    async def invoke(self, rid: Any, args: dict[str, Any]) -> None:
         try:
             result = await self.run_handler(args)
         except BaseException as e:  # the step's failure is the reply, never our exit
@@ -134,7 +134,7 @@ class Worker:
         if rid is not None:
             self.client.respond(rid, result)
 
-    async def run_handler(self, args: Dict[str, Any]) -> Any:
+    async def run_handler(self, args: dict[str, Any]) -> Any:
         if self.load_error is not None:
             raise self.load_error
         handler = getattr(self.module, "handler", None)

@@ -13,7 +13,8 @@ import copy
 import inspect
 import random
 import warnings
-from typing import Any, Awaitable, Callable, Dict, List
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .errors import ConflictError
 from .rpc import RpcClient
@@ -29,7 +30,7 @@ class RpcStateManager:
     def __init__(self, client: RpcClient) -> None:
         self._client = client
 
-    def _call(self, method: str, args: Dict[str, Any]) -> "asyncio.Future[Any]":
+    def _call(self, method: str, args: dict[str, Any]) -> asyncio.Future[Any]:
         return self._client.request(method, args)
 
     async def get(self, trace_id: str, key: str) -> Any:
@@ -61,11 +62,11 @@ class RpcStateManager:
         args = {"traceId": trace_id, "key": key, "expected": expected, "newValue": new_value}
         return bool(await self._call("state.compareAndSwap", args))
 
-    async def push(self, trace_id: str, key: str, *items: Any) -> List[Any]:
+    async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
         """Append items; returns the new array."""
         return await self._call("state.push", {"traceId": trace_id, "key": key, "items": list(items)})
 
-    async def unshift(self, trace_id: str, key: str, *items: Any) -> List[Any]:
+    async def unshift(self, trace_id: str, key: str, *items: Any) -> list[Any]:
         """Prepend items in order; returns the new array."""
         return await self._call("state.unshift", {"traceId": trace_id, "key": key, "items": list(items)})
 
@@ -77,23 +78,23 @@ class RpcStateManager:
         """Remove and return the first element."""
         return await self._call("state.shift", {"traceId": trace_id, "key": key})
 
-    async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> Dict[str, Any]:
+    async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
         """Set one field of an object; returns the new object."""
         return await self._call("state.setField", {"traceId": trace_id, "key": key, "field": field, "value": value})
 
-    async def delete_field(self, trace_id: str, key: str, field: str) -> Dict[str, Any]:
+    async def delete_field(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
         """Remove one field of an object; returns the new object."""
         return await self._call("state.deleteField", {"traceId": trace_id, "key": key, "field": field})
 
-    async def get_group(self, group_id: str) -> List[Any]:
+    async def get_group(self, group_id: str) -> list[Any]:
         """The group's values ordered by key."""
         return await self._call("state.getGroup", {"groupId": group_id})
 
-    async def keys(self, trace_id: str) -> List[str]:
+    async def keys(self, trace_id: str) -> list[str]:
         """The group's keys, sorted."""
         return await self._call("state.keys", {"traceId": trace_id})
 
-    async def groups(self) -> List[str]:
+    async def groups(self) -> list[str]:
         """Every non-empty group, sorted."""
         return await self._call("state.groups", {})
 
@@ -101,11 +102,11 @@ class RpcStateManager:
         """Remove every entry of the group."""
         await self._call("state.clear", {"traceId": trace_id})
 
-    async def transaction(self, trace_id: str, operations: List[Dict[str, Any]]) -> Dict[str, Any]:
+    async def transaction(self, trace_id: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
         """All-or-nothing: ``{success, results}`` or ``{success: False, error, failedIndex, code}``."""
         return await self._call("state.transaction", {"traceId": trace_id, "operations": operations})
 
-    async def batch(self, trace_id: str, operations: List[Dict[str, Any]]) -> Dict[str, Any]:
+    async def batch(self, trace_id: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
         """Each op on its own: ``{results: [{id?, value} | {id?, error, code}]}``."""
         return await self._call("state.batch", {"traceId": trace_id, "operations": operations})
 
@@ -185,5 +186,3 @@ class BlockingStateManager:
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
         return getattr(self, str(name))  # type: ignore[no-any-return]
-
-
