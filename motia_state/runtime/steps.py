@@ -30,7 +30,7 @@ from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized
 from ..rpc.handlers import CallContext, HandlerTable, state_handlers
 from ..rpc.peer import Peer, PeerClosedError
-from .runners import command_for
+from .runners import command_for, language_of, runner_exists
 
 __all__ = ["StepError", "StepTimeoutError", "call_step_file", "runtime_handlers"]
 
@@ -198,6 +198,9 @@ async def call_step_file(
     argv = command_for(path, interpreters)
     if argv is None:
         raise StepError(f"no runner for {step!r}: use .py, .js, .cjs, .mjs or .rb", step=step)
+    language = language_of(path)
+    if language is not None and not runner_exists(language):
+        raise StepError(f"this installation has no {language} runner for {step}", step=step)
     if shutil.which(argv[0]) is None:
         raise StepError(f"interpreter {argv[0]!r} for {step} was not found", step=step)
 
