@@ -11,6 +11,8 @@ import pytest
 import motia_state as ms
 from motia_state.rpc import CallContext, HandlerTable
 
+from .conformance import limits_kwargs
+
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -30,12 +32,7 @@ def reset_handlers(manager: ms.StateManager) -> HandlerTable:
     table = HandlerTable()
 
     async def reset(args: dict[str, Any], ctx: CallContext) -> None:
-        limits = {
-            {"maxNameBytes": "max_name_bytes", "maxValueBytes": "max_value_bytes", "maxOperations": "max_operations"}[
-                k
-            ]: v
-            for k, v in (args.get("limits") or {}).items()
-        }
+        limits = limits_kwargs({"limits": args.get("limits") or {}})
         manager.adapter = ms.MemoryStateAdapter(limits=ms.Limits(**limits))
 
     table.register("test.reset", Any, reset)

@@ -12,6 +12,7 @@ import asyncio
 import copy
 import inspect
 import random
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -167,8 +168,6 @@ class BlockingStateManager:
 
     def update(self, trace_id: str, key: str, fn: Callable[[Any], Any]) -> Any:
         """Store ``fn(current)`` (optimistic loop; ``fn`` runs in this thread)."""
-        import time
-
         for attempt in range(UPDATE_RETRIES):
             current = self.get(trace_id, key)
             new = fn(copy.deepcopy(current))
