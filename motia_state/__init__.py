@@ -7,6 +7,7 @@ events and observability; ``motia_state.runtime`` runs step files.
 from ._version import __version__
 from .adapters.base import StateAdapter
 from .adapters.factory import create_state_adapter
+from .adapters.file import CorruptStoreError, FileStateAdapter
 from .adapters.memory import MemoryStateAdapter
 from .errors import (
     CODES,
@@ -40,10 +41,12 @@ __all__ = [
     "BatchResult",
     "ChangeListener",
     "ConflictError",
+    "CorruptStoreError",
     "InternalError",
     "InvalidArgumentError",
     "Limits",
     "LimitExceededError",
+    "FileStateAdapter",
     "MemoryStateAdapter",
     "MetricsSummary",
     "NotFoundError",

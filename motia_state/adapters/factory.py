@@ -53,8 +53,16 @@ def create_state_adapter(config: str | Mapping[str, Any] | None = None) -> State
     if kind == "memory":
         _no_extra(options, "memory", set())
         return MemoryStateAdapter()
-    # The file and Redis adapters plug in here as they land (issues 3 and 6);
-    # until then a configuration naming them is refused, never downgraded.
+    if kind == "file":
+        _no_extra(options, "file", {"path", "fsync", "fsync_interval_ms", "repair", "compact_min_bytes"})
+        path = options.pop("path", None)
+        if not isinstance(path, str) or not path:
+            raise InvalidArgumentError(f"path: the file adapter needs a directory path, got {path!r}")
+        from .file import FileStateAdapter
+
+        return FileStateAdapter(path, **options)
+    # The Redis adapter plugs in here as it lands (issue 6); until then a
+    # configuration naming it is refused, never downgraded.
     raise InvalidArgumentError(f"adapter: the {kind!r} adapter is not part of this build yet")
 
 
