@@ -1,6 +1,8 @@
 """Benchmarks, side by side in one run (ratios matter: machines are noisy).
 
     scripts/bench memory     increments/s: dict floor, bare adapter, manager, manager + listener + observer
+    scripts/bench file       increments/s on one key: the file adapter in each fsync mode vs sqlite3 (WAL,
+                             synchronous NORMAL and FULL), 1 and 8 concurrent writers; one set with 1k vs 100k entries
     scripts/bench rpc        round trips: raw pipe echo, sequential and concurrent increments from a step,
                              redis-py INCR (when redis-server is installed)
 
@@ -257,17 +259,164 @@ def bench_rpc(n: int, rounds: int) -> None:
     )
 
 
+# -- file -----------------------------------------------------------------------------
+
+
+def _sqlite_increments(path: str, synchronous: str, n: int, writers: int) -> float:
+    """n increments of one key from ``writers`` threads, one connection each."""
+    import sqlite3
+    import threading
+
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("pragma journal_mode=wal")
+    setup.execute("create table if not exists state(g text, k text, v text, primary key (g, k))")
+    setup.execute("insert or replace into state values ('g', 'k', '0')")
+    setup.close()
+
+    def work(count: int) -> None:
+        db = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
+        db.execute(f"pragma synchronous={synchronous}")
+        for _ in range(count):
+            # The same read-modify-write the adapter does, made atomic.
+            db.execute("begin immediate")
+            (v,) = db.execute("select v from state where g = 'g' and k = 'k'").fetchone()
+            db.execute("update state set v = ? where g = 'g' and k = 'k'", (str(int(v) + 1),))
+            db.execute("commit")
+        db.close()
+
+    threads = [threading.Thread(target=work, args=(n // writers,)) for _ in range(writers)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return n / (time.perf_counter() - start)
+
+
+def _file_increments(path: str, mode: str, n: int, writers: int) -> float:
+    async def run() -> float:
+        adapter = ms.FileStateAdapter(path, fsync=mode)  # type: ignore[arg-type]
+
+        async def work(count: int) -> None:
+            for _ in range(count):
+                await adapter.increment("g", "k")
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(writers):
+                tg.start_soon(work, n // writers)
+        rate = n / (time.perf_counter() - start)
+        await adapter.close()
+        return rate
+
+    return anyio.run(run)
+
+
+def _set_cost(path: str, entries: int, n: int) -> float:
+    async def run() -> float:
+        adapter = ms.FileStateAdapter(path, fsync="never")
+        for lo in range(0, entries, 10_000):  # a batch holds at most 10k operations
+            await adapter.batch("g", [{"type": "set", "key": f"k{i}", "value": {"i": i}} for i in range(lo, lo + 10_000)])
+        await adapter.compact()
+        start = time.perf_counter()
+        for i in range(n):
+            await adapter.set("g", f"k{i % entries}", {"i": -i})
+        rate = n / (time.perf_counter() - start)
+        await adapter.close()
+        return rate
+
+    return anyio.run(run)
+
+
+def bench_file(n: int, rounds: int, where: str | None) -> None:
+    root = Path(tempfile.mkdtemp(prefix="motia-bench-", dir=where))
+    print(f"store directory: {root} (fsync of a small write here: {_fsync_cost(root) * 1e6:.0f} us)")
+    counter = iter(range(1_000_000))
+
+    def fresh() -> str:
+        return str(root / f"s{next(counter)}")
+
+    n_sync = max(n // 20, 200)  # fsync-bound contenders get fewer operations
+    try:
+        fast = best_of(
+            rounds,
+            {
+                "file never": lambda: _file_increments(fresh(), "never", n, 1),
+                "file batch": lambda: _file_increments(fresh(), "batch", n, 1),
+                "sqlite WAL NORMAL": lambda: _sqlite_increments(fresh(), "NORMAL", n, 1),
+            },
+        )
+        report(
+            f"increments of one key, 1 writer ({n:,} per round)",
+            fast,
+            [
+                ("file never / sqlite NORMAL (target >= 2)", "file never", "sqlite WAL NORMAL"),
+                ("file batch / sqlite NORMAL (target >= 2)", "file batch", "sqlite WAL NORMAL"),
+            ],
+        )
+        durable = best_of(
+            rounds,
+            {
+                "file always, 1 writer": lambda: _file_increments(fresh(), "always", n_sync, 1),
+                "sqlite WAL FULL, 1 writer": lambda: _sqlite_increments(fresh(), "FULL", n_sync, 1),
+                "file always, 8 writers": lambda: _file_increments(fresh(), "always", n_sync, 8),
+                "sqlite WAL FULL, 8 writers": lambda: _sqlite_increments(fresh(), "FULL", n_sync, 8),
+            },
+        )
+        report(
+            f"durable increments of one key ({n_sync:,} per round)",
+            durable,
+            [
+                ("1 writer: file always / sqlite FULL (target >= 1)", "file always, 1 writer", "sqlite WAL FULL, 1 writer"),
+                (
+                    "8 writers: file always / sqlite FULL (target well above 1)",
+                    "file always, 8 writers",
+                    "sqlite WAL FULL, 8 writers",
+                ),
+            ],
+        )
+        sizes = best_of(
+            rounds,
+            {
+                "set, 1k entries": lambda: _set_cost(fresh(), 1_000, n),
+                "set, 100k entries": lambda: _set_cost(fresh(), 100_000, n),
+            },
+        )
+        report(
+            "one set (fsync never) by store size",
+            sizes,
+            [("cost at 100k / cost at 1k (target <= 1.3)", "set, 1k entries", "set, 100k entries")],
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _fsync_cost(root: Path) -> float:
+    probe = root / "probe"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    start = time.perf_counter()
+    for _ in range(50):
+        os.write(fd, b"x" * 64)
+        os.fsync(fd)
+    os.close(fd)
+    probe.unlink()
+    return (time.perf_counter() - start) / 50
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("suite", choices=["memory", "rpc"])
+    parser.add_argument("suite", choices=["memory", "file", "rpc"])
+    parser.add_argument("--dir", default=None, help="where the file benchmark puts its stores (default: the temp dir)")
     parser.add_argument("-n", type=int, default=None, help="operations per round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, motia-state {ms.__version__}")
     if args.suite == "memory":
         bench_memory(args.n or 200_000, args.rounds)
+    elif args.suite == "file":
+        bench_file(args.n or 50_000, args.rounds, args.dir)
     else:
         bench_rpc(args.n or 5_000, args.rounds)
     return 0

@@ -225,7 +225,7 @@ async def test_always_mode_shares_fsyncs_between_concurrent_writers(tmp_path: Pa
         time.sleep(0.002)  # a disk, not tmpfs: give writers time to pile up
         real_fsync(fd)
 
-    monkeypatch.setattr(file_module.os, "fsync", counting_fsync)
+    monkeypatch.setattr(file_module, "_datasync", counting_fsync)
 
     async def writer(i: int) -> None:
         for _ in range(25):
@@ -243,7 +243,7 @@ async def test_always_mode_shares_fsyncs_between_concurrent_writers(tmp_path: Pa
 async def test_always_mode_acknowledges_only_after_fsync(tmp_path: Path, monkeypatch: Any) -> None:
     a = ms.FileStateAdapter(tmp_path / "s", fsync="always")
     seen: list[int] = []
-    monkeypatch.setattr(file_module.os, "fsync", lambda fd: seen.append(a._appended))
+    monkeypatch.setattr(file_module, "_datasync", lambda fd: seen.append(a._appended))
     await a.set("g", "k", 1)
     assert seen == [1]
     await a.get("g", "k")
@@ -261,7 +261,7 @@ async def test_batch_mode_fsyncs_within_its_interval(tmp_path: Path, monkeypatch
         real_fsync(fd)
         synced.set()
 
-    monkeypatch.setattr(file_module.os, "fsync", fsync)
+    monkeypatch.setattr(file_module, "_datasync", fsync)
     started = time.monotonic()
     await a.set("g", "k", 1)
     assert a._synced == 0  # not synced inline
@@ -274,6 +274,7 @@ async def test_batch_mode_fsyncs_within_its_interval(tmp_path: Path, monkeypatch
 async def test_never_mode_does_not_fsync_records(tmp_path: Path, monkeypatch: Any) -> None:
     a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
     calls: list[int] = []
+    monkeypatch.setattr(file_module, "_datasync", calls.append)
     monkeypatch.setattr(file_module.os, "fsync", calls.append)
     for i in range(50):
         await a.set("g", "k", i)

@@ -43,6 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
 
+import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 
@@ -233,7 +234,9 @@ class _StoreSession:
                 raise UnavailableError("the adapter is closed")
             store._plock.acquire()
             try:
-                store._catch_up()
+                st = os.fstat(store._log_fd)
+                if st.st_nlink == 0 or st.st_size != store._offset:
+                    store._catch_up(st)
             except BaseException:
                 store._plock.release()
                 raise
@@ -253,8 +256,14 @@ class _StoreSession:
         finally:
             store._plock.release()
             self._mutex.release()
-        if store._wants_compaction():
+        # Compaction starts once the log outgrows the snapshot (and a floor).
+        if store._offset > store._compact_at and not store._compacting:
             store._start_compaction()
+
+
+# fdatasync skips inode timestamps but still flushes the size a record
+# changed, which is all that reading the record back needs.
+_datasync: Final = getattr(os, "fdatasync", os.fsync)
 
 
 def _alive(pid: int) -> bool:
@@ -316,7 +325,7 @@ class FileStateAdapter(MemoryStateAdapter):
         self._log_fd = -1
         self._gen = 0
         self._offset = 0  # end of what this process has applied, in the log
-        self._snapshot_bytes = 0
+        self._compact_at = 0
         self._appended = 0  # records this process appended (for fsync tracking)
         self._synced = 0
         self._sync_lock = threading.Lock()
@@ -346,6 +355,10 @@ class FileStateAdapter(MemoryStateAdapter):
                 os.close(self._log_fd)
             raise
         self._plock.release()
+        if fsync == "always":
+            # Bound per instance, so the other modes pay nothing for it.
+            for name in _WRITES:
+                setattr(self, name, _durable_write(self, name))
         if fsync == "batch":
             self._syncer = threading.Thread(target=self._sync_loop, name=f"motia-state fsync {self.path}", daemon=True)
             self._syncer.start()
@@ -408,7 +421,7 @@ class FileStateAdapter(MemoryStateAdapter):
             self._gen = gen
             self._offset = self._replay_from(start, data, repair=repair)
         self._table.data = data
-        self._snapshot_bytes = max(self._snapshot_size(), 0)
+        self._snapshot_written(self._snapshot_size())
 
     def _remove_stale_temporaries(self) -> None:
         # Left by a compaction whose process died; a live one's are its own.
@@ -497,9 +510,8 @@ class FileStateAdapter(MemoryStateAdapter):
 
     # -------------------------------------------------------- per operation
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, st: os.stat_result) -> None:
         """Apply what other processes appended since we last looked (lock held)."""
-        st = os.fstat(self._log_fd)
         if st.st_nlink == 0:
             # Another process compacted: our log was replaced. Reload.
             self._load(repair=False)
@@ -522,7 +534,7 @@ class FileStateAdapter(MemoryStateAdapter):
             raise UnavailableError(f"cannot append to {self.path / 'log'}: {e}", file=str(self.path)) from e
         self._offset += len(record)
         self._appended += 1
-        if self._syncer is not None:
+        if self._syncer is not None and not self._dirty.is_set():
             self._dirty.set()
 
     # ------------------------------------------------------------ durability
@@ -533,13 +545,18 @@ class FileStateAdapter(MemoryStateAdapter):
             if self._synced >= target or self._log_fd < 0:
                 return
             upto = self._appended
-            os.fsync(self._log_fd)
+            _datasync(self._log_fd)
             self._synced = max(self._synced, upto)
 
     async def _durable(self) -> None:
         target = self._appended
         if self._synced < target:
-            await anyio.to_thread.run_sync(self._sync_to, target)
+            # Yield once: writers that are ready to run append first and
+            # share this fsync (group commit). The fsync then runs right
+            # here, as sqlite3's does: a worker-thread hop costs about as much
+            # as the fsync itself (118 vs 140 us measured on ext4 here).
+            await anyio.lowlevel.checkpoint()
+            self._sync_to(target)
 
     def _sync_loop(self) -> None:
         while not self._stop.is_set():
@@ -552,9 +569,10 @@ class FileStateAdapter(MemoryStateAdapter):
 
     # ------------------------------------------------------------ compaction
 
-    def _wants_compaction(self) -> bool:
-        grown = self._offset - _LOG_HEADER.size
-        return not self._compacting and grown > self._compact_min and grown > self._snapshot_bytes
+    def _snapshot_written(self, size: int) -> None:
+        # The log may grow to the snapshot's size (and a floor) before the
+        # next compaction: rewriting costs O(state), so amortized O(1).
+        self._compact_at = _LOG_HEADER.size + max(self._compact_min, size)
 
     def _start_compaction(self) -> None:
         self._compacting = True
@@ -624,7 +642,7 @@ class FileStateAdapter(MemoryStateAdapter):
                 self._synced = self._appended  # all of it is in fsynced files now
             self._gen = gen + 1
             self._offset = _LOG_HEADER.size + len(tail)
-            self._snapshot_bytes = _SNAP_HEADER.size + len(body)
+            self._snapshot_written(_SNAP_HEADER.size + len(body))
 
     # ------------------------------------------------------------- lifecycle
 
@@ -647,24 +665,7 @@ class FileStateAdapter(MemoryStateAdapter):
         self._plock.close()
 
 
-def _durable_write(name: str) -> Callable[..., Awaitable[Any]]:
-    base = getattr(MemoryStateAdapter, name)
-
-    async def write(self: FileStateAdapter, *args: Any, **kwargs: Any) -> Any:
-        result = await base(self, *args, **kwargs)
-        if self.fsync == "always":
-            await self._durable()
-        return result
-
-    write.__name__ = write.__qualname__ = name
-    write.__doc__ = base.__doc__
-    return write
-
-
-# In mode "always" a write is acknowledged only once fsynced; the fsync runs
-# in a worker thread so that other writers keep appending meanwhile and then
-# share the next fsync (group commit).
-for _name in (
+_WRITES: Final = (
     "set",
     "delete",
     "increment",
@@ -680,5 +681,19 @@ for _name in (
     "clear",
     "transaction",
     "batch",
-):
-    setattr(FileStateAdapter, _name, _durable_write(_name))
+)
+
+
+def _durable_write(adapter: FileStateAdapter, name: str) -> Callable[..., Awaitable[Any]]:
+    """``name`` of ``adapter``, acknowledged only once its record is fsynced."""
+    base = getattr(MemoryStateAdapter, name)
+    durable = adapter._durable
+
+    async def write(*args: Any, **kwargs: Any) -> Any:
+        result = await base(adapter, *args, **kwargs)
+        await durable()
+        return result
+
+    write.__name__ = write.__qualname__ = name
+    write.__doc__ = base.__doc__
+    return write
