@@ -1,0 +1,171 @@
+'use strict'
+// NDJSON RPC over a pair of byte streams: requests both ways, pipelining,
+// replies matched by id. Lines are split on raw bytes before decoding, so a
+// multibyte character split across two reads never breaks a frame.
+
+const { errorForCode, StateError } = require('./errors')
+
+const DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+const NEWLINE = 0x0a
+
+class PeerClosedError extends StateError {
+  constructor (message) {
+    super(message, 'UNAVAILABLE')
+    this.name = 'PeerClosedError'
+  }
+}
+
+class RpcClient {
+  /**
+   * @param {import('stream').Readable} input  frames from the parent
+   * @param {{write(chunk: string): any}} output  frames to the parent
+   * @param {object} [options]
+   * @param {(frame: object) => void} [options.onRequest]  requests from the parent
+   * @param {number} [options.maxFrameBytes]
+   */
+  constructor (input, output, { onRequest, maxFrameBytes = DEFAULT_MAX_FRAME } = {}) {
+    this.input = input
+    this.output = output
+    this.onRequest = onRequest || (() => {})
+    this.maxFrameBytes = maxFrameBytes
+    this.pending = new Map()
+    this.nextId = 1
+    this.queue = []
+    this.flushScheduled = false
+    this.closed = false
+    this.chunks = []
+    this.buffered = 0
+    this.discarding = false
+    this.closedPromise = new Promise((resolve) => { this.resolveClosed = resolve })
+    input.on('data', (chunk) => this.feed(chunk))
+    input.on('end', () => this.close('the parent closed the channel'))
+    input.on('error', (e) => this.close(`the channel failed: ${e.message}`))
+  }
+
+  /** Split raw bytes into lines; a line over the limit is dropped, bounded. */
+  feed (chunk) {
+    let start = 0
+    let nl = chunk.indexOf(NEWLINE, start)
+    while (nl !== -1) {
+      const piece = chunk.subarray(start, nl)
+      if (this.discarding) {
+        this.discarding = false
+      } else if (this.buffered + piece.length > this.maxFrameBytes) {
+        this.oversized()
+      } else {
+        this.chunks.push(piece)
+        const line = this.chunks.length === 1 ? piece : Buffer.concat(this.chunks)
+        this.chunks = []
+        this.buffered = 0
+        this.line(line)
+      }
+      this.chunks = []
+      this.buffered = 0
+      start = nl + 1
+      nl = chunk.indexOf(NEWLINE, start)
+    }
+    if (start < chunk.length && !this.discarding) {
+      const rest = chunk.subarray(start)
+      if (this.buffered + rest.length > this.maxFrameBytes) {
+        this.oversized()
+        this.discarding = true
+      } else {
+        this.chunks.push(rest)
+        this.buffered += rest.length
+      }
+    }
+  }
+
+  oversized () {
+    this.chunks = []
+    this.buffered = 0
+    process.stderr.write(`motia-state: dropped a frame over ${this.maxFrameBytes} bytes\n`)
+  }
+
+  line (bytes) {
+    if (bytes.length === 0) return
+    let frame
+    try {
+      frame = JSON.parse(bytes.toString('utf8'))
+    } catch (e) {
+      process.stderr.write(`motia-state: not a frame: ${bytes.toString('utf8').slice(0, 200)}\n`)
+      return
+    }
+    if (frame === null || typeof frame !== 'object') return
+    if (frame.type === 'rpc_response') {
+      const waiter = this.pending.get(frame.id)
+      if (!waiter) {
+        process.stderr.write(`motia-state: a reply to no request (id ${JSON.stringify(frame.id)})\n`)
+        return
+      }
+      this.pending.delete(frame.id)
+      if (frame.error !== undefined && frame.error !== null) {
+        const err = frame.error
+        waiter.reject(errorForCode(err.code, err.message || String(err.code), err.details))
+      } else {
+        waiter.resolve(frame.result === undefined ? null : frame.result)
+      }
+    } else if (frame.type === 'rpc_request') {
+      this.onRequest(frame)
+    }
+  }
+
+  send (frame) {
+    if (this.closed) throw new PeerClosedError('the channel to the parent is closed')
+    // JSON.stringify throws on cycles and BigInt: before anything is queued.
+    this.queue.push(JSON.stringify(frame))
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      // Every frame queued in this tick goes out in one write.
+      process.nextTick(() => this.flush())
+    }
+  }
+
+  flush () {
+    this.flushScheduled = false
+    if (this.queue.length === 0) return
+    const data = this.queue.join('\n') + '\n'
+    this.queue = []
+    this.output.write(data)
+  }
+
+  /** Call `method` on the parent; resolves with its result or rejects with its error. */
+  request (method, args) {
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      try {
+        this.send({ type: 'rpc_request', id, method, args: args === undefined ? null : args })
+      } catch (e) {
+        reject(e instanceof StateError ? e : new (require('./errors').InvalidArgumentError)(`args: ${e.message}`))
+        return
+      }
+      this.pending.set(id, { resolve, reject })
+    })
+  }
+
+  /** A request without a reply. */
+  notify (method, args) {
+    this.send({ type: 'rpc_request', method, args: args === undefined ? null : args })
+  }
+
+  respond (id, result) {
+    this.send({ type: 'rpc_response', id, result: result === undefined ? null : result })
+  }
+
+  respondError (id, code, message, stack) {
+    const error = { code, message }
+    if (stack) error.stack = stack
+    this.send({ type: 'rpc_response', id, error })
+  }
+
+  close (reason) {
+    if (this.closed) return
+    this.flush()
+    this.closed = true
+    for (const waiter of this.pending.values()) waiter.reject(new PeerClosedError(reason))
+    this.pending.clear()
+    this.resolveClosed()
+  }
+}
+
+module.exports = { RpcClient, PeerClosedError, DEFAULT_MAX_FRAME }

@@ -1,0 +1,139 @@
+'use strict'
+// Load a step file and answer the parent's `invoke` requests.
+//
+// The protocol owns fds 0 and 1. Before the step loads, `process.stdout`
+// and `console` are pointed at stderr and `process.stdin` at an empty
+// stream, so nothing a step prints or reads can touch the channel.
+
+const net = require('net')
+const path = require('path')
+const { Console } = require('console')
+const { Readable } = require('stream')
+const { pathToFileURL } = require('url')
+const { RpcClient } = require('./rpc')
+const { StateManager } = require('./state')
+
+function protectStdio () {
+  const input = new net.Socket({ fd: 0, readable: true, writable: false })
+  const output = new net.Socket({ fd: 1, readable: false, writable: true })
+  const stderr = process.stderr
+  Object.defineProperty(process, 'stdout', { configurable: true, enumerable: true, get: () => stderr })
+  const empty = new Readable({ read () { this.push(null) } })
+  Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: () => empty })
+  const toStderr = new Console({ stdout: stderr, stderr })
+  for (const name of Object.keys(Console.prototype)) {
+    if (typeof toStderr[name] === 'function') console[name] = toStderr[name].bind(toStderr)
+  }
+  return { input, output }
+}
+
+/** Import a step by path: CommonJS by require, ESM (.mjs, or "type": "module") by import(). */
+async function loadStep (file) {
+  const resolved = path.resolve(file)
+  if (resolved.endsWith('.mjs')) return import(pathToFileURL(resolved).href)
+  try {
+    return require(resolved)
+  } catch (e) {
+    if (e && e.code === 'ERR_REQUIRE_ESM') return import(pathToFileURL(resolved).href)
+    throw e
+  }
+}
+
+function makeLogger (client, traceId) {
+  const log = (level) => (msg, fields) => {
+    const record = { ...(fields && typeof fields === 'object' ? fields : {}), level, msg: String(msg), traceId }
+    try {
+      client.notify('log', record)
+    } catch (e) { // a field that is not JSON: send it as text
+      client.notify('log', { level, msg: `${msg} ${require('util').inspect(fields)}`, traceId })
+    }
+  }
+  return { debug: log('debug'), info: log('info'), warn: log('warning'), warning: log('warning'), error: log('error') }
+}
+
+function emitArgs (event, data) {
+  if (event !== null && typeof event === 'object') return { topic: event.topic, data: event.data === undefined ? null : event.data }
+  return { topic: event, data: data === undefined ? null : data }
+}
+
+class Worker {
+  constructor (stepPath) {
+    this.stepPath = stepPath
+    this.module = null
+    this.loadError = null
+  }
+
+  async serve () {
+    const { input, output } = protectStdio()
+    this.client = new RpcClient(input, output, { onRequest: (frame) => this.onRequest(frame) })
+    this.state = new StateManager(this.client)
+    try {
+      this.module = await loadStep(this.stepPath)
+    } catch (e) {
+      this.loadError = e
+      console.error(e && e.stack ? e.stack : e)
+    }
+    await this.client.closedPromise
+    output.end()
+  }
+
+  onRequest (frame) {
+    const { method, id, args } = frame
+    if (method === 'invoke') {
+      this.invoke(id, args && typeof args === 'object' ? args : {})
+    } else if (method === 'shutdown') {
+      this.client.close('shutdown')
+    } else if (id !== undefined && id !== null) {
+      this.client.respondError(id, 'NOT_FOUND', `the Node runner serves no method ${JSON.stringify(method)}`)
+    }
+  }
+
+  async invoke (id, args) {
+    let result
+    try {
+      result = await this.runHandler(args)
+    } catch (e) {
+      const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e)
+      if (id !== undefined && id !== null) this.client.respondError(id, 'STEP_FAILED', message, e && e.stack)
+      return
+    }
+    if (id === undefined || id === null) return
+    try {
+      this.client.respond(id, result)
+    } catch (e) {
+      this.client.respondError(id, 'STEP_FAILED', `the handler's return value is not JSON: ${e.message}`)
+    }
+  }
+
+  async runHandler (args) {
+    if (this.loadError) throw this.loadError
+    const mod = this.module || {}
+    const handler = typeof mod.handler === 'function'
+      ? mod.handler
+      : (mod.default && typeof mod.default.handler === 'function' ? mod.default.handler : null)
+    if (!handler) throw new TypeError(`step file ${this.stepPath} exports no handler(data, ctx)`)
+    const traceId = args.traceId
+    const client = this.client
+    const ctx = {
+      traceId,
+      state: this.state,
+      logger: makeLogger(client, traceId),
+      emit: (event, data) => client.request('emit', emitArgs(event, data)),
+      flows: args.flows,
+      /** Any method the orchestrator registered. */
+      call: (method, callArgs) => client.request(method, callArgs),
+    }
+    return args.contextInFirstArg ? handler(ctx) : handler(args.data === undefined ? null : args.data, ctx)
+  }
+}
+
+async function main (argv) {
+  if (argv.length < 1) {
+    process.stderr.write('usage: run_step.js <step file>\n')
+    return 2
+  }
+  await new Worker(argv[0]).serve()
+  return 0
+}
+
+module.exports = { Worker, loadStep, main, protectStdio }

@@ -1,0 +1,146 @@
+# frozen_string_literal: true
+
+require_relative "rpc"
+require_relative "state"
+
+module MotiaState
+  # ctx.logger: structured log lines sent to the parent's logger.
+  class Logger
+    def initialize(client, trace_id)
+      @client = client
+      @trace_id = trace_id
+    end
+
+    %w[debug info warn error].each do |level|
+      define_method(level) do |msg, fields = {}|
+        record = fields.to_h.transform_keys(&:to_s).merge("level" => level == "warn" ? "warning" : level,
+                                                             "msg" => msg.to_s, "traceId" => @trace_id)
+        begin
+          @client.notify("log", record)
+        rescue InvalidArgumentError
+          @client.notify("log", { "level" => level, "msg" => "#{msg} #{fields.inspect}", "traceId" => @trace_id })
+        end
+      end
+    end
+    alias warning warn
+  end
+
+  # ctx: trace_id (and traceId), state, logger, emit, flows, call.
+  class Context
+    attr_reader :trace_id, :state, :logger, :flows
+
+    def initialize(client, state, trace_id, flows)
+      @client = client
+      @state = state
+      @trace_id = trace_id
+      @flows = flows
+      @logger = Logger.new(client, trace_id)
+    end
+
+    alias traceId trace_id # rubocop:disable Naming/MethodName
+
+    # emit({topic:, data:}) or emit(topic, data).
+    def emit(event, data = nil)
+      args = if event.is_a?(Hash)
+               { "topic" => event[:topic] || event["topic"], "data" => event.key?(:data) ? event[:data] : event["data"] }
+             else
+               { "topic" => event, "data" => data }
+             end
+      @client.request("emit", args)
+    end
+
+    # Any method the orchestrator registered.
+    def call(method, args = nil)
+      @client.request(method, args)
+    end
+
+    # Hash-like access (ctx[:state]) as some seed steps use it.
+    def [](name)
+      public_send(name.to_sym)
+    end
+  end
+
+  # Loads a step file and answers the parent's invoke requests, each in its
+  # own thread so that the reader keeps serving replies.
+  class Worker
+    def initialize(step_path, input, output)
+      @step_path = step_path
+      @client = RpcClient.new(input, output) { |frame| on_request(frame) }
+      @state = StateManager.new(@client)
+      @host = Object.new
+      @load_error = nil
+    end
+
+    def serve
+      begin
+        load_step
+      rescue Exception => e # rubocop:disable Lint/RescueException -- reported as the invoke's failure
+        @load_error = e
+        warn("#{e.class}: #{e.message}\n#{(e.backtrace || []).join("\n")}")
+      end
+      @client.start
+      @client.wait_closed
+    end
+
+    private
+
+    def load_step
+      source = File.read(@step_path)
+      # The step's top-level methods (handler, config) land on a private
+      # host object, not on every Object of the process.
+      @host.instance_eval(source, File.expand_path(@step_path), 1)
+    end
+
+    def on_request(frame)
+      method, id, args = frame.values_at("method", "id", "args")
+      case method
+      when "invoke"
+        Thread.new { invoke(id, args.is_a?(Hash) ? args : {}) }
+      when "shutdown"
+        @client.close("shutdown")
+      else
+        @client.respond_error(id, "NOT_FOUND", "the Ruby runner serves no method #{method.inspect}") unless id.nil?
+      end
+    end
+
+    def invoke(id, args)
+      result = run_handler(args)
+      return if id.nil?
+
+      begin
+        @client.respond(id, result)
+      rescue InvalidArgumentError => e
+        @client.respond_error(id, "STEP_FAILED", "the handler's return value is not JSON: #{e.message}")
+      end
+    rescue Exception => e # rubocop:disable Lint/RescueException -- the step's failure is the reply
+      @client.respond_error(id, "STEP_FAILED", "#{e.class}: #{e.message}", (e.backtrace || []).join("\n")) unless id.nil?
+    end
+
+    def run_handler(args)
+      raise @load_error if @load_error
+      raise NoMethodError, "step file #{@step_path} defines no handler(data, ctx)" unless @host.respond_to?(:handler, true)
+
+      ctx = Context.new(@client, @state, args["traceId"], args["flows"])
+      if args["contextInFirstArg"]
+        @host.send(:handler, ctx)
+      else
+        @host.send(:handler, args["data"], ctx)
+      end
+    end
+  end
+
+  # run_step.rb <step file>: serve the step until shutdown or EOF.
+  def self.main(argv)
+    if argv.empty?
+      warn("usage: run_step.rb <step file>")
+      return 2
+    end
+    # Keep the protocol on private descriptors; fds 0 and 1 become harmless.
+    output = $stdout.dup
+    input = $stdin.dup
+    $stdout.reopen($stderr)
+    $stdin.reopen(File::NULL)
+    Worker.new(argv[0], input, output).serve
+    0
+  end
+end

@@ -1,0 +1,115 @@
+# frozen_string_literal: true
+
+require "json"
+require_relative "errors"
+
+module MotiaState
+  # ctx.state inside a Ruby step: every operation is one blocking RPC call to
+  # the parent, which owns the state. snake_case names; +state[:increment]+
+  # returns the method, as in the seed API.
+  class StateManager
+    # Optimistic +update+: attempts before CONFLICT, and the backoff base (s).
+    UPDATE_RETRIES = 50
+    UPDATE_BACKOFF = 0.0005
+
+    # Omitted delta (the parent's default of 1) vs an explicit nil (an error).
+    DEFAULT_DELTA = Object.new.freeze
+
+    CAMEL = {
+      getGroup: :get_group, compareAndSwap: :compare_and_swap, setField: :set_field,
+      deleteField: :delete_field, atomicUpdate: :atomic_update
+    }.freeze
+
+    def initialize(client)
+      @client = client
+    end
+
+    def get(trace_id, key) = call("state.get", "traceId" => trace_id, "key" => key)
+    def set(trace_id, key, value) = call("state.set", "traceId" => trace_id, "key" => key, "value" => value)
+    def delete(trace_id, key) = call("state.delete", "traceId" => trace_id, "key" => key)
+    def exists(trace_id, key) = call("state.exists", "traceId" => trace_id, "key" => key)
+    alias exists? exists
+
+    def increment(trace_id, key, delta = DEFAULT_DELTA)
+      args = { "traceId" => trace_id, "key" => key }
+      args["delta"] = delta unless DEFAULT_DELTA.equal?(delta)
+      call("state.increment", args)
+    end
+
+    def decrement(trace_id, key, delta = DEFAULT_DELTA)
+      args = { "traceId" => trace_id, "key" => key }
+      args["delta"] = delta unless DEFAULT_DELTA.equal?(delta)
+      call("state.decrement", args)
+    end
+
+    def compare_and_swap(trace_id, key, expected, new_value)
+      call("state.compareAndSwap", "traceId" => trace_id, "key" => key, "expected" => expected, "newValue" => new_value)
+    end
+
+    def push(trace_id, key, *items) = call("state.push", "traceId" => trace_id, "key" => key, "items" => items)
+    def unshift(trace_id, key, *items) = call("state.unshift", "traceId" => trace_id, "key" => key, "items" => items)
+    def pop(trace_id, key) = call("state.pop", "traceId" => trace_id, "key" => key)
+    def shift(trace_id, key) = call("state.shift", "traceId" => trace_id, "key" => key)
+
+    def set_field(trace_id, key, field, value)
+      call("state.setField", "traceId" => trace_id, "key" => key, "field" => field, "value" => value)
+    end
+
+    def delete_field(trace_id, key, field)
+      call("state.deleteField", "traceId" => trace_id, "key" => key, "field" => field)
+    end
+
+    def get_group(group_id) = call("state.getGroup", "groupId" => group_id)
+    def keys(trace_id) = call("state.keys", "traceId" => trace_id)
+    def groups = call("state.groups", {})
+
+    def clear(trace_id)
+      call("state.clear", "traceId" => trace_id)
+      nil
+    end
+
+    def transaction(trace_id, operations) = call("state.transaction", "traceId" => trace_id, "operations" => operations)
+    def batch(trace_id, operations) = call("state.batch", "traceId" => trace_id, "operations" => operations)
+
+    # Store the block's (or +fn+'s) value for the current one: an optimistic
+    # get + compare_and_swap loop; no code travels to the parent. The block
+    # gets a private copy. Raises ConflictError after UPDATE_RETRIES lost races.
+    def update(trace_id, key, fn = nil, &block)
+      fn ||= block
+      raise ArgumentError, "update needs a block or a callable" unless fn.respond_to?(:call)
+
+      UPDATE_RETRIES.times do |attempt|
+        current = get(trace_id, key)
+        new_value = fn.call(deep_copy(current))
+        return new_value if compare_and_swap(trace_id, key, current, new_value)
+
+        sleep(rand * UPDATE_BACKOFF * (2**[attempt, 6].min))
+      end
+      raise ConflictError, "update of #{key.inspect} lost #{UPDATE_RETRIES} races in a row"
+    end
+
+    # Deprecated alias of #update.
+    def atomic_update(trace_id, key, fn = nil, &block)
+      warn("MotiaState::StateManager#atomic_update is deprecated; use #update", uplevel: 1, category: :deprecated)
+      update(trace_id, key, fn, &block)
+    end
+
+    # Hash-like access of the seed API: +state[:increment].call(trace_id, key, 1)+.
+    def [](name)
+      name = name.to_sym
+      method(CAMEL.fetch(name, name))
+    end
+
+    CAMEL.each { |camel, snake| alias_method camel, snake }
+
+    private
+
+    def call(method, args)
+      @client.request(method, args)
+    end
+
+    def deep_copy(value)
+      value.nil? ? nil : JSON.parse(JSON.generate(value))
+    end
+  end
+end
