@@ -316,7 +316,9 @@ def _set_cost(path: str, entries: int, n: int) -> float:
     async def run() -> float:
         adapter = ms.FileStateAdapter(path, fsync="never")
         for lo in range(0, entries, 10_000):  # a batch holds at most 10k operations
-            await adapter.batch("g", [{"type": "set", "key": f"k{i}", "value": {"i": i}} for i in range(lo, lo + 10_000)])
+            await adapter.batch(
+                "g", [{"type": "set", "key": f"k{i}", "value": {"i": i}} for i in range(lo, lo + 10_000)]
+            )
         await adapter.compact()
         start = time.perf_counter()
         for i in range(n):
@@ -367,7 +369,11 @@ def bench_file(n: int, rounds: int, where: str | None) -> None:
             f"durable increments of one key ({n_sync:,} per round)",
             durable,
             [
-                ("1 writer: file always / sqlite FULL (target >= 1)", "file always, 1 writer", "sqlite WAL FULL, 1 writer"),
+                (
+                    "1 writer: file always / sqlite FULL (target >= 1)",
+                    "file always, 1 writer",
+                    "sqlite WAL FULL, 1 writer",
+                ),
                 (
                     "8 writers: file always / sqlite FULL (target well above 1)",
                     "file always, 8 writers",

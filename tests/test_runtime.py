@@ -184,8 +184,13 @@ async def test_missing_step_file_and_interpreter_fail_at_once(tmp_path: Path) ->
     path = step(tmp_path, "async def handler(d, c): return 1\n")
     with pytest.raises(StepError, match="interpreter"):
         await call_step_file(path, trace_id="t", state=ms.StateManager(), interpreters={"python": "/no/such/python"})
-    with pytest.raises(StepError, match="no ruby runner"):
-        await call_step_file(step(tmp_path, "def handler(d, c) = 1", "step.rb"), trace_id="t", state=ms.StateManager())
+    with pytest.raises(StepError, match="interpreter"):
+        await call_step_file(
+            step(tmp_path, "def handler(d, c) = 1", "step.rb"),
+            trace_id="t",
+            state=ms.StateManager(),
+            interpreters={"ruby": "/no/such/ruby"},
+        )
     with pytest.raises(StepError, match="no runner"):
         await call_step_file(step(tmp_path, "x", "step.txt"), trace_id="t", state=ms.StateManager())
 

@@ -67,12 +67,14 @@ class Worker {
     const { input, output } = protectStdio()
     this.client = new RpcClient(input, output, { onRequest: (frame) => this.onRequest(frame) })
     this.state = new StateManager(this.client)
-    try {
-      this.module = await loadStep(this.stepPath)
-    } catch (e) {
-      this.loadError = e
-      console.error(e && e.stack ? e.stack : e)
-    }
+    // import() is asynchronous: an invoke that arrives meanwhile waits for it.
+    this.loaded = loadStep(this.stepPath).then(
+      (mod) => { this.module = mod },
+      (e) => {
+        this.loadError = e
+        console.error(e && e.stack ? e.stack : e)
+      },
+    )
     await this.client.closedPromise
     output.end()
   }
@@ -106,6 +108,7 @@ class Worker {
   }
 
   async runHandler (args) {
+    await this.loaded
     if (this.loadError) throw this.loadError
     const mod = this.module || {}
     const handler = typeof mod.handler === 'function'

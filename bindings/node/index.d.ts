@@ -1,0 +1,122 @@
+// Type declarations for motia-state's Node binding.
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
+
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'TYPE_MISMATCH'
+  | 'CONFLICT'
+  | 'LIMIT_EXCEEDED'
+  | 'UNAVAILABLE'
+  | 'NOT_FOUND'
+  | 'TIMEOUT'
+  | 'STEP_FAILED'
+  | 'INTERNAL'
+
+export const CODES: ErrorCode[]
+
+/** Every error the binding rejects with on purpose; branch on `.code`. */
+export class StateError extends Error {
+  constructor (message: string, code?: ErrorCode, details?: unknown)
+  code: ErrorCode
+  details?: unknown
+}
+export class InvalidArgumentError extends StateError {}
+export class TypeMismatchError extends StateError {}
+export class ConflictError extends StateError {}
+export class LimitExceededError extends StateError {}
+export class UnavailableError extends StateError {}
+export class NotFoundError extends StateError {}
+export class TimeoutError extends StateError {}
+export class StepFailedError extends StateError {}
+export class InternalError extends StateError {}
+export class PeerClosedError extends StateError {}
+export function errorForCode (code: string, message: string, details?: unknown): StateError
+
+/** One operation of a transaction or batch. */
+export type StateOperation =
+  | { type: 'get' | 'delete' | 'exists' | 'pop' | 'shift', key: string, id?: string }
+  | { type: 'set', key: string, value: JsonValue, id?: string }
+  | { type: 'increment' | 'decrement', key: string, delta?: number, id?: string }
+  | { type: 'compareAndSwap', key: string, expected: JsonValue, newValue?: JsonValue, value?: JsonValue, id?: string }
+  | { type: 'push' | 'unshift', key: string, items?: JsonValue[], value?: JsonValue, id?: string }
+  | { type: 'setField', key: string, field: string, value: JsonValue, id?: string }
+  | { type: 'deleteField', key: string, field: string, id?: string }
+
+export type TransactionResult =
+  | { success: true, results: JsonValue[] }
+  | { success: false, results: [], error: string, failedIndex: number, code: ErrorCode }
+
+export interface BatchItemResult { id?: string, value?: JsonValue, error?: string, code?: ErrorCode }
+export interface BatchResult { results: BatchItemResult[] }
+
+/** `ctx.state`: every operation is one call to the parent, which owns the state. */
+export class StateManager {
+  constructor (client: RpcClient)
+  get<T extends JsonValue = JsonValue> (traceId: string, key: string): Promise<T | null>
+  set<T extends JsonValue> (traceId: string, key: string, value: T): Promise<T>
+  delete (traceId: string, key: string): Promise<JsonValue>
+  exists (traceId: string, key: string): Promise<boolean>
+  increment (traceId: string, key: string, delta?: number): Promise<number>
+  decrement (traceId: string, key: string, delta?: number): Promise<number>
+  compareAndSwap (traceId: string, key: string, expected: JsonValue, newValue: JsonValue): Promise<boolean>
+  push (traceId: string, key: string, ...items: JsonValue[]): Promise<JsonValue[]>
+  unshift (traceId: string, key: string, ...items: JsonValue[]): Promise<JsonValue[]>
+  pop (traceId: string, key: string): Promise<JsonValue>
+  shift (traceId: string, key: string): Promise<JsonValue>
+  setField (traceId: string, key: string, field: string, value: JsonValue): Promise<{ [field: string]: JsonValue }>
+  deleteField (traceId: string, key: string, field: string): Promise<{ [field: string]: JsonValue }>
+  getGroup<T extends JsonValue = JsonValue> (groupId: string): Promise<T[]>
+  keys (traceId: string): Promise<string[]>
+  groups (): Promise<string[]>
+  clear (traceId: string): Promise<void>
+  transaction (traceId: string, operations: StateOperation[]): Promise<TransactionResult>
+  batch (traceId: string, operations: StateOperation[]): Promise<BatchResult>
+  /** Optimistic get + compareAndSwap loop; rejects with CONFLICT after 50 lost races. */
+  update<T extends JsonValue> (traceId: string, key: string, fn: (current: JsonValue) => T | Promise<T>): Promise<T>
+  /** @deprecated use update */
+  atomicUpdate<T extends JsonValue> (traceId: string, key: string, fn: (current: JsonValue) => T | Promise<T>): Promise<T>
+}
+
+export interface Logger {
+  debug (msg: string, fields?: Record<string, unknown>): void
+  info (msg: string, fields?: Record<string, unknown>): void
+  warn (msg: string, fields?: Record<string, unknown>): void
+  error (msg: string, fields?: Record<string, unknown>): void
+}
+
+/** The second argument of a step's handler. */
+export interface Context {
+  traceId: string
+  state: StateManager
+  logger: Logger
+  emit (event: { topic: string, data?: JsonValue }): Promise<JsonValue>
+  emit (topic: string, data?: JsonValue): Promise<JsonValue>
+  flows?: string[]
+  /** Call a method the embedding orchestrator registered. */
+  call<T = JsonValue> (method: string, args?: JsonValue): Promise<T>
+}
+
+export type Handler<I = JsonValue, O = JsonValue> = (data: I, ctx: Context) => O | Promise<O>
+
+export interface RpcFrame { type: 'rpc_request' | 'rpc_response', id?: string | number, method?: string, args?: JsonValue, result?: JsonValue, error?: { code: string, message: string, stack?: string } }
+
+/** NDJSON RPC over a pair of byte streams (what the runner uses). */
+export class RpcClient {
+  constructor (
+    input: NodeJS.ReadableStream,
+    output: { write (chunk: string): unknown },
+    options?: { onRequest?: (frame: RpcFrame) => void, maxFrameBytes?: number }
+  )
+  request<T = JsonValue> (method: string, args?: JsonValue): Promise<T>
+  notify (method: string, args?: JsonValue): void
+  respond (id: string | number, result: JsonValue): void
+  respondError (id: string | number, code: string, message: string, stack?: string): void
+  close (reason: string): void
+  readonly closedPromise: Promise<void>
+}
+
+export const DEFAULT_MAX_FRAME: number
+export const UPDATE_RETRIES: number
+export function loadStep (file: string): Promise<{ handler?: Handler, config?: unknown }>
+export function main (argv: string[]): Promise<number>

@@ -1,0 +1,200 @@
+'use strict'
+// The RPC client and the state manager on scripted streams (no parent).
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { PassThrough } = require('node:stream')
+const { RpcClient, StateManager, StateError, TypeMismatchError, ConflictError, CODES } = require('..')
+
+/** A client wired to a fake parent: `sent` collects frames; `reply` answers them. */
+function harness (options = {}) {
+  const input = new PassThrough()
+  const sent = []
+  const writes = []
+  const output = {
+    write (chunk) {
+      writes.push(chunk)
+      for (const line of chunk.split('\n')) if (line) sent.push(JSON.parse(line))
+    },
+  }
+  const requests = []
+  const client = new RpcClient(input, output, { onRequest: (f) => requests.push(f), ...options })
+  const reply = (frame) => input.write(JSON.stringify(frame) + '\n')
+  return { input, sent, writes, client, requests, reply }
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve))
+
+test('a request goes out as one frame and resolves with its reply', async () => {
+  const h = harness()
+  const p = h.client.request('state.get', { traceId: 't', key: 'k' })
+  await tick()
+  assert.deepEqual(h.sent, [{ type: 'rpc_request', id: 1, method: 'state.get', args: { traceId: 't', key: 'k' } }])
+  h.reply({ type: 'rpc_response', id: 1, result: { a: [1, 2] } })
+  assert.deepEqual(await p, { a: [1, 2] })
+})
+
+test('an error reply rejects with a StateError carrying its code', async () => {
+  const h = harness()
+  const p = h.client.request('state.increment', { traceId: 't', key: 'k' })
+  await tick()
+  h.reply({ type: 'rpc_response', id: 1, error: { code: 'TYPE_MISMATCH', message: 'not a number' } })
+  await assert.rejects(p, (e) => e instanceof TypeMismatchError && e instanceof StateError && e.code === 'TYPE_MISMATCH' && e.message === 'not a number')
+})
+
+test('pipelined requests share one write and replies may come in any order', async () => {
+  const h = harness()
+  const ps = [1, 2, 3].map((i) => h.client.request('state.increment', { traceId: 't', key: `k${i}` }))
+  await tick()
+  assert.equal(h.writes.length, 1)
+  assert.deepEqual(h.sent.map((f) => f.id), [1, 2, 3])
+  h.reply({ type: 'rpc_response', id: 3, result: 30 })
+  h.reply({ type: 'rpc_response', id: 1, result: 10 })
+  h.reply({ type: 'rpc_response', id: 2, result: 20 })
+  assert.deepEqual(await Promise.all(ps), [10, 20, 30])
+})
+
+test('a multibyte character split across reads keeps its frame whole', async () => {
+  const h = harness()
+  const p = h.client.request('state.get', {})
+  await tick()
+  const bytes = Buffer.from(JSON.stringify({ type: 'rpc_response', id: 1, result: 'héllo ✓ 😀' }) + '\n')
+  const cut = bytes.indexOf(Buffer.from('😀')) + 2
+  h.input.write(bytes.subarray(0, cut))
+  await tick()
+  h.input.write(bytes.subarray(cut))
+  assert.equal(await p, 'héllo ✓ 😀')
+})
+
+test('garbage lines, oversized lines and replies to nothing are dropped; later frames still work', async () => {
+  const h = harness({ maxFrameBytes: 64 })
+  const p = h.client.request('state.get', {})
+  await tick()
+  h.input.write('not json\n')
+  h.input.write('{"type":"rpc_response","id":99,"result":1}\n')
+  h.input.write('x'.repeat(50))
+  h.input.write('y'.repeat(50) + '\n') // 100 bytes: over the limit
+  h.reply({ type: 'rpc_response', id: 1, result: 'ok' })
+  assert.equal(await p, 'ok')
+  assert.equal(h.client.buffered, 0)
+})
+
+test('requests from the parent reach onRequest', async () => {
+  const h = harness()
+  h.reply({ type: 'rpc_request', id: 'i1', method: 'invoke', args: { data: 1 } })
+  await tick()
+  assert.deepEqual(h.requests, [{ type: 'rpc_request', id: 'i1', method: 'invoke', args: { data: 1 } }])
+})
+
+test('the end of input rejects every pending request with UNAVAILABLE', async () => {
+  const h = harness()
+  const p = h.client.request('state.get', {})
+  await tick()
+  h.input.end()
+  await assert.rejects(p, (e) => e.code === 'UNAVAILABLE')
+  await assert.rejects(h.client.request('state.get', {}), (e) => e.code === 'UNAVAILABLE')
+})
+
+test('args that are not JSON reject with INVALID_ARGUMENT and send nothing', async () => {
+  const h = harness()
+  const cyclic = {}
+  cyclic.self = cyclic
+  await assert.rejects(h.client.request('state.set', { value: cyclic }), (e) => e.code === 'INVALID_ARGUMENT')
+  await assert.rejects(h.client.request('state.set', { value: 10n }), (e) => e.code === 'INVALID_ARGUMENT')
+  await tick()
+  assert.deepEqual(h.sent, [])
+})
+
+test('every state method sends the method and args of the protocol', async () => {
+  const h = harness()
+  const s = new StateManager(h.client)
+  const calls = [
+    [() => s.get('t', 'k'), 'state.get', { traceId: 't', key: 'k' }],
+    [() => s.set('t', 'k', 0), 'state.set', { traceId: 't', key: 'k', value: 0 }],
+    [() => s.delete('t', 'k'), 'state.delete', { traceId: 't', key: 'k' }],
+    [() => s.exists('t', 'k'), 'state.exists', { traceId: 't', key: 'k' }],
+    [() => s.increment('t', 'k'), 'state.increment', { traceId: 't', key: 'k' }],
+    [() => s.decrement('t', 'k', 2), 'state.decrement', { traceId: 't', key: 'k', delta: 2 }],
+    [() => s.compareAndSwap('t', 'k', null, 1), 'state.compareAndSwap', { traceId: 't', key: 'k', expected: null, newValue: 1 }],
+    [() => s.push('t', 'k', 1, 2), 'state.push', { traceId: 't', key: 'k', items: [1, 2] }],
+    [() => s.unshift('t', 'k', 0), 'state.unshift', { traceId: 't', key: 'k', items: [0] }],
+    [() => s.pop('t', 'k'), 'state.pop', { traceId: 't', key: 'k' }],
+    [() => s.shift('t', 'k'), 'state.shift', { traceId: 't', key: 'k' }],
+    [() => s.setField('t', 'k', 'f', 1), 'state.setField', { traceId: 't', key: 'k', field: 'f', value: 1 }],
+    [() => s.deleteField('t', 'k', 'f'), 'state.deleteField', { traceId: 't', key: 'k', field: 'f' }],
+    [() => s.getGroup('t'), 'state.getGroup', { groupId: 't' }],
+    [() => s.keys('t'), 'state.keys', { traceId: 't' }],
+    [() => s.groups(), 'state.groups', {}],
+    [() => s.clear('t'), 'state.clear', { traceId: 't' }],
+    [() => s.transaction('t', []), 'state.transaction', { traceId: 't', operations: [] }],
+    [() => s.batch('t', []), 'state.batch', { traceId: 't', operations: [] }],
+  ]
+  const promises = calls.map(([fn]) => fn())
+  await tick()
+  assert.deepEqual(h.sent.map((f) => [f.method, f.args]), calls.map(([, m, a]) => [m, a]))
+  for (const f of h.sent) h.reply({ type: 'rpc_response', id: f.id, result: null })
+  await Promise.all(promises)
+})
+
+test('update retries its compareAndSwap until it wins, then returns the stored value', async () => {
+  const h = harness()
+  const s = new StateManager(h.client)
+  const seen = []
+  const p = s.update('t', 'k', (v) => { seen.push(v); return (v || 0) + 1 })
+  let answered = 0
+  const answer = async (result) => {
+    while (h.sent.length === answered) await new Promise((resolve) => setTimeout(resolve, 1))
+    const f = h.sent[answered++]
+    h.reply({ type: 'rpc_response', id: f.id, result })
+  }
+  await answer(1) // get
+  await answer(false) // lost the race
+  await answer(5) // get again
+  await answer(true) // won
+  assert.equal(await p, 6)
+  assert.deepEqual(seen, [1, 5])
+  assert.deepEqual(h.sent.filter((f) => f.method === 'state.compareAndSwap').map((f) => f.args.newValue), [2, 6])
+})
+
+test('update gives up with CONFLICT after its retries', async () => {
+  const h = harness()
+  const s = new StateManager(h.client)
+  let settled = false
+  const outcome = s.update('t', 'k', (v) => v).then(() => null, (e) => e).finally(() => { settled = true })
+  let swaps = 0
+  while (!settled) { // the parent loses every race for it
+    await new Promise((resolve) => setTimeout(resolve, 1))
+    for (const f of h.sent.splice(0)) {
+      if (f.method === 'state.compareAndSwap') swaps++
+      h.reply({ type: 'rpc_response', id: f.id, result: f.method === 'state.get' ? 1 : false })
+    }
+  }
+  const e = await outcome
+  assert.ok(e instanceof ConflictError && e.code === 'CONFLICT', String(e))
+  assert.equal(swaps, 50)
+})
+
+test('atomicUpdate still works and warns once that it is deprecated', async () => {
+  const h = harness()
+  const s = new StateManager(h.client)
+  const warnings = []
+  const onWarning = (w) => { if (w.code === 'MOTIA_STATE_ATOMIC_UPDATE') warnings.push(w) }
+  process.on('warning', onWarning)
+  const p = s.atomicUpdate('t', 'k', () => 'x')
+  await tick()
+  h.reply({ type: 'rpc_response', id: 1, result: null })
+  await tick()
+  h.reply({ type: 'rpc_response', id: 2, result: true })
+  assert.equal(await p, 'x')
+  await tick()
+  process.off('warning', onWarning)
+  assert.equal(warnings.length, 1)
+  assert.equal(warnings[0].name, 'DeprecationWarning')
+  assert.match(warnings[0].message, /atomicUpdate is deprecated/)
+})
+
+test('the error classes cover every code', () => {
+  assert.equal(CODES.length, 9)
+  for (const code of CODES) assert.equal(require('..').errorForCode(code, 'm').code, code)
+  assert.equal(require('..').errorForCode('WHAT', 'm').code, 'WHAT')
+})
