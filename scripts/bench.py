@@ -150,6 +150,44 @@ STEP = textwrap.dedent(
 )
 
 
+STEP_JS = """
+exports.handler = async (data, ctx) => {
+  const s = ctx.state
+  const n = data.n
+  await s.increment('bench', 'warm')
+  let start = performance.now()
+  for (let i = 0; i < n; i++) await s.increment('bench', 'seq')
+  const seq = n / ((performance.now() - start) / 1000)
+  let best = 0
+  for (let b = 0; b < data.bursts; b++) {
+    start = performance.now()
+    await Promise.all(Array.from({ length: 2000 }, () => s.increment('bench', 'conc')))
+    best = Math.max(best, 2000 / ((performance.now() - start) / 1000))
+  }
+  return { seq, conc: best }
+}
+"""
+
+# Ruby calls block; concurrency is threads (8 x 250 per burst).
+STEP_RB = """
+def handler(data, ctx)
+  s = ctx.state
+  n = data["n"]
+  s.increment("bench", "warm")
+  start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  n.times { s.increment("bench", "seq") }
+  seq = n / (Process.clock_gettime(Process::CLOCK_MONOTONIC) - start)
+  best = 0.0
+  data["bursts"].times do
+    start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    8.times.map { Thread.new { 250.times { s.increment("bench", "conc") } } }.each(&:join)
+    best = [best, 2000 / (Process.clock_gettime(Process::CLOCK_MONOTONIC) - start)].max
+  end
+  { "seq" => seq, "conc" => best }
+end
+"""
+
+
 def bench_pipe_echo(n: int) -> float:
     frame = json.dumps(
         {"type": "rpc_request", "id": 1, "method": "state.increment", "args": {"traceId": "bench", "key": "k"}}
@@ -218,23 +256,40 @@ def bench_redis(n: int) -> dict[str, float]:
 
 
 def bench_rpc(n: int, rounds: int) -> None:
+    languages = {"python": ("py", STEP), "node": ("js", STEP_JS), "ruby": ("rb", STEP_RB)}
     with tempfile.TemporaryDirectory() as tmp:
-        step = Path(tmp) / "bench.step.py"
-        step.write_text(STEP)
         echo = [bench_pipe_echo(n) for _ in range(rounds)]
 
-        async def run_step() -> dict[str, float]:
-            out: dict[str, float] = await call_step_file(
-                step, data={"n": n, "bursts": 5}, trace_id="bench", state=ms.StateManager(), timeout=600
-            )
-            return out
+        def run_step(ext: str, source: str) -> dict[str, float]:
+            step = Path(tmp) / f"bench.step.{ext}"
+            step.write_text(source)
 
-        steps = [anyio.run(run_step) for _ in range(rounds)]
+            async def run() -> dict[str, float]:
+                out: dict[str, float] = await call_step_file(
+                    step, data={"n": n, "bursts": 5}, trace_id="bench", state=ms.StateManager(), timeout=600
+                )
+                return out
+
+            return anyio.run(run)
+
+        present = {
+            lang: spec for lang, spec in languages.items() if lang == "python" or shutil.which(lang) is not None
+        }
+        steps: dict[str, list[dict[str, float]]] = {lang: [] for lang in present}
+        for _ in range(rounds):  # interleaved, as best_of does
+            for lang, (ext, source) in present.items():
+                steps[lang].append(run_step(ext, source))
     results = {
         "(a) raw pipe echo, Python to Python": max(echo),
-        "(b) sequential await ctx.state.increment": max(s["seq"] for s in steps),
-        "(c) 2,000 concurrent increments (gather)": max(s["conc"] for s in steps),
+        "(b) sequential await ctx.state.increment": max(s["seq"] for s in steps["python"]),
+        "(c) 2,000 concurrent increments (gather)": max(s["conc"] for s in steps["python"]),
     }
+    if "node" in steps:
+        results["(e) Node: sequential await ctx.state.increment"] = max(s["seq"] for s in steps["node"])
+        results["(e) Node: 2,000 concurrent (Promise.all)"] = max(s["conc"] for s in steps["node"])
+    if "ruby" in steps:
+        results["(f) Ruby: sequential ctx.state.increment"] = max(s["seq"] for s in steps["ruby"])
+        results["(f) Ruby: 2,000 concurrent (8 threads)"] = max(s["conc"] for s in steps["ruby"])
     redis_results = bench_redis(n)
     if redis_results:
         results["(d) redis-py INCR, sequential"] = redis_results["seq"]
