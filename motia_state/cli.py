@@ -55,7 +55,8 @@ def _demo_languages() -> list[tuple[str, str]]:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    step = Path(__file__).parent / "_demo" / "racer.step.py"
+    racers = Path(__file__).parent / "_demo"
+    step_for = {"python": racers / "racer.step.py", "node": racers / "racer.step.js", "ruby": racers / "racer.step.rb"}
     manager = StateManager(create_state_adapter(args.state), metrics=True)
     group = "demo"
     languages = _demo_languages()
@@ -70,10 +71,10 @@ async def _demo(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     start = time.perf_counter()
 
-    async def worker(name: str) -> None:
+    async def worker(language: str, name: str) -> None:
         results.append(
             await call_step_file(
-                step,
+                step_for[language],
                 data={"group": group, "rounds": args.rounds, "worker": name},
                 trace_id=group,
                 state=manager,
@@ -97,9 +98,9 @@ async def _demo(args: argparse.Namespace) -> int:
     done = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(progress, done)
-        async with anyio.create_task_group() as racers:
-            for _, name in workers:
-                racers.start_soon(worker, name)
+        async with anyio.create_task_group() as racing:
+            for language, name in workers:
+                racing.start_soon(worker, language, name)
         done.set()
     elapsed = time.perf_counter() - start
 

@@ -272,9 +272,7 @@ def bench_rpc(n: int, rounds: int) -> None:
 
             return anyio.run(run)
 
-        present = {
-            lang: spec for lang, spec in languages.items() if lang == "python" or shutil.which(lang) is not None
-        }
+        present = {lang: spec for lang, spec in languages.items() if lang == "python" or shutil.which(lang) is not None}
         steps: dict[str, list[dict[str, float]]] = {lang: [] for lang in present}
         for _ in range(rounds):  # interleaved, as best_of does
             for lang, (ext, source) in present.items():
