@@ -9,6 +9,7 @@ from .adapters.base import StateAdapter
 from .adapters.factory import create_state_adapter
 from .adapters.file import CorruptStoreError, FileStateAdapter
 from .adapters.memory import MemoryStateAdapter
+from .adapters.redis import FallbackStateAdapter, RedisStateAdapter
 from .errors import (
     CODES,
     ConflictError,
@@ -46,12 +47,14 @@ __all__ = [
     "InvalidArgumentError",
     "Limits",
     "LimitExceededError",
+    "FallbackStateAdapter",
     "FileStateAdapter",
     "MemoryStateAdapter",
     "MetricsSummary",
     "NotFoundError",
     "Observer",
     "OperationRecord",
+    "RedisStateAdapter",
     "StateAdapter",
     "StateChange",
     "StateError",

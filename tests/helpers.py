@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,3 +41,104 @@ def reset_handlers(manager: ms.StateManager) -> HandlerTable:
 
     table.register("test.reset", Any, reset)
     return table
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A throwaway redis-server on a free port, in its own directory."""
+
+    def __init__(self, directory: str, *, appendfsync: str | None = None) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.appendfsync = appendfsync
+        self.proc: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        import subprocess
+        import time
+
+        server = require_tool("redis-server")
+        args = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.directory, "--save", ""]
+        if self.appendfsync:
+            args += ["--appendonly", "yes", "--appendfsync", self.appendfsync]
+        else:
+            args += ["--appendonly", "no"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import socket
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is not None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+# -- child processes (tests/scripts/state_writer.py) -----------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+WRITER = Path(__file__).parent / "scripts" / "state_writer.py"
+
+
+def start_child(config: dict[str, Any], job: str, count: int) -> subprocess.Popen[str]:
+    """A state_writer.py child on ``config``, stopped after "ready" until go()."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, str(WRITER), json.dumps(config), job, str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    return proc
+
+
+def go(*procs: subprocess.Popen[str]) -> None:
+    """Release children waiting after "ready"."""
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+
+
+def rest_of_output(proc: subprocess.Popen[str]) -> str:
+    """Everything the child printed after "ready" (readline may have buffered some)."""
+    assert proc.stdout is not None and proc.stdin is not None
+    proc.stdin.close()
+    out = proc.stdout.read()
+    proc.stdout.close()
+    proc.wait(timeout=60)
+    return out
+
+
+def finish(proc: subprocess.Popen[str]) -> list[int]:
+    out = rest_of_output(proc)
+    assert proc.returncode == 0, proc.returncode
+    return [int(line) for line in out.split()]

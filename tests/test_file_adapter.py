@@ -12,7 +12,6 @@ import signal
 import stat
 import struct
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -25,47 +24,14 @@ import pytest
 import motia_state as ms
 from motia_state.adapters import file as file_module
 
-ROOT = Path(__file__).resolve().parent.parent
-WRITER = Path(__file__).parent / "scripts" / "file_writer.py"
+from .helpers import finish, go, rest_of_output, start_child
+
 LOG_HEADER = 18  # magic (8) + version (2) + generation (8)
 
 
 def start_writer(path: Path, mode: str, job: str, count: int, compact_min: int = 4 << 20) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, str(WRITER), str(path), mode, job, str(count), str(compact_min)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == "ready\n"
-    return proc
-
-
-def go(*procs: subprocess.Popen[str]) -> None:
-    """Release children waiting after "ready"."""
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-
-
-def rest_of_output(proc: subprocess.Popen[str]) -> str:
-    """Everything the child printed after "ready" (readline may have buffered some)."""
-    assert proc.stdout is not None and proc.stdin is not None
-    proc.stdin.close()
-    out = proc.stdout.read()
-    proc.stdout.close()
-    proc.wait(timeout=60)
-    return out
-
-
-def finish(proc: subprocess.Popen[str]) -> list[int]:
-    out = rest_of_output(proc)
-    assert proc.returncode == 0, proc.returncode
-    return [int(line) for line in out.split()]
+    config = {"adapter": "file", "path": str(path), "fsync": mode, "compact_min_bytes": compact_min}
+    return start_child(config, job, count)
 
 
 async def open_store(path: Path, **kwargs: Any) -> ms.FileStateAdapter:

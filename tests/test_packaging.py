@@ -13,6 +13,8 @@ import filelock
 import msgspec
 import pytest
 
+from .helpers import require_tool
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -62,6 +64,30 @@ def test_wheel_in_a_fresh_venv_runs_a_step(tmp_path: Path) -> None:
         text=True,
     )
     assert json.loads(out.stdout) == 41
+    # The other runners and the Redis script ship in the wheel too.
+    for ext, source in (
+        ("js", "exports.handler = async (data, ctx) => ctx.state.increment(ctx.traceId, 'n', data)\n"),
+        ("rb", "def handler(data, ctx)\n  ctx.state.increment(ctx.trace_id, 'n', data)\nend\n"),
+    ):
+        require_tool({"js": "node", "rb": "ruby"}[ext])
+        polyglot = tmp_path / f"hello.step.{ext}"
+        polyglot.write_text(source)
+        out = subprocess.run(
+            [str(env_dir / "bin" / "motia-state"), "run", str(polyglot), "--data", "2"],
+            cwd=work,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        assert json.loads(out.stdout) == 2
+    lua = subprocess.run(
+        [str(py), "-c", "import motia_state.adapters.redis as r; print(len(r._OPS_SCRIPT))"],
+        cwd=work,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert int(lua.stdout) > 1000
     where = subprocess.run(
         [str(py), "-c", "from motia_state.runtime import bindings_dir; print(bindings_dir())"],
         cwd=work,

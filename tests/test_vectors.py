@@ -13,6 +13,7 @@ import pytest
 import motia_state as ms
 
 from .conformance import adapter_call, limits_kwargs, load_cases, run_case
+from .helpers import RedisServer
 
 CASES = load_cases()
 
@@ -69,3 +70,28 @@ async def test_vector_on_file_adapter_reopened_between_steps(name: str, case: di
             await adapter.close()
 
     await run_case(case, call)
+
+
+@pytest.mark.parametrize(("name", "case"), CASES, ids=[c[0] for c in CASES])
+async def test_vector_on_bare_redis_adapter(
+    name: str, case: dict[str, Any], redis_server: RedisServer, redis_prefix: str
+) -> None:
+    adapter = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, limits=ms.Limits(**limits_kwargs(case)))
+    try:
+        await run_case(case, adapter_call(adapter))
+    finally:
+        await adapter.close()
+
+
+@pytest.mark.parametrize(("name", "case"), CASES, ids=[c[0] for c in CASES])
+async def test_vector_on_redis_through_state_manager(
+    name: str, case: dict[str, Any], redis_server: RedisServer, redis_prefix: str
+) -> None:
+    adapter = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, limits=ms.Limits(**limits_kwargs(case)))
+    manager = ms.StateManager(adapter, metrics=True)
+    events: list[dict[str, Any]] = []
+    manager.on_change(lambda change: events.append(change.to_wire()))
+    try:
+        await run_case(case, adapter_call(manager), events)
+    finally:
+        await manager.close()

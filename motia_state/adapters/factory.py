@@ -61,9 +61,18 @@ def create_state_adapter(config: str | Mapping[str, Any] | None = None) -> State
         from .file import FileStateAdapter
 
         return FileStateAdapter(path, **options)
-    # The Redis adapter plugs in here as it lands (issue 6); until then a
-    # configuration naming it is refused, never downgraded.
-    raise InvalidArgumentError(f"adapter: the {kind!r} adapter is not part of this build yet")
+    _no_extra(options, "redis", {"url", "key_prefix", "ttl", "timeout", "fallback"})
+    fallback = options.pop("fallback", None)
+    if fallback not in (None, "memory"):
+        raise InvalidArgumentError(f"fallback: the only fallback is 'memory', got {fallback!r}")
+    url = options.pop("url", "redis://127.0.0.1:6379/0")
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise InvalidArgumentError(f"url: expected redis://, rediss:// or unix://, got {url!r}")
+    from .redis import FallbackStateAdapter, RedisStateAdapter
+
+    adapter = RedisStateAdapter(url, **options)
+    # No silent fallback: only an explicit "fallback": "memory" allows one.
+    return adapter if fallback is None else FallbackStateAdapter(adapter)
 
 
 def _no_extra(options: Mapping[str, Any], kind: str, allowed: set[str]) -> None:

@@ -1,29 +1,31 @@
-"""A child process for the file adapter's crash and race tests.
+"""A child process for the crash and race tests of the file and Redis adapters.
 
-usage: file_writer.py DIR MODE JOB COUNT [COMPACT_MIN_BYTES]
+usage: state_writer.py CONFIG JOB COUNT
 
+CONFIG is a state configuration for create_state_adapter, as JSON.
 JOB "crash": forever (or COUNT times), increment "n" and then write
 "a" = "b" = n in one transaction; print n once both are acknowledged.
 JOB "race": COUNT increments of "n"; print each returned value.
 JOB "txn": COUNT transactions [increment "n", increment "t"]; print the
 returned value of "n".
 The child prints "ready" once the store is open, then waits for a line on
-stdin before it starts, so that racing children really overlap. Lines are flushed one by one so that the parent knows what was acknowledged
-at the instant it sends SIGKILL.
+stdin before it starts, so that racing children really overlap. Lines are
+flushed one by one so that the parent knows what was acknowledged at the
+instant it sends SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 import motia_state as ms
 
 
 async def main() -> None:
-    path, mode, job, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    compact_min = int(sys.argv[5]) if len(sys.argv) > 5 else 4 << 20
-    adapter = ms.FileStateAdapter(path, fsync=mode, compact_min_bytes=compact_min)  # type: ignore[arg-type]
+    config, job, count = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    adapter = ms.create_state_adapter(config)
     out = sys.stdout
     out.write("ready\n")
     out.flush()

@@ -1,0 +1,636 @@
+"""The Redis adapter: one shared state for runtimes on several hosts.
+
+Layout: each group is one Redis hash, ``<key_prefix>{<group>}``, whose fields
+are the group's keys and whose values are the entries' compact JSON text.
+The group is the key's hash tag, so in Redis Cluster a group lives in one
+slot and every script (which touches only that hash) is legal there. ``{``,
+``}`` and ``%`` in a group name are percent-escaped inside the tag; any
+string is a valid name and none becomes part of another group's key.
+
+Atomicity: every operation, and every transaction, is one call of one Lua
+script (``redis_ops.lua``, loaded once and called by SHA; redis-py reloads it
+on NOSCRIPT) that reads, checks everything, then writes. The script is the
+server-side twin of ``ops.py`` and works on the JSON text itself: values
+never pass through Lua's cjson, so integers past 2^53, ``[]`` and float
+formatting come back exactly as stored. Batches go out as one pipeline of
+single-operation calls. Only ``update`` (a Python function) cannot run on
+the server: it is an optimistic get + compare-and-swap loop, and a
+transaction holding ``update`` records commits with a script that first
+checks every key it read is unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import resources
+from typing import Any, Final
+
+import anyio
+import msgspec
+
+from ..errors import ConflictError, InternalError, InvalidArgumentError, StateError, UnavailableError, error_for_code
+from ..ops import run_transaction
+from ..records import (
+    BatchItemResult,
+    BatchResult,
+    StateChange,
+    StateOperation,
+    TransactionResult,
+    check_delta,
+    check_field,
+    parse_operations,
+)
+from ..values import DEFAULT_LIMITS, MISSING, Limits, check_name, import_value
+from .base import StateAdapter, UpdateFn, _negate
+from .memory import MemoryStateAdapter
+
+__all__ = ["FallbackStateAdapter", "RedisStateAdapter"]
+
+log = logging.getLogger("motia_state.redis")
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+#: How often a transaction holding ``update`` records retries its commit.
+OCC_RETRIES: Final = 64
+
+_OPS_SCRIPT: Final = resources.files(__package__).joinpath("redis_ops.lua").read_text(encoding="utf-8")
+
+# Commit for transactions with update records: check that every key read
+# is unchanged, then write. ARGV: ttl (ms), then (key, expected, new) triples;
+# expected "" = was missing; new "" = delete, "=" = only checked.
+_COMMIT_SCRIPT: Final = """
+local H = KEYS[1]
+for i = 2, #ARGV, 3 do
+  local cur = redis.call('HGET', H, ARGV[i])
+  if (cur or '') ~= ARGV[i + 1] then return 0 end
+end
+local wrote = false
+for i = 2, #ARGV, 3 do
+  local new = ARGV[i + 2]
+  if new == '' then
+    redis.call('HDEL', H, ARGV[i])
+    wrote = true
+  elseif new ~= '=' then
+    redis.call('HSET', H, ARGV[i], new)
+    wrote = true
+  end
+end
+if wrote and tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', H, ARGV[1]) end
+return 1
+"""
+
+# clear with events: the entries, then the group is gone.
+_CLEAR_SCRIPT: Final = """
+local all = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return all
+"""
+
+# Redis errors that mean "not now" rather than "a bug".
+_TRANSIENT: Final = ("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "OOM", "BUSY", "NOREPLICAS")
+
+
+def _redis() -> Any:
+    try:
+        import redis.asyncio
+        import redis.backoff
+        import redis.exceptions
+        import redis.retry
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise UnavailableError(
+            "the Redis adapter needs redis-py: install the extra with pip install 'motia-state[redis]'"
+        ) from e
+    return redis
+
+
+def _escape_group(group: str) -> str:
+    return group.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def _unescape_group(text: str) -> str:
+    return text.replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _event(old: Any, new: Any) -> str:
+    if old is MISSING:
+        return "created"
+    return "deleted" if new is MISSING else "updated"
+
+
+class RedisStateAdapter(StateAdapter):
+    """State in Redis (or Redis Cluster), shared by every runtime that points at it.
+
+    ``url`` as redis-py understands it (``redis://``, ``rediss://``,
+    ``unix://``); ``key_prefix`` namespaces applications sharing one Redis;
+    ``ttl`` (seconds) expires a group that long after its last write;
+    ``timeout`` bounds connecting and each reply, after which the operation
+    fails with UNAVAILABLE. ``client`` takes a ready ``redis.asyncio`` client
+    instead of a URL (a ``RedisCluster``, for instance).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        key_prefix: str = "motia:state:",
+        ttl: float | None = None,
+        timeout: float = 5.0,
+        limits: Limits = DEFAULT_LIMITS,
+        client: Any = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(key_prefix, str) or "{" in key_prefix or "}" in key_prefix:
+            raise InvalidArgumentError(f"key_prefix: expected a string without '{{' or '}}', got {key_prefix!r}")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+            raise InvalidArgumentError(f"ttl: expected a positive number of seconds or None, got {ttl!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise InvalidArgumentError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+        redis = _redis()
+        self.limits = limits
+        self.url = url
+        self.key_prefix = key_prefix
+        self.ttl = ttl
+        self._ttl_arg = str(max(1, round(ttl * 1000))) if ttl else "0"  # PEXPIRE: milliseconds
+        self._max_bytes = str(limits.max_value_bytes)
+        self._errors = redis.exceptions
+        if client is None:
+            try:
+                client = redis.asyncio.Redis.from_url(
+                    url,
+                    socket_connect_timeout=timeout,
+                    socket_timeout=timeout,
+                    # Ride over a blip, but never for long: two quick retries.
+                    retry=redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=0.2, base=0.02), 2),
+                    health_check_interval=30,
+                )
+            except ValueError as e:
+                raise InvalidArgumentError(f"url: {e}") from e
+        self.client = client
+        self._ops = client.register_script(_OPS_SCRIPT)
+        self._commit = client.register_script(_COMMIT_SCRIPT)
+        self._clear = client.register_script(_CLEAR_SCRIPT)
+        self._closed = False
+
+    # ------------------------------------------------------------- plumbing
+
+    def hash_key(self, group: str) -> str:
+        """The Redis key holding ``group`` (its hash tag is the escaped group)."""
+        return f"{self.key_prefix}{{{_escape_group(group)}}}"
+
+    def _check(self, trace_id: Any, key: Any) -> None:
+        check_name(trace_id, "traceId", self.limits)
+        check_name(key, "key", self.limits)
+        if self._closed:
+            raise UnavailableError("the adapter is closed")
+
+    def _check_group(self, group: Any) -> None:
+        check_name(group, "traceId", self.limits)
+        if self._closed:
+            raise UnavailableError("the adapter is closed")
+
+    def _translate(self, e: Exception) -> StateError:
+        errors = self._errors
+        if isinstance(e, errors.ResponseError) and not str(e).startswith(_TRANSIENT):
+            return InternalError(f"Redis refused a command: {e}")
+        return UnavailableError(f"Redis at {self.url} is unavailable: {type(e).__name__}: {e}")
+
+    async def _call(self, awaitable: Awaitable[Any]) -> Any:
+        try:
+            return await awaitable
+        except (self._errors.RedisError, OSError) as e:
+            raise self._translate(e) from e
+
+    async def ping(self) -> None:
+        """Check that Redis answers (UNAVAILABLE otherwise)."""
+        await self._call(self.client.ping())
+
+    async def _run(self, group: str, ops: list[Any], mode: str) -> list[Any]:
+        """Run encoded ops (4 slots each) in the ops script; raise a failure's error in mode "one"."""
+        want = "1" if self._sinks else "0"
+        reply = await self._call(
+            self._ops(keys=[self.hash_key(group)], args=[self._ttl_arg, self._max_bytes, mode, want, *ops])
+        )
+        return self._reply(group, reply, mode)
+
+    def _reply(self, group: str, reply: list[Any], mode: str) -> list[Any]:
+        if reply[0] == b"ERR":
+            if mode == "one":
+                raise error_for_code(reply[2].decode(), reply[3].decode("utf-8", "replace"))
+            return reply
+        n = int(reply[1])
+        if len(reply) > 2 + n:
+            self._publish_changes(group, reply[2 + n :])
+        return reply[2 : 2 + n]
+
+    def _publish_changes(self, group: str, flat: list[Any]) -> None:
+        changes = []
+        for i in range(0, len(flat), 4):
+            key, op, old, new = flat[i : i + 4]
+            old_value = _decode(old) if old else MISSING
+            new_value = _decode(new) if new else MISSING
+            changes.append(
+                StateChange(
+                    group,
+                    key.decode(),
+                    op.decode(),
+                    _event(old_value, new_value),
+                    None if old_value is MISSING else old_value,
+                    None if new_value is MISSING else new_value,
+                )
+            )
+        if changes:
+            self._publish(changes)
+
+    async def _one(self, group: str, op: str, key: str, a1: Any = b"", a2: Any = b"") -> Any:
+        (text,) = await self._run(group, [op, key, a1, a2], "one")
+        return _decode(text)
+
+    # --------------------------------------------------- single-entry ops
+
+    async def get(self, trace_id: str, key: str) -> Any:
+        self._check(trace_id, key)
+        text = await self._call(self.client.hget(self.hash_key(trace_id), key))
+        return None if text is None else _decode(text)
+
+    async def exists(self, trace_id: str, key: str) -> bool:
+        self._check(trace_id, key)
+        return bool(await self._call(self.client.hexists(self.hash_key(trace_id), key)))
+
+    async def set(self, trace_id: str, key: str, value: Any) -> Any:
+        self._check(trace_id, key)
+        value = import_value(value, self.limits)
+        await self._run(trace_id, ["set", key, _encode(value), b""], "one")
+        return value
+
+    async def delete(self, trace_id: str, key: str) -> Any:
+        self._check(trace_id, key)
+        return await self._one(trace_id, "delete", key)
+
+    async def increment(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
+        self._check(trace_id, key)
+        check_delta(delta)
+        result: int | float = await self._one(trace_id, "increment", key, _encode(delta))
+        return result
+
+    async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
+        self._check(trace_id, key)
+        check_delta(delta)
+        result: int | float = await self._one(trace_id, "decrement", key, _encode(_negate(delta)))
+        return result
+
+    async def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+        self._check(trace_id, key)
+        expected = import_value(expected, self.limits, "expected")
+        new_value = import_value(new_value, self.limits, "newValue")
+        return bool(await self._one(trace_id, "compareAndSwap", key, _encode(expected), _encode(new_value)))
+
+    async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
+        self._check(trace_id, key)
+        copied = import_value(list(items), self.limits, "items")
+        result: list[Any] = await self._one(trace_id, "push", key, _encode(copied)[1:-1])
+        return result
+
+    async def unshift(self, trace_id: str, key: str, *items: Any) -> list[Any]:
+        self._check(trace_id, key)
+        copied = import_value(list(items), self.limits, "items")
+        result: list[Any] = await self._one(trace_id, "unshift", key, _encode(copied)[1:-1])
+        return result
+
+    async def pop(self, trace_id: str, key: str) -> Any:
+        self._check(trace_id, key)
+        return await self._one(trace_id, "pop", key)
+
+    async def shift(self, trace_id: str, key: str) -> Any:
+        self._check(trace_id, key)
+        return await self._one(trace_id, "shift", key)
+
+    async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
+        self._check(trace_id, key)
+        check_field(field)
+        value = import_value(value, self.limits)
+        result: dict[str, Any] = await self._one(trace_id, "setField", key, _encode(field), _encode(value))
+        return result
+
+    async def delete_field(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
+        self._check(trace_id, key)
+        check_field(field)
+        result: dict[str, Any] = await self._one(trace_id, "deleteField", key, _encode(field))
+        return result
+
+    async def update(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
+        """Store ``fn(current)``: no code runs on the server, so get + compare-and-swap, retried."""
+        self._check(trace_id, key)
+        if inspect.iscoroutinefunction(fn):
+            return await self._optimistic_update(trace_id, key, fn)
+
+        async def call(value: Any) -> Any:
+            return fn(value)
+
+        return await self._optimistic_update(trace_id, key, call)
+
+    # ------------------------------------------------------------ group ops
+
+    async def get_group(self, group_id: str) -> list[Any]:
+        self._check_group(group_id)
+        entries = await self._call(self.client.hgetall(self.hash_key(group_id)))
+        decoded = {k.decode(): v for k, v in entries.items()}
+        return [_decode(decoded[k]) for k in sorted(decoded)]
+
+    async def keys(self, trace_id: str) -> list[str]:
+        self._check_group(trace_id)
+        names = await self._call(self.client.hkeys(self.hash_key(trace_id)))
+        return sorted(k.decode() for k in names)
+
+    async def groups(self) -> list[str]:
+        """Every non-empty group: SCAN over this prefix (never KEYS), so it does not block Redis."""
+        if self._closed:
+            raise UnavailableError("the adapter is closed")
+        pattern = _glob_escape(self.key_prefix) + "{*}"
+        found: set[str] = set()
+        start = len(self.key_prefix) + 1
+
+        async def scan() -> None:
+            async for name in self.client.scan_iter(match=pattern, count=1000, _type="hash"):
+                found.add(_unescape_group(name.decode()[start:-1]))
+
+        await self._call(scan())
+        return sorted(found)
+
+    async def clear(self, trace_id: str) -> None:
+        self._check_group(trace_id)
+        key = self.hash_key(trace_id)
+        if not self._sinks:
+            await self._call(self.client.delete(key))
+            return
+        flat = await self._call(self._clear(keys=[key]))
+        pairs = sorted((flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2))
+        if pairs:
+            self._publish([StateChange(trace_id, k, "clear", "deleted", _decode(v), None) for k, v in pairs])
+
+    # ------------------------------------------------ transactions, batches
+
+    def _encode_op(self, op: StateOperation) -> list[Any]:
+        t = op.type
+        if t in ("get", "delete", "exists", "pop", "shift"):
+            return [t, op.key, b"", b""]
+        if t == "set":
+            return [t, op.key, _encode(op.value), b""]
+        if t == "increment":
+            return [t, op.key, _encode(op.delta), b""]
+        if t == "decrement":
+            return [t, op.key, _encode(_negate(op.delta)), b""]
+        if t == "compareAndSwap":
+            return [t, op.key, _encode(op.expected), _encode(op.value)]
+        if t in ("push", "unshift"):
+            return [t, op.key, _encode(op.items)[1:-1], b""]
+        if t == "setField":
+            return [t, op.key, _encode(op.field), _encode(op.value)]
+        if t == "deleteField":
+            return [t, op.key, _encode(op.field), b""]
+        raise InternalError(f"no server-side form for {t!r}")  # update is handled before
+
+    async def transaction(self, trace_id: str, operations: Sequence[Any]) -> TransactionResult:
+        self._check_group(trace_id)
+        try:
+            ops = parse_operations(operations, limits=self.limits)
+        except StateError as e:
+            index = e.details.get("failed_index")
+            if index is None:
+                raise
+            return TransactionResult(success=False, results=[], error=e.message, failed_index=index, code=e.code)
+        parsed: list[StateOperation] = ops  # type: ignore[assignment]  # no errors without collect=True
+        if not parsed:
+            return TransactionResult(success=True, results=[])
+        if any(op.type == "update" for op in parsed):
+            return await self._optimistic_transaction(trace_id, parsed)
+        args: list[Any] = []
+        for op in parsed:
+            args.extend(self._encode_op(op))
+        reply = await self._run(trace_id, args, "tx")
+        if reply and reply[0] == b"ERR":
+            return TransactionResult(
+                success=False,
+                results=[],
+                error=reply[3].decode("utf-8", "replace"),
+                failed_index=int(reply[1]),
+                code=reply[2].decode(),
+            )
+        return TransactionResult(success=True, results=[_decode(t) for t in reply])
+
+    async def _optimistic_transaction(self, trace_id: str, ops: list[StateOperation]) -> TransactionResult:
+        """A transaction with Python ``update`` fns: read, run in Python, commit if nothing moved."""
+        key = self.hash_key(trace_id)
+        names = list(dict.fromkeys(op.key for op in ops))
+        for attempt in range(OCC_RETRIES):
+            texts = await self._call(self.client.hmget(key, names))
+            read = {n: (MISSING if t is None else _decode(t)) for n, t in zip(names, texts)}
+            result, staged = run_transaction(ops, read.__getitem__, self.limits)
+            if not result.success or not staged:
+                return result
+            args: list[Any] = [self._ttl_arg]
+            for n, t in zip(names, texts):
+                new = staged.get(n)
+                new_text = b"=" if new is None else (b"" if new[1] is MISSING else _encode(new[1]))
+                args.extend([n, t or b"", new_text])
+            if await self._call(self._commit(keys=[key], args=args)):
+                if self._sinks:
+                    changes = [
+                        StateChange(
+                            trace_id,
+                            n,
+                            op,
+                            _event(read[n], new),
+                            None if read[n] is MISSING else read[n],
+                            None if new is MISSING else new,
+                        )
+                        for n, (op, new) in staged.items()
+                        if not (new is MISSING and read[n] is MISSING)
+                    ]
+                    if changes:
+                        self._publish(changes)
+                return result
+            await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
+        raise ConflictError(f"transaction lost {OCC_RETRIES} races in a row")
+
+    async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
+        """Each record on its own; runs of server-side records go out as one pipeline."""
+        self._check_group(trace_id)
+        ops = parse_operations(operations, limits=self.limits, collect=True)
+        items: list[BatchItemResult | None] = [None] * len(ops)
+        pending: list[int] = []
+
+        async def flush() -> None:
+            if not pending:
+                return
+            want = "1" if self._sinks else "0"
+            pipe = self.client.pipeline(transaction=False)
+            for i in pending:
+                op: StateOperation = ops[i]  # type: ignore[assignment]
+                args = [self._ttl_arg, self._max_bytes, "one", want, *self._encode_op(op)]
+                await self._ops(keys=[self.hash_key(trace_id)], args=args, client=pipe)
+            replies = await self._call(pipe.execute(raise_on_error=False))
+            for i, reply in zip(pending, replies):
+                op = ops[i]  # type: ignore[assignment]
+                item_id = None if op.id is msgspec.UNSET else op.id
+                if isinstance(reply, Exception):
+                    raise self._translate(reply)
+                if reply[0] == b"ERR":
+                    items[i] = BatchItemResult(
+                        id=item_id, error=reply[3].decode("utf-8", "replace"), code=reply[2].decode()
+                    )
+                else:
+                    (text,) = self._reply(trace_id, reply, "one")
+                    items[i] = BatchItemResult(id=item_id, value=_decode(text))
+            pending.clear()
+
+        for i, op in enumerate(ops):
+            if isinstance(op, StateError):
+                items[i] = BatchItemResult(id=op.details.get("id"), error=op.message, code=op.code)
+            elif op.type == "update":
+                await flush()  # keep the records' order
+                item_id = None if op.id is msgspec.UNSET else op.id
+                try:
+                    value = await self.update(trace_id, op.key, op.update_fn)
+                except StateError as e:
+                    items[i] = BatchItemResult(id=item_id, error=e.message, code=e.code)
+                else:
+                    items[i] = BatchItemResult(id=item_id, value=value)
+            else:
+                pending.append(i)
+        await flush()
+        return BatchResult(results=[item for item in items if item is not None])
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def close(self) -> None:
+        """Close the connection pool; later operations fail with UNAVAILABLE."""
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self.client, "aclose", None) or self.client.close
+        with contextlib.suppress(self._errors.RedisError, OSError):  # already gone: nothing to release
+            await close()
+
+
+class FallbackStateAdapter(StateAdapter):
+    """A Redis adapter that, only if Redis cannot be reached at first use, runs in memory.
+
+    Chosen explicitly with ``{"adapter": "redis", ..., "fallback": "memory"}``.
+    The decision is made once, at the first operation: if Redis answers, the
+    Redis adapter serves everything from then on (a later outage is
+    UNAVAILABLE, never a switch); if it does not, a warning names the risk
+    and this process keeps its state in memory, unshared.
+    """
+
+    def __init__(self, primary: RedisStateAdapter) -> None:
+        super().__init__()
+        self.primary = primary
+        self.limits = primary.limits
+        self.active: StateAdapter | None = None
+        self._lock = anyio.Lock()
+        self._unsink: Callable[[], None] | None = None
+
+    def _sinks_changed(self) -> None:
+        self._forward()
+
+    def _forward(self) -> None:
+        if self._unsink is not None:
+            self._unsink()
+            self._unsink = None
+        if self.active is not None and self._sinks:
+            self._unsink = self.active.add_change_sink(self._publish)
+
+    async def _target(self) -> StateAdapter:
+        if self.active is None:
+            async with self._lock:
+                if self.active is None:
+                    try:
+                        await self.primary.ping()
+                        self.active = self.primary
+                    except UnavailableError as e:
+                        log.warning(
+                            "Redis at %s cannot be reached (%s); falling back to in-memory state as configured. "
+                            "This process's state is NOT shared with other runtimes and is lost when it exits.",
+                            self.primary.url,
+                            e.message,
+                        )
+                        self.active = MemoryStateAdapter(limits=self.limits)
+                    self._forward()
+        return self.active
+
+    async def close(self) -> None:
+        """Close whichever adapter is in use (and the Redis client)."""
+        await self.primary.close()
+        if self.active is not None and self.active is not self.primary:
+            await self.active.close()
+
+    # Every operation goes to the adapter chosen at first use.
+
+    async def get(self, trace_id: str, key: str) -> Any:
+        return await (await self._target()).get(trace_id, key)
+
+    async def set(self, trace_id: str, key: str, value: Any) -> Any:
+        return await (await self._target()).set(trace_id, key, value)
+
+    async def delete(self, trace_id: str, key: str) -> Any:
+        return await (await self._target()).delete(trace_id, key)
+
+    async def exists(self, trace_id: str, key: str) -> bool:
+        return await (await self._target()).exists(trace_id, key)
+
+    async def increment(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
+        return await (await self._target()).increment(trace_id, key, delta)
+
+    async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
+        return await (await self._target()).decrement(trace_id, key, delta)
+
+    async def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+        return await (await self._target()).compare_and_swap(trace_id, key, expected, new_value)
+
+    async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
+        return await (await self._target()).push(trace_id, key, *items)
+
+    async def unshift(self, trace_id: str, key: str, *items: Any) -> list[Any]:
+        return await (await self._target()).unshift(trace_id, key, *items)
+
+    async def pop(self, trace_id: str, key: str) -> Any:
+        return await (await self._target()).pop(trace_id, key)
+
+    async def shift(self, trace_id: str, key: str) -> Any:
+        return await (await self._target()).shift(trace_id, key)
+
+    async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
+        return await (await self._target()).set_field(trace_id, key, field, value)
+
+    async def delete_field(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
+        return await (await self._target()).delete_field(trace_id, key, field)
+
+    async def update(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
+        return await (await self._target()).update(trace_id, key, fn)
+
+    async def get_group(self, group_id: str) -> list[Any]:
+        return await (await self._target()).get_group(group_id)
+
+    async def keys(self, trace_id: str) -> list[str]:
+        return await (await self._target()).keys(trace_id)
+
+    async def groups(self) -> list[str]:
+        return await (await self._target()).groups()
+
+    async def clear(self, trace_id: str) -> None:
+        await (await self._target()).clear(trace_id)
+
+    async def transaction(self, trace_id: str, operations: Sequence[Any]) -> TransactionResult:
+        return await (await self._target()).transaction(trace_id, operations)
+
+    async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
+        return await (await self._target()).batch(trace_id, operations)
