@@ -278,6 +278,7 @@ class RedisStateAdapter(StateAdapter):
         return False
 
     def _reply(self, group: str, reply: Any, mode: str) -> list[Any]:
+        """The result texts of a reply (publishing its changes); a failure raises in mode "one"."""
         if type(reply) is bytes:  # one operation, no events: "=result" or "!CODE message"
             if reply[:1] == b"=":
                 return [reply[1:]]
@@ -286,11 +287,11 @@ class RedisStateAdapter(StateAdapter):
         if reply[0] == b"ERR":
             if mode == "one":
                 raise error_for_code(reply[2].decode(), reply[3].decode("utf-8", "replace"))
-            return reply
+            return list(reply)
         n = int(reply[1])
         if len(reply) > 2 + n:
             self._publish_changes(group, reply[2 + n :])
-        return reply[2 : 2 + n]
+        return list(reply[2 : 2 + n])
 
     def _publish_changes(self, group: str, flat: list[Any]) -> None:
         changes = []
