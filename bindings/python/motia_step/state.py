@@ -25,91 +25,100 @@ UPDATE_RETRIES = 50
 UPDATE_BACKOFF = 0.0005
 
 
+Reply = asyncio.Future
+"""What each state method returns: the future of the parent's reply."""
+
+
 class RpcStateManager:
-    """Awaitable state operations served by the parent runtime."""
+    """Awaitable state operations served by the parent runtime.
+
+    Each method sends its request at once and returns the future of the
+    reply (not a coroutine), so ``asyncio.gather`` over thousands of calls
+    creates no task per call and they all travel pipelined.
+    """
 
     def __init__(self, client: RpcClient) -> None:
         self._client = client
 
-    def _call(self, method: str, args: dict[str, Any]) -> asyncio.Future[Any]:
+    def _call(self, method: str, args: dict[str, Any]) -> Reply[Any]:
         return self._client.request(method, args)
 
-    async def get(self, trace_id: str, key: str) -> Any:
+    def get(self, trace_id: str, key: str) -> Reply[Any]:
         """The stored value, or None."""
-        return await self._call("state.get", {"traceId": trace_id, "key": key})
+        return self._call("state.get", {"traceId": trace_id, "key": key})
 
-    async def set(self, trace_id: str, key: str, value: Any) -> Any:
+    def set(self, trace_id: str, key: str, value: Any) -> Reply[Any]:
         """Store ``value``; returns it."""
-        return await self._call("state.set", {"traceId": trace_id, "key": key, "value": value})
+        return self._call("state.set", {"traceId": trace_id, "key": key, "value": value})
 
-    async def delete(self, trace_id: str, key: str) -> Any:
+    def delete(self, trace_id: str, key: str) -> Reply[Any]:
         """Remove the entry; returns the old value."""
-        return await self._call("state.delete", {"traceId": trace_id, "key": key})
+        return self._call("state.delete", {"traceId": trace_id, "key": key})
 
-    async def exists(self, trace_id: str, key: str) -> bool:
+    def exists(self, trace_id: str, key: str) -> Reply[bool]:
         """Whether an entry is stored."""
-        return bool(await self._call("state.exists", {"traceId": trace_id, "key": key}))
+        return self._call("state.exists", {"traceId": trace_id, "key": key})
 
-    async def increment(self, trace_id: str, key: str, delta: Any = 1) -> Any:
+    def increment(self, trace_id: str, key: str, delta: Any = 1) -> Reply[Any]:
         """Add ``delta``; returns the new number."""
-        return await self._call("state.increment", {"traceId": trace_id, "key": key, "delta": delta})
+        return self._call("state.increment", {"traceId": trace_id, "key": key, "delta": delta})
 
-    async def decrement(self, trace_id: str, key: str, delta: Any = 1) -> Any:
+    def decrement(self, trace_id: str, key: str, delta: Any = 1) -> Reply[Any]:
         """Subtract ``delta``; returns the new number."""
-        return await self._call("state.decrement", {"traceId": trace_id, "key": key, "delta": delta})
+        return self._call("state.decrement", {"traceId": trace_id, "key": key, "delta": delta})
 
-    async def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+    def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> Reply[bool]:
         """Store ``new_value`` if the current value equals ``expected``."""
         args = {"traceId": trace_id, "key": key, "expected": expected, "newValue": new_value}
-        return bool(await self._call("state.compareAndSwap", args))
+        return self._call("state.compareAndSwap", args)
 
-    async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
+    def push(self, trace_id: str, key: str, *items: Any) -> Reply[list[Any]]:
         """Append items; returns the new array."""
-        return await self._call("state.push", {"traceId": trace_id, "key": key, "items": list(items)})
+        return self._call("state.push", {"traceId": trace_id, "key": key, "items": list(items)})
 
-    async def unshift(self, trace_id: str, key: str, *items: Any) -> list[Any]:
+    def unshift(self, trace_id: str, key: str, *items: Any) -> Reply[list[Any]]:
         """Prepend items in order; returns the new array."""
-        return await self._call("state.unshift", {"traceId": trace_id, "key": key, "items": list(items)})
+        return self._call("state.unshift", {"traceId": trace_id, "key": key, "items": list(items)})
 
-    async def pop(self, trace_id: str, key: str) -> Any:
+    def pop(self, trace_id: str, key: str) -> Reply[Any]:
         """Remove and return the last element."""
-        return await self._call("state.pop", {"traceId": trace_id, "key": key})
+        return self._call("state.pop", {"traceId": trace_id, "key": key})
 
-    async def shift(self, trace_id: str, key: str) -> Any:
+    def shift(self, trace_id: str, key: str) -> Reply[Any]:
         """Remove and return the first element."""
-        return await self._call("state.shift", {"traceId": trace_id, "key": key})
+        return self._call("state.shift", {"traceId": trace_id, "key": key})
 
-    async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
+    def set_field(self, trace_id: str, key: str, field: str, value: Any) -> Reply[dict[str, Any]]:
         """Set one field of an object; returns the new object."""
-        return await self._call("state.setField", {"traceId": trace_id, "key": key, "field": field, "value": value})
+        return self._call("state.setField", {"traceId": trace_id, "key": key, "field": field, "value": value})
 
-    async def delete_field(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
+    def delete_field(self, trace_id: str, key: str, field: str) -> Reply[dict[str, Any]]:
         """Remove one field of an object; returns the new object."""
-        return await self._call("state.deleteField", {"traceId": trace_id, "key": key, "field": field})
+        return self._call("state.deleteField", {"traceId": trace_id, "key": key, "field": field})
 
-    async def get_group(self, group_id: str) -> list[Any]:
+    def get_group(self, group_id: str) -> Reply[list[Any]]:
         """The group's values ordered by key."""
-        return await self._call("state.getGroup", {"groupId": group_id})
+        return self._call("state.getGroup", {"groupId": group_id})
 
-    async def keys(self, trace_id: str) -> list[str]:
+    def keys(self, trace_id: str) -> Reply[list[str]]:
         """The group's keys, sorted."""
-        return await self._call("state.keys", {"traceId": trace_id})
+        return self._call("state.keys", {"traceId": trace_id})
 
-    async def groups(self) -> list[str]:
+    def groups(self) -> Reply[list[str]]:
         """Every non-empty group, sorted."""
-        return await self._call("state.groups", {})
+        return self._call("state.groups", {})
 
-    async def clear(self, trace_id: str) -> None:
+    def clear(self, trace_id: str) -> Reply[None]:
         """Remove every entry of the group."""
-        await self._call("state.clear", {"traceId": trace_id})
+        return self._call("state.clear", {"traceId": trace_id})
 
-    async def transaction(self, trace_id: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+    def transaction(self, trace_id: str, operations: list[dict[str, Any]]) -> Reply[dict[str, Any]]:
         """All-or-nothing: ``{success, results}`` or ``{success: False, error, failedIndex, code}``."""
-        return await self._call("state.transaction", {"traceId": trace_id, "operations": operations})
+        return self._call("state.transaction", {"traceId": trace_id, "operations": operations})
 
-    async def batch(self, trace_id: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+    def batch(self, trace_id: str, operations: list[dict[str, Any]]) -> Reply[dict[str, Any]]:
         """Each op on its own: ``{results: [{id?, value} | {id?, error, code}]}``."""
-        return await self._call("state.batch", {"traceId": trace_id, "operations": operations})
+        return self._call("state.batch", {"traceId": trace_id, "operations": operations})
 
     async def update(self, trace_id: str, key: str, fn: Callable[[Any], Any]) -> Any:
         """Store ``fn(current)``: an optimistic get + compareAndSwap loop.
@@ -159,8 +168,11 @@ class BlockingStateManager:
         if name in ("update", "atomic_update", "atomicUpdate"):
             raise AttributeError(name)  # defined below: fn must run in this thread
 
+        async def on_loop(*args: Any) -> Any:
+            return await method(*args)  # the request is built on the loop's thread
+
         def call(*args: Any) -> Any:
-            return self._run(method(*args))
+            return self._run(on_loop(*args))
 
         call.__name__ = name
         call.__doc__ = method.__doc__
