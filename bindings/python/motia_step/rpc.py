@@ -68,6 +68,7 @@ class RpcClient:
         self._write_fd = write_fd
         self._on_request = on_request
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._heads: dict[str, str] = {}
         self._next_id = 0
         self._out: list[str] = []
         self._flush_scheduled = False
@@ -101,7 +102,10 @@ class RpcClient:
             raise UnavailableError("the parent closed the channel")
         self._next_id += 1
         rid = self._next_id
-        line = encode({"type": "rpc_request", "id": rid, "method": method, "args": args})
+        head = self._heads.get(method)
+        if head is None:  # the frame's fixed prefix, encoded once per method
+            head = self._heads[method] = '{"type":"rpc_request","method":%s,"id":' % encode(method)
+        line = "%s%d,\"args\":%s}" % (head, rid, encode(args))
         fut = self._loop.create_future()
         self._pending[rid] = fut
         self._queue(line)
