@@ -7,6 +7,7 @@ const { errorForCode, StateError } = require('./errors')
 
 const DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 const NEWLINE = 0x0a
+const FLUSH_EVERY = 256
 
 class PeerClosedError extends StateError {
   constructor (message) {
@@ -114,7 +115,11 @@ class RpcClient {
     if (this.closed) throw new PeerClosedError('the channel to the parent is closed')
     // JSON.stringify throws on cycles and BigInt: before anything is queued.
     this.queue.push(JSON.stringify(frame))
-    if (!this.flushScheduled) {
+    if (this.queue.length >= FLUSH_EVERY) {
+      // A long burst leaves in slices, so the parent starts on the first
+      // requests while the rest are still being encoded.
+      this.flush()
+    } else if (!this.flushScheduled) {
       this.flushScheduled = true
       // Every frame queued in this tick goes out in one write.
       process.nextTick(() => this.flush())

@@ -20,6 +20,9 @@ from .errors import InvalidArgumentError, UnavailableError, error_from_wire
 
 MAX_FRAME_BYTES = int(os.environ.get("MOTIA_MAX_FRAME_BYTES", 16 * 1024 * 1024))
 
+#: Frames queued in one loop turn that are written without waiting for its end.
+FLUSH_EVERY = 256
+
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _dumps = _encoder.encode
 
@@ -137,6 +140,11 @@ class RpcClient:
 
     def _queue(self, line: str) -> None:
         self._out.append(line)
+        if len(self._out) >= FLUSH_EVERY:
+            # A long burst leaves in slices, so the parent (on the other
+            # core) starts on the first requests while we encode the rest.
+            self.flush()
+            return
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
