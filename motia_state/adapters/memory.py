@@ -31,7 +31,7 @@ from ..ops import (
     apply_update,
 )
 from ..records import BatchResult, TransactionResult, check_delta, check_field
-from ..values import DEFAULT_LIMITS, Limits, check_name, import_value
+from ..values import DEFAULT_LIMITS, MISSING, Limits, check_name, import_value
 from .base import StateAdapter, UpdateFn
 from .table import StateTable
 
@@ -109,12 +109,36 @@ class MemoryStateAdapter(StateAdapter):
         return result
 
     async def increment(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
-        _names(self, trace_id, key)
-        check_delta(delta)
+        # The hottest operation, so its checks and storage are inlined here
+        # (the rule itself stays in ops.apply_increment): 0.96M -> 1.57M
+        # increments/s (docs/performance.md). Anything unusual, and any
+        # journaling (events, the file log), takes the general path.
+        short = self._short_name
+        if (
+            type(delta) is not int
+            or type(trace_id) is not str
+            or type(key) is not str
+            or not 0 < len(trace_id) <= short
+            or not 0 < len(key) <= short
+            or "\x00" in trace_id
+            or "\x00" in key
+            or self._closed
+        ):
+            _names(self, trace_id, key)
+            check_delta(delta)
         with self._lock:
-            result: int | float = self._table.apply(trace_id, key, "increment", apply_increment, delta)
-            if self._table.journal:
+            table = self._table
+            if table.journal is not None:
+                result: int | float = table.apply(trace_id, key, "increment", apply_increment, delta)
                 self._flush()
+                return result
+            entries = table.data.get(trace_id)
+            if entries is None:
+                new, result = apply_increment(MISSING, delta)
+                table.data[trace_id] = {key: new}
+            else:
+                new, result = apply_increment(entries.get(key, MISSING), delta)
+                entries[key] = new
         return result
 
     async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
