@@ -190,6 +190,44 @@ end
 """
 
 
+ASYNC_ECHO_CHILD = """
+import asyncio, os
+async def main():
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    class Echo(asyncio.Protocol):
+        def data_received(self, data): os.write(1, data)
+        def connection_lost(self, exc): done.set()
+    await loop.connect_read_pipe(Echo, os.fdopen(0, "rb", buffering=0))
+    await done.wait()
+asyncio.run(main())
+"""
+
+
+def bench_async_pipe_echo(n: int) -> float:
+    """The same echo with an asyncio event loop on both sides, as parent and worker have."""
+
+    async def run() -> float:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", ASYNC_ECHO_CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        line = b'{"type":"rpc_request","id":1,"method":"state.increment","args":{"traceId":"bench","key":"k"}}\n'
+        for _ in range(100):
+            proc.stdin.write(line)
+            await proc.stdout.readline()
+        start = time.perf_counter()
+        for _ in range(n):
+            proc.stdin.write(line)
+            await proc.stdout.readline()
+        elapsed = time.perf_counter() - start
+        proc.stdin.close()
+        await proc.wait()
+        return n / elapsed
+
+    return asyncio.run(run())
+
+
 def bench_pipe_echo(n: int) -> float:
     frame = json.dumps(
         {"type": "rpc_request", "id": 1, "method": "state.increment", "args": {"traceId": "bench", "key": "k"}}
@@ -261,6 +299,7 @@ def bench_rpc(n: int, rounds: int) -> None:
     languages = {"python": ("py", STEP), "node": ("js", STEP_JS), "ruby": ("rb", STEP_RB)}
     with tempfile.TemporaryDirectory() as tmp:
         echo = [bench_pipe_echo(n) for _ in range(rounds)]
+        async_echo = [bench_async_pipe_echo(n) for _ in range(rounds)]
 
         def run_step(ext: str, source: str) -> dict[str, float]:
             step = Path(tmp) / f"bench.step.{ext}"
@@ -281,6 +320,7 @@ def bench_rpc(n: int, rounds: int) -> None:
                 steps[lang].append(run_step(ext, source))
     results = {
         "(a) raw pipe echo, Python to Python": max(echo),
+        "(a2) pipe echo, asyncio loop on both sides": max(async_echo),
         "(b) sequential await ctx.state.increment": max(s["seq"] for s in steps["python"]),
         "(c) 2,000 concurrent increments (gather)": max(s["conc"] for s in steps["python"]),
     }
@@ -304,6 +344,11 @@ def bench_rpc(n: int, rounds: int) -> None:
                 "(b)/(a) step increments over the pipe floor (target >= 0.8)",
                 "(b) sequential await ctx.state.increment",
                 "(a) raw pipe echo, Python to Python",
+            ),
+            (
+                "(b)/(a2) step increments over an asyncio-to-asyncio echo",
+                "(b) sequential await ctx.state.increment",
+                "(a2) pipe echo, asyncio loop on both sides",
             ),
             (
                 "(c)/(d) pipelined: ours over redis-py (target >= 1)",
