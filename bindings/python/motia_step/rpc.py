@@ -110,8 +110,13 @@ class RpcClient:
             head = self._heads[method] = '{"type":"rpc_request","method":%s,"id":' % encode(method)
         line = "%s%d,\"args\":%s}" % (head, rid, encode(args))
         fut = self._loop.create_future()
+        alone = not self._pending and not self._out
         self._pending[rid] = fut
         self._queue(line)
+        if alone:
+            # Nothing else in flight: a sequential caller. Send now rather
+            # than a loop turn later; a burst's later requests still batch.
+            self.flush()
         return fut
 
     def notify(self, method: str, args: Any) -> None:
