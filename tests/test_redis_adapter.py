@@ -19,7 +19,10 @@ import pytest
 import motia_state as ms
 from motia_state.adapters import redis as redis_module
 
+from .conformance import adapter_call, limits_kwargs, load_cases, run_case
 from .helpers import RedisServer, finish, free_port, go, start_child
+
+CASES = load_cases()
 
 
 def crc16(data: bytes) -> int:
@@ -299,3 +302,67 @@ def test_without_redis_py_the_error_names_the_extra(monkeypatch: Any) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(ms.StateError, match=r"motia-state\[redis\]"):
         ms.RedisStateAdapter()
+
+
+# ------------------------------------------------ functions and scripts
+
+
+async def test_a_flushed_function_library_is_loaded_again(adapter: ms.RedisStateAdapter) -> None:
+    assert adapter._use_functions, "Redis 7 serves the rules as a function library"
+    assert await adapter.increment("g", "n") == 1
+    await adapter.client.function_flush()
+    assert await adapter.increment("g", "n") == 2
+    await adapter.client.function_flush()
+    result = await adapter.batch("g", [{"type": "increment", "key": "n"}, {"type": "push", "key": "l", "value": 1}])
+    assert [item.value for item in result.results] == [3, [1]]
+
+
+async def test_the_script_path_gives_the_same_results_and_reloads_on_noscript(
+    adapter: ms.RedisStateAdapter,
+) -> None:
+    adapter._use_functions = False  # as with Redis 6 or a cluster client
+    assert await adapter.increment("g", "n", 2**70) == 2**70
+    await adapter.client.script_flush()
+    assert await adapter.increment("g", "n") == 2**70 + 1
+    await adapter.client.script_flush()
+    result = await adapter.batch("g", [{"id": "a", "type": "get", "key": "n"}, {"type": "pop", "key": "n"}])
+    assert result.results[0].value == 2**70 + 1 and result.results[1].code == "TYPE_MISMATCH"
+    tx = await adapter.transaction(
+        "g", [{"type": "set", "key": "x", "value": []}, {"type": "push", "key": "x", "items": []}]
+    )
+    assert tx.success and tx.results == [[], []]
+
+
+@pytest.mark.parametrize(("name", "case"), CASES[::5], ids=[c[0] for c in CASES[::5]])
+async def test_vectors_through_the_script_path(
+    name: str, case: dict[str, Any], redis_server: RedisServer, redis_prefix: str
+) -> None:
+    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, limits=ms.Limits(**limits_kwargs(case)))
+    a._use_functions = False
+    try:
+        await run_case(case, adapter_call(ms.StateManager(a)), None)
+    finally:
+        await a.close()
+
+
+def test_cli_runs_a_step_on_redis(redis_server: RedisServer, redis_prefix: str, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    step = tmp_path / "count.step.py"
+    step.write_text("async def handler(data, ctx):\n    return await ctx.state.increment('cli', 'n')\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    outs = []
+    for _ in range(2):  # two separate runtimes, one shared state
+        proc = subprocess.run(
+            [sys.executable, "-m", "motia_state.cli", "run", str(step), "--state", redis_server.url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.returncode == 0, proc.stderr
+        outs.append(json.loads(proc.stdout))
+    assert outs[1] == outs[0] + 1
