@@ -56,14 +56,18 @@ def test_wheel_in_a_fresh_venv_runs_a_step(tmp_path: Path) -> None:
     step.write_text("async def handler(data, ctx):\n    return await ctx.state.increment(ctx.trace_id, 'n', data)\n")
     work = tmp_path / "elsewhere"
     work.mkdir()
-    out = subprocess.run(
-        [str(env_dir / "bin" / "motia-state"), "run", str(step), "--data", "41"],
-        cwd=work,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    assert json.loads(out.stdout) == 41
+
+    def run(step: Path, data: str) -> object:
+        out = subprocess.run(
+            [str(env_dir / "bin" / "motia-state"), "run", str(step), "--data", data],
+            cwd=work,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return json.loads(out.stdout)
+
+    assert run(step, "41") == 41
     # The other runners and the Redis script ship in the wheel too.
     for ext, source in (
         ("js", "exports.handler = async (data, ctx) => ctx.state.increment(ctx.traceId, 'n', data)\n"),
@@ -72,14 +76,7 @@ def test_wheel_in_a_fresh_venv_runs_a_step(tmp_path: Path) -> None:
         require_tool({"js": "node", "rb": "ruby"}[ext])
         polyglot = tmp_path / f"hello.step.{ext}"
         polyglot.write_text(source)
-        out = subprocess.run(
-            [str(env_dir / "bin" / "motia-state"), "run", str(polyglot), "--data", "2"],
-            cwd=work,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        assert json.loads(out.stdout) == 2
+        assert run(polyglot, "2") == 2
     lua = subprocess.run(
         [str(py), "-c", "import motia_state.adapters.redis as r; print(len(r._OPS_SCRIPT))"],
         cwd=work,
