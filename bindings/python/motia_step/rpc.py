@@ -108,7 +108,7 @@ class RpcClient:
         head = self._heads.get(method)
         if head is None:  # the frame's fixed prefix, encoded once per method
             head = self._heads[method] = '{"type":"rpc_request","method":%s,"id":' % encode(method)
-        line = "%s%d,\"args\":%s}" % (head, rid, encode(args))
+        line = '%s%d,"args":%s}' % (head, rid, encode(args))
         fut = self._loop.create_future()
         alone = not self._pending and not self._out
         self._pending[rid] = fut
