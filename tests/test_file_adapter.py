@@ -454,3 +454,32 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_write(
 
         last_ack = anyio.run(check, last_ack)
     assert last_ack > 0, "the writer never got to write"
+
+
+@pytest.mark.parametrize("mode", ["always", "batch"])
+def test_runs_under_trio_with_group_commit_and_compaction(tmp_path: Path, mode: str) -> None:
+    async def main() -> list[int]:
+        a = ms.FileStateAdapter(tmp_path / "s", fsync=mode, compact_min_bytes=0)  # type: ignore[arg-type]
+        got: list[int] = []
+
+        async def writer() -> None:
+            for _ in range(25):
+                got.append(await a.increment("g", "n"))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(writer)
+        await a.compact()
+        await a.close()
+        return got
+
+    assert sorted(anyio.run(main, backend="trio")) == list(range(1, 101))
+
+    async def reopen() -> Any:
+        a = ms.FileStateAdapter(tmp_path / "s")
+        try:
+            return await a.get("g", "n")
+        finally:
+            await a.close()
+
+    assert anyio.run(reopen) == 100
