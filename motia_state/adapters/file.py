@@ -333,6 +333,7 @@ class FileStateAdapter(MemoryStateAdapter):
         self._stop = threading.Event()
         self._dirty = threading.Event()
         self._syncer: threading.Thread | None = None
+        self._compaction: threading.Thread | None = None
 
         created = not self.path.exists()
         try:
@@ -576,7 +577,9 @@ class FileStateAdapter(MemoryStateAdapter):
 
     def _start_compaction(self) -> None:
         self._compacting = True
-        threading.Thread(target=self._compact_quietly, name="motia-state compaction", daemon=True).start()
+        thread = threading.Thread(target=self._compact_quietly, name="motia-state compaction", daemon=True)
+        self._compaction = thread
+        thread.start()
 
     def _compact_quietly(self) -> None:
         try:
@@ -650,6 +653,10 @@ class FileStateAdapter(MemoryStateAdapter):
         """Flush (except in mode "never"), release the files; later operations fail."""
         if self._closed:
             return
+        compaction = self._compaction
+        if compaction is not None and compaction.is_alive():
+            # Let it finish: cut short, it would leave a temporary file behind.
+            await anyio.to_thread.run_sync(compaction.join)
         with self._lock:
             self._closed = True
         self._stop.set()
