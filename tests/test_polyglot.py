@@ -260,3 +260,25 @@ async def test_two_workers_of_each_language_race_exactly(kind: str) -> None:
         assert sorted(items) == sorted(f"{tag}-{i}" for tag in got for i in range(n))
     if kind != "push":
         assert await state.get("race", "n") == total
+
+
+@pytest.mark.parametrize(
+    ("name", "source"),
+    [
+        ("linger.step.js", "exports.handler = async () => { setInterval(() => {}, 1000); return 'ok' }\n"),
+        ("linger.step.rb", "def handler(data, ctx)\n  Thread.new { sleep 60 }\n  'ok'\nend\n"),
+        (
+            "linger.step.py",
+            "import asyncio, threading, time\n"
+            "async def handler(data, ctx):\n"
+            "    threading.Thread(target=time.sleep, args=(60,)).start()\n"
+            "    asyncio.ensure_future(asyncio.sleep(60))\n"
+            "    return 'ok'\n",
+        ),
+    ],
+)
+async def test_a_step_that_leaves_work_running_still_exits_promptly(tmp_path: Path, name: str, source: str) -> None:
+    path = write_step(tmp_path, name, source)
+    started = anyio.current_time()
+    assert await run(path) == "ok"
+    assert anyio.current_time() - started < 3, "the worker must exit at shutdown, not linger until killed"

@@ -76,7 +76,9 @@ class Worker {
       },
     )
     await this.client.closedPromise
-    output.end()
+    // Exit once the last frames are out, even if the step left timers or
+    // sockets open: the parent is done with this worker.
+    await new Promise((resolve) => output.end(resolve))
   }
 
   onRequest (frame) {

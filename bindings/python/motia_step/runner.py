@@ -194,4 +194,7 @@ def main(argv: Any) -> int:
         worker.load_error = e if isinstance(e, Exception) else RuntimeError("step exited while loading: %r" % (e,))
         traceback.print_exc()
     asyncio.run(worker.serve())
-    return 0
+    # The parent is done with us: exit now, even if the step left threads
+    # running (the interpreter would wait for every non-daemon one).
+    sys.stderr.flush()
+    os._exit(0)
