@@ -21,7 +21,19 @@ import msgspec
 
 from .errors import LimitExceededError, StateError, TypeMismatchError
 from .records import BatchItemResult, StateOperation, TransactionResult
-from .values import DEFAULT_LIMITS, MISSING, Limits, copy_value, describe, encoded_size, import_value, json_equal
+from .values import (
+    DEFAULT_LIMITS,
+    INT_BOUND,
+    INT_LOW,
+    MAX_INT_DIGITS,
+    MISSING,
+    Limits,
+    copy_value,
+    describe,
+    encoded_size,
+    import_value,
+    json_equal,
+)
 
 __all__ = [
     "UNCHANGED",
@@ -90,8 +102,11 @@ def apply_increment(current: Any, delta: int | float) -> Outcome:
         new = delta
     else:
         raise TypeMismatchError(f"cannot increment: stored value is {describe(current)}, not a number")
-    if type(new) is float and not math.isfinite(new):
-        raise LimitExceededError(f"increment result {new!r} is out of the range of a JSON number")
+    if type(new) is float:
+        if not math.isfinite(new):
+            raise LimitExceededError(f"increment result {new!r} is out of the range of a JSON number")
+    elif not INT_LOW < new < INT_BOUND:
+        raise LimitExceededError(f"increment result has more than {MAX_INT_DIGITS} digits")
     return new, new
 
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 import msgspec
 
 from .errors import InvalidArgumentError, LimitExceededError, StateError
-from .values import DEFAULT_LIMITS, Limits, check_name, describe, import_value
+from .values import DEFAULT_LIMITS, Limits, check_int, check_name, describe, import_value, is_unicode
 
 __all__ = [
     "OPERATION_TYPES",
@@ -132,7 +132,9 @@ class BatchResult(msgspec.Struct, kw_only=True):
 def check_delta(delta: object, where: str = "delta") -> int | float:
     """A delta is a finite int or float; a bool is not a number."""
     t = type(delta)
-    if t is int or (t is float and math.isfinite(delta)):  # type: ignore[arg-type]
+    if t is int:
+        return check_int(delta, where)  # type: ignore[arg-type]
+    if t is float and math.isfinite(delta):  # type: ignore[arg-type]
         return delta  # type: ignore[return-value]
     raise InvalidArgumentError(
         f"{where} must be a finite number, got {describe(delta) if t is not float else repr(delta)}"
@@ -140,9 +142,11 @@ def check_delta(delta: object, where: str = "delta") -> int | float:
 
 
 def check_field(field: object, where: str = "field") -> str:
-    """A field name is a non-empty string."""
+    """A field name is a non-empty string (valid Unicode)."""
     if type(field) is str and field:
-        return field
+        if is_unicode(field):
+            return field
+        raise InvalidArgumentError(f"{where}: must be valid Unicode (it holds a lone surrogate)")
     raise InvalidArgumentError(f"{where}: expected a non-empty string, got {describe(field)}")
 
 

@@ -90,6 +90,32 @@ def is_number(value: object) -> bool:
     return t is int or t is float
 
 
+#: Integers may have at most this many decimal digits: the most that
+#: Python (int_max_str_digits) and msgspec convert to and from JSON text.
+MAX_INT_DIGITS: Final = 4300
+INT_BOUND: Final = 10**MAX_INT_DIGITS
+#: Its negation, built once: negating a 4,300-digit int on every check would cost more than the operation.
+INT_LOW: Final = -INT_BOUND
+
+
+def check_int(value: int, what: str = "value") -> int:
+    """An integer within MAX_INT_DIGITS digits (LIMIT_EXCEEDED past it)."""
+    if INT_LOW < value < INT_BOUND:
+        return value
+    raise LimitExceededError(f"{what} has more than {MAX_INT_DIGITS} digits")
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 encoding (no lone surrogates), as JSON text needs."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_name(name: object, what: str, limits: Limits = DEFAULT_LIMITS) -> str:
     """Validate a group or key: a non-empty string, no NUL, within the byte limit."""
     if type(name) is not str or not name:
@@ -99,11 +125,19 @@ def check_name(name: object, what: str, limits: Limits = DEFAULT_LIMITS) -> str:
         raise LimitExceededError(f"{what} is longer than {limits.max_name_bytes} bytes of UTF-8")
     if "\x00" in name:
         raise InvalidArgumentError(f"{what} must not contain NUL")
+    if not is_unicode(name):
+        raise InvalidArgumentError(f"{what} must be valid Unicode (it holds a lone surrogate)")
     return name
 
 
 def _copy(value: Any, path: str) -> Any:
     t = type(value)
+    if t is str:
+        if is_unicode(value):
+            return value
+        raise InvalidArgumentError(f"value must be JSON: a string with a lone surrogate at {path}")
+    if t is int:
+        return check_int(value, f"the integer at {path}")
     if t in _SCALARS:
         return value
     if t is float:
@@ -117,6 +151,8 @@ def _copy(value: Any, path: str) -> Any:
         for k, v in value.items():
             if type(k) is not str:
                 raise InvalidArgumentError(f"value must be JSON: object key {k!r} is not a string at {path}")
+            if not is_unicode(k):
+                raise InvalidArgumentError(f"value must be JSON: an object key with a lone surrogate at {path}")
             out[k] = _copy(v, f"{path}.{k}")
         return out
     # Subclasses of the JSON types (IntEnum, OrderedDict, ...) are normalised
@@ -162,9 +198,13 @@ def import_value(value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value
     when its encoding is over ``limits.max_value_bytes``.
     """
     t = type(value)
-    if t is int or t is bool or value is None:
+    if t is bool or value is None:
         return value
+    if t is int:
+        return check_int(value, what)
     if t is str:
+        if not is_unicode(value):
+            raise InvalidArgumentError(f"{what} must be JSON: a string with a lone surrogate")
         # A str encodes to at most 6 bytes per character (\u escapes).
         if len(value) * 6 + 2 > limits.max_value_bytes and encoded_size(value) > limits.max_value_bytes:
             raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")

@@ -47,7 +47,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 
-from ..errors import InvalidArgumentError, UnavailableError
+from ..errors import InternalError, InvalidArgumentError, UnavailableError
 from ..records import StateChange
 from ..values import DEFAULT_LIMITS, Limits
 from .memory import MemoryStateAdapter
@@ -521,7 +521,13 @@ class FileStateAdapter(MemoryStateAdapter):
 
     def _append(self, journal: list[StateChange]) -> None:
         changes = [[c.trace_id, c.key] if c.event == "deleted" else [c.trace_id, c.key, c.new_value] for c in journal]
-        body = _RECORD_VERSION + _encode(changes)
+        try:
+            body = _RECORD_VERSION + _encode(changes)
+        except (TypeError, ValueError, OverflowError) as e:
+            # Validation should make this impossible; if it happens, memory
+            # must not keep what the log could not: rebuild from the files.
+            self._load(repair=False)
+            raise InternalError(f"a change could not be encoded for the log: {e}") from e
         record = _RECORD_HEADER.pack(len(body), zlib.crc32(body)) + body
         try:
             written = os.write(self._log_fd, record)

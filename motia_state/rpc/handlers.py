@@ -18,8 +18,9 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from ..errors import InternalError, InvalidArgumentError, NotFoundError, StateError
+from ..errors import InternalError, InvalidArgumentError, LimitExceededError, NotFoundError, StateError
 from ..manager import StateManager
+from ..values import MAX_INT_DIGITS
 
 __all__ = ["CallContext", "HandlerTable", "state_handlers"]
 
@@ -79,6 +80,9 @@ class HandlerTable:
         try:
             args = method.decoder.decode(raw_args)
         except msgspec.ValidationError as e:
+            if str(e).startswith("Integer value out of range"):
+                # An integer past MAX_INT_DIGITS: the same code as through the Python API.
+                raise LimitExceededError(f"an integer has more than {MAX_INT_DIGITS} digits: {e}") from None
             raise InvalidArgumentError(_args_message(e)) from None
         except msgspec.DecodeError as e:
             raise InvalidArgumentError(f"args are not valid JSON: {e}") from None
