@@ -282,3 +282,34 @@ async def test_a_step_that_leaves_work_running_still_exits_promptly(tmp_path: Pa
     started = anyio.current_time()
     assert await run(path) == "ok"
     assert anyio.current_time() - started < 3, "the worker must exit at shutdown, not linger until killed"
+
+
+async def test_a_python_step_sending_a_lone_surrogate_gets_invalid_argument(tmp_path: Path) -> None:
+    path = write_step(
+        tmp_path,
+        "surrogate.step.py",
+        """
+        async def handler(data, ctx):
+            try:
+                await ctx.state.set(ctx.trace_id, "k", "x\\ud800")
+            except ValueError as e:
+                code = e.code
+            return [code, await ctx.state.increment(ctx.trace_id, "n")]
+        """,
+    )
+    assert await run(path) == ["INVALID_ARGUMENT", 1]
+
+
+async def test_a_node_step_sending_a_lone_surrogate_gets_invalid_argument(tmp_path: Path) -> None:
+    path = write_step(
+        tmp_path,
+        "surrogate.step.js",
+        """
+        exports.handler = async (data, ctx) => {
+          let code = null
+          try { await ctx.state.set(ctx.traceId, 'k', 'x\\ud800') } catch (e) { code = e.code }
+          return [code, await ctx.state.increment(ctx.traceId, 'n')]
+        }
+        """,
+    )
+    assert await run(path) == ["INVALID_ARGUMENT", 1]

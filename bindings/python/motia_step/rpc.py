@@ -48,11 +48,14 @@ def _c_dumps() -> Any:
 _fast_dumps = _c_dumps() or _dumps
 
 
-def encode(frame: dict[str, Any]) -> str:
+def encode(frame: Any) -> str:
     """One frame as a line (without the newline); INVALID_ARGUMENT if not JSON."""
     try:
-        return _fast_dumps(frame)  # type: ignore[no-any-return]
-    except (TypeError, ValueError, RecursionError) as e:
+        line: str = _fast_dumps(frame)
+        if not line.isascii():
+            line.encode("utf-8")  # a lone surrogate has no UTF-8: refuse it here, not at write
+        return line
+    except (TypeError, ValueError, RecursionError) as e:  # UnicodeEncodeError is a ValueError
         raise InvalidArgumentError("value must be JSON: %s" % e) from None
 
 
