@@ -68,6 +68,7 @@ class Peer:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         self._reader = LineReader(receive, max_frame_bytes)
+        self._max_frame = max_frame_bytes
         self._send = send
         self._table = table
         self.context = context if context is not None else CallContext()
@@ -95,10 +96,16 @@ class Peer:
         """Send a request and wait for its reply; raises StateError on error."""
         if self._closed:
             raise PeerClosedError(f"worker {self.context.step} has closed its output")
+        frame = encode_request(self._next_id + 1, method, args)
+        if len(frame) > self._max_frame:
+            # The worker would drop it unread and never answer: refuse it here.
+            raise LimitExceededError(
+                f"{method} request of {len(frame)} bytes is over the {self._max_frame}-byte frame limit"
+            )
         self._next_id += 1
         rid = self._next_id
         pending = self._pending[rid] = _Pending()
-        self._out += encode_request(rid, method, args)
+        self._out += frame
         await self.flush()
         await pending.done.wait()
         if pending.error is not None:
@@ -165,6 +172,13 @@ class Peer:
             if rid is not None and b"rpc_request" in line.head:
                 err = LimitExceededError(f"frame of {line.size} bytes is over the limit")
                 self._out += encode_error(rid, err.code, err.message)
+            elif rid is not None and b"rpc_response" in line.head and rid in self._pending:
+                # A reply we cannot read still ends the wait for it.
+                pending = self._pending.pop(rid)
+                pending.error = LimitExceededError(
+                    f"the reply of {line.size} bytes is over the {self._max_frame}-byte frame limit"
+                )
+                pending.done.set()
             return
         try:
             frame = decode_frame(line)
@@ -185,10 +199,19 @@ class Peer:
             return
         if rid is not None:
             try:
-                self._out += encode_response(rid, result)
+                reply = encode_response(rid, result)
             except (TypeError, ValueError, OverflowError) as e:
                 log.error("handler %s returned a value that is not JSON: %s", frame.method, e)
                 self._out += encode_error(rid, "INTERNAL", f"{frame.method} returned a value that is not JSON")
+                return
+            if len(reply) > self._max_frame:
+                # e.g. getGroup of a huge group: the worker would drop it and wait forever.
+                reply = encode_error(
+                    rid,
+                    "LIMIT_EXCEEDED",
+                    f"the reply to {frame.method} would be {len(reply)} bytes, over the {self._max_frame}-byte frame limit",
+                )
+            self._out += reply
 
     def _not_a_frame(self, line: bytes, error: Exception) -> None:
         text = line.decode("utf-8", "replace")

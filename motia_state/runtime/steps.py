@@ -25,9 +25,9 @@ import msgspec
 from anyio.abc import Process
 
 from ..adapters.base import StateAdapter
-from ..errors import StateError, StepFailedError
+from ..errors import LimitExceededError, StateError, StepFailedError
 from ..manager import StateManager
-from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized
+from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized, encode_request
 from ..rpc.handlers import CallContext, HandlerTable, state_handlers
 from ..rpc.peer import Peer, PeerClosedError
 from .runners import command_for, language_of, runner_exists
@@ -189,8 +189,10 @@ async def call_step_file(
     ``handlers`` adds an orchestrator's own RPC methods.
 
     Raises :class:`StepError` when the handler raises (with its message and
-    stack), when the worker dies or cannot start, and
-    :class:`StepTimeoutError` past ``timeout`` seconds.
+    stack), when the worker dies or cannot start, or when its result is over
+    the frame limit; :class:`StepTimeoutError` past ``timeout`` seconds;
+    ``LimitExceededError`` at once, before anything starts, when the input
+    itself is over the frame limit.
     """
     step = Path(path).name
     if not Path(path).is_file():
@@ -203,6 +205,12 @@ async def call_step_file(
         raise StepError(f"this installation has no {language} runner for {step}", step=step)
     if shutil.which(argv[0]) is None:
         raise StepError(f"interpreter {argv[0]!r} for {step} was not found", step=step)
+    invoke_size = len(encode_request(1, "invoke", {"data": data, "traceId": trace_id}))
+    if invoke_size > max_frame_bytes:
+        # The worker would drop the frame unread and never answer.
+        raise LimitExceededError(
+            f"the input of {step} encodes to {invoke_size} bytes, over the {max_frame_bytes}-byte frame limit"
+        )
 
     manager = state if isinstance(state, StateManager) else StateManager(state)
     table = runtime_handlers(state_handlers(manager))
