@@ -130,6 +130,34 @@ def check_name(name: object, what: str, limits: Limits = DEFAULT_LIMITS) -> str:
     return name
 
 
+class CheckedNames:
+    """Group and key names that passed :func:`check_name` under one ``Limits``.
+
+    A hot group and key then cost two set lookups instead of the full
+    check. The set is bounded: past 8,192 names it starts over, so a
+    workload of ever-new names just checks them again.
+    """
+
+    __slots__ = ("limits", "seen")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.seen: set[str] = set()
+
+    def check(self, trace_id: object, key: object) -> None:
+        """Validate a (group, key) pair, raising check_name's precise error."""
+        seen = self.seen
+        if type(trace_id) is str and type(key) is str and trace_id in seen and key in seen:
+            return
+        self._add(check_name(trace_id, "traceId", self.limits))
+        self._add(check_name(key, "key", self.limits))
+
+    def _add(self, name: str) -> None:
+        if len(self.seen) >= 8192:
+            self.seen.clear()
+        self.seen.add(name)
+
+
 def _copy(value: Any, path: str) -> Any:
     t = type(value)
     if t is str:

@@ -31,7 +31,7 @@ from ..ops import (
     apply_update,
 )
 from ..records import BatchResult, TransactionResult, check_delta, check_field
-from ..values import DEFAULT_LIMITS, INT_BOUND, INT_LOW, MISSING, Limits, check_name, import_value
+from ..values import DEFAULT_LIMITS, INT_BOUND, INT_LOW, MISSING, CheckedNames, Limits, check_name, import_value
 from .base import StateAdapter, UpdateFn
 from .table import StateTable
 
@@ -39,21 +39,9 @@ __all__ = ["MemoryStateAdapter"]
 
 
 def _names(adapter: MemoryStateAdapter, trace_id: Any, key: Any) -> None:
-    # Names seen before are known good (the set is bounded, see _remember);
-    # anything else gets the full check, which builds the precise error.
-    valid = adapter._valid_names
-    if not (type(trace_id) is str and type(key) is str and trace_id in valid and key in valid):
-        _remember(adapter, check_name(trace_id, "traceId", adapter.limits))
-        _remember(adapter, check_name(key, "key", adapter.limits))
+    adapter._names.check(trace_id, key)
     if adapter._closed:
         raise UnavailableError("the adapter is closed")
-
-
-def _remember(adapter: MemoryStateAdapter, name: str) -> None:
-    valid = adapter._valid_names
-    if len(valid) >= 8192:  # bounded: a workload of fresh names just re-checks
-        valid.clear()
-    valid.add(name)
 
 
 class MemoryStateAdapter(StateAdapter):
@@ -65,8 +53,8 @@ class MemoryStateAdapter(StateAdapter):
         self._table = StateTable(limits)
         self._lock = threading.Lock()
         self._closed = False
-        #: Group and key names that passed check_name (a bounded cache).
-        self._valid_names: set[str] = set()
+        self._names = CheckedNames(limits)
+        self._valid_names = self._names.seen  # read directly by increment's fast path
 
     def _sinks_changed(self) -> None:
         with self._lock:

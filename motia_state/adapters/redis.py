@@ -45,7 +45,7 @@ from ..records import (
     check_field,
     parse_operations,
 )
-from ..values import DEFAULT_LIMITS, MISSING, Limits, check_name, import_value
+from ..values import DEFAULT_LIMITS, MISSING, CheckedNames, Limits, check_name, import_value
 from .base import StateAdapter, UpdateFn, _negate
 from .memory import MemoryStateAdapter
 
@@ -157,6 +157,7 @@ class RedisStateAdapter(StateAdapter):
             raise InvalidArgumentError(f"timeout: expected a positive number of seconds, got {timeout!r}")
         redis = _redis()
         self.limits = limits
+        self._names = CheckedNames(limits)
         self.url = url
         self.key_prefix = key_prefix
         self.ttl = ttl
@@ -216,8 +217,7 @@ class RedisStateAdapter(StateAdapter):
         return key
 
     def _check(self, trace_id: Any, key: Any) -> None:
-        check_name(trace_id, "traceId", self.limits)
-        check_name(key, "key", self.limits)
+        self._names.check(trace_id, key)
         if self._closed:
             raise UnavailableError("the adapter is closed")
 
