@@ -26,6 +26,7 @@ import textwrap
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -547,54 +548,35 @@ def bench_redis_adapter(n: int, rounds: int) -> None:
 
             return asyncio.run(run())
 
-        def adapter_incr() -> float:
+        def through_adapter(calls: int, per_call: int, call: Callable[[ms.RedisStateAdapter], Awaitable[Any]]) -> float:
+            """Operations/s of ``calls`` sequential ``call(adapter)``, each worth ``per_call``."""
+
             async def run() -> float:
                 adapter = ms.RedisStateAdapter(url)
-                await adapter.increment("bench", "k")
+                await call(adapter)  # warm: connect, load the function library
                 start = time.perf_counter()
-                for _ in range(n):
-                    await adapter.increment("bench", "k")
-                rate = n / (time.perf_counter() - start)
+                for _ in range(calls):
+                    await call(adapter)
+                rate = calls * per_call / (time.perf_counter() - start)
                 await adapter.close()
                 return rate
 
             return asyncio.run(run())
 
-        def transactions() -> float:
-            async def run() -> float:
-                adapter = ms.RedisStateAdapter(url)
-                ops = [{"type": "increment", "key": f"t{i}"} for i in range(10)]
-                count = max(n // 10, 100)
-                start = time.perf_counter()
-                for _ in range(count):
-                    await adapter.transaction("bench", ops)
-                rate = count / (time.perf_counter() - start)
-                await adapter.close()
-                return rate
-
-            return asyncio.run(run())
-
-        def batches() -> float:
-            async def run() -> float:
-                adapter = ms.RedisStateAdapter(url)
-                ops = [{"type": "increment", "key": f"b{i % 10}"} for i in range(100)]
-                count = max(n // 100, 20)
-                start = time.perf_counter()
-                for _ in range(count):
-                    await adapter.batch("bench", ops)
-                rate = count * 100 / (time.perf_counter() - start)
-                await adapter.close()
-                return rate
-
-            return asyncio.run(run())
+        tx_ops = [{"type": "increment", "key": f"t{i}"} for i in range(10)]
+        batch_ops = [{"type": "increment", "key": f"b{i % 10}"} for i in range(100)]
 
         results = best_of(
             rounds,
             {
                 "raw redis-py INCR (asyncio)": raw_incr,
-                "RedisStateAdapter.increment": adapter_incr,
-                "transactions of 10 increments (per s)": transactions,
-                "batch operations (100 per batch)": batches,
+                "RedisStateAdapter.increment": lambda: through_adapter(n, 1, lambda a: a.increment("bench", "k")),
+                "transactions of 10 increments (per s)": lambda: through_adapter(
+                    max(n // 10, 100), 1, lambda a: a.transaction("bench", tx_ops)
+                ),
+                "batch operations (100 per batch)": lambda: through_adapter(
+                    max(n // 100, 20), 100, lambda a: a.batch("bench", batch_ops)
+                ),
             },
         )
         report(
