@@ -384,8 +384,12 @@ class FileStateAdapter(MemoryStateAdapter):
         log_path = self.path / "log"
         with self._sync_lock:
             if self._log_fd >= 0:
-                # Replaced by another process's compaction, whose snapshot
-                # was fsynced: everything we appended is on disk.
+                # A reload (another process compacted, or an append failed):
+                # flush what this descriptor wrote before letting it go, so
+                # that everything appended so far counts as synced.
+                if self.fsync != "never":
+                    with contextlib.suppress(OSError):
+                        _datasync(self._log_fd)
                 os.close(self._log_fd)
                 self._log_fd = -1
             self._synced = self._appended
