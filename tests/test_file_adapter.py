@@ -107,8 +107,10 @@ async def test_automatic_compaction_keeps_every_write_and_bounds_the_log(tmp_pat
         if not a._compacting:
             break
         await anyio.sleep(0.01)
+    end = a._offset  # where the records end; the file runs a zero-filled step further
     await a.close()
-    assert os.path.getsize(tmp_path / "s" / "log") < 20_000
+    assert end < 20_000
+    assert os.path.getsize(tmp_path / "s" / "log") <= end + (1 << 20)
     b = ms.FileStateAdapter(tmp_path / "s")
     assert await b.get("g", "n") == 3000
     assert await b.get("g", "k49") == 2999
@@ -252,14 +254,25 @@ async def test_never_mode_does_not_fsync_records(tmp_path: Path, monkeypatch: An
 
 
 async def _store_with_records(path: Path, n: int) -> list[int]:
-    """n sets, returning the log's size after each."""
+    """n sets, returning where the log's records end after each.
+
+    The file itself is longer: it grows in zero-filled steps ahead of them.
+    """
     a = ms.FileStateAdapter(path, fsync="never")
-    sizes = []
+    ends = []
     for i in range(n):
         await a.set("g", f"k{i}", i)
-        sizes.append(os.path.getsize(path / "log"))
+        ends.append(a._offset)
     await a.close()
-    return sizes
+    assert os.path.getsize(path / "log") > ends[-1]
+    return ends
+
+
+def write_at(path: Path, offset: int, data: bytes) -> None:
+    """Write ``data`` into the file at ``offset`` (where the next record would go)."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
 
 
 @pytest.mark.parametrize(
@@ -274,11 +287,12 @@ async def _store_with_records(path: Path, n: int) -> list[int]:
 )
 async def test_a_torn_tail_is_dropped_and_the_log_truncated(tmp_path: Path, tail: bytes) -> None:
     sizes = await _store_with_records(tmp_path / "s", 3)
-    with open(tmp_path / "s" / "log", "ab") as f:
-        f.write(tail)
+    write_at(tmp_path / "s" / "log", sizes[-1], tail)  # a crash mid-append
     a = ms.FileStateAdapter(tmp_path / "s")
     assert await a.keys("g") == ["k0", "k1", "k2"]
-    assert os.path.getsize(tmp_path / "s" / "log") == sizes[-1]
+    assert a._offset == sizes[-1]
+    if any(tail):
+        assert os.path.getsize(tmp_path / "s" / "log") == sizes[-1], "the torn record is cut off"
     await a.set("g", "k3", 3)  # appends after the cut, readable again
     await a.close()
     b = ms.FileStateAdapter(tmp_path / "s")
@@ -308,10 +322,22 @@ async def test_damage_before_the_end_fails_with_file_and_offset(tmp_path: Path) 
     assert os.path.getsize(log_path) == sizes[1]
 
 
+async def test_bytes_after_the_end_of_the_log_are_damage(tmp_path: Path) -> None:
+    """Past the last record the file holds only zeros; anything else is reported."""
+    ends = await _store_with_records(tmp_path / "s", 2)
+    log_path = tmp_path / "s" / "log"
+    write_at(log_path, os.path.getsize(log_path) - 3, b"xyz")
+    with pytest.raises(ms.CorruptStoreError) as info:
+        ms.FileStateAdapter(tmp_path / "s")
+    assert info.value.details["offset"] == ends[-1]
+    a = ms.FileStateAdapter(tmp_path / "s", repair=True)
+    assert await a.keys("g") == ["k0", "k1"]
+    await a.close()
+
+
 async def test_a_future_record_version_is_refused(tmp_path: Path) -> None:
-    await _store_with_records(tmp_path / "s", 1)
-    with open(tmp_path / "s" / "log", "ab") as f:
-        f.write(record(b'[["g","k",1]]', version=2))
+    ends = await _store_with_records(tmp_path / "s", 1)
+    write_at(tmp_path / "s" / "log", ends[-1], record(b'[["g","k",1]]', version=2))
     with pytest.raises(ms.UnavailableError, match="format version 2"):
         ms.FileStateAdapter(tmp_path / "s")
 
@@ -353,7 +379,7 @@ async def test_a_compaction_that_died_between_renames_loses_nothing(tmp_path: Pa
     a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
     for i in range(10):
         await a.set("g", f"k{i}", i)
-    old_log = (tmp_path / "s" / "log").read_bytes()
+    old_log = (tmp_path / "s" / "log").read_bytes()[: a._offset]
     await a.compact()
     await a.close()
     # Put back the old log, with one more record that came after the snapshot.
@@ -390,7 +416,8 @@ async def test_two_adapters_on_one_directory_see_each_other(tmp_path: Path) -> N
 
 def test_three_processes_racing_on_one_key_get_exactly_1_to_n(tmp_path: Path) -> None:
     n = 300
-    procs = [start_writer(tmp_path / "s", "never", "race", n) for _ in range(3)]
+    # One of them compacts all the time: the others follow its markers.
+    procs = [start_writer(tmp_path / "s", "never", "race", n, compact_min=c) for c in (4 << 20, 4 << 20, 0)]
     go(*procs)
     values = sorted(v for p in procs for v in finish(p))
     assert values == list(range(1, 3 * n + 1))
@@ -483,3 +510,40 @@ def test_runs_under_trio_with_group_commit_and_compaction(tmp_path: Path, mode: 
             await a.close()
 
     assert anyio.run(reopen) == 100
+
+
+async def test_a_compaction_that_died_after_its_marker_loses_nothing(tmp_path: Path) -> None:
+    """The "moved" marker is written before the renames; alone at the end of the current log it is dropped."""
+    ends = await _store_with_records(tmp_path / "s", 3)
+    write_at(tmp_path / "s" / "log", ends[-1], record(b'{"moved":2}'))
+    a = ms.FileStateAdapter(tmp_path / "s")
+    assert await a.keys("g") == ["k0", "k1", "k2"]
+    assert a._offset == ends[-1]
+    await a.set("g", "k3", 3)
+    await a.close()
+    b = ms.FileStateAdapter(tmp_path / "s")
+    assert await b.get("g", "k3") == 3
+    await b.close()
+
+
+async def test_a_marker_followed_by_records_is_damage(tmp_path: Path) -> None:
+    ends = await _store_with_records(tmp_path / "s", 2)
+    marker = record(b'{"moved":2}')
+    write_at(tmp_path / "s" / "log", ends[-1], marker + record(b'[["g","late",1]]'))
+    with pytest.raises(ms.CorruptStoreError) as info:
+        ms.FileStateAdapter(tmp_path / "s")
+    assert info.value.details["offset"] == ends[-1]
+
+
+async def test_a_process_behind_a_compaction_follows_its_marker(tmp_path: Path) -> None:
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    b = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    await a.set("g", "k", 1)
+    assert await b.get("g", "k") == 1
+    old_gen = b._gen
+    await a.set("g", "k", 2)  # b has not seen this one yet...
+    await a.compact()  # ...and its log is replaced
+    assert await b.get("g", "k") == 2
+    assert b._gen == a._gen == old_gen + 1
+    await a.close()
+    await b.close()

@@ -9,23 +9,26 @@ names live only inside records, never in paths):
     ``{log_gen, base_gen, base_offset, data}``. Written to a temporary file,
     fsynced, renamed into place, then the directory is fsynced.
 ``log``
-    A header (magic, format version, generation) then records appended one
-    per committed operation or transaction. A record is
-    ``u32 length | u32 crc32(body) | body`` where the body is one version
-    byte and the JSON list of changes ``[group, key, value]`` (a write) or
-    ``[group, key]`` (a removal). One transaction is one record, so it is
-    all or nothing on disk too.
+    A header (magic, format version, generation) then records, one per
+    committed operation or transaction, then zeros: the file grows in
+    zero-filled steps ahead of its records, and the log ends at the first
+    all-zero record header. A record is ``u32 length | u32 crc32(body) |
+    body`` where the body is one version byte and the JSON list of changes
+    ``[group, key, value]`` (a write) or ``[group, key]`` (a removal), or,
+    as the very last record of a log that a compaction replaced,
+    ``{"moved": generation}``. One transaction is one record, so it is all
+    or nothing on disk too.
 ``lock``
     Held (``flock``) around every operation by whichever process runs it.
 
 Every process keeps the whole state in memory (a :class:`StateTable`), so a
 read costs what it costs in the memory adapter. Each operation takes the
-store lock, catches up on records other processes appended since it last
-looked (``fstat`` tells; an unchanged size costs nothing more), applies the
-pure ops, appends its record with one ``write`` and releases the lock.
-Compaction writes a new snapshot and starts a new log generation; a process
-notices that its log was replaced because its open file's link count drops
-to zero, and reloads.
+store lock, reads the 8 bytes where its view of the log ends (zeros: nobody
+appended since; otherwise it replays what others appended, or reloads if it
+finds a compaction's "moved" marker), applies the pure ops, writes its
+record there with one ``pwrite`` and releases the lock. Writing over
+space the file already has spares fdatasync the size change (113 vs
+148 us measured on ext4), which is what lets mode "always" beat SQLite.
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ _LOG_HEADER: Final = struct.Struct("<8sHQ")  # magic, version, generation
 _SNAP_HEADER: Final = struct.Struct("<8sHQI")  # magic, version, body length, crc32
 _RECORD_HEADER: Final = struct.Struct("<II")  # body length, crc32(body)
 _RECORD_VERSION: Final = bytes([FORMAT_VERSION])
+_ZERO_HEADER: Final = bytes(_RECORD_HEADER.size)
+_GROW_MIN: Final = 64 << 10
+_GROW_MAX: Final = 1 << 20
 # A record longer than this is not a record but garbage in a length field.
 _MAX_RECORD: Final = 1 << 31
 
@@ -134,29 +140,62 @@ def _valid_changes(changes: Any) -> bool:
     return True
 
 
-def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]]) -> int:
+class _Moved(Exception):
+    """The log holds a compaction's "moved" marker at ``offset``: the store lives on in a new log."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+
+
+class _NeedMore(Exception):
+    """The buffer ends inside a record (not at the end of the file): read on from ``offset``."""
+
+    def __init__(self, offset: int, *, to_eof: bool = False) -> None:
+        super().__init__(offset)
+        self.offset = offset
+        self.to_eof = to_eof
+
+
+def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], *, at_eof: bool) -> int:
     """Apply every whole record in ``buf`` (which starts at file offset ``base``).
 
-    Returns the offset just past the last good record; raises :class:`_Damage`
-    at the first bad one. A record whose declared end is at or past the end
-    of ``buf`` is a torn tail (a crash mid-append); anything else is damage.
+    The log ends at the first all-zero record header (the file is grown in
+    zero-filled steps ahead of its records) or at the end of the file.
+    Returns that end; raises :class:`_Damage` at a bad record, or
+    :class:`_NeedMore` when ``buf`` stops inside a record before the end of
+    the file (``at_eof`` says whether it reaches the end). A bad record is a
+    torn tail (a crash mid-append) when nothing but zeros follows it; with
+    ``at_eof``, bytes after the end are damage too.
     """
     pos, end = 0, len(buf)
     header = _RECORD_HEADER.size
-    while pos < end:
+    while True:
         if end - pos < header:
+            if not at_eof:
+                raise _NeedMore(base + pos)
+            if not any(buf[pos:]):
+                return base + pos
             raise _Damage(base + pos, "truncated record header", torn=True)
         length, crc = _RECORD_HEADER.unpack_from(buf, pos)
+        if length == 0 and crc == 0:
+            if at_eof and any(buf[pos:]):
+                raise _Damage(base + pos, "data after the end of the log", torn=False)
+            return base + pos
         body_end = pos + header + length
         if length == 0 or length > _MAX_RECORD:
-            # Zeros at the end are what a power loss leaves after an append.
-            torn = not any(buf[pos:])
-            raise _Damage(base + pos, f"impossible record length {length}", torn=torn)
+            if not at_eof:
+                raise _NeedMore(base + pos, to_eof=True)
+            raise _Damage(base + pos, f"impossible record length {length}", torn=not any(buf[pos + header :]))
         if body_end > end:
+            if not at_eof:
+                raise _NeedMore(base + pos)
             raise _Damage(base + pos, "record runs past the end of the file", torn=True)
         body = buf[pos + header : body_end]
         if zlib.crc32(body) != crc:
-            raise _Damage(base + pos, "checksum mismatch", torn=body_end == end)
+            if not at_eof:
+                raise _NeedMore(base + pos, to_eof=True)
+            raise _Damage(base + pos, "checksum mismatch", torn=not any(buf[body_end:]))
         if body[0] != FORMAT_VERSION:
             raise UnavailableError(
                 f"record at byte {base + pos} has format version {body[0]}; this motia-state reads version "
@@ -168,10 +207,40 @@ def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]]) -> int:
         except msgspec.DecodeError:
             changes = None
         if not _valid_changes(changes):
+            if type(changes) is dict and "moved" in changes:
+                raise _Moved(base + pos)
             raise _Damage(base + pos, "record body is not a change list", torn=False)
         _apply_changes(data, changes)
         pos = body_end
-    return base + pos
+
+
+def _scan_is_empty(fd: int, start: int) -> bool:
+    """Whether the file holds nothing but zeros from ``start`` on."""
+    size = os.fstat(fd).st_size
+    return size <= start or not any(os.pread(fd, size - start, start))
+
+
+def _scan(fd: int, start: int, data: dict[str, dict[str, Any]], *, whole: bool) -> int:
+    """Replay the log from ``start`` to its end; returns the end.
+
+    ``whole`` reads everything to the end of the file (opening: bytes after
+    the end are checked too). Otherwise (catching up with other processes)
+    it reads 64 KiB at a time, so that the zero-filled space ahead of the
+    records is not read on every operation.
+    """
+    if whole:
+        size = os.fstat(fd).st_size
+        buf = os.pread(fd, size - start, start) if size > start else b""
+        return _replay(buf, start, data, at_eof=True)
+    base, chunk = start, 1 << 16
+    while True:
+        buf = os.pread(fd, chunk, base)
+        try:
+            return _replay(buf, base, data, at_eof=len(buf) < chunk)
+        except _NeedMore as more:
+            if more.to_eof:  # a bad record: judge it against the whole rest of the file
+                return _scan(fd, more.offset, data, whole=True)
+            base, chunk = more.offset, chunk * 4
 
 
 class _ProcessLock:
@@ -234,9 +303,11 @@ class _StoreSession:
                 raise UnavailableError("the adapter is closed")
             store._plock.acquire()
             try:
-                st = os.fstat(store._log_fd)
-                if st.st_nlink == 0 or st.st_size != store._offset:
-                    store._catch_up(st)
+                # One pread tells whether other processes appended (or
+                # compacted: that leaves a "moved" marker) since we looked.
+                head = os.pread(store._log_fd, 8, store._offset)
+                if head and head != _ZERO_HEADER:
+                    store._catch_up()
             except BaseException:
                 store._plock.release()
                 raise
@@ -334,6 +405,7 @@ class FileStateAdapter(MemoryStateAdapter):
         self._dirty = threading.Event()
         self._syncer: threading.Thread | None = None
         self._compaction: threading.Thread | None = None
+        self._capacity = 0  # the file's size as last seen: records fit below it without growing
         self._writers = 0  # writes in flight in mode "always" (see _durable)
         self._last_yield = 0.0
 
@@ -395,18 +467,19 @@ class FileStateAdapter(MemoryStateAdapter):
                 os.close(self._log_fd)
                 self._log_fd = -1
             self._synced = self._appended
+        self._capacity = 0
         if not log_path.exists():
             self._log_fd, self._gen = self._create_log(log_path, snap.log_gen), snap.log_gen
             self._offset = _LOG_HEADER.size
             _fsync_dir(self.path)
         else:
-            fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            fd = os.open(log_path, os.O_RDWR | os.O_CLOEXEC)
             self._log_fd = fd
             head = os.pread(fd, _LOG_HEADER.size, 0)
             if len(head) < _LOG_HEADER.size:
                 # A log without a whole header never held a record.
                 os.ftruncate(fd, 0)
-                os.write(fd, _LOG_HEADER.pack(_LOG_MAGIC, FORMAT_VERSION, snap.log_gen))
+                os.pwrite(fd, _LOG_HEADER.pack(_LOG_MAGIC, FORMAT_VERSION, snap.log_gen), 0)
                 head = os.pread(fd, _LOG_HEADER.size, 0)
             magic, version, gen = _LOG_HEADER.unpack(head)
             if magic != _LOG_MAGIC:
@@ -453,8 +526,8 @@ class FileStateAdapter(MemoryStateAdapter):
             )
 
     def _create_log(self, path: Path, gen: int) -> int:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        os.write(fd, _LOG_HEADER.pack(_LOG_MAGIC, FORMAT_VERSION, gen))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.pwrite(fd, _LOG_HEADER.pack(_LOG_MAGIC, FORMAT_VERSION, gen), 0)
         os.fsync(fd)
         return fd
 
@@ -482,13 +555,30 @@ class FileStateAdapter(MemoryStateAdapter):
         except msgspec.DecodeError as e:
             raise CorruptStoreError(f"{path} is damaged: {e}", file=str(path), offset=_SNAP_HEADER.size) from e
 
-    def _replay_from(self, start: int, data: dict[str, dict[str, Any]], *, repair: bool) -> int:
+    def _replay_from(self, start: int, data: dict[str, dict[str, Any]], *, repair: bool, whole: bool = True) -> int:
         fd = self._log_fd
-        size = os.fstat(fd).st_size
-        buf = os.pread(fd, size - start, start) if size > start else b""
         log_path = self.path / "log"
         try:
-            return _replay(buf, start, data)
+            return _scan(fd, start, data, whole=whole)
+        except _Moved as moved:
+            if not whole:
+                raise
+            # Loading the current log and finding a marker in it: the
+            # compaction that wrote it died before replacing this log. The
+            # marker must be its last record; drop it and carry on.
+            rest = os.pread(fd, 1 << 16, moved.offset)
+            length = _RECORD_HEADER.unpack_from(rest)[0] if len(rest) >= _RECORD_HEADER.size else 0
+            after = moved.offset + _RECORD_HEADER.size + length
+            if _scan_is_empty(fd, after):
+                log.warning("%s: dropping the marker of a compaction that did not finish", log_path)
+                os.ftruncate(fd, moved.offset)
+                self._capacity = 0
+                return moved.offset
+            raise CorruptStoreError(
+                f"{log_path} is damaged at byte {moved.offset} (a compaction marker before more records)",
+                file=str(log_path),
+                offset=moved.offset,
+            ) from None
         except _Damage as damage:
             if not damage.torn and not repair:
                 raise CorruptStoreError(
@@ -513,17 +603,18 @@ class FileStateAdapter(MemoryStateAdapter):
             # Records before the damage were applied by _replay already.
             os.ftruncate(fd, damage.offset)
             os.fsync(fd)
+            self._capacity = 0
             return damage.offset
 
     # -------------------------------------------------------- per operation
 
-    def _catch_up(self, st: os.stat_result) -> None:
+    def _catch_up(self) -> None:
         """Apply what other processes appended since we last looked (lock held)."""
-        if st.st_nlink == 0:
-            # Another process compacted: our log was replaced. Reload.
+        try:
+            self._offset = self._replay_from(self._offset, self._table.data, repair=False, whole=False)
+        except _Moved:
+            # Another process compacted: reload its snapshot and new log.
             self._load(repair=False)
-        elif st.st_size != self._offset:
-            self._offset = self._replay_from(self._offset, self._table.data, repair=False)
 
     def _append(self, journal: list[StateChange]) -> None:
         changes = [[c.trace_id, c.key] if c.event == "deleted" else [c.trace_id, c.key, c.new_value] for c in journal]
@@ -535,8 +626,12 @@ class FileStateAdapter(MemoryStateAdapter):
             self._load(repair=False)
             raise InternalError(f"a change could not be encoded for the log: {e}") from e
         record = _RECORD_HEADER.pack(len(body), zlib.crc32(body)) + body
+        fd, offset = self._log_fd, self._offset
         try:
-            written = os.write(self._log_fd, record)
+            end = offset + len(record)
+            if end > self._capacity:
+                self._grow(fd, end)
+            written = os.pwrite(fd, record, offset)
             if written != len(record):
                 raise OSError(f"short write ({written} of {len(record)} bytes)")
         except OSError as e:
@@ -549,6 +644,20 @@ class FileStateAdapter(MemoryStateAdapter):
         self._appended += 1
         if self._syncer is not None and not self._dirty.is_set():
             self._dirty.set()
+
+    def _grow(self, fd: int, end: int) -> None:
+        """Make the file reach past ``end`` with zeros, a step ahead of the records.
+
+        Overwriting space that is already part of the file spares fdatasync
+        the inode's size change: 113 vs 148 us per write + fdatasync
+        measured on ext4 here. Steps double up to 1 MiB.
+        """
+        size = os.fstat(fd).st_size  # another process may have grown it
+        if end > size:
+            step = max(end - size, min(_GROW_MAX, max(_GROW_MIN, size)))
+            os.pwrite(fd, bytes(step), size)
+            size += step
+        self._capacity = size
 
     # ------------------------------------------------------------ durability
 
@@ -645,10 +754,20 @@ class FileStateAdapter(MemoryStateAdapter):
                 snap_tmp.unlink(missing_ok=True)
                 return
             tail = os.pread(self._log_fd, self._offset - base, base)
-            new_fd = os.open(log_tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            new_fd = os.open(log_tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 os.write(new_fd, _LOG_HEADER.pack(_LOG_MAGIC, FORMAT_VERSION, gen + 1) + tail)
                 os.fsync(new_fd)
+                # Processes still reading the old log learn that it moved
+                # from a marker at its end (one pread per operation finds it,
+                # where an fstat per operation would cost as much again).
+                # Written before the renames: if we die in between, loading
+                # the still-current log drops the marker.
+                marker = _RECORD_VERSION + _encode({"moved": gen + 1})
+                marker_record = _RECORD_HEADER.pack(len(marker), zlib.crc32(marker)) + marker
+                if self._offset + len(marker_record) > self._capacity:
+                    self._grow(self._log_fd, self._offset + len(marker_record))
+                os.pwrite(self._log_fd, marker_record, self._offset)
                 # Order matters for a crash between the two renames: a new
                 # snapshot beside the old log replays it from base_offset.
                 os.replace(snap_tmp, self.path / "snapshot")
@@ -661,6 +780,7 @@ class FileStateAdapter(MemoryStateAdapter):
                 os.close(self._log_fd)
                 self._log_fd = new_fd
                 self._synced = self._appended  # all of it is in fsynced files now
+            self._capacity = 0
             self._gen = gen + 1
             self._offset = _LOG_HEADER.size + len(tail)
             self._snapshot_written(_SNAP_HEADER.size + len(body))
