@@ -98,19 +98,16 @@ async def test_reopen_after_compaction_and_after_clear(tmp_path: Path) -> None:
     await c.close()
 
 
-async def test_automatic_compaction_keeps_every_write_and_bounds_the_log(tmp_path: Path) -> None:
+async def test_automatic_compaction_keeps_every_write_and_bounds_the_log(tmp_path: Path, caplog: Any) -> None:
     a = ms.FileStateAdapter(tmp_path / "s", fsync="never", compact_min_bytes=2000)
     for i in range(3000):
         await a.increment("g", "n")
         await a.set("g", f"k{i % 50}", i)
-    for _ in range(100):  # let the last background compaction finish
-        if not a._compacting:
-            break
-        await anyio.sleep(0.01)
-    end = a._offset  # where the records end; the file runs a zero-filled step further
+    assert a._gen >= 5, "the log outgrew the snapshot many times: compactions ran on their own"
+    await a.compact()  # nothing is written meanwhile: the new log holds no records
+    assert a._offset == LOG_HEADER
     await a.close()
-    assert end < 20_000
-    assert os.path.getsize(tmp_path / "s" / "log") <= end + (1 << 20)
+    assert not [r for r in caplog.records if "compaction failed" in r.getMessage()]
     b = ms.FileStateAdapter(tmp_path / "s")
     assert await b.get("g", "n") == 3000
     assert await b.get("g", "k49") == 2999

@@ -328,7 +328,7 @@ class _StoreSession:
             store._plock.release()
             self._mutex.release()
         # Compaction starts once the log outgrows the snapshot (and a floor).
-        if store._offset > store._compact_at and not store._compacting:
+        if store._offset > store._compact_at and not store._compacting and not store._closed:
             store._start_compaction()
 
 
@@ -724,13 +724,21 @@ class FileStateAdapter(MemoryStateAdapter):
         blocked only while the tail of the log written during the snapshot
         is copied and the files are swapped.
         """
+        running = self._compaction
+        if running is not None and running.is_alive():
+            await anyio.to_thread.run_sync(running.join)  # one at a time in a process
         self._compacting = True
         try:
-            await anyio.to_thread.run_sync(self._compact)
+            # Another process may compact first and make this attempt moot;
+            # try again so that a snapshot is taken after this call began.
+            for _ in range(3):
+                if await anyio.to_thread.run_sync(self._compact):
+                    break
         finally:
             self._compacting = False
 
-    def _compact(self) -> None:
+    def _compact(self) -> bool:
+        """One compaction; False when another one replaced the log first."""
         session = self._lock
         with session:
             # Values are never mutated in place, so shallow copies of the
@@ -752,7 +760,7 @@ class FileStateAdapter(MemoryStateAdapter):
         with session:
             if self._gen != gen:  # another process compacted meanwhile
                 snap_tmp.unlink(missing_ok=True)
-                return
+                return False
             tail = os.pread(self._log_fd, self._offset - base, base)
             new_fd = os.open(log_tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
@@ -784,6 +792,7 @@ class FileStateAdapter(MemoryStateAdapter):
             self._gen = gen + 1
             self._offset = _LOG_HEADER.size + len(tail)
             self._snapshot_written(_SNAP_HEADER.size + len(body))
+        return True
 
     # ------------------------------------------------------------- lifecycle
 
