@@ -60,6 +60,12 @@ _decode = msgspec.json.Decoder().decode
 OCC_RETRIES: Final = 64
 
 _OPS_SCRIPT: Final = resources.files(__package__).joinpath("redis_ops.lua").read_text(encoding="utf-8")
+_OPS_SHA: Final = hashlib.sha1(_OPS_SCRIPT.encode()).hexdigest()
+# The same code as a function library, named after its hash (see RedisStateAdapter).
+_FUNCTION: Final = f"motia_state_{_OPS_SHA[:16]}_ops".encode()  # bytes: redis-py sends them as they are
+_LIBRARY: Final = f"#!lua name=motia_state_{_OPS_SHA[:16]}\n" + _OPS_SCRIPT.replace(
+    "\nreturn run(KEYS, ARGV)\n", f"\nredis.register_function('{_FUNCTION.decode()}', run)\n"
+)
 
 # Commit for transactions with update records: check that every key read
 # is unchanged, then write. ARGV: ttl (ms), then (key, expected, new) triples;
@@ -182,15 +188,8 @@ class RedisStateAdapter(StateAdapter):
         # of different versions can share one Redis. A cluster client, or an
         # older Redis, gets the same code as a script, called by SHA (and
         # reloaded on NOSCRIPT).
-        sha = hashlib.sha1(_OPS_SCRIPT.encode()).hexdigest()
-        self._ops_sha = sha
-        function = f"motia_state_{sha[:16]}_ops"
-        self._function = function.encode()  # bytes: redis-py passes them through unencoded
-        self._library = f"#!lua name=motia_state_{sha[:16]}\n" + _OPS_SCRIPT.replace(
-            "\nreturn run(KEYS, ARGV)\n", f"\nredis.register_function('{function}', run)\n"
-        )
+        self._ops = client.register_script(_OPS_SCRIPT)  # pipelines load it themselves
         self._use_functions = type(client) is redis.asyncio.Redis
-        self._ops = client.register_script(_OPS_SCRIPT)  # for pipelines, which load it themselves
         self._headers = {
             (mode, sinks): f"{mode} {int(sinks)} {self._ttl_arg} {limits.max_value_bytes}".encode()
             for mode in ("one", "tx")
@@ -250,18 +249,18 @@ class RedisStateAdapter(StateAdapter):
         try:
             if self._use_functions:
                 try:
-                    reply = await client.fcall(self._function, b"1", key, header, *ops)
+                    reply = await client.fcall(_FUNCTION, b"1", key, header, *ops)
                 except self._errors.ResponseError as e:
                     if not await self._recover_function(e):
                         raise
                     return await self._run(group, ops, mode)
             else:
                 try:
-                    reply = await client.evalsha(self._ops_sha, 1, key, header, *ops)
+                    reply = await client.evalsha(_OPS_SHA, 1, key, header, *ops)
                 except self._errors.NoScriptError:
                     # A restarted or flushed Redis forgot the script: load it again.
                     await client.script_load(_OPS_SCRIPT)
-                    reply = await client.evalsha(self._ops_sha, 1, key, header, *ops)
+                    reply = await client.evalsha(_OPS_SHA, 1, key, header, *ops)
         except (self._errors.RedisError, OSError) as e:
             raise self._translate(e) from e
         return self._reply(group, reply, mode)
@@ -270,7 +269,7 @@ class RedisStateAdapter(StateAdapter):
         """After a failed FCALL: load the library if Redis lacks it, or use scripts if it is older than 7."""
         message = str(e)
         if "Function not found" in message:
-            await self.client.function_load(self._library, replace=True)
+            await self.client.function_load(_LIBRARY, replace=True)
             return True
         if "unknown command" in message.lower():
             self._use_functions = False
@@ -543,7 +542,7 @@ class RedisStateAdapter(StateAdapter):
                     op: StateOperation = ops[i]  # type: ignore[assignment]
                     args = [header, *self._encode_op(op)]
                     if self._use_functions:
-                        pipe.fcall(self._function, 1, key, *args)
+                        pipe.fcall(_FUNCTION, 1, key, *args)
                     else:
                         await self._ops(keys=[key], args=args, client=pipe)
                 replies = await self._call(pipe.execute(raise_on_error=False))

@@ -205,7 +205,9 @@ async def call_step_file(
         raise StepError(f"this installation has no {language} runner for {step}", step=step)
     if shutil.which(argv[0]) is None:
         raise StepError(f"interpreter {argv[0]!r} for {step} was not found", step=step)
-    invoke_size = len(encode_request(1, "invoke", {"data": data, "traceId": trace_id}))
+    # The input is encoded once, here: the frame carries these bytes as they are.
+    invoke_args = msgspec.Raw(msgspec.json.encode({"data": data, "traceId": trace_id}))
+    invoke_size = len(encode_request(1, "invoke", invoke_args))
     if invoke_size > max_frame_bytes:
         # The worker would drop the frame unread and never answer.
         raise LimitExceededError(
@@ -239,7 +241,7 @@ async def call_step_file(
 
     async def invoke() -> None:
         try:
-            outcome.finish(await peer.request("invoke", {"data": data, "traceId": trace_id}))
+            outcome.finish(await peer.request("invoke", invoke_args))
         except StateError as e:
             outcome.finish(error=e)
 
