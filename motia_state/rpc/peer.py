@@ -11,9 +11,8 @@ no pending request is logged and dropped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Final
+from typing import Any
 
 import anyio
 import msgspec
@@ -32,13 +31,12 @@ from .frames import (
     sniff_id,
 )
 from .handlers import CallContext, HandlerTable
+from .pipes import HIGH_WATER, FdSendStream
 
 __all__ = ["Peer", "PeerClosedError"]
 
 log = logging.getLogger("motia_state.rpc")
 
-#: Above this many unsent bytes a direct write waits for the pipe to drain.
-_HIGH_WATER: Final = 1 << 20
 step_log = logging.getLogger("motia_state.step")
 
 
@@ -74,12 +72,10 @@ class Peer:
         self.context = context if context is not None else CallContext()
         self._out = bytearray()
         self._send_lock = anyio.Lock()
-        # On asyncio, anyio's process stream wraps an asyncio.StreamWriter
-        # whose write() is synchronous; writing to it directly skips the
-        # lock and the two loop turns anyio's send() takes (one checkpoint
-        # each), which is most of a sequential round trip's parent cost.
-        writer = getattr(send, "_stream", None)
-        self._writer: asyncio.StreamWriter | None = writer if isinstance(writer, asyncio.StreamWriter) else None
+        # A pipe stream whose write() never waits is written directly, with
+        # no lock and no loop turn: what a sequential round trip costs the
+        # parent is mostly loop turns.
+        self._direct = send if isinstance(send, FdSendStream) else None
         self._pending: dict[str | int, _Pending] = {}
         self._next_id = 0
         self._closed = False
@@ -119,21 +115,19 @@ class Peer:
 
     async def flush(self) -> None:
         """Write everything queued, in one write."""
-        writer = self._writer
-        if writer is not None:
+        direct = self._direct
+        if direct is not None:
             if not self._out or self._send_broken:
                 self._out.clear()
                 return
             data = bytes(self._out)
             self._out.clear()
             try:
-                if writer.is_closing():
-                    raise BrokenPipeError
-                writer.write(data)  # whole, in order: nothing awaits before it
-                if writer.transport.get_write_buffer_size() > _HIGH_WATER:
-                    await writer.drain()  # backpressure only when the worker lags
-            except (ConnectionResetError, BrokenPipeError, RuntimeError, OSError):
-                self._send_broken = True
+                direct.write(data)  # whole, in order: nothing awaits before it
+                if direct.backlog > HIGH_WATER:
+                    await direct.drain(HIGH_WATER)  # backpressure only when the worker lags
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._send_broken = True  # the worker is gone; the runtime reports its exit
             return
         async with self._send_lock:
             if not self._out:

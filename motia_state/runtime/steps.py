@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 import msgspec
-from anyio.abc import Process
+from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from ..adapters.base import StateAdapter
 from ..errors import LimitExceededError, StateError, StepFailedError
@@ -30,6 +30,7 @@ from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized, encode_request
 from ..rpc.handlers import CallContext, HandlerTable, state_handlers
 from ..rpc.peer import Peer, PeerClosedError
+from ..rpc.pipes import FdReceiveStream, FdSendStream, on_asyncio, open_pipe
 from .runners import command_for, language_of, runner_exists
 
 __all__ = ["StepError", "StepTimeoutError", "call_step_file", "runtime_handlers"]
@@ -222,21 +223,38 @@ async def call_step_file(
     context = CallContext(step=step, trace_id=trace_id, on_emit=on_emit, on_log=on_log, extras={"outcome": outcome})
     full_env = {**os.environ, **env} if env is not None else None
 
+    # On asyncio the protocol travels over pipes we own (see rpc/pipes.py);
+    # elsewhere over anyio's process streams.
+    own_pipes = on_asyncio()
+    if own_pipes:
+        child_in, parent_in = open_pipe()
+        parent_out, child_out = open_pipe()
     try:
         proc = await anyio.open_process(
             argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdin=child_in if own_pipes else subprocess.PIPE,
+            stdout=child_out if own_pipes else subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
             env=full_env,
             start_new_session=True,
         )
     except OSError as e:
+        if own_pipes:
+            for fd in (child_in, parent_in, parent_out, child_out):
+                os.close(fd)
         raise StepError(f"could not start {step}: {e}", step=step) from e
 
-    assert proc.stdout is not None and proc.stdin is not None
-    peer = Peer(proc.stdout, proc.stdin, table, context, max_frame_bytes=max_frame_bytes)
+    receive: ByteReceiveStream
+    send: ByteSendStream
+    if own_pipes:
+        os.close(child_in)  # the worker holds its ends now
+        os.close(child_out)
+        receive, send = FdReceiveStream(parent_out), FdSendStream(parent_in)
+    else:
+        assert proc.stdout is not None and proc.stdin is not None
+        receive, send = proc.stdout, proc.stdin
+    peer = Peer(receive, send, table, context, max_frame_bytes=max_frame_bytes)
     tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
 
     async def invoke() -> None:
@@ -255,7 +273,7 @@ async def call_step_file(
                 await outcome.done.wait()
                 if not peer.closed:
                     await peer.notify("shutdown")
-                await proc.stdin.aclose()
+                await send.aclose()
                 with anyio.move_on_after(EXIT_GRACE):
                     await proc.wait()
                 # Whatever still holds the pipes open (a straggler the step
@@ -266,6 +284,9 @@ async def call_step_file(
     finally:
         _kill_group(proc)
         with anyio.CancelScope(shield=True):
+            if isinstance(send, FdSendStream):
+                send.abort()
+            await receive.aclose()
             await proc.aclose()
 
     if timed_out:

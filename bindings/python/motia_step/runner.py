@@ -16,6 +16,8 @@ import sys
 import traceback
 from typing import Any
 
+from . import eventloop
+from .eventloop import SpinSelector, spin_budget
 from .rpc import RpcClient
 from .state import BlockingStateManager, RpcStateManager
 
@@ -94,12 +96,15 @@ class Worker:
         self.module: Any = None
         self.load_error: BaseException | None = None
         self.load_stack = ""
+        self.selector: SpinSelector | None = None
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.stop = asyncio.Event()
         self.client = RpcClient(loop, self.read_fd, self.write_fd, self.on_request)
+        if self.selector is not None:
+            self.selector.watched = self.client.in_flight  # spin only while a reply is due
         self.state = RpcStateManager(self.client)
         self.tasks: set = set()
         await self.client.start()
@@ -193,7 +198,8 @@ def main(argv: Any) -> int:
     except BaseException as e:  # reported to the parent as the invoke's failure
         worker.load_error = e if isinstance(e, Exception) else RuntimeError("step exited while loading: %r" % (e,))
         traceback.print_exc()
-    asyncio.run(worker.serve())
+    worker.selector = SpinSelector(spin_budget())
+    eventloop.run(worker.serve(), worker.selector)
     # The parent is done with us: exit now, even if the step left threads
     # running (the interpreter would wait for every non-daemon one).
     sys.stderr.flush()
