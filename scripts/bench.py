@@ -139,16 +139,17 @@ STEP = textwrap.dedent(
     async def handler(data, ctx):
         s, n = ctx.state, data["n"]
         await s.increment("bench", "warm")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             await s.increment("bench", "seq")
         seq = n / (time.perf_counter() - start)
+        cpu_per_op = (time.process_time() - cpu) / n
         best = 0.0
         for _ in range(data["bursts"]):
             start = time.perf_counter()
             await asyncio.gather(*(s.increment("bench", "conc") for _ in range(2000)))
             best = max(best, 2000 / (time.perf_counter() - start))
-        return {"seq": seq, "conc": best}
+        return {"seq": seq, "conc": best, "cpu": cpu_per_op}
     """
 )
 
@@ -195,35 +196,59 @@ ASYNC_ECHO_CHILD = """
 import asyncio, os
 async def main():
     loop = asyncio.get_running_loop()
-    done = asyncio.Event()
-    class Echo(asyncio.Protocol):
-        def data_received(self, data): os.write(1, data)
-        def connection_lost(self, exc): done.set()
-    await loop.connect_read_pipe(Echo, os.fdopen(0, "rb", buffering=0))
-    await done.wait()
+    done = loop.create_future()
+    os.set_blocking(0, False)
+    def readable():
+        data = os.read(0, 65536)
+        if data:
+            os.write(1, data)
+        else:
+            loop.remove_reader(0)
+            done.set_result(None)
+    loop.add_reader(0, readable)
+    await done
 asyncio.run(main())
 """
 
 
 def bench_async_pipe_echo(n: int) -> float:
-    """The same echo with an asyncio event loop on both sides, as parent and worker have."""
+    """The same echo with an asyncio event loop on both sides, as parent and worker have.
+
+    Both sides read the pipe from a reader callback, 64 KiB at a time, as
+    ours do (asyncio's pipe transport would add an mmap per read).
+    """
 
     async def run() -> float:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", ASYNC_ECHO_CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
+        loop = asyncio.get_running_loop()
+        proc = subprocess.Popen([sys.executable, "-c", ASYNC_ECHO_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert proc.stdin is not None and proc.stdout is not None
+        w, r = proc.stdin.fileno(), proc.stdout.fileno()
+        os.set_blocking(r, False)
         line = b'{"type":"rpc_request","id":1,"method":"state.increment","args":{"traceId":"bench","key":"k"}}\n'
+        waiter: list[asyncio.Future[None]] = []
+
+        def readable() -> None:
+            if os.read(r, 65536) and waiter:
+                waiter.pop().set_result(None)
+
+        loop.add_reader(r, readable)
+
+        async def round_trip() -> None:
+            fut = loop.create_future()
+            waiter.append(fut)
+            os.write(w, line)
+            await fut
+
         for _ in range(100):
-            proc.stdin.write(line)
-            await proc.stdout.readline()
+            await round_trip()
         start = time.perf_counter()
         for _ in range(n):
-            proc.stdin.write(line)
-            await proc.stdout.readline()
+            await round_trip()
         elapsed = time.perf_counter() - start
+        loop.remove_reader(r)
         proc.stdin.close()
-        await proc.wait()
+        proc.wait()
+        proc.stdout.close()
         return n / elapsed
 
     return asyncio.run(run())
@@ -297,34 +322,50 @@ def bench_redis(n: int) -> dict[str, float]:
 
 
 def bench_rpc(n: int, rounds: int) -> None:
-    languages = {"python": ("py", STEP), "node": ("js", STEP_JS), "ruby": ("rb", STEP_RB)}
+    languages = {
+        "python": ("py", STEP, None),
+        "python, spin off": ("py", STEP, {"MOTIA_STEP_SPIN_US": "0"}),
+        "node": ("js", STEP_JS, None),
+        "ruby": ("rb", STEP_RB, None),
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        echo = [bench_pipe_echo(n) for _ in range(rounds)]
-        async_echo = [bench_async_pipe_echo(n) for _ in range(rounds)]
 
-        def run_step(ext: str, source: str) -> dict[str, float]:
+        def run_step(ext: str, source: str, env: dict[str, str] | None) -> dict[str, float]:
             step = Path(tmp) / f"bench.step.{ext}"
             step.write_text(source)
 
             async def run() -> dict[str, float]:
                 out: dict[str, float] = await call_step_file(
-                    step, data={"n": n, "bursts": 5}, trace_id="bench", state=ms.StateManager(), timeout=600
+                    step, data={"n": n, "bursts": 5}, trace_id="bench", state=ms.StateManager(), timeout=600, env=env
                 )
                 return out
 
             return anyio.run(run)
 
-        present = {lang: spec for lang, spec in languages.items() if lang == "python" or shutil.which(lang) is not None}
+        present = {
+            lang: spec
+            for lang, spec in languages.items()
+            if lang.startswith("python") or shutil.which(lang) is not None
+        }
         steps: dict[str, list[dict[str, float]]] = {lang: [] for lang in present}
-        for _ in range(rounds):  # interleaved, as best_of does
-            for lang, (ext, source) in present.items():
-                steps[lang].append(run_step(ext, source))
+        echo: list[float] = []
+        async_echo: list[float] = []
+        for _ in range(rounds):  # every contender once per round, as best_of does
+            echo.append(bench_pipe_echo(n))
+            async_echo.append(bench_async_pipe_echo(n))
+            for lang, (ext, source, env) in present.items():
+                steps[lang].append(run_step(ext, source, env))
+    python, no_spin = steps["python"], steps["python, spin off"]
     results = {
         "(a) raw pipe echo, Python to Python": max(echo),
         "(a2) pipe echo, asyncio loop on both sides": max(async_echo),
-        "(b) sequential await ctx.state.increment": max(s["seq"] for s in steps["python"]),
-        "(c) 2,000 concurrent increments (gather)": max(s["conc"] for s in steps["python"]),
+        "(b) sequential await ctx.state.increment": max(s["seq"] for s in python),
+        "(b0) the same, worker spin off": max(s["seq"] for s in no_spin),
+        "(c) 2,000 concurrent increments (gather)": max(s["conc"] for s in python),
     }
+    cpu = min(s["cpu"] for s in python) * 1e6
+    cpu_off = min(s["cpu"] for s in no_spin) * 1e6
+    print(f"worker CPU per sequential increment: {cpu:.1f} us with spin, {cpu_off:.1f} us without")
     if "node" in steps:
         results["(e) Node: sequential await ctx.state.increment"] = max(s["seq"] for s in steps["node"])
         results["(e) Node: 2,000 concurrent (Promise.all)"] = max(s["conc"] for s in steps["node"])
@@ -347,8 +388,13 @@ def bench_rpc(n: int, rounds: int) -> None:
                 "(a) raw pipe echo, Python to Python",
             ),
             (
-                "(b)/(a2) step increments over an asyncio-to-asyncio echo",
-                "(b) sequential await ctx.state.increment",
+                "(b0)/(a) the same with the worker's spin off",
+                "(b0) the same, worker spin off",
+                "(a) raw pipe echo, Python to Python",
+            ),
+            (
+                "(b0)/(a2) spin off, over an asyncio-to-asyncio echo",
+                "(b0) the same, worker spin off",
                 "(a2) pipe echo, asyncio loop on both sides",
             ),
             (

@@ -31,6 +31,10 @@ READ_BYTES: Final = 65536
 #: Unsent bytes above which ``send`` waits for the reader to catch up.
 HIGH_WATER: Final = 1 << 20
 
+#: Bytes read but not yet received above which reading pauses, so a worker
+#: that outruns its handlers is held back by the pipe, not by our memory.
+READ_AHEAD: Final = 4 * READ_BYTES
+
 
 def on_asyncio() -> bool:
     """True inside a running asyncio event loop (False under trio)."""
@@ -54,6 +58,8 @@ class FdReceiveStream(ByteReceiveStream):
         self._loop = asyncio.get_running_loop()
         self._chunks: deque[bytes] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._buffered = 0
+        self._paused = False
         self._eof = False
         self._closed = False
         os.set_blocking(fd, False)
@@ -68,6 +74,10 @@ class FdReceiveStream(ByteReceiveStream):
             data = b""  # the writer is gone: the same as end of stream
         if data:
             self._chunks.append(data)
+            self._buffered += len(data)
+            if self._buffered > READ_AHEAD:
+                self._paused = True
+                self._loop.remove_reader(self._fd)
         else:
             self._eof = True
             self._loop.remove_reader(self._fd)
@@ -91,6 +101,10 @@ class FdReceiveStream(ByteReceiveStream):
         if len(chunk) > max_bytes:
             self._chunks.appendleft(chunk[max_bytes:])
             chunk = chunk[:max_bytes]
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered <= READ_AHEAD // 2 and not self._closed:
+            self._paused = False
+            self._loop.add_reader(self._fd, self._readable)
         return chunk
 
     async def aclose(self) -> None:
@@ -98,7 +112,7 @@ class FdReceiveStream(ByteReceiveStream):
         if self._closed:
             return
         self._closed = True
-        if not self._eof:
+        if not self._eof and not self._paused:
             self._loop.remove_reader(self._fd)
         os.close(self._fd)
         waiter = self._waiter
