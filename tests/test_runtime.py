@@ -334,3 +334,37 @@ async def test_legacy_result_and_close_notifications_complete_a_call(tmp_path: P
         await peer.notify("shutdown")
         await proc.stdin.aclose()
     assert outcome.result == {"legacy": True}
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list open fds")
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_no_fd_is_left_open_after_any_outcome(tmp_path: Path, backend: str) -> None:
+    # asyncio runs on the runtime's own pipes, trio on anyio's process streams.
+    anyio.run(_every_outcome, tmp_path, backend=backend)
+
+
+async def _every_outcome(tmp_path: Path) -> None:
+    ok = step(tmp_path, "async def handler(data, ctx):\n    return await ctx.state.increment('t', 'k')\n", "ok.py")
+    fails = step(tmp_path, "def handler(data, ctx):\n    raise ValueError('no')\n", "fails.py")
+    dies = step(tmp_path, "import os\ndef handler(data, ctx):\n    os._exit(3)\n", "dies.py")
+    slow = step(tmp_path, "import time\ndef handler(data, ctx):\n    time.sleep(30)\n", "slow.py")
+    bad_interpreter = tmp_path / "not-an-interpreter"
+    bad_interpreter.write_bytes(b"\x00\x01garbage")
+    bad_interpreter.chmod(0o755)
+    manager = ms.StateManager()
+    await call_step_file(ok, trace_id="t", state=manager)  # warm-up: lazily opened fds (selector, logging) stay
+    before = _open_fds()
+    assert await call_step_file(ok, trace_id="t", state=manager) == 2
+    with pytest.raises(StepError):
+        await call_step_file(fails, trace_id="t", state=manager)
+    with pytest.raises(StepError):
+        await call_step_file(dies, trace_id="t", state=manager)
+    with pytest.raises(StepTimeoutError):
+        await call_step_file(slow, trace_id="t", state=manager, timeout=0.5)
+    with pytest.raises(StepError, match="could not start"):
+        await call_step_file(ok, trace_id="t", state=manager, interpreters={"python": str(bad_interpreter)})
+    assert _open_fds() == before

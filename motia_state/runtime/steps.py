@@ -156,9 +156,8 @@ def _kill_group(proc: Process) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-async def _drain_stderr(proc: Process, step: str, tail: deque[str]) -> None:
-    assert proc.stderr is not None
-    reader = LineReader(proc.stderr, 64 * 1024)
+async def _drain_stderr(stderr: ByteReceiveStream, step: str, tail: deque[str]) -> None:
+    reader = LineReader(stderr, 64 * 1024)
     while (batch := await reader.receive_batch()) is not None:
         for line in batch:
             text = f"<{line.size} bytes dropped>" if isinstance(line, Oversized) else line.decode("utf-8", "replace")
@@ -229,31 +228,33 @@ async def call_step_file(
     if own_pipes:
         child_in, parent_in = open_pipe()
         parent_out, child_out = open_pipe()
+        parent_err, child_err = open_pipe()
     try:
         proc = await anyio.open_process(
             argv,
             stdin=child_in if own_pipes else subprocess.PIPE,
             stdout=child_out if own_pipes else subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=child_err if own_pipes else subprocess.PIPE,
             cwd=cwd,
             env=full_env,
             start_new_session=True,
         )
     except OSError as e:
         if own_pipes:
-            for fd in (child_in, parent_in, parent_out, child_out):
+            for fd in (child_in, parent_in, parent_out, child_out, parent_err, child_err):
                 os.close(fd)
         raise StepError(f"could not start {step}: {e}", step=step) from e
 
     receive: ByteReceiveStream
     send: ByteSendStream
+    stderr: ByteReceiveStream
     if own_pipes:
-        os.close(child_in)  # the worker holds its ends now
-        os.close(child_out)
-        receive, send = FdReceiveStream(parent_out), FdSendStream(parent_in)
+        for fd in (child_in, child_out, child_err):
+            os.close(fd)  # the worker holds its ends now
+        receive, send, stderr = FdReceiveStream(parent_out), FdSendStream(parent_in), FdReceiveStream(parent_err)
     else:
-        assert proc.stdout is not None and proc.stdin is not None
-        receive, send = proc.stdout, proc.stdin
+        assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
+        receive, send, stderr = proc.stdout, proc.stdin, proc.stderr
     peer = Peer(receive, send, table, context, max_frame_bytes=max_frame_bytes)
     tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
 
@@ -267,7 +268,7 @@ async def call_step_file(
     try:
         with anyio.fail_after(timeout):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_drain_stderr, proc, step, tail)
+                tg.start_soon(_drain_stderr, stderr, step, tail)
                 tg.start_soon(peer.run)
                 tg.start_soon(invoke)
                 await outcome.done.wait()
@@ -288,6 +289,7 @@ async def call_step_file(
                 send.abort()
             await receive.aclose()
             await proc.aclose()
+            await stderr.aclose()
 
     if timed_out:
         raise StepTimeoutError(
