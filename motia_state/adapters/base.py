@@ -171,6 +171,15 @@ class StateAdapter(abc.ABC):
 
     # -- shared helpers ------------------------------------------------------
 
+    async def _swap_for_update(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+        """The compare-and-swap that ends an optimistic ``update``.
+
+        Adapters override it so that its change event says op "update", as
+        an ``update`` done under the lock does; this default (for adapters
+        that do not) reports "compareAndSwap".
+        """
+        return await self.compare_and_swap(trace_id, key, expected, new_value)
+
     async def _optimistic_update(self, trace_id: str, key: str, fn: Callable[[Any], Awaitable[Any]]) -> Any:
         """``update`` with an async fn: get, await fn, compare-and-swap, retry.
 
@@ -183,7 +192,7 @@ class StateAdapter(abc.ABC):
             new = import_value(await fn(copy_value(current)), self.limits)
             # A missing key and a stored null both read as None; the CAS
             # treats them alike, as the contract's "missing equals null".
-            if await self.compare_and_swap(trace_id, key, current, new):
+            if await self._swap_for_update(trace_id, key, current, new):
                 return new
             await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
         raise ConflictError(f"update of {key!r} lost {UPDATE_RETRIES} races in a row")

@@ -146,6 +146,13 @@ class MemoryStateAdapter(StateAdapter):
             self._flush()
         return bool(result)
 
+    async def _swap_for_update(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+        # Both values are already imported: one was read from the store, the other checked by update.
+        with self._lock:
+            result = self._table.apply(trace_id, key, "update", apply_compare_and_swap, expected, new_value)
+            self._flush()
+        return bool(result)
+
     async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
         _names(self, trace_id, key)
         copied = import_value(list(items), self.limits, "items")

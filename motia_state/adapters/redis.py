@@ -355,6 +355,10 @@ class RedisStateAdapter(StateAdapter):
         new_value = import_value(new_value, self.limits, "newValue")
         return bool(await self._one(trace_id, b"compareAndSwap", key.encode(), _encode(expected), _encode(new_value)))
 
+    async def _swap_for_update(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+        # The Lua "update" is compareAndSwap under the name its change event carries.
+        return bool(await self._one(trace_id, b"update", key.encode(), _encode(expected), _encode(new_value)))
+
     async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
         self._check(trace_id, key)
         copied = import_value(list(items), self.limits, "items")

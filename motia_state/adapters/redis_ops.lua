@@ -283,6 +283,9 @@ function apply.compareAndSwap(cur, expected, value)
   if json_equal(cur or 'null', expected) then return value, 'true' end
   return nil, 'false'
 end
+-- The swap that ends an optimistic update(fn): the same rule, and its change
+-- event says "update". Only the adapter sends it; records never carry it.
+apply.update = apply.compareAndSwap
 
 function apply.push(cur, items)
   local array = current_array(cur, 'push')
