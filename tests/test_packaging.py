@@ -93,3 +93,15 @@ def test_wheel_in_a_fresh_venv_runs_a_step(tmp_path: Path) -> None:
         text=True,
     ).stdout.strip()
     assert where.startswith(str(env_dir)) and where.endswith("_bindings")
+
+
+def test_the_python_shim_parses_as_python_3_8() -> None:
+    # The shim runs under whatever Python a user points it at, down to 3.8.
+    import ast
+
+    from motia_state.runtime.runners import bindings_dir
+
+    files = sorted((bindings_dir() / "python").rglob("*.py"))
+    assert len(files) >= 6
+    for path in files:
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 8))
