@@ -19,6 +19,8 @@ import motia_state as ms
 from motia_state.runtime import call_step_file
 from motia_state.runtime.runners import bindings_dir
 
+from .helpers import require_tool
+
 sys.path.insert(0, str(bindings_dir() / "python"))
 from motia_step import eventloop
 from motia_step.eventloop import MAX_SKIP, SpinSelector, spin_budget
@@ -184,3 +186,34 @@ async def test_a_sync_step_with_spin_blocks_on_each_call(tmp_path: Path) -> None
     path.write_text("def handler(data, ctx):\n    return [ctx.state.increment('t', 'k') for _ in range(200)]\n")
     out = await call_step_file(path, trace_id="t", state=ms.StateManager(), env={"MOTIA_STEP_SPIN_US": "200"})
     assert out == list(range(1, 201))
+
+
+NODE_STEP = """
+exports.handler = async (data, ctx) => {
+  const s = ctx.state
+  const seen = []
+  for (let i = 0; i < data.n; i++) seen.push(await s.increment(ctx.traceId, 'n'))
+  // a timer due while a request is in flight still fires (the spin is bounded)
+  const start = performance.now()
+  const [late, got] = await Promise.all([
+    new Promise((resolve) => setTimeout(() => resolve(performance.now() - start - 20), 20)),
+    s.get(ctx.traceId, 'n'),
+  ])
+  return { seen, timer_late_by: late / 1000, got }
+}
+"""
+
+
+@pytest.mark.parametrize("spin_us", ["0", "50", "5000"])
+async def test_sequential_calls_from_a_node_step_with_and_without_spin(tmp_path: Path, spin_us: str) -> None:
+    require_tool("node")
+    path = tmp_path / "seq.step.js"
+    path.write_text(NODE_STEP)
+    manager = ms.StateManager()
+    out = await call_step_file(
+        path, data={"n": 300}, trace_id="t", state=manager, env={"MOTIA_STEP_SPIN_US": spin_us}, timeout=60
+    )
+    assert out["seen"] == list(range(1, 301))
+    assert out["got"] == 300
+    assert out["timer_late_by"] < 0.5
+    assert await manager.get("t", "n") == 300

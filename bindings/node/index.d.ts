@@ -106,7 +106,14 @@ export class RpcClient {
   constructor (
     input: NodeJS.ReadableStream,
     output: { write (chunk: string): unknown },
-    options?: { onRequest?: (frame: RpcFrame) => void, maxFrameBytes?: number }
+    options?: {
+      onRequest?: (frame: RpcFrame) => void,
+      maxFrameBytes?: number,
+      /** The non-blocking fd behind `input`: lets a lone request poll it for its reply. */
+      inputFd?: number,
+      /** The poll's budget in microseconds (default from MOTIA_STEP_SPIN_US, else 50). */
+      spinMicros?: number
+    }
   )
   request<T = JsonValue> (method: string, args?: JsonValue): Promise<T>
   notify (method: string, args?: JsonValue): void
@@ -117,6 +124,8 @@ export class RpcClient {
 }
 
 export const DEFAULT_MAX_FRAME: number
+/** The spin budget in microseconds: MOTIA_STEP_SPIN_US (default 50, at most 10,000), 0 on one CPU. */
+export function spinMicros (env?: Record<string, string | undefined>, cpus?: number): number
 export const UPDATE_RETRIES: number
 export function loadStep (file: string): Promise<{ handler?: Handler, config?: unknown }>
 export function main (argv: string[]): Promise<number>

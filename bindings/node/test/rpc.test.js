@@ -198,3 +198,89 @@ test('the error classes cover every code', () => {
   for (const code of CODES) assert.equal(require('..').errorForCode(code, 'm').code, code)
   assert.equal(require('..').errorForCode('WHAT', 'm').code, 'WHAT')
 })
+
+// -- the spin: a lone request polls the pipe for its reply before yielding --
+
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { execFileSync } = require('node:child_process')
+const { spinMicros } = require('..')
+
+/** A FIFO opened non-blocking for reading (as libuv leaves fd 0) and its writing end. */
+function fifo () {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'motia-spin-'))
+  const file = path.join(dir, 'pipe')
+  execFileSync('mkfifo', [file])
+  const readFd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+  const writeFd = fs.openSync(file, fs.constants.O_WRONLY)
+  return {
+    readFd,
+    writeFd,
+    close () {
+      fs.closeSync(readFd)
+      fs.closeSync(writeFd)
+      fs.rmSync(dir, { recursive: true })
+    },
+  }
+}
+
+test('a reply already in the pipe is read by the spin and resolves at once', async () => {
+  const p = fifo()
+  try {
+    const h = harness({ inputFd: p.readFd, spinMicros: 200000 })
+    fs.writeSync(p.writeFd, '{"type":"rpc_response","id":1,"result":41}\n')
+    let settled = false
+    const reply = h.client.request('state.increment', { traceId: 't', key: 'k' }).then((v) => { settled = true; return v })
+    assert.equal(h.writes.length, 1, 'sent at once, not on the next tick')
+    await Promise.resolve()
+    assert.equal(settled, true, 'resolved before any event-loop turn')
+    assert.equal(await reply, 41)
+    assert.deepEqual([h.client.spins, h.client.hits, h.client.skip], [1, 1, 0])
+  } finally {
+    p.close()
+  }
+})
+
+test('a spin that finds nothing backs off, and a hit resets it', async () => {
+  const p = fifo()
+  try {
+    const h = harness({ inputFd: p.readFd, spinMicros: 500 })
+    const first = h.client.request('state.get', { traceId: 't', key: 'k' })
+    assert.deepEqual([h.client.spins, h.client.hits, h.client.skip], [1, 0, 2])
+    h.client.request('state.get', { traceId: 't', key: 'j' }) // not alone: no spin, no skip used
+    assert.equal(h.client.skip, 2)
+    fs.writeSync(p.writeFd, '{"type":"rpc_response","id":1,"result":1}\n{"type":"rpc_response","id":2,"result":2}\n')
+    h.client.spin() // read what is there (the stream would on the next loop turn)
+    assert.equal(h.client.skip, 1, 'a skipped spin reads nothing')
+    h.client.spin()
+    h.client.spin()
+    assert.equal(await first, 1)
+    assert.deepEqual([h.client.spins, h.client.hits, h.client.skip], [2, 1, 0])
+  } finally {
+    p.close()
+  }
+})
+
+test('no spin without an fd, and none when the budget is 0', () => {
+  const h = harness()
+  h.client.request('state.get', { traceId: 't', key: 'k' })
+  assert.equal(h.client.spins, 0)
+  const p = fifo()
+  try {
+    const off = harness({ inputFd: p.readFd, spinMicros: 0 })
+    off.client.request('state.get', { traceId: 't', key: 'k' })
+    assert.equal(off.client.spins, 0)
+  } finally {
+    p.close()
+  }
+})
+
+test('MOTIA_STEP_SPIN_US sets the budget; 0, one CPU or nonsense are handled', () => {
+  assert.equal(spinMicros({}, 2), 50)
+  assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: '120' }, 2), 120)
+  assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: '0' }, 2), 0)
+  assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: 'lots' }, 2), 50)
+  assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: '1e9' }, 2), 10000)
+  assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: '50' }, 1), 0)
+})
