@@ -131,6 +131,7 @@ def test_budget_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 async def _main_of_the_loop() -> tuple[Any, bool]:
     loop = asyncio.get_running_loop()
     await asyncio.sleep(0.001)
+    assert asyncio.get_event_loop_policy().get_event_loop() is loop  # the thread's current loop, as asyncio.run sets
     return loop, isinstance(loop._selector, SpinSelector)  # type: ignore[attr-defined]
 
 

@@ -28,7 +28,7 @@ import asyncio
 import os
 import selectors
 import time
-from collections.abc import Callable, Coroutine, Sized
+from collections.abc import Coroutine, Sized
 from typing import Any, List, Tuple
 
 SelectResult = List[Tuple[selectors.SelectorKey, int]]  # typing generics: Python 3.8
@@ -100,7 +100,14 @@ def new_loop(selector: SpinSelector) -> asyncio.AbstractEventLoop:
 
 def run(main: Coroutine[Any, Any, Any], selector: SpinSelector) -> Any:
     """``asyncio.run(main)`` on a loop that uses ``selector``."""
-    factory: Callable[[], asyncio.AbstractEventLoop] = lambda: new_loop(selector)  # noqa: E731
+
+    def factory() -> asyncio.AbstractEventLoop:
+        loop = new_loop(selector)
+        # asyncio.run makes its loop the thread's current one; a Runner
+        # given a factory does not, so do it here (get_event_loop() callers).
+        asyncio.set_event_loop(loop)
+        return loop
+
     runner_class = getattr(asyncio, "Runner", None)
     if runner_class is not None:  # Python >= 3.11
         with runner_class(loop_factory=factory) as runner:
