@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
+from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import motia_state as ms
 from motia_state.rpc import Peer, state_handlers
@@ -222,3 +226,92 @@ async def test_reading_pauses_when_nobody_receives() -> None:
     assert writer.backlog == 0
     await writer.aclose()
     await reader.aclose()
+
+
+# -- fuzz: whatever bytes a worker writes, the parent survives and answers every real request --
+
+VALID = st.integers(min_value=0, max_value=10**6).map(
+    lambda i: b'{"type":"rpc_request","id":"v%d","method":"state.increment","args":{"traceId":"t","key":"n"}}' % i
+)
+JUNK = st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from(
+        [
+            b"\xff\xfe\xfd",  # not UTF-8
+            b'{"type":"rpc_request"',  # truncated
+            b'{"type":"rpc_response","id":"nobody","result":1}',  # a reply to nothing
+            b'{"type":"rpc_request","method":"state.increment","args":{"traceId":"t","key":"n"}}',  # a notification
+            b"[]",
+            b"null",
+            b"\r",
+            "é✓ ünïcödé".encode(),
+        ]
+    ),
+    st.integers(min_value=5000, max_value=20000).map(lambda n: b"x" * n),  # over the frame limit
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    items=st.lists(st.tuples(st.booleans(), VALID, JUNK), max_size=40),
+    cuts=st.lists(st.integers(min_value=1, max_value=5000), max_size=20),
+)
+def test_the_peer_survives_any_bytes_and_answers_every_request(
+    items: list[tuple[bool, bytes, bytes]], cuts: list[int]
+) -> None:
+    lines: list[bytes] = []
+    expected: list[str] = []
+    notifications = 0
+    for n, (valid, request, junk) in enumerate(items):
+        if valid:
+            request = request.replace(b'"id":"v', b'"id":"v%d-' % n)  # unique ids
+            expected.append(json.loads(request)["id"])
+            lines.append(request)
+        else:
+            notifications += junk.startswith(b'{"type":"rpc_request","method":"state.increment"')
+            lines.append(junk)
+    data = b"\n".join(lines) + b"\n"
+    replies, total = asyncio.run(_feed_a_peer(data, cuts))
+    by_id = {r.get("id"): r for r in replies}
+    for rid in expected:
+        assert "result" in by_id[rid], by_id[rid]
+    assert total == len(expected) + notifications
+    results = sorted(by_id[rid]["result"] for rid in expected)
+    assert len(set(results)) == len(results)  # every increment saw a distinct count
+
+
+async def _feed_a_peer(data: bytes, cuts: list[int]) -> tuple[list[dict[str, Any]], int]:
+    to_peer_r, to_peer_w = open_pipe()
+    from_peer_r, from_peer_w = open_pipe()
+    manager = ms.StateManager()
+    peer_out = FdSendStream(from_peer_w)
+    peer = Peer(FdReceiveStream(to_peer_r), peer_out, state_handlers(manager), max_frame_bytes=4096)
+    reader = FdReceiveStream(from_peer_r)
+    writer = FdSendStream(to_peer_w)
+    out = bytearray()
+
+    async def collect() -> None:
+        while True:
+            try:
+                out.extend(await reader.receive())
+            except anyio.EndOfStream:
+                return
+
+    async def run_peer() -> None:
+        await peer.run()
+        await peer_out.aclose()  # the parent's side is done: the collector sees EOF
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_peer)
+        tg.start_soon(collect)
+        start = 0
+        for cut in cuts:  # written in pieces, so reads split lines (and characters) anywhere
+            writer.write(data[start : start + cut])
+            start += cut
+            await anyio.sleep(0)
+        writer.write(data[start:])
+        await writer.aclose()
+    await reader.aclose()
+    replies = [json.loads(line) for line in bytes(out).splitlines()]
+    total = await manager.get("t", "n") or 0
+    return replies, total
