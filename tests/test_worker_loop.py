@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import textwrap
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import motia_state as ms
 from motia_state.runtime import call_step_file
@@ -218,3 +221,52 @@ async def test_sequential_calls_from_a_node_step_with_and_without_spin(tmp_path:
     assert out["got"] == 300
     assert out["timer_late_by"] < 0.5
     assert await manager.get("t", "n") == 300
+
+
+# -- fuzz: whatever the parent sends, the worker's client survives and loses no reply --
+
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=5,
+)
+FRAMES = st.one_of(
+    JSON_VALUES,
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["rpc_response", "rpc_request", "other"])},
+        optional={
+            "id": JSON_VALUES,
+            "result": JSON_VALUES,
+            "error": JSON_VALUES,
+            "method": JSON_VALUES,
+            "args": JSON_VALUES,
+        },
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(frames=st.lists(FRAMES, max_size=8), junk=st.lists(st.binary(max_size=20), max_size=3))
+def test_the_worker_client_survives_any_frame_and_loses_no_reply(frames: list[Any], junk: list[bytes]) -> None:
+    asyncio.run(_feed_the_client(frames, junk))
+
+
+async def _feed_the_client(frames: list[Any], junk: list[bytes]) -> None:
+    from motia_step.rpc import RpcClient
+
+    loop = asyncio.get_running_loop()
+    requests: list[Any] = []
+    r, w = os.pipe()
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        client = RpcClient(loop, r, null, requests.append)
+        mine = client.request("state.get", {"traceId": "t", "key": "k"})
+        # the parent's bytes: random frames and junk, then the real reply, all in one chunk
+        lines = [json.dumps(f).encode() for f in frames] + [j.replace(b"\n", b" ") for j in junk]
+        lines.append(b'{"type":"rpc_response","id":1,"result":"mine"}')
+        client._feed(b"\n".join(lines) + b"\n")
+        assert mine.done() and mine.result() == "mine"
+    finally:
+        os.close(r)
+        os.close(w)
+        os.close(null)

@@ -34,6 +34,21 @@ test('a request goes out as one frame and resolves with its reply', async () => 
   assert.deepEqual(await p, { a: [1, 2] })
 })
 
+test('odd frames from the parent are survived and lose no reply', async () => {
+  const h = harness()
+  const p = h.client.request('state.get', { traceId: 't', key: 'k' })
+  await tick()
+  const odd = [
+    '{"type":"rpc_response","id":[1]}', '{"type":"rpc_response","id":{"a":1},"result":2}',
+    '{"type":"rpc_response","id":1.5,"error":"x"}', '{"type":"rpc_response","error":[1,2]}',
+    '{"type":"rpc_request","id":[],"method":{"m":1},"args":7}', '{"type":7}', '[1,2]', 'null', '42',
+    '{"type":"rpc_request"',
+  ]
+  h.input.write(Buffer.concat([Buffer.from(odd.join('\n') + '\n'), Buffer.from([0xff, 0xfe, 0x0a])]))
+  h.reply({ type: 'rpc_response', id: 1, result: 'mine' })
+  assert.equal(await p, 'mine')
+})
+
 test('an error reply rejects with a StateError carrying its code', async () => {
   const h = harness()
   const p = h.client.request('state.increment', { traceId: 't', key: 'k' })

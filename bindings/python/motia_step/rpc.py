@@ -232,7 +232,9 @@ class RpcClient:
                 continue
             kind = frame.get("type")
             if kind == "rpc_response":
-                fut = pending.pop(frame.get("id"), None)  # type: ignore[arg-type]
+                rid = frame.get("id")
+                # Our ids are ints; anything else (a list is not even hashable) is a reply to nothing.
+                fut = pending.pop(rid, None) if type(rid) is int else None
                 if fut is None or fut.done():
                     continue
                 error = frame.get("error")
@@ -241,7 +243,10 @@ class RpcClient:
                 else:
                     fut.set_result(frame.get("result"))
             elif kind == "rpc_request":
-                self._on_request(frame)
+                try:
+                    self._on_request(frame)
+                except Exception as e:  # one odd request must not cost the frames after it
+                    sys.stderr.write("motia-step: a request from the parent failed: %r\n" % (e,))
 
     def _close(self) -> None:
         if self.closed.is_set():

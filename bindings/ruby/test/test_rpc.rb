@@ -53,6 +53,21 @@ class RpcClientTest < Minitest::Test
     t
   end
 
+  ODD_FRAMES = [
+    '{"type":"rpc_response","id":[1]}', '{"type":"rpc_response","id":{"a":1},"result":2}',
+    '{"type":"rpc_response","id":1.5,"error":"x"}', '{"type":"rpc_response","error":[1,2]}',
+    '{"type":"rpc_request","id":[],"method":{"m":1},"args":7}', '{"type":7}', "[1,2]", "null", "42",
+    "\xFF\xFE not utf-8", '{"type":"rpc_request"'
+  ].freeze
+
+  def test_odd_frames_from_the_parent_are_survived_and_lose_no_reply
+    t = in_thread { @state.get("t", "k") }
+    @parent.next_frame
+    @parent.write(ODD_FRAMES.join("\n").b + "\n")
+    @parent.reply(1, result: "mine")
+    assert_equal "mine", Timeout.timeout(5) { t.value }
+  end
+
   def test_a_request_resolves_with_its_reply
     t = in_thread { @state.get("t", "k") }
     frame = @parent.next_frame
