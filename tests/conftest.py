@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .helpers import RedisServer
+from .helpers import RedisClusterServers, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +15,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(str(tmp_path_factory.mktemp("redis"))).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A three-primary Redis Cluster for the session."""
+    cluster = RedisClusterServers(str(tmp_path_factory.mktemp("redis-cluster"))).start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -52,13 +52,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000, so port <= 55535) is free too."""
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randrange(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 class RedisServer:
     """A throwaway redis-server on a free port, in its own directory."""
 
-    def __init__(self, directory: str, *, appendfsync: str | None = None) -> None:
+    def __init__(self, directory: str, *, appendfsync: str | None = None, cluster: bool = False) -> None:
         self.directory = directory
-        self.port = free_port()
+        self.port = free_cluster_port() if cluster else free_port()
         self.appendfsync = appendfsync
+        self.cluster = cluster
         self.proc: Any = None
 
     @property
@@ -75,6 +93,8 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfsync", self.appendfsync]
         else:
             args += ["--appendonly", "no"]
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import socket
 
@@ -97,6 +117,46 @@ class RedisServer:
                 self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+class RedisClusterServers:
+    """Three redis-server primaries joined into one cluster, the slots split evenly."""
+
+    def __init__(self, directory: str) -> None:
+        self.nodes = [RedisServer(directory, cluster=True) for _ in range(3)]
+
+    @property
+    def port(self) -> int:
+        return self.nodes[0].port
+
+    def start(self) -> RedisClusterServers:
+        import time
+
+        import redis
+
+        for node in self.nodes:
+            node.start()
+        clients = [redis.Redis(port=node.port) for node in self.nodes]
+        try:
+            bounds = [0, 5461, 10923, 16384]
+            for i, client in enumerate(clients):
+                client.execute_command("CLUSTER ADDSLOTS", *range(bounds[i], bounds[i + 1]))
+            for node in self.nodes[1:]:
+                clients[0].execute_command("CLUSTER MEET", "127.0.0.1", node.port)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                infos = [c.cluster("INFO") for c in clients]  # redis-py parses it into a dict
+                if all(i["cluster_state"] == "ok" and int(i["cluster_known_nodes"]) == 3 for i in infos):
+                    return self
+                time.sleep(0.05)
+            raise RuntimeError("the redis cluster did not come up")
+        finally:
+            for client in clients:
+                client.close()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 # -- child processes (tests/scripts/state_writer.py) -----------------------------

@@ -13,7 +13,7 @@ import pytest
 import motia_state as ms
 
 from .conformance import adapter_call, limits_kwargs, load_cases, run_case
-from .helpers import RedisServer
+from .helpers import RedisClusterServers, RedisServer
 
 CASES = load_cases()
 
@@ -91,3 +91,13 @@ async def test_vector_on_redis_through_state_manager(
     name: str, case: dict[str, Any], redis_server: RedisServer, redis_prefix: str
 ) -> None:
     await run_managed(ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, limits=limits(case)), case)
+
+
+@pytest.mark.parametrize(("name", "case"), CASES, ids=[c[0] for c in CASES])
+async def test_vector_on_redis_cluster_through_state_manager(
+    name: str, case: dict[str, Any], redis_cluster: RedisClusterServers, redis_prefix: str
+) -> None:
+    from redis.asyncio import RedisCluster
+
+    client = RedisCluster(host="127.0.0.1", port=redis_cluster.port)
+    await run_managed(ms.RedisStateAdapter(client=client, key_prefix=redis_prefix, limits=limits(case)), case)

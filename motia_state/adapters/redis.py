@@ -12,8 +12,8 @@ script (``redis_ops.lua``, loaded once and called by SHA; redis-py reloads it
 on NOSCRIPT) that reads, checks everything, then writes. The script is the
 server-side twin of ``ops.py`` and works on the JSON text itself: values
 never pass through Lua's cjson, so integers past 2^53, ``[]`` and float
-formatting come back exactly as stored. Batches go out as one pipeline of
-single-operation calls. Only ``update`` (a Python function) cannot run on
+formatting come back exactly as stored. A batch is one call too, in a mode
+that applies each record on its own. Only ``update`` (a Python function) cannot run on
 the server: it is an optimistic get + compare-and-swap loop, and a
 transaction holding ``update`` records commits with a script that first
 checks every key it read is unchanged.
@@ -28,7 +28,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import anyio
 import msgspec
@@ -140,8 +140,9 @@ class RedisStateAdapter(StateAdapter):
     ``unix://``); ``key_prefix`` namespaces applications sharing one Redis;
     ``ttl`` (seconds) expires a group that long after its last write;
     ``timeout`` bounds connecting and each reply, after which the operation
-    fails with UNAVAILABLE. ``client`` takes a ready ``redis.asyncio`` client
-    instead of a URL (a ``RedisCluster``, for instance).
+    fails with UNAVAILABLE. ``cluster=True`` treats ``url`` as any node of a
+    Redis Cluster. ``client`` takes a ready ``redis.asyncio`` client instead
+    of a URL (a configured ``RedisCluster``, for instance).
     """
 
     def __init__(
@@ -153,6 +154,7 @@ class RedisStateAdapter(StateAdapter):
         timeout: float = 5.0,
         limits: Limits = DEFAULT_LIMITS,
         client: Any = None,
+        cluster: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(key_prefix, str) or "{" in key_prefix or "}" in key_prefix:
@@ -169,16 +171,31 @@ class RedisStateAdapter(StateAdapter):
         self.ttl = ttl
         self._ttl_arg = str(max(1, round(ttl * 1000))) if ttl else "0"  # PEXPIRE: milliseconds
         self._errors = redis.exceptions
+        # What a lost Redis looks like. A cluster client's own failures
+        # (no reachable node, an uncovered slot) do not derive from RedisError.
+        self._failures: tuple[type[Exception], ...] = (
+            redis.exceptions.RedisError,
+            redis.exceptions.RedisClusterException,
+            OSError,
+        )
+        if not isinstance(cluster, bool):
+            raise InvalidArgumentError(f"cluster: expected true or false, got {cluster!r}")
         if client is None:
+            # Ride over a blip, but never for long: two quick retries.
+            retry = redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=0.2, base=0.02), 2)
             try:
-                client = redis.asyncio.Redis.from_url(
-                    url,
-                    socket_connect_timeout=timeout,
-                    socket_timeout=timeout,
-                    # Ride over a blip, but never for long: two quick retries.
-                    retry=redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=0.2, base=0.02), 2),
-                    health_check_interval=30,
-                )
+                if cluster:
+                    client = redis.asyncio.RedisCluster.from_url(
+                        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=retry
+                    )
+                else:
+                    client = redis.asyncio.Redis.from_url(
+                        url,
+                        socket_connect_timeout=timeout,
+                        socket_timeout=timeout,
+                        retry=retry,
+                        health_check_interval=30,
+                    )
             except ValueError as e:
                 raise InvalidArgumentError(f"url: {e}") from e
         self.client = client
@@ -188,11 +205,10 @@ class RedisStateAdapter(StateAdapter):
         # of different versions can share one Redis. A cluster client, or an
         # older Redis, gets the same code as a script, called by SHA (and
         # reloaded on NOSCRIPT).
-        self._ops = client.register_script(_OPS_SCRIPT)  # pipelines load it themselves
         self._use_functions = type(client) is redis.asyncio.Redis
         self._headers = {
             (mode, sinks): f"{mode} {int(sinks)} {self._ttl_arg} {limits.max_value_bytes}".encode()
-            for mode in ("one", "tx")
+            for mode in ("one", "tx", "batch")
             for sinks in (False, True)
         }
         self._hash_keys: dict[str, bytes] = {}
@@ -227,14 +243,18 @@ class RedisStateAdapter(StateAdapter):
 
     def _translate(self, e: Exception) -> StateError:
         errors = self._errors
-        if isinstance(e, errors.ResponseError) and not str(e).startswith(_TRANSIENT):
+        # redis-py turns some error codes into classes and drops the code
+        # from the message ("CLUSTERDOWN ..." becomes ClusterDownError("The
+        # cluster is down")), so transient ones are known by class or prefix.
+        transient = (errors.ReadOnlyError, errors.ClusterError, errors.TryAgainError, errors.OutOfMemoryError)
+        if isinstance(e, errors.ResponseError) and not (isinstance(e, transient) or str(e).startswith(_TRANSIENT)):
             return InternalError(f"Redis refused a command: {e}")
         return UnavailableError(f"Redis at {self.url} is unavailable: {type(e).__name__}: {e}")
 
     async def _call(self, awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
-        except (self._errors.RedisError, OSError) as e:
+        except self._failures as e:
             raise self._translate(e) from e
 
     async def ping(self) -> None:
@@ -261,7 +281,7 @@ class RedisStateAdapter(StateAdapter):
                     # A restarted or flushed Redis forgot the script: load it again.
                     await client.script_load(_OPS_SCRIPT)
                     reply = await client.evalsha(_OPS_SHA, 1, key, header, *ops)
-        except (self._errors.RedisError, OSError) as e:
+        except self._failures as e:
             raise self._translate(e) from e
         return self._reply(group, reply, mode)
 
@@ -528,43 +548,29 @@ class RedisStateAdapter(StateAdapter):
         raise ConflictError(f"transaction lost {OCC_RETRIES} races in a row")
 
     async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
-        """Each record on its own; runs of server-side records go out as one pipeline."""
+        """Each record on its own; a run of server-side records is one script call."""
         self._check_group(trace_id)
         ops = parse_operations(operations, limits=self.limits, collect=True)
         items: list[BatchItemResult | None] = [None] * len(ops)
         pending: list[int] = []
 
         async def flush() -> None:
+            # A run of server-side records: one script call in "batch" mode,
+            # which applies each record on its own, in order.
             if not pending:
                 return
-            header = self._headers["one", bool(self._sinks)]
-            key = self.hash_key(trace_id)
-            replies: list[Any] = []
-            for _ in range(2):  # a second pass only after loading the library
-                pipe = self.client.pipeline(transaction=False)
-                for i in pending:
-                    op: StateOperation = ops[i]  # type: ignore[assignment]
-                    args = [header, *self._encode_op(op)]
-                    if self._use_functions:
-                        pipe.fcall(_FUNCTION, 1, key, *args)
-                    else:
-                        await self._ops(keys=[key], args=args, client=pipe)
-                replies = await self._call(pipe.execute(raise_on_error=False))
-                first = replies[0] if replies else None
-                # Redis answers "Function not found" to each call without running any.
-                if not (isinstance(first, self._errors.ResponseError) and await self._recover_function(first)):
-                    break
-            for i, reply in zip(pending, replies):
-                op = ops[i]  # type: ignore[assignment]
+            records = [cast(StateOperation, ops[i]) for i in pending]  # errors never reach pending
+            flat: list[Any] = []
+            for record in records:
+                flat += self._encode_op(record)
+            texts = await self._run(trace_id, flat, "batch")
+            for i, op, text in zip(pending, records, texts):
                 item_id = None if op.id is msgspec.UNSET else op.id
-                if isinstance(reply, Exception):
-                    raise self._translate(reply)
-                try:
-                    (text,) = self._reply(trace_id, reply, "one")
-                except StateError as e:
-                    items[i] = BatchItemResult(id=item_id, error=e.message, code=e.code)
+                if text[:1] == b"=":
+                    items[i] = BatchItemResult(id=item_id, value=_decode(text[1:]))
                 else:
-                    items[i] = BatchItemResult(id=item_id, value=_decode(text))
+                    code, _, message = text[1:].decode("utf-8", "replace").partition(" ")
+                    items[i] = BatchItemResult(id=item_id, error=message, code=code)
             pending.clear()
 
         for i, op in enumerate(ops):
@@ -592,7 +598,7 @@ class RedisStateAdapter(StateAdapter):
             return
         self._closed = True
         close = getattr(self.client, "aclose", None) or self.client.close
-        with contextlib.suppress(self._errors.RedisError, OSError):  # already gone: nothing to release
+        with contextlib.suppress(*self._failures):  # already gone: nothing to release
             await close()
 
 

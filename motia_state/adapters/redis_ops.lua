@@ -385,6 +385,42 @@ if mode == 'one' then
   return { 'OK', 1, result, key, op, cur or '', new or '' }
 end
 
+if mode == 'batch' then
+  -- Each op on its own, in order: one that fails stores nothing and the
+  -- others still run. What a pipeline of 'one' calls would do, in a single
+  -- call, which also works through a cluster client (redis-py refuses to
+  -- pipeline scripts in a cluster). Results are '=<json>' or '!CODE message'.
+  local n = (#ARGV - 1) / 4
+  local reply = { 'OK', n }
+  local changed = {}
+  local wrote_any = false
+  for i = 1, n do
+    local base = 1 + (i - 1) * 4
+    local op, key, a1, a2 = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+    local cur = redis.call('HGET', H, key)
+    local ok, new, result = pcall(apply[op], cur, a1, a2)
+    if not ok then
+      if getmetatable(new) ~= Failure then error(new) end
+      reply[#reply + 1] = '!' .. new.code .. ' ' .. new.message
+    else
+      if new ~= nil and (new ~= false or cur ~= false) then
+        if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
+        wrote_any = true
+        if want_changes then
+          changed[#changed + 1] = key
+          changed[#changed + 1] = op
+          changed[#changed + 1] = cur or ''
+          changed[#changed + 1] = new or ''
+        end
+      end
+      reply[#reply + 1] = '=' .. result
+    end
+  end
+  if wrote_any and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  for _, v in ipairs(changed) do reply[#reply + 1] = v end
+  return reply
+end
+
 local staged = {}   -- key -> text, or false when deleted
 local original = {} -- key -> text at the start, or false when missing
 local last_op = {}  -- key -> the type of the last op that wrote it
