@@ -239,11 +239,13 @@ async def call_step_file(
             env=full_env,
             start_new_session=True,
         )
-    except OSError as e:
+    except BaseException as e:  # a failed spawn, or a cancellation: the pipes are still ours
         if own_pipes:
             for fd in (child_in, parent_in, parent_out, child_out, parent_err, child_err):
                 os.close(fd)
-        raise StepError(f"could not start {step}: {e}", step=step) from e
+        if isinstance(e, OSError):
+            raise StepError(f"could not start {step}: {e}", step=step) from e
+        raise
 
     receive: ByteReceiveStream
     send: ByteSendStream
