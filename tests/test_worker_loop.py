@@ -124,6 +124,10 @@ def test_budget_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert spin_budget() == 0
     monkeypatch.setenv("MOTIA_STEP_SPIN_US", "lots")
     assert spin_budget() == pytest.approx(50e-6)
+    monkeypatch.setenv("MOTIA_STEP_SPIN_US", "nan")
+    assert spin_budget() == pytest.approx(50e-6)
+    monkeypatch.setenv("MOTIA_STEP_SPIN_US", "inf")
+    assert spin_budget() == pytest.approx(0.01)
     monkeypatch.setenv("MOTIA_STEP_SPIN_US", "1e9")
     assert spin_budget() == pytest.approx(0.01)  # capped at 10 ms
     monkeypatch.setenv("MOTIA_STEP_SPIN_US", "50")

@@ -296,6 +296,8 @@ test('MOTIA_STEP_SPIN_US sets the budget; 0, one CPU or nonsense are handled', (
   assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: '120' }, 2), 120)
   assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: '0' }, 2), 0)
   assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: 'lots' }, 2), 50)
+  assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: 'NaN' }, 2), 50)
+  assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: 'Infinity' }, 2), 10000)
   assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: '1e9' }, 2), 10000)
   assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: '50' }, 1), 0)
 })

@@ -50,6 +50,8 @@ def spin_budget() -> float:
         micros = float(os.environ.get("MOTIA_STEP_SPIN_US", "50"))
     except ValueError:
         micros = 50.0
+    if micros != micros:  # NaN would make the spin's deadline unreachable
+        micros = 50.0
     if micros <= 0 or _cpus() < 2:
         return 0.0
     return min(micros, 10_000.0) / 1e6  # a typo must not make a worker spin for seconds
