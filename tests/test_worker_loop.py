@@ -175,20 +175,6 @@ STEP = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("spin_us", ["0", "50", "5000"])
-async def test_sequential_calls_from_a_step_with_and_without_spin(tmp_path: Path, spin_us: str) -> None:
-    path = tmp_path / "seq.step.py"
-    path.write_text(STEP)
-    manager = ms.StateManager()
-    out = await call_step_file(
-        path, data={"n": 300}, trace_id="t", state=manager, env={"MOTIA_STEP_SPIN_US": spin_us}, timeout=60
-    )
-    assert out["seen"] == list(range(1, 301))
-    assert out["got"] == 300
-    assert out["timer_late_by"] < 0.5
-    assert await manager.get("t", "n") == 300
-
-
 async def test_a_sync_step_with_spin_blocks_on_each_call(tmp_path: Path) -> None:
     path = tmp_path / "sync.step.py"
     path.write_text("def handler(data, ctx):\n    return [ctx.state.increment('t', 'k') for _ in range(200)]\n")
@@ -212,11 +198,17 @@ exports.handler = async (data, ctx) => {
 """
 
 
+SEQUENTIAL_STEPS = {"python": ("py", STEP), "node": ("js", NODE_STEP)}
+
+
+@pytest.mark.parametrize("language", sorted(SEQUENTIAL_STEPS))
 @pytest.mark.parametrize("spin_us", ["0", "50", "5000"])
-async def test_sequential_calls_from_a_node_step_with_and_without_spin(tmp_path: Path, spin_us: str) -> None:
-    require_tool("node")
-    path = tmp_path / "seq.step.js"
-    path.write_text(NODE_STEP)
+async def test_sequential_calls_from_a_step_with_and_without_spin(tmp_path: Path, language: str, spin_us: str) -> None:
+    if language != "python":
+        require_tool(language)
+    ext, source = SEQUENTIAL_STEPS[language]
+    path = tmp_path / f"seq.step.{ext}"
+    path.write_text(source)
     manager = ms.StateManager()
     out = await call_step_file(
         path, data={"n": 300}, trace_id="t", state=manager, env={"MOTIA_STEP_SPIN_US": spin_us}, timeout=60
