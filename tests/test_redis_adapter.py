@@ -367,3 +367,33 @@ def test_cli_runs_a_step_on_redis(redis_server: RedisServer, redis_prefix: str, 
         assert proc.returncode == 0, proc.stderr
         outs.append(json.loads(proc.stdout))
     assert outs[1] == outs[0] + 1
+
+
+async def test_a_long_batch_goes_in_slices_and_keeps_every_result_in_order(
+    adapter: ms.RedisStateAdapter, redis_server: RedisServer
+) -> None:
+    from redis.asyncio import Redis
+
+    from motia_state.adapters.redis import BATCH_SLICE
+
+    n = BATCH_SLICE * 2 + 10
+    ops: list[dict[str, Any]] = [{"id": i, "type": "increment", "key": "n"} for i in range(n)]
+    ops[BATCH_SLICE + 5] = {"id": "bad", "type": "pop", "key": "n"}  # TYPE_MISMATCH, alone
+    ops[BATCH_SLICE + 6] = {"id": "u", "type": "update", "key": "n", "updateFn": lambda v: v * 1000}
+    stats = Redis(port=redis_server.port)
+    await adapter.increment("g", "warm")  # loads the function library, outside the count
+    try:
+        await stats.config_resetstat()
+        result = await adapter.batch("g", ops)
+        calls = await stats.info("commandstats")
+    finally:
+        await stats.aclose()
+    values = [(r.id, r.value, r.code) for r in result.results]
+    assert values[: BATCH_SLICE + 5] == [(i, i + 1, None) for i in range(BATCH_SLICE + 5)]
+    assert values[BATCH_SLICE + 5] == ("bad", None, "TYPE_MISMATCH")
+    assert values[BATCH_SLICE + 6] == ("u", (BATCH_SLICE + 5) * 1000, None)
+    assert values[-1] == (n - 1, (BATCH_SLICE + 5) * 1000 + n - BATCH_SLICE - 7, None)
+    assert await adapter.get("g", "n") == values[-1][1]
+    # the records before the update record go in 2 calls, its swap is 1, the records after it 2
+    script_calls = sum(v["calls"] for k, v in calls.items() if k in ("cmdstat_fcall", "cmdstat_evalsha"))
+    assert script_calls == 5

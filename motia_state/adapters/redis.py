@@ -59,6 +59,10 @@ _decode = msgspec.json.Decoder().decode
 #: How often a transaction holding ``update`` records retries its commit.
 OCC_RETRIES: Final = 64
 
+#: Records per script call of a batch: Redis runs a script alone, so a long
+#: batch goes in slices that let other clients in between (~1 ms each).
+BATCH_SLICE: Final = 256
+
 _OPS_SCRIPT: Final = resources.files(__package__).joinpath("redis_ops.lua").read_text(encoding="utf-8")
 _OPS_SHA: Final = hashlib.sha1(_OPS_SCRIPT.encode()).hexdigest()
 # The same code as a function library, named after its hash (see RedisStateAdapter).
@@ -555,23 +559,25 @@ class RedisStateAdapter(StateAdapter):
         pending: list[int] = []
 
         async def flush() -> None:
-            # A run of server-side records: one script call in "batch" mode,
-            # which applies each record on its own, in order.
-            if not pending:
-                return
-            records = [cast(StateOperation, ops[i]) for i in pending]  # errors never reach pending
+            # A run of server-side records: script calls in "batch" mode (each
+            # applies every record on its own, in order), BATCH_SLICE at a time.
+            for start in range(0, len(pending), BATCH_SLICE):
+                await run_slice(pending[start : start + BATCH_SLICE])
+            pending.clear()
+
+        async def run_slice(indexes: list[int]) -> None:
+            records = [cast(StateOperation, ops[i]) for i in indexes]  # errors never reach pending
             flat: list[Any] = []
             for record in records:
                 flat += self._encode_op(record)
             texts = await self._run(trace_id, flat, "batch")
-            for i, op, text in zip(pending, records, texts):
+            for i, op, text in zip(indexes, records, texts):
                 item_id = None if op.id is msgspec.UNSET else op.id
                 if text[:1] == b"=":
                     items[i] = BatchItemResult(id=item_id, value=_decode(text[1:]))
                 else:
                     code, _, message = text[1:].decode("utf-8", "replace").partition(" ")
                     items[i] = BatchItemResult(id=item_id, error=message, code=code)
-            pending.clear()
 
         for i, op in enumerate(ops):
             if isinstance(op, StateError):
