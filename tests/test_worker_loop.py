@@ -266,3 +266,27 @@ async def _feed_the_client(frames: list[Any], junk: list[bytes]) -> None:
         os.close(r)
         os.close(w)
         os.close(null)
+
+
+async def test_a_step_on_the_spinning_loop_can_spawn_processes_and_use_executors(tmp_path: Path) -> None:
+    path = tmp_path / "sub.step.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, sys
+
+            async def handler(data, ctx):
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", "print('hi')", stdout=asyncio.subprocess.PIPE
+                )
+                out, _ = await proc.communicate()
+                total = await asyncio.get_event_loop().run_in_executor(None, sum, [1, 2, 3])
+                return {"out": out.decode().strip(), "n": await ctx.state.increment(ctx.trace_id, "n"), "sum": total}
+            """
+        )
+    )
+    assert await call_step_file(path, trace_id="t", state=ms.StateManager(), timeout=30) == {
+        "out": "hi",
+        "n": 1,
+        "sum": 6,
+    }
