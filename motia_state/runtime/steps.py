@@ -33,7 +33,15 @@ from ..rpc.peer import Peer, PeerClosedError
 from ..rpc.pipes import FdReceiveStream, FdSendStream, on_asyncio, open_pipe
 from .runners import command_for, language_of, runner_exists
 
-__all__ = ["StepError", "StepTimeoutError", "call_step_file", "runtime_handlers"]
+__all__ = [
+    "StepError",
+    "StepTimeoutError",
+    "StepWorker",
+    "call_step_file",
+    "handler_table",
+    "prepare_invocation",
+    "runtime_handlers",
+]
 
 log = logging.getLogger("motia_state.runtime")
 step_log = logging.getLogger("motia_state.step")
@@ -165,6 +173,233 @@ async def _drain_stderr(stderr: ByteReceiveStream, step: str, tail: deque[str]) 
             step_log.info("[%s] %s", step, text)
 
 
+class StepWorker:
+    """One worker process for one step file, and the peer that serves it.
+
+    :meth:`start` spawns it; :meth:`serve` must then run (in a task group)
+    for as long as the worker lives; :meth:`invoke` runs one invocation at a
+    time; :meth:`shutdown` asks it to exit (and kills what lingers), and
+    :meth:`close` releases the pipes. ``call_step_file`` uses one worker for
+    one call; a :class:`~motia_state.runtime.pool.WorkerPool` keeps them warm.
+    """
+
+    def __init__(
+        self,
+        step: str,
+        proc: Process,
+        receive: ByteReceiveStream,
+        send: ByteSendStream,
+        stderr: ByteReceiveStream,
+        peer: Peer,
+    ) -> None:
+        self.step = step
+        self.proc = proc
+        self.peer = peer
+        self.tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
+        self._receive = receive
+        self._send = send
+        self._stderr = stderr
+        self._ended = anyio.Event()  # the worker's stdout and stderr have both ended
+        self._killed = False
+
+    @classmethod
+    async def start(
+        cls,
+        argv: list[str],
+        step: str,
+        table: HandlerTable,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> StepWorker:
+        """Spawn ``argv`` in a new session with the protocol on its stdin/stdout."""
+        full_env = {**os.environ, **env} if env is not None else None
+        # On asyncio the protocol travels over pipes we own (see rpc/pipes.py);
+        # elsewhere over anyio's process streams.
+        own_pipes = on_asyncio()
+        if own_pipes:
+            child_in, parent_in = open_pipe()
+            parent_out, child_out = open_pipe()
+            parent_err, child_err = open_pipe()
+        try:
+            proc = await anyio.open_process(
+                argv,
+                stdin=child_in if own_pipes else subprocess.PIPE,
+                stdout=child_out if own_pipes else subprocess.PIPE,
+                stderr=child_err if own_pipes else subprocess.PIPE,
+                cwd=cwd,
+                env=full_env,
+                start_new_session=True,
+            )
+        except BaseException as e:  # a failed spawn, or a cancellation: the pipes are still ours
+            if own_pipes:
+                for fd in (child_in, parent_in, parent_out, child_out, parent_err, child_err):
+                    os.close(fd)
+            if isinstance(e, OSError):
+                raise StepError(f"could not start {step}: {e}", step=step) from e
+            raise
+
+        receive: ByteReceiveStream
+        send: ByteSendStream
+        stderr: ByteReceiveStream
+        if own_pipes:
+            for fd in (child_in, child_out, child_err):
+                os.close(fd)  # the worker holds its ends now
+            receive, send, stderr = FdReceiveStream(parent_out), FdSendStream(parent_in), FdReceiveStream(parent_err)
+        else:
+            assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
+            receive, send, stderr = proc.stdout, proc.stdin, proc.stderr
+        peer = Peer(receive, send, table, CallContext(step=step), max_frame_bytes=max_frame_bytes)
+        return cls(step, proc, receive, send, stderr, peer)
+
+    @property
+    def alive(self) -> bool:
+        """False once the worker was killed or its output ended."""
+        return not (self._killed or self.peer.closed or self._ended.is_set())
+
+    async def serve(self) -> None:
+        """Serve the worker's requests and forward its stderr until both end."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_drain_stderr, self._stderr, self.step, self.tail)
+                tg.start_soon(self.peer.run)
+        finally:
+            self._ended.set()
+
+    async def invoke(
+        self,
+        invoke_args: msgspec.Raw,
+        *,
+        trace_id: str,
+        timeout: float | None = None,
+        on_emit: EmitHook | None = None,
+        on_log: EmitHook | None = None,
+    ) -> Any:
+        """Run one invocation; raises StepError / StepTimeoutError like call_step_file."""
+        outcome = _Outcome()
+        context = self.peer.context
+        context.trace_id, context.on_emit, context.on_log = trace_id, on_emit, on_log
+        context.extras = {"outcome": outcome}
+
+        async def request() -> None:
+            try:
+                outcome.finish(await self.peer.request("invoke", invoke_args))
+            except StateError as e:
+                outcome.finish(error=e)
+
+        try:
+            with anyio.fail_after(timeout):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(request)
+                    await outcome.done.wait()
+                    tg.cancel_scope.cancel()  # a legacy ``close`` may have ended it first
+        except TimeoutError:
+            self.kill()
+            raise StepTimeoutError(
+                f"{self.step} ran past its timeout of {timeout} s and was killed",
+                step=self.step,
+                stderr_tail="\n".join(self.tail),
+            ) from None
+        error = outcome.error
+        if isinstance(error, PeerClosedError):
+            # It died: let it exit (its stderr tail and exit code tell why).
+            with anyio.move_on_after(EXIT_GRACE):
+                await self.proc.wait()
+            self.kill()
+            with anyio.move_on_after(EXIT_GRACE):
+                await self._ended.wait()
+            rc = self.proc.returncode
+            stderr_tail = "\n".join(self.tail)
+            raise StepError(
+                f"{self.step} exited with code {rc} before answering"
+                + (f"; stderr ends with:\n{stderr_tail}" if stderr_tail else ""),
+                exit_code=rc,
+                stderr_tail=stderr_tail,
+                step=self.step,
+            )
+        if isinstance(error, StepError):
+            raise error
+        if isinstance(error, StateError):
+            raise StepError(
+                error.message, stack=error.details.get("stack"), step=self.step, stderr_tail="\n".join(self.tail)
+            )
+        return outcome.result
+
+    async def shutdown(self) -> None:
+        """Ask the worker to exit; kill its process group after EXIT_GRACE or once it has."""
+        if self.alive:
+            await self.peer.notify("shutdown")
+        await self._send.aclose()
+        with anyio.move_on_after(EXIT_GRACE):
+            await self.proc.wait()
+        # Whatever still holds the pipes open (a straggler the step spawned,
+        # or a worker ignoring shutdown) goes now.
+        self.kill()
+
+    def kill(self) -> None:
+        """Kill the worker's process group (everything the step spawned too)."""
+        self._killed = True
+        _kill_group(self.proc)
+
+    async def close(self) -> None:
+        """Kill what is left and release the pipes and the process."""
+        self.kill()
+        with anyio.CancelScope(shield=True):
+            if isinstance(self._send, FdSendStream):
+                self._send.abort()
+            else:
+                await self._send.aclose()
+            await self._receive.aclose()
+            await self.proc.aclose()
+            await self._stderr.aclose()
+
+
+def prepare_invocation(
+    path: str | os.PathLike[str],
+    *,
+    data: Any,
+    trace_id: str,
+    interpreters: Mapping[str, str] | None,
+    max_frame_bytes: int,
+) -> tuple[list[str], msgspec.Raw]:
+    """Check a step file can run and encode its ``invoke`` args: (argv, args).
+
+    Raises StepError when the file, its runner or its interpreter is
+    missing, and LimitExceededError when the input is over the frame limit:
+    at once, before any process starts.
+    """
+    step = Path(path).name
+    if not Path(path).is_file():
+        raise StepError(f"step file not found: {path}", step=step)
+    argv = command_for(path, interpreters)
+    if argv is None:
+        raise StepError(f"no runner for {step!r}: use .py, .js, .cjs, .mjs or .rb", step=step)
+    language = language_of(path)
+    if language is not None and not runner_exists(language):
+        raise StepError(f"this installation has no {language} runner for {step}", step=step)
+    if shutil.which(argv[0]) is None:
+        raise StepError(f"interpreter {argv[0]!r} for {step} was not found", step=step)
+    # The input is encoded once, here: the frame carries these bytes as they are.
+    invoke_args = msgspec.Raw(msgspec.json.encode({"data": data, "traceId": trace_id}))
+    invoke_size = len(encode_request(1, "invoke", invoke_args))
+    if invoke_size > max_frame_bytes:
+        # The worker would drop the frame unread and never answer.
+        raise LimitExceededError(
+            f"the input of {step} encodes to {invoke_size} bytes, over the {max_frame_bytes}-byte frame limit"
+        )
+    return argv, invoke_args
+
+
+def handler_table(state: StateManager | StateAdapter, handlers: HandlerTable | None) -> HandlerTable:
+    """The table a worker is served with: state, log, emit, legacy result/close, and ``handlers``."""
+    manager = state if isinstance(state, StateManager) else StateManager(state)
+    table = runtime_handlers(state_handlers(manager))
+    if handlers is not None:
+        table.include(handlers)
+    return table
+
+
 async def call_step_file(
     path: str | os.PathLike[str],
     *,
@@ -194,122 +429,30 @@ async def call_step_file(
     ``LimitExceededError`` at once, before anything starts, when the input
     itself is over the frame limit.
     """
-    step = Path(path).name
-    if not Path(path).is_file():
-        raise StepError(f"step file not found: {path}", step=step)
-    argv = command_for(path, interpreters)
-    if argv is None:
-        raise StepError(f"no runner for {step!r}: use .py, .js, .cjs, .mjs or .rb", step=step)
-    language = language_of(path)
-    if language is not None and not runner_exists(language):
-        raise StepError(f"this installation has no {language} runner for {step}", step=step)
-    if shutil.which(argv[0]) is None:
-        raise StepError(f"interpreter {argv[0]!r} for {step} was not found", step=step)
-    # The input is encoded once, here: the frame carries these bytes as they are.
-    invoke_args = msgspec.Raw(msgspec.json.encode({"data": data, "traceId": trace_id}))
-    invoke_size = len(encode_request(1, "invoke", invoke_args))
-    if invoke_size > max_frame_bytes:
-        # The worker would drop the frame unread and never answer.
-        raise LimitExceededError(
-            f"the input of {step} encodes to {invoke_size} bytes, over the {max_frame_bytes}-byte frame limit"
-        )
-
-    manager = state if isinstance(state, StateManager) else StateManager(state)
-    table = runtime_handlers(state_handlers(manager))
-    if handlers is not None:
-        table.include(handlers)
-    outcome = _Outcome()
-    context = CallContext(step=step, trace_id=trace_id, on_emit=on_emit, on_log=on_log, extras={"outcome": outcome})
-    full_env = {**os.environ, **env} if env is not None else None
-
-    # On asyncio the protocol travels over pipes we own (see rpc/pipes.py);
-    # elsewhere over anyio's process streams.
-    own_pipes = on_asyncio()
-    if own_pipes:
-        child_in, parent_in = open_pipe()
-        parent_out, child_out = open_pipe()
-        parent_err, child_err = open_pipe()
+    argv, invoke_args = prepare_invocation(
+        path, data=data, trace_id=trace_id, interpreters=interpreters, max_frame_bytes=max_frame_bytes
+    )
+    table = handler_table(state, handlers)
+    worker = await StepWorker.start(argv, Path(path).name, table, env=env, cwd=cwd, max_frame_bytes=max_frame_bytes)
+    result: Any = None
+    failure: StateError | None = None
     try:
-        proc = await anyio.open_process(
-            argv,
-            stdin=child_in if own_pipes else subprocess.PIPE,
-            stdout=child_out if own_pipes else subprocess.PIPE,
-            stderr=child_err if own_pipes else subprocess.PIPE,
-            cwd=cwd,
-            env=full_env,
-            start_new_session=True,
-        )
-    except BaseException as e:  # a failed spawn, or a cancellation: the pipes are still ours
-        if own_pipes:
-            for fd in (child_in, parent_in, parent_out, child_out, parent_err, child_err):
-                os.close(fd)
-        if isinstance(e, OSError):
-            raise StepError(f"could not start {step}: {e}", step=step) from e
-        raise
-
-    receive: ByteReceiveStream
-    send: ByteSendStream
-    stderr: ByteReceiveStream
-    if own_pipes:
-        for fd in (child_in, child_out, child_err):
-            os.close(fd)  # the worker holds its ends now
-        receive, send, stderr = FdReceiveStream(parent_out), FdSendStream(parent_in), FdReceiveStream(parent_err)
-    else:
-        assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
-        receive, send, stderr = proc.stdout, proc.stdin, proc.stderr
-    peer = Peer(receive, send, table, context, max_frame_bytes=max_frame_bytes)
-    tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
-
-    async def invoke() -> None:
-        try:
-            outcome.finish(await peer.request("invoke", invoke_args))
-        except StateError as e:
-            outcome.finish(error=e)
-
-    timed_out = False
-    try:
-        with anyio.fail_after(timeout):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_drain_stderr, stderr, step, tail)
-                tg.start_soon(peer.run)
-                tg.start_soon(invoke)
-                await outcome.done.wait()
-                if not peer.closed:
-                    await peer.notify("shutdown")
-                await send.aclose()
-                with anyio.move_on_after(EXIT_GRACE):
-                    await proc.wait()
-                # Whatever still holds the pipes open (a straggler the step
-                # spawned, or a worker ignoring shutdown) goes now.
-                _kill_group(proc)
-    except TimeoutError:
-        timed_out = True
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.serve)
+            try:
+                result = await worker.invoke(
+                    invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log
+                )
+            except StateError as e:  # raised below, outside the task group (not as a group)
+                failure = e
+            finally:
+                with anyio.CancelScope(shield=True):
+                    if worker.alive:
+                        await worker.shutdown()
+                    else:
+                        worker.kill()
     finally:
-        _kill_group(proc)
-        with anyio.CancelScope(shield=True):
-            if isinstance(send, FdSendStream):
-                send.abort()
-            await receive.aclose()
-            await proc.aclose()
-            await stderr.aclose()
-
-    if timed_out:
-        raise StepTimeoutError(
-            f"{step} ran past its timeout of {timeout} s and was killed", step=step, stderr_tail="\n".join(tail)
-        )
-    if isinstance(outcome.error, PeerClosedError):
-        rc = proc.returncode
-        stderr_tail = "\n".join(tail)
-        raise StepError(
-            f"{step} exited with code {rc} before answering"
-            + (f"; stderr ends with:\n{stderr_tail}" if stderr_tail else ""),
-            exit_code=rc,
-            stderr_tail=stderr_tail,
-            step=step,
-        )
-    if isinstance(outcome.error, StepError):
-        raise outcome.error
-    if isinstance(outcome.error, StateError):
-        err = outcome.error
-        raise StepError(err.message, stack=err.details.get("stack"), step=step, stderr_tail="\n".join(tail))
-    return outcome.result
+        await worker.close()
+    if failure is not None:
+        raise failure
+    return result
