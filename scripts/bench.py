@@ -7,6 +7,8 @@
                              INCR (asyncio client), transactions of 10 operations, batches of 100
     scripts/bench rpc        round trips: raw pipe echo, sequential and concurrent increments from a step,
                              redis-py INCR (when redis-server is installed)
+    scripts/bench pool       invocations/s of a trivial step per language: call_step_file (a new process
+                             each time) vs a WorkerPool (warm workers)
 
 Each contender runs in alternating rounds and keeps its best round.
 """
@@ -31,7 +33,7 @@ from typing import Any
 import anyio
 
 import motia_state as ms
-from motia_state.runtime import call_step_file
+from motia_state.runtime import WorkerPool, call_step_file
 
 
 def best_of(rounds: int, contenders: dict[str, Callable[[], float]]) -> dict[str, float]:
@@ -635,11 +637,62 @@ def bench_redis_adapter(n: int, rounds: int) -> None:
         proc.wait()
 
 
+TRIVIAL_STEPS = {
+    "python": ("py", "async def handler(data, ctx):\n    return await ctx.state.increment(ctx.trace_id, 'n')\n"),
+    "node": ("js", "exports.handler = async (data, ctx) => ctx.state.increment(ctx.traceId, 'n')\n"),
+    "ruby": ("rb", "def handler(data, ctx)\n  ctx.state.increment(ctx.trace_id, 'n')\nend\n"),
+}
+
+
+def bench_pool(n: int, rounds: int) -> None:
+    present = {lang: spec for lang, spec in TRIVIAL_STEPS.items() if lang == "python" or shutil.which(lang)}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for lang, (ext, source) in present.items():
+            paths[lang] = Path(tmp) / f"trivial.step.{ext}"
+            paths[lang].write_text(source)
+
+        def cold(path: Path) -> Callable[[], float]:
+            async def run() -> float:
+                state = ms.StateManager()
+                start = time.perf_counter()
+                for _ in range(n):
+                    await call_step_file(path, trace_id="t", state=state)
+                return n / (time.perf_counter() - start)
+
+            return lambda: anyio.run(run)
+
+        def warm(path: Path) -> Callable[[], float]:
+            async def run() -> float:
+                async with WorkerPool(ms.StateManager()) as pool:
+                    await pool.call(path, trace_id="t")  # the one start it pays
+                    start = time.perf_counter()
+                    for _ in range(n * 20):
+                        await pool.call(path, trace_id="t")
+                    return n * 20 / (time.perf_counter() - start)
+
+            return lambda: anyio.run(run)
+
+        contenders: dict[str, Callable[[], float]] = {}
+        for lang, path in paths.items():
+            contenders[f"{lang}: call_step_file (new process)"] = cold(path)
+            contenders[f"{lang}: WorkerPool.call (warm worker)"] = warm(path)
+        results = best_of(rounds, contenders)
+    report(
+        f"pool: sequential invocations of a one-increment step ({n} cold, {n * 20} warm per round); best of {rounds}",
+        results,
+        [
+            (f"{lang}: warm / cold", f"{lang}: WorkerPool.call (warm worker)", f"{lang}: call_step_file (new process)")
+            for lang in paths
+        ],
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("suite", choices=["memory", "file", "redis", "rpc"])
+    parser.add_argument("suite", choices=["memory", "file", "redis", "rpc", "pool"])
     parser.add_argument("--dir", default=None, help="where the file benchmark puts its stores (default: the temp dir)")
     parser.add_argument("-n", type=int, default=None, help="operations per round")
     parser.add_argument("--rounds", type=int, default=3)
@@ -651,6 +704,8 @@ def main() -> int:
         bench_redis_adapter(args.n or 20_000, args.rounds)
     elif args.suite == "file":
         bench_file(args.n or 50_000, args.rounds, args.dir)
+    elif args.suite == "pool":
+        bench_pool(args.n or 50, args.rounds)
     else:
         bench_rpc(args.n or 5_000, args.rounds)
     return 0

@@ -20,6 +20,19 @@ from .conformance import limits_kwargs
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie counts as dead (its parent is gone or will reap it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        # The state follows the parenthesised name, which may itself hold spaces.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def require_tool(name: str) -> str:
     """Path of ``name``; skip without it locally, fail without it on CI."""
     path = shutil.which(name)

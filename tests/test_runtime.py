@@ -19,6 +19,8 @@ from motia_state.rpc import CallContext, Peer, state_handlers
 from motia_state.runtime import StepError, StepTimeoutError, call_step_file
 from motia_state.runtime.steps import _Outcome, runtime_handlers
 
+from .helpers import process_alive
+
 
 def step(tmp_path: Path, source: str, name: str = "step.py") -> Path:
     path = tmp_path / name
@@ -122,18 +124,6 @@ async def test_a_step_that_fails_to_import_reports_why(tmp_path: Path) -> None:
         await call_step_file(path, trace_id="t", state=ms.StateManager())
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes (its parent is gone or will reap it).
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     path = step(
@@ -154,10 +144,10 @@ async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert isinstance(info.value, TimeoutError) and info.value.code == "TIMEOUT"
     child = int(pid_file.read_text())
     for _ in range(50):
-        if not _alive(child):
+        if not process_alive(child):
             break
         await anyio.sleep(0.05)
-    assert not _alive(child), "the step's own child outlived the timeout"
+    assert not process_alive(child), "the step's own child outlived the timeout"
 
 
 async def test_a_worker_that_dies_gives_its_exit_code_and_stderr(tmp_path: Path) -> None:

@@ -38,8 +38,9 @@ __all__ = [
     "StepTimeoutError",
     "StepWorker",
     "call_step_file",
+    "encode_invoke",
     "handler_table",
-    "prepare_invocation",
+    "resolve_command",
     "runtime_handlers",
 ]
 
@@ -355,20 +356,8 @@ class StepWorker:
             await self._stderr.aclose()
 
 
-def prepare_invocation(
-    path: str | os.PathLike[str],
-    *,
-    data: Any,
-    trace_id: str,
-    interpreters: Mapping[str, str] | None,
-    max_frame_bytes: int,
-) -> tuple[list[str], msgspec.Raw]:
-    """Check a step file can run and encode its ``invoke`` args: (argv, args).
-
-    Raises StepError when the file, its runner or its interpreter is
-    missing, and LimitExceededError when the input is over the frame limit:
-    at once, before any process starts.
-    """
+def resolve_command(path: str | os.PathLike[str], interpreters: Mapping[str, str] | None) -> list[str]:
+    """The argv that runs a step file; StepError at once when the file, runner or interpreter is missing."""
     step = Path(path).name
     if not Path(path).is_file():
         raise StepError(f"step file not found: {path}", step=step)
@@ -380,7 +369,12 @@ def prepare_invocation(
         raise StepError(f"this installation has no {language} runner for {step}", step=step)
     if shutil.which(argv[0]) is None:
         raise StepError(f"interpreter {argv[0]!r} for {step} was not found", step=step)
-    # The input is encoded once, here: the frame carries these bytes as they are.
+    return argv
+
+
+def encode_invoke(step: str, data: Any, trace_id: str, max_frame_bytes: int) -> msgspec.Raw:
+    """The ``invoke`` args, encoded once; LimitExceededError when the frame would be over the limit."""
+    # The frame carries these bytes as they are.
     invoke_args = msgspec.Raw(msgspec.json.encode({"data": data, "traceId": trace_id}))
     invoke_size = len(encode_request(1, "invoke", invoke_args))
     if invoke_size > max_frame_bytes:
@@ -388,7 +382,7 @@ def prepare_invocation(
         raise LimitExceededError(
             f"the input of {step} encodes to {invoke_size} bytes, over the {max_frame_bytes}-byte frame limit"
         )
-    return argv, invoke_args
+    return invoke_args
 
 
 def handler_table(state: StateManager | StateAdapter, handlers: HandlerTable | None) -> HandlerTable:
@@ -429,11 +423,12 @@ async def call_step_file(
     ``LimitExceededError`` at once, before anything starts, when the input
     itself is over the frame limit.
     """
-    argv, invoke_args = prepare_invocation(
-        path, data=data, trace_id=trace_id, interpreters=interpreters, max_frame_bytes=max_frame_bytes
-    )
+    # Everything that can be refused is refused before a process starts.
+    argv = resolve_command(path, interpreters)
+    step = Path(path).name
+    invoke_args = encode_invoke(step, data, trace_id, max_frame_bytes)
     table = handler_table(state, handlers)
-    worker = await StepWorker.start(argv, Path(path).name, table, env=env, cwd=cwd, max_frame_bytes=max_frame_bytes)
+    worker = await StepWorker.start(argv, step, table, env=env, cwd=cwd, max_frame_bytes=max_frame_bytes)
     result: Any = None
     failure: StateError | None = None
     try:
