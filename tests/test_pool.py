@@ -224,3 +224,35 @@ async def test_one_file_by_two_paths_shares_its_workers_and_a_removed_file_is_re
         path.unlink()
         with pytest.raises(StepError, match="not found"):
             await pool.call(path, trace_id="t")
+
+
+# Blocks its own event loop, so it cannot even read a polite "shutdown".
+SLEEPER = """
+import os
+
+async def handler(data, ctx):
+    with open(data["pidfile"], "w") as f:
+        f.write(str(os.getpid()))
+    while True:
+        pass
+"""
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["call_step_file", "WorkerPool"])
+async def test_cancelling_a_call_kills_its_worker_at_once(tmp_path: Path, pooled: bool) -> None:
+    from motia_state.runtime import call_step_file
+
+    path = step(tmp_path, SLEEPER, "sleeper.step.py")
+    pidfile = tmp_path / "pid"
+    args = {"data": {"pidfile": str(pidfile)}, "trace_id": "t"}
+    start = time.monotonic()
+    async with WorkerPool(ms.StateManager()) as pool:
+        with anyio.move_on_after(1.0):
+            if pooled:
+                await pool.call(path, **args)
+            else:
+                await call_step_file(path, state=ms.StateManager(), **args)
+        elapsed = time.monotonic() - start
+        assert pool.idle_workers() == 0
+    assert elapsed < 3.0, "the worker was killed, not given the shutdown grace"
+    assert await wait_gone(int(pidfile.read_text()))

@@ -156,21 +156,21 @@ class WorkerPool:
             worker = self._take_idle(slot)
             if worker is None:
                 worker = await self._start(slot)
-            keep = False
+            answered = False  # False when cancelled mid-call: that worker is killed, not kept
             try:
                 result = await worker.invoke(
                     invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log
                 )
-                keep = True
+                answered = True
                 return result
             except StateError:
-                keep = worker.alive  # a handler that raised keeps its worker; a dead one is gone
+                answered = True  # a handler that raised keeps its worker; a dead one is not alive
                 raise
             finally:
-                if keep and not self._closed:
+                if answered and worker.alive and not self._closed:
                     slot.idle.append((worker, anyio.current_time()))
                 else:
-                    await self._retire(worker)
+                    await self._retire(worker, polite=answered)
 
     async def aclose(self) -> None:
         """Shut every idle worker down; calls in progress finish first."""
@@ -213,9 +213,9 @@ class WorkerPool:
         self._tg.start_soon(worker.serve)
         return worker
 
-    async def _retire(self, worker: StepWorker) -> None:
+    async def _retire(self, worker: StepWorker, *, polite: bool = True) -> None:
         with anyio.CancelScope(shield=True):
-            if worker.alive:
+            if polite and worker.alive:
                 await worker.shutdown()
             await worker.close()
 

@@ -434,18 +434,21 @@ async def call_step_file(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.serve)
+            polite = False  # only a worker that answered is asked to exit; otherwise it is killed
             try:
                 result = await worker.invoke(
                     invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log
                 )
+                polite = True
             except StateError as e:  # raised below, outside the task group (not as a group)
                 failure = e
+                polite = True
             finally:
                 with anyio.CancelScope(shield=True):
-                    if worker.alive:
+                    if polite and worker.alive:
                         await worker.shutdown()
                     else:
-                        worker.kill()
+                        worker.kill()  # cancelled, timed out or dead: nothing to wait for
     finally:
         await worker.close()
     if failure is not None:
