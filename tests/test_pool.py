@@ -256,3 +256,18 @@ async def test_cancelling_a_call_kills_its_worker_at_once(tmp_path: Path, pooled
         assert pool.idle_workers() == 0
     assert elapsed < 3.0, "the worker was killed, not given the shutdown grace"
     assert await wait_gone(int(pidfile.read_text()))
+
+
+async def test_one_relative_name_in_two_folders_is_two_step_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    step(tmp_path / "a", "async def handler(data, ctx):\n    return 'a'\n", "same.step.py")
+    step(tmp_path / "b", "async def handler(data, ctx):\n    return 'b'\n", "same.step.py")
+    async with WorkerPool(ms.StateManager()) as pool:
+        monkeypatch.chdir(tmp_path / "a")
+        assert await pool.call("same.step.py", trace_id="t") == "a"
+        monkeypatch.chdir(tmp_path / "b")
+        assert await pool.call("same.step.py", trace_id="t") == "b"
+        assert pool.started == 2

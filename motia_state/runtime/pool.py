@@ -95,7 +95,7 @@ class WorkerPool:
         self._interpreters = interpreters
         self._max_frame_bytes = max_frame_bytes
         self._by_file: dict[str, _Slot] = {}  # resolved path -> its workers
-        self._slots: dict[str, _Slot] = {}  # the path as given -> the same slot (no resolve per call)
+        self._slots: dict[str, _Slot] = {}  # the path as given (made absolute) -> its slot, without a resolve per call
         self._tg: TaskGroup | None = None
         self._reaper = anyio.CancelScope()
         self._closed = False
@@ -184,7 +184,10 @@ class WorkerPool:
     # -- internals -------------------------------------------------------------
 
     def _slot(self, path: str | os.PathLike[str]) -> _Slot:
-        slot = self._slots.get(os.fspath(path))
+        given = os.fspath(path)
+        if not os.path.isabs(given):
+            given = os.path.join(os.getcwd(), given)  # the same relative name elsewhere is another file
+        slot = self._slots.get(given)
         if slot is None or not slot.idle:
             # Checked again whenever no worker is warm: a file removed since
             # (or an interpreter uninstalled) is refused at once.
@@ -193,7 +196,7 @@ class WorkerPool:
             slot = self._by_file.get(key)
             if slot is None:
                 slot = self._by_file[key] = _Slot(argv, Path(path).name, self._max_workers)
-            self._slots[os.fspath(path)] = slot
+            self._slots[given] = slot
         return slot
 
     def _take_idle(self, slot: _Slot) -> StepWorker | None:
