@@ -148,9 +148,13 @@ def test_the_pool_runs_under_trio(tmp_path: Path) -> None:
 
     async def main() -> list[int]:
         async with WorkerPool(ms.StateManager()) as pool:
-            return [(await pool.call(path, trace_id="t"))["calls"] for _ in range(3)]
+            calls = [(await pool.call(path, trace_id="t"))["calls"] for _ in range(3)]
+            with pytest.raises(StepTimeoutError):
+                await pool.call(path, data={"mode": "hang"}, trace_id="t", timeout=0.3)
+            calls.append((await pool.call(path, trace_id="t"))["calls"])  # a fresh worker
+            return calls
 
-    assert anyio.run(main, backend="trio") == [1, 2, 3]
+    assert anyio.run(main, backend="trio") == [1, 2, 3, 1]
 
 
 @pytest.mark.parametrize(
