@@ -358,3 +358,21 @@ async def _every_outcome(tmp_path: Path) -> None:
     with pytest.raises(StepError, match="could not start"):
         await call_step_file(ok, trace_id="t", state=manager, interpreters={"python": str(bad_interpreter)})
     assert _open_fds() == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list open fds")
+async def test_a_spawn_cancelled_midway_leaves_no_pipe_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = step(tmp_path, "async def handler(data, ctx):\n    return 1\n")
+    started = anyio.Event()
+
+    async def slow_spawn(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        await anyio.sleep(30)  # a spawn that hangs (a loaded machine, a slow filesystem)
+
+    await call_step_file(path, trace_id="t", state=ms.StateManager())  # warm-up: lazily opened fds stay
+    before = set(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(anyio, "open_process", slow_spawn)
+    with anyio.move_on_after(0.3) as scope:
+        await call_step_file(path, trace_id="t", state=ms.StateManager())
+    assert scope.cancelled_caught and started.is_set()
+    assert set(os.listdir("/proc/self/fd")) == before
