@@ -1,10 +1,11 @@
 """call_step_file: run one step in a child process and serve its state calls.
 
-The runtime knows processes, not frames: it starts ``<interpreter> <runner>
-<step file>`` in a new session (its own process group), serves the worker
-through a :class:`~motia_state.rpc.Peer`, sends ``invoke``, enforces the
-timeout, forwards stderr to ``logging``, and makes sure nothing it started
-outlives the call.
+The runtime knows processes, not frames: a :class:`StepWorker` starts
+``<interpreter> <runner> <step file>`` in a new session (its own process
+group), serves it through a :class:`~motia_state.rpc.Peer`, sends
+``invoke``, enforces the timeout, forwards stderr to ``logging``, and makes
+sure nothing it started outlives it. ``call_step_file`` uses one worker for
+one call; :class:`~motia_state.runtime.pool.WorkerPool` keeps them warm.
 """
 
 from __future__ import annotations
