@@ -275,3 +275,19 @@ async def test_one_relative_name_in_two_folders_is_two_step_files(
         monkeypatch.chdir(tmp_path / "b")
         assert await pool.call("same.step.py", trace_id="t") == "b"
         assert pool.started == 2
+
+
+async def test_an_edited_step_file_gets_fresh_workers(tmp_path: Path) -> None:
+    source = "import os\nasync def handler(data, ctx):\n    return [os.getpid(), {version}]\n"
+    path = step(tmp_path, source.format(version=1), "edited.step.py")
+    async with WorkerPool(ms.StateManager()) as pool:
+        pid, version = await pool.call(path, trace_id="t")
+        assert version == 1
+        assert (await pool.call(path, trace_id="t"))[0] == pid  # unchanged: warm
+        path.write_text(source.format(version=2))  # same size: only the mtime tells
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        new_pid, version = await pool.call(path, trace_id="t")
+        assert (new_pid != pid, version) == (True, 2)
+        assert await wait_gone(pid)
+        assert pool.started == 2

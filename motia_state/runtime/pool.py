@@ -15,6 +15,8 @@ Rules, chosen for predictability:
   process group is killed), dies, or stops answering is discarded, and the
   next call starts a fresh one.
 - A worker idle for ``idle_timeout`` seconds is shut down.
+- An edited step file (its mtime or size changed) gets fresh workers: the
+  idle ones are shut down, busy ones are retired when their call ends.
 - Module-level state of a step lives as long as its worker: a warm worker
   sees what earlier invocations left in its globals, as in any warm
   serverless runtime. Use ``ctx.state`` for anything that must be shared.
@@ -37,7 +39,7 @@ from ..errors import InvalidArgumentError, StateError, UnavailableError
 from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
 from ..rpc.handlers import HandlerTable
-from .steps import EmitHook, StepWorker, encode_invoke, handler_table, resolve_command
+from .steps import EmitHook, StepError, StepWorker, encode_invoke, handler_table, resolve_command
 
 __all__ = ["WorkerPool"]
 
@@ -45,11 +47,21 @@ __all__ = ["WorkerPool"]
 class _Slot:
     """The workers of one step file: how to start one, the idle ones, a limit on how many run."""
 
-    def __init__(self, argv: list[str], step: str, max_workers: int) -> None:
+    def __init__(self, argv: list[str], step: str, max_workers: int, version: tuple[int, int]) -> None:
         self.argv = argv
         self.step = step
+        self.version = version  # (mtime_ns, size) of the file the newest workers loaded
         self.idle: list[tuple[StepWorker, float]] = []  # (worker, when it became idle)
+        self.loaded: dict[StepWorker, tuple[int, int]] = {}  # the version each live worker loaded
         self.limit = anyio.Semaphore(max_workers)
+
+
+def _version(path: str | os.PathLike[str], step: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise StepError(f"step file not found: {path}", step=step) from None
+    return st.st_mtime_ns, st.st_size
 
 
 class WorkerPool:
@@ -151,6 +163,10 @@ class WorkerPool:
         if self._tg is None or self._closed:
             raise UnavailableError("the worker pool is not running (use it with 'async with')")
         slot = self._slot(path)
+        version = _version(path, slot.step)  # one stat: an edited step file gets fresh workers
+        if version != slot.version:
+            slot.version = version
+            self._drop_idle(slot)
         invoke_args = encode_invoke(slot.step, data, trace_id, self._max_frame_bytes)
         async with slot.limit:
             worker = self._take_idle(slot)
@@ -167,9 +183,11 @@ class WorkerPool:
                 answered = True  # a handler that raised keeps its worker; a dead one is not alive
                 raise
             finally:
-                if answered and worker.alive and not self._closed:
+                current = slot.loaded.get(worker) == slot.version  # not edited meanwhile
+                if answered and worker.alive and current and not self._closed:
                     slot.idle.append((worker, anyio.current_time()))
                 else:
+                    slot.loaded.pop(worker, None)
                     await self._retire(worker, polite=answered)
 
     async def aclose(self) -> None:
@@ -179,6 +197,7 @@ class WorkerPool:
             for slot in self._by_file.values():
                 while slot.idle:
                     worker, _ = slot.idle.pop()
+                    slot.loaded.pop(worker, None)
                     await self._retire(worker)
 
     # -- internals -------------------------------------------------------------
@@ -195,15 +214,23 @@ class WorkerPool:
             key = str(Path(path).resolve())
             slot = self._by_file.get(key)
             if slot is None:
-                slot = self._by_file[key] = _Slot(argv, Path(path).name, self._max_workers)
+                step = Path(path).name
+                slot = self._by_file[key] = _Slot(argv, step, self._max_workers, _version(path, step))
             self._slots[given] = slot
         return slot
+
+    def _drop_idle(self, slot: _Slot) -> None:
+        while slot.idle:
+            worker, _ = slot.idle.pop()
+            slot.loaded.pop(worker, None)
+            self._tg.start_soon(self._retire, worker)  # type: ignore[union-attr]
 
     def _take_idle(self, slot: _Slot) -> StepWorker | None:
         while slot.idle:
             worker, _ = slot.idle.pop()  # the most recently used: the others may idle out
             if worker.alive:
                 return worker
+            slot.loaded.pop(worker, None)
             self._tg.start_soon(self._retire, worker)  # type: ignore[union-attr]
         return None
 
@@ -212,6 +239,7 @@ class WorkerPool:
             slot.argv, slot.step, self._table, env=self._env, cwd=self._cwd, max_frame_bytes=self._max_frame_bytes
         )
         self._started += 1
+        slot.loaded[worker] = slot.version
         assert self._tg is not None
         self._tg.start_soon(worker.serve)
         return worker
@@ -236,4 +264,5 @@ class WorkerPool:
                 stale = [entry for entry in slot.idle if now - entry[1] >= self._idle_timeout or not entry[0].alive]
                 for entry in stale:
                     slot.idle.remove(entry)
+                    slot.loaded.pop(entry[0], None)
                     await self._retire(entry[0])
