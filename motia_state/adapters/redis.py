@@ -12,11 +12,11 @@ script (``redis_ops.lua``, loaded once and called by SHA; redis-py reloads it
 on NOSCRIPT) that reads, checks everything, then writes. The script is the
 server-side twin of ``ops.py`` and works on the JSON text itself: values
 never pass through Lua's cjson, so integers past 2^53, ``[]`` and float
-formatting come back exactly as stored. A batch is one call too, in a mode
-that applies each record on its own. Only ``update`` (a Python function) cannot run on
-the server: it is an optimistic get + compare-and-swap loop, and a
-transaction holding ``update`` records commits with a script that first
-checks every key it read is unchanged.
+formatting come back exactly as stored. A batch is one call too (per 256
+records), in a mode that applies each record on its own. Only ``update`` (a
+Python function) cannot run on the server: it is an optimistic get +
+compare-and-swap loop, and a transaction holding ``update`` records commits
+with a script that first checks every key it read is unchanged.
 """
 
 from __future__ import annotations
@@ -129,6 +129,12 @@ def _unescape_group(text: str) -> str:
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _failure(text: bytes) -> tuple[str, str]:
+    """(code, message) of a script's ``!CODE message`` result."""
+    code, _, message = text[1:].decode("utf-8", "replace").partition(" ")
+    return code, message
 
 
 def _event(old: Any, new: Any) -> str:
@@ -305,8 +311,7 @@ class RedisStateAdapter(StateAdapter):
         if type(reply) is bytes:  # one operation, no events: "=result" or "!CODE message"
             if reply[:1] == b"=":
                 return [reply[1:]]
-            code, _, message = reply[1:].decode("utf-8", "replace").partition(" ")
-            raise error_for_code(code, message)
+            raise error_for_code(*_failure(reply))
         if reply[0] == b"ERR":
             if mode == "one":
                 raise error_for_code(reply[2].decode(), reply[3].decode("utf-8", "replace"))
@@ -576,7 +581,7 @@ class RedisStateAdapter(StateAdapter):
                 if text[:1] == b"=":
                     items[i] = BatchItemResult(id=item_id, value=_decode(text[1:]))
                 else:
-                    code, _, message = text[1:].decode("utf-8", "replace").partition(" ")
+                    code, message = _failure(text)
                     items[i] = BatchItemResult(id=item_id, error=message, code=code)
 
         for i, op in enumerate(ops):

@@ -365,24 +365,33 @@ local ttl = tonumber(ttl_text)
 max_bytes = tonumber(max_text)
 local want_changes = changes == '1'
 
+-- One op on its stored entry, written back if it changed anything: the
+-- step of both 'one' and 'batch'. Returns the Failure (or nil), the result,
+-- and, when it wrote, the old and new texts ('' for missing).
+local function apply_stored(H, op, key, a1, a2)
+  local cur = redis.call('HGET', H, key)
+  local ok, new, result = pcall(apply[op], cur, a1, a2)
+  if not ok then
+    if getmetatable(new) ~= Failure then error(new) end
+    return new
+  end
+  if new == nil or (new == false and not cur) then return nil, result end
+  if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
+  return nil, result, cur or '', new or ''
+end
+
 if mode == 'one' then
   -- The common case, kept free of the transaction's bookkeeping tables.
   local op, key = ARGV[2], ARGV[3]
-  local cur = redis.call('HGET', H, key)
-  local ok, new, result = pcall(apply[op], cur, ARGV[4] or '', ARGV[5] or '')
-  if not ok then
-    if getmetatable(new) ~= Failure then error(new) end
-    if want_changes then return { 'ERR', 0, new.code, new.message } end
-    return '!' .. new.code .. ' ' .. new.message
+  local failure, result, old, new = apply_stored(H, op, key, ARGV[4] or '', ARGV[5] or '')
+  if failure then
+    if want_changes then return { 'ERR', 0, failure.code, failure.message } end
+    return '!' .. failure.code .. ' ' .. failure.message
   end
-  local wrote = new ~= nil and (new ~= false or cur ~= false)
-  if wrote then
-    if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
-    if ttl > 0 then redis.call('PEXPIRE', H, ttl) end
-  end
+  if old and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
   if not want_changes then return '=' .. result end
-  if not wrote then return { 'OK', 1, result } end
-  return { 'OK', 1, result, key, op, cur or '', new or '' }
+  if not old then return { 'OK', 1, result } end
+  return { 'OK', 1, result, key, op, old, new }
 end
 
 if mode == 'batch' then
@@ -396,24 +405,21 @@ if mode == 'batch' then
   local wrote_any = false
   for i = 1, n do
     local base = 1 + (i - 1) * 4
-    local op, key, a1, a2 = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
-    local cur = redis.call('HGET', H, key)
-    local ok, new, result = pcall(apply[op], cur, a1, a2)
-    if not ok then
-      if getmetatable(new) ~= Failure then error(new) end
-      reply[#reply + 1] = '!' .. new.code .. ' ' .. new.message
+    local op, key = ARGV[base + 1], ARGV[base + 2]
+    local failure, result, old, new = apply_stored(H, op, key, ARGV[base + 3], ARGV[base + 4])
+    if failure then
+      reply[#reply + 1] = '!' .. failure.code .. ' ' .. failure.message
     else
-      if new ~= nil and (new ~= false or cur ~= false) then
-        if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
+      reply[#reply + 1] = '=' .. result
+      if old then
         wrote_any = true
         if want_changes then
           changed[#changed + 1] = key
           changed[#changed + 1] = op
-          changed[#changed + 1] = cur or ''
-          changed[#changed + 1] = new or ''
+          changed[#changed + 1] = old
+          changed[#changed + 1] = new
         end
       end
-      reply[#reply + 1] = '=' .. result
     end
   end
   if wrote_any and ttl > 0 then redis.call('PEXPIRE', H, ttl) end

@@ -187,8 +187,7 @@ class WorkerPool:
                 if answered and worker.alive and current and not self._closed:
                     slot.idle.append((worker, anyio.current_time()))
                 else:
-                    slot.loaded.pop(worker, None)
-                    await self._retire(worker, polite=answered)
+                    await self._retire(slot, worker, polite=answered)
 
     async def aclose(self) -> None:
         """Shut every idle worker down; calls in progress finish first."""
@@ -197,8 +196,7 @@ class WorkerPool:
             for slot in self._by_file.values():
                 while slot.idle:
                     worker, _ = slot.idle.pop()
-                    slot.loaded.pop(worker, None)
-                    await self._retire(worker)
+                    await self._retire(slot, worker)
 
     # -- internals -------------------------------------------------------------
 
@@ -207,9 +205,7 @@ class WorkerPool:
         if not os.path.isabs(given):
             given = os.path.join(os.getcwd(), given)  # the same relative name elsewhere is another file
         slot = self._slots.get(given)
-        if slot is None or not slot.idle:
-            # Checked again whenever no worker is warm: a file removed since
-            # (or an interpreter uninstalled) is refused at once.
+        if slot is None:
             argv = resolve_command(path, self._interpreters)
             key = str(Path(path).resolve())
             slot = self._by_file.get(key)
@@ -222,16 +218,14 @@ class WorkerPool:
     def _drop_idle(self, slot: _Slot) -> None:
         while slot.idle:
             worker, _ = slot.idle.pop()
-            slot.loaded.pop(worker, None)
-            self._tg.start_soon(self._retire, worker)  # type: ignore[union-attr]
+            self._tg.start_soon(self._retire, slot, worker)  # type: ignore[union-attr]
 
     def _take_idle(self, slot: _Slot) -> StepWorker | None:
         while slot.idle:
             worker, _ = slot.idle.pop()  # the most recently used: the others may idle out
             if worker.alive:
                 return worker
-            slot.loaded.pop(worker, None)
-            self._tg.start_soon(self._retire, worker)  # type: ignore[union-attr]
+            self._tg.start_soon(self._retire, slot, worker)  # type: ignore[union-attr]
         return None
 
     async def _start(self, slot: _Slot) -> StepWorker:
@@ -244,25 +238,21 @@ class WorkerPool:
         self._tg.start_soon(worker.serve)
         return worker
 
-    async def _retire(self, worker: StepWorker, *, polite: bool = True) -> None:
+    async def _retire(self, slot: _Slot, worker: StepWorker, *, polite: bool = True) -> None:
+        slot.loaded.pop(worker, None)
         with anyio.CancelScope(shield=True):
-            if polite and worker.alive:
-                await worker.shutdown()
+            await worker.stop(polite=polite)
             await worker.close()
 
     async def _reap_idle(self) -> None:
         # Check a few times per idle_timeout; a worker idle past it is shut down.
         period = min(max(self._idle_timeout / 4, 0.01), 5.0)
         with self._reaper:
-            await self._reap_every(period)
-
-    async def _reap_every(self, period: float) -> None:
-        while True:
-            await anyio.sleep(period)
-            now = anyio.current_time()
-            for slot in self._by_file.values():
-                stale = [entry for entry in slot.idle if now - entry[1] >= self._idle_timeout or not entry[0].alive]
-                for entry in stale:
-                    slot.idle.remove(entry)
-                    slot.loaded.pop(entry[0], None)
-                    await self._retire(entry[0])
+            while True:
+                await anyio.sleep(period)
+                now = anyio.current_time()
+                for slot in self._by_file.values():
+                    stale = [e for e in slot.idle if now - e[1] >= self._idle_timeout or not e[0].alive]
+                    for entry in stale:
+                        slot.idle.remove(entry)
+                        await self._retire(slot, entry[0])

@@ -339,6 +339,17 @@ class StepWorker:
         # or a worker ignoring shutdown) goes now.
         self.kill()
 
+    async def stop(self, *, polite: bool) -> None:
+        """End the worker: ask it to exit if it answered its last call, else kill it at once.
+
+        A worker whose call was cancelled, timed out or died may be stuck, so
+        it gets no shutdown grace.
+        """
+        if polite and self.alive:
+            await self.shutdown()
+        else:
+            self.kill()
+
     def kill(self) -> None:
         """Kill the worker's process group (everything the step spawned too)."""
         self._killed = True
@@ -435,21 +446,18 @@ async def call_step_file(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.serve)
-            polite = False  # only a worker that answered is asked to exit; otherwise it is killed
+            answered = False  # stays False when the call is cancelled
             try:
                 result = await worker.invoke(
                     invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log
                 )
-                polite = True
+                answered = True
             except StateError as e:  # raised below, outside the task group (not as a group)
                 failure = e
-                polite = True
+                answered = True
             finally:
                 with anyio.CancelScope(shield=True):
-                    if polite and worker.alive:
-                        await worker.shutdown()
-                    else:
-                        worker.kill()  # cancelled, timed out or dead: nothing to wait for
+                    await worker.stop(polite=answered)
     finally:
         await worker.close()
     if failure is not None:

@@ -95,16 +95,11 @@ class SpinSelector(selectors.DefaultSelector):
         return super().select(remaining)
 
 
-def new_loop(selector: SpinSelector) -> asyncio.AbstractEventLoop:
-    """An asyncio loop on ``selector``."""
-    return asyncio.SelectorEventLoop(selector)
-
-
 def run(main: Coroutine[Any, Any, Any], selector: SpinSelector) -> Any:
     """``asyncio.run(main)`` on a loop that uses ``selector``."""
 
     def factory() -> asyncio.AbstractEventLoop:
-        loop = new_loop(selector)
+        loop = asyncio.SelectorEventLoop(selector)
         # asyncio.run makes its loop the thread's current one; a Runner
         # given a factory does not, so do it here (get_event_loop() callers).
         asyncio.set_event_loop(loop)
