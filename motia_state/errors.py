@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 __all__ = [
     "CODES",
     "ConflictError",
+    "CorruptStoreError",
+    "CursorExpiredError",
     "InternalError",
     "InvalidArgumentError",
     "LimitExceededError",
@@ -21,6 +23,7 @@ __all__ = [
     "TimeoutStateError",
     "TypeMismatchError",
     "UnavailableError",
+    "UpdateFailedError",
     "error_for_code",
 ]
 
@@ -92,6 +95,31 @@ class StepFailedError(StateError):
     code = "STEP_FAILED"
 
 
+class UpdateFailedError(StateError):
+    """An ``update`` fn raised inside a transaction or batch.
+
+    The message carries the exception's own message; ``details["exception"]``
+    (and ``__cause__``) hold the exception object itself.
+    """
+
+    code = "UPDATE_FAILED"
+
+
+class CursorExpiredError(StateError):
+    """A change-feed cursor is older than what the feed still retains."""
+
+    code = "CURSOR_EXPIRED"
+
+
+class CorruptStoreError(StateError):
+    """Stored data is damaged (a file store's log or snapshot).
+
+    Not retryable: the store must be repaired or restored from a copy.
+    """
+
+    code = "CORRUPT"
+
+
 class InternalError(StateError):
     """A bug: anything not covered by another code."""
 
@@ -109,6 +137,9 @@ _BY_CODE: dict[str, type[StateError]] = {
         NotFoundError,
         TimeoutStateError,
         StepFailedError,
+        UpdateFailedError,
+        CursorExpiredError,
+        CorruptStoreError,
         InternalError,
     )
 }

@@ -342,7 +342,7 @@ def test_error_classes_match_codes_and_builtin_bases() -> None:
     assert issubclass(ms.TimeoutStateError, TimeoutError)
     assert set(CODES) == {
         "INVALID_ARGUMENT", "TYPE_MISMATCH", "CONFLICT", "LIMIT_EXCEEDED", "UNAVAILABLE",
-        "NOT_FOUND", "TIMEOUT", "STEP_FAILED", "INTERNAL",
+        "NOT_FOUND", "TIMEOUT", "STEP_FAILED", "UPDATE_FAILED", "CURSOR_EXPIRED", "CORRUPT", "INTERNAL",
     }  # fmt: skip
     for code in CODES:
         err = error_for_code(code, "m", extra=1)
