@@ -295,6 +295,24 @@ def export_results(results: list[Any], limits: Limits) -> list[Any]:
     return copied
 
 
+def least_encoded_size(result: Any) -> int:
+    """A lower bound of a result's encoded size, in O(1).
+
+    Summed over a transaction's results it lets a run stop as soon as its
+    results cannot fit, before building (and paying for) the rest: a long
+    run of records that each return a growing container has results that
+    grow with the square of its length.
+    """
+    t = type(result)
+    if t is list:
+        return 2 * len(result) + 1
+    if t is dict:
+        return 5 * len(result) + 1
+    if t is str:
+        return len(result) + 2
+    return 1
+
+
 def _results_too_large(limits: Limits) -> LimitExceededError:
     return LimitExceededError(
         f"the results would be larger than {limits.max_result_bytes} bytes encoded; nothing was stored"
@@ -339,6 +357,7 @@ def run_transaction(
     staged: dict[str, tuple[str, Any]] = {}
     grown: dict[str, int] = {}  # key -> index of the last growing op that wrote it
     results: list[Any] = []
+    least = 0
     for i, op in enumerate(ops):
         key = op.key
         current = staged[key][1] if key in staged else read(key)
@@ -355,6 +374,9 @@ def run_transaction(
             else:
                 grown.pop(key, None)
         results.append(result)
+        least += least_encoded_size(result)
+        if least > limits.max_result_bytes:
+            raise _results_too_large(limits)
     for key, index in grown.items():
         try:
             check_size(staged[key][1], limits)
@@ -388,6 +410,7 @@ def run_batch(
     writes: list[tuple[str, str, Any]] = []
     items: list[BatchItemResult] = []
     values: list[Any] = []
+    least = 0
     for op in ops:
         if isinstance(op, StateError):
             items.append(BatchItemResult.from_error(op, record_id(op)))
@@ -404,6 +427,9 @@ def run_batch(
             writes.append((key, op.type, new))
         items.append(BatchItemResult(id=record_id(op), value=len(values)))
         values.append(value)
+        least += least_encoded_size(value)
+        if least > limits.max_result_bytes:
+            raise _results_too_large(limits)
     exported = export_results(values, limits)
     for item in items:
         if item.code is None:

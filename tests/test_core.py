@@ -385,3 +385,134 @@ def test_public_all_matches_exports() -> None:
 def test_camel_case_aliases_exist() -> None:
     for name in ("getGroup", "compareAndSwap", "setField", "deleteField", "atomicUpdate"):
         assert callable(getattr(ms.StateManager, name))
+
+
+# -- records, predicates, limits -----------------------------------------------------
+
+
+async def test_a_stray_record_field_is_refused_naming_it(state: Any) -> None:
+    result = await state.transaction("g", [{"type": "set", "key": "k", "value": 1, "delat": 2}])
+    assert result.code == "INVALID_ARGUMENT" and result.failed_index == 0
+    assert "delat" in (result.error or "")
+    batch = await state.batch("g", [{"type": "increment", "key": "n", "by": 2}])
+    assert batch.results[0].code == "INVALID_ARGUMENT" and "by" in (batch.results[0].error or "")
+    assert await state.keys("g") == []
+
+
+async def test_operation_structs_are_strict_too(state: Any) -> None:
+    result = await state.transaction("g", [ms.StateOperation(type="get", key="k", value=1)])
+    assert result.code == "INVALID_ARGUMENT" and "value" in (result.error or "")
+    ok = await state.transaction(
+        "g",
+        [
+            ms.StateOperation(type="increment", key="n", value=7),
+            ms.StateOperation(type="check", key="n", predicate={"op": "eq", "value": 7}),
+        ],
+    )
+    assert ok.code == "INVALID_ARGUMENT" and "predicate" in (ok.error or "")
+
+
+async def test_a_check_guards_a_transaction_with_conflict(state: Any) -> None:
+    await state.set("shop", "stock", 1)
+    sell = [
+        {"type": "check", "key": "stock", "op": "gte", "value": 1},
+        {"type": "decrement", "key": "stock"},
+        {"type": "push", "key": "orders", "items": ["o"]},
+    ]
+    assert (await state.transaction("shop", sell)).results == [True, 0, ["o"]]
+    refused = await state.transaction("shop", sell)
+    assert (refused.success, refused.code, refused.failed_index) == (False, "CONFLICT", 0)
+    assert "check" in (refused.error or "")
+    assert await state.get("shop", "stock") == 0 and await state.get("shop", "orders") == ["o"]
+
+
+def test_predicates_parse_to_one_normal_form() -> None:
+    from motia_state.predicates import parse_predicate, predicate_holds
+
+    assert parse_predicate({"op": "isNull", "value": 5}) == {"op": "isNull", "path": ""}
+    assert parse_predicate({"not": {"op": "eq", "value": 1, "path": "/a"}}) == {
+        "not": {"op": "eq", "value": 1, "path": "/a"}
+    }
+    filt = parse_predicate({"op": "eq", "value": 1, "valueKey": "a/b"}, filter_fields=True)
+    assert filt == {"op": "eq", "value": 1, "path": "/a~1b"}
+    assert predicate_holds(filt, {"a/b": 1.0}) is True
+    assert predicate_holds({"op": "missing", "path": ""}, None, present=False) is True
+    with pytest.raises(ms.InvalidArgumentError, match="valueKey"):
+        parse_predicate({"op": "eq", "value": 1, "valueKey": "a"})
+    deep: dict[str, Any] = {"op": "exists"}
+    for _ in range(300):
+        deep = {"not": deep}
+    with pytest.raises(ms.LimitExceededError):
+        parse_predicate(deep)
+
+
+async def test_deep_and_cyclic_values_are_refused_without_recursion(state: Any) -> None:
+    deep: Any = 0
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(ms.LimitExceededError, match="256 levels"):
+        await state.set("g", "k", deep)
+    cyclic: dict[str, Any] = {"a": [1]}
+    cyclic["a"].append(cyclic)
+    with pytest.raises(ms.InvalidArgumentError, match="contains itself"):
+        await state.set("g", "k", cyclic)
+    shared = [1, 2]
+    assert await state.set("g", "k", [shared, {"again": shared}]) == [[1, 2], {"again": [1, 2]}]
+    assert await state.compare_and_swap("g", "k", [[1, 2], {"again": [1, 2]}], 1) is True
+
+
+async def test_a_huge_int_plus_a_float_is_limit_exceeded_and_a_batch_goes_on(state: Any) -> None:
+    await state.set("g", "h", 10**400)
+    with pytest.raises(ms.LimitExceededError):
+        await state.increment("g", "h", 0.5)
+    with pytest.raises(ms.LimitExceededError):
+        await state.decrement("g", "h", 0.5)
+    result = await state.batch(
+        "g", [{"type": "increment", "key": "h", "delta": 0.5}, {"type": "set", "key": "after", "value": 1}]
+    )
+    assert [r.code for r in result.results] == ["LIMIT_EXCEEDED", None]
+    assert await state.get("g", "h") == 10**400 and await state.get("g", "after") == 1
+
+
+async def test_results_over_the_limit_are_refused_before_anything_is_stored() -> None:
+    adapter = ms.MemoryStateAdapter(limits=ms.Limits(max_result_bytes=1000))
+    manager = ms.StateManager(adapter)
+    seen: list[str] = []
+    manager.on_change(lambda c: seen.append(c.key))
+    await manager.set("g", "big", "x" * 600)
+    seen.clear()
+    reads = [{"type": "set", "key": "n", "value": 1}, {"type": "get", "key": "big"}, {"type": "get", "key": "big"}]
+    with pytest.raises(ms.LimitExceededError, match="1000 bytes"):
+        await manager.transaction("g", reads)
+    with pytest.raises(ms.LimitExceededError, match="1000 bytes"):
+        await manager.batch("g", reads)
+    assert await manager.keys("g") == ["big"] and seen == []
+    assert (await manager.transaction("g", reads[:2])).success
+
+
+def test_reserved_groups_are_hidden_from_groups() -> None:
+    from motia_state.adapters.table import StateTable
+
+    table = StateTable(ms.Limits())
+    table.write("__motia/triggers", "position", "ops", 1)
+    table.write("g", "k", "set", 1)
+    assert table.groups() == ["g"]
+
+
+async def test_a_long_transaction_costs_linear_time(state: Any) -> None:
+    """10,000 setFields on one object: each record's result is checked and copied once at the end.
+
+    A version that copies and re-encodes the growing value per record takes
+    seconds here (quadratic); the bound leaves a wide margin on a slow machine.
+    """
+    records = [{"type": "setField", "key": "o", "field": f"f{i}", "value": i} for i in range(10_000)]
+    start = anyio.current_time()
+    result = await state.transaction("g", [{"type": "setField", "key": "o", "field": "x", "value": 0}])
+    assert result.success
+    with pytest.raises(ms.LimitExceededError):
+        await state.transaction("g", records)  # 10,000 growing objects as results: far over 15 MiB
+    assert anyio.current_time() - start < 3.0
+    pushes = [{"type": "push", "key": "l", "items": [i]} for i in range(2_000)]
+    start = anyio.current_time()
+    assert (await state.transaction("g", pushes)).results[-1] == list(range(2_000))
+    assert anyio.current_time() - start < 3.0
