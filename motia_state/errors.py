@@ -3,6 +3,8 @@
 Codes are the contract (they travel on the wire and are the same in every
 language); messages are for people. Callers branch on ``.code`` or on the
 class, never on the message text.
+
+Internal module: every error class is re-exported by ``motia_state``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ stored. A caller never delivers events committed after its own operation,
 so a slow listener delays an operation by the backlog ahead of it and no
 more, and the queue holds at most the events of operations still in flight
 (backpressure: nothing is ever dropped).
+
+Internal module: ``StateManager`` is re-exported by ``motia_state``.
 """
 
 from __future__ import annotations
@@ -293,6 +295,13 @@ class StateManager:
         count = len(operations) if isinstance(operations, (list, tuple)) else 0
         return await self._run("batch", trace_id, None, self.adapter.batch(trace_id, operations), count)
 
+    # camelCase aliases, for code ported from Motia (declared here so type checkers see them).
+    getGroup = get_group
+    compareAndSwap = compare_and_swap
+    setField = set_field
+    deleteField = delete_field
+    atomicUpdate = atomic_update
+
     # -- lifecycle ---------------------------------------------------------------
 
     async def close(self) -> None:
@@ -312,14 +321,3 @@ class StateManager:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-# camelCase aliases, for code ported from Motia.
-for _snake, _camel in (
-    ("get_group", "getGroup"),
-    ("compare_and_swap", "compareAndSwap"),
-    ("set_field", "setField"),
-    ("delete_field", "deleteField"),
-    ("atomic_update", "atomicUpdate"),
-):
-    setattr(StateManager, _camel, getattr(StateManager, _snake))

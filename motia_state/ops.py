@@ -11,6 +11,8 @@ Stored values are never mutated: new containers are built. A result may
 share structure with what is stored, so whoever hands a result out copies
 it first (:meth:`StateTable.apply` per operation, :func:`export_results`
 once for a whole transaction or batch).
+
+Internal module: adapters call it; users go through an adapter or the StateManager.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ form, a plain dict: every leaf has ``op`` and ``path`` (``""`` for the whole
 value) and ``value`` only when its operator takes one. The Redis adapter's
 Lua program evaluates exactly that form, in a function of the same name as
 :func:`predicate_holds`. Pure functions: no I/O, no state.
+
+Internal module: used by check records (and the runtime's conditions and filters).
 """
 
 from __future__ import annotations

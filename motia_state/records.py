@@ -8,6 +8,8 @@ the record's type does not take is INVALID_ARGUMENT naming it.
 
 The result types encode to the contract's JSON shape through msgspec
 itself (camelCase names, absent fields omitted).
+
+Internal module: the public types are re-exported by ``motia_state``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import msgspec
 
 from .errors import InvalidArgumentError, LimitExceededError, StateError
 from .predicates import parse_predicate
-from .values import DEFAULT_LIMITS, Limits, check_delta, check_field, check_name, describe, import_value
+from .values import DEFAULT_LIMITS, MISSING, Limits, check_delta, check_field, check_name, describe, import_value
 
 __all__ = [
     "OPERATION_TYPES",
@@ -147,9 +149,16 @@ class BatchItemResult(_Wire, kw_only=True):
     """One batch result: ``value`` on success, ``error`` and ``code`` otherwise."""
 
     id: Any = None
-    value: Any = UNSET
+    value: Any = None
     error: str | None = None
     code: str | None = None
+
+    def to_wire(self) -> Any:
+        """``{id, value}`` or ``{id, error, code}`` (``id`` only when given; a null value kept)."""
+        wire = msgspec.to_builtins(self)
+        if self.code is None:
+            wire.setdefault("value", None)
+        return wire
 
     @classmethod
     def from_error(cls, error: StateError, item_id: Any = None) -> BatchItemResult:
@@ -161,6 +170,10 @@ class BatchResult(_Wire, kw_only=True):
     """Outcome of a batch: one item per operation, in order."""
 
     results: list[BatchItemResult]
+
+    def to_wire(self) -> Any:
+        """The contract's JSON shape (each item as :meth:`BatchItemResult.to_wire` gives it)."""
+        return {"results": [item.to_wire() for item in self.results]}
 
 
 def record_id(op: StateOperation | StateError) -> Any:
@@ -338,6 +351,12 @@ class StateChange(msgspec.Struct, frozen=True, rename="camel"):
     event: str
     old_value: Any
     new_value: Any
+
+    @classmethod
+    def of(cls, group: str, key: str, op: str, old: Any, new: Any) -> StateChange:
+        """The change for one written entry; ``MISSING`` on a side means no entry there."""
+        event = "created" if old is MISSING else "deleted" if new is MISSING else "updated"
+        return cls(group, key, op, event, None if old is MISSING else old, None if new is MISSING else new)
 
     def to_wire(self) -> dict[str, Any]:
         """The contract's JSON shape (camelCase)."""

@@ -5,6 +5,8 @@ State holds plain JSON built from ``None``, ``bool``, ``int``, ``float``,
 mutated in place by the engine (every operation builds a new container), so
 old and new versions may share children; what crosses the API boundary in
 either direction is deep-copied, which is what makes state "by value".
+
+Internal module: the public names (``Limits``) are re-exported by ``motia_state``.
 """
 
 from __future__ import annotations

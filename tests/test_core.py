@@ -385,6 +385,17 @@ def test_public_all_matches_exports() -> None:
 def test_camel_case_aliases_exist() -> None:
     for name in ("getGroup", "compareAndSwap", "setField", "deleteField", "atomicUpdate"):
         assert callable(getattr(ms.StateManager, name))
+        assert callable(getattr(ms.StateAdapter, name))
+
+
+async def test_adapter_camel_case_aliases_call_the_adapters_own_methods() -> None:
+    adapter = ms.MemoryStateAdapter()
+    assert await adapter.compareAndSwap("g", "k", None, {"a": 1}) is True
+    assert await adapter.setField("g", "k", "b", 2) == {"a": 1, "b": 2}
+    assert await adapter.deleteField("g", "k", "a") == {"b": 2}
+    assert await adapter.getGroup("g") == [{"b": 2}]
+    with pytest.warns(DeprecationWarning):
+        assert await adapter.atomicUpdate("g", "n", lambda v: 1) == 1
 
 
 # -- records, predicates, limits -----------------------------------------------------
@@ -397,6 +408,17 @@ async def test_a_stray_record_field_is_refused_naming_it(state: Any) -> None:
     batch = await state.batch("g", [{"type": "increment", "key": "n", "by": 2}])
     assert batch.results[0].code == "INVALID_ARGUMENT" and "by" in (batch.results[0].error or "")
     assert await state.keys("g") == []
+
+
+async def test_result_wire_shapes(state: Any) -> None:
+    batch = await state.batch("g", [{"type": "get", "key": "none", "id": 1}, {"type": "pop", "key": "none"}])
+    items = [{"type": "set", "key": "s", "value": "x"}, {"type": "push", "key": "s", "items": [1]}]
+    wrong = await state.batch("g", items)
+    assert batch.to_wire() == {"results": [{"id": 1, "value": None}, {"value": None}]}
+    assert wrong.to_wire()["results"][1] == {"error": wrong.results[1].error, "code": "TYPE_MISMATCH"}
+    assert wrong.results[1].value is None
+    ok = await state.transaction("g", [{"type": "get", "key": "s"}])
+    assert ok.to_wire() == {"success": True, "results": ["x"]} and ok.exception is None
 
 
 async def test_operation_structs_are_strict_too(state: Any) -> None:
@@ -516,3 +538,50 @@ async def test_a_long_transaction_costs_linear_time(state: Any) -> None:
     start = anyio.current_time()
     assert (await state.transaction("g", pushes)).results[-1] == list(range(2_000))
     assert anyio.current_time() - start < 3.0
+
+
+async def test_a_slow_listener_holds_an_operation_only_for_the_events_committed_before_it() -> None:
+    """Events committed after an operation are never delivered on its time.
+
+    Writes through the bare adapter keep queueing events (one a millisecond)
+    for a listener that takes 20 ms each: an increment waits for the backlog
+    ahead of it and returns, instead of serving the growing queue forever.
+    """
+    manager = ms.StateManager()
+
+    async def slow(change: ms.StateChange) -> None:
+        await anyio.sleep(0.02)
+
+    manager.on_change(slow)
+    done = anyio.Event()
+
+    async def writer() -> None:
+        while not done.is_set():
+            await manager.adapter.set("g", "w", 1)
+            await anyio.sleep(0.001)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer)
+            await anyio.sleep(0.01)
+            start = anyio.current_time()
+            await manager.increment("g", "n")
+            elapsed = anyio.current_time() - start
+            done.set()
+    assert elapsed < 2.0
+
+
+async def test_the_checkout_example_refuses_to_oversell() -> None:
+    from pathlib import Path
+
+    from motia_state.runtime import call_step_file
+
+    step = Path(__file__).parent.parent / "examples" / "checkout.step.py"
+    manager = ms.StateManager()
+    outcomes = [
+        await call_step_file(step, data={"sku": "book"}, trace_id="t", state=manager, timeout=60) for _ in range(4)
+    ]
+    assert [o["success"] for o in outcomes] == [True, True, True, False]
+    assert (outcomes[3]["code"], outcomes[3]["failedIndex"]) == ("CONFLICT", 0)
+    assert await manager.get("stock", "book") == 0
+    assert await manager.get("stock", "orders") == ["book"] * 3

@@ -12,39 +12,10 @@ import pytest
 
 import motia_state as ms
 
-from .conformance import adapter_call, limits_kwargs, load_cases, run_case
+from .conformance import adapter_call, limits_kwargs, load_cases, redis_params, run_case
 from .helpers import RedisClusterServers, RedisServer
 
 CASES = load_cases()
-
-#: Vectors the Redis adapter does not hold yet, expected to fail on Redis
-#: ONLY: its Lua program has no twin of the predicate language and check
-#: records yet, and does not count an integer's sign or the level a
-#: setField adds. Each entry names why; remove it when Redis holds the rule
-#: (strict=False: an entry that starts passing does not fail the run).
-REDIS_PENDING: dict[str, str] = {
-    **{
-        name: "no Lua twin of predicates/check records yet"
-        for name, _ in CASES
-        if name.startswith(("checks:", "predicates:"))
-    },
-    "nesting:push and setField count the container they store into": "setField's value depth is not counted with its object yet",
-    "numbers:a decrement past -4299 digits is LIMIT_EXCEEDED and stores nothing": "the Lua digit limit does not count the sign yet",
-}
-
-
-def redis_cases() -> list[Any]:
-    """CASES, with the ones Redis does not hold yet marked expected-to-fail."""
-    return [
-        pytest.param(name, case, id=name, marks=pytest.mark.xfail(reason=REDIS_PENDING[name], strict=False))
-        if name in REDIS_PENDING
-        else pytest.param(name, case, id=name)
-        for name, case in CASES
-    ]
-
-
-def test_there_are_enough_vectors() -> None:
-    assert len(CASES) >= 150
 
 
 async def run_bare(adapter: ms.StateAdapter, case: dict[str, Any]) -> None:
@@ -104,21 +75,21 @@ async def test_vector_on_file_adapter_reopened_between_steps(name: str, case: di
     await run_case(case, call)
 
 
-@pytest.mark.parametrize(("name", "case"), redis_cases())
+@pytest.mark.parametrize(("name", "case"), redis_params(CASES))
 async def test_vector_on_bare_redis_adapter(
     name: str, case: dict[str, Any], redis_server: RedisServer, redis_prefix: str
 ) -> None:
     await run_bare(ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, limits=limits(case)), case)
 
 
-@pytest.mark.parametrize(("name", "case"), redis_cases())
+@pytest.mark.parametrize(("name", "case"), redis_params(CASES))
 async def test_vector_on_redis_through_state_manager(
     name: str, case: dict[str, Any], redis_server: RedisServer, redis_prefix: str
 ) -> None:
     await run_managed(ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, limits=limits(case)), case)
 
 
-@pytest.mark.parametrize(("name", "case"), redis_cases())
+@pytest.mark.parametrize(("name", "case"), redis_params(CASES))
 async def test_vector_on_redis_cluster_through_state_manager(
     name: str, case: dict[str, Any], redis_cluster: RedisClusterServers, redis_prefix: str
 ) -> None:

@@ -21,7 +21,7 @@ from ..errors import ConflictError
 from ..records import BatchResult, StateChange, TransactionResult
 from ..values import DEFAULT_LIMITS, Limits, copy_value, import_value
 
-__all__ = ["ChangeSink", "StateAdapter", "UpdateFn"]
+__all__ = ["UPDATE_RETRIES", "ChangeSink", "StateAdapter", "UpdateFn", "backoff"]
 
 ChangeSink = Callable[[list[StateChange]], None]
 """Receives the entries one committed operation wrote, inside the commit."""
@@ -33,6 +33,15 @@ _Self = TypeVar("_Self", bound="StateAdapter")
 
 #: How often an ``update`` with an async fn retries before CONFLICT.
 UPDATE_RETRIES = 64
+
+
+async def backoff(attempt: int) -> None:
+    """Sleep before retry ``attempt`` (0-based) of an optimistic loop.
+
+    A random wait, growing with the attempt up to 10 ms, so that racing
+    writers stop colliding in lockstep.
+    """
+    await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
 
 
 class StateAdapter(abc.ABC):
@@ -153,6 +162,30 @@ class StateAdapter(abc.ABC):
     async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
         """Run the operations in order, each atomic on its own."""
 
+    # -- camelCase aliases, for code ported from Motia --------------------------
+    # Methods rather than assignments, so that they call a subclass's override.
+
+    async def getGroup(self, group_id: str) -> list[Any]:
+        """Alias of :meth:`get_group`."""
+        return await self.get_group(group_id)
+
+    async def compareAndSwap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+        """Alias of :meth:`compare_and_swap`."""
+        return await self.compare_and_swap(trace_id, key, expected, new_value)
+
+    async def setField(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
+        """Alias of :meth:`set_field`."""
+        return await self.set_field(trace_id, key, field, value)
+
+    async def deleteField(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
+        """Alias of :meth:`delete_field`."""
+        return await self.delete_field(trace_id, key, field)
+
+    async def atomicUpdate(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
+        """Deprecated alias of :meth:`update`."""
+        warnings.warn("atomicUpdate is deprecated; use update", DeprecationWarning, stacklevel=2)
+        return await self.update(trace_id, key, fn)
+
     # -- lifecycle ---------------------------------------------------------------
 
     async def close(self) -> None:
@@ -194,7 +227,7 @@ class StateAdapter(abc.ABC):
             # treats them alike, as the contract's "missing equals null".
             if await self._swap_for_update(trace_id, key, current, new):
                 return new
-            await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
+            await backoff(attempt)
         raise ConflictError(f"update of {key!r} lost {UPDATE_RETRIES} races in a row")
 
 

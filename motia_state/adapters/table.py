@@ -7,6 +7,8 @@ holds no lock of its own: its caller provides atomicity.
 Groups are dicts of their own, so group-wide operations (``get_group``,
 ``keys``, ``clear``) cost O(size of the group), never O(all state); a group
 disappears when its last entry goes, so ``groups()`` lists only live ones.
+
+Internal module: the memory and file adapters hold their state in it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,6 @@ from ..records import BatchResult, StateChange, TransactionResult, parse_operati
 from ..values import MISSING, Limits, copy_value, is_reserved_group
 
 __all__ = ["StateTable"]
-
-
-def _event(old: Any, new: Any) -> str:
-    if old is MISSING:
-        return "created"
-    return "deleted" if new is MISSING else "updated"
 
 
 class StateTable:
@@ -53,16 +49,7 @@ class StateTable:
         else:
             entries[key] = new
         if self.journal is not None:
-            self.journal.append(
-                StateChange(
-                    group,
-                    key,
-                    op,
-                    _event(old, new),
-                    None if old is MISSING else old,
-                    None if new is MISSING else new,
-                )
-            )
+            self.journal.append(StateChange.of(group, key, op, old, new))
 
     def read(self, group: str, key: str) -> Any:
         """The stored value or ``MISSING`` (not a copy: do not hand it out)."""
