@@ -19,7 +19,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,10 @@ class Size:
     invocations: int
     ops: int
     lanes_per_language: int = 2
+
+
+FULL = Size(invocations=20, ops=100)
+SHORT = Size(invocations=2, ops=25)
 
 
 def lane_operations(rng: random.Random, lane: str, count: int, single: str, txg: str) -> list[list[Any]]:
@@ -203,6 +207,3 @@ def _one(kind: str, where: Path, redis_url: str | None, languages: list[str], si
     if verdict.failures:
         notes += "; " + "; ".join(verdict.failures)
     return Row("linearizable", kind, tried, lost, notes)
-
-
-Runner = Callable[[Size, str], list[Row]]
