@@ -40,7 +40,7 @@ import anyio
 import motia_state as ms
 
 from .linearizability import json_equal
-from .report import Row
+from .report import Row, render
 
 
 @dataclass(frozen=True)
@@ -124,21 +124,41 @@ def _trial(pristine: Path, work: Path, name: str, offset: int, bit: int, expecte
     return "dropped as torn" if any("torn" in m for m in log.messages) else "silent"
 
 
-def run_store(compacted: bool, size: Size) -> Row:
-    """Flip bits through every file of one store; count the outcomes."""
+def log_regions(data: bytes) -> list[str]:
+    """Name the part of a log file each byte belongs to (header fields, record fields, the last record, after)."""
+    names = ["magic"] * 8 + ["format version"] * 2 + ["generation"] * 8
+    pos, records = len(names), []
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "little")
+        if length == 0 or pos + 8 + length > len(data):
+            break
+        records.append(pos)
+        names += ["record length"] * 4 + ["record checksum"] * 4 + ["record body"] * length
+        pos += 8 + length
+    if records:
+        last = records[-1]
+        names[last:] = ["the last record"] * (pos - last)
+    names += ["after the last record"] * (len(data) - pos)
+    return names
+
+
+def run_store(compacted: bool, size: Size, regions: Counter[tuple[str, str]] | None = None) -> Row:
+    """Flip bits through every file of one store; count the outcomes (by region of a log, into ``regions``)."""
     outcomes: Counter[str] = Counter()
     log = _Warnings()
     logger = logging.getLogger("motia_state")
     logger.addHandler(log)
     propagate, logger.propagate = logger.propagate, False
     try:
-        return _flip_all(compacted, size, outcomes, log)
+        return _flip_all(compacted, size, outcomes, log, regions if regions is not None else Counter())
     finally:
         logger.removeHandler(log)
         logger.propagate = propagate
 
 
-def _flip_all(compacted: bool, size: Size, outcomes: Counter[str], log: _Warnings) -> Row:
+def _flip_all(
+    compacted: bool, size: Size, outcomes: Counter[str], log: _Warnings, regions: Counter[tuple[str, str]]
+) -> Row:
     flips = 0
     with tempfile.TemporaryDirectory(prefix="motia-guarantees-fuzz-") as tmp:
         pristine, work = Path(tmp) / "store", Path(tmp) / "work"
@@ -149,6 +169,7 @@ def _flip_all(compacted: bool, size: Size, outcomes: Counter[str], log: _Warning
             if not data:
                 continue  # the lock file holds nothing
             used = _used_length(data) + 16  # and the first bytes past the end, where a next header would go
+            names = log_regions(data[:used]) if file.name == "log" else [file.name] * used
             for offset in range(len(data)):
                 if offset < used and size.every_bit:
                     bits: range = range(8)
@@ -157,7 +178,9 @@ def _flip_all(compacted: bool, size: Size, outcomes: Counter[str], log: _Warning
                 else:
                     continue
                 for bit in bits:
-                    outcomes[_trial(pristine, work, file.name, offset, bit, expected, log)] += 1
+                    outcome = _trial(pristine, work, file.name, offset, bit, expected, log)
+                    outcomes[outcome] += 1
+                    regions[(names[offset] if offset < used else "zero-filled space", outcome)] += 1
                     flips += 1
     files = "snapshot + log" if compacted else "log only"
     bad = sum(n for outcome, n in outcomes.items() if outcome not in ("intact", "reported", "refused"))
@@ -171,3 +194,12 @@ def run(size: Size, seed: str) -> list[Row]:
     """One row per store shape."""
     del seed  # every byte is tried: nothing is drawn
     return [run_store(False, size), run_store(True, size)]
+
+
+if __name__ == "__main__":
+    # Where the flips landed in the log-only store, every bit of each byte: one line per part of the log.
+    by_region: Counter[tuple[str, str]] = Counter()
+    print(render([run_store(False, FULL, by_region)]))
+    for part in dict.fromkeys(region for region, _ in by_region):
+        counts = ", ".join(f"{n:,} {outcome}" for (r, outcome), n in sorted(by_region.items()) if r == part)
+        print(f"{part}: {counts}")
