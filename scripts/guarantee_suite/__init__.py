@@ -7,7 +7,8 @@ Sections, one module each:
 
     linearizable   histories of concurrent operations from Python, Node and Ruby steps at once
                    (increment, compareAndSwap, push/pop/shift/unshift, transactions) on the memory,
-                   file and Redis adapters, checked by ``linearizability.check_history``
+                   file and Redis adapters (two runtimes sharing the file store or Redis), checked
+                   by ``linearizability.check_history``
     crash          SIGKILLs of several processes writing to one file store, per fsync mode:
                    acknowledged writes lost
     redis          redis-server (appendfsync always) killed and restarted under writers:
@@ -16,5 +17,8 @@ Sections, one module each:
                    record reads back, or opening it reports CorruptStoreError
 
 The run prints one table row per thing tried and exits 1 when anything was
-lost (or a section could not decide). ``report`` holds the table.
+lost (or a section could not decide). ``report`` holds the table;
+``servers`` the throwaway redis-server; ``steps/`` the step files the
+workers run. ``python -m scripts.guarantee_suite.fuzz`` prints where the
+bit flips landed, part by part of the log.
 """

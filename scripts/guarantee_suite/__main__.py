@@ -26,8 +26,11 @@ def main() -> int:
     )
     parser.add_argument("--short", action="store_true", help="the CI-sized run (under a minute)")
     parser.add_argument("--seed", default="guarantees", help="seed of the random workloads and kill times")
-    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="sections to run (default: all)")
+    parser.add_argument("sections", nargs="*", help=f"sections to run: {', '.join(SECTIONS)} (default: all)")
     args = parser.parse_args()
+    unknown = [name for name in args.sections if name not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {unknown[0]!r} (choose from {', '.join(SECTIONS)})")
     chosen = args.sections or list(SECTIONS)
     started = time.monotonic()
     print(

@@ -33,21 +33,18 @@ def todo(section: str, where: str, needs: str) -> Row:
     return Row(section, where, "TODO", 0, f"not yet measured: {needs}", skipped=True)
 
 
+def _lost_cell(row: Row) -> str:
+    if row.tried == "TODO":
+        return "-"
+    if row.skipped:
+        return "skipped"
+    return "?" if row.lost is None else f"{row.lost}"
+
+
 def render(rows: list[Row]) -> str:
     """The rows as a Markdown table (readable on a terminal, pasteable into the docs)."""
     header = ("section", "where", "tried", "lost", "notes")
-    cells = [
-        (
-            r.section,
-            r.where,
-            r.tried,
-            "skipped"
-            if r.skipped and r.tried != "TODO"
-            else ("-" if r.skipped else ("?" if r.lost is None else f"{r.lost}")),
-            r.notes,
-        )
-        for r in rows
-    ]
+    cells = [(r.section, r.where, r.tried, _lost_cell(r), r.notes) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
     lines = [
         "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
