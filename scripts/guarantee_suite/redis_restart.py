@@ -23,14 +23,17 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 import motia_state as ms
-from tests.helpers import RedisServer
 
 from .report import Row
 from .servers import redis_server
+
+if TYPE_CHECKING:
+    from tests.helpers import RedisServer
 
 GROUP = "restart"
 

@@ -6,8 +6,10 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tests.helpers import RedisServer
+if TYPE_CHECKING:
+    from tests.helpers import RedisServer
 
 
 @contextmanager
@@ -16,6 +18,9 @@ def redis_server(directory: Path, appendfsync: str | None = None) -> Iterator[Re
     if shutil.which("redis-server") is None:
         yield None
         return
+    # Imported here: the test helpers bring pytest, which only the sections that start a server need.
+    from tests.helpers import RedisServer
+
     directory.mkdir(parents=True, exist_ok=True)
     server = RedisServer(str(directory), appendfsync=appendfsync).start()
     try:
