@@ -8,6 +8,7 @@ cluster-ready key layout, the exact bytes stored, and the factory.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -289,12 +290,49 @@ async def test_factory_builds_redis_adapters(redis_server: RedisServer, redis_pr
         ({"adapter": "redis", "timeout": 0}, "timeout"),
         ({"adapter": "redis", "fallback": "file"}, "fallback"),
         ({"adapter": "redis", "hosts": []}, "hosts"),
+        ({"adapter": "redis", "ttl": math.inf}, "ttl"),
+        ({"adapter": "redis", "ttl": math.nan}, "ttl"),
+        ({"adapter": "redis", "ttl": -0.5}, "ttl"),
+        ({"adapter": "redis", "ttl": 0}, "ttl"),
+        ({"adapter": "redis", "ttl": True}, "ttl"),
+        ({"adapter": "redis", "ttl": 10**400}, "ttl"),
+        ({"adapter": "redis", "timeout": math.nan}, "timeout"),
+        ({"adapter": "redis", "timeout": math.inf}, "timeout"),
+        ({"adapter": "redis", "timeout": -1}, "timeout"),
+        ({"adapter": "redis", "url": "redis://127.0.0.1:6379/abc"}, "url"),
+        ({"adapter": "redis", "url": "redis://127.0.0.1:6379/-1"}, "url"),
+        ({"adapter": "redis", "url": "redis://127.0.0.1:6379/1/2"}, "url"),
+        ({"adapter": "redis", "url": "redis://127.0.0.1:6379/0?db=abc"}, "url"),
+        ("redis://127.0.0.1:6379/abc", "url"),
     ],
 )
-def test_bad_redis_configurations_name_the_field(config: dict[str, Any], field: str) -> None:
+def test_bad_redis_configurations_name_the_field(config: Any, field: str) -> None:
     with pytest.raises(ms.InvalidArgumentError) as info:
         ms.create_state_adapter(config)
     assert str(info.value).startswith(field + ":"), str(info.value)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "redis://h:1/15", "unix:///s"])
+def test_good_redis_urls_are_accepted(url: str) -> None:
+    assert ms.RedisStateAdapter(url).url == url
+
+
+@pytest.mark.parametrize(("option", "value"), [("ttl", math.inf), ("ttl", math.nan), ("timeout", math.nan)])
+def test_bad_seconds_are_refused_by_the_constructor(option: str, value: float) -> None:
+    with pytest.raises(ms.InvalidArgumentError, match=f"^{option}: expected a positive, finite number"):
+        ms.RedisStateAdapter(**{option: value})
+
+
+def test_under_trio_the_adapter_says_it_needs_asyncio(redis_server: RedisServer, redis_prefix: str) -> None:
+    import trio
+
+    async def main() -> None:
+        a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
+        for call in (a.get("g", "k"), a.set("g", "k", 1), a.groups(), a.transaction("g", []), a.ping()):
+            with pytest.raises(ms.InvalidArgumentError, match="runs on asyncio"):
+                await call
+
+    trio.run(main)
 
 
 def test_importing_the_package_does_not_import_redis_py() -> None:

@@ -26,9 +26,11 @@ redis-py or msgspec exception reaches a caller.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import random
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, cast
 
@@ -63,6 +65,11 @@ OCC_RETRIES: Final = 64
 #: batch goes in slices that let other clients in between.
 BATCH_SLICE: Final = 256
 
+#: The longest ``ttl`` (about 317 years): its milliseconds must fit Redis's clock arithmetic.
+MAX_TTL: Final = 1e10
+#: The longest ``timeout``: a day, far beyond any useful reply time.
+MAX_TIMEOUT: Final = 86_400.0
+
 # Redis errors that mean "not now" rather than "a bug".
 _TRANSIENT: Final = ("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "OOM", "BUSY", "NOREPLICAS")
 
@@ -78,6 +85,24 @@ def _redis() -> Any:
             "the Redis adapter needs redis-py: install the extra with pip install 'motia-state[redis]'"
         ) from e
     return redis
+
+
+def _is_seconds(value: object, most: float) -> bool:
+    t = type(value)
+    return (t is int or t is float) and 0 < value <= most  # type: ignore[operator]  # NaN fails both
+
+
+def _check_url(url: object) -> None:
+    """Refuse what redis-py would silently read otherwise (a database that is not a number is db 0)."""
+    if not isinstance(url, str):
+        raise InvalidArgumentError(f"url: expected a string, got {type(url).__name__}")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("redis", "rediss"):
+        db = urllib.parse.unquote(parts.path)[1:]
+        if db and not (db.isascii() and db.isdigit()):
+            raise InvalidArgumentError(f"url: the database after the host must be a number, as in /0, got {url!r}")
+    elif parts.scheme != "unix":
+        raise InvalidArgumentError(f"url: expected redis://, rediss:// or unix://, got {url!r}")
 
 
 def _escape_group(group: str) -> str:
@@ -130,10 +155,16 @@ class RedisStateAdapter(StateAdapter):
         super().__init__()
         if not isinstance(key_prefix, str) or "{" in key_prefix or "}" in key_prefix:
             raise InvalidArgumentError(f"key_prefix: expected a string without '{{' or '}}', got {key_prefix!r}")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
-            raise InvalidArgumentError(f"ttl: expected a positive number of seconds or None, got {ttl!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise InvalidArgumentError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+        if ttl is not None and not _is_seconds(ttl, MAX_TTL):
+            raise InvalidArgumentError(
+                f"ttl: expected a positive, finite number of seconds (at most {MAX_TTL:.0f}) or None, got {ttl!r}"
+            )
+        if not _is_seconds(timeout, MAX_TIMEOUT):
+            raise InvalidArgumentError(
+                f"timeout: expected a positive, finite number of seconds (at most {MAX_TIMEOUT:.0f}), got {timeout!r}"
+            )
+        if client is None:
+            _check_url(url)
         redis = _redis()
         self.limits = limits
         self._names = CheckedNames(limits)
@@ -197,13 +228,24 @@ class RedisStateAdapter(StateAdapter):
 
     def _check(self, trace_id: Any, key: Any) -> None:
         self._names.check(trace_id, key)
-        if self._closed:
-            raise UnavailableError("the adapter is closed")
+        self._check_usable()
 
     def _check_group(self, group: Any) -> None:
         check_name(group, "traceId", self.limits)
+        self._check_usable()
+
+    def _check_usable(self) -> None:
         if self._closed:
             raise UnavailableError("the adapter is closed")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # redis-py's client is asyncio's: under trio it fails in ways
+            # that look like an outage.
+            raise InvalidArgumentError(
+                "the Redis adapter runs on asyncio (redis-py's asyncio client) and no asyncio event loop is "
+                "running here; under trio use the memory or file adapter"
+            ) from None
 
     def _translate(self, e: Exception) -> StateError:
         """The state error for a failure of Redis, of redis-py or of decoding a stored text."""
@@ -230,6 +272,7 @@ class RedisStateAdapter(StateAdapter):
 
     async def ping(self) -> None:
         """Check that Redis answers (UNAVAILABLE otherwise)."""
+        self._check_usable()
         with self._boundary():
             await self.client.ping()
 
@@ -385,8 +428,7 @@ class RedisStateAdapter(StateAdapter):
 
     async def groups(self) -> list[str]:
         """Every non-empty group: SCAN over this prefix (never KEYS), so it does not block Redis."""
-        if self._closed:
-            raise UnavailableError("the adapter is closed")
+        self._check_usable()
         pattern = _glob_escape(self.key_prefix) + "{*}"
         found: set[str] = set()
         start = len(self.key_prefix) + 1
