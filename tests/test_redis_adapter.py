@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -447,3 +448,61 @@ async def test_a_long_batch_goes_in_slices_and_keeps_every_result_in_order(
     # the records before the update record go in 2 calls, its swap is 1, the records after it 2
     script_calls = sum(v["calls"] for k, v in calls.items() if k in ("cmdstat_fcall", "cmdstat_evalsha"))
     assert script_calls == 5
+
+
+# ------------------------------------------------- integers and damaged texts
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+async def test_an_integer_result_past_the_limit_counts_its_sign_and_is_never_stored(
+    adapter: ms.RedisStateAdapter, sign: int
+) -> None:
+    from motia_state.values import MAX_INT_DIGITS
+
+    # The longest integer text that reads back: MAX_INT_DIGITS characters, sign included.
+    longest = sign * (10 ** (MAX_INT_DIGITS - (1 if sign < 0 else 0)) - 1)
+    assert len(str(longest)) == MAX_INT_DIGITS
+    await adapter.set("g", "n", longest - sign)
+    assert await adapter.increment("g", "n", sign) == longest
+    with pytest.raises(ms.LimitExceededError):
+        await adapter.increment("g", "n", sign)
+    tx = await adapter.transaction("g", [{"type": "increment", "key": "n", "delta": sign}])
+    assert tx.code == "LIMIT_EXCEEDED"
+    assert (await adapter.batch("g", [{"type": "decrement", "key": "n", "delta": -sign}])).results[0].code == (
+        "LIMIT_EXCEEDED"
+    )
+    assert await adapter.get("g", "n") == longest
+    assert await adapter.get_group("g") == [longest]
+
+
+def test_the_lua_program_knows_the_integer_limit() -> None:
+    from motia_state.adapters.redis.program import SOURCE
+    from motia_state.values import MAX_INT_DIGITS
+
+    assert f"if #new > {MAX_INT_DIGITS} then" in SOURCE
+
+
+async def test_a_stored_text_that_cannot_be_read_is_a_state_error_on_every_path(
+    adapter: ms.RedisStateAdapter,
+) -> None:
+    # Written by something other than this adapter: one character too long to read back.
+    await adapter.client.hset(adapter.hash_key("g"), "bad", "-" + "9" * 4300)
+    await adapter.set("g", "ok", 1)
+    unsafe: list[Callable[[], Awaitable[Any]]] = [
+        lambda: adapter.get("g", "bad"),
+        lambda: adapter.get_group("g"),
+        lambda: adapter.update("g", "bad", lambda v: 1),
+        lambda: adapter.transaction("g", [{"type": "get", "key": "bad"}]),
+        lambda: adapter.transaction(
+            "g", [{"type": "get", "key": "bad"}, {"type": "update", "key": "x", "updateFn": len}]
+        ),
+        lambda: adapter.delete("g", "bad"),
+    ]
+    for n, call in enumerate(unsafe):
+        with pytest.raises(ms.StateError) as info:
+            await call()
+        assert info.value.code in ("CORRUPT", "INTERNAL"), (n, info.value)
+        assert "cannot be read" in info.value.message, n
+    await adapter.client.hset(adapter.hash_key("g"), "bad", "-" + "9" * 4300)
+    batch = await adapter.batch("g", [{"type": "get", "key": "bad"}, {"type": "increment", "key": "ok"}])
+    assert batch.results[0].code in ("CORRUPT", "INTERNAL") and batch.results[1].value == 2

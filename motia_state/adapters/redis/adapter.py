@@ -564,8 +564,11 @@ class RedisStateAdapter(StateAdapter):
             for i, op, text in zip(indexes, records, texts):
                 item_id = None if op.id is msgspec.UNSET else op.id
                 if text[:1] == b"=":
-                    with self._boundary():
+                    try:
                         items[i] = BatchItemResult(id=item_id, value=_decode(text[1:]))
+                    except msgspec.MsgspecError as e:  # this item's value only: the others stand
+                        error = self._translate(e)
+                        items[i] = BatchItemResult(id=item_id, error=error.message, code=error.code)
                 else:
                     code, message = _failure(text)
                     items[i] = BatchItemResult(id=item_id, error=message, code=code)

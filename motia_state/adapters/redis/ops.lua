@@ -279,8 +279,9 @@ function apply.increment(cur, delta)
   elseif kind(cur) == 'number' then
     if is_integer_text(cur) and is_integer_text(delta) then
       new = integer_add(cur, delta)
-      -- MAX_INT_DIGITS in values.py: what JSON text of an int may hold here.
-      if #new - (new:byte(1) == 45 and 1 or 0) > 4300 then
+      -- MAX_INT_DIGITS in values.py: the longest integer text, sign
+      -- included, that can be read back.
+      if #new > 4300 then
         fail('LIMIT_EXCEEDED', 'increment result has more than 4300 digits')
       end
     else
