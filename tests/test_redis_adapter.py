@@ -506,3 +506,143 @@ async def test_a_stored_text_that_cannot_be_read_is_a_state_error_on_every_path(
     await adapter.client.hset(adapter.hash_key("g"), "bad", "-" + "9" * 4300)
     batch = await adapter.batch("g", [{"type": "get", "key": "bad"}, {"type": "increment", "key": "ok"}])
     assert batch.results[0].code in ("CORRUPT", "INTERNAL") and batch.results[1].value == 2
+
+
+# ------------------------------------------------------------ predicates (Lua)
+
+_ABSENT = object()
+
+# (stored value or _ABSENT, normalized predicate, holds): the table of the contract.
+PREDICATE_CASES: list[tuple[Any, dict[str, Any], bool]] = [
+    (1, {"op": "eq", "value": 1.0, "path": ""}, True),
+    (True, {"op": "eq", "value": 1, "path": ""}, False),
+    ("1", {"op": "eq", "value": 1, "path": ""}, False),
+    (_ABSENT, {"op": "eq", "value": None, "path": ""}, True),
+    (_ABSENT, {"op": "neq", "value": None, "path": ""}, False),
+    ({"a": [1, {"b": 2}], "c": None}, {"op": "eq", "value": {"c": None, "a": [1.0, {"b": 2}]}, "path": ""}, True),
+    (2**70, {"op": "eq", "value": 2**70 + 1, "path": ""}, False),
+    (2**70, {"op": "gt", "value": 2**70 - 1, "path": ""}, True),
+    (-(2**70), {"op": "lt", "value": -(2**70) + 1, "path": ""}, True),
+    (2**53 + 1, {"op": "gt", "value": 9007199254740992.0, "path": ""}, True),
+    (2**53 + 1, {"op": "lt", "value": 9007199254740994.0, "path": ""}, True),
+    (9007199254740992.0, {"op": "lt", "value": 2**53 + 1, "path": ""}, True),
+    (3, {"op": "gt", "value": 2.5, "path": ""}, True),
+    (2, {"op": "gt", "value": 2.5, "path": ""}, False),
+    (-3, {"op": "lt", "value": -2.5, "path": ""}, True),
+    (-2, {"op": "lt", "value": -2.5, "path": ""}, False),
+    (0, {"op": "gte", "value": -0.0, "path": ""}, True),
+    (0.1, {"op": "lte", "value": 0.1, "path": ""}, True),
+    (1.5, {"op": "gt", "value": 1.25, "path": ""}, True),
+    (10**400, {"op": "gt", "value": 1e300, "path": ""}, True),
+    (True, {"op": "gt", "value": 0, "path": ""}, False),
+    (1, {"op": "gt", "value": False, "path": ""}, False),
+    ("1", {"op": "lt", "value": 2, "path": ""}, False),
+    ("b", {"op": "gt", "value": "a", "path": ""}, True),
+    ("B", {"op": "lt", "value": "a", "path": ""}, True),  # code points, not a collation
+    (2, {"op": "gt", "value": 2, "path": ""}, False),
+    (2.0, {"op": "gt", "value": 2, "path": ""}, False),
+    ("ab", {"op": "gt", "value": "a", "path": ""}, True),
+    ("é", {"op": "gt", "value": "z", "path": ""}, True),
+    ("\U0001f600", {"op": "gt", "value": "\uffff", "path": ""}, True),  # UTF-8 order is code-point order
+    ('a"b', {"op": "gte", "value": 'a"b', "path": ""}, True),
+    (_ABSENT, {"op": "gt", "value": 0, "path": ""}, False),
+    (None, {"op": "lt", "value": 0, "path": ""}, False),
+    ([1, [2], {"x": 3}], {"op": "contains", "value": [2.0], "path": ""}, True),
+    ([1, [2], {"x": 3}], {"op": "contains", "value": {"x": 3}, "path": ""}, True),
+    ([1, 2], {"op": "contains", "value": 3, "path": ""}, False),
+    ([1, 2], {"op": "notContains", "value": 3, "path": ""}, True),
+    ("hello", {"op": "contains", "value": "ell", "path": ""}, True),
+    ("hello", {"op": "contains", "value": "", "path": ""}, True),
+    ("a.c", {"op": "contains", "value": ".", "path": ""}, True),
+    ("abc", {"op": "contains", "value": "%", "path": ""}, False),
+    ("a\nb", {"op": "contains", "value": "\n", "path": ""}, True),
+    ({"a": 1}, {"op": "contains", "value": "a", "path": ""}, False),
+    (_ABSENT, {"op": "contains", "value": 1, "path": ""}, False),
+    (_ABSENT, {"op": "notContains", "value": 1, "path": ""}, True),
+    (5, {"op": "notContains", "value": 5, "path": ""}, True),
+    ("hello", {"op": "startsWith", "value": "he", "path": ""}, True),
+    ("hello", {"op": "startsWith", "value": "lo", "path": ""}, False),
+    ("hello", {"op": "endsWith", "value": "lo", "path": ""}, True),
+    ("hello", {"op": "endsWith", "value": "", "path": ""}, True),
+    ("lo", {"op": "endsWith", "value": "hello", "path": ""}, False),
+    (["he"], {"op": "startsWith", "value": "he", "path": ""}, False),
+    ("ü✓", {"op": "endsWith", "value": "✓", "path": ""}, True),
+    (None, {"op": "isNull", "path": ""}, True),
+    (_ABSENT, {"op": "isNull", "path": ""}, True),
+    (0, {"op": "isNull", "path": ""}, False),
+    (0, {"op": "isNotNull", "path": ""}, True),
+    (None, {"op": "isNotNull", "path": ""}, False),
+    (_ABSENT, {"op": "isNotNull", "path": ""}, False),
+    (None, {"op": "exists", "path": ""}, True),
+    (_ABSENT, {"op": "exists", "path": ""}, False),
+    (_ABSENT, {"op": "missing", "path": ""}, True),
+    (None, {"op": "missing", "path": ""}, False),
+    *[
+        (value, {"op": "type", "value": name, "path": ""}, True)
+        for value, name in [
+            (None, "null"),
+            (False, "boolean"),
+            (1, "number"),
+            (1.5, "number"),
+            ("s", "string"),
+            ([], "array"),
+            ({}, "object"),
+        ]
+    ],
+    (True, {"op": "type", "value": "number", "path": ""}, False),
+    (_ABSENT, {"op": "type", "value": "null", "path": ""}, False),
+    # JSON Pointer paths
+    ({"a": {"b": [10, 20]}}, {"op": "eq", "value": 20, "path": "/a/b/1"}, True),
+    ({"a": {"b": [10, 20]}}, {"op": "missing", "path": "/a/b/2"}, True),
+    ({"a": {"b": [10, 20]}}, {"op": "missing", "path": "/a/b/01"}, True),
+    ({"a": {"b": [10, 20]}}, {"op": "missing", "path": "/a/b/-"}, True),
+    ({"a": {"b": [10, 20]}}, {"op": "missing", "path": "/a/b/0/c"}, True),
+    ({"a": 1}, {"op": "eq", "value": None, "path": "/a/x"}, True),
+    ({"a": 1}, {"op": "isNull", "path": "/zz"}, True),
+    ({"a/b": 1, "m~n": 2}, {"op": "eq", "value": 1, "path": "/a~1b"}, True),
+    ({"a/b": 1, "m~n": 2}, {"op": "eq", "value": 2, "path": "/m~0n"}, True),
+    ({"~1": 3}, {"op": "eq", "value": 3, "path": "/~01"}, True),
+    ({"": {"": 4}}, {"op": "eq", "value": 4, "path": "//"}, True),
+    ({'q"\\\n': 5}, {"op": "eq", "value": 5, "path": '/q"\\\n'}, True),
+    ({"é\U0001f600": 6}, {"op": "eq", "value": 6, "path": "/é\U0001f600"}, True),
+    ({"a": None}, {"op": "exists", "path": "/a"}, True),
+    ({"a": None}, {"op": "isNull", "path": "/a"}, True),
+    ("str", {"op": "missing", "path": "/0"}, True),
+    (_ABSENT, {"op": "missing", "path": "/a"}, True),
+    ([[1, 2]], {"op": "contains", "value": 2, "path": "/0"}, True),
+    # combinators
+    (5, {"all": []}, True),
+    (5, {"any": []}, False),
+    (5, {"all": [{"op": "gt", "value": 1, "path": ""}, {"op": "lt", "value": 9, "path": ""}]}, True),
+    (5, {"all": [{"op": "gt", "value": 1, "path": ""}, {"op": "lt", "value": 4, "path": ""}]}, False),
+    (5, {"any": [{"op": "eq", "value": 4, "path": ""}, {"op": "eq", "value": 5, "path": ""}]}, True),
+    (5, {"not": {"op": "eq", "value": 5, "path": ""}}, False),
+    (
+        {"s": "open", "n": 2},
+        {
+            "not": {
+                "any": [{"op": "neq", "value": "open", "path": "/s"}, {"all": [{"op": "lt", "value": 1, "path": "/n"}]}]
+            }
+        },
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(("stored", "predicate", "holds"), PREDICATE_CASES)
+async def test_the_lua_predicate_twin_follows_the_contract(
+    adapter: ms.RedisStateAdapter, stored: Any, predicate: dict[str, Any], holds: bool
+) -> None:
+    import msgspec
+
+    if stored is not _ABSENT:
+        await adapter.set("g", "k", stored)
+    check = [b"check", b"k", msgspec.json.encode(predicate), b""]
+    (batch_text,) = await adapter._run("g", check, "batch")
+    assert batch_text == (b"=true" if holds else b"=false")
+    tx = await adapter._run("g", [*check, b"get", b"k", b"", b""], "tx")
+    if holds:
+        assert tx[0] == b"true"
+    else:
+        assert tx[:3] == [b"ERR", 0, b"CONFLICT"], tx
+    assert await adapter.exists("g", "k") is (stored is not _ABSENT), "a check changes nothing"

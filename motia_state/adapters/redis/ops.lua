@@ -237,6 +237,200 @@ local function json_equal(a, b)
   return false
 end
 
+-- --------------------------------------------------------------- predicates
+-- The twin of predicates.py: predicate_holds evaluates the normalized
+-- predicate (JSON text of {"op", "value", "path"} or {"all"}, {"any"},
+-- {"not"}) against an entry's text.
+
+-- Byte order, which for UTF-8 is code-point order. Lua's own string
+-- comparison follows the server's collation locale, so it is not used.
+local function bytes_compare(a, b)
+  if a == b then return 0 end
+  local n = math.min(#a, #b)
+  local i = 1
+  while i <= n do
+    local j = math.min(i + 63, n)
+    if a:sub(i, j) ~= b:sub(i, j) then
+      for k = i, j do
+        local x, y = a:byte(k), b:byte(k)
+        if x ~= y then return x < y and -1 or 1 end
+      end
+    end
+    i = j + 1
+  end
+  return #a < #b and -1 or 1
+end
+
+local ESCAPES = { ['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n', r = '\r', t = '\t' }
+
+local function utf8_char(c)
+  if c < 0x80 then return string.char(c) end
+  if c < 0x800 then return string.char(0xC0 + math.floor(c / 0x40), 0x80 + c % 0x40) end
+  if c < 0x10000 then
+    return string.char(0xE0 + math.floor(c / 0x1000), 0x80 + math.floor(c / 0x40) % 0x40, 0x80 + c % 0x40)
+  end
+  return string.char(0xF0 + math.floor(c / 0x40000), 0x80 + math.floor(c / 0x1000) % 0x40,
+    0x80 + math.floor(c / 0x40) % 0x40, 0x80 + c % 0x40)
+end
+
+-- The bytes (UTF-8) of a JSON string text, quotes included.
+local function decode_string(t)
+  local s = t:sub(2, -2)
+  if not s:find('\\', 1, true) then return s end
+  local out, i = {}, 1
+  while true do
+    local q = s:find('\\', i, true)
+    if not q then
+      out[#out + 1] = s:sub(i)
+      return table.concat(out)
+    end
+    out[#out + 1] = s:sub(i, q - 1)
+    local e = s:sub(q + 1, q + 1)
+    if e == 'u' then
+      local c = tonumber(s:sub(q + 2, q + 5), 16)
+      i = q + 6
+      if c >= 0xD800 and c < 0xDC00 and s:sub(i, i + 1) == '\\u' then
+        local low = tonumber(s:sub(i + 2, i + 5), 16)
+        if low >= 0xDC00 and low < 0xE000 then
+          c = 0x10000 + (c - 0xD800) * 0x400 + (low - 0xDC00)
+          i = i + 6
+        end
+      end
+      out[#out + 1] = utf8_char(c)
+    else
+      out[#out + 1] = ESCAPES[e]
+      i = q + 2
+    end
+  end
+end
+
+-- Integer texts by value, any length.
+local function integer_compare(a, b)
+  local na, nb = a:byte(1) == 45, b:byte(1) == 45
+  if na ~= nb then return na and -1 or 1 end
+  local c = magnitude_compare(na and a:sub(2) or a, nb and b:sub(2) or b)
+  return na and -c or c
+end
+
+-- An integer text against a finite float, exactly (as Python compares them).
+local function integer_float_compare(int_text, f)
+  local whole = math.floor(f)
+  local c = integer_compare(int_text, whole == 0 and '0' or string.format('%.0f', whole))
+  if whole == f or c > 0 then return c end
+  return -1 -- int <= floor(f) < f
+end
+
+local function number_compare(a, b)
+  local ai, bi = is_integer_text(a), is_integer_text(b)
+  if ai and bi then return integer_compare(a, b) end
+  if ai then return integer_float_compare(a, tonumber(b)) end
+  if bi then return -integer_float_compare(b, tonumber(a)) end
+  local x, y = tonumber(a), tonumber(b)
+  if x == y then return 0 end
+  return x < y and -1 or 1
+end
+
+-- The value at a JSON Pointer (RFC 6901) inside text t; nil when it
+-- reaches nothing (a missing entry, member or element, or a path through
+-- a value that is not a container).
+local function resolve(t, path)
+  if path == '' then return t end
+  for segment in (path:sub(2) .. '/'):gmatch('([^/]*)/') do
+    if not t then return nil end
+    segment = segment:gsub('~1', '/'):gsub('~0', '~')
+    local k = kind(t)
+    local found
+    if k == 'object' then
+      for _, m in ipairs(members(t)) do
+        if decode_string(m[1]) == segment then found = t:sub(m[3], m[4]) end
+      end
+    elseif k == 'array' and (segment == '0' or segment:find('^[1-9]%d*$')) then
+      local e = elements(t)[tonumber(segment) + 1]
+      if e then found = t:sub(e[1], e[2]) end
+    end
+    t = found
+  end
+  return t
+end
+
+-- The fields of a predicate text: name -> value text.
+local function fields(p)
+  local out = {}
+  for _, m in ipairs(members(p)) do out[m[1]:sub(2, -2)] = p:sub(m[3], m[4]) end
+  return out
+end
+
+local function ordered(a, v, holds)
+  if not a then return false end
+  local ka = kind(a)
+  if ka ~= kind(v) then return false end
+  if ka == 'number' then return holds(number_compare(a, v)) end
+  if ka == 'string' then return holds(bytes_compare(decode_string(a), decode_string(v))) end
+  return false
+end
+
+local function contains(a, v)
+  if not a then return false end
+  local ka = kind(a)
+  if ka == 'array' then
+    for _, e in ipairs(elements(a)) do
+      if json_equal(a:sub(e[1], e[2]), v) then return true end
+    end
+    return false
+  end
+  if ka == 'string' and kind(v) == 'string' then
+    return decode_string(a):find(decode_string(v), 1, true) ~= nil
+  end
+  return false
+end
+
+local function affix(a, v, at_end)
+  if not a or kind(a) ~= 'string' or kind(v) ~= 'string' then return false end
+  local s, x = decode_string(a), decode_string(v)
+  if #x > #s then return false end
+  if at_end then return x == '' or s:sub(-#x) == x end
+  return s:sub(1, #x) == x
+end
+
+local OPERATORS = {
+  eq = function(a, v) return json_equal(a or 'null', v) end,
+  neq = function(a, v) return not json_equal(a or 'null', v) end,
+  gt = function(a, v) return ordered(a, v, function(c) return c > 0 end) end,
+  gte = function(a, v) return ordered(a, v, function(c) return c >= 0 end) end,
+  lt = function(a, v) return ordered(a, v, function(c) return c < 0 end) end,
+  lte = function(a, v) return ordered(a, v, function(c) return c <= 0 end) end,
+  contains = contains,
+  notContains = function(a, v) return not contains(a, v) end,
+  startsWith = function(a, v) return affix(a, v, false) end,
+  endsWith = function(a, v) return affix(a, v, true) end,
+  isNull = function(a) return not a or a == 'null' end,
+  isNotNull = function(a) return a ~= nil and a ~= 'null' end,
+  exists = function(a) return a ~= nil end,
+  missing = function(a) return a == nil end,
+  type = function(a, v) return a ~= nil and '"' .. kind(a) .. '"' == v end,
+}
+
+-- Whether the normalized predicate text pred holds for an entry whose text
+-- is value (present false: the entry is missing).
+local function predicate_holds(pred, value, present)
+  local f = fields(pred)
+  if f.all then
+    for _, e in ipairs(elements(f.all)) do
+      if not predicate_holds(f.all:sub(e[1], e[2]), value, present) then return false end
+    end
+    return true
+  end
+  if f.any then
+    for _, e in ipairs(elements(f.any)) do
+      if predicate_holds(f.any:sub(e[1], e[2]), value, present) then return true end
+    end
+    return false
+  end
+  if f['not'] then return not predicate_holds(f['not'], value, present) end
+  local at = present and value or nil
+  return OPERATORS[decode_string(f.op)](resolve(at, decode_string(f.path)), f.value)
+end
+
 -- ---------------------------------------------------------------- operations
 -- Each takes the current text (false when missing) and the op's arguments,
 -- and returns new text (false: delete, nil: unchanged) and the result text.
@@ -372,6 +566,11 @@ function apply.deleteField(cur, field)
   return nil, obj
 end
 
+-- A guard: changes nothing; its result says whether the predicate holds.
+function apply.check(cur, pred)
+  return nil, predicate_holds(pred, cur, cur ~= false) and 'true' or 'false'
+end
+
 -- -------------------------------------------------------------------- modes
 
 local function failure_text(failure)
@@ -397,6 +596,9 @@ end
 local function transaction_failed(i, op, key, code, message)
   return { 'ERR', i - 1, code, 'operation ' .. (i - 1) .. ' (' .. op .. ' ' .. string.format('%q', key) .. '): ' .. message }
 end
+
+-- The guards that fail a transaction when their result is false.
+local GUARD_MISMATCH = { compareAndSwap = 'expected value did not match', check = 'the check did not hold' }
 
 local mode_run = {}
 
@@ -461,8 +663,8 @@ function mode_run.tx(H, ARGV, ttl, want_changes)
       if getmetatable(new) ~= Failure then error(new) end
       return transaction_failed(i, op, key, new.code, new.message)
     end
-    if op == 'compareAndSwap' and result == 'false' then
-      return transaction_failed(i, op, key, 'CONFLICT', 'expected value did not match')
+    if result == 'false' and GUARD_MISMATCH[op] then
+      return transaction_failed(i, op, key, 'CONFLICT', GUARD_MISMATCH[op])
     end
     if new ~= nil and not (new == false and not cur) then
       if original[key] == nil then
