@@ -58,6 +58,21 @@ OPS = st.one_of(
     ),
     st.tuples(st.just("get_group")),
     st.tuples(st.just("clear")),
+    st.tuples(st.sampled_from(["records_transaction", "records_batch"]), st.lists(st.deferred(lambda: RECORDS))),
+)
+
+# Every record type, in transactions and batches: the Lua working copies
+# (arrays as runs of elements, objects as members) against ops.py.
+RECORDS = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["get", "exists", "delete", "pop", "shift"]), "key": KEYS}),
+    st.fixed_dictionaries({"type": st.just("set"), "key": KEYS, "value": VALUES}),
+    st.fixed_dictionaries({"type": st.sampled_from(["increment", "decrement"]), "key": KEYS, "delta": NUMBERS}),
+    st.fixed_dictionaries({"type": st.just("compareAndSwap"), "key": KEYS, "expected": VALUES, "value": VALUES}),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["push", "unshift"]), "key": KEYS, "items": st.lists(VALUES, max_size=3)}
+    ),
+    st.fixed_dictionaries({"type": st.just("setField"), "key": KEYS, "field": FIELDS, "value": VALUES}),
+    st.fixed_dictionaries({"type": st.just("deleteField"), "key": KEYS, "field": FIELDS}),
 )
 
 _counter = itertools.count()
@@ -78,6 +93,11 @@ async def outcome(adapter: ms.StateAdapter, op: tuple[Any, ...]) -> Any:
                     record["value"] = key
                 records.append(record)
             return (await adapter.transaction("g", records)).to_wire() | {"error": None}
+        # Messages are worded per adapter; codes, values and indexes must agree.
+        if name == "records_transaction":
+            return (await adapter.transaction("g", args[0])).to_wire() | {"error": None}
+        if name == "records_batch":
+            return [item.to_wire() | {"error": None} for item in (await adapter.batch("g", args[0])).results]
         if name in ("push", "unshift"):
             return await getattr(adapter, name)("g", args[0], *args[1])
         return await getattr(adapter, name)("g", *args)

@@ -420,17 +420,17 @@ def test_cli_runs_a_step_on_redis(redis_server: RedisServer, redis_prefix: str, 
     assert outs[1] == outs[0] + 1
 
 
-async def test_a_long_batch_goes_in_slices_and_keeps_every_result_in_order(
-    adapter: ms.RedisStateAdapter, redis_server: RedisServer
+@pytest.mark.parametrize("with_update", [False, True])
+async def test_a_long_batch_is_one_program_call_and_keeps_every_result_in_order(
+    adapter: ms.RedisStateAdapter, redis_server: RedisServer, with_update: bool
 ) -> None:
     from redis.asyncio import Redis
 
-    from motia_state.adapters.redis.adapter import BATCH_SLICE
-
-    n = BATCH_SLICE * 2 + 10
+    n, bad = 600, 305
     ops: list[dict[str, Any]] = [{"id": i, "type": "increment", "key": "n"} for i in range(n)]
-    ops[BATCH_SLICE + 5] = {"id": "bad", "type": "pop", "key": "n"}  # TYPE_MISMATCH, alone
-    ops[BATCH_SLICE + 6] = {"id": "u", "type": "update", "key": "n", "updateFn": lambda v: v * 1000}
+    ops[bad] = {"id": "bad", "type": "pop", "key": "n"}  # TYPE_MISMATCH, alone
+    if with_update:
+        ops[bad + 1] = {"id": "u", "type": "update", "key": "n", "updateFn": lambda v: v * 1000}
     stats = Redis(port=redis_server.port)
     await adapter.increment("g", "warm")  # loads the function library, outside the count
     try:
@@ -440,14 +440,19 @@ async def test_a_long_batch_goes_in_slices_and_keeps_every_result_in_order(
     finally:
         await stats.aclose()
     values = [(r.id, r.value, r.code) for r in result.results]
-    assert values[: BATCH_SLICE + 5] == [(i, i + 1, None) for i in range(BATCH_SLICE + 5)]
-    assert values[BATCH_SLICE + 5] == ("bad", None, "TYPE_MISMATCH")
-    assert values[BATCH_SLICE + 6] == ("u", (BATCH_SLICE + 5) * 1000, None)
-    assert values[-1] == (n - 1, (BATCH_SLICE + 5) * 1000 + n - BATCH_SLICE - 7, None)
+    assert values[:bad] == [(i, i + 1, None) for i in range(bad)]
+    assert values[bad] == ("bad", None, "TYPE_MISMATCH")
+    if with_update:
+        assert values[bad + 1] == ("u", bad * 1000, None)
+        assert values[-1] == (n - 1, bad * 1000 + n - bad - 2, None)
+    else:
+        assert values[-1] == (n - 1, n - 1, None)
     assert await adapter.get("g", "n") == values[-1][1]
-    # the records before the update record go in 2 calls, its swap is 1, the records after it 2
+    # Without update records the batch runs on the server; with one, it is
+    # computed here on what one HMGET read and committed by one call.
     script_calls = sum(v["calls"] for k, v in calls.items() if k in ("cmdstat_fcall", "cmdstat_evalsha"))
-    assert script_calls == 5
+    assert script_calls == 1
+    assert calls.get("cmdstat_hmget", {"calls": 0})["calls"] == (1 if with_update else 0)
 
 
 # ------------------------------------------------- integers and damaged texts
@@ -646,3 +651,44 @@ async def test_the_lua_predicate_twin_follows_the_contract(
     else:
         assert tx[:3] == [b"ERR", 0, b"CONFLICT"], tx
     assert await adapter.exists("g", "k") is (stored is not _ABSENT), "a check changes nothing"
+
+
+# --------------------------------------------------------- results and cost
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+@pytest.mark.parametrize("with_update", [False, True])
+async def test_results_over_the_limit_are_refused_before_anything_is_stored(
+    adapter: ms.RedisStateAdapter, kind: str, with_update: bool
+) -> None:
+    events: list[Any] = []
+    adapter.add_change_sink(events.append)
+    big = "x" * (1024 * 1024)
+    await adapter.set("g", "big", big)
+    events.clear()
+    limit = adapter._max_result
+    head: list[dict[str, Any]] = [{"type": "set", "key": "other", "value": 1}]
+    if with_update:
+        head.append({"type": "update", "key": "u", "updateFn": lambda v: 1})
+    get = {"type": "get", "key": "big"}
+    over = head + [get] * (limit // len(big) + 1)
+    with pytest.raises(ms.LimitExceededError, match="nothing was stored"):
+        await getattr(adapter, kind)("g", over)
+    assert await adapter.keys("g") == ["big"] and events == []
+    # Each result is the string, its quotes and a comma: this many fit.
+    fitting = head + [get] * (limit // (len(big) + 3) - 1)
+    result = await getattr(adapter, kind)("g", fitting)
+    assert await adapter.get("g", "other") == 1, result
+
+
+async def test_a_transaction_of_growing_results_stops_at_the_limit_without_building_them(
+    adapter: ms.RedisStateAdapter,
+) -> None:
+    # Each push returns the whole array: the results grow quadratically and
+    # are refused as soon as their size passes the limit, before they are built.
+    ops = [{"type": "push", "key": "l", "items": ["y" * 100]} for _ in range(10_000)]
+    started = time.perf_counter()
+    with pytest.raises(ms.LimitExceededError):
+        await adapter.transaction("g", ops)
+    assert time.perf_counter() - started < 5
+    assert await adapter.exists("g", "l") is False

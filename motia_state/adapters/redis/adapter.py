@@ -31,14 +31,22 @@ import contextlib
 import inspect
 import random
 import urllib.parse
-from collections.abc import Iterator, Sequence
-from typing import Any, Final, cast
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, TypeVar, cast
 
 import anyio
 import msgspec
 
-from ...errors import ConflictError, InternalError, InvalidArgumentError, StateError, UnavailableError, error_for_code
-from ...ops import run_transaction
+from ...errors import (
+    ConflictError,
+    InternalError,
+    InvalidArgumentError,
+    LimitExceededError,
+    StateError,
+    UnavailableError,
+    error_for_code,
+)
+from ...ops import UNCHANGED, run_batch_operation, run_transaction
 from ...records import (
     BatchItemResult,
     BatchResult,
@@ -53,17 +61,16 @@ from ...values import DEFAULT_LIMITS, MISSING, CheckedNames, Limits, check_name,
 from ..base import StateAdapter, UpdateFn, _negate
 from .program import LuaProgram
 
-__all__ = ["BATCH_SLICE", "OCC_RETRIES", "RedisStateAdapter"]
+__all__ = ["OCC_RETRIES", "RedisStateAdapter"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
+#: The results limit where ``Limits`` does not say (INTERFACES: 15 MiB).
+DEFAULT_MAX_RESULT_BYTES: Final = 15 * 1024 * 1024
+
 #: How often a transaction holding ``update`` records retries its commit.
 OCC_RETRIES: Final = 64
-
-#: Records per program call of a batch: Redis runs a script alone, so a long
-#: batch goes in slices that let other clients in between.
-BATCH_SLICE: Final = 256
 
 #: The longest ``ttl`` (about 317 years): its milliseconds must fit Redis's clock arithmetic.
 MAX_TTL: Final = 1e10
@@ -127,6 +134,23 @@ def _event(old: Any, new: Any) -> str:
     if old is MISSING:
         return "created"
     return "deleted" if new is MISSING else "updated"
+
+
+def _change(group: str, key: str, op: str, old: Any, new: Any) -> StateChange:
+    """The change event of one written entry (``MISSING`` on a side that is absent)."""
+    return StateChange(
+        group, key, op, _event(old, new), None if old is MISSING else old, None if new is MISSING else new
+    )
+
+
+def _results_too_large(size: int, limit: int) -> LimitExceededError:
+    return LimitExceededError(
+        f"the results would be {size} bytes encoded, over the limit of {limit}; nothing was stored"
+    )
+
+
+_Result = TypeVar("_Result", TransactionResult, BatchResult)
+_UNWRITTEN: Final = object()
 
 
 class RedisStateAdapter(StateAdapter):
@@ -203,8 +227,9 @@ class RedisStateAdapter(StateAdapter):
                 raise InvalidArgumentError(f"url: {e}") from e
         self.client = client
         self._program = LuaProgram(client, redis.exceptions, functions=type(client) is redis.asyncio.Redis)
+        self._max_result: int = getattr(limits, "max_result_bytes", DEFAULT_MAX_RESULT_BYTES)
         self._headers = {
-            (mode, sinks): f"{mode} {int(sinks)} {self._ttl_arg} {limits.max_value_bytes}".encode()
+            (mode, sinks): f"{mode} {int(sinks)} {self._ttl_arg} {limits.max_value_bytes} {self._max_result}".encode()
             for mode in ("one", "tx", "batch", "commit", "clear")
             for sinks in (False, True)
         }
@@ -288,6 +313,8 @@ class RedisStateAdapter(StateAdapter):
             if reply[:1] == b"=":
                 return [reply[1:]]
             raise error_for_code(*_failure(reply))
+        if reply[0] == b"TOO_LARGE":
+            raise _results_too_large(int(reply[1]), self._max_result)
         if reply[0] == b"ERR":
             if mode == "one":
                 raise error_for_code(reply[2].decode(), reply[3].decode("utf-8", "replace"))
@@ -301,16 +328,9 @@ class RedisStateAdapter(StateAdapter):
         changes = []
         for i in range(0, len(flat), 4):
             key, op, old, new = flat[i : i + 4]
-            old_value = _decode(old) if old else MISSING
-            new_value = _decode(new) if new else MISSING
             changes.append(
-                StateChange(
-                    group,
-                    key.decode(),
-                    op.decode(),
-                    _event(old_value, new_value),
-                    None if old_value is MISSING else old_value,
-                    None if new_value is MISSING else new_value,
+                _change(
+                    group, key.decode(), op.decode(), _decode(old) if old else MISSING, _decode(new) if new else MISSING
                 )
             )
         if changes:
@@ -454,6 +474,12 @@ class RedisStateAdapter(StateAdapter):
 
     # ------------------------------------------------ transactions, batches
 
+    def _encode_ops(self, ops: list[StateOperation]) -> list[Any]:
+        flat: list[Any] = []
+        for op in ops:
+            flat += self._encode_op(op)
+        return flat
+
     def _encode_op(self, op: StateOperation) -> list[Any]:
         t = op.type
         if t in ("get", "delete", "exists", "pop", "shift"):
@@ -488,10 +514,7 @@ class RedisStateAdapter(StateAdapter):
             return TransactionResult(success=True, results=[])
         if any(op.type == "update" for op in parsed):
             return await self._optimistic_transaction(trace_id, parsed)
-        args: list[Any] = []
-        for op in parsed:
-            args.extend(self._encode_op(op))
-        reply = await self._run(trace_id, args, "tx")
+        reply = await self._run(trace_id, self._encode_ops(parsed), "tx")
         if reply and reply[0] == b"ERR":
             return TransactionResult(
                 success=False,
@@ -503,92 +526,110 @@ class RedisStateAdapter(StateAdapter):
         with self._boundary():
             return TransactionResult(success=True, results=[_decode(t) for t in reply])
 
+    async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
+        """Each record on its own, in one program call (update records: computed here, committed there)."""
+        self._check_group(trace_id)
+        ops = parse_operations(operations, limits=self.limits, collect=True)
+        if any(isinstance(op, StateOperation) and op.type == "update" for op in ops):
+            return await self._optimistic_batch(trace_id, ops)
+        valid = [op for op in ops if isinstance(op, StateOperation)]
+        texts = iter(await self._run(trace_id, self._encode_ops(valid), "batch") if valid else ())
+        items: list[BatchItemResult] = []
+        for op in ops:
+            if isinstance(op, StateError):
+                items.append(BatchItemResult(id=op.details.get("id"), error=op.message, code=op.code))
+                continue
+            item_id = None if op.id is msgspec.UNSET else op.id
+            text = next(texts)
+            if text[:1] == b"=":
+                try:
+                    items.append(BatchItemResult(id=item_id, value=_decode(text[1:])))
+                except msgspec.MsgspecError as e:  # this item's value only: the others stand
+                    error = self._translate(e)
+                    items.append(BatchItemResult(id=item_id, error=error.message, code=error.code))
+            else:
+                code, message = _failure(text)
+                items.append(BatchItemResult(id=item_id, error=message, code=code))
+        return BatchResult(results=items)
+
+    # Transactions and batches holding update records run their Python
+    # functions here, on what was read, and commit through the program's
+    # "commit" mode, which writes only if no key read has moved since.
+
     async def _optimistic_transaction(self, trace_id: str, ops: list[StateOperation]) -> TransactionResult:
         """A transaction with Python ``update`` fns: read, run in Python, commit if nothing moved."""
+
+        def compute(read: dict[str, Any]) -> tuple[TransactionResult, dict[str, Any], list[StateChange]]:
+            result, staged = run_transaction(ops, read.__getitem__, self.limits)
+            if not result.success:
+                return result, {}, []
+            self._check_result_size(result.results)
+            changes = [
+                _change(trace_id, key, op, read[key], new)
+                for key, (op, new) in staged.items()
+                if not (new is MISSING and read[key] is MISSING)
+            ]
+            return result, {key: new for key, (_, new) in staged.items()}, changes
+
+        return await self._optimistic("transaction", trace_id, [op.key for op in ops], compute)
+
+    async def _optimistic_batch(self, trace_id: str, ops: list[StateOperation | StateError]) -> BatchResult:
+        """A batch with Python ``update`` fns: each record on its own, on what was read; one commit."""
+        keys = [op.key for op in ops if isinstance(op, StateOperation)]
+
+        def compute(read: dict[str, Any]) -> tuple[BatchResult, dict[str, Any], list[StateChange]]:
+            current = dict(read)
+            written: set[str] = set()
+            items: list[BatchItemResult] = []
+            changes: list[StateChange] = []
+            for op in ops:
+                key = op.key if isinstance(op, StateOperation) else ""
+                new, item = run_batch_operation(op, current.get(key, MISSING), self.limits)
+                if new is not UNCHANGED and not (new is MISSING and current[key] is MISSING):
+                    changes.append(_change(trace_id, key, cast(StateOperation, op).type, current[key], new))
+                    current[key] = new
+                    written.add(key)
+                items.append(item)
+            self._check_result_size([item.error if item.code else item.value for item in items])
+            return BatchResult(results=items), {k: current[k] for k in written}, changes
+
+        return await self._optimistic("batch", trace_id, keys, compute)
+
+    async def _optimistic(
+        self,
+        what: str,
+        trace_id: str,
+        keys: list[str],
+        compute: Callable[[dict[str, Any]], tuple[_Result, dict[str, Any], list[StateChange]]],
+    ) -> _Result:
+        """Read ``keys``, ``compute`` (result, new values, changes), commit if nothing moved; retried."""
         key = self._key(trace_id)
-        names = list(dict.fromkeys(op.key for op in ops))
+        names = list(dict.fromkeys(keys))
         for attempt in range(OCC_RETRIES):
             with self._boundary():
                 texts = await self.client.hmget(key, names)
                 read = {n: (MISSING if t is None else _decode(t)) for n, t in zip(names, texts)}
-            result, staged = run_transaction(ops, read.__getitem__, self.limits)
-            if not result.success or not staged:
+            result, writes, changes = compute(read)
+            if not writes:
                 return result
             args: list[Any] = []
             for n, t in zip(names, texts):
-                new = staged.get(n)
-                new_text = b"=" if new is None else (b"" if new[1] is MISSING else _encode(new[1]))
+                new = writes.get(n, _UNWRITTEN)
+                new_text = b"=" if new is _UNWRITTEN else (b"" if new is MISSING else _encode(new))
                 args.extend([n, t or b"", new_text])
             with self._boundary():
                 committed = await self._program(key, self._headers["commit", False], *args)
             if committed:
-                if self._sinks:
-                    changes = [
-                        StateChange(
-                            trace_id,
-                            n,
-                            op,
-                            _event(read[n], new),
-                            None if read[n] is MISSING else read[n],
-                            None if new is MISSING else new,
-                        )
-                        for n, (op, new) in staged.items()
-                        if not (new is MISSING and read[n] is MISSING)
-                    ]
-                    if changes:
-                        self._publish(changes)
+                if changes and self._sinks:
+                    self._publish(changes)
                 return result
             await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
-        raise ConflictError(f"transaction lost {OCC_RETRIES} races in a row")
+        raise ConflictError(f"{what} lost {OCC_RETRIES} races in a row")
 
-    async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
-        """Each record on its own; a run of server-side records is one script call."""
-        self._check_group(trace_id)
-        ops = parse_operations(operations, limits=self.limits, collect=True)
-        items: list[BatchItemResult | None] = [None] * len(ops)
-        pending: list[int] = []
-
-        async def flush() -> None:
-            # A run of server-side records: script calls in "batch" mode (each
-            # applies every record on its own, in order), BATCH_SLICE at a time.
-            for start in range(0, len(pending), BATCH_SLICE):
-                await run_slice(pending[start : start + BATCH_SLICE])
-            pending.clear()
-
-        async def run_slice(indexes: list[int]) -> None:
-            records = [cast(StateOperation, ops[i]) for i in indexes]  # errors never reach pending
-            flat: list[Any] = []
-            for record in records:
-                flat += self._encode_op(record)
-            texts = await self._run(trace_id, flat, "batch")
-            for i, op, text in zip(indexes, records, texts):
-                item_id = None if op.id is msgspec.UNSET else op.id
-                if text[:1] == b"=":
-                    try:
-                        items[i] = BatchItemResult(id=item_id, value=_decode(text[1:]))
-                    except msgspec.MsgspecError as e:  # this item's value only: the others stand
-                        error = self._translate(e)
-                        items[i] = BatchItemResult(id=item_id, error=error.message, code=error.code)
-                else:
-                    code, message = _failure(text)
-                    items[i] = BatchItemResult(id=item_id, error=message, code=code)
-
-        for i, op in enumerate(ops):
-            if isinstance(op, StateError):
-                items[i] = BatchItemResult(id=op.details.get("id"), error=op.message, code=op.code)
-            elif op.type == "update":
-                await flush()  # keep the records' order
-                item_id = None if op.id is msgspec.UNSET else op.id
-                try:
-                    value = await self.update(trace_id, op.key, op.update_fn)
-                except StateError as e:
-                    items[i] = BatchItemResult(id=item_id, error=e.message, code=e.code)
-                else:
-                    items[i] = BatchItemResult(id=item_id, value=value)
-            else:
-                pending.append(i)
-        await flush()
-        return BatchResult(results=[item for item in items if item is not None])
+    def _check_result_size(self, results: list[Any]) -> None:
+        size = len(_encode(results))
+        if size > self._max_result:
+            raise _results_too_large(size, self._max_result)
 
     # -------------------------------------------------------------- lifecycle
 

@@ -435,26 +435,6 @@ end
 -- Each takes the current text (false when missing) and the op's arguments,
 -- and returns new text (false: delete, nil: unchanged) and the result text.
 
-local function check_size(new)
-  if #new > max_bytes then
-    fail('LIMIT_EXCEEDED', 'the new value would be larger than ' .. max_bytes .. ' bytes encoded')
-  end
-end
-
-local function current_array(cur, op)
-  if not cur or cur == 'null' then return '[]' end
-  local k = kind(cur)
-  if k ~= 'array' then fail('TYPE_MISMATCH', 'cannot ' .. op .. ': stored value is ' .. ARTICLE[k] .. ', not an array') end
-  return cur
-end
-
-local function current_object(cur, op)
-  if not cur or cur == 'null' then return nil end
-  local k = kind(cur)
-  if k ~= 'object' then fail('TYPE_MISMATCH', 'cannot ' .. op .. ': stored value is ' .. ARTICLE[k] .. ', not an object') end
-  return cur
-end
-
 local apply = {}
 
 function apply.get(cur) return nil, cur or 'null' end
@@ -497,74 +477,199 @@ end
 -- event says "update". Only the adapter sends it; records never carry it.
 apply.update = apply.compareAndSwap
 
-function apply.push(cur, items)
-  local array = current_array(cur, 'push')
-  if items == '' then return nil, array end
-  local new = array == '[]' and ('[' .. items .. ']') or (array:sub(1, -2) .. ',' .. items .. ']')
-  check_size(new)
-  return new, new
-end
+-- Containers are worked on as cells, so that a transaction of many pushes
+-- or setFields on one entry costs its size once, not once per record:
+--   array cell: a deque of pieces c[lo..hi], each one element text or, when
+--     multi[i], a run of comma-joined elements not split yet (a pushed
+--     item list, the stored array's interior); every element is scanned at
+--     most once, by the pop or shift that reaches it.
+--   object cell: members in insertion order; a deleted member leaves a
+--     stale slot in order (pos[key] no longer points at it).
+-- size is the length of the cell's JSON text, kept exact at every step so
+-- that limits are checked before anything is built; text caches that JSON
+-- text until the next change.
 
-function apply.unshift(cur, items)
-  local array = current_array(cur, 'unshift')
-  if items == '' then return nil, array end
-  local new = array == '[]' and ('[' .. items .. ']') or ('[' .. items .. ',' .. array:sub(2))
-  check_size(new)
-  return new, new
-end
-
-local function pop_generic(cur, from_head, op)
-  local array = current_array(cur, op)
-  local e = elements(array)
-  if #e == 0 then return nil, 'null' end
-  if from_head then
-    local value = array:sub(e[1][1], e[1][2])
-    return (#e == 1) and '[]' or ('[' .. array:sub(e[2][1])), value
+local function array_cell(t)
+  local c = { kind = 'array', lo = 1, hi = 0, multi = {}, size = #t, text = t }
+  if t ~= '[]' then
+    c.hi = 1
+    c[1] = t:sub(2, -2)
+    c.multi[1] = true
   end
-  local value = array:sub(e[#e][1], e[#e][2])
-  return (#e == 1) and '[]' or (array:sub(1, e[#e - 1][2]) .. ']'), value
+  return c
 end
 
-function apply.pop(cur) return pop_generic(cur, false, 'pop') end
-function apply.shift(cur) return pop_generic(cur, true, 'shift') end
+local function object_cell(t)
+  local c = { kind = 'object', order = {}, pos = {}, vals = {}, n = 0, size = #t, text = t }
+  if t ~= '{}' then
+    for i, m in ipairs(members(t)) do
+      c.order[i] = m[1]
+      c.pos[m[1]] = i
+      c.vals[m[1]] = t:sub(m[3], m[4])
+    end
+    c.n = #c.order
+  end
+  return c
+end
 
-function apply.setField(cur, field, value)
-  local obj = current_object(cur, 'setField')
-  local new
-  if not obj or obj == '{}' then
-    new = '{' .. field .. ':' .. value .. '}'
+-- The JSON text of a cell (built once per change).
+local function cell_text(c)
+  if c.text then return c.text end
+  local t
+  if c.kind == 'array' then
+    t = c.lo > c.hi and '[]' or ('[' .. table.concat(c, ',', c.lo, c.hi) .. ']')
   else
-    for _, m in ipairs(members(obj)) do
-      if m[1] == field then
-        new = obj:sub(1, m[3] - 1) .. value .. obj:sub(m[4] + 1)
-        break
-      end
+    local parts = {}
+    for i, k in ipairs(c.order) do
+      if c.pos[k] == i then parts[#parts + 1] = k .. ':' .. c.vals[k] end
     end
-    new = new or (obj:sub(1, -2) .. ',' .. field .. ':' .. value .. '}')
+    t = '{' .. table.concat(parts, ',') .. '}'
   end
-  check_size(new)
-  return new, new
+  c.text = t
+  return t
 end
 
-function apply.deleteField(cur, field)
-  local obj = current_object(cur, 'deleteField')
-  if not obj then return nil, '{}' end
-  local m = members(obj)
-  for n = 1, #m do
-    if m[n][1] == field then
-      local new
-      if #m == 1 then
-        new = '{}'
-      elseif n < #m then
-        new = obj:sub(1, m[n][2] - 1) .. obj:sub(m[n + 1][2])
-      else
-        new = obj:sub(1, m[n - 1][4]) .. '}'
-      end
-      return new, new
-    end
+local function checked_size(size)
+  if size > max_bytes then
+    fail('LIMIT_EXCEEDED', 'the new value would be larger than ' .. max_bytes .. ' bytes encoded')
   end
-  return nil, obj
+  return size
 end
+
+-- The size of a container grown by one member or run of elements.
+local function grown_size(c, added)
+  return checked_size(c.size + added + ((c.size > 2) and 1 or 0))
+end
+
+-- The cell an entry's container op works on; nil when the entry is
+-- missing or null (the op decides what that means).
+local function current_cell(entry, op, want)
+  local c = entry.cell
+  local t = entry.text
+  if not c and (not t or t == 'null') then return nil end
+  local k = c and c.kind or kind(t)
+  if c and k == want then return c end
+  if k ~= want then
+    fail('TYPE_MISMATCH', 'cannot ' .. op .. ': stored value is ' .. ARTICLE[k] .. ', not ' .. ARTICLE[want])
+  end
+  c = want == 'array' and array_cell(t) or object_cell(t)
+  entry.cell = c
+  return c
+end
+
+-- What a container op returns when its result is the whole new container:
+-- the caller learns its size before asking for its text.
+local WHOLE = {}
+
+local cell_apply = {}
+
+local function push_generic(entry, items, at_head, op)
+  local c = current_cell(entry, op, 'array')
+  if items == '' then
+    if not c then return false, '[]' end
+    return false, WHOLE
+  end
+  if not c then
+    c = array_cell('[]')
+    entry.cell = c
+  end
+  c.size = grown_size(c, #items)
+  if at_head then c.lo = c.lo - 1 else c.hi = c.hi + 1 end
+  local i = at_head and c.lo or c.hi
+  c[i] = items
+  c.multi[i] = true
+  c.text = nil
+  return true, WHOLE
+end
+
+function cell_apply.push(entry, items) return push_generic(entry, items, false, 'push') end
+function cell_apply.unshift(entry, items) return push_generic(entry, items, true, 'unshift') end
+
+local function pop_generic(entry, from_head, op)
+  local c = current_cell(entry, op, 'array')
+  if not c or c.lo > c.hi then return false, 'null' end
+  local i = from_head and c.lo or c.hi
+  if c.multi[i] then
+    -- Split the run at this end into its elements, once.
+    local run = '[' .. c[i] .. ']'
+    local e = elements(run)
+    c.multi[i] = nil
+    if from_head then
+      c.lo = c.lo + 1
+      for n = #e, 1, -1 do
+        c.lo = c.lo - 1
+        c[c.lo] = run:sub(e[n][1], e[n][2])
+      end
+    else
+      c.hi = c.hi - 1
+      for n = 1, #e do
+        c.hi = c.hi + 1
+        c[c.hi] = run:sub(e[n][1], e[n][2])
+      end
+    end
+    i = from_head and c.lo or c.hi
+  end
+  local value = c[i]
+  c[i] = nil
+  if from_head then c.lo = c.lo + 1 else c.hi = c.hi - 1 end
+  c.size = (c.lo > c.hi) and 2 or (c.size - #value - 1)
+  c.text = nil
+  return true, value
+end
+
+function cell_apply.pop(entry) return pop_generic(entry, false, 'pop') end
+function cell_apply.shift(entry) return pop_generic(entry, true, 'shift') end
+
+function cell_apply.setField(entry, field, value)
+  local c = current_cell(entry, 'setField', 'object')
+  if not c then
+    c = object_cell('{}')
+    entry.cell = c
+  end
+  local old = c.vals[field]
+  if old then
+    c.size = checked_size(c.size - #old + #value)
+  else
+    c.size = grown_size(c, #field + 1 + #value)
+    c.order[#c.order + 1] = field
+    c.pos[field] = #c.order
+    c.n = c.n + 1
+  end
+  c.vals[field] = value
+  c.text = nil
+  return true, WHOLE
+end
+
+function cell_apply.deleteField(entry, field)
+  local c = current_cell(entry, 'deleteField', 'object')
+  if not c then return false, '{}' end
+  local old = c.vals[field]
+  if not old then return false, WHOLE end
+  c.size = (c.n == 1) and 2 or (c.size - #field - 1 - #old - 1)
+  c.vals[field], c.pos[field] = nil, nil
+  c.n = c.n - 1
+  c.text = nil
+  return true, WHOLE
+end
+
+-- The same rules on texts, for a single operation: returns the new text
+-- (nil when unchanged) and the result text, as the scalar rules do.
+-- (Spelled out: a function library may call no library function while it loads.)
+local function on_text(rule)
+  return function(cur, a1, a2)
+    local entry = { text = cur }
+    local changed, result = rule(entry, a1, a2)
+    if result == WHOLE then result = cell_text(entry.cell) end
+    if not changed then return nil, result end
+    return cell_text(entry.cell), result
+  end
+end
+apply.push = on_text(cell_apply.push)
+apply.unshift = on_text(cell_apply.unshift)
+apply.pop = on_text(cell_apply.pop)
+apply.shift = on_text(cell_apply.shift)
+apply.setField = on_text(cell_apply.setField)
+apply.deleteField = on_text(cell_apply.deleteField)
 
 -- A guard: changes nothing; its result says whether the predicate holds.
 function apply.check(cur, pred)
@@ -615,64 +720,68 @@ function mode_run.one(H, ARGV, ttl, want_changes)
   return { 'OK', 1, result, key, op, old, new }
 end
 
-function mode_run.batch(H, ARGV, ttl, want_changes)
-  -- What a pipeline of 'one' calls would do, in a single call, which also
-  -- works through a cluster client (redis-py refuses to pipeline scripts
-  -- in a cluster).
-  local n = (#ARGV - 1) / 4
-  local reply = { 'OK', n }
-  local changed = {}
-  local wrote_any = false
-  for i = 1, n do
-    local base = 1 + (i - 1) * 4
-    local op, key = ARGV[base + 1], ARGV[base + 2]
-    local failure, result, old, new = apply_stored(H, op, key, ARGV[base + 3], ARGV[base + 4])
-    if failure then
-      reply[#reply + 1] = failure_text(failure)
-    else
-      reply[#reply + 1] = '=' .. result
-      if old then
-        wrote_any = true
-        if want_changes then
-          changed[#changed + 1] = key
-          changed[#changed + 1] = op
-          changed[#changed + 1] = old
-          changed[#changed + 1] = new
-        end
-      end
-    end
-  end
-  if wrote_any and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
-  for _, v in ipairs(changed) do reply[#reply + 1] = v end
-  return reply
+local function entry_text(e)
+  if e.cell then return cell_text(e.cell) end
+  return e.text
 end
 
-function mode_run.tx(H, ARGV, ttl, want_changes)
-  local staged = {}   -- key -> text, or false when deleted
-  local original = {} -- key -> text at the start, or false when missing
-  local last_op = {}  -- key -> the type of the last op that wrote it
-  local order = {}    -- keys in the order of their first write
-  local results = {}
+-- Transactions and batches: the records run in order on working copies of
+-- their entries, each loaded once; nothing is written until every record
+-- has run and the results are known to fit in max_result bytes. Returns
+-- the reply, or {'TOO_LARGE', bytes} with nothing written.
+local function run_staged(H, ARGV, ttl, want_changes, all_or_nothing, max_result)
+  local entries, order, results, events = {}, {}, {}, {}
+  -- The results' encoded size as a JSON array: brackets, and a comma
+  -- before each result but the first (results_limit in the adapter).
+  local result_bytes = 1
+  local per_record_events = want_changes and not all_or_nothing
   for i = 1, (#ARGV - 1) / 4 do
     local base = 1 + (i - 1) * 4
-    local op, key = ARGV[base + 1], ARGV[base + 2]
-    local cur = staged[key]
-    if cur == nil then cur = redis.call('HGET', H, key) end
-    local ok, new, result = pcall(apply[op], cur, ARGV[base + 3], ARGV[base + 4])
-    if not ok then
-      if getmetatable(new) ~= Failure then error(new) end
-      return transaction_failed(i, op, key, new.code, new.message)
+    local op, key, a1, a2 = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+    local e = entries[key]
+    if not e then
+      local t = redis.call('HGET', H, key)
+      e = { text = t, original = t }
+      entries[key] = e
+      order[#order + 1] = key
     end
-    if result == 'false' and GUARD_MISMATCH[op] then
-      return transaction_failed(i, op, key, 'CONFLICT', GUARD_MISMATCH[op])
-    end
-    if new ~= nil and not (new == false and not cur) then
-      if original[key] == nil then
-        original[key] = cur
-        order[#order + 1] = key
+    local before = per_record_events and entry_text(e)
+    -- wrote: whether the record changed the entry (or the Failure it raised).
+    local rule = cell_apply[op]
+    local ok, wrote, result
+    if rule then
+      ok, wrote, result = pcall(rule, e, a1, a2)
+    else
+      local new
+      ok, new, result = pcall(apply[op], entry_text(e), a1, a2)
+      wrote = new
+      -- nil: unchanged; false: delete, which writes nothing when there is nothing.
+      if ok then
+        wrote = new ~= nil and (new or entry_text(e)) and true or false
+        if wrote then e.text, e.cell = new, nil end
       end
-      staged[key] = new
-      last_op[key] = op
+    end
+    if not ok then
+      if getmetatable(wrote) ~= Failure then error(wrote) end
+      if all_or_nothing then return transaction_failed(i, op, key, wrote.code, wrote.message) end
+      result = failure_text(wrote)
+      result_bytes = result_bytes + 3 + #wrote.message -- its message, as a JSON string
+      if result_bytes > max_result then return { 'TOO_LARGE', result_bytes } end
+    else
+      if result == 'false' and GUARD_MISMATCH[op] and all_or_nothing then
+        return transaction_failed(i, op, key, 'CONFLICT', GUARD_MISMATCH[op])
+      end
+      if wrote then
+        e.op = op
+        if per_record_events then
+          events[#events + 1] = { key, op, before or '', entry_text(e) or '' }
+        end
+      end
+      -- The size is known before a whole container's text is built.
+      result_bytes = result_bytes + 1 + (result == WHOLE and e.cell.size or #result)
+      if result_bytes > max_result then return { 'TOO_LARGE', result_bytes } end
+      if result == WHOLE then result = cell_text(e.cell) end
+      if not all_or_nothing then result = '=' .. result end
     end
     results[i] = result
   end
@@ -681,21 +790,34 @@ function mode_run.tx(H, ARGV, ttl, want_changes)
   for _, r in ipairs(results) do reply[#reply + 1] = r end
   local wrote = false
   for _, key in ipairs(order) do
-    local new = staged[key]
-    -- Created and removed again inside one transaction: nothing happened.
-    if new or original[key] then
-      if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
-      wrote = true
-      if want_changes then
-        reply[#reply + 1] = key
-        reply[#reply + 1] = last_op[key]
-        reply[#reply + 1] = original[key] or ''
-        reply[#reply + 1] = new or ''
+    local e = entries[key]
+    if e.op then
+      local new = entry_text(e)
+      -- Created and removed again inside one call: nothing happened.
+      if new or e.original then
+        if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
+        wrote = true
+        if want_changes and all_or_nothing then
+          events[#events + 1] = { key, e.op, e.original or '', new or '' }
+        end
       end
     end
   end
   if wrote and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  for _, change in ipairs(events) do
+    for _, v in ipairs(change) do reply[#reply + 1] = v end
+  end
   return reply
+end
+
+function mode_run.tx(H, ARGV, ttl, want_changes, max_result)
+  return run_staged(H, ARGV, ttl, want_changes, true, max_result)
+end
+
+-- Each record on its own: one that fails stores nothing and the others
+-- still run; a compareAndSwap or check that does not hold is the value false.
+function mode_run.batch(H, ARGV, ttl, want_changes, max_result)
+  return run_staged(H, ARGV, ttl, want_changes, false, max_result)
 end
 
 function mode_run.commit(H, ARGV, ttl)
@@ -724,9 +846,9 @@ function mode_run.clear(H)
 end
 
 local function run(KEYS, ARGV)
-  local mode, changes, ttl, max_text = string.match(ARGV[1], '^(%a+) (%d) (%d+) (%d+)$')
+  local mode, changes, ttl, max_text, max_result = string.match(ARGV[1], '^(%a+) (%d) (%d+) (%d+) (%d+)$')
   max_bytes = tonumber(max_text)
-  return mode_run[mode](KEYS[1], ARGV, tonumber(ttl), changes == '1')
+  return mode_run[mode](KEYS[1], ARGV, tonumber(ttl), changes == '1', tonumber(max_result))
 end
 
 -- As a script (EVALSHA) this file ends by running; as a function library
