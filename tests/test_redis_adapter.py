@@ -692,3 +692,36 @@ async def test_a_transaction_of_growing_results_stops_at_the_limit_without_build
         await adapter.transaction("g", ops)
     assert time.perf_counter() - started < 5
     assert await adapter.exists("g", "l") is False
+
+
+# --------------------------------------------------- the runtime's own groups
+
+
+async def test_the_internal_handle_writes_reserved_groups_without_events(adapter: ms.RedisStateAdapter) -> None:
+    events: list[Any] = []
+    adapter.add_change_sink(events.append)
+    inner = adapter.internal
+    group = "__motia/triggers"
+    await adapter.set("visible", "k", 1)
+    events.clear()
+    assert await inner.set(group, "pos", 1) == 1
+    assert await inner.compare_and_swap(group, "pos", 1, 2) is True
+    tx = await inner.transaction(
+        group, [{"type": "increment", "key": "pos"}, {"type": "set", "key": "lease", "value": "a"}]
+    )
+    assert tx.success and tx.results == [3, "a"]
+    assert await inner.get(group, "pos") == 3
+    assert await inner.keys(group) == ["lease", "pos"]
+    assert await inner.get_group(group) == ["a", 3]
+    assert await inner.delete(group, "lease") == "a"
+    assert events == [], "the internal handle fires no change events"
+    assert await adapter.groups() == ["visible"], "reserved groups are hidden"
+    assert await inner.groups() == [group, "visible"]
+    with pytest.raises(ms.InvalidArgumentError):
+        inner.add_change_sink(events.append)
+    # The adapter's own events still flow.
+    await adapter.set("visible", "k", 2)
+    assert len(events) == 1
+    await adapter.close()
+    with pytest.raises(ms.UnavailableError):
+        await inner.get(group, "pos")

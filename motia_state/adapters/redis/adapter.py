@@ -58,10 +58,13 @@ from ...records import (
     parse_operations,
 )
 from ...values import DEFAULT_LIMITS, MISSING, CheckedNames, Limits, check_name, import_value
-from ..base import StateAdapter, UpdateFn, _negate
+from ..base import ChangeSink, StateAdapter, UpdateFn, _negate
 from .program import LuaProgram
 
 __all__ = ["OCC_RETRIES", "RedisStateAdapter"]
+
+#: Groups starting with this belong to the runtime (values.RESERVED_PREFIX).
+RESERVED_PREFIX: Final = "__motia/"
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -235,6 +238,8 @@ class RedisStateAdapter(StateAdapter):
         }
         self._hash_keys: dict[str, bytes] = {}
         self._closed = False
+        #: The runtime's handle: reserved groups allowed, no change events.
+        self.internal: RedisStateAdapter = _InternalRedis(self)
 
     # ------------------------------------------------------------- plumbing
 
@@ -258,6 +263,9 @@ class RedisStateAdapter(StateAdapter):
     def _check_group(self, group: Any) -> None:
         check_name(group, "traceId", self.limits)
         self._check_usable()
+
+    #: Whether groups() leaves out the runtime's reserved groups.
+    _hide_reserved = True
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -459,6 +467,8 @@ class RedisStateAdapter(StateAdapter):
 
         with self._boundary():
             await scan()
+        if self._hide_reserved:
+            return sorted(g for g in found if not g.startswith(RESERVED_PREFIX))
         return sorted(found)
 
     async def clear(self, trace_id: str) -> None:
@@ -590,7 +600,7 @@ class RedisStateAdapter(StateAdapter):
                     current[key] = new
                     written.add(key)
                 items.append(item)
-            self._check_result_size([item.error if item.code else item.value for item in items])
+            self._check_result_size([item.value for item in items if item.code is None])
             return BatchResult(results=items), {k: current[k] for k in written}, changes
 
         return await self._optimistic("batch", trace_id, keys, compute)
@@ -641,3 +651,39 @@ class RedisStateAdapter(StateAdapter):
         close = getattr(self.client, "aclose", None) or self.client.close
         with contextlib.suppress(*self._failures):  # already gone: nothing to release
             await close()
+
+
+class _InternalRedis(RedisStateAdapter):
+    """The runtime's view of a Redis adapter: the same client and program,
+    reserved (``__motia/``) groups allowed, and no change events.
+
+    It shares the adapter's state rather than building its own, so it is
+    closed when the adapter is, and closing it closes nothing.
+    """
+
+    _hide_reserved = False
+
+    def __init__(self, public: RedisStateAdapter) -> None:
+        self.__dict__.update(public.__dict__)
+        self._public = public
+        self._sinks = []  # its own, and always empty: no events
+
+    def add_change_sink(self, sink: ChangeSink) -> Callable[[], None]:
+        """Refused: writes through the internal handle fire no change events."""
+        raise InvalidArgumentError("the internal handle fires no change events")
+
+    def _check(self, trace_id: Any, key: Any) -> None:
+        check_name(trace_id, "internal group", self.limits)
+        check_name(key, "key", self.limits)
+        self._check_usable()
+
+    def _check_group(self, group: Any) -> None:
+        check_name(group, "internal group", self.limits)
+        self._check_usable()
+
+    def _check_usable(self) -> None:
+        self._closed = self._public._closed
+        super()._check_usable()
+
+    async def close(self) -> None:
+        """Nothing to release: the adapter owns the client."""

@@ -731,8 +731,8 @@ end
 -- the reply, or {'TOO_LARGE', bytes} with nothing written.
 local function run_staged(H, ARGV, ttl, want_changes, all_or_nothing, max_result)
   local entries, order, results, events = {}, {}, {}, {}
-  -- The results' encoded size as a JSON array: brackets, and a comma
-  -- before each result but the first (results_limit in the adapter).
+  -- The results' encoded size as a JSON array of the values (a failed
+  -- batch record has none): brackets, and a comma before each but the first.
   local result_bytes = 1
   local per_record_events = want_changes and not all_or_nothing
   for i = 1, (#ARGV - 1) / 4 do
@@ -765,8 +765,6 @@ local function run_staged(H, ARGV, ttl, want_changes, all_or_nothing, max_result
       if getmetatable(wrote) ~= Failure then error(wrote) end
       if all_or_nothing then return transaction_failed(i, op, key, wrote.code, wrote.message) end
       result = failure_text(wrote)
-      result_bytes = result_bytes + 3 + #wrote.message -- its message, as a JSON string
-      if result_bytes > max_result then return { 'TOO_LARGE', result_bytes } end
     else
       if result == 'false' and GUARD_MISMATCH[op] and all_or_nothing then
         return transaction_failed(i, op, key, 'CONFLICT', GUARD_MISMATCH[op])
