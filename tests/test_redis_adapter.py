@@ -725,3 +725,40 @@ async def test_the_internal_handle_writes_reserved_groups_without_events(adapter
     await adapter.close()
     with pytest.raises(ms.UnavailableError):
         await inner.get(group, "pos")
+
+
+async def test_big_integer_sums_are_exact_across_digit_chunks(adapter: ms.RedisStateAdapter) -> None:
+    import random
+
+    rng = random.Random(7)
+    edges = [10**k + d for k in (13, 14, 15, 27, 28, 29, 100) for d in (-1, 0, 1)]
+    numbers = edges + [rng.randrange(-(10**60), 10**60) for _ in range(200)]
+    records: list[dict[str, Any]] = []
+    expected: list[int] = []
+    for n, x in enumerate(numbers):
+        y = rng.choice(numbers) * rng.choice((1, -1))
+        records += [{"type": "set", "key": f"k{n}", "value": x}, {"type": "increment", "key": f"k{n}", "delta": y}]
+        expected += [x, x + y]
+    result = await adapter.batch("g", records)
+    assert [item.value for item in result.results] == expected
+
+
+async def test_a_long_transaction_costs_its_size_once_not_once_per_record(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    # Applying each record to the whole stored text made this quadratic:
+    # ~10 s on the machine where the working copies take ~60 ms.
+    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, timeout=120)
+    try:
+        await a.set("g", "l", ["y" * 100] * 3000)
+        ops = [{"type": "pop", "key": "l"}, {"type": "shift", "key": "l"}] * 1500
+        ops += [{"type": "setField", "key": "o", "field": "f", "value": n} for n in range(3000)]
+        started = time.perf_counter()
+        result = await a.transaction("g", ops)
+        elapsed = time.perf_counter() - started
+        assert result.success and result.results[:3000] == ["y" * 100] * 3000
+        assert result.results[-1] == {"f": 2999}
+        assert await a.get("g", "l") == [] and await a.get("g", "o") == {"f": 2999}
+        assert elapsed < 3, f"{elapsed:.1f} s"
+    finally:
+        await a.close()

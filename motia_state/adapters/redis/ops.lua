@@ -149,16 +149,33 @@ local function magnitude_compare(a, b)
   return a < b and -1 or 1
 end
 
+-- Magnitudes are added and subtracted 14 decimal digits at a time: a
+-- double holds the sum of two such chunks exactly.
+local CHUNK, CHUNK_BASE = 14, 1e14
+
+local function chunk(s, last)
+  if last < 1 then return 0 end
+  return tonumber(s:sub(math.max(1, last - CHUNK + 1), last))
+end
+
+-- The digits of chunks listed lowest first, without leading zeros.
+local function join_chunks(out)
+  local n = #out
+  for k = 1, math.floor(n / 2) do out[k], out[n + 1 - k] = out[n + 1 - k], out[k] end
+  local s = table.concat(out):gsub('^0+', '')
+  return s == '' and '0' or s
+end
+
 local function magnitude_add(a, b)
   local out, carry = {}, 0
   local i, j = #a, #b
   while i > 0 or j > 0 or carry > 0 do
-    local d = carry + (i > 0 and a:byte(i) - 48 or 0) + (j > 0 and b:byte(j) - 48 or 0)
-    out[#out + 1] = string.char(48 + d % 10)
-    carry = math.floor(d / 10)
-    i, j = i - 1, j - 1
+    local d = chunk(a, i) + chunk(b, j) + carry
+    if d >= CHUNK_BASE then d, carry = d - CHUNK_BASE, 1 else carry = 0 end
+    out[#out + 1] = string.format('%014.0f', d)
+    i, j = i - CHUNK, j - CHUNK
   end
-  return string.reverse(table.concat(out))
+  return join_chunks(out)
 end
 
 -- a - b for magnitudes with a > b.
@@ -166,13 +183,12 @@ local function magnitude_sub(a, b)
   local out, borrow = {}, 0
   local i, j = #a, #b
   while i > 0 do
-    local d = (a:byte(i) - 48) - borrow - (j > 0 and b:byte(j) - 48 or 0)
-    if d < 0 then d, borrow = d + 10, 1 else borrow = 0 end
-    out[#out + 1] = string.char(48 + d)
-    i, j = i - 1, j - 1
+    local d = chunk(a, i) - chunk(b, j) - borrow
+    if d < 0 then d, borrow = d + CHUNK_BASE, 1 else borrow = 0 end
+    out[#out + 1] = string.format('%014.0f', d)
+    i, j = i - CHUNK, j - CHUNK
   end
-  local s = string.reverse(table.concat(out)):gsub('^0+', '')
-  return s
+  return join_chunks(out)
 end
 
 -- Exact sum of two integer texts, any size (Lua numbers are doubles).
@@ -492,9 +508,12 @@ apply.update = apply.compareAndSwap
 local function array_cell(t)
   local c = { kind = 'array', lo = 1, hi = 0, multi = {}, size = #t, text = t }
   if t ~= '[]' then
+    -- The stored text itself, brackets included, until something needs
+    -- its interior: a single push or pop then copies it only once.
     c.hi = 1
-    c[1] = t:sub(2, -2)
+    c[1] = t
     c.multi[1] = true
+    c.bracketed = 1
   end
   return c
 end
@@ -517,6 +536,11 @@ local function cell_text(c)
   if c.text then return c.text end
   local t
   if c.kind == 'array' then
+    local b = c.bracketed
+    if b then
+      c[b] = c[b]:sub(2, -2)
+      c.bracketed = nil
+    end
     t = c.lo > c.hi and '[]' or ('[' .. table.concat(c, ',', c.lo, c.hi) .. ']')
   else
     local parts = {}
@@ -578,7 +602,14 @@ local function push_generic(entry, items, at_head, op)
   local i = at_head and c.lo or c.hi
   c[i] = items
   c.multi[i] = true
-  c.text = nil
+  -- A text already built is spliced (one copy) rather than rebuilt from
+  -- every piece: a run of pushes returning their arrays stays cheap.
+  local t = c.text
+  if t == '[]' then
+    c.text = '[' .. items .. ']'
+  elseif t then
+    c.text = at_head and ('[' .. items .. ',' .. t:sub(2)) or (t:sub(1, -2) .. ',' .. items .. ']')
+  end
   return true, WHOLE
 end
 
@@ -591,7 +622,8 @@ local function pop_generic(entry, from_head, op)
   local i = from_head and c.lo or c.hi
   if c.multi[i] then
     -- Split the run at this end into its elements, once.
-    local run = '[' .. c[i] .. ']'
+    local run = c[i]
+    if c.bracketed == i then c.bracketed = nil else run = '[' .. run .. ']' end
     local e = elements(run)
     c.multi[i] = nil
     if from_head then
@@ -629,14 +661,20 @@ function cell_apply.setField(entry, field, value)
   local old = c.vals[field]
   if old then
     c.size = checked_size(c.size - #old + #value)
+    c.text = nil
   else
     c.size = grown_size(c, #field + 1 + #value)
     c.order[#c.order + 1] = field
     c.pos[field] = #c.order
     c.n = c.n + 1
+    local t = c.text -- spliced, as push does
+    if t == '{}' then
+      c.text = '{' .. field .. ':' .. value .. '}'
+    elseif t then
+      c.text = t:sub(1, -2) .. ',' .. field .. ':' .. value .. '}'
+    end
   end
   c.vals[field] = value
-  c.text = nil
   return true, WHOLE
 end
 
