@@ -762,3 +762,21 @@ async def test_a_long_transaction_costs_its_size_once_not_once_per_record(
         assert elapsed < 3, f"{elapsed:.1f} s"
     finally:
         await a.close()
+
+
+async def test_comparing_a_large_value_with_a_small_one_costs_the_small_one(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, timeout=120)
+    try:
+        await a.set("g", "l", ["y" * 100] * 3000)
+        await a.set("g", "o", {f"f{n}": "y" * 100 for n in range(3000)})
+        ops = [{"type": "compareAndSwap", "key": "l", "expected": ["y" * 100], "value": 0}] * 1500
+        ops += [{"type": "compareAndSwap", "key": "o", "expected": {"f0": "y" * 100}, "value": 0}] * 1500
+        started = time.perf_counter()
+        result = await a.batch("g", ops)
+        elapsed = time.perf_counter() - started
+        assert [item.value for item in result.results] == [False] * 3000
+        assert elapsed < 3, f"{elapsed:.1f} s"
+    finally:
+        await a.close()

@@ -224,30 +224,46 @@ local function number_equal(a, b)
   return tonumber(a) == tonumber(b)
 end
 
--- JSON equality (json_equal in values.py): 1 == 1.0, true ~= 1, objects by pairs.
+-- JSON equality (json_equal in values.py): 1 == 1.0, true ~= 1, objects by
+-- pairs. Containers are walked side by side and the walk stops at the
+-- first difference, so comparing a large stored value with a small one
+-- costs about the small one's size.
 local function json_equal(a, b)
   if a == b then return true end
   local ka = kind(a)
   if ka ~= kind(b) then return false end
   if ka == 'number' then return number_equal(a, b) end
   if ka == 'array' then
-    local ea, eb = elements(a), elements(b)
-    if #ea ~= #eb then return false end
-    for n = 1, #ea do
-      if not json_equal(a:sub(ea[n][1], ea[n][2]), b:sub(eb[n][1], eb[n][2])) then return false end
+    if a == '[]' or b == '[]' then return false end
+    local i, j = 2, 2
+    while true do
+      local ni, nj = skip(a, i), skip(b, j)
+      if not json_equal(a:sub(i, ni - 1), b:sub(j, nj - 1)) then return false end
+      local ca = a:byte(ni)
+      if ca ~= b:byte(nj) then return false end -- one ends, the other goes on
+      if ca == 93 then return true end
+      i, j = ni + 1, nj + 1
     end
-    return true
   end
   if ka == 'object' then
-    local ma, mb = members(a), members(b)
-    if #ma ~= #mb then return false end
-    local other = {}
-    for _, m in ipairs(mb) do other[m[1]] = b:sub(m[3], m[4]) end
-    for _, m in ipairs(ma) do
-      local v = other[m[1]]
-      if v == nil or not json_equal(a:sub(m[3], m[4]), v) then return false end
+    if #a > #b then a, b = b, a end
+    -- The shorter text's members in a table, the other's read one by one.
+    local mine, count = {}, 0
+    for _, m in ipairs(members(a)) do
+      mine[m[1]] = a:sub(m[3], m[4])
+      count = count + 1
     end
-    return true
+    if b == '{}' then return count == 0 end
+    local seen, i = 0, 2
+    while true do
+      local k = skip(b, i)
+      local j = skip(b, k + 1)
+      local v = mine[b:sub(i, k - 1)]
+      seen = seen + 1
+      if v == nil or seen > count or not json_equal(v, b:sub(k + 1, j - 1)) then return false end
+      if b:byte(j) ~= 44 then return seen == count end
+      i = j + 1
+    end
   end
   -- strings, booleans, null: one canonical text each.
   return false
