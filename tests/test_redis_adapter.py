@@ -780,3 +780,46 @@ async def test_comparing_a_large_value_with_a_small_one_costs_the_small_one(
         assert elapsed < 3, f"{elapsed:.1f} s"
     finally:
         await a.close()
+
+
+async def test_checks_read_what_earlier_records_of_the_same_call_wrote(adapter: ms.RedisStateAdapter) -> None:
+    import msgspec
+
+    def record(*slots: Any) -> list[bytes]:
+        return [
+            s if isinstance(s, bytes) else msgspec.json.encode(s) if not isinstance(s, str) else s.encode()
+            for s in slots
+        ]
+
+    def check(key: str, op: str, path: str, value: Any = None) -> list[bytes]:
+        pred: dict[str, Any] = {"op": op, "path": path} | ({} if value is None else {"value": value})
+        return record("check", key, pred, b"")
+
+    await adapter.set("g", "l", [1, 2, 3])
+    await adapter.set("g", "o", {"a": {"b": 1}, "c": 2})
+    flat = [
+        *check("l", "eq", "/2", 3),
+        *record("push", "l", b"4,[5]", b""),
+        *check("l", "eq", "/4/0", 5),
+        *record("shift", "l", b"", b""),
+        *check("l", "eq", "/0", 2),
+        *check("l", "eq", "", [2, 3, 4, [5]]),
+        *record("unshift", "l", b'"z"', b""),
+        *check("l", "eq", "/0", "z"),
+        *check("l", "missing", "/5"),
+        *check("o", "eq", "/a/b", 1),
+        *record("setField", "o", b'"d~/"', b"7"),
+        *check("o", "eq", "/d~0~1", 7),
+        *record("deleteField", "o", b'"a"', b""),
+        *check("o", "missing", "/a"),
+        *record("setField", "o", b'"a"', b"[0]"),
+        *check("o", "eq", "/a/0", 0),
+        *check("o", "eq", "", {"c": 2, "d~/": 7, "a": [0]}),
+        *record("set", "o", b"5", b""),
+        *check("o", "missing", "/a"),
+        *check("o", "eq", "", 5),
+    ]
+    reply = await adapter._run("g", flat, "tx")
+    assert reply[0] != b"ERR", reply
+    checks = [r for r in reply if r in (b"true", b"false")]
+    assert checks == [b"true"] * 13, reply

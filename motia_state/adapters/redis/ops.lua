@@ -362,25 +362,60 @@ local function number_compare(a, b)
   return x < y and -1 or 1
 end
 
--- The value at a JSON Pointer (RFC 6901) inside text t; nil when it
--- reaches nothing (a missing entry, member or element, or a path through
--- a value that is not a container).
+-- The value of member name (decoded) of an object text, read up to it.
+local function member_text(t, name)
+  if t == '{}' then return nil end
+  local i = 2
+  while true do
+    local k = skip(t, i)
+    local j = skip(t, k + 1)
+    if decode_string(t:sub(i, k - 1)) == name then return t:sub(k + 1, j - 1) end
+    if t:byte(j) ~= 44 then return nil end
+    i = j + 1
+  end
+end
+
+-- Element n (0-based) of an array text, read up to it.
+local function element_text(t, n)
+  if t == '[]' then return nil end
+  local i = 2
+  while true do
+    local j = skip(t, i)
+    if n == 0 then return t:sub(i, j - 1) end
+    if t:byte(j) ~= 44 then return nil end
+    n, i = n - 1, j + 1
+  end
+end
+
+-- A JSON Pointer segment as an array index (RFC 6901: no leading zeros).
+local function index_of(segment)
+  if segment == '0' or segment:find('^[1-9]%d*$') then return tonumber(segment) end
+  return nil
+end
+
+-- The value at a JSON Pointer (RFC 6901) inside t; nil when it reaches
+-- nothing (a missing entry, member or element, or a path through a value
+-- that is not a container). t is a text, or a container's working copy
+-- (a cell, below), which answers the first step without rereading its text.
 local function resolve(t, path)
-  if path == '' then return t end
+  if path == '' then
+    if type(t) == 'table' then return t.whole(t) end
+    return t
+  end
   for segment in (path:sub(2) .. '/'):gmatch('([^/]*)/') do
     if not t then return nil end
     segment = segment:gsub('~1', '/'):gsub('~0', '~')
-    local k = kind(t)
-    local found
-    if k == 'object' then
-      for _, m in ipairs(members(t)) do
-        if decode_string(m[1]) == segment then found = t:sub(m[3], m[4]) end
+    if type(t) == 'table' then
+      t = t.child(t, segment)
+    else
+      local k = kind(t)
+      if k == 'object' then
+        t = member_text(t, segment)
+      else
+        local n = k == 'array' and index_of(segment)
+        t = n and element_text(t, n) or nil
       end
-    elseif k == 'array' and (segment == '0' or segment:find('^[1-9]%d*$')) then
-      local e = elements(t)[tonumber(segment) + 1]
-      if e then found = t:sub(e[1], e[2]) end
     end
-    t = found
   end
   return t
 end
@@ -521,21 +556,26 @@ apply.update = apply.compareAndSwap
 -- that limits are checked before anything is built; text caches that JSON
 -- text until the next change.
 
+local cell_text, array_child, object_child
+
 local function array_cell(t)
-  local c = { kind = 'array', lo = 1, hi = 0, multi = {}, size = #t, text = t }
+  local c = { kind = 'array', lo = 1, hi = 0, multi = {}, runs = 0, size = #t, text = t,
+    whole = cell_text, child = array_child }
   if t ~= '[]' then
     -- The stored text itself, brackets included, until something needs
     -- its interior: a single push or pop then copies it only once.
     c.hi = 1
     c[1] = t
     c.multi[1] = true
+    c.runs = 1
     c.bracketed = 1
   end
   return c
 end
 
 local function object_cell(t)
-  local c = { kind = 'object', order = {}, pos = {}, vals = {}, n = 0, size = #t, text = t }
+  local c = { kind = 'object', order = {}, pos = {}, vals = {}, n = 0, size = #t, text = t,
+    whole = cell_text, child = object_child }
   if t ~= '{}' then
     for i, m in ipairs(members(t)) do
       c.order[i] = m[1]
@@ -548,7 +588,7 @@ local function object_cell(t)
 end
 
 -- The JSON text of a cell (built once per change).
-local function cell_text(c)
+function cell_text(c)
   if c.text then return c.text end
   local t
   if c.kind == 'array' then
@@ -567,6 +607,49 @@ local function cell_text(c)
   end
   c.text = t
   return t
+end
+
+-- The elements of a run, split out in place (all of them, once).
+local function split_runs(c)
+  if c.runs == 0 then return end
+  local pieces, n = {}, 0
+  for i = c.lo, c.hi do
+    local piece = c[i]
+    if c.multi[i] then
+      local run = (c.bracketed == i) and piece or ('[' .. piece .. ']')
+      for _, e in ipairs(elements(run)) do
+        n = n + 1
+        pieces[n] = run:sub(e[1], e[2])
+      end
+    else
+      n = n + 1
+      pieces[n] = piece
+    end
+    c[i] = nil
+  end
+  c.multi, c.runs, c.bracketed, c.lo, c.hi = {}, 0, nil, 1, n
+  for i = 1, n do c[i] = pieces[i] end
+end
+
+function array_child(c, segment)
+  local n = index_of(segment)
+  if not n then return nil end
+  split_runs(c)
+  if c.lo + n > c.hi then return nil end
+  return c[c.lo + n]
+end
+
+function object_child(c, name)
+  local by = c.by_name
+  if not by then
+    by = {}
+    for i, raw in ipairs(c.order) do
+      if c.pos[raw] == i then by[decode_string(raw)] = raw end
+    end
+    c.by_name = by
+  end
+  local raw = by[name]
+  return raw and c.vals[raw]
 end
 
 local function checked_size(size)
@@ -618,6 +701,7 @@ local function push_generic(entry, items, at_head, op)
   local i = at_head and c.lo or c.hi
   c[i] = items
   c.multi[i] = true
+  c.runs = c.runs + 1
   -- A text already built is spliced (one copy) rather than rebuilt from
   -- every piece: a run of pushes returning their arrays stays cheap.
   local t = c.text
@@ -642,6 +726,7 @@ local function pop_generic(entry, from_head, op)
     if c.bracketed == i then c.bracketed = nil else run = '[' .. run .. ']' end
     local e = elements(run)
     c.multi[i] = nil
+    c.runs = c.runs - 1
     if from_head then
       c.lo = c.lo + 1
       for n = #e, 1, -1 do
@@ -683,6 +768,7 @@ function cell_apply.setField(entry, field, value)
     c.order[#c.order + 1] = field
     c.pos[field] = #c.order
     c.n = c.n + 1
+    if c.by_name then c.by_name[decode_string(field)] = field end
     local t = c.text -- spliced, as push does
     if t == '{}' then
       c.text = '{' .. field .. ':' .. value .. '}'
@@ -726,9 +812,20 @@ apply.setField = on_text(cell_apply.setField)
 apply.deleteField = on_text(cell_apply.deleteField)
 
 -- A guard: changes nothing; its result says whether the predicate holds.
-function apply.check(cur, pred)
-  return nil, predicate_holds(pred, cur, cur ~= false) and 'true' or 'false'
+-- A stored container gets its working copy, so that many checks on one
+-- entry read its text once.
+function cell_apply.check(entry, pred)
+  local value = entry.cell
+  if not value then
+    value = entry.text
+    local k = value and kind(value)
+    if k == 'array' or k == 'object' then
+      value = current_cell(entry, 'check', k)
+    end
+  end
+  return false, predicate_holds(pred, value or nil, value and true or false) and 'true' or 'false'
 end
+apply.check = on_text(cell_apply.check)
 
 -- -------------------------------------------------------------------- modes
 
