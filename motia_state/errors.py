@@ -3,6 +3,8 @@
 Codes are the contract (they travel on the wire and are the same in every
 language); messages are for people. Callers branch on ``.code`` or on the
 class, never on the message text.
+
+Internal module: every error class is re-exported by ``motia_state``.
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ from typing import Any, ClassVar
 __all__ = [
     "CODES",
     "ConflictError",
+    "CorruptStoreError",
+    "CursorExpiredError",
     "InternalError",
     "InvalidArgumentError",
     "LimitExceededError",
     "NotFoundError",
     "StateError",
+    "StepError",
     "StepFailedError",
+    "StepTimeoutError",
     "TimeoutStateError",
     "TypeMismatchError",
     "UnavailableError",
+    "UpdateFailedError",
     "error_for_code",
 ]
 
@@ -92,6 +99,61 @@ class StepFailedError(StateError):
     code = "STEP_FAILED"
 
 
+class StepError(StepFailedError):
+    """A step failed: its handler raised, its worker died, or it could not start.
+
+    Raised by the runtime (``call_step_file``, ``WorkerPool.call``).
+    ``message`` and ``stack`` come from the handler's exception when there
+    is one; ``exit_code`` and ``stderr_tail`` when the worker died.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stack: str | None = None,
+        exit_code: int | None = None,
+        stderr_tail: str = "",
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message, stack=stack, exit_code=exit_code, stderr_tail=stderr_tail, step=step)
+        self.stack = stack
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+        self.step = step
+
+
+class StepTimeoutError(StepError, TimeoutError):
+    """A step ran past its timeout; the runtime killed its process group."""
+
+    code = "TIMEOUT"
+
+
+class UpdateFailedError(StateError):
+    """An ``update`` fn raised inside a transaction or batch.
+
+    The message carries the exception's own message; ``details["exception"]``
+    (and ``__cause__``) hold the exception object itself.
+    """
+
+    code = "UPDATE_FAILED"
+
+
+class CursorExpiredError(StateError):
+    """A change-feed cursor is older than what the feed still retains."""
+
+    code = "CURSOR_EXPIRED"
+
+
+class CorruptStoreError(StateError):
+    """Stored data is damaged (a file store's log or snapshot).
+
+    Not retryable: the store must be repaired or restored from a copy.
+    """
+
+    code = "CORRUPT"
+
+
 class InternalError(StateError):
     """A bug: anything not covered by another code."""
 
@@ -109,6 +171,9 @@ _BY_CODE: dict[str, type[StateError]] = {
         NotFoundError,
         TimeoutStateError,
         StepFailedError,
+        UpdateFailedError,
+        CursorExpiredError,
+        CorruptStoreError,
         InternalError,
     )
 }
