@@ -29,12 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import random
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
-import anyio
 import msgspec
 
 from ...errors import (
@@ -46,31 +44,34 @@ from ...errors import (
     UnavailableError,
     error_for_code,
 )
-from ...ops import UNCHANGED, run_batch_operation, run_transaction
+from ...ops import parse_transaction, run_batch, run_transaction
 from ...records import (
     BatchItemResult,
     BatchResult,
     StateChange,
     StateOperation,
     TransactionResult,
+    parse_operations,
+    record_id,
+)
+from ...values import (
+    DEFAULT_LIMITS,
+    MISSING,
+    RESERVED_PREFIX,
+    CheckedNames,
+    Limits,
     check_delta,
     check_field,
-    parse_operations,
+    check_name,
+    import_value,
 )
-from ...values import DEFAULT_LIMITS, MISSING, CheckedNames, Limits, check_name, import_value
-from ..base import ChangeSink, StateAdapter, UpdateFn, _negate
+from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
 from .program import LuaProgram
 
 __all__ = ["OCC_RETRIES", "RedisStateAdapter"]
 
-#: Groups starting with this belong to the runtime (values.RESERVED_PREFIX).
-RESERVED_PREFIX: Final = "__motia/"
-
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
-
-#: The results limit where ``Limits`` does not say (INTERFACES: 15 MiB).
-DEFAULT_MAX_RESULT_BYTES: Final = 15 * 1024 * 1024
 
 #: How often a transaction holding ``update`` records retries its commit.
 OCC_RETRIES: Final = 64
@@ -133,23 +134,8 @@ def _failure(text: bytes) -> tuple[str, str]:
     return code, message
 
 
-def _event(old: Any, new: Any) -> str:
-    if old is MISSING:
-        return "created"
-    return "deleted" if new is MISSING else "updated"
-
-
-def _change(group: str, key: str, op: str, old: Any, new: Any) -> StateChange:
-    """The change event of one written entry (``MISSING`` on a side that is absent)."""
-    return StateChange(
-        group, key, op, _event(old, new), None if old is MISSING else old, None if new is MISSING else new
-    )
-
-
 def _results_too_large(size: int, limit: int) -> LimitExceededError:
-    return LimitExceededError(
-        f"the results would be {size} bytes encoded, over the limit of {limit}; nothing was stored"
-    )
+    return LimitExceededError(f"the results would be {size} bytes encoded, larger than {limit}; nothing was stored")
 
 
 _Result = TypeVar("_Result", TransactionResult, BatchResult)
@@ -230,7 +216,7 @@ class RedisStateAdapter(StateAdapter):
                 raise InvalidArgumentError(f"url: {e}") from e
         self.client = client
         self._program = LuaProgram(client, redis.exceptions, functions=type(client) is redis.asyncio.Redis)
-        self._max_result: int = getattr(limits, "max_result_bytes", DEFAULT_MAX_RESULT_BYTES)
+        self._max_result = limits.max_result_bytes
         self._headers = {
             (mode, sinks): f"{mode} {int(sinks)} {self._ttl_arg} {limits.max_value_bytes} {self._max_result}".encode()
             for mode in ("one", "tx", "batch", "commit", "clear")
@@ -336,11 +322,9 @@ class RedisStateAdapter(StateAdapter):
         changes = []
         for i in range(0, len(flat), 4):
             key, op, old, new = flat[i : i + 4]
-            changes.append(
-                _change(
-                    group, key.decode(), op.decode(), _decode(old) if old else MISSING, _decode(new) if new else MISSING
-                )
-            )
+            old_value = _decode(old) if old else MISSING
+            new_value = _decode(new) if new else MISSING
+            changes.append(StateChange.of(group, key.decode(), op.decode(), old_value, new_value))
         if changes:
             self._publish(changes)
 
@@ -418,7 +402,7 @@ class RedisStateAdapter(StateAdapter):
     async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
         self._check(trace_id, key)
         check_field(field)
-        value = import_value(value, self.limits)
+        value = import_value(value, self.limits, nested=1)  # one level below the stored object
         result: dict[str, Any] = await self._one(trace_id, b"setField", key.encode(), _encode(field), _encode(value))
         return result
 
@@ -508,31 +492,22 @@ class RedisStateAdapter(StateAdapter):
             return [t, op.key, _encode(op.field), _encode(op.value)]
         if t == "deleteField":
             return [t, op.key, _encode(op.field), b""]
+        if t == "check":
+            return [t, op.key, _encode(op.predicate), b""]
         raise InternalError(f"no server-side form for {t!r}")  # update is handled before
 
     async def transaction(self, trace_id: str, operations: Sequence[Any]) -> TransactionResult:
         self._check_group(trace_id)
-        try:
-            ops = parse_operations(operations, limits=self.limits)
-        except StateError as e:
-            index = e.details.get("failed_index")
-            if index is None:
-                raise
-            return TransactionResult(success=False, results=[], error=e.message, failed_index=index, code=e.code)
-        parsed: list[StateOperation] = ops  # type: ignore[assignment]  # no errors without collect=True
+        parsed = parse_transaction(operations, self.limits)
+        if isinstance(parsed, TransactionResult):
+            return parsed
         if not parsed:
             return TransactionResult(success=True, results=[])
         if any(op.type == "update" for op in parsed):
             return await self._optimistic_transaction(trace_id, parsed)
         reply = await self._run(trace_id, self._encode_ops(parsed), "tx")
         if reply and reply[0] == b"ERR":
-            return TransactionResult(
-                success=False,
-                results=[],
-                error=reply[3].decode("utf-8", "replace"),
-                failed_index=int(reply[1]),
-                code=reply[2].decode(),
-            )
+            return TransactionResult.failed(int(reply[1]), reply[3].decode("utf-8", "replace"), reply[2].decode())
         with self._boundary():
             return TransactionResult(success=True, results=[_decode(t) for t in reply])
 
@@ -547,19 +522,17 @@ class RedisStateAdapter(StateAdapter):
         items: list[BatchItemResult] = []
         for op in ops:
             if isinstance(op, StateError):
-                items.append(BatchItemResult(id=op.details.get("id"), error=op.message, code=op.code))
+                items.append(BatchItemResult.from_error(op, record_id(op)))
                 continue
-            item_id = None if op.id is msgspec.UNSET else op.id
             text = next(texts)
             if text[:1] == b"=":
                 try:
-                    items.append(BatchItemResult(id=item_id, value=_decode(text[1:])))
+                    items.append(BatchItemResult(id=record_id(op), value=_decode(text[1:])))
                 except msgspec.MsgspecError as e:  # this item's value only: the others stand
-                    error = self._translate(e)
-                    items.append(BatchItemResult(id=item_id, error=error.message, code=error.code))
+                    items.append(BatchItemResult.from_error(self._translate(e), record_id(op)))
             else:
                 code, message = _failure(text)
-                items.append(BatchItemResult(id=item_id, error=message, code=code))
+                items.append(BatchItemResult(id=record_id(op), error=message, code=code))
         return BatchResult(results=items)
 
     # Transactions and batches holding update records run their Python
@@ -571,11 +544,8 @@ class RedisStateAdapter(StateAdapter):
 
         def compute(read: dict[str, Any]) -> tuple[TransactionResult, dict[str, Any], list[StateChange]]:
             result, staged = run_transaction(ops, read.__getitem__, self.limits)
-            if not result.success:
-                return result, {}, []
-            self._check_result_size(result.results)
             changes = [
-                _change(trace_id, key, op, read[key], new)
+                StateChange.of(trace_id, key, op, read[key], new)
                 for key, (op, new) in staged.items()
                 if not (new is MISSING and read[key] is MISSING)
             ]
@@ -588,20 +558,14 @@ class RedisStateAdapter(StateAdapter):
         keys = [op.key for op in ops if isinstance(op, StateOperation)]
 
         def compute(read: dict[str, Any]) -> tuple[BatchResult, dict[str, Any], list[StateChange]]:
+            result, writes = run_batch(ops, read.__getitem__, self.limits)
             current = dict(read)
-            written: set[str] = set()
-            items: list[BatchItemResult] = []
             changes: list[StateChange] = []
-            for op in ops:
-                key = op.key if isinstance(op, StateOperation) else ""
-                new, item = run_batch_operation(op, current.get(key, MISSING), self.limits)
-                if new is not UNCHANGED and not (new is MISSING and current[key] is MISSING):
-                    changes.append(_change(trace_id, key, cast(StateOperation, op).type, current[key], new))
-                    current[key] = new
-                    written.add(key)
-                items.append(item)
-            self._check_result_size([item.value for item in items if item.code is None])
-            return BatchResult(results=items), {k: current[k] for k in written}, changes
+            for key, op, new in writes:
+                if not (new is MISSING and current[key] is MISSING):
+                    changes.append(StateChange.of(trace_id, key, op, current[key], new))
+                current[key] = new
+            return result, {key: current[key] for key, _, _ in writes}, changes
 
         return await self._optimistic("batch", trace_id, keys, compute)
 
@@ -612,7 +576,10 @@ class RedisStateAdapter(StateAdapter):
         keys: list[str],
         compute: Callable[[dict[str, Any]], tuple[_Result, dict[str, Any], list[StateChange]]],
     ) -> _Result:
-        """Read ``keys``, ``compute`` (result, new values, changes), commit if nothing moved; retried."""
+        """Read ``keys``, ``compute`` (result, new values, changes), commit if nothing moved; retried.
+
+        ``compute`` raises LIMIT_EXCEEDED for results over the limit, before anything is committed.
+        """
         key = self._key(trace_id)
         names = list(dict.fromkeys(keys))
         for attempt in range(OCC_RETRIES):
@@ -633,13 +600,8 @@ class RedisStateAdapter(StateAdapter):
                 if changes and self._sinks:
                     self._publish(changes)
                 return result
-            await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
+            await backoff(attempt)
         raise ConflictError(f"{what} lost {OCC_RETRIES} races in a row")
-
-    def _check_result_size(self, results: list[Any]) -> None:
-        size = len(_encode(results))
-        if size > self._max_result:
-            raise _results_too_large(size, self._max_result)
 
     # -------------------------------------------------------------- lifecycle
 
