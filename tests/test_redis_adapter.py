@@ -480,6 +480,16 @@ async def test_an_integer_result_past_the_limit_counts_its_sign_and_is_never_sto
     assert await adapter.get_group("g") == [longest]
 
 
+def test_the_lua_program_has_a_rule_for_every_operation_type() -> None:
+    import re
+
+    from motia_state.adapters.redis.program import SOURCE
+    from motia_state.records import OPERATION_TYPES
+
+    rules = set(re.findall(r"^(?:function )?apply\.(\w+)", SOURCE, re.MULTILINE))
+    assert rules == set(OPERATION_TYPES)
+
+
 def test_the_lua_program_knows_the_integer_limit() -> None:
     from motia_state.adapters.redis.program import SOURCE
     from motia_state.values import MAX_INT_DIGITS

@@ -719,6 +719,17 @@ function cell_apply.unshift(entry, items) return push_generic(entry, items, true
 local function pop_generic(entry, from_head, op)
   local c = current_cell(entry, op, 'array')
   if not c or c.lo > c.hi then return false, 'null' end
+  if entry.once then
+    -- A single operation: splice the text, since no later record will pop
+    -- again (splitting every element out would cost more).
+    local t = cell_text(c)
+    local e = elements(t)
+    local first, last = e[1], e[#e]
+    local value = from_head and t:sub(first[1], first[2]) or t:sub(last[1], last[2])
+    local rest = (#e == 1) and '[]' or (from_head and ('[' .. t:sub(e[2][1])) or (t:sub(1, e[#e - 1][2]) .. ']'))
+    entry.cell = array_cell(rest)
+    return true, value
+  end
   local i = from_head and c.lo or c.hi
   if c.multi[i] then
     -- Split the run at this end into its elements, once.
@@ -797,7 +808,7 @@ end
 -- (Spelled out: a function library may call no library function while it loads.)
 local function on_text(rule)
   return function(cur, a1, a2)
-    local entry = { text = cur }
+    local entry = { text = cur, once = true }
     local changed, result = rule(entry, a1, a2)
     if result == WHOLE then result = cell_text(entry.cell) end
     if not changed then return nil, result end
