@@ -7,17 +7,16 @@ slot and every program call (which touches only that hash) is legal there.
 ``{``, ``}`` and ``%`` in a group name are percent-escaped inside the tag;
 any string is a valid name and none becomes part of another group's key.
 
-Atomicity: every operation, and every transaction, is one call of the Lua
+Atomicity: every operation, transaction and batch is one call of the Lua
 program (``ops.lua`` through :class:`~.program.LuaProgram`) that reads,
 checks everything, then writes. The program is the server-side twin of
 ``ops.py`` and works on the JSON text itself: values never pass through
 Lua's cjson, so integers past 2^53, ``[]`` and float formatting come back
-exactly as stored. A batch is one call too (per 256 records), in a mode
-that applies each record on its own. Only ``update`` (a Python function)
-cannot run on the server: it is an optimistic get + compare-and-swap loop,
-and a transaction holding ``update`` records is computed in Python and
-committed by the program's "commit" mode, which first checks that every
-key it read is unchanged.
+exactly as stored. Only ``update`` (a Python function) cannot run on the
+server: it is an optimistic get + compare-and-swap loop, and a transaction
+or batch holding ``update`` records is computed in Python and committed by
+the program's "commit" mode, which first checks that every key it read is
+unchanged.
 
 Every failure of Redis, of the client library or of decoding a stored text
 is translated at one boundary (:meth:`RedisStateAdapter._boundary`): no

@@ -10,11 +10,12 @@
 -- decimal strings and formats floats to round-trip exactly.
 --
 -- KEYS[1]   the group's hash (field = key, value = JSON text)
--- ARGV[1]   "<mode> <changes> <ttl> <max bytes>", one argument because each
---           argument costs the client time to pack:
+-- ARGV[1]   "<mode> <changes> <ttl> <max bytes> <max result bytes>", one
+--           argument because each argument costs the client time to pack:
 --           changes "1" to return what changed (for change events);
 --           ttl in milliseconds for the group after a write ("0": none);
---           max bytes: the value size limit.
+--           max bytes: the value size limit; max result bytes: the limit
+--           on the encoded results of a transaction or batch.
 --
 -- Modes, and what follows ARGV[1] in each:
 --
@@ -25,12 +26,13 @@
 --           the array form below.
 --   tx      a transaction: operations of 4 slots each (type, key, arg1,
 --           arg2), all or nothing; the first failure, or a compareAndSwap
---           that does not match, aborts it and nothing is written.
+--           or check that does not hold, aborts it and nothing is written.
 --   batch   operations of 4 slots each, each applied on its own, in order:
 --           one that fails stores nothing and the others still run; each
 --           result is "=" .. result or "!" .. code .. " " .. message.
---   commit  the end of a transaction computed by the client (one holding
---           update functions): (key, expected, new) triples; expected ""
+--           Written at the end, as a transaction is (run_staged).
+--   commit  the end of a transaction or batch computed by the client (one
+--           holding update functions): (key, expected, new) triples; expected ""
 --           = was missing, new "" = delete, "=" = only read. Writes only if
 --           every key still holds its expected text. Reply 1, or 0 when
 --           something moved.
@@ -40,7 +42,9 @@
 -- Reply of one (with changes), tx and batch:
 --   {"OK", n, result_1 .. result_n, [key, op, old, new]*}
 --   (old "" = was missing, new "" = deleted; the change list only with
---   changes "1"), or {"ERR", index (0-based), code, message}.
+--   changes "1"), or {"ERR", index (0-based), code, message}, or, when
+--   the results would pass max result bytes, {"TOO_LARGE", bytes} with
+--   nothing written.
 
 -- Set at the start of each call (run, below); read by the rules.
 local max_bytes
