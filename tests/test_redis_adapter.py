@@ -255,6 +255,11 @@ async def test_fallback_uses_redis_when_it_answers(redis_server: RedisServer, re
     )
     assert await a.increment("g", "n") == 1
     assert isinstance(a, ms.FallbackStateAdapter) and isinstance(a.active, ms.RedisStateAdapter)
+    # The runtime's handle goes to the chosen adapter's.
+    assert await a.internal.set("__motia/x", "k", 1) == 1
+    assert await a.active.internal.get("__motia/x", "k") == 1
+    assert (await a.internal.transaction("__motia/x", [{"type": "get", "key": "k"}])).results == [1]
+    assert await a.groups() == ["g"]
     await a.close()
 
 
