@@ -124,12 +124,22 @@ def test_every_adapter_gives_the_same_results(
             ms.FileStateAdapter(tmp_path / f"s{run}", fsync="never"),
             ms.RedisStateAdapter(redis_server.url, key_prefix=f"diff:{run}:"),
         ]
+        # The change events of each step too: one per written entry (per
+        # record in a batch), in commit order.
+        events: list[list[Any]] = [[] for _ in adapters]
+        for adapter, seen in zip(adapters, events):
+            adapter.add_change_sink(lambda changes, seen=seen: seen.extend(c.to_wire() for c in changes))
         try:
             for i, op in enumerate(ops):
+                for seen in events:
+                    seen.clear()
                 results = [await outcome(a, op) for a in adapters]
-                for adapter, result in zip(adapters[1:], results[1:]):
+                for adapter, result, seen in zip(adapters[1:], results[1:], events[1:]):
                     assert agree(results[0], result), (
                         f"step {i} {op!r}: memory gave {results[0]!r}, {type(adapter).__name__} gave {result!r}"
+                    )
+                    assert agree(events[0], seen), (
+                        f"step {i} {op!r}: memory's events {events[0]!r}, {type(adapter).__name__}'s {seen!r}"
                     )
             finals = [await a.get_group("g") for a in adapters]
             assert all(agree(finals[0], f) for f in finals[1:]), finals

@@ -868,6 +868,9 @@ local function transaction_failed(i, op, key, code, message)
   return { 'ERR', i - 1, code, 'operation ' .. (i - 1) .. ' (' .. op .. ' ' .. string.format('%q', key) .. '): ' .. message }
 end
 
+-- Records that never write: a batch needs no old text for their events.
+local READS = { get = true, exists = true, check = true }
+
 -- The guards that fail a transaction when their result is false.
 local GUARD_MISMATCH = { compareAndSwap = 'expected value did not match', check = 'the check did not hold' }
 
@@ -909,9 +912,8 @@ local function run_staged(H, ARGV, ttl, want_changes, all_or_nothing, max_result
       local t = redis.call('HGET', H, key)
       e = { text = t, original = t }
       entries[key] = e
-      order[#order + 1] = key
     end
-    local before = per_record_events and entry_text(e)
+    local before = per_record_events and not READS[op] and entry_text(e)
     -- wrote: whether the record changed the entry (or the Failure it raised).
     local rule = cell_apply[op]
     local ok, wrote, result
@@ -936,6 +938,7 @@ local function run_staged(H, ARGV, ttl, want_changes, all_or_nothing, max_result
         return transaction_failed(i, op, key, 'CONFLICT', GUARD_MISMATCH[op])
       end
       if wrote then
+        if not e.op then order[#order + 1] = key end -- events in the order of first writes
         e.op = op
         if per_record_events then
           events[#events + 1] = { key, op, before or '', entry_text(e) or '' }
