@@ -548,17 +548,20 @@ end
 -- event says "update". Only the adapter sends it; records never carry it.
 apply.update = apply.compareAndSwap
 
+-- ---------------------------------------------------------------- containers
 -- Containers are worked on as cells, so that a transaction of many pushes
 -- or setFields on one entry costs its size once, not once per record:
 --   array cell: a deque of pieces c[lo..hi], each one element text or, when
 --     multi[i], a run of comma-joined elements not split yet (a pushed
---     item list, the stored array's interior); every element is scanned at
---     most once, by the pop or shift that reaches it.
+--     item list, the stored array itself, brackets included while
+--     c.bracketed points at it); every element is split out at most once,
+--     by the pop or shift that reaches it or a path that indexes it.
 --   object cell: members in insertion order; a deleted member leaves a
 --     stale slot in order (pos[key] no longer points at it).
 -- size is the length of the cell's JSON text, kept exact at every step so
 -- that limits are checked before anything is built; text caches that JSON
--- text until the next change.
+-- text until the next change. Each rule takes the entry ({text, cell}) and
+-- returns whether it wrote and its result (WHOLE: the new container).
 
 local cell_text, array_child, object_child
 
