@@ -57,12 +57,14 @@ def js_blocks(tokens: list[Token]) -> BlockPaths:
 _RUBY_ALWAYS_OPENS = frozenset(("class", "module", "begin", "case", "def", "do"))
 _RUBY_STATEMENT_OPENS = frozenset(("if", "unless", "while", "until", "for"))
 _RUBY_LOOPS = frozenset(("while", "until", "for"))
+_RUBY_BRANCHES = frozenset(("else", "elsif", "when", "in", "rescue", "ensure"))
 
 
 def ruby_blocks(tokens: list[Token]) -> BlockPaths:
     """Ruby: ``{...}`` and every construct closed by ``end``.
 
-    ``if``/``unless``/``while``/``until`` open a block only at the start of
+    A branch (``else``, ``elsif``, ``when``, ``rescue``, ...) closes the block
+    before it and opens its own. ``if``/``unless``/``while``/``until`` open a block only at the start of
     an expression (``x = 1 if y`` is a modifier); the ``do`` of ``while x
     do`` belongs to its loop; an endless ``def name(args) = expr`` opens none.
     """
@@ -77,6 +79,9 @@ def ruby_blocks(tokens: list[Token]) -> BlockPaths:
             word = token.text
             if word == "end":
                 closes.add(index)
+            elif word in _RUBY_BRANCHES and not ends_value(previous):  # `x rescue nil` is a modifier
+                closes.add(index)  # a branch ends the one before it and begins its own
+                opens.add(index)
             elif word == "do" and loop_awaits_do:
                 loop_awaits_do = False
             elif word == "def" and _endless_def(tokens, index):

@@ -278,12 +278,24 @@ def _expression(variable: str | None, value: list[Token], language: Language) ->
             return "setField" if other[0].text == "{" else "update"
         if other[0].text == "[":
             return "push" if left_has and operator == "+" else ("unshift" if operator == "+" else "update")
-        if any(t.kind is Kind.STRING for t in other):
+        if _has_top_level_string(other):
             return "update"  # string concatenation
         if operator == "+":
             return "increment"
         return "decrement" if left_has else "update"
     return "update"
+
+
+def _has_top_level_string(tokens: list[Token]) -> bool:
+    depth = 0
+    for token in tokens:
+        if token.kind is Kind.PUNCT and token.text in _OPEN:
+            depth += 1
+        elif token.kind is Kind.PUNCT and token.text in _CLOSE:
+            depth -= 1
+        elif depth == 0 and token.kind is Kind.STRING:
+            return True
+    return False
 
 
 def _split_top_level(tokens: list[Token], separator: str) -> list[list[Token]]:
