@@ -73,34 +73,94 @@ def expected_findings(text: str) -> set[tuple[int, str]]:
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ("a.atomicUpdate(1)", [("NAME", "a"), ("PUNCT", "."), ("NAME", "atomicUpdate"), ("PUNCT", "("),
-                               ("NUMBER", "1"), ("PUNCT", ")")]),
+        (
+            "a.atomicUpdate(1)",
+            [("NAME", "a"), ("PUNCT", "."), ("NAME", "atomicUpdate"), ("PUNCT", "("), ("NUMBER", "1"), ("PUNCT", ")")],
+        ),
         ("'it\\'s .atomicUpdate('", [("STRING", "'it\\'s .atomicUpdate('")]),
         ('"a \\" b" + c', [("STRING", '"a \\" b"'), ("PUNCT", "+"), ("NAME", "c")]),
         ("// x.atomicUpdate(\ny", [("COMMENT", "// x.atomicUpdate("), ("NAME", "y")]),
         ("/* a\n b */ c", [("COMMENT", "/* a\n b */"), ("NAME", "c")]),
         ("`a ${b} c`", [("STRING", "`a ${"), ("NAME", "b"), ("STRING", "} c`")]),
         ("`${`${x}`}`", [("STRING", "`${"), ("STRING", "`${"), ("NAME", "x"), ("STRING", "}`"), ("STRING", "}`")]),
-        ("`${ {a: 1}.a }`", [("STRING", "`${"), ("PUNCT", "{"), ("NAME", "a"), ("PUNCT", ":"), ("NUMBER", "1"),
-                             ("PUNCT", "}"), ("PUNCT", "."), ("NAME", "a"), ("STRING", "}`")]),
+        (
+            "`${ {a: 1}.a }`",
+            [
+                ("STRING", "`${"),
+                ("PUNCT", "{"),
+                ("NAME", "a"),
+                ("PUNCT", ":"),
+                ("NUMBER", "1"),
+                ("PUNCT", "}"),
+                ("PUNCT", "."),
+                ("NAME", "a"),
+                ("STRING", "}`"),
+            ],
+        ),
         ("`\\${x.atomicUpdate(}`", [("STRING", "`\\${x.atomicUpdate(}`")]),
         ("x = /a\\/b[/]c/gi", [("NAME", "x"), ("PUNCT", "="), ("REGEX", "/a\\/b[/]c/gi")]),
         ("a / b / c", [("NAME", "a"), ("PUNCT", "/"), ("NAME", "b"), ("PUNCT", "/"), ("NAME", "c")]),
-        ("(a) / 2 / (b)", [("PUNCT", "("), ("NAME", "a"), ("PUNCT", ")"), ("PUNCT", "/"), ("NUMBER", "2"),
-                           ("PUNCT", "/"), ("PUNCT", "("), ("NAME", "b"), ("PUNCT", ")")]),
-        ("return /'/.test(s)", [("NAME", "return"), ("REGEX", "/'/"), ("PUNCT", "."), ("NAME", "test"),
-                                ("PUNCT", "("), ("NAME", "s"), ("PUNCT", ")")]),
+        (
+            "(a) / 2 / (b)",
+            [
+                ("PUNCT", "("),
+                ("NAME", "a"),
+                ("PUNCT", ")"),
+                ("PUNCT", "/"),
+                ("NUMBER", "2"),
+                ("PUNCT", "/"),
+                ("PUNCT", "("),
+                ("NAME", "b"),
+                ("PUNCT", ")"),
+            ],
+        ),
+        (
+            "return /'/.test(s)",
+            [
+                ("NAME", "return"),
+                ("REGEX", "/'/"),
+                ("PUNCT", "."),
+                ("NAME", "test"),
+                ("PUNCT", "("),
+                ("NAME", "s"),
+                ("PUNCT", ")"),
+            ],
+        ),
         ("i++ / 2", [("NAME", "i"), ("PUNCT", "++"), ("PUNCT", "/"), ("NUMBER", "2")]),
-        ("}\n/x/.test(a)", [("PUNCT", "}"), ("REGEX", "/x/"), ("PUNCT", "."), ("NAME", "test"), ("PUNCT", "("),
-                            ("NAME", "a"), ("PUNCT", ")")]),
+        (
+            "}\n/x/.test(a)",
+            [
+                ("PUNCT", "}"),
+                ("REGEX", "/x/"),
+                ("PUNCT", "."),
+                ("NAME", "test"),
+                ("PUNCT", "("),
+                ("NAME", "a"),
+                ("PUNCT", ")"),
+            ],
+        ),
         ("{} / 2\n", [("PUNCT", "{"), ("PUNCT", "}"), ("PUNCT", "/"), ("NUMBER", "2")]),
         ("#!/usr/bin/env node\nx", [("COMMENT", "#!/usr/bin/env node"), ("NAME", "x")]),
         ("a?.b ?? c", [("NAME", "a"), ("PUNCT", "?."), ("NAME", "b"), ("PUNCT", "??"), ("NAME", "c")]),
         ("a?.5:b", [("NAME", "a"), ("PUNCT", "?"), ("NUMBER", ".5"), ("PUNCT", ":"), ("NAME", "b")]),
-        ("0x1F + 1_000n + 1.5e-3", [("NUMBER", "0x1F"), ("PUNCT", "+"), ("NUMBER", "1_000n"), ("PUNCT", "+"),
-                                    ("NUMBER", "1.5e-3")]),
-        ("get<number[]>(k)", [("NAME", "get"), ("PUNCT", "<"), ("NAME", "number"), ("PUNCT", "["), ("PUNCT", "]"),
-                              ("PUNCT", ">"), ("PUNCT", "("), ("NAME", "k"), ("PUNCT", ")")]),
+        (
+            "0x1F + 1_000n + 1.5e-3",
+            [("NUMBER", "0x1F"), ("PUNCT", "+"), ("NUMBER", "1_000n"), ("PUNCT", "+"), ("NUMBER", "1.5e-3")],
+        ),
+        (
+            "get<number[]>(k)",
+            [
+                ("NAME", "get"),
+                ("PUNCT", "<"),
+                ("NAME", "number"),
+                ("PUNCT", "["),
+                ("PUNCT", "]"),
+                ("PUNCT", ">"),
+                ("PUNCT", "("),
+                ("NAME", "k"),
+                ("PUNCT", ")"),
+            ],
+        ),
     ],
 )
 def test_js_tokenizer(source: str, expected: list[tuple[str, str]]) -> None:
@@ -127,8 +187,10 @@ def test_js_token_offsets_point_at_their_text() -> None:
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ("s.atomic_update(1)", [("NAME", "s"), ("PUNCT", "."), ("NAME", "atomic_update"), ("PUNCT", "("),
-                                ("NUMBER", "1"), ("PUNCT", ")")]),
+        (
+            "s.atomic_update(1)",
+            [("NAME", "s"), ("PUNCT", "."), ("NAME", "atomic_update"), ("PUNCT", "("), ("NUMBER", "1"), ("PUNCT", ")")],
+        ),
         (":atomic_update", [("SYMBOL", ":atomic_update")]),
         (':"atomic update"', [("SYMBOL", ':"atomic update"')]),
         ("{ atomic_update: 1 }", [("PUNCT", "{"), ("SYMBOL", "atomic_update:"), ("NUMBER", "1"), ("PUNCT", "}")]),
@@ -136,14 +198,37 @@ def test_js_token_offsets_point_at_their_text() -> None:
         ("a ? b : c", [("NAME", "a"), ("PUNCT", "?"), ("NAME", "b"), ("PUNCT", ":"), ("NAME", "c")]),
         ("'a #{b}'", [("STRING", "'a #{b}'")]),
         ('"a #{b.c} d"', [("STRING", '"a #{'), ("NAME", "b"), ("PUNCT", "."), ("NAME", "c"), ("STRING", '} d"')]),
-        ('"#{ {a: "}"}[:a] }"', [("STRING", '"#{'), ("PUNCT", "{"), ("SYMBOL", "a:"), ("STRING", '"}"'),
-                                 ("PUNCT", "}"), ("PUNCT", "["), ("SYMBOL", ":a"), ("PUNCT", "]"), ("STRING", '}"')]),
+        (
+            '"#{ {a: "}"}[:a] }"',
+            [
+                ("STRING", '"#{'),
+                ("PUNCT", "{"),
+                ("SYMBOL", "a:"),
+                ("STRING", '"}"'),
+                ("PUNCT", "}"),
+                ("PUNCT", "["),
+                ("SYMBOL", ":a"),
+                ("PUNCT", "]"),
+                ("STRING", '}"'),
+            ],
+        ),
         ("# x.atomic_update(\ny", [("COMMENT", "# x.atomic_update("), ("NAME", "y")]),
         ("=begin\nx.atomic_update(\n=end\ny", [("COMMENT", "=begin\nx.atomic_update(\n=end"), ("NAME", "y")]),
         ("x\n__END__\ny.atomic_update(", [("NAME", "x"), ("COMMENT", "__END__\ny.atomic_update(")]),
-        ("f(<<~A, <<-'B')\n  a.x(\n  A\n b.y(\n B\nz",
-         [("NAME", "f"), ("PUNCT", "("), ("STRING", "<<~A"), ("PUNCT", ","), ("STRING", "<<-'B'"), ("PUNCT", ")"),
-          ("STRING", "  a.x(\n  A\n"), ("STRING", " b.y(\n B\n"), ("NAME", "z")]),
+        (
+            "f(<<~A, <<-'B')\n  a.x(\n  A\n b.y(\n B\nz",
+            [
+                ("NAME", "f"),
+                ("PUNCT", "("),
+                ("STRING", "<<~A"),
+                ("PUNCT", ","),
+                ("STRING", "<<-'B'"),
+                ("PUNCT", ")"),
+                ("STRING", "  a.x(\n  A\n"),
+                ("STRING", " b.y(\n B\n"),
+                ("NAME", "z"),
+            ],
+        ),
         ("x = <<EOS\na.b(\nEOS\n", [("NAME", "x"), ("PUNCT", "="), ("STRING", "<<EOS"), ("STRING", "a.b(\nEOS\n")]),
         ("a << b", [("NAME", "a"), ("PUNCT", "<<"), ("NAME", "b")]),
         ("class << self", [("NAME", "class"), ("PUNCT", "<<"), ("NAME", "self")]),
@@ -336,3 +421,188 @@ def test_rewritten_programs_behave_the_same_but_call_update(tmp_path: Path, name
         # `getattr(state, "atomic_update")` is a string: it stays, and still calls the old method
         assert after["calls"][-1] == ["atomic_update", "by-name"]
         assert {method for method, _ in after["calls"][:-1]} == {"update"}
+
+
+# --- run(): walking, check mode, exact bytes, atomic writes ------------------------------------
+
+CALL_PY = "async def handler(i, ctx):\n    return await ctx.state.atomic_update(ctx.trace_id, 'n', f)\n"
+
+
+def test_run_walks_folders_and_skips_dependencies_and_virtualenvs(tmp_path: Path) -> None:
+    for relative in [
+        "steps/a.step.py",
+        "steps/deep/b.step.js",
+        "steps/c.mjs",
+        "steps/d.cjs",
+        "steps/e.ts",
+        "steps/f.rb",
+        "node_modules/lib/index.js",
+        ".git/hooks/x.py",
+        ".venv/lib/site.py",
+        "venv/lib/site.py",
+        "env-any-name/lib/site.py",
+        "steps/__pycache__/a.py",
+        "steps/notes.txt",
+    ]:
+        target = tmp_path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("s.atomicUpdate(g, k, f)\n")
+    (tmp_path / "env-any-name" / "pyvenv.cfg").write_text("home = /usr\n")
+    summary = run([str(tmp_path)])
+    changed = sorted(os.path.relpath(p, tmp_path) for p in summary.changed)
+    assert changed == [
+        "steps/a.step.py",
+        "steps/c.mjs",
+        "steps/d.cjs",
+        "steps/deep/b.step.js",
+        "steps/e.ts",
+        "steps/f.rb",
+    ]
+    assert (tmp_path / "node_modules/lib/index.js").read_text() == "s.atomicUpdate(g, k, f)\n"
+    assert (tmp_path / "env-any-name/lib/site.py").read_text() == "s.atomicUpdate(g, k, f)\n"
+    assert (tmp_path / "steps/notes.txt").read_text() == "s.atomicUpdate(g, k, f)\n"
+    assert (tmp_path / "steps/f.rb").read_text() == "s.update(g, k, f)\n"
+    assert summary.exit_code == 0 and summary.rewrites == 6
+
+
+def test_check_writes_nothing_and_exits_1_when_a_rewrite_would_happen(tmp_path: Path) -> None:
+    path = tmp_path / "step.py"
+    path.write_text(CALL_PY)
+    summary = run([str(tmp_path)], check=True)
+    assert summary.exit_code == 1 and summary.changed == [str(path)]
+    assert path.read_text() == CALL_PY
+    assert run([str(tmp_path)]).exit_code == 0  # the rewrite itself succeeds
+    again = run([str(tmp_path)], check=True)
+    assert again.exit_code == 0 and again.changed == []  # and leaves nothing to do
+
+
+def test_findings_alone_never_fail(tmp_path: Path) -> None:
+    path = tmp_path / "step.js"
+    path.write_text("const n = await state.get(t, 'n')\nawait state.set(t, 'n', n + 1)\n")
+    for check in (False, True):
+        summary = run([str(path)], check=check)
+        assert summary.exit_code == 0 and len(summary.findings) == 1 and summary.changed == []
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("crlf.py", CALL_PY.replace("\n", "\r\n").encode()),
+        ("bom.py", b"\xef\xbb\xbf" + CALL_PY.encode()),
+        ("latin1.py", b"# -*- coding: latin-1 -*-\nx = '\xe9'\ns.atomic_update(g, k, f)\n"),
+        ("bom.js", b"\xef\xbb\xbfconst x = '\xc3\xa9'\r\ns.atomicUpdate(g, k, f)\r\n"),
+        ("mixed.rb", b"x = '\xe2\x82\xac'\r\ns.atomic_update(g, k) { |v| v }\ny = 1\r\n"),
+        ("no-final-newline.ts", b"s.atomicUpdate(g, k, f)"),
+    ],
+)
+def test_rewrites_keep_every_other_byte(tmp_path: Path, name: str, data: bytes) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert run([str(path)]).exit_code == 0
+    old = b"atomicUpdate" if b"atomicUpdate" in data else b"atomic_update"
+    assert path.read_bytes() == data.replace(old, b"update")
+
+
+def test_writes_keep_the_mode_go_through_links_and_leave_no_temporary_file(tmp_path: Path) -> None:
+    real = tmp_path / "real.py"
+    real.write_text(CALL_PY)
+    real.chmod(0o751)
+    link = tmp_path / "link.py"
+    link.symlink_to(real)
+    summary = run([str(link), str(real)])
+    assert summary.changed == [str(link)]  # one file, reached twice, processed once
+    assert link.is_symlink()
+    assert real.read_text() == CALL_PY.replace("atomic_update", "update")
+    assert stat.S_IMODE(real.stat().st_mode) == 0o751
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.py", "real.py"]
+
+
+def test_bad_input_is_reported_left_alone_and_exits_2(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.js"
+    broken.write_text("s.atomicUpdate(g, k, f)\nconst s = 'unterminated\n")
+    undecodable = tmp_path / "bytes.rb"
+    undecodable.write_bytes(b"s.atomic_update(g) \xff\n")
+    good = tmp_path / "good.py"
+    good.write_text(CALL_PY)
+    missing = tmp_path / "missing"
+    summary = run([str(tmp_path), str(missing)])
+    assert summary.exit_code == 2
+    errors = {e.path: e.message for e in summary.errors}
+    assert set(errors) == {str(broken), str(undecodable), str(missing)}
+    assert "unterminated string at line 2" in errors[str(broken)]
+    assert "utf-8" in errors[str(undecodable)]
+    assert broken.read_text().startswith("s.atomicUpdate(")
+    assert good.read_text() == CALL_PY.replace("atomic_update", "update")  # the rest is still done
+
+
+def test_plan_file_refuses_other_file_types(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text("s.atomicUpdate(g)\n")
+    with pytest.raises(SourceError) as info:
+        plan_file(str(path))
+    assert info.value.code == "INVALID_ARGUMENT"
+
+
+def test_a_file_changed_while_planning_is_not_overwritten(tmp_path: Path) -> None:
+    from motia_state.codemod.files import write_atomically
+
+    path = tmp_path / "step.py"
+    path.write_text("edited meanwhile\n")
+    with pytest.raises(SourceError):
+        write_atomically(str(path), b"new", b"what was planned\n")
+    assert path.read_text() == "edited meanwhile\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["step.py"]
+
+
+# --- property: the Python rewrite changes only the renamed NAME tokens -------------------------
+
+_FRAGMENTS = [
+    "s.atomic_update(g, k, f)",
+    "ctx.state.atomicUpdate(t, 'k', lambda v: v)",
+    "await x.atomic_update (a)",
+    "x.atomic_update",
+    "atomic_update(1)",
+    "def atomic_update(self): pass",
+    "y = {'atomic_update': 1}",
+    "s.update(a)",
+    "n = s.get(g, k)",
+    "s.set(g, k, n + 1)",
+]
+
+
+def _python_statement() -> st.SearchStrategy[str]:
+    pieces = st.sampled_from([*"ab .()_'\"\\{}#\n\t", ".atomic_update(", "atomicUpdate", "s.atomic_update("])
+    text = st.lists(pieces, max_size=12).map("".join)
+    literal = text.map(repr)
+    comment = text.map(lambda t: "# " + t.replace("\n", " ").replace("\r", " "))
+    fstring = text.filter(lambda t: "\n" not in t and "\\" not in t).map(
+        lambda t: 'f"' + t.replace('"', "").replace("{", "{{").replace("}", "}}") + ' {s.atomic_update(1)}"'
+    )
+    return st.one_of(st.sampled_from(_FRAGMENTS), literal, comment, fstring)
+
+
+def _stream(source: str) -> list[tuple[int, str]]:
+    return [
+        (t.type, t.string)
+        for t in tokenize.generate_tokens(io.StringIO(source).readline)
+        if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER)
+    ]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_python_statement(), min_size=1, max_size=8), st.sampled_from(["\n", "\r\n"]))
+def test_python_rewrite_changes_only_renamed_name_tokens(statements: list[str], newline: str) -> None:
+    source = newline.join(statements) + newline
+    before = _stream(source)
+    result = plan_text(source, PYTHON)
+    after = _stream(result.new_text)
+    assert len(after) == len(before)
+    renamed = 0
+    for index, (old, new) in enumerate(zip(before, after)):
+        if old == new:
+            continue
+        assert old[0] == tokenize.NAME and old[1] in ("atomic_update", "atomicUpdate")
+        assert new == (tokenize.NAME, "update")
+        assert before[index - 1][1] == "." and before[index + 1][1] == "("
+        renamed += 1
+    assert renamed == len(result.rewrites)
