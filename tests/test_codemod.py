@@ -148,6 +148,10 @@ def expected_findings(text: str) -> set[tuple[int, str]]:
             [("NUMBER", "0x1F"), ("PUNCT", "+"), ("NUMBER", "1_000n"), ("PUNCT", "+"), ("NUMBER", "1.5e-3")],
         ),
         (
+            "`${/}/.source}`",
+            [("STRING", "`${"), ("REGEX", "/}/"), ("PUNCT", "."), ("NAME", "source"), ("STRING", "}`")],
+        ),
+        (
             "get<number[]>(k)",
             [
                 ("NAME", "get"),
@@ -247,6 +251,43 @@ def test_js_token_offsets_point_at_their_text() -> None:
         ("a != b", [("NAME", "a"), ("PUNCT", "!="), ("NAME", "b")]),
         ("s&.x", [("NAME", "s"), ("PUNCT", "&."), ("NAME", "x")]),
         ("`ls #{d}`", [("STRING", "`ls #{"), ("NAME", "d"), ("STRING", "}`")]),
+        # cases Ruby's standard library showed, checked against Ripper
+        (
+            "class<<main;x;end",
+            [
+                ("NAME", "class"),
+                ("PUNCT", "<<"),
+                ("NAME", "main"),
+                ("PUNCT", ";"),
+                ("NAME", "x"),
+                ("PUNCT", ";"),
+                ("NAME", "end"),
+            ],
+        ),
+        ("{ A: /a b/ }", [("PUNCT", "{"), ("SYMBOL", "A:"), ("REGEX", "/a b/"), ("PUNCT", "}")]),
+        (
+            '"#{/\\Ac/ =~ f}"',
+            [("STRING", '"#{'), ("REGEX", "/\\Ac/"), ("PUNCT", "=~"), ("NAME", "f"), ("STRING", '}"')],
+        ),
+        ("return <<-T\nx.y(\nT\n", [("NAME", "return"), ("STRING", "<<-T"), ("STRING", "x.y(\nT\n")]),
+        (
+            "[:+, :/, :[]=, :$/]",
+            [
+                ("PUNCT", "["),
+                ("SYMBOL", ":+"),
+                ("PUNCT", ","),
+                ("SYMBOL", ":/"),
+                ("PUNCT", ","),
+                ("SYMBOL", ":[]="),
+                ("PUNCT", ","),
+                ("SYMBOL", ":$/"),
+                ("PUNCT", "]"),
+            ],
+        ),
+        ("?\\M-A.ord", [("STRING", "?\\M-A"), ("PUNCT", "."), ("NAME", "ord")]),
+        ('%Q^#@a="#{b.gsub(/"/, \'q\')}"^', [("STRING", '%Q^#@a="#{b.gsub(/"/, \'q\')}"^')]),
+        ("%q(#{) + x", [("STRING", "%q(#{)"), ("PUNCT", "+"), ("NAME", "x")]),
+        ("def +@; end", [("NAME", "def"), ("PUNCT", "+"), ("PUNCT", "@"), ("PUNCT", ";"), ("NAME", "end")]),
     ],
 )
 def test_ruby_tokenizer(source: str, expected: list[tuple[str, str]]) -> None:

@@ -79,19 +79,24 @@ def ruby_blocks(tokens: list[Token]) -> BlockPaths:
             word = token.text
             if word == "end":
                 closes.add(index)
-            elif word in _RUBY_BRANCHES and not ends_value(previous):  # `x rescue nil` is a modifier
+            elif word in _RUBY_BRANCHES and not _ends_statement_part(previous):  # `x rescue nil` is a modifier
                 closes.add(index)  # a branch ends the one before it and begins its own
                 opens.add(index)
             elif word == "do" and loop_awaits_do:
                 loop_awaits_do = False
             elif word == "def" and _endless_def(tokens, index):
                 pass
-            elif word in _RUBY_ALWAYS_OPENS or (word in _RUBY_STATEMENT_OPENS and not ends_value(previous)):
+            elif word in _RUBY_ALWAYS_OPENS or (word in _RUBY_STATEMENT_OPENS and not _ends_statement_part(previous)):
                 opens.add(index)
                 loop_awaits_do = word in _RUBY_LOOPS
         if token.kind not in (Kind.COMMENT,):
             previous = token
     return _brace_blocks(tokens, opens.__contains__, closes.__contains__)
+
+
+def _ends_statement_part(token: Token | None) -> bool:
+    """Whether a following ``if``/``rescue``/... is a modifier: after a value, or ``return`` (``return if x``)."""
+    return ends_value(token) or (token is not None and token.text in ("return", "break", "next", "redo", "retry"))
 
 
 def _after_dot(token: Token | None) -> bool:

@@ -144,6 +144,8 @@ class _Scanner:
             return prev.text in _REGEX_AFTER_KEYWORDS
         if prev.kind is Kind.PUNCT:
             return prev.text not in (")", "]", "++", "--")
+        if prev.kind is Kind.STRING:
+            return prev.text.endswith("${")  # the start of a template's expression
         return False  # a number, string, template or regex: a value, so '/' divides
 
     def scan_string(self, start: int) -> int:

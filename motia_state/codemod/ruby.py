@@ -85,29 +85,20 @@ _PUNCTUATORS = sorted(
     key=len,
     reverse=True,
 )
-# Keywords that end an expression: after them '/' divides and 'if' is a modifier.
-_VALUE_KEYWORDS = frozenset(
-    [
-        "end",
-        "self",
-        "nil",
-        "true",
-        "false",
-        "__FILE__",
-        "__LINE__",
-        "__method__",
-        "return",
-        "break",
-        "next",
-        "redo",
-        "retry",
-    ]
-)
+# Keywords that are values: after them '/' divides and 'if' is a modifier.
+_VALUE_KEYWORDS = frozenset(["end", "self", "nil", "true", "false", "__FILE__", "__LINE__", "__method__"])
 _PAIRS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 _HEREDOC = re.compile(r"<<([~-]?)(?:(['\"`])([^'\"`\n]+)\2|([A-Za-z_]\w*))")
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO]?[0-7_]+|\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][+-]?\d+)?[ri]?")
 _GLOBAL = re.compile(r"\$(?:[A-Za-z_]\w*|-\w|\d+|[!@&`'+~=/\\,;.<>_*$?:\"])")
 _SPACE = frozenset(" \t\r\f\v\ufeff")
+_OPERATOR_SYMBOL = re.compile(
+    r":(?:\[\]=?|\*\*|<=>|===?|=~|!=|!~|<<|>>|<=|>=|[+\-!~]@|[-+*/%<>!~&|^])(?![=>:])"
+    r"|:\$(?:[A-Za-z_]\w*|-\w|\d+|[!@&`'+~=/\\,;.<>_*$?:\"])"
+)
+_CHAR_LITERAL = re.compile(
+    r"\?(?:\\[MC]-|\\c)*(?:\\u\{[0-9a-fA-F ]+\}|\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{1,2}|\\[0-7]{1,3}|\\.|[^\\\s])"
+)
 
 
 def _is_ident_start(char: str) -> bool:
@@ -126,7 +117,11 @@ def ends_value(token: Token | None) -> bool:
         return token.text in _VALUE_KEYWORDS or token.text not in _KEYWORDS
     if token.kind is Kind.PUNCT:
         return token.text in (")", "]", "}")
-    return token.kind in (Kind.NUMBER, Kind.STRING, Kind.REGEX, Kind.SYMBOL)
+    if token.kind is Kind.SYMBOL:
+        return not token.text.endswith(":")  # a label `key:` is followed by a value
+    if token.kind is Kind.STRING:
+        return not token.text.endswith("#{")  # the start of an interpolation
+    return token.kind in (Kind.NUMBER, Kind.REGEX)
 
 
 _KEYWORDS = frozenset(
@@ -234,14 +229,14 @@ class _Scanner:
                 i += 1
         raise self.fail("unterminated string", start)
 
-    def skip_opaque(self, start: int, i: int, close: str, opener: str) -> int:
+    def skip_opaque(self, start: int, i: int, close: str, opener: str, interpolate: bool = True) -> int:
         """The end of an opaque literal (regex, percent literal) whose text runs to ``close``."""
         text, depth = self.text, 0
         while i < len(text):
             char = text[i]
             if char == "\\":
                 i += 2
-            elif text.startswith("#{", i):
+            elif interpolate and text.startswith("#{", i):
                 i = self.skip_interpolation(start, i + 2)
             elif opener and char == opener:
                 depth += 1
@@ -256,28 +251,13 @@ class _Scanner:
         raise self.fail("unterminated literal", start)
 
     def skip_interpolation(self, start: int, i: int) -> int:
-        """The end of a ``#{...}`` inside an opaque literal: braces counted, strings skipped."""
-        text, depth = self.text, 0
-        while i < len(text):
-            char = text[i]
-            if char in "'\"":
-                end = text.find(char, i + 1)
-                while end != -1 and text[end - 1] == "\\":
-                    end = text.find(char, end + 1)
-                if end == -1:
-                    break
-                i = end + 1
-            elif char == "{":
-                depth += 1
-                i += 1
-            elif char == "}":
-                if depth == 0:
-                    return i + 1
-                depth -= 1
-                i += 1
-            else:
-                i += 1
-        raise self.fail("unterminated interpolation", start)
+        """The end of a ``#{...}`` inside an opaque literal, found by scanning its code (then dropped)."""
+        mark = len(self.tokens)
+        end = self.scan(i, nested=True)
+        if end is None:
+            raise self.fail("unterminated interpolation", start)
+        del self.tokens[mark:]
+        return end
 
     def scan_percent(self, i: int) -> int | None:
         """A percent literal at ``i``: its end, or None when '%' is the operator here."""
@@ -293,7 +273,7 @@ class _Scanner:
             return None
         close = _PAIRS.get(delimiter, delimiter)
         opener = delimiter if close != delimiter else ""
-        end = self.skip_opaque(i, at + 1, close, opener)
+        end = self.skip_opaque(i, at + 1, close, opener, interpolate=kind_char not in tuple("qwis"))
         if text[at - 1] == "r" or kind_char == "r":
             while end < len(text) and text[end].isalpha():
                 end += 1
@@ -318,8 +298,18 @@ class _Scanner:
         return i
 
     def run(self) -> list[Token]:
+        self.scan(0, nested=False)
+        if self.heredocs:
+            raise self.fail(f"heredoc {self.heredocs[0][0]} is never terminated", self.heredocs[0][2])
+        return self.tokens
+
+    def scan(self, i: int, nested: bool) -> int | None:
+        """Tokenize from ``i`` to the end; ``nested``: to the '}' that closes an interpolation (its end).
+
+        Returns None when the text ends first (only possible when ``nested``).
+        """
         text, n = self.text, len(self.text)
-        i = 0
+        base = len(self.braces)
         while i < n:
             char = text[i]
             line_start = i == 0 or text[i - 1] == "\n"
@@ -344,6 +334,8 @@ class _Scanner:
                 i = self.scan_quoted(i, i + 1, "'", interpolate=False)
             elif char in '"`':
                 i = self.scan_quoted(i, i + 1, char, interpolate=True)
+            elif char == "}" and nested and len(self.braces) == base:
+                return i + 1
             elif char == "}" and self.braces and self.braces[-1] is not None:
                 close = self.braces.pop()
                 assert close is not None
@@ -368,8 +360,8 @@ class _Scanner:
                 i = self.emit(Kind.REGEX, i, end)
             elif char == ":" and i + 1 < n and text[i + 1] != ":" and self.symbol_at(i):
                 i = self.scan_symbol(i)
-            elif char == "?" and self.char_literal_at(i):
-                i = self.emit(Kind.STRING, i, i + (3 if text[i + 1] == "\\" else 2))
+            elif char == "?" and (char_end := self.char_literal_end(i)) is not None:
+                i = self.emit(Kind.STRING, i, char_end)
             elif char == "$" and (match := _GLOBAL.match(text, i)):
                 i = self.emit(Kind.NAME, i, match.end())
             elif char == "@" or _is_ident_start(char):
@@ -385,17 +377,17 @@ class _Scanner:
                         break
                 else:
                     raise self.fail(f"unexpected character {char!r}", i)
-        if self.heredocs:
-            raise self.fail(f"heredoc {self.heredocs[0][0]} is never terminated", self.heredocs[0][2])
-        return self.tokens
+        return None
 
     def heredoc_allowed(self, i: int, match: re.Match[str]) -> bool:
-        # `x << y` (a space after '<<') is always the operator
+        prev = self.previous()
+        if prev is not None and prev.kind is Kind.NAME and prev.text == "class":
+            return False  # `class<<obj`: a singleton class
         return self.literal_allowed(i)
 
     def symbol_at(self, i: int) -> bool:
         nxt = self.text[i + 1]
-        if not (_is_ident_start(nxt) or nxt in "\"'@$"):
+        if not (_is_ident_start(nxt) or nxt in "\"'@$" or _OPERATOR_SYMBOL.match(self.text, i)):
             return False
         prev = self.previous()
         # `a ? b :c` is rare; `cond ? x : y` has a space. `{a: 1}` is a label, handled by scan_name.
@@ -403,8 +395,11 @@ class _Scanner:
 
     def scan_symbol(self, i: int) -> int:
         text = self.text
+        operator = _OPERATOR_SYMBOL.match(text, i)
+        if operator is not None:
+            return self.emit(Kind.SYMBOL, i, operator.end())
         if text[i + 1] in "\"'":
-            end = self.skip_opaque(i, i + 2, text[i + 1], "")
+            end = self.skip_opaque(i, i + 2, text[i + 1], "", interpolate=text[i + 1] == '"')
             return self.emit(Kind.SYMBOL, i, end)
         j = i + 1
         while j < len(text) and (text[j] in "@$" or _is_ident_part(text[j])):
@@ -413,12 +408,17 @@ class _Scanner:
             j += 1
         return self.emit(Kind.SYMBOL, i, j)
 
-    def char_literal_at(self, i: int) -> bool:
-        text = self.text
-        if i + 1 >= len(text) or text[i + 1] in " \t\r\n" or ends_value(self.previous()):
-            return False
-        after = i + 3 if text[i + 1] == "\\" else i + 2
-        return after >= len(text) or not _is_ident_part(text[after])
+    def char_literal_end(self, i: int) -> int | None:
+        """The end of a character literal (``?a``, ``?\\n``, ``?\\M-a``) at ``i``, or None for the operator."""
+        if ends_value(self.previous()):
+            return None
+        match = _CHAR_LITERAL.match(self.text, i)
+        if match is None:
+            return None
+        end = match.end()
+        if end - i == 2 and end < len(self.text) and _is_ident_part(self.text[end]):
+            return None  # `?ab` is not a character literal
+        return end
 
     def scan_name(self, i: int) -> int:
         text, n = self.text, len(self.text)
@@ -427,6 +427,8 @@ class _Scanner:
             j += 1
         while j < n and _is_ident_part(text[j]):
             j += 1
+        if j == i + 1 and text[i] == "@":
+            return self.emit(Kind.PUNCT, i, j)  # `def +@`: part of an operator's name
         prev = self.previous()
         after_dot = prev is not None and prev.kind is Kind.PUNCT and prev.text in (".", "&.")
         if j < n and text[j] in "?!" and not text.startswith("=", j + 1) and not text.startswith("?:", j):
