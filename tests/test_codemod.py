@@ -647,3 +647,13 @@ def test_python_rewrite_changes_only_renamed_name_tokens(statements: list[str], 
         assert before[index - 1][1] == "." and before[index + 1][1] == "("
         renamed += 1
     assert renamed == len(result.rewrites)
+
+
+def test_the_migration_guide_codemod_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "migration.md").read_text()
+    section = guide.split("## Upgrading step code with the codemod", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/migration.md", "exec"), {})
+    assert "use `push`" in capsys.readouterr().out
