@@ -77,6 +77,7 @@ class LineIndex:
             starts.append(index + 1)
             index = text.find("\n", index + 1)
         self._starts = starts
+        self._length = len(text)
 
     def position(self, offset: int) -> tuple[int, int]:
         """The 1-based line and 0-based column of ``offset``."""
@@ -84,7 +85,9 @@ class LineIndex:
         return line, offset - self._starts[line - 1]
 
     def offset(self, line: int, column: int) -> int:
-        """The character offset of a 1-based line and 0-based column."""
+        """The character offset of a 1-based line and 0-based column (past the last line: the end)."""
+        if line > len(self._starts):
+            return self._length  # Python's tokenizer ends a file without a final newline on a line of its own
         return self._starts[line - 1] + column
 
 
