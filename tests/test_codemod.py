@@ -360,7 +360,9 @@ def test_python_fstring_expression_is_code_from_312() -> None:
     assert result.new_text == 'x = f"{{s}} {s.update(1)!r:>{w}} .atomic_update("\n'
 
 
-@pytest.mark.parametrize("source", ["def f():\n    return s.atomic_update(1)", "x = s.atomic_update(1)  # end", "if x:\n    pass\r\n"])
+@pytest.mark.parametrize(
+    "source", ["def f():\n    return s.atomic_update(1)", "x = s.atomic_update(1)  # end", "if x:\n    pass\r\n"]
+)
 def test_python_files_without_a_final_newline(source: str) -> None:
     result = plan_text(source, PYTHON)
     assert result.new_text == source.replace("atomic_update", "update")
