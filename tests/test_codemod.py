@@ -665,3 +665,74 @@ def test_the_migration_guide_codemod_example_runs(capsys: pytest.CaptureFixture[
     for block in blocks:
         exec(compile(block, "docs/migration.md", "exec"), {})
     assert "use `push`" in capsys.readouterr().out
+
+
+# --- property: the hand-written tokenizers lose nothing and the rewrite stays in NAME tokens --
+
+_JS_PIECES = [*"ab1 .()[]{}'\"`/\\*+-=<>!?:;,$#\n", "${", "//", "/*", "*/", ".atomicUpdate(", "return ", "=> "]
+_RUBY_PIECES = [
+    *"ab1 .()[]{}'\"`/\\*+-=<>!?:;,%@$#\n",
+    "#{",
+    "<<~E\n",
+    "\nE\n",
+    "=begin\n",
+    "\n=end\n",
+    ".atomic_update(",
+]
+
+
+def _tokens_cover_text(text: str, tokens: list[object]) -> None:
+    cursor = 0
+    for token in tokens:
+        start, end = token.start, token.end  # type: ignore[attr-defined]
+        assert start >= cursor, "tokens overlap or go backwards"
+        assert text[cursor:start].strip(" \t\r\n\f\v\ufeff\\") == "", "text between tokens was skipped"
+        assert text[start:end] == token.text  # type: ignore[attr-defined]
+        cursor = max(cursor, end)
+    assert text[cursor:].strip(" \t\r\n\f\v\ufeff\\") == ""
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_js_and_ruby_tokenizers_lose_nothing_and_rewrites_stay_in_names(data: st.DataObject) -> None:
+    language = data.draw(st.sampled_from([JAVASCRIPT, RUBY]))
+    pieces = _JS_PIECES if language is JAVASCRIPT else _RUBY_PIECES
+    text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=40)))
+    try:
+        tokens = language.tokenize(text)
+    except TokenizeError:
+        return
+    _tokens_cover_text(text, [t for t in tokens if t.text])
+    result = plan_text(text, language)
+    after = language.tokenize(result.new_text)
+    renamed = {rewrite.offset for rewrite in result.rewrites}
+    shift = 0
+    assert len(after) == len(tokens)
+    for old, new in zip(tokens, after):
+        if old.start in renamed:
+            assert (old.kind, new.kind, new.text) == (Kind.NAME, Kind.NAME, "update")
+            shift += len("update") - len(old.text)
+        else:
+            assert (new.kind, new.text, new.start) == (old.kind, old.text, old.start + shift)
+
+
+def test_a_bug_on_one_file_is_reported_as_internal_and_the_others_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from motia_state.codemod import api
+
+    (tmp_path / "a.py").write_text(CALL_PY)
+    (tmp_path / "b.js").write_text("s.atomicUpdate(g, k, f)\n")
+    original = api.plan_text
+
+    def failing(text: str, language: object, path: str = "<text>", encoding: str = "utf-8") -> object:
+        if path.endswith(".py"):
+            raise IndexError("a bug")
+        return original(text, language, path, encoding)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api, "plan_text", failing)
+    summary = run([str(tmp_path)])
+    assert [(e.path, e.code) for e in summary.errors] == [(str(tmp_path / "a.py"), "INTERNAL")]
+    assert summary.exit_code == 1
+    assert (tmp_path / "a.py").read_text() == CALL_PY
+    assert (tmp_path / "b.js").read_text() == "s.update(g, k, f)\n"

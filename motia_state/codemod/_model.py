@@ -56,10 +56,15 @@ class FileResult:
 
 @dataclass(frozen=True, slots=True)
 class FileError:
-    """A file (or a path) the codemod could not process; it was left as it was."""
+    """A file (or a path) the codemod could not process; it was left as it was.
+
+    ``code`` is INVALID_ARGUMENT for bad input (a missing path, a file that
+    does not decode or tokenize) and INTERNAL for a bug in the codemod.
+    """
 
     path: str
     message: str
+    code: str = "INVALID_ARGUMENT"
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -71,8 +76,9 @@ class Summary:
 
     ``changed`` lists the files rewritten (with ``check``: the files that
     would be). ``exit_code`` follows the command line's contract: 2 when a
-    path or file could not be processed (bad input), 1 in check mode when a
-    rewrite would happen, else 0; findings alone never fail.
+    path or file was bad input, 1 when the codemod itself failed on a file
+    or, in check mode, when a rewrite would happen, else 0; findings alone
+    never fail.
     """
 
     check: bool
@@ -96,9 +102,9 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        """0 ok, 1 a check found rewrites to make, 2 bad input (CLI.md's codes)."""
-        if self.errors:
+        """0 ok, 1 the work failed or a check found rewrites to make, 2 bad input."""
+        if any(error.code == "INVALID_ARGUMENT" for error in self.errors):
             return 2
-        if self.check and self.changed:
+        if self.errors or (self.check and self.changed):
             return 1
         return 0

@@ -82,9 +82,15 @@ def run(paths: list[str], check: bool = False) -> Summary:
                 result = _plan_bytes(path, data)
                 if result.changed and not check:
                     write_atomically(path, result.new_bytes, data)
-            except (SourceError, OSError) as exc:
-                message = exc.message if isinstance(exc, SourceError) else (exc.strerror or str(exc))
-                summary.errors.append(FileError(path, message))
+            except SourceError as exc:
+                summary.errors.append(FileError(path, exc.message))
+                continue
+            except OSError as exc:
+                summary.errors.append(FileError(path, exc.strerror or str(exc)))
+                continue
+            except Exception as exc:
+                # a bug of ours on one file must not stop the others (some may be written already)
+                summary.errors.append(FileError(path, f"{type(exc).__name__}: {exc}", code="INTERNAL"))
                 continue
             summary.files.append(result)
     return summary
