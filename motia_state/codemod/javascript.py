@@ -103,6 +103,7 @@ _PUNCTUATORS = sorted(
     key=len,
     reverse=True,
 )
+_PUNCT = re.compile("|".join(re.escape(punct) for punct in _PUNCTUATORS))  # longest first
 _NUMBER = re.compile(r"0[xXoObB][0-9a-fA-F_]+n?|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?n?")
 _SPACE = frozenset(" \t\r\n\f\v\u00a0\u2028\u2029\ufeff")
 
@@ -241,16 +242,13 @@ class _Scanner:
                     i = self.scan_template(i, i + 1)
                 else:
                     i = self.emit(Kind.PUNCT, i, i + 1)
+            elif (match := _PUNCT.match(text, i)) is not None:
+                end = match.end()
+                if match.group() == "?." and end < n and text[end].isdigit():
+                    end -= 1  # `a?.5:b` is a conditional, not optional chaining
+                i = self.emit(Kind.PUNCT, i, end)
             else:
-                for punct in _PUNCTUATORS:
-                    if text.startswith(punct, i):
-                        # `a?.5:b` is a conditional, not optional chaining
-                        if punct == "?." and i + 2 < n and text[i + 2].isdigit():
-                            continue
-                        i = self.emit(Kind.PUNCT, i, i + len(punct))
-                        break
-                else:
-                    raise self.fail(f"unexpected character {char!r}", i)
+                raise self.fail(f"unexpected character {char!r}", i)
         return self.tokens
 
 

@@ -87,6 +87,7 @@ _PUNCTUATORS = sorted(
 )
 # Keywords that are values: after them '/' divides and 'if' is a modifier.
 _VALUE_KEYWORDS = frozenset(["end", "self", "nil", "true", "false", "__FILE__", "__LINE__", "__method__"])
+_PUNCT = re.compile("|".join(re.escape(punct) for punct in _PUNCTUATORS))  # longest first
 _PAIRS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 _HEREDOC = re.compile(r"<<([~-]?)(?:(['\"`])([^'\"`\n]+)\2|([A-Za-z_]\w*))")
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO]?[0-7_]+|\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][+-]?\d+)?[ri]?")
@@ -370,13 +371,10 @@ class _Scanner:
                 match = _NUMBER.match(text, i)
                 assert match is not None  # a digit always matches
                 i = self.emit(Kind.NUMBER, i, match.end())
+            elif (match := _PUNCT.match(text, i)) is not None:
+                i = self.emit(Kind.PUNCT, i, match.end())
             else:
-                for punct in _PUNCTUATORS:
-                    if text.startswith(punct, i):
-                        i = self.emit(Kind.PUNCT, i, i + len(punct))
-                        break
-                else:
-                    raise self.fail(f"unexpected character {char!r}", i)
+                raise self.fail(f"unexpected character {char!r}", i)
         return None
 
     def heredoc_allowed(self, i: int, match: re.Match[str]) -> bool:
