@@ -7,14 +7,17 @@ atomic_update``, ``function atomicUpdate``, a class method
 and strings, comments and symbols are never looked at (they are not NAME
 tokens). A call on ``self``/``this`` in a file that defines its own method
 of that name is the user's method: it is reported, not renamed. A
-reference that is not a call (``fn = s.atomic_update``) is reported too.
+reference that is not a call (``fn = s.atomic_update``) is reported too, as
+is the method named by a string or symbol (``s[:atomic_update]``,
+``state['atomicUpdate'](...)``, ``send(:atomic_update)``,
+``getattr(s, "atomic_update")``): text is never rewritten.
 """
 
 from __future__ import annotations
 
 from ._model import Finding, Rewrite
 from ._tokens import Kind, LineIndex, Token, significant
-from .languages import JAVASCRIPT, RUBY, Language
+from .languages import JAVASCRIPT, PYTHON, RUBY, Language
 
 __all__ = ["NEW_NAME", "plan_renames"]
 
@@ -31,6 +34,19 @@ def plan_renames(
     rewrites: list[Rewrite] = []
     findings: list[Finding] = []
     for index, token in enumerate(code):
+        if token.kind in (Kind.STRING, Kind.SYMBOL) and _names_method_by_text(code, index, language):
+            line, column = lines.position(token.start)
+            findings.append(
+                Finding(
+                    path,
+                    line,
+                    column,
+                    f"{token.text} names the deprecated method by text, which is never rewritten: "
+                    f"name `{NEW_NAME}` instead",
+                    NEW_NAME,
+                )
+            )
+            continue
         if token.kind is not Kind.NAME or token.text not in language.deprecated:
             continue
         prev = code[index - 1] if index > 0 else None
@@ -67,6 +83,46 @@ def plan_renames(
             continue
         rewrites.append(Rewrite(line, column, token.text, NEW_NAME, token.start))
     return rewrites, findings
+
+
+_BY_NAME_CALLS = frozenset(("send", "public_send", "__send__", "method", "getattr", "respond_to?", "hasattr"))
+
+
+def _names_method_by_text(code: list[Token], index: int, language: Language) -> bool:
+    """Whether a string or symbol at ``index`` names a deprecated method where code looks it up by name."""
+    token = code[index]
+    text = token.text
+    if token.kind is Kind.SYMBOL:
+        name = text[1:].strip("\"'") if text.startswith(":") else ""
+    elif len(text) >= 2 and text[0] in "'\"" and text[-1] == text[0]:
+        name = text[1:-1]
+    else:
+        return False
+    if name not in language.deprecated:
+        return False
+    prev = code[index - 1].text if index > 0 else ""
+    nxt = code[index + 1].text if index + 1 < len(code) else ""
+    subscript = prev == "[" and nxt == "]" and index >= 2 and code[index - 2].text not in ("(", ",", "=", "[", "{")
+    if subscript and language is not PYTHON:
+        return True  # a subscript of a value (`s[:atomic_update]`), not a list literal
+    if prev == "(" and index >= 2 and code[index - 2].text in _BY_NAME_CALLS:
+        return True
+    if prev != ",":
+        return False
+    # getattr(obj.attr, "atomic_update"): the second argument of a by-name lookup
+    depth, k = 0, index - 2
+    while k >= 0:
+        text = code[k].text
+        if text in (")", "]", "}"):
+            depth += 1
+        elif text in ("(", "[", "{"):
+            if depth == 0:
+                return text == "(" and k >= 1 and code[k - 1].text in _BY_NAME_CALLS
+            depth -= 1
+        elif text == "," and depth == 0:
+            return False
+        k -= 1
+    return False
 
 
 def _defines_own(code: list[Token], language: Language) -> bool:
