@@ -368,6 +368,19 @@ def test_python_files_without_a_final_newline(source: str) -> None:
     assert result.new_text == source.replace("atomic_update", "update")
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "\ufeffs.atomic_update(1)\n",  # a byte order mark left in the text
+        "x\u05b4 = 1\ns.atomic_update(x\u05b4)\n",  # a combining mark inside an identifier
+    ],
+)
+def test_python_valid_sources_that_old_tokenizers_stumble_on(source: str) -> None:
+    result = plan_text(source, PYTHON)
+    assert result.new_text == source.replace("atomic_update", "update")
+    assert [r.line for r in result.rewrites] == [source[: source.index("atomic")].count("\n") + 1]
+
+
 def test_python_tokenizer_refuses_an_unterminated_string() -> None:
     with pytest.raises(TokenizeError):
         tokenize_python('x = """open\n')

@@ -39,17 +39,21 @@ def tokenize_python(text: str) -> list[Token]:
     zero-width BLOCK_START and BLOCK_END tokens (they mark the blocks the
     read-modify-write analysis needs); their text is empty.
     """
-    index = LineIndex(text)
-    readline = io.StringIO(text, newline="\n").readline
+    # a byte order mark left in the text (decoded as plain UTF-8) is not Python's to see
+    skip = 1 if text.startswith("\ufeff") else 0
+    index = LineIndex(text[skip:])
+    readline = io.StringIO(text[skip:], newline="\n").readline
     tokens: list[Token] = []
     try:
         for tok in tokenize.generate_tokens(readline):
             kind = _KINDS.get(tok.type)
             if kind is None:
-                if tok.type == tokenize.ERRORTOKEN and not tok.string.isspace():
+                # Only an ASCII error token (an unterminated quote) can hide code; before 3.12 the pure-Python
+                # tokenizer also reports valid non-ASCII identifier characters (combining marks) this way.
+                if tok.type == tokenize.ERRORTOKEN and any(c.isascii() and not c.isspace() for c in tok.string):
                     raise TokenizeError(f"cannot tokenize {tok.string!r}", *tok.start)
                 continue
-            start = index.offset(*tok.start)
+            start = index.offset(*tok.start) + skip
             if kind in (Kind.BLOCK_START, Kind.BLOCK_END, Kind.NEWLINE):
                 tokens.append(Token(kind, "", start))
             else:
