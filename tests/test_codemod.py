@@ -185,6 +185,37 @@ def test_js_token_offsets_point_at_their_text() -> None:
         assert source[token.start : token.end] == token.text
 
 
+def blank_opaque_js(text: str) -> str:
+    """``text`` with every comment, string, template text and regex body overwritten, as our tokenizer sees them."""
+    out = list(text)
+    for token in tokenize_js(text):
+        start, end = token.start, token.end
+        if token.kind is Kind.COMMENT and not token.text.startswith("#!"):
+            span = range(start, end)
+        elif token.kind is Kind.STRING:
+            span = range(start + 1, end - (2 if token.text.endswith("${") else 1))
+        elif token.kind is Kind.REGEX:
+            span = range(start + 1, start + token.text.rindex("/"))
+        else:
+            continue
+        for i in span:
+            if out[i] not in "\n\r\u2028\u2029":
+                out[i] = " " if token.kind is Kind.COMMENT else "#"  # "#" is a syntax error in code
+    return "".join(out)
+
+
+@pytest.mark.parametrize("name", ["steps_atomic.js", "steps_rmw.js", "runtime.js"])
+def test_js_tokenizer_boundaries_agree_with_node(tmp_path: Path, name: str) -> None:
+    """Overwriting what we call text keeps the file valid for Node: our boundaries are Node's."""
+    node = require_tool("node")
+    source = (FIXTURES / f"{name}.in").read_text()
+    blanked = tmp_path / "blanked.js"
+    blanked.write_text(blank_opaque_js(source))
+    assert blanked.read_text() != source
+    done = subprocess.run([node, "--check", str(blanked)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 # --- the Ruby tokenizer ----------------------------------------------------------------------
 
 
