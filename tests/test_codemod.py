@@ -780,3 +780,16 @@ def test_a_bug_on_one_file_is_reported_as_internal_and_the_others_still_run(
     assert summary.exit_code == 1
     assert (tmp_path / "a.py").read_text() == CALL_PY
     assert (tmp_path / "b.js").read_text() == "s.update(g, k, f)\n"
+
+
+def test_the_package_exports_exactly_its_all() -> None:
+    import types
+
+    import motia_state.codemod as codemod
+
+    public = {
+        name
+        for name, value in vars(codemod).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert set(codemod.__all__) == public
