@@ -64,7 +64,6 @@ __all__ = [
     "export_results",
     "parse_transaction",
     "run_batch",
-    "run_batch_operation",
     "run_transaction",
 ]
 
@@ -437,16 +436,3 @@ def run_batch(
         if item.code is None:
             item.value = exported[item.value]
     return BatchResult(results=items), writes
-
-
-def run_batch_operation(
-    op: StateOperation | StateError, current: Any, limits: Limits = DEFAULT_LIMITS
-) -> tuple[Any, BatchItemResult]:
-    """Apply one batch record on its own; a failure becomes its error item (the value a copy)."""
-    if isinstance(op, StateError):
-        return UNCHANGED, BatchItemResult.from_error(op, record_id(op))
-    try:
-        new, value = apply_operation(op, current, limits)
-    except StateError as e:
-        return UNCHANGED, BatchItemResult.from_error(e, record_id(op))
-    return new, BatchItemResult(id=record_id(op), value=copy_value(value))

@@ -6,6 +6,11 @@ mutated in place by the engine (every operation builds a new container), so
 old and new versions may share children; what crosses the API boundary in
 either direction is deep-copied, which is what makes state "by value".
 
+The validators every entry point shares live here too: ``check_name``
+(groups and keys, the reserved groups included), ``check_delta``,
+``check_field``, ``check_int`` and ``import_value`` (a whole value: JSON
+only, its depth, its size).
+
 Internal module: the public names (``Limits``) are re-exported by ``motia_state``.
 """
 

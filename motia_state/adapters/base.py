@@ -256,28 +256,30 @@ class StateAdapter(abc.ABC):
         """Run the operations in order, each atomic on its own."""
 
     # -- camelCase aliases, for code ported from Motia --------------------------
-    # Methods rather than assignments, so that they call a subclass's override.
+    # Plain methods that return the snake_case method's awaitable: they call
+    # a subclass's override, and are no operations of their own (storage
+    # marks and wraps only the snake_case names).
 
-    async def getGroup(self, group_id: str) -> list[Any]:
+    def getGroup(self, group_id: str) -> Awaitable[list[Any]]:
         """Alias of :meth:`get_group`."""
-        return await self.get_group(group_id)
+        return self.get_group(group_id)
 
-    async def compareAndSwap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+    def compareAndSwap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> Awaitable[bool]:
         """Alias of :meth:`compare_and_swap`."""
-        return await self.compare_and_swap(trace_id, key, expected, new_value)
+        return self.compare_and_swap(trace_id, key, expected, new_value)
 
-    async def setField(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
+    def setField(self, trace_id: str, key: str, field: str, value: Any) -> Awaitable[dict[str, Any]]:
         """Alias of :meth:`set_field`."""
-        return await self.set_field(trace_id, key, field, value)
+        return self.set_field(trace_id, key, field, value)
 
-    async def deleteField(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
+    def deleteField(self, trace_id: str, key: str, field: str) -> Awaitable[dict[str, Any]]:
         """Alias of :meth:`delete_field`."""
-        return await self.delete_field(trace_id, key, field)
+        return self.delete_field(trace_id, key, field)
 
-    async def atomicUpdate(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
+    def atomicUpdate(self, trace_id: str, key: str, fn: UpdateFn) -> Awaitable[Any]:
         """Deprecated alias of :meth:`update`."""
         warnings.warn("atomicUpdate is deprecated; use update", DeprecationWarning, stacklevel=2)
-        return await self.update(trace_id, key, fn)
+        return self.update(trace_id, key, fn)
 
     # -- lifecycle ---------------------------------------------------------------
 
