@@ -195,12 +195,27 @@ class FeedRing:
         if self._waiters:
             self.wake()
 
-    def add(self, entry: _Entry) -> None:
-        """Append one record read back from storage (its sequence number follows :attr:`seq`)."""
-        self._items.append(entry)
-        self.seq = entry[0]
-        self.bytes += entry[10]
+    def add_rows(self, seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: Sequence[Any]) -> None:
+        """Append the records of one commit read back from storage, numbered from ``seq``.
+
+        ``rows`` are ``[group, key, op, event, old, new]`` (the file log's
+        form); records this ring already holds are skipped.
+        """
+        items = self._items
+        added = 0
+        for group, key, op, event, old, new in rows:
+            if seq > self.seq:
+                size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
+                items.append((seq, group, key, op, event, old, new, at, depth, origin, size))
+                added += size
+                self.seq = seq
+            seq += 1
+        self.bytes += added
         self._trim()
+
+    def retained(self) -> list[_Entry]:
+        """The retained records as stored, oldest first: ``(seq, group, key, op, event, old, new, at, depth, origin, size)``."""
+        return self._items[self._head :]
 
     def restart(self, seq: int) -> None:
         """Forget every record; the next one gets ``seq + 1`` (a store reloaded from its files)."""
@@ -317,6 +332,11 @@ class FeedRing:
         else:
             self._waiters.append(lambda: loop.call_soon_threadsafe(wake))
         return event
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a reader waits for the next record."""
+        return bool(self._waiters)
 
     def wake(self) -> None:
         """Wake every waiting reader."""
