@@ -56,6 +56,18 @@ function emitArgs (event, data) {
   return { topic: event, data: data === undefined ? null : data }
 }
 
+/** The config as JSON: a function inside it (a native `condition`) shows as `{"native": true}`. */
+function describeConfig (value) {
+  if (typeof value === 'function') return { native: true }
+  if (Array.isArray(value)) return value.map(describeConfig)
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const out = {}
+    for (const [k, v] of Object.entries(value)) out[k] = describeConfig(v)
+    return out
+  }
+  return value
+}
+
 class Worker {
   constructor (stepPath) {
     this.stepPath = stepPath
@@ -85,10 +97,31 @@ class Worker {
     const { method, id, args } = frame
     if (method === 'invoke') {
       this.invoke(id, args && typeof args === 'object' ? args : {})
+    } else if (method === 'config') {
+      this.answerConfig(id)
     } else if (method === 'shutdown') {
       this.client.close('shutdown')
     } else if (id !== undefined && id !== null) {
       this.client.respondError(id, 'NOT_FOUND', `the Node runner serves no method ${JSON.stringify(method)}`)
+    }
+  }
+
+  /** Reply with the step's exported `config` (null when none), without running the handler. */
+  async answerConfig (id) {
+    if (id === undefined || id === null) return
+    await this.loaded
+    if (this.loadError) {
+      const e = this.loadError
+      this.client.respondError(id, 'STEP_FAILED', e instanceof Error ? `${e.name}: ${e.message}` : String(e), e && e.stack)
+      return
+    }
+    const mod = this.module || {}
+    let config = mod.config
+    if (config === undefined && mod.default && typeof mod.default === 'object') config = mod.default.config
+    try {
+      this.client.respond(id, describeConfig(config === undefined ? null : config))
+    } catch (e) {
+      this.client.respondError(id, 'STEP_FAILED', `the step's config is not JSON: ${e.message}`)
     }
   }
 
@@ -141,4 +174,4 @@ async function main (argv) {
   return 0
 }
 
-module.exports = { Worker, loadStep, main, protectStdio }
+module.exports = { Worker, describeConfig, loadStep, main, protectStdio }

@@ -71,6 +71,17 @@ def _emit_args(event: Any, data: Any) -> dict[str, Any]:
     return {"topic": event, "data": data}
 
 
+def describe_config(value: Any) -> Any:
+    """The config as JSON: a function inside it (a native ``condition``) shows as ``{"native": true}``."""
+    if callable(value):
+        return {"native": True}
+    if isinstance(value, dict):
+        return {k: describe_config(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [describe_config(v) for v in value]
+    return value
+
+
 def load_step(path: str) -> Any:
     """Import a step file by path (its folder goes on sys.path for siblings)."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -121,10 +132,23 @@ class Worker:
             task = asyncio.ensure_future(self.invoke(rid, args if isinstance(args, dict) else {}))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+        elif method == "config":
+            self.answer_config(rid)
         elif method == "shutdown":
             self.stop.set()
         elif rid is not None:
             self.client.respond_error(rid, "NOT_FOUND", "the Python runner serves no method %r" % (method,))
+
+    def answer_config(self, rid: Any) -> None:
+        """Reply with the step's exported ``config`` (null when none), without running the handler."""
+        if rid is None:
+            return
+        if self.load_error is not None:
+            e = self.load_error
+            stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+            self.client.respond_error(rid, "STEP_FAILED", "%s: %s" % (type(e).__name__, e), stack)
+            return
+        self.client.respond(rid, describe_config(getattr(self.module, "config", None)))
 
     async def invoke(self, rid: Any, args: dict[str, Any]) -> None:
         try:

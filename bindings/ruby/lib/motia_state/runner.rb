@@ -96,10 +96,43 @@ module MotiaState
       case method
       when "invoke"
         Thread.new { invoke(id, args.is_a?(Hash) ? args : {}) }
+      when "config"
+        answer_config(id)
       when "shutdown"
         @client.close("shutdown")
       else
         @client.respond_error(id, "NOT_FOUND", "the Ruby runner serves no method #{method.inspect}") unless id.nil?
+      end
+    end
+
+    # Reply with the step's CONFIG constant or config method (null when
+    # none), without running the handler.
+    def answer_config(id)
+      return if id.nil?
+      raise @load_error if @load_error
+
+      @client.respond(id, Worker.describe_config(step_config))
+    rescue Exception => e # rubocop:disable Lint/RescueException -- reported to the parent
+      @client.respond_error(id, "STEP_FAILED", "#{e.class}: #{e.message}", (e.backtrace || []).join("\n"))
+    end
+
+    def step_config
+      holder = @host.singleton_class
+      return holder.const_get(:CONFIG, false) if holder.const_defined?(:CONFIG, false)
+      return @host.send(:config) if @host.respond_to?(:config, true)
+
+      nil
+    end
+
+    # The config as JSON: a Proc or Method inside it (a native condition)
+    # shows as {"native" => true}; symbols become strings.
+    def self.describe_config(value)
+      case value
+      when Proc, Method then { "native" => true }
+      when Hash then value.to_h { |k, v| [k.to_s, describe_config(v)] }
+      when Array then value.map { |v| describe_config(v) }
+      when Symbol then value.to_s
+      else value
       end
     end
 
