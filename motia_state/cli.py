@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rounds", type=int, default=300, help="rounds per worker (default 300)")
     demo.add_argument("--state", default="memory:", help="memory: | file:PATH | redis://...")
     demo.add_argument("--timeout", type=float, default=120.0)
+
+    from .app.dev import add_arguments as add_dev_arguments  # light: the server loads only when it runs
+
+    add_dev_arguments(sub.add_parser("dev", help="serve a folder of steps on their triggers (HTTP, events, cron)"))
     return parser
 
 
@@ -172,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "dev":
+        from .app.dev import run_dev
+
+        return run_dev(args)
     try:
         return anyio.run(_run if args.command == "run" else _demo, args)
     except (StepError, StateError) as e:
