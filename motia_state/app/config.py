@@ -127,6 +127,7 @@ class StateTrigger(msgspec.Struct, tag="state", tag_field="type", forbid_unknown
 
 
 Trigger = EventTrigger | ApiTrigger | CronTrigger | StateTrigger
+_ALIASES = {"queue": "event", "http": "api"}
 _BY_TYPE: dict[str, type[Trigger]] = {
     "event": EventTrigger,
     "api": ApiTrigger,
@@ -272,6 +273,9 @@ def _parse_trigger(raw: Any, file: str, path: str) -> Trigger:
     kind = raw.get("type")
     if kind is None:
         raise ConfigError(file, f"{path}.type", "missing trigger type (event, api, cron or state)")
+    if kind in _ALIASES:  # Motia's current names for the same triggers
+        raw = {**raw, "type": _ALIASES[kind]}
+        kind = raw["type"]
     cls = _BY_TYPE.get(kind) if isinstance(kind, str) else None
     if cls is None:
         shown = f'"{kind}"' if isinstance(kind, str) else repr(kind)

@@ -72,6 +72,10 @@ def test_a_config_with_every_trigger_type_parses_into_typed_records() -> None:
         ({"type": "api", "path": "/x", "method": "GET"}, (ApiTrigger(path="/x", method="GET"),)),
         ({"type": "cron", "cron": "0 * * * *"}, (CronTrigger(expression="0 * * * *"),)),
         ({"type": "noop"}, ()),
+        (
+            {"triggers": [{"type": "queue", "topic": "q"}, {"type": "http", "method": "POST", "path": "/h"}]},
+            (EventTrigger(topic="q"), ApiTrigger(path="/h", method="POST")),
+        ),
     ],
 )
 def test_motias_older_shapes_are_accepted(raw: dict[str, Any], triggers: tuple[Any, ...]) -> None:
