@@ -67,3 +67,93 @@ async def test_parallel_merge(tmp_path: Path) -> None:
             for run, n in runs.items()
         }
     }
+
+
+async def test_food_orders(tmp_path: Path) -> None:
+    require_tool("node")
+    require_tool("ruby")
+    store = tmp_path / "state"
+    env = {"FOOD_ORDERS_AUDIT_CRON": "@every 1s"}
+    with DevServer(EXAMPLES / "food-orders", "--state", f"file:{store}", env=env).start(tmp_path) as server:
+        assert "@every 1s  -> StateAuditJob" in server.stdout
+        r = server.client.post(
+            "/basic-tutorial", json={"pet": {"name": "Rex", "photoUrl": "rex.png"}, "foodOrder": {"quantity": 2}}
+        )
+        assert r.status_code == 200
+        pet = r.json()
+        assert pet["id"] == "pet-1" and pet["name"] == "Rex" and pet["traceId"]
+        # order-1 comes from the event; wait for it before placing the next, so the ids are known.
+        poll(lambda: server.client.get("/notifications/test@test.com").json(), lambda v: len(v) >= 1)
+
+        future = server.client.post(
+            "/process-food-order",
+            json={"email": "b@x.io", "quantity": 1, "petId": "pet-1", "shipDate": "2999-01-01T00:00:00Z"},
+        )
+        assert future.status_code == 200 and future.json()["order"]["id"] == "order-2"
+        past = server.client.post(
+            "/process-food-order",
+            json={"email": "c@x.io", "quantity": 3, "petId": "pet-1", "shipDate": "2000-01-01T00:00:00Z"},
+        )
+        assert past.status_code == 200 and past.json()["order"]["id"] == "order-3"
+        assert server.client.post("/process-food-order", json={"email": "x"}).status_code == 400
+
+        done = server.client.put("/orders/order-2/complete")
+        assert done.status_code == 200 and done.json()["complete"] is True and done.json()["status"] == "delivered"
+        assert server.client.put("/orders/order-9/complete").status_code == 404
+
+        # The audit warns about order-1 (shipped "now") and order-3 (long ago), once each.
+        poll(lambda: server.client.get("/notifications/c@x.io").json(), lambda v: len(v) == 2)
+        poll(lambda: server.client.get("/notifications/test@test.com").json(), lambda v: len(v) == 2)
+        time.sleep(2.5)  # two more audits: they must not warn again
+        out = server.stdout
+        assert "StateAuditJob [cron] traceId=" in out and "ProcessFoodOrder [event process-food-order]" in out
+        assert server.stop(signal.SIGTERM) == 0
+    state = await read_store(store)
+    order1 = state["orders"]["order-1"]
+    assert isinstance(order1.pop("shipDate"), str)
+    audits = state.pop("order-audits")
+    assert sorted(audits) == ["order-1", "order-3"] and all(isinstance(v, str) for v in audits.values())
+    notes = state.pop("notifications")
+    assert sorted(n["templateId"] for n in notes["test@test.com"]) == ["new-order", "order-audit-warning"]
+    assert [n["templateId"] for n in notes["b@x.io"]] == ["new-order"]
+    assert sorted(n["templateId"] for n in notes["c@x.io"]) == ["new-order", "order-audit-warning"]
+    warning = next(n for n in notes["c@x.io"] if n["templateId"] == "order-audit-warning")
+    assert warning["templateData"] == {
+        "orderId": "order-3",
+        "status": "placed",
+        "shipDate": "2000-01-01T00:00:00Z",
+        "message": "Order is not complete and ship date is past",
+    }
+    assert state == {
+        "counters": {"order": 3, "pet": 1},
+        "food-per-pet": {"pet-1": 6},
+        "orders": {
+            "order-1": {
+                "id": "order-1",
+                "petId": "pet-1",
+                "quantity": 2,
+                "email": "test@test.com",
+                "status": "placed",
+                "complete": False,
+            },
+            "order-2": {
+                "id": "order-2",
+                "petId": "pet-1",
+                "quantity": 1,
+                "email": "b@x.io",
+                "shipDate": "2999-01-01T00:00:00Z",
+                "status": "delivered",
+                "complete": True,
+            },
+            "order-3": {
+                "id": "order-3",
+                "petId": "pet-1",
+                "quantity": 3,
+                "email": "c@x.io",
+                "shipDate": "2000-01-01T00:00:00Z",
+                "status": "placed",
+                "complete": False,
+            },
+        },
+        "pets": {"pet-1": {"id": "pet-1", "name": "Rex", "photoUrl": "rex.png"}},
+    }
