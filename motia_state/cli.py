@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"motia-state {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log step output and state operations")
     sub = parser.add_subparsers(dest="command")
+    from .app.dev import add_arguments as add_dev_arguments  # light: the server loads only when it runs
+
+    add_dev_arguments(sub.add_parser("dev", help="serve a folder of steps on their triggers (HTTP, events, cron)"))
 
     run = sub.add_parser("run", help="run one step file and print its result as JSON")
     run.add_argument("step", help="a .py, .js, .cjs, .mjs or .rb step file")
@@ -158,10 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rounds", type=int, default=300, help="rounds per worker (default 300)")
     demo.add_argument("--state", default="memory:", help="memory: | file:PATH | redis://...")
     demo.add_argument("--timeout", type=float, default=120.0)
-
-    from .app.dev import add_arguments as add_dev_arguments  # light: the server loads only when it runs
-
-    add_dev_arguments(sub.add_parser("dev", help="serve a folder of steps on their triggers (HTTP, events, cron)"))
     return parser
 
 

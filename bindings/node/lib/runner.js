@@ -174,4 +174,4 @@ async function main (argv) {
   return 0
 }
 
-module.exports = { Worker, describeConfig, loadStep, main, protectStdio }
+module.exports = { Worker, loadStep, main, protectStdio }
