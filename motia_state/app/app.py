@@ -268,7 +268,7 @@ class App:
             self._cron_scope = None
             return
         scope = self._cron_scope = anyio.CancelScope()
-        scheduler = CronScheduler(self._cron_fire)
+        scheduler = CronScheduler(self._cron_fire, self._spawn)
 
         async def run() -> None:
             with scope:

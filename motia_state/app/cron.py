@@ -36,11 +36,21 @@ def next_fire(trigger: CronTrigger, after: float) -> float:
     return float(croniter(trigger.expression, base).get_next(float))
 
 
-class CronScheduler:
-    """Fires the schedules it is given until cancelled; :meth:`run` is the task."""
+#: Starts a task outside the scheduler, so that stopping the schedule never cancels a firing in progress.
+SpawnFn = Callable[[Callable[[], Awaitable[None]]], None]
 
-    def __init__(self, fire: FireFn) -> None:
+
+class CronScheduler:
+    """Fires the schedules it is given until cancelled; :meth:`run` is the task.
+
+    Each firing runs in a task started by ``spawn`` (the app's task group):
+    cancelling the schedule (a reload, a shutdown) stops future firings and
+    lets a running one finish.
+    """
+
+    def __init__(self, fire: FireFn, spawn: SpawnFn) -> None:
         self._fire = fire
+        self._spawn = spawn
 
     async def run(self, schedules: list[tuple[CronTrigger, str]]) -> None:
         """Run every (trigger, step name) schedule until the surrounding scope is cancelled."""
@@ -54,7 +64,6 @@ class CronScheduler:
 
         async def fire(scheduled: float) -> None:
             nonlocal busy
-            busy = True
             try:
                 await self._fire(step, datetime.fromtimestamp(scheduled).astimezone().isoformat())
             except Exception:  # a failed firing is logged by the app; the schedule goes on
@@ -62,14 +71,12 @@ class CronScheduler:
             finally:
                 busy = False
 
-        async with anyio.create_task_group() as tg:
-            while True:
-                await anyio.sleep(max(0.0, next_at - time.time()))
-                if busy:
-                    log.warning(
-                        "%s: skipped the firing of %s, the previous one is still running", step, trigger.expression
-                    )
-                else:
-                    tg.start_soon(fire, next_at)
-                # A clock jump or a long stall: the next time after now, not a burst of missed ones.
-                next_at = next_fire(trigger, max(next_at, time.time()))
+        while True:
+            await anyio.sleep(max(0.0, next_at - time.time()))
+            if busy:
+                log.warning("%s: skipped the firing of %s, the previous one is still running", step, trigger.expression)
+            else:
+                busy = True  # at once: the task starts later
+                self._spawn(lambda at=next_at: fire(at))  # type: ignore[misc]
+            # A clock jump or a long stall: the next time after now, not a burst of missed ones.
+            next_at = next_fire(trigger, max(next_at, time.time()))

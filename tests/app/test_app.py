@@ -342,3 +342,27 @@ def test_the_app_runs_under_trio(tmp_path: Path) -> None:
             return await wait_for(lambda: state.get("t", "got"))
 
     assert anyio.run(main, backend="trio") == {"v": 3}
+
+
+async def test_stopping_lets_a_running_cron_invocation_finish(tmp_path: Path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "slow_cron.step.py": """
+                import asyncio
+
+                config = {"name": "SlowCron", "triggers": [{"type": "cron", "expression": "@every 0.2s"}]}
+
+                async def handler(data, ctx):
+                    if not await ctx.state.compare_and_swap("t", "started", None, data["scheduledAt"]):
+                        return
+                    await asyncio.sleep(1.0)
+                    await ctx.state.set("t", "finished", True)
+            """
+        },
+    )
+    state = ms.StateManager(ms.MemoryStateAdapter())
+    async with App.from_directory(root, state=state, grace=10) as app:
+        await wait_for(lambda: state.get("t", "started"))
+        assert app.summary()["schedules"] == [{"expression": "@every 0.2s", "step": "SlowCron"}]
+    assert await state.get("t", "finished") is True
