@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import logging
 import os
 import time
@@ -49,7 +50,13 @@ WORKBENCH_PREFIX = "/__motia"
 
 
 class TriggerRunnerLike(Protocol):
-    """What the app needs of a state-trigger runner (``motia_state.triggers.TriggerRunner``)."""
+    """What the app needs of a state-trigger runner (``motia_state.triggers.TriggerRunner``).
+
+    The app builds it as ``TriggerRunner(state, pool)``, adding
+    ``on_emit=app.route_emit`` when the runner takes that keyword, enters
+    it, and calls ``add(name, trigger, step_path)`` for each state trigger
+    of :attr:`App.triggers` (``trigger`` as the state trigger's JSON, with "from").
+    """
 
     async def __aenter__(self) -> Any: ...
 
@@ -71,7 +78,7 @@ class InvocationRecord:
 
 
 class App:
-    """A folder of steps, served. See the module docstring; APP.md has the contract.
+    """A folder of steps, served. See the module docstring and docs/apps.md.
 
     ``state`` is a StateManager, an adapter, or an adapter URL
     (``memory:``, ``file:PATH``, ``redis://...``). ``pool`` is an existing
@@ -219,6 +226,23 @@ class App:
             raise UnavailableError("the app is not running or is stopping")
         return self.router.publish(topic, data, trace_id=trace_id or _new_trace(), depth=1)
 
+    def route_emit(self, event: dict[str, Any], *, depth: int, step: str | None = None) -> int:
+        """Route an emit made by an invocation at ``depth`` (by ``step``, when known) to the subscribers.
+
+        ``event`` is what a worker's ``emit`` hands the pool's ``on_emit``
+        hook: ``{"topic", "data", "traceId"}``. The subscribers run at
+        ``depth + 1`` with the same traceId. This is also the hook a state
+        trigger runner gives the invocations it starts, so their emits reach
+        the router. Returns how many deliveries were started.
+        """
+        topic = str(event.get("topic"))
+        record = self.registry.steps.get(step) if step is not None else None
+        declared = record.config.emits if record is not None else ()
+        if declared and topic not in declared:
+            log.warning("[%s] emits %r, which its config does not declare in 'emits'", step, topic)
+        trace_id = str(event.get("traceId") or _new_trace())
+        return self.router.publish(topic, event.get("data"), trace_id=trace_id, depth=depth + 1, source=step)
+
     async def invoke(self, name: str, data: Any = None, *, trace_id: str | None = None) -> Any:
         """Run one step by name (as a manual trigger, depth 0) and return its result."""
         return await self._invoke(self._step(name), "manual", data, trace_id or _new_trace(), 0)
@@ -289,7 +313,10 @@ class App:
                 ", ".join(spec.name for spec in self.triggers),
             )
             return
-        runner: TriggerRunnerLike = module.TriggerRunner(self.state, self.pool)
+        options: dict[str, Any] = {}
+        if "on_emit" in inspect.signature(module.TriggerRunner).parameters:
+            options["on_emit"] = self.route_emit  # the emits of state-triggered steps reach the router
+        runner: TriggerRunnerLike = module.TriggerRunner(self.state, self.pool, **options)
         self.trigger_runner = await stack.enter_async_context(runner)
         for spec in self.triggers:
             await runner.add(spec.name, spec.trigger.as_dict(), str(spec.step.path))
@@ -338,10 +365,7 @@ class App:
         pool = self._require_pool()
 
         def on_emit(event: dict[str, Any]) -> None:
-            topic = str(event.get("topic"))
-            if config.emits and topic not in config.emits:
-                log.warning("[%s] emits %r, which its config does not declare in 'emits'", config.name, topic)
-            self.router.publish(topic, event.get("data"), trace_id=trace_id, depth=depth + 1, source=config.name)
+            self.route_emit(event, depth=depth, step=config.name)
 
         def on_log(record: dict[str, Any]) -> None:
             level = logging.getLevelName(str(record.get("level", "info")).upper())

@@ -1,6 +1,6 @@
 """Step configs: typed records, loaded from what a runner's ``config`` method answers.
 
-A step file exports a ``config`` (APP.md): a name, its triggers and a few
+A step file exports a ``config``: a name, its triggers and a few
 options. :func:`parse_step_config` turns the runner's JSON answer into a
 :class:`StepConfig` whose triggers are :class:`EventTrigger`,
 :class:`ApiTrigger`, :class:`CronTrigger` or :class:`StateTrigger`, accepts

@@ -75,7 +75,7 @@ async def request_input(request: Request) -> dict[str, Any]:
 
 
 def response_for(result: Any) -> Response:
-    """The HTTP response of a handler's return value (APP.md's shapes)."""
+    """The HTTP response of a handler's return value (see the module docstring)."""
     if (
         isinstance(result, dict)
         and isinstance(result.get("status"), int)

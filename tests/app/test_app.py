@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import httpx
@@ -366,3 +366,79 @@ async def test_stopping_lets_a_running_cron_invocation_finish(tmp_path: Path) ->
         await wait_for(lambda: state.get("t", "started"))
         assert app.summary()["schedules"] == [{"expression": "@every 0.2s", "step": "SlowCron"}]
     assert await state.get("t", "finished") is True
+
+
+class FakeTriggerRunner:
+    """Stands in for motia_state.triggers.TriggerRunner: records what the app registers."""
+
+    instances: ClassVar[list[FakeTriggerRunner]] = []
+
+    def __init__(self, state: Any, pool: Any, *, on_emit: Any = None) -> None:
+        self.state, self.pool, self.on_emit = state, pool, on_emit
+        self.added: list[tuple[str, dict[str, Any], str]] = []
+        self.entered = self.exited = False
+        FakeTriggerRunner.instances.append(self)
+
+    async def __aenter__(self) -> FakeTriggerRunner:
+        self.entered = True
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.exited = True
+
+    async def add(self, name: str, trigger: dict[str, Any], step_path: str) -> None:
+        self.added.append((name, trigger, step_path))
+
+
+async def test_state_triggers_are_registered_with_a_trigger_runner_when_one_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    fake = types.ModuleType("motia_state.triggers")
+    fake.TriggerRunner = FakeTriggerRunner  # type: ignore[attr-defined]
+    monkeypatch.setitem(__import__("sys").modules, "motia_state.triggers", fake)
+    FakeTriggerRunner.instances.clear()
+    root = write(
+        tmp_path,
+        {
+            "promote.step.py": """
+                config = {"name": "Promote", "emits": ["promoted"], "triggers": [
+                    {"type": "state", "key": "score", "group": "users", "condition": {"op": "gte", "value": 100}},
+                ]}
+
+                async def handler(data, ctx):
+                    pass
+            """,
+            "on_promoted.step.py": """
+                config = {"name": "OnPromoted", "triggers": [{"type": "event", "topic": "promoted"}]}
+
+                async def handler(data, ctx):
+                    await ctx.state.set("t", "promoted", {"data": data, "trace": ctx.trace_id})
+            """,
+        },
+    )
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app:
+        [runner] = FakeTriggerRunner.instances
+        assert app.trigger_runner is runner and runner.entered and runner.pool is app.pool
+        assert runner.added == [
+            (
+                "Promote",
+                {
+                    "type": "state",
+                    "key": "score",
+                    "from": "now",
+                    "group": "users",
+                    "condition": {"op": "gte", "value": 100},
+                },
+                str(root / "promote.step.py"),
+            )
+        ]
+        # What the runner's invocations emit goes through the app's router.
+        assert runner.on_emit == app.route_emit
+        assert runner.on_emit({"topic": "promoted", "data": 7, "traceId": "tr"}, depth=2, step="Promote") == 1
+        assert app.state is not None
+        state = app.state
+        assert await wait_for(lambda: state.get("t", "promoted")) == {"data": 7, "trace": "tr"}
+        assert app.summary()["stateTriggersRunning"] is True
+    assert runner.exited
