@@ -36,6 +36,7 @@ from ..adapters.factory import create_state_adapter
 from ..errors import NotFoundError, StateError, UnavailableError
 from ..manager import StateManager
 from ..runtime import WorkerPool
+from .config import StepConfig
 from .cron import CronScheduler
 from .discovery import ConfigLoader, Registry, StateTriggerSpec, StepRecord
 from .events import DeadLetter, Delivery, EventRouter
@@ -120,6 +121,7 @@ class App:
         self._cron_scope: anyio.CancelScope | None = None
         self._accepting = False
         self._running = 0
+        self._limits: dict[tuple[str, int], anyio.CapacityLimiter] = {}
         self._idle = anyio.Event()
         self._idle.set()
         self.router = EventRouter(
@@ -348,6 +350,17 @@ class App:
         with contextlib.suppress(StateError):  # recorded and logged by _invoke
             await self._invoke(step, "cron", {"scheduledAt": scheduled_at}, _new_trace(), 0)
 
+    def _limit(self, config: StepConfig) -> contextlib.AbstractAsyncContextManager[Any]:
+        # maxWorkers bounds how many invocations of the step run at once,
+        # hence how many of the pool's workers it keeps busy.
+        if config.max_workers is None:
+            return contextlib.nullcontext()
+        key = (config.name, config.max_workers)
+        limiter = self._limits.get(key)
+        if limiter is None:
+            limiter = self._limits[key] = anyio.CapacityLimiter(config.max_workers)
+        return limiter
+
     @contextlib.contextmanager
     def _running_one(self) -> Iterator[None]:
         self._running += 1
@@ -380,26 +393,36 @@ class App:
 
         start = time.perf_counter()
         outcome, error = "ok", None
-        with self._running_one():
-            try:
-                return await pool.call(
-                    step.path, data=data, trace_id=trace_id, timeout=config.timeout, on_emit=on_emit, on_log=on_log
-                )
-            except StateError as e:
-                outcome, error = e.code, e.message
-                raise
-            finally:
-                record = InvocationRecord(config.name, trigger, trace_id, time.perf_counter() - start, outcome, error)
-                log.info(
-                    "%s %s traceId=%s %.1f ms %s",
-                    record.step,
-                    record.trigger,
-                    record.trace_id,
-                    record.duration * 1000,
-                    record.outcome if error is None else f"{record.outcome}: {error}",
-                )
-                for observer in self.on_invocation:
-                    observer(record)
+        async with self._limit(config):
+            with self._running_one():
+                try:
+                    return await pool.call(
+                        step.path, data=data, trace_id=trace_id, timeout=config.timeout, on_emit=on_emit, on_log=on_log
+                    )
+                except StateError as e:
+                    outcome, error = e.code, e.message
+                    raise
+                except BaseException as e:
+                    cancelled = isinstance(e, anyio.get_cancelled_exc_class())
+                    outcome, error = ("CANCELLED", "stopped") if cancelled else ("INTERNAL", repr(e))
+                    raise
+                finally:
+                    record = InvocationRecord(
+                        config.name, trigger, trace_id, time.perf_counter() - start, outcome, error
+                    )
+                    log.info(
+                        "%s %s traceId=%s %.1f ms %s",
+                        record.step,
+                        record.trigger,
+                        record.trace_id,
+                        record.duration * 1000,
+                        record.outcome if error is None else f"{record.outcome}: {error}",
+                    )
+                    for observer in self.on_invocation:
+                        try:
+                            observer(record)
+                        except Exception:  # an observer's bug must not fail the invocation
+                            log.exception("on_invocation observer %r failed", observer)
 
     # -- /__motia ---------------------------------------------------------------
 

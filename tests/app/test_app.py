@@ -442,3 +442,40 @@ async def test_state_triggers_are_registered_with_a_trigger_runner_when_one_is_i
         assert await wait_for(lambda: state.get("t", "promoted")) == {"data": 7, "trace": "tr"}
         assert app.summary()["stateTriggersRunning"] is True
     assert runner.exited
+
+
+async def test_max_workers_bounds_how_many_invocations_of_a_step_run_at_once(tmp_path: Path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "one_at_a_time.step.py": """
+                import asyncio
+
+                config = {"name": "OneAtATime", "maxWorkers": 1, "triggers": [{"type": "event", "topic": "go"}]}
+
+                async def handler(data, ctx):
+                    await ctx.state.push("t", "running", await ctx.state.increment("t", "now"))
+                    await asyncio.sleep(0.2)
+                    await ctx.state.decrement("t", "now")
+            """,
+            "two_at_a_time.step.py": """
+                import asyncio
+
+                config = {"name": "TwoAtATime", "maxWorkers": 2, "triggers": [{"type": "event", "topic": "go2"}]}
+
+                async def handler(data, ctx):
+                    await ctx.state.push("t2", "running", await ctx.state.increment("t2", "now"))
+                    await asyncio.sleep(0.3)
+                    await ctx.state.decrement("t2", "now")
+            """,
+        },
+    )
+    state = ms.StateManager(ms.MemoryStateAdapter())
+    async with App.from_directory(root, state=state) as app:
+        for _ in range(3):
+            app.emit("go")
+            app.emit("go2")
+        await wait_for(lambda: _when(state.get("t", "running"), lambda v: v and len(v) == 3))
+        await wait_for(lambda: _when(state.get("t2", "running"), lambda v: v and len(v) == 3))
+    assert await state.get("t", "running") == [1, 1, 1]
+    assert max(await state.get("t2", "running")) == 2
