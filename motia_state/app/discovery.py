@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from ..errors import StateError
 from ..runtime import WorkerPool
 from .config import ApiTrigger, ConfigError, CronTrigger, EventTrigger, StateTrigger, StepConfig, check_app
@@ -124,8 +126,17 @@ class ConfigLoader:
         configs: list[tuple[Path, StepConfig]] = []
         errors: list[ConfigError] = []
         skipped: list[Path] = []
+        outcomes: dict[Path, StepConfig | ConfigError | None] = {}
+
+        async def read(path: Path) -> None:
+            outcomes[path] = await self._read(pool, path)
+
+        # Each new file starts an interpreter: read them side by side.
+        async with anyio.create_task_group() as tg:
+            for path in paths:
+                tg.start_soon(read, path)
         for path in paths:
-            outcome = await self._read(pool, path)
+            outcome = outcomes[path]
             if isinstance(outcome, ConfigError):
                 errors.append(outcome)
             elif outcome is None:
