@@ -12,6 +12,7 @@ everything.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import importlib
 import inspect
 import logging
@@ -437,7 +438,8 @@ class App:
     def _authorized(self, request: Request) -> Response | None:
         if self.token is None:
             return None
-        if request.headers.get("authorization") == f"Bearer {self.token}":
+        given = request.headers.get("authorization", "").encode()
+        if hmac.compare_digest(given, f"Bearer {self.token}".encode()):
             return None
         return error_response(401, "this endpoint needs 'Authorization: Bearer <token>'", "UNAUTHORIZED")
 

@@ -196,8 +196,13 @@ async def _serve_app(app: Any, args: argparse.Namespace) -> int:
     )
     server = Server(config)
     url = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{args.port}"
-    _print(*_summary(app, url, args.state))
     stopping = anyio.Event()
+
+    async def announce() -> None:
+        # Once the socket is bound: a server that cannot bind has nothing to announce.
+        while not server.started:
+            await anyio.sleep(0.02)
+        _print(*_summary(app, url, args.state))
 
     async def on_signals() -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -231,13 +236,14 @@ async def _serve_app(app: Any, args: argparse.Namespace) -> int:
     code = EXIT_OK
     async with anyio.create_task_group() as tg:
         tg.start_soon(on_signals)
+        tg.start_soon(announce)
         if args.watch:
             tg.start_soon(watch)
         try:
             await server.serve()
-        except SystemExit as e:  # uvicorn exits when it cannot bind
-            code = e.code if isinstance(e.code, int) else EXIT_FAILED
-        if not server.started and code == EXIT_OK:
+        except SystemExit:  # uvicorn exits when it cannot bind (it has logged why)
+            code = EXIT_FAILED
+        if not server.started:
             code = EXIT_FAILED
         tg.cancel_scope.cancel()
     await app.stop_accepting()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -126,7 +126,7 @@ def test_a_public_host_needs_a_token(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={k: v for k, v in __import__("os").environ.items() if k != "MOTIA_TOKEN"},
+        env={k: v for k, v in os.environ.items() if k != "MOTIA_TOKEN"},
     )
     assert proc.returncode == 2
     assert "refusing to serve on 0.0.0.0 without a token" in proc.stderr
@@ -147,5 +147,20 @@ def test_with_a_token_the_workbench_needs_the_bearer_and_the_api_does_not(tmp_pa
         assert server.stop() == 0
 
 
-def test_step_source_is_dedented() -> None:
-    assert textwrap.dedent(SLOW) == SLOW
+def test_a_taken_port_exits_1(tmp_path: Path) -> None:
+    import socket
+
+    root = make_app(tmp_path / "app")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "motia_state.cli", "dev", str(root), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1
+    assert "address already in use" in proc.stderr
+    assert "workbench:" not in proc.stdout  # nothing is announced that is not served
