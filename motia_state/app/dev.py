@@ -147,12 +147,56 @@ def _no_uvicorn_signals(server: Any) -> Iterator[None]:
     yield
 
 
+class _Stop:
+    """The dev server's signal handling: a first SIGINT/SIGTERM stops gracefully, a second at once.
+
+    Before the server runs (while the configs load) a signal abandons the
+    start; afterwards it tells uvicorn to stop accepting connections and
+    the app to stop taking work.
+    """
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.server: Any = None
+        self.app: Any = None
+        self.signalled = False
+        self.startup = anyio.CancelScope()
+
+    async def watch(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if self.signalled:
+                    if self.server is not None:
+                        self.server.force_exit = True
+                    continue
+                self.signalled = True
+                _print(f"{signal.Signals(signum).name}: stopping (running invocations get {self.grace:g} s to finish)")
+                if self.server is None:
+                    self.startup.cancel()
+                else:
+                    self.server.should_exit = True
+                    await self.app.stop_accepting()
+
+
 async def _serve(args: argparse.Namespace, token: str | None) -> int:
+    stop = _Stop(args.grace)
+    code = EXIT_FAILED
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop.watch)
+        try:
+            code = await _start(args, token, stop)
+        finally:
+            tg.cancel_scope.cancel()
+    return code
+
+
+async def _start(args: argparse.Namespace, token: str | None, stop: _Stop) -> int:
     from ..errors import StateError
     from .app import App, InvocationRecord
     from .config import ConfigError
 
     app = App.from_directory(args.dir, state=args.state, token=token, debug=args.debug, grace=args.grace)
+    stop.app = app
 
     def on_invocation(record: InvocationRecord) -> None:
         outcome = record.outcome if record.error is None else f"{record.outcome}: {record.error.splitlines()[0]}"
@@ -161,10 +205,12 @@ async def _serve(args: argparse.Namespace, token: str | None) -> int:
             f"traceId={record.trace_id} {record.duration * 1000:.1f} ms {outcome}"
         )
 
+    code = EXIT_OK
     try:
-        async with app:
-            app.on_invocation.append(on_invocation)
-            code = await _serve_app(app, args)
+        with stop.startup:  # cancelled only by a signal that comes before the server runs
+            async with app:
+                app.on_invocation.append(on_invocation)
+                code = await _serve_app(app, args, stop)
     except ConfigError:
         if not app.registry.errors:
             raise
@@ -179,7 +225,7 @@ async def _serve(args: argparse.Namespace, token: str | None) -> int:
     return code
 
 
-async def _serve_app(app: Any, args: argparse.Namespace) -> int:
+async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop) -> int:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -195,26 +241,14 @@ async def _serve_app(app: Any, args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=max(args.grace, 0.1),
     )
     server = Server(config)
+    stop.server = server
     url = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{args.port}"
-    stopping = anyio.Event()
 
     async def announce() -> None:
         # Once the socket is bound: a server that cannot bind has nothing to announce.
         while not server.started:
             await anyio.sleep(0.02)
         _print(*_summary(app, url, args.state))
-
-    async def on_signals() -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                if not stopping.is_set():
-                    name = signal.Signals(signum).name
-                    _print(f"{name}: stopping (running invocations get {args.grace:g} s to finish)")
-                    stopping.set()
-                    server.should_exit = True
-                    await app.stop_accepting()
-                else:
-                    server.force_exit = True
 
     async def watch() -> None:
         seen = _snapshot(app.root)
@@ -235,7 +269,6 @@ async def _serve_app(app: Any, args: argparse.Namespace) -> int:
 
     code = EXIT_OK
     async with anyio.create_task_group() as tg:
-        tg.start_soon(on_signals)
         tg.start_soon(announce)
         if args.watch:
             tg.start_soon(watch)
@@ -243,7 +276,7 @@ async def _serve_app(app: Any, args: argparse.Namespace) -> int:
             await server.serve()
         except SystemExit:  # uvicorn exits when it cannot bind (it has logged why)
             code = EXIT_FAILED
-        if not server.started:
+        if not server.started and not stop.signalled:
             code = EXIT_FAILED
         tg.cancel_scope.cancel()
     await app.stop_accepting()

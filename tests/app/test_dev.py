@@ -164,3 +164,18 @@ def test_a_taken_port_exits_1(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "address already in use" in proc.stderr
     assert "workbench:" not in proc.stdout  # nothing is announced that is not served
+
+
+def test_a_signal_while_the_configs_load_stops_cleanly(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    # A step whose runner takes a while to load: the signal comes while configs are read.
+    (root / "slow_load.step.py").write_text(
+        "import sys, time\nprint('loading', file=sys.stderr, flush=True)\ntime.sleep(3)\n"
+        "config = {'name': 'SlowLoad', 'triggers': []}\ndef handler(d, c): pass\n"
+    )
+    server = DevServer(root).start(tmp_path, wait=False)
+    with server:
+        server.wait_output("[slow_load.step.py] loading", stream="stderr")
+        assert server.stop(signal.SIGTERM, timeout=20) == 0, server.output()
+        assert "SIGTERM: stopping" in server.stdout and "workbench:" not in server.stdout
+        assert "Traceback" not in server.stderr
