@@ -83,9 +83,10 @@ class App:
     """A folder of steps, served. See the module docstring and docs/apps.md.
 
     ``state`` is a StateManager, an adapter, or an adapter URL
-    (``memory:``, ``file:PATH``, ``redis://...``). ``pool`` is an existing
-    WorkerPool to run the steps on (the app then neither starts nor closes
-    it); by default the app makes its own over ``state``.
+    (``memory:``, ``file:PATH``, ``redis://...``); the app closes only a
+    store it opened from a URL. ``pool`` is an existing WorkerPool to run
+    the steps on (the app then neither starts nor closes it); by default
+    the app makes its own over ``state``.
     """
 
     def __init__(
@@ -152,8 +153,8 @@ class App:
             if isinstance(state, str):
                 state = create_state_adapter(state)
             manager = state if isinstance(state, StateManager) else StateManager(state)
-            if not isinstance(self._state_arg, StateManager):
-                await stack.enter_async_context(manager)  # ours: closed when the app stops
+            if isinstance(self._state_arg, str):
+                await stack.enter_async_context(manager)  # made from a URL: ours to close
             self.state = manager
             if self._given_pool is None:
                 self.pool = await stack.enter_async_context(WorkerPool(manager))

@@ -479,3 +479,18 @@ async def test_max_workers_bounds_how_many_invocations_of_a_step_run_at_once(tmp
         await wait_for(lambda: _when(state.get("t2", "running"), lambda v: v and len(v) == 3))
     assert await state.get("t", "running") == [1, 1, 1]
     assert max(await state.get("t2", "running")) == 2
+
+
+async def test_the_app_closes_only_the_store_it_opened(tmp_path: Path) -> None:
+    root = write(tmp_path, {"noop.step.py": "config = {'name': 'Noop', 'triggers': []}\ndef handler(d, c): pass\n"})
+    adapter = ms.MemoryStateAdapter()
+    async with App.from_directory(root, state=adapter):
+        pass
+    assert await adapter.set("g", "k", 1) == 1  # still open: it is the caller's
+    store = tmp_path / "store"
+    async with App.from_directory(root, state=f"file:{store}") as app:
+        assert app.state is not None
+        await app.state.set("g", "k", 2)
+        opened = app.state
+    with pytest.raises(ms.StateError):
+        await opened.get("g", "k")  # closed with the app
