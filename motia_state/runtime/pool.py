@@ -199,6 +199,29 @@ class WorkerPool:
         runner's message and stack) and :class:`StepTimeoutError` when the
         worker does not answer within ``timeout`` seconds (it is killed).
         """
+        return await self._ask(path, "config", None, timeout)
+
+    async def condition(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        value: Any,
+        change: Any = None,
+        trace_id: str | None = None,
+        trigger: int | None = None,
+        timeout: float | None = 30.0,
+    ) -> bool:
+        """Run a step's native condition on a warm worker: ``config.triggers[trigger]``'s, or its ``condition``.
+
+        The function gets ``value`` and a ctx that can read state (and
+        carries ``change``). Raises :class:`StepError` when it raises or is
+        missing, :class:`StepTimeoutError` past ``timeout`` seconds.
+        """
+        args = {"value": value, "change": change, "traceId": trace_id, "trigger": trigger}
+        return bool(await self._ask(path, "condition", args, timeout))
+
+    async def _ask(self, path: str | os.PathLike[str], method: str, args: Any, timeout: float | None) -> Any:
+        # One request to a warm worker, outside any invocation: no hooks, the worker kept when it answered.
         if self._tg is None or self._closed:
             raise UnavailableError("the worker pool is not running (use it with 'async with')")
         slot = self._slot(path)
@@ -208,15 +231,17 @@ class WorkerPool:
             self._drop_idle(slot)
         async with slot.limit:
             worker = self._take_idle(slot) or await self._start(slot)
+            worker.context.on_emit = worker.context.on_log = None
+            worker.context.invocation = None
             answered = False
             try:
                 with anyio.fail_after(timeout):
-                    result = await worker.peer.request("config", None)
+                    result = await worker.peer.request(method, args)
                 answered = True
                 return result
             except TimeoutError:
                 raise StepTimeoutError(
-                    f"{slot.step} did not answer 'config' within {timeout} s and was killed", step=slot.step
+                    f"{slot.step} did not answer {method!r} within {timeout} s and was killed", step=slot.step
                 ) from None
             except StateError as e:
                 answered = worker.alive
@@ -224,7 +249,7 @@ class WorkerPool:
                     with anyio.move_on_after(1.0):
                         await worker.proc.wait()  # its stderr tail tells why
                 tail = "\n".join(worker.tail)
-                message = e.message if answered else f"{slot.step} exited before answering 'config'"
+                message = e.message if answered else f"{slot.step} exited before answering {method!r}"
                 raise StepError(
                     message + (f"; stderr ends with:\n{tail}" if tail and not answered else ""),
                     stack=e.details.get("stack"),

@@ -98,6 +98,8 @@ module MotiaState
         Thread.new { invoke(id, args.is_a?(Hash) ? args : {}) }
       when "config"
         answer_config(id)
+      when "condition"
+        Thread.new { answer_condition(id, args.is_a?(Hash) ? args : {}) }
       when "shutdown"
         @client.close("shutdown")
       else
@@ -134,6 +136,36 @@ module MotiaState
       when Symbol then value.to_s
       else value
       end
+    end
+
+    # The condition of config.triggers[trigger] (a Proc or Method), or the
+    # step's own condition(value, ctx) method when trigger is null.
+    def find_condition(trigger)
+      raise @load_error if @load_error
+      return @host.method(:condition) if trigger.nil? && @host.respond_to?(:condition, true)
+      raise NoMethodError, "step file #{@step_path} defines no condition(value, ctx)" if trigger.nil?
+
+      triggers = (step_config || {}).then { |c| c[:triggers] || c["triggers"] } || []
+      unless trigger.is_a?(Integer) && trigger >= 0 && trigger < triggers.length
+        raise IndexError, "config.triggers has no trigger #{trigger.inspect}"
+      end
+
+      fn = triggers[trigger][:condition] || triggers[trigger]["condition"]
+      return fn if fn.respond_to?(:call)
+
+      raise NoMethodError, "step file #{@step_path} defines no function config.triggers[#{trigger}].condition"
+    end
+
+    # Reply with the condition's result as a boolean (Ruby's truthiness);
+    # its ctx reads state.
+    def answer_condition(id, args)
+      fn = find_condition(args["trigger"])
+      ctx = Context.new(@client, @state, args["traceId"], nil)
+      ctx.define_singleton_method(:change) { args["change"] }
+      result = fn.call(args["value"], ctx)
+      @client.respond(id, result ? true : false) unless id.nil?
+    rescue Exception => e # rubocop:disable Lint/RescueException -- the condition's failure is the reply
+      @client.respond_error(id, "STEP_FAILED", "#{e.class}: #{e.message}", (e.backtrace || []).join("\n")) unless id.nil?
     end
 
     def invoke(id, args)
