@@ -75,7 +75,7 @@ async def test_food_orders(tmp_path: Path) -> None:
     store = tmp_path / "state"
     env = {"FOOD_ORDERS_AUDIT_CRON": "@every 1s"}
     with DevServer(EXAMPLES / "food-orders", "--state", f"file:{store}", env=env).start(tmp_path) as server:
-        assert "@every 1s  -> StateAuditJob" in server.stdout
+        server.wait_output("@every 1s  -> StateAuditJob")  # the summary is printed once the port is bound
         r = server.client.post(
             "/basic-tutorial", json={"pet": {"name": "Rex", "photoUrl": "rex.png"}, "foodOrder": {"quantity": 2}}
         )
