@@ -241,8 +241,7 @@ class App:
         """
         topic = str(event.get("topic"))
         record = self.registry.steps.get(step) if step is not None else None
-        declared = record.config.emits if record is not None else ()
-        if declared and topic not in declared:
+        if record is not None and topic not in record.config.emits:
             log.warning("[%s] emits %r, which its config does not declare in 'emits'", step, topic)
         trace_id = str(event.get("traceId") or _new_trace())
         return self.router.publish(topic, event.get("data"), trace_id=trace_id, depth=depth + 1, source=step)
