@@ -64,7 +64,9 @@ class TriggerRunnerLike(Protocol):
 
     async def __aexit__(self, *exc: Any) -> Any: ...
 
-    async def add(self, name: str, trigger: dict[str, Any], step_path: str) -> Any: ...
+    async def add(self, name: str, trigger: dict[str, Any], step_path: str) -> Any:
+        """Register one state trigger whose handler is the step file at ``step_path``."""
+        ...
 
 
 @dataclass(frozen=True)

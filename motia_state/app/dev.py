@@ -163,6 +163,7 @@ class _Stop:
         self.startup = anyio.CancelScope()
 
     async def watch(self) -> None:
+        """Wait for SIGINT/SIGTERM until cancelled; see the class docstring for what each does."""
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 if self.signalled:
