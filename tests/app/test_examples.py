@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 import motia_state as ms
 
 from ..helpers import require_tool
@@ -157,3 +159,46 @@ async def test_food_orders(tmp_path: Path) -> None:
         },
         "pets": {"pet-1": {"id": "pet-1", "name": "Rex", "photoUrl": "rex.png"}},
     }
+
+
+def _triggers_installed() -> bool:
+    try:
+        import motia_state.triggers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+async def test_user_management(tmp_path: Path) -> None:
+    require_tool("node")
+    require_tool("ruby")
+    store = tmp_path / "state"
+    with DevServer(EXAMPLES / "user-management", "--state", f"file:{store}").start(tmp_path) as server:
+        out = server.wait_output("workbench: ")
+        assert "StateMonitor: users/* (condition)" in out and "ScoreMonitor: scores/* (condition)" in out
+        for user, status in [("ann", "active"), ("bob", "active"), ("ann", "suspended"), ("ann", "suspended")]:
+            r = server.client.post(f"/users/{user}/status", json={"status": status})
+            assert r.status_code == 200 and r.json() == {"status": status}
+        assert server.client.post("/users/ann/status", json={"status": "gone"}).status_code == 400
+        for user, delta in [("ann", 60), ("bob", 10), ("ann", 50), ("ann", 5)]:
+            assert server.client.post(f"/users/{user}/score", json={"delta": delta}).status_code == 200
+        assert server.client.post("/users/ann/score", json={"delta": "x"}).status_code == 400
+        assert server.client.post("/users/bob/score", json={"delta": 1}).json() == {"id": "bob", "score": 11}
+        if _triggers_installed():  # the monitors run after the commits: wait for their writes
+            with anyio.fail_after(30):
+                while set(await read_store(store)) != {"users", "scores", "status-log", "achievements"}:
+                    await anyio.sleep(0.2)
+            await anyio.sleep(1.0)  # and for any write they should not make
+        assert server.stop(signal.SIGTERM) == 0
+    state = await read_store(store)
+    expected: dict[str, Any] = {
+        "users": {"ann": {"status": "suspended"}, "bob": {"status": "active"}},
+        "scores": {"ann": 115, "bob": 11},
+    }
+    if _triggers_installed():
+        expected["status-log"] = {
+            "ann": [{"from": None, "to": "active"}, {"from": "active", "to": "suspended"}],
+            "bob": [{"from": None, "to": "active"}],
+        }
+        expected["achievements"] = {"ann": [{"badge": "score-100", "score": 110}]}
+    assert state == expected
