@@ -62,6 +62,7 @@ class EventTrigger(msgspec.Struct, tag="event", tag_field="type", forbid_unknown
     """Runs the step when any step emits ``topic``; its data is the handler's input."""
 
     topic: str
+    input: Any = None  # Motia's schema of the event's data: accepted, not enforced
 
 
 class ApiTrigger(msgspec.Struct, tag="api", tag_field="type", forbid_unknown_fields=True, frozen=True):

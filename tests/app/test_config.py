@@ -73,8 +73,16 @@ def test_a_config_with_every_trigger_type_parses_into_typed_records() -> None:
         ({"type": "cron", "cron": "0 * * * *"}, (CronTrigger(expression="0 * * * *"),)),
         ({"type": "noop"}, ()),
         (
-            {"triggers": [{"type": "queue", "topic": "q"}, {"type": "http", "method": "POST", "path": "/h"}]},
-            (EventTrigger(topic="q"), ApiTrigger(path="/h", method="POST")),
+            {
+                "triggers": [
+                    {"type": "queue", "topic": "q", "input": {"native": True}},
+                    {"type": "http", "method": "POST", "path": "/h", "bodySchema": {"native": True}},
+                ]
+            },
+            (
+                EventTrigger(topic="q", input={"native": True}),
+                ApiTrigger(path="/h", method="POST", bodySchema={"native": True}),
+            ),
         ),
     ],
 )

@@ -146,3 +146,43 @@ def test_config_runs_under_trio(tmp_path: Path) -> None:
             return await pool.config(path)
 
     assert anyio.run(main, backend="trio") == EXPECTED
+
+
+SCHEMA_STEPS = {
+    "schema.step.py": """
+class Schema:
+    pass
+
+config = {"name": "S", "triggers": [{"type": "api", "path": "/s", "bodySchema": Schema()}], "n": float("nan")}
+
+def handler(data, ctx):
+    pass
+""",
+    "schema.step.js": """
+class Schema {}
+exports.config = {
+  name: 'S', triggers: [{ type: 'api', path: '/s', bodySchema: new Schema() }], n: NaN, skipped: undefined,
+}
+exports.handler = async () => {}
+""",
+    "schema.step.rb": """
+CONFIG = { name: "S", triggers: [{ type: "api", path: "/s", bodySchema: Object.new }], n: Float::NAN }.freeze
+
+def handler(_data, _ctx); end
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMA_STEPS))
+async def test_values_json_cannot_carry_show_as_native(tmp_path: Path, name: str) -> None:
+    tool = TOOLS[Path(name).suffix]
+    if tool:
+        require_tool(tool)
+    path = tmp_path / name
+    path.write_text(SCHEMA_STEPS[name])
+    async with WorkerPool(ms.MemoryStateAdapter()) as pool:
+        assert await pool.config(path) == {
+            "name": "S",
+            "triggers": [{"type": "api", "path": "/s", "bodySchema": {"native": True}}],
+            "n": {"native": True},
+        }

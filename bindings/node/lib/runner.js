@@ -56,16 +56,25 @@ function emitArgs (event, data) {
   return { topic: event, data: data === undefined ? null : data }
 }
 
-/** The config as JSON: a function inside it (a native `condition`) shows as `{"native": true}`. */
+/**
+ * The config as JSON: a function inside it (a native `condition`), or any
+ * other value JSON cannot carry (a schema object), shows as `{"native": true}`.
+ */
 function describeConfig (value) {
-  if (typeof value === 'function') return { native: true }
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return value
+  if (typeof value === 'number') return Number.isFinite(value) ? value : { native: true }
   if (Array.isArray(value)) return value.map(describeConfig)
-  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    const out = {}
-    for (const [k, v] of Object.entries(value)) out[k] = describeConfig(v)
-    return out
+  if (typeof value === 'object') {
+    const proto = Object.getPrototypeOf(value)
+    if (proto === Object.prototype || proto === null) {
+      const out = {}
+      for (const [k, v] of Object.entries(value)) {
+        if (v !== undefined) out[k] = describeConfig(v)
+      }
+      return out
+    }
   }
-  return value
+  return { native: true }
 }
 
 class Worker {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import inspect
+import math
 import os
 import sys
 import traceback
@@ -72,14 +73,16 @@ def _emit_args(event: Any, data: Any) -> dict[str, Any]:
 
 
 def describe_config(value: Any) -> Any:
-    """The config as JSON: a function inside it (a native ``condition``) shows as ``{"native": true}``."""
-    if callable(value):
-        return {"native": True}
+    """The config as JSON; a function (a native ``condition``) or a schema object shows as ``{"native": true}``."""
     if isinstance(value, dict):
-        return {k: describe_config(v) for k, v in value.items()}
+        return {str(k): describe_config(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [describe_config(v) for v in value]
-    return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"native": True}
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    return {"native": True}
 
 
 def load_step(path: str) -> Any:

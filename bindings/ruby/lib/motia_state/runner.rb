@@ -126,15 +126,17 @@ module MotiaState
       nil
     end
 
-    # The config as JSON: a Proc or Method inside it (a native condition)
-    # shows as {"native" => true}; symbols become strings.
+    # The config as JSON: a Proc or Method inside it (a native condition),
+    # or any other value JSON cannot carry, shows as {"native" => true};
+    # symbols become strings.
     def self.describe_config(value)
       case value
-      when Proc, Method then { "native" => true }
       when Hash then value.to_h { |k, v| [k.to_s, describe_config(v)] }
       when Array then value.map { |v| describe_config(v) }
       when Symbol then value.to_s
-      else value
+      when Float then value.finite? ? value : { "native" => true }
+      when String, Integer, true, false, nil then value
+      else { "native" => true }
       end
     end
 
