@@ -526,3 +526,23 @@ async def test_emitting_an_undeclared_topic_logs_a_warning_and_still_delivers(
     assert any(
         "[Sloppy] emits 'undeclared', which its config does not declare" in r.getMessage() for r in caplog.records
     )
+
+
+async def test_the_asgi_app_mounts_inside_another_starlette_app(tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    root = write(tmp_path, {"users.step.py": HTTP["users.step.py"]})
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app:
+
+        async def home(request: Any) -> PlainTextResponse:
+            return PlainTextResponse("host app")
+
+        host = Starlette(routes=[Route("/", home), Mount("/steps", app=app.asgi)])
+        transport = httpx.ASGITransport(app=host)
+        async with httpx.AsyncClient(transport=transport, base_url="http://host") as client:
+            assert (await client.get("/")).text == "host app"
+            r = await client.get("/steps/users/u1/items/i2")
+            assert r.status_code == 200 and r.json()["pathParams"] == {"id": "u1", "item": "i2"}
+            assert (await client.get("/steps/__motia")).json()["routes"][0]["step"] == "GetUser"
