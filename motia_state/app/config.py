@@ -20,7 +20,8 @@ from typing import Any, Literal
 import msgspec
 from croniter import croniter
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, StateError
+from ..predicates import parse_predicate
 
 __all__ = [
     "API_METHODS",
@@ -44,6 +45,8 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PATH_PARAM = re.compile(r"^:([A-Za-z_][A-Za-z0-9_]*)$")
 _MSGSPEC_AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
 _FIELD_IN = re.compile(r"^object (contains unknown|missing required) field `([^`]*)`$")
+# parse_predicate's messages: "<field>: <problem> at <where>".
+_PREDICATE_AT = re.compile(r"^(?:[A-Za-z_]+: )?(.*) at (config\S*)$", re.S)
 _CHANGE_EVENTS = ("created", "updated", "deleted")
 
 
@@ -265,6 +268,13 @@ def _check_trigger(trigger: Trigger, file: str, path: str) -> Trigger:
                 f"{path}.condition",
                 f"expected a predicate object or a function, got {_json_type(trigger.condition)}",
             )
+        if isinstance(trigger.condition, dict) and not trigger.native:
+            try:
+                parse_predicate(trigger.condition, f"{path}.condition")
+            except StateError as e:  # INVALID_ARGUMENT or LIMIT_EXCEEDED, naming where
+                m = _PREDICATE_AT.match(e.message)
+                where, problem = (m.group(2), m.group(1)) if m else (f"{path}.condition", e.message)
+                raise ConfigError(file, where, problem) from None
     return trigger
 
 

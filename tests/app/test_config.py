@@ -163,6 +163,14 @@ def test_no_config_is_none() -> None:
             {"name": "A", "triggers": [{"type": "state", "key": "k", "condition": "x > 1"}]},
             "steps/a.step.py: config.triggers[0].condition: expected a predicate object or a function",
         ),
+        (
+            {"name": "A", "triggers": [{"type": "state", "key": "k", "condition": {"op": "bigger", "value": 1}}]},
+            "steps/a.step.py: config.triggers[0].condition.op: unknown operator 'bigger'",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "state", "key": "k", "condition": {"all": [{"op": "eq"}]}}]},
+            "steps/a.step.py: config.triggers[0].condition.all[0].value: required by 'eq'",
+        ),
         ({"name": "A", "type": "cron", "cron": "nope"}, "steps/a.step.py: config.cron: bad cron expression 'nope'"),
         ({"name": "A", "type": "event", "subscribes": "t"}, "steps/a.step.py: config.subscribes: an event step needs"),
         ({"name": "A", "type": "queue"}, "steps/a.step.py: config.type: unknown step type 'queue'"),
