@@ -1,5 +1,6 @@
-# PUT /orders/:id/complete: marks an order delivered. Both fields change in
-# one transaction, so nobody ever sees a completed order still "placed".
+# PUT /orders/:id/complete: marks an order delivered. One transaction checks
+# that the order exists and changes both fields, so nobody ever sees a
+# completed order still "placed", and a missing order is never created.
 CONFIG = {
   name: "CompleteOrder",
   flows: ["food-orders"],
@@ -8,12 +9,12 @@ CONFIG = {
 
 def handler(req, ctx)
   id = req["pathParams"]["id"]
-  # Orders are never deleted, so one that exists now still exists below.
-  return { "status" => 404, "body" => { "error" => "no order #{id}" } } unless ctx.state.exists("orders", id)
-
   result = ctx.state.transaction("orders", [
+    { "type" => "check", "key" => id, "op" => "exists" },
     { "type" => "setField", "key" => id, "field" => "complete", "value" => true },
     { "type" => "setField", "key" => id, "field" => "status", "value" => "delivered" }
   ])
-  { "status" => 200, "body" => result["results"][1] }
+  return { "status" => 404, "body" => { "error" => "no order #{id}" } } unless result["success"]
+
+  { "status" => 200, "body" => result["results"][2] }
 end
