@@ -11,6 +11,7 @@ keeps serving. A host other than loopback needs a token.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
@@ -249,7 +250,11 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop) -> int:
         # Once the socket is bound: a server that cannot bind has nothing to announce.
         while not server.started:
             await anyio.sleep(0.02)
-        _print(*_summary(app, url, args.state))
+        bound = url
+        if args.port == 0:  # the OS chose: show the port it gave
+            with contextlib.suppress(AttributeError, IndexError, OSError):
+                bound = url.rsplit(":", 1)[0] + f":{server.servers[0].sockets[0].getsockname()[1]}"
+        _print(*_summary(app, bound, args.state))
 
     async def watch() -> None:
         seen = _snapshot(app.root)
