@@ -175,30 +175,31 @@ async def test_user_management(tmp_path: Path) -> None:
     store = tmp_path / "state"
     with DevServer(EXAMPLES / "user-management", "--state", f"file:{store}").start(tmp_path) as server:
         out = server.wait_output("workbench: ")
-        assert "StateMonitor: users/* (condition)" in out and "ScoreMonitor: scores/* (condition)" in out
-        for user, status in [("ann", "active"), ("bob", "active"), ("ann", "suspended"), ("ann", "suspended")]:
-            r = server.client.post(f"/users/{user}/status", json={"status": status})
-            assert r.status_code == 200 and r.json() == {"status": status}
-        assert server.client.post("/users/ann/status", json={"status": "gone"}).status_code == 400
-        for user, delta in [("ann", 60), ("bob", 10), ("ann", 50), ("ann", 5)]:
-            assert server.client.post(f"/users/{user}/score", json={"delta": delta}).status_code == 200
-        assert server.client.post("/users/ann/score", json={"delta": "x"}).status_code == 400
-        assert server.client.post("/users/bob/score", json={"delta": 1}).json() == {"id": "bob", "score": 11}
+        assert "UserStatusMonitor: */user.status (condition)" in out
+        assert "ScoreAchievementMonitor: */user.score (condition)" in out
+        for user, status in [("ann", "inactive"), ("bob", "active"), ("ann", "active"), ("ann", "suspended")]:
+            r = server.client.post("/set-user-status", json={"userId": user, "status": status})
+            assert r.status_code == 200 and r.json()["status"] == status
+        assert server.client.post("/set-user-status", json={"userId": "ann", "status": "gone"}).status_code == 400
+        for user, change in [("ann", 60), ("bob", 10), ("ann", 50), ("ann", -20), ("ann", 30)]:
+            assert server.client.post("/update-score", json={"userId": user, "scoreChange": change}).status_code == 200
+        assert server.client.post("/update-score", json={"userId": "ann", "scoreChange": "x"}).status_code == 400
+        r = server.client.post("/update-score", json={"userId": "bob", "scoreChange": 1})
+        assert r.json() == {"message": "Score updated", "userId": "bob", "newScore": 11}
         if _triggers_installed():  # the monitors run after the commits: wait for their writes
             with anyio.fail_after(30):
-                while set(await read_store(store)) != {"users", "scores", "status-log", "achievements"}:
+                while len((await read_store(store)).get("ann", {})) < 4:
                     await anyio.sleep(0.2)
             await anyio.sleep(1.0)  # and for any write they should not make
         assert server.stop(signal.SIGTERM) == 0
     state = await read_store(store)
     expected: dict[str, Any] = {
-        "users": {"ann": {"status": "suspended"}, "bob": {"status": "active"}},
-        "scores": {"ann": 115, "bob": 11},
+        "ann": {"user.status": "suspended", "user.score": 120},
+        "bob": {"user.status": "active", "user.score": 11},
     }
     if _triggers_installed():
-        expected["status-log"] = {
-            "ann": [{"from": None, "to": "active"}, {"from": "active", "to": "suspended"}],
-            "bob": [{"from": None, "to": "active"}],
-        }
-        expected["achievements"] = {"ann": [{"badge": "score-100", "score": 110}]}
+        # ann went above 100 twice (110, then 120 after 90): the achievement keeps the first.
+        expected["ann"]["user.achievements.high_score"] = {"achievementType": "high_score", "score": 110}
+        expected["ann"]["user.welcome.email.sent"] = {"status": "active"}
+        expected["bob"]["user.welcome.email.sent"] = {"status": "active"}
     assert state == expected

@@ -1,17 +1,23 @@
-# POST /users/:id/status {"status": "active"}: sets one field of the user,
-# atomically (a setField, not a read of the whole user and a write back).
+# POST /set-user-status {"userId": "u1", "status": "active"}: stores the
+# status under the user's own group, where UserStatusMonitor watches it.
 CONFIG = {
   name: "SetUserStatus",
+  description: "Sets a user's status; state triggers watch it",
   flows: ["user-management"],
-  triggers: [{ type: "api", method: "POST", path: "/users/:id/status" }]
+  triggers: [{ type: "api", method: "POST", path: "/set-user-status" }]
 }.freeze
 
-STATUSES = %w[active inactive suspended].freeze
+STATUSES = %w[inactive active suspended].freeze
 
 def handler(req, ctx)
-  status = (req["body"] || {})["status"]
-  return { "status" => 400, "body" => { "error" => "status must be one of #{STATUSES.join(', ')}" } } unless STATUSES.include?(status)
+  body = req["body"] || {}
+  user_id = body["userId"]
+  status = body["status"]
+  unless user_id.is_a?(String) && !user_id.empty? && STATUSES.include?(status)
+    return { "status" => 400, "body" => { "error" => "give a userId and a status (#{STATUSES.join(', ')})" } }
+  end
 
-  user = ctx.state.set_field("users", req["pathParams"]["id"], "status", status)
-  { "status" => 200, "body" => user }
+  ctx.state.set(user_id, "user.status", status)
+  ctx.logger.info("user status set", { "userId" => user_id, "status" => status })
+  { "status" => 200, "body" => { "message" => "User status updated", "userId" => user_id, "status" => status } }
 end
