@@ -35,7 +35,7 @@ import msgspec
 
 from .errors import CursorExpiredError, InvalidArgumentError
 from .records import Change, StateChange
-from .values import copy_value, describe
+from .values import MISSING, copy_value, describe
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -141,7 +141,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def _value_size(value: Any) -> int:
-    return 4 if value is None else len(_encode(value))
+    return len(_encode(value))
 
 
 # One retained record: seq, group, key, op, event, old, new, at, depth, origin, size.
@@ -191,7 +191,31 @@ class FeedRing:
             added += size
         self.seq = seq
         self.bytes += added
-        self._trim()
+        if len(items) - self._head > self.retention or self.bytes > self.retention_bytes:
+            self._trim()
+        if self._waiters:
+            self.wake()
+
+    def put(self, group: str, key: str, op: str, old: Any, new: Any) -> None:
+        """Append the record of one written entry (``MISSING`` on a side: no entry there).
+
+        The lean form of :meth:`record` for a write that journals nothing
+        else (the memory adapter's increment with no listener).
+        """
+        if old is MISSING:
+            event, old = "created", None
+        elif new is MISSING:
+            event, new = "deleted", None
+        else:
+            event = "updated"
+        depth, origin = _WRITE_CONTEXT.get()
+        seq = self.seq = self.seq + 1
+        size = _OVERHEAD + len(group) + len(key) + len(_encode(old)) + len(_encode(new))
+        items = self._items
+        items.append((seq, group, key, op, event, old, new, int(time.time() * 1000), depth, origin, size))
+        self.bytes += size
+        if len(items) - self._head > self.retention or self.bytes > self.retention_bytes:
+            self._trim()
         if self._waiters:
             self.wake()
 
