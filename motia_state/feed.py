@@ -196,11 +196,22 @@ class FeedRing:
         if self._waiters:
             self.wake()
 
-    def put(self, group: str, key: str, op: str, old: Any, new: Any) -> None:
+    def put(
+        self,
+        group: str,
+        key: str,
+        op: str,
+        old: Any,
+        new: Any,
+        _clock: Callable[[], float] = time.time,
+        _context: Callable[[], WriteContext] = _WRITE_CONTEXT.get,
+        _encode: Callable[[Any], bytes] = _encode,
+    ) -> None:
         """Append the record of one written entry (``MISSING`` on a side: no entry there).
 
         The lean form of :meth:`record` for a write that journals nothing
-        else (the memory adapter's increment with no listener).
+        else (the memory adapter with no listener); its hot names are bound
+        as defaults, as each write pays for this call.
         """
         if old is MISSING:
             event, old = "created", None
@@ -208,13 +219,13 @@ class FeedRing:
             event, new = "deleted", None
         else:
             event = "updated"
-        depth, origin = _WRITE_CONTEXT.get()
+        depth, origin = _context()
         seq = self.seq = self.seq + 1
         size = _OVERHEAD + len(group) + len(key) + len(_encode(old)) + len(_encode(new))
         items = self._items
-        items.append((seq, group, key, op, event, old, new, int(time.time() * 1000), depth, origin, size))
+        items.append((seq, group, key, op, event, old, new, int(_clock() * 1000), depth, origin, size))
         self.bytes += size
-        if len(items) - self._head > self.retention or self.bytes > self.retention_bytes:
+        if self.bytes > self.retention_bytes or len(items) - self._head > self.retention:
             self._trim()
         if self._waiters:
             self.wake()
