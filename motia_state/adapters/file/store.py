@@ -515,10 +515,16 @@ class LogSession(TableSession):
             # groups are a consistent picture of this instant.
             data = {group: dict(entries) for group, entries in self.table.data.items()}
             gen, base, seq = self.gen, self.offset, self.seq
-            retained = [] if self.feed is None else self.feed.retained()
+            feed = self.feed
+            retained = None if feed is None else feed.retained()
         # The feed's retention window moves to the head of the new log as
         # history (one record per change: the snapshot holds their effect).
-        window = b"".join(feed_record(e[0], e[7], e[8], e[9], [[e[1], e[2], e[3], e[4], e[5], e[6]]]) for e in retained)
+        window = b""
+        if feed is not None and retained is not None:
+            window = b"".join(
+                feed_record(n, c.at, c.depth, c.origin, [[c.group, c.key, c.op, c.event, c.old_value, c.new_value]])
+                for n, c in feed.changes_of(retained)
+            )
         snapshot = Snapshot(log_gen=gen + 1, base_gen=gen, base_offset=base, data=data, seq=seq, window=len(window))
         header, body = encode_snapshot(snapshot)
         snap_tmp = self.path / f"snapshot.tmp{os.getpid()}"
