@@ -255,3 +255,13 @@ async def test_the_manager_delegates_to_its_adapter() -> None:
     assert [c.cursor async for c in manager.changes(follow=False)] == ["m.1"]
     assert [c.new_value for c in await manager.history("g", "k")] == [1]
     assert await manager.feed_info() == {"first": "m.1", "last": "m.1", "retained": 1}
+
+
+async def test_the_feed_options_can_be_configured_by_name(tmp_path: Any) -> None:
+    memory = ms.create_state_adapter({"adapter": "memory", "feed_retention": 0})
+    with pytest.raises(ms.InvalidArgumentError, match="feed is off"):
+        memory.changes()
+    file = ms.create_state_adapter({"adapter": "file", "path": str(tmp_path), "feed_retention_bytes": 1 << 20})
+    await file.set("g", "k", 1)
+    assert (await file.feed_info())["retained"] == 1
+    await file.close()
