@@ -193,8 +193,13 @@ class MemoryStateAdapter(StateAdapter):
         with self._lock:
             if ring.seq > after:
                 return
-            event = ring.waiter()
-        await event.wait()
+            event, waker = ring.waiter()
+        try:
+            await event.wait()
+        finally:
+            if not event.is_set():
+                with self._lock:
+                    ring.forget(waker)
 
     async def history(self, group: str, key: str, limit: int = 100) -> list[Change]:
         _names(self, group, key)

@@ -265,3 +265,14 @@ async def test_the_feed_options_can_be_configured_by_name(tmp_path: Any) -> None
     await file.set("g", "k", 1)
     assert (await file.feed_info())["retained"] == 1
     await file.close()
+
+
+async def test_a_reader_that_stops_waiting_leaves_no_waiter_behind() -> None:
+    state = ms.MemoryStateAdapter()
+    stream = state.changes("now")
+    for _ in range(20):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(stream.__anext__(), 0.001)
+    assert state._feed is not None and not state._feed.waiting
+    await state.set("g", "k", 1)
+    assert (await asyncio.wait_for(stream.__anext__(), 5)).new_value == 1
