@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -334,10 +335,10 @@ def write_at(path: Path, offset: int, data: bytes) -> None:
     [
         struct.pack("<II", 100, 0) + b"partial",  # the length runs past the end
         b"\x07\x00",  # half a header
-        record(b'[["g","k9",9]]')[:-1] + b"X",  # whole length, bad checksum, at the end
+        record(b'[["g","k9",9]]')[:-5],  # whole header, the body's last bytes never written
         b"\x00" * 64,  # zeros: a power loss after the size grew
     ],
-    ids=["short-body", "short-header", "bad-checksum", "zeros"],
+    ids=["short-body", "short-header", "body-cut-short", "zeros"],
 )
 async def test_a_torn_tail_is_dropped_and_the_log_truncated(tmp_path: Path, tail: bytes) -> None:
     sizes = await _store_with_records(tmp_path / "s", 3)
@@ -374,6 +375,37 @@ async def test_damage_before_the_end_fails_with_file_and_offset(tmp_path: Path) 
     assert len(aside) == 1
     assert (tmp_path / "s" / aside[0]).read_bytes() == bytes(raw)
     assert os.path.getsize(log_path) == sizes[1]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda rec: rec[:-1] + b"X", "checksum mismatch"),  # a whole record whose last byte changed
+        (lambda rec: rec[:4] + bytes([rec[4] ^ 1]) + rec[5:], "checksum mismatch"),  # its checksum field
+        (lambda rec: struct.pack("<I", len(rec) - 8 + 4) + rec[4:], "checksum mismatch"),  # length too long
+        (lambda rec: struct.pack("<I", len(rec) - 8 - 2) + rec[4:], "checksum mismatch"),  # length too short
+        (lambda rec: struct.pack("<I", 1 << 20) + rec[4:], "runs past the end of the file"),
+    ],
+    ids=["body", "checksum", "longer-length", "shorter-length", "length-past-the-end"],
+)
+async def test_a_damaged_last_record_is_corruption_not_a_torn_tail(
+    tmp_path: Path, change: Callable[[bytes], bytes], reason: str
+) -> None:
+    """The last acknowledged record, changed after it was written, is never dropped as if a crash had cut it."""
+    ends = await _store_with_records(tmp_path / "s", 3)
+    log_path = tmp_path / "s" / "log"
+    raw = log_path.read_bytes()
+    last = raw[ends[-2] : ends[-1]]
+    damaged = raw[: ends[-2]] + change(last) + raw[ends[-1] :]
+    log_path.write_bytes(damaged)
+    with pytest.raises(ms.CorruptStoreError, match=reason) as info:
+        ms.FileStateAdapter(tmp_path / "s")
+    assert info.value.details["offset"] == ends[-2]
+    assert log_path.read_bytes() == damaged, "a failed open must not touch the files"
+    a = ms.FileStateAdapter(tmp_path / "s", repair=True)
+    assert await a.keys("g") == ["k0", "k1"]
+    await a.close()
+    assert [p for p in os.listdir(tmp_path / "s") if p.startswith("log.damaged-")]
 
 
 async def test_bytes_after_the_end_of_the_log_are_damage(tmp_path: Path) -> None:
@@ -646,3 +678,93 @@ async def test_compaction_ends_the_old_log_with_a_moved_record(tmp_path: Path) -
     assert zlib.crc32(body) == crc
     assert body == bytes([file_format.RecordType.MOVED]) + b"2"
     await a.close()
+
+
+# --------------------------------------------------------------- bit flips
+
+
+async def _build_for_sweep(path: Path, compacted: bool) -> dict[str, dict[str, Any]]:
+    """A small store of assorted records (after a compaction: a snapshot, and records on both sides)."""
+    a = ms.FileStateAdapter(path, fsync="never")
+    await a.set("g", "a", {"x": [1, 2]})
+    await a.push("g", "list", 1, "two")
+    await a.transaction("g", [{"type": "set", "key": "t1", "value": None}, {"type": "increment", "key": "n"}])
+    await a.set("h", "k", "v")
+    if compacted:
+        await a.compact()
+    await a.delete("h", "k")
+    await a.increment("g", "n", -3)
+    await a.set_field("g", "a", "y", True)
+    await a.set("g", "last", 10**20)
+    state = {group: {key: await a.get(group, key) for key in await a.keys(group)} for group in await a.groups()}
+    await a.close()
+    return state
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["log", "snapshot-and-log"])
+async def test_no_bit_flip_silently_loses_an_acknowledged_record(tmp_path: Path, compacted: bool) -> None:
+    """Flip one or two bits of every byte of the files: the store opens with every record, or refuses.
+
+    Refusing is CorruptStoreError (a header's format version may also read as
+    a newer version); a refused open leaves the files as they were.
+    """
+    expected = await _build_for_sweep(tmp_path / "orig", compacted)
+    files = {
+        name: (tmp_path / "orig" / name).read_bytes() for name in ("log", "snapshot") if compacted or name == "log"
+    }
+    records_end = len(files["log"].rstrip(b"\0"))
+    work = tmp_path / "w"
+    work.mkdir()
+    opened = refused = 0
+    for name, raw in files.items():
+        swept = len(raw) if name == "snapshot" else records_end + 16  # and a little of the zeros after
+        for offset in range(swept):
+            for mask in (1 << (offset % 8), (1 << (offset % 8)) | (1 << ((offset + 3) % 8))):
+                for other, content in files.items():
+                    (work / other).write_bytes(content)
+                damaged = bytearray(raw)
+                damaged[offset] ^= mask
+                (work / name).write_bytes(bytes(damaged))
+                try:
+                    a = ms.FileStateAdapter(work, fsync="never")
+                except ms.CorruptStoreError:
+                    refused += 1
+                    assert (work / name).read_bytes() == bytes(damaged), f"{name}@{offset}: refused but rewritten"
+                    continue
+                except ms.UnavailableError as e:
+                    assert offset in (8, 9) and "format version" in str(e), f"{name}@{offset} ^ {mask}: {e}"
+                    refused += 1
+                    continue
+                got = {g: {k: await a.get(g, k) for k in await a.keys(g)} for g in await a.groups()}
+                await a.close()
+                assert got == expected, f"{name}@{offset} ^ {mask:#x}: opened without complaint but lost data"
+                opened += 1
+    assert refused + opened == sum(
+        2 * n for n in ((len(raw) if name == "snapshot" else records_end + 16) for name, raw in files.items())
+    )
+
+
+async def test_a_log_generation_damaged_into_the_snapshots_base_is_refused(tmp_path: Path) -> None:
+    """Only the old log a compaction died before replacing may have the snapshot's base generation."""
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    for i in range(5):
+        await a.set("g", f"k{i}", i)
+    await a.compact()
+    await a.set("g", "after", 1)
+    await a.close()
+    log_path = tmp_path / "s" / "log"
+    raw = log_path.read_bytes()
+    assert struct.unpack_from("<Q", raw, 10)[0] == 2
+    log_path.write_bytes(raw[:10] + struct.pack("<Q", 1) + raw[18:])
+    with pytest.raises(ms.CorruptStoreError, match="generation 1"):
+        ms.FileStateAdapter(tmp_path / "s")
+
+
+async def test_a_first_log_whose_generation_reads_zero_is_refused(tmp_path: Path) -> None:
+    await _store_with_records(tmp_path / "s", 2)
+    log_path = tmp_path / "s" / "log"
+    raw = log_path.read_bytes()
+    log_path.write_bytes(raw[:10] + struct.pack("<Q", 0) + raw[18:])
+    with pytest.raises(ms.CorruptStoreError, match="generation 0"):
+        ms.FileStateAdapter(tmp_path / "s")
+    assert log_path.read_bytes() == raw[:10] + struct.pack("<Q", 0) + raw[18:]

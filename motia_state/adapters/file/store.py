@@ -54,6 +54,7 @@ from .format import (
     encode_snapshot,
     moved_record,
     read_snapshot,
+    walk_records,
 )
 from .locking import ProcessLock, fsync_dir, pid_alive
 
@@ -201,7 +202,11 @@ class LogSession(TableSession):
     def load(self, *, repair: bool) -> None:
         """(Re)build the in-memory state from snapshot + log; the caller holds the lock."""
         self._remove_stale_temporaries()
-        snap = read_snapshot(self.path / "snapshot") or Snapshot(log_gen=1, base_gen=0, base_offset=0, data={})
+        snap = read_snapshot(self.path / "snapshot")
+        # Without a snapshot the log is the first one, generation 1, with no older log before it.
+        base_gen = -1 if snap is None else snap.base_gen
+        if snap is None:
+            snap = Snapshot(log_gen=1, base_gen=0, base_offset=0, data={})
         data = snap.data
         log_path = self.path / "log"
         with self._sync_lock:
@@ -235,10 +240,11 @@ class LogSession(TableSession):
             check_version(version, log_path)
             if gen == snap.log_gen:
                 start = LOG_HEADER.size
-            elif gen == snap.base_gen:
+            elif gen == base_gen and self._leads_to(fd, snap.base_offset):
                 # The compaction that wrote this snapshot died before it
                 # replaced the log: the snapshot already holds the records
-                # before base_offset.
+                # before base_offset. (A new log whose generation was damaged
+                # into base_gen has no record boundary there: refused below.)
                 start = snap.base_offset
             else:
                 raise CorruptStoreError(
@@ -250,6 +256,11 @@ class LogSession(TableSession):
             self.offset = self._replay_from(start, data, repair=repair)
         self.table.data = data
         self._snapshot_written(self._snapshot_size())
+
+    @staticmethod
+    def _leads_to(fd: int, offset: int) -> bool:
+        """Whether the log's records, from its header, end a record exactly at ``offset``."""
+        return offset >= LOG_HEADER.size and walk_records(os.pread(fd, offset, 0), LOG_HEADER.size, offset)
 
     def _remove_stale_temporaries(self) -> None:
         # Left by a compaction whose process died; a live one's are its own.
