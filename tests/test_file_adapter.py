@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import shutil
 import signal
 import stat
 import struct
@@ -768,3 +769,44 @@ async def test_a_first_log_whose_generation_reads_zero_is_refused(tmp_path: Path
     with pytest.raises(ms.CorruptStoreError, match="generation 0"):
         ms.FileStateAdapter(tmp_path / "s")
     assert log_path.read_bytes() == raw[:10] + struct.pack("<Q", 0) + raw[18:]
+
+
+# ------------------------------------------------------ a removed directory
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced", "lock-deleted"])
+async def test_writes_fail_once_the_store_directory_is_removed_or_replaced(tmp_path: Path, how: str) -> None:
+    """No split brain: an adapter whose files left the path refuses writes, changing nothing, firing nothing."""
+    path = tmp_path / "s"
+    a = ms.FileStateAdapter(path, fsync="never")
+    changes: list[Any] = []
+    a.add_change_sink(changes.extend)
+    await a.set("g", "k", 1)
+    await a.push("g", "l", 1)
+    changes.clear()
+    if how == "removed":
+        shutil.rmtree(path)
+    elif how == "replaced":
+        os.rename(path, tmp_path / "elsewhere")
+    else:
+        os.unlink(path / "lock")
+    newcomer = ms.FileStateAdapter(path, fsync="never")
+    if how != "lock-deleted":
+        assert await newcomer.get("g", "k") is None  # a new, empty store at the path
+    for write in (
+        a.set("g", "k", 2),
+        a.set("g", "new", 1),
+        a.push("g", "l", 2),
+        a.delete("g", "k"),
+        a.transaction("g", [{"type": "set", "key": "t", "value": 1}, {"type": "delete", "key": "k"}]),
+        a.clear("g"),
+    ):
+        with pytest.raises(ms.UnavailableError, match="removed or replaced") as info:
+            await write
+        assert info.value.code == "UNAVAILABLE"
+    assert changes == [], "a refused write fires no change event"
+    assert await a.get("g", "k") == 1 and await a.get("g", "l") == [1]  # memory kept only what was stored
+    assert await a.keys("g") == ["k", "l"]
+    await newcomer.set("g", "k", 3)
+    await a.close()
+    await newcomer.close()

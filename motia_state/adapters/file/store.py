@@ -344,6 +344,13 @@ class LogSession(TableSession):
 
     def commit(self, changes: list[StateChange]) -> None:
         """Append one operation's changes as one record (the lock is held)."""
+        if not self.plock.still_at_path():
+            self._undo(changes)
+            raise UnavailableError(
+                f"the store directory {self.path} was removed or replaced while this adapter had it open; "
+                "nothing was written (open the store again)",
+                file=str(self.path),
+            )
         rows = [[c.trace_id, c.key] if c.event == "deleted" else [c.trace_id, c.key, c.new_value] for c in changes]
         try:
             data = changes_record(rows)
@@ -364,6 +371,18 @@ class LogSession(TableSession):
         self.appended += 1
         if self._syncer is not None and not self._dirty.is_set():
             self._dirty.set()
+
+    def _undo(self, changes: list[StateChange]) -> None:
+        """Take ``changes`` back out of the in-memory table, last first."""
+        data = self.table.data
+        for change in reversed(changes):
+            entries = data.setdefault(change.trace_id, {})
+            if change.event == "created":
+                entries.pop(change.key, None)
+                if not entries:
+                    del data[change.trace_id]
+            else:
+                entries[change.key] = change.old_value
 
     # ------------------------------------------------------------ durability
 
