@@ -6,6 +6,9 @@ several processes on one store. The shared vectors run in test_vectors.py.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import inspect
 import os
 import random
@@ -810,3 +813,109 @@ async def test_writes_fail_once_the_store_directory_is_removed_or_replaced(tmp_p
     await newcomer.set("g", "k", 3)
     await a.close()
     await newcomer.close()
+
+
+# ------------------------------------------------------------ compaction
+
+
+def _watch_compactions(monkeypatch: Any) -> dict[str, int]:
+    """Count compactions and the most that ever ran at once in this process."""
+    seen = {"running": 0, "most": 0, "runs": 0}
+    lock = threading.Lock()
+    real = store_module.LogSession.compact_once
+
+    def compact_once(self: Any) -> bool:
+        with lock:
+            seen["running"] += 1
+            seen["runs"] += 1
+            seen["most"] = max(seen["most"], seen["running"])
+        try:
+            time.sleep(0.001)  # widen the window a race needs
+            return bool(real(self))
+        finally:
+            with lock:
+                seen["running"] -= 1
+
+    monkeypatch.setattr(store_module.LogSession, "compact_once", compact_once)
+    return seen
+
+
+async def test_concurrent_compactions_in_one_process_all_succeed(tmp_path: Path, monkeypatch: Any, caplog: Any) -> None:
+    seen = _watch_compactions(monkeypatch)
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never", compact_min_bytes=0)
+
+    async def writer() -> None:
+        for i in range(50):
+            await a.set("g", f"k{i % 7}", i)
+            await a.increment("g", "n")
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(a.compact)
+        tg.start_soon(writer)
+    assert seen["runs"] >= 20 and seen["most"] == 1, seen
+    assert await a.get("g", "n") == 50
+    await a.close()
+    assert not [r for r in caplog.records if "compaction failed" in r.getMessage()]
+    assert sorted(os.listdir(tmp_path / "s")) == ["lock", "log", "snapshot"]
+    b = ms.FileStateAdapter(tmp_path / "s")
+    assert await b.get("g", "n") == 50 and await b.get("g", "k6") == 48
+    await b.close()
+
+
+async def test_a_cancelled_compaction_never_overlaps_the_next(tmp_path: Path, monkeypatch: Any, caplog: Any) -> None:
+    seen = _watch_compactions(monkeypatch)
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never", compact_min_bytes=0)
+    for i in range(20):
+        await a.set("g", f"k{i}", "x" * 100)
+    for delay in (0, 0.0005, 0.001, 0.002, 0.004):
+        # Cancelled both ways: by an anyio scope and by asyncio itself.
+        with anyio.move_on_after(delay):
+            await a.compact()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(a.compact(), delay)
+        for _ in range(10):  # each write may start an automatic compaction
+            await a.increment("g", "n")
+    await a.compact()
+    assert seen["most"] == 1, seen
+    assert await a.get("g", "n") == 50
+    await a.close()
+    assert not [r for r in caplog.records if "compaction failed" in r.getMessage()]
+    assert sorted(os.listdir(tmp_path / "s")) == ["lock", "log", "snapshot"]
+
+
+async def test_a_failing_compaction_backs_off_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: Any, caplog: Any
+) -> None:
+    """A full disk: the snapshot cannot be written. Writes go on; compaction is retried rarely, not after each one."""
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never", compact_min_bytes=0)
+    attempts = []
+    real_write = os.write
+
+    def full_disk(fd: int, data: Any) -> int:
+        attempts.append(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module.os, "write", full_disk)
+    for i in range(200):
+        await a.increment("g", "n")
+        if i % 50 == 0:
+            await anyio.sleep(0.01)  # let a background compaction run and fail
+    compaction = a._log.compaction
+    if compaction is not None:
+        await anyio.to_thread.run_sync(compaction.join)
+    assert 1 <= len(attempts) <= 2, f"{len(attempts)} compaction attempts for 200 writes: no backoff"
+    assert not [p for p in os.listdir(tmp_path / "s") if ".tmp" in p], "the temporary file was left behind"
+    failures = [r for r in caplog.records if "compaction failed" in r.getMessage()]
+    assert len(failures) == len(attempts) and failures[0].exc_info is not None
+    assert "ENOSPC" in failures[0].getMessage() or "No space" in failures[0].getMessage()
+    # The disk has room again and the backoff is over: the next write compacts.
+    monkeypatch.setattr(store_module.os, "write", real_write)
+    a._log.retry_at = 0.0
+    gen = a._log.gen
+    await a.increment("g", "n")
+    if a._log.compaction is not None:
+        await anyio.to_thread.run_sync(a._log.compaction.join)
+    assert a._log.gen == gen + 1
+    assert await a.get("g", "n") == 201
+    await a.close()
