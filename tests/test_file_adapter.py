@@ -919,3 +919,12 @@ async def test_a_failing_compaction_backs_off_and_leaves_no_temporary_file(
     assert a._log.gen == gen + 1
     assert await a.get("g", "n") == 201
     await a.close()
+
+
+async def test_change_sinks_come_and_go_on_a_closed_store(tmp_path: Path) -> None:
+    """Removing a listener after close (a manager shutting down) must not touch the closed files."""
+    a = ms.FileStateAdapter(tmp_path / "s")
+    remove = a.add_change_sink(lambda changes: None)
+    await a.close()
+    remove()
+    a.add_change_sink(lambda changes: None)()

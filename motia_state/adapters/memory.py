@@ -102,8 +102,10 @@ class MemoryStateAdapter(StateAdapter):
             acknowledge_writes(self.internal, session.acknowledge)
 
     def _sinks_changed(self) -> None:
+        if self._session.journal_always:
+            return  # the journal stays on whoever listens (and even once closed)
         with self._lock:
-            self._table.journal = [] if self._sinks or self._session.journal_always else None
+            self._table.journal = [] if self._sinks else None
 
     def _flush(self) -> None:
         # Called under the lock, so sinks see changes in commit order, and
