@@ -25,6 +25,8 @@ LIMIT_NAMES = {
     "maxNameBytes": "max_name_bytes",
     "maxValueBytes": "max_value_bytes",
     "maxOperations": "max_operations",
+    "maxDepth": "max_depth",
+    "maxResultBytes": "max_result_bytes",
 }
 
 
@@ -36,6 +38,26 @@ def load_cases() -> list[tuple[str, dict[str, Any]]]:
         for case in data["cases"]:
             cases.append((f"{path.stem}:{case['name']}", case))
     return cases
+
+
+#: Vectors the Redis adapter does not hold yet, expected to fail on Redis
+#: only (none at present): file stem -> why, and "stem:case name" -> why.
+#: Remove an entry once Redis holds the rule (the marks are not strict, so
+#: one that starts passing fails nothing).
+REDIS_PENDING_FILES: dict[str, str] = {}
+REDIS_PENDING: dict[str, str] = {}
+
+
+def redis_params(cases: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """``cases`` as pytest params for a Redis runner, the pending ones marked expected-to-fail."""
+    import pytest
+
+    params = []
+    for name, case in cases:
+        reason = REDIS_PENDING.get(name) or REDIS_PENDING_FILES.get(name.partition(":")[0])
+        marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
+        params.append(pytest.param(name, case, id=name, marks=marks))
+    return params
 
 
 def limits_kwargs(case: dict[str, Any]) -> dict[str, int]:
