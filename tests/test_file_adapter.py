@@ -17,6 +17,7 @@ import signal
 import stat
 import struct
 import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -31,6 +32,7 @@ import motia_state as ms
 from motia_state.adapters.base import READ_OPERATIONS, WRITE_OPERATIONS, write_operations
 from motia_state.adapters.file import format as file_format
 from motia_state.adapters.file import store as store_module
+from motia_state.errors import error_for_code
 
 from .helpers import finish, go, rest_of_output, start_child
 
@@ -367,7 +369,9 @@ async def test_damage_before_the_end_fails_with_file_and_offset(tmp_path: Path) 
     log_path.write_bytes(bytes(raw))
     with pytest.raises(ms.CorruptStoreError) as info:
         ms.FileStateAdapter(tmp_path / "s")
-    assert info.value.code == "UNAVAILABLE"
+    # Not retryable: damage does not go away by trying again.
+    assert info.value.code == "CORRUPT" and not isinstance(info.value, ms.UnavailableError)
+    assert type(error_for_code("CORRUPT", "x")) is ms.CorruptStoreError
     assert info.value.details == {"file": str(log_path), "offset": sizes[1]}
     assert str(log_path) in str(info.value) and f"byte {sizes[1]}" in str(info.value)
     assert log_path.read_bytes() == bytes(raw), "a failed open must not touch the files"
@@ -928,3 +932,69 @@ async def test_change_sinks_come_and_go_on_a_closed_store(tmp_path: Path) -> Non
     await a.close()
     remove()
     a.add_change_sink(lambda changes: None)()
+
+
+# ------------------------------------------------------- integer boundaries
+
+_READER = """
+import asyncio, sys
+import motia_state as ms
+
+async def main():
+    a = ms.FileStateAdapter(sys.argv[1], fsync="never")
+    await a.get("g", "warm")
+    print("ready", flush=True)
+    sys.stdin.readline()  # the parent writes meanwhile: this read catches up from the log
+    for key in ("max", "min"):
+        value = await a.get("g", key)
+        print(key, type(value).__name__, len(str(value)), str(value)[:2], flush=True)
+    await a.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_integers_at_the_digit_limit_survive_reopening_and_catching_up(tmp_path: Path) -> None:
+    """The limit counts the characters of the decimal text, sign included: what is stored can be read back."""
+    digits = ms.values.MAX_INT_DIGITS
+    largest, lowest = 10**digits - 1, -(10 ** (digits - 1) - 1)
+    path = tmp_path / "s"
+    a = ms.FileStateAdapter(path, fsync="never")
+    await a.set("g", "warm", 1)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    try:
+        assert reader.stdout is not None and reader.stdin is not None
+        assert reader.stdout.readline() == "ready\n"
+        end = a._log.offset
+        for too_long in (-(10**digits - 1), -(10 ** (digits - 1)), 10**digits):
+            with pytest.raises(ms.LimitExceededError):
+                await a.set("g", "bad", too_long)
+            with pytest.raises(ms.LimitExceededError):
+                await a.push("g", "list", too_long)
+        assert a._log.offset == end, "a refused integer reached the log"
+        assert await a.set("g", "max", largest) == largest
+        assert await a.set("g", "min", lowest) == lowest
+        reader.stdin.write("go\n")
+        reader.stdin.flush()
+        out, _ = reader.communicate(timeout=60)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    assert reader.returncode == 0
+    assert out.splitlines() == [f"max int {digits} 99", f"min int {digits} -9"]
+    await a.close()
+    b = ms.FileStateAdapter(path)
+    assert await b.get("g", "max") == largest and await b.get("g", "min") == lowest
+    assert await b.exists("g", "bad") is False
+    await b.compact()
+    await b.close()
+    c = ms.FileStateAdapter(path)
+    assert await c.get("g", "min") == lowest
+    await c.close()

@@ -38,7 +38,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ...errors import UnavailableError
+from ...errors import CorruptStoreError, UnavailableError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -78,14 +78,6 @@ GROW_MIN: Final = 64 << 10
 GROW_MAX: Final = 1 << 20
 # A record longer than this is not a record but garbage in a length field.
 MAX_RECORD: Final = 1 << 31
-
-
-class CorruptStoreError(UnavailableError):
-    """The store's files are damaged before their end (code UNAVAILABLE).
-
-    ``details`` has ``file`` and ``offset``. Open with ``repair=True`` to keep
-    everything before the damage and move the damaged log aside.
-    """
 
 
 class RecordType(enum.IntEnum):
