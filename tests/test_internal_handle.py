@@ -94,3 +94,26 @@ async def test_internal_writes_are_acknowledged_only_after_fsync_in_mode_always(
         assert a._log.appended > before, name
         assert synced_at and synced_at[-1] == a._log.appended, f"internal {name} returned before its fsync"
     await a.close()
+
+
+async def test_reserved_groups_stay_out_of_the_public_api(adapter: ms.MemoryStateAdapter) -> None:
+    await adapter.internal.set(RESERVED, "pos", 1)
+    await adapter.set("g", "k", 1)
+    assert await adapter.groups() == ["g"]
+    with pytest.raises(ms.InvalidArgumentError, match="reserved"):
+        await adapter.get(RESERVED, "pos")
+    with pytest.raises(ms.InvalidArgumentError, match="reserved"):
+        await adapter.set(RESERVED, "pos", 2)
+    with pytest.raises(ms.InvalidArgumentError, match="reserved"):
+        await adapter.keys(RESERVED)
+    assert await adapter.internal.get(RESERVED, "pos") == 1
+
+
+async def test_a_reopened_file_store_keeps_its_reserved_groups_hidden(tmp_path: Path) -> None:
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    await a.internal.set(RESERVED, "pos", 1)
+    await a.close()
+    b = ms.FileStateAdapter(tmp_path / "s")
+    assert await b.groups() == []
+    assert await b.internal.keys(RESERVED) == ["pos"]
+    await b.close()
