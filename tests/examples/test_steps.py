@@ -34,7 +34,9 @@ async def group(state: ms.StateManager, name: str) -> dict[str, object]:
 async def test_checkout_sells_the_three_books_and_refuses_the_fourth(ext: str) -> None:
     step = example("checkout", ext)
     state = ms.StateManager()
-    outcomes = [await call_step_file(step, data={"sku": "book"}, trace_id="t", state=state, timeout=60) for _ in range(4)]
+    outcomes = [
+        await call_step_file(step, data={"sku": "book"}, trace_id="t", state=state, timeout=60) for _ in range(4)
+    ]
     assert [o["success"] for o in outcomes] == [True, True, True, False]
     assert [o["results"] for o in outcomes[:3]] == [
         [True, 2, ["book"]],
