@@ -31,20 +31,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
-import httpx
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 import motia_state as ms
-from motia_state.app import App
 
 from .harness import Options
+
+if TYPE_CHECKING:
+    import httpx
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from motia_state.app import App
+
+# httpx, uvicorn, starlette and the app are imported where they are used, so
+# that the other suites (which import this module too) measure a process
+# without them.
 
 DEFAULT_N = 500
 WARMUP = 50
@@ -93,7 +97,11 @@ def _chain(prefix: str, exts: tuple[str, str, str]) -> dict[str, str]:
         name, topic = f"{prefix.capitalize()}{i}", topics[i]
         nxt = topics[i + 1] if i < 2 else None
         if ext == "py":
-            act = f'await ctx.emit({{"topic": "{nxt}", "data": data}})' if nxt else f'await ctx.state.increment("bench", "{prefix}")'
+            act = (
+                f'await ctx.emit({{"topic": "{nxt}", "data": data}})'
+                if nxt
+                else f'await ctx.state.increment("bench", "{prefix}")'
+            )
             emits = f', "emits": ["{nxt}"]' if nxt else ""
             source = f"""
                 config = {{"name": "{name}", "triggers": [{{"type": "event", "topic": "{topic}"}}]{emits}}}
@@ -103,7 +111,11 @@ def _chain(prefix: str, exts: tuple[str, str, str]) -> dict[str, str]:
                     {act}
                 """
         elif ext == "js":
-            act = f"await ctx.emit({{ topic: '{nxt}', data }})" if nxt else f"await ctx.state.increment('bench', '{prefix}')"
+            act = (
+                f"await ctx.emit({{ topic: '{nxt}', data }})"
+                if nxt
+                else f"await ctx.state.increment('bench', '{prefix}')"
+            )
             emits = f", emits: ['{nxt}']" if nxt else ""
             source = f"""
                 exports.config = {{ name: '{name}', triggers: [{{ type: 'event', topic: '{topic}' }}]{emits} }}
@@ -112,7 +124,11 @@ def _chain(prefix: str, exts: tuple[str, str, str]) -> dict[str, str]:
                 }}
                 """
         else:
-            act = f'ctx.emit({{ "topic" => "{nxt}", "data" => data }})' if nxt else f'ctx.state.increment("bench", "{prefix}")'
+            act = (
+                f'ctx.emit({{ "topic" => "{nxt}", "data" => data }})'
+                if nxt
+                else f'ctx.state.increment("bench", "{prefix}")'
+            )
             emits = f', emits: ["{nxt}"]' if nxt else ""
             source = f"""
                 CONFIG = {{ name: "{name}", triggers: [{{ type: "event", topic: "{topic}" }}]{emits} }}
@@ -134,6 +150,10 @@ def _free_port() -> int:
 
 def _plain_starlette(state: ms.StateManager) -> Starlette:
     """The API step's handler as an in-process Starlette route: same JSON in, same increment, same answer."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
 
     async def bump(request: Request) -> JSONResponse:
         body = await request.json()
@@ -146,6 +166,10 @@ def _plain_starlette(state: ms.StateManager) -> Starlette:
 @contextmanager
 def _served(root: Path) -> Iterator[tuple[str, str, App]]:
     """The App over ``root`` and the plain Starlette app, each under uvicorn on its own port, in a background loop."""
+    import uvicorn
+
+    from motia_state.app import App
+
     app_port, plain_port = _free_port(), _free_port()
     ready, failed = threading.Event(), []
     servers: list[uvicorn.Server] = []
@@ -205,6 +229,8 @@ def _range(values: list[float], fmt: str) -> str:
 
 def http(options: Options, languages: list[str]) -> None:
     """The HTTP half: the App's API step per language against the plain Starlette route."""
+    import httpx
+
     n, rounds = options.n, options.rounds
     with tempfile.TemporaryDirectory(prefix="motia-bench-app-") as tmp:
         root = Path(tmp)
@@ -238,6 +264,8 @@ def http(options: Options, languages: list[str]) -> None:
 
 def events(options: Options, languages: list[str]) -> None:
     """The event half: ``n`` emits at once through a three-step chain, all Python and (when installed) mixed."""
+    from motia_state.app import App
+
     n, rounds = options.n, options.rounds
     chains = {"python -> python -> python": ("py3", ("py", "py", "py"))}
     if "node" in languages and "ruby" in languages:
@@ -270,7 +298,9 @@ def events(options: Options, languages: list[str]) -> None:
             return results
 
         results = anyio.run(main)
-    print(f"\napp events: {n} emits at once through a chain of three event steps per round, {rounds} interleaved rounds")
+    print(
+        f"\napp events: {n} emits at once through a chain of three event steps per round, {rounds} interleaved rounds"
+    )
     width = max(len(name) for name in results)
     for name, runs in results.items():
         per_round = ", ".join(f"{r:,.0f}" for r in runs)
