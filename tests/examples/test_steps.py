@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,8 @@ from motia_state.runtime import call_step_file
 
 from ..helpers import require_tool
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
 LANGUAGES = {"py": None, "js": "node", "rb": "ruby"}
 
 
@@ -113,3 +119,38 @@ async def test_visit_one_failing_item_does_not_stop_the_others(ext: str) -> None
         "seen:cy": True,
         "last": "cy",
     }
+
+
+def run_me(path: Path) -> list[str]:
+    """The ``Run me:`` command in the example's comment, as argv."""
+    lines = [line for line in path.read_text().splitlines() if "Run me: " in line]
+    assert len(lines) == 1, f"{path.name}: one 'Run me:' line expected"
+    argv = shlex.split(lines[0].split("Run me: ", 1)[1].rstrip('"'))
+    assert argv[:3] == ["motia-state", "run", f"examples/{path.name}"], argv
+    return argv
+
+
+FIRST_ANSWERS = {
+    "score": {"score": 5, "history": [5]},
+    "checkout": {"success": True, "results": [True, 2, ["book"]]},
+    "visit": {"total": {"value": 1}, "page": {"value": 1}, "new": {"value": True}, "last": {"value": "ada"}},
+}
+
+
+@pytest.mark.parametrize("ext", list(LANGUAGES))
+@pytest.mark.parametrize("name", list(FIRST_ANSWERS))
+def test_the_run_me_command_in_each_example_works_as_written(name: str, ext: str, tmp_path: Path) -> None:
+    path = example(name, ext)
+    argv = run_me(path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "motia_state.cli", *argv[1:], "--state", f"file:{tmp_path / 'state'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == FIRST_ANSWERS[name]
