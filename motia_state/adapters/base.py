@@ -25,7 +25,7 @@ import anyio
 
 from ..errors import ConflictError
 from ..records import BatchResult, StateChange, TransactionResult
-from ..values import DEFAULT_LIMITS, Limits, copy_value, import_value
+from ..values import DEFAULT_LIMITS, Limits, copy_value, import_value, is_reserved_group
 
 __all__ = [
     "READ_OPERATIONS",
@@ -239,6 +239,40 @@ class StateAdapter(abc.ABC):
     @reads
     async def groups(self) -> list[str]:
         """Every group holding at least one entry, sorted."""
+
+    @reads
+    async def scan(
+        self,
+        after: tuple[str, str] | None = None,
+        *,
+        limit: int = 100,
+        group: str | None = None,
+        match: Callable[[Any], bool] | None = None,
+    ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
+        """One page of ``(group, key, value)`` in (group, key) order, strictly after ``after``.
+
+        Returns the page and the position to continue from (None at the
+        end). ``group`` limits it to one group; ``match``, when given, keeps
+        only the values it holds for. Reserved groups are never listed. This
+        default reads through :meth:`groups`, :meth:`keys` and :meth:`get`
+        (each entry read on its own); adapters override it
+        with a listing that costs about one page however large the store.
+        """
+        names = [group] if group is not None else await self.groups()
+        page: list[tuple[str, str, Any]] = []
+        for name in names:
+            if (after is not None and name < after[0]) or is_reserved_group(name):
+                continue
+            for key in await self.keys(name):
+                if after is not None and (name, key) <= after:
+                    continue
+                value = await self.get(name, key)
+                if match is not None and not match(value):
+                    continue
+                if len(page) >= limit:
+                    return page, (page[-1][0], page[-1][1])
+                page.append((name, key, value))
+        return page, None
 
     @abc.abstractmethod
     @writes

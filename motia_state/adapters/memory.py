@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -166,12 +166,13 @@ class MemoryStateAdapter(StateAdapter):
                 self._flush()
                 return result
             entries = table.data.get(trace_id)
-            if entries is None:
+            if entries is None or key not in entries:
+                # A new entry: through write(), which keeps the listing order current.
                 new, result = apply_increment(MISSING, delta)
-                table.data[trace_id] = {key: new}
-            else:
-                new, result = apply_increment(entries.get(key, MISSING), delta)
-                entries[key] = new
+                table.write(trace_id, key, "increment", new)
+                return result
+            new, result = apply_increment(entries[key], delta)
+            entries[key] = new
         return result
 
     async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
@@ -263,6 +264,26 @@ class MemoryStateAdapter(StateAdapter):
         self._check_group(trace_id)
         with self._lock:
             return self._table.keys(trace_id)
+
+    async def scan(
+        self,
+        after: tuple[str, str] | None = None,
+        *,
+        limit: int = 100,
+        group: str | None = None,
+        match: Callable[[Any], bool] | None = None,
+    ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
+        """One page of ``(group, key, value)`` in (group, key) order after ``after``; see :meth:`StateTable.scan`.
+
+        The paged listing primitive of the workbench: a page costs about the
+        same on a store of 100 entries as on one of 100,000.
+        """
+        if group is not None:
+            self._check_group(group)
+        elif self._closed:
+            raise UnavailableError("the adapter is closed")
+        with self._lock:
+            return self._table.scan(after, limit, group=group, match=match)
 
     async def groups(self) -> list[str]:
         if self._closed:

@@ -249,6 +249,7 @@ class LogSession(TableSession):
             self.gen = gen
             self.offset = self._replay_from(start, data, repair=repair)
         self.table.data = data
+        self.table.reordered()
         self._snapshot_written(self._snapshot_size())
 
     def _remove_stale_temporaries(self) -> None:
@@ -326,7 +327,10 @@ class LogSession(TableSession):
     def catch_up(self) -> None:
         """Apply what other processes appended since we last looked (lock held)."""
         try:
-            self.offset = self._replay_from(self.offset, self.table.data, repair=False, whole=False)
+            offset = self._replay_from(self.offset, self.table.data, repair=False, whole=False)
+            if offset != self.offset:
+                self.table.reordered()  # the replay wrote to data directly
+            self.offset = offset
         except Moved:
             # Another process compacted: reload its snapshot and new log.
             self.load(repair=False)
