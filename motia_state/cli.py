@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"motia-state {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log step output and state operations")
     sub = parser.add_subparsers(dest="command")
+    from .web.serve import add_arguments as add_workbench_arguments  # light: the server loads when it runs
+
+    add_workbench_arguments(sub.add_parser("workbench", help="browse, edit and replay a store in the browser"))
 
     run = sub.add_parser("run", help="run one step file and print its result as JSON")
     run.add_argument("step", help="a .py, .js, .cjs, .mjs or .rb step file")
@@ -172,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "workbench":
+        from .web.serve import run_workbench
+
+        return run_workbench(args)
     try:
         return anyio.run(_run if args.command == "run" else _demo, args)
     except (StepError, StateError) as e:
