@@ -432,3 +432,36 @@ async def test_steps_invoke_and_event_dead_letters_over_an_app(state: ms.StateMa
         assert r.status_code == 200 and app.retried == ["d1"]
         r = await c.request("DELETE", "/__motia/triggers/events/dead/zz", headers=J)
         assert r.status_code == 404
+
+
+class FramedFeed:
+    """A store whose feed yields two given records: pins the event-stream framing and the start position."""
+
+    def __init__(self, inner: ms.StateManager) -> None:
+        self.adapter = inner.adapter
+        self.calls: list[tuple[Any, Any, bool]] = []
+
+    def changes(
+        self, after: Any = None, *, groups: Any = None, keys: Any = None, follow: bool = True
+    ) -> AsyncIterator[Any]:
+        self.calls.append((after, groups, follow))
+
+        async def gen() -> AsyncIterator[dict[str, Any]]:
+            for n in (1, 2):
+                yield {"cursor": f"m.{n}", "group": "g", "key": "k", "op": "set", "event": "updated", "newValue": n}
+
+        return gen()
+
+
+async def test_change_stream_frames_events_and_resumes_from_last_event_id(state: ms.StateManager) -> None:
+    feed = FramedFeed(state)
+    async with client_for(feed) as c:
+        r = await c.get("/__motia/state/changes")
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [block for block in r.text.split("\n\n") if block.startswith("event:")]
+        assert events[0].splitlines()[:2] == ["event: change", "id: m.1"]
+        assert json.loads(events[1].splitlines()[2].removeprefix("data: "))["newValue"] == 2
+        await c.get("/__motia/state/changes", params={"after": "m.7"})
+        await c.get("/__motia/state/changes", params={"after": "m.7"}, headers={"last-event-id": "m.9"})
+    # Without a position the stream starts now; Last-Event-ID wins over ?after.
+    assert [call[0] for call in feed.calls] == ["now", "m.7", "m.9"]
