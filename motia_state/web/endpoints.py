@@ -164,6 +164,14 @@ class Workbench:
             def match(value: Any) -> bool:
                 return predicate_holds(predicate, value)
 
+        if query.get("key"):
+            # One entry (the page refreshes the one it shows): group and key both given.
+            key = _name(query["key"], "key")
+            if group is None:
+                raise InvalidArgumentError("key needs groupId")
+            present, value = await self._read(group, key)
+            one = [_entry(group, key, value)] if present and (match is None or match(value)) else []
+            return json(one)
         after = _decode_cursor(query["cursor"]) if query.get("cursor") else None
         search = (query.get("search") or "").lower()
         if search:

@@ -465,3 +465,12 @@ async def test_change_stream_frames_events_and_resumes_from_last_event_id(state:
         await c.get("/__motia/state/changes", params={"after": "m.7"}, headers={"last-event-id": "m.9"})
     # Without a position the stream starts now; Last-Event-ID wins over ?after.
     assert [call[0] for call in feed.calls] == ["now", "m.7", "m.9"]
+
+
+async def test_list_one_entry_by_group_and_key(state: ms.StateManager, client: httpx.AsyncClient) -> None:
+    await state.set("g", "k", None)
+    await state.set("g", "k2", 1)
+    r = await client.get("/__motia/state", params={"groupId": "g", "key": "k"})
+    assert r.json() == [{"groupId": "g", "key": "k", "type": "null", "value": None, "version": entry_version(None)}]
+    assert (await client.get("/__motia/state", params={"groupId": "g", "key": "nope"})).json() == []
+    assert (await client.get("/__motia/state", params={"key": "k"})).status_code == 400
