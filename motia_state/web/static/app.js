@@ -396,6 +396,11 @@ function jsonInput(id) {
 
 function renderOps() {
   const box = $("#ops");
+  // Keep what the person typed when the same entry is shown again after an operation.
+  const kept = detail.opsFor === rowId(detail.entry.groupId, detail.entry.key) + detail.entry.type
+    ? Object.fromEntries($$("input", box).filter((i) => !["op-expected", "op-new"].includes(i.id)).map((i) => [i.id, i.value]))
+    : {};
+  detail.opsFor = rowId(detail.entry.groupId, detail.entry.key) + detail.entry.type;
   box.textContent = "";
   const t = detail.entry.type;
   const groups = [];
@@ -436,6 +441,7 @@ function renderOps() {
       if (confirm(`Delete ${detail.entry.groupId} / ${detail.entry.key}?`)) runOp("delete", {});
     } })));
   box.append(...groups);
+  for (const [id, value] of Object.entries(kept)) { const input = $("#" + id); if (input) input.value = value; }
 }
 
 function numberOp(name) {
@@ -457,16 +463,11 @@ function itemsOp(name) {
 async function runOp(operation, value) {
   const e = detail.entry;
   const r = await api("POST", "state", { groupId: e.groupId, key: e.key, operation, value });
-  const out = $("#op-result");
-  if (r.ok) {
-    out.className = "op-result ok";
-    out.textContent = `${operation} → ${compact(r.body.result)}`;
-  } else {
-    out.className = "op-result bad";
-    out.textContent = `${operation} failed: ${errText(r)}`;
-  }
-  out.dataset.op = operation;
+  // The entry is shown again first, so the result appears once the screen is settled.
   await loadEntry(e.groupId, e.key, $("#d-editor").value === detail.baseText);
+  const out = $("#op-result");
+  out.className = r.ok ? "op-result ok" : "op-result bad";
+  out.textContent = r.ok ? `${operation} → ${compact(r.body.result)}` : `${operation} failed: ${errText(r)}`;
 }
 
 // -- history ----------------------------------------------------------------------------------
