@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"motia-state {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log step output and state operations")
     sub = parser.add_subparsers(dest="command")
+    from .app.dev import add_arguments as add_dev_arguments  # light: the server loads only when it runs
+
+    add_dev_arguments(sub.add_parser("dev", help="serve a folder of steps on their triggers (HTTP, events, cron)"))
     from .web.serve import add_arguments as add_workbench_arguments  # light: the server loads when it runs
 
     add_workbench_arguments(sub.add_parser("workbench", help="browse, edit and replay a store in the browser"))
@@ -175,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "dev":
+        from .app.dev import run_dev
+
+        return run_dev(args)
     if args.command == "workbench":
         from .web.serve import run_workbench
 
