@@ -141,7 +141,12 @@ class Workbench:
         self.state = state
         self.adapter = getattr(state, "adapter", state)
         self.app = app
-        self.triggers = triggers
+        self._triggers = triggers
+
+    @property
+    def triggers(self) -> Any:
+        """The trigger runner given, else the app's running one (it starts after the routes exist)."""
+        return self._triggers if self._triggers is not None else getattr(self.app, "trigger_runner", None)
 
     # -- state ---------------------------------------------------------------------
 

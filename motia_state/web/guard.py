@@ -25,6 +25,8 @@ __all__ = ["LOOPBACK_HOSTS", "SESSION_COOKIE", "Guard"]
 
 #: Host names always allowed (with any port): the loopback interface.
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+#: Bind addresses that mean "every interface": any Host is then accepted, the token guards.
+WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", "[::]"})
 #: The cookie that carries a browser's session (a digest of the token, never the token).
 SESSION_COOKIE: Final = "motia_session"
 
@@ -45,6 +47,10 @@ class Guard:
     def __init__(self, token: str | None = None, allowed_hosts: Collection[str] = ()) -> None:
         self.token = token or None
         self.hosts = LOOPBACK_HOSTS | {_host_name(h.lower()) for h in allowed_hosts}
+        # Bound to every interface, a server is reached under names it cannot
+        # know; its token (required then) keeps a rebinding page out instead,
+        # since the browser never sends the session cookie to another name.
+        self.any_host = self.token is not None and bool(self.hosts & WILDCARD_HOSTS)
         self._session = (
             hmac.new(self.token.encode(), b"motia-workbench-session", hashlib.sha256).hexdigest()
             if self.token
@@ -63,7 +69,7 @@ class Guard:
     def refuse_origin(self, request: Request) -> Response | None:
         """403 for a Host that is not allowed or an Origin that is not this host's own."""
         host = request.headers.get("host", "")
-        if _host_name(host.lower()) not in self.hosts:
+        if not self.any_host and _host_name(host.lower()) not in self.hosts:
             return error(403, f"host {host!r} is not allowed (start the server with --host to allow it)", "FORBIDDEN")
         origin = request.headers.get("origin")
         if origin is not None and origin.lower() not in (f"http://{host.lower()}", f"https://{host.lower()}"):

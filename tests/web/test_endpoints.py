@@ -474,3 +474,14 @@ async def test_list_one_entry_by_group_and_key(state: ms.StateManager, client: h
     assert r.json() == [{"groupId": "g", "key": "k", "type": "null", "value": None, "version": entry_version(None)}]
     assert (await client.get("/__motia/state", params={"groupId": "g", "key": "nope"})).json() == []
     assert (await client.get("/__motia/state", params={"key": "k"})).status_code == 400
+
+
+async def test_a_wildcard_bind_with_a_token_accepts_any_host_but_still_checks_origin(state: ms.StateManager) -> None:
+    auth = {"authorization": "Bearer t"}
+    async with client_for(state, token="t", allowed_hosts=["0.0.0.0"]) as c:
+        r = await c.get("/__motia/state", headers={**auth, "host": "box.lan:3000"})
+        assert r.status_code == 200
+        r = await c.get("/__motia/state", headers={**auth, "host": "box.lan:3000", "origin": "http://evil.example"})
+        assert r.status_code == 403
+    async with client_for(state, allowed_hosts=["0.0.0.0"]) as c:  # no token: loopback names only
+        assert (await c.get("/__motia/state", headers={"host": "box.lan:3000"})).status_code == 403

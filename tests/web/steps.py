@@ -1,0 +1,35 @@
+"""Step files of a small app for the workbench's tests (Python only, so no other tool is needed)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+STEPS = {
+    "steps/greet.step.py": """
+        config = {"name": "Greeter", "description": "Says hello and counts greetings",
+                  "triggers": [{"type": "event", "topic": "greet"}], "flows": ["hello"]}
+
+        async def handler(data, ctx):
+            n = await ctx.state.increment("greetings", "count")
+            return {"hello": (data or {}).get("name", "world"), "n": n}
+    """,
+    "steps/charge.step.py": """
+        config = {"name": "Charger", "triggers": [{"type": "event", "topic": "charge"}]}
+
+        async def handler(data, ctx):
+            # Fails until the card is valid: a dead letter that a retry clears once it is.
+            if not await ctx.state.get("billing", "card-valid"):
+                raise RuntimeError("card declined")
+            await ctx.state.push("billing", "charged", data)
+    """,
+}
+
+
+def write_app(root: Path) -> Path:
+    """The steps under ``root``; returns ``root``."""
+    for name, source in STEPS.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+    return root
