@@ -23,6 +23,14 @@ STEPS = {
                 raise RuntimeError("card declined")
             await ctx.state.push("billing", "charged", data)
     """,
+    "steps/order.step.py": """
+        config = {"name": "Order", "triggers": [{"type": "api", "method": "POST", "path": "/orders"}],
+                  "emits": ["charge"]}
+
+        async def handler(req, ctx):
+            await ctx.emit({"topic": "charge", "data": req["body"]})
+            return {"status": 202, "body": {"queued": True}}
+    """,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -265,3 +266,49 @@ def test_steps_screen_without_an_app_says_so(page: Any) -> None:
     page.find_element(CSS, "#tab-steps").click()
     wait_for(page, lambda d: d.find_element(CSS, "#steps-empty").is_displayed())
     assert "No steps" in text_of(page, "#steps-empty")
+
+
+@pytest.fixture
+def dev_page(browser: Any, tmp_path: Path) -> Iterator[tuple[Any, Any, Path]]:
+    from ..app.devserver import DevServer
+    from .steps import write_app
+
+    root = write_app(tmp_path / "app")
+    store = tmp_path / "dev-store"
+    with DevServer(root, "--state", f"file:{store}") as server:
+        server.start(tmp_path)
+        browser.get(server.url + "/__motia")
+        wait_for(browser, lambda d: "live" in d.find_element(CSS, "#live").text or d.find_elements(CSS, "#empty"))
+        yield browser, server, store
+        server.stop()
+
+
+def test_invoke_a_step_and_retry_a_dead_letter(dev_page: tuple[Any, Any, Path]) -> None:
+    page, server, store = dev_page
+    page.find_element(CSS, "#tab-steps").click()
+    wait_for(page, lambda d: d.find_elements(CSS, "button[data-step='Greeter']"))
+    steps_text = text_of(page, "#steps")
+    assert "Greeter" in steps_text and "event greet" in steps_text and "api POST /orders" in steps_text
+    page.find_element(CSS, "button[data-step='Greeter']").click()
+    data = page.find_element(CSS, "#inv-data")
+    data.send_keys(Keys.CONTROL, "a")
+    data.send_keys('{"name": "Ann"}')
+    page.find_element(CSS, "#inv-run").click()
+    wait_for(page, lambda d: d.find_element(CSS, "#inv-result").text.startswith("{"), what="the step's result")
+    assert json.loads(text_of(page, "#inv-result")) == {"hello": "Ann", "n": 1}
+
+    # A charge that fails every attempt becomes a dead letter of the event router.
+    assert server.client.post("/orders", json={"amount": 5}).status_code == 202
+    end = time.monotonic() + 30
+    while time.monotonic() < end and not server.client.get("/__motia/dead-letters").json():
+        time.sleep(0.1)
+    page.find_element(CSS, "#trig-refresh").click()
+    wait_for(page, lambda d: d.find_elements(CSS, "[data-trigger='events'] tr[data-dead]"), what="the dead letter")
+    assert "card declined" in text_of(page, "[data-trigger='events'] tr[data-dead]")
+    page.find_element(CSS, "[data-trigger='events'] button[data-action='retry']").click()
+    wait_for(page, lambda d: "failed again" in d.find_element(CSS, "#trig-result").text)
+    write(store, lambda a: a.set("billing", "card-valid", True))
+    page.find_element(CSS, "[data-trigger='events'] button[data-action='retry']").click()
+    wait_for(page, lambda d: "it succeeded" in d.find_element(CSS, "#trig-result").text)
+    wait_for(page, lambda d: not d.find_elements(CSS, "[data-trigger='events'] tr[data-dead]"))
+    assert write(store, lambda a: a.get("billing", "charged")) == [{"amount": 5}]
