@@ -26,7 +26,7 @@ async def test_app_serves_the_workbench_with_steps_invoke_and_dead_letters(tmp_p
             assert "<html" in (await c.get("/__motia/")).text
             assert (await c.get("/__motia")).json()["steps"]  # the app's own summary, for scripts
             steps = (await c.get("/__motia/steps")).json()
-            assert [s["name"] for s in steps] == ["Charger", "Greeter"]
+            assert [s["name"] for s in steps] == ["Charger", "Greeter", "Order"]
             greeter = steps[1]
             assert greeter["language"] == "python" and greeter["flows"] == ["hello"]
             assert greeter["triggers"][0]["type"] == "event" and greeter["triggers"][0]["topic"] == "greet"

@@ -312,3 +312,53 @@ def test_invoke_a_step_and_retry_a_dead_letter(dev_page: tuple[Any, Any, Path]) 
     wait_for(page, lambda d: "it succeeded" in d.find_element(CSS, "#trig-result").text)
     wait_for(page, lambda d: not d.find_elements(CSS, "[data-trigger='events'] tr[data-dead]"))
     assert write(store, lambda a: a.get("billing", "charged")) == [{"amount": 5}]
+
+
+needs_feed = pytest.mark.skipif(
+    not hasattr(ms.StateManager, "changes"), reason="the change feed is not on this branch yet"
+)
+
+
+def row_value(driver: Any, key: str) -> str:
+    return str(
+        driver.execute_script(
+            "const r = document.querySelector(`tr.entry[data-key='${arguments[0]}']`);"
+            "return r ? r.querySelector('td.preview').textContent + (r.classList.contains('flash') ? ' *' : '') : '';",
+            key,
+        )
+    )
+
+
+@needs_feed
+def test_live_update_when_another_process_writes(page: Any, store: Path) -> None:
+    wait_for(page, lambda d: d.find_element(CSS, "#live").text == "live", what="the stream opens")
+    open_entry(page, "count")
+    write(store, lambda a: a.increment("orders", "count", 5))
+    wait_for(page, lambda d: row_value(d, "count") == "12 *", what="the row updates and is highlighted")
+    wait_for(page, lambda d: "12" in d.find_element(CSS, "#d-tree").text, what="the open entry follows")
+    assert json.loads(page.find_element(CSS, "#d-editor").get_attribute("value")) == 12
+    write(store, lambda a: a.set("orders", "new-one", {"x": 1}))
+    wait_for(page, lambda d: row_value(d, "new-one") == '{"x":1} *', what="a new entry appears in place")
+    assert keys_shown(page)[:4] == ["count", "new-one", "note", "queue"]
+    write(store, lambda a: a.delete("orders", "note"))
+    wait_for(page, lambda d: "note" not in keys_shown(d), what="a deleted entry leaves")
+
+
+@needs_feed
+def test_history_diff_and_restore(page: Any, store: Path) -> None:
+    write(store, lambda a: a.set_field("users", "bob", "score", 45))
+    write(store, lambda a: a.set_field("users", "bob", "score", 50))
+    open_entry(page, "bob")
+    wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 3, what="three changes")
+    items = page.find_elements(CSS, "#timeline li")
+    assert [i.find_element(CSS, "strong").text for i in items] == ["setField", "setField", "set"]
+    assert "setField" in text_of(page, "#d-last")
+    items[2].send_keys(Keys.ENTER)  # the first value, by keyboard
+    wait_for(page, lambda d: d.find_element(CSS, "#h-diff-box").is_displayed())
+    removed = [s.text for s in page.find_elements(CSS, "#h-diff .del")]
+    added = [s.text for s in page.find_elements(CSS, "#h-diff .add")]
+    assert any('"score": 40' in line for line in removed) and any('"score": 50' in line for line in added)
+    page.find_element(CSS, "#h-restore").click()
+    wait_for(page, lambda d: d.find_element(CSS, "#h-restore-result").text == "Restored.")
+    assert write(store, lambda a: a.get("users", "bob")) == {"name": "Bob", "score": 40}
+    wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 4, what="the restore is a change too")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+
+import motia_state as ms
 
 from .server import WorkbenchServer
 
@@ -80,3 +85,51 @@ def test_non_loopback_host_without_token_exits_2() -> None:
         timeout=30,
     )
     assert done.returncode == 2 and "--token" in done.stderr
+
+
+def read_events(response: httpx.Response, count: int) -> list[dict[str, str]]:
+    """The first ``count`` server-sent events of a streaming response (comments skipped)."""
+    events: list[dict[str, str]] = []
+    event: dict[str, str] = {}
+    for line in response.iter_lines():
+        if not line:
+            if event:
+                events.append(event)
+                event = {}
+                if len(events) == count:
+                    return events
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(": ")
+        event[name] = value
+    return events
+
+
+@pytest.mark.skipif(not hasattr(ms.StateManager, "changes"), reason="the change feed is not on this branch yet")
+def test_change_stream_delivers_writes_of_another_process_and_resumes(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+
+    def write(fn: Any) -> Any:
+        async def go() -> Any:
+            async with ms.FileStateAdapter(str(store)) as adapter:
+                return await fn(adapter)
+
+        return asyncio.run(go())
+
+    write(lambda a: a.set("g", "before", 0))  # committed before the stream: not sent
+    with WorkbenchServer(f"file:{store}") as server, httpx.Client(base_url=server.base, timeout=10) as c:
+        with c.stream("GET", "/__motia/state/changes") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            write(lambda a: a.set("g", "k", 1))
+            write(lambda a: a.increment("g", "k", 2))
+            first, second = read_events(response, 2)
+        assert first["event"] == "change" and json.loads(first["data"])["key"] == "k"
+        data = json.loads(second["data"])
+        assert (data["op"], data["newValue"], data["oldValue"], second["id"]) == ("increment", 3, 1, data["cursor"])
+        # A reconnecting EventSource sends Last-Event-ID: it gets what followed, nothing twice.
+        with c.stream("GET", "/__motia/state/changes", headers={"Last-Event-ID": first["id"]}) as response:
+            [again] = read_events(response, 1)
+        assert again["id"] == second["id"]
+        history = c.get("/__motia/state/history", params={"groupId": "g", "key": "k"}).json()["changes"]
+        assert [h["newValue"] for h in history] == [3, 1]
