@@ -43,8 +43,13 @@ def _seed(store: Path) -> None:
 
 
 def _fit(driver: Any) -> None:
-    height = driver.execute_script("return Math.max(document.body.scrollHeight, 900)")
-    driver.set_window_size(1440, min(int(height) + 40, 1800))
+    # The whole page in one image: a headless window cannot grow past its screen.
+    height = driver.execute_script("return Math.max(document.documentElement.scrollHeight, 900)")
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1440, "height": min(int(height), 2000), "deviceScaleFactor": 1, "mobile": False},
+    )
+    driver.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.3)
 
 
@@ -72,7 +77,7 @@ def take(out: Path) -> list[Path]:
                     path = out / f"{name}.png"
                     driver.save_screenshot(str(path))
                     made.append(path)
-                    driver.set_window_size(1440, 900)
+                    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
                 driver.get(server.url + "/__motia")
                 wait_for(driver, lambda d: d.find_elements(css, "tr.entry"))

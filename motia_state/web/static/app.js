@@ -528,8 +528,8 @@ function renderDiff(pre, a, b) {
   const line = (cls, sign, text) => pre.append(el("span", { class: cls, text: sign + " " + text + "\n" }));
   while (i < n || j < m) {
     if (i < n && j < m && x[i] === y[j]) { line("same", " ", x[i]); i++; j++; }
-    else if (j < m && (i === n || table[i][j + 1] >= table[i + 1][j])) { line("add", "+", y[j]); j++; }
-    else { line("del", "-", x[i]); i++; }
+    else if (i < n && (j === m || table[i + 1][j] >= table[i][j + 1])) { line("del", "-", x[i]); i++; }
+    else { line("add", "+", y[j]); j++; }
   }
   if (a === b) pre.prepend(el("span", { class: "muted", text: "(identical to the current value)\n" }));
 }
