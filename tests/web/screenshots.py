@@ -29,7 +29,9 @@ def _seed(store: Path) -> None:
             await a.set("user-42", "user.score", 80)
             await a.set("user-42", "user.status", "active")
             await a.set("user-42", "user.badges", ["early-adopter"])
-            await a.set("user-7", "user.profile", {"name": "Grace Hopper", "email": "grace@example.com", "plan": "free"})
+            await a.set(
+                "user-7", "user.profile", {"name": "Grace Hopper", "email": "grace@example.com", "plan": "free"}
+            )
             await a.set("user-7", "user.score", 130)
             await a.set("user-7", "user.status", "pending")
             await a.set("orders", "next-id", 1003)
@@ -99,8 +101,12 @@ def take(out: Path) -> list[Path]:
                 # Someone else changes it meanwhile (through the same API).
                 server.client.post(
                     "/__motia/state",
-                    json={"groupId": "inventory", "key": "kibble", "operation": "setField",
-                          "value": {"field": "stock", "fieldValue": 9}},
+                    json={
+                        "groupId": "inventory",
+                        "key": "kibble",
+                        "operation": "setField",
+                        "value": {"field": "stock", "fieldValue": 9},
+                    },
                 )
                 driver.find_element(css, "#d-save").click()
                 wait_for(driver, lambda d: d.find_element(css, "#conflict").is_displayed())

@@ -236,7 +236,7 @@ def test_transaction_with_a_failing_check_shows_its_failed_index(page: Any, stor
     add_record(page, "check", "count", op="gte", value="100")
     add_record(page, "push", "queue", items="[9]")
     page.find_element(CSS, "#tx-run").click()
-    wait_for(page, lambda d: "failed at record 1" in d.find_element(CSS, "#tx-summary").text)
+    wait_for(page, lambda d: "failed at record 2 (failedIndex 1, CONFLICT)" in d.find_element(CSS, "#tx-summary").text)
     rows = page.find_elements(CSS, "#tx-rows li")
     assert "failed" in rows[1].get_attribute("class") and "CONFLICT" in rows[1].text
     assert write(store, lambda a: a.get("orders", "count")) == 7  # nothing stored
@@ -304,7 +304,8 @@ def test_invoke_a_step_and_retry_a_dead_letter(dev_page: tuple[Any, Any, Path]) 
         time.sleep(0.1)
     page.find_element(CSS, "#trig-refresh").click()
     wait_for(page, lambda d: d.find_elements(CSS, "[data-trigger='events'] tr[data-dead]"), what="the dead letter")
-    assert "card declined" in text_of(page, "[data-trigger='events'] tr[data-dead]")
+    dead_row = text_of(page, "[data-trigger='events'] tr[data-dead]")
+    assert "card declined" in dead_row and "Charger · topic charge" in dead_row
     page.find_element(CSS, "[data-trigger='events'] button[data-action='retry']").click()
     wait_for(page, lambda d: "failed again" in d.find_element(CSS, "#trig-result").text)
     write(store, lambda a: a.set("billing", "card-valid", True))

@@ -646,7 +646,7 @@ async function runRecords(operation) {
       result.results.forEach((v, i) => { items[i].classList.add("passed"); $(".res", items[i]).textContent = "→ " + compact(v); });
     } else {
       summary.className = "bad";
-      summary.textContent = `Transaction failed at record ${result.failedIndex} (${result.code}); nothing was stored.`;
+      summary.textContent = `Transaction failed at record ${result.failedIndex + 1} (failedIndex ${result.failedIndex}, ${result.code}); nothing was stored.`;
       const failed = items[result.failedIndex];
       if (failed) { failed.classList.add("failed"); $(".res", failed).textContent = `✗ ${result.code}: ${result.error}`; }
     }
@@ -721,6 +721,7 @@ async function loadTriggers() {
     const dead = t.dead || [];
     const rows = dead.map((d) => el("tr", { "data-dead": d.id },
       el("td", { class: "mono", text: d.id }),
+      el("td", { text: deadSubject(d) }),
       el("td", { text: d.error || "" }),
       el("td", { text: String(d.attempts ?? "") }),
       el("td", {},
@@ -731,10 +732,15 @@ async function loadTriggers() {
       el("div", { class: "muted", text: facts.join(" · ") }),
       dead.length
         ? el("table", { class: "dead", "aria-label": `Dead letters of ${t.name}` },
-          el("thead", {}, el("tr", {}, el("th", { text: "id" }), el("th", { text: "error" }), el("th", { text: "attempts" }), el("th", { text: "" }))),
+          el("thead", {}, el("tr", {}, el("th", { text: "id" }), el("th", { text: "what" }), el("th", { text: "error" }), el("th", { text: "attempts" }), el("th", { text: "" }))),
           el("tbody", {}, ...rows))
         : el("p", { class: "muted", text: "No dead letters." })));
   }
+}
+function deadSubject(d) {
+  // An event's delivery names its step and topic; a state trigger's, the change it was given.
+  if (d.change) return `${d.change.group} / ${d.change.key} (${d.change.op})`;
+  return [d.step, d.topic && `topic ${d.topic}`].filter(Boolean).join(" · ");
 }
 async function deadAction(name, id, action) {
   const path = `triggers/${encodeURIComponent(name)}/dead/${encodeURIComponent(id)}`;
