@@ -485,3 +485,54 @@ async def test_a_wildcard_bind_with_a_token_accepts_any_host_but_still_checks_or
         assert r.status_code == 403
     async with client_for(state, allowed_hosts=["0.0.0.0"]) as c:  # no token: loopback names only
         assert (await c.get("/__motia/state", headers={"host": "box.lan:3000"})).status_code == 403
+
+
+class FakeTriggerRunner:
+    """TriggerRunner's status, dead_letters, retry and drop, as FEED.md names them."""
+
+    def __init__(self) -> None:
+        self.dead = {
+            "promote": [
+                {
+                    "id": "7",
+                    "trigger": "promote",
+                    "error": "boom",
+                    "attempts": 3,
+                    "change": {"group": "u", "key": "score", "op": "set"},
+                }
+            ]
+        }
+        self.calls: list[tuple[str, str, str]] = []
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {"promote": {"position": "m.9", "behind": 2, "oldestPendingAge": 1.5, "dead": len(self.dead["promote"])}}
+
+    def dead_letters(self, name: str) -> list[dict[str, Any]]:
+        return self.dead[name]
+
+    async def retry(self, name: str, dead_id: str) -> bool:
+        self.calls.append(("retry", name, dead_id))
+        return True
+
+    async def drop(self, name: str, dead_id: str) -> None:
+        if not any(d["id"] == dead_id for d in self.dead[name]):
+            raise ms.NotFoundError(f"no dead letter {dead_id}")
+        self.calls.append(("drop", name, dead_id))
+        self.dead[name] = []
+
+
+async def test_state_triggers_lag_dead_letters_retry_and_drop(state: ms.StateManager) -> None:
+    runner = FakeTriggerRunner()
+    async with client_for(state, triggers=runner) as c:
+        body = (await c.get("/__motia/triggers")).json()
+        assert body["running"] is True
+        [trigger] = body["triggers"]
+        assert trigger["name"] == "promote" and trigger["kind"] == "state"
+        assert (trigger["position"], trigger["behind"], trigger["oldestPendingAge"]) == ("m.9", 2, 1.5)
+        assert trigger["dead"][0]["change"]["key"] == "score"
+        r = await c.post("/__motia/triggers/promote/dead/7/retry", headers=J)
+        assert r.json() == {"retried": True, "succeeded": True}
+        assert (await c.request("DELETE", "/__motia/triggers/promote/dead/7", headers=J)).status_code == 204
+        assert (await c.request("DELETE", "/__motia/triggers/promote/dead/7", headers=J)).status_code == 404
+        assert (await c.post("/__motia/triggers/nope/dead/7/retry", headers=J)).status_code == 404
+        assert runner.calls == [("retry", "promote", "7"), ("drop", "promote", "7")]
