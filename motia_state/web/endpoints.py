@@ -96,6 +96,15 @@ def _decode_cursor(raw: str) -> tuple[str, str]:
     return decoded[0], decoded[1]
 
 
+def _motia_filter(raw: Any) -> Any:
+    """Motia's filter shape in the predicate language: a list of ``{valueKey, operation, value}`` must all hold."""
+    if type(raw) is list:
+        return {"all": [_motia_filter(item) for item in raw]}
+    if type(raw) is dict and "operation" in raw and "op" not in raw:
+        return {("op" if name == "operation" else name): value for name, value in raw.items()}
+    return raw
+
+
 def _name(raw: Any, what: str) -> str:
     if type(raw) is not str or not raw:
         raise InvalidArgumentError(f"{what} must be a non-empty string")
@@ -164,7 +173,7 @@ class Workbench:
                 raw = _decoder.decode(raw_filter)
             except msgspec.DecodeError as e:
                 raise InvalidArgumentError(f"filter is not JSON: {e}") from None
-            predicate = parse_predicate(raw, "filter", filter_fields=True, limits=self.adapter.limits)
+            predicate = parse_predicate(_motia_filter(raw), "filter", filter_fields=True, limits=self.adapter.limits)
 
             def match(value: Any) -> bool:
                 return predicate_holds(predicate, value)

@@ -101,6 +101,13 @@ async def test_list_filters_with_the_predicate_language_and_motias_value_key(
     motia = {"valueKey": "name", "op": "startsWith", "value": "a"}
     r = await client.get("/__motia/state", params={"filter": json.dumps(motia)})
     assert [e["key"] for e in r.json()] == ["a"]
+    # Motia's own client sends a list of {valueKey, operation, value} that must all hold.
+    motia_list = [
+        {"valueKey": "score", "operation": "gt", "value": 1},
+        {"valueKey": "name", "operation": "endsWith", "value": "b"},
+    ]
+    r = await client.get("/__motia/state", params={"filter": json.dumps(motia_list)})
+    assert [e["key"] for e in r.json()] == ["b"]
     bad = await client.get("/__motia/state", params={"filter": json.dumps({"op": "nope"})})
     assert bad.status_code == 400 and bad.json()["code"] == "INVALID_ARGUMENT"
 
