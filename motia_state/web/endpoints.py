@@ -39,7 +39,7 @@ from ..errors import (
 from ..predicates import parse_predicate, predicate_holds
 from ..values import is_reserved_group
 from .guard import SESSION_COOKIE, Guard
-from .responses import error, from_state_error, json
+from .responses import STATUS_BY_CODE, error, from_state_error, json
 
 __all__ = ["PREFIX", "entry_version", "workbench_app", "workbench_routes"]
 
@@ -47,6 +47,8 @@ log = logging.getLogger("motia_state.web")
 
 #: Where the workbench lives.
 PREFIX: Final = "/__motia"
+#: The logger an App writes its steps' log lines to, each led by ``[step name]``.
+STEP_LOGGER: Final = "motia_state.step"
 #: Largest request body accepted (one RPC frame's default).
 MAX_BODY: Final = 16 * 1024 * 1024
 #: Page size of the listing: default and largest.
@@ -404,8 +406,16 @@ class Workbench:
         trace = body.get("traceId")
         if trace is not None and type(trace) is not str:
             raise InvalidArgumentError("traceId must be a string")
-        result = await app.invoke(name, body.get("data"), trace_id=trace)
-        return json({"result": result})
+        logs = _StepLogs(name)
+        step_logger = logging.getLogger(STEP_LOGGER)
+        step_logger.addHandler(logs)
+        try:
+            result = await app.invoke(name, body.get("data"), trace_id=trace)
+        except StateError as e:
+            return error(STATUS_BY_CODE.get(e.code, 500), e.message, e.code, logs=logs.lines)
+        finally:
+            step_logger.removeHandler(logs)
+        return json({"result": result, "logs": logs.lines})
 
     async def list_triggers(self, request: Request) -> Response:
         """``GET /triggers``: each state trigger's lag and dead letters, and the app's event dead letters."""
@@ -482,6 +492,22 @@ def _step_wire(name: str, record: Any) -> dict[str, Any]:
         "emits": list(getattr(config, "emits", ())),
         "workers": getattr(config, "max_workers", None),
     }
+
+
+class _StepLogs(logging.Handler):
+    """The log lines one step writes while the workbench invokes it (as the app logs them)."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.prefix = f"[{step}] "
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(self.prefix) and len(self.lines) < 1000:
+            self.lines.append(
+                {"level": record.levelname.lower(), "msg": message[len(self.prefix) :], "at": record.created}
+            )
 
 
 class _Ambiguous(StateError):

@@ -12,6 +12,7 @@ STEPS = {
 
         async def handler(data, ctx):
             n = await ctx.state.increment("greetings", "count")
+            ctx.logger.info("greeting number %d" % n)
             return {"hello": (data or {}).get("name", "world"), "n": n}
     """,
     "steps/charge.step.py": """

@@ -296,6 +296,7 @@ def test_invoke_a_step_and_retry_a_dead_letter(dev_page: tuple[Any, Any, Path]) 
     page.find_element(CSS, "#inv-run").click()
     wait_for(page, lambda d: d.find_element(CSS, "#inv-result").text.startswith("{"), what="the step's result")
     assert json.loads(text_of(page, "#inv-result")) == {"hello": "Ann", "n": 1}
+    assert "greeting number 1" in text_of(page, "#inv-logs")
 
     # A charge that fails every attempt becomes a dead letter of the event router.
     assert server.client.post("/orders", json={"amount": 5}).status_code == 202

@@ -428,7 +428,7 @@ async def test_steps_invoke_and_event_dead_letters_over_an_app(state: ms.StateMa
         steps = (await c.get("/__motia/steps")).json()
         assert steps[0]["name"] == "Greeter" and steps[0]["language"] == "python" and steps[0]["flows"] == ["f"]
         r = await post(c, "/__motia/steps/Greeter/invoke", {"data": "ann", "traceId": "t1"})
-        assert r.json() == {"result": {"hello": "ann", "trace": "t1"}}
+        assert r.json() == {"result": {"hello": "ann", "trace": "t1"}, "logs": []}
         r = await post(c, "/__motia/steps/Greeter/invoke", {"data": "fail"})
         assert r.status_code == 500 and r.json()["code"] == "STEP_FAILED"
         r = await post(c, "/__motia/steps/Nope/invoke", {})

@@ -698,11 +698,14 @@ async function invoke(ev) {
   if ($("#inv-trace").value) body.traceId = $("#inv-trace").value;
   $("#inv-run").disabled = true;
   $("#inv-result").textContent = "running…";
+  $("#inv-logs").textContent = "";
   const r = await api("POST", `steps/${encodeURIComponent(currentStep)}/invoke`, body);
   $("#inv-run").disabled = false;
   const out = $("#inv-result");
   out.className = r.ok ? "result" : "result bad";
   out.textContent = r.ok ? pretty(r.body.result) : errText(r);
+  const logs = (r.body && r.body.logs) || [];
+  $("#inv-logs").textContent = logs.length ? logs.map((l) => `${l.level.padEnd(7)} ${l.msg}`).join("\n") : "(no log lines)";
 }
 
 async function loadTriggers() {
