@@ -24,6 +24,7 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from ..errors import ConflictError
+from ..predicates import Predicate, predicate_holds
 from ..records import BatchResult, StateChange, TransactionResult
 from ..values import DEFAULT_LIMITS, Limits, copy_value, import_value, is_reserved_group
 
@@ -247,13 +248,14 @@ class StateAdapter(abc.ABC):
         *,
         limit: int = 100,
         group: str | None = None,
-        match: Callable[[Any], bool] | None = None,
+        where: Predicate | None = None,
     ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
         """One page of ``(group, key, value)`` in (group, key) order, strictly after ``after``.
 
         Returns the page and the position to continue from (None at the
-        end). ``group`` limits it to one group; ``match``, when given, keeps
-        only the values it holds for. Reserved groups are never listed. This
+        end). ``group`` limits it to one group; ``where``, a predicate as
+        :func:`~motia_state.predicates.parse_predicate` returns it, keeps only
+        the values it holds for (an adapter may evaluate it in the store). Reserved groups are never listed. This
         default reads through :meth:`groups`, :meth:`keys` and :meth:`get`
         (each entry read on its own); adapters override it
         with a listing that costs about one page however large the store.
@@ -267,7 +269,7 @@ class StateAdapter(abc.ABC):
                 if after is not None and (name, key) <= after:
                     continue
                 value = await self.get(name, key)
-                if match is not None and not match(value):
+                if where is not None and not predicate_holds(where, value):
                     continue
                 if len(page) >= limit:
                     return page, (page[-1][0], page[-1][1])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -40,6 +40,7 @@ from ..ops import (
     apply_unshift,
     apply_update,
 )
+from ..predicates import Predicate
 from ..records import BatchResult, StateChange, TransactionResult, check_delta, check_field
 from ..values import DEFAULT_LIMITS, INT_BOUND, INT_LOW, MISSING, CheckedNames, Limits, check_name, import_value
 from .base import Acknowledge, StateAdapter, UpdateFn, acknowledge_writes
@@ -271,7 +272,7 @@ class MemoryStateAdapter(StateAdapter):
         *,
         limit: int = 100,
         group: str | None = None,
-        match: Callable[[Any], bool] | None = None,
+        where: Predicate | None = None,
     ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
         """One page of ``(group, key, value)`` in (group, key) order after ``after``; see :meth:`StateTable.scan`.
 
@@ -283,7 +284,7 @@ class MemoryStateAdapter(StateAdapter):
         elif self._closed:
             raise UnavailableError("the adapter is closed")
         with self._lock:
-            return self._table.scan(after, limit, group=group, match=match)
+            return self._table.scan(after, limit, group=group, where=where)
 
     async def groups(self) -> list[str]:
         if self._closed:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..ops import UNCHANGED, check_size, parse_transaction, run_batch, run_transaction
+from ..predicates import Predicate, predicate_holds
 from ..records import BatchResult, StateChange, TransactionResult, parse_operations
 from ..values import MISSING, Limits, copy_value, is_reserved_group
 
@@ -115,14 +116,14 @@ class StateTable:
         limit: int,
         *,
         group: str | None = None,
-        match: Callable[[Any], bool] | None = None,
+        where: Predicate | None = None,
         budget: int = 10_000,
     ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
         """One page of entries in (group, key) order, strictly after ``after``.
 
         Returns the page (copies of the values) and the position to continue
         from, or None at the end. Only ``group`` is read when given; reserved
-        groups are skipped; ``match`` (a filter) is asked of each value here,
+        groups are skipped; ``where`` (a parsed predicate) is asked of each value here,
         next to the data. At most ``budget`` entries are examined, so a
         filter that matches little returns a short page with a position
         rather than holding the caller's lock over the whole table.
@@ -154,7 +155,7 @@ class StateTable:
                     return page, (name, key_before(order, key))
                 examined += 1
                 value = entries[key]
-                if match is None or match(value):
+                if where is None or predicate_holds(where, value):
                     page.append((name, key, copy_value(value)))
         return page, None
 

@@ -36,7 +36,7 @@ from ..errors import (
     UnavailableError,
     error_for_code,
 )
-from ..predicates import parse_predicate, predicate_holds
+from ..predicates import Predicate, parse_predicate, predicate_holds
 from ..values import is_reserved_group
 from .guard import SESSION_COOKIE, Guard
 from .responses import STATUS_BY_CODE, error, from_state_error, json
@@ -168,7 +168,7 @@ class Workbench:
         group = query.get("groupId") or None
         if group is not None:
             _name(group, "groupId")
-        match: Callable[[Any], bool] | None = None
+        predicate: Predicate | None = None
         raw_filter = query.get("filter")
         if raw_filter:
             try:
@@ -176,29 +176,20 @@ class Workbench:
             except msgspec.DecodeError as e:
                 raise InvalidArgumentError(f"filter is not JSON: {e}") from None
             predicate = parse_predicate(_motia_filter(raw), "filter", filter_fields=True, limits=self.adapter.limits)
-
-            def match(value: Any) -> bool:
-                return predicate_holds(predicate, value)
-
         if query.get("key"):
             # One entry (the page refreshes the one it shows): group and key both given.
             key = _name(query["key"], "key")
             if group is None:
                 raise InvalidArgumentError("key needs groupId")
             present, value = await self._read(group, key)
-            one = [_entry(group, key, value)] if present and (match is None or match(value)) else []
-            return json(one)
+            holds = predicate is None or predicate_holds(predicate, value)
+            return json([_entry(group, key, value)] if present and holds else [])
         after = _decode_cursor(query["cursor"]) if query.get("cursor") else None
         search = (query.get("search") or "").lower()
         if search:
-            inner = match
-
-            def match_text(group_key: tuple[str, str], value: Any) -> bool:
-                return search in group_key[0].lower() or search in group_key[1].lower()
-
-            page, position = await self._search(after, limit, group, inner, match_text)
+            page, position = await self._search(after, limit, group, predicate, search)
         else:
-            page, position = await self.adapter.scan(after, limit=limit, group=group, match=match)
+            page, position = await self.adapter.scan(after, limit=limit, group=group, where=predicate)
         headers = {}
         if position is not None:
             params = [(k, v) for k, v in query.multi_items() if k != "cursor"]
@@ -207,21 +198,16 @@ class Workbench:
         return json([_entry(g, k, v) for g, k, v in page], headers=headers)
 
     async def _search(
-        self,
-        after: tuple[str, str] | None,
-        limit: int,
-        group: str | None,
-        match: Callable[[Any], bool] | None,
-        text: Callable[[tuple[str, str], Any], bool],
+        self, after: tuple[str, str] | None, limit: int, group: str | None, where: Predicate | None, text: str
     ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
         # Group/key text search: pages of the plain listing, kept when the
         # names hold the text (the adapters filter on values, not names).
         found: list[tuple[str, str, Any]] = []
         position = after
         for _ in range(100):
-            page, position = await self.adapter.scan(position, limit=max(limit, 500), group=group, match=match)
+            page, position = await self.adapter.scan(position, limit=max(limit, 500), group=group, where=where)
             for g, k, v in page:
-                if text((g, k), v):
+                if text in g.lower() or text in k.lower():
                     found.append((g, k, v))
                     if len(found) >= limit:
                         return found, (g, k)
