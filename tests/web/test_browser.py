@@ -364,3 +364,18 @@ def test_history_diff_and_restore(page: Any, store: Path) -> None:
     wait_for(page, lambda d: d.find_element(CSS, "#h-restore-result").text == "Restored.")
     assert write(store, lambda a: a.get("users", "bob")) == {"name": "Bob", "score": 40}
     wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 4, what="the restore is a change too")
+
+
+def test_token_in_the_fragment_opens_a_session_and_leaves_the_address_bar(browser: Any, store: Path) -> None:
+    with WorkbenchServer(f"file:{store}", token="s3cret-t0ken") as server:
+        browser.delete_all_cookies()
+        browser.get(server.base + "/__motia/")  # no token: the page asks for it
+        wait_for(browser, lambda d: d.find_element(CSS, "#token-prompt").is_displayed(), what="the token prompt")
+        browser.find_element(CSS, "#token-input").send_keys("wrong", Keys.ENTER)
+        wait_for(browser, lambda d: "not the token" in d.find_element(CSS, "#token-error").text)
+        browser.get(server.url)  # the printed URL, with #token
+        wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the list behind the session cookie")
+        assert "s3cret" not in browser.current_url
+        cookie = browser.get_cookie("motia_session")
+        assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert "s3cret" not in cookie["value"]

@@ -841,14 +841,20 @@ async function start() {
   connectStream();
 }
 
-async function boot() {
-  wire();
-  txChanged();
+async function tokenFromFragment() {
   const fragment = decodeURIComponent(location.hash.slice(1));
   if (fragment && window.MOTIA_TOKEN_NEEDED) {
     history.replaceState(null, "", location.pathname + location.search); // the token leaves the address bar
     await openSession(fragment);
   }
+}
+
+async function boot() {
+  wire();
+  txChanged();
+  await tokenFromFragment();
   await start();
+  // The printed address opened in a tab that already shows the page changes only its fragment.
+  window.addEventListener("hashchange", async () => { await tokenFromFragment(); await start(); });
 }
 document.addEventListener("DOMContentLoaded", boot);
