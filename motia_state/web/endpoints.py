@@ -125,9 +125,15 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 
 
 async def _body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise LimitExceededError(f"the request body is over {MAX_BODY} bytes")
+    # Read at most MAX_BODY bytes: a huge body is refused without holding it all.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise LimitExceededError(f"the request body is over {MAX_BODY} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         return _decoder.decode(raw)
     except msgspec.DecodeError as e:

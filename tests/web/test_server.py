@@ -133,3 +133,11 @@ def test_change_stream_delivers_writes_of_another_process_and_resumes(tmp_path: 
         assert again["id"] == second["id"]
         history = c.get("/__motia/state/history", params={"groupId": "g", "key": "k"}).json()["changes"]
         assert [h["newValue"] for h in history] == [3, 1]
+
+
+def test_an_oversized_body_is_413_without_being_stored(tmp_path: Path) -> None:
+    with WorkbenchServer("memory:") as server:
+        body = b'{"groupId": "g", "key": "k", "value": "' + b"x" * (17 * 1024 * 1024) + b'"}'
+        r = httpx.post(server.base + "/__motia/state", content=body, headers=J, timeout=30)
+        assert r.status_code == 413 and r.json()["code"] == "LIMIT_EXCEEDED"
+        assert httpx.get(server.base + "/__motia/state").json() == []
