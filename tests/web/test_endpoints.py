@@ -17,11 +17,16 @@ BASE = "http://127.0.0.1:3000"
 J = {"content-type": "application/json"}
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "redis"])
 async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ms.StateManager]:
-    adapter: ms.StateAdapter = (
-        ms.MemoryStateAdapter() if request.param == "memory" else ms.FileStateAdapter(str(tmp_path / "store"))
-    )
+    adapter: ms.StateAdapter
+    if request.param == "memory":
+        adapter = ms.MemoryStateAdapter()
+    elif request.param == "file":
+        adapter = ms.FileStateAdapter(str(tmp_path / "store"))
+    else:
+        server = request.getfixturevalue("redis_server")  # skips without redis-server outside CI
+        adapter = ms.RedisStateAdapter(server.url, key_prefix=request.getfixturevalue("redis_prefix"))
     async with ms.StateManager(adapter) as manager:
         yield manager
 
