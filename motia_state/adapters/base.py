@@ -254,27 +254,35 @@ class StateAdapter(abc.ABC):
 
         Returns the page and the position to continue from (None at the
         end). ``group`` limits it to one group; ``where``, a predicate as
-        :func:`~motia_state.predicates.parse_predicate` returns it, keeps only
-        the values it holds for (an adapter may evaluate it in the store). Reserved groups are never listed. This
-        default reads through :meth:`groups`, :meth:`keys` and :meth:`get`
-        (each entry read on its own); adapters override it
-        with a listing that costs about one page however large the store.
+        :func:`~motia_state.predicates.parse_predicate` returns it, keeps
+        only the values it holds for (an adapter may evaluate it in the
+        store). Reserved groups are never listed. This default lists the
+        groups, then reads each group's keys and their values in chunks,
+        one transaction per chunk (so each chunk is a consistent read);
+        adapters override it with a listing that costs about one page
+        however large the store.
         """
         names = [group] if group is not None else await self.groups()
-        page: list[tuple[str, str, Any]] = []
+        found: list[tuple[str, str, Any]] = []  # one more than a page tells that more follow
         for name in names:
             if (after is not None and name < after[0]) or is_reserved_group(name):
                 continue
-            for key in await self.keys(name):
-                if after is not None and (name, key) <= after:
-                    continue
-                value = await self.get(name, key)
-                if where is not None and not predicate_holds(where, value):
-                    continue
-                if len(page) >= limit:
-                    return page, (page[-1][0], page[-1][1])
-                page.append((name, key, value))
-        return page, None
+            keys = [k for k in await self.keys(name) if after is None or (name, k) > after]
+            index = 0
+            while index < len(keys) and len(found) <= limit:
+                wanted = _SCAN_CHUNK if where is not None else min(_SCAN_CHUNK, limit + 1 - len(found))
+                chunk = keys[index : index + wanted]
+                index += len(chunk)
+                ops = [{"type": t, "key": k} for k in chunk for t in ("exists", "get")]
+                read = (await self.transaction(name, ops)).results
+                for i, key in enumerate(chunk):
+                    present, value = read[2 * i], read[2 * i + 1]
+                    if present and (where is None or predicate_holds(where, value)):
+                        found.append((name, key, value))
+            if len(found) > limit:
+                page = found[:limit]
+                return page, (page[-1][0], page[-1][1])
+        return found, None
 
     @abc.abstractmethod
     @writes
@@ -361,6 +369,9 @@ class StateAdapter(abc.ABC):
             await backoff(attempt)
         raise ConflictError(f"update of {key!r} lost {UPDATE_RETRIES} races in a row")
 
+
+#: Keys read per transaction by the default :meth:`StateAdapter.scan`.
+_SCAN_CHUNK: Final = 500
 
 #: Every read operation of the interface.
 READ_OPERATIONS: Final = _marked(StateAdapter, "read")
