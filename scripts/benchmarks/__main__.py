@@ -9,10 +9,10 @@ import sys
 import motia_state as ms
 
 from . import __doc__ as usage
-from . import file, listing, memory, pool, redis, rpc
+from . import app, file, listing, memory, pool, redis, rpc
 from .harness import Options
 
-SUITES = {"memory": memory, "file": file, "redis": redis, "rpc": rpc, "pool": pool, "listing": listing}
+SUITES = {"memory": memory, "file": file, "redis": redis, "rpc": rpc, "pool": pool, "app": app, "listing": listing}
 
 
 def main() -> int:
