@@ -57,7 +57,6 @@ class Limits:
     max_name_bytes: int = 1024
     max_value_bytes: int = 8 * 1024 * 1024
     max_operations: int = 10_000
-    max_frame_bytes: int = 16 * 1024 * 1024
 
 
 DEFAULT_LIMITS: Final = Limits()

@@ -16,7 +16,7 @@ import pytest
 
 import motia_state as ms
 from motia_state.rpc import Peer, state_handlers
-from motia_state.runtime import StepError, StepTimeoutError, call_step_file
+from motia_state.runtime import StepError, StepTimeoutError, WorkerPool, call_step_file
 from motia_state.runtime.services import Invocation, StepContext, runtime_handlers
 
 from .helpers import process_alive
@@ -376,3 +376,52 @@ async def test_a_spawn_cancelled_midway_leaves_no_pipe_open(tmp_path: Path, monk
         await call_step_file(path, trace_id="t", state=ms.StateManager())
     assert scope.cancelled_caught and started.is_set()
     assert set(os.listdir("/proc/self/fd")) == before
+
+
+# ------------------------------------------------------------ the frame limit
+
+
+async def test_the_parent_tells_every_worker_its_frame_limit(tmp_path: Path) -> None:
+    path = step(
+        tmp_path, "import os\ndef handler(data, ctx):\n    return os.environ.get('MOTIA_STEP_MAX_FRAME_BYTES')\n"
+    )
+    manager = ms.StateManager()
+    assert await call_step_file(path, trace_id="t", state=manager) == str(16 * 1024 * 1024)
+    # The parent owns the setting: an env entry cannot make the two sides disagree.
+    big = 64 * 1024 * 1024
+    got = await call_step_file(
+        path, trace_id="t", state=manager, max_frame_bytes=big, env={"MOTIA_STEP_MAX_FRAME_BYTES": "100"}
+    )
+    assert got == str(big)
+    async with WorkerPool(manager, max_frame_bytes=big) as pool:
+        assert await pool.call(path, trace_id="t") == str(big)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "16"])
+async def test_a_frame_limit_that_is_not_a_positive_integer_is_refused(tmp_path: Path, bad: Any) -> None:
+    path = step(tmp_path, "def handler(data, ctx):\n    return 1\n")
+    with pytest.raises(ms.InvalidArgumentError, match="max_frame_bytes"):
+        await call_step_file(path, trace_id="t", state=ms.StateManager(), max_frame_bytes=bad)
+    with pytest.raises(ms.InvalidArgumentError, match="max_frame_bytes"):
+        WorkerPool(ms.StateManager(), max_frame_bytes=bad)
+
+
+# ------------------------------------------------------------ the step's input
+
+
+@pytest.mark.parametrize(
+    "data",
+    [float("nan"), float("inf"), -float("inf"), {"a": [1, float("nan")]}, b"bytes", {"k": b"x"}, {1: "int key"}],
+    ids=["nan", "inf", "-inf", "nested-nan", "bytes", "nested-bytes", "int-key"],
+)
+async def test_an_input_that_is_not_json_is_refused_before_anything_starts(tmp_path: Path, data: Any) -> None:
+    marker = tmp_path / "started"
+    path = step(tmp_path, f"open({str(marker)!r}, 'w').close()\ndef handler(data, ctx):\n    return data\n")
+    manager = ms.StateManager()
+    with pytest.raises(ms.InvalidArgumentError, match="input"):
+        await call_step_file(path, data=data, trace_id="t", state=manager)
+    async with WorkerPool(manager) as pool:
+        with pytest.raises(ms.InvalidArgumentError, match="input"):
+            await pool.call(path, data=data, trace_id="t")
+        assert pool.started == 0
+    assert not marker.exists()

@@ -40,7 +40,7 @@ from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
 from ..rpc.handlers import HandlerTable
 from .services import EmitHook, handler_table
-from .worker import StepWorker, encode_invoke, resolve_command
+from .worker import StepWorker, check_frame_limit, encode_invoke, resolve_command
 
 __all__ = ["WorkerPool"]
 
@@ -100,13 +100,15 @@ class WorkerPool:
             or math.isnan(idle_timeout)
         ):
             raise InvalidArgumentError(f"idle_timeout: expected a positive number of seconds, got {idle_timeout!r}")
-        self._table = handler_table(state, handlers)
+        manager = state if isinstance(state, StateManager) else StateManager(state)
+        self._manager = manager
+        self._max_frame_bytes = check_frame_limit(max_frame_bytes, manager.limits)
+        self._table = handler_table(manager, handlers)
         self._max_workers = max_workers
         self._idle_timeout = float(idle_timeout)
         self._env = env
         self._cwd = cwd
         self._interpreters = interpreters
-        self._max_frame_bytes = max_frame_bytes
         self._by_file: dict[str, _Slot] = {}  # resolved path -> its workers
         self._slots: dict[str, _Slot] = {}  # the path as given (made absolute) -> its slot, without a resolve per call
         self._tg: TaskGroup | None = None
@@ -168,7 +170,7 @@ class WorkerPool:
         if version != slot.version:
             slot.version = version
             self._drop_idle(slot)
-        invoke_args = encode_invoke(slot.step, data, trace_id, self._max_frame_bytes)
+        invoke_args = encode_invoke(slot.step, data, trace_id, self._max_frame_bytes, self._manager.limits)
         async with slot.limit:
             worker = self._take_idle(slot)
             if worker is None:

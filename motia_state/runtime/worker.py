@@ -20,25 +20,35 @@ import signal
 import subprocess
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import msgspec
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
-from ..errors import LimitExceededError, StateError, StepError, StepTimeoutError
+from ..errors import InvalidArgumentError, LimitExceededError, StateError, StepError, StepTimeoutError
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized, encode_request
 from ..rpc.handlers import HandlerTable
 from ..rpc.peer import Peer, PeerClosedError
 from ..rpc.pipes import FdReceiveStream, FdSendStream, on_asyncio, open_pipe
+from ..values import Limits, import_value
 from .runners import command_for, language_of, runner_exists
 from .services import EmitHook, Invocation, StepContext, step_log
 
-__all__ = ["EXIT_GRACE", "StepWorker", "encode_invoke", "resolve_command"]
+__all__ = ["EXIT_GRACE", "MAX_FRAME_ENV", "StepWorker", "check_frame_limit", "encode_invoke", "resolve_command"]
 
 #: How long a worker may take to exit after ``shutdown`` before it is killed.
 EXIT_GRACE = 5.0
+
+#: The variable that tells every worker the frame limit (decimal bytes): one
+#: setting, owned by the parent, so neither side drops what the other may send.
+MAX_FRAME_ENV: Final = "MOTIA_STEP_MAX_FRAME_BYTES"
+
+#: Room in a frame beside a transaction's or batch's results (the reply's
+#: envelope, ids, error texts): a result the adapter accepted always fits.
+_REPLY_ROOM: Final = 1024 * 1024
 _STDERR_TAIL_LINES = 30
 
 
@@ -100,8 +110,12 @@ class StepWorker:
         cwd: str | os.PathLike[str] | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> StepWorker:
-        """Spawn ``argv`` in a new session with the protocol on its stdin/stdout."""
-        full_env = {**os.environ, **env} if env is not None else None
+        """Spawn ``argv`` in a new session with the protocol on its stdin/stdout.
+
+        The worker is told the frame limit in ``MOTIA_STEP_MAX_FRAME_BYTES``
+        (over anything ``env`` says: the parent owns it).
+        """
+        full_env = {**os.environ, **(env or {}), MAX_FRAME_ENV: str(max_frame_bytes)}
         # On asyncio the protocol travels over pipes we own (see rpc/pipes.py);
         # elsewhere over anyio's process streams.
         own_pipes = on_asyncio()
@@ -270,8 +284,38 @@ def resolve_command(path: str | os.PathLike[str], interpreters: Mapping[str, str
     return argv
 
 
-def encode_invoke(step: str, data: Any, trace_id: str, max_frame_bytes: int) -> msgspec.Raw:
-    """The ``invoke`` args, encoded once; LimitExceededError when the frame would be over the limit."""
+def check_frame_limit(max_frame_bytes: object, limits: Limits) -> int:
+    """``max_frame_bytes`` if it can serve a state with ``limits``; else InvalidArgumentError.
+
+    A transaction's or batch's results may be as large as
+    ``limits.max_result_bytes``; the frame that carries them back to the
+    worker must have room for them, or a committed write could not be
+    reported as stored.
+    """
+    if isinstance(max_frame_bytes, bool) or not isinstance(max_frame_bytes, int) or max_frame_bytes < 1:
+        raise InvalidArgumentError(f"max_frame_bytes: expected a positive integer, got {max_frame_bytes!r}")
+    max_result: int | None = getattr(limits, "max_result_bytes", None)
+    if max_result is not None and max_frame_bytes < max_result + _REPLY_ROOM:
+        raise InvalidArgumentError(
+            f"max_frame_bytes: {max_frame_bytes} leaves no room for a transaction's results: it must be at least "
+            f"the state's max_result_bytes ({max_result}) + {_REPLY_ROOM}"
+        )
+    return max_frame_bytes
+
+
+def encode_invoke(step: str, data: Any, trace_id: str, max_frame_bytes: int, limits: Limits) -> msgspec.Raw:
+    """The ``invoke`` args, encoded once.
+
+    ``data`` follows the rules of a state value (``limits``: JSON only, its
+    nesting bounded) except for its size, which only the frame limit bounds:
+    InvalidArgumentError for NaN, bytes and the like (never turned into null
+    or a string on the way), LimitExceededError when the frame would be over
+    the limit.
+    """
+    try:
+        data = import_value(data, replace(limits, max_value_bytes=max_frame_bytes), "data")
+    except StateError as e:
+        raise type(e)(f"the input of {step}: {e.message}") from None
     # The frame carries these bytes as they are.
     invoke_args = msgspec.Raw(msgspec.json.encode({"data": data, "traceId": trace_id}))
     invoke_size = len(encode_request(1, "invoke", invoke_args))
