@@ -17,7 +17,8 @@ import pytest
 import motia_state as ms
 from motia_state.rpc import Peer, state_handlers
 from motia_state.runtime import StepError, StepTimeoutError, WorkerPool, call_step_file
-from motia_state.runtime.services import Invocation, StepContext, runtime_handlers
+from motia_state.runtime.services import Invocation, StepContext, handler_table, runtime_handlers
+from motia_state.runtime.worker import StepWorker, encode_invoke
 
 from .helpers import process_alive
 
@@ -425,3 +426,36 @@ async def test_an_input_that_is_not_json_is_refused_before_anything_starts(tmp_p
             await pool.call(path, data=data, trace_id="t")
         assert pool.started == 0
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_worker_not_written_by_us_speaks_on_stdin_and_stdout(tmp_path: Path, backend: str) -> None:
+    # Motia's stdio mode: whatever the runner is, if it is not ours it gets
+    # the protocol on fds 0 and 1 (and no private descriptors).
+    worker = step(
+        tmp_path,
+        """
+        import json, os, sys
+        request = json.loads(sys.stdin.readline())
+        reply = {"protocolFds": os.environ.get("MOTIA_STEP_PROTOCOL_FDS"), "data": request["args"]["data"]}
+        sys.stdout.write(json.dumps({"type": "rpc_response", "id": request["id"], "result": reply}) + "\\n")
+        sys.stdout.flush()
+        sys.stdin.readline()
+        """,
+        "stdio_worker.py",
+    )
+
+    async def main() -> Any:
+        table = handler_table(ms.StateManager(), None)
+        w = await StepWorker.start([sys.executable, str(worker)], "stdio_worker.py", table)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(w.serve)
+                invoke = encode_invoke("stdio_worker.py", {"x": 1}, "t", 1 << 20, ms.Limits())
+                result = await w.invoke(invoke, trace_id="t", timeout=10)
+                await w.stop(polite=True)
+        finally:
+            await w.close()
+        return result
+
+    assert anyio.run(main, backend=backend) == {"protocolFds": None, "data": {"x": 1}}

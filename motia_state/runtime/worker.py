@@ -32,12 +32,20 @@ from ..errors import InvalidArgumentError, LimitExceededError, StateError, StepE
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized, encode_request
 from ..rpc.handlers import HandlerTable
 from ..rpc.peer import Peer, PeerClosedError
-from ..rpc.pipes import FdReceiveStream, FdSendStream, on_asyncio, open_pipe
+from ..rpc.pipes import FdSendStream, open_pipe, pipe_streams
 from ..values import Limits, import_value
-from .runners import command_for, language_of, runner_exists
+from .runners import command_for, is_own_runner, language_of, runner_exists
 from .services import EmitHook, Invocation, StepContext, step_log
 
-__all__ = ["EXIT_GRACE", "MAX_FRAME_ENV", "StepWorker", "check_frame_limit", "encode_invoke", "resolve_command"]
+__all__ = [
+    "EXIT_GRACE",
+    "MAX_FRAME_ENV",
+    "PROTOCOL_FDS_ENV",
+    "StepWorker",
+    "check_frame_limit",
+    "encode_invoke",
+    "resolve_command",
+]
 
 #: How long a worker may take to exit after ``shutdown`` before it is killed.
 EXIT_GRACE = 5.0
@@ -45,6 +53,9 @@ EXIT_GRACE = 5.0
 #: The variable that tells every worker the frame limit (decimal bytes): one
 #: setting, owned by the parent, so neither side drops what the other may send.
 MAX_FRAME_ENV: Final = "MOTIA_STEP_MAX_FRAME_BYTES"
+
+#: The variable that names our runners' protocol descriptors ("<read fd>,<write fd>").
+PROTOCOL_FDS_ENV: Final = "MOTIA_STEP_PROTOCOL_FDS"
 
 #: Room in a frame beside a transaction's or batch's results (the reply's
 #: envelope, ids, error texts): a result the adapter accepted always fits.
@@ -109,48 +120,54 @@ class StepWorker:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        private_fds: bool | None = None,
     ) -> StepWorker:
-        """Spawn ``argv`` in a new session with the protocol on its stdin/stdout.
+        """Spawn ``argv`` in a new session and serve the protocol over pipes.
 
-        The worker is told the frame limit in ``MOTIA_STEP_MAX_FRAME_BYTES``
-        (over anything ``env`` says: the parent owns it).
+        With ``private_fds`` (the default for our own runners, see
+        :func:`~motia_state.runtime.runners.is_own_runner`) the protocol
+        pipes are extra descriptors named in ``MOTIA_STEP_PROTOCOL_FDS``,
+        and the worker's stdin reads /dev/null and its stdout goes to its
+        stderr: nothing the step or a process it starts writes to fd 1 or
+        reads from fd 0 can touch the channel. Otherwise the protocol is on
+        stdin/stdout (a worker written for Motia's stdio mode). The worker
+        is told the frame limit in ``MOTIA_STEP_MAX_FRAME_BYTES`` (over
+        anything ``env`` says: the parent owns it).
         """
+        private = is_own_runner(argv) if private_fds is None else private_fds
         full_env = {**os.environ, **(env or {}), MAX_FRAME_ENV: str(max_frame_bytes)}
-        # On asyncio the protocol travels over pipes we own (see rpc/pipes.py);
-        # elsewhere over anyio's process streams.
-        own_pipes = on_asyncio()
-        if own_pipes:
-            child_in, parent_in = open_pipe()
-            parent_out, child_out = open_pipe()
-            parent_err, child_err = open_pipe()
+        full_env.pop(PROTOCOL_FDS_ENV, None)
+        fds: list[int] = []  # ours to close until the streams own them
         try:
+            child_in, parent_in = open_pipe()
+            fds += (child_in, parent_in)
+            parent_out, child_out = open_pipe()
+            fds += (parent_out, child_out)
+            parent_err, child_err = open_pipe()
+            fds += (parent_err, child_err)
+            if private:
+                full_env[PROTOCOL_FDS_ENV] = f"{child_in},{child_out}"
             proc = await anyio.open_process(
                 argv,
-                stdin=child_in if own_pipes else subprocess.PIPE,
-                stdout=child_out if own_pipes else subprocess.PIPE,
-                stderr=child_err if own_pipes else subprocess.PIPE,
+                stdin=subprocess.DEVNULL if private else child_in,
+                stdout=child_err if private else child_out,
+                stderr=child_err,
+                pass_fds=(child_in, child_out) if private else (),
                 cwd=cwd,
                 env=full_env,
                 start_new_session=True,
             )
         except BaseException as e:  # a failed spawn, or a cancellation: the pipes are still ours
-            if own_pipes:
-                for fd in (child_in, parent_in, parent_out, child_out, parent_err, child_err):
-                    os.close(fd)
+            for fd in fds:
+                os.close(fd)
             if isinstance(e, OSError):
                 raise StepError(f"could not start {step}: {e}", step=step) from e
             raise
-
-        receive: ByteReceiveStream
-        send: ByteSendStream
-        stderr: ByteReceiveStream
-        if own_pipes:
-            for fd in (child_in, child_out, child_err):
-                os.close(fd)  # the worker holds its ends now
-            receive, send, stderr = FdReceiveStream(parent_out), FdSendStream(parent_in), FdReceiveStream(parent_err)
-        else:
-            assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
-            receive, send, stderr = proc.stdout, proc.stdin, proc.stderr
+        for fd in (child_in, child_out, child_err):
+            os.close(fd)  # the worker holds its ends now
+        receive, send = pipe_streams(parent_out, parent_in)
+        stderr, _ = pipe_streams(parent_err)
+        assert send is not None
         context = StepContext(step=step)
         peer = Peer(receive, send, table, context, max_frame_bytes=max_frame_bytes)
         return cls(step, proc, receive, send, stderr, peer, context)
