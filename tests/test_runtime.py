@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -17,10 +18,11 @@ import pytest
 import motia_state as ms
 from motia_state.rpc import Peer, state_handlers
 from motia_state.runtime import StepError, StepTimeoutError, WorkerPool, call_step_file
+from motia_state.runtime import worker as worker_module
 from motia_state.runtime.services import Invocation, StepContext, handler_table, runtime_handlers
 from motia_state.runtime.worker import StepWorker, encode_invoke
 
-from .helpers import process_alive
+from .helpers import process_alive, require_tool
 
 
 def step(tmp_path: Path, source: str, name: str = "step.py") -> Path:
@@ -428,6 +430,27 @@ async def test_an_input_that_is_not_json_is_refused_before_anything_starts(tmp_p
     assert not marker.exists()
 
 
+async def run_stdio_worker(worker: Path, data: Any = None, state: ms.StateManager | None = None) -> Any:
+    """One invocation of a worker speaking the protocol on stdin/stdout (no runner of ours)."""
+    table = handler_table(state or ms.StateManager(), None)
+    w = await StepWorker.start([sys.executable, str(worker)], worker.name, table)
+    outcome: list[Any] = []
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(w.serve)
+            invoke = encode_invoke(worker.name, data, "t", 1 << 20, ms.Limits())
+            try:
+                outcome.append(await w.invoke(invoke, trace_id="t", timeout=20))
+            except StepError as e:
+                outcome.append(e)
+            await w.stop(polite=not isinstance(outcome[0], StepError))
+    finally:
+        await w.close()
+    if isinstance(outcome[0], StepError):
+        raise outcome[0]
+    return outcome[0]
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_worker_not_written_by_us_speaks_on_stdin_and_stdout(tmp_path: Path, backend: str) -> None:
     # Motia's stdio mode: whatever the runner is, if it is not ours it gets
@@ -445,17 +468,210 @@ def test_a_worker_not_written_by_us_speaks_on_stdin_and_stdout(tmp_path: Path, b
         "stdio_worker.py",
     )
 
-    async def main() -> Any:
-        table = handler_table(ms.StateManager(), None)
-        w = await StepWorker.start([sys.executable, str(worker)], "stdio_worker.py", table)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(w.serve)
-                invoke = encode_invoke("stdio_worker.py", {"x": 1}, "t", 1 << 20, ms.Limits())
-                result = await w.invoke(invoke, trace_id="t", timeout=10)
-                await w.stop(polite=True)
-        finally:
-            await w.close()
-        return result
+    result = anyio.run(run_stdio_worker, worker, {"x": 1}, backend=backend)
+    assert result == {"protocolFds": None, "data": {"x": 1}}
 
-    assert anyio.run(main, backend=backend) == {"protocolFds": None, "data": {"x": 1}}
+
+# ------------------------------------------- a detached child holding the pipes
+
+DETACHING_STEP = """
+import subprocess, sys, time
+
+def handler(data, ctx):
+    # A helper in a session of its own: the process group kill misses it,
+    # and it holds the worker's stderr (and stdout) open.
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    open(data["pid_file"], "w").write(str(child.pid))
+    sys.stderr.write("detached\\n")
+    sys.stderr.flush()
+    if data.get("hang"):
+        time.sleep(60)
+    return "done"
+"""
+
+
+@pytest.fixture
+def pid_file(tmp_path: Path) -> Any:
+    path = tmp_path / "detached.pid"
+    yield path
+    if path.exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(path.read_text()), 9)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_detached_child_holding_stderr_does_not_hold_the_call(tmp_path: Path, pid_file: Path, backend: str) -> None:
+    path = step(tmp_path, DETACHING_STEP)
+
+    async def main() -> None:
+        manager = ms.StateManager()
+        start = time.monotonic()
+        assert await call_step_file(path, data={"pid_file": str(pid_file)}, trace_id="t", state=manager) == "done"
+        assert time.monotonic() - start < 10
+        os.kill(int(pid_file.read_text()), 9)
+        start = time.monotonic()
+        with pytest.raises(StepTimeoutError) as info:
+            await call_step_file(
+                path, data={"pid_file": str(pid_file), "hang": True}, trace_id="t", state=manager, timeout=1
+            )
+        assert time.monotonic() - start < 10
+        assert "detached" in info.value.stderr_tail  # what it wrote before is still read
+        os.kill(int(pid_file.read_text()), 9)
+        start = time.monotonic()
+        async with WorkerPool(manager) as pool:
+            assert await pool.call(path, data={"pid_file": str(pid_file)}, trace_id="t") == "done"
+        assert time.monotonic() - start < 10  # the pool's shutdown does not wait for it either
+
+    anyio.run(main, backend=backend)
+
+
+async def test_a_detached_node_child_does_not_hold_the_call(tmp_path: Path, pid_file: Path) -> None:
+    require_tool("node")
+    path = step(
+        tmp_path,
+        """
+        const { spawn } = require('child_process')
+        const fs = require('fs')
+        exports.handler = async (data) => {
+          const child = spawn('sleep', ['30'], { detached: true, stdio: 'inherit' })
+          fs.writeFileSync(data.pid_file, String(child.pid))
+          child.unref()
+          return 'done'
+        }
+        """,
+        "detaching.step.js",
+    )
+    start = time.monotonic()
+    assert await call_step_file(path, data={"pid_file": str(pid_file)}, trace_id="t", state=ms.StateManager()) == "done"
+    assert time.monotonic() - start < 10
+
+
+async def test_a_worker_that_closed_its_output_but_runs_on_is_reported_as_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_module, "EXIT_GRACE", 0.5)
+    worker = step(
+        tmp_path,
+        """
+        import os, sys, time
+        sys.stdin.readline()
+        os.close(1)
+        time.sleep(30)
+        """,
+        "closes_stdout.py",
+    )
+    with pytest.raises(StepError) as info:
+        await run_stdio_worker(worker)
+    assert "None" not in info.value.message
+    assert "was killed" in info.value.message and info.value.exit_code is None
+
+
+# ------------------------------------------------- hostile frames from a worker
+
+# Sends the requests in data["lines"] (raw JSON text), reads one reply per
+# request that has an id, and answers invoke with {id: code or result}.
+RAW_WORKER = """
+import json, sys
+invoke = json.loads(sys.stdin.readline())
+lines = invoke["args"]["data"]["lines"]
+for line in lines:
+    sys.stdout.write(line + "\\n")
+sys.stdout.flush()
+got = {}
+for _ in range(invoke["args"]["data"]["replies"]):
+    reply = json.loads(sys.stdin.readline())
+    got[str(reply["id"])] = reply["error"]["code"] if "error" in reply else reply["result"]
+tail = invoke["args"]["data"].get("reply")
+sys.stdout.write((tail or json.dumps({"type": "rpc_response", "id": invoke["id"], "result": got})) + "\\n")
+sys.stdout.flush()
+sys.stdin.readline()
+"""
+
+
+def raw_request(rid: str, method: str, args: str) -> str:
+    return '{"type": "rpc_request", "id": ' + rid + ', "method": "' + method + '", "args": ' + args + "}"
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_deeply_nested_frames_from_a_worker_get_limit_exceeded(tmp_path: Path, backend: str) -> None:
+    worker = step(tmp_path, RAW_WORKER, "raw_worker.py")
+    manager = ms.StateManager()
+    lines = [
+        raw_request('"deep"', "state.set", '{"traceId": "t", "key": "k", "value": ' + nested(1200) + "}"),
+        raw_request('"deeper"', "state.set", '{"traceId": "t", "key": "k", "value": ' + nested(100_000) + "}"),
+        raw_request('"reply"', "log", '{"msg": ' + nested(100_000) + "}"),
+        raw_request('"after"', "state.increment", '{"traceId": "t", "key": "n"}'),
+    ]
+    got = anyio.run(run_stdio_worker, worker, {"lines": lines, "replies": 4}, manager, backend=backend)
+    assert got == {"deep": "LIMIT_EXCEEDED", "deeper": "LIMIT_EXCEEDED", "reply": "LIMIT_EXCEEDED", "after": 1}
+    assert anyio.run(manager.get, "t", "k", backend=backend) is None
+
+
+@pytest.mark.parametrize("depth", [1200, 100_000])
+async def test_a_deeply_nested_result_fails_the_call_not_the_parent(tmp_path: Path, depth: int) -> None:
+    worker = step(tmp_path, RAW_WORKER, "raw_worker.py")
+    reply = '{"type": "rpc_response", "id": 1, "result": ' + nested(depth) + "}"
+    with pytest.raises(StepError, match="nested too deeply"):
+        await run_stdio_worker(worker, {"lines": [], "replies": 0, "reply": reply})
+
+
+async def test_a_node_step_setting_a_1200_deep_array_gets_limit_exceeded_in_a_pool(tmp_path: Path) -> None:
+    require_tool("node")
+    path = step(
+        tmp_path,
+        """
+        exports.handler = async (data, ctx) => {
+          let v = []
+          for (let i = 1; i < data.depth; i++) v = [v]
+          try { await ctx.state.set(ctx.traceId, 'k', v) } catch (e) { return e.code }
+          return 'stored'
+        }
+        """,
+        "deep.step.js",
+    )
+    manager = ms.StateManager()
+    async with WorkerPool(manager) as pool:
+        for _ in range(2):
+            assert await pool.call(path, data={"depth": 1200}, trace_id="t", timeout=30) == "LIMIT_EXCEEDED"
+        assert await pool.call(path, data={"depth": 3}, trace_id="t", timeout=30) == "stored"
+        assert pool.started == 1  # the same worker throughout: nothing crashed
+    assert await manager.get("t", "k") == [[[]]]
+
+
+async def test_a_non_integer_request_id_is_never_rounded(tmp_path: Path) -> None:
+    worker = step(tmp_path, RAW_WORKER, "raw_worker.py")
+    lines = [
+        raw_request("1.5", "state.get", '{"traceId": "t"}'),  # malformed args too: it would get an error reply
+        raw_request("1e0", "state.get", '{"traceId": "t"}'),
+        raw_request("123456789012345678901234", "state.get", '{"traceId": "t"}'),
+        raw_request("7", "state.get", '{"traceId": "t"}'),
+    ]
+    got = await run_stdio_worker(worker, {"lines": lines, "replies": 2})
+    # No reply went to id 1 nor to 12345678901234567890: the others are not ids.
+    assert got == {"123456789012345678901234": "INVALID_ARGUMENT", "7": "INVALID_ARGUMENT"}
+
+
+async def test_a_log_message_cannot_forge_lines_of_the_parents_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = step(
+        tmp_path,
+        r"""
+        import sys
+        def handler(data, ctx):
+            ctx.logger.info("real\nERROR motia_state.step: [other.step.py] forged\r\x1b[2Kforged too", extra="a\nb")
+            sys.stderr.write("stderr line\rforged\x1b[1A\n")
+            sys.stderr.flush()
+            return 1
+        """,
+    )
+    with caplog.at_level(logging.INFO, logger="motia_state.step"):
+        assert await call_step_file(path, trace_id="t", state=ms.StateManager()) == 1
+    messages = [r.getMessage() for r in caplog.records if r.name == "motia_state.step"]
+    assert any("real\\nERROR" in m and "forged\\r\\x1b[2Kforged too" in m for m in messages), messages
+    assert any("stderr line\\rforged\\x1b[1A" in m for m in messages), messages
+    assert not any(c in m for m in messages for c in "\n\r\x1b")

@@ -84,6 +84,8 @@ class HandlerTable:
             raise InvalidArgumentError(_args_message(e)) from None
         except msgspec.DecodeError as e:
             raise InvalidArgumentError(f"args are not valid JSON: {e}") from None
+        except RecursionError:
+            raise LimitExceededError("args are nested too deeply to be read") from None
         try:
             return await method.handler(args, ctx)
         except StateError:

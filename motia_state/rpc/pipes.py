@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+from abc import abstractmethod
 from collections import deque
 from typing import Final
 
@@ -34,6 +35,7 @@ __all__ = [
     "READ_BYTES",
     "FdReceiveStream",
     "FdSendStream",
+    "PipeReceiveStream",
     "WaitFdReceiveStream",
     "WaitFdSendStream",
     "on_asyncio",
@@ -82,14 +84,22 @@ def open_pipe() -> tuple[int, int]:
     return out[0], out[1]
 
 
-def pipe_streams(read_fd: int, write_fd: int | None = None) -> tuple[ByteReceiveStream, ByteSendStream | None]:
+class PipeReceiveStream(ByteReceiveStream):
+    """The read end of a pipe from a child process."""
+
+    @abstractmethod
+    def writer_exited(self) -> None:
+        """The writing process is gone: end once the pipe is empty, even if a process it started holds it open."""
+
+
+def pipe_streams(read_fd: int, write_fd: int | None = None) -> tuple[PipeReceiveStream, ByteSendStream | None]:
     """Streams over our ends of pipes (ownership passes to them), for the running backend."""
     if on_asyncio():
         return FdReceiveStream(read_fd), (FdSendStream(write_fd) if write_fd is not None else None)
     return WaitFdReceiveStream(read_fd), (WaitFdSendStream(write_fd) if write_fd is not None else None)
 
 
-class FdReceiveStream(ByteReceiveStream):
+class FdReceiveStream(PipeReceiveStream):
     """The read end of a pipe; takes ownership of ``fd``."""
 
     def __init__(self, fd: int) -> None:
@@ -315,7 +325,7 @@ class FdSendStream(ByteSendStream):
         self._close_now()
 
 
-class WaitFdReceiveStream(ByteReceiveStream):
+class WaitFdReceiveStream(PipeReceiveStream):
     """The read end of a pipe on any anyio backend (``wait_readable``); takes ownership of ``fd``."""
 
     def __init__(self, fd: int) -> None:

@@ -29,10 +29,10 @@ import msgspec
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from ..errors import InvalidArgumentError, LimitExceededError, StateError, StepError, StepTimeoutError
-from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized, encode_request
+from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized, encode_request, to_log_line
 from ..rpc.handlers import HandlerTable
 from ..rpc.peer import Peer, PeerClosedError
-from ..rpc.pipes import FdSendStream, open_pipe, pipe_streams
+from ..rpc.pipes import FdSendStream, PipeReceiveStream, open_pipe, pipe_streams
 from ..values import Limits, import_value
 from .runners import command_for, is_own_runner, language_of, runner_exists
 from .services import EmitHook, Invocation, StepContext, step_log
@@ -76,7 +76,7 @@ async def _drain_stderr(stderr: ByteReceiveStream, step: str, tail: deque[str]) 
         for line in batch:
             text = f"<{line.size} bytes dropped>" if isinstance(line, Oversized) else line.decode("utf-8", "replace")
             tail.append(text)
-            step_log.info("[%s] %s", step, text)
+            step_log.info("[%s] %s", to_log_line(step), to_log_line(text))
 
 
 class StepWorker:
@@ -93,9 +93,9 @@ class StepWorker:
         self,
         step: str,
         proc: Process,
-        receive: ByteReceiveStream,
+        receive: PipeReceiveStream,
         send: ByteSendStream,
-        stderr: ByteReceiveStream,
+        stderr: PipeReceiveStream,
         peer: Peer,
         context: StepContext,
     ) -> None:
@@ -178,13 +178,26 @@ class StepWorker:
         return not (self._killed or self.peer.closed or self._ended.is_set())
 
     async def serve(self) -> None:
-        """Serve the worker's requests and forward its stderr until both end."""
+        """Serve the worker's requests and forward its stderr until both end.
+
+        Both end at the latest once the worker has exited (or was killed)
+        and what it wrote has been read: a process the step started in a
+        session of its own, holding the pipes open, is not waited for.
+        """
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_drain_stderr, self._stderr, self.step, self.tail)
-                tg.start_soon(self.peer.run)
+                tg.start_soon(self._end_streams_at_exit)
+                async with anyio.create_task_group() as streams:
+                    streams.start_soon(_drain_stderr, self._stderr, self.step, self.tail)
+                    streams.start_soon(self.peer.run)
+                tg.cancel_scope.cancel()
         finally:
             self._ended.set()
+
+    async def _end_streams_at_exit(self) -> None:
+        await self.proc.wait()
+        self._receive.writer_exited()
+        self._stderr.writer_exited()
 
     async def invoke(
         self,
@@ -222,18 +235,23 @@ class StepWorker:
             ) from None
         error = outcome.error
         if isinstance(error, PeerClosedError):
-            # It died: let it exit (its stderr tail and exit code tell why).
+            # It died, or closed its output: let it exit (its stderr tail
+            # and exit code tell why), or kill it if it runs on.
+            exit_code: int | None = None
             with anyio.move_on_after(EXIT_GRACE):
-                await self.proc.wait()
+                exit_code = await self.proc.wait()
             self.kill()
             with anyio.move_on_after(EXIT_GRACE):
+                await self.proc.wait()
                 await self._ended.wait()
-            rc = self.proc.returncode
+            if exit_code is not None:
+                what = f"exited with code {exit_code} before answering"
+            else:
+                what = f"closed its output without answering, was still running {EXIT_GRACE} s later and was killed"
             stderr_tail = "\n".join(self.tail)
             raise StepError(
-                f"{self.step} exited with code {rc} before answering"
-                + (f"; stderr ends with:\n{stderr_tail}" if stderr_tail else ""),
-                exit_code=rc,
+                f"{self.step} {what}" + (f"; stderr ends with:\n{stderr_tail}" if stderr_tail else ""),
+                exit_code=exit_code,
                 stderr_tail=stderr_tail,
                 step=self.step,
             )
