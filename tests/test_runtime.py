@@ -675,3 +675,50 @@ async def test_a_log_message_cannot_forge_lines_of_the_parents_log(
     assert any("real\\nERROR" in m and "forged\\r\\x1b[2Kforged too" in m for m in messages), messages
     assert any("stderr line\\rforged\\x1b[1A" in m for m in messages), messages
     assert not any(c in m for m in messages for c in "\n\r\x1b")
+
+
+# A parent serving a worker that pipelines 300 gets of a 1 MiB value and
+# never reads a reply; prints its own peak RSS in MiB.
+PIPELINING_PARENT = """
+import resource, sys, anyio
+import motia_state as ms
+from motia_state.runtime import StepTimeoutError
+from motia_state.runtime.services import handler_table
+from motia_state.runtime.worker import StepWorker, encode_invoke
+
+WORKER = '''
+import json, sys, time
+sys.stdin.readline()
+get = json.dumps({"type": "rpc_request", "id": 0, "method": "state.get", "args": {"traceId": "t", "key": "big"}})
+sys.stdout.write("".join(get.replace('"id": 0', '"id": %d' % i) + "\\\\n" for i in range(1, 301)))
+sys.stdout.flush()
+time.sleep(60)
+'''
+
+async def main():
+    manager = ms.StateManager()
+    await manager.set("t", "big", "x" * (1 << 20))
+    w = await StepWorker.start([sys.executable, "-c", WORKER], "pipelining", handler_table(manager, None))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(w.serve)
+            try:
+                await w.invoke(encode_invoke("pipelining", None, "t", 1 << 24, ms.Limits()), trace_id="t", timeout=4)
+            except StepTimeoutError:
+                pass
+    finally:
+        await w.close()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+
+anyio.run(main)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux")
+def test_a_worker_that_pipelines_without_reading_cannot_grow_the_parents_memory(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(PIPELINING_PARENT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True)
+    peak_mib = int(out.stdout.strip())
+    # The replies are 300 MiB in all; the parent holds a few of them at most.
+    assert peak_mib < 120, out
