@@ -40,7 +40,7 @@ from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
 from ..rpc.handlers import HandlerTable
 from .services import EmitHook, handler_table
-from .worker import StepWorker, check_frame_limit, encode_invoke, resolve_command
+from .worker import StepWorker, check_frame_limit, check_timeout, encode_invoke, resolve_command
 
 __all__ = ["WorkerPool"]
 
@@ -165,6 +165,7 @@ class WorkerPool:
         """
         if self._tg is None or self._closed:
             raise UnavailableError("the worker pool is not running (use it with 'async with')")
+        check_timeout(timeout)
         slot = self._slot(path)
         version = _version(path, slot.step)  # one stat: an edited step file gets fresh workers
         if version != slot.version:
@@ -209,7 +210,7 @@ class WorkerPool:
             given = os.path.join(os.getcwd(), given)  # the same relative name elsewhere is another file
         slot = self._slots.get(given)
         if slot is None:
-            argv = resolve_command(path, self._interpreters)
+            argv = resolve_command(given, self._interpreters)  # the worker's cwd may differ from ours
             key = str(Path(path).resolve())
             slot = self._by_file.get(key)
             if slot is None:

@@ -21,7 +21,7 @@ from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
 from ..rpc.handlers import HandlerTable
 from .services import EmitHook, handler_table
-from .worker import StepWorker, check_frame_limit, encode_invoke, resolve_command
+from .worker import StepWorker, check_frame_limit, check_timeout, encode_invoke, resolve_command
 
 __all__ = ["call_step_file"]
 
@@ -47,7 +47,9 @@ async def call_step_file(
     ``on_log`` receive the step's emits and logs (sync or async). ``env``
     adds variables to the parent's environment; ``interpreters`` overrides
     the interpreter per language (``{"node": "/opt/node/bin/node"}``);
-    ``handlers`` adds an orchestrator's own RPC methods.
+    ``handlers`` adds an orchestrator's own RPC methods. A relative
+    ``path`` is relative to the parent's working directory, also when the
+    worker runs in another ``cwd``.
 
     Raises :class:`StepError` when the handler raises (with its message and
     stack), when the worker dies or cannot start, or when its result is over
@@ -58,8 +60,11 @@ async def call_step_file(
     input is over the frame limit.
     """
     # Everything that can be refused is refused before a process starts.
+    # A relative path names a file in the parent's directory, whatever ``cwd`` the worker gets.
+    path = os.path.abspath(path)
     argv = resolve_command(path, interpreters)
     step = Path(path).name
+    check_timeout(timeout)
     manager = state if isinstance(state, StateManager) else StateManager(state)
     check_frame_limit(max_frame_bytes, manager.limits)
     invoke_args = encode_invoke(step, data, trace_id, max_frame_bytes, manager.limits)

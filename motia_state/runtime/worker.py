@@ -43,6 +43,7 @@ __all__ = [
     "PROTOCOL_FDS_ENV",
     "StepWorker",
     "check_frame_limit",
+    "check_timeout",
     "encode_invoke",
     "resolve_command",
 ]
@@ -336,6 +337,14 @@ def check_frame_limit(max_frame_bytes: object, limits: Limits) -> int:
             f"the state's max_result_bytes ({max_result}) + {_REPLY_ROOM}"
         )
     return max_frame_bytes
+
+
+def check_timeout(timeout: object) -> None:
+    """InvalidArgumentError unless ``timeout`` is None or a number of seconds >= 0 (NaN is not)."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise InvalidArgumentError(f"timeout: expected None or a number of seconds >= 0, got {timeout!r}")
 
 
 def encode_invoke(step: str, data: Any, trace_id: str, max_frame_bytes: int, limits: Limits) -> msgspec.Raw:
