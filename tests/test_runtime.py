@@ -430,6 +430,34 @@ async def test_an_input_that_is_not_json_is_refused_before_anything_starts(tmp_p
     assert not marker.exists()
 
 
+def _nest(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def test_an_input_is_checked_without_recursion_and_reaches_the_step_as_deep_as_state_values_may_be_wrapped(
+    tmp_path: Path,
+) -> None:
+    path = step(tmp_path, "def handler(data, ctx):\n    return data\n")
+    manager = ms.StateManager()
+    deep = _nest(256 + 64)  # a value as deep as state holds, wrapped in 64 more levels
+    assert await call_step_file(path, data=deep, trace_id="t", state=manager) == deep
+    cyclic: list[Any] = [1]
+    cyclic.append({"again": cyclic})
+    for data, error, text in [
+        (_nest(256 + 65), ms.LimitExceededError, "nested deeper"),
+        (_nest(100_000), ms.LimitExceededError, "nested deeper"),
+        (cyclic, ms.InvalidArgumentError, "contains itself at \\$\\[1\\].again"),
+        ({"k\ud800": 1}, ms.InvalidArgumentError, "key"),
+        (["\udfff"], ms.InvalidArgumentError, "lone surrogate at \\$\\[0\\]"),
+        (10**5000, ms.LimitExceededError, "cannot be encoded"),
+    ]:
+        with pytest.raises(error, match=text):
+            await call_step_file(path, data=data, trace_id="t", state=manager)
+
+
 async def run_stdio_worker(worker: Path, data: Any = None, state: ms.StateManager | None = None) -> Any:
     """One invocation of a worker speaking the protocol on stdin/stdout (no runner of ours)."""
     table = handler_table(state or ms.StateManager(), None)

@@ -14,13 +14,13 @@ them warm.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
 import subprocess
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,7 +33,7 @@ from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized, encode_
 from ..rpc.handlers import HandlerTable
 from ..rpc.peer import Peer, PeerClosedError
 from ..rpc.pipes import FdSendStream, PipeReceiveStream, open_pipe, pipe_streams
-from ..values import Limits, import_value
+from ..values import Limits, is_unicode
 from .runners import command_for, is_own_runner, language_of, runner_exists
 from .services import EmitHook, Invocation, StepContext, step_log
 
@@ -43,6 +43,7 @@ __all__ = [
     "PROTOCOL_FDS_ENV",
     "StepWorker",
     "check_frame_limit",
+    "check_input",
     "check_timeout",
     "encode_invoke",
     "resolve_command",
@@ -57,6 +58,12 @@ MAX_FRAME_ENV: Final = "MOTIA_STEP_MAX_FRAME_BYTES"
 
 #: The variable that names our runners' protocol descriptors ("<read fd>,<write fd>").
 PROTOCOL_FDS_ENV: Final = "MOTIA_STEP_PROTOCOL_FDS"
+
+#: Levels an input may wrap around values as deep as state holds (as a
+#: step's result may; every runner parses that deep): a step can be given
+#: what it could read.
+WRAP_DEPTH: Final = 64
+_MAX_DEPTH: Final = 256  # Limits.max_depth
 
 #: Room in a frame beside a transaction's or batch's results (the reply's
 #: envelope, ids, error texts): a result the adapter accepted always fits.
@@ -347,21 +354,80 @@ def check_timeout(timeout: object) -> None:
         raise InvalidArgumentError(f"timeout: expected None or a number of seconds >= 0, got {timeout!r}")
 
 
+def check_input(data: Any, max_depth: int) -> None:
+    """Refuse a step input that JSON cannot carry as it is; no recursion, whatever its depth.
+
+    InvalidArgumentError (naming where) for NaN, infinities, bytes and other
+    non-JSON objects, a key that is not a string, a lone surrogate, a cycle;
+    LimitExceededError past ``max_depth`` levels of nesting. Integers are
+    not held to the state's digit limit: the step decides what to do with
+    its input.
+    """
+    on_path: set[int] = set()  # containers between the root and the value in hand: a cycle
+    # (value, its depth, where: (parent's where, key) or None for the root, leaving?)
+    stack: list[tuple[Any, int, Any, bool]] = [(data, 0, None, False)]
+    while stack:
+        value, depth, where, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(value))
+            continue
+        if value is None or isinstance(value, (bool, int)):
+            continue
+        if isinstance(value, str):
+            if not is_unicode(value):
+                raise InvalidArgumentError(f"data must be JSON: a string with a lone surrogate at {_where(where)}")
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidArgumentError(f"data must be JSON: {value!r} is not a JSON number at {_where(where)}")
+            continue
+        if not isinstance(value, (dict, list, tuple)):
+            raise InvalidArgumentError(
+                f"data must be JSON: {type(value).__name__} is not a JSON type at {_where(where)}"
+            )
+        if depth >= max_depth:
+            raise LimitExceededError(f"data is nested deeper than {max_depth} levels at {_where(where)}")
+        if id(value) in on_path:
+            raise InvalidArgumentError(f"data must be JSON: it contains itself at {_where(where)}")
+        on_path.add(id(value))
+        stack.append((value, depth, where, True))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str) or not is_unicode(key):
+                    raise InvalidArgumentError(f"data must be JSON: object key {key!r} at {_where(where)}")
+                stack.append((item, depth + 1, (where, key), False))
+        else:
+            for index, item in enumerate(value):
+                stack.append((item, depth + 1, (where, index), False))
+
+
+def _where(where: Any) -> str:
+    keys: list[Any] = []
+    while where is not None:
+        where, key = where
+        keys.append(key)
+    return "$" + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in reversed(keys))
+
+
 def encode_invoke(step: str, data: Any, trace_id: str, max_frame_bytes: int, limits: Limits) -> msgspec.Raw:
     """The ``invoke`` args, encoded once.
 
-    ``data`` follows the rules of a state value (``limits``: JSON only, its
-    nesting bounded) except for its size, which only the frame limit bounds:
-    InvalidArgumentError for NaN, bytes and the like (never turned into null
-    or a string on the way), LimitExceededError when the frame would be over
-    the limit.
+    ``data`` must be JSON (see :func:`check_input`), nested at most
+    ``WRAP_DEPTH`` levels deeper than the state's values may be; its size is
+    bounded by the frame limit alone: LimitExceededError when the frame
+    would be over it.
     """
     try:
-        data = import_value(data, replace(limits, max_value_bytes=max_frame_bytes), "data")
+        check_input(data, getattr(limits, "max_depth", _MAX_DEPTH) + WRAP_DEPTH)
+        encoded = msgspec.json.encode({"data": data, "traceId": trace_id})
     except StateError as e:
         raise type(e)(f"the input of {step}: {e.message}") from None
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"the input of {step}: trace_id must be JSON text") from None
+    except (ValueError, OverflowError) as e:  # an integer past Python's conversion limit
+        raise LimitExceededError(f"the input of {step} cannot be encoded: {e}") from None
     # The frame carries these bytes as they are.
-    invoke_args = msgspec.Raw(msgspec.json.encode({"data": data, "traceId": trace_id}))
+    invoke_args = msgspec.Raw(encoded)
     invoke_size = len(encode_request(1, "invoke", invoke_args))
     if invoke_size > max_frame_bytes:
         # The worker would drop the frame unread and never answer.
