@@ -19,8 +19,9 @@ import motia_state as ms
 from motia_state.rpc import Peer, state_handlers
 from motia_state.runtime import StepError, StepTimeoutError, WorkerPool, call_step_file
 from motia_state.runtime import worker as worker_module
+from motia_state.runtime.checks import encode_invoke
 from motia_state.runtime.services import Invocation, StepContext, handler_table, runtime_handlers
-from motia_state.runtime.worker import StepWorker, encode_invoke
+from motia_state.runtime.worker import StepWorker
 
 from .helpers import process_alive, require_tool
 
@@ -711,8 +712,9 @@ PIPELINING_PARENT = """
 import sys, anyio
 import motia_state as ms
 from motia_state.runtime import StepTimeoutError
+from motia_state.runtime.checks import encode_invoke
 from motia_state.runtime.services import handler_table
-from motia_state.runtime.worker import StepWorker, encode_invoke
+from motia_state.runtime.worker import StepWorker
 
 WORKER = '''
 import json, sys, time

@@ -39,8 +39,9 @@ from ..errors import InvalidArgumentError, StateError, StepError, UnavailableErr
 from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
 from ..rpc.handlers import HandlerTable
+from .checks import check_frame_limit, check_timeout, encode_invoke, resolve_command
 from .services import EmitHook, handler_table
-from .worker import StepWorker, check_frame_limit, check_timeout, encode_invoke, resolve_command
+from .worker import StepWorker
 
 __all__ = ["WorkerPool"]
 

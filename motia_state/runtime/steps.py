@@ -20,8 +20,9 @@ from ..errors import StateError
 from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
 from ..rpc.handlers import HandlerTable
+from .checks import check_frame_limit, check_timeout, encode_invoke, resolve_command
 from .services import EmitHook, handler_table
-from .worker import StepWorker, check_frame_limit, check_timeout, encode_invoke, resolve_command
+from .worker import StepWorker
 
 __all__ = ["call_step_file"]
 
