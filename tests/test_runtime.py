@@ -754,3 +754,19 @@ def test_a_worker_that_pipelines_without_reading_cannot_grow_the_parents_memory(
     peak_mib = int(out.stdout.strip())
     # The replies are 300 MiB in all; the parent holds a few of them at most.
     assert peak_mib < 120, out
+
+
+async def test_a_method_name_or_junk_line_cannot_forge_lines_of_the_parents_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = step(tmp_path, RAW_WORKER, "raw_worker.py")
+    lines = [
+        '{"type": "rpc_request", "method": "nope\\nERROR forged", "args": null}',  # a notification nobody serves
+        raw_request("1", "nope\\r\\nERROR forged", "null"),
+        "junk\\rERROR forged \\u2028 too",
+    ]
+    with caplog.at_level(logging.INFO):
+        assert await run_stdio_worker(worker, {"lines": lines, "replies": 1}) == {"1": "NOT_FOUND"}
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("motia_state")]
+    assert sum("ERROR forged" in m for m in messages) >= 2, messages
+    assert not any(c in m for m in messages for c in "\n\r\u2028")

@@ -21,6 +21,7 @@ import msgspec
 from ..errors import InternalError, InvalidArgumentError, LimitExceededError, NotFoundError, StateError
 from ..manager import StateManager
 from ..values import MAX_INT_DIGITS
+from .frames import to_log_line
 
 __all__ = ["CallContext", "HandlerTable", "state_handlers"]
 
@@ -94,7 +95,7 @@ class HandlerTable:
             # Validation in plain Python (e.g. an orchestrator's handler).
             raise InvalidArgumentError(str(e)) from e
         except Exception as e:
-            log.exception("handler for %s failed (step %s)", name, ctx.step)
+            log.exception("handler for %s failed (step %s)", to_log_line(name), to_log_line(ctx.step))
             raise InternalError(f"{name} failed: {type(e).__name__}") from e
 
 

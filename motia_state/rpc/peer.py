@@ -157,7 +157,7 @@ class Peer:
                     try:
                         await self._handle(line)
                     except Exception:  # bytes nobody foresaw must not end the peer (nor its task group)
-                        log.exception("step %s: a frame could not be handled", self.context.step)
+                        log.exception("step %s: a frame could not be handled", to_log_line(self.context.step))
                     if len(self._out) > REPLY_BUDGET:
                         # A worker that pipelines requests without reading the
                         # replies: write them out (and wait for the pipe) before
@@ -208,13 +208,18 @@ class Peer:
             if rid is not None:
                 self._out += encode_error(rid, e.code, e.message)
             elif not frame.method.startswith(("log", "close")):
-                log.warning("step %s: notification %s failed: %s", self.context.step, frame.method, e)
+                log.warning(
+                    "step %s: notification %s failed: %s",
+                    to_log_line(self.context.step),
+                    to_log_line(frame.method),
+                    to_log_line(str(e)),
+                )
             return
         if rid is not None:
             try:
                 reply = encode_response(rid, result)
             except Exception as e:  # TypeError, OverflowError, RecursionError, ...
-                log.error("handler %s returned a value that is not JSON: %s", frame.method, e)
+                log.error("handler %s returned a value that is not JSON: %s", to_log_line(frame.method), e)
                 self._out += encode_error(rid, "INTERNAL", f"{frame.method} returned a value that is not JSON")
                 return
             if len(reply) > self._max_frame:
@@ -232,7 +237,7 @@ class Peer:
         if rid is not None and b"rpc_request" in head:
             # A request we cannot decode, but whose id we can read: tell the sender.
             self._out += encode_error(rid, error.code, error.message)
-            log.warning("step %s: %s", self.context.step, to_log_line(error.message))
+            log.warning("step %s: %s", to_log_line(self.context.step), to_log_line(error.message))
         elif rid is not None and b"rpc_response" in head and rid in self._pending:
             # A reply we cannot decode still ends the wait for it.
             pending = self._pending.pop(rid)
@@ -246,7 +251,9 @@ class Peer:
     def _resolve(self, frame: RpcResponse) -> None:
         pending = self._pending.pop(frame.id, None)
         if pending is None:
-            log.warning("step %s: reply to no pending request (id %r) dropped", self.context.step, frame.id)
+            log.warning(
+                "step %s: reply to no pending request (id %r) dropped", to_log_line(self.context.step), frame.id
+            )
             return
         if frame.error is not None:
             err = error_for_code(frame.error.code, frame.error.message)
