@@ -1,7 +1,10 @@
 """motia-state: one shared, atomic state for polyglot workflow steps.
 
-The public API, re-exported. Adapters store state; the StateManager adds
-events and observability; ``motia_state.runtime`` runs step files.
+The public API, re-exported: everything a user needs is named in
+``__all__`` below (a test fails if it and the real exports drift). Adapters
+store state; the StateManager adds events and observability;
+``motia_state.runtime`` runs step files and ``motia_state.rpc`` speaks the
+protocol. The other modules are internal: import from here.
 """
 
 from ._version import __version__
@@ -13,6 +16,7 @@ from .adapters.redis import FallbackStateAdapter, RedisStateAdapter
 from .errors import (
     CODES,
     ConflictError,
+    CursorExpiredError,
     InternalError,
     InvalidArgumentError,
     LimitExceededError,
@@ -22,6 +26,7 @@ from .errors import (
     TimeoutStateError,
     TypeMismatchError,
     UnavailableError,
+    UpdateFailedError,
 )
 from .manager import ChangeListener, StateManager
 from .observability import MetricsSummary, Observer, OperationRecord
@@ -43,6 +48,7 @@ __all__ = [
     "ChangeListener",
     "ConflictError",
     "CorruptStoreError",
+    "CursorExpiredError",
     "InternalError",
     "InvalidArgumentError",
     "Limits",
@@ -65,6 +71,7 @@ __all__ = [
     "TransactionResult",
     "TypeMismatchError",
     "UnavailableError",
+    "UpdateFailedError",
     "__version__",
     "create_state_adapter",
 ]

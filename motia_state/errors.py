@@ -3,6 +3,8 @@
 Codes are the contract (they travel on the wire and are the same in every
 language); messages are for people. Callers branch on ``.code`` or on the
 class, never on the message text.
+
+Internal module: every error class is re-exported by ``motia_state``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any, ClassVar
 __all__ = [
     "CODES",
     "ConflictError",
+    "CorruptStoreError",
+    "CursorExpiredError",
     "InternalError",
     "InvalidArgumentError",
     "LimitExceededError",
@@ -23,6 +27,7 @@ __all__ = [
     "TimeoutStateError",
     "TypeMismatchError",
     "UnavailableError",
+    "UpdateFailedError",
     "error_for_code",
 ]
 
@@ -124,6 +129,31 @@ class StepTimeoutError(StepError, TimeoutError):
     code = "TIMEOUT"
 
 
+class UpdateFailedError(StateError):
+    """An ``update`` fn raised inside a transaction or batch.
+
+    The message carries the exception's own message; ``details["exception"]``
+    (and ``__cause__``) hold the exception object itself.
+    """
+
+    code = "UPDATE_FAILED"
+
+
+class CursorExpiredError(StateError):
+    """A change-feed cursor is older than what the feed still retains."""
+
+    code = "CURSOR_EXPIRED"
+
+
+class CorruptStoreError(StateError):
+    """Stored data is damaged (a file store's log or snapshot).
+
+    Not retryable: the store must be repaired or restored from a copy.
+    """
+
+    code = "CORRUPT"
+
+
 class InternalError(StateError):
     """A bug: anything not covered by another code."""
 
@@ -141,6 +171,9 @@ _BY_CODE: dict[str, type[StateError]] = {
         NotFoundError,
         TimeoutStateError,
         StepFailedError,
+        UpdateFailedError,
+        CursorExpiredError,
+        CorruptStoreError,
         InternalError,
     )
 }

@@ -5,14 +5,21 @@ the adapter already enforces validation and limits with the shared rules,
 so nothing is checked twice on the hot path.
 
 Events: the adapter hands every committed change to the manager's sink while
-it still holds its lock, so the pending queue is in commit order. After the
-operation returns, whichever caller finds the dispatcher free delivers the
-queue to the listeners, one event at a time, copying values so a listener
-can never change what is stored.
+it still holds its lock, so the pending queue is in commit order. An
+operation returns once the events committed up to its own have been
+delivered: whichever caller finds the dispatcher free delivers them, one
+event at a time, copying values so a listener can never change what is
+stored. A caller never delivers events committed after its own operation,
+so a slow listener delays an operation by the backlog ahead of it and no
+more, and the queue holds at most the events of operations still in flight
+(backpressure: nothing is ever dropped).
+
+Internal module: ``StateManager`` is re-exported by ``motia_state``.
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import threading
@@ -22,6 +29,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
+
+import anyio
 
 from .adapters.base import StateAdapter, UpdateFn
 from .adapters.memory import MemoryStateAdapter
@@ -38,6 +47,10 @@ ChangeListener = Callable[[StateChange], "Awaitable[None] | None"]
 """A change listener: sync or async, called with one :class:`StateChange`."""
 
 _T = TypeVar("_T")
+
+#: Set while this context delivers events, so an operation that a listener
+#: runs leaves its own events to the delivery already under way.
+_DELIVERING: contextvars.ContextVar[StateManager | None] = contextvars.ContextVar("_DELIVERING", default=None)
 
 
 class StateManager:
@@ -59,6 +72,11 @@ class StateManager:
         self._listeners: list[ChangeListener] = []
         self._pending: deque[StateChange] = deque()
         self._dispatching = threading.Lock()
+        #: Events ever queued / delivered (or dropped with their listeners gone);
+        #: an operation waits until ``_delivered`` reaches what was queued when it returned.
+        self._queued = 0
+        self._delivered = 0
+        self._target = 0
         self._remove_sink: Callable[[], None] | None = None
         self._observers: list[Observer] = list(observers)
         #: The built-in summary when ``metrics=True``, else None.
@@ -78,7 +96,7 @@ class StateManager:
         """Call ``listener`` after every committed write; returns its remover."""
         self._listeners.append(listener)
         if self._remove_sink is None:
-            self._remove_sink = self.adapter.add_change_sink(self._pending.extend)
+            self._remove_sink = self.adapter.add_change_sink(self._enqueue)
 
         def unsubscribe() -> None:
             if listener in self._listeners:
@@ -86,35 +104,58 @@ class StateManager:
             if not self._listeners and self._remove_sink is not None:
                 self._remove_sink()
                 self._remove_sink = None
+                # Nobody is left to hear the queued events: count them as delivered.
+                self._delivered += len(self._pending)
+                self._pending.clear()
 
         return unsubscribe
 
+    def _enqueue(self, changes: list[StateChange]) -> None:
+        # Called by the adapter under its own lock: commit order is queue order.
+        self._pending.extend(changes)
+        self._queued += len(changes)
+
     async def _dispatch(self) -> None:
-        # Only one dispatcher at a time keeps delivery in commit order; a
-        # caller that finds it busy leaves its changes to the running one.
-        while self._pending and self._dispatching.acquire(blocking=False):
+        """Deliver the events queued up to now; return once they are delivered."""
+        target = self._queued
+        if _DELIVERING.get() is self:
+            # Called from a listener: the delivery under way (this context's
+            # own) takes these events too; waiting here would wait for itself.
+            self._target = max(self._target, target)
+            return
+        while self._delivered < target:
+            if not self._dispatching.acquire(blocking=False):
+                # Another caller delivers, in commit order; ours are behind it.
+                await anyio.sleep(0.0005)
+                continue
+            token = _DELIVERING.set(self)
             try:
-                while self._pending:
-                    change = self._pending.popleft()
-                    event = StateChange(
-                        change.trace_id,
-                        change.key,
-                        change.op,
-                        change.event,
-                        copy_value(change.old_value),
-                        copy_value(change.new_value),
-                    )
-                    for listener in tuple(self._listeners):
-                        try:
-                            outcome = listener(event)
-                            if inspect.isawaitable(outcome):
-                                await outcome
-                        except Exception:
-                            log.exception(
-                                "change listener %r failed on %s %r/%r", listener, event.op, event.trace_id, event.key
-                            )
+                self._target = max(self._target, target)
+                while self._delivered < self._target and self._pending:
+                    await self._deliver(self._pending.popleft())
+                    self._delivered += 1
             finally:
+                _DELIVERING.reset(token)
                 self._dispatching.release()
+            if not self._pending:
+                return
+
+    async def _deliver(self, change: StateChange) -> None:
+        event = StateChange(
+            change.trace_id,
+            change.key,
+            change.op,
+            change.event,
+            copy_value(change.old_value),
+            copy_value(change.new_value),
+        )
+        for listener in tuple(self._listeners):
+            try:
+                outcome = listener(event)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                log.exception("change listener %r failed on %s %r/%r", listener, event.op, event.trace_id, event.key)
 
     # -- observability -------------------------------------------------------------
 
@@ -138,7 +179,7 @@ class StateManager:
     async def _run(self, op: str, trace_id: str | None, key: str | None, call: Awaitable[_T], count: int = 1) -> _T:
         if not self._observers:
             result = await call
-            if self._pending:
+            if self._queued != self._delivered:
                 await self._dispatch()
             return result
         start = time.perf_counter()
@@ -159,7 +200,7 @@ class StateManager:
             if code == "OK" and isinstance(result, TransactionResult) and not result.success:
                 code = result.code or "INTERNAL"
             self._observe(OperationRecord(op, trace_id, key, count, duration, code))
-        if self._pending:
+        if self._queued != self._delivered:
             await self._dispatch()
         return result
 
@@ -254,6 +295,13 @@ class StateManager:
         count = len(operations) if isinstance(operations, (list, tuple)) else 0
         return await self._run("batch", trace_id, None, self.adapter.batch(trace_id, operations), count)
 
+    # camelCase aliases, for code ported from Motia (declared here so type checkers see them).
+    getGroup = get_group
+    compareAndSwap = compare_and_swap
+    setField = set_field
+    deleteField = delete_field
+    atomicUpdate = atomic_update
+
     # -- lifecycle ---------------------------------------------------------------
 
     async def close(self) -> None:
@@ -273,14 +321,3 @@ class StateManager:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-# camelCase aliases, for code ported from Motia.
-for _snake, _camel in (
-    ("get_group", "getGroup"),
-    ("compare_and_swap", "compareAndSwap"),
-    ("set_field", "setField"),
-    ("delete_field", "deleteField"),
-    ("atomic_update", "atomicUpdate"),
-):
-    setattr(StateManager, _camel, getattr(StateManager, _snake))

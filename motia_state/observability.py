@@ -3,6 +3,8 @@
 An observer is any callable taking an :class:`OperationRecord`. The built-in
 :class:`MetricsSummary` is one such observer: counts, outcome codes and a
 latency histogram per operation, cheap enough to leave on in production.
+
+Internal module: its public types are re-exported by ``motia_state``.
 """
 
 from __future__ import annotations

@@ -7,20 +7,25 @@ remove the entry, or ``UNCHANGED`` when nothing is written. No I/O, no
 locks, no async: every adapter calls these under its own atomicity (the
 Redis adapter's scripts mirror them and the shared vectors prove it).
 
-Stored values are never mutated: new containers are built, and whatever is
-handed back to a caller is a deep copy.
+Stored values are never mutated: new containers are built. A result may
+share structure with what is stored, so whoever hands a result out copies
+it first (:meth:`StateTable.apply` per operation, :func:`export_results`
+once for a whole transaction or batch).
+
+Internal module: adapters call it; users go through an adapter or the StateManager.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 
-from .errors import LimitExceededError, StateError, TypeMismatchError
-from .records import BatchItemResult, StateOperation, TransactionResult
+from .errors import LimitExceededError, StateError, TypeMismatchError, UpdateFailedError
+from .predicates import predicate_holds
+from .records import BatchItemResult, BatchResult, StateOperation, TransactionResult, parse_operations, record_id
 from .values import (
     DEFAULT_LIMITS,
     INT_BOUND,
@@ -51,10 +56,15 @@ __all__ = [
     "apply_set_field",
     "apply_shift",
     "apply_unshift",
+    "apply_check",
     "apply_update",
+    "apply_update_record",
     "check_size",
+    "describe_op",
+    "export_results",
+    "parse_transaction",
+    "run_batch",
     "run_transaction",
-    "run_batch_operation",
 ]
 
 
@@ -73,7 +83,7 @@ Outcome = tuple[Any, Any]
 
 def apply_get(current: Any) -> Outcome:
     """``get``: the value, or null when missing."""
-    return UNCHANGED, None if current is MISSING else copy_value(current)
+    return UNCHANGED, None if current is MISSING else current
 
 
 def apply_exists(current: Any) -> Outcome:
@@ -83,21 +93,25 @@ def apply_exists(current: Any) -> Outcome:
 
 def apply_set(current: Any, value: Any) -> Outcome:
     """``set``: store ``value`` (already imported) and return it."""
-    return value, copy_value(value)
+    return value, value
 
 
 def apply_delete(current: Any) -> Outcome:
     """``delete``: remove the entry and return the old value (null if none)."""
     if current is MISSING:
         return UNCHANGED, None
-    return MISSING, copy_value(current)
+    return MISSING, current
 
 
 def apply_increment(current: Any, delta: int | float) -> Outcome:
     """``increment``: add ``delta`` (missing and null count as 0)."""
     t = type(current)
     if t is int or t is float:
-        new = current + delta
+        try:
+            new = current + delta
+        except OverflowError:
+            # A huge int plus a float: the sum is not a JSON number either way.
+            raise LimitExceededError("increment result is out of the range of a JSON number") from None
     elif current is MISSING or current is None:
         new = delta
     else:
@@ -106,7 +120,7 @@ def apply_increment(current: Any, delta: int | float) -> Outcome:
         if not math.isfinite(new):
             raise LimitExceededError(f"increment result {new!r} is out of the range of a JSON number")
     elif not INT_LOW < new < INT_BOUND:
-        raise LimitExceededError(f"increment result has more than {MAX_INT_DIGITS} digits")
+        raise LimitExceededError(f"increment result has more than {MAX_INT_DIGITS} characters of decimal text")
     return new, new
 
 
@@ -130,9 +144,9 @@ def _push_generic(current: Any, items: list[Any], at_head: bool, op: str) -> Out
     # One function for both ends, as Redis does for LPUSH/RPUSH.
     array = _current_array(current, op)
     if not items:
-        return UNCHANGED, copy_value(array)
+        return UNCHANGED, array
     new = [*items, *array] if at_head else [*array, *items]
-    return new, copy_value(new)
+    return new, new
 
 
 def apply_push(current: Any, items: list[Any]) -> Outcome:
@@ -150,8 +164,8 @@ def _pop_generic(current: Any, from_head: bool, op: str) -> Outcome:
     if not array:
         return UNCHANGED, None
     if from_head:
-        return array[1:], copy_value(array[0])
-    return array[:-1], copy_value(array[-1])
+        return array[1:], array[0]
+    return array[:-1], array[-1]
 
 
 def apply_pop(current: Any) -> Outcome:
@@ -175,7 +189,7 @@ def apply_set_field(current: Any, field: str, value: Any) -> Outcome:
     """``setField``: set one field of an object (missing/null start as {})."""
     obj = _current_object(current, "setField")
     new = {field: value} if obj is None else {**obj, field: value}
-    return new, copy_value(new)
+    return new, new
 
 
 def apply_delete_field(current: Any, field: str) -> Outcome:
@@ -184,16 +198,35 @@ def apply_delete_field(current: Any, field: str) -> Outcome:
     if obj is None:
         return UNCHANGED, {}
     if field not in obj:
-        return UNCHANGED, copy_value(obj)
+        return UNCHANGED, obj
     new = {k: v for k, v in obj.items() if k != field}
-    return new, copy_value(new)
+    return new, new
 
 
 def apply_update(current: Any, fn: Callable[[Any], Any], limits: Limits = DEFAULT_LIMITS) -> Outcome:
     """``update``: store and return ``fn(current)``; fn sees a copy (null if missing)."""
     result = fn(None if current is MISSING else copy_value(current))
     new = import_value(result, limits)
-    return new, copy_value(new)
+    return new, new
+
+
+def apply_update_record(current: Any, fn: Callable[[Any], Any], limits: Limits = DEFAULT_LIMITS) -> Outcome:
+    """An ``update`` record of a transaction or batch: what fn raises is UPDATE_FAILED.
+
+    The exception object travels in the error's ``details["exception"]``
+    (and as its ``__cause__``), so a caller can re-raise it.
+    """
+    try:
+        result = fn(None if current is MISSING else copy_value(current))
+    except Exception as e:
+        raise UpdateFailedError(f"update fn raised {type(e).__name__}: {e}", exception=e) from e
+    new = import_value(result, limits)
+    return new, new
+
+
+def apply_check(current: Any, predicate: dict[str, Any]) -> Outcome:
+    """``check``: whether the predicate holds for the entry; changes nothing."""
+    return UNCHANGED, predicate_holds(predicate, current, current is not MISSING)
 
 
 def check_size(new: Any, limits: Limits) -> None:
@@ -214,6 +247,10 @@ def apply_operation(op: StateOperation, current: Any, limits: Limits = DEFAULT_L
 
 _GROWING: Final = frozenset({"push", "unshift", "setField"})
 
+Number = int | float
+
+# The parser guarantees each record type's fields are set (records.RECORD_FIELDS):
+# the casts only tell the type checker so.
 _DISPATCH: Final[dict[str, Callable[[StateOperation, Any, Limits], Outcome]]] = {
     "get": lambda op, cur, lim: apply_get(cur),
     "exists": lambda op, cur, lim: apply_exists(cur),
@@ -221,20 +258,87 @@ _DISPATCH: Final[dict[str, Callable[[StateOperation, Any, Limits], Outcome]]] = 
     "pop": lambda op, cur, lim: apply_pop(cur),
     "shift": lambda op, cur, lim: apply_shift(cur),
     "set": lambda op, cur, lim: apply_set(cur, op.value),
-    "increment": lambda op, cur, lim: apply_increment(cur, op.delta),
-    "decrement": lambda op, cur, lim: apply_increment(cur, -op.delta),
+    "increment": lambda op, cur, lim: apply_increment(cur, cast(Number, op.delta)),
+    "decrement": lambda op, cur, lim: apply_increment(cur, -cast(Number, op.delta)),
     "compareAndSwap": lambda op, cur, lim: apply_compare_and_swap(cur, op.expected, op.value),
-    "push": lambda op, cur, lim: apply_push(cur, op.items),
-    "unshift": lambda op, cur, lim: apply_unshift(cur, op.items),
-    "setField": lambda op, cur, lim: apply_set_field(cur, op.field, op.value),
-    "deleteField": lambda op, cur, lim: apply_delete_field(cur, op.field),
-    "update": lambda op, cur, lim: apply_update(cur, op.update_fn, lim),
+    "push": lambda op, cur, lim: apply_push(cur, cast("list[Any]", op.items)),
+    "unshift": lambda op, cur, lim: apply_unshift(cur, cast("list[Any]", op.items)),
+    "setField": lambda op, cur, lim: apply_set_field(cur, cast(str, op.field), op.value),
+    "deleteField": lambda op, cur, lim: apply_delete_field(cur, cast(str, op.field)),
+    "update": lambda op, cur, lim: apply_update_record(cur, op.update_fn, lim),
+    "check": lambda op, cur, lim: apply_check(cur, cast("dict[str, Any]", op.predicate)),
 }
 
 
 def describe_op(index: int, op: StateOperation) -> str:
     """ "operation 2 (increment 'score')": how failures name an operation."""
     return f"operation {index} ({op.type} {op.key!r})"
+
+
+def export_results(results: list[Any], limits: Limits) -> list[Any]:
+    """Copies of a transaction's or batch's results, refused past ``limits.max_result_bytes``.
+
+    The results are encoded once: that gives their size, and decoding the
+    text gives deep copies at C speed, so a long transaction pays for its
+    results once rather than once per operation. LIMIT_EXCEEDED is raised
+    before the caller commits anything.
+    """
+    try:
+        encoded = _encoder.encode(results)
+    except (TypeError, OverflowError, ValueError):
+        # msgspec refuses some huge ints: measure and copy the slow way.
+        if encoded_size(results) > limits.max_result_bytes:
+            raise _results_too_large(limits) from None
+        return [copy_value(r) for r in results]
+    if len(encoded) > limits.max_result_bytes:
+        raise _results_too_large(limits)
+    copied: list[Any] = _decoder.decode(encoded)
+    return copied
+
+
+def least_encoded_size(result: Any) -> int:
+    """A lower bound of a result's encoded size, in O(1).
+
+    Summed over a transaction's results it lets a run stop as soon as its
+    results cannot fit, before building (and paying for) the rest: a long
+    run of records that each return a growing container has results that
+    grow with the square of its length.
+    """
+    t = type(result)
+    if t is list:
+        return 2 * len(result) + 1
+    if t is dict:
+        return 5 * len(result) + 1
+    if t is str:
+        return len(result) + 2
+    return 1
+
+
+def _results_too_large(limits: Limits) -> LimitExceededError:
+    return LimitExceededError(
+        f"the results would be larger than {limits.max_result_bytes} bytes encoded; nothing was stored"
+    )
+
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder()
+
+
+def parse_transaction(
+    raw_ops: Any, limits: Limits = DEFAULT_LIMITS, *, allow_update: bool = True
+) -> list[StateOperation] | TransactionResult:
+    """Validate a transaction's records: the parsed ops, or the failed result naming the bad one.
+
+    A malformed list itself (not a list, too many records) raises.
+    """
+    try:
+        ops = parse_operations(raw_ops, limits=limits, allow_update=allow_update)
+    except StateError as e:
+        index = e.details.get("failed_index")
+        if index is None:
+            raise
+        return TransactionResult.from_error(e, index)
+    return ops  # type: ignore[return-value]  # without collect=True every item is an op
 
 
 def run_transaction(
@@ -247,44 +351,88 @@ def run_transaction(
     Returns the result and the writes to commit: ``{key: (op type, new value
     or MISSING)}``; on failure the writes are empty, so nothing is stored.
     ``read(key)`` gives the committed value (``MISSING`` when absent).
+    Each value a growing op wrote is size-checked once, at the end, and the
+    results are encoded once (LIMIT_EXCEEDED past ``max_result_bytes``,
+    raised before anything is committed).
     """
     staged: dict[str, tuple[str, Any]] = {}
+    grown: dict[str, int] = {}  # key -> index of the last growing op that wrote it
     results: list[Any] = []
+    least = 0
     for i, op in enumerate(ops):
         key = op.key
         current = staged[key][1] if key in staged else read(key)
         try:
-            new, result = apply_operation(op, current, limits)
+            new, result = _DISPATCH[op.type](op, current, limits)
         except StateError as e:
-            return _failed(i, op, e.message, e.code), {}
-        # Anything else (an update fn raising) propagates: nothing was stored.
-        if op.type == "compareAndSwap" and result is False:
-            return _failed(i, op, "expected value did not match", "CONFLICT"), {}
+            return TransactionResult.from_error(e, i, describe_op(i, op)), {}
+        if result is False and op.type in _GUARDS:
+            return _failed(i, op, _GUARDS[op.type], "CONFLICT"), {}
         if new is not UNCHANGED:
             staged[key] = (op.type, new)
+            if op.type in _GROWING:
+                grown[key] = i
+            else:
+                grown.pop(key, None)
         results.append(result)
-    return TransactionResult(success=True, results=results), staged
+        least += least_encoded_size(result)
+        if least > limits.max_result_bytes:
+            raise _results_too_large(limits)
+    for key, index in grown.items():
+        try:
+            check_size(staged[key][1], limits)
+        except StateError as e:
+            return _failed(index, ops[index], e.message, e.code), {}
+    return TransactionResult(success=True, results=export_results(results, limits)), staged
+
+
+#: Records whose false result fails a transaction, and why.
+_GUARDS: Final = {"compareAndSwap": "expected value did not match", "check": "the check did not hold"}
 
 
 def _failed(index: int, op: StateOperation, message: str, code: str) -> TransactionResult:
-    return TransactionResult(
-        success=False,
-        results=[],
-        error=f"{describe_op(index, op)}: {message}",
-        failed_index=index,
-        code=code,
-    )
+    return TransactionResult.failed(index, f"{describe_op(index, op)}: {message}", code)
 
 
-def run_batch_operation(
-    op: StateOperation | StateError, current: Any, limits: Limits = DEFAULT_LIMITS
-) -> tuple[Any, BatchItemResult]:
-    """Apply one batch record on its own; a failure becomes its error item."""
-    if isinstance(op, StateError):
-        return UNCHANGED, BatchItemResult(id=op.details.get("id"), error=op.message, code=op.code)
-    item_id = None if op.id is msgspec.UNSET else op.id
-    try:
-        new, value = apply_operation(op, current, limits)
-    except StateError as e:
-        return UNCHANGED, BatchItemResult(id=item_id, error=e.message, code=e.code)
-    return new, BatchItemResult(id=item_id, value=value)
+def run_batch(
+    ops: Sequence[StateOperation | StateError],
+    read: Callable[[str], Any],
+    limits: Limits = DEFAULT_LIMITS,
+) -> tuple[BatchResult, list[tuple[str, str, Any]]]:
+    """Run a batch's records in order, each on its own, against a private overlay.
+
+    Returns the result and the writes to commit in order, one per record
+    that wrote: ``(key, op type, new value or MISSING)``. A record that
+    fails (an update fn that raises included) becomes its error item and
+    the others still run. The results are encoded once (LIMIT_EXCEEDED past
+    ``max_result_bytes``, raised before anything is committed).
+    """
+    overlay: dict[str, Any] = {}
+    writes: list[tuple[str, str, Any]] = []
+    items: list[BatchItemResult] = []
+    values: list[Any] = []
+    least = 0
+    for op in ops:
+        if isinstance(op, StateError):
+            items.append(BatchItemResult.from_error(op, record_id(op)))
+            continue
+        key = op.key
+        current = overlay[key] if key in overlay else read(key)
+        try:
+            new, value = apply_operation(op, current, limits)
+        except StateError as e:
+            items.append(BatchItemResult.from_error(e, record_id(op)))
+            continue
+        if new is not UNCHANGED:
+            overlay[key] = new
+            writes.append((key, op.type, new))
+        items.append(BatchItemResult(id=record_id(op), value=len(values)))
+        values.append(value)
+        least += least_encoded_size(value)
+        if least > limits.max_result_bytes:
+            raise _results_too_large(limits)
+    exported = export_results(values, limits)
+    for item in items:
+        if item.code is None:
+            item.value = exported[item.value]
+    return BatchResult(results=items), writes

@@ -3,21 +3,29 @@
 Records arrive as plain dicts (from Python callers or straight off the wire)
 or as :class:`StateOperation` structs; either way :func:`parse_operations`
 validates every record before anything is applied, so a malformed record
-never leaves half a transaction behind.
+never leaves half a transaction behind. Records are strict: a field that
+the record's type does not take is INVALID_ARGUMENT naming it.
+
+The result types encode to the contract's JSON shape through msgspec
+itself (camelCase names, absent fields omitted).
+
+Internal module: the public types are re-exported by ``motia_state``.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
 
 from .errors import InvalidArgumentError, LimitExceededError, StateError
-from .values import DEFAULT_LIMITS, Limits, check_int, check_name, describe, import_value, is_unicode
+from .predicates import parse_predicate
+from .values import DEFAULT_LIMITS, MISSING, Limits, check_delta, check_field, check_name, describe, import_value
 
 __all__ = [
     "OPERATION_TYPES",
+    "RECORD_FIELDS",
     "BatchItemResult",
     "BatchOperation",
     "BatchResult",
@@ -27,59 +35,83 @@ __all__ = [
     "check_delta",
     "check_field",
     "parse_operations",
+    "record_id",
 ]
 
 UNSET = msgspec.UNSET
 
+#: The fields each record type takes besides ``type``, ``key`` and ``id``.
+#: Anything else in a record is INVALID_ARGUMENT naming it: a typo must never
+#: be ignored. ``value`` is also accepted as the alias of ``delta``
+#: (increment, decrement) and ``newValue`` as that of ``value``
+#: (compareAndSwap), the shapes Motia's own records use.
+RECORD_FIELDS: Final[dict[str, frozenset[str]]] = {
+    "get": frozenset(),
+    "exists": frozenset(),
+    "delete": frozenset(),
+    "pop": frozenset(),
+    "shift": frozenset(),
+    "set": frozenset({"value"}),
+    "increment": frozenset({"delta", "value"}),
+    "decrement": frozenset({"delta", "value"}),
+    "compareAndSwap": frozenset({"expected", "value", "newValue"}),
+    "push": frozenset({"items", "value"}),
+    "unshift": frozenset({"items", "value"}),
+    "setField": frozenset({"field", "value"}),
+    "deleteField": frozenset({"field"}),
+    "update": frozenset({"updateFn"}),
+    "check": frozenset({"op", "value", "path", "all", "any", "not"}),
+}
+
 #: Every record type, in the contract's spelling.
-OPERATION_TYPES: Final = frozenset(
-    {
-        "get",
-        "exists",
-        "delete",
-        "pop",
-        "shift",
-        "set",
-        "increment",
-        "decrement",
-        "compareAndSwap",
-        "push",
-        "unshift",
-        "setField",
-        "deleteField",
-        "update",
-    }
-)
+OPERATION_TYPES: Final = frozenset(RECORD_FIELDS)
+
+_COMMON_FIELDS: Final = frozenset({"type", "key", "id"})
 
 
-class StateOperation(
-    msgspec.Struct, kw_only=True, omit_defaults=True, rename={"update_fn": "updateFn", "new_value": "newValue"}
-):
+class StateOperation(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel"):
     """One operation of a transaction or batch.
 
     ``value`` is the stored value for ``set``/``setField`` and the new value
     for ``compareAndSwap`` (``new_value`` is accepted as its alias); ``items``
-    the items of ``push``/``unshift``. Unset fields are ``msgspec.UNSET``.
+    the items of ``push``/``unshift``; ``predicate`` the normal form of a
+    ``check`` record's predicate (see :mod:`motia_state.predicates`). Unset
+    fields are ``msgspec.UNSET``; a parsed increment always has its delta.
     """
 
     type: str
     key: str
     value: Any = UNSET
     new_value: Any = UNSET
-    delta: Any = 1
+    delta: int | float | msgspec.UnsetType = UNSET
     expected: Any = UNSET
-    items: Any = UNSET
-    field: Any = UNSET
+    items: list[Any] | msgspec.UnsetType = UNSET
+    field: str | msgspec.UnsetType = UNSET
+    # Any: a callable is no wire type, and the adapters call it as parsed.
     update_fn: Any = UNSET
-    id: Any = UNSET
+    predicate: dict[str, Any] | msgspec.UnsetType = UNSET
+    id: Any = UNSET  # any JSON value; a batch echoes it
 
 
 class BatchOperation(StateOperation, kw_only=True):
     """A batch operation; ``id`` (optional) is echoed in its result."""
 
 
-class TransactionResult(msgspec.Struct, kw_only=True):
-    """Outcome of a transaction: all results, or why nothing was stored."""
+class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel"):
+    """A result whose wire form is msgspec's own encoding (camelCase, unset fields omitted)."""
+
+    def to_wire(self) -> Any:
+        """The contract's JSON shape, as plain builtins."""
+        return msgspec.to_builtins(self)
+
+
+class TransactionResult(_Wire, kw_only=True, dict=True):
+    """Outcome of a transaction: all results, or why nothing was stored.
+
+    On failure ``results`` is empty and ``error``, ``failed_index`` and
+    ``code`` say which operation failed and why; :attr:`exception` holds the
+    exception an ``update`` fn raised (code UPDATE_FAILED), to re-raise.
+    """
 
     success: bool
     results: list[Any]
@@ -87,20 +119,33 @@ class TransactionResult(msgspec.Struct, kw_only=True):
     failed_index: int | None = None
     code: str | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        """The contract's JSON shape (camelCase, absent fields omitted)."""
-        if self.success:
-            return {"success": True, "results": self.results}
-        return {
-            "success": False,
-            "results": [],
-            "error": self.error,
-            "failedIndex": self.failed_index,
-            "code": self.code,
-        }
+    @property
+    def exception(self) -> BaseException | None:
+        """The exception an ``update`` fn raised, when that failed the transaction."""
+        found: BaseException | None = self.__dict__.get("exception")
+        return found
+
+    @classmethod
+    def failed(cls, index: int, error: str, code: str, exception: BaseException | None = None) -> TransactionResult:
+        """A failed result: nothing stored, operation ``index`` failed with ``code``."""
+        result = cls(success=False, results=[], error=error, failed_index=index, code=code)
+        if exception is not None:
+            # Kept beside the struct's fields: it is not part of the wire form.
+            result.__dict__["exception"] = exception
+        return result
+
+    @classmethod
+    def from_error(cls, error: StateError, index: int, operation: str = "") -> TransactionResult:
+        """The failed result for a record's error, its message led by ``operation`` when given.
+
+        The exception an ``update`` fn raised (UPDATE_FAILED) is kept.
+        """
+        exception = error.details.get("exception")
+        message = f"{operation}: {error.message}" if operation else error.message
+        return cls.failed(index, message, error.code, exception if isinstance(exception, BaseException) else None)
 
 
-class BatchItemResult(msgspec.Struct, kw_only=True):
+class BatchItemResult(_Wire, kw_only=True):
     """One batch result: ``value`` on success, ``error`` and ``code`` otherwise."""
 
     id: Any = None
@@ -108,100 +153,157 @@ class BatchItemResult(msgspec.Struct, kw_only=True):
     error: str | None = None
     code: str | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        """The contract's JSON shape: ``{id, value}`` or ``{id, error, code}``."""
-        out: dict[str, Any] = {} if self.id is None else {"id": self.id}
+    def to_wire(self) -> Any:
+        """``{id, value}`` or ``{id, error, code}`` (``id`` only when given; a null value kept)."""
+        wire = msgspec.to_builtins(self)
         if self.code is None:
-            out["value"] = self.value
-        else:
-            out["error"] = self.error
-            out["code"] = self.code
-        return out
+            wire.setdefault("value", None)
+        return wire
+
+    @classmethod
+    def from_error(cls, error: StateError, item_id: Any = None) -> BatchItemResult:
+        """The item for a record that failed with ``error``."""
+        return cls(id=item_id, error=error.message, code=error.code)
 
 
-class BatchResult(msgspec.Struct, kw_only=True):
+class BatchResult(_Wire, kw_only=True):
     """Outcome of a batch: one item per operation, in order."""
 
     results: list[BatchItemResult]
 
-    def to_wire(self) -> dict[str, Any]:
-        """The contract's JSON shape."""
-        return {"results": [r.to_wire() for r in self.results]}
+    def to_wire(self) -> Any:
+        """The contract's JSON shape (each item as :meth:`BatchItemResult.to_wire` gives it)."""
+        return {"results": [item.to_wire() for item in self.results]}
 
 
-def check_delta(delta: object, where: str = "delta") -> int | float:
-    """A delta is a finite int or float; a bool is not a number."""
-    t = type(delta)
-    if t is int:
-        return check_int(delta, where)  # type: ignore[arg-type]
-    if t is float and math.isfinite(delta):  # type: ignore[arg-type]
-        return delta  # type: ignore[return-value]
-    raise InvalidArgumentError(
-        f"{where} must be a finite number, got {describe(delta) if t is not float else repr(delta)}"
-    )
+def record_id(op: StateOperation | StateError) -> Any:
+    """The ``id`` a batch echoes for a parsed record or a record's error (None when absent)."""
+    if isinstance(op, StateError):
+        return op.details.get("id")
+    return None if op.id is UNSET else op.id
 
 
-def check_field(field: object, where: str = "field") -> str:
-    """A field name is a non-empty string (valid Unicode)."""
-    if type(field) is str and field:
-        if is_unicode(field):
-            return field
-        raise InvalidArgumentError(f"{where}: must be valid Unicode (it holds a lone surrogate)")
-    raise InvalidArgumentError(f"{where}: expected a non-empty string, got {describe(field)}")
+def _fields(raw: Any, path: str) -> dict[str, Any]:
+    """A record's fields by their wire names (a struct's unset fields left out)."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, StateOperation):
+        return {
+            f.encode_name: getattr(raw, f.name)
+            for f in msgspec.structs.fields(raw)
+            if getattr(raw, f.name) is not UNSET
+        }
+    raise InvalidArgumentError(f"operation: expected an object, got {describe(raw)} at {path}")
 
 
-def _field(raw: dict[str, Any], name: str, path: str) -> Any:
+def _required(raw: dict[str, Any], name: str, path: str) -> Any:
     if name not in raw:
         raise InvalidArgumentError(f"{name}: required at {path}.{name}")
     return raw[name]
 
 
+def _one_of(raw: dict[str, Any], name: str, alias: str, path: str) -> str | None:
+    """Which of a field and its alias the record gives (None: neither); both is an error."""
+    if name in raw:
+        if alias in raw:
+            raise InvalidArgumentError(f"{alias}: an alias of {name!r}, give only one of them at {path}.{alias}")
+        return name
+    return alias if alias in raw else None
+
+
 def _parse_one(raw: Any, path: str, limits: Limits, allow_update: bool) -> StateOperation:
-    if isinstance(raw, StateOperation):
-        raw = {k: v for k, v in msgspec.structs.asdict(raw).items() if v is not UNSET}
-        if "new_value" in raw:
-            raw["newValue"] = raw.pop("new_value")
-        if "update_fn" in raw:
-            raw["updateFn"] = raw.pop("update_fn")
-    if not isinstance(raw, dict):
-        raise InvalidArgumentError(f"operation: expected an object, got {describe(raw)} at {path}")
+    raw = _fields(raw, path)
     op_type = raw.get("type")
     if type(op_type) is not str or op_type not in OPERATION_TYPES:
         raise InvalidArgumentError(f"type: unknown operation type {op_type!r} at {path}.type")
-    key = _field(raw, "key", path)
+    takes = RECORD_FIELDS[op_type]
+    for name in raw:
+        if name not in takes and name not in _COMMON_FIELDS:
+            raise InvalidArgumentError(f"{name}: a {op_type!r} record does not take this field at {path}.{name}")
+    key = _required(raw, "key", path)
     try:
         check_name(key, "key", limits)
     except StateError as e:
         raise type(e)(f"key: {e.message} at {path}.key") from None
     op = StateOperation(type=op_type, key=key)
     if "id" in raw:
-        op.id = raw["id"]
-    if op_type in ("set", "setField"):
-        op.value = import_value(_field(raw, "value", path), limits, f"{path}.value")
-    if op_type in ("setField", "deleteField"):
-        op.field = check_field(_field(raw, "field", path), f"field at {path}.field")
-    elif op_type in ("increment", "decrement"):
-        op.delta = check_delta(raw.get("delta", 1), f"delta at {path}.delta")
-    elif op_type == "compareAndSwap":
-        op.expected = import_value(_field(raw, "expected", path), limits, f"{path}.expected")
-        new = raw["value"] if "value" in raw else _field(raw, "newValue", path)
-        op.value = import_value(new, limits, f"{path}.value")
-    elif op_type in ("push", "unshift"):
-        if "items" in raw:
-            items = raw["items"]
-            if not isinstance(items, (list, tuple)):
-                raise InvalidArgumentError(f"items: expected an array, got {describe(items)} at {path}.items")
-            op.items = import_value(list(items), limits, f"{path}.items")
-        else:
-            op.items = [import_value(_field(raw, "value", path), limits, f"{path}.value")]
-    elif op_type == "update":
-        if not allow_update:
-            raise InvalidArgumentError(f"type: 'update' records carry code and are refused here at {path}.type")
-        fn = _field(raw, "updateFn", path)
-        if not callable(fn):
-            raise InvalidArgumentError(f"updateFn: expected a function at {path}.updateFn")
-        op.update_fn = fn
+        op.id = import_value(raw["id"], limits, f"{path}.id")
+    _PARSERS[op_type](op, raw, path, limits, allow_update)
     return op
+
+
+def _parse_nothing(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+    """get, exists, delete, pop, shift: nothing beyond the key."""
+
+
+def _parse_set(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+    op.value = import_value(_required(raw, "value", path), limits, f"{path}.value")
+
+
+def _parse_delta(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+    name = _one_of(raw, "delta", "value", path)
+    op.delta = 1 if name is None else check_delta(raw[name], f"{name} at {path}.{name}")
+
+
+def _parse_compare_and_swap(
+    op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool
+) -> None:
+    op.expected = import_value(_required(raw, "expected", path), limits, f"{path}.expected")
+    name = _one_of(raw, "value", "newValue", path) or "value"
+    op.value = import_value(_required(raw, name, path), limits, f"{path}.{name}")
+
+
+def _parse_items(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+    if _one_of(raw, "items", "value", path) == "value":
+        # The items list is the array it will be stored in, one level up: checking it counts that level.
+        op.items = import_value([raw["value"]], limits, f"{path}.value")
+        return
+    items = _required(raw, "items", path)
+    if not isinstance(items, (list, tuple)):
+        raise InvalidArgumentError(f"items: expected an array, got {describe(items)} at {path}.items")
+    op.items = import_value(list(items), limits, f"{path}.items")
+
+
+def _parse_set_field(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+    op.field = check_field(_required(raw, "field", path), f"field at {path}.field")
+    op.value = import_value(_required(raw, "value", path), limits, f"{path}.value", nested=1)
+
+
+def _parse_delete_field(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+    op.field = check_field(_required(raw, "field", path), f"field at {path}.field")
+
+
+def _parse_update(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+    if not allow_update:
+        raise InvalidArgumentError(f"type: 'update' records carry code and are refused here at {path}.type")
+    fn = _required(raw, "updateFn", path)
+    if not callable(fn):
+        raise InvalidArgumentError(f"updateFn: expected a function at {path}.updateFn")
+    op.update_fn = fn
+
+
+def _parse_check(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+    op.predicate = parse_predicate(raw, path, limits=limits, extra=_COMMON_FIELDS)
+
+
+_Parser = Callable[[StateOperation, dict[str, Any], str, Limits, bool], None]
+_PARSERS: Final[dict[str, _Parser]] = {
+    "get": _parse_nothing,
+    "exists": _parse_nothing,
+    "delete": _parse_nothing,
+    "pop": _parse_nothing,
+    "shift": _parse_nothing,
+    "set": _parse_set,
+    "increment": _parse_delta,
+    "decrement": _parse_delta,
+    "compareAndSwap": _parse_compare_and_swap,
+    "push": _parse_items,
+    "unshift": _parse_items,
+    "setField": _parse_set_field,
+    "deleteField": _parse_delete_field,
+    "update": _parse_update,
+    "check": _parse_check,
+}
 
 
 def parse_operations(
@@ -230,13 +332,14 @@ def parse_operations(
             if not collect:
                 e.details["failed_index"] = i
                 raise
-            if isinstance(raw, dict) and "id" in raw:
-                e.details["id"] = raw["id"]
+            item_id = raw.get("id") if isinstance(raw, dict) else getattr(raw, "id", None)
+            if item_id is not None and item_id is not UNSET:
+                e.details["id"] = item_id
             out.append(e)
     return out
 
 
-class StateChange(msgspec.Struct, frozen=True):
+class StateChange(msgspec.Struct, frozen=True, rename="camel"):
     """One written entry, as change listeners see it.
 
     ``event`` is "created", "updated" or "deleted"; a missing side is None.
@@ -249,13 +352,13 @@ class StateChange(msgspec.Struct, frozen=True):
     old_value: Any
     new_value: Any
 
+    @classmethod
+    def of(cls, group: str, key: str, op: str, old: Any, new: Any) -> StateChange:
+        """The change for one written entry; ``MISSING`` on a side means no entry there."""
+        event = "created" if old is MISSING else "deleted" if new is MISSING else "updated"
+        return cls(group, key, op, event, None if old is MISSING else old, None if new is MISSING else new)
+
     def to_wire(self) -> dict[str, Any]:
         """The contract's JSON shape (camelCase)."""
-        return {
-            "traceId": self.trace_id,
-            "key": self.key,
-            "op": self.op,
-            "event": self.event,
-            "oldValue": self.old_value,
-            "newValue": self.new_value,
-        }
+        wire: dict[str, Any] = msgspec.to_builtins(self)
+        return wire

@@ -5,29 +5,42 @@ State holds plain JSON built from ``None``, ``bool``, ``int``, ``float``,
 mutated in place by the engine (every operation builds a new container), so
 old and new versions may share children; what crosses the API boundary in
 either direction is deep-copied, which is what makes state "by value".
+
+The validators every entry point shares live here too: ``check_name``
+(groups and keys, the reserved groups included), ``check_delta``,
+``check_field``, ``check_int`` and ``import_value`` (a whole value: JSON
+only, its depth, its size).
+
+Internal module: the public names (``Limits``) are re-exported by ``motia_state``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 
-from .errors import InvalidArgumentError, LimitExceededError
+from .errors import InvalidArgumentError, LimitExceededError, StateError
 
 __all__ = [
     "MISSING",
+    "RESERVED_PREFIX",
     "JsonValue",
     "Limits",
+    "check_delta",
+    "check_field",
+    "check_int",
     "check_name",
     "copy_value",
     "describe",
     "encoded_size",
     "import_value",
     "is_number",
+    "is_reserved_group",
     "json_equal",
 ]
 
@@ -52,14 +65,28 @@ MISSING: Final = _Missing()
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Configurable size limits; past one an operation fails with LIMIT_EXCEEDED."""
+    """Configurable size limits; past one an operation fails with LIMIT_EXCEEDED.
+
+    ``max_depth`` bounds how deep values nest (a scalar is 0 levels, ``[1]``
+    one); ``max_result_bytes`` bounds the encoded results of one transaction
+    or batch, checked before anything of it is stored.
+    """
 
     max_name_bytes: int = 1024
     max_value_bytes: int = 8 * 1024 * 1024
     max_operations: int = 10_000
+    max_depth: int = 256
+    max_result_bytes: int = 15 * 1024 * 1024
 
 
 DEFAULT_LIMITS: Final = Limits()
+
+#: Groups whose name starts with this belong to the runtime (trigger
+#: positions, leases, dead letters): the public API refuses them.
+RESERVED_PREFIX: Final = "__motia/"
+
+#: The argument names under which a name is a group (and may be reserved).
+_GROUP_ARGS: Final = frozenset({"traceId", "groupId", "group"})
 
 _SCALARS: Final = frozenset({str, int, type(None), bool})
 _encoder = msgspec.json.Encoder()
@@ -89,19 +116,22 @@ def is_number(value: object) -> bool:
     return t is int or t is float
 
 
-#: Integers may have at most this many decimal digits: the most that
-#: Python (int_max_str_digits) and msgspec convert to and from JSON text.
+#: Integers are at most this many characters of decimal text, a minus sign
+#: included: the most that Python (int_max_str_digits) and msgspec read back
+#: from JSON text, so whatever is stored can always be read again.
 MAX_INT_DIGITS: Final = 4300
 INT_BOUND: Final = 10**MAX_INT_DIGITS
-#: Its negation, built once: negating a 4,300-digit int on every check would cost more than the operation.
-INT_LOW: Final = -INT_BOUND
+#: The lowest bound, built once: a negative integer has one digit less room
+#: (its sign takes a character), and negating a 4,300-digit int on every
+#: check would cost more than the operation.
+INT_LOW: Final = -(10 ** (MAX_INT_DIGITS - 1))
 
 
 def check_int(value: int, what: str = "value") -> int:
-    """An integer within MAX_INT_DIGITS digits (LIMIT_EXCEEDED past it)."""
+    """An integer whose decimal text (sign included) fits MAX_INT_DIGITS characters."""
     if INT_LOW < value < INT_BOUND:
         return value
-    raise LimitExceededError(f"{what} has more than {MAX_INT_DIGITS} digits")
+    raise LimitExceededError(f"{what} has more than {MAX_INT_DIGITS} characters of decimal text")
 
 
 def is_unicode(text: str) -> bool:
@@ -115,8 +145,33 @@ def is_unicode(text: str) -> bool:
     return True
 
 
+def check_delta(delta: object, where: str = "delta") -> int | float:
+    """A delta is a finite int or float (a bool is not a number) within the integer limit."""
+    t = type(delta)
+    if t is int:
+        return check_int(delta, where)  # type: ignore[arg-type]
+    if t is float and math.isfinite(delta):  # type: ignore[arg-type]
+        return delta  # type: ignore[return-value]
+    raise InvalidArgumentError(
+        f"{where} must be a finite number, got {describe(delta) if t is not float else repr(delta)}"
+    )
+
+
+def check_field(field: object, where: str = "field") -> str:
+    """A field name is a non-empty string (valid Unicode)."""
+    if type(field) is str and field:
+        if is_unicode(field):
+            return field
+        raise InvalidArgumentError(f"{where}: must be valid Unicode (it holds a lone surrogate)")
+    raise InvalidArgumentError(f"{where}: expected a non-empty string, got {describe(field)}")
+
+
 def check_name(name: object, what: str, limits: Limits = DEFAULT_LIMITS) -> str:
-    """Validate a group or key: a non-empty string, no NUL, within the byte limit."""
+    """Validate a group or key: a non-empty string, no NUL, within the byte limit.
+
+    When ``what`` names a group ("traceId", "groupId" or "group"), a name in
+    the runtime's reserved space (starting with ``__motia/``) is refused too.
+    """
     if type(name) is not str or not name:
         raise InvalidArgumentError(f"{what} must be a non-empty string, got {describe(name)}")
     # len(str) * 4 bounds the UTF-8 size, so short names skip the encode.
@@ -126,7 +181,16 @@ def check_name(name: object, what: str, limits: Limits = DEFAULT_LIMITS) -> str:
         raise InvalidArgumentError(f"{what} must not contain NUL")
     if not is_unicode(name):
         raise InvalidArgumentError(f"{what} must be valid Unicode (it holds a lone surrogate)")
+    if what in _GROUP_ARGS and name.startswith(RESERVED_PREFIX):
+        raise InvalidArgumentError(
+            f"{what} {name!r} is reserved: groups starting with {RESERVED_PREFIX!r} belong to the runtime"
+        )
     return name
+
+
+def is_reserved_group(name: str) -> bool:
+    """Whether ``name`` is in the runtime's reserved group space."""
+    return name.startswith(RESERVED_PREFIX)
 
 
 class CheckedNames:
@@ -152,51 +216,129 @@ class CheckedNames:
         self._add(check_name(key, "key", self.limits))
 
     def _add(self, name: str) -> None:
+        # A reserved name may be a valid key but never a group: never cache
+        # one, so that the fast path cannot let it through as a group.
+        if name.startswith(RESERVED_PREFIX):
+            return
         if len(self.seen) >= 8192:
             self.seen.clear()
         self.seen.add(name)
 
 
-def _copy(value: Any, path: str) -> Any:
+_SCALAR, _ARRAY, _OBJECT = 0, 1, 2
+
+
+_HERE: Final = object()
+
+
+def _path(stack: list[_Frame], last: object = _HERE) -> str:
+    """``$[0].a``: where a value sits, for error messages (built only on error)."""
+    tokens = [frame[3] for frame in stack[1:]]
+    if last is not _HERE:
+        tokens.append(last)
+    text = "$" + "".join(f"[{t}]" if type(t) is int else f".{t}" for t in tokens)
+    # A path 256 levels deep is unreadable in a message: keep its end.
+    return text if len(text) <= 120 else f"$...{text[-100:]}"
+
+
+def _node(value: Any, stack: list[_Frame], at: object) -> tuple[int, Any]:
+    """Classify one value: ``(kind, plain value)``; scalars come back checked."""
     t = type(value)
     if t is str:
         if is_unicode(value):
-            return value
-        raise InvalidArgumentError(f"value must be JSON: a string with a lone surrogate at {path}")
+            return _SCALAR, value
+        raise InvalidArgumentError(f"must be JSON: a string with a lone surrogate at {_path(stack, at)}")
     if t is int:
-        return check_int(value, f"the integer at {path}")
-    if t in _SCALARS:
-        return value
+        if INT_LOW < value < INT_BOUND:
+            return _SCALAR, value
+        raise LimitExceededError(
+            f"has an integer of more than {MAX_INT_DIGITS} characters of decimal text at {_path(stack, at)}"
+        )
+    if t is bool or value is None:
+        return _SCALAR, value
     if t is float:
         if math.isfinite(value):
-            return value
-        raise InvalidArgumentError(f"value must be JSON: non-finite number {value!r} at {path}")
+            return _SCALAR, value
+        raise InvalidArgumentError(f"must be JSON: non-finite number {value!r} at {_path(stack, at)}")
     if t is list or t is tuple:
-        return [_copy(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return _ARRAY, value
     if t is dict:
-        out = {}
-        for k, v in value.items():
-            if type(k) is not str:
-                raise InvalidArgumentError(f"value must be JSON: object key {k!r} is not a string at {path}")
-            if not is_unicode(k):
-                raise InvalidArgumentError(f"value must be JSON: an object key with a lone surrogate at {path}")
-            out[k] = _copy(v, f"{path}.{k}")
-        return out
+        return _OBJECT, value
     # Subclasses of the JSON types (IntEnum, OrderedDict, ...) are normalised
     # to the plain type so that stored values are always plain JSON.
     if isinstance(value, bool):
-        return bool(value)
+        return _SCALAR, bool(value)
     if isinstance(value, int):
-        return int(value)
+        return _node(int(value), stack, at)
     if isinstance(value, float):
-        return _copy(float(value), path)
+        return _node(float(value), stack, at)
     if isinstance(value, str):
-        return str(value)
+        return _node(str(value), stack, at)
     if isinstance(value, (list, tuple)):
-        return _copy(list(value), path)
+        return _ARRAY, value
     if isinstance(value, dict):
-        return _copy(dict(value), path)
-    raise InvalidArgumentError(f"value must be JSON: {type(value).__name__} is not a JSON type at {path}")
+        return _OBJECT, value
+    raise InvalidArgumentError(f"must be JSON: {type(value).__name__} is not a JSON type at {_path(stack, at)}")
+
+
+# A container being copied: (source, its copy, iterator over (position, child), position in its parent).
+_Frame = tuple[Any, Any, Iterator[tuple[Any, Any]], object]
+
+
+def _copy(value: Any, max_depth: int, depth_limit: int) -> Any:
+    """Validate and deep-copy ``value`` without recursion.
+
+    An explicit stack keeps any nesting from reaching Python's recursion
+    limit: past ``max_depth`` levels the value is LIMIT_EXCEEDED (the
+    message names ``depth_limit``, the limit the caller configured), and a
+    container that holds itself (at any depth) is INVALID_ARGUMENT. The same
+    list shared twice, without a cycle, is fine: it is copied twice.
+    """
+    stack: list[_Frame] = []
+    kind, node = _node(value, stack, "")
+    if kind == _SCALAR:
+        return node
+    if max_depth < 1:
+        raise LimitExceededError(f"is nested deeper than {depth_limit} levels")
+    root: Any = [] if kind == _ARRAY else {}
+    stack.append((node, root, iter(enumerate(node)) if kind == _ARRAY else iter(node.items()), ""))
+    ancestors = {id(node)}
+    while stack:
+        source, target, children, _ = stack[-1]
+        is_array = type(target) is list
+        for at, child in children:
+            if not is_array:
+                if type(at) is not str:
+                    raise InvalidArgumentError(
+                        f"must be JSON: object key {at!r} is not a string in the object at {_path(stack)}"
+                    )
+                if not is_unicode(at):
+                    raise InvalidArgumentError(
+                        f"must be JSON: an object key with a lone surrogate in the object at {_path(stack)}"
+                    )
+            kind, node = _node(child, stack, at)
+            if kind == _SCALAR:
+                if is_array:
+                    target.append(node)
+                else:
+                    target[at] = node
+                continue
+            if id(node) in ancestors:
+                raise InvalidArgumentError(f"must be JSON: it contains itself at {_path(stack, at)}")
+            if len(stack) >= max_depth:
+                raise LimitExceededError(f"is nested deeper than {depth_limit} levels at {_path(stack, at)}")
+            copy: Any = [] if kind == _ARRAY else {}
+            if is_array:
+                target.append(copy)
+            else:
+                target[at] = copy
+            ancestors.add(id(node))
+            stack.append((node, copy, iter(enumerate(node)) if kind == _ARRAY else iter(node.items()), at))
+            break
+        else:
+            stack.pop()
+            ancestors.discard(id(source))
+    return root
 
 
 def copy_value(value: Any) -> Any:
@@ -218,11 +360,14 @@ def encoded_size(value: Any) -> int:
         return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def import_value(value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value") -> Any:
+def import_value(value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value", *, nested: int = 0) -> Any:
     """Validate a value coming in from a caller and return the copy to store.
 
-    Raises INVALID_ARGUMENT for anything that is not JSON and LIMIT_EXCEEDED
-    when its encoding is over ``limits.max_value_bytes``.
+    Raises INVALID_ARGUMENT for anything that is not JSON (a cycle included)
+    and LIMIT_EXCEEDED when its encoding is over ``limits.max_value_bytes``
+    or it nests deeper than ``limits.max_depth``. ``nested`` is how many
+    levels the value will sit below the stored root (1 for a field that
+    ``setField`` puts into an object), so the stored whole stays in bounds.
     """
     t = type(value)
     if t is bool or value is None:
@@ -236,7 +381,10 @@ def import_value(value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value
         if len(value) * 6 + 2 > limits.max_value_bytes and encoded_size(value) > limits.max_value_bytes:
             raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")
         return value
-    copied = _copy(value, "$")
+    try:
+        copied = _copy(value, limits.max_depth - nested, limits.max_depth)
+    except StateError as e:
+        raise type(e)(f"{what} {e.message}") from None
     if type(copied) is not float and encoded_size(copied) > limits.max_value_bytes:
         raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")
     return copied

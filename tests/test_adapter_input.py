@@ -62,7 +62,29 @@ async def test_unencodable_input_is_refused_with_a_code_and_stores_nothing(
 
 
 async def test_the_largest_integer_round_trips(adapter: ms.StateAdapter) -> None:
-    big = 10**4300 - 1
+    big = 10**4300 - 1  # 4,300 characters of decimal text
+    low = -(10**4299 - 1)  # 4,300 characters with its sign
     assert await adapter.set("g", "k", big) == big
     assert await adapter.get("g", "k") == big
-    assert await adapter.increment("g", "k", -big) == 0
+    assert await adapter.increment("g", "k", -(10**4299 - 1)) == big - (10**4299 - 1)
+    assert await adapter.set("g", "k", low) == low
+    assert await adapter.get("g", "k") == low
+    assert await adapter.increment("g", "k", -low) == 0
+
+
+async def test_an_integer_past_the_limit_counting_its_sign_is_refused(
+    adapter: ms.StateAdapter, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params["adapter"] == "redis":
+        # Expected to fail on Redis only until its Lua program counts the sign
+        # (the Redis adapter's own change); memory and file hold it now.
+        request.applymarker(pytest.mark.xfail(reason="Redis Lua twin does not count the sign yet", strict=False))
+    with pytest.raises(ms.LimitExceededError):
+        await adapter.set("g", "k", -(10**4300 - 1))
+    with pytest.raises(ms.LimitExceededError):
+        await adapter.push("g", "k", {"n": -(10**4299)})
+    await adapter.set("g", "k", -(10**4299 - 1))
+    with pytest.raises(ms.LimitExceededError):
+        await adapter.decrement("g", "k")
+    assert await adapter.get("g", "k") == -(10**4299 - 1)
+    assert await adapter.groups() == ["g"]

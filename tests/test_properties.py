@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import motia_state as ms
@@ -180,3 +180,80 @@ def test_a_transaction_equals_its_operations_run_one_by_one(ops: list[tuple[Any,
             assert model_eq(await tx.get_group("g"), await single.get_group("g"))
 
     asyncio.run(run())
+
+
+# -- predicates -----------------------------------------------------------------------
+
+NESTED = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(-3, 3, allow_nan=False), st.text(max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["a", "b", "a/b", "~"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+TOKENS = st.lists(st.sampled_from(["a", "b", "a~1b", "~0", "0", "1", "2", "01", "-", ""]), max_size=3)
+
+
+def json_eq(a: Any, b: Any) -> bool:
+    """JSON equality written plainly: numbers by value, booleans apart from numbers."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return bool(a == b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_eq(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_eq(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def reference_resolve(value: Any, tokens: list[str]) -> Any:
+    """JSON Pointer resolution written the plain way, with MISSING for "nothing there"."""
+    for token in tokens:
+        if isinstance(value, dict):
+            name = token.replace("~1", "/").replace("~0", "~")
+            if name not in value:
+                return MISSING
+            value = value[name]
+        elif isinstance(value, list) and token.isdigit() and (token == "0" or not token.startswith("0")):
+            if int(token) >= len(value):
+                return MISSING
+            value = value[int(token)]
+        else:
+            return MISSING
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@example(value=[1, 2], tokens=["01"], wanted=2, present=True)
+@example(value={"a/b": {"~": [0]}}, tokens=["a~1b", "~0", "0"], wanted=0, present=True)
+@example(value=[[1]], tokens=["-"], wanted=None, present=True)
+@given(value=NESTED, tokens=TOKENS, wanted=NESTED, present=st.booleans())
+def test_predicates_agree_with_their_definitions(value: Any, tokens: list[str], wanted: Any, present: bool) -> None:
+    from motia_state.predicates import parse_predicate, predicate_holds
+
+    path = "".join("/" + t for t in tokens)
+    found = reference_resolve(value, tokens) if present else MISSING
+
+    def holds(op: str, v: Any = None) -> bool:
+        raw = (
+            {"op": op, "path": path}
+            if op in ("exists", "missing", "isNull", "isNotNull")
+            else {"op": op, "value": v, "path": path}
+        )
+        return predicate_holds(parse_predicate(raw), value, present)
+
+    assert holds("exists") is (found is not MISSING)
+    assert holds("missing") is (found is MISSING)
+    assert holds("isNull") is (found is MISSING or found is None)
+    assert holds("isNotNull") is not holds("isNull")
+    assert holds("neq", wanted) is not holds("eq", wanted)
+    assert holds("notContains", wanted) is not holds("contains", wanted)
+    assert holds("eq", wanted) is json_eq(None if found is MISSING else found, wanted)
+    if found is MISSING:
+        assert not any(holds(op, wanted) for op in ("gt", "gte", "lt", "lte", "contains"))
+    for combined, expected in (
+        ({"all": [{"op": "exists", "path": path}, {"not": {"op": "exists", "path": path}}]}, False),
+        ({"any": [{"op": "exists", "path": path}, {"op": "missing", "path": path}]}, True),
+    ):
+        assert predicate_holds(parse_predicate(combined), value, present) is expected

@@ -19,7 +19,7 @@ import pytest
 import motia_state as ms
 from motia_state.adapters.redis import adapter as redis_module
 
-from .conformance import adapter_call, limits_kwargs, load_cases, run_case
+from .conformance import adapter_call, limits_kwargs, load_cases, redis_params, run_case
 from .helpers import RedisServer, finish, free_port, go, start_child
 
 CASES = load_cases()
@@ -346,7 +346,7 @@ async def test_the_script_path_gives_the_same_results_and_reloads_on_noscript(
     assert tx.success and tx.results == [[], []]
 
 
-@pytest.mark.parametrize(("name", "case"), CASES[::5], ids=[c[0] for c in CASES[::5]])
+@pytest.mark.parametrize(("name", "case"), redis_params(CASES[::5]))
 async def test_vectors_through_the_script_path(
     name: str, case: dict[str, Any], redis_server: RedisServer, redis_prefix: str
 ) -> None:

@@ -44,3 +44,60 @@ async def test_update_events_say_update_for_sync_and_async_fns(manager: ms.State
         ("n", "compareAndSwap", "updated", 11, 12),
         ("n", "update", "updated", 12, 12),
     ]
+
+
+def _raise(v: Any) -> Any:
+    raise RuntimeError("Test error")
+
+
+async def test_an_update_fn_raising_in_a_transaction_is_update_failed_and_stores_nothing(
+    manager: ms.StateManager,
+) -> None:
+    seen: list[str] = []
+    manager.on_change(lambda c: seen.append(c.key))
+    result = await manager.transaction(
+        "g",
+        [
+            {"type": "set", "key": "a", "value": 1},
+            {"type": "update", "key": "b", "updateFn": _raise},
+            {"type": "set", "key": "c", "value": 3},
+        ],
+    )
+    assert result.success is False and result.failed_index == 1 and result.code == "UPDATE_FAILED"
+    assert result.error is not None and "Test error" in result.error
+    assert isinstance(result.exception, RuntimeError) and str(result.exception) == "Test error"
+    assert result.to_wire() == {
+        "success": False,
+        "results": [],
+        "error": result.error,
+        "failedIndex": 1,
+        "code": "UPDATE_FAILED",
+    }
+    assert await manager.keys("g") == [] and seen == []
+
+
+async def test_an_update_fn_raising_in_a_batch_fails_its_item_the_rest_run_and_events_fire_at_once(
+    manager: ms.StateManager, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params["manager"] == "redis":
+        # Expected to fail on Redis only until its batch folds a raising fn
+        # into the item (the Redis adapter's own change); memory and file hold it.
+        request.applymarker(pytest.mark.xfail(reason="Redis batch still raises an update fn's error", strict=False))
+    seen: list[tuple[str, str]] = []
+    manager.on_change(lambda c: seen.append((c.key, c.event)))
+    result = await manager.batch(
+        "g",
+        [
+            {"type": "set", "key": "a", "value": 1, "id": "first"},
+            {"type": "update", "key": "b", "updateFn": _raise, "id": "second"},
+            {"type": "update", "key": "c", "updateFn": lambda v: 3},
+        ],
+    )
+    first, second, third = result.results
+    assert (first.id, first.value) == ("first", 1)
+    assert (second.id, second.code) == ("second", "UPDATE_FAILED")
+    assert second.error is not None and "Test error" in second.error
+    assert third.value == 3
+    # The committed records' events are delivered before batch() returns, not at some later write.
+    assert seen == [("a", "created"), ("c", "created")]
+    assert await manager.keys("g") == ["a", "c"]

@@ -12,14 +12,10 @@ import pytest
 
 import motia_state as ms
 
-from .conformance import adapter_call, limits_kwargs, load_cases, run_case
+from .conformance import adapter_call, limits_kwargs, load_cases, redis_params, run_case
 from .helpers import RedisClusterServers, RedisServer
 
 CASES = load_cases()
-
-
-def test_there_are_enough_vectors() -> None:
-    assert len(CASES) >= 150
 
 
 async def run_bare(adapter: ms.StateAdapter, case: dict[str, Any]) -> None:
@@ -79,21 +75,21 @@ async def test_vector_on_file_adapter_reopened_between_steps(name: str, case: di
     await run_case(case, call)
 
 
-@pytest.mark.parametrize(("name", "case"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("name", "case"), redis_params(CASES))
 async def test_vector_on_bare_redis_adapter(
     name: str, case: dict[str, Any], redis_server: RedisServer, redis_prefix: str
 ) -> None:
     await run_bare(ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, limits=limits(case)), case)
 
 
-@pytest.mark.parametrize(("name", "case"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("name", "case"), redis_params(CASES))
 async def test_vector_on_redis_through_state_manager(
     name: str, case: dict[str, Any], redis_server: RedisServer, redis_prefix: str
 ) -> None:
     await run_managed(ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, limits=limits(case)), case)
 
 
-@pytest.mark.parametrize(("name", "case"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("name", "case"), redis_params(CASES))
 async def test_vector_on_redis_cluster_through_state_manager(
     name: str, case: dict[str, Any], redis_cluster: RedisClusterServers, redis_prefix: str
 ) -> None:

@@ -29,12 +29,14 @@ from ..values import DEFAULT_LIMITS, Limits, copy_value, import_value
 
 __all__ = [
     "READ_OPERATIONS",
+    "UPDATE_RETRIES",
     "WRITE_OPERATIONS",
     "Acknowledge",
     "ChangeSink",
     "StateAdapter",
     "UpdateFn",
     "acknowledge_writes",
+    "backoff",
     "reads",
     "write_operations",
     "writes",
@@ -103,6 +105,15 @@ def _acknowledged(
 
 #: How often an ``update`` with an async fn retries before CONFLICT.
 UPDATE_RETRIES = 64
+
+
+async def backoff(attempt: int) -> None:
+    """Sleep before retry ``attempt`` (0-based) of an optimistic loop.
+
+    A random wait, growing with the attempt up to 10 ms, so that racing
+    writers stop colliding in lockstep.
+    """
+    await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
 
 
 class StateAdapter(abc.ABC):
@@ -244,6 +255,32 @@ class StateAdapter(abc.ABC):
     async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
         """Run the operations in order, each atomic on its own."""
 
+    # -- camelCase aliases, for code ported from Motia --------------------------
+    # Plain methods that return the snake_case method's awaitable: they call
+    # a subclass's override, and are no operations of their own (storage
+    # marks and wraps only the snake_case names).
+
+    def getGroup(self, group_id: str) -> Awaitable[list[Any]]:
+        """Alias of :meth:`get_group`."""
+        return self.get_group(group_id)
+
+    def compareAndSwap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> Awaitable[bool]:
+        """Alias of :meth:`compare_and_swap`."""
+        return self.compare_and_swap(trace_id, key, expected, new_value)
+
+    def setField(self, trace_id: str, key: str, field: str, value: Any) -> Awaitable[dict[str, Any]]:
+        """Alias of :meth:`set_field`."""
+        return self.set_field(trace_id, key, field, value)
+
+    def deleteField(self, trace_id: str, key: str, field: str) -> Awaitable[dict[str, Any]]:
+        """Alias of :meth:`delete_field`."""
+        return self.delete_field(trace_id, key, field)
+
+    def atomicUpdate(self, trace_id: str, key: str, fn: UpdateFn) -> Awaitable[Any]:
+        """Deprecated alias of :meth:`update`."""
+        warnings.warn("atomicUpdate is deprecated; use update", DeprecationWarning, stacklevel=2)
+        return self.update(trace_id, key, fn)
+
     # -- lifecycle ---------------------------------------------------------------
 
     async def close(self) -> None:
@@ -285,7 +322,7 @@ class StateAdapter(abc.ABC):
             # treats them alike, as the contract's "missing equals null".
             if await self._swap_for_update(trace_id, key, current, new):
                 return new
-            await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
+            await backoff(attempt)
         raise ConflictError(f"update of {key!r} lost {UPDATE_RETRIES} races in a row")
 
 

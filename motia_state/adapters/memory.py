@@ -231,7 +231,7 @@ class MemoryStateAdapter(StateAdapter):
     async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
         _names(self, trace_id, key)
         check_field(field)
-        value = import_value(value, self.limits)
+        value = import_value(value, self.limits, nested=1)
         with self._lock:
             result: dict[str, Any] = self._table.apply_growing(trace_id, key, "setField", apply_set_field, field, value)
             self._flush()

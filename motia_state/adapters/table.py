@@ -7,6 +7,8 @@ holds no lock of its own: its caller provides atomicity.
 Groups are dicts of their own, so group-wide operations (``get_group``,
 ``keys``, ``clear``) cost O(size of the group), never O(all state); a group
 disappears when its last entry goes, so ``groups()`` lists only live ones.
+
+Internal module: the memory and file adapters hold their state in it.
 """
 
 from __future__ import annotations
@@ -14,18 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import StateError
-from ..ops import UNCHANGED, check_size, run_batch_operation, run_transaction
-from ..records import BatchItemResult, BatchResult, StateChange, StateOperation, TransactionResult, parse_operations
-from ..values import MISSING, Limits, copy_value
+from ..ops import UNCHANGED, check_size, parse_transaction, run_batch, run_transaction
+from ..records import BatchResult, StateChange, TransactionResult, parse_operations
+from ..values import MISSING, Limits, copy_value, is_reserved_group
 
 __all__ = ["StateTable"]
-
-
-def _event(old: Any, new: Any) -> str:
-    if old is MISSING:
-        return "created"
-    return "deleted" if new is MISSING else "updated"
 
 
 class StateTable:
@@ -54,16 +49,7 @@ class StateTable:
         else:
             entries[key] = new
         if self.journal is not None:
-            self.journal.append(
-                StateChange(
-                    group,
-                    key,
-                    op,
-                    _event(old, new),
-                    None if old is MISSING else old,
-                    None if new is MISSING else new,
-                )
-            )
+            self.journal.append(StateChange.of(group, key, op, old, new))
 
     def read(self, group: str, key: str) -> Any:
         """The stored value or ``MISSING`` (not a copy: do not hand it out)."""
@@ -71,11 +57,11 @@ class StateTable:
         return MISSING if entries is None else entries.get(key, MISSING)
 
     def apply(self, group: str, key: str, op: str, fn: Callable[..., tuple[Any, Any]], *args: Any) -> Any:
-        """Apply one pure op to one entry, store what it produced, return its result."""
+        """Apply one pure op to one entry, store what it produced, return (a copy of) its result."""
         new, result = fn(self.read(group, key), *args)
         if new is not UNCHANGED:
             self.write(group, key, op, new)
-        return result
+        return copy_value(result)
 
     def apply_growing(self, group: str, key: str, op: str, fn: Callable[..., tuple[Any, Any]], *args: Any) -> Any:
         """As :meth:`apply`, for ops whose result can outgrow the value limit."""
@@ -83,7 +69,7 @@ class StateTable:
         if new is not UNCHANGED:
             check_size(new, self.limits)
             self.write(group, key, op, new)
-        return result
+        return copy_value(result)
 
     def get_group(self, group: str) -> list[Any]:
         """Values of the group ordered by key (copies)."""
@@ -98,8 +84,8 @@ class StateTable:
         return sorted(entries) if entries else []
 
     def groups(self) -> list[str]:
-        """Sorted names of the non-empty groups."""
-        return sorted(self.data)
+        """Sorted names of the non-empty groups (the runtime's reserved groups hidden)."""
+        return sorted(group for group in self.data if not is_reserved_group(group))
 
     def clear(self, group: str) -> None:
         """Remove the group, journaling one deletion per entry (in key order)."""
@@ -114,31 +100,19 @@ class StateTable:
 
     def transaction(self, group: str, raw_ops: Sequence[Any], *, allow_update: bool = True) -> TransactionResult:
         """Validate every record, then run them all or nothing."""
-        try:
-            ops = parse_operations(raw_ops, limits=self.limits, allow_update=allow_update)
-        except StateError as e:
-            index = e.details.get("failed_index")
-            if index is None:
-                raise
-            return TransactionResult(success=False, results=[], error=e.message, failed_index=index, code=e.code)
-        result, staged = run_transaction(
-            ops,  # type: ignore[arg-type]  # no errors without collect=True
-            lambda key: self.read(group, key),
-            self.limits,
-        )
+        ops = parse_transaction(raw_ops, self.limits, allow_update=allow_update)
+        if isinstance(ops, TransactionResult):
+            return ops
+        result, staged = run_transaction(ops, lambda key: self.read(group, key), self.limits)
         for key, (op, new) in staged.items():
             if not (new is MISSING and self.read(group, key) is MISSING):
                 self.write(group, key, op, new)
         return result
 
     def batch(self, group: str, raw_ops: Sequence[Any], *, allow_update: bool = True) -> BatchResult:
-        """Run each record on its own; a bad one fails alone."""
+        """Run each record on its own (a bad one fails alone), then commit what they wrote, in order."""
         ops = parse_operations(raw_ops, limits=self.limits, allow_update=allow_update, collect=True)
-        items: list[BatchItemResult] = []
-        for op in ops:
-            key = op.key if isinstance(op, StateOperation) else ""
-            new, item = run_batch_operation(op, self.read(group, key) if key else MISSING, self.limits)
-            if new is not UNCHANGED:
-                self.write(group, key, op.type, new)  # type: ignore[union-attr]
-            items.append(item)
-        return BatchResult(results=items)
+        result, writes = run_batch(ops, lambda key: self.read(group, key), self.limits)
+        for key, op, new in writes:
+            self.write(group, key, op, new)
+        return result
