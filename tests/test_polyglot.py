@@ -322,25 +322,27 @@ async def test_a_node_step_sending_a_lone_surrogate_gets_invalid_argument(tmp_pa
 @pytest.mark.parametrize("ext", ["py", "js", "rb"])
 async def test_frames_over_the_limit_fail_fast_with_a_code_in_every_language(tmp_path: Path, ext: str) -> None:
     """Too big to send, or to receive, is an error at once: never a wait for a reply that cannot come."""
+    # The smallest frame limit the parent accepts: a transaction's largest results plus 1 MiB.
+    state = ms.StateManager(ms.MemoryStateAdapter(limits=ms.Limits(max_result_bytes=4096)))
+    limit = (1 << 20) + 4096
+    over = limit + 1000
     sources = {
         "py": "async def handler(data, ctx):\n"
-        "    if data == 'big-result':\n        return 'x' * 5000\n"
+        f"    if data == 'big-result':\n        return 'x' * {over}\n"
         "    return len(await ctx.state.get_group(ctx.trace_id))\n",
-        "js": "exports.handler = async (data, ctx) => data === 'big-result' ? 'x'.repeat(5000)"
+        "js": f"exports.handler = async (data, ctx) => data === 'big-result' ? 'x'.repeat({over})"
         " : (await ctx.state.getGroup(ctx.traceId)).length\n",
-        "rb": "def handler(data, ctx)\n  return 'x' * 5000 if data == 'big-result'\n"
+        "rb": f"def handler(data, ctx)\n  return 'x' * {over} if data == 'big-result'\n"
         "  ctx.state.get_group(ctx.trace_id).length\nend\n",
     }
     path = write_step(tmp_path, f"limits.step.{ext}", sources[ext])
-    state = ms.StateManager()
-    limit = 4096
     started = anyio.current_time()
     with pytest.raises(ms.LimitExceededError):  # the input: refused before anything starts
-        await run(path, "y" * 5000, state, max_frame_bytes=limit)
+        await run(path, "y" * over, state, max_frame_bytes=limit)
     with pytest.raises(StepError, match="frame limit"):  # the step's result: the parent cannot read it
         await run(path, "big-result", state, max_frame_bytes=limit)
     for i in range(10):  # a group whose getGroup reply is over the limit
-        await state.set("t-1", f"k{i}", "z" * 500)
+        await state.set("t-1", f"k{i}", "z" * (limit // 8))
     code = await run(
         write_step(
             tmp_path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -399,6 +400,46 @@ async def test_the_parent_tells_every_worker_its_frame_limit(tmp_path: Path) -> 
     assert got == str(big)
     async with WorkerPool(manager, max_frame_bytes=big) as pool:
         assert await pool.call(path, trace_id="t") == str(big)
+
+
+async def test_a_frame_limit_without_room_for_a_transactions_results_is_refused(tmp_path: Path) -> None:
+    path = step(tmp_path, "def handler(data, ctx):\n    return 1\n")
+    state = ms.StateManager(ms.MemoryStateAdapter(limits=ms.Limits(max_result_bytes=8 * 1024 * 1024)))
+    too_small = 8 * 1024 * 1024 + 1024 * 1024 - 1
+    with pytest.raises(ms.InvalidArgumentError, match="max_result_bytes"):
+        await call_step_file(path, trace_id="t", state=state, max_frame_bytes=too_small)
+    with pytest.raises(ms.InvalidArgumentError, match="max_result_bytes"):
+        WorkerPool(state, max_frame_bytes=too_small)
+    with pytest.raises(ms.InvalidArgumentError, match="max_result_bytes"):
+        WorkerPool(ms.StateManager(), max_frame_bytes=15 * 1024 * 1024)  # the default limits: 15 MiB of results
+    assert await call_step_file(path, trace_id="t", state=state, max_frame_bytes=too_small + 1) == 1
+
+
+@pytest.mark.parametrize("method", ["transaction", "batch"])
+async def test_results_too_big_for_a_frame_are_refused_before_anything_is_stored(tmp_path: Path, method: str) -> None:
+    # Four pushes onto a 5 MB list: 20 MB of results, over the 15 MiB a
+    # 16 MiB frame can carry back. Refused before the commit, so a step
+    # that retries never applies them twice.
+    path = step(
+        tmp_path,
+        """
+        async def handler(data, ctx):
+            ops = [{"type": "push", "key": "a", "items": [i], "id": i} for i in range(4)]
+            try:
+                result = await getattr(ctx.state, data)(ctx.trace_id, ops)
+            except Exception as e:
+                return ["raised", e.code]
+            if data == "transaction":
+                return ["result", result["success"], result.get("code")]
+            return ["result", [item.get("code") for item in result["results"]]]
+        """,
+    )
+    manager = ms.StateManager()
+    await manager.set("t", "a", ["x" * 1000] * 5000)
+    got = await call_step_file(path, data=method, trace_id="t", state=manager, timeout=60)
+    assert "LIMIT_EXCEEDED" in json.dumps(got)
+    assert len(await manager.get("t", "a")) == 5000  # nothing stored
+    assert await manager.get("t", "a") == ["x" * 1000] * 5000
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "16"])

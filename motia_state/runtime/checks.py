@@ -37,7 +37,6 @@ __all__ = [
 #: step's result may; every runner parses that deep): a step can be given
 #: what it could read.
 WRAP_DEPTH: Final = 64
-_MAX_DEPTH: Final = 256  # Limits.max_depth
 
 #: Room in a frame beside a transaction's or batch's results (the reply's
 #: envelope, ids, error texts): a result the adapter accepted always fits.
@@ -70,8 +69,8 @@ def check_frame_limit(max_frame_bytes: object, limits: Limits) -> int:
     """
     if isinstance(max_frame_bytes, bool) or not isinstance(max_frame_bytes, int) or max_frame_bytes < 1:
         raise InvalidArgumentError(f"max_frame_bytes: expected a positive integer, got {max_frame_bytes!r}")
-    max_result: int | None = getattr(limits, "max_result_bytes", None)
-    if max_result is not None and max_frame_bytes < max_result + _REPLY_ROOM:
+    max_result = limits.max_result_bytes
+    if max_frame_bytes < max_result + _REPLY_ROOM:
         raise InvalidArgumentError(
             f"max_frame_bytes: {max_frame_bytes} leaves no room for a transaction's results: it must be at least "
             f"the state's max_result_bytes ({max_result}) + {_REPLY_ROOM}"
@@ -151,7 +150,7 @@ def encode_invoke(step: str, data: Any, trace_id: str, max_frame_bytes: int, lim
     would be over it.
     """
     try:
-        check_input(data, getattr(limits, "max_depth", _MAX_DEPTH) + WRAP_DEPTH)
+        check_input(data, limits.max_depth + WRAP_DEPTH)
         encoded = msgspec.json.encode({"data": data, "traceId": trace_id})
     except StateError as e:
         raise type(e)(f"the input of {step}: {e.message}") from None
