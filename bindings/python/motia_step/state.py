@@ -18,12 +18,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import ConflictError
-from .rpc import RpcClient
+from .rpc import RpcClient, check_json
 
-#: Optimistic ``update``: attempts before CONFLICT, and the backoff base.
-UPDATE_RETRIES = 50
+#: Optimistic ``update``: attempts before CONFLICT (the core's count), and the backoff base.
+UPDATE_RETRIES = 64
 UPDATE_BACKOFF = 0.0005
 
+
+_ENVELOPE = {"items": 1, "operations": 2}
 
 Reply = asyncio.Future
 """What each state method returns: the future of the parent's reply."""
@@ -41,7 +43,13 @@ class RpcStateManager:
         self._client = client
 
     def _call(self, method: str, args: dict[str, Any]) -> Reply[Any]:
-        return self._client.request(method, args)
+        # Each argument is checked under its own name ("value", "items[2]"),
+        # before anything is sent; items and records are one and two levels
+        # of envelope around the values they hold.
+        for name, value in args.items():
+            if type(value) is not str or not value.isascii():
+                check_json(value, name, _ENVELOPE.get(name, 0))
+        return self._client.request(method, args, checked=True)
 
     def get(self, trace_id: str, key: str) -> Reply[Any]:
         """The stored value, or None."""
