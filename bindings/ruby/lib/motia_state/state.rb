@@ -8,8 +8,8 @@ module MotiaState
   # the parent, which owns the state. snake_case names; +state[:increment]+
   # returns the method, as in the seed API.
   class StateManager
-    # Optimistic +update+: attempts before CONFLICT, and the backoff base (s).
-    UPDATE_RETRIES = 50
+    # Optimistic +update+: attempts before CONFLICT (the core's count), and the backoff base (s).
+    UPDATE_RETRIES = 64
     UPDATE_BACKOFF = 0.0005
 
     # Omitted delta (the parent's default of 1) vs an explicit nil (an error).
@@ -104,12 +104,18 @@ module MotiaState
 
     private
 
+    # Levels of envelope around the values an argument holds (items, records).
+    ENVELOPE = { "items" => 1, "operations" => 2 }.freeze
+
+    # Each argument is checked under its own name ("value", "items[2]") before
+    # anything is sent: what is not JSON raises InvalidArgumentError.
     def call(method, args)
-      @client.request(method, args)
+      args.each { |name, value| MotiaState.check_json(value, name, ENVELOPE.fetch(name, 0)) }
+      @client.request(method, args, checked: true)
     end
 
     def deep_copy(value)
-      value.nil? ? nil : JSON.parse(JSON.generate(value))
+      value.nil? ? nil : JSON.parse(JSON.generate(value, max_nesting: false), max_nesting: false)
     end
   end
 end
