@@ -17,11 +17,16 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+
+import motia_state as ms
+from motia_state.runtime import StepError, StepTimeoutError, call_step_file
 
 from .helpers import require_tool
 
@@ -259,3 +264,61 @@ def test_python_shim_error_vocabulary_has_every_code() -> None:
     for code in ("UPDATE_FAILED", "CURSOR_EXPIRED", "CORRUPT"):
         err = shim_errors.error_from_wire({"code": code, "message": "m"})
         assert type(err) is not shim_errors.InternalError and err.code == code and isinstance(err, StateError)
+
+
+# -- every binding through the real parent: the frame limit it is given --------
+
+LANGUAGES = {"python": "limits.step.py", "node": "limits.step.js", "ruby": "limits.step.rb"}
+MIB = 1024 * 1024
+
+
+def limits_step(language: str) -> Path:
+    if language != "python":
+        require_tool(language)
+    return Path(__file__).parent / "steps" / LANGUAGES[language]
+
+
+@pytest.mark.parametrize("language", list(LANGUAGES))
+def test_a_worker_takes_a_20_mib_input_when_the_parent_allows_64_mib(language: str) -> None:
+    step = limits_step(language)
+
+    async def run() -> Any:
+        return await call_step_file(
+            step,
+            data={"blob": "y" * (20 * MIB)},
+            trace_id="t",
+            state=ms.StateManager(),
+            timeout=60,
+            max_frame_bytes=64 * MIB,
+        )
+
+    assert anyio.run(run) == {"length": 20 * MIB}
+
+
+@pytest.mark.parametrize("language", list(LANGUAGES))
+def test_a_result_over_a_small_frame_limit_is_limit_exceeded_at_once(language: str) -> None:
+    step = limits_step(language)
+
+    async def run() -> None:
+        await call_step_file(
+            step, data={"size": 2 * MIB}, trace_id="t", state=ms.StateManager(), timeout=60, max_frame_bytes=MIB
+        )
+
+    started = time.monotonic()
+    with pytest.raises(StepError) as info:
+        anyio.run(run)
+    assert not isinstance(info.value, StepTimeoutError)
+    assert "frame limit" in info.value.message, info.value.message
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize("language", list(LANGUAGES))
+def test_a_worker_stores_and_reads_a_value_nested_256_deep(language: str) -> None:
+    step = limits_step(language)
+
+    async def run() -> Any:
+        return await call_step_file(
+            step, data={"value": nested(256)}, trace_id="t", state=ms.StateManager(), timeout=60
+        )
+
+    assert anyio.run(run) == nested(256)

@@ -151,6 +151,9 @@ export function frameLimit (env?: Record<string, string | undefined>): number
 export function checkJson (value: unknown, name: string, extraDepth?: number): void
 /** The spin budget in microseconds: MOTIA_STEP_SPIN_US (default 50, at most 10,000), 0 on one CPU. */
 export function spinMicros (env?: Record<string, string | undefined>, cpus?: number): number
+/** Attempts of the optimistic `update` loop before CONFLICT: 64, as in the core. */
 export const UPDATE_RETRIES: number
+/** The release (package.json's version, the same as the Python package's). */
+export const VERSION: string
 export function loadStep (file: string): Promise<{ handler?: Handler, config?: unknown }>
 export function main (argv: string[]): Promise<number>
