@@ -242,20 +242,22 @@ def test_python_shim_answers_an_oversized_incoming_frame_at_once() -> None:
 
 def test_python_shim_replies_limit_exceeded_or_step_failed_for_a_bad_result() -> None:
     async def test(h: ShimHarness) -> None:
-        h.client.respond("r1", "x" * 1000)
+        h.client.respond("r1", "x" * 5000)
         h.client.respond("r2", {"when": datetime.date(2024, 1, 1)})
-        h.client.respond("r3", nested(257))
+        h.client.respond("r3", nested(321))
         h.client.respond("r4", {"ok": [1, 2]})
+        h.client.respond("r7", {"steps": [{"result": nested(256)}]})  # stored values, wrapped
         by_id = {f["id"]: f for f in h.sent()}
         assert by_id["r1"]["error"]["code"] == "LIMIT_EXCEEDED"
         assert by_id["r2"]["error"]["code"] == "STEP_FAILED" and "result.when" in by_id["r2"]["error"]["message"]
         assert by_id["r3"]["error"]["code"] == "LIMIT_EXCEEDED"
         assert by_id["r4"]["result"] == {"ok": [1, 2]}
+        assert by_id["r7"]["result"] == {"steps": [{"result": nested(256)}]}
         h.client.respond_error("r5", "STEP_FAILED", "m" * 5000, "s" * 5000)  # cut to fit, still an answer
         (cut,) = h.sent()
         assert cut["id"] == "r5" and cut["error"]["code"] == "STEP_FAILED"
 
-    run_shim(test, max_frame_bytes=512)
+    run_shim(test, max_frame_bytes=4096)
 
 
 def test_python_shim_error_vocabulary_has_every_code() -> None:

@@ -141,6 +141,8 @@ export class RpcClient {
 export const DEFAULT_MAX_FRAME: number
 /** How deep a value may nest: 256 levels of arrays and objects. */
 export const MAX_DEPTH: number
+/** Levels a handler's result, an emit's data or `ctx.call` args may add around values: 64. */
+export const WRAP_DEPTH: number
 /** The frame limit: MOTIA_STEP_MAX_FRAME_BYTES (decimal bytes), else DEFAULT_MAX_FRAME. */
 export function frameLimit (env?: Record<string, string | undefined>): number
 /**

@@ -11,6 +11,11 @@ const { errorForCode, StateError, InvalidArgumentError, LimitExceededError } = r
 const DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 /** How deep a value may nest (containers inside containers); the parent's limit. */
 const MAX_DEPTH = 256
+/**
+ * Levels that a handler's result, an emit's data or `ctx.call` args may add
+ * around values (a list of records holding stored values, say).
+ */
+const WRAP_DEPTH = 64
 const NEWLINE = 0x0a
 const FLUSH_EVERY = 256
 /** Skipped spins after one that found nothing, at most (the backoff's cap). */
@@ -322,7 +327,7 @@ class RpcClient {
     let id
     const promise = new Promise((resolve, reject) => {
       try {
-        if (!checked) checkJson(args === undefined ? null : args, 'args')
+        if (!checked) checkJson(args === undefined ? null : args, 'args', WRAP_DEPTH)
         this.send({ type: 'rpc_request', id: this.nextId, method, args: args === undefined ? null : args }, `${method} request`)
       } catch (e) {
         reject(e instanceof StateError ? e : new InvalidArgumentError(`args: ${e.message}`))
@@ -377,18 +382,18 @@ class RpcClient {
 
   /** A request without a reply; throws as `request` rejects. */
   notify (method, args) {
-    checkJson(args === undefined ? null : args, 'args')
+    checkJson(args === undefined ? null : args, 'args', WRAP_DEPTH)
     this.send({ type: 'rpc_request', method, args: args === undefined ? null : args }, `${method} notification`)
   }
 
   /**
    * Reply with a result, or with an error when it cannot go: STEP_FAILED
    * naming where it is not JSON (`result.when`), LIMIT_EXCEEDED when it is
-   * nested too deep or over the frame limit.
+   * nested past MAX_DEPTH + WRAP_DEPTH or over the frame limit.
    */
   respond (id, result) {
     try {
-      checkJson(result === undefined ? null : result, 'result')
+      checkJson(result === undefined ? null : result, 'result', WRAP_DEPTH)
       this.send({ type: 'rpc_response', id, result: result === undefined ? null : result }, "handler's result")
     } catch (e) {
       if (e instanceof LimitExceededError) {
@@ -424,4 +429,4 @@ class RpcClient {
   }
 }
 
-module.exports = { RpcClient, PeerClosedError, DEFAULT_MAX_FRAME, MAX_DEPTH, frameLimit, checkJson, spinMicros }
+module.exports = { RpcClient, PeerClosedError, DEFAULT_MAX_FRAME, MAX_DEPTH, WRAP_DEPTH, frameLimit, checkJson, spinMicros }

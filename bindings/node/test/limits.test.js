@@ -163,12 +163,13 @@ test('an oversized incoming frame is answered at once; a non-integer id is never
 })
 
 test('a result that cannot go becomes an error reply: LIMIT_EXCEEDED or STEP_FAILED naming where', async () => {
-  const h = harness({ maxFrameBytes: 512 })
-  h.client.respond('r1', 'x'.repeat(1000))
+  const h = harness({ maxFrameBytes: 4096 })
+  h.client.respond('r1', 'x'.repeat(5000))
   h.client.respond('r2', { when: new Date(0) })
-  h.client.respond('r3', nested(257))
+  h.client.respond('r3', nested(321))
   h.client.respond('r4', { n: NaN })
   h.client.respond('r5', { ok: [1, 2] })
+  h.client.respond('r7', { steps: [{ result: nested(256) }] }) // stored values, wrapped
   h.client.respondError('r6', 'STEP_FAILED', 'm'.repeat(5000), 's'.repeat(5000))
   await tick()
   const byId = Object.fromEntries(h.sent.map((f) => [f.id, f]))
@@ -178,5 +179,6 @@ test('a result that cannot go becomes an error reply: LIMIT_EXCEEDED or STEP_FAI
   assert.equal(byId.r3.error.code, 'LIMIT_EXCEEDED')
   assert.match(byId.r4.error.message, /result\.n: NaN/)
   assert.deepEqual(byId.r5.result, { ok: [1, 2] })
+  assert.deepEqual(byId.r7.result, { steps: [{ result: nested(256) }] })
   assert.equal(byId.r6.error.code, 'STEP_FAILED')
 })

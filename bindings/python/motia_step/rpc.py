@@ -25,6 +25,10 @@ DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 #: How deep a value may nest (containers inside containers); the parent's limit.
 MAX_DEPTH = 256
 
+#: Levels that a handler's result, an emit's data or ``ctx.call`` args may
+#: add around values (a list of records holding stored values, say).
+WRAP_DEPTH = 64
+
 #: Frames queued in one loop turn that are written without waiting for its end.
 FLUSH_EVERY = 256
 
@@ -257,7 +261,7 @@ class RpcClient:
         if self.closed.is_set():
             raise UnavailableError("the parent closed the channel")
         if not checked:
-            check_json(args, "args")
+            check_json(args, "args", WRAP_DEPTH)
         head = self._heads.get(method)
         if head is None:  # the frame's fixed prefix, encoded once per method
             head = self._heads[method] = b'{"type":"rpc_request","method":%s,"id":' % encode(method)
@@ -284,7 +288,7 @@ class RpcClient:
     def notify(self, method: str, args: Any, checked: bool = False) -> None:
         """Send a notification; safe from any thread. Raises as :meth:`request` does."""
         if not checked:
-            check_json(args, "args")
+            check_json(args, "args", WRAP_DEPTH)
         line = encode({"type": "rpc_request", "method": method, "args": args})
         if len(line) > self.max_frame_bytes:
             raise LimitExceededError(
@@ -300,10 +304,11 @@ class RpcClient:
         """Reply with a result, or with an error when it is not JSON or too big.
 
         A result that is not JSON is STEP_FAILED naming where (``result.when``);
-        one nested too deep or over the frame limit is LIMIT_EXCEEDED.
+        one nested past MAX_DEPTH + WRAP_DEPTH or over the frame limit is
+        LIMIT_EXCEEDED.
         """
         try:
-            check_json(result, "result")
+            check_json(result, "result", WRAP_DEPTH)
             line = encode({"type": "rpc_response", "id": rid, "result": result})
         except InvalidArgumentError as e:
             self.respond_error(rid, "STEP_FAILED", "the handler returned a value that is not JSON: %s" % e.message)

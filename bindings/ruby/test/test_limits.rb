@@ -134,7 +134,7 @@ class LimitsTest < Minitest::Test
 
   def test_a_frame_nested_past_any_value_is_answered_with_limit_exceeded
     pipes = Pipes.new
-    deep = "[" * 400 + "]" * 400
+    deep = "[" * 330 + "]" * 330
     pipes.write(%({"type":"rpc_request","method":"invoke","id":"inv-9","args":{"data":#{deep}}}\n))
     frame = pipes.next_frame
     assert_equal "inv-9", frame["id"]
@@ -177,12 +177,13 @@ class LimitsTest < Minitest::Test
   end
 
   def test_a_result_that_cannot_go_becomes_an_error_reply
-    pipes = Pipes.new(max_frame_bytes: 512)
-    pipes.client.respond("r1", "x" * 1000)
+    pipes = Pipes.new(max_frame_bytes: 4096)
+    pipes.client.respond("r1", "x" * 5000)
     pipes.client.respond("r2", { "when" => Time.at(0) })
-    pipes.client.respond("r3", nested(257))
+    pipes.client.respond("r3", nested(321))
     pipes.client.respond("r4", { "n" => Float::NAN })
     pipes.client.respond("r5", { "ok" => [1, 2] })
+    pipes.client.respond("r7", { "steps" => [{ "result" => nested(256) }] }) # stored values, wrapped
     pipes.client.respond_error("r6", "STEP_FAILED", "m" * 5000, "s" * 5000)
     sleep 0.01
     by_id = pipes.sent.to_h { |f| [f["id"], f] }
@@ -192,6 +193,7 @@ class LimitsTest < Minitest::Test
     assert_equal "LIMIT_EXCEEDED", by_id["r3"]["error"]["code"]
     assert_match(/result\.n: NaN/, by_id["r4"]["error"]["message"])
     assert_equal({ "ok" => [1, 2] }, by_id["r5"]["result"])
+    assert_equal({ "steps" => [{ "result" => nested(256) }] }, by_id["r7"]["result"])
     assert_equal "STEP_FAILED", by_id["r6"]["error"]["code"]
   end
 end

@@ -8,8 +8,13 @@ module MotiaState
   DEFAULT_MAX_FRAME = 16 * 1024 * 1024
   # How deep a value may nest (arrays and objects inside each other); the parent's limit.
   MAX_DEPTH = 256
-  # Levels a frame adds around the values it carries (reply, args, records, batch items).
+  # Levels that a handler's result, an emit's data or ctx.call args may add
+  # around values (a list of records holding stored values, say).
+  WRAP_DEPTH = 64
+  # Levels a frame adds around what it carries (reply, args, records, batch items).
   FRAME_ENVELOPE = 8
+  # The deepest frame parsed: anything deeper is answered with LIMIT_EXCEEDED.
+  MAX_FRAME_NESTING = MAX_DEPTH + WRAP_DEPTH + FRAME_ENVELOPE
 
   # The frame limit in bytes: MOTIA_STEP_MAX_FRAME_BYTES (decimal), which the
   # parent sets for every worker; absent, malformed or not positive: 16 MiB.
@@ -158,7 +163,7 @@ module MotiaState
     # limit LimitExceededError, before anything is sent (+checked+: the
     # caller has already checked the args).
     def request(method, args = nil, checked: false)
-      MotiaState.check_json(args, "args") unless checked
+      MotiaState.check_json(args, "args", WRAP_DEPTH) unless checked
       waiter = Queue.new
       id = nil
       @lock.synchronize do
@@ -183,7 +188,7 @@ module MotiaState
 
     # A request without a reply; raises as #request does.
     def notify(method, args = nil)
-      MotiaState.check_json(args, "args")
+      MotiaState.check_json(args, "args", WRAP_DEPTH)
       line = encode({ "type" => "rpc_request", "method" => method, "args" => args })
       check_size!(line, "#{method} notification")
       write_line(line)
@@ -191,9 +196,9 @@ module MotiaState
 
     # Reply with a result, or with an error when it cannot go: STEP_FAILED
     # naming where it is not JSON (result.when), LIMIT_EXCEEDED when it is
-    # nested too deep or over the frame limit.
+    # nested past MAX_DEPTH + WRAP_DEPTH or over the frame limit.
     def respond(id, result)
-      MotiaState.check_json(result, "result")
+      MotiaState.check_json(result, "result", WRAP_DEPTH)
       line = encode({ "type" => "rpc_response", "id" => id, "result" => result })
       check_size!(line, "handler's result")
       write_line(line)
@@ -235,9 +240,9 @@ module MotiaState
       return if line.empty?
 
       frame = begin
-        JSON.parse(line.force_encoding(Encoding::UTF_8), max_nesting: MAX_DEPTH + FRAME_ENVELOPE)
+        JSON.parse(line.force_encoding(Encoding::UTF_8), max_nesting: MAX_FRAME_NESTING)
       rescue JSON::NestingError
-        oversized(line.byteslice(0, HEAD_BYTES), "a frame nested more than #{MAX_DEPTH + FRAME_ENVELOPE} levels deep")
+        oversized(line.byteslice(0, HEAD_BYTES), "a frame nested more than #{MAX_FRAME_NESTING} levels deep")
         return
       rescue JSON::ParserError, EncodingError
         warn("motia-state: not a frame: #{line[0, 200].inspect}")
