@@ -324,3 +324,29 @@ def test_a_worker_stores_and_reads_a_value_nested_256_deep(language: str) -> Non
         )
 
     assert anyio.run(run) == nested(256)
+
+
+def test_python_shim_holds_integers_to_4300_characters_sign_included() -> None:
+    async def test(h: ShimHarness) -> None:
+        h.state.set("g", "k", [10**4300 - 1, -(10**4299 - 1)])  # 4300 characters each: sent
+        assert [f["method"] for f in h.sent()] == ["state.set"]
+        for over in (10**4300, -(10**4299)):
+            with pytest.raises(LimitExceededError, match=r"value\[0\]: an integer over 4300"):
+                h.state.set("g", "k", [over])
+        assert h.sent() == []
+
+    run_shim(test)
+
+
+def test_python_shim_answers_a_frame_it_cannot_decode_when_its_id_can_be_read() -> None:
+    async def test(h: ShimHarness) -> None:
+        mine = h.state.get("g", "k")
+        h.client._feed(
+            b'{"type":"rpc_response","id":1,"result":tru}\n{"type":"rpc_request","id":"q","method":"x","args":[}\n'
+        )
+        with pytest.raises(StateError):
+            await mine
+        (answer,) = h.sent()[1:]
+        assert answer["id"] == "q" and answer["error"]["code"] == "INVALID_ARGUMENT"
+
+    run_shim(test)

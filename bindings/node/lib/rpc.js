@@ -249,14 +249,21 @@ class RpcClient {
     const head = Buffer.concat([...this.chunks, last.subarray(0, HEAD_BYTES)]).subarray(0, HEAD_BYTES)
     this.chunks = []
     this.buffered = 0
+    this.unreadable(head, 'LIMIT_EXCEEDED', `a frame of at least ${size} bytes is over the ${this.maxFrameBytes}-byte frame limit`)
+  }
+
+  /**
+   * A frame we will not decode still gets its answer when its id can be
+   * read: a request an error reply, a reply the failure of its call.
+   */
+  unreadable (head, code, message) {
     const [kind, id] = sniff(head)
-    const message = `a frame of at least ${size} bytes is over the ${this.maxFrameBytes}-byte frame limit`
     if (kind === 'rpc_request' && id !== null) {
-      this.respondError(id, 'LIMIT_EXCEEDED', message)
+      this.respondError(id, code, message)
     } else if (kind === 'rpc_response' && this.pending.has(id)) {
       const waiter = this.pending.get(id)
       this.pending.delete(id)
-      waiter.reject(new LimitExceededError(`the reply: ${message}`))
+      waiter.reject(errorForCode(code, `the reply: ${message}`))
     } else {
       process.stderr.write(`motia-state: dropped ${message} (no id to answer)\n`)
     }
@@ -268,7 +275,7 @@ class RpcClient {
     try {
       frame = JSON.parse(bytes.toString('utf8'))
     } catch (e) {
-      process.stderr.write(`motia-state: not a frame: ${bytes.toString('utf8').slice(0, 200)}\n`)
+      this.unreadable(bytes.subarray(0, HEAD_BYTES), 'INVALID_ARGUMENT', `a frame that is not JSON: ${e.message}`)
       return
     }
     if (frame === null || typeof frame !== 'object') return

@@ -182,3 +182,15 @@ test('a result that cannot go becomes an error reply: LIMIT_EXCEEDED or STEP_FAI
   assert.deepEqual(byId.r7.result, { steps: [{ result: nested(256) }] })
   assert.equal(byId.r6.error.code, 'STEP_FAILED')
 })
+
+test('a frame that cannot be decoded is still answered when its id can be read', async () => {
+  const h = harness()
+  const mine = h.state.get('g', 'k')
+  await tick()
+  h.input.write('{"type":"rpc_response","id":1,"result":tru}\n{"type":"rpc_request","id":"q","method":"x","args":[}\n')
+  await assert.rejects(mine, (e) => e.code === 'INVALID_ARGUMENT')
+  await tick()
+  const answer = h.sent.find((f) => f.type === 'rpc_response')
+  assert.equal(answer.id, 'q')
+  assert.equal(answer.error.code, 'INVALID_ARGUMENT')
+})

@@ -38,6 +38,14 @@ READ_BYTES = 65536
 #: Bytes kept of an oversized incoming frame, to read its type and id.
 HEAD_BYTES = 512
 
+#: Integers are at most this many characters of decimal text, a minus sign
+#: included: what the parent stores and every language reads back.
+MAX_INT_DIGITS = 4300
+_INT_HIGH = 10**MAX_INT_DIGITS
+_INT_LOW = -(10 ** (MAX_INT_DIGITS - 1))
+#: Below this many bits no integer can be near the limit: the bounds are compared only past it.
+_INT_BITS = 14000
+
 _INF = float("inf")
 _TYPE_RE = re.compile(rb'"type"\s*:\s*"(rpc_request|rpc_response)"')
 # An id is a string or an integer; "1.5" or "1e3" must not be read as 1.
@@ -73,7 +81,7 @@ def check_json(value: Any, name: str, extra_depth: int = 0) -> None:
     other object, NaN or an infinity, or a non-string key is
     INVALID_ARGUMENT, never converted; a cycle too. Containers nested more
     than MAX_DEPTH (+ ``extra_depth`` for an envelope such as ``items``)
-    deep are LIMIT_EXCEEDED. Iterative: no value can exhaust the stack.
+    deep, and integers over MAX_INT_DIGITS characters, are LIMIT_EXCEEDED. Iterative: no value can exhaust the stack.
     """
     limit = MAX_DEPTH + extra_depth
     # (value, parent node, key in parent, depth); a node is (container, parent node, key)
@@ -85,7 +93,13 @@ def check_json(value: Any, name: str, extra_depth: int = 0) -> None:
         if t is str:
             if not v.isascii():
                 _check_text(v, parent, key)
-        elif t is int or t is bool or v is None:
+        elif t is int:
+            if v.bit_length() > _INT_BITS and not _INT_LOW < v < _INT_HIGH:
+                raise LimitExceededError(
+                    "%s: an integer over %d characters (sign included) is over the limit"
+                    % (_path(parent, key), MAX_INT_DIGITS)
+                )
+        elif t is bool or v is None:
             pass
         elif t is float:
             if v != v or v == _INF or v == -_INF:
@@ -108,8 +122,10 @@ def check_json(value: Any, name: str, extra_depth: int = 0) -> None:
             else:
                 for i, item in enumerate(v):
                     push((item, node, i, depth))
-        elif isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)):
-            pass  # a str or int subclass (an enum member) encodes as its plain value
+        elif isinstance(v, str):
+            check_json(str(v), _path(parent, key))  # a str subclass (an enum member) encodes as its plain value
+        elif isinstance(v, int):
+            check_json(int(v), _path(parent, key))
         elif isinstance(v, float):
             check_json(float(v), _path(parent, key))
         else:
@@ -402,14 +418,19 @@ class RpcClient:
             self._on_lines(lines)
 
     def _oversized(self, head: bytes, size: int) -> None:
-        kind, rid = sniff(head)
         message = "a frame of at least %d bytes is over the %d-byte frame limit" % (size, self.max_frame_bytes)
+        self._unreadable(head, "LIMIT_EXCEEDED", message)
+
+    def _unreadable(self, head: bytes, code: str, message: str) -> None:
+        # A frame we will not decode still gets its answer when its id can be
+        # read: a request an error reply, a reply the failure of its call.
+        kind, rid = sniff(head)
         if kind == "rpc_request" and rid is not None:
-            self.respond_error(rid, "LIMIT_EXCEEDED", message)
+            self.respond_error(rid, code, message)
         elif kind == "rpc_response" and type(rid) is int and rid in self._pending:
             fut = self._pending.pop(rid)
             if not fut.done():
-                fut.set_exception(LimitExceededError("the reply: " + message))
+                fut.set_exception(error_from_wire({"code": code, "message": "the reply: " + message}))
         else:
             sys.stderr.write("motia-step: dropped %s (no id to answer)\n" % message)
 
@@ -423,8 +444,8 @@ class RpcClient:
             for line in lines:
                 try:
                     frames.append(json.loads(line))
-                except ValueError:
-                    sys.stderr.write("motia-step: ignored a line that is not JSON\n")
+                except ValueError as e:
+                    self._unreadable(line[:HEAD_BYTES], "INVALID_ARGUMENT", "a frame that is not JSON: %s" % e)
                 except RecursionError:  # nested past what any value may be: answer it as too big
                     self._oversized(line[:HEAD_BYTES], len(line))
         pending = self._pending

@@ -132,6 +132,27 @@ class LimitsTest < Minitest::Test
     assert_equal nested(256), t.value
   end
 
+  def test_integers_are_held_to_4300_characters_sign_included
+    pipes = Pipes.new
+    in_thread { pipes.state.set("g", "k", [10**4300 - 1, -(10**4299 - 1)]) }
+    assert_equal [10**4300 - 1, -(10**4299 - 1)], pipes.next_frame["args"]["value"]
+    [10**4300, -(10**4299)].each do |over|
+      err = assert_raises(MotiaState::LimitExceededError) { pipes.state.set("g", "k", { "n" => over }) }
+      assert_match(/value\.n: an integer over 4300/, err.message)
+    end
+  end
+
+  def test_a_frame_that_cannot_be_decoded_is_still_answered_when_its_id_can_be_read
+    pipes = Pipes.new
+    mine = in_thread { pipes.state.get("g", "k") }
+    pipes.next_frame
+    pipes.write(%({"type":"rpc_response","id":1,"result":tru}\n{"type":"rpc_request","id":"q","method":"x","args":[}\n))
+    assert_raises(MotiaState::InvalidArgumentError) { mine.value }
+    answer = pipes.next_frame
+    assert_equal "q", answer["id"]
+    assert_equal "INVALID_ARGUMENT", answer["error"]["code"]
+  end
+
   def test_a_frame_nested_past_any_value_is_answered_with_limit_exceeded
     pipes = Pipes.new
     deep = "[" * 330 + "]" * 330

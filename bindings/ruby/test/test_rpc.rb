@@ -118,7 +118,7 @@ class RpcClientTest < Minitest::Test
       parent.reply(1, result: "ok")
       assert_equal "ok", t.value
     end
-    assert_match(/not a frame/, err) unless err.empty?
+    assert_match(/not JSON/, err) unless err.empty?
   end
 
   def test_requests_from_the_parent_reach_the_callback

@@ -8,6 +8,13 @@ module MotiaState
   DEFAULT_MAX_FRAME = 16 * 1024 * 1024
   # How deep a value may nest (arrays and objects inside each other); the parent's limit.
   MAX_DEPTH = 256
+  # Integers are at most this many characters of decimal text, a minus sign
+  # included: what the parent stores and every language reads back.
+  MAX_INT_DIGITS = 4300
+  INT_HIGH = 10**MAX_INT_DIGITS
+  INT_LOW = -(10**(MAX_INT_DIGITS - 1))
+  private_constant :INT_HIGH, :INT_LOW
+
   # Levels that a handler's result, an emit's data or ctx.call args may add
   # around values (a list of records holding stored values, say).
   WRAP_DEPTH = 64
@@ -29,7 +36,8 @@ module MotiaState
   # only when ASCII), an Integer, a finite Float, true, false or nil; a
   # cycle too. Nothing is converted (not even Symbol keys). Containers
   # nested more than MAX_DEPTH (+ extra_depth for an envelope such as
-  # items) deep are LimitExceededError. Iterative: no value exhausts the stack.
+  # items) deep, and integers over MAX_INT_DIGITS characters, are
+  # LimitExceededError. Iterative: no value exhausts the stack.
   def self.check_json(value, name, extra_depth = 0)
     limit = MAX_DEPTH + extra_depth
     # [value, parent node, key in parent, depth]; a node is [container, parent node, key]
@@ -39,7 +47,12 @@ module MotiaState
       case v
       when String
         json_text!(v, parent, key)
-      when Integer, true, false, nil
+      when Integer
+        if v.bit_length > 14_000 && !(v > INT_LOW && v < INT_HIGH)
+          raise LimitExceededError,
+                "#{json_path(parent, key)}: an integer over #{MAX_INT_DIGITS} characters (sign included) is over the limit"
+        end
+      when true, false, nil
         nil
       when Float
         raise InvalidArgumentError, "#{json_path(parent, key)}: #{v} is not JSON (only finite numbers are)" unless v.finite?
@@ -244,8 +257,8 @@ module MotiaState
       rescue JSON::NestingError
         oversized(line.byteslice(0, HEAD_BYTES), "a frame nested more than #{MAX_FRAME_NESTING} levels deep")
         return
-      rescue JSON::ParserError, EncodingError
-        warn("motia-state: not a frame: #{line[0, 200].inspect}")
+      rescue JSON::ParserError, EncodingError => e
+        unreadable(line.byteslice(0, HEAD_BYTES), "INVALID_ARGUMENT", "a frame that is not JSON (#{e.class})")
         return
       end
       return unless frame.is_a?(Hash)
@@ -266,8 +279,14 @@ module MotiaState
       end
     end
 
-    # A frame we will not decode: a request gets LIMIT_EXCEEDED, a reply fails its call.
+    # A frame over a limit: a request gets LIMIT_EXCEEDED, a reply fails its call.
     def oversized(head, what)
+      unreadable(head, "LIMIT_EXCEEDED", "#{what} is over the limit")
+    end
+
+    # A frame we will not decode still gets its answer when its id can be
+    # read: a request an error reply, a reply the failure of its call.
+    def unreadable(head, code, message)
       head = head.b
       kind = TYPE_RE.match(head)&.[](1)
       raw_id = ID_RE.match(head)&.[](1)
@@ -276,11 +295,10 @@ module MotiaState
       rescue JSON::ParserError, EncodingError
         nil
       end
-      message = "#{what} is over the limit"
       if kind == "rpc_request" && !id.nil?
-        respond_error(id, "LIMIT_EXCEEDED", message)
+        respond_error(id, code, message)
       elsif kind == "rpc_response" && (waiter = @lock.synchronize { @pending.delete(id) })
-        waiter.push([:error, LimitExceededError.new("the reply: #{message}")])
+        waiter.push([:error, MotiaState.error_for_code(code, "the reply: #{message}")])
       else
         warn("motia-state: dropped #{message} (no id to answer)")
       end
