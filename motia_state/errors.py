@@ -17,7 +17,9 @@ __all__ = [
     "LimitExceededError",
     "NotFoundError",
     "StateError",
+    "StepError",
     "StepFailedError",
+    "StepTimeoutError",
     "TimeoutStateError",
     "TypeMismatchError",
     "UnavailableError",
@@ -90,6 +92,36 @@ class StepFailedError(StateError):
     """A step's handler raised."""
 
     code = "STEP_FAILED"
+
+
+class StepError(StepFailedError):
+    """A step failed: its handler raised, its worker died, or it could not start.
+
+    Raised by the runtime (``call_step_file``, ``WorkerPool.call``).
+    ``message`` and ``stack`` come from the handler's exception when there
+    is one; ``exit_code`` and ``stderr_tail`` when the worker died.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stack: str | None = None,
+        exit_code: int | None = None,
+        stderr_tail: str = "",
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message, stack=stack, exit_code=exit_code, stderr_tail=stderr_tail, step=step)
+        self.stack = stack
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+        self.step = step
+
+
+class StepTimeoutError(StepError, TimeoutError):
+    """A step ran past its timeout; the runtime killed its process group."""
+
+    code = "TIMEOUT"
 
 
 class InternalError(StateError):

@@ -6,6 +6,7 @@ several processes on one store. The shared vectors run in test_vectors.py.
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
 import signal
@@ -22,7 +23,9 @@ import anyio
 import pytest
 
 import motia_state as ms
-from motia_state.adapters import file as file_module
+from motia_state.adapters.base import READ_OPERATIONS, WRITE_OPERATIONS, write_operations
+from motia_state.adapters.file import format as file_format
+from motia_state.adapters.file import store as store_module
 
 from .helpers import finish, go, rest_of_output, start_child
 
@@ -39,6 +42,7 @@ async def open_store(path: Path, **kwargs: Any) -> ms.FileStateAdapter:
 
 
 def record(changes: bytes, version: int = 1) -> bytes:
+    """A log record whose body is the type byte ``version`` (1: CHANGES) and ``changes``."""
     body = bytes([version]) + changes
     return struct.pack("<II", len(body), zlib.crc32(body)) + body
 
@@ -103,9 +107,9 @@ async def test_automatic_compaction_keeps_every_write_and_bounds_the_log(tmp_pat
     for i in range(3000):
         await a.increment("g", "n")
         await a.set("g", f"k{i % 50}", i)
-    assert a._gen >= 5, "the log outgrew the snapshot many times: compactions ran on their own"
+    assert a._log.gen >= 5, "the log outgrew the snapshot many times: compactions ran on their own"
     await a.compact()  # nothing is written meanwhile: the new log holds no records
-    assert a._offset == LOG_HEADER
+    assert a._log.offset == LOG_HEADER
     await a.close()
     assert not [r for r in caplog.records if "compaction failed" in r.getMessage()]
     b = ms.FileStateAdapter(tmp_path / "s")
@@ -190,7 +194,7 @@ async def test_always_mode_shares_fsyncs_between_concurrent_writers(tmp_path: Pa
         time.sleep(0.002)  # a disk, not tmpfs: give writers time to pile up
         real_fsync(fd)
 
-    monkeypatch.setattr(file_module, "_datasync", counting_fsync)
+    monkeypatch.setattr(store_module, "_datasync", counting_fsync)
 
     async def writer(i: int) -> None:
         for _ in range(25):
@@ -200,7 +204,7 @@ async def test_always_mode_shares_fsyncs_between_concurrent_writers(tmp_path: Pa
         for i in range(8):
             tg.start_soon(writer, i)
     assert await a.get("g", "n") == 200
-    assert a._synced == a._appended == 200
+    assert a._log.synced == a._log.appended == 200
     assert len(calls) < 100, f"{len(calls)} fsyncs for 200 writes: no group commit"
     await a.close()
 
@@ -208,12 +212,65 @@ async def test_always_mode_shares_fsyncs_between_concurrent_writers(tmp_path: Pa
 async def test_always_mode_acknowledges_only_after_fsync(tmp_path: Path, monkeypatch: Any) -> None:
     a = ms.FileStateAdapter(tmp_path / "s", fsync="always")
     seen: list[int] = []
-    monkeypatch.setattr(file_module, "_datasync", lambda fd: seen.append(a._appended))
+    monkeypatch.setattr(store_module, "_datasync", lambda fd: seen.append(a._log.appended))
     await a.set("g", "k", 1)
     assert seen == [1]
     await a.get("g", "k")
     await a.delete("g", "missing")  # writes nothing, so nothing to sync
     assert seen == [1]
+    await a.close()
+
+
+async def _async_plus_one(value: Any) -> Any:
+    return (value or 0) + 1
+
+
+# Every write operation, each called so that it writes: run in this order on one store.
+WRITE_CALLS: list[tuple[str, tuple[Any, ...]]] = [
+    ("set", ("g", "k", 1)),
+    ("delete", ("g", "k")),
+    ("increment", ("g", "n")),
+    ("decrement", ("g", "n")),
+    ("compare_and_swap", ("g", "n", 0, 5)),
+    ("push", ("g", "l", 1)),
+    ("unshift", ("g", "l", 0)),
+    ("pop", ("g", "l")),
+    ("shift", ("g", "l")),
+    ("set_field", ("g", "o", "f", 1)),
+    ("delete_field", ("g", "o", "f")),
+    ("update", ("g", "u", lambda v: (v or 0) + 1)),
+    ("update", ("g", "u", _async_plus_one)),
+    ("atomic_update", ("g", "u", lambda v: v + 1)),
+    ("transaction", ("g", [{"type": "set", "key": "t", "value": 1}])),
+    ("batch", ("g", [{"type": "increment", "key": "t"}])),
+    ("clear", ("g",)),
+]
+
+
+def test_every_public_operation_is_declared_a_read_or_a_write() -> None:
+    """A new operation on an adapter must be marked in base.py, so that storage can make its writes durable."""
+    for cls in (ms.MemoryStateAdapter, ms.FileStateAdapter):
+        public = {name for name, _ in inspect.getmembers(cls, inspect.iscoroutinefunction) if not name.startswith("_")}
+        assert public - {"close", "compact"} == READ_OPERATIONS | WRITE_OPERATIONS, cls
+        assert write_operations(cls) == WRITE_OPERATIONS
+    assert {name for name, _ in WRITE_CALLS} == WRITE_OPERATIONS, "WRITE_CALLS must call every write operation"
+
+
+async def test_always_mode_acknowledges_every_write_operation_only_after_fsync(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="always")
+    synced_at: list[int] = []  # how many records were appended when each fsync ran
+    monkeypatch.setattr(store_module, "_datasync", lambda fd: synced_at.append(a._log.appended))
+    for name, args in WRITE_CALLS:
+        before = a._log.appended
+        if name == "atomic_update":
+            with pytest.warns(DeprecationWarning):
+                await getattr(a, name)(*args)
+        else:
+            await getattr(a, name)(*args)
+        assert a._log.appended > before, f"{name} wrote no record: the test would prove nothing"
+        assert synced_at and synced_at[-1] == a._log.appended, f"{name} returned before its record was fsynced"
     await a.close()
 
 
@@ -226,21 +283,21 @@ async def test_batch_mode_fsyncs_within_its_interval(tmp_path: Path, monkeypatch
         real_fsync(fd)
         synced.set()
 
-    monkeypatch.setattr(file_module, "_datasync", fsync)
+    monkeypatch.setattr(store_module, "_datasync", fsync)
     started = time.monotonic()
     await a.set("g", "k", 1)
-    assert a._synced == 0  # not synced inline
+    assert a._log.synced == 0  # not synced inline
     assert await anyio.to_thread.run_sync(synced.wait, 2.0)
     assert time.monotonic() - started < 1.0
-    assert a._synced == a._appended == 1
+    assert a._log.synced == a._log.appended == 1
     await a.close()
 
 
 async def test_never_mode_does_not_fsync_records(tmp_path: Path, monkeypatch: Any) -> None:
     a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
     calls: list[int] = []
-    monkeypatch.setattr(file_module, "_datasync", calls.append)
-    monkeypatch.setattr(file_module.os, "fsync", calls.append)
+    monkeypatch.setattr(store_module, "_datasync", calls.append)
+    monkeypatch.setattr(store_module.os, "fsync", calls.append)
     for i in range(50):
         await a.set("g", "k", i)
     await a.close()
@@ -259,7 +316,7 @@ async def _store_with_records(path: Path, n: int) -> list[int]:
     ends = []
     for i in range(n):
         await a.set("g", f"k{i}", i)
-        ends.append(a._offset)
+        ends.append(a._log.offset)
     await a.close()
     assert os.path.getsize(path / "log") > ends[-1]
     return ends
@@ -287,7 +344,7 @@ async def test_a_torn_tail_is_dropped_and_the_log_truncated(tmp_path: Path, tail
     write_at(tmp_path / "s" / "log", sizes[-1], tail)  # a crash mid-append
     a = ms.FileStateAdapter(tmp_path / "s")
     assert await a.keys("g") == ["k0", "k1", "k2"]
-    assert a._offset == sizes[-1]
+    assert a._log.offset == sizes[-1]
     if any(tail):
         assert os.path.getsize(tmp_path / "s" / "log") == sizes[-1], "the torn record is cut off"
     await a.set("g", "k3", 3)  # appends after the cut, readable again
@@ -332,11 +389,13 @@ async def test_bytes_after_the_end_of_the_log_are_damage(tmp_path: Path) -> None
     await a.close()
 
 
-async def test_a_future_record_version_is_refused(tmp_path: Path) -> None:
+async def test_a_record_of_an_unknown_type_is_refused(tmp_path: Path) -> None:
+    """A record type from a newer motia-state: refused with a clear message, never taken for damage."""
     ends = await _store_with_records(tmp_path / "s", 1)
-    write_at(tmp_path / "s" / "log", ends[-1], record(b'[["g","k",1]]', version=2))
-    with pytest.raises(ms.UnavailableError, match="format version 2"):
+    write_at(tmp_path / "s" / "log", ends[-1], record(b'[["g","k",1]]', version=9))
+    with pytest.raises(ms.UnavailableError, match=r"type 9.*upgrade motia-state") as info:
         ms.FileStateAdapter(tmp_path / "s")
+    assert not isinstance(info.value, ms.CorruptStoreError)
 
 
 async def test_a_future_log_or_snapshot_version_is_refused(tmp_path: Path) -> None:
@@ -376,7 +435,7 @@ async def test_a_compaction_that_died_between_renames_loses_nothing(tmp_path: Pa
     a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
     for i in range(10):
         await a.set("g", f"k{i}", i)
-    old_log = (tmp_path / "s" / "log").read_bytes()[: a._offset]
+    old_log = (tmp_path / "s" / "log").read_bytes()[: a._log.offset]
     await a.compact()
     await a.close()
     # Put back the old log, with one more record that came after the snapshot.
@@ -509,13 +568,18 @@ def test_runs_under_trio_with_group_commit_and_compaction(tmp_path: Path, mode: 
     assert anyio.run(reopen) == 100
 
 
-async def test_a_compaction_that_died_after_its_marker_loses_nothing(tmp_path: Path) -> None:
-    """The "moved" marker is written before the renames; alone at the end of the current log it is dropped."""
+# A MOVED record (type 2), and the JSON marker that stores written before that type existed still hold.
+MARKERS = [record(b"2", version=2), record(b'{"moved":2}')]
+
+
+@pytest.mark.parametrize("marker", MARKERS, ids=["moved-record", "legacy-json-marker"])
+async def test_a_compaction_that_died_after_its_marker_loses_nothing(tmp_path: Path, marker: bytes) -> None:
+    """The MOVED record is written before the renames; alone at the end of the current log it is dropped."""
     ends = await _store_with_records(tmp_path / "s", 3)
-    write_at(tmp_path / "s" / "log", ends[-1], record(b'{"moved":2}'))
+    write_at(tmp_path / "s" / "log", ends[-1], marker)
     a = ms.FileStateAdapter(tmp_path / "s")
     assert await a.keys("g") == ["k0", "k1", "k2"]
-    assert a._offset == ends[-1]
+    assert a._log.offset == ends[-1]
     await a.set("g", "k3", 3)
     await a.close()
     b = ms.FileStateAdapter(tmp_path / "s")
@@ -523,9 +587,9 @@ async def test_a_compaction_that_died_after_its_marker_loses_nothing(tmp_path: P
     await b.close()
 
 
-async def test_a_marker_followed_by_records_is_damage(tmp_path: Path) -> None:
+@pytest.mark.parametrize("marker", MARKERS, ids=["moved-record", "legacy-json-marker"])
+async def test_a_marker_followed_by_records_is_damage(tmp_path: Path, marker: bytes) -> None:
     ends = await _store_with_records(tmp_path / "s", 2)
-    marker = record(b'{"moved":2}')
     write_at(tmp_path / "s" / "log", ends[-1], marker + record(b'[["g","late",1]]'))
     with pytest.raises(ms.CorruptStoreError) as info:
         ms.FileStateAdapter(tmp_path / "s")
@@ -537,10 +601,48 @@ async def test_a_process_behind_a_compaction_follows_its_marker(tmp_path: Path) 
     b = ms.FileStateAdapter(tmp_path / "s", fsync="never")
     await a.set("g", "k", 1)
     assert await b.get("g", "k") == 1
-    old_gen = b._gen
+    old_gen = b._log.gen
     await a.set("g", "k", 2)  # b has not seen this one yet...
     await a.compact()  # ...and its log is replaced
     assert await b.get("g", "k") == 2
-    assert b._gen == a._gen == old_gen + 1
+    assert b._log.gen == a._log.gen == old_gen + 1
     await a.close()
     await b.close()
+
+
+@pytest.mark.parametrize("marker", MARKERS, ids=["moved-record", "legacy-json-marker"])
+async def test_a_process_behind_follows_either_marker(tmp_path: Path, marker: bytes) -> None:
+    """A process reading an old log follows the marker at its end to the snapshot and the new log."""
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    b = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    await a.set("g", "k", 1)
+    assert await b.get("g", "k") == 1
+    # What a compaction does, by hand: snapshot, new log, then the marker at the old log's end.
+    header, body = file_format.encode_snapshot(
+        file_format.Snapshot(log_gen=2, base_gen=1, base_offset=a._log.offset, data={"g": {"k": 2}})
+    )
+    old_end = a._log.offset
+    await a.close()
+    (tmp_path / "s" / "snapshot").write_bytes(header + body)
+    write_at(tmp_path / "s" / "log", old_end, marker)
+    os.replace(tmp_path / "s" / "log", tmp_path / "s" / "log.old")
+    (tmp_path / "s" / "log").write_bytes(struct.pack("<8sHQ", b"MOTIALOG", 1, 2))
+    assert await b.get("g", "k") == 2  # the next operation finds the marker and follows it
+    assert b._log.gen == 2
+    await b.close()
+
+
+async def test_compaction_ends_the_old_log_with_a_moved_record(tmp_path: Path) -> None:
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    await a.set("g", "k", 1)
+    end = a._log.offset
+    fd = os.open(tmp_path / "s" / "log", os.O_RDONLY)
+    try:
+        await a.compact()
+        length, crc = struct.unpack("<II", os.pread(fd, 8, end))
+        body = os.pread(fd, length, end + 8)
+    finally:
+        os.close(fd)
+    assert zlib.crc32(body) == crc
+    assert body == bytes([file_format.RecordType.MOVED]) + b"2"
+    await a.close()

@@ -78,7 +78,7 @@ def test_wheel_in_a_fresh_venv_runs_a_step(tmp_path: Path) -> None:
         polyglot.write_text(source)
         assert run(polyglot, "2") == 2
     lua = subprocess.run(
-        [str(py), "-c", "import motia_state.adapters.redis as r; print(len(r._OPS_SCRIPT))"],
+        [str(py), "-c", "from motia_state.adapters.redis.program import SOURCE; print(len(SOURCE))"],
         cwd=work,
         check=True,
         capture_output=True,

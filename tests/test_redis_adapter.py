@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 import motia_state as ms
-from motia_state.adapters import redis as redis_module
+from motia_state.adapters.redis import adapter as redis_module
 
 from .conformance import adapter_call, limits_kwargs, load_cases, run_case
 from .helpers import RedisServer, finish, free_port, go, start_child
@@ -297,6 +297,18 @@ def test_bad_redis_configurations_name_the_field(config: dict[str, Any], field: 
     assert str(info.value).startswith(field + ":"), str(info.value)
 
 
+def test_importing_the_package_does_not_import_redis_py() -> None:
+    import subprocess
+
+    code = (
+        "import sys, motia_state, motia_state.adapters.redis; "
+        "ms = motia_state.create_state_adapter('memory:'); "
+        "print(sorted(m for m in sys.modules if m == 'redis' or m.startswith('redis.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_without_redis_py_the_error_names_the_extra(monkeypatch: Any) -> None:
     for name in [m for m in sys.modules if m == "redis" or m.startswith("redis.")]:
         monkeypatch.delitem(sys.modules, name)
@@ -309,7 +321,7 @@ def test_without_redis_py_the_error_names_the_extra(monkeypatch: Any) -> None:
 
 
 async def test_a_flushed_function_library_is_loaded_again(adapter: ms.RedisStateAdapter) -> None:
-    assert adapter._use_functions, "Redis 7 serves the rules as a function library"
+    assert adapter._program.functions, "Redis 7 serves the rules as a function library"
     assert await adapter.increment("g", "n") == 1
     await adapter.client.function_flush()
     assert await adapter.increment("g", "n") == 2
@@ -321,7 +333,7 @@ async def test_a_flushed_function_library_is_loaded_again(adapter: ms.RedisState
 async def test_the_script_path_gives_the_same_results_and_reloads_on_noscript(
     adapter: ms.RedisStateAdapter,
 ) -> None:
-    adapter._use_functions = False  # as with Redis 6 or a cluster client
+    adapter._program.functions = False  # as with Redis 6 or a cluster client
     assert await adapter.increment("g", "n", 2**70) == 2**70
     await adapter.client.script_flush()
     assert await adapter.increment("g", "n") == 2**70 + 1
@@ -339,7 +351,7 @@ async def test_vectors_through_the_script_path(
     name: str, case: dict[str, Any], redis_server: RedisServer, redis_prefix: str
 ) -> None:
     a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, limits=ms.Limits(**limits_kwargs(case)))
-    a._use_functions = False
+    a._program.functions = False
     try:
         await run_case(case, adapter_call(ms.StateManager(a)), None)
     finally:
@@ -374,7 +386,7 @@ async def test_a_long_batch_goes_in_slices_and_keeps_every_result_in_order(
 ) -> None:
     from redis.asyncio import Redis
 
-    from motia_state.adapters.redis import BATCH_SLICE
+    from motia_state.adapters.redis.adapter import BATCH_SLICE
 
     n = BATCH_SLICE * 2 + 10
     ops: list[dict[str, Any]] = [{"id": i, "type": "increment", "key": "n"} for i in range(n)]

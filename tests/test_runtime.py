@@ -15,9 +15,9 @@ import anyio
 import pytest
 
 import motia_state as ms
-from motia_state.rpc import CallContext, Peer, state_handlers
+from motia_state.rpc import Peer, state_handlers
 from motia_state.runtime import StepError, StepTimeoutError, call_step_file
-from motia_state.runtime.steps import _Outcome, runtime_handlers
+from motia_state.runtime.services import Invocation, StepContext, runtime_handlers
 
 from .helpers import process_alive
 
@@ -309,13 +309,13 @@ async def test_legacy_result_and_close_notifications_complete_a_call(tmp_path: P
     # call_step_file picks our own runner by extension, so serve the legacy
     # worker with the same peer and handlers directly.
     proc = await anyio.open_process([sys.executable, str(worker)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    outcome = _Outcome()
+    outcome = Invocation()
     assert proc.stdout is not None and proc.stdin is not None
     peer = Peer(
         proc.stdout,
         proc.stdin,
         runtime_handlers(state_handlers(ms.StateManager())),
-        CallContext(extras={"outcome": outcome}),
+        StepContext(invocation=outcome),
     )
     async with proc, anyio.create_task_group() as tg:
         tg.start_soon(peer.run)

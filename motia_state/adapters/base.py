@@ -4,6 +4,12 @@ An adapter owns storage and atomicity only. It validates its arguments with
 the shared rules (so it is safe on its own) and reports every entry it
 writes to its change sinks, in commit order, while still holding its lock;
 the StateManager turns those into events and metrics.
+
+Every operation of the interface is marked here, once, as a read
+(:func:`reads`) or a write (:func:`writes`). Storage that must do something
+before a write is acknowledged (the file store's fsync in mode "always")
+wraps every marked write with :func:`acknowledge_writes`, so a new write
+operation is covered as soon as it is declared here.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import random
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 
@@ -21,7 +27,18 @@ from ..errors import ConflictError
 from ..records import BatchResult, StateChange, TransactionResult
 from ..values import DEFAULT_LIMITS, Limits, copy_value, import_value
 
-__all__ = ["ChangeSink", "StateAdapter", "UpdateFn"]
+__all__ = [
+    "READ_OPERATIONS",
+    "WRITE_OPERATIONS",
+    "Acknowledge",
+    "ChangeSink",
+    "StateAdapter",
+    "UpdateFn",
+    "acknowledge_writes",
+    "reads",
+    "write_operations",
+    "writes",
+]
 
 ChangeSink = Callable[[list[StateChange]], None]
 """Receives the entries one committed operation wrote, inside the commit."""
@@ -30,6 +47,59 @@ UpdateFn = Callable[[Any], Any]
 """``fn(current) -> new`` for ``update``; may also be ``async``."""
 
 _Self = TypeVar("_Self", bound="StateAdapter")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+Acknowledge = Callable[[Awaitable[Any]], Awaitable[Any]]
+"""Runs one write operation and returns its result once the write may be acknowledged."""
+
+_KIND: Final = "_motia_operation"
+
+
+def reads(fn: _F) -> _F:
+    """Mark an operation as a read: it never changes stored state."""
+    setattr(fn, _KIND, "read")
+    return fn
+
+
+def writes(fn: _F) -> _F:
+    """Mark an operation as a write: storage may need to finish it before it is acknowledged."""
+    setattr(fn, _KIND, "write")
+    return fn
+
+
+def _marked(cls: type, kind: str) -> frozenset[str]:
+    return frozenset(
+        name for klass in cls.__mro__ for name, fn in vars(klass).items() if getattr(fn, _KIND, None) == kind
+    )
+
+
+def write_operations(cls: type) -> frozenset[str]:
+    """Names of the methods of ``cls`` or of its bases marked with :func:`writes`."""
+    return _marked(cls, "write")
+
+
+def acknowledge_writes(target: object, acknowledge: Acknowledge) -> None:
+    """Make every write operation of ``target`` return only through ``acknowledge``.
+
+    Bound on the instance, once, so that storage which does not need it pays
+    nothing; which methods are writes comes from the :func:`writes` marks, so
+    none can be forgotten.
+    """
+    cls = type(target)
+    for name in write_operations(cls):
+        setattr(target, name, _acknowledged(target, name, getattr(cls, name), acknowledge))
+
+
+def _acknowledged(
+    target: object, name: str, operation: Callable[..., Awaitable[Any]], acknowledge: Acknowledge
+) -> Callable[..., Awaitable[Any]]:
+    async def write(*args: Any, **kwargs: Any) -> Any:
+        return await acknowledge(operation(target, *args, **kwargs))
+
+    write.__name__ = write.__qualname__ = name
+    write.__doc__ = operation.__doc__
+    return write
+
 
 #: How often an ``update`` with an async fn retries before CONFLICT.
 UPDATE_RETRIES = 64
@@ -67,61 +137,76 @@ class StateAdapter(abc.ABC):
     # -- single-entry operations ---------------------------------------------
 
     @abc.abstractmethod
+    @reads
     async def get(self, trace_id: str, key: str) -> Any:
         """The stored value, or None when missing."""
 
     @abc.abstractmethod
+    @writes
     async def set(self, trace_id: str, key: str, value: Any) -> Any:
         """Store ``value``; returns it."""
 
     @abc.abstractmethod
+    @writes
     async def delete(self, trace_id: str, key: str) -> Any:
         """Remove the entry; returns the old value (None when missing)."""
 
     @abc.abstractmethod
+    @reads
     async def exists(self, trace_id: str, key: str) -> bool:
         """Whether an entry is stored (a stored null counts)."""
 
     @abc.abstractmethod
+    @writes
     async def increment(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
         """Add ``delta``; returns the new number."""
 
+    @writes
     async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
         """Subtract ``delta`` (no floor); returns the new number."""
         return await self.increment(trace_id, key, _negate(delta))
 
     @abc.abstractmethod
+    @writes
     async def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
         """Store ``new_value`` if the current value JSON-equals ``expected``."""
 
     @abc.abstractmethod
+    @writes
     async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
         """Append items; returns the new array."""
 
     @abc.abstractmethod
+    @writes
     async def unshift(self, trace_id: str, key: str, *items: Any) -> list[Any]:
         """Prepend items (keeping their order); returns the new array."""
 
     @abc.abstractmethod
+    @writes
     async def pop(self, trace_id: str, key: str) -> Any:
         """Remove and return the last element (None when empty or missing)."""
 
     @abc.abstractmethod
+    @writes
     async def shift(self, trace_id: str, key: str) -> Any:
         """Remove and return the first element (None when empty or missing)."""
 
     @abc.abstractmethod
+    @writes
     async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
         """Set one field of an object; returns the new object."""
 
     @abc.abstractmethod
+    @writes
     async def delete_field(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
         """Remove one field of an object; returns the new object."""
 
     @abc.abstractmethod
+    @writes
     async def update(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
         """Store and return ``fn(current)`` atomically."""
 
+    @writes
     async def atomic_update(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
         """Deprecated alias of :meth:`update`."""
         warnings.warn("atomic_update is deprecated; use update", DeprecationWarning, stacklevel=2)
@@ -130,26 +215,32 @@ class StateAdapter(abc.ABC):
     # -- group operations ------------------------------------------------------
 
     @abc.abstractmethod
+    @reads
     async def get_group(self, group_id: str) -> list[Any]:
         """The group's values, ordered by key (code-point order)."""
 
     @abc.abstractmethod
+    @reads
     async def keys(self, trace_id: str) -> list[str]:
         """The group's keys, sorted."""
 
     @abc.abstractmethod
+    @reads
     async def groups(self) -> list[str]:
         """Every group holding at least one entry, sorted."""
 
     @abc.abstractmethod
+    @writes
     async def clear(self, trace_id: str) -> None:
         """Remove every entry of the group and nothing else."""
 
     @abc.abstractmethod
+    @writes
     async def transaction(self, trace_id: str, operations: Sequence[Any]) -> TransactionResult:
         """Run the operations as one all-or-nothing step on the group."""
 
     @abc.abstractmethod
+    @writes
     async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
         """Run the operations in order, each atomic on its own."""
 
@@ -196,6 +287,12 @@ class StateAdapter(abc.ABC):
                 return new
             await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
         raise ConflictError(f"update of {key!r} lost {UPDATE_RETRIES} races in a row")
+
+
+#: Every read operation of the interface.
+READ_OPERATIONS: Final = _marked(StateAdapter, "read")
+#: Every write operation of the interface.
+WRITE_OPERATIONS: Final = _marked(StateAdapter, "write")
 
 
 def _negate(delta: Any) -> Any:

@@ -1,10 +1,19 @@
-"""The in-memory adapter: the embedded default.
+"""The in-memory adapter (the embedded default) and its storage session.
 
-One ``threading.Lock`` guards the table. Critical sections are short, pure
-and never ``await``, so the same lock makes operations atomic between asyncio
-tasks and between threads that each run their own event loop over a shared
-adapter. The lock is never held across user code that could block for long
-except a synchronous ``update`` fn, which is the point of ``update``.
+The adapter runs every operation on a :class:`StateTable` inside its
+:class:`TableSession`: the session's ``lock`` is held around the operation,
+and the session's ``commit`` receives what a write changed before change
+sinks see it. The default session is one ``threading.Lock`` and commits
+nowhere. The file store (``adapters/file/store.py``) is this adapter with a
+session whose lock also takes the store's process lock and catches up on
+other processes' records, whose commit appends one log record, and whose
+``acknowledge`` waits for the fsync in mode "always".
+
+Critical sections are short, pure and never ``await``, so the same lock
+makes operations atomic between asyncio tasks and between threads that each
+run their own event loop over a shared adapter. The lock is never held
+across user code that could block for long except a synchronous ``update``
+fn, which is the point of ``update``.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ..errors import UnavailableError
@@ -30,12 +40,35 @@ from ..ops import (
     apply_unshift,
     apply_update,
 )
-from ..records import BatchResult, TransactionResult, check_delta, check_field
+from ..records import BatchResult, StateChange, TransactionResult, check_delta, check_field
 from ..values import DEFAULT_LIMITS, INT_BOUND, INT_LOW, MISSING, CheckedNames, Limits, check_name, import_value
-from .base import StateAdapter, UpdateFn
+from .base import Acknowledge, StateAdapter, UpdateFn, acknowledge_writes
 from .table import StateTable
 
-__all__ = ["MemoryStateAdapter"]
+__all__ = ["MemoryStateAdapter", "TableSession"]
+
+
+class TableSession:
+    """How a :class:`MemoryStateAdapter` makes an operation on its table atomic and lasting.
+
+    ``lock`` is entered around every operation. Inside it, a write that
+    changed entries hands them to ``commit`` (which may raise: then nothing
+    is published) before the change sinks see them. ``journal_always``
+    keeps the table's journal on even when no sink listens, for a commit
+    that needs every change. ``acknowledge``, when set, wraps every write
+    operation (see :func:`~motia_state.adapters.base.acknowledge_writes`).
+    This base is the memory adapter's own: a thread lock, nothing to commit.
+    """
+
+    journal_always: bool = False
+    acknowledge: Acknowledge | None = None
+
+    def __init__(self, table: StateTable) -> None:
+        self.table = table
+        self.lock: AbstractContextManager[Any] = threading.Lock()
+
+    def commit(self, changes: list[StateChange]) -> None:
+        """Make ``changes``, which one operation wrote, last (the lock is held)."""
 
 
 def _names(adapter: MemoryStateAdapter, trace_id: Any, key: Any) -> None:
@@ -47,24 +80,36 @@ def _names(adapter: MemoryStateAdapter, trace_id: Any, key: Any) -> None:
 class MemoryStateAdapter(StateAdapter):
     """State in this process's memory; lost when the process exits."""
 
-    def __init__(self, *, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, *, limits: Limits = DEFAULT_LIMITS, session: TableSession | None = None) -> None:
         super().__init__()
         self.limits = limits
-        self._table = StateTable(limits)
-        self._lock = threading.Lock()
+        if session is None:
+            session = TableSession(StateTable(limits))
+        self._session = session
+        self._table = session.table
+        self._lock = session.lock
+        # The base session commits nowhere: skip the call on every write.
+        self._commit = None if type(session).commit is TableSession.commit else session.commit
         self._closed = False
         self._names = CheckedNames(limits)
         self._valid_names = self._names.seen  # read directly by increment's fast path
+        if session.journal_always:
+            self._table.journal = []
+        if session.acknowledge is not None:
+            acknowledge_writes(self, session.acknowledge)
 
     def _sinks_changed(self) -> None:
         with self._lock:
-            self._table.journal = [] if self._sinks else None
+            self._table.journal = [] if self._sinks or self._session.journal_always else None
 
     def _flush(self) -> None:
-        # Called under the lock, so sinks see changes in commit order.
+        # Called under the lock, so sinks see changes in commit order, and
+        # only once the session committed them.
         journal = self._table.journal
         if journal:
             self._table.journal = []
+            if self._commit is not None:
+                self._commit(journal)
             self._publish(journal)
 
     def _check_group(self, group: Any) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -38,8 +38,6 @@ class CallContext:
     #: Orchestrator hooks, set by the runtime for one invocation.
     on_emit: Callable[[dict[str, Any]], Any] | None = None
     on_log: Callable[[dict[str, Any]], Any] | None = None
-    #: Values the legacy ``result``/``close`` notifications report.
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 Handler = Callable[[A, CallContext], Awaitable[Any]]

@@ -35,11 +35,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..adapters.base import StateAdapter
-from ..errors import InvalidArgumentError, StateError, UnavailableError
+from ..errors import InvalidArgumentError, StateError, StepError, UnavailableError
 from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
 from ..rpc.handlers import HandlerTable
-from .steps import EmitHook, StepError, StepWorker, encode_invoke, handler_table, resolve_command
+from .services import EmitHook, handler_table
+from .worker import StepWorker, encode_invoke, resolve_command
 
 __all__ = ["WorkerPool"]
 

@@ -1,41 +1,43 @@
-"""The Redis adapter: one shared state for runtimes on several hosts.
+"""``RedisStateAdapter``: state in Redis (or Redis Cluster), shared by every runtime that points at it.
 
 Layout: each group is one Redis hash, ``<key_prefix>{<group>}``, whose fields
 are the group's keys and whose values are the entries' compact JSON text.
 The group is the key's hash tag, so in Redis Cluster a group lives in one
-slot and every script (which touches only that hash) is legal there. ``{``,
-``}`` and ``%`` in a group name are percent-escaped inside the tag; any
-string is a valid name and none becomes part of another group's key.
+slot and every program call (which touches only that hash) is legal there.
+``{``, ``}`` and ``%`` in a group name are percent-escaped inside the tag;
+any string is a valid name and none becomes part of another group's key.
 
-Atomicity: every operation, and every transaction, is one call of one Lua
-script (``redis_ops.lua``, loaded once and called by SHA; redis-py reloads it
-on NOSCRIPT) that reads, checks everything, then writes. The script is the
-server-side twin of ``ops.py`` and works on the JSON text itself: values
-never pass through Lua's cjson, so integers past 2^53, ``[]`` and float
-formatting come back exactly as stored. A batch is one call too (per 256
-records), in a mode that applies each record on its own. Only ``update`` (a
-Python function) cannot run on the server: it is an optimistic get +
-compare-and-swap loop, and a transaction holding ``update`` records commits
-with a script that first checks every key it read is unchanged.
+Atomicity: every operation, and every transaction, is one call of the Lua
+program (``ops.lua`` through :class:`~.program.LuaProgram`) that reads,
+checks everything, then writes. The program is the server-side twin of
+``ops.py`` and works on the JSON text itself: values never pass through
+Lua's cjson, so integers past 2^53, ``[]`` and float formatting come back
+exactly as stored. A batch is one call too (per 256 records), in a mode
+that applies each record on its own. Only ``update`` (a Python function)
+cannot run on the server: it is an optimistic get + compare-and-swap loop,
+and a transaction holding ``update`` records is computed in Python and
+committed by the program's "commit" mode, which first checks that every
+key it read is unchanged.
+
+Every failure of Redis, of the client library or of decoding a stored text
+is translated at one boundary (:meth:`RedisStateAdapter._boundary`): no
+redis-py or msgspec exception reaches a caller.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
-import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
-from importlib import resources
+from collections.abc import Iterator, Sequence
 from typing import Any, Final, cast
 
 import anyio
 import msgspec
 
-from ..errors import ConflictError, InternalError, InvalidArgumentError, StateError, UnavailableError, error_for_code
-from ..ops import run_transaction
-from ..records import (
+from ...errors import ConflictError, InternalError, InvalidArgumentError, StateError, UnavailableError, error_for_code
+from ...ops import run_transaction
+from ...records import (
     BatchItemResult,
     BatchResult,
     StateChange,
@@ -45,13 +47,11 @@ from ..records import (
     check_field,
     parse_operations,
 )
-from ..values import DEFAULT_LIMITS, MISSING, CheckedNames, Limits, check_name, import_value
-from .base import StateAdapter, UpdateFn, _negate
-from .memory import MemoryStateAdapter
+from ...values import DEFAULT_LIMITS, MISSING, CheckedNames, Limits, check_name, import_value
+from ..base import StateAdapter, UpdateFn, _negate
+from .program import LuaProgram
 
-__all__ = ["FallbackStateAdapter", "RedisStateAdapter"]
-
-log = logging.getLogger("motia_state.redis")
+__all__ = ["BATCH_SLICE", "OCC_RETRIES", "RedisStateAdapter"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -59,48 +59,9 @@ _decode = msgspec.json.Decoder().decode
 #: How often a transaction holding ``update`` records retries its commit.
 OCC_RETRIES: Final = 64
 
-#: Records per script call of a batch: Redis runs a script alone, so a long
-#: batch goes in slices that let other clients in between (~1 ms each).
+#: Records per program call of a batch: Redis runs a script alone, so a long
+#: batch goes in slices that let other clients in between.
 BATCH_SLICE: Final = 256
-
-_OPS_SCRIPT: Final = resources.files(__package__).joinpath("redis_ops.lua").read_text(encoding="utf-8")
-_OPS_SHA: Final = hashlib.sha1(_OPS_SCRIPT.encode()).hexdigest()
-# The same code as a function library, named after its hash (see RedisStateAdapter).
-_FUNCTION: Final = f"motia_state_{_OPS_SHA[:16]}_ops".encode()  # bytes: redis-py sends them as they are
-_LIBRARY: Final = f"#!lua name=motia_state_{_OPS_SHA[:16]}\n" + _OPS_SCRIPT.replace(
-    "\nreturn run(KEYS, ARGV)\n", f"\nredis.register_function('{_FUNCTION.decode()}', run)\n"
-)
-
-# Commit for transactions with update records: check that every key read
-# is unchanged, then write. ARGV: ttl (ms), then (key, expected, new) triples;
-# expected "" = was missing; new "" = delete, "=" = only checked.
-_COMMIT_SCRIPT: Final = """
-local H = KEYS[1]
-for i = 2, #ARGV, 3 do
-  local cur = redis.call('HGET', H, ARGV[i])
-  if (cur or '') ~= ARGV[i + 1] then return 0 end
-end
-local wrote = false
-for i = 2, #ARGV, 3 do
-  local new = ARGV[i + 2]
-  if new == '' then
-    redis.call('HDEL', H, ARGV[i])
-    wrote = true
-  elseif new ~= '=' then
-    redis.call('HSET', H, ARGV[i], new)
-    wrote = true
-  end
-end
-if wrote and tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', H, ARGV[1]) end
-return 1
-"""
-
-# clear with events: the entries, then the group is gone.
-_CLEAR_SCRIPT: Final = """
-local all = redis.call('HGETALL', KEYS[1])
-redis.call('DEL', KEYS[1])
-return all
-"""
 
 # Redis errors that mean "not now" rather than "a bug".
 _TRANSIENT: Final = ("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "OOM", "BUSY", "NOREPLICAS")
@@ -188,6 +149,7 @@ class RedisStateAdapter(StateAdapter):
             redis.exceptions.RedisClusterException,
             OSError,
         )
+        self._foreign = (*self._failures, msgspec.MsgspecError)
         if not isinstance(cluster, bool):
             raise InvalidArgumentError(f"cluster: expected true or false, got {cluster!r}")
         if client is None:
@@ -209,21 +171,13 @@ class RedisStateAdapter(StateAdapter):
             except ValueError as e:
                 raise InvalidArgumentError(f"url: {e}") from e
         self.client = client
-        # On Redis >= 7 the rules are a function library, loaded once: a
-        # script would rebuild its ~30 helper closures on every call (17 us
-        # measured). The library's name carries the code's hash, so runtimes
-        # of different versions can share one Redis. A cluster client, or an
-        # older Redis, gets the same code as a script, called by SHA (and
-        # reloaded on NOSCRIPT).
-        self._use_functions = type(client) is redis.asyncio.Redis
+        self._program = LuaProgram(client, redis.exceptions, functions=type(client) is redis.asyncio.Redis)
         self._headers = {
             (mode, sinks): f"{mode} {int(sinks)} {self._ttl_arg} {limits.max_value_bytes}".encode()
-            for mode in ("one", "tx", "batch")
+            for mode in ("one", "tx", "batch", "commit", "clear")
             for sinks in (False, True)
         }
         self._hash_keys: dict[str, bytes] = {}
-        self._commit = client.register_script(_COMMIT_SCRIPT)
-        self._clear = client.register_script(_CLEAR_SCRIPT)
         self._closed = False
 
     # ------------------------------------------------------------- plumbing
@@ -252,6 +206,11 @@ class RedisStateAdapter(StateAdapter):
             raise UnavailableError("the adapter is closed")
 
     def _translate(self, e: Exception) -> StateError:
+        """The state error for a failure of Redis, of redis-py or of decoding a stored text."""
+        if isinstance(e, msgspec.MsgspecError):
+            # Only texts read from Redis are decoded here: one that does not
+            # decode was damaged or written by something else.
+            return error_for_code("CORRUPT", f"a value stored in Redis at {self.url} cannot be read: {e}")
         errors = self._errors
         # redis-py turns some error codes into classes and drops the code
         # from the message ("CLUSTERDOWN ..." becomes ClusterDownError("The
@@ -261,50 +220,24 @@ class RedisStateAdapter(StateAdapter):
             return InternalError(f"Redis refused a command: {e}")
         return UnavailableError(f"Redis at {self.url} is unavailable: {type(e).__name__}: {e}")
 
-    async def _call(self, awaitable: Awaitable[Any]) -> Any:
+    @contextlib.contextmanager
+    def _boundary(self) -> Iterator[None]:
+        """Translate whatever Redis, redis-py or msgspec raise inside into a StateError."""
         try:
-            return await awaitable
-        except self._failures as e:
+            yield
+        except self._foreign as e:
             raise self._translate(e) from e
 
     async def ping(self) -> None:
         """Check that Redis answers (UNAVAILABLE otherwise)."""
-        await self._call(self.client.ping())
+        with self._boundary():
+            await self.client.ping()
 
     async def _run(self, group: str, ops: Sequence[Any], mode: str) -> list[Any]:
         """Run encoded ops (4 slots each) on the server; raise a failure's error in mode "one"."""
-        key = self._key(group)
-        header = self._headers[mode, bool(self._sinks)]
-        client = self.client
-        try:
-            if self._use_functions:
-                try:
-                    reply = await client.fcall(_FUNCTION, b"1", key, header, *ops)
-                except self._errors.ResponseError as e:
-                    if not await self._recover_function(e):
-                        raise
-                    return await self._run(group, ops, mode)
-            else:
-                try:
-                    reply = await client.evalsha(_OPS_SHA, 1, key, header, *ops)
-                except self._errors.NoScriptError:
-                    # A restarted or flushed Redis forgot the script: load it again.
-                    await client.script_load(_OPS_SCRIPT)
-                    reply = await client.evalsha(_OPS_SHA, 1, key, header, *ops)
-        except self._failures as e:
-            raise self._translate(e) from e
-        return self._reply(group, reply, mode)
-
-    async def _recover_function(self, e: Exception) -> bool:
-        """After a failed FCALL: load the library if Redis lacks it, or use scripts if it is older than 7."""
-        message = str(e)
-        if "Function not found" in message:
-            await self.client.function_load(_LIBRARY, replace=True)
-            return True
-        if "unknown command" in message.lower():
-            self._use_functions = False
-            return True
-        return False
+        with self._boundary():
+            reply = await self._program(self._key(group), self._headers[mode, bool(self._sinks)], *ops)
+            return self._reply(group, reply, mode)
 
     def _reply(self, group: str, reply: Any, mode: str) -> list[Any]:
         """The result texts of a reply (publishing its changes); a failure raises in mode "one"."""
@@ -343,18 +276,21 @@ class RedisStateAdapter(StateAdapter):
     async def _one(self, group: str, *op: Any) -> Any:
         """One operation: ``op`` is (type, key, args...) with trailing empty slots left out."""
         (text,) = await self._run(group, op, "one")
-        return _decode(text)
+        with self._boundary():
+            return _decode(text)
 
     # --------------------------------------------------- single-entry ops
 
     async def get(self, trace_id: str, key: str) -> Any:
         self._check(trace_id, key)
-        text = await self._call(self.client.hget(self.hash_key(trace_id), key))
-        return None if text is None else _decode(text)
+        with self._boundary():
+            text = await self.client.hget(self._key(trace_id), key)
+            return None if text is None else _decode(text)
 
     async def exists(self, trace_id: str, key: str) -> bool:
         self._check(trace_id, key)
-        return bool(await self._call(self.client.hexists(self.hash_key(trace_id), key)))
+        with self._boundary():
+            return bool(await self.client.hexists(self._key(trace_id), key))
 
     async def set(self, trace_id: str, key: str, value: Any) -> Any:
         self._check(trace_id, key)
@@ -436,13 +372,15 @@ class RedisStateAdapter(StateAdapter):
 
     async def get_group(self, group_id: str) -> list[Any]:
         self._check_group(group_id)
-        entries = await self._call(self.client.hgetall(self.hash_key(group_id)))
-        decoded = {k.decode(): v for k, v in entries.items()}
-        return [_decode(decoded[k]) for k in sorted(decoded)]
+        with self._boundary():
+            entries = await self.client.hgetall(self._key(group_id))
+            decoded = {k.decode(): v for k, v in entries.items()}
+            return [_decode(decoded[k]) for k in sorted(decoded)]
 
     async def keys(self, trace_id: str) -> list[str]:
         self._check_group(trace_id)
-        names = await self._call(self.client.hkeys(self.hash_key(trace_id)))
+        with self._boundary():
+            names = await self.client.hkeys(self._key(trace_id))
         return sorted(k.decode() for k in names)
 
     async def groups(self) -> list[str]:
@@ -457,19 +395,20 @@ class RedisStateAdapter(StateAdapter):
             async for name in self.client.scan_iter(match=pattern, count=1000, _type="hash"):
                 found.add(_unescape_group(name.decode()[start:-1]))
 
-        await self._call(scan())
+        with self._boundary():
+            await scan()
         return sorted(found)
 
     async def clear(self, trace_id: str) -> None:
         self._check_group(trace_id)
-        key = self.hash_key(trace_id)
-        if not self._sinks:
-            await self._call(self.client.delete(key))
-            return
-        flat = await self._call(self._clear(keys=[key]))
-        pairs = sorted((flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2))
+        with self._boundary():
+            if not self._sinks:
+                await self.client.delete(self._key(trace_id))
+                return
+            flat = await self._program(self._key(trace_id), self._headers["clear", True])
+            pairs = sorted((flat[i].decode(), _decode(flat[i + 1])) for i in range(0, len(flat), 2))
         if pairs:
-            self._publish([StateChange(trace_id, k, "clear", "deleted", _decode(v), None) for k, v in pairs])
+            self._publish([StateChange(trace_id, k, "clear", "deleted", v, None) for k, v in pairs])
 
     # ------------------------------------------------ transactions, batches
 
@@ -519,24 +458,28 @@ class RedisStateAdapter(StateAdapter):
                 failed_index=int(reply[1]),
                 code=reply[2].decode(),
             )
-        return TransactionResult(success=True, results=[_decode(t) for t in reply])
+        with self._boundary():
+            return TransactionResult(success=True, results=[_decode(t) for t in reply])
 
     async def _optimistic_transaction(self, trace_id: str, ops: list[StateOperation]) -> TransactionResult:
         """A transaction with Python ``update`` fns: read, run in Python, commit if nothing moved."""
-        key = self.hash_key(trace_id)
+        key = self._key(trace_id)
         names = list(dict.fromkeys(op.key for op in ops))
         for attempt in range(OCC_RETRIES):
-            texts = await self._call(self.client.hmget(key, names))
-            read = {n: (MISSING if t is None else _decode(t)) for n, t in zip(names, texts)}
+            with self._boundary():
+                texts = await self.client.hmget(key, names)
+                read = {n: (MISSING if t is None else _decode(t)) for n, t in zip(names, texts)}
             result, staged = run_transaction(ops, read.__getitem__, self.limits)
             if not result.success or not staged:
                 return result
-            args: list[Any] = [self._ttl_arg]
+            args: list[Any] = []
             for n, t in zip(names, texts):
                 new = staged.get(n)
                 new_text = b"=" if new is None else (b"" if new[1] is MISSING else _encode(new[1]))
                 args.extend([n, t or b"", new_text])
-            if await self._call(self._commit(keys=[key], args=args)):
+            with self._boundary():
+                committed = await self._program(key, self._headers["commit", False], *args)
+            if committed:
                 if self._sinks:
                     changes = [
                         StateChange(
@@ -579,7 +522,8 @@ class RedisStateAdapter(StateAdapter):
             for i, op, text in zip(indexes, records, texts):
                 item_id = None if op.id is msgspec.UNSET else op.id
                 if text[:1] == b"=":
-                    items[i] = BatchItemResult(id=item_id, value=_decode(text[1:]))
+                    with self._boundary():
+                        items[i] = BatchItemResult(id=item_id, value=_decode(text[1:]))
                 else:
                     code, message = _failure(text)
                     items[i] = BatchItemResult(id=item_id, error=message, code=code)
@@ -611,118 +555,3 @@ class RedisStateAdapter(StateAdapter):
         close = getattr(self.client, "aclose", None) or self.client.close
         with contextlib.suppress(*self._failures):  # already gone: nothing to release
             await close()
-
-
-class FallbackStateAdapter(StateAdapter):
-    """A Redis adapter that, only if Redis cannot be reached at first use, runs in memory.
-
-    Chosen explicitly with ``{"adapter": "redis", ..., "fallback": "memory"}``.
-    The decision is made once, at the first operation: if Redis answers, the
-    Redis adapter serves everything from then on (a later outage is
-    UNAVAILABLE, never a switch); if it does not, a warning names the risk
-    and this process keeps its state in memory, unshared.
-    """
-
-    def __init__(self, primary: RedisStateAdapter) -> None:
-        super().__init__()
-        self.primary = primary
-        self.limits = primary.limits
-        self.active: StateAdapter | None = None
-        self._lock = anyio.Lock()
-        self._unsink: Callable[[], None] | None = None
-
-    def _sinks_changed(self) -> None:
-        self._forward()
-
-    def _forward(self) -> None:
-        if self._unsink is not None:
-            self._unsink()
-            self._unsink = None
-        if self.active is not None and self._sinks:
-            self._unsink = self.active.add_change_sink(self._publish)
-
-    async def _target(self) -> StateAdapter:
-        if self.active is None:
-            async with self._lock:
-                if self.active is None:
-                    try:
-                        await self.primary.ping()
-                        self.active = self.primary
-                    except UnavailableError as e:
-                        log.warning(
-                            "Redis at %s cannot be reached (%s); falling back to in-memory state as configured. "
-                            "This process's state is NOT shared with other runtimes and is lost when it exits.",
-                            self.primary.url,
-                            e.message,
-                        )
-                        self.active = MemoryStateAdapter(limits=self.limits)
-                    self._forward()
-        return self.active
-
-    async def close(self) -> None:
-        """Close whichever adapter is in use (and the Redis client)."""
-        await self.primary.close()
-        if self.active is not None and self.active is not self.primary:
-            await self.active.close()
-
-    # Every operation goes to the adapter chosen at first use.
-
-    async def get(self, trace_id: str, key: str) -> Any:
-        return await (await self._target()).get(trace_id, key)
-
-    async def set(self, trace_id: str, key: str, value: Any) -> Any:
-        return await (await self._target()).set(trace_id, key, value)
-
-    async def delete(self, trace_id: str, key: str) -> Any:
-        return await (await self._target()).delete(trace_id, key)
-
-    async def exists(self, trace_id: str, key: str) -> bool:
-        return await (await self._target()).exists(trace_id, key)
-
-    async def increment(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
-        return await (await self._target()).increment(trace_id, key, delta)
-
-    async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
-        return await (await self._target()).decrement(trace_id, key, delta)
-
-    async def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
-        return await (await self._target()).compare_and_swap(trace_id, key, expected, new_value)
-
-    async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
-        return await (await self._target()).push(trace_id, key, *items)
-
-    async def unshift(self, trace_id: str, key: str, *items: Any) -> list[Any]:
-        return await (await self._target()).unshift(trace_id, key, *items)
-
-    async def pop(self, trace_id: str, key: str) -> Any:
-        return await (await self._target()).pop(trace_id, key)
-
-    async def shift(self, trace_id: str, key: str) -> Any:
-        return await (await self._target()).shift(trace_id, key)
-
-    async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
-        return await (await self._target()).set_field(trace_id, key, field, value)
-
-    async def delete_field(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
-        return await (await self._target()).delete_field(trace_id, key, field)
-
-    async def update(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
-        return await (await self._target()).update(trace_id, key, fn)
-
-    async def get_group(self, group_id: str) -> list[Any]:
-        return await (await self._target()).get_group(group_id)
-
-    async def keys(self, trace_id: str) -> list[str]:
-        return await (await self._target()).keys(trace_id)
-
-    async def groups(self) -> list[str]:
-        return await (await self._target()).groups()
-
-    async def clear(self, trace_id: str) -> None:
-        await (await self._target()).clear(trace_id)
-
-    async def transaction(self, trace_id: str, operations: Sequence[Any]) -> TransactionResult:
-        return await (await self._target()).transaction(trace_id, operations)
-
-    async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
-        return await (await self._target()).batch(trace_id, operations)

@@ -5,27 +5,42 @@
 --
 -- Values never pass through cjson: Lua numbers are doubles and cjson keeps
 -- 14 significant digits and turns [] into {}. Every stored value is compact
--- JSON text produced by msgspec in Python, and this script works on the
+-- JSON text produced by msgspec in Python, and this program works on the
 -- text itself: it scans element boundaries, splices text, adds integers as
 -- decimal strings and formats floats to round-trip exactly.
 --
 -- KEYS[1]   the group's hash (field = key, value = JSON text)
 -- ARGV[1]   "<mode> <changes> <ttl> <max bytes>", one argument because each
 --           argument costs the client time to pack:
---           mode "tx": all or nothing, the first failure aborts (a transaction),
---                "one": a single operation;
 --           changes "1" to return what changed (for change events);
 --           ttl in milliseconds for the group after a write ("0": none);
---           max bytes: the value size limit
--- ARGV[2..] operations, 4 slots each: type, key, arg1, arg2 (a single
---           operation may leave out trailing empty slots)
+--           max bytes: the value size limit.
 --
--- Reply: {"OK", n, result_1 .. result_n, [key, op, old, new]*}
---        (old "" = was missing, new "" = deleted), or
---        {"ERR", index (0-based), code, message}.
--- A single operation without change events replies with one bulk string,
--- "=" .. result or "!" .. code .. " " .. message: a client parses that much
--- faster than an array (measured ~13 us per call with redis-py).
+-- Modes, and what follows ARGV[1] in each:
+--
+--   one     a single operation: type, key, arg1, arg2 (trailing empty
+--           slots may be left out). Without changes the reply is one bulk
+--           string, "=" .. result or "!" .. code .. " " .. message (a
+--           client parses that much faster than an array); with changes,
+--           the array form below.
+--   tx      a transaction: operations of 4 slots each (type, key, arg1,
+--           arg2), all or nothing; the first failure, or a compareAndSwap
+--           that does not match, aborts it and nothing is written.
+--   batch   operations of 4 slots each, each applied on its own, in order:
+--           one that fails stores nothing and the others still run; each
+--           result is "=" .. result or "!" .. code .. " " .. message.
+--   commit  the end of a transaction computed by the client (one holding
+--           update functions): (key, expected, new) triples; expected ""
+--           = was missing, new "" = delete, "=" = only read. Writes only if
+--           every key still holds its expected text. Reply 1, or 0 when
+--           something moved.
+--   clear   removes the group. Reply: its entries, field and value
+--           alternating.
+--
+-- Reply of one (with changes), tx and batch:
+--   {"OK", n, result_1 .. result_n, [key, op, old, new]*}
+--   (old "" = was missing, new "" = deleted; the change list only with
+--   changes "1"), or {"ERR", index (0-based), code, message}.
 
 -- Set at the start of each call (run, below); read by the rules.
 local max_bytes
@@ -356,14 +371,11 @@ function apply.deleteField(cur, field)
   return nil, obj
 end
 
--- --------------------------------------------------------------------- run
+-- -------------------------------------------------------------------- modes
 
-local function run(KEYS, ARGV)
-local H = KEYS[1]
-local mode, changes, ttl_text, max_text = string.match(ARGV[1], '^(%a+) (%d) (%d+) (%d+)$')
-local ttl = tonumber(ttl_text)
-max_bytes = tonumber(max_text)
-local want_changes = changes == '1'
+local function failure_text(failure)
+  return '!' .. failure.code .. ' ' .. failure.message
+end
 
 -- One op on its stored entry, written back if it changed anything: the
 -- step of both 'one' and 'batch'. Returns the Failure (or nil), the result,
@@ -380,13 +392,19 @@ local function apply_stored(H, op, key, a1, a2)
   return nil, result, cur or '', new or ''
 end
 
-if mode == 'one' then
-  -- The common case, kept free of the transaction's bookkeeping tables.
+-- How a transaction names its failed operation (describe_op in ops.py).
+local function transaction_failed(i, op, key, code, message)
+  return { 'ERR', i - 1, code, 'operation ' .. (i - 1) .. ' (' .. op .. ' ' .. string.format('%q', key) .. '): ' .. message }
+end
+
+local mode_run = {}
+
+function mode_run.one(H, ARGV, ttl, want_changes)
   local op, key = ARGV[2], ARGV[3]
   local failure, result, old, new = apply_stored(H, op, key, ARGV[4] or '', ARGV[5] or '')
   if failure then
     if want_changes then return { 'ERR', 0, failure.code, failure.message } end
-    return '!' .. failure.code .. ' ' .. failure.message
+    return failure_text(failure)
   end
   if old and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
   if not want_changes then return '=' .. result end
@@ -394,11 +412,10 @@ if mode == 'one' then
   return { 'OK', 1, result, key, op, old, new }
 end
 
-if mode == 'batch' then
-  -- Each op on its own, in order: one that fails stores nothing and the
-  -- others still run. What a pipeline of 'one' calls would do, in a single
-  -- call, which also works through a cluster client (redis-py refuses to
-  -- pipeline scripts in a cluster). Results are '=<json>' or '!CODE message'.
+function mode_run.batch(H, ARGV, ttl, want_changes)
+  -- What a pipeline of 'one' calls would do, in a single call, which also
+  -- works through a cluster client (redis-py refuses to pipeline scripts
+  -- in a cluster).
   local n = (#ARGV - 1) / 4
   local reply = { 'OK', n }
   local changed = {}
@@ -408,7 +425,7 @@ if mode == 'batch' then
     local op, key = ARGV[base + 1], ARGV[base + 2]
     local failure, result, old, new = apply_stored(H, op, key, ARGV[base + 3], ARGV[base + 4])
     if failure then
-      reply[#reply + 1] = '!' .. failure.code .. ' ' .. failure.message
+      reply[#reply + 1] = failure_text(failure)
     else
       reply[#reply + 1] = '=' .. result
       if old then
@@ -427,76 +444,86 @@ if mode == 'batch' then
   return reply
 end
 
-local staged = {}   -- key -> text, or false when deleted
-local original = {} -- key -> text at the start, or false when missing
-local last_op = {}  -- key -> the type of the last op that wrote it
-local order = {}    -- keys in the order of their first write
-
-local function read(key)
-  local v = staged[key]
-  if v ~= nil then return v end
-  return redis.call('HGET', H, key)
-end
-
-local results = {}
-local n_ops = mode == 'one' and 1 or (#ARGV - 1) / 4
-for i = 1, n_ops do
-  local base = 1 + (i - 1) * 4
-  local op, key, a1, a2 = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3] or '', ARGV[base + 4] or ''
-  local fn = apply[op]
-  local cur = read(key)
-  local ok, new, result = pcall(fn, cur, a1, a2)
-  if not ok then
-    local err = new
-    if getmetatable(err) ~= Failure then error(err) end
-    local message = err.message
-    if mode == 'one' and not want_changes then return '!' .. err.code .. ' ' .. message end
-    if mode == 'tx' then message = 'operation ' .. (i - 1) .. ' (' .. op .. ' ' .. string.format('%q', key) .. '): ' .. message end
-    return { 'ERR', i - 1, err.code, message }
-  end
-  if mode == 'tx' and op == 'compareAndSwap' and result == 'false' then
-    return { 'ERR', i - 1, 'CONFLICT', 'operation ' .. (i - 1) .. ' (compareAndSwap ' .. string.format('%q', key) .. '): expected value did not match' }
-  end
-  if new ~= nil and not (new == false and not cur) then
-    if original[key] == nil then
-      original[key] = cur
-      order[#order + 1] = key
+function mode_run.tx(H, ARGV, ttl, want_changes)
+  local staged = {}   -- key -> text, or false when deleted
+  local original = {} -- key -> text at the start, or false when missing
+  local last_op = {}  -- key -> the type of the last op that wrote it
+  local order = {}    -- keys in the order of their first write
+  local results = {}
+  for i = 1, (#ARGV - 1) / 4 do
+    local base = 1 + (i - 1) * 4
+    local op, key = ARGV[base + 1], ARGV[base + 2]
+    local cur = staged[key]
+    if cur == nil then cur = redis.call('HGET', H, key) end
+    local ok, new, result = pcall(apply[op], cur, ARGV[base + 3], ARGV[base + 4])
+    if not ok then
+      if getmetatable(new) ~= Failure then error(new) end
+      return transaction_failed(i, op, key, new.code, new.message)
     end
-    staged[key] = new
-    last_op[key] = op
+    if op == 'compareAndSwap' and result == 'false' then
+      return transaction_failed(i, op, key, 'CONFLICT', 'expected value did not match')
+    end
+    if new ~= nil and not (new == false and not cur) then
+      if original[key] == nil then
+        original[key] = cur
+        order[#order + 1] = key
+      end
+      staged[key] = new
+      last_op[key] = op
+    end
+    results[i] = result
   end
-  results[#results + 1] = result
-end
-
--- Everything checked: now write.
-local reply
-if mode == 'one' and not want_changes then
-  reply = '=' .. results[1]
-else
-  reply = { 'OK', #results }
+  -- Everything checked: now write.
+  local reply = { 'OK', #results }
   for _, r in ipairs(results) do reply[#reply + 1] = r end
-end
-local wrote = false
-for _, key in ipairs(order) do
-  local new = staged[key]
-  -- Created and removed again inside one transaction: nothing happened.
-  if new or original[key] then
-    if new then
-      redis.call('HSET', H, key, new)
-    else
-      redis.call('HDEL', H, key)
+  local wrote = false
+  for _, key in ipairs(order) do
+    local new = staged[key]
+    -- Created and removed again inside one transaction: nothing happened.
+    if new or original[key] then
+      if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
+      wrote = true
+      if want_changes then
+        reply[#reply + 1] = key
+        reply[#reply + 1] = last_op[key]
+        reply[#reply + 1] = original[key] or ''
+        reply[#reply + 1] = new or ''
+      end
     end
-    wrote = true
   end
-  if want_changes and (new or original[key]) then
-    reply[#reply + 1] = key
-    reply[#reply + 1] = last_op[key]
-    reply[#reply + 1] = original[key] or ''
-    reply[#reply + 1] = new or ''
-  end
+  if wrote and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  return reply
 end
-if wrote and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
-return reply
+
+function mode_run.commit(H, ARGV, ttl)
+  for i = 2, #ARGV, 3 do
+    if (redis.call('HGET', H, ARGV[i]) or '') ~= ARGV[i + 1] then return 0 end
+  end
+  local wrote = false
+  for i = 2, #ARGV, 3 do
+    local new = ARGV[i + 2]
+    if new == '' then
+      redis.call('HDEL', H, ARGV[i])
+      wrote = true
+    elseif new ~= '=' then
+      redis.call('HSET', H, ARGV[i], new)
+      wrote = true
+    end
+  end
+  if wrote and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  return 1
+end
+
+function mode_run.clear(H)
+  local all = redis.call('HGETALL', H)
+  redis.call('DEL', H)
+  return all
+end
+
+local function run(KEYS, ARGV)
+  local mode, changes, ttl, max_text = string.match(ARGV[1], '^(%a+) (%d) (%d+) (%d+)$')
+  max_bytes = tonumber(max_text)
+  return mode_run[mode](KEYS[1], ARGV, tonumber(ttl), changes == '1')
 end
 
 -- As a script (EVALSHA) this file ends by running; as a function library

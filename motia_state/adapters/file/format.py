@@ -1,0 +1,365 @@
+"""The file store's on-disk format: constants shared by reader and writer, records, snapshots.
+
+A ``log`` file is a header (magic, format version, generation) followed by
+records, then zeros: the file grows in zero-filled steps ahead of its
+records, and the log ends at the first all-zero record header. A record is
+``u32 length | u32 crc32(body) | body`` (little endian); the first byte of
+the body is its :class:`RecordType`:
+
+``CHANGES`` (1)
+    The JSON list of changes one operation or transaction wrote:
+    ``[group, key, value]`` stores a value, ``[group, key]`` removes it.
+``MOVED`` (2)
+    The last record of a log that a compaction replaced; the rest of the
+    body is the new log's generation in ASCII decimal.
+
+Type 0 is never written: an all-zero header is the space ahead of the
+records. Stores written before ``MOVED`` existed marked a replaced log with
+a ``CHANGES`` record holding ``{"moved": generation}``; the reader still
+accepts it.
+
+A ``snapshot`` file is a header (magic, format version, body length,
+CRC-32 of the body) and a JSON body ``{log_gen, base_gen, base_offset,
+data}``.
+
+:class:`LogReader` replays records into a dict of groups; :class:`LogWriter`
+appends records to a log file descriptor.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from ...errors import UnavailableError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LOG_HEADER",
+    "LOG_MAGIC",
+    "RECORD_HEADER",
+    "SNAP_HEADER",
+    "SNAP_MAGIC",
+    "ZERO_HEADER",
+    "CorruptStoreError",
+    "Damage",
+    "LogReader",
+    "LogWriter",
+    "Moved",
+    "RecordType",
+    "Snapshot",
+    "apply_changes",
+    "changes_record",
+    "check_version",
+    "encode_snapshot",
+    "moved_record",
+    "read_snapshot",
+    "record",
+]
+
+FORMAT_VERSION: Final = 1
+LOG_MAGIC: Final = b"MOTIALOG"
+SNAP_MAGIC: Final = b"MOTIASNP"
+LOG_HEADER: Final = struct.Struct("<8sHQ")  # magic, version, generation
+SNAP_HEADER: Final = struct.Struct("<8sHQI")  # magic, version, body length, crc32
+RECORD_HEADER: Final = struct.Struct("<II")  # body length, crc32(body)
+ZERO_HEADER: Final = bytes(RECORD_HEADER.size)
+#: The log file grows in zero-filled steps from this size...
+GROW_MIN: Final = 64 << 10
+#: ...doubling up to this one.
+GROW_MAX: Final = 1 << 20
+# A record longer than this is not a record but garbage in a length field.
+MAX_RECORD: Final = 1 << 31
+
+
+class CorruptStoreError(UnavailableError):
+    """The store's files are damaged before their end (code UNAVAILABLE).
+
+    ``details`` has ``file`` and ``offset``. Open with ``repair=True`` to keep
+    everything before the damage and move the damaged log aside.
+    """
+
+
+class RecordType(enum.IntEnum):
+    """The first byte of a record's body."""
+
+    ZERO = 0  # reserved: the zero-filled space ahead of the records
+    CHANGES = 1
+    MOVED = 2
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+class Snapshot(msgspec.Struct):
+    """The whole state at one point of the log, and which log continues it."""
+
+    log_gen: int
+    base_gen: int
+    base_offset: int
+    data: dict[str, dict[str, Any]]
+
+
+def encode_snapshot(snap: Snapshot) -> tuple[bytes, bytes]:
+    """The snapshot file's header and body."""
+    body = _encode(snap)
+    return SNAP_HEADER.pack(SNAP_MAGIC, FORMAT_VERSION, len(body), zlib.crc32(body)), body
+
+
+def check_version(version: int, path: Path) -> None:
+    """Refuse a file written in another format version (UNAVAILABLE: upgrade to read it)."""
+    if version != FORMAT_VERSION:
+        raise UnavailableError(
+            f"{path} has format version {version}; this motia-state reads version {FORMAT_VERSION}",
+            file=str(path),
+        )
+
+
+def read_snapshot(path: Path) -> Snapshot | None:
+    """The snapshot stored at ``path``; None when there is none."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(raw) < SNAP_HEADER.size:
+        raise CorruptStoreError(f"{path} is truncated", file=str(path), offset=0)
+    magic, version, length, crc = SNAP_HEADER.unpack_from(raw)
+    if magic != SNAP_MAGIC:
+        raise CorruptStoreError(f"{path} is not a motia-state snapshot", file=str(path), offset=0)
+    check_version(version, path)
+    body = raw[SNAP_HEADER.size :]
+    if len(body) != length or zlib.crc32(body) != crc:
+        raise CorruptStoreError(
+            f"{path} is damaged (length or checksum mismatch at byte {SNAP_HEADER.size})",
+            file=str(path),
+            offset=SNAP_HEADER.size,
+        )
+    try:
+        return msgspec.json.decode(body, type=Snapshot)
+    except msgspec.DecodeError as e:
+        raise CorruptStoreError(f"{path} is damaged: {e}", file=str(path), offset=SNAP_HEADER.size) from e
+
+
+def record(kind: RecordType, payload: bytes) -> bytes:
+    """One whole record: header, type byte, payload."""
+    body = bytes([kind]) + payload
+    return RECORD_HEADER.pack(len(body), zlib.crc32(body)) + body
+
+
+def changes_record(changes: list[list[Any]]) -> bytes:
+    """The record of one operation's changes (raises TypeError/ValueError/OverflowError on a bad value)."""
+    return record(RecordType.CHANGES, _encode(changes))
+
+
+def moved_record(generation: int) -> bytes:
+    """The record that ends a log a compaction replaced by the log of ``generation``."""
+    return record(RecordType.MOVED, str(generation).encode())
+
+
+def apply_changes(data: dict[str, dict[str, Any]], changes: list[Any]) -> None:
+    """Apply one decoded ``CHANGES`` record to ``data``."""
+    for change in changes:
+        group, key = change[0], change[1]
+        if len(change) == 3:
+            entries = data.get(group)
+            if entries is None:
+                data[group] = {key: change[2]}
+            else:
+                entries[key] = change[2]
+        else:
+            entries = data.get(group)
+            if entries is not None and key in entries:
+                del entries[key]
+                if not entries:
+                    del data[group]
+
+
+def _valid_changes(changes: Any) -> bool:
+    if type(changes) is not list or not changes:
+        return False
+    for change in changes:
+        if (
+            type(change) is not list
+            or not 2 <= len(change) <= 3
+            or type(change[0]) is not str
+            or type(change[1]) is not str
+        ):
+            return False
+    return True
+
+
+class Damage(Exception):
+    """A bad record at ``offset``; ``torn`` when it is a crash's cut-short last append."""
+
+    def __init__(self, offset: int, reason: str, *, torn: bool) -> None:
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
+        self.torn = torn
+
+
+class Moved(Exception):
+    """A ``MOVED`` record at ``offset`` (``end`` is where it ends): the store lives on in a new log."""
+
+    def __init__(self, offset: int, end: int, generation: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+        self.end = end
+        self.generation = generation
+
+
+class _NeedMore(Exception):
+    """The buffer ends inside a record (not at the end of the file): read on from ``offset``."""
+
+    def __init__(self, offset: int, *, to_eof: bool = False) -> None:
+        super().__init__(offset)
+        self.offset = offset
+        self.to_eof = to_eof
+
+
+def _moved_generation(kind: int, payload: bytes) -> int | None:
+    """The generation a ``MOVED`` record (or the older JSON marker) names; None when it is not one."""
+    if kind == RecordType.MOVED:
+        return int(payload) if payload.isdigit() and len(payload) < 20 else None
+    try:
+        marker = _decode(payload)
+    except msgspec.DecodeError:
+        return None
+    if type(marker) is dict and len(marker) == 1 and type(marker.get("moved")) is int:
+        return int(marker["moved"])
+    return None
+
+
+class LogReader:
+    """Replays the records of one log file descriptor into a dict of groups."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def replay(self, start: int, data: dict[str, dict[str, Any]], *, whole: bool) -> int:
+        """Apply every record from ``start`` to the log's end to ``data``; returns that end.
+
+        ``whole`` reads everything to the end of the file (opening: bytes
+        after the end are checked too). Otherwise (catching up with other
+        processes) it reads 64 KiB at a time, so that the zero-filled space
+        ahead of the records is not read on every operation. Raises
+        :class:`Damage` at a bad record (records before it are applied) and
+        :class:`Moved` at a compaction's marker.
+        """
+        fd = self.fd
+        if whole:
+            size = os.fstat(fd).st_size
+            buf = os.pread(fd, size - start, start) if size > start else b""
+            return _replay(buf, start, data, at_eof=True)
+        base, chunk = start, 1 << 16
+        while True:
+            buf = os.pread(fd, chunk, base)
+            try:
+                return _replay(buf, base, data, at_eof=len(buf) < chunk)
+            except _NeedMore as more:
+                if more.to_eof:  # a bad record: judge it against the whole rest of the file
+                    return self.replay(more.offset, data, whole=True)
+                base, chunk = more.offset, chunk * 4
+
+    def zeros_from(self, start: int) -> bool:
+        """Whether the file holds nothing but zeros from ``start`` on."""
+        size = os.fstat(self.fd).st_size
+        return size <= start or not any(os.pread(self.fd, size - start, start))
+
+
+def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], *, at_eof: bool) -> int:
+    """Apply every whole record in ``buf`` (which starts at file offset ``base``).
+
+    The log ends at the first all-zero record header or at the end of the
+    file. Returns that end; raises :class:`Damage` at a bad record, or
+    :class:`_NeedMore` when ``buf`` stops inside a record before the end of
+    the file (``at_eof`` says whether it reaches the end). A bad record is a
+    torn tail (a crash mid-append) when nothing but zeros follows it; with
+    ``at_eof``, bytes after the end are damage too.
+    """
+    pos, end = 0, len(buf)
+    header = RECORD_HEADER.size
+    while True:
+        if end - pos < header:
+            if not at_eof:
+                raise _NeedMore(base + pos)
+            if not any(buf[pos:]):
+                return base + pos
+            raise Damage(base + pos, "truncated record header", torn=True)
+        length, crc = RECORD_HEADER.unpack_from(buf, pos)
+        if length == 0 and crc == 0:
+            if at_eof and any(buf[pos:]):
+                raise Damage(base + pos, "data after the end of the log", torn=False)
+            return base + pos
+        body_end = pos + header + length
+        if length == 0 or length > MAX_RECORD:
+            if not at_eof:
+                raise _NeedMore(base + pos, to_eof=True)
+            raise Damage(base + pos, f"impossible record length {length}", torn=not any(buf[pos + header :]))
+        if body_end > end:
+            if not at_eof:
+                raise _NeedMore(base + pos)
+            raise Damage(base + pos, "record runs past the end of the file", torn=True)
+        body = buf[pos + header : body_end]
+        if zlib.crc32(body) != crc:
+            if not at_eof:
+                raise _NeedMore(base + pos, to_eof=True)
+            raise Damage(base + pos, "checksum mismatch", torn=not any(buf[body_end:]))
+        kind, payload = body[0], body[1:]
+        if kind == RecordType.CHANGES:
+            try:
+                changes = _decode(payload)
+            except msgspec.DecodeError:
+                changes = None
+            if _valid_changes(changes):
+                apply_changes(data, changes)
+                pos = body_end
+                continue
+        elif kind != RecordType.MOVED:
+            raise UnavailableError(
+                f"record at byte {base + pos} has type {kind}, which this motia-state does not know "
+                f"(format version {FORMAT_VERSION}): upgrade motia-state to open this store",
+                offset=base + pos,
+            )
+        generation = _moved_generation(kind, payload)
+        if generation is None:
+            raise Damage(base + pos, "record body is not a change list", torn=False)
+        raise Moved(base + pos, base + body_end, generation)
+
+
+class LogWriter:
+    """Appends records to a log file descriptor, growing the file ahead of them.
+
+    Overwriting space that is already part of the file spares fdatasync the
+    inode's size change (figures in docs/performance.md), so the file grows
+    in zero-filled steps doubling from GROW_MIN up to GROW_MAX.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        #: The file's size as last seen: records fit below it without growing.
+        self.capacity = 0
+
+    def write(self, data: bytes, offset: int) -> None:
+        """Write ``data`` at ``offset``, growing the file first if it would not fit (raises OSError)."""
+        end = offset + len(data)
+        if end > self.capacity:
+            self._grow(end)
+        written = os.pwrite(self.fd, data, offset)
+        if written != len(data):
+            raise OSError(f"short write ({written} of {len(data)} bytes)")
+
+    def _grow(self, end: int) -> None:
+        size = os.fstat(self.fd).st_size  # another process may have grown it
+        if end > size:
+            step = max(end - size, min(GROW_MAX, max(GROW_MIN, size)))
+            os.pwrite(self.fd, bytes(step), size)
+            size += step
+        self.capacity = size

@@ -1,0 +1,571 @@
+"""The file store: the memory adapter over a :class:`LogSession`.
+
+Layout of the store's directory (created 0700, files 0600; group and key
+names live only inside records, never in paths): ``snapshot`` and ``log``
+(their format is in ``format.py``), ``lock`` (``locking.py``).
+
+Every process keeps the whole state in memory (a :class:`StateTable`), so a
+read costs what it costs in the memory adapter. :class:`FileStateAdapter` is
+the memory adapter with a :class:`LogSession` as its storage session: each
+operation takes the store lock, reads the 8 bytes where its view of the log
+ends (zeros: nobody appended since; otherwise it replays what others
+appended, or reloads if it finds a compaction's ``MOVED`` record), applies
+the pure ops, and its commit writes one record there with one ``pwrite``
+before the lock is released. In mode "always" every write operation is
+acknowledged only once its record is fsynced (the session's
+``acknowledge``). Compaction, durability and loading live in the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, TypeVar
+
+import anyio.lowlevel
+import anyio.to_thread
+
+from ...errors import InternalError, InvalidArgumentError, UnavailableError
+from ...records import StateChange
+from ...values import DEFAULT_LIMITS, Limits
+from ..memory import MemoryStateAdapter, TableSession
+from ..table import StateTable
+from .format import (
+    FORMAT_VERSION,
+    LOG_HEADER,
+    LOG_MAGIC,
+    SNAP_HEADER,
+    ZERO_HEADER,
+    CorruptStoreError,
+    Damage,
+    LogReader,
+    LogWriter,
+    Moved,
+    Snapshot,
+    changes_record,
+    check_version,
+    encode_snapshot,
+    moved_record,
+    read_snapshot,
+)
+from .locking import ProcessLock, fsync_dir, pid_alive
+
+__all__ = ["FileStateAdapter", "FsyncMode", "LogSession"]
+
+log = logging.getLogger("motia_state.file")
+
+FsyncMode = Literal["always", "batch", "never"]
+_MODES: Final = ("always", "batch", "never")
+
+_T = TypeVar("_T")
+
+# fdatasync skips inode timestamps but still flushes the size a record
+# changed, which is all that reading the record back needs.
+_datasync: Final = getattr(os, "fdatasync", os.fsync)
+
+
+class _StoreLock:
+    """The session's lock: the thread lock, the process lock, and catching up.
+
+    Entering takes both locks and replays what other processes appended
+    since this one last looked; leaving releases them, then starts a
+    compaction if the log has outgrown the snapshot.
+    """
+
+    __slots__ = ("_mutex", "_session")
+
+    def __init__(self, session: LogSession) -> None:
+        self._session = session
+        self._mutex = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._mutex.acquire()
+        session = self._session
+        try:
+            if session.closed:
+                raise UnavailableError("the adapter is closed")
+            session.plock.acquire()
+            try:
+                # One pread tells whether other processes appended (or
+                # compacted: that leaves a MOVED record) since we looked.
+                head = os.pread(session.log_fd, 8, session.offset)
+                if head and head != ZERO_HEADER:
+                    session.catch_up()
+            except BaseException:
+                session.plock.release()
+                raise
+        except BaseException:
+            self._mutex.release()
+            raise
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        session = self._session
+        try:
+            # An operation that raised after writing (a batch aborted halfway)
+            # still commits what it wrote: memory and the log must agree.
+            if session.table.journal and session.flush is not None:
+                session.flush()
+        finally:
+            session.plock.release()
+            self._mutex.release()
+        # Compaction starts once the log outgrows the snapshot (and a floor).
+        if session.offset > session.compact_at and not session.compacting and not session.closed:
+            session.start_compaction()
+
+
+class LogSession(TableSession):
+    """The file store's storage session: one directory's snapshot, log and lock.
+
+    Its lock (:class:`_StoreLock`) makes an operation atomic across threads
+    and processes; :meth:`commit` appends the operation's changes as one
+    record; in mode "always", :meth:`acknowledge` returns a write's result
+    only once its record is fsynced.
+    """
+
+    journal_always = True
+
+    def __init__(
+        self,
+        path: Path,
+        table: StateTable,
+        *,
+        fsync: FsyncMode,
+        fsync_interval: float,
+        compact_min_bytes: int,
+        repair: bool,
+    ) -> None:
+        super().__init__(table)
+        self.path = path
+        self.fsync = fsync
+        self.lock = _StoreLock(self)
+        #: The adapter's ``_flush``, for what an operation that raised wrote.
+        self.flush: Callable[[], None] | None = None
+        self.closed = False
+        self._interval = fsync_interval
+        self._compact_min = compact_min_bytes
+        self.log_fd = -1
+        self._writer = LogWriter(-1)
+        self.gen = 0
+        self.offset = 0  # end of what this process has applied, in the log
+        self.compact_at = 0
+        self.appended = 0  # records this process appended (for fsync tracking)
+        self.synced = 0
+        self._sync_lock = threading.Lock()
+        self.compacting = False
+        self._stop = threading.Event()
+        self._dirty = threading.Event()
+        self._syncer: threading.Thread | None = None
+        self.compaction: threading.Thread | None = None
+        self._writers = 0  # writes in flight in mode "always" (see _durable)
+        self._last_yield = 0.0
+
+        created = not path.exists()
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise UnavailableError(f"cannot create the store directory {path}: {e}", file=str(path)) from e
+        if created:
+            os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+        if not path.is_dir():
+            raise InvalidArgumentError(f"path: {path} is not a directory")
+        self.plock = ProcessLock(path / "lock")
+        self.plock.acquire()
+        try:
+            self.load(repair=repair)
+        except BaseException:
+            self.plock.release()
+            self.plock.close()
+            if self.log_fd >= 0:
+                os.close(self.log_fd)
+            raise
+        self.plock.release()
+        if fsync == "always":
+            self.acknowledge = self._acknowledge
+        if fsync == "batch":
+            self._syncer = threading.Thread(target=self._sync_loop, name=f"motia-state fsync {path}", daemon=True)
+            self._syncer.start()
+
+    # ---------------------------------------------------------------- loading
+
+    def _set_log(self, fd: int) -> None:
+        self.log_fd = fd
+        self._writer = LogWriter(fd)
+
+    def load(self, *, repair: bool) -> None:
+        """(Re)build the in-memory state from snapshot + log; the caller holds the lock."""
+        self._remove_stale_temporaries()
+        snap = read_snapshot(self.path / "snapshot") or Snapshot(log_gen=1, base_gen=0, base_offset=0, data={})
+        data = snap.data
+        log_path = self.path / "log"
+        with self._sync_lock:
+            if self.log_fd >= 0:
+                # A reload (another process compacted, or an append failed):
+                # flush what this descriptor wrote before letting it go, so
+                # that everything appended so far counts as synced.
+                if self.fsync != "never":
+                    with contextlib.suppress(OSError):
+                        _datasync(self.log_fd)
+                os.close(self.log_fd)
+                self._set_log(-1)
+            self.synced = self.appended
+        if not log_path.exists():
+            self._set_log(self._create_log(log_path, snap.log_gen))
+            self.gen = snap.log_gen
+            self.offset = LOG_HEADER.size
+            fsync_dir(self.path)
+        else:
+            fd = os.open(log_path, os.O_RDWR | os.O_CLOEXEC)
+            self._set_log(fd)
+            head = os.pread(fd, LOG_HEADER.size, 0)
+            if len(head) < LOG_HEADER.size:
+                # A log without a whole header never held a record.
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, LOG_HEADER.pack(LOG_MAGIC, FORMAT_VERSION, snap.log_gen), 0)
+                head = os.pread(fd, LOG_HEADER.size, 0)
+            magic, version, gen = LOG_HEADER.unpack(head)
+            if magic != LOG_MAGIC:
+                raise CorruptStoreError(f"{log_path} is not a motia-state log", file=str(log_path), offset=0)
+            check_version(version, log_path)
+            if gen == snap.log_gen:
+                start = LOG_HEADER.size
+            elif gen == snap.base_gen:
+                # The compaction that wrote this snapshot died before it
+                # replaced the log: the snapshot already holds the records
+                # before base_offset.
+                start = snap.base_offset
+            else:
+                raise CorruptStoreError(
+                    f"{log_path} has generation {gen} but the snapshot expects {snap.log_gen}",
+                    file=str(log_path),
+                    offset=0,
+                )
+            self.gen = gen
+            self.offset = self._replay_from(start, data, repair=repair)
+        self.table.data = data
+        self._snapshot_written(self._snapshot_size())
+
+    def _remove_stale_temporaries(self) -> None:
+        # Left by a compaction whose process died; a live one's are its own.
+        for tmp in self.path.glob("*.tmp*"):
+            pid = tmp.name.rpartition(".tmp")[2]
+            if pid.isdigit() and pid_alive(int(pid)):
+                continue
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _snapshot_size(self) -> int:
+        try:
+            return (self.path / "snapshot").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _create_log(self, path: Path, gen: int) -> int:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.pwrite(fd, LOG_HEADER.pack(LOG_MAGIC, FORMAT_VERSION, gen), 0)
+        os.fsync(fd)
+        return fd
+
+    def _replay_from(self, start: int, data: dict[str, dict[str, Any]], *, repair: bool, whole: bool = True) -> int:
+        fd = self.log_fd
+        log_path = self.path / "log"
+        reader = LogReader(fd)
+        try:
+            return reader.replay(start, data, whole=whole)
+        except Moved as moved:
+            if not whole:
+                raise
+            # Loading the current log and finding a marker in it: the
+            # compaction that wrote it died before replacing this log. The
+            # marker must be its last record; drop it and carry on.
+            if reader.zeros_from(moved.end):
+                log.warning("%s: dropping the marker of a compaction that did not finish", log_path)
+                os.ftruncate(fd, moved.offset)
+                self._writer.capacity = 0
+                return moved.offset
+            raise CorruptStoreError(
+                f"{log_path} is damaged at byte {moved.offset} (a compaction marker before more records)",
+                file=str(log_path),
+                offset=moved.offset,
+            ) from None
+        except Damage as damage:
+            if not damage.torn and not repair:
+                raise CorruptStoreError(
+                    f"{log_path} is damaged at byte {damage.offset} ({damage.reason}); "
+                    "open with repair=True to keep everything before it and move the damaged log aside",
+                    file=str(log_path),
+                    offset=damage.offset,
+                ) from None
+            if damage.torn:
+                log.warning("%s: dropping a torn record at byte %d (%s)", log_path, damage.offset, damage.reason)
+            else:
+                aside = log_path.with_name(f"log.damaged-{int(time.time())}-{os.getpid()}")
+                shutil.copyfile(log_path, aside)
+                os.chmod(aside, 0o600)
+                log.warning(
+                    "%s: damaged at byte %d (%s); kept everything before it, copied the damaged log to %s",
+                    log_path,
+                    damage.offset,
+                    damage.reason,
+                    aside,
+                )
+            # Records before the damage were applied by the reader already.
+            os.ftruncate(fd, damage.offset)
+            os.fsync(fd)
+            self._writer.capacity = 0
+            return damage.offset
+
+    # -------------------------------------------------------- per operation
+
+    def catch_up(self) -> None:
+        """Apply what other processes appended since we last looked (lock held)."""
+        try:
+            self.offset = self._replay_from(self.offset, self.table.data, repair=False, whole=False)
+        except Moved:
+            # Another process compacted: reload its snapshot and new log.
+            self.load(repair=False)
+
+    def commit(self, changes: list[StateChange]) -> None:
+        """Append one operation's changes as one record (the lock is held)."""
+        rows = [[c.trace_id, c.key] if c.event == "deleted" else [c.trace_id, c.key, c.new_value] for c in changes]
+        try:
+            data = changes_record(rows)
+        except (TypeError, ValueError, OverflowError) as e:
+            # Validation should make this impossible; if it happens, memory
+            # must not keep what the log could not: rebuild from the files.
+            self.load(repair=False)
+            raise InternalError(f"a change could not be encoded for the log: {e}") from e
+        try:
+            self._writer.write(data, self.offset)
+        except OSError as e:
+            # Undo: cut any partial record, rebuild memory from the files.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.log_fd, self.offset)
+            self.load(repair=False)
+            raise UnavailableError(f"cannot append to {self.path / 'log'}: {e}", file=str(self.path)) from e
+        self.offset += len(data)
+        self.appended += 1
+        if self._syncer is not None and not self._dirty.is_set():
+            self._dirty.set()
+
+    # ------------------------------------------------------------ durability
+
+    def _sync_to(self, target: int) -> None:
+        """fsync until the ``target``-th appended record is on disk (group commit)."""
+        with self._sync_lock:
+            if self.synced >= target or self.log_fd < 0:
+                return
+            upto = self.appended
+            _datasync(self.log_fd)
+            self.synced = max(self.synced, upto)
+
+    async def _acknowledge(self, write: Awaitable[_T]) -> _T:
+        """Mode "always": the write's result, once its record is fsynced."""
+        self._writers += 1
+        try:
+            result = await write
+            await self._durable()
+        finally:
+            self._writers -= 1
+        return result
+
+    async def _durable(self) -> None:
+        target = self.appended
+        if self.synced < target:
+            # With other writers in flight, yield once: those ready to run
+            # append first and share this fsync (group commit). A lone
+            # writer skips the loop turn, but still yields every millisecond
+            # so that a tight loop of writes cannot starve the event loop.
+            now = time.monotonic()
+            if self._writers > 1 or now - self._last_yield > 0.001:
+                self._last_yield = now
+                await anyio.lowlevel.checkpoint()
+            # The fsync runs right here, as sqlite3's does: a worker-thread
+            # hop costs about as much as the fsync itself (docs/file-store.md).
+            self._sync_to(target)
+
+    def _sync_loop(self) -> None:
+        while not self._stop.is_set():
+            self._dirty.wait()
+            if self._stop.wait(self._interval):
+                break
+            self._dirty.clear()
+            with contextlib.suppress(OSError):
+                self._sync_to(self.appended)
+
+    # ------------------------------------------------------------ compaction
+
+    def _snapshot_written(self, size: int) -> None:
+        # The log may grow to the snapshot's size (and a floor) before the
+        # next compaction: rewriting costs O(state), so amortized O(1).
+        self.compact_at = LOG_HEADER.size + max(self._compact_min, size)
+
+    def start_compaction(self) -> None:
+        """Compact in a background thread."""
+        self.compacting = True
+        thread = threading.Thread(target=self._compact_quietly, name="motia-state compaction", daemon=True)
+        self.compaction = thread
+        thread.start()
+
+    def _compact_quietly(self) -> None:
+        try:
+            self.compact_once()
+        except Exception:
+            log.exception("%s: compaction failed; the log keeps growing and will be retried", self.path)
+        finally:
+            self.compacting = False
+
+    async def compact(self) -> None:
+        """Write a snapshot and start a new log (see :meth:`FileStateAdapter.compact`)."""
+        running = self.compaction
+        if running is not None and running.is_alive():
+            await anyio.to_thread.run_sync(running.join)  # one at a time in a process
+        self.compacting = True
+        try:
+            # Another process may compact first and make this attempt moot;
+            # try again so that a snapshot is taken after this call began.
+            for _ in range(3):
+                if await anyio.to_thread.run_sync(self.compact_once):
+                    break
+        finally:
+            self.compacting = False
+
+    def compact_once(self) -> bool:
+        """One compaction; False when another one replaced the log first."""
+        lock = self.lock
+        with lock:
+            # Values are never mutated in place, so shallow copies of the
+            # groups are a consistent picture of this instant.
+            data = {group: dict(entries) for group, entries in self.table.data.items()}
+            gen, base = self.gen, self.offset
+        header, body = encode_snapshot(Snapshot(log_gen=gen + 1, base_gen=gen, base_offset=base, data=data))
+        snap_tmp = self.path / f"snapshot.tmp{os.getpid()}"
+        log_tmp = self.path / f"log.tmp{os.getpid()}"
+        fd = os.open(snap_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, header)
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with lock:
+            if self.gen != gen:  # another process compacted meanwhile
+                snap_tmp.unlink(missing_ok=True)
+                return False
+            tail = os.pread(self.log_fd, self.offset - base, base)
+            new_fd = os.open(log_tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(new_fd, LOG_HEADER.pack(LOG_MAGIC, FORMAT_VERSION, gen + 1) + tail)
+                os.fsync(new_fd)
+                # Processes still reading the old log learn that it moved
+                # from a record at its end (one pread per operation finds it,
+                # where an fstat per operation would cost as much again).
+                # Written before the renames: if we die in between, loading
+                # the still-current log drops it.
+                self._writer.write(moved_record(gen + 1), self.offset)
+                # Order matters for a crash between the two renames: a new
+                # snapshot beside the old log replays it from base_offset.
+                os.replace(snap_tmp, self.path / "snapshot")
+                os.replace(log_tmp, self.path / "log")
+                fsync_dir(self.path)
+            except BaseException:
+                os.close(new_fd)
+                raise
+            with self._sync_lock:
+                os.close(self.log_fd)
+                self._set_log(new_fd)
+                self.synced = self.appended  # all of it is in fsynced files now
+            self.gen = gen + 1
+            self.offset = LOG_HEADER.size + len(tail)
+            self._snapshot_written(SNAP_HEADER.size + len(body))
+        return True
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def close(self) -> None:
+        """Flush (except in mode "never"), release the files; later operations fail."""
+        if self.closed:
+            return
+        compaction = self.compaction
+        if compaction is not None and compaction.is_alive():
+            # Let it finish: cut short, it would leave a temporary file behind.
+            await anyio.to_thread.run_sync(compaction.join)
+        with self.lock:
+            self.closed = True
+        self._stop.set()
+        self._dirty.set()
+        if self._syncer is not None:
+            await anyio.to_thread.run_sync(self._syncer.join)
+        with self._sync_lock:
+            if self.fsync != "never":
+                with contextlib.suppress(OSError):
+                    os.fsync(self.log_fd)
+            os.close(self.log_fd)
+            self._set_log(-1)
+        self.plock.close()
+
+
+class FileStateAdapter(MemoryStateAdapter):
+    """State in a directory: an append-only log plus snapshots, safe across processes.
+
+    ``fsync`` chooses when appended records reach the disk itself (each is in
+    the OS, and survives the process being killed, before it is
+    acknowledged): ``"always"`` fsyncs before acknowledging, sharing one
+    fsync among concurrent writers; ``"batch"`` (the default) fsyncs at most
+    ``fsync_interval_ms`` later; ``"never"`` leaves it to the OS. ``repair``
+    salvages a log damaged in the middle: everything before the damage is
+    kept and the damaged file is moved aside. Compaction starts once the log
+    is larger than both the snapshot and ``compact_min_bytes``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fsync: FsyncMode = "batch",
+        *,
+        fsync_interval_ms: float = 1000,
+        repair: bool = False,
+        compact_min_bytes: int = 4 << 20,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        if fsync not in _MODES:
+            raise InvalidArgumentError(f"fsync: expected 'always', 'batch' or 'never', got {fsync!r}")
+        if not isinstance(fsync_interval_ms, (int, float)) or not fsync_interval_ms > 0:
+            raise InvalidArgumentError(f"fsync_interval_ms: expected a positive number, got {fsync_interval_ms!r}")
+        if not isinstance(compact_min_bytes, int) or compact_min_bytes < 0:
+            raise InvalidArgumentError(f"compact_min_bytes: expected a non-negative int, got {compact_min_bytes!r}")
+        self.path = Path(path)
+        self.fsync: FsyncMode = fsync
+        self._log = LogSession(
+            self.path,
+            StateTable(limits),
+            fsync=fsync,
+            fsync_interval=fsync_interval_ms / 1000,
+            compact_min_bytes=compact_min_bytes,
+            repair=repair,
+        )
+        super().__init__(limits=limits, session=self._log)
+        self._log.flush = self._flush
+
+    async def compact(self) -> None:
+        """Write a snapshot of the current state and start a new, short log.
+
+        Runs by itself in a background thread once the log outgrows the
+        snapshot; call it for maintenance or before a backup. Operations are
+        blocked only while the tail of the log written during the snapshot
+        is copied and the files are swapped.
+        """
+        await self._log.compact()
+
+    async def close(self) -> None:
+        """Flush (except in mode "never"), release the files; later operations fail."""
+        await self._log.close()
+        self._closed = True

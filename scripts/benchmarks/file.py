@@ -1,0 +1,170 @@
+"""Suite ``file``: the file adapter in each fsync mode against sqlite3 in WAL mode, and a set by store size."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import anyio
+
+import motia_state as ms
+
+from .harness import Options, best_of, report
+
+DEFAULT_N = 50_000
+
+
+def sqlite_increments(path: str, synchronous: str, n: int, writers: int) -> float:
+    """n increments of one key from ``writers`` threads, one connection each."""
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("pragma journal_mode=wal")
+    setup.execute("create table if not exists state(g text, k text, v text, primary key (g, k))")
+    setup.execute("insert or replace into state values ('g', 'k', '0')")
+    setup.close()
+
+    def work(count: int) -> None:
+        db = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
+        db.execute(f"pragma synchronous={synchronous}")
+        for _ in range(count):
+            # The same read-modify-write the adapter does, made atomic.
+            db.execute("begin immediate")
+            (v,) = db.execute("select v from state where g = 'g' and k = 'k'").fetchone()
+            db.execute("update state set v = ? where g = 'g' and k = 'k'", (str(int(v) + 1),))
+            db.execute("commit")
+        db.close()
+
+    threads = [threading.Thread(target=work, args=(n // writers,)) for _ in range(writers)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return n / (time.perf_counter() - start)
+
+
+def file_increments(path: str, mode: str, n: int, writers: int) -> float:
+    """n increments of one key from ``writers`` tasks sharing one FileStateAdapter in fsync ``mode``."""
+
+    async def run() -> float:
+        adapter = ms.FileStateAdapter(path, fsync=mode)  # type: ignore[arg-type]
+
+        async def work(count: int) -> None:
+            for _ in range(count):
+                await adapter.increment("g", "k")
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(writers):
+                tg.start_soon(work, n // writers)
+        rate = n / (time.perf_counter() - start)
+        await adapter.close()
+        return rate
+
+    return anyio.run(run)
+
+
+def set_cost(path: str, entries: int, n: int) -> float:
+    """Sets/s on a compacted store of ``entries`` keys (fsync never): a write's cost should not grow with them."""
+
+    async def run() -> float:
+        adapter = ms.FileStateAdapter(path, fsync="never")
+        for lo in range(0, entries, 10_000):  # a batch holds at most 10k operations
+            await adapter.batch(
+                "g", [{"type": "set", "key": f"k{i}", "value": {"i": i}} for i in range(lo, lo + 10_000)]
+            )
+        await adapter.compact()
+        start = time.perf_counter()
+        for i in range(n):
+            await adapter.set("g", f"k{i % entries}", {"i": -i})
+        rate = n / (time.perf_counter() - start)
+        await adapter.close()
+        return rate
+
+    return anyio.run(run)
+
+
+def fsync_cost(root: Path) -> float:
+    """Seconds per 64-byte append + fsync in ``root``: what the durable contenders are bound by."""
+    probe = root / "probe"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    start = time.perf_counter()
+    for _ in range(50):
+        os.write(fd, b"x" * 64)
+        os.fsync(fd)
+    os.close(fd)
+    probe.unlink()
+    return (time.perf_counter() - start) / 50
+
+
+def run(options: Options) -> None:
+    """Fast modes vs sqlite NORMAL, durable modes vs sqlite FULL (1 and 8 writers), then set by store size."""
+    n, rounds = options.n, options.rounds
+    root = Path(tempfile.mkdtemp(prefix="motia-bench-", dir=options.where))
+    print(f"store directory: {root} (fsync of a small write here: {fsync_cost(root) * 1e6:.0f} us)")
+    counter = iter(range(1_000_000))
+
+    def fresh() -> str:
+        return str(root / f"s{next(counter)}")
+
+    n_sync = max(n // 20, 200)  # fsync-bound contenders get fewer operations
+    try:
+        fast = best_of(
+            rounds,
+            {
+                "file never": lambda: file_increments(fresh(), "never", n, 1),
+                "file batch": lambda: file_increments(fresh(), "batch", n, 1),
+                "sqlite WAL NORMAL": lambda: sqlite_increments(fresh(), "NORMAL", n, 1),
+            },
+        )
+        report(
+            f"increments of one key, 1 writer ({n:,} per round)",
+            fast,
+            [
+                ("file never / sqlite NORMAL (target >= 2)", "file never", "sqlite WAL NORMAL"),
+                ("file batch / sqlite NORMAL (target >= 2)", "file batch", "sqlite WAL NORMAL"),
+            ],
+        )
+        durable = best_of(
+            rounds,
+            {
+                "file always, 1 writer": lambda: file_increments(fresh(), "always", n_sync, 1),
+                "sqlite WAL FULL, 1 writer": lambda: sqlite_increments(fresh(), "FULL", n_sync, 1),
+                "file always, 8 writers": lambda: file_increments(fresh(), "always", n_sync, 8),
+                "sqlite WAL FULL, 8 writers": lambda: sqlite_increments(fresh(), "FULL", n_sync, 8),
+            },
+        )
+        report(
+            f"durable increments of one key ({n_sync:,} per round)",
+            durable,
+            [
+                (
+                    "1 writer: file always / sqlite FULL (target >= 1)",
+                    "file always, 1 writer",
+                    "sqlite WAL FULL, 1 writer",
+                ),
+                (
+                    "8 writers: file always / sqlite FULL (target well above 1)",
+                    "file always, 8 writers",
+                    "sqlite WAL FULL, 8 writers",
+                ),
+            ],
+        )
+        sizes = best_of(
+            rounds,
+            {
+                "set, 1k entries": lambda: set_cost(fresh(), 1_000, n),
+                "set, 100k entries": lambda: set_cost(fresh(), 100_000, n),
+            },
+        )
+        report(
+            "one set (fsync never) by store size",
+            sizes,
+            [("cost at 100k / cost at 1k (target <= 1.3)", "set, 1k entries", "set, 100k entries")],
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
