@@ -94,7 +94,7 @@ module MotiaState
       update(trace_id, key, fn, &block)
     end
 
-    # Hash-like access of the seed API: +state[:increment].call(trace_id, key, 1)+.
+    # Hash-like access, as in Motia: +state[:increment].call(trace_id, key, 1)+.
     def [](name)
       name = name.to_sym
       method(CAMEL.fetch(name, name))
