@@ -75,6 +75,9 @@ function kindOf (v) {
  */
 function checkJson (value, name, extraDepth = 0) {
   const fail = (parent, key, what) => { throw new InvalidArgumentError(`${pathOf(parent, key)}: ${what}`) }
+  // The common arguments (a group, a key, a delta) need no walk.
+  if (typeof value === 'string' && wellFormed(value)) return
+  if (typeof value === 'number' && Number.isFinite(value)) return
   const limit = MAX_DEPTH + extraDepth
   // [value, parent node, key in parent, depth]; a node is [container, parent node, key]
   const stack = [[value, null, name, 0]]

@@ -83,6 +83,9 @@ def check_json(value: Any, name: str, extra_depth: int = 0) -> None:
     than MAX_DEPTH (+ ``extra_depth`` for an envelope such as ``items``)
     deep, and integers over MAX_INT_DIGITS characters, are LIMIT_EXCEEDED. Iterative: no value can exhaust the stack.
     """
+    t = type(value)
+    if (t is str and value.isascii()) or (t is int and value.bit_length() <= _INT_BITS):
+        return  # the common arguments (a group, a key, a delta) need no walk
     limit = MAX_DEPTH + extra_depth
     # (value, parent node, key in parent, depth); a node is (container, parent node, key)
     stack: list[tuple[Any, Any, Any, int]] = [(value, None, name, 0)]
