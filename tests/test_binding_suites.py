@@ -350,3 +350,16 @@ def test_python_shim_answers_a_frame_it_cannot_decode_when_its_id_can_be_read() 
         assert answer["id"] == "q" and answer["error"]["code"] == "INVALID_ARGUMENT"
 
     run_shim(test)
+
+
+def test_python_shim_leaves_a_records_limits_to_the_parent() -> None:
+    # The parent reports a record past a limit as that record's failure in the
+    # result (a batch goes on); refusing the whole call here would differ.
+    async def test(h: ShimHarness) -> None:
+        h.state.transaction("g", [{"type": "set", "key": "k", "value": nested(257)}])
+        h.state.batch("g", [{"type": "set", "key": "k", "value": -(10**4299)}])
+        assert [f["method"] for f in h.sent()] == ["state.transaction", "state.batch"]
+        with pytest.raises(InvalidArgumentError, match=r"operations\[0\]\.value"):
+            h.state.batch("g", [{"type": "set", "key": "k", "value": math.nan}])
+
+    run_shim(test)

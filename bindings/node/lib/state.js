@@ -4,12 +4,16 @@
 
 const util = require('util')
 const { ConflictError, InvalidArgumentError } = require('./errors')
-const { checkJson } = require('./rpc')
+const { checkJson, WRAP_DEPTH } = require('./rpc')
 
 /** Optimistic `update`: attempts before CONFLICT (the core's count), and the backoff base (ms). */
 const UPDATE_RETRIES = 64
-/** Levels of envelope around the values an argument holds (items, records). */
-const ENVELOPE = { items: 1, operations: 2 }
+/**
+ * Levels of envelope around the values an argument holds. Records get room
+ * for anything the parent can read: a record's value past a limit is the
+ * parent's to report, as that record's failure in the result.
+ */
+const ENVELOPE = { items: 1, operations: WRAP_DEPTH }
 const UPDATE_BACKOFF_MS = 0.5
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -194,3 +194,12 @@ test('a frame that cannot be decoded is still answered when its id can be read',
   assert.equal(answer.id, 'q')
   assert.equal(answer.error.code, 'INVALID_ARGUMENT')
 })
+
+test("a record's limits are left to the parent, which reports them in the result", async () => {
+  const h = harness()
+  h.state.transaction('g', [{ type: 'set', key: 'k', value: nested(257) }])
+  h.state.batch('g', [{ type: 'push', key: 'k', items: [nested(300)] }])
+  await tick()
+  assert.deepEqual(h.sent.map((f) => f.method), ['state.transaction', 'state.batch'])
+  await assert.rejects(h.state.batch('g', [{ type: 'set', key: 'k', value: NaN }]), InvalidArgumentError)
+})

@@ -73,7 +73,7 @@ def _path(parent: Any, key: Any) -> str:
     return "".join(reversed(parts))
 
 
-def check_json(value: Any, name: str, extra_depth: int = 0) -> None:
+def check_json(value: Any, name: str, extra_depth: int = 0, exact: bool = True) -> None:
     """Refuse what JSON cannot carry, naming where it is (``value[2].when``).
 
     Only dicts with string keys, lists, strings (no lone surrogates), ints,
@@ -81,7 +81,10 @@ def check_json(value: Any, name: str, extra_depth: int = 0) -> None:
     other object, NaN or an infinity, or a non-string key is
     INVALID_ARGUMENT, never converted; a cycle too. Containers nested more
     than MAX_DEPTH (+ ``extra_depth`` for an envelope such as ``items``)
-    deep, and integers over MAX_INT_DIGITS characters, are LIMIT_EXCEEDED. Iterative: no value can exhaust the stack.
+    deep, and integers over MAX_INT_DIGITS characters, are LIMIT_EXCEEDED.
+    With ``exact=False`` (records of a transaction or batch, whose limits
+    the parent reports per record) an integer is refused only when it has
+    more digits than any side can read. Iterative: no value can exhaust the stack.
     """
     t = type(value)
     if (t is str and value.isascii()) or (t is int and value.bit_length() <= _INT_BITS):
@@ -97,7 +100,7 @@ def check_json(value: Any, name: str, extra_depth: int = 0) -> None:
             if not v.isascii():
                 _check_text(v, parent, key)
         elif t is int:
-            if v.bit_length() > _INT_BITS and not _INT_LOW < v < _INT_HIGH:
+            if v.bit_length() > _INT_BITS and not (_INT_LOW if exact else -_INT_HIGH) < v < _INT_HIGH:
                 raise LimitExceededError(
                     "%s: an integer over %d characters (sign included) is over the limit"
                     % (_path(parent, key), MAX_INT_DIGITS)

@@ -18,14 +18,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import ConflictError
-from .rpc import RpcClient, check_json
+from .rpc import WRAP_DEPTH, RpcClient, check_json
 
 #: Optimistic ``update``: attempts before CONFLICT (the core's count), and the backoff base.
 UPDATE_RETRIES = 64
 UPDATE_BACKOFF = 0.0005
 
-
-_ENVELOPE = {"items": 1, "operations": 2}
 
 Reply = asyncio.Future
 """What each state method returns: the future of the parent's reply."""
@@ -44,11 +42,14 @@ class RpcStateManager:
 
     def _call(self, method: str, args: dict[str, Any]) -> Reply[Any]:
         # Each argument is checked under its own name ("value", "items[2]"),
-        # before anything is sent; items and records are one and two levels
-        # of envelope around the values they hold.
+        # before anything is sent. Records are checked for JSON only: a
+        # record's value past a limit is the parent's to report, as that
+        # record's failure in the transaction's or batch's result.
         for name, value in args.items():
-            if type(value) is not str or not value.isascii():
-                check_json(value, name, _ENVELOPE.get(name, 0))
+            if name == "operations":
+                check_json(value, name, WRAP_DEPTH, exact=False)
+            elif type(value) is not str or not value.isascii():
+                check_json(value, name, 1 if name == "items" else 0)
         return self._client.request(method, args, checked=True)
 
     def get(self, trace_id: str, key: str) -> Reply[Any]:

@@ -153,6 +153,15 @@ class LimitsTest < Minitest::Test
     assert_equal "INVALID_ARGUMENT", answer["error"]["code"]
   end
 
+  def test_a_records_limits_are_left_to_the_parent_which_reports_them_in_the_result
+    pipes = Pipes.new
+    in_thread { pipes.state.transaction("g", [{ "type" => "set", "key" => "k", "value" => nested(257) }]) }
+    assert_equal "state.transaction", pipes.next_frame["method"]
+    in_thread { pipes.state.batch("g", [{ "type" => "set", "key" => "k", "value" => -(10**4299) }]) }
+    assert_equal(-(10**4299), pipes.next_frame["args"]["operations"][0]["value"])
+    assert_raises(MotiaState::InvalidArgumentError) { pipes.state.batch("g", [{ "type" => "set", "key" => "k", "value" => Time.at(0) }]) }
+  end
+
   def test_a_frame_nested_past_any_value_is_answered_with_limit_exceeded
     pipes = Pipes.new
     deep = "[" * 330 + "]" * 330

@@ -38,7 +38,10 @@ module MotiaState
   # nested more than MAX_DEPTH (+ extra_depth for an envelope such as
   # items) deep, and integers over MAX_INT_DIGITS characters, are
   # LimitExceededError. Iterative: no value exhausts the stack.
-  def self.check_json(value, name, extra_depth = 0)
+  #
+  # With exact: false (records of a transaction or batch, whose limits the
+  # parent reports per record) integers are left to the parent.
+  def self.check_json(value, name, extra_depth = 0, exact: true)
     limit = MAX_DEPTH + extra_depth
     # [value, parent node, key in parent, depth]; a node is [container, parent node, key]
     stack = [[value, nil, name, 0]]
@@ -48,7 +51,7 @@ module MotiaState
       when String
         json_text!(v, parent, key)
       when Integer
-        if v.bit_length > 14_000 && !(v > INT_LOW && v < INT_HIGH)
+        if exact && v.bit_length > 14_000 && !(v > INT_LOW && v < INT_HIGH)
           raise LimitExceededError,
                 "#{json_path(parent, key)}: an integer over #{MAX_INT_DIGITS} characters (sign included) is over the limit"
         end

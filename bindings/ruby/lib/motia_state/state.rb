@@ -104,13 +104,18 @@ module MotiaState
 
     private
 
-    # Levels of envelope around the values an argument holds (items, records).
-    ENVELOPE = { "items" => 1, "operations" => 2 }.freeze
-
     # Each argument is checked under its own name ("value", "items[2]") before
-    # anything is sent: what is not JSON raises InvalidArgumentError.
+    # anything is sent: what is not JSON raises InvalidArgumentError. Records
+    # are checked for JSON only: a record's value past a limit is the
+    # parent's to report, as that record's failure in the result.
     def call(method, args)
-      args.each { |name, value| MotiaState.check_json(value, name, ENVELOPE.fetch(name, 0)) }
+      args.each do |name, value|
+        if name == "operations"
+          MotiaState.check_json(value, name, WRAP_DEPTH, exact: false)
+        else
+          MotiaState.check_json(value, name, name == "items" ? 1 : 0)
+        end
+      end
       @client.request(method, args, checked: true)
     end
 
