@@ -110,7 +110,7 @@ def check_json(value: Any, name: str, extra_depth: int = 0, exact: bool = True) 
         elif t is float:
             if v != v or v == _INF or v == -_INF:
                 raise InvalidArgumentError("%s: %r is not JSON (only finite numbers are)" % (_path(parent, key), v))
-        elif t is dict or t is list or (isinstance(v, (dict, list)) and t is not tuple):
+        elif t is dict or t is list or isinstance(v, (dict, list)):
             if depth >= limit:
                 _too_deep(v, parent, key, limit)
             node = (v, parent, key)

@@ -42,6 +42,10 @@ module MotiaState
   # With exact: false (records of a transaction or batch, whose limits the
   # parent reports per record) integers are left to the parent.
   def self.check_json(value, name, extra_depth = 0, exact: true)
+    # The common arguments (a group, a key, a delta) need no walk.
+    return if value.is_a?(String) && value.encoding == Encoding::UTF_8 && value.valid_encoding?
+    return if value.is_a?(Integer) && value.bit_length <= 14_000
+
     limit = MAX_DEPTH + extra_depth
     # [value, parent node, key in parent, depth]; a node is [container, parent node, key]
     stack = [[value, nil, name, 0]]
