@@ -363,3 +363,16 @@ def test_python_shim_leaves_a_records_limits_to_the_parent() -> None:
             h.state.batch("g", [{"type": "set", "key": "k", "value": math.nan}])
 
     run_shim(test)
+
+
+def test_python_shim_names_an_update_fn_result_that_is_not_json() -> None:
+    async def test(h: ShimHarness) -> None:
+        update = asyncio.ensure_future(h.state.update("g", "k", lambda current: (current, 1)))
+        await asyncio.sleep(0)
+        (get,) = h.sent()
+        h.client._feed(json.dumps({"type": "rpc_response", "id": get["id"], "result": 5}).encode() + b"\n")
+        with pytest.raises(InvalidArgumentError, match="the update fn's result: a tuple is not JSON"):
+            await update
+        assert h.sent() == []  # no compareAndSwap went out
+
+    run_shim(test)

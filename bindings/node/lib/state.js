@@ -88,6 +88,7 @@ class StateManager {
       if (next === undefined) {
         throw new InvalidArgumentError('update: the function returned undefined, which is not JSON (return null to store null)')
       }
+      checkJson(next, "the update fn's result")
       if (await this.compareAndSwap(traceId, key, current, next)) return next
       await sleep(Math.random() * UPDATE_BACKOFF_MS * 2 ** Math.min(attempt, 6))
     }

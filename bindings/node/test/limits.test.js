@@ -203,3 +203,13 @@ test("a record's limits are left to the parent, which reports them in the result
   assert.deepEqual(h.sent.map((f) => f.method), ['state.transaction', 'state.batch'])
   await assert.rejects(h.state.batch('g', [{ type: 'set', key: 'k', value: NaN }]), InvalidArgumentError)
 })
+
+test("an update fn's result that is not JSON is named, and no compareAndSwap goes out", async () => {
+  const h = harness()
+  const p = h.state.update('g', 'k', () => ({ at: new Date(0) }))
+  await tick()
+  h.input.write(JSON.stringify({ type: 'rpc_response', id: h.sent[0].id, result: 1 }) + '\n')
+  await assert.rejects(p, (e) => e.code === 'INVALID_ARGUMENT' && e.message.startsWith("the update fn's result.at: a Date"))
+  await tick()
+  assert.deepEqual(h.sent.map((f) => f.method), ['state.get'])
+})

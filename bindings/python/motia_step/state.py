@@ -141,6 +141,7 @@ class RpcStateManager:
             new = fn(copy.deepcopy(current))
             if inspect.isawaitable(new):
                 new = await new
+            check_json(new, "the update fn's result")
             if await self.compare_and_swap(trace_id, key, current, new):
                 return new
             await asyncio.sleep(random.uniform(0, UPDATE_BACKOFF * (2 ** min(attempt, 6))))
@@ -192,6 +193,7 @@ class BlockingStateManager:
         for attempt in range(UPDATE_RETRIES):
             current = self.get(trace_id, key)
             new = fn(copy.deepcopy(current))
+            check_json(new, "the update fn's result")
             if self.compare_and_swap(trace_id, key, current, new):
                 return new
             time.sleep(random.uniform(0, UPDATE_BACKOFF * (2 ** min(attempt, 6))))

@@ -162,6 +162,17 @@ class LimitsTest < Minitest::Test
     assert_raises(MotiaState::InvalidArgumentError) { pipes.state.batch("g", [{ "type" => "set", "key" => "k", "value" => Time.at(0) }]) }
   end
 
+  def test_an_update_fn_result_that_is_not_json_is_named_and_nothing_more_is_sent
+    pipes = Pipes.new
+    t = in_thread { pipes.state.update("g", "k") { |_| { "at" => Time.at(0) } } }
+    get = pipes.next_frame
+    pipes.write("#{JSON.generate({ 'type' => 'rpc_response', 'id' => get['id'], 'result' => 1 })}\n")
+    err = assert_raises(MotiaState::InvalidArgumentError) { t.value }
+    assert err.message.start_with?("the update fn's result.at: a Time"), err.message
+    sleep 0.01
+    assert_equal [], pipes.sent
+  end
+
   def test_a_frame_nested_past_any_value_is_answered_with_limit_exceeded
     pipes = Pipes.new
     deep = "[" * 330 + "]" * 330

@@ -81,6 +81,7 @@ module MotiaState
       UPDATE_RETRIES.times do |attempt|
         current = get(trace_id, key)
         new_value = fn.call(deep_copy(current))
+        MotiaState.check_json(new_value, "the update fn's result")
         return new_value if compare_and_swap(trace_id, key, current, new_value)
 
         sleep(rand * UPDATE_BACKOFF * (2**[attempt, 6].min))
