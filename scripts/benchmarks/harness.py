@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tests.helpers import RedisServer
+if TYPE_CHECKING:
+    from tests.helpers import RedisServer
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,15 @@ def redis_server() -> Iterator[RedisServer | None]:
     """A redis-server without persistence on a free loopback port, or None when it is not installed.
 
     The same server the test suite starts (``tests.helpers.RedisServer``),
-    stopped and its directory removed on exit.
+    stopped and its directory removed on exit. The test helpers (and pytest
+    with them) are imported here, not at the top, so that suites without
+    Redis measure a process holding only what they use.
     """
     if shutil.which("redis-server") is None:
         yield None
         return
+    from tests.helpers import RedisServer
+
     with tempfile.TemporaryDirectory(prefix="motia-bench-redis-") as directory:
         server = RedisServer(directory).start()
         try:
