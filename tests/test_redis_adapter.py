@@ -19,7 +19,6 @@ import anyio
 import pytest
 
 import motia_state as ms
-from motia_state.adapters.redis import adapter as redis_module
 from motia_state.adapters.redis.layout import Layout, escape_group, unescape_group
 
 from .conformance import adapter_call, limits_kwargs, load_cases, redis_params, run_case

@@ -32,7 +32,7 @@ __all__ = ["RedisChangeStream", "decode_record", "format_cursor", "parse_cursor"
 _decode = msgspec.json.Decoder().decode
 
 _CURSOR: Final = re.compile(r"r((?:\.(?:0|[1-9][0-9]{0,18}))+)")
-_ANY_CURSOR: Final = re.compile(r"[a-z]+\.[0-9.]+")
+_OTHER_CURSOR: Final = re.compile(r"(?!r\.)[a-z]+\.(?:0|[1-9][0-9]*)")
 
 
 def format_cursor(position: list[int]) -> str:
@@ -51,7 +51,7 @@ def parse_cursor(cursor: object, shards: int) -> list[int]:
         raise InvalidArgumentError(f"after: expected a cursor string, None or 'now', got {describe(cursor)}")
     match = _CURSOR.fullmatch(cursor)
     if match is None:
-        if _ANY_CURSOR.fullmatch(cursor):
+        if _OTHER_CURSOR.fullmatch(cursor):
             raise CursorExpiredError(f"cursor {cursor!r} is from another kind of store (this one's start with 'r.')")
         raise InvalidArgumentError(f"after: {cursor!r} is not a change-feed cursor")
     position = [int(n) for n in match.group(1)[1:].split(".")]
@@ -117,6 +117,7 @@ class RedisChangeStream(AsyncIterator[Change]):
         keys: Collection[str] | None = None,
         follow: bool = True,
     ) -> None:
+        self._waits: dict[int, asyncio.Task[Any]] = {}  # first: __del__ reads it
         self._adapter = adapter
         self._groups = _names(groups, "groups")
         self._keys = _names(keys, "keys")
@@ -129,7 +130,6 @@ class RedisChangeStream(AsyncIterator[Change]):
         self._buffer: list[Change] = []
         self._next = 0
         self._start: asyncio.Task[list[int]] | None = None
-        self._waits: dict[int, asyncio.Task[Any]] = {}
         if after == "now":
             try:
                 asyncio.get_running_loop()
