@@ -382,8 +382,10 @@ async def test_a_sharded_store_reads_every_shard_and_resumes_exactly(
         later = await _all(state.changes(history[0].cursor, follow=False))
         expected = [c for c in records[after + 1 :] if shard(c.group) == shard("group-3")]
         assert _seen(later) == _seen(expected) != []
+        other = _adapter(redis_server, redis_prefix, shards=2)
         with pytest.raises(RedisLayoutError, match="4 shards, not 2"):
-            await _adapter(redis_server, redis_prefix, shards=2).get("g", "k")
+            await other.get("g", "k")
+        await other.close()
     finally:
         await state.close()
 
