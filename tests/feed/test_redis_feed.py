@@ -501,3 +501,21 @@ async def test_scan_skips_a_group_dropped_by_its_ttl(redis_server: RedisServer, 
         assert await state.groups() == []
     finally:
         await state.close()
+
+
+async def test_the_fallback_adapter_serves_the_feed_of_the_adapter_it_chose(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    on_redis = ms.FallbackStateAdapter(_adapter(redis_server, redis_prefix))
+    in_memory = ms.FallbackStateAdapter(ms.RedisStateAdapter("redis://127.0.0.1:1/0", timeout=0.2, feed_retention=2))
+    try:
+        early = on_redis.changes(follow=False)  # before the first operation chose the adapter
+        await on_redis.set("g", "k", 1)
+        assert [c.cursor for c in await _all(early)] == ["r.1"]
+        assert [c.new_value for c in await on_redis.history("g", "k")] == [1]
+        for i in range(3):
+            await in_memory.set("g", "k", i)
+        assert await in_memory.feed_info() == {"first": "m.2", "last": "m.3", "retained": 2}
+    finally:
+        await on_redis.close()
+        await in_memory.close()
