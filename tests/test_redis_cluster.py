@@ -171,3 +171,13 @@ def test_redis_errors_map_to_codes(error: str, code: str, redis_prefix: str) -> 
 
     adapter = ms.RedisStateAdapter("redis://127.0.0.1:1/0", key_prefix=redis_prefix)
     assert adapter._translate(getattr(redis.exceptions, error)("boom")).code == code
+
+
+def test_a_redis_too_old_for_the_feeds_ids_says_so(redis_prefix: str) -> None:
+    import redis.exceptions
+
+    adapter = ms.RedisStateAdapter("redis://127.0.0.1:1/0", key_prefix=redis_prefix)
+    old = redis.exceptions.ResponseError("Invalid stream ID specified as stream command argument")
+    error = adapter._translate(old)
+    assert error.code == "INVALID_ARGUMENT" and "Redis 7.0 or newer" in error.message
+    assert "feed_retention=0" in error.message

@@ -365,6 +365,12 @@ class RedisStateAdapter(StateAdapter):
         # from the message ("CLUSTERDOWN ..." becomes ClusterDownError("The
         # cluster is down")), so transient ones are known by class or prefix.
         transient = (errors.ReadOnlyError, errors.ClusterError, errors.TryAgainError, errors.OutOfMemoryError)
+        if isinstance(e, errors.ResponseError) and "Invalid stream ID" in str(e):
+            # Feed records are numbered with "0-*" IDs, which Redis reads from 7.0 on.
+            return InvalidArgumentError(
+                f"the change feed needs Redis 7.0 or newer (Redis said: {e}); "
+                "upgrade it, or turn the feed off with feed_retention=0"
+            )
         if isinstance(e, errors.ResponseError) and not (isinstance(e, transient) or str(e).startswith(_TRANSIENT)):
             return InternalError(f"Redis refused a command: {e}")
         return UnavailableError(f"Redis at {self.url} is unavailable: {type(e).__name__}: {e}")
