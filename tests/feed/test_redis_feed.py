@@ -519,3 +519,16 @@ async def test_the_fallback_adapter_serves_the_feed_of_the_adapter_it_chose(
     finally:
         await on_redis.close()
         await in_memory.close()
+
+
+async def test_a_configuration_sets_the_feed_options(redis_server: RedisServer, redis_prefix: str) -> None:
+    config = {"adapter": "redis", "url": redis_server.url, "key_prefix": redis_prefix}
+    state = ms.create_state_adapter({**config, "feed_retention": 2, "feed_retention_bytes": 1 << 20, "shards": 2})
+    try:
+        assert isinstance(state, ms.RedisStateAdapter)
+        for i in range(5):
+            await state.set("g", "k", i)
+        assert [c.new_value for c in await _all(state.changes(follow=False))] == [3, 4]
+        assert json.loads(await state.client.get(redis_prefix + "layout"))["shards"] == 2
+    finally:
+        await state.close()
