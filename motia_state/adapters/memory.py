@@ -128,14 +128,17 @@ class MemoryStateAdapter(StateAdapter):
         self._closed = False
         self._names = CheckedNames(limits)
         self._valid_names = self._names.seen  # read directly by increment's fast path
-        if session.journal_always or self._feed is not None:
-            self._table.journal = []
+        self._sinks_changed()
         if session.acknowledge is not None:
             acknowledge_writes(self, session.acknowledge)
 
     def _sinks_changed(self) -> None:
+        # With no listener and nothing to commit, only the feed hears of a
+        # write: the table hands it each change directly, no journal between.
+        feed_only = self._feed is not None and not self._sinks and self._commit is None
         with self._lock:
-            self._table.journal = [] if self._sinks or self._session.journal_always or self._feed is not None else None
+            self._table.feed = self._feed if feed_only else None
+            self._table.journal = None if feed_only or not (self._sinks or self._session.journal_always) else []
 
     def _flush(self) -> None:
         # Called under the lock, so sinks and the feed see changes in commit
@@ -255,17 +258,22 @@ class MemoryStateAdapter(StateAdapter):
             check_delta(delta)
         with self._lock:
             table = self._table
+            feed = table.feed
             if table.journal is not None:
                 result: int | float = table.apply(trace_id, key, "increment", apply_increment, delta)
                 self._flush()
                 return result
             entries = table.data.get(trace_id)
             if entries is None:
-                new, result = apply_increment(MISSING, delta)
+                old = MISSING
+                new, result = apply_increment(old, delta)
                 table.data[trace_id] = {key: new}
             else:
-                new, result = apply_increment(entries.get(key, MISSING), delta)
+                old = entries.get(key, MISSING)
+                new, result = apply_increment(old, delta)
                 entries[key] = new
+            if feed is not None:
+                feed.put(trace_id, key, "increment", old, new)
         return result
 
     async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
