@@ -78,7 +78,7 @@ from ...values import (
 from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
 from .layout import CLUSTER_SHARDS, MAX_SHARDS, Layout, read_layout
 from .program import LuaProgram
-from .stream import RedisChangeStream, decode_record, format_cursor
+from .stream import RedisChangeStream, _retrieve, decode_record, format_cursor
 
 __all__ = ["OCC_RETRIES", "RedisStateAdapter"]
 
@@ -737,6 +737,7 @@ class RedisStateAdapter(StateAdapter):
         starting = self._shared.starting
         starting.add(task)
         task.add_done_callback(starting.discard)
+        task.add_done_callback(_retrieve)  # a stream never iterated still leaves no unread error
         return task
 
     async def _read_shards(self, shards: list[int], position: list[int], count: int) -> list[tuple[int, list[Any]]]:

@@ -1120,8 +1120,14 @@ function mode_run.commit(ARGV, ttl)
 end
 
 -- Removes the group; its records (one "deleted" per entry) in key order.
--- Reply: its entries, field and value alternating.
-function mode_run.clear()
+-- Reply: its entries, field and value alternating (none when neither
+-- changes nor records are wanted).
+function mode_run.clear(ARGV, ttl, want_changes)
+  if not want_changes and feed_max == 0 then
+    redis.call('DEL', H)
+    redis.call('ZREM', Z, group)
+    return {}
+  end
   local all = redis.call('HGETALL', H)
   if #all == 0 then
     redis.call('ZREM', Z, group) -- a group dropped by its TTL

@@ -260,6 +260,6 @@ class RedisChangeStream(AsyncIterator[Change]):
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
-    # A blocking read that failed after its reader left: nobody will ask.
+    # A read that failed after its reader left (or before it came): nobody will ask.
     if not task.cancelled():
         task.exception()
