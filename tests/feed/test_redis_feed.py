@@ -382,6 +382,18 @@ async def test_a_sharded_store_reads_every_shard_and_resumes_exactly(
         later = await _all(state.changes(history[0].cursor, follow=False))
         expected = [c for c in records[after + 1 :] if shard(c.group) == shard("group-3")]
         assert _seen(later) == _seen(expected) != []
+        # A follower waits on every shard in one blocking read.
+        stream = state.changes("now")
+        for g in ("group-0", "group-5", "group-9"):
+
+            async def write_later(g: str = g) -> None:
+                await asyncio.sleep(0.05)
+                await state.set(g, "k", "late")
+
+            task = asyncio.create_task(write_later())
+            change = await asyncio.wait_for(stream.__anext__(), 5)
+            assert (change.group, change.new_value) == (g, "late")
+            await task
         other = _adapter(redis_server, redis_prefix, shards=2)
         with pytest.raises(RedisLayoutError, match="4 shards, not 2"):
             await other.get("g", "k")
