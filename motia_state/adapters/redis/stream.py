@@ -211,6 +211,7 @@ class RedisChangeStream(AsyncIterator[Change]):
                 change = self._buffer[self._next]
                 self._next += 1
                 return change
+            self._adapter._check_usable()  # a closed adapter ends its followers with UNAVAILABLE
             if self._after is not None or not self._position:
                 await self._begin()
             start = list(self._position)
