@@ -7,14 +7,19 @@ every script touches one slot.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import motia_state as ms
 
+from .feed.test_replay_property import OPERATIONS, _replay, _run, _snapshot
 from .helpers import RedisClusterServers, finish, go, start_child
 from .test_redis_adapter import key_slot
 
@@ -116,6 +121,24 @@ async def test_the_feed_on_a_cluster_covers_every_shard_and_follows_each(
     finally:
         await adapter.close()
         await other.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(OPERATIONS, max_size=20))
+def test_the_cluster_feed_replayed_from_empty_reproduces_the_store(
+    redis_cluster: RedisClusterServers, ops: list[tuple[str, str, Any]]
+) -> None:
+    async def main() -> None:
+        adapter = cluster_adapter(redis_cluster, f"replay:{uuid.uuid4().hex}:")
+        try:
+            for op in ops:
+                await _run(adapter, op)
+            changes = [c async for c in adapter.changes(follow=False)]
+            assert _replay(changes) == await _snapshot(adapter)
+        finally:
+            await adapter.close()
+
+    asyncio.run(main())
 
 
 def test_two_processes_racing_on_a_cluster_get_exactly_1_to_n(
