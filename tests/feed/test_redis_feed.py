@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import motia_state as ms
 from motia_state.adapters.redis import adapter as redis_adapter
+from motia_state.adapters.redis import migrate_legacy_layout
 from motia_state.adapters.redis.layout import Layout, RedisLayoutError, iter_legacy_entries
 from motia_state.feed import write_context
 
@@ -451,6 +452,29 @@ async def test_a_store_in_the_layout_before_the_feed_is_refused_and_left_alone(
         assert sorted(entries) == [("orders", "a", {"x": [1]}), ("orders", "b", 2), ("with}brace", "k", True)]
     finally:
         await state.close()
+
+
+async def test_the_old_layout_moves_in_place_and_then_opens(
+    redis_server: RedisServer, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_adapter, "MIGRATE_STEP", 2)  # a group larger than one copy step
+    old = _adapter(redis_server, redis_prefix)
+    try:
+        await old.client.hset(redis_prefix + "{orders}", mapping={"b": "2", "a": '{"x":[1]}', "c": "null"})
+        await old.client.hset(redis_prefix + "{__motia/positions}", "t", '"r.1"')
+        await old.client.hset(redis_prefix + "{with%7Dbrace}", "k", "true")
+        assert await migrate_legacy_layout(old) == 5
+        assert await old.get("orders", "a") == {"x": [1]} and await old.get("with}brace", "k") is True
+        assert await old.internal.get("__motia/positions", "t") == "r.1"
+        assert [entry async for entry in iter_legacy_entries(old.client, redis_prefix)] == []
+        assert await old.feed_info() == {"first": None, "last": None, "retained": 0}  # moving is no change
+        fresh = _adapter(redis_server, redis_prefix)
+        assert await fresh.groups() == ["orders", "with}brace"]
+        assert await fresh.get_group("orders") == [{"x": [1]}, 2, None]
+        await fresh.close()
+        assert await migrate_legacy_layout(old) == 0  # again: nothing left to move
+    finally:
+        await old.close()
 
 
 async def test_a_marker_of_another_layout_is_refused(redis_server: RedisServer, redis_prefix: str) -> None:

@@ -76,11 +76,11 @@ from ...values import (
     import_value,
 )
 from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
-from .layout import CLUSTER_SHARDS, MAX_SHARDS, Layout, read_layout
+from .layout import CLUSTER_SHARDS, MAX_SHARDS, Layout, escape_group, legacy_groups, marker_layout, read_layout
 from .program import LuaProgram
 from .stream import RedisChangeStream, _retrieve, decode_record, format_cursor
 
-__all__ = ["OCC_RETRIES", "RedisStateAdapter"]
+__all__ = ["OCC_RETRIES", "RedisStateAdapter", "migrate_legacy_layout"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -997,3 +997,45 @@ class _InternalRedis(RedisStateAdapter):
 
     async def close(self) -> None:
         """Nothing to release: the adapter owns the client."""
+
+
+#: Entries copied per program call by :func:`migrate_legacy_layout`.
+MIGRATE_STEP: Final = 1000
+
+
+async def migrate_legacy_layout(adapter: RedisStateAdapter) -> int:
+    """Move the data of the layout before the feed into the current layout, in place; returns the entries moved.
+
+    Under the adapter's ``key_prefix``, each old group hash is copied into
+    the current layout (groups, index; no feed records and no change events:
+    moving data is not a change of it), then deleted; the layout marker is
+    written last, so that until every group has moved, other runtimes keep
+    refusing the store. Stop every runtime of the old version first. An
+    interrupted run can be started again: groups already moved are gone
+    from the old layout, and copying one again writes the same values.
+    """
+    adapter._check_usable()
+    client, prefix = adapter.client, adapter.key_prefix
+    with adapter._boundary():
+        raw = await client.get(f"{prefix}layout")
+        layout = (
+            marker_layout(prefix, raw)
+            if raw is not None
+            else Layout(prefix, adapter.shards or adapter._default_shards())
+        )
+        adapter._shared.layout = layout  # this adapter writes the current layout while the old one remains
+        moved = 0
+        async for group in legacy_groups(client, prefix):
+            old_key = f"{prefix}{{{escape_group(group)}}}"
+            entries = [(field.decode(), text) async for field, text in client.hscan_iter(old_key, count=MIGRATE_STEP)]
+            for start in range(0, len(entries), MIGRATE_STEP):
+                part = entries[start : start + MIGRATE_STEP]
+                ops = [{"type": "set", "key": key, "value": _decode(text)} for key, text in part]
+                result = await adapter.internal.batch(group, ops)
+                for item in result.results:
+                    if item.code is not None:  # over a limit of this adapter: the old hash stays
+                        raise error_for_code(item.code, f"group {group!r}: {item.error}")
+            await client.delete(old_key)
+            moved += len(entries)
+        await client.set(f"{prefix}layout", layout.marker())
+    return moved
