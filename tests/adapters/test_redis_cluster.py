@@ -1,7 +1,7 @@
 """The Redis adapter against a live three-primary Redis Cluster.
 
-The vectors run on it too (tests/test_vectors.py). A group is one hash
-sharing its shard's hash tag with the shard's feed and group index, so
+The vectors run on it too (tests/adapters/test_vectors.py). A group is one
+hash sharing its shard's hash tag with the shard's feed and group index, so
 every script touches one slot.
 """
 
@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 import motia_state as ms
 
-from .feed.test_replay_property import OPERATIONS, _replay, _run, _snapshot
-from .helpers import RedisClusterServers, finish, go, start_child
+from ..feed.test_replay_property import OPERATIONS, _replay, _run, _snapshot
+from ..helpers import RedisClusterServers, finish, go, start_child
 from .test_redis_adapter import key_slot
 
 
