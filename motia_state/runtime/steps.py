@@ -40,6 +40,7 @@ async def call_step_file(
     interpreters: Mapping[str, str] | None = None,
     handlers: HandlerTable | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    depth: int = 0,
 ) -> Any:
     """Run one invocation of a step file and return its handler's result.
 
@@ -47,7 +48,10 @@ async def call_step_file(
     ``on_log`` receive the step's emits and logs (sync or async). ``env``
     adds variables to the parent's environment; ``interpreters`` overrides
     the interpreter per language (``{"node": "/opt/node/bin/node"}``);
-    ``handlers`` adds an orchestrator's own RPC methods.
+    ``handlers`` adds an orchestrator's own RPC methods. ``depth`` is the
+    invocation's depth (0 for an API, cron or manual call; its cause's + 1
+    for one caused by a state change or an event): the step's writes carry
+    it, with the step and ``trace_id`` as their origin, into the change feed.
 
     Raises :class:`StepError` when the handler raises (with its message and
     stack), when the worker dies or cannot start, or when its result is over
@@ -69,7 +73,7 @@ async def call_step_file(
             answered = False  # stays False when the call is cancelled
             try:
                 result = await worker.invoke(
-                    invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log
+                    invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log, depth=depth
                 )
                 answered = True
             except StateError as e:  # raised below, outside the task group (not as a group)

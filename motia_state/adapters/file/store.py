@@ -33,6 +33,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ...errors import InternalError, InvalidArgumentError, UnavailableError
+from ...feed import Stamp
 from ...records import StateChange
 from ...values import DEFAULT_LIMITS, Limits
 from ..memory import MemoryStateAdapter, TableSession
@@ -331,7 +332,7 @@ class LogSession(TableSession):
             # Another process compacted: reload its snapshot and new log.
             self.load(repair=False)
 
-    def commit(self, changes: list[StateChange]) -> None:
+    def commit(self, changes: list[StateChange], stamp: Stamp | None) -> None:
         """Append one operation's changes as one record (the lock is held)."""
         rows = [[c.trace_id, c.key] if c.event == "deleted" else [c.trace_id, c.key, c.new_value] for c in changes]
         try:
