@@ -35,7 +35,7 @@ import msgspec
 
 from .errors import CursorExpiredError, InvalidArgumentError
 from .records import Change, StateChange
-from .values import copy_value, describe
+from .values import MISSING, copy_value, describe
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -141,7 +141,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def _value_size(value: Any) -> int:
-    return 4 if value is None else len(_encode(value))
+    return len(_encode(value))
 
 
 # One retained record: seq, group, key, op, event, old, new, at, depth, origin, size.
@@ -191,16 +191,66 @@ class FeedRing:
             added += size
         self.seq = seq
         self.bytes += added
-        self._trim()
+        if len(items) - self._head > self.retention or self.bytes > self.retention_bytes:
+            self._trim()
         if self._waiters:
             self.wake()
 
-    def add(self, entry: _Entry) -> None:
-        """Append one record read back from storage (its sequence number follows :attr:`seq`)."""
-        self._items.append(entry)
-        self.seq = entry[0]
-        self.bytes += entry[10]
+    def put(
+        self,
+        group: str,
+        key: str,
+        op: str,
+        old: Any,
+        new: Any,
+        _clock: Callable[[], float] = time.time,
+        _context: Callable[[], WriteContext] = _WRITE_CONTEXT.get,
+        _encode: Callable[[Any], bytes] = _encode,
+    ) -> None:
+        """Append the record of one written entry (``MISSING`` on a side: no entry there).
+
+        The lean form of :meth:`record` for a write that journals nothing
+        else (the memory adapter with no listener); its hot names are bound
+        as defaults, as each write pays for this call.
+        """
+        if old is MISSING:
+            event, old = "created", None
+        elif new is MISSING:
+            event, new = "deleted", None
+        else:
+            event = "updated"
+        depth, origin = _context()
+        seq = self.seq = self.seq + 1
+        size = _OVERHEAD + len(group) + len(key) + len(_encode(old)) + len(_encode(new))
+        items = self._items
+        items.append((seq, group, key, op, event, old, new, int(_clock() * 1000), depth, origin, size))
+        self.bytes += size
+        if self.bytes > self.retention_bytes or len(items) - self._head > self.retention:
+            self._trim()
+        if self._waiters:
+            self.wake()
+
+    def add_rows(self, seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: Sequence[Any]) -> None:
+        """Append the records of one commit read back from storage, numbered from ``seq``.
+
+        ``rows`` are ``[group, key, op, event, old, new]`` (the file log's
+        form); records this ring already holds are skipped.
+        """
+        items = self._items
+        added = 0
+        for group, key, op, event, old, new in rows:
+            if seq > self.seq:
+                size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
+                items.append((seq, group, key, op, event, old, new, at, depth, origin, size))
+                added += size
+                self.seq = seq
+            seq += 1
+        self.bytes += added
         self._trim()
+
+    def retained(self) -> list[_Entry]:
+        """The retained records as stored, oldest first: ``(seq, group, key, op, event, old, new, at, depth, origin, size)``."""
+        return self._items[self._head :]
 
     def restart(self, seq: int) -> None:
         """Forget every record; the next one gets ``seq + 1`` (a store reloaded from its files)."""
@@ -317,6 +367,11 @@ class FeedRing:
         else:
             self._waiters.append(lambda: loop.call_soon_threadsafe(wake))
         return event
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a reader waits for the next record."""
+        return bool(self._waiters)
 
     def wake(self) -> None:
         """Wake every waiting reader."""

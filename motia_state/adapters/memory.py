@@ -18,9 +18,10 @@ fn, which is the point of ``update``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -128,8 +129,9 @@ class MemoryStateAdapter(StateAdapter):
         self._closed = False
         self._names = CheckedNames(limits)
         self._valid_names = self._names.seen  # read directly by increment's fast path
-        if session.journal_always or self._feed is not None:
+        if session.journal_always:
             self._table.journal = []
+        self._sinks_changed()
         #: The runtime's own handle: reserved groups allowed, no change events.
         self.internal = InternalTable(self)
         if session.acknowledge is not None:
@@ -139,8 +141,12 @@ class MemoryStateAdapter(StateAdapter):
     def _sinks_changed(self) -> None:
         if self._session.journal_always:
             return  # the journal stays on whoever listens (and even once closed)
+        # With no listener and nothing to commit, only the feed hears of a
+        # write: the table hands it each change directly, no journal between.
+        feed_only = self._feed is not None and not self._sinks and self._commit is None
         with self._lock:
-            self._table.journal = [] if self._sinks or self._feed is not None else None
+            self._table.feed = self._feed if feed_only else None
+            self._table.journal = None if feed_only or not self._sinks else []
 
     def _flush(self) -> None:
         # Called under the lock, so sinks and the feed see changes in commit
@@ -211,13 +217,21 @@ class MemoryStateAdapter(StateAdapter):
         with self._lock:
             return ring.info()
 
-    def _commit_quietly(self) -> None:
-        # As _flush, for the internal handle: committed, never published.
-        journal = self._table.journal
-        if journal:
-            self._table.journal = []
-            if self._commit is not None:
-                self._commit(journal, None)
+    @contextlib.contextmanager
+    def _quietly(self) -> Iterator[None]:
+        # For the internal handle (the lock is held): its writes are
+        # committed (a file store logs them) but make no feed records and
+        # fire no events, so the table journals them aside and feeds nothing.
+        table = self._table
+        feed, journal = table.feed, table.journal
+        table.feed, table.journal = None, []
+        try:
+            yield
+        finally:
+            quiet = table.journal
+            table.feed, table.journal = feed, journal
+            if quiet and self._commit is not None:
+                self._commit(quiet, None)
 
     def _check_group(self, group: Any) -> None:
         check_name(group, "traceId", self.limits)
@@ -268,17 +282,22 @@ class MemoryStateAdapter(StateAdapter):
             check_delta(delta)
         with self._lock:
             table = self._table
+            feed = table.feed
             if table.journal is not None:
                 result: int | float = table.apply(trace_id, key, "increment", apply_increment, delta)
                 self._flush()
                 return result
             entries = table.data.get(trace_id)
             if entries is None:
-                new, result = apply_increment(MISSING, delta)
+                old = MISSING
+                new, result = apply_increment(old, delta)
                 table.data[trace_id] = {key: new}
             else:
-                new, result = apply_increment(entries.get(key, MISSING), delta)
+                old = entries.get(key, MISSING)
+                new, result = apply_increment(old, delta)
                 entries[key] = new
+            if feed is not None:
+                feed.put(trace_id, key, "increment", old, new)
         return result
 
     async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
@@ -438,18 +457,16 @@ class InternalTable:
         """Store ``value``; returns it."""
         adapter = self._check(group, key)
         value = import_value(value, adapter.limits)
-        with adapter._lock:
+        with adapter._lock, adapter._quietly():
             result = adapter._table.apply(group, key, "set", apply_set, value)
-            adapter._commit_quietly()
         return result
 
     @writes
     async def delete(self, group: str, key: str) -> Any:
         """Remove the entry; returns the old value (None when missing)."""
         adapter = self._check(group, key)
-        with adapter._lock:
+        with adapter._lock, adapter._quietly():
             result = adapter._table.apply(group, key, "delete", apply_delete)
-            adapter._commit_quietly()
         return result
 
     @writes
@@ -458,9 +475,8 @@ class InternalTable:
         adapter = self._check(group, key)
         expected = import_value(expected, adapter.limits, "expected")
         new_value = import_value(new_value, adapter.limits, "newValue")
-        with adapter._lock:
+        with adapter._lock, adapter._quietly():
             result = adapter._table.apply(group, key, "compareAndSwap", apply_compare_and_swap, expected, new_value)
-            adapter._commit_quietly()
         return bool(result)
 
     @reads
@@ -481,7 +497,6 @@ class InternalTable:
     async def transaction(self, group: str, operations: Sequence[Any]) -> TransactionResult:
         """Run the operations as one all-or-nothing step on the group."""
         adapter = self._check(group)
-        with adapter._lock:
+        with adapter._lock, adapter._quietly():
             result = adapter._table.transaction(group, operations)
-            adapter._commit_quietly()
         return result

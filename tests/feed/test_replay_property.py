@@ -8,7 +8,6 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -98,7 +97,6 @@ def test_memory_feed_replayed_from_empty_reproduces_the_store(ops: list[tuple[st
     asyncio.run(_check(ms.MemoryStateAdapter, ops))
 
 
-@pytest.mark.xfail(strict=True, reason="the file store's feed lands in the next commit")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(OPERATIONS, max_size=25), st.booleans())
 def test_file_feed_replayed_from_empty_reproduces_the_store(ops: list[tuple[str, str, Any]], reopen: bool) -> None:
