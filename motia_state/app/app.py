@@ -64,8 +64,8 @@ class TriggerRunnerLike(Protocol):
 
     async def __aexit__(self, *exc: Any) -> Any: ...
 
-    async def add(self, name: str, trigger: dict[str, Any], step_path: str) -> Any:
-        """Register one state trigger whose handler is the step file at ``step_path``."""
+    async def add(self, name: str, trigger: dict[str, Any], step_path: str, *, index: int | None = None) -> Any:
+        """Register one state trigger whose handler is the step file at ``step_path`` (``index``: its place in config.triggers)."""
         ...
 
 
@@ -324,7 +324,7 @@ class App:
         runner: TriggerRunnerLike = module.TriggerRunner(self.state, self.pool, **options)
         self.trigger_runner = await stack.enter_async_context(runner)
         for spec in self.triggers:
-            await runner.add(spec.name, spec.trigger.as_dict(), str(spec.step.path))
+            await runner.add(spec.name, spec.trigger.as_dict(), str(spec.step.path), index=spec.index)
 
     def _spawn(self, fn: Callable[[], Any]) -> None:
         if self._tg is None:
