@@ -153,15 +153,26 @@ _OVERHEAD: Final = 96
 class FeedRing:
     """The retained records of one store, oldest first, and the readers waiting for more.
 
-    Records are kept while they are among the newest ``retention`` and
-    their encoded size (names, values and the fields around them) stays
-    within ``retention_bytes`` (the newest record is always kept). The ring
+    The newest ``retention`` records are kept as long as their encoded size
+    (names, values and the fields around them) stays within
+    ``retention_bytes`` (the newest record is always kept), and at most
+    twice as many, or as many bytes: trimming is lazy, never looser. The ring
     is not locked: its owner mutates and reads it under the store's lock.
     Waiting readers are woken through their own event loop, so writers on
     other threads or loops wake them too.
     """
 
-    __slots__ = ("_head", "_items", "_waiters", "bytes", "prefix", "retention", "retention_bytes", "seq")
+    __slots__ = (
+        "_bytes_cap",
+        "_count_cap",
+        "_items",
+        "_waiters",
+        "bytes",
+        "prefix",
+        "retention",
+        "retention_bytes",
+        "seq",
+    )
 
     def __init__(self, prefix: str, retention: int = DEFAULT_RETENTION, retention_bytes: int = DEFAULT_RETENTION_BYTES):
         self.prefix = prefix
@@ -171,9 +182,11 @@ class FeedRing:
         self.seq = 0
         #: Encoded bytes of the retained records.
         self.bytes = 0
-        # A list with a moving head: O(1) access by sequence number and trimming.
+        # Oldest first, sequence numbers contiguous: record n is at n - first.
         self._items: list[_Entry] = []
-        self._head = 0
+        # Trimming waits until the ring holds twice its limits (never looser).
+        self._count_cap = 2 * retention
+        self._bytes_cap = 2 * retention_bytes
         self._waiters: list[Callable[[], object]] = []
 
     # -- writing ---------------------------------------------------------------
@@ -191,7 +204,7 @@ class FeedRing:
             added += size
         self.seq = seq
         self.bytes += added
-        if len(items) - self._head > self.retention or self.bytes > self.retention_bytes:
+        if len(items) > self._count_cap or self.bytes > self._bytes_cap:
             self._trim()
         if self._waiters:
             self.wake()
@@ -225,7 +238,7 @@ class FeedRing:
         items = self._items
         items.append((seq, group, key, op, event, old, new, int(_clock() * 1000), depth, origin, size))
         self.bytes += size
-        if self.bytes > self.retention_bytes or len(items) - self._head > self.retention:
+        if self.bytes > self._bytes_cap or len(items) > self._count_cap:
             self._trim()
         if self._waiters:
             self.wake()
@@ -246,40 +259,38 @@ class FeedRing:
                 self.seq = seq
             seq += 1
         self.bytes += added
-        self._trim()
+        if len(items) > self._count_cap or self.bytes > self._bytes_cap:
+            self._trim()
 
     def retained(self) -> list[_Entry]:
         """The retained records as stored, oldest first: ``(seq, group, key, op, event, old, new, at, depth, origin, size)``."""
-        return self._items[self._head :]
+        return self._items[:]
 
     def restart(self, seq: int) -> None:
         """Forget every record; the next one gets ``seq + 1`` (a store reloaded from its files)."""
         self._items = []
-        self._head = 0
         self.bytes = 0
         self.seq = seq
 
     def _trim(self) -> None:
-        items, head = self._items, self._head
-        count = len(items) - head
-        while count > 1 and (count > self.retention or self.bytes > self.retention_bytes):
+        # Lazy: called once the ring holds twice what it must keep, it cuts
+        # back to the limits in one slice, so a write pays O(1) amortized.
+        items = self._items
+        count, head = len(items), 0
+        while count - head > 1 and (count - head > self.retention or self.bytes > self.retention_bytes):
             self.bytes -= items[head][10]
             head += 1
-            count -= 1
-        if head > 1024 and head * 2 > len(items):
-            del items[:head]
-            head = 0
-        self._head = head
+        del items[:head]
 
     # -- reading ---------------------------------------------------------------
 
     @property
     def first(self) -> int:
         """The sequence number of the oldest retained record (``seq + 1`` when none is)."""
-        return self._items[self._head][0] if self._head < len(self._items) else self.seq + 1
+        return self._items[0][0] if self._items else self.seq + 1
 
     def __len__(self) -> int:
-        return len(self._items) - self._head
+        return len(self._items)
 
     def cursor(self, seq: int) -> str:
         """The cursor of record ``seq``."""
@@ -323,7 +334,7 @@ class FeedRing:
             after = first - 1
         else:
             self.check(after)
-        start = self._head + (after + 1 - first)
+        start = after + 1 - first
         records = [self._change(entry) for entry in self._items[start : start + limit]]
         return records, after + len(records)
 
@@ -331,7 +342,7 @@ class FeedRing:
         """The retained records of one entry, newest first, at most ``limit``."""
         found: list[Change] = []
         items = self._items
-        for i in range(len(items) - 1, self._head - 1, -1):
+        for i in range(len(items) - 1, -1, -1):
             if len(found) >= limit:
                 break
             entry = items[i]

@@ -61,7 +61,21 @@ def create_state_adapter(config: str | Mapping[str, Any] | None = None) -> State
         from .file import FileStateAdapter
 
         return FileStateAdapter(path, **options)
-    _no_extra(options, "redis", {"url", "key_prefix", "ttl", "timeout", "fallback", "cluster"})
+    _no_extra(
+        options,
+        "redis",
+        {
+            "url",
+            "key_prefix",
+            "ttl",
+            "timeout",
+            "fallback",
+            "cluster",
+            "feed_retention",
+            "feed_retention_bytes",
+            "shards",
+        },
+    )
     fallback = options.pop("fallback", None)
     if fallback not in (None, "memory"):
         raise InvalidArgumentError(f"fallback: the only fallback is 'memory', got {fallback!r}")

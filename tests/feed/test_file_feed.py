@@ -126,8 +126,10 @@ async def test_compaction_keeps_the_window_and_a_cursor_past_it_expires(tmp_path
     await state.close()
     again = ms.FileStateAdapter(tmp_path, feed_retention=5)
     try:
-        assert await again.feed_info() == {"first": "f.17", "last": "f.21", "retained": 5}
-        assert [c.new_value for c in await _all(again.changes(follow=False))] == [16, 17, 18, 19, 20]
+        info = await again.feed_info()
+        assert info["last"] == "f.21" and 5 <= info["retained"] <= 10
+        values = [c.new_value for c in await _all(again.changes(follow=False))]
+        assert values == list(range(21 - len(values), 21))
         assert [c.new_value for c in await again.history("g", "k", limit=2)] == [20, 19]
         assert await again.get("g", "k") == 20
         with pytest.raises(ms.CursorExpiredError):
@@ -153,7 +155,7 @@ async def test_retention_by_bytes_in_the_file_store(tmp_path: Path) -> None:
         for i in range(100):
             await state.set("g", f"k{i}", "y" * 1000)
         info = await state.feed_info()
-        assert 10 <= info["retained"] <= 40
+        assert 18 <= info["retained"] <= 40
         assert info["last"] == "f.100"
     finally:
         await state.close()
