@@ -35,17 +35,19 @@ async def main(config: dict[str, Any]) -> None:
         line = {"pid": os.getpid(), "cursor": change.cursor, "value": change.new_value}
         os.write(out, (json.dumps(line) + "\n").encode())  # one write, appended whole
 
-    async with state:
-        async with TriggerRunner(
+    async with (
+        state,
+        TriggerRunner(
             state,
             lease=config.get("lease", 1.0),
             backoff=0.01,
             partitions=config.get("partitions", 8),
             max_concurrency=config.get("concurrency", 8),
-        ) as triggers:
-            await triggers.add("t", {"type": "state", "key": "k", "from": config.get("from", "now")}, handler)
-            print("ready", flush=True)
-            await anyio.to_thread.run_sync(sys.stdin.read)  # until the test closes our stdin
+        ) as triggers,
+    ):
+        await triggers.add("t", {"type": "state", "key": "k", "from": config.get("from", "now")}, handler)
+        print("ready", flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.read)  # until the test closes our stdin
     os.close(out)
     print("stopped", flush=True)
 

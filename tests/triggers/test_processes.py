@@ -68,16 +68,15 @@ class Runtime:
 
 
 @pytest.fixture(params=["file", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "file":
         yield f"file:{tmp_path / 'state'}"
         return
     server: RedisServer = request.getfixturevalue("redis_server")
-    url = f"redis://127.0.0.1:{server.port}/0?prefix={request.getfixturevalue('redis_prefix')}"
-    adapter = create_state_adapter(url)
-    if type(adapter).changes is ms.StateAdapter.changes:
+    config = {"adapter": "redis", "url": server.url, "key_prefix": request.getfixturevalue("redis_prefix")}
+    if type(create_state_adapter(config)).changes is ms.StateAdapter.changes:
         pytest.skip("this Redis adapter has no change feed yet")
-    yield url
+    yield config
 
 
 def handled(out: Path) -> list[dict[str, Any]]:
@@ -93,7 +92,7 @@ async def wait_handled(out: Path, count: int, timeout: float = 60.0) -> list[dic
     return handled(out)
 
 
-async def write(store: str, count: int, entries: int = 50) -> list[str]:
+async def write(store: Any, count: int, entries: int = 50) -> list[str]:
     """``count`` changes of key k over ``entries`` groups, plus as many of another key; their cursors."""
     state = ms.StateManager(create_state_adapter(store))
     async with state:
@@ -105,7 +104,7 @@ async def write(store: str, count: int, entries: int = 50) -> list[str]:
 
 
 async def test_a_change_whose_runtime_was_killed_before_handling_it_is_handled_after_a_restart(
-    store: str, tmp_path: Path
+    store: Any, tmp_path: Path
 ) -> None:
     out = tmp_path / "handled.jsonl"
     config = {"store": store, "out": str(out), "lease": 1.0}
@@ -121,7 +120,7 @@ async def test_a_change_whose_runtime_was_killed_before_handling_it_is_handled_a
     assert len(handled(out)) == 1
 
 
-async def test_two_runtimes_handle_each_of_1000_changes_exactly_once(store: str, tmp_path: Path) -> None:
+async def test_two_runtimes_handle_each_of_1000_changes_exactly_once(store: Any, tmp_path: Path) -> None:
     out = tmp_path / "handled.jsonl"
     config = {"store": store, "out": str(out), "lease": 1.0}
     a = Runtime(config)
@@ -139,7 +138,7 @@ async def test_two_runtimes_handle_each_of_1000_changes_exactly_once(store: str,
     assert set(by_pid) == {a.proc.pid, b.proc.pid}  # both did part of the work
 
 
-async def test_when_one_runtime_is_killed_mid_run_every_change_is_still_handled(store: str, tmp_path: Path) -> None:
+async def test_when_one_runtime_is_killed_mid_run_every_change_is_still_handled(store: Any, tmp_path: Path) -> None:
     out = tmp_path / "handled.jsonl"
     config = {"store": store, "out": str(out), "lease": 1.0, "sleep": 0.002}
     a = Runtime(config)
@@ -156,7 +155,7 @@ async def test_when_one_runtime_is_killed_mid_run_every_change_is_still_handled(
     assert set(counts) == set(cursors)  # at least once
 
 
-async def test_a_handler_running_longer_than_the_lease_is_not_taken_over(store: str, tmp_path: Path) -> None:
+async def test_a_handler_running_longer_than_the_lease_is_not_taken_over(store: Any, tmp_path: Path) -> None:
     out = tmp_path / "handled.jsonl"
     config = {"store": store, "out": str(out), "lease": 0.5, "sleep": 2.0}
     a = Runtime(config)
