@@ -44,6 +44,7 @@ log = logging.getLogger("motia_state.triggers")
 
 Handler = Callable[[Change], Awaitable[Any]]
 EmitHook = Callable[..., Any]
+InvokeHook = Callable[[str, dict[str, Any], int], Awaitable[Any]]
 
 SAVE_EVERY = 0.5  # seconds between position saves: "within a second of the handling"
 MAX_PENDING = 1000  # changes read ahead per partition before its reader waits
@@ -146,6 +147,10 @@ class TriggerRunner:
     doubling after); ``lease`` is how long a partition stays with a
     runtime that stopped renewing it. ``on_emit(event, depth=, step=)``
     receives the emits of the steps it invokes (an App's router).
+    ``invoke(step, data, depth)``, when given, runs a step-file handler
+    instead of the pool (an App runs it as its own invocations: logged,
+    limited and timed like the others); ``step`` is the trigger's name
+    up to any ``#``. ``timeout`` bounds each handler run through the pool.
     ``partitions`` is how many parts a trigger's work is split into between
     runtimes; every runtime sharing a store must use the same number.
     """
@@ -162,6 +167,7 @@ class TriggerRunner:
         lease: float = 5.0,
         partitions: int = 8,
         on_emit: EmitHook | None = None,
+        invoke: InvokeHook | None = None,
         timeout: float | None = None,
     ) -> None:
         for name, value, low in (
@@ -196,6 +202,7 @@ class TriggerRunner:
         self.partitions = partitions
         self.timeout = timeout
         self.on_emit = on_emit
+        self.invoke = invoke
         #: This runtime's id in leases (unique per runner).
         self.runtime_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._limit = anyio.CapacityLimiter(max_concurrency)
@@ -584,6 +591,9 @@ class TriggerRunner:
         if t.spec.native and not await self._native(t, handler, data):
             return
         depth = change.depth + 1
+        if self.invoke is not None:
+            await self.invoke(t.step, data, depth)
+            return
         on_emit = None
         if self.on_emit is not None:
             hook = self.on_emit
