@@ -492,43 +492,55 @@ class TriggerRunner:
 
     async def _read(self, t: _Trigger, part: _Partition, scope: anyio.CancelScope) -> None:
         with scope:
-            try:
-                stream = self.adapter.changes(after=part.last_read)
-                async for change in stream:
-                    if (
-                        partition_of(change.group, change.key, self.partitions) == part.index
-                        and t.spec.matches(change)
-                        and t.spec.holds(change)
-                    ):
-                        if change.depth >= self.max_depth:
-                            _loop_warning(t, change, self.max_depth)
-                        else:
-                            item = _Item(change, part.last_read)
-                            part.pending.append(item)
-                            entry = (change.group, change.key)
-                            queue = part.queues.get(entry)
-                            if queue is None:
-                                queue = part.queues[entry] = deque()
-                                assert self._tg is not None
-                                self._tg.start_soon(self._drain_entry, t, part, entry, queue)
-                            queue.append(item)
-                    part.last_read = change.cursor
-                    while len(part.pending) >= MAX_PENDING and not scope.cancel_called:
-                        part.position()
-                        if len(part.pending) < MAX_PENDING:
-                            break
-                        await part.wake.wait()
-            except CursorExpiredError as e:
-                t.error = "CURSOR_EXPIRED"
-                log.error(
-                    "trigger %s stopped: its position is older than the change feed retains (%s); "
-                    "reset it with 'triggers reset %s --to now|start'",
-                    t.name,
-                    e.message,
-                    t.name,
-                )
-            except UnavailableError as e:
-                log.warning("trigger %s: the change feed ended: %s", t.name, e.message)
+            while True:
+                try:
+                    await self._read_from(t, part, scope)
+                    return
+                except CursorExpiredError as e:
+                    t.error = "CURSOR_EXPIRED"
+                    log.error(
+                        "trigger %s stopped: its position is older than the change feed retains (%s); "
+                        "reset it with 'triggers reset %s --to now|start'",
+                        t.name,
+                        e.message,
+                        t.name,
+                    )
+                    return
+                except (StateError, OSError) as e:
+                    if self._closing:
+                        return
+                    # A store that is briefly unreachable: read again from the last record seen.
+                    log.warning("trigger %s: reading the change feed failed (%s); retrying in 1 s", t.name, e)
+                    await anyio.sleep(1.0)
+
+    async def _read_from(self, t: _Trigger, part: _Partition, scope: anyio.CancelScope) -> None:
+        async for change in self.adapter.changes(after=part.last_read):
+            if (
+                partition_of(change.group, change.key, self.partitions) == part.index
+                and t.spec.matches(change)
+                and t.spec.holds(change)
+            ):
+                if change.depth >= self.max_depth:
+                    _loop_warning(t, change, self.max_depth)
+                else:
+                    self._dispatch(t, part, change)
+            part.last_read = change.cursor
+            while len(part.pending) >= MAX_PENDING and not scope.cancel_called:
+                part.position()  # drops what is done from the head
+                if len(part.pending) < MAX_PENDING:
+                    break
+                await part.wake.wait()
+
+    def _dispatch(self, t: _Trigger, part: _Partition, change: Change) -> None:
+        item = _Item(change, part.last_read)
+        part.pending.append(item)
+        entry = (change.group, change.key)
+        queue = part.queues.get(entry)
+        if queue is None:
+            queue = part.queues[entry] = deque()
+            assert self._tg is not None
+            self._tg.start_soon(self._drain_entry, t, part, entry, queue)
+        queue.append(item)
 
     async def _drain_entry(self, t: _Trigger, part: _Partition, entry: tuple[str, str], queue: deque[_Item]) -> None:
         # One entry's changes, one at a time, in commit order.
@@ -588,6 +600,10 @@ class TriggerRunner:
             await handler(change)
             return
         data = handler_input(change)
+        if change.old_value is not None and len(msgspec.json.encode(data)) > self._frame_room():
+            # Both values would not fit in one frame: the handler can read the old one from history.
+            data["oldValue"] = None
+            data["oldValueOmitted"] = True
         if t.spec.native and not await self._native(t, handler, data):
             return
         depth = change.depth + 1
@@ -604,6 +620,11 @@ class TriggerRunner:
         await self.pool.call(
             handler, data=data, trace_id=change.group, timeout=self.timeout, on_emit=on_emit, depth=depth
         )
+
+    def _frame_room(self) -> int:
+        # What an invocation's input may take of a frame, leaving room for the envelope.
+        limit = getattr(self.pool, "_max_frame_bytes", None)
+        return (limit if isinstance(limit, int) else 16 * 1024 * 1024) - 64 * 1024
 
     async def _native(self, t: _Trigger, path: str, data: dict[str, Any]) -> bool:
         if t.condition_index is not None and not t.native_fallback:
