@@ -11,10 +11,13 @@
                              redis-py INCR (when redis-server is installed)
     scripts/bench pool       invocations/s of a trivial step per language: call_step_file (a new process
                              each time) vs a WorkerPool (warm workers)
+    scripts/bench triggers   state triggers: latency from commit to handler start (p50, p99) with a warm
+                             Python worker and with an in-process coroutine, and triggered invocations/s,
+                             on memory and file stores
 
 Each contender runs in alternating rounds and keeps its best round.
 
-One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``),
+One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``, ``triggers``),
 each with a ``DEFAULT_N`` and a ``run(options)``; ``harness`` holds what
 they share: the interleaved rounds, the report, and a throwaway
 redis-server (the test suite's own ``tests.helpers.RedisServer``).
