@@ -328,3 +328,24 @@ async def test_a_step_file_handler_gets_the_change_and_writes_one_level_deeper(t
     }
     [written] = await state.history("g", "seen")
     assert written.depth == 1 and written.origin == {"step": "echo.step.py", "traceId": "g"}
+
+
+async def test_old_value_is_omitted_when_both_values_would_not_fit_in_one_frame(tmp_path: Path) -> None:
+    step = tmp_path / "size.step.py"
+    step.write_text(
+        "async def handler(data, ctx):\n"
+        "    await ctx.state.set('out', data['cursor'], "
+        "[len(data['value']), data['oldValue'] is None, data.get('oldValueOmitted', False)])\n"
+    )
+    big = 8 * 1024 * 1024 - 100  # as large as a value may be: two of them do not fit in a 16 MiB frame
+    state = ms.StateManager(ms.MemoryStateAdapter())
+    async with WorkerPool(state) as pool, TriggerRunner(state, pool, **FAST) as triggers:
+        await triggers.add("size", {"type": "state", "key": "k"}, step)
+        await state.set("g", "k", "a" * big)
+        await state.set("g", "k", "b" * big)
+        await state.set("g", "k", "small")
+        with anyio.fail_after(30):
+            while len(await state.keys("out")) < 3:
+                await anyio.sleep(0.05)
+    got = [await state.get("out", key) for key in await state.keys("out")]
+    assert sorted(got) == sorted([[big, True, False], [big, True, True], [5, False, False]])
