@@ -280,6 +280,15 @@ async def test_always_mode_acknowledges_every_write_operation_only_after_fsync(
             await getattr(a, name)(*args)
         assert a._log.appended > before, f"{name} wrote no record: the test would prove nothing"
         assert synced_at and synced_at[-1] == a._log.appended, f"{name} returned before its record was fsynced"
+    # The camelCase aliases return the operation's own (wrapped) awaitable.
+    for alias, args in [
+        ("setField", ("g", "o", "f", 1)),
+        ("deleteField", ("g", "o", "f")),
+        ("compareAndSwap", ("g", "c", None, 1)),
+    ]:
+        before = a._log.appended
+        await getattr(a, alias)(*args)
+        assert a._log.appended > before and synced_at[-1] == a._log.appended, alias
     await a.close()
 
 
