@@ -473,11 +473,11 @@ class TriggerRunner:
         await self._drain(part)
         if part.lost:
             return
-        await self._save(t, part)
-        if await self._internal.compare_and_swap(
-            t.group, f"lease.{part.index}", part.lease, {"owner": None, "until": 0}
-        ):
-            t.partitions.pop(part.index, None)
+        async with t.lock:  # not while a renewal is under way
+            await self._save(t, part)
+            released = {"owner": None, "until": 0}
+            if await self._internal.compare_and_swap(t.group, f"lease.{part.index}", part.lease, released):
+                t.partitions.pop(part.index, None)
 
     async def _drain(self, part: _Partition) -> None:
         while part.pending and not all(item.done for item in part.pending):
