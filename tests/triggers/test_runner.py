@@ -115,8 +115,10 @@ async def test_a_restart_resumes_from_the_saved_position() -> None:
         await until(lambda: len(seen) == 3)
         await anyio.sleep(0.1)
     assert [c.new_value for c in seen] == [1, 2, 3]
-    # Positions live in the reserved group, hidden from the public API.
+    # Positions live in the reserved group, hidden from the public API, and
+    # their writes make no feed records.
     assert not any(g.startswith("__motia/") for g in await state.groups())
+    assert [(c.group, c.key) async for c in state.changes(follow=False)] == [("g", "k")] * 3
 
 
 async def test_a_position_is_saved_within_a_second() -> None:
