@@ -34,13 +34,16 @@ class Runtime:
 
     def __init__(self, config: dict[str, Any]) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(CHILD), json.dumps(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        self.log = Path(config["out"]).with_name(f"runtime{len(list(Path(config['out']).parent.glob('*.log')))}.log")
+        with self.log.open("w") as log:  # its warnings (a lease taken over, ...) for a failing test to show
+            self.proc = subprocess.Popen(
+                [sys.executable, str(CHILD), json.dumps(config)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=env,
+            )
         line = self.readline()
         assert line == "ready\n", line
 
@@ -92,6 +95,27 @@ async def wait_handled(out: Path, count: int, timeout: float = 60.0) -> list[dic
     return handled(out)
 
 
+async def balanced(store: Any, runtimes: int, partitions: int = 8) -> None:
+    """Wait until the trigger's partitions are all leased, split between ``runtimes`` runtimes."""
+    adapter = create_state_adapter(store)
+    try:
+        with anyio.fail_after(30):
+            while True:
+                owners = [
+                    (await adapter.internal.get("__motia/triggers/t", f"lease.{p}") or {}).get("owner")
+                    for p in range(partitions)
+                ]
+                if None not in owners and len(set(owners)) == runtimes:
+                    return
+                await anyio.sleep(0.1)
+    finally:
+        await adapter.close()
+
+
+def logs(*runtimes: Runtime) -> str:
+    return "\n".join(r.log.read_text() for r in runtimes)
+
+
 async def write(store: Any, count: int, entries: int = 50) -> list[str]:
     """``count`` changes of key k over ``entries`` groups, plus as many of another key; their cursors."""
     state = ms.StateManager(create_state_adapter(store))
@@ -122,10 +146,12 @@ async def test_a_change_whose_runtime_was_killed_before_handling_it_is_handled_a
 
 async def test_two_runtimes_handle_each_of_1000_changes_exactly_once(store: Any, tmp_path: Path) -> None:
     out = tmp_path / "handled.jsonl"
-    config = {"store": store, "out": str(out), "lease": 1.0}
+    # A lease long enough that a busy machine does not let one lapse: this
+    # test is about runtimes that never lose their leases.
+    config = {"store": store, "out": str(out), "lease": 5.0}
     a = Runtime(config)
     b = Runtime(config)
-    await anyio.sleep(2.0)  # a gives half its partitions to b
+    await balanced(store, 2)  # a gave half its partitions to b
     cursors = await write(store, 1000)
     records = await wait_handled(out, 1000)
     a.stop()
@@ -133,7 +159,7 @@ async def test_two_runtimes_handle_each_of_1000_changes_exactly_once(store: Any,
     records = handled(out)
     counts = Counter(r["cursor"] for r in records)
     assert set(counts) == set(cursors)
-    assert max(counts.values()) == 1, [c for c, n in counts.items() if n > 1][:5]
+    assert max(counts.values()) == 1, ([c for c, n in counts.items() if n > 1][:5], logs(a, b))
     by_pid = Counter(r["pid"] for r in records)
     assert set(by_pid) == {a.proc.pid, b.proc.pid}  # both did part of the work
 
@@ -143,7 +169,7 @@ async def test_when_one_runtime_is_killed_mid_run_every_change_is_still_handled(
     config = {"store": store, "out": str(out), "lease": 1.0, "sleep": 0.002}
     a = Runtime(config)
     b = Runtime(config)
-    await anyio.sleep(2.0)
+    await balanced(store, 2)
     cursors = await write(store, 1000)
     with anyio.fail_after(60):
         while len(handled(out)) < 200:
@@ -157,16 +183,16 @@ async def test_when_one_runtime_is_killed_mid_run_every_change_is_still_handled(
 
 async def test_a_handler_running_longer_than_the_lease_is_not_taken_over(store: Any, tmp_path: Path) -> None:
     out = tmp_path / "handled.jsonl"
-    config = {"store": store, "out": str(out), "lease": 0.5, "sleep": 2.0}
+    config = {"store": store, "out": str(out), "lease": 1.0, "sleep": 3.0}
     a = Runtime(config)
     b = Runtime(config)
-    await anyio.sleep(1.0)
+    await balanced(store, 2)
     start = time.monotonic()
     cursors = await write(store, 8, entries=8)
     await wait_handled(out, 8)
     await anyio.sleep(1.0)  # a takeover would run some again by now
     a.stop()
     b.stop()
-    assert time.monotonic() - start >= 2.0
+    assert time.monotonic() - start >= 3.0
     counts = Counter(r["cursor"] for r in handled(out))
-    assert set(counts) == set(cursors) and max(counts.values()) == 1
+    assert set(counts) == set(cursors) and max(counts.values()) == 1, logs(a, b)
