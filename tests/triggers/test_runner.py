@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,20 @@ from motia_state.runtime import WorkerPool
 from motia_state.triggers import TriggerRunner
 
 FAST = {"backoff": 0.01, "lease": 1.0}
+
+
+@pytest.fixture(params=["memory", "file", "redis"])
+async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ms.StateManager]:
+    """A store of each kind, closed after the test."""
+    if request.param == "memory":
+        adapter: ms.StateAdapter = ms.MemoryStateAdapter()
+    elif request.param == "file":
+        adapter = ms.FileStateAdapter(str(tmp_path / "state"))
+    else:
+        server = request.getfixturevalue("redis_server")
+        adapter = ms.RedisStateAdapter(server.url, key_prefix=request.getfixturevalue("redis_prefix"))
+    async with ms.StateManager(adapter) as manager:
+        yield manager
 
 
 async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -35,8 +49,7 @@ def collector() -> tuple[list[Change], Callable[[Change], Awaitable[None]]]:
     return seen, handler
 
 
-async def test_a_matching_change_runs_the_handler_with_its_record() -> None:
-    state = ms.StateManager(ms.MemoryStateAdapter())
+async def test_a_matching_change_runs_the_handler_with_its_record(state: ms.StateManager) -> None:
     await state.set("u1", "score", 1)  # before the trigger: "from now" skips it
     seen, handler = collector()
     async with TriggerRunner(state, **FAST) as triggers:
@@ -53,8 +66,7 @@ async def test_a_matching_change_runs_the_handler_with_its_record() -> None:
     ]
 
 
-async def test_from_start_group_events_and_a_declarative_condition() -> None:
-    state = ms.StateManager(ms.MemoryStateAdapter())
+async def test_from_start_group_events_and_a_declarative_condition(state: ms.StateManager) -> None:
     await state.set("a", "score", 150)
     await state.set("b", "score", 200)
     seen, handler = collector()
@@ -76,8 +88,9 @@ async def test_from_start_group_events_and_a_declarative_condition() -> None:
     assert [c.new_value for c in seen] == [150, 120]
 
 
-async def test_one_entry_runs_in_commit_order_one_at_a_time_and_entries_run_concurrently() -> None:
-    state = ms.StateManager(ms.MemoryStateAdapter())
+async def test_one_entry_runs_in_commit_order_one_at_a_time_and_entries_run_concurrently(
+    state: ms.StateManager,
+) -> None:
     running: dict[str, int] = {}
     peak = {"entry": 0, "all": 0}
     order: dict[str, list[int]] = {}
@@ -101,8 +114,7 @@ async def test_one_entry_runs_in_commit_order_one_at_a_time_and_entries_run_conc
     assert 1 < peak["all"] <= 4
 
 
-async def test_a_restart_resumes_from_the_saved_position() -> None:
-    state = ms.StateManager(ms.MemoryStateAdapter())
+async def test_a_restart_resumes_from_the_saved_position(state: ms.StateManager) -> None:
     seen, handler = collector()
     async with TriggerRunner(state, **FAST) as triggers:
         await triggers.add("t", {"type": "state", "key": "k"}, handler)
@@ -135,9 +147,8 @@ async def test_a_position_is_saved_within_a_second() -> None:
 
 
 async def test_a_failing_handler_is_retried_then_dead_lettered_and_a_retry_succeeds(
-    caplog: pytest.LogCaptureFixture,
+    state: ms.StateManager, caplog: pytest.LogCaptureFixture
 ) -> None:
-    state = ms.StateManager(ms.MemoryStateAdapter())
     tries: list[int] = []
     healthy = {"yes": False}
     later, later_handler = collector()
@@ -166,8 +177,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_and_a_retry_succe
     assert "attempt 1/3" in caplog.text
 
 
-async def test_dead_letters_are_kept_in_the_store_and_can_be_dropped() -> None:
-    state = ms.StateManager(ms.MemoryStateAdapter())
+async def test_dead_letters_are_kept_in_the_store_and_can_be_dropped(state: ms.StateManager) -> None:
 
     async def handler(change: Change) -> None:
         raise RuntimeError("no")
@@ -186,8 +196,9 @@ async def test_dead_letters_are_kept_in_the_store_and_can_be_dropped() -> None:
         assert triggers.dead_letters("t") == []
 
 
-async def test_the_loop_guard_stops_a_trigger_that_writes_its_own_key(caplog: pytest.LogCaptureFixture) -> None:
-    state = ms.StateManager(ms.MemoryStateAdapter())
+async def test_the_loop_guard_stops_a_trigger_that_writes_its_own_key(
+    state: ms.StateManager, caplog: pytest.LogCaptureFixture
+) -> None:
     seen: list[int] = []
 
     async def handler(change: Change) -> None:
