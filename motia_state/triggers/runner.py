@@ -107,6 +107,8 @@ class _Partition:
     lost: bool = False
     releasing: bool = False
     started: bool = False  # its position was read from the store
+    joined: bool = False  # served by the trigger's shared reader
+    skip_to: int = -1  # the shared reader's records up to this sequence number are not this partition's to handle
 
     def position(self) -> str | None:
         while self.pending and self.pending[0].done:
@@ -127,6 +129,9 @@ class _Trigger:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     start_cursor: str | None = None
     lock: anyio.Lock = field(default_factory=anyio.Lock)
+    shared: bool = True  # one reader for every partition held (cursors are single sequence numbers)
+    reader: anyio.CancelScope | None = None
+    read_point: int = -1  # the sequence number the shared reader has reached (-1: before the oldest record)
     native_fallback: bool = False  # the trigger's config holds no function: ask the step's exported condition
     handled: int = 0
 
@@ -237,9 +242,7 @@ class TriggerRunner:
         with anyio.CancelScope(shield=True):
             # Stop reading, let handlers finish, save every position, give the leases up.
             for trigger in self._triggers.values():
-                for part in trigger.partitions.values():
-                    if part.scope is not None:
-                        part.scope.cancel()
+                self._stop_reading(trigger)
             with anyio.move_on_after(30):
                 for trigger in self._triggers.values():
                     for part in list(trigger.partitions.values()):
@@ -364,9 +367,8 @@ class TriggerRunner:
             raise InvalidArgumentError(f'to: expected "now" or "start", got {to!r}')
         t = self._trigger(name)
         cursor = (await self.adapter.feed_info())["last"] if to == "now" else None
+        self._stop_reading(t)
         for part in list(t.partitions.values()):
-            if part.scope is not None:
-                part.scope.cancel()
             await self._drain(part)
         for p in range(self.partitions):
             await self._internal.set(t.group, f"pos.{p}", {"cursor": cursor})
@@ -437,8 +439,7 @@ class TriggerRunner:
             else:
                 log.warning("trigger %s: partition %d was taken over; leaving it", t.name, part.index)
                 part.lost = True
-                if part.scope is not None:
-                    part.scope.cancel()
+                self._stop_reading(t, part)
                 t.partitions.pop(part.index, None)
         held = [p for p in t.partitions.values() if not p.releasing]
         if len(held) > fair:
@@ -468,8 +469,7 @@ class TriggerRunner:
 
     async def _release(self, t: _Trigger, part: _Partition) -> None:
         # Give a partition up for another runtime: finish its work, save its position, then the lease.
-        if part.scope is not None:
-            part.scope.cancel()
+        self._stop_reading(t, part)
         await self._drain(part)
         if part.lost:
             return
@@ -485,10 +485,124 @@ class TriggerRunner:
 
     # -- reading and handling ------------------------------------------------------------
 
+    def _stop_reading(self, t: _Trigger, part: _Partition | None = None) -> None:
+        """Stop reading for one partition (None: for the whole trigger); what was dispatched runs on."""
+        parts = list(t.partitions.values()) if part is None else [part]
+        for p in parts:
+            p.joined = False
+            if p.scope is not None:
+                p.scope.cancel()
+        if part is None and t.reader is not None:
+            t.reader.cancel()
+            t.reader = None
+
     def _start_reader(self, t: _Trigger, part: _Partition) -> None:
+        """Read the feed for a partition from its ``last_read``.
+
+        Cursors that are single sequence numbers (memory, file, one Redis
+        shard) let one reader serve every partition the trigger holds; each
+        partition ignores what it already dispatched (``skip_to``). Other
+        cursors get one reader per partition.
+        """
+        if t.shared:
+            point = -1 if part.last_read is None else _seq(part.last_read)
+            if point is not None:
+                part.skip_to, part.joined = point, True
+                if t.reader is None or point < t.read_point:
+                    self._restart_shared(t)  # it is behind what the reader has read: read again from there
+                return
+            self._unshare(t)
+            return
         part.scope = anyio.CancelScope()
         assert self._tg is not None
         self._tg.start_soon(self._read, t, part, part.scope)
+
+    def _unshare(self, t: _Trigger) -> None:
+        # A cursor that is not one sequence number (a sharded Redis): a reader per partition.
+        t.shared = False
+        if t.reader is not None:
+            t.reader.cancel()
+            t.reader = None
+        for part in t.partitions.values():
+            if part.joined and not part.lost:
+                part.joined = False
+                self._start_reader(t, part)
+
+    def _restart_shared(self, t: _Trigger) -> None:
+        if t.reader is not None:
+            t.reader.cancel()
+        joined = [p for p in t.partitions.values() if p.joined and not p.lost]
+        for part in joined:
+            part.skip_to = -1 if part.last_read is None else (_seq(part.last_read) or 0)
+        if not joined:
+            t.reader = None
+            return
+        first = min(joined, key=lambda p: p.skip_to)
+        t.read_point = first.skip_to
+        t.reader = anyio.CancelScope()
+        assert self._tg is not None
+        self._tg.start_soon(self._read_shared, t, t.reader, first.last_read)
+
+    async def _read_shared(self, t: _Trigger, scope: anyio.CancelScope, start: str | None) -> None:
+        with scope:
+            while True:
+                try:
+                    await self._read_shared_from(t, scope, start)
+                    return
+                except CursorExpiredError as e:
+                    self._expired(t, e)
+                    return
+                except (StateError, OSError) as e:
+                    if self._closing:
+                        return
+                    log.warning("trigger %s: reading the change feed failed (%s); retrying in 1 s", t.name, e)
+                    await anyio.sleep(1.0)
+                    joined = [p for p in t.partitions.values() if p.joined and not p.lost]
+                    if not joined:
+                        return
+                    for part in joined:  # each partition skips what it dispatched already
+                        part.skip_to = -1 if part.last_read is None else (_seq(part.last_read) or 0)
+                    first = min(joined, key=lambda p: p.skip_to)
+                    t.read_point, start = first.skip_to, first.last_read
+
+    async def _read_shared_from(self, t: _Trigger, scope: anyio.CancelScope, start: str | None) -> None:
+        spec = t.spec
+        partitions = self.partitions
+        async for change in self.adapter.changes(after=start):
+            seq = _seq(change.cursor)
+            if seq is None:
+                self._unshare(t)
+                return
+            t.read_point = seq
+            mine = None
+            if spec.matches(change):
+                index = partition_of(change.group, change.key, partitions)
+                mine = t.partitions.get(index)
+            for part in t.partitions.values():
+                if not part.joined or seq <= part.skip_to:
+                    continue
+                if part is mine and spec.holds(change):
+                    if change.depth >= self.max_depth:
+                        _loop_warning(t, change, self.max_depth)
+                    else:
+                        self._dispatch(t, part, change)
+                part.last_read = change.cursor
+            if mine is not None:
+                while len(mine.pending) >= MAX_PENDING and not scope.cancel_called and mine.joined:
+                    mine.position()  # drops what is done from the head
+                    if len(mine.pending) < MAX_PENDING:
+                        break
+                    await mine.wake.wait()
+
+    def _expired(self, t: _Trigger, e: CursorExpiredError) -> None:
+        t.error = "CURSOR_EXPIRED"
+        log.error(
+            "trigger %s stopped: its position is older than the change feed retains (%s); "
+            "reset it with 'triggers reset %s --to now|start'",
+            t.name,
+            e.message,
+            t.name,
+        )
 
     async def _read(self, t: _Trigger, part: _Partition, scope: anyio.CancelScope) -> None:
         with scope:
@@ -497,14 +611,7 @@ class TriggerRunner:
                     await self._read_from(t, part, scope)
                     return
                 except CursorExpiredError as e:
-                    t.error = "CURSOR_EXPIRED"
-                    log.error(
-                        "trigger %s stopped: its position is older than the change feed retains (%s); "
-                        "reset it with 'triggers reset %s --to now|start'",
-                        t.name,
-                        e.message,
-                        t.name,
-                    )
+                    self._expired(t, e)
                     return
                 except (StateError, OSError) as e:
                     if self._closing:

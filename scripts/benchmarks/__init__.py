@@ -13,7 +13,7 @@
                              each time) vs a WorkerPool (warm workers)
     scripts/bench triggers   state triggers: latency from commit to handler start (p50, p99) with a warm
                              Python worker and with an in-process coroutine, and triggered invocations/s,
-                             on memory and file stores
+                             on memory, file and (when installed) Redis stores
 
 Each contender runs in alternating rounds and keeps its best round.
 

@@ -6,6 +6,8 @@ ago that was, so the figure covers the commit, the feed wake-up, the
 dispatch and the invocation reaching the handler (a warm Python worker,
 or an in-process coroutine for comparison). Throughput: ``n`` changes
 over 64 entries committed at once, timed until every handler finished.
+Stores: memory, file (fsync "batch") and, when redis-server is installed,
+a throwaway local Redis.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from motia_state.records import Change
 from motia_state.runtime import WorkerPool
 from motia_state.triggers import TriggerRunner
 
-from .harness import best_of, report
+from .harness import best_of, redis_server, report
 
 DEFAULT_N = 200
 
@@ -38,12 +40,15 @@ async def handler(change, ctx):
 TRIVIAL_STEP = "async def handler(change, ctx):\n    return None\n"
 
 
-def _stores(tmp: str) -> dict[str, Callable[[], ms.StateAdapter]]:
+def _stores(tmp: str, redis_url: str | None) -> dict[str, Callable[[], ms.StateAdapter]]:
     counter = iter(range(1_000_000))
-    return {
+    stores: dict[str, Callable[[], ms.StateAdapter]] = {
         "memory": lambda: ms.MemoryStateAdapter(),
         "file": lambda: ms.FileStateAdapter(str(Path(tmp) / f"s{next(counter)}"), fsync="batch"),
     }
+    if redis_url is not None:
+        stores["redis"] = lambda: ms.RedisStateAdapter(redis_url, key_prefix=f"bench{next(counter)}:")
+    return stores
 
 
 async def _latency_step(adapter: ms.StateAdapter, step: Path, n: int) -> list[float]:
@@ -112,12 +117,12 @@ def _quantiles(samples: list[float]) -> tuple[float, float]:
 def run(options: Any) -> None:
     """Latency p50/p99 per store (warm Python step, coroutine) and triggered invocations/s."""
     n, rounds = options.n, options.rounds
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, redis_server() as server:
         latency_step = Path(tmp) / "latency.step.py"
         latency_step.write_text(LATENCY_STEP)
         trivial_step = Path(tmp) / "trivial.step.py"
         trivial_step.write_text(TRIVIAL_STEP)
-        stores = _stores(tmp)
+        stores = _stores(tmp, server.url if server is not None else None)
         print(f"\ntriggers: latency from commit to handler start, {n} changes one at a time, all rounds pooled")
         for store, make in stores.items():
             for label, fn in (

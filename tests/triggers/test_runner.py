@@ -20,16 +20,22 @@ from motia_state.triggers import TriggerRunner
 FAST = {"backoff": 0.01, "lease": 1.0}
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=["memory", "file", "redis", "redis-sharded"])
 async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ms.StateManager]:
-    """A store of each kind, closed after the test."""
+    """A store of each kind, closed after the test.
+
+    A sharded Redis feed has cursors with one number per shard, which the
+    runner reads with one reader per partition instead of one shared reader.
+    """
     if request.param == "memory":
         adapter: ms.StateAdapter = ms.MemoryStateAdapter()
     elif request.param == "file":
         adapter = ms.FileStateAdapter(str(tmp_path / "state"))
     else:
         server = request.getfixturevalue("redis_server")
-        adapter = ms.RedisStateAdapter(server.url, key_prefix=request.getfixturevalue("redis_prefix"))
+        shards = 3 if request.param == "redis-sharded" else 1
+        prefix = request.getfixturevalue("redis_prefix") + request.param
+        adapter = ms.RedisStateAdapter(server.url, key_prefix=prefix, shards=shards)
     async with ms.StateManager(adapter) as manager:
         yield manager
 
