@@ -1,15 +1,16 @@
-"""TriggerRunner: state triggers that never miss a change (FEED.md, docs/triggers.md).
+"""TriggerRunner: state triggers that never miss a change (docs/triggers.md).
 
 Each trigger's matching changes are split into ``partitions`` by a hash of
 group and key. A runtime works on a partition only while it holds the
 partition's lease (an entry in the store, taken and renewed with
-compare-and-swap); for each partition it holds it reads the feed from the
-partition's saved position, hands each matching change to a queue per
-entry (so one entry's changes run one at a time, in commit order), and
-saves the position (the cursor before the oldest change not yet finished)
-at least twice a second. Runtimes sharing a store split the partitions
-evenly; one that dies loses its leases when they lapse and another resumes
-from the saved positions, so a change is handled at least once.
+compare-and-swap); it reads the feed from the partitions' saved positions
+(one reader for all of them when cursors are single sequence numbers),
+hands each matching change to a queue per entry (so one entry's changes
+run one at a time, in commit order), and saves each partition's position
+(the cursor before its oldest change not yet finished) twice a second.
+Runtimes sharing a store split the partitions evenly; one that dies loses
+its leases when they lapse and another resumes from the saved positions,
+so a change is handled at least once.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class _Trigger:
 
 
 class TriggerRunner:
-    """Runs state triggers over a store's change feed (FEED.md). An async context manager.
+    """Runs state triggers over a store's change feed (docs/triggers.md). An async context manager.
 
     ``state`` is a StateManager or an adapter with a change feed; ``pool``
     a running WorkerPool for step-file handlers (None when every handler

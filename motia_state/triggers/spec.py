@@ -45,7 +45,7 @@ class TriggerSpec:
 
 
 def parse_trigger(raw: Any) -> TriggerSpec:
-    """Validate a state trigger's JSON (FEED.md); INVALID_ARGUMENT naming the field when malformed."""
+    """Validate a state trigger's JSON (docs/triggers.md); INVALID_ARGUMENT naming the field when malformed."""
     if not isinstance(raw, dict):
         raise InvalidArgumentError(f"trigger: expected an object, got {type(raw).__name__}")
     unknown = sorted(set(raw) - _FIELDS)
