@@ -139,13 +139,23 @@ def _names(names: Collection[str] | None, what: str) -> frozenset[str] | None:
 
 _encode = msgspec.json.Encoder().encode
 
+# Numbers below this (in magnitude) encode in at most 24 bytes, so a record
+# of them is sized without encoding it.
+_SMALL: Final = 10**15
 
-def _value_size(value: Any) -> int:
+
+def _value_size(value: Any, _encode: Callable[[Any], bytes] = _encode) -> int:
+    t = type(value)
+    if value is None or value is MISSING or t is bool or t is float or (t is int and -_SMALL < value < _SMALL):
+        return 24
     return len(_encode(value))
 
 
-# One retained record: seq, group, key, op, event, old, new, at, depth, origin, size.
-_Entry = tuple[int, str, str, str, str, Any, Any, int, int, "dict[str, Any] | None", int]
+# One retained record: group, key, op, old, new (MISSING where there is no
+# entry), at (ms as an int, or seconds as a float from the write path),
+# (depth, origin), encoded size. Its sequence number is its place in the
+# ring: the ring knows the number of its oldest record.
+_Entry = tuple[str, str, str, Any, Any, "int | float", WriteContext, int]
 # What a record costs beyond its names and values: the field names and punctuation of its encoding.
 _OVERHEAD: Final = 96
 
@@ -156,53 +166,61 @@ class FeedRing:
     The newest ``retention`` records are kept as long as their encoded size
     (names, values and the fields around them) stays within
     ``retention_bytes`` (the newest record is always kept), and at most
-    twice as many, or as many bytes: trimming is lazy, never looser. The ring
-    is not locked: its owner mutates and reads it under the store's lock.
-    Waiting readers are woken through their own event loop, so writers on
-    other threads or loops wake them too.
+    twice as many, or as many bytes: trimming is lazy, never looser. A
+    write appends one small tuple; what a reader sees (the cursor, the
+    event, copies of the values) is built when it reads. The ring is not
+    locked: its owner mutates and reads it under the store's lock. Waiting
+    readers are woken through their own event loop, so writers on other
+    threads or loops wake them too.
     """
 
     __slots__ = (
         "_bytes_cap",
         "_count_cap",
+        "_first",
         "_items",
         "_waiters",
         "bytes",
         "prefix",
         "retention",
         "retention_bytes",
-        "seq",
     )
 
     def __init__(self, prefix: str, retention: int = DEFAULT_RETENTION, retention_bytes: int = DEFAULT_RETENTION_BYTES):
         self.prefix = prefix
         self.retention = retention
         self.retention_bytes = retention_bytes
-        #: The sequence number of the newest record (0: none yet).
-        self.seq = 0
         #: Encoded bytes of the retained records.
         self.bytes = 0
-        # Oldest first, sequence numbers contiguous: record n is at n - first.
         self._items: list[_Entry] = []
+        #: The sequence number of ``_items[0]`` (of the next record when empty).
+        self._first = 1
         # Trimming waits until the ring holds twice its limits (never looser).
         self._count_cap = 2 * retention
         self._bytes_cap = 2 * retention_bytes
         self._waiters: list[Callable[[], object]] = []
 
+    @property
+    def seq(self) -> int:
+        """The sequence number of the newest record (0: none yet)."""
+        return self._first + len(self._items) - 1
+
     # -- writing ---------------------------------------------------------------
 
     def record(self, changes: Sequence[StateChange], at: int, depth: int, origin: dict[str, Any] | None) -> None:
         """Append the records of one commit (sequence numbers follow on from :attr:`seq`)."""
-        seq = self.seq
         items = self._items
+        context = (depth, origin)
         added = 0
         for c in changes:
-            seq += 1
             group, key, old, new = c.trace_id, c.key, c.old_value, c.new_value
+            if c.event == "created":
+                old = MISSING
+            elif c.event == "deleted":
+                new = MISSING
             size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
-            items.append((seq, group, key, c.op, c.event, old, new, at, depth, origin, size))
+            items.append((group, key, c.op, old, new, at, context, size))
             added += size
-        self.seq = seq
         self.bytes += added
         if len(items) > self._count_cap or self.bytes > self._bytes_cap:
             self._trim()
@@ -218,7 +236,7 @@ class FeedRing:
         new: Any,
         _clock: Callable[[], float] = time.time,
         _context: Callable[[], WriteContext] = _WRITE_CONTEXT.get,
-        _encode: Callable[[Any], bytes] = _encode,
+        _size: Callable[[Any], int] = _value_size,
     ) -> None:
         """Append the record of one written entry (``MISSING`` on a side: no entry there).
 
@@ -226,17 +244,9 @@ class FeedRing:
         else (the memory adapter with no listener); its hot names are bound
         as defaults, as each write pays for this call.
         """
-        if old is MISSING:
-            event, old = "created", None
-        elif new is MISSING:
-            event, new = "deleted", None
-        else:
-            event = "updated"
-        depth, origin = _context()
-        seq = self.seq = self.seq + 1
-        size = _OVERHEAD + len(group) + len(key) + len(_encode(old)) + len(_encode(new))
+        size = _OVERHEAD + len(group) + len(key) + _size(old) + _size(new)
         items = self._items
-        items.append((seq, group, key, op, event, old, new, int(_clock() * 1000), depth, origin, size))
+        items.append((group, key, op, old, new, _clock(), _context(), size))
         self.bytes += size
         if self.bytes > self._bytes_cap or len(items) > self._count_cap:
             self._trim()
@@ -247,30 +257,34 @@ class FeedRing:
         """Append the records of one commit read back from storage, numbered from ``seq``.
 
         ``rows`` are ``[group, key, op, event, old, new]`` (the file log's
-        form); records this ring already holds are skipped.
+        form); records this ring already holds are skipped, and a gap
+        before ``seq`` starts the ring afresh there.
         """
         items = self._items
+        context = (depth, origin)
         added = 0
         for group, key, op, event, old, new in rows:
             if seq > self.seq:
+                if seq != self.seq + 1:
+                    self.restart(seq - 1)
+                    items, added = self._items, 0
+                if event == "created":
+                    old = MISSING
+                elif event == "deleted":
+                    new = MISSING
                 size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
-                items.append((seq, group, key, op, event, old, new, at, depth, origin, size))
+                items.append((group, key, op, old, new, at, context, size))
                 added += size
-                self.seq = seq
             seq += 1
         self.bytes += added
         if len(items) > self._count_cap or self.bytes > self._bytes_cap:
             self._trim()
 
-    def retained(self) -> list[_Entry]:
-        """The retained records as stored, oldest first: ``(seq, group, key, op, event, old, new, at, depth, origin, size)``."""
-        return self._items[:]
-
     def restart(self, seq: int) -> None:
         """Forget every record; the next one gets ``seq + 1`` (a store reloaded from its files)."""
         self._items = []
         self.bytes = 0
-        self.seq = seq
+        self._first = seq + 1
 
     def _trim(self) -> None:
         # Lazy: called once the ring holds twice what it must keep, it cuts
@@ -278,16 +292,17 @@ class FeedRing:
         items = self._items
         count, head = len(items), 0
         while count - head > 1 and (count - head > self.retention or self.bytes > self.retention_bytes):
-            self.bytes -= items[head][10]
+            self.bytes -= items[head][7]
             head += 1
         del items[:head]
+        self._first += head
 
     # -- reading ---------------------------------------------------------------
 
     @property
     def first(self) -> int:
         """The sequence number of the oldest retained record (``seq + 1`` when none is)."""
-        return self._items[0][0] if self._items else self.seq + 1
+        return self._first
 
     def __len__(self) -> int:
         return len(self._items)
@@ -317,10 +332,10 @@ class FeedRing:
             raise CursorExpiredError(
                 f"cursor {cursor or self.cursor(seq)!r} is not from this store (its newest record is {self.seq})"
             )
-        if seq < self.first - 1:
+        if seq < self._first - 1:
             raise CursorExpiredError(
                 f"cursor {cursor or self.cursor(seq)!r} is older than the feed retains "
-                f"(the oldest retained record is {self.cursor(self.first)})"
+                f"(the oldest retained record is {self.cursor(self._first)})"
             )
 
     def read(self, after: int | None, limit: int = READ_BATCH) -> tuple[list[Change], int]:
@@ -329,13 +344,13 @@ class FeedRing:
         ``after`` None reads from the oldest retained record; a position
         whose next records are no longer retained is CURSOR_EXPIRED.
         """
-        first = self.first
+        first = self._first
         if after is None:
             after = first - 1
         else:
             self.check(after)
         start = after + 1 - first
-        records = [self._change(entry) for entry in self._items[start : start + limit]]
+        records = [self._change(first + i, self._items[i]) for i in range(start, min(start + limit, len(self._items)))]
         return records, after + len(records)
 
     def history(self, group: str, key: str, limit: int) -> list[Change]:
@@ -346,38 +361,67 @@ class FeedRing:
             if len(found) >= limit:
                 break
             entry = items[i]
-            if entry[2] == key and entry[1] == group:
-                found.append(self._change(entry))
+            if entry[1] == key and entry[0] == group:
+                found.append(self._change(self._first + i, entry))
         return found
+
+    def retained(self) -> tuple[int, list[_Entry]]:
+        """The retained records as stored, and the sequence number of the first (cheap: a list copy)."""
+        return self._first, self._items[:]
+
+    def changes_of(self, retained: tuple[int, list[_Entry]]) -> Iterator[tuple[int, Change]]:
+        """``(seq, record)`` for each of what :meth:`retained` returned (values not copied)."""
+        first, entries = retained
+        for i, entry in enumerate(entries):
+            yield first + i, self._change(first + i, entry, copy=False)
 
     def info(self) -> dict[str, Any]:
         """``{"first": cursor|None, "last": cursor|None, "retained": n}``."""
-        if not len(self):
+        if not self._items:
             return {"first": None, "last": None, "retained": 0}
-        return {"first": self.cursor(self.first), "last": self.cursor(self.seq), "retained": len(self)}
+        return {"first": self.cursor(self._first), "last": self.cursor(self.seq), "retained": len(self._items)}
 
-    def _change(self, e: _Entry) -> Change:
-        # Copies: a reader that changes a record's value never changes what is stored.
-        return Change(
-            f"{self.prefix}.{e[0]}", e[1], e[2], e[3], e[4], copy_value(e[5]), copy_value(e[6]), e[7], e[8], e[9]
-        )
+    def _change(self, seq: int, e: _Entry, *, copy: bool = True) -> Change:
+        group, key, op, old, new, at, (depth, origin), _ = e
+        if old is MISSING:
+            event, old = "created", None
+        elif new is MISSING:
+            event, new = "deleted", None
+        else:
+            event = "updated"
+        if copy:
+            # A reader that changes a record's value never changes what is stored.
+            old, new = copy_value(old), copy_value(new)
+        ms = at if type(at) is int else int(at * 1000)
+        return Change(f"{self.prefix}.{seq}", group, key, op, event, old, new, ms, depth, origin)
 
     # -- waiting ---------------------------------------------------------------
 
-    def waiter(self) -> anyio.Event:
-        """An event set at the next record (registered in the caller's own event loop)."""
+    def waiter(self) -> tuple[anyio.Event, Callable[[], object]]:
+        """An event set at the next record (woken through the caller's own event loop), and its waker.
+
+        Pass the waker to :meth:`forget` when the reader stops waiting
+        before the event is set (cancelled), so that it does not linger.
+        """
         event = anyio.Event()
         wake = event.set
+        waker: Callable[[], object]
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio: trio, anyio's other backend
             import trio
 
             token = trio.lowlevel.current_trio_token()
-            self._waiters.append(lambda: token.run_sync_soon(wake))
+            waker = lambda: token.run_sync_soon(wake)  # noqa: E731
         else:
-            self._waiters.append(lambda: loop.call_soon_threadsafe(wake))
-        return event
+            waker = lambda: loop.call_soon_threadsafe(wake)  # noqa: E731
+        self._waiters.append(waker)
+        return event, waker
+
+    def forget(self, waker: Callable[[], object]) -> None:
+        """Drop a waker that :meth:`waiter` registered (a no-op once it was woken)."""
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waker)
 
     @property
     def waiting(self) -> bool:

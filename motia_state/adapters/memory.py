@@ -132,7 +132,7 @@ class MemoryStateAdapter(StateAdapter):
         if session.journal_always:
             self._table.journal = []
         self._sinks_changed()
-        #: The runtime's own handle: reserved groups allowed, no change events.
+        #: The runtime's own handle: reserved groups allowed, no change events, no feed records.
         self.internal = InternalTable(self)
         if session.acknowledge is not None:
             acknowledge_writes(self, session.acknowledge)
@@ -146,7 +146,7 @@ class MemoryStateAdapter(StateAdapter):
         feed_only = self._feed is not None and not self._sinks and self._commit is None
         with self._lock:
             self._table.feed = self._feed if feed_only else None
-            self._table.journal = None if feed_only or not self._sinks else []
+            self._table.journal = [] if not feed_only and (self._sinks or self._feed is not None) else None
 
     def _flush(self) -> None:
         # Called under the lock, so sinks and the feed see changes in commit
@@ -201,8 +201,13 @@ class MemoryStateAdapter(StateAdapter):
         with self._lock:
             if ring.seq > after:
                 return
-            event = ring.waiter()
-        await event.wait()
+            event, waker = ring.waiter()
+        try:
+            await event.wait()
+        finally:
+            if not event.is_set():
+                with self._lock:
+                    ring.forget(waker)
 
     async def history(self, group: str, key: str, limit: int = 100) -> list[Change]:
         _names(self, group, key)
@@ -219,19 +224,22 @@ class MemoryStateAdapter(StateAdapter):
 
     @contextlib.contextmanager
     def _quietly(self) -> Iterator[None]:
-        # For the internal handle (the lock is held): its writes are
-        # committed (a file store logs them) but make no feed records and
-        # fire no events, so the table journals them aside and feeds nothing.
-        table = self._table
-        feed, journal = table.feed, table.journal
-        table.feed, table.journal = None, []
-        try:
-            yield
-        finally:
-            quiet = table.journal
-            table.feed, table.journal = feed, journal
-            if quiet and self._commit is not None:
-                self._commit(quiet, None)
+        """The lock, with the table's direct feed off: the internal handle's writes make no records."""
+        with self._lock:
+            table = self._table
+            feed, table.feed = table.feed, None
+            try:
+                yield
+            finally:
+                table.feed = feed
+
+    def _commit_quietly(self) -> None:
+        # As _flush, for the internal handle: committed, never published.
+        journal = self._table.journal
+        if journal:
+            self._table.journal = []
+            if self._commit is not None:
+                self._commit(journal, None)
 
     def _check_group(self, group: Any) -> None:
         check_name(group, "traceId", self.limits)
@@ -457,16 +465,18 @@ class InternalTable:
         """Store ``value``; returns it."""
         adapter = self._check(group, key)
         value = import_value(value, adapter.limits)
-        with adapter._lock, adapter._quietly():
+        with adapter._quietly():
             result = adapter._table.apply(group, key, "set", apply_set, value)
+            adapter._commit_quietly()
         return result
 
     @writes
     async def delete(self, group: str, key: str) -> Any:
         """Remove the entry; returns the old value (None when missing)."""
         adapter = self._check(group, key)
-        with adapter._lock, adapter._quietly():
+        with adapter._quietly():
             result = adapter._table.apply(group, key, "delete", apply_delete)
+            adapter._commit_quietly()
         return result
 
     @writes
@@ -475,8 +485,9 @@ class InternalTable:
         adapter = self._check(group, key)
         expected = import_value(expected, adapter.limits, "expected")
         new_value = import_value(new_value, adapter.limits, "newValue")
-        with adapter._lock, adapter._quietly():
+        with adapter._quietly():
             result = adapter._table.apply(group, key, "compareAndSwap", apply_compare_and_swap, expected, new_value)
+            adapter._commit_quietly()
         return bool(result)
 
     @reads
@@ -497,6 +508,7 @@ class InternalTable:
     async def transaction(self, group: str, operations: Sequence[Any]) -> TransactionResult:
         """Run the operations as one all-or-nothing step on the group."""
         adapter = self._check(group)
-        with adapter._lock, adapter._quietly():
+        with adapter._quietly():
             result = adapter._table.transaction(group, operations)
+            adapter._commit_quietly()
         return result

@@ -9,10 +9,19 @@ import sys
 import motia_state as ms
 
 from . import __doc__ as usage
-from . import feed, file, memory, pool, redis, rpc, triggers
+from . import app, feed, file, memory, pool, redis, rpc, triggers
 from .harness import Options
 
-SUITES = {"memory": memory, "file": file, "feed": feed, "redis": redis, "rpc": rpc, "pool": pool, "triggers": triggers}
+SUITES = {
+    "memory": memory,
+    "file": file,
+    "feed": feed,
+    "redis": redis,
+    "rpc": rpc,
+    "pool": pool,
+    "app": app,
+    "triggers": triggers,
+}
 
 
 def main() -> int:

@@ -22,6 +22,12 @@ the body is its :class:`RecordType`:
     ``seq`` is not above the snapshot's ``seq`` is history kept for the
     feed's retention window: the snapshot already holds its effect, so it is
     not applied again.
+``HISTORY`` (4)
+    The feed's retention window that a compaction carried over, as the
+    first record of the new log: the JSON list of the retained records,
+    each in the body form of a ``FEED`` record. The snapshot holds their
+    effect; they are there for the feed's readers. (One record, not one per
+    change, so that the new log never starts with the old log's bytes.)
 
 Type 0 is never written: an all-zero header is the space ahead of the
 records. Stores written before ``MOVED`` existed marked a replaced log with
@@ -77,6 +83,7 @@ __all__ = [
     "apply_changes",
     "apply_rows",
     "feed_record",
+    "history_record",
     "changes_record",
     "check_version",
     "encode_snapshot",
@@ -110,6 +117,7 @@ class RecordType(enum.IntEnum):
     CHANGES = 1
     MOVED = 2
     FEED = 3
+    HISTORY = 4
 
 
 _encode = msgspec.json.Encoder().encode
@@ -187,6 +195,11 @@ def changes_record(changes: list[list[Any]]) -> bytes:
 def feed_record(seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: list[list[Any]]) -> bytes:
     """The ``FEED`` record of one operation's changes, numbered from ``seq`` (raises like :func:`changes_record`)."""
     return record(RecordType.FEED, _encode([seq, at, depth, origin, rows]))
+
+
+def history_record(entries: list[list[Any]]) -> bytes:
+    """The ``HISTORY`` record of a retention window: ``[seq, at, depth, origin, rows]`` per retained record."""
+    return record(RecordType.HISTORY, _encode(entries))
 
 
 def moved_record(generation: int) -> bytes:
@@ -408,18 +421,19 @@ def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], reader: LogR
                 apply_changes(data, changes)
                 pos = body_end
                 continue
-        elif kind == RecordType.FEED:
+        elif kind == RecordType.FEED or kind == RecordType.HISTORY:
             try:
-                feed = _decode(payload)
+                decoded = _decode(payload)
             except msgspec.DecodeError:
-                feed = None
-            if not _valid_feed(feed):
+                decoded = None
+            entries = [decoded] if kind == RecordType.FEED else decoded
+            if type(entries) is not list or not all(_valid_feed(entry) for entry in entries):
                 raise Damage(base + pos, "record body is not a feed record", torn=False)
-            seq, at, depth, origin, rows = feed
-            if seq > reader.applied:
-                apply_rows(data, rows)
-            if reader.on_feed is not None:
-                reader.on_feed(seq, at, depth, origin, rows)
+            for seq, at, depth, origin, rows in entries:
+                if seq > reader.applied:
+                    apply_rows(data, rows)
+                if reader.on_feed is not None:
+                    reader.on_feed(seq, at, depth, origin, rows)
             pos = body_end
             continue
         elif kind != RecordType.MOVED:

@@ -54,6 +54,7 @@ from .format import (
     check_version,
     encode_snapshot,
     feed_record,
+    history_record,
     moved_record,
     read_snapshot,
     walk_records,
@@ -581,16 +582,24 @@ class LogSession(TableSession):
             # groups are a consistent picture of this instant.
             data = {group: dict(entries) for group, entries in self.table.data.items()}
             gen, base, seq = self.gen, self.offset, self.seq
-            retained = [] if self.feed is None else self.feed.retained()
+            feed = self.feed
+            retained = None if feed is None else feed.retained()
         # The feed's retention window moves to the head of the new log as
-        # history (one record per change: the snapshot holds their effect).
-        window = b"".join(feed_record(e[0], e[7], e[8], e[9], [[e[1], e[2], e[3], e[4], e[5], e[6]]]) for e in retained)
+        # one history record (the snapshot holds its effect).
+        window = b""
+        if feed is not None and retained is not None and retained[1]:
+            window = history_record(
+                [
+                    [n, c.at, c.depth, c.origin, [[c.group, c.key, c.op, c.event, c.old_value, c.new_value]]]
+                    for n, c in feed.changes_of(retained)
+                ]
+            )
         snapshot = Snapshot(log_gen=gen + 1, base_gen=gen, base_offset=base, data=data, seq=seq, window=len(window))
         header, body = encode_snapshot(snapshot)
         snap_tmp = self.path / f"snapshot.tmp{os.getpid()}"
         log_tmp = self.path / f"log.tmp{os.getpid()}"
         try:
-            return self._swap_in(header, body, gen, base, seq, window, snap_tmp, log_tmp)
+            return self._swap_in(header, body, window, gen, base, seq, snap_tmp, log_tmp)
         finally:
             # Gone when the swap succeeded; otherwise nobody else will remove them.
             for tmp in (snap_tmp, log_tmp):
@@ -598,7 +607,7 @@ class LogSession(TableSession):
                     tmp.unlink(missing_ok=True)
 
     def _swap_in(
-        self, header: bytes, body: bytes, gen: int, base: int, seq: int, window: bytes, snap_tmp: Path, log_tmp: Path
+        self, header: bytes, body: bytes, window: bytes, gen: int, base: int, seq: int, snap_tmp: Path, log_tmp: Path
     ) -> bool:
         lock = self.lock
         fd = os.open(snap_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)

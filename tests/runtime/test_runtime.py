@@ -19,7 +19,7 @@ from motia_state.rpc import Peer, state_handlers
 from motia_state.runtime import StepError, StepTimeoutError, call_step_file
 from motia_state.runtime.services import Invocation, StepContext, runtime_handlers
 
-from .helpers import process_alive
+from ..helpers import process_alive
 
 
 def step(tmp_path: Path, source: str, name: str = "step.py") -> Path:
