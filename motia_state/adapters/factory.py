@@ -67,19 +67,7 @@ def create_state_adapter(config: str | Mapping[str, Any] | None = None) -> State
 
         return FileStateAdapter(path, **options)
     _no_extra(
-        options,
-        "redis",
-        {
-            "url",
-            "key_prefix",
-            "ttl",
-            "timeout",
-            "fallback",
-            "cluster",
-            "feed_retention",
-            "feed_retention_bytes",
-            "shards",
-        },
+        options, "redis", {"url", "key_prefix", "ttl", "timeout", "fallback", "cluster", "shards", *_FEED_OPTIONS}
     )
     fallback = options.pop("fallback", None)
     if fallback not in (None, "memory"):

@@ -7,7 +7,8 @@
 - ``layout.py``: where things are kept (shards, each a hash tag shared by
   its groups' hashes, its feed stream and its group index), the layout
   marker, :class:`RedisLayoutError`, and :func:`iter_legacy_entries`, which
-  reads the layout before the feed for ``motia-state migrate``.
+  reads the layout before the feed for ``motia-state migrate``
+  (:func:`migrate_legacy_layout`, in ``adapter.py``, moves it in place).
 - ``stream.py``: :class:`RedisChangeStream`, what ``changes()`` returns,
   and the cursors over every shard.
 - ``ops.lua``: the Lua program, the server-side twin of ``ops.py``; each of
@@ -23,8 +24,14 @@ Importing this package does not import redis-py: the client library is
 loaded when an adapter is created.
 """
 
-from .adapter import RedisStateAdapter
+from .adapter import RedisStateAdapter, migrate_legacy_layout
 from .fallback import FallbackStateAdapter
 from .layout import RedisLayoutError, iter_legacy_entries
 
-__all__ = ["FallbackStateAdapter", "RedisLayoutError", "RedisStateAdapter", "iter_legacy_entries"]
+__all__ = [
+    "FallbackStateAdapter",
+    "RedisLayoutError",
+    "RedisStateAdapter",
+    "iter_legacy_entries",
+    "migrate_legacy_layout",
+]

@@ -76,11 +76,11 @@ from ...values import (
     import_value,
 )
 from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
-from .layout import CLUSTER_SHARDS, MAX_SHARDS, Layout, read_layout
+from .layout import CLUSTER_SHARDS, MAX_SHARDS, Layout, escape_group, legacy_groups, marker_layout, read_layout
 from .program import LuaProgram
-from .stream import RedisChangeStream, decode_record, format_cursor
+from .stream import RedisChangeStream, _retrieve, decode_record, format_cursor
 
-__all__ = ["OCC_RETRIES", "RedisStateAdapter"]
+__all__ = ["OCC_RETRIES", "RedisStateAdapter", "migrate_legacy_layout"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -737,6 +737,7 @@ class RedisStateAdapter(StateAdapter):
         starting = self._shared.starting
         starting.add(task)
         task.add_done_callback(starting.discard)
+        task.add_done_callback(_retrieve)  # a stream never iterated still leaves no unread error
         return task
 
     async def _read_shards(self, shards: list[int], position: list[int], count: int) -> list[tuple[int, list[Any]]]:
@@ -850,39 +851,87 @@ class RedisStateAdapter(StateAdapter):
             self._check_usable()
         layout = await self._layout()
         page: list[tuple[str, str, Any]] = []
-        examined = 0
-        with self._boundary():
-            async for name in self._groups_from(layout, group, after[0] if after else None):
-                last = after[1] if after and name == after[0] else ""
-                while True:
-                    want = min(limit + 1 - len(page), SCAN_BUDGET - examined)
-                    reply = await self._program((layout.hash_key(name).encode(),), b"page", last.encode(), str(want))
-                    for i in range(1, len(reply), 2):
-                        key, value = reply[i].decode(), _decode(reply[i + 1])
-                        examined += 1
-                        last = key
-                        if match is None or match(value):
-                            page.append((name, key, value))
-                            if len(page) > limit:
-                                page.pop()
-                                return page, (page[-1][0], page[-1][1])
-                    if examined >= SCAN_BUDGET:
-                        return page, (name, last)
-                    if reply[0] != b"1":
-                        break
-        return page, None
+        examined = groups_read = 0
+        # A page of n entries needs at most n + 1 groups, spread evenly over the
+        # shards (by hash): each shard is asked for its share twice over at first.
+        share = limit + 1 if layout.shards == 1 else -(-2 * (limit + 1) // layout.shards)
+        first = min(256, max(16, share))
+        names = self._groups_from(layout, group, after[0] if after else None, first)
 
-    async def _groups_from(self, layout: Layout, group: str | None, start: str | None) -> AsyncIterator[str]:
-        """Group names from ``start`` (inclusive) in order, merged from every shard's index."""
+        async def read(batch: list[tuple[str, str]], want: int) -> dict[str, tuple[bool, list[Any]]]:
+            """A page of each (group, key to start after), one program call per shard."""
+            by_shard: dict[int, list[tuple[str, str]]] = {}
+            for name, last in batch:
+                by_shard.setdefault(layout.shard(name), []).append((name, last))
+            calls = [
+                self._program(
+                    tuple(layout.hash_key(name).encode() for name, _ in part),
+                    b"page",
+                    str(want),
+                    *(last.encode() for _, last in part),
+                )
+                for part in by_shard.values()
+            ]
+            out: dict[str, tuple[bool, list[Any]]] = {}
+            for part, reply in zip(by_shard.values(), await asyncio.gather(*calls), strict=True):
+                i = 0
+                for name, _ in part:
+                    n = int(reply[i + 1])
+                    out[name] = (reply[i] == b"1", reply[i + 2 : i + 2 + 2 * n])
+                    i += 2 + 2 * n
+            return out
+
+        with self._boundary():
+            while True:
+                # Groups are read several at once, as many as the page still
+                # seems to need from the entries per group seen so far.
+                want = min(limit + 1 - len(page), SCAN_BUDGET - examined)
+                count = 1 if not groups_read else min(64, -(-want * groups_read // max(examined, 1)))
+                batch: list[tuple[str, str]] = []
+                async for name in names:
+                    batch.append((name, after[1] if after and name == after[0] else ""))
+                    if len(batch) >= count:
+                        break
+                if not batch:
+                    return page, None
+                pages = await read(batch, want)
+                groups_read += len(batch)
+                for name, _ in batch:
+                    more, flat = pages[name]
+                    while True:
+                        for i in range(0, len(flat), 2):
+                            key, value = flat[i].decode(), _decode(flat[i + 1])
+                            examined += 1
+                            if match is None or match(value):
+                                page.append((name, key, value))
+                                if len(page) > limit:
+                                    page.pop()
+                                    return page, (page[-1][0], page[-1][1])
+                        if examined >= SCAN_BUDGET:
+                            return page, (name, flat[-2].decode())
+                        if not more:
+                            break
+                        more, flat = (await read([(name, flat[-2].decode())], limit + 1 - len(page)))[name]
+
+    async def _groups_from(
+        self, layout: Layout, group: str | None, start: str | None, first: int
+    ) -> AsyncIterator[str]:
+        """Group names from ``start`` (inclusive) in order, merged from every shard's index.
+
+        Each shard is asked for ``first`` names at first, all shards at once,
+        then for more names only as its own run out.
+        """
         if group is not None:
             yield group
             return
-        step = 256
         low = b"-" if start is None else b"[" + start.encode()
-        heads: list[tuple[bytes, int]] = []
+        indexes = layout.indexes
+        replies = await asyncio.gather(
+            *(self.client.zrangebylex(index, low, b"+", start=0, num=first) for index in indexes)
+        )
         pending: dict[int, list[bytes]] = {}
-        for shard in range(layout.shards):
-            names = await self.client.zrangebylex(layout.indexes[shard], low, b"+", start=0, num=step)
+        heads: list[tuple[bytes, int]] = []
+        for shard, names in enumerate(replies):
             if names:
                 pending[shard] = names[::-1]
                 heads.append((pending[shard].pop(), shard))
@@ -894,9 +943,8 @@ class RedisStateAdapter(StateAdapter):
                 yield text
             rest = pending[shard]
             if not rest:
-                rest = (await self.client.zrangebylex(layout.indexes[shard], b"(" + name, b"+", start=0, num=step))[
-                    ::-1
-                ]
+                rest = await self.client.zrangebylex(indexes[shard], b"(" + name, b"+", start=0, num=256)
+                rest.reverse()
                 pending[shard] = rest
             if rest:
                 heapq.heappush(heads, (rest.pop(), shard))
@@ -949,3 +997,45 @@ class _InternalRedis(RedisStateAdapter):
 
     async def close(self) -> None:
         """Nothing to release: the adapter owns the client."""
+
+
+#: Entries copied per program call by :func:`migrate_legacy_layout`.
+MIGRATE_STEP: Final = 1000
+
+
+async def migrate_legacy_layout(adapter: RedisStateAdapter) -> int:
+    """Move the data of the layout before the feed into the current layout, in place; returns the entries moved.
+
+    Under the adapter's ``key_prefix``, each old group hash is copied into
+    the current layout (groups, index; no feed records and no change events:
+    moving data is not a change of it), then deleted; the layout marker is
+    written last, so that until every group has moved, other runtimes keep
+    refusing the store. Stop every runtime of the old version first. An
+    interrupted run can be started again: groups already moved are gone
+    from the old layout, and copying one again writes the same values.
+    """
+    adapter._check_usable()
+    client, prefix = adapter.client, adapter.key_prefix
+    with adapter._boundary():
+        raw = await client.get(f"{prefix}layout")
+        layout = (
+            marker_layout(prefix, raw)
+            if raw is not None
+            else Layout(prefix, adapter.shards or adapter._default_shards())
+        )
+        adapter._shared.layout = layout  # this adapter writes the current layout while the old one remains
+        moved = 0
+        async for group in legacy_groups(client, prefix):
+            old_key = f"{prefix}{{{escape_group(group)}}}"
+            entries = [(field.decode(), text) async for field, text in client.hscan_iter(old_key, count=MIGRATE_STEP)]
+            for start in range(0, len(entries), MIGRATE_STEP):
+                part = entries[start : start + MIGRATE_STEP]
+                ops = [{"type": "set", "key": key, "value": _decode(text)} for key, text in part]
+                result = await adapter.internal.batch(group, ops)
+                for item in result.results:
+                    if item.code is not None:  # over a limit of this adapter: the old hash stays
+                        raise error_for_code(item.code, f"group {group!r}: {item.error}")
+            await client.delete(old_key)
+            moved += len(entries)
+        await client.set(f"{prefix}layout", layout.marker())
+    return moved

@@ -40,6 +40,7 @@ __all__ = [
     "escape_group",
     "iter_legacy_entries",
     "legacy_groups",
+    "marker_layout",
     "read_layout",
     "unescape_group",
 ]
@@ -163,16 +164,23 @@ async def read_layout(client: Any, prefix: str, shards: int | None, default_shar
         if await client.set(marker_key, fresh.marker(), nx=True):
             return fresh
         raw = await client.get(marker_key)  # another runtime recorded it first
-    try:
-        marker = _decode(raw)
-        version, recorded = marker["layout"], marker["shards"]
-    except (msgspec.MsgspecError, TypeError, KeyError):
-        raise _refuse(prefix, f"an unknown layout (its marker {marker_key!r} holds {raw!r})") from None
-    if version != LAYOUT_VERSION or type(recorded) is not int or not 1 <= recorded <= MAX_SHARDS:
-        raise _refuse(prefix, f"layout {version!r} with {recorded!r} shards")
+    layout = marker_layout(prefix, raw)
+    recorded = layout.shards
     if shards is not None and shards != recorded:
         raise RedisLayoutError(
             f"shards: the store under the prefix {prefix!r} has {recorded} shards, not {shards}; the shard "
             f"count is part of the layout (copy the data with `motia-state migrate` to change it)"
         )
+    return layout
+
+
+def marker_layout(prefix: str, raw: bytes) -> Layout:
+    """The layout a marker records (RedisLayoutError when it is not this version's)."""
+    try:
+        marker = _decode(raw)
+        version, recorded = marker["layout"], marker["shards"]
+    except (msgspec.MsgspecError, TypeError, KeyError):
+        raise _refuse(prefix, f"an unknown layout (its marker {prefix + 'layout'!r} holds {raw!r})") from None
+    if version != LAYOUT_VERSION or type(recorded) is not int or not 1 <= recorded <= MAX_SHARDS:
+        raise _refuse(prefix, f"layout {version!r} with {recorded!r} shards")
     return Layout(prefix, recorded)

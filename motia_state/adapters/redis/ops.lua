@@ -1120,8 +1120,14 @@ function mode_run.commit(ARGV, ttl)
 end
 
 -- Removes the group; its records (one "deleted" per entry) in key order.
--- Reply: its entries, field and value alternating.
-function mode_run.clear()
+-- Reply: its entries, field and value alternating (none when neither
+-- changes nor records are wanted).
+function mode_run.clear(ARGV, ttl, want_changes)
+  if not want_changes and feed_max == 0 then
+    redis.call('DEL', H)
+    redis.call('ZREM', Z, group)
+    return {}
+  end
   local all = redis.call('HGETALL', H)
   if #all == 0 then
     redis.call('ZREM', Z, group) -- a group dropped by its TTL
@@ -1201,24 +1207,32 @@ function mode_read.groups(KEYS, ARGV)
   return live
 end
 
--- KEYS[1] a group's hash; ARGV[2] the key to start after ("" = the first),
--- ARGV[3] the most entries wanted. Reply: {"1" if more follow else "0",
--- then key and value alternating, in key order}.
+-- KEYS: group hashes of one shard; ARGV[2] the most entries wanted of
+-- each; ARGV[2 + i] the key of KEYS[i] to start after ("" = the first).
+-- Reply, per group: "1" if more of it follows else "0", the number n of
+-- entries given, then n keys and values alternating, in key order.
 function mode_read.page(KEYS, ARGV)
-  local after, want = ARGV[2], tonumber(ARGV[3])
-  local names = {}
-  for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if bytes_compare(name, after) > 0 then names[#names + 1] = name end
-  end
-  table.sort(names, bytes_less)
-  local reply = { #names > want and '1' or '0' }
-  if #names == 0 then return reply end
-  local page = {}
-  for i = 1, math.min(want, #names) do page[i] = names[i] end
-  local values = redis.call('HMGET', KEYS[1], unpack(page))
-  for i, name in ipairs(page) do
-    reply[#reply + 1] = name
-    reply[#reply + 1] = values[i] or 'null'
+  local want = tonumber(ARGV[2])
+  local reply = {}
+  for g, hash in ipairs(KEYS) do
+    local after = ARGV[2 + g]
+    local names = {}
+    for _, name in ipairs(redis.call('HKEYS', hash)) do
+      if bytes_compare(name, after) > 0 then names[#names + 1] = name end
+    end
+    table.sort(names, bytes_less)
+    local n = math.min(want, #names)
+    reply[#reply + 1] = #names > want and '1' or '0'
+    reply[#reply + 1] = n
+    if n > 0 then
+      local page = {}
+      for i = 1, n do page[i] = names[i] end
+      local values = redis.call('HMGET', hash, unpack(page))
+      for i, name in ipairs(page) do
+        reply[#reply + 1] = name
+        reply[#reply + 1] = values[i] or 'null'
+      end
+    end
   end
   return reply
 end

@@ -211,6 +211,7 @@ class RedisChangeStream(AsyncIterator[Change]):
                 change = self._buffer[self._next]
                 self._next += 1
                 return change
+            self._adapter._check_usable()  # a closed adapter ends its followers with UNAVAILABLE
             if self._after is not None or not self._position:
                 await self._begin()
             start = list(self._position)
@@ -260,6 +261,6 @@ class RedisChangeStream(AsyncIterator[Change]):
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
-    # A blocking read that failed after its reader left: nobody will ask.
+    # A read that failed after its reader left (or before it came): nobody will ask.
     if not task.cancelled():
         task.exception()
