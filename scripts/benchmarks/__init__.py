@@ -14,11 +14,14 @@
     scripts/bench app        an App's API step per language over HTTP (uvicorn, warm workers) vs the same
                              handler as a plain Starlette route: requests/s, p50, p99; events through a
                              chain of three steps: chains/s
+    scripts/bench triggers   state triggers: latency from commit to handler start (p50, p99) with a warm
+                             Python worker and with an in-process coroutine, and triggered invocations/s,
+                             on memory, file and (when installed) Redis stores
 
 Each contender runs in alternating rounds and keeps its best round (the
 ``app`` suite prints every round and the range instead).
 
-One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``, ``app``),
+One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``, ``app``, ``triggers``),
 each with a ``DEFAULT_N`` and a ``run(options)``; ``harness`` holds what
 they share: the interleaved rounds, the report, and a throwaway
 redis-server (the test suite's own ``tests.helpers.RedisServer``).
