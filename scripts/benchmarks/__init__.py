@@ -17,11 +17,13 @@
     scripts/bench triggers   state triggers: latency from commit to handler start (p50, p99) with a warm
                              Python worker and with an in-process coroutine, and triggered invocations/s,
                              on memory, file and (when installed) Redis stores
+    scripts/bench listing    the workbench's first page of entries: 100 vs 100,000 entries, with and
+                             without a filter, on memory and file
 
 Each contender runs in alternating rounds and keeps its best round (the
 ``app`` suite prints every round and the range instead).
 
-One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``, ``app``, ``triggers``),
+One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``, ``app``, ``triggers``, ``listing``),
 each with a ``DEFAULT_N`` and a ``run(options)``; ``harness`` holds what
 they share: the interleaved rounds, the report, and a throwaway
 redis-server (the test suite's own ``tests.helpers.RedisServer``).
