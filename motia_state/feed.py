@@ -67,9 +67,15 @@ WriteContext = tuple[int, "dict[str, Any] | None"]
 #: What a commit that makes feed records is stamped with: ``(at, depth, origin)``.
 Stamp = tuple[int, int, "dict[str, Any] | None"]
 
+_NO_CONTEXT: Final[WriteContext] = (0, None)
 _WRITE_CONTEXT: contextvars.ContextVar[WriteContext] = contextvars.ContextVar(
-    "motia_state_write_context", default=(0, None)
+    "motia_state_write_context", default=_NO_CONTEXT
 )
+# Whether any write context was ever set in this process: until one is, every
+# writer has the default and a write skips the context variable's lookup. It
+# is only ever set (never reset), so a reader on any thread sees it in time:
+# the block that sets it runs before the writes it stamps.
+_CONTEXT_USED: Final[list[bool]] = [False]
 
 
 @contextmanager
@@ -81,6 +87,7 @@ def write_context(depth: int, origin: dict[str, Any] | None) -> Iterator[None]:
     writes commit carries both. Outside any block a write has depth 0 and no
     origin.
     """
+    _CONTEXT_USED[0] = True
     token = _WRITE_CONTEXT.set((depth, origin))
     try:
         yield
@@ -90,7 +97,7 @@ def write_context(depth: int, origin: dict[str, Any] | None) -> Iterator[None]:
 
 def current_write_context() -> WriteContext:
     """The ``(depth, origin)`` of the writer in this context ((0, None) outside any step)."""
-    return _WRITE_CONTEXT.get()
+    return _WRITE_CONTEXT.get() if _CONTEXT_USED[0] else _NO_CONTEXT
 
 
 def now_ms() -> int:
@@ -144,9 +151,13 @@ _encode = msgspec.json.Encoder().encode
 _SMALL: Final = 10**15
 
 
+# Values of these types encode in at most 24 bytes (a float's shortest repr included).
+_FIXED_SIZE: Final = frozenset({type(None), type(MISSING), bool, float})
+
+
 def _value_size(value: Any, _encode: Callable[[Any], bytes] = _encode) -> int:
     t = type(value)
-    if value is None or value is MISSING or t is bool or t is float or (t is int and -_SMALL < value < _SMALL):
+    if t in _FIXED_SIZE or (t is int and -_SMALL < value < _SMALL):
         return 24
     return len(_encode(value))
 
@@ -236,17 +247,32 @@ class FeedRing:
         new: Any,
         _clock: Callable[[], float] = time.time,
         _context: Callable[[], WriteContext] = _WRITE_CONTEXT.get,
-        _size: Callable[[Any], int] = _value_size,
+        _used: list[bool] = _CONTEXT_USED,
+        _encode: Callable[[Any], bytes] = _encode,
+        _fixed: frozenset[type] = _FIXED_SIZE,
+        _low: int = -_SMALL,
+        _high: int = _SMALL,
     ) -> None:
         """Append the record of one written entry (``MISSING`` on a side: no entry there).
 
         The lean form of :meth:`record` for a write that journals nothing
-        else (the memory adapter with no listener); its hot names are bound
-        as defaults, as each write pays for this call.
+        else (the memory adapter with no listener). Each write pays for this
+        call, so it sizes the values inline (the same sizes as
+        :func:`_value_size`) and binds its hot names as defaults.
         """
-        size = _OVERHEAD + len(group) + len(key) + _size(old) + _size(new)
+        size = _OVERHEAD + len(group) + len(key)
+        t = type(old)
+        if t is int:
+            size += 24 if _low < old < _high else len(_encode(old))
+        else:
+            size += 24 if t in _fixed else len(_encode(old))
+        t = type(new)
+        if t is int:
+            size += 24 if _low < new < _high else len(_encode(new))
+        else:
+            size += 24 if t in _fixed else len(_encode(new))
         items = self._items
-        items.append((group, key, op, old, new, _clock(), _context(), size))
+        items.append((group, key, op, old, new, _clock(), _context() if _used[0] else _NO_CONTEXT, size))
         self.bytes += size
         if self.bytes > self._bytes_cap or len(items) > self._count_cap:
             self._trim()
