@@ -279,6 +279,36 @@ class FeedRing:
         if self._waiters:
             self.wake()
 
+    def put_number(
+        self,
+        group: str,
+        key: str,
+        op: str,
+        old: int | float | None,
+        new: int | float,
+        _clock: Callable[[], float] = time.time,
+        _context: Callable[[], WriteContext] = _WRITE_CONTEXT.get,
+        _used: list[bool] = _CONTEXT_USED,
+        _low: int = -_SMALL,
+        _high: int = _SMALL,
+    ) -> None:
+        """:meth:`put` for an increment of a stored number: ``old`` a number or None, ``new`` a number.
+
+        Both sides are known to be numbers, so the common case (both of
+        modest magnitude) is sized by two comparisons.
+        """
+        if _low < new < _high and (old is None or _low < old < _high):
+            size = _OVERHEAD + 48 + len(group) + len(key)
+        else:
+            size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
+        items = self._items
+        items.append((group, key, op, old, new, _clock(), _context() if _used[0] else _NO_CONTEXT, size))
+        self.bytes += size
+        if self.bytes > self._bytes_cap or len(items) > self._count_cap:
+            self._trim()
+        if self._waiters:
+            self.wake()
+
     def add_rows(self, seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: Sequence[Any]) -> None:
         """Append the records of one commit read back from storage, numbered from ``seq``.
 

@@ -306,7 +306,7 @@ class MemoryStateAdapter(StateAdapter):
             new, result = apply_increment(old, delta)
             entries[key] = new
             if feed is not None:
-                feed.put(trace_id, key, "increment", old, new)
+                feed.put_number(trace_id, key, "increment", old, new)
         return result
 
     async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:

@@ -193,6 +193,21 @@ async def test_retention_by_bytes_never_keeps_more_than_twice_the_limit() -> Non
     assert records[-1].key == "k199"
 
 
+async def test_retention_by_bytes_counts_huge_numbers_written_by_increment() -> None:
+    # An increment's record is sized without encoding its numbers while they
+    # are small; a huge one must still count at its encoded size.
+    limit = 20_000
+    state = ms.MemoryStateAdapter(feed_retention_bytes=limit)
+    await state.set("g", "n", 10**1000)
+    for _ in range(100):
+        await state.increment("g", "n")
+    records = await _all(state.changes(follow=False))
+    encoded = sum(len(msgspec.json.encode(c)) for c in records)
+    assert 5 <= len(records) < 40  # each record holds two 1,001-digit numbers
+    assert encoded <= 2 * limit
+    assert records[-1].new_value == 10**1000 + 100
+
+
 async def test_a_cursor_from_another_store_or_not_a_cursor() -> None:
     state = ms.MemoryStateAdapter()
     await state.set("g", "k", 1)
