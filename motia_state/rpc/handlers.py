@@ -21,6 +21,7 @@ import msgspec
 from ..errors import InternalError, InvalidArgumentError, LimitExceededError, NotFoundError, StateError
 from ..manager import StateManager
 from ..values import MAX_INT_DIGITS
+from .frames import to_log_line
 
 __all__ = ["CallContext", "HandlerTable", "state_handlers"]
 
@@ -84,6 +85,8 @@ class HandlerTable:
             raise InvalidArgumentError(_args_message(e)) from None
         except msgspec.DecodeError as e:
             raise InvalidArgumentError(f"args are not valid JSON: {e}") from None
+        except RecursionError:
+            raise LimitExceededError("args are nested too deeply to be read") from None
         try:
             return await method.handler(args, ctx)
         except StateError:
@@ -92,7 +95,7 @@ class HandlerTable:
             # Validation in plain Python (e.g. an orchestrator's handler).
             raise InvalidArgumentError(str(e)) from e
         except Exception as e:
-            log.exception("handler for %s failed (step %s)", name, ctx.step)
+            log.exception("handler for %s failed (step %s)", to_log_line(name), to_log_line(ctx.step))
             raise InternalError(f"{name} failed: {type(e).__name__}") from e
 
 
