@@ -9,10 +9,12 @@
                              redis-py INCR (when redis-server is installed)
     scripts/bench pool       invocations/s of a trivial step per language: call_step_file (a new process
                              each time) vs a WorkerPool (warm workers)
+    scripts/bench leak       RSS after warm-up vs at the end: a warm pool per language (n invocations) and
+                             the memory and file stores (10 n operations); full size by default
 
 Each contender runs in alternating rounds and keeps its best round.
 
-One module per suite (``memory``, ``file``, ``redis``, ``rpc``, ``pool``),
+One module per suite (``memory``, ``file``, ``redis``, ``rpc``, ``pool``, ``leak``),
 each with a ``DEFAULT_N`` and a ``run(options)``; ``harness`` holds what
 they share: the interleaved rounds, the report, and a throwaway
 redis-server (the test suite's own ``tests.helpers.RedisServer``).

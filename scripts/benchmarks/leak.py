@@ -1,0 +1,183 @@
+"""Suite ``leak``: resident memory of a warm pool and of a store, after warm-up vs at the end.
+
+A warm pool runs a one-increment step ``n`` times per language, and a
+store (the memory adapter and the file adapter, each behind a
+``StateManager``) does ``10 n`` operations over a fixed set of keys, so
+that the state itself stops growing once warm. What is measured is the
+resident set size (``VmRSS`` in ``/proc``) of this process and of the
+pool's workers, after a warm-up and again at the end: a leak shows as
+growth proportional to the work done, where allocator noise does not.
+
+``bash scripts/bench leak`` runs the full size (100,000 invocations per
+language, 1,000,000 store operations); ``-n`` sets the invocations (the
+store does ten times as many operations). ``tests/test_leak.py`` runs the
+same functions with a small ``n`` and a bound.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+import motia_state as ms
+from motia_state.runtime import WorkerPool
+
+from .harness import Options
+
+DEFAULT_N = 100_000
+
+STEPS = {
+    "python": ("py", "async def handler(data, ctx):\n    return await ctx.state.increment(ctx.trace_id, 'n')\n"),
+    "node": ("js", "exports.handler = async (data, ctx) => ctx.state.increment(ctx.traceId, 'n')\n"),
+    "ruby": ("rb", "def handler(data, ctx)\n  ctx.state.increment(ctx.trace_id, 'n')\nend\n"),
+}
+
+#: Keys the store's operations cycle over: the state's size is bounded.
+STORE_KEYS = 1_000
+
+
+@dataclass(frozen=True)
+class Growth:
+    """RSS in bytes after warm-up and at the end, and how much work ran in between."""
+
+    warm: int
+    end: int
+    work: int
+
+    @property
+    def ratio(self) -> float:
+        """End over warm (1.0 = no growth)."""
+        return self.end / self.warm
+
+    @property
+    def per_unit(self) -> float:
+        """Bytes gained per unit of work (an invocation or an operation); negative when it shrank."""
+        return (self.end - self.warm) / self.work
+
+
+def rss(pid: int | None = None) -> int:
+    """Resident set size of ``pid`` (this process by default) in bytes, from ``/proc/PID/status``."""
+    with open(f"/proc/{pid or 'self'}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def children() -> list[int]:
+    """Pids of this process's live children (the pool's workers), from ``/proc``."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: fields follow the last ")".
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == me:
+            found.append(int(entry))
+    return found
+
+
+def pool_growth(step: Path, warmup: int, n: int) -> tuple[Growth, Growth]:
+    """Run ``warmup`` then ``n`` sequential invocations of ``step`` on one warm worker.
+
+    Returns the growth of this process (the parent: pool, RPC, state) and of
+    the worker process.
+    """
+
+    async def run() -> tuple[Growth, Growth]:
+        async with WorkerPool(ms.StateManager(), max_workers=1, idle_timeout=3600) as pool:
+            for _ in range(warmup):
+                await pool.call(step, trace_id="t")
+            (worker,) = children()
+            gc.collect()
+            parent_warm, worker_warm = rss(), rss(worker)
+            for _ in range(n):
+                await pool.call(step, trace_id="t")
+            gc.collect()
+            assert children() == [worker], "the pool replaced its worker"
+            return Growth(parent_warm, rss(), n), Growth(worker_warm, rss(worker), n)
+
+    return anyio.run(run)
+
+
+async def _operations(state: ms.StateManager, count: int, start: int) -> None:
+    """``count`` operations over STORE_KEYS keys: set, increment, push/pop, get, delete in turn."""
+    for i in range(start, start + count):
+        key = f"k{i % STORE_KEYS}"
+        kind = i % 5
+        if kind == 0:
+            await state.set("leak", key, {"i": i, "pad": "x" * 64})
+        elif kind == 1:
+            await state.increment("leak", "counter")
+        elif kind == 2:
+            await state.push("leak", "list", i)
+            await state.pop("leak", "list")
+        elif kind == 3:
+            await state.get("leak", key)
+        else:
+            await state.delete("leak", key)
+
+
+def store_growth(adapter: ms.StateAdapter, warmup: int, m: int, listener: ms.ChangeListener | None = None) -> Growth:
+    """This process's RSS around ``m`` operations on ``adapter`` (behind a StateManager), after ``warmup`` ones.
+
+    ``listener``, when given, is subscribed to the manager's changes (the
+    test uses one that keeps every change, to show a leak is caught).
+    """
+
+    async def run() -> Growth:
+        state = ms.StateManager(adapter)
+        if listener is not None:
+            state.on_change(listener)
+        try:
+            await _operations(state, warmup, 0)
+            gc.collect()
+            warm = rss()
+            await _operations(state, m, warmup)
+            gc.collect()
+            return Growth(warm, rss(), m)
+        finally:
+            await adapter.close()
+
+    return anyio.run(run)
+
+
+def _line(name: str, growth: Growth) -> None:
+    print(
+        f"  {name:<34} {growth.warm / 2**20:8.1f} MiB -> {growth.end / 2**20:8.1f} MiB"
+        f"  {(growth.ratio - 1) * 100:+6.2f}%  ({growth.per_unit:+.1f} B per unit)"
+    )
+
+
+def run(options: Options) -> None:
+    """Each installed language's warm pool for ``n`` invocations, then each store for ``10 n`` operations."""
+    n = options.n
+    warmup = max(n // 10, 1_000)
+    m = n * 10
+    print(f"\nleak: RSS after warm-up vs at the end (target within 5%); {n:,} invocations, {m:,} store operations")
+    with tempfile.TemporaryDirectory(prefix="motia-bench-leak-") as tmp:
+        for lang, (ext, source) in STEPS.items():
+            if lang != "python" and shutil.which(lang) is None:
+                print(f"  {lang}: skipped ({lang} is not installed)")
+                continue
+            step = Path(tmp) / f"leak.step.{ext}"
+            step.write_text(source)
+            parent, worker = pool_growth(step, warmup, n)
+            _line(f"{lang} pool: parent", parent)
+            _line(f"{lang} pool: worker", worker)
+        _line("store: memory adapter", store_growth(ms.MemoryStateAdapter(), warmup * 10, m))
+        _line(
+            "store: file adapter (fsync never)",
+            store_growth(ms.FileStateAdapter(Path(tmp) / "leak.state", fsync="never"), warmup * 10, m),
+        )
