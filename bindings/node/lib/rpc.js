@@ -41,9 +41,10 @@ class RpcClient {
    * @param {(frame: object) => void} [options.onRequest]  requests from the parent
    * @param {number} [options.maxFrameBytes]
    * @param {number} [options.inputFd]  the fd behind `input`, non-blocking: enables the spin
+   * @param {number} [options.outputFd]  the fd behind `output`: a spinning request writes to it directly
    * @param {number} [options.spinMicros]
    */
-  constructor (input, output, { onRequest, maxFrameBytes = DEFAULT_MAX_FRAME, inputFd, spinMicros: spin } = {}) {
+  constructor (input, output, { onRequest, maxFrameBytes = DEFAULT_MAX_FRAME, inputFd, outputFd, spinMicros: spin } = {}) {
     this.input = input
     this.output = output
     this.onRequest = onRequest || (() => {})
@@ -58,8 +59,10 @@ class RpcClient {
     this.discarding = false
     this.closedPromise = new Promise((resolve) => { this.resolveClosed = resolve })
     this.inputFd = inputFd
+    this.outputFd = outputFd
     this.spinNs = inputFd === undefined ? 0n : BigInt(Math.round((spin === undefined ? spinMicros() : spin) * 1000))
     this.spinBuffer = null
+    this.feeding = false
     this.skip = 0
     this.misses = 0
     this.spins = 0 // spins that ran, and those that got a reply (for tests)
@@ -160,10 +163,33 @@ class RpcClient {
     this.output.write(data)
   }
 
+  /**
+   * Write `data` now: straight to the fd when the stream holds nothing
+   * (no stream bookkeeping, no write request), else through the stream,
+   * which keeps the order. What the fd does not take goes to the stream.
+   */
+  writeNow (data) {
+    if (this.outputFd === undefined || this.output.writableLength > 0) {
+      this.output.write(data)
+      return
+    }
+    const bytes = Buffer.from(data, 'utf8')
+    let n = 0
+    try {
+      n = fs.writeSync(this.outputFd, bytes)
+    } catch (e) {
+      if (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK') throw e
+    }
+    if (n === 0) this.output.write(data)
+    else if (n < bytes.length) this.output.write(bytes.subarray(n))
+  }
+
   /** Call `method` on the parent; resolves with its result or rejects with its error. */
   request (method, args) {
     const id = this.nextId++
-    const alone = this.pending.size === 0 && this.queue.length === 0
+    if (this.spinNs > 0n && this.pending.size === 0 && this.queue.length === 0 && !this.closed) {
+      return this.requestAlone(id, method, args)
+    }
     const promise = new Promise((resolve, reject) => {
       try {
         this.send({ type: 'rpc_request', id, method, args: args === undefined ? null : args })
@@ -173,7 +199,31 @@ class RpcClient {
       }
       this.pending.set(id, { resolve, reject })
     })
-    if (alone && this.spinNs > 0n && this.pending.has(id)) this.spin()
+    return promise
+  }
+
+  /**
+   * The only request in flight (a sequential caller): its frame is written
+   * at once, bypassing the tick's queue, and the pipe is spun on for the
+   * reply before returning.
+   */
+  requestAlone (id, method, args) {
+    let line
+    try {
+      line = JSON.stringify({ type: 'rpc_request', id, method, args: args === undefined ? null : args }) + '\n'
+    } catch (e) {
+      return Promise.reject(new (require('./errors').InvalidArgumentError)(`args: ${e.message}`))
+    }
+    let waiter
+    const promise = new Promise((resolve, reject) => { waiter = { resolve, reject } })
+    this.pending.set(id, waiter)
+    try {
+      this.writeNow(line)
+    } catch (e) {
+      this.close(`the channel failed: ${e.message}`)
+      return promise
+    }
+    this.spin()
     return promise
   }
 
@@ -192,7 +242,7 @@ class RpcClient {
       this.skip--
       return
     }
-    if (this.closed || this.input.readableLength > 0 || this.output.writableLength > 0) return
+    if (this.closed || this.feeding || this.input.readableLength > 0 || this.output.writableLength > 0) return
     const buffer = this.spinBuffer || (this.spinBuffer = Buffer.allocUnsafe(65536))
     const end = process.hrtime.bigint() + this.spinNs
     this.spins++
@@ -208,7 +258,14 @@ class RpcClient {
       if (n > 0) {
         this.hits++
         this.misses = 0
-        this.feed(Buffer.from(buffer.subarray(0, n)))
+        // Whole lines need no copy; a partial one is kept, so it must not
+        // share the buffer. No spin reads into the buffer while it is fed.
+        this.feeding = true
+        try {
+          this.feed(buffer[n - 1] === NEWLINE ? buffer.subarray(0, n) : Buffer.from(buffer.subarray(0, n)))
+        } finally {
+          this.feeding = false
+        }
         return
       }
       if (process.hrtime.bigint() >= end) break

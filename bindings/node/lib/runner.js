@@ -65,7 +65,7 @@ class Worker {
 
   async serve () {
     const { input, output } = protectStdio()
-    this.client = new RpcClient(input, output, { onRequest: (frame) => this.onRequest(frame), inputFd: 0 })
+    this.client = new RpcClient(input, output, { onRequest: (frame) => this.onRequest(frame), inputFd: 0, outputFd: 1 })
     this.state = new StateManager(this.client)
     // import() is asynchronous: an invoke that arrives meanwhile waits for it.
     this.loaded = loadStep(this.stepPath).then(
