@@ -9,12 +9,14 @@
                              redis-py INCR (when redis-server is installed)
     scripts/bench pool       invocations/s of a trivial step per language: call_step_file (a new process
                              each time) vs a WorkerPool (warm workers)
+    scripts/bench langs      Node and Ruby steps over a Python step (sequential, concurrent), divided within
+                             each round; prints the median and range of each ratio over the rounds
     scripts/bench leak       RSS after warm-up vs at the end: a warm pool per language (n invocations) and
                              the memory and file stores (10 n operations); full size by default
 
 Each contender runs in alternating rounds and keeps its best round.
 
-One module per suite (``memory``, ``file``, ``redis``, ``rpc``, ``pool``, ``leak``),
+One module per suite (``memory``, ``file``, ``redis``, ``rpc``, ``pool``, ``leak``, ``langs``),
 each with a ``DEFAULT_N`` and a ``run(options)``; ``harness`` holds what
 they share: the interleaved rounds, the report, and a throwaway
 redis-server (the test suite's own ``tests.helpers.RedisServer``).
