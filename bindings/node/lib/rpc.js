@@ -173,15 +173,14 @@ class RpcClient {
       this.output.write(data)
       return
     }
-    const bytes = Buffer.from(data, 'utf8')
     let n = 0
     try {
-      n = fs.writeSync(this.outputFd, bytes)
+      n = fs.writeSync(this.outputFd, data)
     } catch (e) {
       if (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK') throw e
     }
     if (n === 0) this.output.write(data)
-    else if (n < bytes.length) this.output.write(bytes.subarray(n))
+    else if (n < Buffer.byteLength(data)) this.output.write(Buffer.from(data, 'utf8').subarray(n))
   }
 
   /** Call `method` on the parent; resolves with its result or rejects with its error. */
