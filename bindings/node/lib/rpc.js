@@ -243,34 +243,49 @@ class RpcClient {
     }
     if (this.closed || this.feeding || this.input.readableLength > 0 || this.output.writableLength > 0) return
     const buffer = this.spinBuffer || (this.spinBuffer = Buffer.allocUnsafe(65536))
-    const end = process.hrtime.bigint() + this.spinNs
     this.spins++
-    for (;;) {
-      let n
+    const n = this.poll(buffer)
+    if (n === 0 || n === -2) return // end of input or an error: the stream sees it on its next read
+    if (n > 0) {
+      this.hits++
+      this.misses = 0
+      // Whole lines need no copy; a partial one is kept, so it must not
+      // share the buffer. No spin reads into the buffer while it is fed.
+      this.feeding = true
       try {
-        n = fs.readSync(this.inputFd, buffer, 0, buffer.length, null)
-      } catch (e) {
-        if (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK') return // the stream will see it too
-        n = -1
+        this.feed(buffer[n - 1] === NEWLINE ? buffer.subarray(0, n) : Buffer.from(buffer.subarray(0, n)))
+      } finally {
+        this.feeding = false
       }
-      if (n === 0) return // end of input: the stream sees it on its next read
-      if (n > 0) {
-        this.hits++
-        this.misses = 0
-        // Whole lines need no copy; a partial one is kept, so it must not
-        // share the buffer. No spin reads into the buffer while it is fed.
-        this.feeding = true
-        try {
-          this.feed(buffer[n - 1] === NEWLINE ? buffer.subarray(0, n) : Buffer.from(buffer.subarray(0, n)))
-        } finally {
-          this.feeding = false
-        }
-        return
-      }
-      if (process.hrtime.bigint() >= end) break
+      return
     }
     this.misses++
     this.skip = Math.min(2 ** this.misses, MAX_SKIP)
+  }
+
+  /**
+   * Read the input fd without blocking until bytes come or spinNs pass:
+   * the byte count, 0 at end of input, -1 when nothing came, -2 on an error.
+   * An empty pipe makes readSync throw EAGAIN; with no stack trace to
+   * capture, each such poll costs a fraction as much, so the spin notices a
+   * reply sooner and burns less. No other code runs meanwhile.
+   */
+  poll (buffer) {
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    try {
+      const end = process.hrtime.bigint() + this.spinNs
+      for (;;) {
+        try {
+          return fs.readSync(this.inputFd, buffer, 0, buffer.length, null)
+        } catch (e) {
+          if (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK') return -2
+        }
+        if (process.hrtime.bigint() >= end) return -1
+      }
+    } finally {
+      Error.stackTraceLimit = limit
+    }
   }
 
   /** A request without a reply. */

@@ -379,3 +379,24 @@ test('replies read by the spin that end mid-frame are completed by the stream', 
     p.close()
   }
 })
+
+test('a spin leaves Error.stackTraceLimit as it was, and the errors it delivers keep their stack', async () => {
+  const p = fifo()
+  const saved = Error.stackTraceLimit
+  Error.stackTraceLimit = 17
+  try {
+    const miss = harness({ inputFd: p.readFd, spinMicros: 300 })
+    miss.client.request('state.get', { traceId: 't', key: 'k' })
+    assert.deepEqual([miss.client.spins, miss.client.hits], [1, 0])
+    assert.equal(Error.stackTraceLimit, 17)
+    const h = harness({ inputFd: p.readFd, spinMicros: 200000 })
+    fs.writeSync(p.writeFd, '{"type":"rpc_response","id":1,"error":{"code":"TYPE_MISMATCH","message":"no"}}\n')
+    const failed = h.client.request('state.increment', { traceId: 't', key: 'k' })
+    assert.equal(h.client.hits, 1)
+    await assert.rejects(failed, (e) => e instanceof TypeMismatchError && /\n\s+at /.test(e.stack))
+    assert.equal(Error.stackTraceLimit, 17)
+  } finally {
+    Error.stackTraceLimit = saved
+    p.close()
+  }
+})
