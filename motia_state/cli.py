@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"motia-state {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log step output and state operations")
     sub = parser.add_subparsers(dest="command")
+    from .app.dev import add_arguments as add_dev_arguments  # light: the server loads only when it runs
+
+    add_dev_arguments(sub.add_parser("dev", help="serve a folder of steps on their triggers (HTTP, events, cron)"))
 
     run = sub.add_parser("run", help="run one step file and print its result as JSON")
     run.add_argument("step", help="a .py, .js, .cjs, .mjs or .rb step file")
@@ -172,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "dev":
+        from .app.dev import run_dev
+
+        return run_dev(args)
     try:
         return anyio.run(_run if args.command == "run" else _demo, args)
     except (StepError, StateError) as e:

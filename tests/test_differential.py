@@ -58,6 +58,21 @@ OPS = st.one_of(
     ),
     st.tuples(st.just("get_group")),
     st.tuples(st.just("clear")),
+    st.tuples(st.sampled_from(["records_transaction", "records_batch"]), st.lists(st.deferred(lambda: RECORDS))),
+)
+
+# Every record type, in transactions and batches: the Lua working copies
+# (arrays as runs of elements, objects as members) against ops.py.
+RECORDS = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["get", "exists", "delete", "pop", "shift"]), "key": KEYS}),
+    st.fixed_dictionaries({"type": st.just("set"), "key": KEYS, "value": VALUES}),
+    st.fixed_dictionaries({"type": st.sampled_from(["increment", "decrement"]), "key": KEYS, "delta": NUMBERS}),
+    st.fixed_dictionaries({"type": st.just("compareAndSwap"), "key": KEYS, "expected": VALUES, "value": VALUES}),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["push", "unshift"]), "key": KEYS, "items": st.lists(VALUES, max_size=3)}
+    ),
+    st.fixed_dictionaries({"type": st.just("setField"), "key": KEYS, "field": FIELDS, "value": VALUES}),
+    st.fixed_dictionaries({"type": st.just("deleteField"), "key": KEYS, "field": FIELDS}),
 )
 
 _counter = itertools.count()
@@ -78,6 +93,11 @@ async def outcome(adapter: ms.StateAdapter, op: tuple[Any, ...]) -> Any:
                     record["value"] = key
                 records.append(record)
             return (await adapter.transaction("g", records)).to_wire() | {"error": None}
+        # Messages are worded per adapter; codes, values and indexes must agree.
+        if name == "records_transaction":
+            return (await adapter.transaction("g", args[0])).to_wire() | {"error": None}
+        if name == "records_batch":
+            return [item.to_wire() | {"error": None} for item in (await adapter.batch("g", args[0])).results]
         if name in ("push", "unshift"):
             return await getattr(adapter, name)("g", args[0], *args[1])
         return await getattr(adapter, name)("g", *args)
@@ -104,12 +124,22 @@ def test_every_adapter_gives_the_same_results(
             ms.FileStateAdapter(tmp_path / f"s{run}", fsync="never"),
             ms.RedisStateAdapter(redis_server.url, key_prefix=f"diff:{run}:"),
         ]
+        # The change events of each step too: one per written entry (per
+        # record in a batch), in commit order.
+        events: list[list[Any]] = [[] for _ in adapters]
+        for adapter, seen in zip(adapters, events):
+            adapter.add_change_sink(lambda changes, seen=seen: seen.extend(c.to_wire() for c in changes))
         try:
             for i, op in enumerate(ops):
+                for seen in events:
+                    seen.clear()
                 results = [await outcome(a, op) for a in adapters]
-                for adapter, result in zip(adapters[1:], results[1:]):
+                for adapter, result, seen in zip(adapters[1:], results[1:], events[1:]):
                     assert agree(results[0], result), (
                         f"step {i} {op!r}: memory gave {results[0]!r}, {type(adapter).__name__} gave {result!r}"
+                    )
+                    assert agree(events[0], seen), (
+                        f"step {i} {op!r}: memory's events {events[0]!r}, {type(adapter).__name__}'s {seen!r}"
                     )
             finals = [await a.get_group("g") for a in adapters]
             assert all(agree(finals[0], f) for f in finals[1:]), finals

@@ -8,8 +8,10 @@ cluster-ready key layout, the exact bytes stored, and the factory.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +255,11 @@ async def test_fallback_uses_redis_when_it_answers(redis_server: RedisServer, re
     )
     assert await a.increment("g", "n") == 1
     assert isinstance(a, ms.FallbackStateAdapter) and isinstance(a.active, ms.RedisStateAdapter)
+    # The runtime's handle goes to the chosen adapter's.
+    assert await a.internal.set("__motia/x", "k", 1) == 1
+    assert await a.active.internal.get("__motia/x", "k") == 1
+    assert (await a.internal.transaction("__motia/x", [{"type": "get", "key": "k"}])).results == [1]
+    assert await a.groups() == ["g"]
     await a.close()
 
 
@@ -289,12 +296,49 @@ async def test_factory_builds_redis_adapters(redis_server: RedisServer, redis_pr
         ({"adapter": "redis", "timeout": 0}, "timeout"),
         ({"adapter": "redis", "fallback": "file"}, "fallback"),
         ({"adapter": "redis", "hosts": []}, "hosts"),
+        ({"adapter": "redis", "ttl": math.inf}, "ttl"),
+        ({"adapter": "redis", "ttl": math.nan}, "ttl"),
+        ({"adapter": "redis", "ttl": -0.5}, "ttl"),
+        ({"adapter": "redis", "ttl": 0}, "ttl"),
+        ({"adapter": "redis", "ttl": True}, "ttl"),
+        ({"adapter": "redis", "ttl": 10**400}, "ttl"),
+        ({"adapter": "redis", "timeout": math.nan}, "timeout"),
+        ({"adapter": "redis", "timeout": math.inf}, "timeout"),
+        ({"adapter": "redis", "timeout": -1}, "timeout"),
+        ({"adapter": "redis", "url": "redis://127.0.0.1:6379/abc"}, "url"),
+        ({"adapter": "redis", "url": "redis://127.0.0.1:6379/-1"}, "url"),
+        ({"adapter": "redis", "url": "redis://127.0.0.1:6379/1/2"}, "url"),
+        ({"adapter": "redis", "url": "redis://127.0.0.1:6379/0?db=abc"}, "url"),
+        ("redis://127.0.0.1:6379/abc", "url"),
     ],
 )
-def test_bad_redis_configurations_name_the_field(config: dict[str, Any], field: str) -> None:
+def test_bad_redis_configurations_name_the_field(config: Any, field: str) -> None:
     with pytest.raises(ms.InvalidArgumentError) as info:
         ms.create_state_adapter(config)
     assert str(info.value).startswith(field + ":"), str(info.value)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "redis://h:1/15", "unix:///s"])
+def test_good_redis_urls_are_accepted(url: str) -> None:
+    assert ms.RedisStateAdapter(url).url == url
+
+
+@pytest.mark.parametrize(("option", "value"), [("ttl", math.inf), ("ttl", math.nan), ("timeout", math.nan)])
+def test_bad_seconds_are_refused_by_the_constructor(option: str, value: float) -> None:
+    with pytest.raises(ms.InvalidArgumentError, match=f"^{option}: expected a positive, finite number"):
+        ms.RedisStateAdapter(**{option: value})
+
+
+def test_under_trio_the_adapter_says_it_needs_asyncio(redis_server: RedisServer, redis_prefix: str) -> None:
+    import trio
+
+    async def main() -> None:
+        a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
+        for call in (a.get("g", "k"), a.set("g", "k", 1), a.groups(), a.transaction("g", []), a.ping()):
+            with pytest.raises(ms.InvalidArgumentError, match="runs on asyncio"):
+                await call
+
+    trio.run(main)
 
 
 def test_importing_the_package_does_not_import_redis_py() -> None:
@@ -381,17 +425,17 @@ def test_cli_runs_a_step_on_redis(redis_server: RedisServer, redis_prefix: str, 
     assert outs[1] == outs[0] + 1
 
 
-async def test_a_long_batch_goes_in_slices_and_keeps_every_result_in_order(
-    adapter: ms.RedisStateAdapter, redis_server: RedisServer
+@pytest.mark.parametrize("with_update", [False, True])
+async def test_a_long_batch_is_one_program_call_and_keeps_every_result_in_order(
+    adapter: ms.RedisStateAdapter, redis_server: RedisServer, with_update: bool
 ) -> None:
     from redis.asyncio import Redis
 
-    from motia_state.adapters.redis.adapter import BATCH_SLICE
-
-    n = BATCH_SLICE * 2 + 10
+    n, bad = 600, 305
     ops: list[dict[str, Any]] = [{"id": i, "type": "increment", "key": "n"} for i in range(n)]
-    ops[BATCH_SLICE + 5] = {"id": "bad", "type": "pop", "key": "n"}  # TYPE_MISMATCH, alone
-    ops[BATCH_SLICE + 6] = {"id": "u", "type": "update", "key": "n", "updateFn": lambda v: v * 1000}
+    ops[bad] = {"id": "bad", "type": "pop", "key": "n"}  # TYPE_MISMATCH, alone
+    if with_update:
+        ops[bad + 1] = {"id": "u", "type": "update", "key": "n", "updateFn": lambda v: v * 1000}
     stats = Redis(port=redis_server.port)
     await adapter.increment("g", "warm")  # loads the function library, outside the count
     try:
@@ -401,11 +445,407 @@ async def test_a_long_batch_goes_in_slices_and_keeps_every_result_in_order(
     finally:
         await stats.aclose()
     values = [(r.id, r.value, r.code) for r in result.results]
-    assert values[: BATCH_SLICE + 5] == [(i, i + 1, None) for i in range(BATCH_SLICE + 5)]
-    assert values[BATCH_SLICE + 5] == ("bad", None, "TYPE_MISMATCH")
-    assert values[BATCH_SLICE + 6] == ("u", (BATCH_SLICE + 5) * 1000, None)
-    assert values[-1] == (n - 1, (BATCH_SLICE + 5) * 1000 + n - BATCH_SLICE - 7, None)
+    assert values[:bad] == [(i, i + 1, None) for i in range(bad)]
+    assert values[bad] == ("bad", None, "TYPE_MISMATCH")
+    if with_update:
+        assert values[bad + 1] == ("u", bad * 1000, None)
+        assert values[-1] == (n - 1, bad * 1000 + n - bad - 2, None)
+    else:
+        assert values[-1] == (n - 1, n - 1, None)
     assert await adapter.get("g", "n") == values[-1][1]
-    # the records before the update record go in 2 calls, its swap is 1, the records after it 2
+    # Without update records the batch runs on the server; with one, it is
+    # computed here on what one HMGET read and committed by one call.
     script_calls = sum(v["calls"] for k, v in calls.items() if k in ("cmdstat_fcall", "cmdstat_evalsha"))
-    assert script_calls == 5
+    assert script_calls == 1
+    assert calls.get("cmdstat_hmget", {"calls": 0})["calls"] == (1 if with_update else 0)
+
+
+# ------------------------------------------------- integers and damaged texts
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+async def test_an_integer_result_past_the_limit_counts_its_sign_and_is_never_stored(
+    adapter: ms.RedisStateAdapter, sign: int
+) -> None:
+    from motia_state.values import MAX_INT_DIGITS
+
+    # The longest integer text that reads back: MAX_INT_DIGITS characters, sign included.
+    longest = sign * (10 ** (MAX_INT_DIGITS - (1 if sign < 0 else 0)) - 1)
+    assert len(str(longest)) == MAX_INT_DIGITS
+    await adapter.set("g", "n", longest - sign)
+    assert await adapter.increment("g", "n", sign) == longest
+    with pytest.raises(ms.LimitExceededError):
+        await adapter.increment("g", "n", sign)
+    tx = await adapter.transaction("g", [{"type": "increment", "key": "n", "delta": sign}])
+    assert tx.code == "LIMIT_EXCEEDED"
+    assert (await adapter.batch("g", [{"type": "decrement", "key": "n", "delta": -sign}])).results[0].code == (
+        "LIMIT_EXCEEDED"
+    )
+    assert await adapter.get("g", "n") == longest
+    assert await adapter.get_group("g") == [longest]
+
+
+def test_the_lua_program_has_a_rule_for_every_operation_type() -> None:
+    import re
+
+    from motia_state.adapters.redis.program import SOURCE
+    from motia_state.records import OPERATION_TYPES
+
+    rules = set(re.findall(r"^(?:function )?apply\.(\w+)", SOURCE, re.MULTILINE))
+    assert rules == set(OPERATION_TYPES)
+
+
+def test_the_lua_program_knows_the_integer_limit() -> None:
+    from motia_state.adapters.redis.program import SOURCE
+    from motia_state.values import MAX_INT_DIGITS
+
+    assert f"if #new > {MAX_INT_DIGITS} then" in SOURCE
+
+
+async def test_a_stored_text_that_cannot_be_read_is_a_state_error_on_every_path(
+    adapter: ms.RedisStateAdapter,
+) -> None:
+    # Written by something other than this adapter: one character too long to read back.
+    await adapter.client.hset(adapter.hash_key("g"), "bad", "-" + "9" * 4300)
+    await adapter.set("g", "ok", 1)
+    unsafe: list[Callable[[], Awaitable[Any]]] = [
+        lambda: adapter.get("g", "bad"),
+        lambda: adapter.get_group("g"),
+        lambda: adapter.update("g", "bad", lambda v: 1),
+        lambda: adapter.transaction("g", [{"type": "get", "key": "bad"}]),
+        lambda: adapter.transaction(
+            "g", [{"type": "get", "key": "bad"}, {"type": "update", "key": "x", "updateFn": len}]
+        ),
+        lambda: adapter.delete("g", "bad"),
+    ]
+    for n, call in enumerate(unsafe):
+        with pytest.raises(ms.StateError) as info:
+            await call()
+        assert info.value.code == "CORRUPT", (n, info.value)
+        assert "cannot be read" in info.value.message, n
+    await adapter.client.hset(adapter.hash_key("g"), "bad", "-" + "9" * 4300)
+    batch = await adapter.batch("g", [{"type": "get", "key": "bad"}, {"type": "increment", "key": "ok"}])
+    assert batch.results[0].code == "CORRUPT" and batch.results[1].value == 2
+
+
+# ------------------------------------------------------------ predicates (Lua)
+
+_ABSENT = object()
+
+# (stored value or _ABSENT, normalized predicate, holds): the table of the contract.
+PREDICATE_CASES: list[tuple[Any, dict[str, Any], bool]] = [
+    (1, {"op": "eq", "value": 1.0, "path": ""}, True),
+    (True, {"op": "eq", "value": 1, "path": ""}, False),
+    ("1", {"op": "eq", "value": 1, "path": ""}, False),
+    (_ABSENT, {"op": "eq", "value": None, "path": ""}, True),
+    (_ABSENT, {"op": "neq", "value": None, "path": ""}, False),
+    ({"a": [1, {"b": 2}], "c": None}, {"op": "eq", "value": {"c": None, "a": [1.0, {"b": 2}]}, "path": ""}, True),
+    (2**70, {"op": "eq", "value": 2**70 + 1, "path": ""}, False),
+    (2**70, {"op": "gt", "value": 2**70 - 1, "path": ""}, True),
+    (-(2**70), {"op": "lt", "value": -(2**70) + 1, "path": ""}, True),
+    (2**53 + 1, {"op": "gt", "value": 9007199254740992.0, "path": ""}, True),
+    (2**53 + 1, {"op": "lt", "value": 9007199254740994.0, "path": ""}, True),
+    (9007199254740992.0, {"op": "lt", "value": 2**53 + 1, "path": ""}, True),
+    (3, {"op": "gt", "value": 2.5, "path": ""}, True),
+    (2, {"op": "gt", "value": 2.5, "path": ""}, False),
+    (-3, {"op": "lt", "value": -2.5, "path": ""}, True),
+    (-2, {"op": "lt", "value": -2.5, "path": ""}, False),
+    (0, {"op": "gte", "value": -0.0, "path": ""}, True),
+    (0.1, {"op": "lte", "value": 0.1, "path": ""}, True),
+    (1.5, {"op": "gt", "value": 1.25, "path": ""}, True),
+    (10**400, {"op": "gt", "value": 1e300, "path": ""}, True),
+    (True, {"op": "gt", "value": 0, "path": ""}, False),
+    (1, {"op": "gt", "value": False, "path": ""}, False),
+    ("1", {"op": "lt", "value": 2, "path": ""}, False),
+    ("b", {"op": "gt", "value": "a", "path": ""}, True),
+    ("B", {"op": "lt", "value": "a", "path": ""}, True),  # code points, not a collation
+    (2, {"op": "gt", "value": 2, "path": ""}, False),
+    (2.0, {"op": "gt", "value": 2, "path": ""}, False),
+    ("ab", {"op": "gt", "value": "a", "path": ""}, True),
+    ("é", {"op": "gt", "value": "z", "path": ""}, True),
+    ("\U0001f600", {"op": "gt", "value": "\uffff", "path": ""}, True),  # UTF-8 order is code-point order
+    ('a"b', {"op": "gte", "value": 'a"b', "path": ""}, True),
+    (_ABSENT, {"op": "gt", "value": 0, "path": ""}, False),
+    (None, {"op": "lt", "value": 0, "path": ""}, False),
+    ([1, [2], {"x": 3}], {"op": "contains", "value": [2.0], "path": ""}, True),
+    ([1, [2], {"x": 3}], {"op": "contains", "value": {"x": 3}, "path": ""}, True),
+    ([1, 2], {"op": "contains", "value": 3, "path": ""}, False),
+    ([1, 2], {"op": "notContains", "value": 3, "path": ""}, True),
+    ("hello", {"op": "contains", "value": "ell", "path": ""}, True),
+    ("hello", {"op": "contains", "value": "", "path": ""}, True),
+    ("a.c", {"op": "contains", "value": ".", "path": ""}, True),
+    ("abc", {"op": "contains", "value": "%", "path": ""}, False),
+    ("a\nb", {"op": "contains", "value": "\n", "path": ""}, True),
+    ({"a": 1}, {"op": "contains", "value": "a", "path": ""}, False),
+    (_ABSENT, {"op": "contains", "value": 1, "path": ""}, False),
+    (_ABSENT, {"op": "notContains", "value": 1, "path": ""}, True),
+    (5, {"op": "notContains", "value": 5, "path": ""}, True),
+    ("hello", {"op": "startsWith", "value": "he", "path": ""}, True),
+    ("hello", {"op": "startsWith", "value": "lo", "path": ""}, False),
+    ("hello", {"op": "endsWith", "value": "lo", "path": ""}, True),
+    ("hello", {"op": "endsWith", "value": "", "path": ""}, True),
+    ("lo", {"op": "endsWith", "value": "hello", "path": ""}, False),
+    (["he"], {"op": "startsWith", "value": "he", "path": ""}, False),
+    ("ü✓", {"op": "endsWith", "value": "✓", "path": ""}, True),
+    (None, {"op": "isNull", "path": ""}, True),
+    (_ABSENT, {"op": "isNull", "path": ""}, True),
+    (0, {"op": "isNull", "path": ""}, False),
+    (0, {"op": "isNotNull", "path": ""}, True),
+    (None, {"op": "isNotNull", "path": ""}, False),
+    (_ABSENT, {"op": "isNotNull", "path": ""}, False),
+    (None, {"op": "exists", "path": ""}, True),
+    (_ABSENT, {"op": "exists", "path": ""}, False),
+    (_ABSENT, {"op": "missing", "path": ""}, True),
+    (None, {"op": "missing", "path": ""}, False),
+    *[
+        (value, {"op": "type", "value": name, "path": ""}, True)
+        for value, name in [
+            (None, "null"),
+            (False, "boolean"),
+            (1, "number"),
+            (1.5, "number"),
+            ("s", "string"),
+            ([], "array"),
+            ({}, "object"),
+        ]
+    ],
+    (True, {"op": "type", "value": "number", "path": ""}, False),
+    (_ABSENT, {"op": "type", "value": "null", "path": ""}, False),
+    # JSON Pointer paths
+    ({"a": {"b": [10, 20]}}, {"op": "eq", "value": 20, "path": "/a/b/1"}, True),
+    ({"a": {"b": [10, 20]}}, {"op": "missing", "path": "/a/b/2"}, True),
+    ({"a": {"b": [10, 20]}}, {"op": "missing", "path": "/a/b/01"}, True),
+    ({"a": {"b": [10, 20]}}, {"op": "missing", "path": "/a/b/-"}, True),
+    ({"a": {"b": [10, 20]}}, {"op": "missing", "path": "/a/b/0/c"}, True),
+    ({"a": 1}, {"op": "eq", "value": None, "path": "/a/x"}, True),
+    ({"a": 1}, {"op": "isNull", "path": "/zz"}, True),
+    ({"a/b": 1, "m~n": 2}, {"op": "eq", "value": 1, "path": "/a~1b"}, True),
+    ({"a/b": 1, "m~n": 2}, {"op": "eq", "value": 2, "path": "/m~0n"}, True),
+    ({"~1": 3}, {"op": "eq", "value": 3, "path": "/~01"}, True),
+    ({"": {"": 4}}, {"op": "eq", "value": 4, "path": "//"}, True),
+    ({'q"\\\n': 5}, {"op": "eq", "value": 5, "path": '/q"\\\n'}, True),
+    ({"é\U0001f600": 6}, {"op": "eq", "value": 6, "path": "/é\U0001f600"}, True),
+    ({"a": None}, {"op": "exists", "path": "/a"}, True),
+    ({"a": None}, {"op": "isNull", "path": "/a"}, True),
+    ("str", {"op": "missing", "path": "/0"}, True),
+    (_ABSENT, {"op": "missing", "path": "/a"}, True),
+    ([[1, 2]], {"op": "contains", "value": 2, "path": "/0"}, True),
+    # combinators
+    (5, {"all": []}, True),
+    (5, {"any": []}, False),
+    (5, {"all": [{"op": "gt", "value": 1, "path": ""}, {"op": "lt", "value": 9, "path": ""}]}, True),
+    (5, {"all": [{"op": "gt", "value": 1, "path": ""}, {"op": "lt", "value": 4, "path": ""}]}, False),
+    (5, {"any": [{"op": "eq", "value": 4, "path": ""}, {"op": "eq", "value": 5, "path": ""}]}, True),
+    (5, {"not": {"op": "eq", "value": 5, "path": ""}}, False),
+    (
+        {"s": "open", "n": 2},
+        {
+            "not": {
+                "any": [{"op": "neq", "value": "open", "path": "/s"}, {"all": [{"op": "lt", "value": 1, "path": "/n"}]}]
+            }
+        },
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(("stored", "predicate", "holds"), PREDICATE_CASES)
+async def test_the_lua_predicate_twin_follows_the_contract(
+    adapter: ms.RedisStateAdapter, stored: Any, predicate: dict[str, Any], holds: bool
+) -> None:
+    import msgspec
+
+    if stored is not _ABSENT:
+        await adapter.set("g", "k", stored)
+    check = [b"check", b"k", msgspec.json.encode(predicate), b""]
+    (batch_text,) = await adapter._run("g", check, "batch")
+    assert batch_text == (b"=true" if holds else b"=false")
+    tx = await adapter._run("g", [*check, b"get", b"k", b"", b""], "tx")
+    if holds:
+        assert tx[0] == b"true"
+    else:
+        assert tx[:3] == [b"ERR", 0, b"CONFLICT"], tx
+    assert await adapter.exists("g", "k") is (stored is not _ABSENT), "a check changes nothing"
+
+
+# --------------------------------------------------------- results and cost
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+@pytest.mark.parametrize("with_update", [False, True])
+async def test_results_over_the_limit_are_refused_before_anything_is_stored(
+    adapter: ms.RedisStateAdapter, kind: str, with_update: bool
+) -> None:
+    events: list[Any] = []
+    adapter.add_change_sink(events.append)
+    big = "x" * (1024 * 1024)
+    await adapter.set("g", "big", big)
+    events.clear()
+    limit = adapter._max_result
+    head: list[dict[str, Any]] = [{"type": "set", "key": "other", "value": 1}]
+    if with_update:
+        head.append({"type": "update", "key": "u", "updateFn": lambda v: 1})
+    get = {"type": "get", "key": "big"}
+    over = head + [get] * (limit // len(big) + 1)
+    with pytest.raises(ms.LimitExceededError, match="nothing was stored"):
+        await getattr(adapter, kind)("g", over)
+    assert await adapter.keys("g") == ["big"] and events == []
+    # Each result is the string, its quotes and a comma: this many fit.
+    fitting = head + [get] * (limit // (len(big) + 3) - 1)
+    result = await getattr(adapter, kind)("g", fitting)
+    assert await adapter.get("g", "other") == 1, result
+
+
+async def test_a_transaction_of_growing_results_stops_at_the_limit_without_building_them(
+    adapter: ms.RedisStateAdapter,
+) -> None:
+    # Each push returns the whole array: the results grow quadratically and
+    # are refused as soon as their size passes the limit, before they are built.
+    ops = [{"type": "push", "key": "l", "items": ["y" * 100]} for _ in range(10_000)]
+    started = time.perf_counter()
+    with pytest.raises(ms.LimitExceededError):
+        await adapter.transaction("g", ops)
+    assert time.perf_counter() - started < 5
+    assert await adapter.exists("g", "l") is False
+
+
+# --------------------------------------------------- the runtime's own groups
+
+
+async def test_the_internal_handle_writes_reserved_groups_without_events(adapter: ms.RedisStateAdapter) -> None:
+    events: list[Any] = []
+    adapter.add_change_sink(events.append)
+    inner = adapter.internal
+    group = "__motia/triggers"
+    await adapter.set("visible", "k", 1)
+    events.clear()
+    assert await inner.set(group, "pos", 1) == 1
+    assert await inner.compare_and_swap(group, "pos", 1, 2) is True
+    tx = await inner.transaction(
+        group, [{"type": "increment", "key": "pos"}, {"type": "set", "key": "lease", "value": "a"}]
+    )
+    assert tx.success and tx.results == [3, "a"]
+    assert await inner.get(group, "pos") == 3
+    assert await inner.keys(group) == ["lease", "pos"]
+    assert await inner.get_group(group) == ["a", 3]
+    assert await inner.delete(group, "lease") == "a"
+    assert events == [], "the internal handle fires no change events"
+    assert await adapter.groups() == ["visible"], "reserved groups are hidden"
+    assert await inner.groups() == [group, "visible"]
+    with pytest.raises(ms.InvalidArgumentError):
+        inner.add_change_sink(events.append)
+    # The public API refuses the runtime's groups.
+    for call in (
+        lambda: adapter.set(group, "pos", 0),
+        lambda: adapter.get(group, "pos"),
+        lambda: adapter.transaction(group, []),
+        lambda: adapter.batch(group, []),
+        lambda: adapter.clear(group),
+    ):
+        with pytest.raises(ms.InvalidArgumentError, match="reserved"):
+            await call()
+    assert await inner.get(group, "pos") == 3
+    # The adapter's own events still flow.
+    await adapter.set("visible", "k", 2)
+    assert len(events) == 1
+    await adapter.close()
+    with pytest.raises(ms.UnavailableError):
+        await inner.get(group, "pos")
+
+
+async def test_big_integer_sums_are_exact_across_digit_chunks(adapter: ms.RedisStateAdapter) -> None:
+    import random
+
+    rng = random.Random(7)
+    edges = [10**k + d for k in (13, 14, 15, 27, 28, 29, 100) for d in (-1, 0, 1)]
+    numbers = edges + [rng.randrange(-(10**60), 10**60) for _ in range(200)]
+    records: list[dict[str, Any]] = []
+    expected: list[int] = []
+    for n, x in enumerate(numbers):
+        y = rng.choice(numbers) * rng.choice((1, -1))
+        records += [{"type": "set", "key": f"k{n}", "value": x}, {"type": "increment", "key": f"k{n}", "delta": y}]
+        expected += [x, x + y]
+    result = await adapter.batch("g", records)
+    assert [item.value for item in result.results] == expected
+
+
+async def test_a_long_transaction_costs_its_size_once_not_once_per_record(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    # Applying each record to the whole stored text made this quadratic:
+    # ~10 s on the machine where the working copies take ~60 ms.
+    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, timeout=120)
+    try:
+        await a.set("g", "l", ["y" * 100] * 3000)
+        ops = [{"type": "pop", "key": "l"}, {"type": "shift", "key": "l"}] * 1500
+        ops += [{"type": "setField", "key": "o", "field": "f", "value": n} for n in range(3000)]
+        started = time.perf_counter()
+        result = await a.transaction("g", ops)
+        elapsed = time.perf_counter() - started
+        assert result.success and result.results[:3000] == ["y" * 100] * 3000
+        assert result.results[-1] == {"f": 2999}
+        assert await a.get("g", "l") == [] and await a.get("g", "o") == {"f": 2999}
+        assert elapsed < 3, f"{elapsed:.1f} s"
+    finally:
+        await a.close()
+
+
+async def test_comparing_a_large_value_with_a_small_one_costs_the_small_one(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, timeout=120)
+    try:
+        await a.set("g", "l", ["y" * 100] * 3000)
+        await a.set("g", "o", {f"f{n}": "y" * 100 for n in range(3000)})
+        ops = [{"type": "compareAndSwap", "key": "l", "expected": ["y" * 100], "value": 0}] * 1500
+        ops += [{"type": "compareAndSwap", "key": "o", "expected": {"f0": "y" * 100}, "value": 0}] * 1500
+        started = time.perf_counter()
+        result = await a.batch("g", ops)
+        elapsed = time.perf_counter() - started
+        assert [item.value for item in result.results] == [False] * 3000
+        assert elapsed < 3, f"{elapsed:.1f} s"
+    finally:
+        await a.close()
+
+
+async def test_checks_read_what_earlier_records_of_the_same_call_wrote(adapter: ms.RedisStateAdapter) -> None:
+    import msgspec
+
+    def record(*slots: Any) -> list[bytes]:
+        return [
+            s if isinstance(s, bytes) else msgspec.json.encode(s) if not isinstance(s, str) else s.encode()
+            for s in slots
+        ]
+
+    def check(key: str, op: str, path: str, value: Any = None) -> list[bytes]:
+        pred: dict[str, Any] = {"op": op, "path": path} | ({} if value is None else {"value": value})
+        return record("check", key, pred, b"")
+
+    await adapter.set("g", "l", [1, 2, 3])
+    await adapter.set("g", "o", {"a": {"b": 1}, "c": 2})
+    flat = [
+        *check("l", "eq", "/2", 3),
+        *record("push", "l", b"4,[5]", b""),
+        *check("l", "eq", "/4/0", 5),
+        *record("shift", "l", b"", b""),
+        *check("l", "eq", "/0", 2),
+        *check("l", "eq", "", [2, 3, 4, [5]]),
+        *record("unshift", "l", b'"z"', b""),
+        *check("l", "eq", "/0", "z"),
+        *check("l", "missing", "/5"),
+        *check("o", "eq", "/a/b", 1),
+        *record("setField", "o", b'"d~/"', b"7"),
+        *check("o", "eq", "/d~0~1", 7),
+        *record("deleteField", "o", b'"a"', b""),
+        *check("o", "missing", "/a"),
+        *record("setField", "o", b'"a"', b"[0]"),
+        *check("o", "eq", "/a/0", 0),
+        *check("o", "eq", "", {"c": 2, "d~/": 7, "a": [0]}),
+        *record("set", "o", b"5", b""),
+        *check("o", "missing", "/a"),
+        *check("o", "eq", "", 5),
+    ]
+    reply = await adapter._run("g", flat, "tx")
+    assert reply[0] != b"ERR", reply
+    checks = [r for r in reply if r in (b"true", b"false")]
+    assert checks == [b"true"] * 13, reply

@@ -77,12 +77,8 @@ async def test_an_update_fn_raising_in_a_transaction_is_update_failed_and_stores
 
 
 async def test_an_update_fn_raising_in_a_batch_fails_its_item_the_rest_run_and_events_fire_at_once(
-    manager: ms.StateManager, request: pytest.FixtureRequest
+    manager: ms.StateManager,
 ) -> None:
-    if request.node.callspec.params["manager"] == "redis":
-        # Expected to fail on Redis only until its batch folds a raising fn
-        # into the item (the Redis adapter's own change); memory and file hold it.
-        request.applymarker(pytest.mark.xfail(reason="Redis batch still raises an update fn's error", strict=False))
     seen: list[tuple[str, str]] = []
     manager.on_change(lambda c: seen.append((c.key, c.event)))
     result = await manager.batch(

@@ -35,7 +35,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..adapters.base import StateAdapter
-from ..errors import InvalidArgumentError, StateError, StepError, UnavailableError
+from ..errors import InvalidArgumentError, StateError, StepError, StepTimeoutError, UnavailableError
 from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
 from ..rpc.handlers import HandlerTable
@@ -185,6 +185,79 @@ class WorkerPool:
                 raise
             finally:
                 current = slot.loaded.get(worker) == slot.version  # not edited meanwhile
+                if answered and worker.alive and current and not self._closed:
+                    slot.idle.append((worker, anyio.current_time()))
+                else:
+                    await self._retire(slot, worker, polite=answered)
+
+    async def config(self, path: str | os.PathLike[str], *, timeout: float | None = 30.0) -> Any:
+        """The step file's exported ``config`` (None when it has none), asked of a warm worker of ``path``.
+
+        The runner answers the ``config`` method without invoking the
+        handler; a native ``condition`` function shows as ``{"native": true}``.
+        Raises :class:`StepError` when the file does not load (with the
+        runner's message and stack) and :class:`StepTimeoutError` when the
+        worker does not answer within ``timeout`` seconds (it is killed).
+        """
+        return await self._ask(path, "config", None, timeout)
+
+    async def condition(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        value: Any,
+        change: Any = None,
+        trace_id: str | None = None,
+        trigger: int | None = None,
+        timeout: float | None = 30.0,
+    ) -> bool:
+        """Run a step's native condition on a warm worker: ``config.triggers[trigger]``'s, or its ``condition``.
+
+        The function gets ``value`` and a ctx that can read state (and
+        carries ``change``). Raises :class:`StepError` when it raises or is
+        missing, :class:`StepTimeoutError` past ``timeout`` seconds.
+        """
+        args = {"value": value, "change": change, "traceId": trace_id, "trigger": trigger}
+        return bool(await self._ask(path, "condition", args, timeout))
+
+    async def _ask(self, path: str | os.PathLike[str], method: str, args: Any, timeout: float | None) -> Any:
+        # One request to a warm worker, outside any invocation: no hooks, the worker kept when it answered.
+        if self._tg is None or self._closed:
+            raise UnavailableError("the worker pool is not running (use it with 'async with')")
+        slot = self._slot(path)
+        version = _version(path, slot.step)
+        if version != slot.version:
+            slot.version = version
+            self._drop_idle(slot)
+        async with slot.limit:
+            worker = self._take_idle(slot) or await self._start(slot)
+            worker.context.on_emit = worker.context.on_log = None
+            worker.context.invocation = None
+            answered = False
+            try:
+                with anyio.fail_after(timeout):
+                    result = await worker.peer.request(method, args)
+                answered = True
+                return result
+            except TimeoutError:
+                raise StepTimeoutError(
+                    f"{slot.step} did not answer {method!r} within {timeout} s and was killed", step=slot.step
+                ) from None
+            except StateError as e:
+                answered = worker.alive
+                if not answered:
+                    with anyio.move_on_after(1.0):
+                        await worker.proc.wait()  # its stderr tail tells why
+                tail = "\n".join(worker.tail)
+                message = e.message if answered else f"{slot.step} exited before answering {method!r}"
+                raise StepError(
+                    message + (f"; stderr ends with:\n{tail}" if tail and not answered else ""),
+                    stack=e.details.get("stack"),
+                    step=slot.step,
+                    stderr_tail=tail,
+                ) from None
+            finally:
+                current = slot.loaded.get(worker) == slot.version
                 if answered and worker.alive and current and not self._closed:
                     slot.idle.append((worker, anyio.current_time()))
                 else:

@@ -56,6 +56,27 @@ function emitArgs (event, data) {
   return { topic: event, data: data === undefined ? null : data }
 }
 
+/**
+ * The config as JSON: a function inside it (a native `condition`), or any
+ * other value JSON cannot carry (a schema object), shows as `{"native": true}`.
+ */
+function describeConfig (value) {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return value
+  if (typeof value === 'number') return Number.isFinite(value) ? value : { native: true }
+  if (Array.isArray(value)) return value.map(describeConfig)
+  if (typeof value === 'object') {
+    const proto = Object.getPrototypeOf(value)
+    if (proto === Object.prototype || proto === null) {
+      const out = {}
+      for (const [k, v] of Object.entries(value)) {
+        if (v !== undefined) out[k] = describeConfig(v)
+      }
+      return out
+    }
+  }
+  return { native: true }
+}
+
 class Worker {
   constructor (stepPath) {
     this.stepPath = stepPath
@@ -85,11 +106,79 @@ class Worker {
     const { method, id, args } = frame
     if (method === 'invoke') {
       this.invoke(id, args && typeof args === 'object' ? args : {})
+    } else if (method === 'config') {
+      this.answerConfig(id)
+    } else if (method === 'condition') {
+      this.answerCondition(id, args && typeof args === 'object' ? args : {})
     } else if (method === 'shutdown') {
       this.client.close('shutdown')
     } else if (id !== undefined && id !== null) {
       this.client.respondError(id, 'NOT_FOUND', `the Node runner serves no method ${JSON.stringify(method)}`)
     }
+  }
+
+  /** Reply with the step's exported `config` (null when none), without running the handler. */
+  async answerConfig (id) {
+    if (id === undefined || id === null) return
+    await this.loaded
+    if (this.loadError) {
+      const e = this.loadError
+      this.client.respondError(id, 'STEP_FAILED', e instanceof Error ? `${e.name}: ${e.message}` : String(e), e && e.stack)
+      return
+    }
+    const mod = this.module || {}
+    let config = mod.config
+    if (config === undefined && mod.default && typeof mod.default === 'object') config = mod.default.config
+    try {
+      this.client.respond(id, describeConfig(config === undefined ? null : config))
+    } catch (e) {
+      this.client.respondError(id, 'STEP_FAILED', `the step's config is not JSON: ${e.message}`)
+    }
+  }
+
+  /** The condition function of `config.triggers[trigger]`, or the module's `condition` (trigger null). */
+  findCondition (trigger) {
+    const mod = this.module || {}
+    const pick = (name) => mod[name] !== undefined ? mod[name] : (mod.default && typeof mod.default === 'object' ? mod.default[name] : undefined)
+    let fn
+    let where
+    if (trigger === null || trigger === undefined) {
+      fn = pick('condition')
+      where = 'condition(value, ctx)'
+    } else {
+      const triggers = ((pick('config') || {}).triggers) || []
+      if (!Number.isInteger(trigger) || trigger < 0 || trigger >= triggers.length) {
+        throw new RangeError(`config.triggers has no trigger ${JSON.stringify(trigger)}`)
+      }
+      fn = triggers[trigger] && triggers[trigger].condition
+      where = `config.triggers[${trigger}].condition`
+    }
+    if (typeof fn !== 'function') throw new TypeError(`step file ${this.stepPath} defines no function ${where}`)
+    return fn
+  }
+
+  /** Reply with the condition function's result as a boolean; its ctx reads state (it may return a promise). */
+  async answerCondition (id, args) {
+    let result
+    try {
+      await this.loaded
+      if (this.loadError) throw this.loadError
+      const fn = this.findCondition(args.trigger)
+      const client = this.client
+      const ctx = {
+        traceId: args.traceId,
+        state: this.state,
+        logger: makeLogger(client, args.traceId),
+        change: args.change === undefined ? null : args.change,
+        call: (method, callArgs) => client.request(method, callArgs),
+      }
+      result = await fn(args.value === undefined ? null : args.value, ctx)
+    } catch (e) {
+      const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e)
+      if (id !== undefined && id !== null) this.client.respondError(id, 'STEP_FAILED', message, e && e.stack)
+      return
+    }
+    if (id !== undefined && id !== null) this.client.respond(id, Boolean(result))
   }
 
   async invoke (id, args) {

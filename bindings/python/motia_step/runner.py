@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import inspect
+import math
 import os
 import sys
 import traceback
@@ -71,6 +72,19 @@ def _emit_args(event: Any, data: Any) -> dict[str, Any]:
     return {"topic": event, "data": data}
 
 
+def describe_config(value: Any) -> Any:
+    """The config as JSON; a function (a native ``condition``) or a schema object shows as ``{"native": true}``."""
+    if isinstance(value, dict):
+        return {str(k): describe_config(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [describe_config(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"native": True}
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    return {"native": True}
+
+
 def load_step(path: str) -> Any:
     """Import a step file by path (its folder goes on sys.path for siblings)."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -121,10 +135,71 @@ class Worker:
             task = asyncio.ensure_future(self.invoke(rid, args if isinstance(args, dict) else {}))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+        elif method == "config":
+            self.answer_config(rid)
+        elif method == "condition":
+            task = asyncio.ensure_future(self.answer_condition(rid, args if isinstance(args, dict) else {}))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         elif method == "shutdown":
             self.stop.set()
         elif rid is not None:
             self.client.respond_error(rid, "NOT_FOUND", "the Python runner serves no method %r" % (method,))
+
+    def answer_config(self, rid: Any) -> None:
+        """Reply with the step's exported ``config`` (null when none), without running the handler."""
+        if rid is None:
+            return
+        if self.load_error is not None:
+            e = self.load_error
+            stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+            self.client.respond_error(rid, "STEP_FAILED", "%s: %s" % (type(e).__name__, e), stack)
+            return
+        self.client.respond(rid, describe_config(getattr(self.module, "config", None)))
+
+    def find_condition(self, trigger: Any) -> Any:
+        """The condition function of ``config.triggers[trigger]``, or the module's ``condition`` (trigger null)."""
+        if self.load_error is not None:
+            raise self.load_error
+        if trigger is None:
+            fn, where = getattr(self.module, "condition", None), "condition(value, ctx)"
+        else:
+            triggers = (getattr(self.module, "config", None) or {}).get("triggers") or []
+            if isinstance(trigger, bool) or not isinstance(trigger, int) or not 0 <= trigger < len(triggers):
+                raise LookupError("config.triggers has no trigger %r" % (trigger,))
+            fn, where = triggers[trigger].get("condition"), "config.triggers[%d].condition" % trigger
+        if not callable(fn):
+            raise AttributeError("step file %s defines no function %s" % (self.step_path, where))
+        return fn
+
+    async def answer_condition(self, rid: Any, args: dict[str, Any]) -> None:
+        """Reply with the condition function's result as a boolean; its ctx reads state."""
+        try:
+            fn = self.find_condition(args.get("trigger"))
+            trace_id = args.get("traceId")
+            logger = Logger(self.client, trace_id)
+
+            async def call(method: str, call_args: Any = None) -> Any:
+                return await self.client.request(method, call_args)
+
+            if inspect.iscoroutinefunction(fn):
+                ctx = Context(trace_id, self.state, logger, None, None, call)
+                ctx.change = args.get("change")
+                result = await fn(args.get("value"), ctx)
+            else:
+                blocking = BlockingStateManager(self.state, self.loop)
+                ctx = Context(trace_id, blocking, logger, None, None, None)
+                ctx.change = args.get("change")
+                result = await self.loop.run_in_executor(None, lambda: fn(args.get("value"), ctx))
+        except BaseException as e:  # the condition's failure is the reply, never our exit
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            if rid is not None:
+                message = "%s: %s" % (type(e).__name__, e)
+                self.client.respond_error(rid, "STEP_FAILED", message, traceback.format_exc())
+            return
+        if rid is not None:
+            self.client.respond(rid, bool(result))
 
     async def invoke(self, rid: Any, args: dict[str, Any]) -> None:
         try:

@@ -7,17 +7,16 @@ slot and every program call (which touches only that hash) is legal there.
 ``{``, ``}`` and ``%`` in a group name are percent-escaped inside the tag;
 any string is a valid name and none becomes part of another group's key.
 
-Atomicity: every operation, and every transaction, is one call of the Lua
+Atomicity: every operation, transaction and batch is one call of the Lua
 program (``ops.lua`` through :class:`~.program.LuaProgram`) that reads,
 checks everything, then writes. The program is the server-side twin of
 ``ops.py`` and works on the JSON text itself: values never pass through
 Lua's cjson, so integers past 2^53, ``[]`` and float formatting come back
-exactly as stored. A batch is one call too (per 256 records), in a mode
-that applies each record on its own. Only ``update`` (a Python function)
-cannot run on the server: it is an optimistic get + compare-and-swap loop,
-and a transaction holding ``update`` records is computed in Python and
-committed by the program's "commit" mode, which first checks that every
-key it read is unchanged.
+exactly as stored. Only ``update`` (a Python function) cannot run on the
+server: it is an optimistic get + compare-and-swap loop, and a transaction
+or batch holding ``update`` records is computed in Python and committed by
+the program's "commit" mode, which first checks that every key it read is
+unchanged.
 
 Every failure of Redis, of the client library or of decoding a stored text
 is translated at one boundary (:meth:`RedisStateAdapter._boundary`): no
@@ -26,32 +25,49 @@ redis-py or msgspec exception reaches a caller.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
-import random
-from collections.abc import Iterator, Sequence
-from typing import Any, Final, cast
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, TypeVar
 
-import anyio
 import msgspec
 
-from ...errors import ConflictError, InternalError, InvalidArgumentError, StateError, UnavailableError, error_for_code
-from ...ops import run_transaction
+from ...errors import (
+    ConflictError,
+    InternalError,
+    InvalidArgumentError,
+    LimitExceededError,
+    StateError,
+    UnavailableError,
+    error_for_code,
+)
+from ...ops import parse_transaction, run_batch, run_transaction
 from ...records import (
     BatchItemResult,
     BatchResult,
     StateChange,
     StateOperation,
     TransactionResult,
+    parse_operations,
+    record_id,
+)
+from ...values import (
+    DEFAULT_LIMITS,
+    MISSING,
+    RESERVED_PREFIX,
+    CheckedNames,
+    Limits,
     check_delta,
     check_field,
-    parse_operations,
+    check_name,
+    import_value,
 )
-from ...values import DEFAULT_LIMITS, MISSING, CheckedNames, Limits, check_name, import_value
-from ..base import StateAdapter, UpdateFn, _negate
+from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
 from .program import LuaProgram
 
-__all__ = ["BATCH_SLICE", "OCC_RETRIES", "RedisStateAdapter"]
+__all__ = ["OCC_RETRIES", "RedisStateAdapter"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -59,9 +75,10 @@ _decode = msgspec.json.Decoder().decode
 #: How often a transaction holding ``update`` records retries its commit.
 OCC_RETRIES: Final = 64
 
-#: Records per program call of a batch: Redis runs a script alone, so a long
-#: batch goes in slices that let other clients in between.
-BATCH_SLICE: Final = 256
+#: The longest ``ttl`` (about 317 years): its milliseconds must fit Redis's clock arithmetic.
+MAX_TTL: Final = 1e10
+#: The longest ``timeout``: a day, far beyond any useful reply time.
+MAX_TIMEOUT: Final = 86_400.0
 
 # Redis errors that mean "not now" rather than "a bug".
 _TRANSIENT: Final = ("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "OOM", "BUSY", "NOREPLICAS")
@@ -78,6 +95,24 @@ def _redis() -> Any:
             "the Redis adapter needs redis-py: install the extra with pip install 'motia-state[redis]'"
         ) from e
     return redis
+
+
+def _is_seconds(value: object, most: float) -> bool:
+    t = type(value)
+    return (t is int or t is float) and 0 < value <= most  # type: ignore[operator]  # NaN fails both
+
+
+def _check_url(url: object) -> None:
+    """Refuse what redis-py would silently read otherwise (a database that is not a number is db 0)."""
+    if not isinstance(url, str):
+        raise InvalidArgumentError(f"url: expected a string, got {type(url).__name__}")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("redis", "rediss"):
+        db = urllib.parse.unquote(parts.path)[1:]
+        if db and not (db.isascii() and db.isdigit()):
+            raise InvalidArgumentError(f"url: the database after the host must be a number, as in /0, got {url!r}")
+    elif parts.scheme != "unix":
+        raise InvalidArgumentError(f"url: expected redis://, rediss:// or unix://, got {url!r}")
 
 
 def _escape_group(group: str) -> str:
@@ -98,10 +133,12 @@ def _failure(text: bytes) -> tuple[str, str]:
     return code, message
 
 
-def _event(old: Any, new: Any) -> str:
-    if old is MISSING:
-        return "created"
-    return "deleted" if new is MISSING else "updated"
+def _results_too_large(size: int, limit: int) -> LimitExceededError:
+    return LimitExceededError(f"the results would be {size} bytes encoded, larger than {limit}; nothing was stored")
+
+
+_Result = TypeVar("_Result", TransactionResult, BatchResult)
+_UNWRITTEN: Final = object()
 
 
 class RedisStateAdapter(StateAdapter):
@@ -130,10 +167,16 @@ class RedisStateAdapter(StateAdapter):
         super().__init__()
         if not isinstance(key_prefix, str) or "{" in key_prefix or "}" in key_prefix:
             raise InvalidArgumentError(f"key_prefix: expected a string without '{{' or '}}', got {key_prefix!r}")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
-            raise InvalidArgumentError(f"ttl: expected a positive number of seconds or None, got {ttl!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise InvalidArgumentError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+        if ttl is not None and not _is_seconds(ttl, MAX_TTL):
+            raise InvalidArgumentError(
+                f"ttl: expected a positive, finite number of seconds (at most {MAX_TTL:.0f}) or None, got {ttl!r}"
+            )
+        if not _is_seconds(timeout, MAX_TIMEOUT):
+            raise InvalidArgumentError(
+                f"timeout: expected a positive, finite number of seconds (at most {MAX_TIMEOUT:.0f}), got {timeout!r}"
+            )
+        if client is None:
+            _check_url(url)
         redis = _redis()
         self.limits = limits
         self._names = CheckedNames(limits)
@@ -172,13 +215,16 @@ class RedisStateAdapter(StateAdapter):
                 raise InvalidArgumentError(f"url: {e}") from e
         self.client = client
         self._program = LuaProgram(client, redis.exceptions, functions=type(client) is redis.asyncio.Redis)
+        self._max_result = limits.max_result_bytes
         self._headers = {
-            (mode, sinks): f"{mode} {int(sinks)} {self._ttl_arg} {limits.max_value_bytes}".encode()
+            (mode, sinks): f"{mode} {int(sinks)} {self._ttl_arg} {limits.max_value_bytes} {self._max_result}".encode()
             for mode in ("one", "tx", "batch", "commit", "clear")
             for sinks in (False, True)
         }
         self._hash_keys: dict[str, bytes] = {}
         self._closed = False
+        #: The runtime's handle: reserved groups allowed, no change events.
+        self.internal: RedisStateAdapter = _InternalRedis(self)
 
     # ------------------------------------------------------------- plumbing
 
@@ -197,13 +243,27 @@ class RedisStateAdapter(StateAdapter):
 
     def _check(self, trace_id: Any, key: Any) -> None:
         self._names.check(trace_id, key)
-        if self._closed:
-            raise UnavailableError("the adapter is closed")
+        self._check_usable()
 
     def _check_group(self, group: Any) -> None:
         check_name(group, "traceId", self.limits)
+        self._check_usable()
+
+    #: Whether groups() leaves out the runtime's reserved groups.
+    _hide_reserved = True
+
+    def _check_usable(self) -> None:
         if self._closed:
             raise UnavailableError("the adapter is closed")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # redis-py's client is asyncio's: under trio it fails in ways
+            # that look like an outage.
+            raise InvalidArgumentError(
+                "the Redis adapter runs on asyncio (redis-py's asyncio client) and no asyncio event loop is "
+                "running here; under trio use the memory or file adapter"
+            ) from None
 
     def _translate(self, e: Exception) -> StateError:
         """The state error for a failure of Redis, of redis-py or of decoding a stored text."""
@@ -230,6 +290,7 @@ class RedisStateAdapter(StateAdapter):
 
     async def ping(self) -> None:
         """Check that Redis answers (UNAVAILABLE otherwise)."""
+        self._check_usable()
         with self._boundary():
             await self.client.ping()
 
@@ -245,6 +306,8 @@ class RedisStateAdapter(StateAdapter):
             if reply[:1] == b"=":
                 return [reply[1:]]
             raise error_for_code(*_failure(reply))
+        if reply[0] == b"TOO_LARGE":
+            raise _results_too_large(int(reply[1]), self._max_result)
         if reply[0] == b"ERR":
             if mode == "one":
                 raise error_for_code(reply[2].decode(), reply[3].decode("utf-8", "replace"))
@@ -260,16 +323,7 @@ class RedisStateAdapter(StateAdapter):
             key, op, old, new = flat[i : i + 4]
             old_value = _decode(old) if old else MISSING
             new_value = _decode(new) if new else MISSING
-            changes.append(
-                StateChange(
-                    group,
-                    key.decode(),
-                    op.decode(),
-                    _event(old_value, new_value),
-                    None if old_value is MISSING else old_value,
-                    None if new_value is MISSING else new_value,
-                )
-            )
+            changes.append(StateChange.of(group, key.decode(), op.decode(), old_value, new_value))
         if changes:
             self._publish(changes)
 
@@ -347,7 +401,7 @@ class RedisStateAdapter(StateAdapter):
     async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
         self._check(trace_id, key)
         check_field(field)
-        value = import_value(value, self.limits)
+        value = import_value(value, self.limits, nested=1)  # one level below the stored object
         result: dict[str, Any] = await self._one(trace_id, b"setField", key.encode(), _encode(field), _encode(value))
         return result
 
@@ -385,8 +439,7 @@ class RedisStateAdapter(StateAdapter):
 
     async def groups(self) -> list[str]:
         """Every non-empty group: SCAN over this prefix (never KEYS), so it does not block Redis."""
-        if self._closed:
-            raise UnavailableError("the adapter is closed")
+        self._check_usable()
         pattern = _glob_escape(self.key_prefix) + "{*}"
         found: set[str] = set()
         start = len(self.key_prefix) + 1
@@ -397,6 +450,8 @@ class RedisStateAdapter(StateAdapter):
 
         with self._boundary():
             await scan()
+        if self._hide_reserved:
+            return sorted(g for g in found if not g.startswith(RESERVED_PREFIX))
         return sorted(found)
 
     async def clear(self, trace_id: str) -> None:
@@ -411,6 +466,12 @@ class RedisStateAdapter(StateAdapter):
             self._publish([StateChange(trace_id, k, "clear", "deleted", v, None) for k, v in pairs])
 
     # ------------------------------------------------ transactions, batches
+
+    def _encode_ops(self, ops: list[StateOperation]) -> list[Any]:
+        flat: list[Any] = []
+        for op in ops:
+            flat += self._encode_op(op)
+        return flat
 
     def _encode_op(self, op: StateOperation) -> list[Any]:
         t = op.type
@@ -430,120 +491,116 @@ class RedisStateAdapter(StateAdapter):
             return [t, op.key, _encode(op.field), _encode(op.value)]
         if t == "deleteField":
             return [t, op.key, _encode(op.field), b""]
+        if t == "check":
+            return [t, op.key, _encode(op.predicate), b""]
         raise InternalError(f"no server-side form for {t!r}")  # update is handled before
 
     async def transaction(self, trace_id: str, operations: Sequence[Any]) -> TransactionResult:
         self._check_group(trace_id)
-        try:
-            ops = parse_operations(operations, limits=self.limits)
-        except StateError as e:
-            index = e.details.get("failed_index")
-            if index is None:
-                raise
-            return TransactionResult(success=False, results=[], error=e.message, failed_index=index, code=e.code)
-        parsed: list[StateOperation] = ops  # type: ignore[assignment]  # no errors without collect=True
+        parsed = parse_transaction(operations, self.limits)
+        if isinstance(parsed, TransactionResult):
+            return parsed
         if not parsed:
             return TransactionResult(success=True, results=[])
         if any(op.type == "update" for op in parsed):
             return await self._optimistic_transaction(trace_id, parsed)
-        args: list[Any] = []
-        for op in parsed:
-            args.extend(self._encode_op(op))
-        reply = await self._run(trace_id, args, "tx")
+        reply = await self._run(trace_id, self._encode_ops(parsed), "tx")
         if reply and reply[0] == b"ERR":
-            return TransactionResult(
-                success=False,
-                results=[],
-                error=reply[3].decode("utf-8", "replace"),
-                failed_index=int(reply[1]),
-                code=reply[2].decode(),
-            )
+            return TransactionResult.failed(int(reply[1]), reply[3].decode("utf-8", "replace"), reply[2].decode())
         with self._boundary():
             return TransactionResult(success=True, results=[_decode(t) for t in reply])
 
+    async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
+        """Each record on its own, in one program call (update records: computed here, committed there)."""
+        self._check_group(trace_id)
+        ops = parse_operations(operations, limits=self.limits, collect=True)
+        if any(isinstance(op, StateOperation) and op.type == "update" for op in ops):
+            return await self._optimistic_batch(trace_id, ops)
+        valid = [op for op in ops if isinstance(op, StateOperation)]
+        texts = iter(await self._run(trace_id, self._encode_ops(valid), "batch") if valid else ())
+        items: list[BatchItemResult] = []
+        for op in ops:
+            if isinstance(op, StateError):
+                items.append(BatchItemResult.from_error(op, record_id(op)))
+                continue
+            text = next(texts)
+            if text[:1] == b"=":
+                try:
+                    items.append(BatchItemResult(id=record_id(op), value=_decode(text[1:])))
+                except msgspec.MsgspecError as e:  # this item's value only: the others stand
+                    items.append(BatchItemResult.from_error(self._translate(e), record_id(op)))
+            else:
+                code, message = _failure(text)
+                items.append(BatchItemResult(id=record_id(op), error=message, code=code))
+        return BatchResult(results=items)
+
+    # Transactions and batches holding update records run their Python
+    # functions here, on what was read, and commit through the program's
+    # "commit" mode, which writes only if no key read has moved since.
+
     async def _optimistic_transaction(self, trace_id: str, ops: list[StateOperation]) -> TransactionResult:
         """A transaction with Python ``update`` fns: read, run in Python, commit if nothing moved."""
+
+        def compute(read: dict[str, Any]) -> tuple[TransactionResult, dict[str, Any], list[StateChange]]:
+            result, staged = run_transaction(ops, read.__getitem__, self.limits)
+            changes = [
+                StateChange.of(trace_id, key, op, read[key], new)
+                for key, (op, new) in staged.items()
+                if not (new is MISSING and read[key] is MISSING)
+            ]
+            return result, {key: new for key, (_, new) in staged.items()}, changes
+
+        return await self._optimistic("transaction", trace_id, [op.key for op in ops], compute)
+
+    async def _optimistic_batch(self, trace_id: str, ops: list[StateOperation | StateError]) -> BatchResult:
+        """A batch with Python ``update`` fns: each record on its own, on what was read; one commit."""
+        keys = [op.key for op in ops if isinstance(op, StateOperation)]
+
+        def compute(read: dict[str, Any]) -> tuple[BatchResult, dict[str, Any], list[StateChange]]:
+            result, writes = run_batch(ops, read.__getitem__, self.limits)
+            current = dict(read)
+            changes: list[StateChange] = []
+            for key, op, new in writes:
+                if not (new is MISSING and current[key] is MISSING):
+                    changes.append(StateChange.of(trace_id, key, op, current[key], new))
+                current[key] = new
+            return result, {key: current[key] for key, _, _ in writes}, changes
+
+        return await self._optimistic("batch", trace_id, keys, compute)
+
+    async def _optimistic(
+        self,
+        what: str,
+        trace_id: str,
+        keys: list[str],
+        compute: Callable[[dict[str, Any]], tuple[_Result, dict[str, Any], list[StateChange]]],
+    ) -> _Result:
+        """Read ``keys``, ``compute`` (result, new values, changes), commit if nothing moved; retried.
+
+        ``compute`` raises LIMIT_EXCEEDED for results over the limit, before anything is committed.
+        """
         key = self._key(trace_id)
-        names = list(dict.fromkeys(op.key for op in ops))
+        names = list(dict.fromkeys(keys))
         for attempt in range(OCC_RETRIES):
             with self._boundary():
                 texts = await self.client.hmget(key, names)
                 read = {n: (MISSING if t is None else _decode(t)) for n, t in zip(names, texts)}
-            result, staged = run_transaction(ops, read.__getitem__, self.limits)
-            if not result.success or not staged:
+            result, writes, changes = compute(read)
+            if not writes:
                 return result
             args: list[Any] = []
             for n, t in zip(names, texts):
-                new = staged.get(n)
-                new_text = b"=" if new is None else (b"" if new[1] is MISSING else _encode(new[1]))
+                new = writes.get(n, _UNWRITTEN)
+                new_text = b"=" if new is _UNWRITTEN else (b"" if new is MISSING else _encode(new))
                 args.extend([n, t or b"", new_text])
             with self._boundary():
                 committed = await self._program(key, self._headers["commit", False], *args)
             if committed:
-                if self._sinks:
-                    changes = [
-                        StateChange(
-                            trace_id,
-                            n,
-                            op,
-                            _event(read[n], new),
-                            None if read[n] is MISSING else read[n],
-                            None if new is MISSING else new,
-                        )
-                        for n, (op, new) in staged.items()
-                        if not (new is MISSING and read[n] is MISSING)
-                    ]
-                    if changes:
-                        self._publish(changes)
+                if changes and self._sinks:
+                    self._publish(changes)
                 return result
-            await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
-        raise ConflictError(f"transaction lost {OCC_RETRIES} races in a row")
-
-    async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
-        """Each record on its own; a run of server-side records is one script call."""
-        self._check_group(trace_id)
-        ops = parse_operations(operations, limits=self.limits, collect=True)
-        items: list[BatchItemResult | None] = [None] * len(ops)
-        pending: list[int] = []
-
-        async def flush() -> None:
-            # A run of server-side records: script calls in "batch" mode (each
-            # applies every record on its own, in order), BATCH_SLICE at a time.
-            for start in range(0, len(pending), BATCH_SLICE):
-                await run_slice(pending[start : start + BATCH_SLICE])
-            pending.clear()
-
-        async def run_slice(indexes: list[int]) -> None:
-            records = [cast(StateOperation, ops[i]) for i in indexes]  # errors never reach pending
-            flat: list[Any] = []
-            for record in records:
-                flat += self._encode_op(record)
-            texts = await self._run(trace_id, flat, "batch")
-            for i, op, text in zip(indexes, records, texts):
-                item_id = None if op.id is msgspec.UNSET else op.id
-                if text[:1] == b"=":
-                    with self._boundary():
-                        items[i] = BatchItemResult(id=item_id, value=_decode(text[1:]))
-                else:
-                    code, message = _failure(text)
-                    items[i] = BatchItemResult(id=item_id, error=message, code=code)
-
-        for i, op in enumerate(ops):
-            if isinstance(op, StateError):
-                items[i] = BatchItemResult(id=op.details.get("id"), error=op.message, code=op.code)
-            elif op.type == "update":
-                await flush()  # keep the records' order
-                item_id = None if op.id is msgspec.UNSET else op.id
-                try:
-                    value = await self.update(trace_id, op.key, op.update_fn)
-                except StateError as e:
-                    items[i] = BatchItemResult(id=item_id, error=e.message, code=e.code)
-                else:
-                    items[i] = BatchItemResult(id=item_id, value=value)
-            else:
-                pending.append(i)
-        await flush()
-        return BatchResult(results=[item for item in items if item is not None])
+            await backoff(attempt)
+        raise ConflictError(f"{what} lost {OCC_RETRIES} races in a row")
 
     # -------------------------------------------------------------- lifecycle
 
@@ -555,3 +612,39 @@ class RedisStateAdapter(StateAdapter):
         close = getattr(self.client, "aclose", None) or self.client.close
         with contextlib.suppress(*self._failures):  # already gone: nothing to release
             await close()
+
+
+class _InternalRedis(RedisStateAdapter):
+    """The runtime's view of a Redis adapter: the same client and program,
+    reserved (``__motia/``) groups allowed, and no change events.
+
+    It shares the adapter's state rather than building its own, so it is
+    closed when the adapter is, and closing it closes nothing.
+    """
+
+    _hide_reserved = False
+
+    def __init__(self, public: RedisStateAdapter) -> None:
+        self.__dict__.update(public.__dict__)
+        self._public = public
+        self._sinks = []  # its own, and always empty: no events
+
+    def add_change_sink(self, sink: ChangeSink) -> Callable[[], None]:
+        """Refused: writes through the internal handle fire no change events."""
+        raise InvalidArgumentError("the internal handle fires no change events")
+
+    def _check(self, trace_id: Any, key: Any) -> None:
+        check_name(trace_id, "internal group", self.limits)
+        check_name(key, "key", self.limits)
+        self._check_usable()
+
+    def _check_group(self, group: Any) -> None:
+        check_name(group, "internal group", self.limits)
+        self._check_usable()
+
+    def _check_usable(self) -> None:
+        self._closed = self._public._closed
+        super()._check_usable()
+
+    async def close(self) -> None:
+        """Nothing to release: the adapter owns the client."""

@@ -36,6 +36,8 @@ class FallbackStateAdapter(StateAdapter):
         self.active: StateAdapter | None = None
         self._lock = anyio.Lock()
         self._unsink: Callable[[], None] | None = None
+        #: The runtime's handle, on whichever adapter is chosen at first use.
+        self.internal = _FallbackInternal(self)
 
     def _sinks_changed(self) -> None:
         self._forward()
@@ -132,3 +134,45 @@ class FallbackStateAdapter(StateAdapter):
 
     async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
         return await (await self._target()).batch(trace_id, operations)
+
+
+class _FallbackInternal:
+    """``adapter.internal`` of a fallback adapter: the chosen adapter's internal handle."""
+
+    def __init__(self, outer: FallbackStateAdapter) -> None:
+        self._outer = outer
+
+    async def _handle(self) -> Any:
+        adapter: Any = await self._outer._target()
+        return adapter.internal
+
+    async def get(self, trace_id: str, key: str) -> Any:
+        """As the adapter's, reserved groups allowed, no events."""
+        return await (await self._handle()).get(trace_id, key)
+
+    async def set(self, trace_id: str, key: str, value: Any) -> Any:
+        """As the adapter's, reserved groups allowed, no events."""
+        return await (await self._handle()).set(trace_id, key, value)
+
+    async def delete(self, trace_id: str, key: str) -> Any:
+        """As the adapter's, reserved groups allowed, no events."""
+        return await (await self._handle()).delete(trace_id, key)
+
+    async def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
+        """As the adapter's, reserved groups allowed, no events."""
+        return bool(await (await self._handle()).compare_and_swap(trace_id, key, expected, new_value))
+
+    async def keys(self, trace_id: str) -> list[str]:
+        """As the adapter's, reserved groups allowed."""
+        keys: list[str] = await (await self._handle()).keys(trace_id)
+        return keys
+
+    async def get_group(self, group_id: str) -> list[Any]:
+        """As the adapter's, reserved groups allowed."""
+        values: list[Any] = await (await self._handle()).get_group(group_id)
+        return values
+
+    async def transaction(self, trace_id: str, operations: Sequence[Any]) -> TransactionResult:
+        """As the adapter's, reserved groups allowed, no events."""
+        result: TransactionResult = await (await self._handle()).transaction(trace_id, operations)
+        return result

@@ -10,11 +10,12 @@
 -- decimal strings and formats floats to round-trip exactly.
 --
 -- KEYS[1]   the group's hash (field = key, value = JSON text)
--- ARGV[1]   "<mode> <changes> <ttl> <max bytes>", one argument because each
---           argument costs the client time to pack:
+-- ARGV[1]   "<mode> <changes> <ttl> <max bytes> <max result bytes>", one
+--           argument because each argument costs the client time to pack:
 --           changes "1" to return what changed (for change events);
 --           ttl in milliseconds for the group after a write ("0": none);
---           max bytes: the value size limit.
+--           max bytes: the value size limit; max result bytes: the limit
+--           on the encoded results of a transaction or batch.
 --
 -- Modes, and what follows ARGV[1] in each:
 --
@@ -25,12 +26,13 @@
 --           the array form below.
 --   tx      a transaction: operations of 4 slots each (type, key, arg1,
 --           arg2), all or nothing; the first failure, or a compareAndSwap
---           that does not match, aborts it and nothing is written.
+--           or check that does not hold, aborts it and nothing is written.
 --   batch   operations of 4 slots each, each applied on its own, in order:
 --           one that fails stores nothing and the others still run; each
 --           result is "=" .. result or "!" .. code .. " " .. message.
---   commit  the end of a transaction computed by the client (one holding
---           update functions): (key, expected, new) triples; expected ""
+--           Written at the end, as a transaction is (run_staged).
+--   commit  the end of a transaction or batch computed by the client (one
+--           holding update functions): (key, expected, new) triples; expected ""
 --           = was missing, new "" = delete, "=" = only read. Writes only if
 --           every key still holds its expected text. Reply 1, or 0 when
 --           something moved.
@@ -40,7 +42,9 @@
 -- Reply of one (with changes), tx and batch:
 --   {"OK", n, result_1 .. result_n, [key, op, old, new]*}
 --   (old "" = was missing, new "" = deleted; the change list only with
---   changes "1"), or {"ERR", index (0-based), code, message}.
+--   changes "1"), or {"ERR", index (0-based), code, message}, or, when
+--   the results would pass max result bytes, {"TOO_LARGE", bytes} with
+--   nothing written.
 
 -- Set at the start of each call (run, below); read by the rules.
 local max_bytes
@@ -149,16 +153,33 @@ local function magnitude_compare(a, b)
   return a < b and -1 or 1
 end
 
+-- Magnitudes are added and subtracted 14 decimal digits at a time: a
+-- double holds the sum of two such chunks exactly.
+local CHUNK, CHUNK_BASE = 14, 1e14
+
+local function chunk(s, last)
+  if last < 1 then return 0 end
+  return tonumber(s:sub(math.max(1, last - CHUNK + 1), last))
+end
+
+-- The digits of chunks listed lowest first, without leading zeros.
+local function join_chunks(out)
+  local n = #out
+  for k = 1, math.floor(n / 2) do out[k], out[n + 1 - k] = out[n + 1 - k], out[k] end
+  local s = table.concat(out):gsub('^0+', '')
+  return s == '' and '0' or s
+end
+
 local function magnitude_add(a, b)
   local out, carry = {}, 0
   local i, j = #a, #b
   while i > 0 or j > 0 or carry > 0 do
-    local d = carry + (i > 0 and a:byte(i) - 48 or 0) + (j > 0 and b:byte(j) - 48 or 0)
-    out[#out + 1] = string.char(48 + d % 10)
-    carry = math.floor(d / 10)
-    i, j = i - 1, j - 1
+    local d = chunk(a, i) + chunk(b, j) + carry
+    if d >= CHUNK_BASE then d, carry = d - CHUNK_BASE, 1 else carry = 0 end
+    out[#out + 1] = string.format('%014.0f', d)
+    i, j = i - CHUNK, j - CHUNK
   end
-  return string.reverse(table.concat(out))
+  return join_chunks(out)
 end
 
 -- a - b for magnitudes with a > b.
@@ -166,13 +187,12 @@ local function magnitude_sub(a, b)
   local out, borrow = {}, 0
   local i, j = #a, #b
   while i > 0 do
-    local d = (a:byte(i) - 48) - borrow - (j > 0 and b:byte(j) - 48 or 0)
-    if d < 0 then d, borrow = d + 10, 1 else borrow = 0 end
-    out[#out + 1] = string.char(48 + d)
-    i, j = i - 1, j - 1
+    local d = chunk(a, i) - chunk(b, j) - borrow
+    if d < 0 then d, borrow = d + CHUNK_BASE, 1 else borrow = 0 end
+    out[#out + 1] = string.format('%014.0f', d)
+    i, j = i - CHUNK, j - CHUNK
   end
-  local s = string.reverse(table.concat(out)):gsub('^0+', '')
-  return s
+  return join_chunks(out)
 end
 
 -- Exact sum of two integer texts, any size (Lua numbers are doubles).
@@ -208,58 +228,283 @@ local function number_equal(a, b)
   return tonumber(a) == tonumber(b)
 end
 
--- JSON equality (json_equal in values.py): 1 == 1.0, true ~= 1, objects by pairs.
+-- JSON equality (json_equal in values.py): 1 == 1.0, true ~= 1, objects by
+-- pairs. Containers are walked side by side and the walk stops at the
+-- first difference, so comparing a large stored value with a small one
+-- costs about the small one's size.
 local function json_equal(a, b)
   if a == b then return true end
   local ka = kind(a)
   if ka ~= kind(b) then return false end
   if ka == 'number' then return number_equal(a, b) end
   if ka == 'array' then
-    local ea, eb = elements(a), elements(b)
-    if #ea ~= #eb then return false end
-    for n = 1, #ea do
-      if not json_equal(a:sub(ea[n][1], ea[n][2]), b:sub(eb[n][1], eb[n][2])) then return false end
+    if a == '[]' or b == '[]' then return false end
+    local i, j = 2, 2
+    while true do
+      local ni, nj = skip(a, i), skip(b, j)
+      if not json_equal(a:sub(i, ni - 1), b:sub(j, nj - 1)) then return false end
+      local ca = a:byte(ni)
+      if ca ~= b:byte(nj) then return false end -- one ends, the other goes on
+      if ca == 93 then return true end
+      i, j = ni + 1, nj + 1
     end
-    return true
   end
   if ka == 'object' then
-    local ma, mb = members(a), members(b)
-    if #ma ~= #mb then return false end
-    local other = {}
-    for _, m in ipairs(mb) do other[m[1]] = b:sub(m[3], m[4]) end
-    for _, m in ipairs(ma) do
-      local v = other[m[1]]
-      if v == nil or not json_equal(a:sub(m[3], m[4]), v) then return false end
+    if #a > #b then a, b = b, a end
+    -- The shorter text's members in a table, the other's read one by one.
+    local mine, count = {}, 0
+    for _, m in ipairs(members(a)) do
+      mine[m[1]] = a:sub(m[3], m[4])
+      count = count + 1
     end
-    return true
+    if b == '{}' then return count == 0 end
+    local seen, i = 0, 2
+    while true do
+      local k = skip(b, i)
+      local j = skip(b, k + 1)
+      local v = mine[b:sub(i, k - 1)]
+      seen = seen + 1
+      if v == nil or seen > count or not json_equal(v, b:sub(k + 1, j - 1)) then return false end
+      if b:byte(j) ~= 44 then return seen == count end
+      i = j + 1
+    end
   end
   -- strings, booleans, null: one canonical text each.
   return false
 end
 
--- ---------------------------------------------------------------- operations
--- Each takes the current text (false when missing) and the op's arguments,
--- and returns new text (false: delete, nil: unchanged) and the result text.
+-- --------------------------------------------------------------- predicates
+-- The twin of predicates.py: predicate_holds evaluates the normalized
+-- predicate (JSON text of {"op", "value", "path"} or {"all"}, {"any"},
+-- {"not"}) against an entry's text.
 
-local function check_size(new)
-  if #new > max_bytes then
-    fail('LIMIT_EXCEEDED', 'the new value would be larger than ' .. max_bytes .. ' bytes encoded')
+-- Byte order, which for UTF-8 is code-point order. Lua's own string
+-- comparison follows the server's collation locale, so it is not used.
+local function bytes_compare(a, b)
+  if a == b then return 0 end
+  local n = math.min(#a, #b)
+  local i = 1
+  while i <= n do
+    local j = math.min(i + 63, n)
+    if a:sub(i, j) ~= b:sub(i, j) then
+      for k = i, j do
+        local x, y = a:byte(k), b:byte(k)
+        if x ~= y then return x < y and -1 or 1 end
+      end
+    end
+    i = j + 1
+  end
+  return #a < #b and -1 or 1
+end
+
+local ESCAPES = { ['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n', r = '\r', t = '\t' }
+
+local function utf8_char(c)
+  if c < 0x80 then return string.char(c) end
+  if c < 0x800 then return string.char(0xC0 + math.floor(c / 0x40), 0x80 + c % 0x40) end
+  if c < 0x10000 then
+    return string.char(0xE0 + math.floor(c / 0x1000), 0x80 + math.floor(c / 0x40) % 0x40, 0x80 + c % 0x40)
+  end
+  return string.char(0xF0 + math.floor(c / 0x40000), 0x80 + math.floor(c / 0x1000) % 0x40,
+    0x80 + math.floor(c / 0x40) % 0x40, 0x80 + c % 0x40)
+end
+
+-- The bytes (UTF-8) of a JSON string text, quotes included.
+local function decode_string(t)
+  local s = t:sub(2, -2)
+  if not s:find('\\', 1, true) then return s end
+  local out, i = {}, 1
+  while true do
+    local q = s:find('\\', i, true)
+    if not q then
+      out[#out + 1] = s:sub(i)
+      return table.concat(out)
+    end
+    out[#out + 1] = s:sub(i, q - 1)
+    local e = s:sub(q + 1, q + 1)
+    if e == 'u' then
+      local c = tonumber(s:sub(q + 2, q + 5), 16)
+      i = q + 6
+      if c >= 0xD800 and c < 0xDC00 and s:sub(i, i + 1) == '\\u' then
+        local low = tonumber(s:sub(i + 2, i + 5), 16)
+        if low >= 0xDC00 and low < 0xE000 then
+          c = 0x10000 + (c - 0xD800) * 0x400 + (low - 0xDC00)
+          i = i + 6
+        end
+      end
+      out[#out + 1] = utf8_char(c)
+    else
+      out[#out + 1] = ESCAPES[e]
+      i = q + 2
+    end
   end
 end
 
-local function current_array(cur, op)
-  if not cur or cur == 'null' then return '[]' end
-  local k = kind(cur)
-  if k ~= 'array' then fail('TYPE_MISMATCH', 'cannot ' .. op .. ': stored value is ' .. ARTICLE[k] .. ', not an array') end
-  return cur
+-- Integer texts by value, any length.
+local function integer_compare(a, b)
+  local na, nb = a:byte(1) == 45, b:byte(1) == 45
+  if na ~= nb then return na and -1 or 1 end
+  local c = magnitude_compare(na and a:sub(2) or a, nb and b:sub(2) or b)
+  return na and -c or c
 end
 
-local function current_object(cur, op)
-  if not cur or cur == 'null' then return nil end
-  local k = kind(cur)
-  if k ~= 'object' then fail('TYPE_MISMATCH', 'cannot ' .. op .. ': stored value is ' .. ARTICLE[k] .. ', not an object') end
-  return cur
+-- An integer text against a finite float, exactly (as Python compares them).
+local function integer_float_compare(int_text, f)
+  local whole = math.floor(f)
+  local c = integer_compare(int_text, whole == 0 and '0' or string.format('%.0f', whole))
+  if whole == f or c > 0 then return c end
+  return -1 -- int <= floor(f) < f
 end
+
+local function number_compare(a, b)
+  local ai, bi = is_integer_text(a), is_integer_text(b)
+  if ai and bi then return integer_compare(a, b) end
+  if ai then return integer_float_compare(a, tonumber(b)) end
+  if bi then return -integer_float_compare(b, tonumber(a)) end
+  local x, y = tonumber(a), tonumber(b)
+  if x == y then return 0 end
+  return x < y and -1 or 1
+end
+
+-- The value of member name (decoded) of an object text, read up to it.
+local function member_text(t, name)
+  if t == '{}' then return nil end
+  local i = 2
+  while true do
+    local k = skip(t, i)
+    local j = skip(t, k + 1)
+    if decode_string(t:sub(i, k - 1)) == name then return t:sub(k + 1, j - 1) end
+    if t:byte(j) ~= 44 then return nil end
+    i = j + 1
+  end
+end
+
+-- Element n (0-based) of an array text, read up to it.
+local function element_text(t, n)
+  if t == '[]' then return nil end
+  local i = 2
+  while true do
+    local j = skip(t, i)
+    if n == 0 then return t:sub(i, j - 1) end
+    if t:byte(j) ~= 44 then return nil end
+    n, i = n - 1, j + 1
+  end
+end
+
+-- A JSON Pointer segment as an array index (RFC 6901: no leading zeros).
+local function index_of(segment)
+  if segment == '0' or segment:find('^[1-9]%d*$') then return tonumber(segment) end
+  return nil
+end
+
+-- The value at a JSON Pointer (RFC 6901) inside t; nil when it reaches
+-- nothing (a missing entry, member or element, or a path through a value
+-- that is not a container). t is a text, or a container's working copy
+-- (a cell, below), which answers the first step without rereading its text.
+local function resolve(t, path)
+  if path == '' then
+    if type(t) == 'table' then return t.whole(t) end
+    return t
+  end
+  for segment in (path:sub(2) .. '/'):gmatch('([^/]*)/') do
+    if not t then return nil end
+    segment = segment:gsub('~1', '/'):gsub('~0', '~')
+    if type(t) == 'table' then
+      t = t.child(t, segment)
+    else
+      local k = kind(t)
+      if k == 'object' then
+        t = member_text(t, segment)
+      else
+        local n = k == 'array' and index_of(segment)
+        t = n and element_text(t, n) or nil
+      end
+    end
+  end
+  return t
+end
+
+-- The fields of a predicate text: name -> value text.
+local function fields(p)
+  local out = {}
+  for _, m in ipairs(members(p)) do out[m[1]:sub(2, -2)] = p:sub(m[3], m[4]) end
+  return out
+end
+
+local function ordered(a, v, holds)
+  if not a then return false end
+  local ka = kind(a)
+  if ka ~= kind(v) then return false end
+  if ka == 'number' then return holds(number_compare(a, v)) end
+  if ka == 'string' then return holds(bytes_compare(decode_string(a), decode_string(v))) end
+  return false
+end
+
+local function contains(a, v)
+  if not a then return false end
+  local ka = kind(a)
+  if ka == 'array' then
+    for _, e in ipairs(elements(a)) do
+      if json_equal(a:sub(e[1], e[2]), v) then return true end
+    end
+    return false
+  end
+  if ka == 'string' and kind(v) == 'string' then
+    return decode_string(a):find(decode_string(v), 1, true) ~= nil
+  end
+  return false
+end
+
+local function affix(a, v, at_end)
+  if not a or kind(a) ~= 'string' or kind(v) ~= 'string' then return false end
+  local s, x = decode_string(a), decode_string(v)
+  if #x > #s then return false end
+  if at_end then return x == '' or s:sub(-#x) == x end
+  return s:sub(1, #x) == x
+end
+
+local OPERATORS = {
+  eq = function(a, v) return json_equal(a or 'null', v) end,
+  neq = function(a, v) return not json_equal(a or 'null', v) end,
+  gt = function(a, v) return ordered(a, v, function(c) return c > 0 end) end,
+  gte = function(a, v) return ordered(a, v, function(c) return c >= 0 end) end,
+  lt = function(a, v) return ordered(a, v, function(c) return c < 0 end) end,
+  lte = function(a, v) return ordered(a, v, function(c) return c <= 0 end) end,
+  contains = contains,
+  notContains = function(a, v) return not contains(a, v) end,
+  startsWith = function(a, v) return affix(a, v, false) end,
+  endsWith = function(a, v) return affix(a, v, true) end,
+  isNull = function(a) return not a or a == 'null' end,
+  isNotNull = function(a) return a ~= nil and a ~= 'null' end,
+  exists = function(a) return a ~= nil end,
+  missing = function(a) return a == nil end,
+  type = function(a, v) return a ~= nil and '"' .. kind(a) .. '"' == v end,
+}
+
+-- Whether the normalized predicate text pred holds for an entry whose text
+-- is value (present false: the entry is missing).
+local function predicate_holds(pred, value, present)
+  local f = fields(pred)
+  if f.all then
+    for _, e in ipairs(elements(f.all)) do
+      if not predicate_holds(f.all:sub(e[1], e[2]), value, present) then return false end
+    end
+    return true
+  end
+  if f.any then
+    for _, e in ipairs(elements(f.any)) do
+      if predicate_holds(f.any:sub(e[1], e[2]), value, present) then return true end
+    end
+    return false
+  end
+  if f['not'] then return not predicate_holds(f['not'], value, present) end
+  local at = present and value or nil
+  return OPERATORS[decode_string(f.op)](resolve(at, decode_string(f.path)), f.value)
+end
+
+-- ---------------------------------------------------------------- operations
+-- Each takes the current text (false when missing) and the op's arguments,
+-- and returns new text (false: delete, nil: unchanged) and the result text.
 
 local apply = {}
 
@@ -279,8 +524,9 @@ function apply.increment(cur, delta)
   elseif kind(cur) == 'number' then
     if is_integer_text(cur) and is_integer_text(delta) then
       new = integer_add(cur, delta)
-      -- MAX_INT_DIGITS in values.py: what JSON text of an int may hold here.
-      if #new - (new:byte(1) == 45 and 1 or 0) > 4300 then
+      -- MAX_INT_DIGITS in values.py: the longest integer text, sign
+      -- included, that can be read back.
+      if #new > 4300 then
         fail('LIMIT_EXCEEDED', 'increment result has more than 4300 digits')
       end
     else
@@ -302,74 +548,302 @@ end
 -- event says "update". Only the adapter sends it; records never carry it.
 apply.update = apply.compareAndSwap
 
-function apply.push(cur, items)
-  local array = current_array(cur, 'push')
-  if items == '' then return nil, array end
-  local new = array == '[]' and ('[' .. items .. ']') or (array:sub(1, -2) .. ',' .. items .. ']')
-  check_size(new)
-  return new, new
-end
+-- ---------------------------------------------------------------- containers
+-- Containers are worked on as cells, so that a transaction of many pushes
+-- or setFields on one entry costs its size once, not once per record:
+--   array cell: a deque of pieces c[lo..hi], each one element text or, when
+--     multi[i], a run of comma-joined elements not split yet (a pushed
+--     item list, the stored array itself, brackets included while
+--     c.bracketed points at it); every element is split out at most once,
+--     by the pop or shift that reaches it or a path that indexes it.
+--   object cell: members in insertion order; a deleted member leaves a
+--     stale slot in order (pos[key] no longer points at it).
+-- size is the length of the cell's JSON text, kept exact at every step so
+-- that limits are checked before anything is built; text caches that JSON
+-- text until the next change. Each rule takes the entry ({text, cell}) and
+-- returns whether it wrote and its result (WHOLE: the new container).
 
-function apply.unshift(cur, items)
-  local array = current_array(cur, 'unshift')
-  if items == '' then return nil, array end
-  local new = array == '[]' and ('[' .. items .. ']') or ('[' .. items .. ',' .. array:sub(2))
-  check_size(new)
-  return new, new
-end
+local cell_text, array_child, object_child
 
-local function pop_generic(cur, from_head, op)
-  local array = current_array(cur, op)
-  local e = elements(array)
-  if #e == 0 then return nil, 'null' end
-  if from_head then
-    local value = array:sub(e[1][1], e[1][2])
-    return (#e == 1) and '[]' or ('[' .. array:sub(e[2][1])), value
+local function array_cell(t)
+  local c = { kind = 'array', lo = 1, hi = 0, multi = {}, runs = 0, size = #t, text = t,
+    whole = cell_text, child = array_child }
+  if t ~= '[]' then
+    -- The stored text itself, brackets included, until something needs
+    -- its interior: a single push or pop then copies it only once.
+    c.hi = 1
+    c[1] = t
+    c.multi[1] = true
+    c.runs = 1
+    c.bracketed = 1
   end
-  local value = array:sub(e[#e][1], e[#e][2])
-  return (#e == 1) and '[]' or (array:sub(1, e[#e - 1][2]) .. ']'), value
+  return c
 end
 
-function apply.pop(cur) return pop_generic(cur, false, 'pop') end
-function apply.shift(cur) return pop_generic(cur, true, 'shift') end
+local function object_cell(t)
+  local c = { kind = 'object', order = {}, pos = {}, vals = {}, n = 0, size = #t, text = t,
+    whole = cell_text, child = object_child }
+  if t ~= '{}' then
+    for i, m in ipairs(members(t)) do
+      c.order[i] = m[1]
+      c.pos[m[1]] = i
+      c.vals[m[1]] = t:sub(m[3], m[4])
+    end
+    c.n = #c.order
+  end
+  return c
+end
 
-function apply.setField(cur, field, value)
-  local obj = current_object(cur, 'setField')
-  local new
-  if not obj or obj == '{}' then
-    new = '{' .. field .. ':' .. value .. '}'
+-- The JSON text of a cell (built once per change).
+function cell_text(c)
+  if c.text then return c.text end
+  local t
+  if c.kind == 'array' then
+    local b = c.bracketed
+    if b then
+      c[b] = c[b]:sub(2, -2)
+      c.bracketed = nil
+    end
+    t = c.lo > c.hi and '[]' or ('[' .. table.concat(c, ',', c.lo, c.hi) .. ']')
   else
-    for _, m in ipairs(members(obj)) do
-      if m[1] == field then
-        new = obj:sub(1, m[3] - 1) .. value .. obj:sub(m[4] + 1)
-        break
-      end
+    local parts = {}
+    for i, k in ipairs(c.order) do
+      if c.pos[k] == i then parts[#parts + 1] = k .. ':' .. c.vals[k] end
     end
-    new = new or (obj:sub(1, -2) .. ',' .. field .. ':' .. value .. '}')
+    t = '{' .. table.concat(parts, ',') .. '}'
   end
-  check_size(new)
-  return new, new
+  c.text = t
+  return t
 end
 
-function apply.deleteField(cur, field)
-  local obj = current_object(cur, 'deleteField')
-  if not obj then return nil, '{}' end
-  local m = members(obj)
-  for n = 1, #m do
-    if m[n][1] == field then
-      local new
-      if #m == 1 then
-        new = '{}'
-      elseif n < #m then
-        new = obj:sub(1, m[n][2] - 1) .. obj:sub(m[n + 1][2])
-      else
-        new = obj:sub(1, m[n - 1][4]) .. '}'
+-- The elements of a run, split out in place (all of them, once).
+local function split_runs(c)
+  if c.runs == 0 then return end
+  local pieces, n = {}, 0
+  for i = c.lo, c.hi do
+    local piece = c[i]
+    if c.multi[i] then
+      local run = (c.bracketed == i) and piece or ('[' .. piece .. ']')
+      for _, e in ipairs(elements(run)) do
+        n = n + 1
+        pieces[n] = run:sub(e[1], e[2])
       end
-      return new, new
+    else
+      n = n + 1
+      pieces[n] = piece
+    end
+    c[i] = nil
+  end
+  c.multi, c.runs, c.bracketed, c.lo, c.hi = {}, 0, nil, 1, n
+  for i = 1, n do c[i] = pieces[i] end
+end
+
+function array_child(c, segment)
+  local n = index_of(segment)
+  if not n then return nil end
+  split_runs(c)
+  if c.lo + n > c.hi then return nil end
+  return c[c.lo + n]
+end
+
+function object_child(c, name)
+  local by = c.by_name
+  if not by then
+    by = {}
+    for i, raw in ipairs(c.order) do
+      if c.pos[raw] == i then by[decode_string(raw)] = raw end
+    end
+    c.by_name = by
+  end
+  local raw = by[name]
+  return raw and c.vals[raw]
+end
+
+local function checked_size(size)
+  if size > max_bytes then
+    fail('LIMIT_EXCEEDED', 'the new value would be larger than ' .. max_bytes .. ' bytes encoded')
+  end
+  return size
+end
+
+-- The size of a container grown by one member or run of elements.
+local function grown_size(c, added)
+  return checked_size(c.size + added + ((c.size > 2) and 1 or 0))
+end
+
+-- The cell an entry's container op works on; nil when the entry is
+-- missing or null (the op decides what that means).
+local function current_cell(entry, op, want)
+  local c = entry.cell
+  local t = entry.text
+  if not c and (not t or t == 'null') then return nil end
+  local k = c and c.kind or kind(t)
+  if c and k == want then return c end
+  if k ~= want then
+    fail('TYPE_MISMATCH', 'cannot ' .. op .. ': stored value is ' .. ARTICLE[k] .. ', not ' .. ARTICLE[want])
+  end
+  c = want == 'array' and array_cell(t) or object_cell(t)
+  entry.cell = c
+  return c
+end
+
+-- What a container op returns when its result is the whole new container:
+-- the caller learns its size before asking for its text.
+local WHOLE = {}
+
+local cell_apply = {}
+
+local function push_generic(entry, items, at_head, op)
+  local c = current_cell(entry, op, 'array')
+  if items == '' then
+    if not c then return false, '[]' end
+    return false, WHOLE
+  end
+  if not c then
+    c = array_cell('[]')
+    entry.cell = c
+  end
+  c.size = grown_size(c, #items)
+  if at_head then c.lo = c.lo - 1 else c.hi = c.hi + 1 end
+  local i = at_head and c.lo or c.hi
+  c[i] = items
+  c.multi[i] = true
+  c.runs = c.runs + 1
+  -- A text already built is spliced (one copy) rather than rebuilt from
+  -- every piece: a run of pushes returning their arrays stays cheap.
+  local t = c.text
+  if t == '[]' then
+    c.text = '[' .. items .. ']'
+  elseif t then
+    c.text = at_head and ('[' .. items .. ',' .. t:sub(2)) or (t:sub(1, -2) .. ',' .. items .. ']')
+  end
+  return true, WHOLE
+end
+
+function cell_apply.push(entry, items) return push_generic(entry, items, false, 'push') end
+function cell_apply.unshift(entry, items) return push_generic(entry, items, true, 'unshift') end
+
+local function pop_generic(entry, from_head, op)
+  local c = current_cell(entry, op, 'array')
+  if not c or c.lo > c.hi then return false, 'null' end
+  if entry.once then
+    -- A single operation: splice the text, since no later record will pop
+    -- again (splitting every element out would cost more).
+    local t = cell_text(c)
+    local e = elements(t)
+    local first, last = e[1], e[#e]
+    local value = from_head and t:sub(first[1], first[2]) or t:sub(last[1], last[2])
+    local rest = (#e == 1) and '[]' or (from_head and ('[' .. t:sub(e[2][1])) or (t:sub(1, e[#e - 1][2]) .. ']'))
+    entry.cell = array_cell(rest)
+    return true, value
+  end
+  local i = from_head and c.lo or c.hi
+  if c.multi[i] then
+    -- Split the run at this end into its elements, once.
+    local run = c[i]
+    if c.bracketed == i then c.bracketed = nil else run = '[' .. run .. ']' end
+    local e = elements(run)
+    c.multi[i] = nil
+    c.runs = c.runs - 1
+    if from_head then
+      c.lo = c.lo + 1
+      for n = #e, 1, -1 do
+        c.lo = c.lo - 1
+        c[c.lo] = run:sub(e[n][1], e[n][2])
+      end
+    else
+      c.hi = c.hi - 1
+      for n = 1, #e do
+        c.hi = c.hi + 1
+        c[c.hi] = run:sub(e[n][1], e[n][2])
+      end
+    end
+    i = from_head and c.lo or c.hi
+  end
+  local value = c[i]
+  c[i] = nil
+  if from_head then c.lo = c.lo + 1 else c.hi = c.hi - 1 end
+  c.size = (c.lo > c.hi) and 2 or (c.size - #value - 1)
+  c.text = nil
+  return true, value
+end
+
+function cell_apply.pop(entry) return pop_generic(entry, false, 'pop') end
+function cell_apply.shift(entry) return pop_generic(entry, true, 'shift') end
+
+function cell_apply.setField(entry, field, value)
+  local c = current_cell(entry, 'setField', 'object')
+  if not c then
+    c = object_cell('{}')
+    entry.cell = c
+  end
+  local old = c.vals[field]
+  if old then
+    c.size = checked_size(c.size - #old + #value)
+    c.text = nil
+  else
+    c.size = grown_size(c, #field + 1 + #value)
+    c.order[#c.order + 1] = field
+    c.pos[field] = #c.order
+    c.n = c.n + 1
+    if c.by_name then c.by_name[decode_string(field)] = field end
+    local t = c.text -- spliced, as push does
+    if t == '{}' then
+      c.text = '{' .. field .. ':' .. value .. '}'
+    elseif t then
+      c.text = t:sub(1, -2) .. ',' .. field .. ':' .. value .. '}'
     end
   end
-  return nil, obj
+  c.vals[field] = value
+  return true, WHOLE
 end
+
+function cell_apply.deleteField(entry, field)
+  local c = current_cell(entry, 'deleteField', 'object')
+  if not c then return false, '{}' end
+  local old = c.vals[field]
+  if not old then return false, WHOLE end
+  c.size = (c.n == 1) and 2 or (c.size - #field - 1 - #old - 1)
+  c.vals[field], c.pos[field] = nil, nil
+  c.n = c.n - 1
+  c.text = nil
+  return true, WHOLE
+end
+
+-- The same rules on texts, for a single operation: returns the new text
+-- (nil when unchanged) and the result text, as the scalar rules do.
+-- (Spelled out: a function library may call no library function while it loads.)
+local function on_text(rule)
+  return function(cur, a1, a2)
+    local entry = { text = cur, once = true }
+    local changed, result = rule(entry, a1, a2)
+    if result == WHOLE then result = cell_text(entry.cell) end
+    if not changed then return nil, result end
+    return cell_text(entry.cell), result
+  end
+end
+apply.push = on_text(cell_apply.push)
+apply.unshift = on_text(cell_apply.unshift)
+apply.pop = on_text(cell_apply.pop)
+apply.shift = on_text(cell_apply.shift)
+apply.setField = on_text(cell_apply.setField)
+apply.deleteField = on_text(cell_apply.deleteField)
+
+-- A guard: changes nothing; its result says whether the predicate holds.
+-- A stored container gets its working copy, so that many checks on one
+-- entry read its text once.
+function cell_apply.check(entry, pred)
+  local value = entry.cell
+  if not value then
+    value = entry.text
+    local k = value and kind(value)
+    if k == 'array' or k == 'object' then
+      value = current_cell(entry, 'check', k)
+    end
+  end
+  return false, predicate_holds(pred, value or nil, value and true or false) and 'true' or 'false'
+end
+apply.check = on_text(cell_apply.check)
 
 -- -------------------------------------------------------------------- modes
 
@@ -397,6 +871,12 @@ local function transaction_failed(i, op, key, code, message)
   return { 'ERR', i - 1, code, 'operation ' .. (i - 1) .. ' (' .. op .. ' ' .. string.format('%q', key) .. '): ' .. message }
 end
 
+-- Records that never write: a batch needs no old text for their events.
+local READS = { get = true, exists = true, check = true }
+
+-- The guards that fail a transaction when their result is false.
+local GUARD_MISMATCH = { compareAndSwap = 'expected value did not match', check = 'the check did not hold' }
+
 local mode_run = {}
 
 function mode_run.one(H, ARGV, ttl, want_changes)
@@ -412,64 +892,66 @@ function mode_run.one(H, ARGV, ttl, want_changes)
   return { 'OK', 1, result, key, op, old, new }
 end
 
-function mode_run.batch(H, ARGV, ttl, want_changes)
-  -- What a pipeline of 'one' calls would do, in a single call, which also
-  -- works through a cluster client (redis-py refuses to pipeline scripts
-  -- in a cluster).
-  local n = (#ARGV - 1) / 4
-  local reply = { 'OK', n }
-  local changed = {}
-  local wrote_any = false
-  for i = 1, n do
-    local base = 1 + (i - 1) * 4
-    local op, key = ARGV[base + 1], ARGV[base + 2]
-    local failure, result, old, new = apply_stored(H, op, key, ARGV[base + 3], ARGV[base + 4])
-    if failure then
-      reply[#reply + 1] = failure_text(failure)
-    else
-      reply[#reply + 1] = '=' .. result
-      if old then
-        wrote_any = true
-        if want_changes then
-          changed[#changed + 1] = key
-          changed[#changed + 1] = op
-          changed[#changed + 1] = old
-          changed[#changed + 1] = new
-        end
-      end
-    end
-  end
-  if wrote_any and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
-  for _, v in ipairs(changed) do reply[#reply + 1] = v end
-  return reply
+local function entry_text(e)
+  if e.cell then return cell_text(e.cell) end
+  return e.text
 end
 
-function mode_run.tx(H, ARGV, ttl, want_changes)
-  local staged = {}   -- key -> text, or false when deleted
-  local original = {} -- key -> text at the start, or false when missing
-  local last_op = {}  -- key -> the type of the last op that wrote it
-  local order = {}    -- keys in the order of their first write
-  local results = {}
+-- Transactions and batches: the records run in order on working copies of
+-- their entries, each loaded once; nothing is written until every record
+-- has run and the results are known to fit in max_result bytes. Returns
+-- the reply, or {'TOO_LARGE', bytes} with nothing written.
+local function run_staged(H, ARGV, ttl, want_changes, all_or_nothing, max_result)
+  local entries, order, results, events = {}, {}, {}, {}
+  -- The results' encoded size as a JSON array of the values (a failed
+  -- batch record has none): brackets, and a comma before each but the first.
+  local result_bytes = 1
+  local per_record_events = want_changes and not all_or_nothing
   for i = 1, (#ARGV - 1) / 4 do
     local base = 1 + (i - 1) * 4
-    local op, key = ARGV[base + 1], ARGV[base + 2]
-    local cur = staged[key]
-    if cur == nil then cur = redis.call('HGET', H, key) end
-    local ok, new, result = pcall(apply[op], cur, ARGV[base + 3], ARGV[base + 4])
-    if not ok then
-      if getmetatable(new) ~= Failure then error(new) end
-      return transaction_failed(i, op, key, new.code, new.message)
+    local op, key, a1, a2 = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+    local e = entries[key]
+    if not e then
+      local t = redis.call('HGET', H, key)
+      e = { text = t, original = t }
+      entries[key] = e
     end
-    if op == 'compareAndSwap' and result == 'false' then
-      return transaction_failed(i, op, key, 'CONFLICT', 'expected value did not match')
-    end
-    if new ~= nil and not (new == false and not cur) then
-      if original[key] == nil then
-        original[key] = cur
-        order[#order + 1] = key
+    local before = per_record_events and not READS[op] and entry_text(e)
+    -- wrote: whether the record changed the entry (or the Failure it raised).
+    local rule = cell_apply[op]
+    local ok, wrote, result
+    if rule then
+      ok, wrote, result = pcall(rule, e, a1, a2)
+    else
+      local new
+      ok, new, result = pcall(apply[op], entry_text(e), a1, a2)
+      wrote = new
+      -- nil: unchanged; false: delete, which writes nothing when there is nothing.
+      if ok then
+        wrote = new ~= nil and (new or entry_text(e)) and true or false
+        if wrote then e.text, e.cell = new, nil end
       end
-      staged[key] = new
-      last_op[key] = op
+    end
+    if not ok then
+      if getmetatable(wrote) ~= Failure then error(wrote) end
+      if all_or_nothing then return transaction_failed(i, op, key, wrote.code, wrote.message) end
+      result = failure_text(wrote)
+    else
+      if result == 'false' and GUARD_MISMATCH[op] and all_or_nothing then
+        return transaction_failed(i, op, key, 'CONFLICT', GUARD_MISMATCH[op])
+      end
+      if wrote then
+        if not e.op then order[#order + 1] = key end -- events in the order of first writes
+        e.op = op
+        if per_record_events then
+          events[#events + 1] = { key, op, before or '', entry_text(e) or '' }
+        end
+      end
+      -- The size is known before a whole container's text is built.
+      result_bytes = result_bytes + 1 + (result == WHOLE and e.cell.size or #result)
+      if result_bytes > max_result then return { 'TOO_LARGE', result_bytes } end
+      if result == WHOLE then result = cell_text(e.cell) end
+      if not all_or_nothing then result = '=' .. result end
     end
     results[i] = result
   end
@@ -478,21 +960,34 @@ function mode_run.tx(H, ARGV, ttl, want_changes)
   for _, r in ipairs(results) do reply[#reply + 1] = r end
   local wrote = false
   for _, key in ipairs(order) do
-    local new = staged[key]
-    -- Created and removed again inside one transaction: nothing happened.
-    if new or original[key] then
-      if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
-      wrote = true
-      if want_changes then
-        reply[#reply + 1] = key
-        reply[#reply + 1] = last_op[key]
-        reply[#reply + 1] = original[key] or ''
-        reply[#reply + 1] = new or ''
+    local e = entries[key]
+    if e.op then
+      local new = entry_text(e)
+      -- Created and removed again inside one call: nothing happened.
+      if new or e.original then
+        if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
+        wrote = true
+        if want_changes and all_or_nothing then
+          events[#events + 1] = { key, e.op, e.original or '', new or '' }
+        end
       end
     end
   end
   if wrote and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  for _, change in ipairs(events) do
+    for _, v in ipairs(change) do reply[#reply + 1] = v end
+  end
   return reply
+end
+
+function mode_run.tx(H, ARGV, ttl, want_changes, max_result)
+  return run_staged(H, ARGV, ttl, want_changes, true, max_result)
+end
+
+-- Each record on its own: one that fails stores nothing and the others
+-- still run; a compareAndSwap or check that does not hold is the value false.
+function mode_run.batch(H, ARGV, ttl, want_changes, max_result)
+  return run_staged(H, ARGV, ttl, want_changes, false, max_result)
 end
 
 function mode_run.commit(H, ARGV, ttl)
@@ -521,9 +1016,9 @@ function mode_run.clear(H)
 end
 
 local function run(KEYS, ARGV)
-  local mode, changes, ttl, max_text = string.match(ARGV[1], '^(%a+) (%d) (%d+) (%d+)$')
+  local mode, changes, ttl, max_text, max_result = string.match(ARGV[1], '^(%a+) (%d) (%d+) (%d+) (%d+)$')
   max_bytes = tonumber(max_text)
-  return mode_run[mode](KEYS[1], ARGV, tonumber(ttl), changes == '1')
+  return mode_run[mode](KEYS[1], ARGV, tonumber(ttl), changes == '1', tonumber(max_result))
 end
 
 -- As a script (EVALSHA) this file ends by running; as a function library

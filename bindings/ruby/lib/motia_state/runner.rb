@@ -96,11 +96,78 @@ module MotiaState
       case method
       when "invoke"
         Thread.new { invoke(id, args.is_a?(Hash) ? args : {}) }
+      when "config"
+        answer_config(id)
+      when "condition"
+        Thread.new { answer_condition(id, args.is_a?(Hash) ? args : {}) }
       when "shutdown"
         @client.close("shutdown")
       else
         @client.respond_error(id, "NOT_FOUND", "the Ruby runner serves no method #{method.inspect}") unless id.nil?
       end
+    end
+
+    # Reply with the step's CONFIG constant or config method (null when
+    # none), without running the handler.
+    def answer_config(id)
+      return if id.nil?
+      raise @load_error if @load_error
+
+      @client.respond(id, Worker.describe_config(step_config))
+    rescue Exception => e # rubocop:disable Lint/RescueException -- reported to the parent
+      @client.respond_error(id, "STEP_FAILED", "#{e.class}: #{e.message}", (e.backtrace || []).join("\n"))
+    end
+
+    def step_config
+      holder = @host.singleton_class
+      return holder.const_get(:CONFIG, false) if holder.const_defined?(:CONFIG, false)
+      return @host.send(:config) if @host.respond_to?(:config, true)
+
+      nil
+    end
+
+    # The config as JSON: a Proc or Method inside it (a native condition),
+    # or any other value JSON cannot carry, shows as {"native" => true};
+    # symbols become strings.
+    def self.describe_config(value)
+      case value
+      when Hash then value.to_h { |k, v| [k.to_s, describe_config(v)] }
+      when Array then value.map { |v| describe_config(v) }
+      when Symbol then value.to_s
+      when Float then value.finite? ? value : { "native" => true }
+      when String, Integer, true, false, nil then value
+      else { "native" => true }
+      end
+    end
+
+    # The condition of config.triggers[trigger] (a Proc or Method), or the
+    # step's own condition(value, ctx) method when trigger is null.
+    def find_condition(trigger)
+      raise @load_error if @load_error
+      return @host.method(:condition) if trigger.nil? && @host.respond_to?(:condition, true)
+      raise NoMethodError, "step file #{@step_path} defines no condition(value, ctx)" if trigger.nil?
+
+      triggers = (step_config || {}).then { |c| c[:triggers] || c["triggers"] } || []
+      unless trigger.is_a?(Integer) && trigger >= 0 && trigger < triggers.length
+        raise IndexError, "config.triggers has no trigger #{trigger.inspect}"
+      end
+
+      fn = triggers[trigger][:condition] || triggers[trigger]["condition"]
+      return fn if fn.respond_to?(:call)
+
+      raise NoMethodError, "step file #{@step_path} defines no function config.triggers[#{trigger}].condition"
+    end
+
+    # Reply with the condition's result as a boolean (Ruby's truthiness);
+    # its ctx reads state.
+    def answer_condition(id, args)
+      fn = find_condition(args["trigger"])
+      ctx = Context.new(@client, @state, args["traceId"], nil)
+      ctx.define_singleton_method(:change) { args["change"] }
+      result = fn.call(args["value"], ctx)
+      @client.respond(id, result ? true : false) unless id.nil?
+    rescue Exception => e # rubocop:disable Lint/RescueException -- the condition's failure is the reply
+      @client.respond_error(id, "STEP_FAILED", "#{e.class}: #{e.message}", (e.backtrace || []).join("\n")) unless id.nil?
     end
 
     def invoke(id, args)

@@ -1,0 +1,47 @@
+"""Apps: a folder of steps run on their triggers (events, HTTP, cron, state changes).
+
+``App.from_directory(dir, state=...)`` then ``async with app:``; ``app.asgi``
+serves the API routes. ``motia-state dev DIR`` runs one under uvicorn.
+Where things live: ``config.py`` (the config records and their
+validation), ``discovery.py`` (finding steps, reading configs),
+``events.py`` (the event router), ``cron.py`` (the scheduler), ``http.py``
+(routes and answer shapes), ``app.py`` (the App), ``dev.py`` (the dev
+server).
+"""
+
+from .app import App, InvocationRecord, TriggerRunnerLike
+from .config import (
+    ApiTrigger,
+    ConfigError,
+    CronTrigger,
+    EventTrigger,
+    StateTrigger,
+    StepConfig,
+    Trigger,
+    check_app,
+    parse_step_config,
+)
+from .discovery import Registry, StateTriggerSpec, StepRecord, discover
+from .events import DeadLetter, Delivery, EventRouter
+
+__all__ = [
+    "ApiTrigger",
+    "App",
+    "ConfigError",
+    "CronTrigger",
+    "DeadLetter",
+    "Delivery",
+    "EventRouter",
+    "EventTrigger",
+    "InvocationRecord",
+    "Registry",
+    "StateTrigger",
+    "StateTriggerSpec",
+    "StepConfig",
+    "StepRecord",
+    "Trigger",
+    "TriggerRunnerLike",
+    "check_app",
+    "discover",
+    "parse_step_config",
+]

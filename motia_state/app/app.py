@@ -1,0 +1,492 @@
+"""The App: a folder of steps run on their triggers over one WorkerPool and one StateManager.
+
+``App.from_directory(dir, state=...)`` does no I/O; ``async with app:``
+reads the step configs (each through its own runner), then runs the event
+router, the cron scheduler, the state triggers (when
+``motia_state.triggers`` is installed) and serves the API routes as
+``app.asgi``, a Starlette application. Leaving the block stops taking
+work, lets running invocations finish within ``grace`` seconds, and stops
+everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import importlib
+import inspect
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..adapters.base import StateAdapter
+from ..adapters.factory import create_state_adapter
+from ..errors import NotFoundError, StateError, UnavailableError
+from ..manager import StateManager
+from ..runtime import WorkerPool
+from .config import StepConfig
+from .cron import CronScheduler
+from .discovery import ConfigLoader, Registry, StateTriggerSpec, StepRecord
+from .events import DeadLetter, Delivery, EventRouter
+from .http import error_response, json_response, routes_for
+
+__all__ = ["App", "InvocationRecord", "TriggerRunnerLike"]
+
+log = logging.getLogger("motia_state.app")
+step_log = logging.getLogger("motia_state.step")
+
+WORKBENCH_PREFIX = "/__motia"
+
+
+class TriggerRunnerLike(Protocol):
+    """What the app needs of a state-trigger runner (``motia_state.triggers.TriggerRunner``).
+
+    The app builds it as ``TriggerRunner(state, pool)``, adding
+    ``on_emit=app.route_emit`` when the runner takes that keyword, enters
+    it, and calls ``add(name, trigger, step_path)`` for each state trigger
+    of :attr:`App.triggers` (``trigger`` as the state trigger's JSON, with "from").
+    """
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc: Any) -> Any: ...
+
+    async def add(self, name: str, trigger: dict[str, Any], step_path: str) -> Any:
+        """Register one state trigger whose handler is the step file at ``step_path``."""
+        ...
+
+
+@dataclass(frozen=True)
+class InvocationRecord:
+    """One finished invocation, as the dev server prints it."""
+
+    step: str
+    trigger: str  # "api POST /users/:id", "event user.created", "cron */5 * * * *"
+    trace_id: str
+    duration: float  # seconds
+    outcome: str  # "ok", or the error code
+    error: str | None = None
+
+
+class App:
+    """A folder of steps, served. See the module docstring and docs/apps.md.
+
+    ``state`` is a StateManager, an adapter, or an adapter URL
+    (``memory:``, ``file:PATH``, ``redis://...``); the app closes only a
+    store it opened from a URL. ``pool`` is an existing WorkerPool to run
+    the steps on (the app then neither starts nor closes it); by default
+    the app makes its own over ``state``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        state: StateManager | StateAdapter | str = "memory:",
+        pool: WorkerPool | None = None,
+        debug: bool = False,
+        grace: float = 10.0,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        max_depth: int = 10,
+        token: str | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self._state_arg = state
+        self._given_pool = pool
+        self.debug = debug
+        self.grace = grace
+        self.token = token
+        self.state: StateManager | None = None
+        self.pool: WorkerPool | None = pool
+        self.registry = Registry()
+        #: The state triggers of the current configs, as a TriggerRunner registers them.
+        self.triggers: list[StateTriggerSpec] = []
+        #: The running TriggerRunner, or None when ``motia_state.triggers`` is not installed.
+        self.trigger_runner: TriggerRunnerLike | None = None
+        #: Called with every finished invocation (the dev server prints them).
+        self.on_invocation: list[Callable[[InvocationRecord], Any]] = []
+        self._loader = ConfigLoader(self.root)
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._cron_scope: anyio.CancelScope | None = None
+        self._accepting = False
+        self._running = 0
+        self._limits: dict[tuple[str, int], anyio.CapacityLimiter] = {}
+        self._idle = anyio.Event()
+        self._idle.set()
+        self.router = EventRouter(
+            self._subscribers, self._deliver, self._spawn, attempts=attempts, backoff=backoff, max_depth=max_depth
+        )
+        self._asgi = Starlette(routes=self._builtin_routes())
+
+    @classmethod
+    def from_directory(
+        cls,
+        root: str | os.PathLike[str],
+        *,
+        state: StateManager | StateAdapter | str = "memory:",
+        pool: WorkerPool | None = None,
+        **options: Any,
+    ) -> App:
+        """An app over the steps under ``root``; nothing is read or started until ``async with``."""
+        return cls(root, state=state, pool=pool, **options)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def __aenter__(self) -> App:
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            state = self._state_arg
+            if isinstance(state, str):
+                state = create_state_adapter(state)
+            manager = state if isinstance(state, StateManager) else StateManager(state)
+            if isinstance(self._state_arg, str):
+                await stack.enter_async_context(manager)  # made from a URL: ours to close
+            self.state = manager
+            if self._given_pool is None:
+                self.pool = await stack.enter_async_context(WorkerPool(manager))
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            self._tg = tg
+            stack.callback(tg.cancel_scope.cancel)  # runs before the group's exit: stop what is left
+            registry = await self._loader.load(self._require_pool())
+            if registry.errors:
+                self.registry = registry  # its errors, for whoever shows them all
+                raise registry.errors[0]
+            self._install(registry)
+            await self._start_triggers(stack)
+            self._accepting = True
+            self._stack = stack
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop_accepting()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.grace):
+            await self._idle.wait()
+        if self._running:
+            log.warning("stopping with %d invocation(s) still running after %.1f s", self._running, self.grace)
+        # The task group was entered outside any scope opened here: it must be left outside one too.
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    async def stop_accepting(self) -> None:
+        """Stop taking work: no new requests, events or cron firings; running invocations go on."""
+        self._accepting = False
+        if self._cron_scope is not None:
+            self._cron_scope.cancel()
+
+    async def wait_idle(self) -> None:
+        """Wait until no invocation is running."""
+        await self._idle.wait()
+
+    # -- what the app serves ----------------------------------------------------
+
+    @property
+    def asgi(self) -> Starlette:
+        """The ASGI application: the API routes and ``/__motia``; mountable in another Starlette app."""
+        return self._asgi
+
+    @property
+    def steps(self) -> dict[str, StepRecord]:
+        """The steps by name."""
+        return dict(self.registry.steps)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Event deliveries that failed every attempt, oldest first."""
+        return self.router.dead_letters()
+
+    async def retry_dead_letter(self, dead_id: str) -> bool:
+        """Deliver a dead letter again; True (and it leaves the list) when it succeeds."""
+        return await self.router.retry(dead_id)
+
+    def drop_dead_letter(self, dead_id: str) -> None:
+        """Forget a dead letter."""
+        self.router.drop(dead_id)
+
+    def emit(self, topic: str, data: Any = None, *, trace_id: str | None = None) -> int:
+        """Publish an event from outside any step (depth 0 emitter); returns how many steps it starts."""
+        if not self._accepting:
+            raise UnavailableError("the app is not running or is stopping")
+        return self.router.publish(topic, data, trace_id=trace_id or _new_trace(), depth=1)
+
+    def route_emit(self, event: dict[str, Any], *, depth: int, step: str | None = None) -> int:
+        """Route an emit made by an invocation at ``depth`` (by ``step``, when known) to the subscribers.
+
+        ``event`` is what a worker's ``emit`` hands the pool's ``on_emit``
+        hook: ``{"topic", "data", "traceId"}``. The subscribers run at
+        ``depth + 1`` with the same traceId. This is also the hook a state
+        trigger runner gives the invocations it starts, so their emits reach
+        the router. Returns how many deliveries were started.
+        """
+        topic = str(event.get("topic"))
+        record = self.registry.steps.get(step) if step is not None else None
+        if record is not None and topic not in record.config.emits:
+            log.warning("[%s] emits %r, which its config does not declare in 'emits'", step, topic)
+        trace_id = str(event.get("traceId") or _new_trace())
+        return self.router.publish(topic, event.get("data"), trace_id=trace_id, depth=depth + 1, source=step)
+
+    async def invoke(self, name: str, data: Any = None, *, trace_id: str | None = None) -> Any:
+        """Run one step by name (as a manual trigger, depth 0) and return its result."""
+        return await self._invoke(self._step(name), "manual", data, trace_id or _new_trace(), 0)
+
+    async def reload(self) -> Registry:
+        """Read the configs again (changed files only) and switch to them if they are all valid.
+
+        Returns the registry that was read: when it has errors the app keeps
+        serving the previous version and the errors are in its ``errors``.
+        """
+        registry = await self._loader.load(self._require_pool())
+        if registry.errors:
+            return registry
+        old_triggers = {spec.name: spec.trigger for spec in self.triggers}
+        self._install(registry)
+        new_triggers = {spec.name: spec.trigger for spec in self.triggers}
+        if old_triggers != new_triggers and self.trigger_runner is not None:
+            log.warning("state triggers changed: they take effect at the next start")
+        return registry
+
+    # -- internals ----------------------------------------------------------------
+
+    def _require_pool(self) -> WorkerPool:
+        if self.pool is None:
+            raise UnavailableError("the app is not running (use it with 'async with')")
+        return self.pool
+
+    def _step(self, name: str) -> StepRecord:
+        step = self.registry.steps.get(name)
+        if step is None:
+            raise NotFoundError(f"no step named {name!r}")
+        return step
+
+    def _install(self, registry: Registry) -> None:
+        self.registry = registry
+        self.triggers = registry.state_triggers
+        api = [(trigger, step.name) for trigger, step in registry.routes]
+        # Routes are data: the Starlette app reads this list at every request.
+        self._asgi.router.routes[:] = [*self._builtin_routes(), *routes_for(api, self._api_call, debug=self.debug)]
+        self._restart_cron()
+
+    def _restart_cron(self) -> None:
+        if self._cron_scope is not None:
+            self._cron_scope.cancel()
+        schedules = [(trigger, step.name) for trigger, step in self.registry.schedules]
+        if not schedules or self._tg is None:
+            self._cron_scope = None
+            return
+        scope = self._cron_scope = anyio.CancelScope()
+        scheduler = CronScheduler(self._cron_fire, self._spawn)
+
+        async def run() -> None:
+            with scope:
+                await scheduler.run(schedules)
+
+        self._tg.start_soon(run)
+
+    async def _start_triggers(self, stack: contextlib.AsyncExitStack) -> None:
+        if not self.triggers:
+            return
+        try:
+            module = importlib.import_module("motia_state.triggers")
+        except ImportError:
+            log.warning(
+                "%d state trigger(s) are configured (%s) but motia_state.triggers is not installed: "
+                "they are validated and listed, not run",
+                len(self.triggers),
+                ", ".join(spec.name for spec in self.triggers),
+            )
+            return
+        options: dict[str, Any] = {}
+        if "on_emit" in inspect.signature(module.TriggerRunner).parameters:
+            options["on_emit"] = self.route_emit  # the emits of state-triggered steps reach the router
+        runner: TriggerRunnerLike = module.TriggerRunner(self.state, self.pool, **options)
+        self.trigger_runner = await stack.enter_async_context(runner)
+        for spec in self.triggers:
+            await runner.add(spec.name, spec.trigger.as_dict(), str(spec.step.path))
+
+    def _spawn(self, fn: Callable[[], Any]) -> None:
+        if self._tg is None:
+            raise UnavailableError("the app is not running (use it with 'async with')")
+        self._tg.start_soon(fn)
+
+    def _subscribers(self, topic: str) -> list[str]:
+        return [step.name for step in self.registry.topics.get(topic, [])]
+
+    async def _deliver(self, delivery: Delivery) -> Any:
+        if not self._accepting:
+            raise UnavailableError("the app is stopping")
+        step = self._step(delivery.step)
+        return await self._invoke(step, f"event {delivery.topic}", delivery.data, delivery.trace_id, delivery.depth)
+
+    async def _api_call(self, name: str, data: dict[str, Any]) -> Any:
+        if not self._accepting:
+            raise UnavailableError("the app is stopping")
+        step = self._step(name)
+        return await self._invoke(step, f"api {data['method']} {data['path']}", data, _new_trace(), 0)
+
+    async def _cron_fire(self, name: str, scheduled_at: str) -> Any:
+        if not self._accepting:
+            return None
+        step = self._step(name)
+        with contextlib.suppress(StateError):  # recorded and logged by _invoke
+            await self._invoke(step, "cron", {"scheduledAt": scheduled_at}, _new_trace(), 0)
+
+    def _limit(self, config: StepConfig) -> contextlib.AbstractAsyncContextManager[Any]:
+        # maxWorkers bounds how many invocations of the step run at once,
+        # hence how many of the pool's workers it keeps busy.
+        if config.max_workers is None:
+            return contextlib.nullcontext()
+        key = (config.name, config.max_workers)
+        limiter = self._limits.get(key)
+        if limiter is None:
+            limiter = self._limits[key] = anyio.CapacityLimiter(config.max_workers)
+        return limiter
+
+    @contextlib.contextmanager
+    def _running_one(self) -> Iterator[None]:
+        self._running += 1
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+        try:
+            yield
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+
+    async def _invoke(self, step: StepRecord, trigger: str, data: Any, trace_id: str, depth: int) -> Any:
+        config = step.config
+        pool = self._require_pool()
+
+        def on_emit(event: dict[str, Any]) -> None:
+            self.route_emit(event, depth=depth, step=config.name)
+
+        def on_log(record: dict[str, Any]) -> None:
+            level = logging.getLevelName(str(record.get("level", "info")).upper())
+            fields = {k: v for k, v in record.items() if k not in ("level", "msg", "traceId")}
+            step_log.log(
+                level if isinstance(level, int) else logging.INFO,
+                "[%s] %s%s",
+                config.name,
+                record.get("msg", ""),
+                f" {fields}" if fields else "",
+            )
+
+        start = time.perf_counter()
+        outcome, error = "ok", None
+        async with self._limit(config):
+            with self._running_one():
+                try:
+                    return await pool.call(
+                        step.path, data=data, trace_id=trace_id, timeout=config.timeout, on_emit=on_emit, on_log=on_log
+                    )
+                except StateError as e:
+                    outcome, error = e.code, e.message
+                    raise
+                except BaseException as e:
+                    cancelled = isinstance(e, anyio.get_cancelled_exc_class())
+                    outcome, error = ("CANCELLED", "stopped") if cancelled else ("INTERNAL", repr(e))
+                    raise
+                finally:
+                    record = InvocationRecord(
+                        config.name, trigger, trace_id, time.perf_counter() - start, outcome, error
+                    )
+                    log.info(
+                        "%s %s traceId=%s %.1f ms %s",
+                        record.step,
+                        record.trigger,
+                        record.trace_id,
+                        record.duration * 1000,
+                        record.outcome if error is None else f"{record.outcome}: {error}",
+                    )
+                    for observer in self.on_invocation:
+                        try:
+                            observer(record)
+                        except Exception:  # an observer's bug must not fail the invocation
+                            log.exception("on_invocation observer %r failed", observer)
+
+    # -- /__motia ---------------------------------------------------------------
+
+    def _builtin_routes(self) -> list[BaseRoute]:
+        return [
+            Route(WORKBENCH_PREFIX, self._summary_endpoint, methods=["GET"]),
+            Route(f"{WORKBENCH_PREFIX}/dead-letters", self._dead_letters_endpoint, methods=["GET"]),
+            Route(f"{WORKBENCH_PREFIX}/dead-letters/{{id}}/retry", self._retry_endpoint, methods=["POST"]),
+            Route(f"{WORKBENCH_PREFIX}/dead-letters/{{id}}", self._drop_endpoint, methods=["DELETE"]),
+        ]
+
+    def _authorized(self, request: Request) -> Response | None:
+        if self.token is None:
+            return None
+        given = request.headers.get("authorization", "").encode()
+        if hmac.compare_digest(given, f"Bearer {self.token}".encode()):
+            return None
+        return error_response(401, "this endpoint needs 'Authorization: Bearer <token>'", "UNAUTHORIZED")
+
+    def summary(self) -> dict[str, Any]:
+        """What the app serves: steps, routes, topics, schedules, state triggers, config errors."""
+        reg = self.registry
+        return {
+            "steps": [
+                {"name": s.name, "file": s.config.file, "triggers": len(s.config.triggers)} for s in reg.steps.values()
+            ],
+            "routes": [{"method": t.method, "path": t.path, "step": s.name} for t, s in reg.routes],
+            "topics": {topic: [s.name for s in steps] for topic, steps in sorted(reg.topics.items())},
+            "schedules": [{"expression": t.expression, "step": s.name} for t, s in reg.schedules],
+            "stateTriggers": [
+                {"name": spec.name, "step": spec.step.name, "trigger": spec.trigger.as_dict()} for spec in self.triggers
+            ],
+            "stateTriggersRunning": self.trigger_runner is not None,
+        }
+
+    async def _summary_endpoint(self, request: Request) -> Response:
+        return self._authorized(request) or json_response(self.summary())
+
+    async def _dead_letters_endpoint(self, request: Request) -> Response:
+        return self._authorized(request) or json_response([d.as_dict() for d in self.dead_letters()])
+
+    async def _retry_endpoint(self, request: Request) -> Response:
+        denied = self._authorized(request)
+        if denied is not None:
+            return denied
+        try:
+            ok = await self.retry_dead_letter(request.path_params["id"])
+        except NotFoundError as e:
+            return error_response(404, e.message, e.code)
+        return json_response({"retried": True, "succeeded": ok})
+
+    async def _drop_endpoint(self, request: Request) -> Response:
+        denied = self._authorized(request)
+        if denied is not None:
+            return denied
+        try:
+            self.drop_dead_letter(request.path_params["id"])
+        except NotFoundError as e:
+            return error_response(404, e.message, e.code)
+        return json_response({"dropped": True})
+
+
+def _new_trace() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,173 @@
+"""Finding an app's step files and reading their configs, once per file version.
+
+:func:`discover` lists the step files under a folder; :class:`ConfigLoader`
+asks each file's own runner for its ``config`` (through a
+:class:`~motia_state.runtime.WorkerPool`), caches the answer by the file's
+(mtime, size), and builds a :class:`Registry`: every valid step indexed by
+topic, route, schedule and state trigger, plus the errors of the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..errors import StateError
+from ..runtime import WorkerPool
+from .config import ApiTrigger, ConfigError, CronTrigger, EventTrigger, StateTrigger, StepConfig, check_app
+from .config import parse_step_config as parse_config
+
+__all__ = ["ConfigLoader", "Registry", "StateTriggerSpec", "StepRecord", "discover"]
+
+log = logging.getLogger("motia_state.app")
+
+_SUFFIXES = (".step.py", ".step.js", ".step.cjs", ".step.mjs", ".step.rb", "_step.py")
+# Folders that hold dependencies or caches, never an app's own steps.
+_SKIPPED = {"node_modules", "__pycache__", ".venv", "venv", ".git", "dist", "build"}
+
+
+def discover(root: str | os.PathLike[str]) -> list[Path]:
+    """The step files under ``root`` (``*.step.py|js|cjs|mjs|rb`` and ``*_step.py``), sorted."""
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED and not d.startswith("."))
+        found.extend(Path(folder, f) for f in files if f.endswith(_SUFFIXES) and not f.startswith("."))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """A step of the app: its file and its validated config."""
+
+    path: Path
+    config: StepConfig
+
+    @property
+    def name(self) -> str:
+        """The step's name (unique in the app)."""
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class StateTriggerSpec:
+    """One state trigger of a step, as a TriggerRunner registers it."""
+
+    name: str  # the step's name, with "#i" when the step has several state triggers
+    step: StepRecord
+    index: int  # its position in config.triggers (for a native condition)
+    trigger: StateTrigger
+
+
+@dataclass(frozen=True)
+class Registry:
+    """One consistent version of the app: its steps and what triggers them."""
+
+    steps: Mapping[str, StepRecord] = field(default_factory=dict)  # by name
+    errors: tuple[ConfigError, ...] = ()
+    skipped: tuple[Path, ...] = ()  # step files without a config
+
+    @property
+    def topics(self) -> dict[str, list[StepRecord]]:
+        """topic -> the steps subscribed to it."""
+        out: dict[str, list[StepRecord]] = {}
+        for step in self.steps.values():
+            for trigger in step.config.triggers_of(EventTrigger):
+                out.setdefault(trigger.topic, []).append(step)
+        return out
+
+    @property
+    def routes(self) -> list[tuple[ApiTrigger, StepRecord]]:
+        """Every API trigger with its step, in a stable order."""
+        return sorted(
+            ((t, s) for s in self.steps.values() for t in s.config.triggers_of(ApiTrigger)),
+            key=lambda pair: (pair[0].path, pair[0].method),
+        )
+
+    @property
+    def schedules(self) -> list[tuple[CronTrigger, StepRecord]]:
+        """Every cron trigger with its step."""
+        return [(t, s) for s in self.steps.values() for t in s.config.triggers_of(CronTrigger)]
+
+    @property
+    def state_triggers(self) -> list[StateTriggerSpec]:
+        """Every state trigger, named for a TriggerRunner."""
+        specs: list[StateTriggerSpec] = []
+        for step in self.steps.values():
+            indexed = [(i, t) for i, t in enumerate(step.config.triggers) if isinstance(t, StateTrigger)]
+            for i, trigger in indexed:
+                name = step.name if len(indexed) == 1 else f"{step.name}#{i}"
+                specs.append(StateTriggerSpec(name, step, i, trigger))
+        return specs
+
+
+class ConfigLoader:
+    """Reads step configs through their runners, once per file version."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._cache: dict[Path, tuple[tuple[int, int], StepConfig | ConfigError | None]] = {}
+
+    def label(self, path: Path) -> str:
+        """How errors name a step file: relative to the app's folder."""
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    async def load(self, pool: WorkerPool, files: Iterable[Path] | None = None) -> Registry:
+        """Read every step's config (cached per version) and index the valid ones."""
+        paths = list(files) if files is not None else discover(self.root)
+        configs: list[tuple[Path, StepConfig]] = []
+        errors: list[ConfigError] = []
+        skipped: list[Path] = []
+        outcomes: dict[Path, StepConfig | ConfigError | None] = {}
+
+        async def read(path: Path) -> None:
+            outcomes[path] = await self._read(pool, path)
+
+        # Each new file starts an interpreter: read them side by side.
+        async with anyio.create_task_group() as tg:
+            for path in paths:
+                tg.start_soon(read, path)
+        for path in paths:
+            outcome = outcomes[path]
+            if isinstance(outcome, ConfigError):
+                errors.append(outcome)
+            elif outcome is None:
+                skipped.append(path)
+            else:
+                configs.append((path, outcome))
+        errors.extend(check_app(c for _, c in configs))
+        bad = {e.file for e in errors}
+        steps = {c.name: StepRecord(p, c) for p, c in configs if c.file not in bad}
+        for path in list(self._cache):
+            if path not in paths:
+                del self._cache[path]  # removed: forget it
+        return Registry(steps=steps, errors=tuple(errors), skipped=tuple(skipped))
+
+    async def _read(self, pool: WorkerPool, path: Path) -> StepConfig | ConfigError | None:
+        label = self.label(path)
+        try:
+            st = path.stat()
+        except OSError as e:
+            return ConfigError(label, "", f"cannot read the step file: {e.strerror or e}")
+        version = (st.st_mtime_ns, st.st_size)
+        cached = self._cache.get(path)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        outcome: StepConfig | ConfigError | None
+        try:
+            raw: Any = await pool.config(path)
+            outcome = parse_config(raw, label)
+        except ConfigError as e:
+            outcome = e
+        except StateError as e:
+            outcome = ConfigError(label, "", f"the step file does not load: {e.message}")
+        self._cache[path] = (version, outcome)
+        return outcome

@@ -1,0 +1,118 @@
+"""HTTP: the API steps as Starlette routes, and the answer shapes of a step's return value.
+
+A request becomes the handler's input ``{"body", "pathParams",
+"queryParams", "headers", "method", "path"}`` (path parameters
+URL-decoded, a repeated query parameter a list, header names lower-case).
+The handler's return value becomes the response: ``{"status", "body",
+"headers"?}`` when ``status`` is an integer and no other keys are present,
+any other value a 200 with that JSON body. A handler that raises answers
+500 ``{"error", "code": "STEP_FAILED"}``; a body that is not JSON, 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..errors import StateError, StepError
+from .config import ApiTrigger
+
+__all__ = ["ApiCall", "error_response", "json_response", "request_input", "response_for", "routes_for"]
+
+#: Runs an API step: (step name, handler input) -> the handler's return value.
+ApiCall = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+_RESPONSE_KEYS = frozenset({"status", "body", "headers"})
+_STATUS_FOR_CODE = {
+    "INVALID_ARGUMENT": 400,
+    "NOT_FOUND": 404,
+    "LIMIT_EXCEEDED": 413,
+    "UNAVAILABLE": 503,
+    "TIMEOUT": 504,
+}
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response (msgspec-encoded: large integers stay exact)."""
+    return Response(_encoder.encode(body), status_code=status, headers=headers, media_type="application/json")
+
+
+def error_response(status: int, message: str, code: str, stack: str | None = None) -> Response:
+    """``{"error": message, "code": code}`` (with ``stack`` when given)."""
+    body: dict[str, Any] = {"error": message, "code": code}
+    if stack:
+        body["stack"] = stack
+    return json_response(body, status)
+
+
+async def request_input(request: Request) -> dict[str, Any]:
+    """The handler input of a request; InvalidArgument-shaped ValueError when the body is not JSON."""
+    raw = await request.body()
+    body: Any = None
+    if raw.strip():
+        body = msgspec.json.decode(raw)  # msgspec.DecodeError (a ValueError) when it is not JSON
+    query: dict[str, Any] = {}
+    for name, value in request.query_params.multi_items():
+        if name in query:
+            seen = query[name]
+            query[name] = [*seen, value] if isinstance(seen, list) else [seen, value]
+        else:
+            query[name] = value
+    return {
+        "body": body,
+        "pathParams": dict(request.path_params),  # Starlette decodes each segment
+        "queryParams": query,
+        "headers": {k.lower(): v for k, v in request.headers.items()},
+        "method": request.method,
+        "path": request.url.path,
+    }
+
+
+def response_for(result: Any) -> Response:
+    """The HTTP response of a handler's return value (see the module docstring)."""
+    if (
+        isinstance(result, dict)
+        and isinstance(result.get("status"), int)
+        and not isinstance(result.get("status"), bool)
+        and set(result) <= _RESPONSE_KEYS
+    ):
+        headers = result.get("headers")
+        if headers is not None and not (
+            isinstance(headers, dict) and all(isinstance(v, (str, int, float)) for v in headers.values())
+        ):
+            return error_response(500, "the step's response headers must be an object of strings", "STEP_FAILED")
+        status = int(result["status"])
+        str_headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        if status in (204, 304) or 100 <= status < 200:
+            return Response(status_code=status, headers=str_headers)
+        return json_response(result.get("body"), status, str_headers)
+    return json_response(result)
+
+
+def routes_for(api: list[tuple[ApiTrigger, str]], call: ApiCall, *, debug: bool = False) -> list[BaseRoute]:
+    """One Starlette route per (API trigger, step name)."""
+
+    def endpoint_for(step: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                data = await request_input(request)
+            except ValueError as e:
+                return error_response(400, f"the request body is not JSON: {e}", "INVALID_ARGUMENT")
+            try:
+                result = await call(step, data)
+            except StepError as e:
+                status = 504 if e.code == "TIMEOUT" else 500
+                return error_response(status, e.message, e.code, e.stack if debug else None)
+            except StateError as e:
+                return error_response(_STATUS_FOR_CODE.get(e.code, 500), e.message, e.code)
+            return response_for(result)
+
+        return endpoint
+
+    return [Route(t.route, endpoint_for(step), methods=[t.method], name=f"{step}:{t.method}") for t, step in api]

@@ -1,0 +1,200 @@
+"""Step configs: typed records, Motia's older shapes, errors naming the file and the field path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from motia_state.app import (
+    ApiTrigger,
+    ConfigError,
+    CronTrigger,
+    EventTrigger,
+    StateTrigger,
+    check_app,
+    parse_step_config,
+)
+from motia_state.errors import InvalidArgumentError
+
+FILE = "steps/a.step.py"
+
+
+def test_a_config_with_every_trigger_type_parses_into_typed_records() -> None:
+    config = parse_step_config(
+        {
+            "name": "A",
+            "description": "d",
+            "triggers": [
+                {"type": "event", "topic": "t"},
+                {"type": "api", "method": "post", "path": "/users/:id"},
+                {"type": "cron", "expression": "*/5 * * * *"},
+                {"type": "cron", "expression": "@every 10s"},
+                {
+                    "type": "state",
+                    "key": "score",
+                    "group": "g",
+                    "condition": {"op": "gte", "value": 1},
+                    "from": "start",
+                },
+            ],
+            "emits": ["x", {"topic": "y", "label": "Y"}],
+            "flows": ["f"],
+            "timeout": 5,
+            "maxWorkers": 2,
+            "virtualEmits": ["ignored: Motia documentation field"],
+        },
+        FILE,
+    )
+    assert config is not None
+    assert config.name == "A" and config.file == FILE and config.description == "d"
+    event, api, cron, every, state = config.triggers
+    assert event == EventTrigger(topic="t")
+    assert isinstance(api, ApiTrigger) and api.method == "POST" and api.route == "/users/{id}"
+    assert isinstance(cron, CronTrigger) and cron.every is None
+    assert isinstance(every, CronTrigger) and every.every == 10.0
+    assert isinstance(state, StateTrigger) and state.start == "start" and not state.native
+    assert state.as_dict() == {
+        "type": "state",
+        "key": "score",
+        "group": "g",
+        "from": "start",
+        "condition": {"op": "gte", "value": 1},
+    }
+    assert config.emits == ("x", "y") and config.flows == ("f",)
+    assert config.timeout == 5.0 and config.max_workers == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "triggers"),
+    [
+        ({"type": "event", "subscribes": ["a", "b"]}, (EventTrigger(topic="a"), EventTrigger(topic="b"))),
+        ({"type": "api", "path": "/x", "method": "GET"}, (ApiTrigger(path="/x", method="GET"),)),
+        ({"type": "cron", "cron": "0 * * * *"}, (CronTrigger(expression="0 * * * *"),)),
+        ({"type": "noop"}, ()),
+        (
+            {
+                "triggers": [
+                    {"type": "queue", "topic": "q", "input": {"native": True}},
+                    {"type": "http", "method": "POST", "path": "/h", "bodySchema": {"native": True}},
+                ]
+            },
+            (
+                EventTrigger(topic="q", input={"native": True}),
+                ApiTrigger(path="/h", method="POST", bodySchema={"native": True}),
+            ),
+        ),
+    ],
+)
+def test_motias_older_shapes_are_accepted(raw: dict[str, Any], triggers: tuple[Any, ...]) -> None:
+    config = parse_step_config({"name": "Old", **raw}, FILE)
+    assert config is not None and config.triggers == triggers
+
+
+def test_a_native_condition_is_recognised() -> None:
+    config = parse_step_config(
+        {"name": "N", "triggers": [{"type": "state", "key": "k", "condition": {"native": True}}]}, FILE
+    )
+    assert config is not None and config.triggers[0].native  # type: ignore[union-attr]
+
+
+def test_no_config_is_none() -> None:
+    assert parse_step_config(None, FILE) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([1], "steps/a.step.py: config: expected an object, got an array"),
+        ({"triggers": []}, "steps/a.step.py: config.name: required"),
+        ({"name": "A"}, "steps/a.step.py: config.triggers: required"),
+        ({"name": "A", "triggers": {}}, "steps/a.step.py: config.triggers: expected a list of triggers, got an object"),
+        (
+            {"name": "A", "triggers": [{"type": "evnt", "topic": "t"}]},
+            'steps/a.step.py: config.triggers[0].type: unknown trigger type "evnt"',
+        ),
+        ({"name": "A", "triggers": [{"topic": "t"}]}, "steps/a.step.py: config.triggers[0].type: missing trigger type"),
+        ({"name": "A", "triggers": ["t"]}, "steps/a.step.py: config.triggers[0]: expected an object, got a string"),
+        (
+            {"name": "A", "triggers": [{"type": "event", "topic": "t"}, {"type": "event", "topik": "t"}]},
+            "steps/a.step.py: config.triggers[1].topik: unknown field (a typo?)",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api"}]},
+            "steps/a.step.py: config.triggers[0].path: required field missing",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "event", "topic": 3}]},
+            "steps/a.step.py: config.triggers[0].topic: expected `str`, got `int`",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api", "method": "FETCH", "path": "/x"}]},
+            "steps/a.step.py: config.triggers[0].method: unknown HTTP method 'FETCH'",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api", "path": "x"}]},
+            "steps/a.step.py: config.triggers[0].path: expected a path starting with '/'",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api", "path": "/__motia/x"}]},
+            "steps/a.step.py: config.triggers[0].path: /__motia is reserved",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "cron", "expression": "* * * *"}]},
+            "steps/a.step.py: config.triggers[0].expression: bad cron expression '* * * *'",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "cron", "expression": "61 * * * *"}]},
+            "steps/a.step.py: config.triggers[0].expression: bad cron expression",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "cron", "expression": "@every 10 parsecs"}]},
+            "steps/a.step.py: config.triggers[0].expression: bad @every schedule",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "state", "key": "k", "events": ["changed"]}]},
+            "steps/a.step.py: config.triggers[0].events[0]: unknown change event 'changed'",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "state", "key": "k", "from": "yesterday"}]},
+            "steps/a.step.py: config.triggers[0].from: invalid enum value 'yesterday'",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "state", "key": "k", "condition": "x > 1"}]},
+            "steps/a.step.py: config.triggers[0].condition: expected a predicate object or a function",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "state", "key": "k", "condition": {"op": "bigger", "value": 1}}]},
+            "steps/a.step.py: config.triggers[0].condition.op: unknown operator 'bigger'",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "state", "key": "k", "condition": {"all": [{"op": "eq"}]}}]},
+            "steps/a.step.py: config.triggers[0].condition.all[0].value: required by 'eq'",
+        ),
+        ({"name": "A", "type": "cron", "cron": "nope"}, "steps/a.step.py: config.cron: bad cron expression 'nope'"),
+        ({"name": "A", "type": "event", "subscribes": "t"}, "steps/a.step.py: config.subscribes: an event step needs"),
+        ({"name": "A", "type": "queue"}, "steps/a.step.py: config.type: unknown step type 'queue'"),
+        ({"name": "A", "triggers": [], "timeout": -1}, "steps/a.step.py: config.timeout: expected a positive number"),
+        ({"name": "A", "triggers": [], "maxWorkers": 0}, "steps/a.step.py: config.maxWorkers: expected a positive"),
+        ({"name": "A", "triggers": [], "emits": [1]}, "steps/a.step.py: config.emits[0]: expected a non-empty string"),
+    ],
+)
+def test_each_error_names_the_file_and_the_field(raw: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_step_config(raw, FILE)
+    assert str(info.value).startswith(message), str(info.value)
+    assert isinstance(info.value, InvalidArgumentError) and info.value.code == "INVALID_ARGUMENT"
+    assert info.value.file == FILE
+
+
+def test_two_steps_with_one_name_or_one_route_are_errors() -> None:
+    a = parse_step_config({"name": "A", "triggers": [{"type": "api", "method": "GET", "path": "/u/:id"}]}, "a.step.py")
+    b = parse_step_config({"name": "A", "triggers": []}, "b.step.js")
+    c = parse_step_config({"name": "C", "triggers": [{"type": "api", "method": "GET", "path": "/u/:uid"}]}, "c.step.rb")
+    d = parse_step_config({"name": "D", "triggers": [{"type": "api", "method": "POST", "path": "/u/:id"}]}, "d.step.rb")
+    assert a and b and c and d
+    errors = [str(e) for e in check_app([a, b, c, d])]
+    assert errors == [
+        "b.step.js: config.name: the name 'A' is already used by a.step.py",
+        "c.step.rb: config.triggers[0]: GET /u/:uid is already served by a.step.py (/u/:id)",
+    ]

@@ -1,0 +1,181 @@
+"""``motia-state dev``: a real uvicorn server in a subprocess, over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .devserver import DevServer
+
+SLOW = """
+import asyncio
+
+config = {"name": "Slow", "triggers": [{"type": "api", "method": "POST", "path": "/slow"}], "emits": ["done"]}
+
+async def handler(req, ctx):
+    ctx.logger.info("sleeping", seconds=req["body"]["seconds"])
+    await asyncio.sleep(req["body"]["seconds"])
+    return {"slept": req["body"]["seconds"]}
+"""
+
+GREET = """
+config = {{"name": "Greet", "triggers": [{{"type": "api", "method": "GET", "path": "/greet/:who"}}]}}
+
+def handler(req, ctx):
+    return {{"status": 200, "body": {{"{word}": req["pathParams"]["who"]}}}}
+"""
+
+
+def make_app(root: Path) -> Path:
+    root.mkdir(exist_ok=True)
+    (root / "slow.step.py").write_text(SLOW)
+    (root / "greet.step.py").write_text(GREET.format(word="hello"))
+    return root
+
+
+def test_sigterm_lets_a_running_invocation_finish_then_exits_0(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    with DevServer(root, "--grace", "10").start(tmp_path) as server:
+        out = server.wait_output("workbench: ")
+        assert "POST   /slow  -> Slow" in out and "GET    /greet/:who  -> Greet" in out
+        assert f"workbench: {server.url}/__motia" in out
+        assert server.client.get("/greet/ann").json() == {"hello": "ann"}
+
+        answers: list[httpx.Response] = []
+        request = threading.Thread(target=lambda: answers.append(server.client.post("/slow", json={"seconds": 1.5})))
+        request.start()
+        server.wait_output("sleeping", stream="stderr")
+        assert server.stop(signal.SIGTERM) == 0
+        request.join(10)
+        assert [a.status_code for a in answers] == [200] and answers[0].json() == {"slept": 1.5}
+        out = server.stdout
+        assert "SIGTERM: stopping" in out and out.rstrip().endswith("stopped")
+        assert "[Slow] sleeping {'seconds': 1.5}" in server.stderr  # step logs carry the step's name
+        lines = [line for line in out.splitlines() if " Greet [api GET /greet/ann] traceId=" in line]
+        assert len(lines) == 1 and lines[0].endswith(" ok"), out
+        assert "Traceback" not in server.stderr
+
+
+def test_sigint_exits_0_too(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    with DevServer(root).start(tmp_path) as server:
+        assert server.stop(signal.SIGINT) == 0
+        assert "SIGINT: stopping" in server.stdout and "Traceback" not in server.stderr
+
+
+def test_watch_picks_up_an_edit_and_keeps_the_last_good_version_on_a_config_error(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    with DevServer(root, "--watch").start(tmp_path) as server:
+        assert server.client.get("/greet/bo").json() == {"hello": "bo"}
+        greet = root / "greet.step.py"
+        greet.write_text(GREET.format(word="bonjour"))
+        deadline = time.monotonic() + 20
+        while server.client.get("/greet/bo").json() != {"bonjour": "bo"}:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+
+        (root / "added.step.py").write_text(
+            'config = {"name": "Added", "triggers": [{"type": "api", "method": "GET", "path": "/added"}]}\n'
+            "def handler(req, ctx):\n    return {'added': True}\n"
+        )
+        server.wait_output("GET    /added  -> Added")
+        assert server.client.get("/added").json() == {"added": True}
+
+        # The last good config keeps serving (the route stays); the code is read from disk at each new worker.
+        (root / "added.step.py").write_text(
+            'config = {"name": "Added", "triggers": [{"type": "evnt", "topic": "t"}]}\n'
+            "def handler(req, ctx):\n    return {'added': 'still'}\n"
+        )
+        err = server.wait_output("still serving the last good version", stream="stderr")
+        assert 'added.step.py: config.triggers[0].type: unknown trigger type "evnt"' in err
+        assert server.client.get("/added").json() == {"added": "still"}
+
+        (root / "added.step.py").unlink()
+        deadline = time.monotonic() + 20
+        while server.client.get("/added").status_code != 404:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+        assert server.stop() == 0
+
+
+def test_a_config_error_refuses_to_start_with_exit_2(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    (root / "bad.step.py").write_text('config = {"name": "Greet", "triggers": []}\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "motia_state.cli", "dev", str(root), "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "config error: greet.step.py: config.name: the name 'Greet' is already used by bad.step.py" in proc.stderr
+
+
+def test_a_public_host_needs_a_token(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    proc = subprocess.run(
+        [sys.executable, "-m", "motia_state.cli", "dev", str(root), "--host", "0.0.0.0", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "MOTIA_TOKEN"},
+    )
+    assert proc.returncode == 2
+    assert "refusing to serve on 0.0.0.0 without a token" in proc.stderr
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_with_a_token_the_workbench_needs_the_bearer_and_the_api_does_not(tmp_path: Path, how: str) -> None:
+    root = make_app(tmp_path / "app")
+    args = ("--host", "0.0.0.0", "--token", "s3cret") if how == "flag" else ("--host", "0.0.0.0")
+    env = {"MOTIA_TOKEN": "s3cret"} if how == "env" else None
+    with DevServer(root, *args, env=env).start(tmp_path) as server:
+        assert server.client.get("/__motia").status_code == 401
+        wrong = server.client.get("/__motia", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.json()["code"] == "UNAUTHORIZED"
+        ok = server.client.get("/__motia", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and [s["name"] for s in ok.json()["steps"]] == ["Greet", "Slow"]
+        assert server.client.get("/greet/x").status_code == 200
+        assert server.stop() == 0
+
+
+def test_a_taken_port_exits_1(tmp_path: Path) -> None:
+    import socket
+
+    root = make_app(tmp_path / "app")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "motia_state.cli", "dev", str(root), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1
+    assert "address already in use" in proc.stderr
+    assert "workbench:" not in proc.stdout  # nothing is announced that is not served
+
+
+def test_a_signal_while_the_configs_load_stops_cleanly(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    # A step whose runner takes a while to load: the signal comes while configs are read.
+    (root / "slow_load.step.py").write_text(
+        "import sys, time\nprint('loading', file=sys.stderr, flush=True)\ntime.sleep(3)\n"
+        "config = {'name': 'SlowLoad', 'triggers': []}\ndef handler(d, c): pass\n"
+    )
+    server = DevServer(root).start(tmp_path, wait=False)
+    with server:
+        server.wait_output("[slow_load.step.py] loading", stream="stderr")
+        assert server.stop(signal.SIGTERM, timeout=20) == 0, server.output()
+        assert "SIGTERM: stopping" in server.stdout and "workbench:" not in server.stdout
+        assert "Traceback" not in server.stderr
