@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .app.dev import add_arguments as add_dev_arguments  # light: the server loads only when it runs
 
     add_dev_arguments(sub.add_parser("dev", help="serve a folder of steps on their triggers (HTTP, events, cron)"))
+    from .web.serve import add_arguments as add_workbench_arguments  # light: the server loads when it runs
+
+    add_workbench_arguments(sub.add_parser("workbench", help="browse, edit and replay a store in the browser"))
 
     run = sub.add_parser("run", help="run one step file and print its result as JSON")
     run.add_argument("step", help="a .py, .js, .cjs, .mjs or .rb step file")
@@ -179,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         from .app.dev import run_dev
 
         return run_dev(args)
+    if args.command == "workbench":
+        from .web.serve import run_workbench
+
+        return run_workbench(args)
     try:
         return anyio.run(_run if args.command == "run" else _demo, args)
     except (StepError, StateError) as e:

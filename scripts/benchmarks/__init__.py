@@ -9,15 +9,20 @@
                              redis-py INCR (when redis-server is installed)
     scripts/bench pool       invocations/s of a trivial step per language: call_step_file (a new process
                              each time) vs a WorkerPool (warm workers)
+    scripts/bench app        an App's API step per language over HTTP (uvicorn, warm workers) vs the same
+                             handler as a plain Starlette route: requests/s, p50, p99; events through a
+                             chain of three steps: chains/s
     scripts/bench langs      Node and Ruby steps over a Python step (sequential, concurrent), divided within
                              each round; prints the median and range of each ratio over the rounds
     scripts/bench leak       RSS after warm-up vs at the end: a warm pool per language (n invocations) and
                              the memory and file stores (10 n operations); full size by default
 
-Each contender runs in alternating rounds and keeps its best round.
+Each contender runs in alternating rounds and keeps its best round (the
+``app`` suite prints every round and the range instead, ``langs`` the
+median and range of ratios taken within each round).
 
-One module per suite (``memory``, ``file``, ``redis``, ``rpc``, ``pool``, ``leak``, ``langs``),
-each with a ``DEFAULT_N`` and a ``run(options)``; ``harness`` holds what
+One module per suite (``memory``, ``file``, ``redis``, ``rpc``, ``pool``,
+``app``, ``listing``, ``leak``, ``langs``), each with a ``DEFAULT_N`` and a ``run(options)``; ``harness`` holds what
 they share: the interleaved rounds, the report, and a throwaway
 redis-server (the test suite's own ``tests.helpers.RedisServer``).
 """

@@ -9,10 +9,20 @@ import sys
 import motia_state as ms
 
 from . import __doc__ as usage
-from . import file, langs, leak, memory, pool, redis, rpc
+from . import app, file, langs, leak, listing, memory, pool, redis, rpc
 from .harness import Options
 
-SUITES = {"memory": memory, "file": file, "redis": redis, "rpc": rpc, "pool": pool, "leak": leak, "langs": langs}
+SUITES = {
+    "memory": memory,
+    "file": file,
+    "redis": redis,
+    "rpc": rpc,
+    "pool": pool,
+    "app": app,
+    "listing": listing,
+    "leak": leak,
+    "langs": langs,
+}
 
 
 def main() -> int:

@@ -1,0 +1,293 @@
+"""WorkerPool: warm workers reused across invocations, replaced when they fail."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import motia_state as ms
+from motia_state.runtime import StepError, StepTimeoutError, WorkerPool
+
+from ..helpers import process_alive, require_tool
+
+# A step whose module-level counter shows whether its process was reused.
+PY_STEP = """
+import asyncio, os, time
+
+calls = 0
+
+async def handler(data, ctx):
+    global calls
+    calls += 1
+    mode = (data or {}).get("mode")
+    if mode == "raise":
+        raise ValueError("asked to fail")
+    if mode == "die":
+        os._exit(7)
+    if mode == "hang":
+        time.sleep(60)
+    if mode == "sleep":
+        await asyncio.sleep(data["seconds"])
+    await ctx.emit({"topic": "seen", "data": (data or {}).get("tag")})
+    ctx.logger.info("called", tag=(data or {}).get("tag"))
+    return {"pid": os.getpid(), "calls": calls, "n": await ctx.state.increment(ctx.trace_id, "n")}
+"""
+
+
+def step(tmp_path: Path, source: str = PY_STEP, name: str = "counter.step.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+async def wait_gone(pid: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not process_alive(pid):
+            return True
+        await anyio.sleep(0.02)
+    return False
+
+
+async def test_a_warm_worker_serves_the_next_call_of_its_step(tmp_path: Path) -> None:
+    path = step(tmp_path)
+    async with WorkerPool(ms.StateManager()) as pool:
+        first = await pool.call(path, trace_id="t")
+        second = await pool.call(path, trace_id="t")
+        assert first["pid"] == second["pid"]
+        assert (first["calls"], second["calls"]) == (1, 2)  # the module stayed loaded
+        assert (first["n"], second["n"]) == (1, 2)
+        assert pool.started == 1
+        assert pool.idle_workers(path) == 1
+    assert await wait_gone(first["pid"]), "the pool's exit shuts its workers down"
+
+
+async def test_at_most_max_workers_run_and_each_call_gets_its_own_hooks(tmp_path: Path) -> None:
+    path = step(tmp_path)
+    emitted: dict[int, list[Any]] = {i: [] for i in range(6)}
+    logged: dict[int, list[Any]] = {i: [] for i in range(6)}
+    results: dict[int, Any] = {}
+    async with WorkerPool(ms.StateManager(), max_workers=2) as pool:
+
+        async def one(i: int) -> None:
+            results[i] = await pool.call(
+                path,
+                data={"mode": "sleep", "seconds": 0.2, "tag": i},
+                trace_id=f"t{i}",
+                on_emit=emitted[i].append,
+                on_log=logged[i].append,
+            )
+
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(one, i)
+        assert pool.started == 2
+    assert len({r["pid"] for r in results.values()}) == 2
+    assert sorted(r["calls"] for r in results.values()) == [1, 1, 2, 2, 3, 3]
+    for i in range(6):
+        assert emitted[i] == [{"topic": "seen", "data": i, "traceId": f"t{i}"}]
+        assert [(r["msg"], r["tag"]) for r in logged[i]] == [("called", i)]
+
+
+async def test_a_handler_that_raises_keeps_its_worker(tmp_path: Path) -> None:
+    path = step(tmp_path)
+    async with WorkerPool(ms.StateManager()) as pool:
+        with pytest.raises(StepError, match="asked to fail") as info:
+            await pool.call(path, data={"mode": "raise"}, trace_id="t")
+        assert "ValueError" in (info.value.stack or "")
+        after = await pool.call(path, trace_id="t")
+        assert after["calls"] == 2
+        assert pool.started == 1
+
+
+async def test_a_worker_that_dies_is_reported_and_replaced(tmp_path: Path) -> None:
+    path = step(tmp_path)
+    async with WorkerPool(ms.StateManager()) as pool:
+        first = await pool.call(path, trace_id="t")
+        with pytest.raises(StepError) as info:
+            await pool.call(path, data={"mode": "die"}, trace_id="t")
+        assert info.value.exit_code == 7
+        assert await wait_gone(first["pid"])
+        again = await pool.call(path, trace_id="t")
+        assert again["pid"] != first["pid"] and again["calls"] == 1
+        assert pool.started == 2
+
+
+async def test_a_timeout_kills_the_worker_and_the_next_call_gets_a_fresh_one(tmp_path: Path) -> None:
+    path = step(tmp_path)
+    async with WorkerPool(ms.StateManager()) as pool:
+        first = await pool.call(path, trace_id="t")
+        start = time.monotonic()
+        with pytest.raises(StepTimeoutError):
+            await pool.call(path, data={"mode": "hang"}, trace_id="t", timeout=0.5)
+        assert time.monotonic() - start < 5
+        assert await wait_gone(first["pid"])
+        again = await pool.call(path, trace_id="t")
+        assert again["pid"] != first["pid"]
+
+
+async def test_idle_workers_are_shut_down_after_idle_timeout(tmp_path: Path) -> None:
+    path = step(tmp_path)
+    async with WorkerPool(ms.StateManager(), idle_timeout=0.3) as pool:
+        first = await pool.call(path, trace_id="t")
+        assert pool.idle_workers() == 1
+        assert await wait_gone(first["pid"], 5.0)
+        assert pool.idle_workers() == 0
+        again = await pool.call(path, trace_id="t")  # a new one starts on demand
+        assert again["pid"] != first["pid"]
+
+
+def test_the_pool_runs_under_trio(tmp_path: Path) -> None:
+    path = step(tmp_path)
+
+    async def main() -> list[int]:
+        async with WorkerPool(ms.StateManager()) as pool:
+            calls = [(await pool.call(path, trace_id="t"))["calls"] for _ in range(3)]
+            with pytest.raises(StepTimeoutError):
+                await pool.call(path, data={"mode": "hang"}, trace_id="t", timeout=0.3)
+            calls.append((await pool.call(path, trace_id="t"))["calls"])  # a fresh worker
+            return calls
+
+    assert anyio.run(main, backend="trio") == [1, 2, 3, 1]
+
+
+@pytest.mark.parametrize(
+    ("language", "name", "source"),
+    [
+        (
+            "node",
+            "counter.step.js",
+            "let calls = 0\nexports.handler = async (data, ctx) => ({ pid: process.pid, calls: ++calls })\n",
+        ),
+        (
+            "ruby",
+            "counter.step.rb",
+            "$calls = 0\ndef handler(data, ctx)\n  $calls += 1\n  { 'pid' => Process.pid, 'calls' => $calls }\nend\n",
+        ),
+    ],
+)
+async def test_node_and_ruby_workers_stay_warm_too(tmp_path: Path, language: str, name: str, source: str) -> None:
+    require_tool(language)
+    path = step(tmp_path, source, name)
+    async with WorkerPool(ms.StateManager()) as pool:
+        results = [await pool.call(path, trace_id="t") for _ in range(3)]
+    assert [r["calls"] for r in results] == [1, 2, 3]
+    assert len({r["pid"] for r in results}) == 1
+
+
+async def test_bad_settings_and_use_outside_the_context_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(ms.InvalidArgumentError, match="max_workers"):
+        WorkerPool(ms.StateManager(), max_workers=0)
+    with pytest.raises(ms.InvalidArgumentError, match="idle_timeout"):
+        WorkerPool(ms.StateManager(), idle_timeout=float("nan"))
+    pool = WorkerPool(ms.StateManager())
+    with pytest.raises(ms.UnavailableError):
+        await pool.call(step(tmp_path), trace_id="t")
+    async with pool:
+        with pytest.raises(StepError, match="not found"):
+            await pool.call(tmp_path / "missing.step.py", trace_id="t")
+    with pytest.raises(ms.UnavailableError):
+        await pool.call(step(tmp_path), trace_id="t")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list open fds")
+async def test_no_fd_or_process_outlives_the_pool(tmp_path: Path) -> None:
+    path = step(tmp_path)
+    async with WorkerPool(ms.StateManager()) as pool:
+        await pool.call(path, trace_id="t")  # warm-up: lazily opened fds stay
+    before = set(os.listdir("/proc/self/fd"))
+    pids = []
+    async with WorkerPool(ms.StateManager(), max_workers=3) as pool:
+        async with anyio.create_task_group() as tg:
+            for i in range(3):
+                tg.start_soon(lambda i=i: pool.call(path, data={"mode": "sleep", "seconds": 0.1}, trace_id=f"t{i}"))
+        pids = [(await pool.call(path, trace_id="t"))["pid"]]
+        with pytest.raises(StepError):
+            await pool.call(path, data={"mode": "die"}, trace_id="t")
+    assert set(os.listdir("/proc/self/fd")) == before
+    for pid in pids:
+        assert await wait_gone(pid)
+
+
+async def test_one_file_by_two_paths_shares_its_workers_and_a_removed_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = step(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    async with WorkerPool(ms.StateManager(), idle_timeout=0.2) as pool:
+        a = await pool.call(path, trace_id="t")
+        b = await pool.call("counter.step.py", trace_id="t")
+        assert a["pid"] == b["pid"] and pool.started == 1
+        assert await wait_gone(a["pid"], 5.0)  # idled out
+        path.unlink()
+        with pytest.raises(StepError, match="not found"):
+            await pool.call(path, trace_id="t")
+
+
+# Blocks its own event loop, so it cannot even read a polite "shutdown".
+SLEEPER = """
+import os
+
+async def handler(data, ctx):
+    with open(data["pidfile"], "w") as f:
+        f.write(str(os.getpid()))
+    while True:
+        pass
+"""
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["call_step_file", "WorkerPool"])
+async def test_cancelling_a_call_kills_its_worker_at_once(tmp_path: Path, pooled: bool) -> None:
+    from motia_state.runtime import call_step_file
+
+    path = step(tmp_path, SLEEPER, "sleeper.step.py")
+    pidfile = tmp_path / "pid"
+    args = {"data": {"pidfile": str(pidfile)}, "trace_id": "t"}
+    start = time.monotonic()
+    async with WorkerPool(ms.StateManager()) as pool:
+        with anyio.move_on_after(1.0):
+            if pooled:
+                await pool.call(path, **args)
+            else:
+                await call_step_file(path, state=ms.StateManager(), **args)
+        elapsed = time.monotonic() - start
+        assert pool.idle_workers() == 0
+    assert elapsed < 3.0, "the worker was killed, not given the shutdown grace"
+    assert await wait_gone(int(pidfile.read_text()))
+
+
+async def test_one_relative_name_in_two_folders_is_two_step_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    step(tmp_path / "a", "async def handler(data, ctx):\n    return 'a'\n", "same.step.py")
+    step(tmp_path / "b", "async def handler(data, ctx):\n    return 'b'\n", "same.step.py")
+    async with WorkerPool(ms.StateManager()) as pool:
+        monkeypatch.chdir(tmp_path / "a")
+        assert await pool.call("same.step.py", trace_id="t") == "a"
+        monkeypatch.chdir(tmp_path / "b")
+        assert await pool.call("same.step.py", trace_id="t") == "b"
+        assert pool.started == 2
+
+
+async def test_an_edited_step_file_gets_fresh_workers(tmp_path: Path) -> None:
+    source = "import os\nasync def handler(data, ctx):\n    return [os.getpid(), {version}]\n"
+    path = step(tmp_path, source.format(version=1), "edited.step.py")
+    async with WorkerPool(ms.StateManager()) as pool:
+        pid, version = await pool.call(path, trace_id="t")
+        assert version == 1
+        assert (await pool.call(path, trace_id="t"))[0] == pid  # unchanged: warm
+        path.write_text(source.format(version=2))  # same size: only the mtime tells
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        new_pid, version = await pool.call(path, trace_id="t")
+        assert (new_pid != pid, version) == (True, 2)
+        assert await wait_gone(pid)
+        assert pool.started == 2
