@@ -10,7 +10,7 @@ growth proportional to the work done, where allocator noise does not.
 
 ``bash scripts/bench leak`` runs the full size (100,000 invocations per
 language, 1,000,000 store operations); ``-n`` sets the invocations (the
-store does ten times as many operations). ``tests/test_leak.py`` runs the
+store does ten times as many operations). ``tests/integration/test_leak.py`` runs the
 same functions with a small ``n`` and a bound.
 """
 

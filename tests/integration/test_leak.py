@@ -19,7 +19,7 @@ import pytest
 import motia_state as ms
 from scripts.benchmarks.leak import STEPS, pool_growth, store_growth
 
-from .helpers import require_tool
+from ..helpers import require_tool
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads RSS from /proc (Linux only)")
 
