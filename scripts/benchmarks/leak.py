@@ -17,8 +17,11 @@ same functions with a small ``n`` and a bound.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +157,31 @@ def store_growth(adapter: ms.StateAdapter, warmup: int, m: int, listener: ms.Cha
     return anyio.run(run)
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def in_child(call: str) -> list[Growth]:
+    """Evaluate ``call`` (over this module's names, ``ms`` and ``Path``) in a fresh Python process.
+
+    A long-lived process such as a test session holds memory that earlier
+    work freed and that new objects reuse without growing the RSS, so a
+    leak would not show there; a fresh process has no such reserve.
+    """
+    code = (
+        "import dataclasses, json\nfrom pathlib import Path\nimport motia_state as ms\n"
+        "from scripts.benchmarks.leak import pool_growth, store_growth\n"
+        f"result = {call}\n"
+        "result = result if isinstance(result, tuple) else (result,)\n"
+        "print(json.dumps([dataclasses.asdict(g) for g in result]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False, timeout=900
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the measuring process failed:\n{out.stderr[-3000:]}")
+    return [Growth(**fields) for fields in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
 def _line(name: str, growth: Growth) -> None:
     print(
         f"  {name:<34} {growth.warm / 2**20:8.1f} MiB -> {growth.end / 2**20:8.1f} MiB"
@@ -162,7 +190,10 @@ def _line(name: str, growth: Growth) -> None:
 
 
 def run(options: Options) -> None:
-    """Each installed language's warm pool for ``n`` invocations, then each store for ``10 n`` operations."""
+    """Each installed language's warm pool for ``n`` invocations, then each store for ``10 n`` operations.
+
+    Every measurement runs in a fresh process (see :func:`in_child`).
+    """
     n = options.n
     warmup = max(n // 10, 1_000)
     m = n * 10
@@ -174,11 +205,11 @@ def run(options: Options) -> None:
                 continue
             step = Path(tmp) / f"leak.step.{ext}"
             step.write_text(source)
-            parent, worker = pool_growth(step, warmup, n)
+            parent, worker = in_child(f"pool_growth(Path({str(step)!r}), {warmup}, {n})")
             _line(f"{lang} pool: parent", parent)
             _line(f"{lang} pool: worker", worker)
-        _line("store: memory adapter", store_growth(ms.MemoryStateAdapter(), warmup * 10, m))
-        _line(
-            "store: file adapter (fsync never)",
-            store_growth(ms.FileStateAdapter(Path(tmp) / "leak.state", fsync="never"), warmup * 10, m),
-        )
+        (memory,) = in_child(f"store_growth(ms.MemoryStateAdapter(), {warmup * 10}, {m})")
+        _line("store: memory adapter", memory)
+        state_file = str(Path(tmp) / "leak.state")
+        (file,) = in_child(f"store_growth(ms.FileStateAdapter({state_file!r}, fsync='never'), {warmup * 10}, {m})")
+        _line("store: file adapter (fsync never)", file)

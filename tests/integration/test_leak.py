@@ -5,19 +5,19 @@ invocations per language and a few tens of thousands of store operations,
 with a bound on the growth (1 KB per invocation, about 50 B per store
 operation, on average) that allocator noise stays far below. Each bound
 is checked against a deliberate leak too (10 KB per invocation; every
-change kept by a listener), so that the measurement is known to see one.
+change kept by a listener), so that the measurement is known to see one. Each measurement runs in a
+fresh Python process: the test session's own RSS would hide a leak in
+memory that earlier tests freed.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import motia_state as ms
-from scripts.benchmarks.leak import STEPS, pool_growth, store_growth
+from scripts.benchmarks.leak import STEPS, in_child
 
 from ..helpers import require_tool
 
@@ -60,7 +60,7 @@ def _step(tmp_path: Path, lang: str) -> Path:
 def test_a_warm_pool_does_not_grow(tmp_path: Path, lang: str) -> None:
     if lang != "python":
         require_tool(lang)
-    parent, worker = pool_growth(_step(tmp_path, lang), WARMUP, INVOCATIONS)
+    parent, worker = in_child(f"pool_growth(Path({str(_step(tmp_path, lang))!r}), {WARMUP}, {INVOCATIONS})")
     assert parent.end - parent.warm < POOL_BOUND, f"the parent grew {parent.per_unit:.0f} B per invocation"
     assert worker.end - worker.warm < POOL_BOUND, f"the {lang} worker grew {worker.per_unit:.0f} B per invocation"
 
@@ -69,20 +69,23 @@ def test_a_warm_pool_does_not_grow(tmp_path: Path, lang: str) -> None:
 def test_the_pool_bound_catches_a_10_kb_leak(tmp_path: Path, source: str, side: str) -> None:
     step = tmp_path / "leaky.step.py"
     step.write_text(source)
-    parent, worker = pool_growth(step, WARMUP, INVOCATIONS)
+    parent, worker = in_child(f"pool_growth(Path({str(step)!r}), {WARMUP}, {INVOCATIONS})")
     growth = worker if side == "worker" else parent
     assert growth.end - growth.warm > POOL_BOUND, f"a 10 KB leak per invocation went unseen ({growth})"
 
 
 @pytest.mark.parametrize("kind", ["memory", "file"])
 def test_a_store_does_not_grow(tmp_path: Path, kind: str) -> None:
-    adapter = ms.MemoryStateAdapter() if kind == "memory" else ms.FileStateAdapter(tmp_path / "s", fsync="never")
-    growth = store_growth(adapter, OPERATIONS // 4, OPERATIONS)
+    adapter = (
+        "ms.MemoryStateAdapter()"
+        if kind == "memory"
+        else f"ms.FileStateAdapter({str(tmp_path / 's')!r}, fsync='never')"
+    )
+    (growth,) = in_child(f"store_growth({adapter}, {OPERATIONS // 4}, {OPERATIONS})")
     assert growth.end - growth.warm < STORE_BOUND, f"the {kind} store grew {growth.per_unit:.1f} B per operation"
 
 
 def test_the_store_bound_catches_a_leak_per_operation() -> None:
-    kept: list[Any] = []  # a listener that keeps every change: ~200 B or more each
-    growth = store_growth(ms.MemoryStateAdapter(), OPERATIONS // 4, OPERATIONS, listener=kept.append)
-    assert len(kept) > OPERATIONS // 2
+    # A listener that keeps every change (~200 B or more each).
+    (growth,) = in_child(f"store_growth(ms.MemoryStateAdapter(), {OPERATIONS // 4}, {OPERATIONS}, listener=[].append)")
     assert growth.end - growth.warm > STORE_BOUND, f"a leak per operation went unseen ({growth})"
