@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
+import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +18,19 @@ import anyio
 
 from . import __version__
 from .adapters.factory import create_state_adapter
-from .errors import StateError
+from .errors import InvalidArgumentError, StateError
 from .manager import StateManager
 from .runtime import StepError, call_step_file, runner_exists
 
 __all__ = ["main"]
+
+
+#: Exit codes: the work failed; bad usage or input; stopped by a signal.
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"--data: {constant} is not JSON")
 
 
 def _parse_data(text: str | None) -> Any:
@@ -27,7 +38,71 @@ def _parse_data(text: str | None) -> Any:
         return None
     if text.startswith("@"):
         text = Path(text[1:]).read_text(encoding="utf-8")
-    return json.loads(text)
+    return json.loads(text, parse_constant=_not_json)
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+class _Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the command's work was cancelled and cleaned up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+async def _until_signalled(command: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    """Run ``command``; SIGINT or SIGTERM cancels it, so its workers are killed and its store closed.
+
+    The signals stay caught until that cleanup is over: a second Ctrl-C
+    cannot cut it short.
+    """
+    received: int | None = None
+    code = EXIT_INTERRUPTED
+    failure: Exception | None = None  # raised after the task group, not as a group
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+            work = anyio.CancelScope()
+
+            async def watch() -> None:
+                nonlocal received
+                async for signum in signals:
+                    if received is None:
+                        received = signum
+                    work.cancel()
+
+            tg.start_soon(watch)
+            with work:
+                try:
+                    code = await command(args)
+                except Exception as e:
+                    failure = e
+            tg.cancel_scope.cancel()
+    if received is not None:
+        raise _Interrupted(received)
+    if failure is not None:
+        raise failure
+    return code
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -157,13 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="input JSON, or @file to read it from a file")
     run.add_argument("--trace-id", default="cli", help="the state group (trace id) of this run")
     run.add_argument("--state", default="memory:", help="memory: | file:PATH | redis://...")
-    run.add_argument("--timeout", type=float, default=None, help="seconds before the step is killed")
+    run.add_argument("--timeout", type=_seconds, default=None, help="seconds before the step is killed")
 
     demo = sub.add_parser("demo", help="race workers in every installed language on shared state")
-    demo.add_argument("--workers", type=int, default=3, help="workers per language (default 3)")
-    demo.add_argument("--rounds", type=int, default=300, help="rounds per worker (default 300)")
+    demo.add_argument("--workers", type=_positive, default=3, help="workers per language (default 3)")
+    demo.add_argument("--rounds", type=_positive, default=300, help="rounds per worker (default 300)")
     demo.add_argument("--state", default="memory:", help="memory: | file:PATH | redis://...")
-    demo.add_argument("--timeout", type=float, default=120.0)
+    demo.add_argument("--timeout", type=_seconds, default=120.0, help="seconds before a racer is killed")
     return parser
 
 
@@ -187,16 +262,21 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_workbench(args)
     try:
-        return anyio.run(_run if args.command == "run" else _demo, args)
+        return anyio.run(_until_signalled, _run if args.command == "run" else _demo, args)
+    except (_Interrupted, KeyboardInterrupt) as e:
+        name = e.args[0] if isinstance(e, _Interrupted) else "SIGINT"
+        print(f"motia-state: interrupted by {name}; the step's processes were stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (StepError, StateError) as e:
         detail: dict[str, Any] = {"code": e.code, "message": e.message}
         if isinstance(e, StepError) and e.stack:
             detail["stack"] = e.stack
         print(json.dumps({"error": detail}, ensure_ascii=False), file=sys.stderr)
-        return 1
+        # INVALID_ARGUMENT from the runtime is the input, refused before the step ran.
+        return EXIT_USAGE if isinstance(e, InvalidArgumentError) else EXIT_FAILED
     except (OSError, ValueError) as e:
         print(json.dumps({"error": {"code": "INVALID_ARGUMENT", "message": str(e)}}), file=sys.stderr)
-        return 1
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..feed import FeedRing
 from ..ops import UNCHANGED, check_size, parse_transaction, run_batch, run_transaction
 from ..predicates import Predicate, predicate_holds
 from ..records import BatchResult, StateChange, TransactionResult, parse_operations
@@ -34,7 +35,7 @@ def key_before(order: list[str], key: str) -> str:
 class StateTable:
     """group -> key -> value, with a journal of what each operation wrote."""
 
-    __slots__ = ("_group_order", "_key_order", "data", "journal", "limits")
+    __slots__ = ("_group_order", "_key_order", "data", "feed", "journal", "limits")
 
     def __init__(self, limits: Limits) -> None:
         self.data: dict[str, dict[str, Any]] = {}
@@ -42,6 +43,9 @@ class StateTable:
         #: When not None, every write appends a StateChange here; the owner
         #: drains it after each operation (events, the file log).
         self.journal: list[StateChange] | None = None
+        #: When the journal is off and this is set, every write goes straight
+        #: to this change feed (nothing else needs to hear of it).
+        self.feed: FeedRing | None = None
         # Sorted names kept for paged listing (scan), rebuilt lazily: a write
         # that adds or removes an entry only drops what it made stale, so
         # the write path stays a dict operation.
@@ -73,6 +77,8 @@ class StateTable:
             entries[key] = new
         if self.journal is not None:
             self.journal.append(StateChange.of(group, key, op, old, new))
+        elif self.feed is not None:
+            self.feed.put(group, key, op, old, new)
 
     def read(self, group: str, key: str) -> Any:
         """The stored value or ``MISSING`` (not a copy: do not hand it out)."""
@@ -164,7 +170,7 @@ class StateTable:
         entries = self.data.get(group)
         if not entries:
             return
-        if self.journal is None:
+        if self.journal is None and self.feed is None:
             del self.data[group]
             return
         for key in sorted(entries):

@@ -64,8 +64,8 @@ class TriggerRunnerLike(Protocol):
 
     async def __aexit__(self, *exc: Any) -> Any: ...
 
-    async def add(self, name: str, trigger: dict[str, Any], step_path: str) -> Any:
-        """Register one state trigger whose handler is the step file at ``step_path``."""
+    async def add(self, name: str, trigger: dict[str, Any], step_path: str, *, index: int | None = None) -> Any:
+        """Register one state trigger whose handler is the step file at ``step_path`` (``index``: its place in config.triggers)."""
         ...
 
 
@@ -320,13 +320,24 @@ class App:
                 ", ".join(spec.name for spec in self.triggers),
             )
             return
-        options: dict[str, Any] = {}
-        if "on_emit" in inspect.signature(module.TriggerRunner).parameters:
+        router = self.router  # one depth limit and one retry policy for events and state triggers
+        parameters = inspect.signature(module.TriggerRunner).parameters
+        shared = {"max_depth": router.max_depth, "attempts": router.attempts, "backoff": router.backoff}
+        options: dict[str, Any] = {k: v for k, v in shared.items() if k in parameters}
+        if "on_emit" in parameters:
             options["on_emit"] = self.route_emit  # the emits of state-triggered steps reach the router
+        if "invoke" in parameters:
+            options["invoke"] = self._state_invoke  # logged, limited and timed like every invocation
         runner: TriggerRunnerLike = module.TriggerRunner(self.state, self.pool, **options)
         self.trigger_runner = await stack.enter_async_context(runner)
+        by_index = "index" in inspect.signature(runner.add).parameters
         for spec in self.triggers:
-            await runner.add(spec.name, spec.trigger.as_dict(), str(spec.step.path))
+            extra = {"index": spec.index} if by_index else {}  # where a native condition's function is
+            await runner.add(spec.name, spec.trigger.as_dict(), str(spec.step.path), **extra)
+
+    async def _state_invoke(self, name: str, data: dict[str, Any], depth: int) -> Any:
+        step = self._step(name)
+        return await self._invoke(step, f"state {data['group']}/{data['key']}", data, str(data["traceId"]), depth)
 
     def _spawn(self, fn: Callable[[], Any]) -> None:
         if self._tg is None:
@@ -402,7 +413,13 @@ class App:
             with self._running_one():
                 try:
                     return await pool.call(
-                        step.path, data=data, trace_id=trace_id, timeout=config.timeout, on_emit=on_emit, on_log=on_log
+                        step.path,
+                        data=data,
+                        trace_id=trace_id,
+                        timeout=config.timeout,
+                        on_emit=on_emit,
+                        on_log=on_log,
+                        depth=depth,  # its writes carry it, so the loop guard sees through state triggers
                     )
                 except StateError as e:
                     outcome, error = e.code, e.message

@@ -29,6 +29,7 @@ __all__ = [
     "encode_request",
     "encode_response",
     "sniff_id",
+    "to_log_line",
 ]
 
 DEFAULT_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
@@ -96,11 +97,18 @@ def encode_error(id: RequestId, code: str, message: str, stack: str | None = Non
     return _encode(RpcResponse(id=id, error=ErrorBody(code=code, message=message, stack=stack)))
 
 
-_ID_RE: Final = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,20})')
+# An id is a string or an integer: "1.5", "1e3" or a number past int64 is
+# neither, and must not be read as its integer part.
+_ID_RE: Final = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,19}(?![\d.eE]))')
+_INT64: Final = range(-(2**63), 2**63)
 
 
 def sniff_id(head: bytes) -> RequestId | None:
-    """Best-effort id of a frame we cannot decode (too big, or broken JSON)."""
+    """Best-effort id of a frame we cannot decode (too big, too deep, or broken JSON).
+
+    None unless an id that a reply can carry (a string, or an integer that
+    fits in 64 bits) is found.
+    """
     m = _ID_RE.search(head)
     if m is None:
         return None
@@ -108,7 +116,20 @@ def sniff_id(head: bytes) -> RequestId | None:
         value = msgspec.json.decode(m.group(1))
     except msgspec.DecodeError:
         return None
-    return value if isinstance(value, (str, int)) else None
+    if isinstance(value, str) or (isinstance(value, int) and value in _INT64):
+        return value
+    return None
+
+
+def to_log_line(text: str) -> str:
+    """``text`` with every control character escaped (``\\n``, ``\\x1b``), so it stays one log line.
+
+    What a worker sends is logged; a newline or carriage return in it must
+    not forge lines of the parent's log.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,10 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from ..errors import InternalError, InvalidArgumentError, LimitExceededError, NotFoundError, StateError
+from ..feed import write_context
 from ..manager import StateManager
 from ..values import MAX_INT_DIGITS
+from .frames import to_log_line
 
 __all__ = ["CallContext", "HandlerTable", "state_handlers"]
 
@@ -35,6 +37,8 @@ class CallContext:
 
     step: str = "?"
     trace_id: str | None = None
+    #: The depth of the invocation being served (its writes' feed records carry it).
+    depth: int = 0
     #: Orchestrator hooks, set by the runtime for one invocation.
     on_emit: Callable[[dict[str, Any]], Any] | None = None
     on_log: Callable[[dict[str, Any]], Any] | None = None
@@ -84,6 +88,8 @@ class HandlerTable:
             raise InvalidArgumentError(_args_message(e)) from None
         except msgspec.DecodeError as e:
             raise InvalidArgumentError(f"args are not valid JSON: {e}") from None
+        except RecursionError:
+            raise LimitExceededError("args are nested too deeply to be read") from None
         try:
             return await method.handler(args, ctx)
         except StateError:
@@ -92,7 +98,7 @@ class HandlerTable:
             # Validation in plain Python (e.g. an orchestrator's handler).
             raise InvalidArgumentError(str(e)) from e
         except Exception as e:
-            log.exception("handler for %s failed (step %s)", name, ctx.step)
+            log.exception("handler for %s failed (step %s)", to_log_line(name), to_log_line(ctx.step))
             raise InternalError(f"{name} failed: {type(e).__name__}") from e
 
 
@@ -183,7 +189,9 @@ def state_handlers(manager: StateManager, table: HandlerTable | None = None) -> 
 
     Transaction and batch records are validated by the adapter; an
     ``update`` record can never carry a function in JSON, so it is refused
-    there like any other malformed record.
+    there like any other malformed record. Every request runs in the write
+    context of the invocation it serves, so the feed records of its writes
+    carry that invocation's depth and origin (step and traceId).
     """
     t = table if table is not None else HandlerTable()
     m = manager
@@ -266,5 +274,14 @@ def state_handlers(manager: StateManager, table: HandlerTable | None = None) -> 
         ("state.transaction", _Ops, transaction),
         ("state.batch", _Ops, batch),
     ):
-        t.register(name, args_type, handler)
+        t.register(name, args_type, _stamped(handler))
     return t
+
+
+def _stamped(handler: Handler[A]) -> Handler[A]:
+    async def run(args: A, ctx: CallContext) -> Any:
+        origin = None if ctx.trace_id is None else {"step": ctx.step, "traceId": ctx.trace_id}
+        with write_context(ctx.depth, origin):
+            return await handler(args, ctx)
+
+    return run

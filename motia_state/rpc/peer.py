@@ -12,13 +12,13 @@ no pending request is logged and dropped.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import msgspec
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
-from ..errors import LimitExceededError, StateError, UnavailableError, error_for_code
+from ..errors import InvalidArgumentError, LimitExceededError, StateError, UnavailableError, error_for_code
 from .frames import (
     DEFAULT_MAX_FRAME_BYTES,
     LineReader,
@@ -29,6 +29,7 @@ from .frames import (
     encode_request,
     encode_response,
     sniff_id,
+    to_log_line,
 )
 from .handlers import CallContext, HandlerTable
 from .pipes import HIGH_WATER, FdSendStream
@@ -38,6 +39,10 @@ __all__ = ["Peer", "PeerClosedError"]
 log = logging.getLogger("motia_state.rpc")
 
 step_log = logging.getLogger("motia_state.step")
+
+
+#: Unsent reply bytes above which the peer writes before it reads on.
+REPLY_BUDGET: Final = 1 << 20
 
 
 class PeerClosedError(UnavailableError):
@@ -145,11 +150,19 @@ class Peer:
     # -- incoming ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Read and handle frames until the worker's output ends."""
+        """Read and handle frames until the worker's output ends; nothing a worker sends makes it raise."""
         try:
             while (batch := await self._reader.receive_batch()) is not None:
                 for line in batch:
-                    await self._handle(line)
+                    try:
+                        await self._handle(line)
+                    except Exception:  # bytes nobody foresaw must not end the peer (nor its task group)
+                        log.exception("step %s: a frame could not be handled", to_log_line(self.context.step))
+                    if len(self._out) > REPLY_BUDGET:
+                        # A worker that pipelines requests without reading the
+                        # replies: write them out (and wait for the pipe) before
+                        # reading further, so they never pile up here.
+                        await self.flush()
                 await self.flush()
         finally:
             self._closed = True
@@ -162,7 +175,9 @@ class Peer:
     async def _handle(self, line: bytes | Oversized) -> None:
         if isinstance(line, Oversized):
             rid = sniff_id(line.head)
-            log.warning("step %s: dropped a %d-byte line (over the frame limit)", self.context.step, line.size)
+            log.warning(
+                "step %s: dropped a %d-byte line (over the frame limit)", to_log_line(self.context.step), line.size
+            )
             if rid is not None and b"rpc_request" in line.head:
                 err = LimitExceededError(f"frame of {line.size} bytes is over the limit")
                 self._out += encode_error(rid, err.code, err.message)
@@ -177,7 +192,11 @@ class Peer:
         try:
             frame = decode_frame(line)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            self._not_a_frame(line, e)
+            self._not_a_frame(line, InvalidArgumentError(f"malformed frame: {e}"))
+            return
+        except RecursionError:
+            # msgspec recurses once per level, even to skip raw args.
+            self._not_a_frame(line, LimitExceededError("the frame is nested too deeply to be read"))
             return
         if isinstance(frame, RpcResponse):
             self._resolve(frame)
@@ -189,13 +208,18 @@ class Peer:
             if rid is not None:
                 self._out += encode_error(rid, e.code, e.message)
             elif not frame.method.startswith(("log", "close")):
-                log.warning("step %s: notification %s failed: %s", self.context.step, frame.method, e)
+                log.warning(
+                    "step %s: notification %s failed: %s",
+                    to_log_line(self.context.step),
+                    to_log_line(frame.method),
+                    to_log_line(str(e)),
+                )
             return
         if rid is not None:
             try:
                 reply = encode_response(rid, result)
-            except (TypeError, ValueError, OverflowError) as e:
-                log.error("handler %s returned a value that is not JSON: %s", frame.method, e)
+            except Exception as e:  # TypeError, OverflowError, RecursionError, ...
+                log.error("handler %s returned a value that is not JSON: %s", to_log_line(frame.method), e)
                 self._out += encode_error(rid, "INTERNAL", f"{frame.method} returned a value that is not JSON")
                 return
             if len(reply) > self._max_frame:
@@ -207,20 +231,29 @@ class Peer:
                 )
             self._out += reply
 
-    def _not_a_frame(self, line: bytes, error: Exception) -> None:
-        text = line.decode("utf-8", "replace")
-        rid = sniff_id(line[:512]) if b"rpc_request" in line[:512] else None
-        if rid is not None:
+    def _not_a_frame(self, line: bytes, error: StateError) -> None:
+        head = line[:512]
+        rid = sniff_id(head)
+        if rid is not None and b"rpc_request" in head:
             # A request we cannot decode, but whose id we can read: tell the sender.
-            self._out += encode_error(rid, "INVALID_ARGUMENT", f"malformed frame: {error}")
-            log.warning("step %s: malformed frame: %s", self.context.step, error)
+            self._out += encode_error(rid, error.code, error.message)
+            log.warning("step %s: %s", to_log_line(self.context.step), to_log_line(error.message))
+        elif rid is not None and b"rpc_response" in head and rid in self._pending:
+            # A reply we cannot decode still ends the wait for it.
+            pending = self._pending.pop(rid)
+            pending.error = type(error)(f"the reply could not be read: {error.message}")
+            pending.done.set()
         else:
-            step_log.warning("[%s] %s", self.context.step, text[:2000])
+            step_log.warning(
+                "[%s] %s", to_log_line(self.context.step), to_log_line(line[:2000].decode("utf-8", "replace"))
+            )
 
     def _resolve(self, frame: RpcResponse) -> None:
         pending = self._pending.pop(frame.id, None)
         if pending is None:
-            log.warning("step %s: reply to no pending request (id %r) dropped", self.context.step, frame.id)
+            log.warning(
+                "step %s: reply to no pending request (id %r) dropped", to_log_line(self.context.step), frame.id
+            )
             return
         if frame.error is not None:
             err = error_for_code(frame.error.code, frame.error.message)

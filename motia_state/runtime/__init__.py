@@ -3,8 +3,9 @@
 The public API of step execution: :func:`call_step_file` (one call, one
 process), :class:`WorkerPool` (warm workers), :class:`StepWorker` (one worker
 process), the handlers served to every worker, and the errors. Where things
-live: ``steps.py`` (call_step_file), ``worker.py`` (StepWorker, spawn and
-shutdown), ``services.py`` (log, emit, legacy result/close, the handler
+live: ``steps.py`` (call_step_file), ``worker.py`` (StepWorker: spawn,
+serve, invoke, shutdown), ``checks.py`` (what is refused before a process
+starts), ``services.py`` (log, emit, legacy result/close, the handler
 table), ``pool.py`` (WorkerPool), ``runners.py`` (which runner and
 interpreter run a step file).
 """

@@ -39,8 +39,9 @@ from ..errors import InvalidArgumentError, StateError, StepError, StepTimeoutErr
 from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
 from ..rpc.handlers import HandlerTable
+from .checks import check_frame_limit, check_timeout, encode_invoke, resolve_command
 from .services import EmitHook, handler_table
-from .worker import StepWorker, encode_invoke, resolve_command
+from .worker import StepWorker
 
 __all__ = ["WorkerPool"]
 
@@ -100,13 +101,15 @@ class WorkerPool:
             or math.isnan(idle_timeout)
         ):
             raise InvalidArgumentError(f"idle_timeout: expected a positive number of seconds, got {idle_timeout!r}")
-        self._table = handler_table(state, handlers)
+        manager = state if isinstance(state, StateManager) else StateManager(state)
+        self._manager = manager
+        self._max_frame_bytes = check_frame_limit(max_frame_bytes, manager.limits)
+        self._table = handler_table(manager, handlers)
         self._max_workers = max_workers
         self._idle_timeout = float(idle_timeout)
         self._env = env
         self._cwd = cwd
         self._interpreters = interpreters
-        self._max_frame_bytes = max_frame_bytes
         self._by_file: dict[str, _Slot] = {}  # resolved path -> its workers
         self._slots: dict[str, _Slot] = {}  # the path as given (made absolute) -> its slot, without a resolve per call
         self._tg: TaskGroup | None = None
@@ -156,19 +159,22 @@ class WorkerPool:
         timeout: float | None = None,
         on_emit: EmitHook | None = None,
         on_log: EmitHook | None = None,
+        depth: int = 0,
     ) -> Any:
         """Run one invocation on a warm worker of ``path`` (starting one if none is free).
 
-        Returns and raises exactly what :func:`call_step_file` would.
+        Returns and raises exactly what :func:`call_step_file` would;
+        ``depth`` is as there.
         """
         if self._tg is None or self._closed:
             raise UnavailableError("the worker pool is not running (use it with 'async with')")
+        check_timeout(timeout)
         slot = self._slot(path)
         version = _version(path, slot.step)  # one stat: an edited step file gets fresh workers
         if version != slot.version:
             slot.version = version
             self._drop_idle(slot)
-        invoke_args = encode_invoke(slot.step, data, trace_id, self._max_frame_bytes)
+        invoke_args = encode_invoke(slot.step, data, trace_id, self._max_frame_bytes, self._manager.limits)
         async with slot.limit:
             worker = self._take_idle(slot)
             if worker is None:
@@ -176,7 +182,7 @@ class WorkerPool:
             answered = False  # False when cancelled mid-call: that worker is killed, not kept
             try:
                 result = await worker.invoke(
-                    invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log
+                    invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log, depth=depth
                 )
                 answered = True
                 return result
@@ -280,7 +286,7 @@ class WorkerPool:
             given = os.path.join(os.getcwd(), given)  # the same relative name elsewhere is another file
         slot = self._slots.get(given)
         if slot is None:
-            argv = resolve_command(path, self._interpreters)
+            argv = resolve_command(given, self._interpreters)  # the worker's cwd may differ from ours
             key = str(Path(path).resolve())
             slot = self._by_file.get(key)
             if slot is None:

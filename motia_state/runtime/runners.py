@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["bindings_dir", "command_for", "language_of", "runner_exists", "runner_path"]
+__all__ = ["bindings_dir", "command_for", "is_own_runner", "language_of", "runner_exists", "runner_path"]
 
 _LANGUAGES = {".py": "python", ".js": "node", ".cjs": "node", ".mjs": "node", ".rb": "ruby"}
 _RUNNERS = {
@@ -61,3 +61,19 @@ def command_for(path: str | os.PathLike[str], interpreters: Mapping[str, str] | 
     if chosen is None:
         chosen = sys.executable if language == "python" else (shutil.which(language) or language)
     return [chosen, str(runner_path(language)), str(path)]
+
+
+def is_own_runner(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` runs one of this installation's runners (``<interpreter> <runner> <step>``).
+
+    Our runners take the protocol on private descriptors named in
+    ``MOTIA_STEP_PROTOCOL_FDS``; any other worker (one written for Motia's
+    stdio mode) speaks it on its stdin and stdout.
+    """
+    if len(argv) < 2:
+        return False
+    try:
+        ours = {str(runner_path(language)) for language in _RUNNERS}
+    except FileNotFoundError:
+        return False
+    return str(argv[1]) in ours

@@ -21,6 +21,7 @@ import msgspec
 from ..adapters.base import StateAdapter
 from ..errors import StepError
 from ..manager import StateManager
+from ..rpc.frames import to_log_line
 from ..rpc.handlers import CallContext, HandlerTable, state_handlers
 
 __all__ = ["EmitHook", "Invocation", "StepContext", "handler_table", "runtime_handlers"]
@@ -77,12 +78,13 @@ def runtime_handlers(table: HandlerTable) -> HandlerTable:
             return
         level = logging.getLevelName(str(record.get("level", "info")).upper())
         fields = {k: v for k, v in record.items() if k not in ("level", "msg")}
+        # One record, one line: a newline in a message must not forge others.
         step_log.log(
             level if isinstance(level, int) else logging.INFO,
             "[%s] %s%s",
-            ctx.step,
-            record.get("msg", ""),
-            f" {fields}" if fields else "",
+            to_log_line(ctx.step),
+            to_log_line(str(record.get("msg", ""))),
+            to_log_line(f" {fields}") if fields else "",
         )
 
     async def emit(args: _Emit, ctx: CallContext) -> None:
@@ -90,7 +92,7 @@ def runtime_handlers(table: HandlerTable) -> HandlerTable:
         if ctx.on_emit is not None:
             await _maybe_await(ctx.on_emit(event))
         else:
-            log.info("[%s] emit %s (no on_emit hook: dropped)", ctx.step, args.topic)
+            log.info("[%s] emit %s (no on_emit hook: dropped)", to_log_line(ctx.step), to_log_line(args.topic))
 
     async def result(args: Any, ctx: CallContext) -> None:
         if isinstance(ctx, StepContext) and ctx.invocation is not None:

@@ -20,8 +20,9 @@ from ..errors import StateError
 from ..manager import StateManager
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
 from ..rpc.handlers import HandlerTable
+from .checks import check_frame_limit, check_timeout, encode_invoke, resolve_command
 from .services import EmitHook, handler_table
-from .worker import StepWorker, encode_invoke, resolve_command
+from .worker import StepWorker
 
 __all__ = ["call_step_file"]
 
@@ -40,6 +41,7 @@ async def call_step_file(
     interpreters: Mapping[str, str] | None = None,
     handlers: HandlerTable | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    depth: int = 0,
 ) -> Any:
     """Run one invocation of a step file and return its handler's result.
 
@@ -47,19 +49,31 @@ async def call_step_file(
     ``on_log`` receive the step's emits and logs (sync or async). ``env``
     adds variables to the parent's environment; ``interpreters`` overrides
     the interpreter per language (``{"node": "/opt/node/bin/node"}``);
-    ``handlers`` adds an orchestrator's own RPC methods.
+    ``handlers`` adds an orchestrator's own RPC methods. A relative
+    ``path`` is relative to the parent's working directory, also when the
+    worker runs in another ``cwd``. ``depth`` is the invocation's depth (0
+    for an API, cron or manual call; its cause's + 1 for one caused by a
+    state change or an event): the step's writes carry it, with the step
+    and ``trace_id`` as their origin, into the change feed.
 
     Raises :class:`StepError` when the handler raises (with its message and
     stack), when the worker dies or cannot start, or when its result is over
-    the frame limit; :class:`StepTimeoutError` past ``timeout`` seconds;
-    ``LimitExceededError`` at once, before anything starts, when the input
-    itself is over the frame limit.
+    the frame limit; :class:`StepTimeoutError` past ``timeout`` seconds. At
+    once, before anything starts: ``InvalidArgumentError`` when the input is
+    not JSON (NaN, bytes, ...) or ``max_frame_bytes`` cannot carry the
+    state's largest transaction result, ``LimitExceededError`` when the
+    input is over the frame limit.
     """
     # Everything that can be refused is refused before a process starts.
+    # A relative path names a file in the parent's directory, whatever ``cwd`` the worker gets.
+    path = os.path.abspath(path)
     argv = resolve_command(path, interpreters)
     step = Path(path).name
-    invoke_args = encode_invoke(step, data, trace_id, max_frame_bytes)
-    table = handler_table(state, handlers)
+    check_timeout(timeout)
+    manager = state if isinstance(state, StateManager) else StateManager(state)
+    check_frame_limit(max_frame_bytes, manager.limits)
+    invoke_args = encode_invoke(step, data, trace_id, max_frame_bytes, manager.limits)
+    table = handler_table(manager, handlers)
     worker = await StepWorker.start(argv, step, table, env=env, cwd=cwd, max_frame_bytes=max_frame_bytes)
     result: Any = None
     failure: StateError | None = None
@@ -69,7 +83,7 @@ async def call_step_file(
             answered = False  # stays False when the call is cancelled
             try:
                 result = await worker.invoke(
-                    invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log
+                    invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log, depth=depth
                 )
                 answered = True
             except StateError as e:  # raised below, outside the task group (not as a group)

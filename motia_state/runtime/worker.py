@@ -1,44 +1,49 @@
 """StepWorker: one worker process for one step file, from spawn to exit.
 
 A :class:`StepWorker` starts ``<interpreter> <runner> <step file>`` in a new
-session (its own process group), serves it through a
-:class:`~motia_state.rpc.Peer` with the runtime's handler table
+session (its own process group) with the protocol on private pipes, serves
+it through a :class:`~motia_state.rpc.Peer` with the runtime's handler table
 (:mod:`.services`), sends ``invoke``, enforces the timeout, forwards stderr
-to ``logging``, and makes sure nothing it started outlives it.
-:func:`resolve_command` and :func:`encode_invoke` refuse what cannot run
-before any process starts. ``call_step_file`` (:mod:`.steps`) uses one
-worker for one call; :class:`~motia_state.runtime.pool.WorkerPool` keeps
-them warm.
+to ``logging``, and makes sure nothing it started outlives it. What is
+refused before any process starts is in :mod:`.checks`. ``call_step_file``
+(:mod:`.steps`) uses one worker for one call;
+:class:`~motia_state.runtime.pool.WorkerPool` keeps them warm.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 from collections import deque
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import msgspec
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
-from ..errors import LimitExceededError, StateError, StepError, StepTimeoutError
-from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized, encode_request
+from ..errors import StateError, StepError, StepTimeoutError
+from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized, to_log_line
 from ..rpc.handlers import HandlerTable
 from ..rpc.peer import Peer, PeerClosedError
-from ..rpc.pipes import FdReceiveStream, FdSendStream, on_asyncio, open_pipe
-from .runners import command_for, language_of, runner_exists
+from ..rpc.pipes import FdSendStream, PipeReceiveStream, open_pipe, pipe_streams
+from .runners import is_own_runner
 from .services import EmitHook, Invocation, StepContext, step_log
 
-__all__ = ["EXIT_GRACE", "StepWorker", "encode_invoke", "resolve_command"]
+__all__ = ["EXIT_GRACE", "MAX_FRAME_ENV", "PROTOCOL_FDS_ENV", "StepWorker"]
 
 #: How long a worker may take to exit after ``shutdown`` before it is killed.
 EXIT_GRACE = 5.0
+
+#: The variable that tells every worker the frame limit (decimal bytes): one
+#: setting, owned by the parent, so neither side drops what the other may send.
+MAX_FRAME_ENV: Final = "MOTIA_STEP_MAX_FRAME_BYTES"
+
+#: The variable that names our runners' protocol descriptors ("<read fd>,<write fd>").
+PROTOCOL_FDS_ENV: Final = "MOTIA_STEP_PROTOCOL_FDS"
+
 _STDERR_TAIL_LINES = 30
 
 
@@ -55,7 +60,7 @@ async def _drain_stderr(stderr: ByteReceiveStream, step: str, tail: deque[str]) 
         for line in batch:
             text = f"<{line.size} bytes dropped>" if isinstance(line, Oversized) else line.decode("utf-8", "replace")
             tail.append(text)
-            step_log.info("[%s] %s", step, text)
+            step_log.info("[%s] %s", to_log_line(step), to_log_line(text))
 
 
 class StepWorker:
@@ -72,9 +77,9 @@ class StepWorker:
         self,
         step: str,
         proc: Process,
-        receive: ByteReceiveStream,
+        receive: PipeReceiveStream,
         send: ByteSendStream,
-        stderr: ByteReceiveStream,
+        stderr: PipeReceiveStream,
         peer: Peer,
         context: StepContext,
     ) -> None:
@@ -99,44 +104,54 @@ class StepWorker:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        private_fds: bool | None = None,
     ) -> StepWorker:
-        """Spawn ``argv`` in a new session with the protocol on its stdin/stdout."""
-        full_env = {**os.environ, **env} if env is not None else None
-        # On asyncio the protocol travels over pipes we own (see rpc/pipes.py);
-        # elsewhere over anyio's process streams.
-        own_pipes = on_asyncio()
-        if own_pipes:
-            child_in, parent_in = open_pipe()
-            parent_out, child_out = open_pipe()
-            parent_err, child_err = open_pipe()
+        """Spawn ``argv`` in a new session and serve the protocol over pipes.
+
+        With ``private_fds`` (the default for our own runners, see
+        :func:`~motia_state.runtime.runners.is_own_runner`) the protocol
+        pipes are extra descriptors named in ``MOTIA_STEP_PROTOCOL_FDS``,
+        and the worker's stdin reads /dev/null and its stdout goes to its
+        stderr: nothing the step or a process it starts writes to fd 1 or
+        reads from fd 0 can touch the channel. Otherwise the protocol is on
+        stdin/stdout (a worker written for Motia's stdio mode). The worker
+        is told the frame limit in ``MOTIA_STEP_MAX_FRAME_BYTES`` (over
+        anything ``env`` says: the parent owns it).
+        """
+        private = is_own_runner(argv) if private_fds is None else private_fds
+        full_env = {**os.environ, **(env or {}), MAX_FRAME_ENV: str(max_frame_bytes)}
+        full_env.pop(PROTOCOL_FDS_ENV, None)
+        fds: list[int] = []  # ours to close until the streams own them
         try:
+            child_in, parent_in = open_pipe()
+            fds += (child_in, parent_in)
+            parent_out, child_out = open_pipe()
+            fds += (parent_out, child_out)
+            parent_err, child_err = open_pipe()
+            fds += (parent_err, child_err)
+            if private:
+                full_env[PROTOCOL_FDS_ENV] = f"{child_in},{child_out}"
             proc = await anyio.open_process(
                 argv,
-                stdin=child_in if own_pipes else subprocess.PIPE,
-                stdout=child_out if own_pipes else subprocess.PIPE,
-                stderr=child_err if own_pipes else subprocess.PIPE,
+                stdin=subprocess.DEVNULL if private else child_in,
+                stdout=child_err if private else child_out,
+                stderr=child_err,
+                pass_fds=(child_in, child_out) if private else (),
                 cwd=cwd,
                 env=full_env,
                 start_new_session=True,
             )
         except BaseException as e:  # a failed spawn, or a cancellation: the pipes are still ours
-            if own_pipes:
-                for fd in (child_in, parent_in, parent_out, child_out, parent_err, child_err):
-                    os.close(fd)
+            for fd in fds:
+                os.close(fd)
             if isinstance(e, OSError):
                 raise StepError(f"could not start {step}: {e}", step=step) from e
             raise
-
-        receive: ByteReceiveStream
-        send: ByteSendStream
-        stderr: ByteReceiveStream
-        if own_pipes:
-            for fd in (child_in, child_out, child_err):
-                os.close(fd)  # the worker holds its ends now
-            receive, send, stderr = FdReceiveStream(parent_out), FdSendStream(parent_in), FdReceiveStream(parent_err)
-        else:
-            assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
-            receive, send, stderr = proc.stdout, proc.stdin, proc.stderr
+        for fd in (child_in, child_out, child_err):
+            os.close(fd)  # the worker holds its ends now
+        receive, send = pipe_streams(parent_out, parent_in)
+        stderr, _ = pipe_streams(parent_err)
+        assert send is not None
         context = StepContext(step=step)
         peer = Peer(receive, send, table, context, max_frame_bytes=max_frame_bytes)
         return cls(step, proc, receive, send, stderr, peer, context)
@@ -147,13 +162,26 @@ class StepWorker:
         return not (self._killed or self.peer.closed or self._ended.is_set())
 
     async def serve(self) -> None:
-        """Serve the worker's requests and forward its stderr until both end."""
+        """Serve the worker's requests and forward its stderr until both end.
+
+        Both end at the latest once the worker has exited (or was killed)
+        and what it wrote has been read: a process the step started in a
+        session of its own, holding the pipes open, is not waited for.
+        """
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_drain_stderr, self._stderr, self.step, self.tail)
-                tg.start_soon(self.peer.run)
+                tg.start_soon(self._end_streams_at_exit)
+                async with anyio.create_task_group() as streams:
+                    streams.start_soon(_drain_stderr, self._stderr, self.step, self.tail)
+                    streams.start_soon(self.peer.run)
+                tg.cancel_scope.cancel()
         finally:
             self._ended.set()
+
+    async def _end_streams_at_exit(self) -> None:
+        await self.proc.wait()
+        self._receive.writer_exited()
+        self._stderr.writer_exited()
 
     async def invoke(
         self,
@@ -163,11 +191,13 @@ class StepWorker:
         timeout: float | None = None,
         on_emit: EmitHook | None = None,
         on_log: EmitHook | None = None,
+        depth: int = 0,
     ) -> Any:
         """Run one invocation; raises StepError / StepTimeoutError like call_step_file."""
         outcome = Invocation()
         context = self.context
         context.trace_id, context.on_emit, context.on_log = trace_id, on_emit, on_log
+        context.depth = depth
         context.invocation = outcome
 
         async def request() -> None:
@@ -191,18 +221,23 @@ class StepWorker:
             ) from None
         error = outcome.error
         if isinstance(error, PeerClosedError):
-            # It died: let it exit (its stderr tail and exit code tell why).
+            # It died, or closed its output: let it exit (its stderr tail
+            # and exit code tell why), or kill it if it runs on.
+            exit_code: int | None = None
             with anyio.move_on_after(EXIT_GRACE):
-                await self.proc.wait()
+                exit_code = await self.proc.wait()
             self.kill()
             with anyio.move_on_after(EXIT_GRACE):
+                await self.proc.wait()
                 await self._ended.wait()
-            rc = self.proc.returncode
+            if exit_code is not None:
+                what = f"exited with code {exit_code} before answering"
+            else:
+                what = f"closed its output without answering, was still running {EXIT_GRACE} s later and was killed"
             stderr_tail = "\n".join(self.tail)
             raise StepError(
-                f"{self.step} exited with code {rc} before answering"
-                + (f"; stderr ends with:\n{stderr_tail}" if stderr_tail else ""),
-                exit_code=rc,
+                f"{self.step} {what}" + (f"; stderr ends with:\n{stderr_tail}" if stderr_tail else ""),
+                exit_code=exit_code,
                 stderr_tail=stderr_tail,
                 step=self.step,
             )
@@ -252,32 +287,3 @@ class StepWorker:
             await self._receive.aclose()
             await self.proc.aclose()
             await self._stderr.aclose()
-
-
-def resolve_command(path: str | os.PathLike[str], interpreters: Mapping[str, str] | None) -> list[str]:
-    """The argv that runs a step file; StepError at once when the file, runner or interpreter is missing."""
-    step = Path(path).name
-    if not Path(path).is_file():
-        raise StepError(f"step file not found: {path}", step=step)
-    argv = command_for(path, interpreters)
-    if argv is None:
-        raise StepError(f"no runner for {step!r}: use .py, .js, .cjs, .mjs or .rb", step=step)
-    language = language_of(path)
-    if language is not None and not runner_exists(language):
-        raise StepError(f"this installation has no {language} runner for {step}", step=step)
-    if shutil.which(argv[0]) is None:
-        raise StepError(f"interpreter {argv[0]!r} for {step} was not found", step=step)
-    return argv
-
-
-def encode_invoke(step: str, data: Any, trace_id: str, max_frame_bytes: int) -> msgspec.Raw:
-    """The ``invoke`` args, encoded once; LimitExceededError when the frame would be over the limit."""
-    # The frame carries these bytes as they are.
-    invoke_args = msgspec.Raw(msgspec.json.encode({"data": data, "traceId": trace_id}))
-    invoke_size = len(encode_request(1, "invoke", invoke_args))
-    if invoke_size > max_frame_bytes:
-        # The worker would drop the frame unread and never answer.
-        raise LimitExceededError(
-            f"the input of {step} encodes to {invoke_size} bytes, over the {max_frame_bytes}-byte frame limit"
-        )
-    return invoke_args

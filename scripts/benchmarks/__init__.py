@@ -3,6 +3,8 @@
     scripts/bench memory     increments/s: dict floor, bare adapter, manager, manager + listener + observer
     scripts/bench file       increments/s on one key: the file adapter in each fsync mode vs sqlite3 (WAL,
                              synchronous NORMAL and FULL), 1 and 8 concurrent writers; one set with 1k vs 100k entries
+    scripts/bench feed       writes/s with the change feed on vs off (feed_retention=0): sets and increments,
+                             memory and file (fsync "batch")
     scripts/bench redis      against one local redis-server: increments through the adapter vs raw redis-py
                              INCR (asyncio client), transactions of 10 operations, batches of 100
     scripts/bench rpc        round trips: raw pipe echo, sequential and concurrent increments from a step,
@@ -12,6 +14,11 @@
     scripts/bench app        an App's API step per language over HTTP (uvicorn, warm workers) vs the same
                              handler as a plain Starlette route: requests/s, p50, p99; events through a
                              chain of three steps: chains/s
+    scripts/bench triggers   state triggers: latency from commit to handler start (p50, p99) with a warm
+                             Python worker and with an in-process coroutine, and triggered invocations/s,
+                             on memory, file and (when installed) Redis stores
+    scripts/bench listing    the workbench's first page of entries: 100 vs 100,000 entries, with and
+                             without a filter, on memory and file
     scripts/bench langs      Node and Ruby steps over a Python step (sequential, concurrent), divided within
                              each round; prints the median and range of each ratio over the rounds
     scripts/bench leak       RSS after warm-up vs at the end: a warm pool per language (n invocations) and
@@ -21,8 +28,9 @@ Each contender runs in alternating rounds and keeps its best round (the
 ``app`` suite prints every round and the range instead, ``langs`` the
 median and range of ratios taken within each round).
 
-One module per suite (``memory``, ``file``, ``redis``, ``rpc``, ``pool``,
-``app``, ``listing``, ``leak``, ``langs``), each with a ``DEFAULT_N`` and a ``run(options)``; ``harness`` holds what
+One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``, ``app``,
+``triggers``, ``listing``, ``leak``, ``langs``), each with a ``DEFAULT_N`` and a ``run(options)``;
+``harness`` holds what
 they share: the interleaved rounds, the report, and a throwaway
 redis-server (the test suite's own ``tests.helpers.RedisServer``).
 """

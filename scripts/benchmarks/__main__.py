@@ -9,12 +9,13 @@ import sys
 import motia_state as ms
 
 from . import __doc__ as usage
-from . import app, file, langs, leak, listing, memory, pool, redis, rpc
+from . import app, feed, file, langs, leak, listing, memory, pool, redis, rpc, triggers
 from .harness import Options
 
 SUITES = {
     "memory": memory,
     "file": file,
+    "feed": feed,
     "redis": redis,
     "rpc": rpc,
     "pool": pool,
@@ -22,6 +23,7 @@ SUITES = {
     "listing": listing,
     "leak": leak,
     "langs": langs,
+    "triggers": triggers,
 }
 
 

@@ -1,4 +1,4 @@
-"""Suite ``redis``: the Redis adapter against raw redis-py INCR on one local redis-server."""
+"""Suite ``redis``: the Redis adapter against raw redis-py INCR on one local redis-server, and the feed's cost."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ DEFAULT_N = 20_000
 
 
 def run(options: Options) -> None:
-    """Sequential adapter increments vs raw INCR (asyncio client), transactions of 10, batches of 100."""
+    """Sequential adapter increments vs raw INCR (asyncio client), transactions of 10, batches of 100.
+
+    Each write kind also runs with the change feed off (``feed_retention=0``):
+    the ratio is what the feed record, written in the same program call,
+    costs a write.
+    """
     n, rounds = options.n, options.rounds
     with redis_server() as server:
         if server is None:
@@ -38,11 +43,13 @@ def run(options: Options) -> None:
 
             return asyncio.run(run())
 
-        def through_adapter(calls: int, per_call: int, call: Callable[[ms.RedisStateAdapter], Awaitable[Any]]) -> float:
+        def through_adapter(
+            calls: int, per_call: int, call: Callable[[ms.RedisStateAdapter], Awaitable[Any]], feed: bool = True
+        ) -> float:
             """Operations/s of ``calls`` sequential ``call(adapter)``, each worth ``per_call``."""
 
             async def run() -> float:
-                adapter = ms.RedisStateAdapter(url)
+                adapter = ms.RedisStateAdapter(url, feed_retention=100_000 if feed else 0)
                 await call(adapter)  # warm: connect, load the function library
                 start = time.perf_counter()
                 for _ in range(calls):
@@ -55,22 +62,45 @@ def run(options: Options) -> None:
 
         tx_ops = [{"type": "increment", "key": f"t{i}"} for i in range(10)]
         batch_ops = [{"type": "increment", "key": f"b{i % 10}"} for i in range(100)]
+        document = {"name": "x" * 900, "tags": list(range(20))}  # about 1 KB of JSON
+
+        def both(name: str, calls: int, per_call: int, call: Callable[[ms.RedisStateAdapter], Awaitable[Any]]) -> Any:
+            return {
+                name: lambda: through_adapter(calls, per_call, call),
+                f"{name}, feed off": lambda: through_adapter(calls, per_call, call, feed=False),
+            }
 
         results = best_of(
             rounds,
             {
                 "raw redis-py INCR (asyncio)": raw_incr,
-                "RedisStateAdapter.increment": lambda: through_adapter(n, 1, lambda a: a.increment("bench", "k")),
-                "transactions of 10 increments (per s)": lambda: through_adapter(
-                    max(n // 10, 100), 1, lambda a: a.transaction("bench", tx_ops)
+                **both("RedisStateAdapter.increment", n, 1, lambda a: a.increment("bench", "k")),
+                **both("set of a 1 KB object", n, 1, lambda a: a.set("bench", "doc", document)),
+                **both(
+                    "transactions of 10 increments (per s)",
+                    max(n // 10, 100),
+                    1,
+                    lambda a: a.transaction("bench", tx_ops),
                 ),
-                "batch operations (100 per batch)": lambda: through_adapter(
-                    max(n // 100, 20), 100, lambda a: a.batch("bench", batch_ops)
+                **both(
+                    "batch operations (100 per batch)", max(n // 100, 20), 100, lambda a: a.batch("bench", batch_ops)
                 ),
             },
         )
+        feed_cost = [
+            (f"feed on / off, {name} (target <= 1.3x)", f"{name}, feed off", name)
+            for name in (
+                "RedisStateAdapter.increment",
+                "set of a 1 KB object",
+                "transactions of 10 increments (per s)",
+                "batch operations (100 per batch)",
+            )
+        ]
         report(
             f"redis: {n:,} sequential calls per round, one local redis-server",
             results,
-            [("adapter / raw INCR (target >= 0.8)", "RedisStateAdapter.increment", "raw redis-py INCR (asyncio)")],
+            [
+                ("adapter / raw INCR (target >= 0.8)", "RedisStateAdapter.increment", "raw redis-py INCR (asyncio)"),
+                *feed_cost,
+            ],
         )

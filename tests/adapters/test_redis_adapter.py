@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 import motia_state as ms
-from motia_state.adapters.redis import adapter as redis_module
+from motia_state.adapters.redis.layout import Layout, escape_group, unescape_group
 
 from ..conformance import adapter_call, limits_kwargs, load_cases, redis_params, run_case
 from ..helpers import RedisServer, finish, free_port, go, start_child
@@ -65,16 +65,23 @@ def test_key_slot_matches_redis_cluster_examples() -> None:
 
 
 @pytest.mark.parametrize("group", ["orders", "a:b", "with}brace", "{tag}", "%7D", "per%cent", "ünï", "*?[x]"])
-def test_a_group_is_one_hash_whose_tag_is_the_whole_escaped_group(group: str, redis_prefix: str) -> None:
-    a = ms.RedisStateAdapter("redis://127.0.0.1:1/0", key_prefix=redis_prefix)
+def test_a_groups_hash_shares_its_shards_slot_and_names_the_whole_escaped_group(group: str, redis_prefix: str) -> None:
+    a = ms.RedisStateAdapter("redis://127.0.0.1:1/0", key_prefix=redis_prefix, shards=16)
+    layout = Layout(redis_prefix, 16)
     key = a.hash_key(group)
-    tag = key[key.index("{") + 1 : key.index("}")]
-    assert redis_module._unescape_group(tag) == group, "the tag is the entire group, nothing cut at a brace"
-    assert key == f"{redis_prefix}{{{tag}}}"
-    assert key_slot(key) == crc16(tag.encode()) % 16384
-    # Every entry of the group is a field of this one key: one slot per group.
-    other = a.hash_key(group + "x")
-    assert other != key
+    shard = layout.shard(group)
+    assert key == f"{redis_prefix}{{s{shard}}}:g:{escape_group(group)}"
+    assert unescape_group(key.split("}:g:", 1)[1]) == group, "the whole group follows the tag, nothing cut at a brace"
+    # The hash, its shard's feed and its shard's index: one slot, so one script may write all three.
+    assert key_slot(key) == key_slot(layout.feeds[shard].decode()) == key_slot(layout.indexes[shard].decode())
+    assert a.hash_key(group + "x") != key
+
+
+def test_the_cluster_shards_spread_over_three_primaries() -> None:
+    layout = Layout("motia:state:", 16)
+    slots = [key_slot(feed.decode()) for feed in layout.feeds]
+    assert len(set(slots)) == 16
+    assert {0 if s < 5461 else 1 if s < 10923 else 2 for s in slots} == {0, 1, 2}
 
 
 async def test_entries_are_stored_as_exact_json_text_in_the_groups_hash(
@@ -107,20 +114,24 @@ async def test_prefixes_keep_applications_apart(redis_server: RedisServer, redis
     await b.close()
 
 
-async def test_groups_scans_and_never_uses_keys(adapter: ms.RedisStateAdapter, monkeypatch: Any) -> None:
-    async def no_keys(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("KEYS blocks Redis; groups() must SCAN")
-
-    monkeypatch.setattr(adapter.client, "keys", no_keys)
-    names = ["with}brace", "{tag}", "a*b", "per%cent"] + [f"g{i}" for i in range(1500)]
-    pipe = adapter.client.pipeline(transaction=False)
+async def test_groups_come_from_the_group_index_never_keys_nor_scan(
+    adapter: ms.RedisStateAdapter, monkeypatch: Any
+) -> None:
+    names = ["with}brace", "{tag}", "a*b", "per%cent"] + [f"g{i}" for i in range(300)]
     for name in names:
-        pipe.hset(adapter.hash_key(name), "k", "1")
-    await pipe.execute()
+        await adapter.set(name, "k", 1)
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("KEYS blocks Redis and SCAN walks the whole keyspace; groups() reads the index")
+
+    monkeypatch.setattr(adapter.client, "keys", refused)
+    monkeypatch.setattr(adapter.client, "scan", refused)
+    monkeypatch.setattr(adapter.client, "scan_iter", refused)
     await adapter.client.set(adapter.key_prefix + "{not-a-group}", "a string, not a hash")
     assert await adapter.groups() == sorted(names)
     await adapter.clear("with}brace")
-    assert "with}brace" not in await adapter.groups()
+    await adapter.delete("a*b", "k")  # its last entry: the group leaves the index
+    assert await adapter.groups() == sorted(set(names) - {"with}brace", "a*b"})
 
 
 # --------------------------------------------------------------- races

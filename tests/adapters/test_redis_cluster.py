@@ -1,19 +1,25 @@
 """The Redis adapter against a live three-primary Redis Cluster.
 
-The vectors run on it too (tests/adapters/test_vectors.py). A group is one hash
-whose hash tag is the group, so every script touches one slot.
+The vectors run on it too (tests/adapters/test_vectors.py). A group is one
+hash sharing its shard's hash tag with the shard's feed and group index, so
+every script touches one slot.
 """
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import motia_state as ms
 
+from ..feed.test_replay_property import OPERATIONS, _replay, _run, _snapshot
 from ..helpers import RedisClusterServers, finish, go, start_child
 from .test_redis_adapter import key_slot
 
@@ -77,6 +83,64 @@ async def test_batches_and_transactions_with_update_fns_on_a_cluster(
         await adapter.close()
 
 
+async def test_the_feed_on_a_cluster_covers_every_shard_and_follows_each(
+    redis_cluster: RedisClusterServers, redis_prefix: str
+) -> None:
+    adapter = cluster_adapter(redis_cluster, redis_prefix)
+    other = cluster_adapter(redis_cluster, redis_prefix)
+    try:
+        names = [f"order-{i}" for i in range(20)]
+        for name in names:
+            await adapter.set(name, "n", 1)
+            await adapter.increment(name, "n")
+        records = [c async for c in adapter.changes(follow=False)]
+        assert len(records) == 40 and all(len(c.cursor.split(".")) == 17 for c in records)
+        for name in names:
+            assert [c.new_value for c in records if c.group == name] == [1, 2]
+        rest = [c async for c in adapter.changes(records[9].cursor, follow=False)]
+        assert sorted((c.group, c.new_value) for c in rest) == sorted((c.group, c.new_value) for c in records[10:])
+        assert [c.new_value for c in await adapter.history("order-7", "n")] == [2, 1]
+        assert (await adapter.feed_info())["retained"] == 40
+        page, after = await adapter.scan(limit=5)
+        assert [g for g, _, _ in page] == sorted(names)[:5] and after == (sorted(names)[4], "n")
+
+        # A follower waits on every shard at once; writes from another client wake it.
+        stream = adapter.changes("now")
+        for name in ("order-3", "order-11", "order-19"):
+
+            async def write_later(name: str = name) -> None:
+                await anyio.sleep(0.05)
+                await other.increment(name, "n")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(write_later)
+                with anyio.fail_after(5):
+                    change = await stream.__anext__()
+            assert (change.group, change.new_value) == (name, 3)
+        await stream.aclose()  # type: ignore[attr-defined]
+    finally:
+        await adapter.close()
+        await other.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(OPERATIONS, max_size=20))
+def test_the_cluster_feed_replayed_from_empty_reproduces_the_store(
+    redis_cluster: RedisClusterServers, ops: list[tuple[str, str, Any]]
+) -> None:
+    async def main() -> None:
+        adapter = cluster_adapter(redis_cluster, f"replay:{uuid.uuid4().hex}:")
+        try:
+            for op in ops:
+                await _run(adapter, op)
+            changes = [c async for c in adapter.changes(follow=False)]
+            assert _replay(changes) == await _snapshot(adapter)
+        finally:
+            await adapter.close()
+
+    asyncio.run(main())
+
+
 def test_two_processes_racing_on_a_cluster_get_exactly_1_to_n(
     redis_cluster: RedisClusterServers, redis_prefix: str
 ) -> None:
@@ -130,3 +194,13 @@ def test_redis_errors_map_to_codes(error: str, code: str, redis_prefix: str) -> 
 
     adapter = ms.RedisStateAdapter("redis://127.0.0.1:1/0", key_prefix=redis_prefix)
     assert adapter._translate(getattr(redis.exceptions, error)("boom")).code == code
+
+
+def test_a_redis_too_old_for_the_feeds_ids_says_so(redis_prefix: str) -> None:
+    import redis.exceptions
+
+    adapter = ms.RedisStateAdapter("redis://127.0.0.1:1/0", key_prefix=redis_prefix)
+    old = redis.exceptions.ResponseError("Invalid stream ID specified as stream command argument")
+    error = adapter._translate(old)
+    assert error.code == "INVALID_ARGUMENT" and "Redis 7.0 or newer" in error.message
+    assert "feed_retention=0" in error.message

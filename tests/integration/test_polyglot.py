@@ -7,6 +7,7 @@ of all three languages share one atomic state.
 
 from __future__ import annotations
 
+import json
 import logging
 import textwrap
 from pathlib import Path
@@ -321,25 +322,27 @@ async def test_a_node_step_sending_a_lone_surrogate_gets_invalid_argument(tmp_pa
 @pytest.mark.parametrize("ext", ["py", "js", "rb"])
 async def test_frames_over_the_limit_fail_fast_with_a_code_in_every_language(tmp_path: Path, ext: str) -> None:
     """Too big to send, or to receive, is an error at once: never a wait for a reply that cannot come."""
+    # The smallest frame limit the parent accepts: a transaction's largest results plus 1 MiB.
+    state = ms.StateManager(ms.MemoryStateAdapter(limits=ms.Limits(max_result_bytes=4096)))
+    limit = (1 << 20) + 4096
+    over = limit + 1000
     sources = {
         "py": "async def handler(data, ctx):\n"
-        "    if data == 'big-result':\n        return 'x' * 5000\n"
+        f"    if data == 'big-result':\n        return 'x' * {over}\n"
         "    return len(await ctx.state.get_group(ctx.trace_id))\n",
-        "js": "exports.handler = async (data, ctx) => data === 'big-result' ? 'x'.repeat(5000)"
+        "js": f"exports.handler = async (data, ctx) => data === 'big-result' ? 'x'.repeat({over})"
         " : (await ctx.state.getGroup(ctx.traceId)).length\n",
-        "rb": "def handler(data, ctx)\n  return 'x' * 5000 if data == 'big-result'\n"
+        "rb": f"def handler(data, ctx)\n  return 'x' * {over} if data == 'big-result'\n"
         "  ctx.state.get_group(ctx.trace_id).length\nend\n",
     }
     path = write_step(tmp_path, f"limits.step.{ext}", sources[ext])
-    state = ms.StateManager()
-    limit = 4096
     started = anyio.current_time()
     with pytest.raises(ms.LimitExceededError):  # the input: refused before anything starts
-        await run(path, "y" * 5000, state, max_frame_bytes=limit)
+        await run(path, "y" * over, state, max_frame_bytes=limit)
     with pytest.raises(StepError, match="frame limit"):  # the step's result: the parent cannot read it
         await run(path, "big-result", state, max_frame_bytes=limit)
     for i in range(10):  # a group whose getGroup reply is over the limit
-        await state.set("t-1", f"k{i}", "z" * 500)
+        await state.set("t-1", f"k{i}", "z" * (limit // 8))
     code = await run(
         write_step(
             tmp_path,
@@ -359,3 +362,82 @@ async def test_frames_over_the_limit_fail_fast_with_a_code_in_every_language(tmp
     )
     assert code == "LIMIT_EXCEEDED"
     assert anyio.current_time() - started < 20
+
+
+# ------------------------------------------- the channel is private to the runner
+
+# Run by a process the step starts, with every descriptor it inherits: it
+# writes a forged reply and a forged request to each, and reads each for a
+# while, as the step keeps calling the parent.
+PROBE = r"""
+import json, os, sys, time
+forged = (b'{"type":"rpc_response","id":1,"result":"forged"}\n'
+          b'{"type":"rpc_request","id":"f","method":"state.set","args":{"traceId":"t-1","key":"forged","value":1}}\n')
+fds = sorted(int(n) for n in os.listdir("/proc/self/fd"))
+for fd in fds:
+    try:
+        os.write(fd, forged)
+    except OSError:
+        pass
+got = b""
+deadline = time.time() + 1.0
+while time.time() < deadline:
+    for fd in fds:
+        try:
+            os.set_blocking(fd, False)
+            got += os.read(fd, 65536)
+        except OSError:
+            pass
+    time.sleep(0.005)
+with open(sys.argv[1], "w") as f:
+    json.dump({"fds": fds, "read_frames": b"rpc_" in got}, f)
+"""
+
+SPAWNERS = {
+    "py": """
+        import subprocess, sys
+        async def handler(data, ctx):
+            child = subprocess.Popen([sys.executable, data["probe"], data["report"]], close_fds=False)
+            got = [await ctx.state.increment(ctx.trace_id, "n") for _ in range(200)]
+            while child.poll() is None:
+                got.append(await ctx.state.increment(ctx.trace_id, "n"))
+            return got == list(range(1, len(got) + 1))
+        """,
+    "js": """
+        const { spawn } = require('child_process')
+        exports.handler = async (data, ctx) => {
+          const child = spawn(data.python, [data.probe, data.report], { stdio: 'inherit' })
+          let exited = false
+          const done = new Promise((resolve) => child.on('exit', () => { exited = true; resolve() }))
+          const got = []
+          while (got.length < 200 || !exited) got.push(await ctx.state.increment(ctx.traceId, 'n'))
+          await done
+          return got.every((n, i) => n === i + 1)
+        }
+        """,
+    "rb": """
+        def handler(data, ctx)
+          pid = Process.spawn(data["python"], data["probe"], data["report"], close_others: false)
+          got = Array.new(200) { ctx.state.increment(ctx.trace_id, "n") }
+          got << ctx.state.increment(ctx.trace_id, "n") while Process.waitpid(pid, Process::WNOHANG).nil?
+          got == (1..got.length).to_a
+        end
+        """,
+}
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="the probe lists its fds in /proc")
+@pytest.mark.parametrize("ext", ["py", "js", "rb"])
+async def test_a_process_the_step_starts_can_neither_write_nor_read_frames(tmp_path: Path, ext: str) -> None:
+    import sys
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    report = tmp_path / "report.json"
+    path = write_step(tmp_path, f"spawner.step.{ext}", SPAWNERS[ext])
+    state = ms.StateManager()
+    data = {"probe": str(probe), "report": str(report), "python": sys.executable}
+    assert await run(path, data, state) is True  # not "forged", and no reply was stolen
+    probed = json.loads(report.read_text())
+    assert probed["read_frames"] is False, probed
+    assert await state.get("t-1", "forged") is None

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 import motia_state as ms
-from motia_state.runtime import StepError, StepTimeoutError, WorkerPool
+from motia_state.runtime import StepError, StepTimeoutError, WorkerPool, call_step_file
 
 from ..helpers import process_alive, require_tool
 
@@ -291,3 +291,31 @@ async def test_an_edited_step_file_gets_fresh_workers(tmp_path: Path) -> None:
         assert (new_pid != pid, version) == (True, 2)
         assert await wait_gone(pid)
         assert pool.started == 2
+
+
+async def test_a_relative_path_names_the_parents_file_whatever_the_workers_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "here").mkdir()
+    (tmp_path / "there").mkdir()
+    step(tmp_path / "here", "async def handler(data, ctx):\n    return 'here'\n", "same.step.py")
+    step(tmp_path / "there", "async def handler(data, ctx):\n    return 'there'\n", "same.step.py")
+    monkeypatch.chdir(tmp_path / "here")
+    other = tmp_path / "there"
+    assert await call_step_file("same.step.py", trace_id="t", state=ms.StateManager(), cwd=other) == "here"
+    async with WorkerPool(ms.StateManager(), cwd=other) as pool:
+        assert await pool.call("same.step.py", trace_id="t") == "here"
+        # The pool watches the file it runs: an edit there gets fresh workers.
+        step(tmp_path / "here", "async def handler(data, ctx):\n    return 'edited'\n", "same.step.py")
+        assert await pool.call("same.step.py", trace_id="t") == "edited"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1, "5", True])
+async def test_a_timeout_that_is_not_a_number_of_seconds_is_refused(tmp_path: Path, bad: Any) -> None:
+    path = step(tmp_path)
+    with pytest.raises(ms.InvalidArgumentError, match="timeout"):
+        await call_step_file(path, trace_id="t", state=ms.StateManager(), timeout=bad)
+    async with WorkerPool(ms.StateManager()) as pool:
+        with pytest.raises(ms.InvalidArgumentError, match="timeout"):
+            await pool.call(path, trace_id="t", timeout=bad)
+        assert pool.started == 0

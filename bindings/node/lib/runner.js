@@ -1,10 +1,15 @@
 'use strict'
 // Load a step file and answer the parent's `invoke` requests.
 //
-// The protocol owns fds 0 and 1. Before the step loads, `process.stdout`
-// and `console` are pointed at stderr and `process.stdin` at an empty
-// stream, so nothing a step prints or reads can touch the channel.
+// The protocol travels on private descriptors the parent names in
+// MOTIA_STEP_PROTOCOL_FDS (fds 0 and 1 then read /dev/null and write to
+// stderr), reopened close-on-exec so that no process the step starts
+// inherits them. Started by hand, without that variable, the protocol is on
+// fds 0 and 1. Before the step loads, `process.stdout` and `console` are
+// pointed at stderr and `process.stdin` at an empty stream, so nothing a
+// step prints or reads can touch the channel.
 
+const fs = require('fs')
 const net = require('net')
 const path = require('path')
 const { Console } = require('console')
@@ -13,9 +18,33 @@ const { pathToFileURL } = require('url')
 const { RpcClient } = require('./rpc')
 const { StateManager } = require('./state')
 
-function protectStdio () {
-  const input = new net.Socket({ fd: 0, readable: true, writable: false })
-  const output = new net.Socket({ fd: 1, readable: false, writable: true })
+/** Open `fd` again as a new close-on-exec descriptor (libuv opens every file so) and close `fd`. */
+function reopenPrivate (fd, flags) {
+  let copy
+  try {
+    copy = fs.openSync(`/dev/fd/${fd}`, flags | fs.constants.O_NONBLOCK)
+  } catch (e) { // no /dev/fd here: keep the fd (it works, but a child could inherit it)
+    return fd
+  }
+  fs.closeSync(fd)
+  return copy
+}
+
+/** The protocol's { readFd, writeFd }; the variable is removed so that it cannot mislead a child. */
+function protocolFds (env = process.env) {
+  const spec = env.MOTIA_STEP_PROTOCOL_FDS
+  delete env.MOTIA_STEP_PROTOCOL_FDS
+  const m = /^(\d+),(\d+)$/.exec(spec || '')
+  if (!m || Number(m[1]) < 3 || Number(m[2]) < 3) return { readFd: 0, writeFd: 1 }
+  return {
+    readFd: reopenPrivate(Number(m[1]), fs.constants.O_RDONLY),
+    writeFd: reopenPrivate(Number(m[2]), fs.constants.O_WRONLY),
+  }
+}
+
+function protectStdio ({ readFd, writeFd } = protocolFds()) {
+  const input = new net.Socket({ fd: readFd, readable: true, writable: false })
+  const output = new net.Socket({ fd: writeFd, readable: false, writable: true })
   const stderr = process.stderr
   Object.defineProperty(process, 'stdout', { configurable: true, enumerable: true, get: () => stderr })
   const empty = new Readable({ read () { this.push(null) } })
@@ -24,7 +53,7 @@ function protectStdio () {
   for (const name of Object.keys(Console.prototype)) {
     if (typeof toStderr[name] === 'function') console[name] = toStderr[name].bind(toStderr)
   }
-  return { input, output }
+  return { input, output, inputFd: readFd, outputFd: writeFd }
 }
 
 /** Import a step by path: CommonJS by require, ESM (.mjs, or "type": "module") by import(). */
@@ -42,11 +71,7 @@ async function loadStep (file) {
 function makeLogger (client, traceId) {
   const log = (level) => (msg, fields) => {
     const record = { ...(fields && typeof fields === 'object' ? fields : {}), level, msg: String(msg), traceId }
-    try {
-      client.notify('log', record)
-    } catch (e) { // a field that is not JSON: send it as text
-      client.notify('log', { level, msg: `${msg} ${require('util').inspect(fields)}`, traceId })
-    }
+    client.notify('log', record) // a field that is not JSON throws INVALID_ARGUMENT naming it
   }
   return { debug: log('debug'), info: log('info'), warn: log('warning'), warning: log('warning'), error: log('error') }
 }
@@ -85,8 +110,8 @@ class Worker {
   }
 
   async serve () {
-    const { input, output } = protectStdio()
-    this.client = new RpcClient(input, output, { onRequest: (frame) => this.onRequest(frame), inputFd: 0, outputFd: 1 })
+    const { input, output, inputFd, outputFd } = protectStdio()
+    this.client = new RpcClient(input, output, { onRequest: (frame) => this.onRequest(frame), inputFd, outputFd })
     this.state = new StateManager(this.client)
     // import() is asynchronous: an invoke that arrives meanwhile waits for it.
     this.loaded = loadStep(this.stepPath).then(
@@ -230,4 +255,4 @@ async function main (argv) {
   return 0
 }
 
-module.exports = { Worker, loadStep, main, protectStdio }
+module.exports = { Worker, loadStep, main, protectStdio, protocolFds }

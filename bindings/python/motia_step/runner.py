@@ -1,9 +1,9 @@
 """Load a step file and answer the parent's ``invoke`` requests.
 
-Before the step is imported, the protocol pipes are moved away from fds 0
-and 1: fd 1 becomes a copy of stderr and fd 0 reads /dev/null, so neither
-``print`` nor a raw ``os.write(1, ...)`` nor a stray ``input()`` can touch
-the channel.
+The protocol travels on private descriptors that no child process
+inherits (see :func:`protocol_fds`); before the step is imported fd 1
+becomes a copy of stderr and fd 0 reads /dev/null, so neither ``print`` nor
+a raw ``os.write(1, ...)`` nor a stray ``input()`` can touch the channel.
 """
 
 from __future__ import annotations
@@ -33,10 +33,7 @@ class Logger:
     def _log(self, level: str, msg: Any, fields: dict[str, Any]) -> None:
         record = {"level": level, "msg": str(msg), "traceId": self._trace_id}
         record.update(fields)
-        try:
-            self._client.notify("log", record)
-        except Exception:  # a field that is not JSON: log it as text instead
-            self._client.notify("log", {"level": level, "msg": "%s %r" % (msg, fields), "traceId": self._trace_id})
+        self._client.notify("log", record)  # a field that is not JSON raises INVALID_ARGUMENT naming it
 
     def debug(self, msg: Any, **fields: Any) -> None:
         self._log("debug", msg, fields)
@@ -254,14 +251,33 @@ class Worker:
         return await self.client.request(method, args)
 
 
+def protocol_fds() -> "tuple[int, int]":
+    """The protocol's (read fd, write fd), private to this process.
+
+    The parent names them in MOTIA_STEP_PROTOCOL_FDS; without it (a worker
+    started by hand) they are copies of fds 0 and 1. Either way no process
+    the step starts inherits them, and the variable is removed so that it
+    cannot mislead one.
+    """
+    spec = os.environ.pop("MOTIA_STEP_PROTOCOL_FDS", "")
+    try:
+        read_fd, write_fd = (int(part) for part in spec.split(","))
+        if min(read_fd, write_fd) < 3:
+            raise ValueError("fds 0, 1 and 2 are not private")
+        for fd in (read_fd, write_fd):
+            os.set_inheritable(fd, False)  # also checks that fd is open
+    except (ValueError, OSError):
+        return os.dup(0), os.dup(1)  # os.dup: not inheritable
+    return read_fd, write_fd
+
+
 def main(argv: Any) -> int:
     """``run_step.py <step file>``: serve the step until shutdown or EOF."""
     if len(argv) < 2:
         sys.stderr.write("usage: run_step.py <step file>\n")
         return 2
-    # Keep the protocol on private fds; fds 0 and 1 become harmless.
-    write_fd = os.dup(1)
-    read_fd = os.dup(0)
+    read_fd, write_fd = protocol_fds()
+    # fds 0 and 1 become harmless (the parent may have done so already).
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

@@ -1,11 +1,20 @@
 """The Redis adapter: one shared state for runtimes on several hosts.
 
-- ``adapter.py``: :class:`RedisStateAdapter`: the key layout, argument
-  checks, the encoding of operations for the server, change events, and the
-  translation of every Redis and decoding failure into a state error.
+- ``adapter.py``: :class:`RedisStateAdapter`: argument checks, the
+  encoding of operations for the server, change events, the feed's and the
+  listing's reads, and the translation of every Redis and decoding failure
+  into a state error.
+- ``layout.py``: where things are kept (shards, each a hash tag shared by
+  its groups' hashes, its feed stream and its group index), the layout
+  marker, :class:`RedisLayoutError`, and :func:`iter_legacy_entries`, which
+  reads the layout before the feed for ``motia-state migrate``
+  (:func:`migrate_legacy_layout`, in ``adapter.py``, moves it in place).
+- ``stream.py``: :class:`RedisChangeStream`, what ``changes()`` returns,
+  and the cursors over every shard.
 - ``ops.lua``: the Lua program, the server-side twin of ``ops.py``; each of
-  its modes (one operation, transaction, batch, commit, clear) is listed in
-  its header.
+  its modes (one operation, transaction, batch, commit, clear, and the
+  reading modes) is listed in its header; every write appends its feed
+  records and keeps the group index in the same call.
 - ``program.py``: :class:`LuaProgram`, the one way the program is called
   (a function library, or a script by SHA, loaded again when Redis forgot it).
 - ``fallback.py``: :class:`FallbackStateAdapter`, memory only when Redis
@@ -15,7 +24,14 @@ Importing this package does not import redis-py: the client library is
 loaded when an adapter is created.
 """
 
-from .adapter import RedisStateAdapter
+from .adapter import RedisStateAdapter, migrate_legacy_layout
 from .fallback import FallbackStateAdapter
+from .layout import RedisLayoutError, iter_legacy_entries
 
-__all__ = ["FallbackStateAdapter", "RedisStateAdapter"]
+__all__ = [
+    "FallbackStateAdapter",
+    "RedisLayoutError",
+    "RedisStateAdapter",
+    "iter_legacy_entries",
+    "migrate_legacy_layout",
+]

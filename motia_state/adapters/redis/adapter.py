@@ -1,14 +1,14 @@
 """``RedisStateAdapter``: state in Redis (or Redis Cluster), shared by every runtime that points at it.
 
-Layout: each group is one Redis hash, ``<key_prefix>{<group>}``, whose fields
-are the group's keys and whose values are the entries' compact JSON text.
-The group is the key's hash tag, so in Redis Cluster a group lives in one
-slot and every program call (which touches only that hash) is legal there.
-``{``, ``}`` and ``%`` in a group name are percent-escaped inside the tag;
-any string is a valid name and none becomes part of another group's key.
+Layout (``layout.py``): each group is one Redis hash whose fields are the
+group's keys and whose values are the entries' compact JSON text. Groups
+are spread over a fixed number of shards; a shard is one hash tag shared by
+its groups' hashes, its change feed (a stream) and its group index (a
+sorted set), so a write, its feed record and the index are one program
+call on one slot, also on a Redis Cluster.
 
-Atomicity: every operation, transaction and batch is one call of the Lua
-program (``ops.lua`` through :class:`~.program.LuaProgram`) that reads,
+Atomicity: every operation, transaction and batch, with its feed records,
+is one call of the Lua program (``ops.lua`` through :class:`~.program.LuaProgram`) that reads,
 checks everything, then writes. The program is the server-side twin of
 ``ops.py`` and works on the JSON text itself: values never pass through
 Lua's cjson, so integers past 2^53, ``[]`` and float formatting come back
@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import inspect
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -43,10 +44,19 @@ from ...errors import (
     UnavailableError,
     error_for_code,
 )
+from ...feed import (
+    DEFAULT_RETENTION,
+    DEFAULT_RETENTION_BYTES,
+    FEED_OFF,
+    READ_BATCH,
+    check_retention,
+    current_write_context,
+)
 from ...ops import parse_transaction, run_batch, run_transaction
 from ...records import (
     BatchItemResult,
     BatchResult,
+    Change,
     StateChange,
     StateOperation,
     TransactionResult,
@@ -62,12 +72,15 @@ from ...values import (
     check_delta,
     check_field,
     check_name,
+    describe,
     import_value,
 )
 from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
+from .layout import CLUSTER_SHARDS, MAX_SHARDS, Layout, escape_group, legacy_groups, marker_layout, read_layout
 from .program import LuaProgram
+from .stream import RedisChangeStream, _retrieve, decode_record, format_cursor
 
-__all__ = ["OCC_RETRIES", "RedisStateAdapter"]
+__all__ = ["OCC_RETRIES", "RedisStateAdapter", "migrate_legacy_layout"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -115,18 +128,6 @@ def _check_url(url: object) -> None:
         raise InvalidArgumentError(f"url: expected redis://, rediss:// or unix://, got {url!r}")
 
 
-def _escape_group(group: str) -> str:
-    return group.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
-
-
-def _unescape_group(text: str) -> str:
-    return text.replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 def _failure(text: bytes) -> tuple[str, str]:
     """(code, message) of a script's ``!CODE message`` result."""
     code, _, message = text[1:].decode("utf-8", "replace").partition(" ")
@@ -140,6 +141,24 @@ def _results_too_large(size: int, limit: int) -> LimitExceededError:
 _Result = TypeVar("_Result", TransactionResult, BatchResult)
 _UNWRITTEN: Final = object()
 
+#: Records a history search examines per program call, so that it never holds Redis for long.
+HISTORY_STEP: Final = 2000
+#: Entries a listing page examines at most (a filter that matches little returns a short page).
+SCAN_BUDGET: Final = 10_000
+_WRITE_MODES: Final = ("one", "tx", "batch", "commit", "clear")
+
+
+class _Shared:
+    """What the adapter and its internal handle share: the layout once read, and readers starting at "now"."""
+
+    __slots__ = ("layout", "lock", "starting")
+
+    def __init__(self) -> None:
+        self.layout: Layout | None = None
+        self.lock: asyncio.Lock | None = None
+        #: Readers fixing their "now" position: writes wait for them (see RedisChangeStream).
+        self.starting: set[asyncio.Task[list[int]]] = set()
+
 
 class RedisStateAdapter(StateAdapter):
     """State in Redis (or Redis Cluster), shared by every runtime that points at it.
@@ -151,6 +170,12 @@ class RedisStateAdapter(StateAdapter):
     fails with UNAVAILABLE. ``cluster=True`` treats ``url`` as any node of a
     Redis Cluster. ``client`` takes a ready ``redis.asyncio`` client instead
     of a URL (a configured ``RedisCluster``, for instance).
+
+    The change feed keeps the newest ``feed_retention`` records of each
+    shard within about ``feed_retention_bytes`` of stream memory
+    (``feed_retention=0``: no feed). ``shards`` sets the shard count of a new
+    store (default 16 on a cluster client, else 1); an existing store keeps
+    the count its layout marker records.
     """
 
     def __init__(
@@ -163,8 +188,16 @@ class RedisStateAdapter(StateAdapter):
         limits: Limits = DEFAULT_LIMITS,
         client: Any = None,
         cluster: bool = False,
+        feed_retention: int = DEFAULT_RETENTION,
+        feed_retention_bytes: int = DEFAULT_RETENTION_BYTES,
+        shards: int | None = None,
     ) -> None:
         super().__init__()
+        check_retention(feed_retention, feed_retention_bytes)
+        if shards is not None and (type(shards) is not int or not 1 <= shards <= MAX_SHARDS):
+            raise InvalidArgumentError(
+                f"shards: expected an int from 1 to {MAX_SHARDS} or None, got {describe(shards)}"
+            )
         if not isinstance(key_prefix, str) or "{" in key_prefix or "}" in key_prefix:
             raise InvalidArgumentError(f"key_prefix: expected a string without '{{' or '}}', got {key_prefix!r}")
         if ttl is not None and not _is_seconds(ttl, MAX_TTL):
@@ -215,31 +248,87 @@ class RedisStateAdapter(StateAdapter):
                 raise InvalidArgumentError(f"url: {e}") from e
         self.client = client
         self._program = LuaProgram(client, redis.exceptions, functions=type(client) is redis.asyncio.Redis)
+        self._cluster_client = isinstance(client, redis.asyncio.RedisCluster)
         self._max_result = limits.max_result_bytes
-        self._headers = {
-            (mode, sinks): f"{mode} {int(sinks)} {self._ttl_arg} {limits.max_value_bytes} {self._max_result}".encode()
-            for mode in ("one", "tx", "batch", "commit", "clear")
-            for sinks in (False, True)
-        }
-        self._hash_keys: dict[str, bytes] = {}
+        self.feed_retention = feed_retention
+        self.feed_retention_bytes = feed_retention_bytes
+        self.shards = shards
+        #: Whether this handle's writes make feed records (the internal handle's make none).
+        self._records = feed_retention > 0
+        self._headers = self._make_headers(feed_retention)
+        # A blocking feed read must return before the client's socket timeout.
+        self._block_ms = max(50, int(timeout * 800))
+        self._group_keys: dict[str, tuple[bytes, bytes, bytes]] = {}
+        self._shared = _Shared()
         self._closed = False
         #: The runtime's handle: reserved groups allowed, no change events.
         self.internal: RedisStateAdapter = _InternalRedis(self)
 
     # ------------------------------------------------------------- plumbing
 
-    def hash_key(self, group: str) -> str:
-        """The Redis key holding ``group`` (its hash tag is the escaped group)."""
-        return f"{self.key_prefix}{{{_escape_group(group)}}}"
+    def _make_headers(self, feed_records: int) -> dict[tuple[str, bool], bytes]:
+        limits = self.limits
+        common = (
+            f"{self._ttl_arg} {limits.max_value_bytes} {self._max_result} {feed_records} {self.feed_retention_bytes}"
+        )
+        return {
+            (mode, sinks): f"{mode} {int(sinks)} {common}".encode() for mode in _WRITE_MODES for sinks in (False, True)
+        }
 
-    def _key(self, group: str) -> bytes:
-        # Encoded once per hot group: redis-py passes bytes through as they are.
-        key = self._hash_keys.get(group)
-        if key is None:
-            if len(self._hash_keys) > 4096:  # bounded
-                self._hash_keys.clear()
-            key = self._hash_keys[group] = self.hash_key(group).encode()
-        return key
+    def hash_key(self, group: str) -> str:
+        """The Redis key holding ``group``'s hash (in its shard, whose tag it shares)."""
+        layout = self._shared.layout or Layout(self.key_prefix, self.shards or self._default_shards())
+        return layout.hash_key(group)
+
+    def _default_shards(self) -> int:
+        return CLUSTER_SHARDS if self._cluster_client else 1
+
+    async def _layout(self) -> Layout:
+        """The store's layout: read (or recorded) at first use, refused when it is not this version's."""
+        shared = self._shared
+        layout = shared.layout
+        if layout is not None:
+            return layout
+        if shared.lock is None:
+            shared.lock = asyncio.Lock()
+        async with shared.lock:
+            if shared.layout is None:
+                with self._boundary():
+                    shared.layout = await read_layout(self.client, self.key_prefix, self.shards, self._default_shards())
+            return shared.layout
+
+    async def _keys(self, group: str) -> tuple[bytes, bytes, bytes]:
+        """The group's hash, its shard's feed and its shard's index (encoded once per hot group)."""
+        keys = self._group_keys.get(group)
+        if keys is None:
+            layout = await self._layout()
+            shard = layout.shard(group)
+            if len(self._group_keys) > 4096:  # bounded
+                self._group_keys.clear()
+            keys = self._group_keys[group] = (
+                layout.hash_key(group).encode(),
+                layout.feeds[shard],
+                layout.indexes[shard],
+            )
+        return keys
+
+    async def _key(self, group: str) -> bytes:
+        return (await self._keys(group))[0]
+
+    def _stamp(self) -> bytes:
+        """The writer's depth and origin, for the feed records of this call."""
+        depth, origin = current_write_context()
+        if origin is None:
+            return b"0" if depth == 0 else str(depth).encode()
+        return str(depth).encode() + b" " + _encode(origin)
+
+    async def _write(self, group: str, header: bytes, *args: Any) -> Any:
+        """One call of a writing mode of the program on ``group`` (its feed records in the same call)."""
+        if self._shared.starting:
+            # A reader asked for "now": its position is read before anything written after the ask.
+            await asyncio.wait(list(self._shared.starting))
+        keys = await self._keys(group)
+        return await self._program(keys, header, group.encode(), self._stamp(), *args)
 
     def _check(self, trace_id: Any, key: Any) -> None:
         self._names.check(trace_id, key)
@@ -276,6 +365,12 @@ class RedisStateAdapter(StateAdapter):
         # from the message ("CLUSTERDOWN ..." becomes ClusterDownError("The
         # cluster is down")), so transient ones are known by class or prefix.
         transient = (errors.ReadOnlyError, errors.ClusterError, errors.TryAgainError, errors.OutOfMemoryError)
+        if isinstance(e, errors.ResponseError) and "Invalid stream ID" in str(e):
+            # Feed records are numbered with "0-*" IDs, which Redis reads from 7.0 on.
+            return InvalidArgumentError(
+                f"the change feed needs Redis 7.0 or newer (Redis said: {e}); "
+                "upgrade it, or turn the feed off with feed_retention=0"
+            )
         if isinstance(e, errors.ResponseError) and not (isinstance(e, transient) or str(e).startswith(_TRANSIENT)):
             return InternalError(f"Redis refused a command: {e}")
         return UnavailableError(f"Redis at {self.url} is unavailable: {type(e).__name__}: {e}")
@@ -297,7 +392,7 @@ class RedisStateAdapter(StateAdapter):
     async def _run(self, group: str, ops: Sequence[Any], mode: str) -> list[Any]:
         """Run encoded ops (4 slots each) on the server; raise a failure's error in mode "one"."""
         with self._boundary():
-            reply = await self._program(self._key(group), self._headers[mode, bool(self._sinks)], *ops)
+            reply = await self._write(group, self._headers[mode, bool(self._sinks)], *ops)
             return self._reply(group, reply, mode)
 
     def _reply(self, group: str, reply: Any, mode: str) -> list[Any]:
@@ -338,13 +433,13 @@ class RedisStateAdapter(StateAdapter):
     async def get(self, trace_id: str, key: str) -> Any:
         self._check(trace_id, key)
         with self._boundary():
-            text = await self.client.hget(self._key(trace_id), key)
+            text = await self.client.hget(await self._key(trace_id), key)
             return None if text is None else _decode(text)
 
     async def exists(self, trace_id: str, key: str) -> bool:
         self._check(trace_id, key)
         with self._boundary():
-            return bool(await self.client.hexists(self._key(trace_id), key))
+            return bool(await self.client.hexists(await self._key(trace_id), key))
 
     async def set(self, trace_id: str, key: str, value: Any) -> Any:
         self._check(trace_id, key)
@@ -427,29 +522,25 @@ class RedisStateAdapter(StateAdapter):
     async def get_group(self, group_id: str) -> list[Any]:
         self._check_group(group_id)
         with self._boundary():
-            entries = await self.client.hgetall(self._key(group_id))
+            entries = await self.client.hgetall(await self._key(group_id))
             decoded = {k.decode(): v for k, v in entries.items()}
             return [_decode(decoded[k]) for k in sorted(decoded)]
 
     async def keys(self, trace_id: str) -> list[str]:
         self._check_group(trace_id)
         with self._boundary():
-            names = await self.client.hkeys(self._key(trace_id))
+            names = await self.client.hkeys(await self._key(trace_id))
         return sorted(k.decode() for k in names)
 
     async def groups(self) -> list[str]:
-        """Every non-empty group: SCAN over this prefix (never KEYS), so it does not block Redis."""
+        """Every non-empty group, from the shards' group indexes (no SCAN, no KEYS)."""
         self._check_usable()
-        pattern = _glob_escape(self.key_prefix) + "{*}"
-        found: set[str] = set()
-        start = len(self.key_prefix) + 1
-
-        async def scan() -> None:
-            async for name in self.client.scan_iter(match=pattern, count=1000, _type="hash"):
-                found.add(_unescape_group(name.decode()[start:-1]))
-
         with self._boundary():
-            await scan()
+            layout = await self._layout()
+            found: list[str] = []
+            for shard in range(layout.shards):
+                names = await self._program((layout.indexes[shard],), b"groups", layout.hash_prefix(shard).encode())
+                found.extend(name.decode() for name in names)
         if self._hide_reserved:
             return sorted(g for g in found if not g.startswith(RESERVED_PREFIX))
         return sorted(found)
@@ -457,10 +548,9 @@ class RedisStateAdapter(StateAdapter):
     async def clear(self, trace_id: str) -> None:
         self._check_group(trace_id)
         with self._boundary():
+            flat = await self._write(trace_id, self._headers["clear", bool(self._sinks)])
             if not self._sinks:
-                await self.client.delete(self._key(trace_id))
                 return
-            flat = await self._program(self._key(trace_id), self._headers["clear", True])
             pairs = sorted((flat[i].decode(), _decode(flat[i + 1])) for i in range(0, len(flat), 2))
         if pairs:
             self._publish([StateChange(trace_id, k, "clear", "deleted", v, None) for k, v in pairs])
@@ -579,7 +669,8 @@ class RedisStateAdapter(StateAdapter):
 
         ``compute`` raises LIMIT_EXCEEDED for results over the limit, before anything is committed.
         """
-        key = self._key(trace_id)
+        key = await self._key(trace_id)
+        feed = self._records
         names = list(dict.fromkeys(keys))
         for attempt in range(OCC_RETRIES):
             with self._boundary():
@@ -588,19 +679,275 @@ class RedisStateAdapter(StateAdapter):
             result, writes, changes = compute(read)
             if not writes:
                 return result
-            args: list[Any] = []
+            args: list[Any] = [str(len(names))]
             for n, t in zip(names, texts):
                 new = writes.get(n, _UNWRITTEN)
                 new_text = b"=" if new is _UNWRITTEN else (b"" if new is MISSING else _encode(new))
                 args.extend([n, t or b"", new_text])
+            if feed:
+                for c in changes:
+                    old_text = b"" if c.event == "created" else _encode(c.old_value)
+                    args.extend([c.key, c.op, old_text, b"" if c.event == "deleted" else _encode(c.new_value)])
             with self._boundary():
-                committed = await self._program(key, self._headers["commit", False], *args)
+                committed = await self._write(trace_id, self._headers["commit", False], *args)
             if committed:
                 if changes and self._sinks:
                     self._publish(changes)
                 return result
             await backoff(attempt)
         raise ConflictError(f"{what} lost {OCC_RETRIES} races in a row")
+
+    # ------------------------------------------------------------- the feed
+
+    def _feed_check(self) -> None:
+        if not self.feed_retention:
+            raise InvalidArgumentError(FEED_OFF)
+        self._check_usable()
+
+    def changes(
+        self,
+        after: str | None = None,
+        *,
+        groups: Collection[str] | None = None,
+        keys: Collection[str] | None = None,
+        follow: bool = True,
+    ) -> AsyncIterator[Change]:
+        """The store's change feed from ``after``, in commit order per shard (see :class:`RedisChangeStream`).
+
+        Records written by any process sharing the store arrive as they
+        commit (a blocking stream read, no polling). A cursor older than the
+        feed retains raises CursorExpiredError when the iteration starts.
+        """
+        self._feed_check()
+        return RedisChangeStream(self, after, groups=groups, keys=keys, follow=follow)
+
+    async def _shard_info(self) -> list[tuple[int, int, int]]:
+        """(first record number, last record number, records retained) of every shard."""
+        layout = await self._layout()
+        with self._boundary():
+            replies = await asyncio.gather(*(self._program((feed,), b"info") for feed in layout.feeds))
+        return [(int(first), int(last), int(length)) for first, last, length in replies]
+
+    async def _last_position(self) -> list[int]:
+        return [last for _, last, _ in await self._shard_info()]
+
+    def _fix_position(self) -> asyncio.Task[list[int]]:
+        """Start reading every shard's newest record number; writes from here on wait for it."""
+        task = asyncio.ensure_future(self._last_position())
+        starting = self._shared.starting
+        starting.add(task)
+        task.add_done_callback(starting.discard)
+        task.add_done_callback(_retrieve)  # a stream never iterated still leaves no unread error
+        return task
+
+    async def _read_shards(self, shards: list[int], position: list[int], count: int) -> list[tuple[int, list[Any]]]:
+        """Up to ``count`` entries of each of ``shards`` after its position."""
+        layout = await self._layout()
+        with self._boundary():
+            replies = await asyncio.gather(
+                *(self.client.xrange(layout.feeds[s], min=f"0-{position[s] + 1}", count=count) for s in shards)
+            )
+        return [(s, entries) for s, entries in zip(shards, replies, strict=True) if entries]
+
+    async def _block(self, shards: list[int], position: list[int]) -> list[tuple[int, list[Any]]]:
+        """Entries after the positions of ``shards``, waiting in XREAD BLOCK (nothing when it times out)."""
+        layout = await self._layout()
+        streams = {layout.feeds[s]: f"0-{position[s]}" for s in shards}
+        with self._boundary():
+            reply = await self.client.xread(streams, count=READ_BATCH, block=self._block_ms)
+        by_name = {layout.feeds[s]: s for s in shards}
+        if isinstance(reply, dict):  # RESP3
+            return [
+                (by_name[name], entries[0] if entries and isinstance(entries[0], list) else entries)
+                for name, entries in reply.items()
+            ]
+        return [(by_name[name], entries) for name, entries in reply or ()]
+
+    async def history(self, group: str, key: str, limit: int = 100) -> list[Change]:
+        """The retained records of one entry, newest first, at most ``limit``.
+
+        Searches the group's shard from its newest record back (at most
+        HISTORY_STEP records per program call), so it costs about the
+        records of that shard committed since the oldest one returned.
+        """
+        self._check(group, key)
+        if type(limit) is not int or limit < 0:
+            raise InvalidArgumentError(f"limit: expected a non-negative int, got {describe(limit)}")
+        self._feed_check()
+        layout = await self._layout()
+        shard = layout.shard(group)
+        found: list[tuple[int, Any]] = []
+        start = b"+"
+        with self._boundary():
+            while len(found) < limit:
+                reply = await self._program(
+                    (layout.feeds[shard],),
+                    b"history",
+                    group.encode(),
+                    key.encode(),
+                    str(limit - len(found)),
+                    start,
+                    str(HISTORY_STEP),
+                )
+                found.extend((int(reply[i][2:]), reply[i + 1]) for i in range(1, len(reply), 2))
+                if not reply[0]:
+                    break
+                start = reply[0]
+            position = await self._last_position() if layout.shards > 1 else [0]
+            records = []
+            for n, fields in found:
+                # Sharded: the other shards' positions are their newest at this call.
+                position[shard] = n
+                records.append(Change(format_cursor(position), *decode_record(fields)))
+        return records
+
+    async def feed_info(self) -> dict[str, Any]:
+        """``{"first": cursor|None, "last": cursor|None, "retained": n}`` over every shard.
+
+        ``first`` names each shard's oldest retained record, ``last`` its
+        newest (on one shard, exactly the cursors of those records).
+        """
+        self._feed_check()
+        info = await self._shard_info()
+        retained = sum(length for _, _, length in info)
+        if not retained:
+            return {"first": None, "last": None, "retained": 0}
+        return {
+            "first": format_cursor([first if length else last for first, last, length in info]),
+            "last": format_cursor([last for _, last, _ in info]),
+            "retained": retained,
+        }
+
+    # ------------------------------------------------------------- listing
+
+    async def scan(
+        self,
+        after: tuple[str, str] | None = None,
+        *,
+        limit: int = 100,
+        group: str | None = None,
+        match: Callable[[Any], bool] | None = None,
+    ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
+        """One page of ``(group, key, value)`` in (group, key) order, strictly after ``after``.
+
+        Returns the page and the position to continue from (None at the
+        end). ``group`` limits it to one group; ``match`` keeps only the
+        values it holds for. Groups come from the shards' group indexes
+        (``ZRANGEBYLEX``) and each group's keys are sorted on the server, so a
+        page costs about its own size (plus the key count of the groups it
+        reads), however many groups the store holds. At most SCAN_BUDGET
+        entries are examined: a filter that matches little returns a short
+        page with a position to go on from. Reserved groups are never listed.
+        """
+        if type(limit) is not int or limit < 1:
+            raise InvalidArgumentError(f"limit: expected a positive int, got {describe(limit)}")
+        if after is not None and not (
+            isinstance(after, tuple) and len(after) == 2 and all(type(part) is str for part in after)
+        ):
+            raise InvalidArgumentError(f"after: expected a (group, key) pair or None, got {describe(after)}")
+        if group is not None:
+            self._check_group(group)
+        else:
+            self._check_usable()
+        layout = await self._layout()
+        page: list[tuple[str, str, Any]] = []
+        examined = groups_read = 0
+        # A page of n entries needs at most n + 1 groups, spread evenly over the
+        # shards (by hash): each shard is asked for its share twice over at first.
+        share = limit + 1 if layout.shards == 1 else -(-2 * (limit + 1) // layout.shards)
+        first = min(256, max(16, share))
+        names = self._groups_from(layout, group, after[0] if after else None, first)
+
+        async def read(batch: list[tuple[str, str]], want: int) -> dict[str, tuple[bool, list[Any]]]:
+            """A page of each (group, key to start after), one program call per shard."""
+            by_shard: dict[int, list[tuple[str, str]]] = {}
+            for name, last in batch:
+                by_shard.setdefault(layout.shard(name), []).append((name, last))
+            calls = [
+                self._program(
+                    tuple(layout.hash_key(name).encode() for name, _ in part),
+                    b"page",
+                    str(want),
+                    *(last.encode() for _, last in part),
+                )
+                for part in by_shard.values()
+            ]
+            out: dict[str, tuple[bool, list[Any]]] = {}
+            for part, reply in zip(by_shard.values(), await asyncio.gather(*calls), strict=True):
+                i = 0
+                for name, _ in part:
+                    n = int(reply[i + 1])
+                    out[name] = (reply[i] == b"1", reply[i + 2 : i + 2 + 2 * n])
+                    i += 2 + 2 * n
+            return out
+
+        with self._boundary():
+            while True:
+                # Groups are read several at once, as many as the page still
+                # seems to need from the entries per group seen so far.
+                want = min(limit + 1 - len(page), SCAN_BUDGET - examined)
+                count = 1 if not groups_read else min(64, -(-want * groups_read // max(examined, 1)))
+                batch: list[tuple[str, str]] = []
+                async for name in names:
+                    batch.append((name, after[1] if after and name == after[0] else ""))
+                    if len(batch) >= count:
+                        break
+                if not batch:
+                    return page, None
+                pages = await read(batch, want)
+                groups_read += len(batch)
+                for name, _ in batch:
+                    more, flat = pages[name]
+                    while True:
+                        for i in range(0, len(flat), 2):
+                            key, value = flat[i].decode(), _decode(flat[i + 1])
+                            examined += 1
+                            if match is None or match(value):
+                                page.append((name, key, value))
+                                if len(page) > limit:
+                                    page.pop()
+                                    return page, (page[-1][0], page[-1][1])
+                        if examined >= SCAN_BUDGET:
+                            return page, (name, flat[-2].decode())
+                        if not more:
+                            break
+                        more, flat = (await read([(name, flat[-2].decode())], limit + 1 - len(page)))[name]
+
+    async def _groups_from(
+        self, layout: Layout, group: str | None, start: str | None, first: int
+    ) -> AsyncIterator[str]:
+        """Group names from ``start`` (inclusive) in order, merged from every shard's index.
+
+        Each shard is asked for ``first`` names at first, all shards at once,
+        then for more names only as its own run out.
+        """
+        if group is not None:
+            yield group
+            return
+        low = b"-" if start is None else b"[" + start.encode()
+        indexes = layout.indexes
+        replies = await asyncio.gather(
+            *(self.client.zrangebylex(index, low, b"+", start=0, num=first) for index in indexes)
+        )
+        pending: dict[int, list[bytes]] = {}
+        heads: list[tuple[bytes, int]] = []
+        for shard, names in enumerate(replies):
+            if names:
+                pending[shard] = names[::-1]
+                heads.append((pending[shard].pop(), shard))
+        heapq.heapify(heads)
+        while heads:
+            name, shard = heapq.heappop(heads)
+            text = name.decode()
+            if not (self._hide_reserved and text.startswith(RESERVED_PREFIX)):
+                yield text
+            rest = pending[shard]
+            if not rest:
+                rest = await self.client.zrangebylex(indexes[shard], b"(" + name, b"+", start=0, num=256)
+                rest.reverse()
+                pending[shard] = rest
+            if rest:
+                heapq.heappush(heads, (rest.pop(), shard))
 
     # -------------------------------------------------------------- lifecycle
 
@@ -628,6 +975,8 @@ class _InternalRedis(RedisStateAdapter):
         self.__dict__.update(public.__dict__)
         self._public = public
         self._sinks = []  # its own, and always empty: no events
+        self._records = False  # and no feed records
+        self._headers = self._make_headers(0)
 
     def add_change_sink(self, sink: ChangeSink) -> Callable[[], None]:
         """Refused: writes through the internal handle fire no change events."""
@@ -648,3 +997,45 @@ class _InternalRedis(RedisStateAdapter):
 
     async def close(self) -> None:
         """Nothing to release: the adapter owns the client."""
+
+
+#: Entries copied per program call by :func:`migrate_legacy_layout`.
+MIGRATE_STEP: Final = 1000
+
+
+async def migrate_legacy_layout(adapter: RedisStateAdapter) -> int:
+    """Move the data of the layout before the feed into the current layout, in place; returns the entries moved.
+
+    Under the adapter's ``key_prefix``, each old group hash is copied into
+    the current layout (groups, index; no feed records and no change events:
+    moving data is not a change of it), then deleted; the layout marker is
+    written last, so that until every group has moved, other runtimes keep
+    refusing the store. Stop every runtime of the old version first. An
+    interrupted run can be started again: groups already moved are gone
+    from the old layout, and copying one again writes the same values.
+    """
+    adapter._check_usable()
+    client, prefix = adapter.client, adapter.key_prefix
+    with adapter._boundary():
+        raw = await client.get(f"{prefix}layout")
+        layout = (
+            marker_layout(prefix, raw)
+            if raw is not None
+            else Layout(prefix, adapter.shards or adapter._default_shards())
+        )
+        adapter._shared.layout = layout  # this adapter writes the current layout while the old one remains
+        moved = 0
+        async for group in legacy_groups(client, prefix):
+            old_key = f"{prefix}{{{escape_group(group)}}}"
+            entries = [(field.decode(), text) async for field, text in client.hscan_iter(old_key, count=MIGRATE_STEP)]
+            for start in range(0, len(entries), MIGRATE_STEP):
+                part = entries[start : start + MIGRATE_STEP]
+                ops = [{"type": "set", "key": key, "value": _decode(text)} for key, text in part]
+                result = await adapter.internal.batch(group, ops)
+                for item in result.results:
+                    if item.code is not None:  # over a limit of this adapter: the old hash stays
+                        raise error_for_code(item.code, f"group {group!r}: {item.error}")
+            await client.delete(old_key)
+            moved += len(entries)
+        await client.set(f"{prefix}layout", layout.marker())
+    return moved

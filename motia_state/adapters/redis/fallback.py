@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
 import anyio
 
 from ...errors import UnavailableError
-from ...records import BatchResult, TransactionResult
+from ...records import BatchResult, Change, TransactionResult
 from ..base import StateAdapter, UpdateFn
 from ..memory import MemoryStateAdapter
 from .adapter import RedisStateAdapter
@@ -63,7 +63,11 @@ class FallbackStateAdapter(StateAdapter):
                             self.primary.url,
                             e.message,
                         )
-                        self.active = MemoryStateAdapter(limits=self.limits)
+                        self.active = MemoryStateAdapter(
+                            limits=self.limits,
+                            feed_retention=self.primary.feed_retention,
+                            feed_retention_bytes=self.primary.feed_retention_bytes,
+                        )
                     self._forward()
         return self.active
 
@@ -134,6 +138,46 @@ class FallbackStateAdapter(StateAdapter):
 
     async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
         return await (await self._target()).batch(trace_id, operations)
+
+    def changes(
+        self,
+        after: str | None = None,
+        *,
+        groups: Collection[str] | None = None,
+        keys: Collection[str] | None = None,
+        follow: bool = True,
+    ) -> AsyncIterator[Change]:
+        """The chosen adapter's feed; before the first operation has chosen it, chosen at the first read."""
+        if self.active is not None:
+            return self.active.changes(after, groups=groups, keys=keys, follow=follow)
+
+        async def deferred() -> AsyncIterator[Change]:
+            target = await self._target()
+            async for change in target.changes(after, groups=groups, keys=keys, follow=follow):
+                yield change
+
+        return deferred()
+
+    async def history(self, group: str, key: str, limit: int = 100) -> list[Change]:
+        return await (await self._target()).history(group, key, limit)
+
+    async def feed_info(self) -> dict[str, Any]:
+        return await (await self._target()).feed_info()
+
+    async def scan(
+        self,
+        after: tuple[str, str] | None = None,
+        *,
+        limit: int = 100,
+        group: str | None = None,
+        match: Callable[[Any], bool] | None = None,
+    ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
+        """One page of the chosen adapter's listing (see :meth:`RedisStateAdapter.scan`)."""
+        target: Any = await self._target()
+        page: tuple[list[tuple[str, str, Any]], tuple[str, str] | None] = await target.scan(
+            after, limit=limit, group=group, match=match
+        )
+        return page
 
 
 class _FallbackInternal:

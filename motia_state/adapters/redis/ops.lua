@@ -9,15 +9,29 @@
 -- text itself: it scans element boundaries, splices text, adds integers as
 -- decimal strings and formats floats to round-trip exactly.
 --
+-- Writing modes (one, tx, batch, commit, clear):
+--
 -- KEYS[1]   the group's hash (field = key, value = JSON text)
--- ARGV[1]   "<mode> <changes> <ttl> <max bytes> <max result bytes>", one
---           argument because each argument costs the client time to pack:
+-- KEYS[2]   the feed stream of the group's shard
+-- KEYS[3]   the group index of the group's shard (a sorted set of names)
+--           (the three share one hash tag: one slot on a Redis Cluster)
+-- ARGV[1]   "<mode> <changes> <ttl> <max bytes> <max result bytes>
+--           <feed records> <feed bytes>", one argument because each
+--           argument costs the client time to pack:
 --           changes "1" to return what changed (for change events);
 --           ttl in milliseconds for the group after a write ("0": none);
 --           max bytes: the value size limit; max result bytes: the limit
---           on the encoded results of a transaction or batch.
+--           on the encoded results of a transaction or batch; feed
+--           records and feed bytes: the shard's feed retention ("0"
+--           records: no feed records, as for the runtime's own writes).
+-- ARGV[2]   the group's name (for its index and its feed records)
+-- ARGV[3]   the writer's "<depth>[ <origin JSON>]", stamped on each record
 --
--- Modes, and what follows ARGV[1] in each:
+-- Every write also keeps the group index (a group is listed while it has
+-- entries) and appends one feed record per entry written, in the same
+-- call: there is never a change without its record.
+--
+-- Modes, and what follows ARGV[3] in each:
 --
 --   one     a single operation: type, key, arg1, arg2 (trailing empty
 --           slots may be left out). Without changes the reply is one bulk
@@ -32,10 +46,11 @@
 --           result is "=" .. result or "!" .. code .. " " .. message.
 --           Written at the end, as a transaction is (run_staged).
 --   commit  the end of a transaction or batch computed by the client (one
---           holding update functions): (key, expected, new) triples; expected ""
---           = was missing, new "" = delete, "=" = only read. Writes only if
---           every key still holds its expected text. Reply 1, or 0 when
---           something moved.
+--           holding update functions): a count n, then n (key, expected,
+--           new) triples; expected "" = was missing, new "" = delete, "="
+--           = only read; then its feed records as (key, op, old, new).
+--           Writes only if every key still holds its expected text. Reply
+--           1, or 0 when something moved.
 --   clear   removes the group. Reply: its entries, field and value
 --           alternating.
 --
@@ -45,6 +60,9 @@
 --   changes "1"), or {"ERR", index (0-based), code, message}, or, when
 --   the results would pass max result bytes, {"TOO_LARGE", bytes} with
 --   nothing written.
+--
+-- Reading modes (info, history, groups, page): ARGV[1] is the mode alone;
+-- each is described where it is defined.
 
 -- Set at the start of each call (run, below); read by the rules.
 local max_bytes
@@ -845,6 +863,75 @@ function cell_apply.check(entry, pred)
 end
 apply.check = on_text(cell_apply.check)
 
+-- --------------------------------------------------------- storage, feed
+
+-- Set at the start of each writing call (run, below): the group's keys,
+-- its name, and the feed's settings and stamp.
+local H, S, Z, group
+local feed_max, feed_bytes, feed_stamp, feed_stamp_tail
+-- What this call did to the group's hash, for its index.
+local created, removed
+
+-- Sorting by bytes, which for UTF-8 is code-point order (Lua's own < follows the locale).
+local function bytes_less(a, b) return bytes_compare(a, b) < 0 end
+
+-- One entry written (new) or removed (false).
+local function store(key, new)
+  if new then
+    if redis.call('HSET', H, key, new) == 1 then created = created + 1 end
+  else
+    redis.call('HDEL', H, key)
+    removed = true
+  end
+end
+
+-- The group index holds exactly the groups with entries: a group enters
+-- with its first entry and leaves with its last, in the call that does it.
+-- (A group dropped by its TTL stays listed until a reader prunes it.)
+local function reindex()
+  if created > 0 and redis.call('HLEN', H) == created then
+    redis.call('ZADD', Z, 0, group)
+  elseif removed and redis.call('EXISTS', H) == 0 then
+    redis.call('ZREM', Z, group)
+  end
+end
+
+-- Below this many records trimming is exact: approximate trimming drops
+-- whole stream nodes (up to 100 records) and would keep far more than asked.
+local EXACT_BELOW = 1000
+
+local function trim_kind(n)
+  return n < EXACT_BELOW and '=' or '~'
+end
+
+-- One feed record for one entry written: old and new are texts ('' for
+-- missing). The record's ID is "0-<n>", n counting the shard's records one
+-- by one, so a reader knows a gap (records trimmed under it) when it sees
+-- one. Its stamp is "<at ms> <depth>[ <origin JSON>]", the time taken once
+-- per call from the server's clock.
+local function record(key, op, old, new)
+  if feed_max == 0 then return end
+  if not feed_stamp then
+    local t = redis.call('TIME')
+    feed_stamp = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)) .. ' ' .. feed_stamp_tail
+  end
+  local id = redis.call('XADD', S, 'MAXLEN', trim_kind(feed_max), feed_max, '0-*',
+    'g', group, 'k', key, 'o', op, 'a', old, 'b', new, 'x', feed_stamp)
+  -- The byte limit: measured every 64 records, and after any record large
+  -- enough that 64 of them could pass it, so it is never passed by more
+  -- than the limit again.
+  if feed_bytes > 0 then
+    local size = #group + #key + #old + #new + #feed_stamp + 32
+    if size * 64 >= feed_bytes or tonumber(id:sub(3)) % 64 == 0 then
+      local used = redis.call('MEMORY', 'USAGE', S)
+      if used and used > feed_bytes then
+        local keep = math.max(1, math.floor(redis.call('XLEN', S) * feed_bytes / used))
+        redis.call('XTRIM', S, 'MAXLEN', trim_kind(keep), keep)
+      end
+    end
+  end
+end
+
 -- -------------------------------------------------------------------- modes
 
 local function failure_text(failure)
@@ -854,7 +941,7 @@ end
 -- One op on its stored entry, written back if it changed anything: the
 -- step of both 'one' and 'batch'. Returns the Failure (or nil), the result,
 -- and, when it wrote, the old and new texts ('' for missing).
-local function apply_stored(H, op, key, a1, a2)
+local function apply_stored(op, key, a1, a2)
   local cur = redis.call('HGET', H, key)
   local ok, new, result = pcall(apply[op], cur, a1, a2)
   if not ok then
@@ -862,7 +949,8 @@ local function apply_stored(H, op, key, a1, a2)
     return new
   end
   if new == nil or (new == false and not cur) then return nil, result end
-  if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
+  store(key, new)
+  record(key, op, cur or '', new or '')
   return nil, result, cur or '', new or ''
 end
 
@@ -877,16 +965,22 @@ local READS = { get = true, exists = true, check = true }
 -- The guards that fail a transaction when their result is false.
 local GUARD_MISMATCH = { compareAndSwap = 'expected value did not match', check = 'the check did not hold' }
 
+-- Where the operations start in ARGV (after the header, the group and the stamp).
+local OPS = 4
+
 local mode_run = {}
 
-function mode_run.one(H, ARGV, ttl, want_changes)
-  local op, key = ARGV[2], ARGV[3]
-  local failure, result, old, new = apply_stored(H, op, key, ARGV[4] or '', ARGV[5] or '')
+function mode_run.one(ARGV, ttl, want_changes)
+  local op, key = ARGV[OPS], ARGV[OPS + 1]
+  local failure, result, old, new = apply_stored(op, key, ARGV[OPS + 2] or '', ARGV[OPS + 3] or '')
   if failure then
     if want_changes then return { 'ERR', 0, failure.code, failure.message } end
     return failure_text(failure)
   end
-  if old and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  if old then
+    reindex()
+    if ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  end
   if not want_changes then return '=' .. result end
   if not old then return { 'OK', 1, result } end
   return { 'OK', 1, result, key, op, old, new }
@@ -901,22 +995,23 @@ end
 -- their entries, each loaded once; nothing is written until every record
 -- has run and the results are known to fit in max_result bytes. Returns
 -- the reply, or {'TOO_LARGE', bytes} with nothing written.
-local function run_staged(H, ARGV, ttl, want_changes, all_or_nothing, max_result)
+local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
   local entries, order, results, events = {}, {}, {}, {}
   -- The results' encoded size as a JSON array of the values (a failed
   -- batch record has none): brackets, and a comma before each but the first.
   local result_bytes = 1
-  local per_record_events = want_changes and not all_or_nothing
-  for i = 1, (#ARGV - 1) / 4 do
-    local base = 1 + (i - 1) * 4
-    local op, key, a1, a2 = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+  -- A batch's records are one per record that wrote, as its events.
+  local per_record = not all_or_nothing and (want_changes or feed_max > 0)
+  for i = 1, (#ARGV - OPS + 1) / 4 do
+    local base = OPS + (i - 1) * 4
+    local op, key, a1, a2 = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
     local e = entries[key]
     if not e then
       local t = redis.call('HGET', H, key)
       e = { text = t, original = t }
       entries[key] = e
     end
-    local before = per_record_events and not READS[op] and entry_text(e)
+    local before = per_record and not READS[op] and entry_text(e)
     -- wrote: whether the record changed the entry (or the Failure it raised).
     local rule = cell_apply[op]
     local ok, wrote, result
@@ -943,7 +1038,7 @@ local function run_staged(H, ARGV, ttl, want_changes, all_or_nothing, max_result
       if wrote then
         if not e.op then order[#order + 1] = key end -- events in the order of first writes
         e.op = op
-        if per_record_events then
+        if per_record then
           events[#events + 1] = { key, op, before or '', entry_text(e) or '' }
         end
       end
@@ -965,60 +1060,193 @@ local function run_staged(H, ARGV, ttl, want_changes, all_or_nothing, max_result
       local new = entry_text(e)
       -- Created and removed again inside one call: nothing happened.
       if new or e.original then
-        if new then redis.call('HSET', H, key, new) else redis.call('HDEL', H, key) end
+        store(key, new or false)
         wrote = true
-        if want_changes and all_or_nothing then
+        if all_or_nothing then
           events[#events + 1] = { key, e.op, e.original or '', new or '' }
         end
       end
     end
   end
-  if wrote and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  if wrote then
+    reindex()
+    if ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  end
   for _, change in ipairs(events) do
-    for _, v in ipairs(change) do reply[#reply + 1] = v end
+    record(change[1], change[2], change[3], change[4])
+    if want_changes then
+      for _, v in ipairs(change) do reply[#reply + 1] = v end
+    end
   end
   return reply
 end
 
-function mode_run.tx(H, ARGV, ttl, want_changes, max_result)
-  return run_staged(H, ARGV, ttl, want_changes, true, max_result)
+function mode_run.tx(ARGV, ttl, want_changes, max_result)
+  return run_staged(ARGV, ttl, want_changes, true, max_result)
 end
 
 -- Each record on its own: one that fails stores nothing and the others
 -- still run; a compareAndSwap or check that does not hold is the value false.
-function mode_run.batch(H, ARGV, ttl, want_changes, max_result)
-  return run_staged(H, ARGV, ttl, want_changes, false, max_result)
+function mode_run.batch(ARGV, ttl, want_changes, max_result)
+  return run_staged(ARGV, ttl, want_changes, false, max_result)
 end
 
-function mode_run.commit(H, ARGV, ttl)
-  for i = 2, #ARGV, 3 do
+-- ARGV[OPS]: the number n of (key, expected, new) triples that follow;
+-- after them, the feed records the client computed, (key, op, old, new).
+function mode_run.commit(ARGV, ttl)
+  local last = OPS + 3 * tonumber(ARGV[OPS])
+  for i = OPS + 1, last, 3 do
     if (redis.call('HGET', H, ARGV[i]) or '') ~= ARGV[i + 1] then return 0 end
   end
   local wrote = false
-  for i = 2, #ARGV, 3 do
+  for i = OPS + 1, last, 3 do
     local new = ARGV[i + 2]
     if new == '' then
-      redis.call('HDEL', H, ARGV[i])
+      store(ARGV[i], false)
       wrote = true
     elseif new ~= '=' then
-      redis.call('HSET', H, ARGV[i], new)
+      store(ARGV[i], new)
       wrote = true
     end
   end
-  if wrote and ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  if wrote then
+    reindex()
+    if ttl > 0 then redis.call('PEXPIRE', H, ttl) end
+  end
+  for i = last + 1, #ARGV, 4 do
+    record(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  end
   return 1
 end
 
-function mode_run.clear(H)
+-- Removes the group; its records (one "deleted" per entry) in key order.
+-- Reply: its entries, field and value alternating (none when neither
+-- changes nor records are wanted).
+function mode_run.clear(ARGV, ttl, want_changes)
+  if not want_changes and feed_max == 0 then
+    redis.call('DEL', H)
+    redis.call('ZREM', Z, group)
+    return {}
+  end
   local all = redis.call('HGETALL', H)
+  if #all == 0 then
+    redis.call('ZREM', Z, group) -- a group dropped by its TTL
+    return all
+  end
   redis.call('DEL', H)
+  redis.call('ZREM', Z, group)
+  if feed_max > 0 then
+    local names, values = {}, {}
+    for i = 1, #all, 2 do
+      names[#names + 1] = all[i]
+      values[all[i]] = all[i + 1]
+    end
+    table.sort(names, bytes_less) -- code-point order, as the client's
+    for _, key in ipairs(names) do record(key, 'clear', values[key], '') end
+  end
   return all
 end
 
+-- ----------------------------------------------------------- reading modes
+-- These write nothing to the state: they read a shard's feed or index, or
+-- a group's hash, where one call is needed to see it at one instant.
+
+local mode_read = {}
+
+-- KEYS[1] a feed stream. Reply: {first n, last n, length} ("0" when empty).
+function mode_read.info(KEYS)
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  return { first and first[1]:sub(3) or '0', last and last[1]:sub(3) or '0', redis.call('XLEN', KEYS[1]) }
+end
+
+-- KEYS[1] a feed stream; ARGV[2] group, ARGV[3] key, ARGV[4] the most
+-- records wanted, ARGV[5] where to look from (exclusive: "(0-n") or "+",
+-- ARGV[6] the most records to examine in this call (so that a long search
+-- never holds Redis for long). Reply: {where to continue ("" at the
+-- start of the stream), then the entries found: id and fields, newest first}.
+function mode_read.history(KEYS, ARGV)
+  local g, k, want, budget = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
+  local from = ARGV[5]
+  local found, reply = 0, { '' }
+  while budget > 0 do
+    local entries = redis.call('XREVRANGE', KEYS[1], from, '-', 'COUNT', math.min(budget, 256))
+    for _, entry in ipairs(entries) do
+      local f = entry[2]
+      if f[2] == g and f[4] == k then
+        reply[#reply + 1] = entry[1]
+        reply[#reply + 1] = f
+        found = found + 1
+        if found >= want then return reply end
+      end
+    end
+    if #entries < math.min(budget, 256) then return reply end
+    budget = budget - #entries
+    from = '(' .. entries[#entries][1]
+    reply[1] = from
+  end
+  return reply
+end
+
+-- The key of a group's hash: percent-escaped as the client does it.
+local function hash_key(prefix, name)
+  return prefix .. name:gsub('%%', '%%25'):gsub('{', '%%7B'):gsub('}', '%%7D')
+end
+
+-- KEYS[1] a shard's group index; ARGV[2] its hashes' key prefix. Reply:
+-- the groups that hold entries; those dropped by their TTL leave the index.
+function mode_read.groups(KEYS, ARGV)
+  local live = {}
+  for _, name in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if redis.call('EXISTS', hash_key(ARGV[2], name)) == 1 then
+      live[#live + 1] = name
+    else
+      redis.call('ZREM', KEYS[1], name)
+    end
+  end
+  return live
+end
+
+-- KEYS: group hashes of one shard; ARGV[2] the most entries wanted of
+-- each; ARGV[2 + i] the key of KEYS[i] to start after ("" = the first).
+-- Reply, per group: "1" if more of it follows else "0", the number n of
+-- entries given, then n keys and values alternating, in key order.
+function mode_read.page(KEYS, ARGV)
+  local want = tonumber(ARGV[2])
+  local reply = {}
+  for g, hash in ipairs(KEYS) do
+    local after = ARGV[2 + g]
+    local names = {}
+    for _, name in ipairs(redis.call('HKEYS', hash)) do
+      if bytes_compare(name, after) > 0 then names[#names + 1] = name end
+    end
+    table.sort(names, bytes_less)
+    local n = math.min(want, #names)
+    reply[#reply + 1] = #names > want and '1' or '0'
+    reply[#reply + 1] = n
+    if n > 0 then
+      local page = {}
+      for i = 1, n do page[i] = names[i] end
+      local values = redis.call('HMGET', hash, unpack(page))
+      for i, name in ipairs(page) do
+        reply[#reply + 1] = name
+        reply[#reply + 1] = values[i] or 'null'
+      end
+    end
+  end
+  return reply
+end
+
 local function run(KEYS, ARGV)
-  local mode, changes, ttl, max_text, max_result = string.match(ARGV[1], '^(%a+) (%d) (%d+) (%d+) (%d+)$')
+  local mode, rest = string.match(ARGV[1], '^(%a+) ?(.*)$')
+  local read = mode_read[mode]
+  if read then return read(KEYS, ARGV) end
+  local changes, ttl, max_text, max_result, fmax, fbytes = string.match(rest, '^(%d) (%d+) (%d+) (%d+) (%d+) (%d+)$')
   max_bytes = tonumber(max_text)
-  return mode_run[mode](KEYS[1], ARGV, tonumber(ttl), changes == '1', tonumber(max_result))
+  H, S, Z, group = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
+  feed_max, feed_bytes, feed_stamp, feed_stamp_tail = tonumber(fmax), tonumber(fbytes), nil, ARGV[3]
+  created, removed = 0, false
+  return mode_run[mode](ARGV, tonumber(ttl), changes == '1', tonumber(max_result))
 end
 
 -- As a script (EVALSHA) this file ends by running; as a function library

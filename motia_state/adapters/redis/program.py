@@ -47,22 +47,23 @@ class LuaProgram:
         #: FCALL (True) or EVALSHA (False); turns False on a Redis without functions.
         self.functions = functions
 
-    async def __call__(self, key: bytes, header: bytes, *args: Any) -> Any:
-        """Run the program on the group hash ``key``; ``header`` is its ARGV[1]."""
+    async def __call__(self, keys: tuple[bytes, ...], header: bytes, *args: Any) -> Any:
+        """Run the program on ``keys`` (one slot: they share a hash tag); ``header`` is its ARGV[1]."""
         client = self.client
+        n = len(keys)
         if self.functions:
             try:
-                return await client.fcall(FUNCTION, b"1", key, header, *args)
+                return await client.fcall(FUNCTION, n, *keys, header, *args)
             except self.errors.ResponseError as e:
                 message = str(e)
                 if "Function not found" in message:
                     await client.function_load(LIBRARY, replace=True)
-                    return await client.fcall(FUNCTION, b"1", key, header, *args)
+                    return await client.fcall(FUNCTION, n, *keys, header, *args)
                 if "unknown command" not in message.lower():
                     raise
                 self.functions = False  # Redis < 7: scripts from now on
         try:
-            return await client.evalsha(SHA, 1, key, header, *args)
+            return await client.evalsha(SHA, n, *keys, header, *args)
         except self.errors.NoScriptError:
             await client.script_load(SOURCE)
-            return await client.evalsha(SHA, 1, key, header, *args)
+            return await client.evalsha(SHA, n, *keys, header, *args)

@@ -15,11 +15,7 @@ module MotiaState
       define_method(level) do |msg, fields = {}|
         record = fields.to_h.transform_keys(&:to_s).merge("level" => level == "warn" ? "warning" : level,
                                                              "msg" => msg.to_s, "traceId" => @trace_id)
-        begin
-          @client.notify("log", record)
-        rescue InvalidArgumentError
-          @client.notify("log", { "level" => level, "msg" => "#{msg} #{fields.inspect}", "traceId" => @trace_id })
-        end
+        @client.notify("log", record) # a field that is not JSON raises InvalidArgumentError naming it
       end
     end
     alias warning warn
@@ -172,13 +168,7 @@ module MotiaState
 
     def invoke(id, args)
       result = run_handler(args)
-      return if id.nil?
-
-      begin
-        @client.respond(id, result)
-      rescue InvalidArgumentError => e
-        @client.respond_error(id, "STEP_FAILED", "the handler's return value is not JSON: #{e.message}")
-      end
+      @client.respond(id, result) unless id.nil? # a result that cannot go becomes an error reply
     rescue Exception => e # rubocop:disable Lint/RescueException -- the step's failure is the reply
       @client.respond_error(id, "STEP_FAILED", "#{e.class}: #{e.message}", (e.backtrace || []).join("\n")) unless id.nil?
     end
@@ -196,15 +186,29 @@ module MotiaState
     end
   end
 
+  # The protocol's [input, output], private to this process: the descriptors
+  # the parent names in MOTIA_STEP_PROTOCOL_FDS, or copies of fds 0 and 1
+  # for a worker started by hand. Either way close-on-exec, so no process
+  # the step starts inherits them; the variable is removed so that it
+  # cannot mislead one.
+  def self.protocol_ios(env = ENV)
+    spec = env.delete("MOTIA_STEP_PROTOCOL_FDS").to_s
+    match = /\A(\d+),(\d+)\z/.match(spec)
+    return [$stdin.dup, $stdout.dup] unless match && match[1].to_i >= 3 && match[2].to_i >= 3
+
+    [IO.for_fd(match[1].to_i, "rb"), IO.for_fd(match[2].to_i, "wb")].each { |io| io.close_on_exec = true }
+  rescue SystemCallError, ArgumentError
+    [$stdin.dup, $stdout.dup]
+  end
+
   # run_step.rb <step file>: serve the step until shutdown or EOF.
   def self.main(argv)
     if argv.empty?
       warn("usage: run_step.rb <step file>")
       return 2
     end
-    # Keep the protocol on private descriptors; fds 0 and 1 become harmless.
-    output = $stdout.dup
-    input = $stdin.dup
+    input, output = protocol_ios
+    # fds 0 and 1 become harmless (the parent may have done so already).
     $stdout.reopen($stderr)
     $stdin.reopen(File::NULL)
     Worker.new(argv[0], input, output).serve

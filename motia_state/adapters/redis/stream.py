@@ -1,0 +1,266 @@
+"""Reading the Redis change feed: cursors over every shard, and what ``changes()`` returns.
+
+Each shard's feed is a stream whose record IDs are ``0-<n>``, n counting
+that shard's records one by one. A position in the feed is one n per
+shard; a cursor is ``r.`` and those numbers joined by dots (``r.42`` on a
+single shard). Because n has no gaps, a reader knows when records after
+its position were trimmed (the next one it sees is not n + 1) and raises
+CURSOR_EXPIRED instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import re
+from collections.abc import AsyncIterator, Collection
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from ...errors import CursorExpiredError, InvalidArgumentError
+from ...feed import READ_BATCH, _names
+from ...records import Change
+from ...values import describe
+
+if TYPE_CHECKING:
+    from .adapter import RedisStateAdapter
+
+__all__ = ["RedisChangeStream", "decode_record", "format_cursor", "parse_cursor"]
+
+_decode = msgspec.json.Decoder().decode
+
+_CURSOR: Final = re.compile(r"r((?:\.(?:0|[1-9][0-9]{0,18}))+)")
+_OTHER_CURSOR: Final = re.compile(r"(?!r\.)[a-z]+\.(?:0|[1-9][0-9]*)")
+
+
+def format_cursor(position: list[int]) -> str:
+    """The cursor of a position (one record number per shard)."""
+    return "r." + ".".join(map(str, position))
+
+
+def parse_cursor(cursor: object, shards: int) -> list[int]:
+    """The position a cursor names, in a store of ``shards`` shards.
+
+    Not a cursor at all: INVALID_ARGUMENT. A cursor of another kind of
+    store, or of a store with another shard count: CURSOR_EXPIRED (reading
+    after it cannot yield exactly the records that follow it).
+    """
+    if type(cursor) is not str:
+        raise InvalidArgumentError(f"after: expected a cursor string, None or 'now', got {describe(cursor)}")
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
+        if _OTHER_CURSOR.fullmatch(cursor):
+            raise CursorExpiredError(f"cursor {cursor!r} is from another kind of store (this one's start with 'r.')")
+        raise InvalidArgumentError(f"after: {cursor!r} is not a change-feed cursor")
+    position = [int(n) for n in match.group(1)[1:].split(".")]
+    if len(position) != shards:
+        raise CursorExpiredError(f"cursor {cursor!r} is from a store of {len(position)} shards; this one has {shards}")
+    return position
+
+
+def decode_record(fields: Any) -> tuple[str, str, str, str, Any, Any, int, int, dict[str, Any] | None]:
+    """(group, key, op, event, old, new, at, depth, origin) of a stream entry's fields.
+
+    ``fields`` is the dict redis-py makes of an entry, or the flat list a
+    script returns (both in the order the program writes them: g, k, o, a, b, x).
+    """
+    if isinstance(fields, dict):
+        group, key, op, old, new, stamp = (
+            fields[b"g"],
+            fields[b"k"],
+            fields[b"o"],
+            fields[b"a"],
+            fields[b"b"],
+            fields[b"x"],
+        )
+    else:
+        group, key, op, old, new, stamp = fields[1], fields[3], fields[5], fields[7], fields[9], fields[11]
+    at, _, rest = stamp.partition(b" ")
+    depth, _, origin = rest.partition(b" ")
+    event = "created" if not old else "deleted" if not new else "updated"
+    return (
+        group.decode(),
+        key.decode(),
+        op.decode(),
+        event,
+        _decode(old) if old else None,
+        _decode(new) if new else None,
+        int(at),
+        int(depth),
+        _decode(origin) if origin else None,
+    )
+
+
+def _number(entry_id: bytes) -> int:
+    return int(entry_id[2:])
+
+
+class RedisChangeStream(AsyncIterator[Change]):
+    """The records of a Redis store's feed after a position, filtered; what ``changes()`` returns.
+
+    Its start is fixed when it is made: ``"now"`` asks Redis for every
+    shard's newest record at once, and this adapter's writes wait for that
+    answer, so nothing it commits after the call is missed. Records are
+    read in batches, merged across shards by commit time (each shard in its
+    own order); with ``follow`` it then waits in ``XREAD BLOCK`` (one per
+    shard on a cluster, whose slots forbid reading several at once).
+    """
+
+    def __init__(
+        self,
+        adapter: RedisStateAdapter,
+        after: str | None,
+        *,
+        groups: Collection[str] | None = None,
+        keys: Collection[str] | None = None,
+        follow: bool = True,
+    ) -> None:
+        self._waits: dict[int, asyncio.Task[Any]] = {}  # first: __del__ reads it
+        self._adapter = adapter
+        self._groups = _names(groups, "groups")
+        self._keys = _names(keys, "keys")
+        self._follow = bool(follow)
+        self._after = after
+        if after is not None and after != "now" and (type(after) is not str or not _CURSOR.fullmatch(after)):
+            parse_cursor(after, 1)  # raises the right error for what is no cursor of ours
+        self._position: list[int] = []
+        self._shards: list[int] = []
+        self._buffer: list[Change] = []
+        self._next = 0
+        self._start: asyncio.Task[list[int]] | None = None
+        if after == "now":
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # no running loop: fixed at the first read instead
+                pass
+            else:
+                self._start = adapter._fix_position()
+
+    def __aiter__(self) -> RedisChangeStream:
+        return self
+
+    async def _begin(self) -> None:
+        adapter = self._adapter
+        layout = await adapter._layout()
+        shards = layout.shards
+        if self._groups is not None:
+            self._shards = sorted({layout.shard(g) for g in self._groups})
+        else:
+            self._shards = list(range(shards))
+        if self._start is not None:
+            self._position = await self._start
+        elif self._after == "now":
+            self._position = await adapter._last_position()
+        else:
+            info = await adapter._shard_info()
+            if self._after is None:
+                # From the oldest retained record of each shard.
+                self._position = [first - 1 if length else last for first, last, length in info]
+            else:
+                position = parse_cursor(self._after, shards)
+                for n, (first, last, length) in zip(position, info, strict=True):
+                    if n > last:
+                        raise CursorExpiredError(
+                            f"cursor {self._after!r} is not from this store (it is past the newest record)"
+                        )
+                    if length and n < first - 1:
+                        raise self._expired(self._after)
+                self._position = position
+        self._after = None
+
+    def _expired(self, cursor: str | None = None) -> CursorExpiredError:
+        return CursorExpiredError(
+            f"cursor {cursor or format_cursor(self._position)!r} is older than the feed retains "
+            f"(records after it were trimmed); start again from None or 'now'"
+        )
+
+    def _accept(self, shard: int, entries: list[Any], out: list[tuple[int, int, int, Any]]) -> None:
+        """Take ``shard``'s entries that follow its position (checking that none is missing)."""
+        position = self._position[shard]
+        for entry_id, fields in entries:
+            n = _number(entry_id)
+            if n <= position:
+                continue  # already read (a blocking read started from an older position)
+            if n != position + 1:
+                raise self._expired()
+            position = n
+            record = decode_record(fields)
+            out.append((record[6], shard, n, record))
+        self._position[shard] = position
+
+    def _emit(self, found: list[tuple[int, int, int, Any]], start: list[int]) -> None:
+        """Buffer the records found, merged by commit time, each with the position after it."""
+        by_shard: dict[int, list[tuple[int, int, int, Any]]] = {}
+        for item in found:
+            by_shard.setdefault(item[1], []).append(item)
+        position = start
+        buffer = self._buffer = []
+        self._next = 0
+        groups, keys = self._groups, self._keys
+        for _at, shard, n, record in heapq.merge(*by_shard.values(), key=lambda item: item[0]):
+            position[shard] = n
+            group, key = record[0], record[1]
+            if (groups is None or group in groups) and (keys is None or key in keys):
+                buffer.append(Change(format_cursor(position), *record))
+
+    async def __anext__(self) -> Change:
+        while True:
+            if self._next < len(self._buffer):
+                change = self._buffer[self._next]
+                self._next += 1
+                return change
+            self._adapter._check_usable()  # a closed adapter ends its followers with UNAVAILABLE
+            if self._after is not None or not self._position:
+                await self._begin()
+            start = list(self._position)
+            found: list[tuple[int, int, int, Any]] = []
+            for shard, entries in await self._adapter._read_shards(self._shards, self._position, READ_BATCH):
+                self._accept(shard, entries, found)
+            if found:
+                self._emit(found, start)
+                continue
+            if not self._follow:
+                raise StopAsyncIteration
+            for shard, entries in await self._wait():
+                self._accept(shard, entries, found)
+            if found:
+                self._emit(found, start)
+
+    async def _wait(self) -> list[tuple[int, list[Any]]]:
+        """Block until some shard read has records (or the block times out: then nothing)."""
+        adapter = self._adapter
+        if not adapter._cluster_client:
+            return await adapter._block(self._shards, self._position)
+        # A cluster: one blocking read per shard, each kept across calls
+        # until it returns, so that a quiet shard costs no new request.
+        for shard in self._shards:
+            if shard not in self._waits:
+                task = asyncio.ensure_future(adapter._block([shard], self._position))
+                task.add_done_callback(_retrieve)
+                self._waits[shard] = task
+        done, _ = await asyncio.wait(self._waits.values(), return_when=asyncio.FIRST_COMPLETED)
+        results: list[tuple[int, list[Any]]] = []
+        for shard, task in list(self._waits.items()):
+            if task in done:
+                del self._waits[shard]
+                results.extend(task.result())
+        return results
+
+    async def aclose(self) -> None:
+        """Stop the blocking reads this iterator has in flight."""
+        for task in self._waits.values():
+            task.cancel()
+        self._waits.clear()
+
+    def __del__(self) -> None:
+        for task in self._waits.values():
+            with contextlib.suppress(RuntimeError):  # its loop is closed already
+                task.cancel()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # A read that failed after its reader left (or before it came): nobody will ask.
+    if not task.cancelled():
+        task.exception()
