@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from .errors import InvalidArgumentError, LimitExceededError, StateError
-from .values import DEFAULT_LIMITS, MISSING, Limits, describe, import_value, is_number, json_equal
+from .values import DEFAULT_LIMITS, MISSING, Limits, describe, import_value, is_number, json_equal, json_type
 
 __all__ = [
     "COMBINATORS",
@@ -185,19 +185,6 @@ def resolve_path(value: Any, path: str) -> Any:
     return current
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    t = type(value)
-    if t is bool:
-        return "boolean"
-    if t is int or t is float:
-        return "number"
-    if t is str:
-        return "string"
-    return "array" if t is list else "object"
-
-
 def _contains(found: Any, wanted: Any) -> bool:
     t = type(found)
     if t is list:
@@ -237,7 +224,7 @@ def _leaf_holds(pred: Predicate, found: Any) -> bool:
         return False
     wanted = pred["value"]
     if op == "type":
-        return bool(_json_type(found) == wanted)
+        return bool(json_type(found) == wanted)
     if op == "startsWith":
         return type(found) is str and found.startswith(wanted)
     if op == "endsWith":

@@ -92,6 +92,20 @@ _SCALARS: Final = frozenset({str, int, type(None), bool})
 _encoder = msgspec.json.Encoder()
 
 
+def json_type(value: Any) -> str:
+    """The JSON type name of a value: "null", "boolean", "number", "string", "array" or "object"."""
+    if value is None:
+        return "null"
+    t = type(value)
+    if t is bool:
+        return "boolean"
+    if t is int or t is float:
+        return "number"
+    if t is str:
+        return "string"
+    return "array" if t is list else "object"
+
+
 def describe(value: object) -> str:
     """Name a value's JSON type for error messages ("got bool")."""
     if value is None:

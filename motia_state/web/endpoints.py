@@ -37,7 +37,7 @@ from ..errors import (
     error_for_code,
 )
 from ..predicates import Predicate, parse_predicate, predicate_holds
-from ..values import is_reserved_group
+from ..values import is_reserved_group, json_type
 from .guard import SESSION_COOKIE, Guard
 from .responses import STATUS_BY_CODE, error, from_state_error, json
 
@@ -64,20 +64,6 @@ _decoder = msgspec.json.Decoder()
 def entry_version(value: Any) -> str:
     """The version of a stored value: a digest of its canonical JSON (sorted keys)."""
     return hashlib.blake2b(_canonical.encode(value), digest_size=10).hexdigest()
-
-
-def json_type(value: Any) -> str:
-    """The JSON type name of a value."""
-    if value is None:
-        return "null"
-    t = type(value)
-    if t is bool:
-        return "boolean"
-    if t is int or t is float:
-        return "number"
-    if t is str:
-        return "string"
-    return "array" if t is list else "object"
 
 
 def _entry(group: str, key: str, value: Any) -> dict[str, Any]:

@@ -19,12 +19,18 @@
                              on memory, file and (when installed) Redis stores
     scripts/bench listing    the workbench's first page of entries: 100 vs 100,000 entries, with and
                              without a filter, on memory and file
+    scripts/bench langs      Node and Ruby steps over a Python step (sequential, concurrent), divided within
+                             each round; prints the median and range of each ratio over the rounds
+    scripts/bench leak       RSS after warm-up vs at the end: a warm pool per language (n invocations) and
+                             the memory and file stores (10 n operations); full size by default
 
 Each contender runs in alternating rounds and keeps its best round (the
-``app`` suite prints every round and the range instead).
+``app`` suite prints every round and the range instead, ``langs`` the
+median and range of ratios taken within each round).
 
-One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``, ``app``, ``triggers``, ``listing``),
-each with a ``DEFAULT_N`` and a ``run(options)``; ``harness`` holds what
+One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``, ``app``,
+``triggers``, ``listing``, ``leak``, ``langs``), each with a ``DEFAULT_N`` and a ``run(options)``;
+``harness`` holds what
 they share: the interleaved rounds, the report, and a throwaway
 redis-server (the test suite's own ``tests.helpers.RedisServer``).
 """

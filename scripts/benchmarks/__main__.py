@@ -9,7 +9,7 @@ import sys
 import motia_state as ms
 
 from . import __doc__ as usage
-from . import app, feed, file, listing, memory, pool, redis, rpc, triggers
+from . import app, feed, file, langs, leak, listing, memory, pool, redis, rpc, triggers
 from .harness import Options
 
 SUITES = {
@@ -21,6 +21,8 @@ SUITES = {
     "pool": pool,
     "app": app,
     "listing": listing,
+    "leak": leak,
+    "langs": langs,
     "triggers": triggers,
 }
 

@@ -279,5 +279,25 @@ def run(options: Options) -> None:
                 "(c) 2,000 concurrent increments (gather)",
                 "(d) redis-py INCR, pipelined x2000",
             ),
+            (
+                "(e)/(b) Node over Python, sequential (target >= 1)",
+                "(e) Node: sequential await ctx.state.increment",
+                "(b) sequential await ctx.state.increment",
+            ),
+            (
+                "(e)/(d) Node concurrent over redis-py pipelined (target >= 1)",
+                "(e) Node: 2,000 concurrent (Promise.all)",
+                "(d) redis-py INCR, pipelined x2000",
+            ),
+            (
+                "(f)/(b) Ruby over Python, sequential (target >= 0.67)",
+                "(f) Ruby: sequential ctx.state.increment",
+                "(b) sequential await ctx.state.increment",
+            ),
+            (
+                "(f)/(c) Ruby 8 threads over Python gather (target >= 0.67)",
+                "(f) Ruby: 2,000 concurrent (8 threads)",
+                "(c) 2,000 concurrent increments (gather)",
+            ),
         ],
     )

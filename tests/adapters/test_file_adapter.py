@@ -550,6 +550,54 @@ def test_transactions_race_with_single_operations_across_processes(tmp_path: Pat
 # -------------------------------------------------------------- SIGKILL
 
 
+class CrashLedger:
+    """What the crash child ("crash" job) acknowledged, and what a reopened store must hold.
+
+    The child increments "n", then sets "a" = "b" = n in one transaction and
+    prints n once both are acknowledged. ``stored`` is the "n" found after the
+    last kill and ``acked`` the highest n ever printed: they differ when a kill
+    lands after an increment's append but before its transaction is
+    acknowledged. Then "n" is one past "a", and a child killed before it
+    acknowledges anything leaves it so, so "a" is held to what was
+    acknowledged, never to the stored "n".
+    """
+
+    def __init__(self) -> None:
+        self.stored = 0
+        self.acked = 0
+
+    def after_kill(self, printed: list[int], n: Any, a: Any, b: Any) -> None:
+        """Check one reopened store against the lines the killed child printed."""
+        assert a == b, f"half a transaction: a={a} b={b}"
+        if printed:
+            assert printed[0] == self.stored + 1, "each child continues from what is stored"
+            assert printed == list(range(printed[0], printed[-1] + 1)), printed
+            self.acked = printed[-1]
+        base = printed[-1] if printed else self.stored
+        # The kill may land after the increment's append but before its
+        # acknowledgement: then one more than acknowledged is stored.
+        assert n is not None and base <= n <= base + 1, f"acknowledged {base}, found n={n}"
+        assert (a or 0) >= self.acked, f"acknowledged {self.acked}, found a={a}"
+        assert (a or 0) <= n, f"a={a} is past n={n}"
+        self.stored = int(n)
+
+
+async def read_crash_keys(path: Path) -> tuple[Any, Any, Any]:
+    a = ms.FileStateAdapter(path)
+    try:
+        return await a.get("g", "n"), await a.get("g", "a"), await a.get("g", "b")
+    finally:
+        await a.close()
+
+
+def kill_writer(proc: subprocess.Popen[str]) -> list[int]:
+    """SIGKILL a crash child; the values it printed in whole lines."""
+    proc.send_signal(signal.SIGKILL)
+    out = rest_of_output(proc)
+    assert proc.returncode == -signal.SIGKILL
+    return [int(x) for x in out.split("\n")[:-1] if x]  # the last piece may be half a line
+
+
 @pytest.mark.parametrize(
     ("mode", "compact_min", "kills"),
     [("always", 4 << 20, 6), ("batch", 4 << 20, 6), ("never", 4 << 20, 6), ("never", 0, 4), ("batch", 300, 4)],
@@ -560,34 +608,62 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_write(
 ) -> None:
     rng = random.Random(f"{mode}-{compact_min}")
     path = tmp_path / "s"
-    last_ack = 0
+    ledger = CrashLedger()
     for _ in range(kills):
         proc = start_writer(path, mode, "crash", 0, compact_min)
         go(proc)
         time.sleep(rng.uniform(0.02, 0.3))
-        proc.send_signal(signal.SIGKILL)
-        out = rest_of_output(proc)
-        assert proc.returncode == -signal.SIGKILL
-        lines = out.split("\n")
-        acked = [int(x) for x in lines[:-1] if x]  # the last piece may be half a line
-        if acked:
-            assert acked[0] == last_ack + 1, "each child continues from what is stored"
-            last_ack = acked[-1]
+        printed = kill_writer(proc)
+        ledger.after_kill(printed, *anyio.run(read_crash_keys, path))
+        assert not [p for p in os.listdir(path) if ".tmp" in p]
+    assert ledger.acked > 0, "the writer never got to write"
 
-        async def check(last_ack: int) -> int:
-            a = ms.FileStateAdapter(path)
-            n, va, vb = await a.get("g", "n"), await a.get("g", "a"), await a.get("g", "b")
-            await a.close()
-            assert va == vb, f"half a transaction: a={va} b={vb}"
-            # The kill may land after the increment's append but before its
-            # acknowledgement: then one more than acknowledged is stored.
-            assert n is not None and last_ack <= n <= last_ack + 1, f"acknowledged {last_ack}, found {n}"
-            assert va is None or va >= last_ack
-            assert not [p for p in os.listdir(path) if ".tmp" in p]
-            return int(n)
 
-        last_ack = anyio.run(check, last_ack)
-    assert last_ack > 0, "the writer never got to write"
+def test_a_child_killed_before_acknowledging_leaves_the_unacknowledged_increment(tmp_path: Path) -> None:
+    # The state a kill between the increment and its transaction leaves: n is
+    # one past a. A child killed before it writes anything must find no fault.
+    path = tmp_path / "s"
+
+    async def prepare() -> None:
+        a = ms.FileStateAdapter(path)
+        await a.set("g", "a", 5)
+        await a.set("g", "b", 5)
+        await a.set("g", "n", 6)
+        await a.close()
+
+    anyio.run(prepare)
+    ledger = CrashLedger()
+    ledger.after_kill([1, 2, 3, 4, 5], *anyio.run(read_crash_keys, path))
+    proc = start_writer(path, "always", "crash", 0)  # never released: acknowledges nothing
+    ledger.after_kill(kill_writer(proc), *anyio.run(read_crash_keys, path))
+    assert (ledger.acked, ledger.stored) == (5, 6)
+
+
+@pytest.mark.parametrize(
+    ("printed", "found", "message"),
+    [
+        ([1, 2, 3], (3, 2, 2), "found a=2"),  # the last acknowledged transaction lost
+        ([1, 2, 3], (2, 2, 2), "found n=2"),  # the last acknowledged increment lost
+        ([1, 2, 3], (3, 3, 2), "half a transaction"),
+        ([1, 2, 3], (5, 3, 3), "found n=5"),  # an increment nobody made
+        ([2, 3], (3, 3, 3), "continues from what is stored"),
+    ],
+)
+def test_the_crash_ledger_refuses_a_lost_write(printed: list[int], found: tuple[int, int, int], message: str) -> None:
+    with pytest.raises(AssertionError, match=message):
+        CrashLedger().after_kill(printed, *found)
+
+
+def test_the_crash_ledger_holds_a_to_what_was_acknowledged_not_to_what_was_stored() -> None:
+    ledger = CrashLedger()
+    ledger.after_kill([1, 2, 3, 4, 5], 6, 5, 5)  # killed after the increment of 6
+    ledger.after_kill([], 6, 5, 5)  # killed before acknowledging anything
+    ledger.after_kill([], 7, 5, 5)  # killed after another increment
+    ledger.after_kill([], 7, 7, 7)  # ... or after its transaction too
+    with pytest.raises(AssertionError, match="found a=4"):
+        ledger.after_kill([], 7, 4, 4)
+    ledger.after_kill([8], 8, 8, 8)
+    assert (ledger.acked, ledger.stored) == (8, 8)
 
 
 @pytest.mark.parametrize("mode", ["always", "batch"])

@@ -182,9 +182,10 @@ class RpcClient {
    * @param {(frame: object) => void} [options.onRequest]  requests from the parent
    * @param {number} [options.maxFrameBytes]  default: frameLimit() (MOTIA_STEP_MAX_FRAME_BYTES)
    * @param {number} [options.inputFd]  the fd behind `input`, non-blocking: enables the spin
+   * @param {number} [options.outputFd]  the fd behind `output`: a spinning request writes to it directly
    * @param {number} [options.spinMicros]
    */
-  constructor (input, output, { onRequest, maxFrameBytes = frameLimit(), inputFd, spinMicros: spin } = {}) {
+  constructor (input, output, { onRequest, maxFrameBytes = frameLimit(), inputFd, outputFd, spinMicros: spin } = {}) {
     this.input = input
     this.output = output
     this.onRequest = onRequest || (() => {})
@@ -199,8 +200,10 @@ class RpcClient {
     this.discarding = false
     this.closedPromise = new Promise((resolve) => { this.resolveClosed = resolve })
     this.inputFd = inputFd
+    this.outputFd = outputFd
     this.spinNs = inputFd === undefined ? 0n : BigInt(Math.round((spin === undefined ? spinMicros() : spin) * 1000))
     this.spinBuffer = null
+    this.feeding = false
     this.skip = 0
     this.misses = 0
     this.spins = 0 // spins that ran, and those that got a reply (for tests)
@@ -323,7 +326,27 @@ class RpcClient {
     if (this.queue.length === 0) return
     const data = this.queue.join('\n') + '\n'
     this.queue = []
-    this.output.write(data)
+    this.writeNow(data)
+  }
+
+  /**
+   * Write `data` now: straight to the fd when the stream holds nothing
+   * (no stream bookkeeping, no write request), else through the stream,
+   * which keeps the order. What the fd does not take goes to the stream.
+   */
+  writeNow (data) {
+    if (this.outputFd === undefined || this.output.writableLength > 0) {
+      this.output.write(data)
+      return
+    }
+    let n = 0
+    try {
+      n = fs.writeSync(this.outputFd, data)
+    } catch (e) {
+      if (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK') throw e
+    }
+    if (n === 0) this.output.write(data)
+    else if (n < Buffer.byteLength(data)) this.output.write(Buffer.from(data, 'utf8').subarray(n))
   }
 
   /**
@@ -365,29 +388,51 @@ class RpcClient {
       this.skip--
       return
     }
-    if (this.closed || this.input.readableLength > 0 || this.output.writableLength > 0) return
+    if (this.closed || this.feeding || this.input.readableLength > 0 || this.output.writableLength > 0) return
     const buffer = this.spinBuffer || (this.spinBuffer = Buffer.allocUnsafe(65536))
-    const end = process.hrtime.bigint() + this.spinNs
     this.spins++
-    for (;;) {
-      let n
+    const n = this.poll(buffer)
+    if (n === 0 || n === -2) return // end of input or an error: the stream sees it on its next read
+    if (n > 0) {
+      this.hits++
+      this.misses = 0
+      // Whole lines need no copy; a partial one is kept, so it must not
+      // share the buffer. No spin reads into the buffer while it is fed.
+      this.feeding = true
       try {
-        n = fs.readSync(this.inputFd, buffer, 0, buffer.length, null)
-      } catch (e) {
-        if (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK') return // the stream will see it too
-        n = -1
+        this.feed(buffer[n - 1] === NEWLINE ? buffer.subarray(0, n) : Buffer.from(buffer.subarray(0, n)))
+      } finally {
+        this.feeding = false
       }
-      if (n === 0) return // end of input: the stream sees it on its next read
-      if (n > 0) {
-        this.hits++
-        this.misses = 0
-        this.feed(Buffer.from(buffer.subarray(0, n)))
-        return
-      }
-      if (process.hrtime.bigint() >= end) break
+      return
     }
     this.misses++
     this.skip = Math.min(2 ** this.misses, MAX_SKIP)
+  }
+
+  /**
+   * Read the input fd without blocking until bytes come or spinNs pass:
+   * the byte count, 0 at end of input, -1 when nothing came, -2 on an error.
+   * An empty pipe makes readSync throw EAGAIN; with no stack trace to
+   * capture, each such poll costs a fraction as much, so the spin notices a
+   * reply sooner and burns less. No other code runs meanwhile.
+   */
+  poll (buffer) {
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    try {
+      const end = process.hrtime.bigint() + this.spinNs
+      for (;;) {
+        try {
+          return fs.readSync(this.inputFd, buffer, 0, buffer.length, null)
+        } catch (e) {
+          if (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK') return -2
+        }
+        if (process.hrtime.bigint() >= end) return -1
+      }
+    } finally {
+      Error.stackTraceLimit = limit
+    }
   }
 
   /** A request without a reply; throws as `request` rejects. */

@@ -53,7 +53,7 @@ function protectStdio ({ readFd, writeFd } = protocolFds()) {
   for (const name of Object.keys(Console.prototype)) {
     if (typeof toStderr[name] === 'function') console[name] = toStderr[name].bind(toStderr)
   }
-  return { input, output, inputFd: readFd }
+  return { input, output, inputFd: readFd, outputFd: writeFd }
 }
 
 /** Import a step by path: CommonJS by require, ESM (.mjs, or "type": "module") by import(). */
@@ -110,8 +110,8 @@ class Worker {
   }
 
   async serve () {
-    const { input, output, inputFd } = protectStdio()
-    this.client = new RpcClient(input, output, { onRequest: (frame) => this.onRequest(frame), inputFd })
+    const { input, output, inputFd, outputFd } = protectStdio()
+    this.client = new RpcClient(input, output, { onRequest: (frame) => this.onRequest(frame), inputFd, outputFd })
     this.state = new StateManager(this.client)
     // import() is asynchronous: an invoke that arrives meanwhile waits for it.
     this.loaded = loadStep(this.stepPath).then(

@@ -308,3 +308,102 @@ test('MOTIA_STEP_SPIN_US sets the budget; 0, one CPU or nonsense are handled', (
   assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: '1e9' }, 2), 10000)
   assert.equal(spinMicros({ MOTIA_STEP_SPIN_US: '50' }, 1), 0)
 })
+
+/** Everything readable now from a non-blocking fd, as text. */
+function drain (fd) {
+  const buffer = Buffer.alloc(1 << 20)
+  let text = ''
+  for (;;) {
+    let n
+    try {
+      n = fs.readSync(fd, buffer, 0, buffer.length, null)
+    } catch (e) {
+      if (e.code === 'EAGAIN') return text
+      throw e
+    }
+    if (n === 0) return text
+    text += buffer.toString('utf8', 0, n)
+  }
+}
+
+test('a lone request is written straight to outputFd, bypassing the stream', async () => {
+  const input = fifo()
+  const output = fifo()
+  try {
+    const h = harness({ inputFd: input.readFd, outputFd: output.writeFd, spinMicros: 200000 })
+    fs.writeSync(input.writeFd, '{"type":"rpc_response","id":1,"result":"é"}\n')
+    const reply = h.client.request('state.get', { traceId: 't', key: 'ключ' })
+    assert.equal(h.writes.length, 0, 'nothing through the stream')
+    assert.deepEqual(JSON.parse(drain(output.readFd)), { type: 'rpc_request', id: 1, method: 'state.get', args: { traceId: 't', key: 'ключ' } })
+    assert.equal(await reply, 'é')
+  } finally {
+    input.close()
+    output.close()
+  }
+})
+
+test('a lone request goes through the stream while it holds bytes, or when the fd is full', async () => {
+  const input = fifo()
+  const output = fifo()
+  try {
+    const h = harness({ inputFd: input.readFd, outputFd: output.writeFd, spinMicros: 1 })
+    h.client.output.writableLength = 5 // bytes still queued in the stream: the frame must follow them
+    h.client.request('state.get', { traceId: 't', key: 'a' })
+    assert.equal(h.writes.length, 1)
+    assert.equal(drain(output.readFd), '')
+    h.client.pending.clear()
+
+    // A full pipe (EAGAIN): the whole frame goes to the stream, which waits for room.
+    h.client.output.writableLength = 0
+    const full = fs.openSync(`/proc/self/fd/${output.writeFd}`, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK)
+    const chunk = Buffer.alloc(65536, 0x20)
+    let filled = false
+    while (!filled) {
+      try { fs.writeSync(full, chunk) } catch (e) { if (e.code !== 'EAGAIN') throw e; filled = true }
+    }
+    const h2 = harness({ inputFd: input.readFd, outputFd: full, spinMicros: 1 })
+    h2.client.request('state.get', { traceId: 't', key: 'b' })
+    assert.equal(h2.writes.length, 1, 'the frame went to the stream')
+    assert.deepEqual(h2.sent.map((f) => f.args.key), ['b'])
+    fs.closeSync(full)
+  } finally {
+    input.close()
+    output.close()
+  }
+})
+
+test('replies read by the spin that end mid-frame are completed by the stream', async () => {
+  const p = fifo()
+  try {
+    const h = harness({ inputFd: p.readFd, spinMicros: 200000 })
+    fs.writeSync(p.writeFd, '{"type":"rpc_response","id":1,"res')
+    const reply = h.client.request('state.get', { traceId: 't', key: 'k' })
+    assert.equal(h.client.hits, 1)
+    h.client.spinBuffer.fill(0x7b) // the spin's buffer is reused: the partial frame must not live in it
+    h.input.write('ult":"whole"}\n')
+    assert.equal(await reply, 'whole')
+  } finally {
+    p.close()
+  }
+})
+
+test('a spin leaves Error.stackTraceLimit as it was, and the errors it delivers keep their stack', async () => {
+  const p = fifo()
+  const saved = Error.stackTraceLimit
+  Error.stackTraceLimit = 17
+  try {
+    const miss = harness({ inputFd: p.readFd, spinMicros: 300 })
+    miss.client.request('state.get', { traceId: 't', key: 'k' })
+    assert.deepEqual([miss.client.spins, miss.client.hits], [1, 0])
+    assert.equal(Error.stackTraceLimit, 17)
+    const h = harness({ inputFd: p.readFd, spinMicros: 200000 })
+    fs.writeSync(p.writeFd, '{"type":"rpc_response","id":1,"error":{"code":"TYPE_MISMATCH","message":"no"}}\n')
+    const failed = h.client.request('state.increment', { traceId: 't', key: 'k' })
+    assert.equal(h.client.hits, 1)
+    await assert.rejects(failed, (e) => e instanceof TypeMismatchError && /\n\s+at /.test(e.stack))
+    assert.equal(Error.stackTraceLimit, 17)
+  } finally {
+    Error.stackTraceLimit = saved
+    p.close()
+  }
+})
