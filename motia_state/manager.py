@@ -26,7 +26,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -36,7 +36,7 @@ from .adapters.base import StateAdapter, UpdateFn
 from .adapters.memory import MemoryStateAdapter
 from .errors import StateError
 from .observability import MetricsSummary, Observer, OperationRecord
-from .records import BatchResult, StateChange, TransactionResult
+from .records import BatchResult, Change, StateChange, TransactionResult
 from .values import Limits, copy_value
 
 __all__ = ["ChangeListener", "StateManager"]
@@ -294,6 +294,27 @@ class StateManager:
         """Run the operations in order, each atomic on its own."""
         count = len(operations) if isinstance(operations, (list, tuple)) else 0
         return await self._run("batch", trace_id, None, self.adapter.batch(trace_id, operations), count)
+
+    # -- the change feed ------------------------------------------------------------
+
+    def changes(
+        self,
+        after: str | None = None,
+        *,
+        groups: Collection[str] | None = None,
+        keys: Collection[str] | None = None,
+        follow: bool = True,
+    ) -> AsyncIterator[Change]:
+        """The store's change feed from ``after`` (see :meth:`StateAdapter.changes`)."""
+        return self.adapter.changes(after, groups=groups, keys=keys, follow=follow)
+
+    async def history(self, group: str, key: str, limit: int = 100) -> list[Change]:
+        """The retained feed records of one entry, newest first, at most ``limit``."""
+        return await self.adapter.history(group, key, limit)
+
+    async def feed_info(self) -> dict[str, Any]:
+        """``{"first": cursor|None, "last": cursor|None, "retained": n}`` of the store's feed."""
+        return await self.adapter.feed_info()
 
     # camelCase aliases, for code ported from Motia (declared here so type checkers see them).
     getGroup = get_group

@@ -29,6 +29,7 @@ __all__ = [
     "BatchItemResult",
     "BatchOperation",
     "BatchResult",
+    "Change",
     "StateChange",
     "StateOperation",
     "TransactionResult",
@@ -357,6 +358,34 @@ class StateChange(msgspec.Struct, frozen=True, rename="camel"):
         """The change for one written entry; ``MISSING`` on a side means no entry there."""
         event = "created" if old is MISSING else "deleted" if new is MISSING else "updated"
         return cls(group, key, op, event, None if old is MISSING else old, None if new is MISSING else new)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The contract's JSON shape (camelCase)."""
+        wire: dict[str, Any] = msgspec.to_builtins(self)
+        return wire
+
+
+class Change(msgspec.Struct, frozen=True, rename="camel"):
+    """One record of the change feed: a committed change, where it sits and who made it.
+
+    ``cursor`` is opaque: reading the feed after it yields exactly the
+    records that follow this one. ``group``, ``key``, ``op``, ``event``,
+    ``old_value`` and ``new_value`` are as in a change event (a missing side
+    is None); ``at`` is the commit time in milliseconds since the epoch;
+    ``depth`` and ``origin`` (``{"step": name, "traceId": t}`` or None)
+    describe the invocation that wrote. On the wire the names are camelCase.
+    """
+
+    cursor: str
+    group: str
+    key: str
+    op: str
+    event: str
+    old_value: Any
+    new_value: Any
+    at: int
+    depth: int = 0
+    origin: dict[str, Any] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The contract's JSON shape (camelCase)."""

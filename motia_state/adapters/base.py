@@ -17,14 +17,14 @@ from __future__ import annotations
 import abc
 import random
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import anyio
 
-from ..errors import ConflictError
-from ..records import BatchResult, StateChange, TransactionResult
+from ..errors import ConflictError, UnavailableError
+from ..records import BatchResult, Change, StateChange, TransactionResult
 from ..values import DEFAULT_LIMITS, Limits, copy_value, import_value
 
 __all__ = [
@@ -254,6 +254,39 @@ class StateAdapter(abc.ABC):
     @writes
     async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
         """Run the operations in order, each atomic on its own."""
+
+    # -- the change feed ---------------------------------------------------------
+
+    def changes(
+        self,
+        after: str | None = None,
+        *,
+        groups: Collection[str] | None = None,
+        keys: Collection[str] | None = None,
+        follow: bool = True,
+    ) -> AsyncIterator[Change]:
+        """The store's change feed from ``after``, in commit order.
+
+        ``after`` is None (the oldest retained record), ``"now"`` (only what
+        commits after this call: the position is fixed here, not at the
+        first iteration) or the cursor of an earlier record. ``groups`` and
+        ``keys`` keep only records of those; with ``follow`` the iterator
+        waits for new records forever, without it it ends at the newest.
+        A cursor older than what the feed retains raises CursorExpiredError
+        (code CURSOR_EXPIRED); with the feed off (``feed_retention=0``) this
+        is INVALID_ARGUMENT.
+        """
+        raise UnavailableError(f"{type(self).__name__} keeps no change feed")
+
+    @reads
+    async def history(self, group: str, key: str, limit: int = 100) -> list[Change]:
+        """The retained records of one entry, newest first, at most ``limit``."""
+        raise UnavailableError(f"{type(self).__name__} keeps no change feed")
+
+    @reads
+    async def feed_info(self) -> dict[str, Any]:
+        """``{"first": cursor|None, "last": cursor|None, "retained": n}`` of the store's feed."""
+        raise UnavailableError(f"{type(self).__name__} keeps no change feed")
 
     # -- camelCase aliases, for code ported from Motia --------------------------
     # Plain methods that return the snake_case method's awaitable: they call

@@ -3,7 +3,8 @@
 Strings: ``memory:``, ``file:PATH``, ``redis://...`` / ``rediss://...``.
 Dicts: ``{"adapter": "memory" | "file" | "redis", ...}`` with the adapter's
 own options (``path``, ``fsync`` for file; ``url``, ``key_prefix``, ``ttl``,
-``fallback`` for Redis). A bad configuration is INVALID_ARGUMENT naming the
+``fallback`` for Redis; ``feed_retention`` and ``feed_retention_bytes`` for
+memory and file). A bad configuration is INVALID_ARGUMENT naming the
 field.
 """
 
@@ -17,6 +18,8 @@ from .base import StateAdapter
 from .memory import MemoryStateAdapter
 
 __all__ = ["create_state_adapter", "parse_state_config"]
+
+_FEED_OPTIONS = {"feed_retention", "feed_retention_bytes"}
 
 
 def parse_state_config(config: str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -51,10 +54,12 @@ def create_state_adapter(config: str | Mapping[str, Any] | None = None) -> State
     options = parse_state_config(config)
     kind = options.pop("adapter")
     if kind == "memory":
-        _no_extra(options, "memory", set())
-        return MemoryStateAdapter()
+        _no_extra(options, "memory", _FEED_OPTIONS)
+        return MemoryStateAdapter(**options)
     if kind == "file":
-        _no_extra(options, "file", {"path", "fsync", "fsync_interval_ms", "repair", "compact_min_bytes"})
+        _no_extra(
+            options, "file", {"path", "fsync", "fsync_interval_ms", "repair", "compact_min_bytes", *_FEED_OPTIONS}
+        )
         path = options.pop("path", None)
         if not isinstance(path, str) or not path:
             raise InvalidArgumentError(f"path: the file adapter needs a directory path, got {path!r}")

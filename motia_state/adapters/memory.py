@@ -20,11 +20,22 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ..errors import UnavailableError
+from ..errors import InvalidArgumentError, UnavailableError
+from ..feed import (
+    DEFAULT_RETENTION,
+    DEFAULT_RETENTION_BYTES,
+    FEED_OFF,
+    ChangeStream,
+    FeedRing,
+    Stamp,
+    check_retention,
+    current_write_context,
+    now_ms,
+)
 from ..ops import (
     apply_compare_and_swap,
     apply_delete,
@@ -40,7 +51,7 @@ from ..ops import (
     apply_unshift,
     apply_update,
 )
-from ..records import BatchResult, StateChange, TransactionResult, check_delta, check_field
+from ..records import BatchResult, Change, StateChange, TransactionResult, check_delta, check_field
 from ..values import DEFAULT_LIMITS, INT_BOUND, INT_LOW, MISSING, CheckedNames, Limits, check_name, import_value
 from .base import Acknowledge, StateAdapter, UpdateFn, acknowledge_writes
 from .table import StateTable
@@ -57,6 +68,7 @@ class TableSession:
     keeps the table's journal on even when no sink listens, for a commit
     that needs every change. ``acknowledge``, when set, wraps every write
     operation (see :func:`~motia_state.adapters.base.acknowledge_writes`).
+    ``feed`` holds the store's change feed (None: the feed is off).
     This base is the memory adapter's own: a thread lock, nothing to commit.
     """
 
@@ -66,9 +78,15 @@ class TableSession:
     def __init__(self, table: StateTable) -> None:
         self.table = table
         self.lock: AbstractContextManager[Any] = threading.Lock()
+        self.feed: FeedRing | None = None
 
-    def commit(self, changes: list[StateChange]) -> None:
-        """Make ``changes``, which one operation wrote, last (the lock is held)."""
+    def commit(self, changes: list[StateChange], stamp: Stamp | None) -> None:
+        """Make ``changes``, which one operation wrote, last (the lock is held).
+
+        ``stamp`` is ``(at, depth, origin)`` when the changes are also the
+        next records of the feed (numbered from ``feed.seq + 1``), None
+        when they make no records.
+        """
 
 
 def _names(adapter: MemoryStateAdapter, trace_id: Any, key: Any) -> None:
@@ -78,14 +96,31 @@ def _names(adapter: MemoryStateAdapter, trace_id: Any, key: Any) -> None:
 
 
 class MemoryStateAdapter(StateAdapter):
-    """State in this process's memory; lost when the process exits."""
+    """State in this process's memory; lost when the process exits.
 
-    def __init__(self, *, limits: Limits = DEFAULT_LIMITS, session: TableSession | None = None) -> None:
+    The change feed keeps the newest ``feed_retention`` records within
+    ``feed_retention_bytes`` of their encoding; ``feed_retention=0`` turns
+    it off. With a ``session`` (storage of its own), the session's feed is
+    used instead.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        session: TableSession | None = None,
+        feed_retention: int = DEFAULT_RETENTION,
+        feed_retention_bytes: int = DEFAULT_RETENTION_BYTES,
+    ) -> None:
         super().__init__()
         self.limits = limits
         if session is None:
+            check_retention(feed_retention, feed_retention_bytes)
             session = TableSession(StateTable(limits))
+            if feed_retention:
+                session.feed = FeedRing("m", feed_retention, feed_retention_bytes)
         self._session = session
+        self._feed = session.feed
         self._table = session.table
         self._lock = session.lock
         # The base session commits nowhere: skip the call on every write.
@@ -93,24 +128,86 @@ class MemoryStateAdapter(StateAdapter):
         self._closed = False
         self._names = CheckedNames(limits)
         self._valid_names = self._names.seen  # read directly by increment's fast path
-        if session.journal_always:
-            self._table.journal = []
+        self._sinks_changed()
         if session.acknowledge is not None:
             acknowledge_writes(self, session.acknowledge)
 
     def _sinks_changed(self) -> None:
+        # With no listener and nothing to commit, only the feed hears of a
+        # write: the table hands it each change directly, no journal between.
+        feed_only = self._feed is not None and not self._sinks and self._commit is None
         with self._lock:
-            self._table.journal = [] if self._sinks or self._session.journal_always else None
+            self._table.feed = self._feed if feed_only else None
+            self._table.journal = None if feed_only or not (self._sinks or self._session.journal_always) else []
 
     def _flush(self) -> None:
-        # Called under the lock, so sinks see changes in commit order, and
-        # only once the session committed them.
+        # Called under the lock, so sinks and the feed see changes in commit
+        # order, and only once the session committed them.
         journal = self._table.journal
         if journal:
             self._table.journal = []
-            if self._commit is not None:
-                self._commit(journal)
-            self._publish(journal)
+            feed = self._feed
+            if feed is None:
+                if self._commit is not None:
+                    self._commit(journal, None)
+            else:
+                depth, origin = current_write_context()
+                at = now_ms()
+                if self._commit is not None:
+                    self._commit(journal, (at, depth, origin))
+                feed.record(journal, at, depth, origin)
+            if self._sinks:
+                self._publish(journal)
+
+    # -- the change feed -------------------------------------------------------
+
+    def _ring(self) -> FeedRing:
+        if self._feed is None:
+            raise InvalidArgumentError(FEED_OFF)
+        if self._closed:
+            raise UnavailableError("the adapter is closed")
+        return self._feed
+
+    def changes(
+        self,
+        after: str | None = None,
+        *,
+        groups: Collection[str] | None = None,
+        keys: Collection[str] | None = None,
+        follow: bool = True,
+    ) -> AsyncIterator[Change]:
+        ring = self._ring()
+        with self._lock:
+            start = ring.position(after)
+        return ChangeStream(self, start, groups=groups, keys=keys, follow=follow)
+
+    def _feed_read(self, after: int | None, limit: int) -> tuple[list[Change], int]:
+        """Up to ``limit`` records after sequence number ``after`` (see :class:`~motia_state.feed.FeedSource`)."""
+        ring = self._ring()
+        with self._lock:
+            return ring.read(after, limit)
+
+    async def _feed_wait(self, after: int) -> None:
+        """Return once a record after ``after`` may have been committed."""
+        ring = self._ring()
+        with self._lock:
+            if ring.seq > after:
+                return
+            event = ring.waiter()
+        await event.wait()
+
+    async def history(self, group: str, key: str, limit: int = 100) -> list[Change]:
+        _names(self, group, key)
+        if type(limit) is not int or limit < 0:
+            raise InvalidArgumentError(f"limit: expected a non-negative int, got {limit!r}")
+        ring = self._ring()
+        with self._lock:
+            return ring.history(group, key, limit)
+
+    async def feed_info(self) -> dict[str, Any]:
+        ring = self._ring()
+        with self._lock:
+            return ring.info()
 
     def _check_group(self, group: Any) -> None:
         check_name(group, "traceId", self.limits)
@@ -161,17 +258,22 @@ class MemoryStateAdapter(StateAdapter):
             check_delta(delta)
         with self._lock:
             table = self._table
+            feed = table.feed
             if table.journal is not None:
                 result: int | float = table.apply(trace_id, key, "increment", apply_increment, delta)
                 self._flush()
                 return result
             entries = table.data.get(trace_id)
             if entries is None:
-                new, result = apply_increment(MISSING, delta)
+                old = MISSING
+                new, result = apply_increment(old, delta)
                 table.data[trace_id] = {key: new}
             else:
-                new, result = apply_increment(entries.get(key, MISSING), delta)
+                old = entries.get(key, MISSING)
+                new, result = apply_increment(old, delta)
                 entries[key] = new
+            if feed is not None:
+                feed.put(trace_id, key, "increment", old, new)
         return result
 
     async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
@@ -292,3 +394,6 @@ class MemoryStateAdapter(StateAdapter):
 
     async def close(self) -> None:
         self._closed = True
+        if self._feed is not None:
+            with self._lock:
+                self._feed.wake()  # followers end with UNAVAILABLE instead of waiting forever

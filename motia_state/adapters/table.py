@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..feed import FeedRing
 from ..ops import UNCHANGED, check_size, parse_transaction, run_batch, run_transaction
 from ..records import BatchResult, StateChange, TransactionResult, parse_operations
 from ..values import MISSING, Limits, copy_value, is_reserved_group
@@ -26,7 +27,7 @@ __all__ = ["StateTable"]
 class StateTable:
     """group -> key -> value, with a journal of what each operation wrote."""
 
-    __slots__ = ("data", "journal", "limits")
+    __slots__ = ("data", "feed", "journal", "limits")
 
     def __init__(self, limits: Limits) -> None:
         self.data: dict[str, dict[str, Any]] = {}
@@ -34,6 +35,9 @@ class StateTable:
         #: When not None, every write appends a StateChange here; the owner
         #: drains it after each operation (events, the file log).
         self.journal: list[StateChange] | None = None
+        #: When the journal is off and this is set, every write goes straight
+        #: to this change feed (nothing else needs to hear of it).
+        self.feed: FeedRing | None = None
 
     def write(self, group: str, key: str, op: str, new: Any) -> None:
         """Store ``new`` (``MISSING`` removes the entry), journaling the change."""
@@ -50,6 +54,8 @@ class StateTable:
             entries[key] = new
         if self.journal is not None:
             self.journal.append(StateChange.of(group, key, op, old, new))
+        elif self.feed is not None:
+            self.feed.put(group, key, op, old, new)
 
     def read(self, group: str, key: str) -> Any:
         """The stored value or ``MISSING`` (not a copy: do not hand it out)."""
@@ -92,7 +98,7 @@ class StateTable:
         entries = self.data.get(group)
         if not entries:
             return
-        if self.journal is None:
+        if self.journal is None and self.feed is None:
             del self.data[group]
             return
         for key in sorted(entries):

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from ..errors import InternalError, InvalidArgumentError, LimitExceededError, NotFoundError, StateError
+from ..feed import write_context
 from ..manager import StateManager
 from ..values import MAX_INT_DIGITS
 from .frames import to_log_line
@@ -36,6 +37,8 @@ class CallContext:
 
     step: str = "?"
     trace_id: str | None = None
+    #: The depth of the invocation being served (its writes' feed records carry it).
+    depth: int = 0
     #: Orchestrator hooks, set by the runtime for one invocation.
     on_emit: Callable[[dict[str, Any]], Any] | None = None
     on_log: Callable[[dict[str, Any]], Any] | None = None
@@ -186,7 +189,9 @@ def state_handlers(manager: StateManager, table: HandlerTable | None = None) -> 
 
     Transaction and batch records are validated by the adapter; an
     ``update`` record can never carry a function in JSON, so it is refused
-    there like any other malformed record.
+    there like any other malformed record. Every request runs in the write
+    context of the invocation it serves, so the feed records of its writes
+    carry that invocation's depth and origin (step and traceId).
     """
     t = table if table is not None else HandlerTable()
     m = manager
@@ -269,5 +274,14 @@ def state_handlers(manager: StateManager, table: HandlerTable | None = None) -> 
         ("state.transaction", _Ops, transaction),
         ("state.batch", _Ops, batch),
     ):
-        t.register(name, args_type, handler)
+        t.register(name, args_type, _stamped(handler))
     return t
+
+
+def _stamped(handler: Handler[A]) -> Handler[A]:
+    async def run(args: A, ctx: CallContext) -> Any:
+        origin = None if ctx.trace_id is None else {"step": ctx.step, "traceId": ctx.trace_id}
+        with write_context(ctx.depth, origin):
+            return await handler(args, ctx)
+
+    return run

@@ -159,10 +159,12 @@ class WorkerPool:
         timeout: float | None = None,
         on_emit: EmitHook | None = None,
         on_log: EmitHook | None = None,
+        depth: int = 0,
     ) -> Any:
         """Run one invocation on a warm worker of ``path`` (starting one if none is free).
 
-        Returns and raises exactly what :func:`call_step_file` would.
+        Returns and raises exactly what :func:`call_step_file` would;
+        ``depth`` is as there.
         """
         if self._tg is None or self._closed:
             raise UnavailableError("the worker pool is not running (use it with 'async with')")
@@ -180,7 +182,7 @@ class WorkerPool:
             answered = False  # False when cancelled mid-call: that worker is killed, not kept
             try:
                 result = await worker.invoke(
-                    invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log
+                    invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log, depth=depth
                 )
                 answered = True
                 return result

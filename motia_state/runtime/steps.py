@@ -41,6 +41,7 @@ async def call_step_file(
     interpreters: Mapping[str, str] | None = None,
     handlers: HandlerTable | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    depth: int = 0,
 ) -> Any:
     """Run one invocation of a step file and return its handler's result.
 
@@ -50,7 +51,10 @@ async def call_step_file(
     the interpreter per language (``{"node": "/opt/node/bin/node"}``);
     ``handlers`` adds an orchestrator's own RPC methods. A relative
     ``path`` is relative to the parent's working directory, also when the
-    worker runs in another ``cwd``.
+    worker runs in another ``cwd``. ``depth`` is the
+    invocation's depth (0 for an API, cron or manual call; its cause's + 1
+    for one caused by a state change or an event): the step's writes carry
+    it, with the step and ``trace_id`` as their origin, into the change feed.
 
     Raises :class:`StepError` when the handler raises (with its message and
     stack), when the worker dies or cannot start, or when its result is over
@@ -79,7 +83,7 @@ async def call_step_file(
             answered = False  # stays False when the call is cancelled
             try:
                 result = await worker.invoke(
-                    invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log
+                    invoke_args, trace_id=trace_id, timeout=timeout, on_emit=on_emit, on_log=on_log, depth=depth
                 )
                 answered = True
             except StateError as e:  # raised below, outside the task group (not as a group)

@@ -191,11 +191,13 @@ class StepWorker:
         timeout: float | None = None,
         on_emit: EmitHook | None = None,
         on_log: EmitHook | None = None,
+        depth: int = 0,
     ) -> Any:
         """Run one invocation; raises StepError / StepTimeoutError like call_step_file."""
         outcome = Invocation()
         context = self.context
         context.trace_id, context.on_emit, context.on_log = trace_id, on_emit, on_log
+        context.depth = depth
         context.invocation = outcome
 
         async def request() -> None:

@@ -3,6 +3,8 @@
     scripts/bench memory     increments/s: dict floor, bare adapter, manager, manager + listener + observer
     scripts/bench file       increments/s on one key: the file adapter in each fsync mode vs sqlite3 (WAL,
                              synchronous NORMAL and FULL), 1 and 8 concurrent writers; one set with 1k vs 100k entries
+    scripts/bench feed       writes/s with the change feed on vs off (feed_retention=0): sets and increments,
+                             memory and file (fsync "batch")
     scripts/bench redis      against one local redis-server: increments through the adapter vs raw redis-py
                              INCR (asyncio client), transactions of 10 operations, batches of 100
     scripts/bench rpc        round trips: raw pipe echo, sequential and concurrent increments from a step,
@@ -12,7 +14,7 @@
 
 Each contender runs in alternating rounds and keeps its best round.
 
-One module per suite (``memory``, ``file``, ``redis``, ``rpc``, ``pool``),
+One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``),
 each with a ``DEFAULT_N`` and a ``run(options)``; ``harness`` holds what
 they share: the interleaved rounds, the report, and a throwaway
 redis-server (the test suite's own ``tests.helpers.RedisServer``).

@@ -12,6 +12,16 @@ the body is its :class:`RecordType`:
 ``MOVED`` (2)
     The last record of a log that a compaction replaced; the rest of the
     body is the new log's generation in ASCII decimal.
+``FEED`` (3)
+    One operation's changes as change-feed records, the JSON list
+    ``[seq, at, depth, origin, rows]``: ``seq`` numbers the first row (the
+    next rows follow on), ``at`` is the commit time in milliseconds,
+    ``depth`` and ``origin`` describe the writer, and each row is
+    ``[group, key, op, event, oldValue, newValue]`` (``event`` "deleted"
+    removes the entry, otherwise it stores ``newValue``). A record whose
+    ``seq`` is not above the snapshot's ``seq`` is history kept for the
+    feed's retention window: the snapshot already holds its effect, so it is
+    not applied again.
 
 Type 0 is never written: an all-zero header is the space ahead of the
 records. Stores written before ``MOVED`` existed marked a replaced log with
@@ -20,7 +30,13 @@ accepts it.
 
 A ``snapshot`` file is a header (magic, format version, body length,
 CRC-32 of the body) and a JSON body ``{log_gen, base_gen, base_offset,
-data}``.
+data, seq, window}`` (``seq``: the newest feed record the data holds;
+``window``: the bytes of feed history at the head of the log it continues).
+
+Format version 2 added ``FEED`` records and the snapshot's ``seq``. A store
+of version 1 still opens: its ``CHANGES`` records are applied (they make no
+feed records), new writes append ``FEED`` records to its log, and its next
+compaction writes both files in version 2.
 
 :class:`LogReader` replays records into a dict of groups; :class:`LogWriter`
 appends records to a log file descriptor.
@@ -32,6 +48,7 @@ import enum
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -54,7 +71,11 @@ __all__ = [
     "Moved",
     "RecordType",
     "Snapshot",
+    "READABLE_VERSIONS",
+    "FeedHook",
     "apply_changes",
+    "apply_rows",
+    "feed_record",
     "changes_record",
     "check_version",
     "encode_snapshot",
@@ -63,7 +84,9 @@ __all__ = [
     "record",
 ]
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+#: The versions this code reads: the current one and the one before (upgraded at the next compaction).
+READABLE_VERSIONS: Final = (1, 2)
 LOG_MAGIC: Final = b"MOTIALOG"
 SNAP_MAGIC: Final = b"MOTIASNP"
 LOG_HEADER: Final = struct.Struct("<8sHQ")  # magic, version, generation
@@ -92,6 +115,7 @@ class RecordType(enum.IntEnum):
     ZERO = 0  # reserved: the zero-filled space ahead of the records
     CHANGES = 1
     MOVED = 2
+    FEED = 3
 
 
 _encode = msgspec.json.Encoder().encode
@@ -105,6 +129,8 @@ class Snapshot(msgspec.Struct):
     base_gen: int
     base_offset: int
     data: dict[str, dict[str, Any]]
+    seq: int = 0
+    window: int = 0
 
 
 def encode_snapshot(snap: Snapshot) -> tuple[bytes, bytes]:
@@ -114,10 +140,11 @@ def encode_snapshot(snap: Snapshot) -> tuple[bytes, bytes]:
 
 
 def check_version(version: int, path: Path) -> None:
-    """Refuse a file written in another format version (UNAVAILABLE: upgrade to read it)."""
-    if version != FORMAT_VERSION:
+    """Refuse a file written in a format version this code does not read (UNAVAILABLE: upgrade to read it)."""
+    if version not in READABLE_VERSIONS:
         raise UnavailableError(
-            f"{path} has format version {version}; this motia-state reads version {FORMAT_VERSION}",
+            f"{path} has format version {version}; this motia-state reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}",
             file=str(path),
         )
 
@@ -158,6 +185,11 @@ def changes_record(changes: list[list[Any]]) -> bytes:
     return record(RecordType.CHANGES, _encode(changes))
 
 
+def feed_record(seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: list[list[Any]]) -> bytes:
+    """The ``FEED`` record of one operation's changes, numbered from ``seq`` (raises like :func:`changes_record`)."""
+    return record(RecordType.FEED, _encode([seq, at, depth, origin, rows]))
+
+
 def moved_record(generation: int) -> bytes:
     """The record that ends a log a compaction replaced by the log of ``generation``."""
     return record(RecordType.MOVED, str(generation).encode())
@@ -179,6 +211,51 @@ def apply_changes(data: dict[str, dict[str, Any]], changes: list[Any]) -> None:
                 del entries[key]
                 if not entries:
                     del data[group]
+
+
+def apply_rows(data: dict[str, dict[str, Any]], rows: list[Any]) -> None:
+    """Apply the rows of one decoded ``FEED`` record to ``data``."""
+    for group, key, _op, event, _old, new in rows:
+        entries = data.get(group)
+        if event == "deleted":
+            if entries is not None and key in entries:
+                del entries[key]
+                if not entries:
+                    del data[group]
+        elif entries is None:
+            data[group] = {key: new}
+        else:
+            entries[key] = new
+
+
+_EVENTS: Final = frozenset({"created", "updated", "deleted"})
+
+
+def _valid_feed(body: Any) -> bool:
+    if type(body) is not list or len(body) != 5:
+        return False
+    seq, at, depth, origin, rows = body
+    if type(seq) is not int or seq < 1 or type(at) is not int or type(depth) is not int:
+        return False
+    if origin is not None and type(origin) is not dict:
+        return False
+    if type(rows) is not list or not rows:
+        return False
+    for row in rows:
+        if (
+            type(row) is not list
+            or len(row) != 6
+            or type(row[0]) is not str
+            or type(row[1]) is not str
+            or type(row[2]) is not str
+            or row[3] not in _EVENTS
+        ):
+            return False
+    return True
+
+
+#: Called with each ``FEED`` record a replay meets: ``(seq, at, depth, origin, rows)``.
+FeedHook = Callable[[int, int, int, "dict[str, Any] | None", list[Any]], None]
 
 
 def _valid_changes(changes: Any) -> bool:
@@ -238,10 +315,16 @@ def _moved_generation(kind: int, payload: bytes) -> int | None:
 
 
 class LogReader:
-    """Replays the records of one log file descriptor into a dict of groups."""
+    """Replays the records of one log file descriptor into a dict of groups.
 
-    def __init__(self, fd: int) -> None:
+    ``on_feed`` sees every ``FEED`` record replayed; records numbered at or
+    below ``applied`` (history the snapshot already holds) are not applied.
+    """
+
+    def __init__(self, fd: int, on_feed: FeedHook | None = None, applied: int = 0) -> None:
         self.fd = fd
+        self.on_feed = on_feed
+        self.applied = applied
 
     def replay(self, start: int, data: dict[str, dict[str, Any]], *, whole: bool) -> int:
         """Apply every record from ``start`` to the log's end to ``data``; returns that end.
@@ -257,12 +340,12 @@ class LogReader:
         if whole:
             size = os.fstat(fd).st_size
             buf = os.pread(fd, size - start, start) if size > start else b""
-            return _replay(buf, start, data, at_eof=True)
+            return _replay(buf, start, data, self, at_eof=True)
         base, chunk = start, 1 << 16
         while True:
             buf = os.pread(fd, chunk, base)
             try:
-                return _replay(buf, base, data, at_eof=len(buf) < chunk)
+                return _replay(buf, base, data, self, at_eof=len(buf) < chunk)
             except _NeedMore as more:
                 if more.to_eof:  # a bad record: judge it against the whole rest of the file
                     return self.replay(more.offset, data, whole=True)
@@ -274,7 +357,7 @@ class LogReader:
         return size <= start or not any(os.pread(self.fd, size - start, start))
 
 
-def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], *, at_eof: bool) -> int:
+def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], reader: LogReader, *, at_eof: bool) -> int:
     """Apply every whole record in ``buf`` (which starts at file offset ``base``).
 
     The log ends at the first all-zero record header or at the end of the
@@ -322,6 +405,20 @@ def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], *, at_eof: b
                 apply_changes(data, changes)
                 pos = body_end
                 continue
+        elif kind == RecordType.FEED:
+            try:
+                feed = _decode(payload)
+            except msgspec.DecodeError:
+                feed = None
+            if not _valid_feed(feed):
+                raise Damage(base + pos, "record body is not a feed record", torn=False)
+            seq, at, depth, origin, rows = feed
+            if seq > reader.applied:
+                apply_rows(data, rows)
+            if reader.on_feed is not None:
+                reader.on_feed(seq, at, depth, origin, rows)
+            pos = body_end
+            continue
         elif kind != RecordType.MOVED:
             raise UnavailableError(
                 f"record at byte {base + pos} has type {kind}, which this motia-state does not know "

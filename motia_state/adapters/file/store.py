@@ -33,6 +33,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ...errors import InternalError, InvalidArgumentError, UnavailableError
+from ...feed import DEFAULT_RETENTION, DEFAULT_RETENTION_BYTES, FeedRing, Stamp, check_retention
 from ...records import StateChange
 from ...values import DEFAULT_LIMITS, Limits
 from ..memory import MemoryStateAdapter, TableSession
@@ -52,10 +53,12 @@ from .format import (
     changes_record,
     check_version,
     encode_snapshot,
+    feed_record,
     moved_record,
     read_snapshot,
 )
 from .locking import ProcessLock, fsync_dir, pid_alive
+from .watch import LogWatch
 
 __all__ = ["FileStateAdapter", "FsyncMode", "LogSession"]
 
@@ -140,8 +143,19 @@ class LogSession(TableSession):
         fsync_interval: float,
         compact_min_bytes: int,
         repair: bool,
+        feed_retention: int = DEFAULT_RETENTION,
+        feed_retention_bytes: int = DEFAULT_RETENTION_BYTES,
     ) -> None:
         super().__init__(table)
+        if feed_retention:
+            self.feed = FeedRing("f", feed_retention, feed_retention_bytes)
+        #: The sequence number of the newest feed record in the log (whoever wrote it).
+        self.seq = 0
+        #: The newest feed record the snapshot holds: records up to it are history, not applied again.
+        self.applied = 0
+        self._watcher: threading.Thread | None = None
+        #: Whether the watch thread asks the kernel (inotify) or only polls.
+        self.use_inotify = True
         self.path = path
         self.fsync = fsync
         self.lock = _StoreLock(self)
@@ -150,6 +164,7 @@ class LogSession(TableSession):
         self.closed = False
         self._interval = fsync_interval
         self._compact_min = compact_min_bytes
+        self._window = 0  # bytes of feed history at the head of the log
         self.log_fd = -1
         self._writer = LogWriter(-1)
         self.gen = 0
@@ -203,6 +218,9 @@ class LogSession(TableSession):
         self._remove_stale_temporaries()
         snap = read_snapshot(self.path / "snapshot") or Snapshot(log_gen=1, base_gen=0, base_offset=0, data={})
         data = snap.data
+        self.seq = self.applied = snap.seq
+        if self.feed is not None:
+            self.feed.restart(0)
         log_path = self.path / "log"
         with self._sync_lock:
             if self.log_fd >= 0:
@@ -234,7 +252,7 @@ class LogSession(TableSession):
                 raise CorruptStoreError(f"{log_path} is not a motia-state log", file=str(log_path), offset=0)
             check_version(version, log_path)
             if gen == snap.log_gen:
-                start = LOG_HEADER.size
+                start = LOG_HEADER.size  # the feed's window first (not applied again), then the rest
             elif gen == snap.base_gen:
                 # The compaction that wrote this snapshot died before it
                 # replaced the log: the snapshot already holds the records
@@ -249,6 +267,10 @@ class LogSession(TableSession):
             self.gen = gen
             self.offset = self._replay_from(start, data, repair=repair)
         self.table.data = data
+        if self.feed is not None and not len(self.feed):
+            self.feed.restart(self.seq)
+        # The feed's window at the head of the log does not count toward the next compaction.
+        self._window = snap.window if self.gen == snap.log_gen else 0
         self._snapshot_written(self._snapshot_size())
 
     def _remove_stale_temporaries(self) -> None:
@@ -272,10 +294,15 @@ class LogSession(TableSession):
         os.fsync(fd)
         return fd
 
+    def _on_feed(self, seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: list[Any]) -> None:
+        self.seq = max(self.seq, seq + len(rows) - 1)
+        if self.feed is not None:
+            self.feed.add_rows(seq, at, depth, origin, rows)
+
     def _replay_from(self, start: int, data: dict[str, dict[str, Any]], *, repair: bool, whole: bool = True) -> int:
         fd = self.log_fd
         log_path = self.path / "log"
-        reader = LogReader(fd)
+        reader = LogReader(fd, self._on_feed, self.applied)
         try:
             return reader.replay(start, data, whole=whole)
         except Moved as moved:
@@ -324,18 +351,30 @@ class LogSession(TableSession):
     # -------------------------------------------------------- per operation
 
     def catch_up(self) -> None:
-        """Apply what other processes appended since we last looked (lock held)."""
+        """Apply what other processes appended since we last looked (lock held); wake feed readers."""
+        seq = self.seq
         try:
             self.offset = self._replay_from(self.offset, self.table.data, repair=False, whole=False)
         except Moved:
             # Another process compacted: reload its snapshot and new log.
             self.load(repair=False)
+        if self.feed is not None and self.seq != seq:
+            self.feed.wake()
 
-    def commit(self, changes: list[StateChange]) -> None:
-        """Append one operation's changes as one record (the lock is held)."""
-        rows = [[c.trace_id, c.key] if c.event == "deleted" else [c.trace_id, c.key, c.new_value] for c in changes]
+    def commit(self, changes: list[StateChange], stamp: Stamp | None) -> None:
+        """Append one operation's changes as one record (the lock is held).
+
+        With a ``stamp`` the record is a ``FEED`` record numbered from the
+        next sequence number; without, a plain ``CHANGES`` record.
+        """
         try:
-            data = changes_record(rows)
+            if stamp is None:
+                data = changes_record(
+                    [[c.trace_id, c.key] if c.event == "deleted" else [c.trace_id, c.key, c.new_value] for c in changes]
+                )
+            else:
+                rows = [[c.trace_id, c.key, c.op, c.event, c.old_value, c.new_value] for c in changes]
+                data = feed_record(self.seq + 1, stamp[0], stamp[1], stamp[2], rows)
         except (TypeError, ValueError, OverflowError) as e:
             # Validation should make this impossible; if it happens, memory
             # must not keep what the log could not: rebuild from the files.
@@ -351,8 +390,40 @@ class LogSession(TableSession):
             raise UnavailableError(f"cannot append to {self.path / 'log'}: {e}", file=str(self.path)) from e
         self.offset += len(data)
         self.appended += 1
+        if stamp is not None:
+            self.seq += len(changes)
         if self._syncer is not None and not self._dirty.is_set():
             self._dirty.set()
+
+    # ------------------------------------------------------------ feed readers
+
+    def watch(self) -> None:
+        """Start (once) the thread that brings other processes' records to this process's feed readers."""
+        if self._watcher is None and not self.closed:
+            self._watcher = threading.Thread(
+                target=self._watch_loop, name=f"motia-state watch {self.path}", daemon=True
+            )
+            self._watcher.start()
+
+    def _watch_loop(self) -> None:
+        watch = LogWatch(self.path, use_inotify=self.use_inotify)
+        try:
+            while not self._stop.is_set() and not self.closed:
+                watch.wait()
+                feed = self.feed
+                if feed is None or not feed.waiting or self.closed:
+                    continue
+                # One pread says whether anything was appended since this
+                # process looked; only then is the lock worth taking.
+                try:
+                    head = os.pread(self.log_fd, 8, self.offset)
+                except OSError:
+                    head = b"?"  # the log was just replaced: look under the lock
+                if head and head != ZERO_HEADER:
+                    with contextlib.suppress(UnavailableError), self.lock:
+                        pass  # entering the lock catches up, and that wakes the readers
+        finally:
+            watch.close()
 
     # ------------------------------------------------------------ durability
 
@@ -404,7 +475,7 @@ class LogSession(TableSession):
     def _snapshot_written(self, size: int) -> None:
         # The log may grow to the snapshot's size (and a floor) before the
         # next compaction: rewriting costs O(state), so amortized O(1).
-        self.compact_at = LOG_HEADER.size + max(self._compact_min, size)
+        self.compact_at = LOG_HEADER.size + self._window + max(self._compact_min, size)
 
     def start_compaction(self) -> None:
         """Compact in a background thread."""
@@ -443,8 +514,19 @@ class LogSession(TableSession):
             # Values are never mutated in place, so shallow copies of the
             # groups are a consistent picture of this instant.
             data = {group: dict(entries) for group, entries in self.table.data.items()}
-            gen, base = self.gen, self.offset
-        header, body = encode_snapshot(Snapshot(log_gen=gen + 1, base_gen=gen, base_offset=base, data=data))
+            gen, base, seq = self.gen, self.offset, self.seq
+            feed = self.feed
+            retained = None if feed is None else feed.retained()
+        # The feed's retention window moves to the head of the new log as
+        # history (one record per change: the snapshot holds their effect).
+        window = b""
+        if feed is not None and retained is not None:
+            window = b"".join(
+                feed_record(n, c.at, c.depth, c.origin, [[c.group, c.key, c.op, c.event, c.old_value, c.new_value]])
+                for n, c in feed.changes_of(retained)
+            )
+        snapshot = Snapshot(log_gen=gen + 1, base_gen=gen, base_offset=base, data=data, seq=seq, window=len(window))
+        header, body = encode_snapshot(snapshot)
         snap_tmp = self.path / f"snapshot.tmp{os.getpid()}"
         log_tmp = self.path / f"log.tmp{os.getpid()}"
         fd = os.open(snap_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -463,7 +545,7 @@ class LogSession(TableSession):
             tail = os.pread(self.log_fd, self.offset - base, base)
             new_fd = os.open(log_tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
-                os.write(new_fd, LOG_HEADER.pack(LOG_MAGIC, FORMAT_VERSION, gen + 1) + tail)
+                os.write(new_fd, LOG_HEADER.pack(LOG_MAGIC, FORMAT_VERSION, gen + 1) + window + tail)
                 os.fsync(new_fd)
                 # Processes still reading the old log learn that it moved
                 # from a record at its end (one pread per operation finds it,
@@ -484,7 +566,9 @@ class LogSession(TableSession):
                 self._set_log(new_fd)
                 self.synced = self.appended  # all of it is in fsynced files now
             self.gen = gen + 1
-            self.offset = LOG_HEADER.size + len(tail)
+            self.offset = LOG_HEADER.size + len(window) + len(tail)
+            self.applied = seq
+            self._window = len(window)
             self._snapshot_written(SNAP_HEADER.size + len(body))
         return True
 
@@ -535,6 +619,8 @@ class FileStateAdapter(MemoryStateAdapter):
         repair: bool = False,
         compact_min_bytes: int = 4 << 20,
         limits: Limits = DEFAULT_LIMITS,
+        feed_retention: int = DEFAULT_RETENTION,
+        feed_retention_bytes: int = DEFAULT_RETENTION_BYTES,
     ) -> None:
         if fsync not in _MODES:
             raise InvalidArgumentError(f"fsync: expected 'always', 'batch' or 'never', got {fsync!r}")
@@ -542,6 +628,7 @@ class FileStateAdapter(MemoryStateAdapter):
             raise InvalidArgumentError(f"fsync_interval_ms: expected a positive number, got {fsync_interval_ms!r}")
         if not isinstance(compact_min_bytes, int) or compact_min_bytes < 0:
             raise InvalidArgumentError(f"compact_min_bytes: expected a non-negative int, got {compact_min_bytes!r}")
+        check_retention(feed_retention, feed_retention_bytes)
         self.path = Path(path)
         self.fsync: FsyncMode = fsync
         self._log = LogSession(
@@ -551,6 +638,8 @@ class FileStateAdapter(MemoryStateAdapter):
             fsync_interval=fsync_interval_ms / 1000,
             compact_min_bytes=compact_min_bytes,
             repair=repair,
+            feed_retention=feed_retention,
+            feed_retention_bytes=feed_retention_bytes,
         )
         super().__init__(limits=limits, session=self._log)
         self._log.flush = self._flush
@@ -569,3 +658,9 @@ class FileStateAdapter(MemoryStateAdapter):
         """Flush (except in mode "never"), release the files; later operations fail."""
         await self._log.close()
         self._closed = True
+        if self._feed is not None:
+            self._feed.wake()  # followers end with UNAVAILABLE instead of waiting forever
+
+    async def _feed_wait(self, after: int) -> None:
+        self._log.watch()
+        await super()._feed_wait(after)

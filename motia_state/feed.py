@@ -1,0 +1,486 @@
+"""The change feed's shared machinery: the write context, cursors, the retention ring, readers.
+
+Every committed change becomes a :class:`~motia_state.records.Change` in its
+store's feed, in commit order. This module holds what the adapters share:
+
+- the **write context**: who is writing (``depth`` and ``origin`` of the
+  step invocation being served), set by the runtime around a ``state.*``
+  request with :func:`write_context` and read once per commit by the
+  adapter with :func:`current_write_context`;
+- **cursors**: ``<prefix>.<sequence>``, one store-wide sequence number per
+  record (memory ``m.``, file ``f.``); :func:`parse_cursor` validates one;
+- :class:`FeedRing`: the retained records of a memory or file store, the
+  newest ``retention`` records within ``retention_bytes``, with the readers
+  waiting for the next record;
+- :class:`ChangeStream`: what ``changes()`` returns, an async iterator over
+  any :class:`FeedSource` (filters, ``follow``, resuming after a cursor).
+
+Internal module: ``Change`` and ``CursorExpiredError`` are re-exported by
+``motia_state``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final, Protocol
+
+import anyio
+import msgspec
+
+from .errors import CursorExpiredError, InvalidArgumentError
+from .records import Change, StateChange
+from .values import MISSING, copy_value, describe
+
+__all__ = [
+    "DEFAULT_RETENTION",
+    "DEFAULT_RETENTION_BYTES",
+    "FEED_OFF",
+    "READ_BATCH",
+    "ChangeStream",
+    "FeedRing",
+    "FeedSource",
+    "Stamp",
+    "WriteContext",
+    "check_retention",
+    "current_write_context",
+    "now_ms",
+    "parse_cursor",
+    "write_context",
+]
+
+#: Records a store keeps by default (``feed_retention``).
+DEFAULT_RETENTION: Final = 100_000
+#: Encoded bytes of records a store keeps by default (``feed_retention_bytes``).
+DEFAULT_RETENTION_BYTES: Final = 64 << 20
+#: The message of the error that ``changes()`` and ``history()`` raise with the feed off.
+FEED_OFF: Final = "the change feed is off (feed_retention=0)"
+#: Records a reader takes from its store at a time.
+READ_BATCH: Final = 256
+
+WriteContext = tuple[int, "dict[str, Any] | None"]
+#: What a commit that makes feed records is stamped with: ``(at, depth, origin)``.
+Stamp = tuple[int, int, "dict[str, Any] | None"]
+
+_WRITE_CONTEXT: contextvars.ContextVar[WriteContext] = contextvars.ContextVar(
+    "motia_state_write_context", default=(0, None)
+)
+
+
+@contextmanager
+def write_context(depth: int, origin: dict[str, Any] | None) -> Iterator[None]:
+    """Stamp the writes made inside the block with ``depth`` and ``origin``.
+
+    The runtime wraps the state requests of a step invocation in it
+    (``origin`` is ``{"step": name, "traceId": t}``); every feed record those
+    writes commit carries both. Outside any block a write has depth 0 and no
+    origin.
+    """
+    token = _WRITE_CONTEXT.set((depth, origin))
+    try:
+        yield
+    finally:
+        _WRITE_CONTEXT.reset(token)
+
+
+def current_write_context() -> WriteContext:
+    """The ``(depth, origin)`` of the writer in this context ((0, None) outside any step)."""
+    return _WRITE_CONTEXT.get()
+
+
+def now_ms() -> int:
+    """The commit time of a record: milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
+def check_retention(retention: object, retention_bytes: object) -> None:
+    """Refuse a retention that is not a non-negative int (INVALID_ARGUMENT naming the option)."""
+    if type(retention) is not int or retention < 0:
+        raise InvalidArgumentError(f"feed_retention: expected a non-negative int, got {describe(retention)}")
+    if type(retention_bytes) is not int or retention_bytes <= 0:
+        raise InvalidArgumentError(f"feed_retention_bytes: expected a positive int, got {describe(retention_bytes)}")
+
+
+_CURSOR: Final = re.compile(r"([a-z]+)\.(0|[1-9][0-9]{0,18})")
+
+
+def parse_cursor(cursor: object, prefix: str) -> int:
+    """The sequence number in ``cursor``, a cursor of a store whose cursors start with ``prefix``.
+
+    A value that is no cursor at all is INVALID_ARGUMENT; a cursor of another
+    kind of store is CURSOR_EXPIRED (reading after it cannot yield exactly
+    the records that follow it).
+    """
+    if type(cursor) is not str:
+        raise InvalidArgumentError(f"after: expected a cursor string, None or 'now', got {describe(cursor)}")
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
+        raise InvalidArgumentError(f"after: {cursor!r} is not a change-feed cursor")
+    if match.group(1) != prefix:
+        raise CursorExpiredError(f"cursor {cursor!r} is from another kind of store (this one's start with {prefix!r})")
+    return int(match.group(2))
+
+
+def _names(names: Collection[str] | None, what: str) -> frozenset[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, Collection):
+        raise InvalidArgumentError(f"{what}: expected a collection of strings, got {describe(names)}")
+    for name in names:
+        if type(name) is not str:
+            raise InvalidArgumentError(f"{what}: expected strings, got {describe(name)}")
+    return frozenset(names)
+
+
+_encode = msgspec.json.Encoder().encode
+
+# Numbers below this (in magnitude) encode in at most 24 bytes, so a record
+# of them is sized without encoding it.
+_SMALL: Final = 10**15
+
+
+def _value_size(value: Any, _encode: Callable[[Any], bytes] = _encode) -> int:
+    t = type(value)
+    if value is None or value is MISSING or t is bool or t is float or (t is int and -_SMALL < value < _SMALL):
+        return 24
+    return len(_encode(value))
+
+
+# One retained record: group, key, op, old, new (MISSING where there is no
+# entry), at (ms as an int, or seconds as a float from the write path),
+# (depth, origin), encoded size. Its sequence number is its place in the
+# ring: the ring knows the number of its oldest record.
+_Entry = tuple[str, str, str, Any, Any, "int | float", WriteContext, int]
+# What a record costs beyond its names and values: the field names and punctuation of its encoding.
+_OVERHEAD: Final = 96
+
+
+class FeedRing:
+    """The retained records of one store, oldest first, and the readers waiting for more.
+
+    The newest ``retention`` records are kept as long as their encoded size
+    (names, values and the fields around them) stays within
+    ``retention_bytes`` (the newest record is always kept), and at most
+    twice as many, or as many bytes: trimming is lazy, never looser. A
+    write appends one small tuple; what a reader sees (the cursor, the
+    event, copies of the values) is built when it reads. The ring is not
+    locked: its owner mutates and reads it under the store's lock. Waiting
+    readers are woken through their own event loop, so writers on other
+    threads or loops wake them too.
+    """
+
+    __slots__ = (
+        "_bytes_cap",
+        "_count_cap",
+        "_first",
+        "_items",
+        "_waiters",
+        "bytes",
+        "prefix",
+        "retention",
+        "retention_bytes",
+    )
+
+    def __init__(self, prefix: str, retention: int = DEFAULT_RETENTION, retention_bytes: int = DEFAULT_RETENTION_BYTES):
+        self.prefix = prefix
+        self.retention = retention
+        self.retention_bytes = retention_bytes
+        #: Encoded bytes of the retained records.
+        self.bytes = 0
+        self._items: list[_Entry] = []
+        #: The sequence number of ``_items[0]`` (of the next record when empty).
+        self._first = 1
+        # Trimming waits until the ring holds twice its limits (never looser).
+        self._count_cap = 2 * retention
+        self._bytes_cap = 2 * retention_bytes
+        self._waiters: list[Callable[[], object]] = []
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of the newest record (0: none yet)."""
+        return self._first + len(self._items) - 1
+
+    # -- writing ---------------------------------------------------------------
+
+    def record(self, changes: Sequence[StateChange], at: int, depth: int, origin: dict[str, Any] | None) -> None:
+        """Append the records of one commit (sequence numbers follow on from :attr:`seq`)."""
+        items = self._items
+        context = (depth, origin)
+        added = 0
+        for c in changes:
+            group, key, old, new = c.trace_id, c.key, c.old_value, c.new_value
+            if c.event == "created":
+                old = MISSING
+            elif c.event == "deleted":
+                new = MISSING
+            size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
+            items.append((group, key, c.op, old, new, at, context, size))
+            added += size
+        self.bytes += added
+        if len(items) > self._count_cap or self.bytes > self._bytes_cap:
+            self._trim()
+        if self._waiters:
+            self.wake()
+
+    def put(
+        self,
+        group: str,
+        key: str,
+        op: str,
+        old: Any,
+        new: Any,
+        _clock: Callable[[], float] = time.time,
+        _context: Callable[[], WriteContext] = _WRITE_CONTEXT.get,
+        _size: Callable[[Any], int] = _value_size,
+    ) -> None:
+        """Append the record of one written entry (``MISSING`` on a side: no entry there).
+
+        The lean form of :meth:`record` for a write that journals nothing
+        else (the memory adapter with no listener); its hot names are bound
+        as defaults, as each write pays for this call.
+        """
+        size = _OVERHEAD + len(group) + len(key) + _size(old) + _size(new)
+        items = self._items
+        items.append((group, key, op, old, new, _clock(), _context(), size))
+        self.bytes += size
+        if self.bytes > self._bytes_cap or len(items) > self._count_cap:
+            self._trim()
+        if self._waiters:
+            self.wake()
+
+    def add_rows(self, seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: Sequence[Any]) -> None:
+        """Append the records of one commit read back from storage, numbered from ``seq``.
+
+        ``rows`` are ``[group, key, op, event, old, new]`` (the file log's
+        form); records this ring already holds are skipped, and a gap
+        before ``seq`` starts the ring afresh there.
+        """
+        items = self._items
+        context = (depth, origin)
+        added = 0
+        for group, key, op, event, old, new in rows:
+            if seq > self.seq:
+                if seq != self.seq + 1:
+                    self.restart(seq - 1)
+                    items, added = self._items, 0
+                if event == "created":
+                    old = MISSING
+                elif event == "deleted":
+                    new = MISSING
+                size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
+                items.append((group, key, op, old, new, at, context, size))
+                added += size
+            seq += 1
+        self.bytes += added
+        if len(items) > self._count_cap or self.bytes > self._bytes_cap:
+            self._trim()
+
+    def restart(self, seq: int) -> None:
+        """Forget every record; the next one gets ``seq + 1`` (a store reloaded from its files)."""
+        self._items = []
+        self.bytes = 0
+        self._first = seq + 1
+
+    def _trim(self) -> None:
+        # Lazy: called once the ring holds twice what it must keep, it cuts
+        # back to the limits in one slice, so a write pays O(1) amortized.
+        items = self._items
+        count, head = len(items), 0
+        while count - head > 1 and (count - head > self.retention or self.bytes > self.retention_bytes):
+            self.bytes -= items[head][7]
+            head += 1
+        del items[:head]
+        self._first += head
+
+    # -- reading ---------------------------------------------------------------
+
+    @property
+    def first(self) -> int:
+        """The sequence number of the oldest retained record (``seq + 1`` when none is)."""
+        return self._first
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def cursor(self, seq: int) -> str:
+        """The cursor of record ``seq``."""
+        return f"{self.prefix}.{seq}"
+
+    def position(self, after: str | None) -> int | None:
+        """Where a reader starts: after this sequence number; None for the oldest retained record.
+
+        ``"now"`` is the newest record at the call; a cursor is checked
+        against what this store retains (CURSOR_EXPIRED when older, or from
+        another store).
+        """
+        if after is None:
+            return None
+        if after == "now":
+            return self.seq
+        seq = parse_cursor(after, self.prefix)
+        self.check(seq, after)
+        return seq
+
+    def check(self, seq: int, cursor: str | None = None) -> None:
+        """Refuse to read after ``seq`` when records after it are no longer retained."""
+        if seq > self.seq:
+            raise CursorExpiredError(
+                f"cursor {cursor or self.cursor(seq)!r} is not from this store (its newest record is {self.seq})"
+            )
+        if seq < self._first - 1:
+            raise CursorExpiredError(
+                f"cursor {cursor or self.cursor(seq)!r} is older than the feed retains "
+                f"(the oldest retained record is {self.cursor(self._first)})"
+            )
+
+    def read(self, after: int | None, limit: int = READ_BATCH) -> tuple[list[Change], int]:
+        """Up to ``limit`` records after sequence number ``after``, and the position after them.
+
+        ``after`` None reads from the oldest retained record; a position
+        whose next records are no longer retained is CURSOR_EXPIRED.
+        """
+        first = self._first
+        if after is None:
+            after = first - 1
+        else:
+            self.check(after)
+        start = after + 1 - first
+        records = [self._change(first + i, self._items[i]) for i in range(start, min(start + limit, len(self._items)))]
+        return records, after + len(records)
+
+    def history(self, group: str, key: str, limit: int) -> list[Change]:
+        """The retained records of one entry, newest first, at most ``limit``."""
+        found: list[Change] = []
+        items = self._items
+        for i in range(len(items) - 1, -1, -1):
+            if len(found) >= limit:
+                break
+            entry = items[i]
+            if entry[1] == key and entry[0] == group:
+                found.append(self._change(self._first + i, entry))
+        return found
+
+    def retained(self) -> tuple[int, list[_Entry]]:
+        """The retained records as stored, and the sequence number of the first (cheap: a list copy)."""
+        return self._first, self._items[:]
+
+    def changes_of(self, retained: tuple[int, list[_Entry]]) -> Iterator[tuple[int, Change]]:
+        """``(seq, record)`` for each of what :meth:`retained` returned (values not copied)."""
+        first, entries = retained
+        for i, entry in enumerate(entries):
+            yield first + i, self._change(first + i, entry, copy=False)
+
+    def info(self) -> dict[str, Any]:
+        """``{"first": cursor|None, "last": cursor|None, "retained": n}``."""
+        if not self._items:
+            return {"first": None, "last": None, "retained": 0}
+        return {"first": self.cursor(self._first), "last": self.cursor(self.seq), "retained": len(self._items)}
+
+    def _change(self, seq: int, e: _Entry, *, copy: bool = True) -> Change:
+        group, key, op, old, new, at, (depth, origin), _ = e
+        if old is MISSING:
+            event, old = "created", None
+        elif new is MISSING:
+            event, new = "deleted", None
+        else:
+            event = "updated"
+        if copy:
+            # A reader that changes a record's value never changes what is stored.
+            old, new = copy_value(old), copy_value(new)
+        ms = at if type(at) is int else int(at * 1000)
+        return Change(f"{self.prefix}.{seq}", group, key, op, event, old, new, ms, depth, origin)
+
+    # -- waiting ---------------------------------------------------------------
+
+    def waiter(self) -> anyio.Event:
+        """An event set at the next record (registered in the caller's own event loop)."""
+        event = anyio.Event()
+        wake = event.set
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: trio, anyio's other backend
+            import trio
+
+            token = trio.lowlevel.current_trio_token()
+            self._waiters.append(lambda: token.run_sync_soon(wake))
+        else:
+            self._waiters.append(lambda: loop.call_soon_threadsafe(wake))
+        return event
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a reader waits for the next record."""
+        return bool(self._waiters)
+
+    def wake(self) -> None:
+        """Wake every waiting reader."""
+        waiters, self._waiters = self._waiters, []
+        for wake in waiters:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits there any more
+                wake()
+
+
+class FeedSource(Protocol):
+    """What :class:`ChangeStream` reads: a store's feed."""
+
+    def _feed_read(self, after: int | None, limit: int) -> tuple[list[Change], int]:
+        """Up to ``limit`` records after sequence number ``after``, and the position after them.
+
+        Raises CURSOR_EXPIRED when records after ``after`` are no longer
+        retained.
+        """
+
+    async def _feed_wait(self, after: int) -> None:
+        """Return once there may be records after sequence number ``after`` (spurious returns are fine)."""
+
+
+class ChangeStream(AsyncIterator[Change]):
+    """The records of a feed in commit order, filtered; what ``changes()`` returns.
+
+    Its start is fixed when it is made; it reads in batches, and with
+    ``follow`` it waits for new records instead of ending.
+    """
+
+    def __init__(
+        self,
+        source: FeedSource,
+        after: int | None,
+        *,
+        groups: Collection[str] | None = None,
+        keys: Collection[str] | None = None,
+        follow: bool = True,
+    ) -> None:
+        self._source = source
+        self._after = after
+        self._groups = _names(groups, "groups")
+        self._keys = _names(keys, "keys")
+        self._follow = bool(follow)
+        self._buffer: list[Change] = []
+        self._next = 0
+
+    def __aiter__(self) -> ChangeStream:
+        return self
+
+    async def __anext__(self) -> Change:
+        while True:
+            buffer = self._buffer
+            while self._next < len(buffer):
+                change = buffer[self._next]
+                self._next += 1
+                if (self._groups is None or change.group in self._groups) and (
+                    self._keys is None or change.key in self._keys
+                ):
+                    return change
+            batch, after = self._source._feed_read(self._after, READ_BATCH)
+            self._after = after
+            self._buffer, self._next = batch, 0
+            if batch:
+                continue
+            if not self._follow:
+                raise StopAsyncIteration
+            await self._source._feed_wait(after)

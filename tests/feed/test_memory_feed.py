@@ -1,0 +1,267 @@
+"""The change feed of the memory adapter, and what every feed shares (cursors, filters, waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+
+import motia_state as ms
+from motia_state.feed import current_write_context, write_context
+
+
+async def _all(stream: Any) -> list[ms.Change]:
+    return [change async for change in stream]
+
+
+async def test_records_every_change_in_commit_order_and_follow_false_ends() -> None:
+    state = ms.MemoryStateAdapter()
+    await state.set("g", "a", 1)
+    await state.increment("g", "a", 2)
+    await state.push("h", "l", "x")
+    await state.delete("g", "a")
+    records = await _all(state.changes(follow=False))
+    assert [(c.group, c.key, c.op, c.event, c.old_value, c.new_value) for c in records] == [
+        ("g", "a", "set", "created", None, 1),
+        ("g", "a", "increment", "updated", 1, 3),
+        ("h", "l", "push", "created", None, ["x"]),
+        ("g", "a", "delete", "deleted", 3, None),
+    ]
+    assert [c.cursor for c in records] == ["m.1", "m.2", "m.3", "m.4"]
+    assert all(isinstance(c.at, int) and c.depth == 0 and c.origin is None for c in records)
+    assert records[0].to_wire()["oldValue"] is None and records[0].to_wire()["newValue"] == 1
+
+
+async def test_operations_that_store_nothing_make_no_records() -> None:
+    state = ms.MemoryStateAdapter()
+    await state.set("g", "n", 1)
+    assert await state.compare_and_swap("g", "n", 5, 6) is False
+    await state.delete("g", "missing")
+    await state.pop("g", "missing")
+    failed = await state.transaction(
+        "g", [{"type": "set", "key": "x", "value": 1}, {"type": "check", "key": "n", "op": "eq", "value": 9}]
+    )
+    assert not failed.success
+    assert [c.cursor for c in await _all(state.changes(follow=False))] == ["m.1"]
+
+
+async def test_transaction_records_are_contiguous_and_clear_records_each_entry() -> None:
+    state = ms.MemoryStateAdapter()
+    await state.transaction("g", [{"type": "set", "key": "b", "value": 1}, {"type": "set", "key": "a", "value": 2}])
+    await state.clear("g")
+    records = await _all(state.changes(follow=False))
+    assert [(c.key, c.op, c.event) for c in records] == [
+        ("b", "set", "created"),
+        ("a", "set", "created"),
+        ("a", "clear", "deleted"),
+        ("b", "clear", "deleted"),
+    ]
+
+
+async def test_resuming_from_a_cursor_yields_exactly_the_rest() -> None:
+    state = ms.MemoryStateAdapter()
+    for i in range(10):
+        await state.set("g", f"k{i}", i)
+    records = await _all(state.changes(follow=False))
+    rest = await _all(state.changes(records[3].cursor, follow=False))
+    assert rest == records[4:]
+    assert await _all(state.changes(records[-1].cursor, follow=False)) == []
+
+
+async def test_after_now_is_fixed_when_changes_is_called() -> None:
+    state = ms.MemoryStateAdapter()
+    await state.set("g", "old", 1)
+    stream = state.changes("now", follow=False)
+    await state.set("g", "new", 2)
+    assert [c.key for c in await _all(stream)] == ["new"]
+
+
+async def test_filters_by_groups_and_keys() -> None:
+    state = ms.MemoryStateAdapter()
+    await state.set("a", "x", 1)
+    await state.set("b", "x", 2)
+    await state.set("a", "y", 3)
+    assert [c.new_value for c in await _all(state.changes(groups=["a"], follow=False))] == [1, 3]
+    assert [c.new_value for c in await _all(state.changes(keys={"x"}, follow=False))] == [1, 2]
+    assert [c.new_value for c in await _all(state.changes(groups=["a"], keys=["x"], follow=False))] == [1]
+    with pytest.raises(ms.InvalidArgumentError, match="groups"):
+        state.changes(groups="a")
+
+
+async def test_a_follower_sees_a_new_record_and_waits_without_polling() -> None:
+    state = ms.MemoryStateAdapter()
+    stream = state.changes("now")
+
+    async def write_later() -> None:
+        await asyncio.sleep(0.05)
+        await state.set("g", "k", 1)
+
+    task = asyncio.create_task(write_later())
+    change = await asyncio.wait_for(stream.__anext__(), 5)
+    assert (change.key, change.new_value) == ("k", 1)
+    await task
+
+
+async def test_a_writer_on_another_thread_wakes_a_follower() -> None:
+    state = ms.MemoryStateAdapter()
+    stream = state.changes("now")
+
+    def writer() -> None:
+        asyncio.run(state.set("g", "t", "from a thread"))
+
+    thread = threading.Timer(0.05, writer)
+    thread.start()
+    change = await asyncio.wait_for(stream.__anext__(), 5)
+    thread.join()
+    assert change.new_value == "from a thread"
+
+
+def test_a_follower_under_trio() -> None:
+    async def main() -> str:
+        state = ms.MemoryStateAdapter()
+        stream = state.changes("now")
+        async with anyio.create_task_group() as tg:
+
+            async def write() -> None:
+                await anyio.sleep(0.02)
+                await state.set("g", "k", "trio")
+
+            tg.start_soon(write)
+            change = await stream.__anext__()
+        return str(change.new_value)
+
+    assert anyio.run(main, backend="trio") == "trio"
+
+
+async def test_closing_the_adapter_ends_a_follower_with_unavailable() -> None:
+    state = ms.MemoryStateAdapter()
+    stream = state.changes("now")
+
+    async def close_later() -> None:
+        await asyncio.sleep(0.02)
+        await state.close()
+
+    task = asyncio.create_task(close_later())
+    with pytest.raises(ms.UnavailableError):
+        await asyncio.wait_for(stream.__anext__(), 5)
+    await task
+
+
+async def test_retention_by_count_keeps_the_newest_and_never_twice_as_many() -> None:
+    state = ms.MemoryStateAdapter(feed_retention=5)
+    for i in range(1, 101):
+        await state.set("g", "k", i)
+        info = await state.feed_info()
+        assert min(i, 5) <= info["retained"] <= 10
+        assert info["last"] == f"m.{i}"
+    values = [c.new_value for c in await _all(state.changes(follow=False))]
+    assert values == list(range(101 - len(values), 101))
+    first = int(str((await state.feed_info())["first"]).split(".")[1])
+    assert len(await _all(state.changes(f"m.{first - 1}", follow=False))) == len(values)
+    with pytest.raises(ms.CursorExpiredError) as caught:
+        state.changes(f"m.{first - 2}")
+    assert caught.value.code == "CURSOR_EXPIRED"
+
+
+async def test_a_reader_that_falls_behind_retention_gets_cursor_expired_not_a_skip() -> None:
+    state = ms.MemoryStateAdapter(feed_retention=3)
+    await state.set("g", "k", 0)
+    stream = state.changes(None, follow=False)
+    first = await stream.__anext__()
+    assert first.new_value == 0
+    for i in range(1, 10):
+        await state.set("g", "k", i)
+    with pytest.raises(ms.CursorExpiredError):
+        await stream.__anext__()
+
+
+async def test_retention_by_bytes_never_keeps_more_than_twice_the_limit() -> None:
+    limit = 10_000
+    state = ms.MemoryStateAdapter(feed_retention_bytes=limit)
+    value = "x" * 500
+    for i in range(200):
+        await state.set("g", f"k{i}", value)
+    records = await _all(state.changes(follow=False))
+    encoded = sum(len(msgspec.json.encode(c)) for c in records)
+    assert 10 <= len(records) < 200
+    assert encoded <= 2 * limit
+    assert sum(len(msgspec.json.encode(c)) for c in records[1:]) >= limit // 2  # not tighter than needed
+    assert records[-1].key == "k199"
+
+
+async def test_a_cursor_from_another_store_or_not_a_cursor() -> None:
+    state = ms.MemoryStateAdapter()
+    await state.set("g", "k", 1)
+    with pytest.raises(ms.CursorExpiredError, match="another kind of store"):
+        state.changes("f.1")
+    with pytest.raises(ms.CursorExpiredError, match="not from this store"):
+        state.changes("m.99")
+    for bad in ("m.", "m.01", "cursor", 7):
+        with pytest.raises(ms.InvalidArgumentError):
+            state.changes(bad)  # type: ignore[arg-type]
+
+
+async def test_feed_retention_zero_turns_the_feed_off_with_a_clear_error() -> None:
+    state = ms.MemoryStateAdapter(feed_retention=0)
+    await state.set("g", "k", 1)
+    with pytest.raises(ms.InvalidArgumentError, match=r"feed is off \(feed_retention=0\)"):
+        state.changes()
+    with pytest.raises(ms.InvalidArgumentError, match="feed is off"):
+        await state.history("g", "k")
+    with pytest.raises(ms.InvalidArgumentError, match="feed is off"):
+        await state.feed_info()
+    with pytest.raises(ms.InvalidArgumentError, match="feed_retention"):
+        ms.MemoryStateAdapter(feed_retention=-1)
+
+
+async def test_history_is_newest_first_and_limited() -> None:
+    state = ms.MemoryStateAdapter()
+    for i in range(5):
+        await state.set("g", "k", i)
+        await state.set("g", "other", i)
+    history = await state.history("g", "k", limit=3)
+    assert [c.new_value for c in history] == [4, 3, 2]
+    assert await state.history("g", "nothing") == []
+
+
+async def test_records_hold_copies_of_the_values() -> None:
+    state = ms.MemoryStateAdapter()
+    await state.set("g", "k", {"a": [1]})
+    (change,) = await _all(state.changes(follow=False))
+    change.new_value["a"].append(2)
+    assert await state.get("g", "k") == {"a": [1]}
+    (again,) = await _all(state.changes(follow=False))
+    assert again.new_value == {"a": [1]}
+
+
+async def test_the_write_context_stamps_depth_and_origin() -> None:
+    state = ms.MemoryStateAdapter()
+    assert current_write_context() == (0, None)
+    with write_context(3, {"step": "score.step.py", "traceId": "t-1"}):
+        await state.increment("g", "n")
+    await state.increment("g", "n")
+    first, second = await _all(state.changes(follow=False))
+    assert (first.depth, first.origin) == (3, {"step": "score.step.py", "traceId": "t-1"})
+    assert (second.depth, second.origin) == (0, None)
+
+
+async def test_the_manager_delegates_to_its_adapter() -> None:
+    manager = ms.StateManager(ms.MemoryStateAdapter())
+    await manager.set("g", "k", 1)
+    assert [c.cursor async for c in manager.changes(follow=False)] == ["m.1"]
+    assert [c.new_value for c in await manager.history("g", "k")] == [1]
+    assert await manager.feed_info() == {"first": "m.1", "last": "m.1", "retained": 1}
+
+
+async def test_the_feed_options_can_be_configured_by_name(tmp_path: Any) -> None:
+    memory = ms.create_state_adapter({"adapter": "memory", "feed_retention": 0})
+    with pytest.raises(ms.InvalidArgumentError, match="feed is off"):
+        memory.changes()
+    file = ms.create_state_adapter({"adapter": "file", "path": str(tmp_path), "feed_retention_bytes": 1 << 20})
+    await file.set("g", "k", 1)
+    assert (await file.feed_info())["retained"] == 1
+    await file.close()
