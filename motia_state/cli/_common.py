@@ -307,12 +307,28 @@ def check_store_url(url: str, args: argparse.Namespace, *, refuse_memory: str | 
             f"{refuse_memory} refuses the memory: store: it lives only in this process, so the data would vanish",
             hint="give a store that outlives the command: --state file:PATH or --state redis://...",
         )
+    if config["adapter"] == "redis":
+        _check_redis_url(config.get("url", ""))
     if config["adapter"] == "redis" and args.backend == "trio":
         raise CliError(
             "the Redis adapter needs asyncio (it uses redis-py's asyncio client); --backend trio cannot use it",
             hint="drop --backend trio, or use a memory: or file: store under trio",
         )
     return config
+
+
+def _check_redis_url(url: str) -> None:
+    """A database that is not a number would silently be database 0: refuse it."""
+    from urllib.parse import urlsplit
+
+    if not url.startswith("redis"):
+        return
+    path = urlsplit(url).path.strip("/")
+    if path and not path.isdigit():
+        raise CliError(
+            f"--state {redacted(url)}: the database {path!r} is not a number",
+            hint="give the database as a number: redis://HOST:PORT/0",
+        )
 
 
 @contextlib.asynccontextmanager
@@ -434,6 +450,8 @@ def error_document(error: BaseException) -> dict[str, Any]:
                 doc["step"] = error.step
             if error.stack:
                 doc["stack"] = _step_stack(error.stack)
+            elif code == "STEP_FAILED":
+                doc["hint"] = "fix the step and run it again"
         return doc
     if isinstance(error, OSError):
         return {"code": "INVALID_ARGUMENT", "message": str(error), "hint": "check the path and its permissions"}
