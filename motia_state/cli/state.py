@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 from typing import Any
 
@@ -185,10 +186,10 @@ async def state_op(args: argparse.Namespace, out: Output) -> int:
     async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
         fn = getattr(manager, method)
         try:
-            result = await fn(args.group, args.key, *values)
+            inspect.signature(fn).bind(args.group, args.key, *values)
         except TypeError as e:
             fail(f"{args.operation}: wrong arguments: {e}", hint="see docs/state.md for the operation's arguments")
-        out.data(result, _value)
+        out.data(await fn(args.group, args.key, *values), _value)
     return EXIT_OK
 
 
@@ -210,7 +211,8 @@ async def state_watch(args: argparse.Namespace, out: Output) -> int:
     """Print each change as it is recorded (a JSON line in a pipe) until stopped."""
     async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
         stream = await _feed(manager, args)
-        out.message("watching the change feed (Ctrl-C stops)" if not args.no_follow else "")
+        if not args.no_follow:
+            out.message("watching the change feed (Ctrl-C stops)")
         async for change in stream:
             if out.json:
                 out.line(change.to_wire())

@@ -18,7 +18,7 @@ from typing import IO, Any
 import anyio
 
 from ..manager import StateManager
-from ._common import EXIT_FAILED, EXIT_OK, CliError, Output, fail, open_store, redacted
+from ._common import EXIT_FAILED, EXIT_OK, Output, check_store_url, fail, open_store, redacted
 
 __all__ = ["add_transfer", "entries", "verify_export"]
 
@@ -147,12 +147,13 @@ async def export_store(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-def verify_export(path: str) -> dict[str, Any]:
+def verify_export(path: str, name: str | None = None) -> dict[str, Any]:
     """Check an export before it is used: header, every entry line, and the footer's count and sha256.
 
     Returns the header with ``count`` and ``groups``; a damaged file is a
-    usage error (exit 2) naming the line.
+    usage error (exit 2) naming the line (``name`` is how messages call the file).
     """
+    shown = name or path
     digest = hashlib.sha256()
     count = 0
     groups: set[str] = set()
@@ -164,33 +165,33 @@ def verify_export(path: str) -> dict[str, Any]:
         except ValueError:
             header = None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
-            fail(f"{path}: not a motia-state export (line 1 is not its header)")
+            fail(f"{shown}: not a motia-state export (line 1 is not its header)")
         if header.get("version") != VERSION:
-            fail(f"{path}: export version {header.get('version')!r} is not supported (this one reads {VERSION})")
+            fail(f"{shown}: export version {header.get('version')!r} is not supported (this one reads {VERSION})")
         number = 1
         for line in handle:
             number += 1
             if footer is not None:
-                fail(f"{path}:{number}: a line after the footer", hint="the file was damaged or concatenated")
+                fail(f"{shown}:{number}: a line after the footer", hint="the file was damaged or concatenated")
             try:
                 doc = json.loads(line)
             except ValueError:
-                fail(f"{path}:{number}: not a JSON line", hint="the file was damaged; export it again")
+                fail(f"{shown}:{number}: not a JSON line", hint="the file was damaged; export it again")
             if isinstance(doc, dict) and "sha256" in doc and "groupId" not in doc:
                 footer = doc
                 continue
             if not (isinstance(doc, dict) and isinstance(doc.get("groupId"), str) and isinstance(doc.get("key"), str)):
-                fail(f"{path}:{number}: not an entry line (groupId, key, value)")
+                fail(f"{shown}:{number}: not an entry line (groupId, key, value)")
             if "value" not in doc:
-                fail(f"{path}:{number}: an entry line without a value")
+                fail(f"{shown}:{number}: an entry line without a value")
             digest.update(line)
             groups.add(doc["groupId"])
             count += 1
     if footer is None:
-        fail(f"{path}: no footer: the export is incomplete", hint="export it again; nothing was written")
+        fail(f"{shown}: no footer: the export is incomplete", hint="export it again; nothing was written")
     if footer.get("count") != count or footer.get("sha256") != digest.hexdigest():
         fail(
-            f"{path}: the footer does not match the entries (count {footer.get('count')} vs {count}, "
+            f"{shown}: the footer does not match the entries (count {footer.get('count')} vs {count}, "
             "or the sha256 differs)",
             hint="the file was changed or damaged; export it again; nothing was written",
         )
@@ -221,9 +222,10 @@ def _spooled(source: str) -> Iterator[str]:
 
 
 async def import_store(args: argparse.Namespace, out: Output) -> int:
-    """Check the whole file, then write it in the chosen mode."""
+    """Check the store's URL and the whole file, then write it in the chosen mode."""
+    check_store_url(args.state, args, refuse_memory="import")
     with _spooled(args.file) as path:
-        info = verify_export(path)
+        info = verify_export(path, "standard input" if args.file == "-" else args.file)
         async with open_store(args.state, args, refuse_memory="import") as manager:
             written = skipped = removed = 0
             seen: dict[str, set[str]] = {g: set() for g in info["groups"]} if args.mode == "replace" else {}
@@ -390,7 +392,3 @@ def _differences_table(report: dict[str, Any]) -> Any:
     for row in report["differences"]:
         table.add_row(row["group"], row["key"], row["side"])
     return table
-
-
-def _unused(_: CliError) -> None:  # keeps the import for type checkers of callers
-    return None

@@ -79,8 +79,8 @@ async def validate_store(args: argparse.Namespace, out: Output) -> int:
     problems: list[dict[str, Any]] = []
     if config["adapter"] == "file":
         problems = check_file_store(Path(config["path"]))
-        # Opening a damaged file store would repair or refuse it: report and stop here.
-        if any(not p.get("torn", False) for p in problems) or not Path(config["path"]).is_dir():
+        # Opening a damaged file store would repair it (a torn tail is dropped) or refuse it: report and stop.
+        if problems:
             return _report(problems, 0, out)
     entries = 0
     async with open_store(args.state, args) as manager:
