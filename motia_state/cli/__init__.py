@@ -29,9 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:
         self.print_usage(sys.stderr)
-        sys.stderr.write(
-            f"motia-state: error [INVALID_ARGUMENT]: {message}\n  what to do: see `{self.prog} --help`\n"
-        )
+        sys.stderr.write(f"motia-state: error [INVALID_ARGUMENT]: {message}\n  what to do: see `{self.prog} --help`\n")
         raise SystemExit(EXIT_USAGE)
 
 

@@ -72,7 +72,9 @@ def default_state() -> str:
 class CliError(Exception):
     """A failure the command explains itself: a message, a stable code, an exit code and what to do next."""
 
-    def __init__(self, message: str, *, code: str = "INVALID_ARGUMENT", exit_code: int = EXIT_USAGE, hint: str = "") -> None:
+    def __init__(
+        self, message: str, *, code: str = "INVALID_ARGUMENT", exit_code: int = EXIT_USAGE, hint: str = ""
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -100,7 +102,8 @@ def add_global_options(parser: argparse.ArgumentParser, *, skip: frozenset[str] 
     s = argparse.SUPPRESS
     if "state" not in skip:
         group.add_argument(
-            "--state", default=s,
+            "--state",
+            default=s,
             metavar="URL",
             help="memory: | file:PATH | redis://... (default: $MOTIA_STATE, else memory:)",
         )
@@ -238,8 +241,15 @@ class Output:
         if not self.progress_shown or self.quiet:
             yield lambda n: None
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
-        from rich.progress import Task, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            Task,
+            TextColumn,
+            TimeRemainingColumn,
+        )
         from rich.text import Text
 
         class Rate(ProgressColumn):
@@ -538,7 +548,7 @@ def run_command(command: Command, args: argparse.Namespace, out: Output) -> int:
         return EXIT_INTERRUPTED
     except (StateError, CliError, OSError) as e:
         return report_error(e, out)
-    except Exception as e:  # noqa: BLE001 - the last line of defence: one readable message, not a traceback
+    except Exception as e:
         if isinstance(e, CorruptStoreError):
             return report_error(e, out)
         return report_error(e, out)

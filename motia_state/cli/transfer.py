@@ -289,7 +289,9 @@ async def _copy(source: StateManager, target: StateManager, args: argparse.Names
                 advance(PAGE)
                 if not args.dry_run:
                     checkpoint.write_text(
-                        json.dumps({"from": redacted(args.source), "to": redacted(args.target), "group": group, "key": key})
+                        json.dumps(
+                            {"from": redacted(args.source), "to": redacted(args.target), "group": group, "key": key}
+                        )
                     )
         advance(copied % PAGE)
     with contextlib.suppress(FileNotFoundError):

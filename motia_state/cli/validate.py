@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..adapters.factory import parse_state_config
 from ..errors import StateError
 from ..values import check_name, import_value
 from ._common import EXIT_FAILED, EXIT_OK, Output, open_store

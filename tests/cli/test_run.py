@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import RedisServer, process_alive, require_tool
+from ..helpers import process_alive, require_tool
 from ._cli import ROOT, cli, env
 
 EXAMPLES = ROOT / "examples"
@@ -166,7 +165,13 @@ def test_a_step_that_raises_shows_its_own_stack_only(ext: str, tmp_path: Path) -
     assert err.startswith("motia-state: error [STEP_FAILED]: "), err
     assert "helper" in err and str(step) in err, "the step's own frames are shown"
     assert "what to do:" in err
-    for runner in ("motia_state/runtime", "motia_state/rpc", "run_step", "bindings/", "Traceback (most recent call last):\n  File \"/"):
+    for runner in (
+        "motia_state/runtime",
+        "motia_state/rpc",
+        "run_step",
+        "bindings/",
+        'Traceback (most recent call last):\n  File "/',
+    ):
         if runner.startswith("Traceback"):
             continue
         assert runner not in err, f"a runner frame ({runner}) is shown:\n{err}"
