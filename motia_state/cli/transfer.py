@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import anyio
 
+from ..errors import LimitExceededError
 from ..manager import StateManager
 from ._common import EXIT_FAILED, EXIT_OK, Output, check_store_url, fail, open_store, redacted
 
@@ -86,12 +87,40 @@ def _entry_line(group: str, key: str, value: Any) -> bytes:
     return (json.dumps({"groupId": group, "key": key, "value": value}, ensure_ascii=False) + "\n").encode()
 
 
-async def entries(manager: StateManager, groups: list[str] | None = None) -> AsyncIterator[tuple[str, str, Any]]:
-    """Every (group, key, value) of the store in group then key order, one value read at a time."""
+async def pages(
+    manager: StateManager, groups: list[str] | None = None
+) -> AsyncIterator[tuple[str, list[tuple[str, Any]]]]:
+    """The store's entries a page at a time: (group, [(key, value), ...]) in group then key order.
+
+    Each page is read with one batch (an exists and a get per key, so a
+    stored null is told apart from a key deleted meanwhile): one round trip
+    per page on Redis. Only a group's key names and one page of values are
+    held at once.
+    """
     for group in sorted(groups if groups is not None else await manager.groups()):
-        for key in sorted(await manager.keys(group)):
-            if await manager.exists(group, key):
-                yield group, key, await manager.get(group, key)
+        keys = sorted(await manager.keys(group))
+        for start in range(0, len(keys), PAGE):
+            chunk = keys[start : start + PAGE]
+            ops = [{"type": t, "key": k} for k in chunk for t in ("exists", "get")]
+            try:
+                results = (await manager.batch(group, ops)).results
+                page = [
+                    (key, results[2 * i + 1].value)
+                    for i, key in enumerate(chunk)
+                    if results[2 * i].value is True and results[2 * i + 1].code is None
+                ]
+            except LimitExceededError:
+                # Large values: a page's results would be over the result limit; read them one by one.
+                page = [(key, await manager.get(group, key)) for key in chunk if await manager.exists(group, key)]
+            if page:
+                yield group, page
+
+
+async def entries(manager: StateManager, groups: list[str] | None = None) -> AsyncIterator[tuple[str, str, Any]]:
+    """Every (group, key, value) of the store in group then key order, read a page at a time."""
+    async for group, page in pages(manager, groups):
+        for key, value in page:
+            yield group, key, value
 
 
 async def _count(manager: StateManager, groups: list[str] | None) -> int:
@@ -277,38 +306,52 @@ async def _copy(source: StateManager, target: StateManager, args: argparse.Names
     total = await _count(source, None)
     copied = 0
     with out.progress("copying", total) as advance:
-        done = 0
-        async for group, key, value in entries(source):
-            done += 1
-            if after is not None and (group, key) <= after:
+        async for group, page in pages(source):
+            todo = [(k, v) for k, v in page if after is None or (group, k) > after]
+            advance(len(page) - len(todo))
+            if not todo:
                 continue
             if not args.dry_run:
-                await target.set(group, key, value)
-            copied += 1
-            if copied % PAGE == 0:
-                advance(PAGE)
-                if not args.dry_run:
-                    checkpoint.write_text(
-                        json.dumps(
-                            {"from": redacted(args.source), "to": redacted(args.target), "group": group, "key": key}
-                        )
+                failed = await _write_page(target, group, todo)
+                if failed:
+                    key, item = failed[0]
+                    fail(
+                        f"writing {group}/{key} to --to failed: [{item.code}] {item.error}",
+                        code=item.code or "INTERNAL",
+                        exit_code=EXIT_FAILED,
+                        hint="fix the target store and run the same command again: it resumes",
                     )
-        advance(copied % PAGE)
+                checkpoint.write_text(
+                    json.dumps(
+                        {"from": redacted(args.source), "to": redacted(args.target), "group": group, "key": todo[-1][0]}
+                    )
+                )
+            copied += len(todo)
+            advance(len(todo))
     with contextlib.suppress(FileNotFoundError):
         checkpoint.unlink()
     return copied
 
 
+async def _write_page(target: StateManager, group: str, page: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Write a page with one batch (one by one when it is over a batch's limits); the items that failed."""
+    try:
+        result = await target.batch(group, [{"type": "set", "key": k, "value": v} for k, v in page])
+    except LimitExceededError:
+        for key, value in page:
+            await target.set(group, key, value)
+        return []
+    return [(page[i][0], item) for i, item in enumerate(result.results) if item.code is not None]
+
+
 async def _group_digest(manager: StateManager, group: str) -> tuple[str, dict[str, str]]:
     digest = hashlib.sha256()
     per_key: dict[str, str] = {}
-    for key in sorted(await manager.keys(group)):
-        if not await manager.exists(group, key):
-            continue
-        value = _canonical(await manager.get(group, key))
-        h = hashlib.sha256(value).hexdigest()
-        per_key[key] = h
-        digest.update(key.encode() + b"\0" + h.encode() + b"\n")
+    async for _, page in pages(manager, [group]):
+        for key, value in page:
+            h = hashlib.sha256(_canonical(value)).hexdigest()
+            per_key[key] = h
+            digest.update(key.encode() + b"\0" + h.encode() + b"\n")
     return digest.hexdigest(), per_key
 
 

@@ -240,3 +240,12 @@ def test_migrate_follow_loses_no_acknowledged_write_during_a_live_switch(tmp_pat
         assert acked > 10, "the writers wrote during the migration"
         assert copy[f"w{n}-{acked}"] == acked
         assert copy[f"w{n}-count"] >= acked
+
+
+def test_migrate_moves_values_too_large_for_one_page(tmp_path: Path) -> None:
+    source, target = f"file:{tmp_path / 'a'}", f"file:{tmp_path / 'b'}"
+    big = "x" * (200 * 1024)  # 100 of them are over one batch's result limit
+    _fill(source, {("g", f"k{i:03d}"): big for i in range(100)})
+    proc = cli("migrate", "--from", source, "--to", target, "--verify", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"copied": 100, "differences": []}
