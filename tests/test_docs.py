@@ -39,7 +39,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MARKER = re.compile(r"^<!--\s*not-run:\s*(\S.*?)\s*-->\s*$")
 NOT_CODE = {"text", "console", "ndjson"}
 RUNNABLE = {"python", "bash", "sh", "js", "ruby", "json"}
-SAFE_COMMAND = re.compile(r"^(motia-state|python3?)(\s|$)")
+#: Commands a shell block may run in its temporary folder (each part of a pipeline checked).
+SAFE_COMMANDS = {"motia-state", "python", "python3", "cd", "export", "echo", "cat"}
 TIMEOUT = 120
 
 # Top-level await: compile with the flag; a block that awaits becomes a coroutine, run on asyncio.
@@ -113,6 +114,25 @@ def _run(argv: list[str], block: Block, cwd: Path, stdin: str | None = None) -> 
     )
 
 
+def _commands(script: str) -> list[str]:
+    """Each command of a shell block: heredoc bodies and comments left out, pipelines split."""
+    commands: list[str] = []
+    heredoc: str | None = None
+    for raw in script.splitlines():
+        line = raw.strip()
+        if heredoc is not None:
+            if line == heredoc:
+                heredoc = None
+            continue
+        if not line or line.startswith("#"):
+            continue
+        opened = re.search(r"<<-?\s*'?\"?(\w+)", line)
+        if opened:
+            heredoc = opened.group(1)
+        commands += [part.strip() for part in re.split(r"\|\|?|&&|;", line.split(" #")[0]) if part.strip()]
+    return commands
+
+
 def test_the_docs_have_blocks() -> None:
     assert len(ALL) > 20
 
@@ -138,10 +158,7 @@ def test_a_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     elif block.lang == "python":
         _run([sys.executable, "-c", PYTHON_RUNNER, block.id], block, tmp_path, stdin=block.code)
     elif block.lang in ("bash", "sh"):
-        commands = [
-            line.strip() for line in block.code.splitlines() if line.strip() and not line.strip().startswith("#")
-        ]
-        unsafe = [c for c in commands if not SAFE_COMMAND.match(c) and not c.startswith(("cd ", "export "))]
+        unsafe = [c for c in _commands(block.code) if c.split()[0] not in SAFE_COMMANDS]
         assert not unsafe, f"{block.id}: runs {unsafe[0]!r}: mark it <!-- not-run: reason --> if it cannot run here"
         _run(["bash", "-e", "-c", block.code], block, tmp_path)
     elif block.lang == "js":
