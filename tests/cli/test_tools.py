@@ -104,3 +104,14 @@ def test_an_apps_own_node_modules_copy_wins(tmp_path: Path) -> None:
     proc = cli("run", str(tmp_path / "s.step.js"))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) is True
+
+
+def test_bench_measures_each_operation_and_leaves_the_store_clean(tmp_path: Path) -> None:
+    store = f"file:{tmp_path / 's'}"
+    cli("state", "set", "mine", "k", "1", "--state", store)
+    proc = cli("bench", "-n", "200", "--rounds", "1", "--state", store)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["operation"] for r in rows][:2] == ["increment", "update"]
+    assert all(r["opsPerSecond"] > 0 for r in rows)
+    assert json.loads(cli("state", "ls", "--state", store).stdout) == [{"group": "mine", "keys": 1}]
