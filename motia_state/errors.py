@@ -148,7 +148,9 @@ class CursorExpiredError(StateError):
 class CorruptStoreError(StateError):
     """Stored data is damaged (a file store's log or snapshot).
 
-    Not retryable: the store must be repaired or restored from a copy.
+    Not retryable: the store must be repaired or restored from a copy. From
+    the file store, ``details`` has ``file`` and ``offset``, and opening with
+    ``repair=True`` keeps everything before the damage.
     """
 
     code = "CORRUPT"

@@ -397,20 +397,31 @@ class FeedRing:
 
     # -- waiting ---------------------------------------------------------------
 
-    def waiter(self) -> anyio.Event:
-        """An event set at the next record (registered in the caller's own event loop)."""
+    def waiter(self) -> tuple[anyio.Event, Callable[[], object]]:
+        """An event set at the next record (woken through the caller's own event loop), and its waker.
+
+        Pass the waker to :meth:`forget` when the reader stops waiting
+        before the event is set (cancelled), so that it does not linger.
+        """
         event = anyio.Event()
         wake = event.set
+        waker: Callable[[], object]
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio: trio, anyio's other backend
             import trio
 
             token = trio.lowlevel.current_trio_token()
-            self._waiters.append(lambda: token.run_sync_soon(wake))
+            waker = lambda: token.run_sync_soon(wake)  # noqa: E731
         else:
-            self._waiters.append(lambda: loop.call_soon_threadsafe(wake))
-        return event
+            waker = lambda: loop.call_soon_threadsafe(wake)  # noqa: E731
+        self._waiters.append(waker)
+        return event, waker
+
+    def forget(self, waker: Callable[[], object]) -> None:
+        """Drop a waker that :meth:`waiter` registered (a no-op once it was woken)."""
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waker)
 
     @property
     def waiting(self) -> bool:

@@ -6,16 +6,22 @@ several processes on one store. The shared vectors run in test_vectors.py.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import inspect
 import os
 import random
+import shutil
 import signal
 import stat
 import struct
 import subprocess
+import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,7 @@ import motia_state as ms
 from motia_state.adapters.base import READ_OPERATIONS, WRITE_OPERATIONS, write_operations
 from motia_state.adapters.file import format as file_format
 from motia_state.adapters.file import store as store_module
+from motia_state.errors import error_for_code
 
 from .helpers import finish, go, rest_of_output, start_child
 
@@ -273,6 +280,15 @@ async def test_always_mode_acknowledges_every_write_operation_only_after_fsync(
             await getattr(a, name)(*args)
         assert a._log.appended > before, f"{name} wrote no record: the test would prove nothing"
         assert synced_at and synced_at[-1] == a._log.appended, f"{name} returned before its record was fsynced"
+    # The camelCase aliases return the operation's own (wrapped) awaitable.
+    for alias, args in [
+        ("setField", ("g", "o", "f", 1)),
+        ("deleteField", ("g", "o", "f")),
+        ("compareAndSwap", ("g", "c", None, 1)),
+    ]:
+        before = a._log.appended
+        await getattr(a, alias)(*args)
+        assert a._log.appended > before and synced_at[-1] == a._log.appended, alias
     await a.close()
 
 
@@ -336,10 +352,10 @@ def write_at(path: Path, offset: int, data: bytes) -> None:
     [
         struct.pack("<II", 100, 0) + b"partial",  # the length runs past the end
         b"\x07\x00",  # half a header
-        record(b'[["g","k9",9]]')[:-1] + b"X",  # whole length, bad checksum, at the end
+        record(b'[["g","k9",9]]')[:-5],  # whole header, the body's last bytes never written
         b"\x00" * 64,  # zeros: a power loss after the size grew
     ],
-    ids=["short-body", "short-header", "bad-checksum", "zeros"],
+    ids=["short-body", "short-header", "body-cut-short", "zeros"],
 )
 async def test_a_torn_tail_is_dropped_and_the_log_truncated(tmp_path: Path, tail: bytes) -> None:
     sizes = await _store_with_records(tmp_path / "s", 3)
@@ -364,7 +380,9 @@ async def test_damage_before_the_end_fails_with_file_and_offset(tmp_path: Path) 
     log_path.write_bytes(bytes(raw))
     with pytest.raises(ms.CorruptStoreError) as info:
         ms.FileStateAdapter(tmp_path / "s")
-    assert info.value.code == "UNAVAILABLE"
+    # Not retryable: damage does not go away by trying again.
+    assert info.value.code == "CORRUPT" and not isinstance(info.value, ms.UnavailableError)
+    assert type(error_for_code("CORRUPT", "x")) is ms.CorruptStoreError
     assert info.value.details == {"file": str(log_path), "offset": sizes[1]}
     assert str(log_path) in str(info.value) and f"byte {sizes[1]}" in str(info.value)
     assert log_path.read_bytes() == bytes(raw), "a failed open must not touch the files"
@@ -376,6 +394,37 @@ async def test_damage_before_the_end_fails_with_file_and_offset(tmp_path: Path) 
     assert len(aside) == 1
     assert (tmp_path / "s" / aside[0]).read_bytes() == bytes(raw)
     assert os.path.getsize(log_path) == sizes[1]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda rec: rec[:-1] + b"X", "checksum mismatch"),  # a whole record whose last byte changed
+        (lambda rec: rec[:4] + bytes([rec[4] ^ 1]) + rec[5:], "checksum mismatch"),  # its checksum field
+        (lambda rec: struct.pack("<I", len(rec) - 8 + 4) + rec[4:], "checksum mismatch"),  # length too long
+        (lambda rec: struct.pack("<I", len(rec) - 8 - 2) + rec[4:], "checksum mismatch"),  # length too short
+        (lambda rec: struct.pack("<I", 1 << 20) + rec[4:], "runs past the end of the file"),
+    ],
+    ids=["body", "checksum", "longer-length", "shorter-length", "length-past-the-end"],
+)
+async def test_a_damaged_last_record_is_corruption_not_a_torn_tail(
+    tmp_path: Path, change: Callable[[bytes], bytes], reason: str
+) -> None:
+    """The last acknowledged record, changed after it was written, is never dropped as if a crash had cut it."""
+    ends = await _store_with_records(tmp_path / "s", 3)
+    log_path = tmp_path / "s" / "log"
+    raw = log_path.read_bytes()
+    last = raw[ends[-2] : ends[-1]]
+    damaged = raw[: ends[-2]] + change(last) + raw[ends[-1] :]
+    log_path.write_bytes(damaged)
+    with pytest.raises(ms.CorruptStoreError, match=reason) as info:
+        ms.FileStateAdapter(tmp_path / "s")
+    assert info.value.details["offset"] == ends[-2]
+    assert log_path.read_bytes() == damaged, "a failed open must not touch the files"
+    a = ms.FileStateAdapter(tmp_path / "s", repair=True)
+    assert await a.keys("g") == ["k0", "k1"]
+    await a.close()
+    assert [p for p in os.listdir(tmp_path / "s") if p.startswith("log.damaged-")]
 
 
 async def test_bytes_after_the_end_of_the_log_are_damage(tmp_path: Path) -> None:
@@ -648,3 +697,315 @@ async def test_compaction_ends_the_old_log_with_a_moved_record(tmp_path: Path) -
     assert zlib.crc32(body) == crc
     assert body == bytes([file_format.RecordType.MOVED]) + b"2"
     await a.close()
+
+
+# --------------------------------------------------------------- bit flips
+
+
+async def _build_for_sweep(path: Path, compacted: bool) -> dict[str, dict[str, Any]]:
+    """A small store of assorted records (after a compaction: a snapshot, and records on both sides)."""
+    a = ms.FileStateAdapter(path, fsync="never")
+    await a.set("g", "a", {"x": [1, 2]})
+    await a.push("g", "list", 1, "two")
+    await a.transaction("g", [{"type": "set", "key": "t1", "value": None}, {"type": "increment", "key": "n"}])
+    await a.set("h", "k", "v")
+    if compacted:
+        await a.compact()
+    await a.delete("h", "k")
+    await a.increment("g", "n", -3)
+    await a.set_field("g", "a", "y", True)
+    await a.set("g", "last", 10**20)
+    state = {group: {key: await a.get(group, key) for key in await a.keys(group)} for group in await a.groups()}
+    await a.close()
+    return state
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["log", "snapshot-and-log"])
+async def test_no_bit_flip_silently_loses_an_acknowledged_record(tmp_path: Path, compacted: bool) -> None:
+    """Flip one or two bits of every byte of the files: the store opens with every record, or refuses.
+
+    Refusing is CorruptStoreError (a header's format version may also read as
+    a newer version); a refused open leaves the files as they were.
+    """
+    expected = await _build_for_sweep(tmp_path / "orig", compacted)
+    files = {
+        name: (tmp_path / "orig" / name).read_bytes() for name in ("log", "snapshot") if compacted or name == "log"
+    }
+    records_end = len(files["log"].rstrip(b"\0"))
+    work = tmp_path / "w"
+    work.mkdir()
+    opened = refused = 0
+    for name, raw in files.items():
+        swept = len(raw) if name == "snapshot" else records_end + 16  # and a little of the zeros after
+        for offset in range(swept):
+            for mask in (1 << (offset % 8), (1 << (offset % 8)) | (1 << ((offset + 3) % 8))):
+                for other, content in files.items():
+                    (work / other).write_bytes(content)
+                damaged = bytearray(raw)
+                damaged[offset] ^= mask
+                (work / name).write_bytes(bytes(damaged))
+                try:
+                    a = ms.FileStateAdapter(work, fsync="never")
+                except ms.CorruptStoreError:
+                    refused += 1
+                    assert (work / name).read_bytes() == bytes(damaged), f"{name}@{offset}: refused but rewritten"
+                    continue
+                except ms.UnavailableError as e:
+                    assert offset in (8, 9) and "format version" in str(e), f"{name}@{offset} ^ {mask}: {e}"
+                    refused += 1
+                    continue
+                got = {g: {k: await a.get(g, k) for k in await a.keys(g)} for g in await a.groups()}
+                await a.close()
+                assert got == expected, f"{name}@{offset} ^ {mask:#x}: opened without complaint but lost data"
+                opened += 1
+    assert refused + opened == sum(
+        2 * n for n in ((len(raw) if name == "snapshot" else records_end + 16) for name, raw in files.items())
+    )
+
+
+async def test_a_log_generation_damaged_into_the_snapshots_base_is_refused(tmp_path: Path) -> None:
+    """Only the old log a compaction died before replacing may have the snapshot's base generation."""
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    for i in range(5):
+        await a.set("g", f"k{i}", i)
+    await a.compact()
+    await a.set("g", "after", 1)
+    await a.close()
+    log_path = tmp_path / "s" / "log"
+    raw = log_path.read_bytes()
+    assert struct.unpack_from("<Q", raw, 10)[0] == 2
+    log_path.write_bytes(raw[:10] + struct.pack("<Q", 1) + raw[18:])
+    with pytest.raises(ms.CorruptStoreError, match="generation 1"):
+        ms.FileStateAdapter(tmp_path / "s")
+
+
+async def test_a_first_log_whose_generation_reads_zero_is_refused(tmp_path: Path) -> None:
+    await _store_with_records(tmp_path / "s", 2)
+    log_path = tmp_path / "s" / "log"
+    raw = log_path.read_bytes()
+    log_path.write_bytes(raw[:10] + struct.pack("<Q", 0) + raw[18:])
+    with pytest.raises(ms.CorruptStoreError, match="generation 0"):
+        ms.FileStateAdapter(tmp_path / "s")
+    assert log_path.read_bytes() == raw[:10] + struct.pack("<Q", 0) + raw[18:]
+
+
+# ------------------------------------------------------ a removed directory
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced", "lock-deleted"])
+async def test_writes_fail_once_the_store_directory_is_removed_or_replaced(tmp_path: Path, how: str) -> None:
+    """No split brain: an adapter whose files left the path refuses writes, changing nothing, firing nothing."""
+    path = tmp_path / "s"
+    a = ms.FileStateAdapter(path, fsync="never")
+    changes: list[Any] = []
+    a.add_change_sink(changes.extend)
+    await a.set("g", "k", 1)
+    await a.push("g", "l", 1)
+    changes.clear()
+    if how == "removed":
+        shutil.rmtree(path)
+    elif how == "replaced":
+        os.rename(path, tmp_path / "elsewhere")
+    else:
+        os.unlink(path / "lock")
+    newcomer = ms.FileStateAdapter(path, fsync="never")
+    if how != "lock-deleted":
+        assert await newcomer.get("g", "k") is None  # a new, empty store at the path
+    for write in (
+        a.set("g", "k", 2),
+        a.set("g", "new", 1),
+        a.push("g", "l", 2),
+        a.delete("g", "k"),
+        a.transaction("g", [{"type": "set", "key": "t", "value": 1}, {"type": "delete", "key": "k"}]),
+        a.clear("g"),
+    ):
+        with pytest.raises(ms.UnavailableError, match="removed or replaced") as info:
+            await write
+        assert info.value.code == "UNAVAILABLE"
+    assert changes == [], "a refused write fires no change event"
+    assert await a.get("g", "k") == 1 and await a.get("g", "l") == [1]  # memory kept only what was stored
+    assert await a.keys("g") == ["k", "l"]
+    await newcomer.set("g", "k", 3)
+    await a.close()
+    await newcomer.close()
+
+
+# ------------------------------------------------------------ compaction
+
+
+def _watch_compactions(monkeypatch: Any) -> dict[str, int]:
+    """Count compactions and the most that ever ran at once in this process."""
+    seen = {"running": 0, "most": 0, "runs": 0}
+    lock = threading.Lock()
+    real = store_module.LogSession.compact_once
+
+    def compact_once(self: Any) -> bool:
+        with lock:
+            seen["running"] += 1
+            seen["runs"] += 1
+            seen["most"] = max(seen["most"], seen["running"])
+        try:
+            time.sleep(0.001)  # widen the window a race needs
+            return bool(real(self))
+        finally:
+            with lock:
+                seen["running"] -= 1
+
+    monkeypatch.setattr(store_module.LogSession, "compact_once", compact_once)
+    return seen
+
+
+async def test_concurrent_compactions_in_one_process_all_succeed(tmp_path: Path, monkeypatch: Any, caplog: Any) -> None:
+    seen = _watch_compactions(monkeypatch)
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never", compact_min_bytes=0)
+
+    async def writer() -> None:
+        for i in range(50):
+            await a.set("g", f"k{i % 7}", i)
+            await a.increment("g", "n")
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(a.compact)
+        tg.start_soon(writer)
+    assert seen["runs"] >= 20 and seen["most"] == 1, seen
+    assert await a.get("g", "n") == 50
+    await a.close()
+    assert not [r for r in caplog.records if "compaction failed" in r.getMessage()]
+    assert sorted(os.listdir(tmp_path / "s")) == ["lock", "log", "snapshot"]
+    b = ms.FileStateAdapter(tmp_path / "s")
+    assert await b.get("g", "n") == 50 and await b.get("g", "k6") == 48
+    await b.close()
+
+
+async def test_a_cancelled_compaction_never_overlaps_the_next(tmp_path: Path, monkeypatch: Any, caplog: Any) -> None:
+    seen = _watch_compactions(monkeypatch)
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never", compact_min_bytes=0)
+    for i in range(20):
+        await a.set("g", f"k{i}", "x" * 100)
+    for delay in (0, 0.0005, 0.001, 0.002, 0.004):
+        # Cancelled both ways: by an anyio scope and by asyncio itself.
+        with anyio.move_on_after(delay):
+            await a.compact()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(a.compact(), delay)
+        for _ in range(10):  # each write may start an automatic compaction
+            await a.increment("g", "n")
+    await a.compact()
+    assert seen["most"] == 1, seen
+    assert await a.get("g", "n") == 50
+    await a.close()
+    assert not [r for r in caplog.records if "compaction failed" in r.getMessage()]
+    assert sorted(os.listdir(tmp_path / "s")) == ["lock", "log", "snapshot"]
+
+
+async def test_a_failing_compaction_backs_off_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: Any, caplog: Any
+) -> None:
+    """A full disk: the snapshot cannot be written. Writes go on; compaction is retried rarely, not after each one."""
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never", compact_min_bytes=0)
+    attempts = []
+    real_write = os.write
+
+    def full_disk(fd: int, data: Any) -> int:
+        attempts.append(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module.os, "write", full_disk)
+    for i in range(200):
+        await a.increment("g", "n")
+        if i % 50 == 0:
+            await anyio.sleep(0.01)  # let a background compaction run and fail
+    compaction = a._log.compaction
+    if compaction is not None:
+        await anyio.to_thread.run_sync(compaction.join)
+    assert 1 <= len(attempts) <= 2, f"{len(attempts)} compaction attempts for 200 writes: no backoff"
+    assert not [p for p in os.listdir(tmp_path / "s") if ".tmp" in p], "the temporary file was left behind"
+    failures = [r for r in caplog.records if "compaction failed" in r.getMessage()]
+    assert len(failures) == len(attempts) and failures[0].exc_info is not None
+    assert "ENOSPC" in failures[0].getMessage() or "No space" in failures[0].getMessage()
+    # The disk has room again and the backoff is over: the next write compacts.
+    monkeypatch.setattr(store_module.os, "write", real_write)
+    a._log.retry_at = 0.0
+    gen = a._log.gen
+    await a.increment("g", "n")
+    if a._log.compaction is not None:
+        await anyio.to_thread.run_sync(a._log.compaction.join)
+    assert a._log.gen == gen + 1
+    assert await a.get("g", "n") == 201
+    await a.close()
+
+
+async def test_change_sinks_come_and_go_on_a_closed_store(tmp_path: Path) -> None:
+    """Removing a listener after close (a manager shutting down) must not touch the closed files."""
+    a = ms.FileStateAdapter(tmp_path / "s")
+    remove = a.add_change_sink(lambda changes: None)
+    await a.close()
+    remove()
+    a.add_change_sink(lambda changes: None)()
+
+
+# ------------------------------------------------------- integer boundaries
+
+_READER = """
+import asyncio, sys
+import motia_state as ms
+
+async def main():
+    a = ms.FileStateAdapter(sys.argv[1], fsync="never")
+    await a.get("g", "warm")
+    print("ready", flush=True)
+    sys.stdin.readline()  # the parent writes meanwhile: this read catches up from the log
+    for key in ("max", "min"):
+        value = await a.get("g", key)
+        print(key, type(value).__name__, len(str(value)), str(value)[:2], flush=True)
+    await a.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_integers_at_the_digit_limit_survive_reopening_and_catching_up(tmp_path: Path) -> None:
+    """The limit counts the characters of the decimal text, sign included: what is stored can be read back."""
+    digits = ms.values.MAX_INT_DIGITS
+    largest, lowest = 10**digits - 1, -(10 ** (digits - 1) - 1)
+    path = tmp_path / "s"
+    a = ms.FileStateAdapter(path, fsync="never")
+    await a.set("g", "warm", 1)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    try:
+        assert reader.stdout is not None and reader.stdin is not None
+        assert reader.stdout.readline() == "ready\n"
+        end = a._log.offset
+        for too_long in (-(10**digits - 1), -(10 ** (digits - 1)), 10**digits):
+            with pytest.raises(ms.LimitExceededError):
+                await a.set("g", "bad", too_long)
+            with pytest.raises(ms.LimitExceededError):
+                await a.push("g", "list", too_long)
+        assert a._log.offset == end, "a refused integer reached the log"
+        assert await a.set("g", "max", largest) == largest
+        assert await a.set("g", "min", lowest) == lowest
+        reader.stdin.write("go\n")
+        reader.stdin.flush()
+        out, _ = reader.communicate(timeout=60)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    assert reader.returncode == 0
+    assert out.splitlines() == [f"max int {digits} 99", f"min int {digits} -9"]
+    await a.close()
+    b = ms.FileStateAdapter(path)
+    assert await b.get("g", "max") == largest and await b.get("g", "min") == lowest
+    assert await b.exists("g", "bad") is False
+    await b.compact()
+    await b.close()
+    c = ms.FileStateAdapter(path)
+    assert await c.get("g", "min") == lowest
+    await c.close()

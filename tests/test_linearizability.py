@@ -387,11 +387,6 @@ def test_the_short_guarantees_run_loses_nothing(short_run: tuple[int, str, list[
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the file store drops a record whose length field is damaged, and every record after it, "
-    "as if it were a torn tail (a warning, no CorruptStoreError); a flip in the last record looks the same",
-)
 def test_the_short_fuzz_run_reports_every_damaged_record(short_run: tuple[int, str, list[dict[str, str]]]) -> None:
     _, output, rows = short_run
     fuzz = [r for r in rows if r["section"] == "fuzz"]

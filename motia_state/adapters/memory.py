@@ -18,9 +18,10 @@ fn, which is the point of ``update``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -53,10 +54,10 @@ from ..ops import (
 )
 from ..records import BatchResult, Change, StateChange, TransactionResult, check_delta, check_field
 from ..values import DEFAULT_LIMITS, INT_BOUND, INT_LOW, MISSING, CheckedNames, Limits, check_name, import_value
-from .base import Acknowledge, StateAdapter, UpdateFn, acknowledge_writes
+from .base import Acknowledge, StateAdapter, UpdateFn, acknowledge_writes, reads, writes
 from .table import StateTable
 
-__all__ = ["MemoryStateAdapter", "TableSession"]
+__all__ = ["InternalTable", "MemoryStateAdapter", "TableSession"]
 
 
 class TableSession:
@@ -128,17 +129,24 @@ class MemoryStateAdapter(StateAdapter):
         self._closed = False
         self._names = CheckedNames(limits)
         self._valid_names = self._names.seen  # read directly by increment's fast path
+        if session.journal_always:
+            self._table.journal = []
         self._sinks_changed()
+        #: The runtime's own handle: reserved groups allowed, no change events, no feed records.
+        self.internal = InternalTable(self)
         if session.acknowledge is not None:
             acknowledge_writes(self, session.acknowledge)
+            acknowledge_writes(self.internal, session.acknowledge)
 
     def _sinks_changed(self) -> None:
+        if self._session.journal_always:
+            return  # the journal stays on whoever listens (and even once closed)
         # With no listener and nothing to commit, only the feed hears of a
         # write: the table hands it each change directly, no journal between.
         feed_only = self._feed is not None and not self._sinks and self._commit is None
         with self._lock:
             self._table.feed = self._feed if feed_only else None
-            self._table.journal = None if feed_only or not (self._sinks or self._session.journal_always) else []
+            self._table.journal = [] if not feed_only and (self._sinks or self._feed is not None) else None
 
     def _flush(self) -> None:
         # Called under the lock, so sinks and the feed see changes in commit
@@ -193,8 +201,13 @@ class MemoryStateAdapter(StateAdapter):
         with self._lock:
             if ring.seq > after:
                 return
-            event = ring.waiter()
-        await event.wait()
+            event, waker = ring.waiter()
+        try:
+            await event.wait()
+        finally:
+            if not event.is_set():
+                with self._lock:
+                    ring.forget(waker)
 
     async def history(self, group: str, key: str, limit: int = 100) -> list[Change]:
         _names(self, group, key)
@@ -208,6 +221,25 @@ class MemoryStateAdapter(StateAdapter):
         ring = self._ring()
         with self._lock:
             return ring.info()
+
+    @contextlib.contextmanager
+    def _quietly(self) -> Iterator[None]:
+        """The lock, with the table's direct feed off: the internal handle's writes make no records."""
+        with self._lock:
+            table = self._table
+            feed, table.feed = table.feed, None
+            try:
+                yield
+            finally:
+                table.feed = feed
+
+    def _commit_quietly(self) -> None:
+        # As _flush, for the internal handle: committed, never published.
+        journal = self._table.journal
+        if journal:
+            self._table.journal = []
+            if self._commit is not None:
+                self._commit(journal, None)
 
     def _check_group(self, group: Any) -> None:
         check_name(group, "traceId", self.limits)
@@ -397,3 +429,86 @@ class MemoryStateAdapter(StateAdapter):
         if self._feed is not None:
             with self._lock:
                 self._feed.wake()  # followers end with UNAVAILABLE instead of waiting forever
+
+
+class InternalTable:
+    """The runtime's handle on a memory or file adapter (``adapter.internal``).
+
+    The same operations as the adapter's, on the same table, atomic and (in
+    a file store) as durable as its writes, but it may use the reserved
+    groups (``__motia/...``) that the public API refuses, and its writes
+    fire no change events.
+    """
+
+    def __init__(self, adapter: MemoryStateAdapter) -> None:
+        self._adapter = adapter
+
+    def _check(self, group: Any, key: Any = None) -> MemoryStateAdapter:
+        adapter = self._adapter
+        # Checked as a name, not as a group: a reserved group is allowed here.
+        check_name(group, "internal group", adapter.limits)
+        if key is not None:
+            check_name(key, "key", adapter.limits)
+        if adapter._closed:
+            raise UnavailableError("the adapter is closed")
+        return adapter
+
+    @reads
+    async def get(self, group: str, key: str) -> Any:
+        """The stored value, or None when missing."""
+        adapter = self._check(group, key)
+        with adapter._lock:
+            return adapter._table.apply(group, key, "get", apply_get)
+
+    @writes
+    async def set(self, group: str, key: str, value: Any) -> Any:
+        """Store ``value``; returns it."""
+        adapter = self._check(group, key)
+        value = import_value(value, adapter.limits)
+        with adapter._quietly():
+            result = adapter._table.apply(group, key, "set", apply_set, value)
+            adapter._commit_quietly()
+        return result
+
+    @writes
+    async def delete(self, group: str, key: str) -> Any:
+        """Remove the entry; returns the old value (None when missing)."""
+        adapter = self._check(group, key)
+        with adapter._quietly():
+            result = adapter._table.apply(group, key, "delete", apply_delete)
+            adapter._commit_quietly()
+        return result
+
+    @writes
+    async def compare_and_swap(self, group: str, key: str, expected: Any, new_value: Any) -> bool:
+        """Store ``new_value`` if the current value JSON-equals ``expected``."""
+        adapter = self._check(group, key)
+        expected = import_value(expected, adapter.limits, "expected")
+        new_value = import_value(new_value, adapter.limits, "newValue")
+        with adapter._quietly():
+            result = adapter._table.apply(group, key, "compareAndSwap", apply_compare_and_swap, expected, new_value)
+            adapter._commit_quietly()
+        return bool(result)
+
+    @reads
+    async def keys(self, group: str) -> list[str]:
+        """The group's keys, sorted."""
+        adapter = self._check(group)
+        with adapter._lock:
+            return adapter._table.keys(group)
+
+    @reads
+    async def get_group(self, group: str) -> list[Any]:
+        """The group's values, ordered by key."""
+        adapter = self._check(group)
+        with adapter._lock:
+            return adapter._table.get_group(group)
+
+    @writes
+    async def transaction(self, group: str, operations: Sequence[Any]) -> TransactionResult:
+        """Run the operations as one all-or-nothing step on the group."""
+        adapter = self._check(group)
+        with adapter._quietly():
+            result = adapter._table.transaction(group, operations)
+            adapter._commit_quietly()
+        return result

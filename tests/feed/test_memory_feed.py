@@ -265,3 +265,32 @@ async def test_the_feed_options_can_be_configured_by_name(tmp_path: Any) -> None
     await file.set("g", "k", 1)
     assert (await file.feed_info())["retained"] == 1
     await file.close()
+
+
+async def test_a_reader_that_stops_waiting_leaves_no_waiter_behind() -> None:
+    state = ms.MemoryStateAdapter()
+    stream = state.changes("now")
+    for _ in range(20):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(stream.__anext__(), 0.001)
+    assert state._feed is not None and not state._feed.waiting
+    await state.set("g", "k", 1)
+    assert (await asyncio.wait_for(stream.__anext__(), 5)).new_value == 1
+
+
+@pytest.mark.parametrize("listening", [False, True])
+async def test_the_internal_handle_and_reserved_groups_make_no_records(tmp_path: Any, listening: bool) -> None:
+    for state in (ms.MemoryStateAdapter(), ms.FileStateAdapter(tmp_path / "store")):
+        if listening:
+            state.add_change_sink(lambda changes: None)
+        await state.set("g", "before", 1)
+        await state.internal.set("__motia/triggers", "position", "m.1")
+        await state.internal.compare_and_swap("__motia/triggers", "position", "m.1", "m.2")
+        await state.internal.transaction("__motia/leases", [{"type": "set", "key": "p0", "value": {"owner": 1}}])
+        await state.internal.delete("__motia/leases", "p0")
+        await state.set("g", "after", 2)
+        assert [c.key for c in await _all(state.changes(follow=False))] == ["before", "after"]
+        assert await state.internal.get("__motia/triggers", "position") == "m.2"
+        with pytest.raises(ms.InvalidArgumentError):
+            await state.set("__motia/triggers", "x", 1)
+        await state.close()

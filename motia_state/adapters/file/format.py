@@ -22,6 +22,12 @@ the body is its :class:`RecordType`:
     ``seq`` is not above the snapshot's ``seq`` is history kept for the
     feed's retention window: the snapshot already holds its effect, so it is
     not applied again.
+``HISTORY`` (4)
+    The feed's retention window that a compaction carried over, as the
+    first record of the new log: the JSON list of the retained records,
+    each in the body form of a ``FEED`` record. The snapshot holds their
+    effect; they are there for the feed's readers. (One record, not one per
+    change, so that the new log never starts with the old log's bytes.)
 
 Type 0 is never written: an all-zero header is the space ahead of the
 records. Stores written before ``MOVED`` existed marked a replaced log with
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -54,7 +61,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ...errors import UnavailableError
+from ...errors import CorruptStoreError, UnavailableError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -76,12 +83,14 @@ __all__ = [
     "apply_changes",
     "apply_rows",
     "feed_record",
+    "history_record",
     "changes_record",
     "check_version",
     "encode_snapshot",
     "moved_record",
     "read_snapshot",
     "record",
+    "walk_records",
 ]
 
 FORMAT_VERSION: Final = 2
@@ -101,14 +110,6 @@ GROW_MAX: Final = 1 << 20
 MAX_RECORD: Final = 1 << 31
 
 
-class CorruptStoreError(UnavailableError):
-    """The store's files are damaged before their end (code UNAVAILABLE).
-
-    ``details`` has ``file`` and ``offset``. Open with ``repair=True`` to keep
-    everything before the damage and move the damaged log aside.
-    """
-
-
 class RecordType(enum.IntEnum):
     """The first byte of a record's body."""
 
@@ -116,6 +117,7 @@ class RecordType(enum.IntEnum):
     CHANGES = 1
     MOVED = 2
     FEED = 3
+    HISTORY = 4
 
 
 _encode = msgspec.json.Encoder().encode
@@ -140,7 +142,12 @@ def encode_snapshot(snap: Snapshot) -> tuple[bytes, bytes]:
 
 
 def check_version(version: int, path: Path) -> None:
-    """Refuse a file written in a format version this code does not read (UNAVAILABLE: upgrade to read it)."""
+    """Refuse a file written in a format version this code does not read (UNAVAILABLE: upgrade to read it).
+
+    Version 0 was never written: a header that says so is damaged.
+    """
+    if version == 0:
+        raise CorruptStoreError(f"{path} is damaged (format version 0 in its header)", file=str(path), offset=0)
     if version not in READABLE_VERSIONS:
         raise UnavailableError(
             f"{path} has format version {version}; this motia-state reads versions "
@@ -188,6 +195,11 @@ def changes_record(changes: list[list[Any]]) -> bytes:
 def feed_record(seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: list[list[Any]]) -> bytes:
     """The ``FEED`` record of one operation's changes, numbered from ``seq`` (raises like :func:`changes_record`)."""
     return record(RecordType.FEED, _encode([seq, at, depth, origin, rows]))
+
+
+def history_record(entries: list[list[Any]]) -> bytes:
+    """The ``HISTORY`` record of a retention window: ``[seq, at, depth, origin, rows]`` per retained record."""
+    return record(RecordType.HISTORY, _encode(entries))
 
 
 def moved_record(generation: int) -> bytes:
@@ -363,9 +375,13 @@ def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], reader: LogR
     The log ends at the first all-zero record header or at the end of the
     file. Returns that end; raises :class:`Damage` at a bad record, or
     :class:`_NeedMore` when ``buf`` stops inside a record before the end of
-    the file (``at_eof`` says whether it reaches the end). A bad record is a
-    torn tail (a crash mid-append) when nothing but zeros follows it; with
-    ``at_eof``, bytes after the end are damage too.
+    the file (``at_eof`` says whether it reaches the end). With ``at_eof``,
+    bytes after the end are damage too.
+
+    The file always grows (zero-filled) before a record is written into it,
+    so a record that runs past the end of the file, or a header cut by it,
+    was not cut short by a crash: it is damage. A bad record is a torn tail
+    only as :func:`_torn` decides.
     """
     pos, end = 0, len(buf)
     header = RECORD_HEADER.size
@@ -375,7 +391,7 @@ def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], reader: LogR
                 raise _NeedMore(base + pos)
             if not any(buf[pos:]):
                 return base + pos
-            raise Damage(base + pos, "truncated record header", torn=True)
+            raise Damage(base + pos, "the file ends inside a record header", torn=False)
         length, crc = RECORD_HEADER.unpack_from(buf, pos)
         if length == 0 and crc == 0:
             if at_eof and any(buf[pos:]):
@@ -385,16 +401,16 @@ def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], reader: LogR
         if length == 0 or length > MAX_RECORD:
             if not at_eof:
                 raise _NeedMore(base + pos, to_eof=True)
-            raise Damage(base + pos, f"impossible record length {length}", torn=not any(buf[pos + header :]))
+            raise Damage(base + pos, f"impossible record length {length}", torn=False)
         if body_end > end:
             if not at_eof:
                 raise _NeedMore(base + pos)
-            raise Damage(base + pos, "record runs past the end of the file", torn=True)
+            raise Damage(base + pos, f"record length {length} runs past the end of the file", torn=False)
         body = buf[pos + header : body_end]
         if zlib.crc32(body) != crc:
             if not at_eof:
                 raise _NeedMore(base + pos, to_eof=True)
-            raise Damage(base + pos, "checksum mismatch", torn=not any(buf[body_end:]))
+            raise Damage(base + pos, "checksum mismatch", torn=_torn(body, crc, buf[body_end:]))
         kind, payload = body[0], body[1:]
         if kind == RecordType.CHANGES:
             try:
@@ -405,18 +421,19 @@ def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], reader: LogR
                 apply_changes(data, changes)
                 pos = body_end
                 continue
-        elif kind == RecordType.FEED:
+        elif kind == RecordType.FEED or kind == RecordType.HISTORY:
             try:
-                feed = _decode(payload)
+                decoded = _decode(payload)
             except msgspec.DecodeError:
-                feed = None
-            if not _valid_feed(feed):
+                decoded = None
+            entries = [decoded] if kind == RecordType.FEED else decoded
+            if type(entries) is not list or not all(_valid_feed(entry) for entry in entries):
                 raise Damage(base + pos, "record body is not a feed record", torn=False)
-            seq, at, depth, origin, rows = feed
-            if seq > reader.applied:
-                apply_rows(data, rows)
-            if reader.on_feed is not None:
-                reader.on_feed(seq, at, depth, origin, rows)
+            for seq, at, depth, origin, rows in entries:
+                if seq > reader.applied:
+                    apply_rows(data, rows)
+                if reader.on_feed is not None:
+                    reader.on_feed(seq, at, depth, origin, rows)
             pos = body_end
             continue
         elif kind != RecordType.MOVED:
@@ -429,6 +446,48 @@ def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], reader: LogR
         if generation is None:
             raise Damage(base + pos, "record body is not a change list", torn=False)
         raise Moved(base + pos, base + body_end, generation)
+
+
+# The last byte of a whole record's body: ``]`` ends a changes record, a digit a moved record.
+_BODY_ENDS: Final = re.compile(rb"[\]0-9]")
+
+
+def _torn(body: bytes, crc: int, after: bytes) -> bool:
+    """Whether a record whose checksum fails is a crash's cut-short last append.
+
+    A write interrupted by a crash leaves part of the record as the zeros
+    that were there before it, and nothing after it was ever written. So:
+    only zeros follow it, its last byte is still zero (a whole record never
+    ends in zero: a changes record ends with ``]``, a moved record with a
+    digit), and its length field is not the damage (no shorter body ending
+    where a whole body can end matches its checksum: when one does, the
+    record was whole and its length has changed since).
+    """
+    if any(after) or body[-1] != 0:
+        return False
+    # Could a shorter length have been right? Try every place a whole body can end.
+    written = body.rstrip(b"\0")
+    running, done = 0, 0
+    for end in _BODY_ENDS.finditer(written):
+        running = zlib.crc32(written[done : end.end()], running)
+        done = end.end()
+        if running == crc:
+            return False
+    return True
+
+
+def walk_records(buf: bytes, start: int, stop: int) -> bool:
+    """Whether whole records with good checksums lead from ``start`` exactly to ``stop`` in ``buf``."""
+    pos, header = start, RECORD_HEADER.size
+    while pos < stop:
+        if len(buf) - pos < header:
+            return False
+        length, crc = RECORD_HEADER.unpack_from(buf, pos)
+        body = buf[pos + header : pos + header + length]
+        if length == 0 or len(body) != length or zlib.crc32(body) != crc:
+            return False
+        pos += header + length
+    return pos == stop
 
 
 class LogWriter:

@@ -30,14 +30,31 @@ class ProcessLock:
     """
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         if fcntl is not None:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._file_lock = None
+            st = os.fstat(self._fd)
         else:  # pragma: no cover - Windows
             import filelock
 
             self._fd = -1
             self._file_lock = filelock.FileLock(str(path), mode=0o600, thread_local=False)
+            st = os.stat(path) if path.exists() else None
+        self._identity = None if st is None else (st.st_dev, st.st_ino)
+
+    def still_at_path(self) -> bool:
+        """Whether the file this lock holds is still the one at its path.
+
+        It is not once the store's directory was removed (or replaced, or
+        the lock file deleted) while the store was open: another opener
+        then locks another file, and both would write.
+        """
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return self._identity is None or (st.st_dev, st.st_ino) == self._identity
 
     def acquire(self) -> None:
         """Block until this process holds the lock."""

@@ -54,8 +54,10 @@ from .format import (
     check_version,
     encode_snapshot,
     feed_record,
+    history_record,
     moved_record,
     read_snapshot,
+    walk_records,
 )
 from .locking import ProcessLock, fsync_dir, pid_alive
 from .watch import LogWatch
@@ -68,6 +70,11 @@ FsyncMode = Literal["always", "batch", "never"]
 _MODES: Final = ("always", "batch", "never")
 
 _T = TypeVar("_T")
+
+# After an automatic compaction fails, the next waits this long, doubling
+# after each failure in a row up to the maximum.
+_RETRY_MIN: Final = 1.0
+_RETRY_MAX: Final = 300.0
 
 # fdatasync skips inode timestamps but still flushes the size a record
 # changed, which is all that reading the record back needs.
@@ -173,7 +180,13 @@ class LogSession(TableSession):
         self.appended = 0  # records this process appended (for fsync tracking)
         self.synced = 0
         self._sync_lock = threading.Lock()
-        self.compacting = False
+        #: Held by the thread that compacts: one compaction at a time in a
+        #: process, whoever started it and whether or not its caller waits.
+        self._compaction_mutex = threading.Lock()
+        self.compacting = False  # a compaction is running or about to (spares starting threads)
+        #: No automatic compaction before this (time.monotonic()), after one failed.
+        self.retry_at = 0.0
+        self._backoff = 0.0
         self._stop = threading.Event()
         self._dirty = threading.Event()
         self._syncer: threading.Thread | None = None
@@ -216,7 +229,11 @@ class LogSession(TableSession):
     def load(self, *, repair: bool) -> None:
         """(Re)build the in-memory state from snapshot + log; the caller holds the lock."""
         self._remove_stale_temporaries()
-        snap = read_snapshot(self.path / "snapshot") or Snapshot(log_gen=1, base_gen=0, base_offset=0, data={})
+        snap = read_snapshot(self.path / "snapshot")
+        # Without a snapshot the log is the first one, generation 1, with no older log before it.
+        base_gen = -1 if snap is None else snap.base_gen
+        if snap is None:
+            snap = Snapshot(log_gen=1, base_gen=0, base_offset=0, data={})
         data = snap.data
         self.seq = self.applied = snap.seq
         if self.feed is not None:
@@ -253,10 +270,11 @@ class LogSession(TableSession):
             check_version(version, log_path)
             if gen == snap.log_gen:
                 start = LOG_HEADER.size  # the feed's window first (not applied again), then the rest
-            elif gen == snap.base_gen:
+            elif gen == base_gen and self._leads_to(fd, snap.base_offset):
                 # The compaction that wrote this snapshot died before it
                 # replaced the log: the snapshot already holds the records
-                # before base_offset.
+                # before base_offset. (A new log whose generation was damaged
+                # into base_gen has no record boundary there: refused below.)
                 start = snap.base_offset
             else:
                 raise CorruptStoreError(
@@ -272,6 +290,11 @@ class LogSession(TableSession):
         # The feed's window at the head of the log does not count toward the next compaction.
         self._window = snap.window if self.gen == snap.log_gen else 0
         self._snapshot_written(self._snapshot_size())
+
+    @staticmethod
+    def _leads_to(fd: int, offset: int) -> bool:
+        """Whether the log's records, from its header, end a record exactly at ``offset``."""
+        return offset >= LOG_HEADER.size and walk_records(os.pread(fd, offset, 0), LOG_HEADER.size, offset)
 
     def _remove_stale_temporaries(self) -> None:
         # Left by a compaction whose process died; a live one's are its own.
@@ -367,6 +390,13 @@ class LogSession(TableSession):
         With a ``stamp`` the record is a ``FEED`` record numbered from the
         next sequence number; without, a plain ``CHANGES`` record.
         """
+        if not self.plock.still_at_path():
+            self._undo(changes)
+            raise UnavailableError(
+                f"the store directory {self.path} was removed or replaced while this adapter had it open; "
+                "nothing was written (open the store again)",
+                file=str(self.path),
+            )
         try:
             if stamp is None:
                 data = changes_record(
@@ -394,6 +424,18 @@ class LogSession(TableSession):
             self.seq += len(changes)
         if self._syncer is not None and not self._dirty.is_set():
             self._dirty.set()
+
+    def _undo(self, changes: list[StateChange]) -> None:
+        """Take ``changes`` back out of the in-memory table, last first."""
+        data = self.table.data
+        for change in reversed(changes):
+            entries = data.setdefault(change.trace_id, {})
+            if change.event == "created":
+                entries.pop(change.key, None)
+                if not entries:
+                    del data[change.trace_id]
+            else:
+                entries[change.key] = change.old_value
 
     # ------------------------------------------------------------ feed readers
 
@@ -478,34 +520,59 @@ class LogSession(TableSession):
         self.compact_at = LOG_HEADER.size + self._window + max(self._compact_min, size)
 
     def start_compaction(self) -> None:
-        """Compact in a background thread."""
+        """Compact in a background thread, unless one failed a moment ago (see ``retry_at``)."""
+        if time.monotonic() < self.retry_at:
+            return
         self.compacting = True
         thread = threading.Thread(target=self._compact_quietly, name="motia-state compaction", daemon=True)
         self.compaction = thread
         thread.start()
 
     def _compact_quietly(self) -> None:
+        if not self._compaction_mutex.acquire(blocking=False):
+            return  # another compaction is running: the log is being compacted already
         try:
+            if self.closed:
+                return
             self.compact_once()
-        except Exception:
-            log.exception("%s: compaction failed; the log keeps growing and will be retried", self.path)
+        except Exception as e:
+            # Retried with exponential backoff: a full disk must not cost a
+            # failed snapshot (and a traceback) after every write.
+            first = self._backoff == 0
+            self._backoff = min(max(2 * self._backoff, _RETRY_MIN), _RETRY_MAX)
+            self.retry_at = time.monotonic() + self._backoff
+            log.log(
+                logging.ERROR if first else logging.WARNING,
+                "%s: compaction failed (%s); the log keeps growing, next try in %.0f s",
+                self.path,
+                e,
+                self._backoff,
+                exc_info=first,
+            )
+        else:
+            self._backoff = 0.0
         finally:
             self.compacting = False
+            self._compaction_mutex.release()
 
     async def compact(self) -> None:
         """Write a snapshot and start a new log (see :meth:`FileStateAdapter.compact`)."""
-        running = self.compaction
-        if running is not None and running.is_alive():
-            await anyio.to_thread.run_sync(running.join)  # one at a time in a process
-        self.compacting = True
-        try:
-            # Another process may compact first and make this attempt moot;
-            # try again so that a snapshot is taken after this call began.
-            for _ in range(3):
-                if await anyio.to_thread.run_sync(self.compact_once):
-                    break
-        finally:
-            self.compacting = False
+        # The thread owns the whole compaction: a caller that is cancelled
+        # stops waiting, and the compaction finishes (or fails) cleanly.
+        await anyio.to_thread.run_sync(self._compact_now)
+
+    def _compact_now(self) -> None:
+        with self._compaction_mutex:
+            self.compacting = True
+            try:
+                # Another process may compact first and make this attempt
+                # moot; try again so that a snapshot is taken after this call
+                # began.
+                for _ in range(3):
+                    if self.compact_once():
+                        break
+            finally:
+                self.compacting = False
 
     def compact_once(self) -> bool:
         """One compaction; False when another one replaced the log first."""
@@ -518,17 +585,31 @@ class LogSession(TableSession):
             feed = self.feed
             retained = None if feed is None else feed.retained()
         # The feed's retention window moves to the head of the new log as
-        # history (one record per change: the snapshot holds their effect).
+        # one history record (the snapshot holds its effect).
         window = b""
-        if feed is not None and retained is not None:
-            window = b"".join(
-                feed_record(n, c.at, c.depth, c.origin, [[c.group, c.key, c.op, c.event, c.old_value, c.new_value]])
-                for n, c in feed.changes_of(retained)
+        if feed is not None and retained is not None and retained[1]:
+            window = history_record(
+                [
+                    [n, c.at, c.depth, c.origin, [[c.group, c.key, c.op, c.event, c.old_value, c.new_value]]]
+                    for n, c in feed.changes_of(retained)
+                ]
             )
         snapshot = Snapshot(log_gen=gen + 1, base_gen=gen, base_offset=base, data=data, seq=seq, window=len(window))
         header, body = encode_snapshot(snapshot)
         snap_tmp = self.path / f"snapshot.tmp{os.getpid()}"
         log_tmp = self.path / f"log.tmp{os.getpid()}"
+        try:
+            return self._swap_in(header, body, window, gen, base, seq, snap_tmp, log_tmp)
+        finally:
+            # Gone when the swap succeeded; otherwise nobody else will remove them.
+            for tmp in (snap_tmp, log_tmp):
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+
+    def _swap_in(
+        self, header: bytes, body: bytes, window: bytes, gen: int, base: int, seq: int, snap_tmp: Path, log_tmp: Path
+    ) -> bool:
+        lock = self.lock
         fd = os.open(snap_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, header)
@@ -540,7 +621,6 @@ class LogSession(TableSession):
             os.close(fd)
         with lock:
             if self.gen != gen:  # another process compacted meanwhile
-                snap_tmp.unlink(missing_ok=True)
                 return False
             tail = os.pread(self.log_fd, self.offset - base, base)
             new_fd = os.open(log_tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -574,16 +654,17 @@ class LogSession(TableSession):
 
     # ------------------------------------------------------------- lifecycle
 
+    def _close_after_compaction(self) -> None:
+        with self._compaction_mutex, self.lock:
+            self.closed = True
+
     async def close(self) -> None:
         """Flush (except in mode "never"), release the files; later operations fail."""
         if self.closed:
             return
-        compaction = self.compaction
-        if compaction is not None and compaction.is_alive():
-            # Let it finish: cut short, it would leave a temporary file behind.
-            await anyio.to_thread.run_sync(compaction.join)
-        with self.lock:
-            self.closed = True
+        # Let a running compaction finish (cut short, it would fail and log);
+        # once closed, none starts.
+        await anyio.to_thread.run_sync(self._close_after_compaction)
         self._stop.set()
         self._dirty.set()
         if self._syncer is not None:
