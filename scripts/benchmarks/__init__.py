@@ -11,10 +11,14 @@
                              redis-py INCR (when redis-server is installed)
     scripts/bench pool       invocations/s of a trivial step per language: call_step_file (a new process
                              each time) vs a WorkerPool (warm workers)
+    scripts/bench app        an App's API step per language over HTTP (uvicorn, warm workers) vs the same
+                             handler as a plain Starlette route: requests/s, p50, p99; events through a
+                             chain of three steps: chains/s
 
-Each contender runs in alternating rounds and keeps its best round.
+Each contender runs in alternating rounds and keeps its best round (the
+``app`` suite prints every round and the range instead).
 
-One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``),
+One module per suite (``memory``, ``file``, ``feed``, ``redis``, ``rpc``, ``pool``, ``app``),
 each with a ``DEFAULT_N`` and a ``run(options)``; ``harness`` holds what
 they share: the interleaved rounds, the report, and a throwaway
 redis-server (the test suite's own ``tests.helpers.RedisServer``).

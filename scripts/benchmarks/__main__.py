@@ -9,10 +9,10 @@ import sys
 import motia_state as ms
 
 from . import __doc__ as usage
-from . import feed, file, memory, pool, redis, rpc
+from . import app, feed, file, memory, pool, redis, rpc
 from .harness import Options
 
-SUITES = {"memory": memory, "file": file, "feed": feed, "redis": redis, "rpc": rpc, "pool": pool}
+SUITES = {"memory": memory, "file": file, "feed": feed, "redis": redis, "rpc": rpc, "pool": pool, "app": app}
 
 
 def main() -> int:

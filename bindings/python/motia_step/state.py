@@ -3,7 +3,7 @@
 :class:`RpcStateManager` is for ``async def`` handlers (awaitable calls);
 :class:`BlockingStateManager` wraps it for plain ``def`` handlers, which run
 in a worker thread and block on each call. Both have the core's snake_case
-names and the camelCase aliases of the seed API.
+names and the camelCase aliases of Motia's API.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ require_relative "errors"
 module MotiaState
   # ctx.state inside a Ruby step: every operation is one blocking RPC call to
   # the parent, which owns the state. snake_case names; +state[:increment]+
-  # returns the method, as in the seed API.
+  # returns the method, as in Motia's API.
   class StateManager
     # Optimistic +update+: attempts before CONFLICT, and the backoff base (s).
     UPDATE_RETRIES = 50
@@ -94,7 +94,7 @@ module MotiaState
       update(trace_id, key, fn, &block)
     end
 
-    # Hash-like access of the seed API: +state[:increment].call(trace_id, key, 1)+.
+    # Hash-like access, as in Motia's API: +state[:increment].call(trace_id, key, 1)+.
     def [](name)
       name = name.to_sym
       method(CAMEL.fetch(name, name))

@@ -17,11 +17,11 @@ import pytest
 import motia_state as ms
 from motia_state.runtime import call_step_file
 
-from .conformance import check_recorded, load_cases
-from .helpers import require_tool, reset_handlers
+from ..conformance import check_recorded, load_cases
+from ..helpers import require_tool, reset_handlers
 
 CASES = load_cases()
-STEPS = Path(__file__).parent / "steps"
+STEPS = Path(__file__).resolve().parents[1] / "steps"
 # JavaScript numbers are doubles: cases that need exact integers past 2^53
 # cannot hold there, so they are not run through Node (see tests/vectors/README.md).
 NODE_CASES = [(name, case) for name, case in CASES if not case.get("exactIntegers")]

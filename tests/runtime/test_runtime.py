@@ -24,7 +24,7 @@ from motia_state.runtime.checks import encode_invoke
 from motia_state.runtime.services import Invocation, StepContext, handler_table, runtime_handlers
 from motia_state.runtime.worker import StepWorker
 
-from .helpers import process_alive, require_tool
+from ..helpers import process_alive, require_tool
 
 
 def step(tmp_path: Path, source: str, name: str = "step.py") -> Path:

@@ -19,9 +19,9 @@ import pytest
 import motia_state as ms
 from motia_state.runtime import StepError, call_step_file
 
-from .helpers import require_tool
+from ..helpers import require_tool
 
-STEPS = Path(__file__).parent / "steps"
+STEPS = Path(__file__).resolve().parents[1] / "steps"
 TOOL = {"py": None, "js": "node", "mjs": "node", "cjs": "node", "rb": "ruby"}
 
 
@@ -111,7 +111,7 @@ async def test_node_state_errors_reach_the_step_with_their_code(tmp_path: Path) 
         }
         """,
     )
-    binding = str(Path(__file__).resolve().parent.parent / "bindings" / "node")
+    binding = str(Path(__file__).resolve().parents[2] / "bindings" / "node")
     assert await run(path, env={"MOTIA_NODE_BINDING": binding}) == {
         "code": "TYPE_MISMATCH",
         "isError": True,

@@ -1,6 +1,6 @@
 """The Redis adapter against a live three-primary Redis Cluster.
 
-The vectors run on it too (tests/test_vectors.py). A group is one hash
+The vectors run on it too (tests/adapters/test_vectors.py). A group is one hash
 whose hash tag is the group, so every script touches one slot.
 """
 
@@ -14,7 +14,7 @@ import pytest
 
 import motia_state as ms
 
-from .helpers import RedisClusterServers, finish, go, start_child
+from ..helpers import RedisClusterServers, finish, go, start_child
 from .test_redis_adapter import key_slot
 
 

@@ -22,7 +22,7 @@ import motia_state as ms
 from motia_state.runtime import call_step_file
 from motia_state.runtime.runners import bindings_dir
 
-from .helpers import require_tool
+from ..helpers import require_tool
 
 sys.path.insert(0, str(bindings_dir() / "python"))
 from motia_step import eventloop

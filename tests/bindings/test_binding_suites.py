@@ -10,9 +10,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .helpers import require_tool
+from ..helpers import require_tool
 
-BINDINGS = Path(__file__).resolve().parent.parent / "bindings"
+BINDINGS = Path(__file__).resolve().parents[2] / "bindings"
 
 
 def run_suite(command: list[str], cwd: Path) -> str:

@@ -21,8 +21,8 @@ import pytest
 import motia_state as ms
 from motia_state.adapters.redis import adapter as redis_module
 
-from .conformance import adapter_call, limits_kwargs, load_cases, redis_params, run_case
-from .helpers import RedisServer, finish, free_port, go, start_child
+from ..conformance import adapter_call, limits_kwargs, load_cases, redis_params, run_case
+from ..helpers import RedisServer, finish, free_port, go, start_child
 
 CASES = load_cases()
 
@@ -409,7 +409,7 @@ def test_cli_runs_a_step_on_redis(redis_server: RedisServer, redis_prefix: str, 
 
     step = tmp_path / "count.step.py"
     step.write_text("async def handler(data, ctx):\n    return await ctx.state.increment('cli', 'n')\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     outs = []
     for _ in range(2):  # two separate runtimes, one shared state
         proc = subprocess.run(

@@ -14,7 +14,7 @@ import pytest
 import motia_state as ms
 from motia_state.runtime import StepError, StepTimeoutError, WorkerPool, call_step_file
 
-from .helpers import process_alive, require_tool
+from ..helpers import process_alive, require_tool
 
 # A step whose module-level counter shows whether its process was reused.
 PY_STEP = """

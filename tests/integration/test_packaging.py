@@ -13,9 +13,9 @@ import filelock
 import msgspec
 import pytest
 
-from .helpers import require_tool
+from ..helpers import require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sniffio_or_none() -> object:

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 import motia_state as ms
 
-from .conformance import same
-from .helpers import RedisServer
+from ..conformance import same
+from ..helpers import RedisServer
 
 KEYS = st.sampled_from(["a", "b"])
 TEXT = st.sampled_from(["", "x", '"', "\\", '\\"', "a,b]", "{}", "[1,2]", '"}', "é✓", "\n\t", "null"])

@@ -12,8 +12,8 @@ import pytest
 
 import motia_state as ms
 
-from .conformance import adapter_call, limits_kwargs, load_cases, redis_params, run_case
-from .helpers import RedisClusterServers, RedisServer
+from ..conformance import adapter_call, limits_kwargs, load_cases, redis_params, run_case
+from ..helpers import RedisClusterServers, RedisServer
 
 CASES = load_cases()
 

@@ -34,7 +34,7 @@ from motia_state.adapters.file import format as file_format
 from motia_state.adapters.file import store as store_module
 from motia_state.errors import error_for_code
 
-from .helpers import finish, go, rest_of_output, start_child
+from ..helpers import finish, go, rest_of_output, start_child
 
 LOG_HEADER = 18  # magic (8) + version (2) + generation (8)
 
@@ -977,7 +977,7 @@ async def test_integers_at_the_digit_limit_survive_reopening_and_catching_up(tmp
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     try:
         assert reader.stdout is not None and reader.stdin is not None

@@ -40,7 +40,7 @@ from motia_state.codemod.python import tokenize_python
 from motia_state.codemod.ruby import tokenize_ruby
 from tests.helpers import require_tool
 
-FIXTURES = Path(__file__).parent / "codemod"
+FIXTURES = Path(__file__).resolve().parent
 EXPECT = re.compile(r"(?:#|//) expect: (\w+)")
 
 
@@ -702,7 +702,7 @@ def test_python_rewrite_changes_only_renamed_name_tokens(statements: list[str], 
 
 
 def test_the_migration_guide_codemod_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    guide = (Path(__file__).parent.parent / "docs" / "migration.md").read_text()
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "migration.md").read_text()
     section = guide.split("## Upgrading step code with the codemod", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     assert blocks

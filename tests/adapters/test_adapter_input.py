@@ -15,7 +15,7 @@ import pytest
 
 import motia_state as ms
 
-from .helpers import RedisServer
+from ..helpers import RedisServer
 
 
 @pytest.fixture(params=["memory", "file", "redis"])

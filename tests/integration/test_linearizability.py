@@ -33,7 +33,7 @@ from scripts.guarantee_suite.linearizability import (
 )
 from scripts.guarantee_suite.linearizable import Size, record_history
 
-from .helpers import ON_CI, ROOT
+from ..helpers import ON_CI, ROOT
 
 
 def op(
