@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ..helpers import RedisServer
 from ._cli import cli, env, start
 
 
@@ -249,3 +250,30 @@ def test_migrate_moves_values_too_large_for_one_page(tmp_path: Path) -> None:
     proc = cli("migrate", "--from", source, "--to", target, "--verify", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"copied": 100, "differences": []}
+
+
+def test_export_shows_progress_only_when_asked_in_a_pipe(tmp_path: Path) -> None:
+    store = f"file:{tmp_path / 's'}"
+    _fill(store, ENTRIES)
+    quiet = cli("export", "--state", store)
+    assert "exporting" not in quiet.stderr
+    shown = cli("export", "--state", store, "--progress")
+    assert shown.returncode == 0 and "exporting" in shown.stderr
+    assert shown.stdout == quiet.stdout.replace(
+        json.loads(quiet.stdout.splitlines()[0])["createdAt"], json.loads(shown.stdout.splitlines()[0])["createdAt"]
+    )
+
+
+def test_migrate_between_a_file_store_and_redis_and_validate_both(tmp_path: Path, redis_server: RedisServer) -> None:
+    pytest.importorskip("redis")
+    source, target = f"file:{tmp_path / 'a'}", redis_server.url.rsplit("/", 1)[0] + "/9"
+    _fill(source, ENTRIES)
+    proc = cli("migrate", "--from", source, "--to", target, "--verify", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert _dump(target) == _dump(source)
+    for store in (source, target):
+        checked = cli("validate", "--state", store)
+        assert checked.returncode == 0, checked.stdout
+        assert json.loads(checked.stdout)["entries"] == len(ENTRIES)
+    for group in {g for g, _ in ENTRIES}:
+        cli("state", "rm", group, "--state", target)
