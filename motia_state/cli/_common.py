@@ -10,7 +10,6 @@ import math
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -19,7 +18,6 @@ import anyio
 
 from ..adapters.factory import create_state_adapter, parse_state_config
 from ..errors import (
-    CorruptStoreError,
     InvalidArgumentError,
     StateError,
     StepError,
@@ -546,14 +544,5 @@ def run_command(command: Command, args: argparse.Namespace, out: Output) -> int:
         name = e.args[0] if isinstance(e, Interrupted) else "SIGINT"
         out.stderr.write(f"motia-state: interrupted by {name}; everything it started was stopped\n")
         return EXIT_INTERRUPTED
-    except (StateError, CliError, OSError) as e:
+    except Exception as e:  # the last line of defence: one readable message, not a traceback
         return report_error(e, out)
-    except Exception as e:
-        if isinstance(e, CorruptStoreError):
-            return report_error(e, out)
-        return report_error(e, out)
-
-
-def monotonic() -> float:
-    """The clock the commands measure rates with."""
-    return time.monotonic()

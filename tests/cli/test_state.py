@@ -102,3 +102,16 @@ def test_watch_prints_changes_live_and_stops_on_ctrl_c(store: str) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err
+
+
+def test_a_damaged_store_is_corrupt_exit_1_not_unavailable(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    for i in range(4):
+        cli("state", "set", "g", f"k{i}", str(i), "--state", f"file:{folder}")
+    log = folder / "log"
+    data = bytearray(log.read_bytes())
+    data[30] ^= 0xFF  # inside the first record, with records after it
+    log.write_bytes(bytes(data))
+    proc = cli("state", "get", "g", "k1", "--state", f"file:{folder}")
+    assert proc.returncode == 1, proc.stderr
+    assert "[CORRUPT]" in proc.stderr and "motia-state validate" in proc.stderr
