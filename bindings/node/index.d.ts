@@ -11,9 +11,14 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'TIMEOUT'
   | 'STEP_FAILED'
+  | 'UPDATE_FAILED'
+  | 'CURSOR_EXPIRED'
+  | 'CORRUPT'
   | 'INTERNAL'
 
 export const CODES: ErrorCode[]
+/** Each code's class name (`CORRUPT` is `CorruptStoreError`). */
+export const ERROR_CLASSES: { [code in ErrorCode]: string }
 
 /** Every error the binding rejects with on purpose; branch on `.code`. */
 export class StateError extends Error {
@@ -29,6 +34,12 @@ export class UnavailableError extends StateError {}
 export class NotFoundError extends StateError {}
 export class TimeoutError extends StateError {}
 export class StepFailedError extends StateError {}
+/** An update fn raised inside a transaction or batch. */
+export class UpdateFailedError extends StateError {}
+/** A change-feed cursor is older than what the feed retains. */
+export class CursorExpiredError extends StateError {}
+/** Stored data is damaged; not retryable (repair or restore). */
+export class CorruptStoreError extends StateError {}
 export class InternalError extends StateError {}
 export class PeerClosedError extends StateError {}
 export function errorForCode (code: string, message: string, details?: unknown): StateError
@@ -72,7 +83,7 @@ export class StateManager {
   clear (traceId: string): Promise<void>
   transaction (traceId: string, operations: StateOperation[]): Promise<TransactionResult>
   batch (traceId: string, operations: StateOperation[]): Promise<BatchResult>
-  /** Optimistic get + compareAndSwap loop; rejects with CONFLICT after 50 lost races. */
+  /** Optimistic get + compareAndSwap loop; rejects with CONFLICT after UPDATE_RETRIES (64) lost races. */
   update<T extends JsonValue> (traceId: string, key: string, fn: (current: JsonValue) => T | Promise<T>): Promise<T>
   /** @deprecated use update */
   atomicUpdate<T extends JsonValue> (traceId: string, key: string, fn: (current: JsonValue) => T | Promise<T>): Promise<T>
@@ -108,6 +119,7 @@ export class RpcClient {
     output: { write (chunk: string): unknown },
     options?: {
       onRequest?: (frame: RpcFrame) => void,
+      /** Default: frameLimit(), from MOTIA_STEP_MAX_FRAME_BYTES. */
       maxFrameBytes?: number,
       /** The non-blocking fd behind `input`: lets a lone request poll it for its reply. */
       inputFd?: number,
@@ -115,7 +127,9 @@ export class RpcClient {
       spinMicros?: number
     }
   )
-  request<T = JsonValue> (method: string, args?: JsonValue): Promise<T>
+  /** Rejects with INVALID_ARGUMENT (args not JSON) or LIMIT_EXCEEDED (frame too big) before sending. */
+  request<T = JsonValue> (method: string, args?: JsonValue, options?: { checked?: boolean }): Promise<T>
+  /** Throws as `request` rejects. */
   notify (method: string, args?: JsonValue): void
   respond (id: string | number, result: JsonValue): void
   respondError (id: string | number, code: string, message: string, stack?: string): void
@@ -123,9 +137,25 @@ export class RpcClient {
   readonly closedPromise: Promise<void>
 }
 
+/** The frame limit when the parent names none: 16 MiB. */
 export const DEFAULT_MAX_FRAME: number
+/** How deep a value may nest: 256 levels of arrays and objects. */
+export const MAX_DEPTH: number
+/** Levels a handler's result, an emit's data or `ctx.call` args may add around values: 64. */
+export const WRAP_DEPTH: number
+/** The frame limit: MOTIA_STEP_MAX_FRAME_BYTES (decimal bytes), else DEFAULT_MAX_FRAME. */
+export function frameLimit (env?: Record<string, string | undefined>): number
+/**
+ * Throws INVALID_ARGUMENT naming where `value` is not JSON (undefined, NaN,
+ * infinities, functions, symbols, BigInt, non-plain objects, lone
+ * surrogates, cycles), or LIMIT_EXCEEDED when nested past MAX_DEPTH + extraDepth.
+ */
+export function checkJson (value: unknown, name: string, extraDepth?: number): void
 /** The spin budget in microseconds: MOTIA_STEP_SPIN_US (default 50, at most 10,000), 0 on one CPU. */
 export function spinMicros (env?: Record<string, string | undefined>, cpus?: number): number
+/** Attempts of the optimistic `update` loop before CONFLICT: 64, as in the core. */
 export const UPDATE_RETRIES: number
+/** The release (package.json's version, the same as the Python package's). */
+export const VERSION: string
 export function loadStep (file: string): Promise<{ handler?: Handler, config?: unknown }>
 export function main (argv: string[]): Promise<number>

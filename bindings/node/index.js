@@ -8,4 +8,6 @@ module.exports = {
   ...require('./lib/state'),
   loadStep,
   main,
+  /** The release, from package.json (the same string as the Python package's). */
+  VERSION: require('./package.json').version,
 }

@@ -1,8 +1,10 @@
 # frozen_string_literal: true
 
+require_relative "lib/motia_state/version"
+
 Gem::Specification.new do |spec|
   spec.name = "motia_state"
-  spec.version = "0.1.0"
+  spec.version = MotiaState::VERSION
   spec.summary = "Ruby steps for motia-state: one shared, atomic state for polyglot workflow steps"
   spec.description = "The state client, errors and step runner that motia-state's parent process " \
                      "starts for Ruby step files. Standard library only."

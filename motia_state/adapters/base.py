@@ -24,8 +24,9 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from ..errors import ConflictError, UnavailableError
+from ..predicates import Predicate, predicate_holds
 from ..records import BatchResult, Change, StateChange, TransactionResult
-from ..values import DEFAULT_LIMITS, Limits, copy_value, import_value
+from ..values import DEFAULT_LIMITS, Limits, copy_value, import_value, is_reserved_group
 
 __all__ = [
     "READ_OPERATIONS",
@@ -240,6 +241,49 @@ class StateAdapter(abc.ABC):
     async def groups(self) -> list[str]:
         """Every group holding at least one entry, sorted."""
 
+    @reads
+    async def scan(
+        self,
+        after: tuple[str, str] | None = None,
+        *,
+        limit: int = 100,
+        group: str | None = None,
+        where: Predicate | None = None,
+    ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
+        """One page of ``(group, key, value)`` in (group, key) order, strictly after ``after``.
+
+        Returns the page and the position to continue from (None at the
+        end). ``group`` limits it to one group; ``where``, a predicate as
+        :func:`~motia_state.predicates.parse_predicate` returns it, keeps
+        only the values it holds for (an adapter may evaluate it in the
+        store). Reserved groups are never listed. This default lists the
+        groups, then reads each group's keys and their values in chunks,
+        one transaction per chunk (so each chunk is a consistent read);
+        adapters override it with a listing that costs about one page
+        however large the store.
+        """
+        names = [group] if group is not None else await self.groups()
+        found: list[tuple[str, str, Any]] = []  # one more than a page tells that more follow
+        for name in names:
+            if (after is not None and name < after[0]) or is_reserved_group(name):
+                continue
+            keys = [k for k in await self.keys(name) if after is None or (name, k) > after]
+            index = 0
+            while index < len(keys) and len(found) <= limit:
+                wanted = _SCAN_CHUNK if where is not None else min(_SCAN_CHUNK, limit + 1 - len(found))
+                chunk = keys[index : index + wanted]
+                index += len(chunk)
+                ops = [{"type": t, "key": k} for k in chunk for t in ("exists", "get")]
+                read = (await self.transaction(name, ops)).results
+                for i, key in enumerate(chunk):
+                    present, value = read[2 * i], read[2 * i + 1]
+                    if present and (where is None or predicate_holds(where, value)):
+                        found.append((name, key, value))
+            if len(found) > limit:
+                page = found[:limit]
+                return page, (page[-1][0], page[-1][1])
+        return found, None
+
     @abc.abstractmethod
     @writes
     async def clear(self, trace_id: str) -> None:
@@ -358,6 +402,9 @@ class StateAdapter(abc.ABC):
             await backoff(attempt)
         raise ConflictError(f"update of {key!r} lost {UPDATE_RETRIES} races in a row")
 
+
+#: Keys read per transaction by the default :meth:`StateAdapter.scan`.
+_SCAN_CHUNK: Final = 500
 
 #: Every read operation of the interface.
 READ_OPERATIONS: Final = _marked(StateAdapter, "read")

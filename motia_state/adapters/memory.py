@@ -52,6 +52,7 @@ from ..ops import (
     apply_unshift,
     apply_update,
 )
+from ..predicates import Predicate
 from ..records import BatchResult, Change, StateChange, TransactionResult, check_delta, check_field
 from ..values import DEFAULT_LIMITS, INT_BOUND, INT_LOW, MISSING, CheckedNames, Limits, check_name, import_value
 from .base import Acknowledge, StateAdapter, UpdateFn, acknowledge_writes, reads, writes
@@ -296,14 +297,14 @@ class MemoryStateAdapter(StateAdapter):
                 self._flush()
                 return result
             entries = table.data.get(trace_id)
-            if entries is None:
-                old = MISSING
-                new, result = apply_increment(old, delta)
-                table.data[trace_id] = {key: new}
-            else:
-                old = entries.get(key, MISSING)
-                new, result = apply_increment(old, delta)
-                entries[key] = new
+            if entries is None or key not in entries:
+                # A new entry: through write(), which keeps the listing order current (and records it).
+                new, result = apply_increment(MISSING, delta)
+                table.write(trace_id, key, "increment", new)
+                return result
+            old = entries[key]
+            new, result = apply_increment(old, delta)
+            entries[key] = new
             if feed is not None:
                 feed.put(trace_id, key, "increment", old, new)
         return result
@@ -397,6 +398,26 @@ class MemoryStateAdapter(StateAdapter):
         self._check_group(trace_id)
         with self._lock:
             return self._table.keys(trace_id)
+
+    async def scan(
+        self,
+        after: tuple[str, str] | None = None,
+        *,
+        limit: int = 100,
+        group: str | None = None,
+        where: Predicate | None = None,
+    ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
+        """One page of ``(group, key, value)`` in (group, key) order after ``after``; see :meth:`StateTable.scan`.
+
+        The paged listing primitive of the workbench: a page costs about the
+        same on a store of 100 entries as on one of 100,000.
+        """
+        if group is not None:
+            self._check_group(group)
+        elif self._closed:
+            raise UnavailableError("the adapter is closed")
+        with self._lock:
+            return self._table.scan(after, limit, group=group, where=where)
 
     async def groups(self) -> list[str]:
         if self._closed:

@@ -13,21 +13,29 @@ Internal module: the memory and file adapters hold their state in it.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..feed import FeedRing
 from ..ops import UNCHANGED, check_size, parse_transaction, run_batch, run_transaction
+from ..predicates import Predicate, predicate_holds
 from ..records import BatchResult, StateChange, TransactionResult, parse_operations
 from ..values import MISSING, Limits, copy_value, is_reserved_group
 
 __all__ = ["StateTable"]
 
 
+def key_before(order: list[str], key: str) -> str:
+    """The key just before ``key`` in ``order`` ("" when it is the first: keys are non-empty)."""
+    index = bisect_right(order, key) - 2
+    return order[index] if index >= 0 else ""
+
+
 class StateTable:
     """group -> key -> value, with a journal of what each operation wrote."""
 
-    __slots__ = ("data", "feed", "journal", "limits")
+    __slots__ = ("_group_order", "_key_order", "data", "feed", "journal", "limits")
 
     def __init__(self, limits: Limits) -> None:
         self.data: dict[str, dict[str, Any]] = {}
@@ -38,6 +46,16 @@ class StateTable:
         #: When the journal is off and this is set, every write goes straight
         #: to this change feed (nothing else needs to hear of it).
         self.feed: FeedRing | None = None
+        # Sorted names kept for paged listing (scan), rebuilt lazily: a write
+        # that adds or removes an entry only drops what it made stale, so
+        # the write path stays a dict operation.
+        self._group_order: list[str] | None = None
+        self._key_order: dict[str, list[str]] = {}
+
+    def reordered(self) -> None:
+        """Forget the sorted names; call after changing ``data`` other than through :meth:`write`."""
+        self._group_order = None
+        self._key_order = {}
 
     def write(self, group: str, key: str, op: str, new: Any) -> None:
         """Store ``new`` (``MISSING`` removes the entry), journaling the change."""
@@ -46,11 +64,16 @@ class StateTable:
         if new is MISSING:
             if entries is not None and key in entries:
                 del entries[key]
+                self._key_order.pop(group, None)
                 if not entries:
                     del self.data[group]
+                    self._group_order = None
         elif entries is None:
             self.data[group] = {key: new}
+            self._group_order = None
         else:
+            if old is MISSING:
+                self._key_order.pop(group, None)
             entries[key] = new
         if self.journal is not None:
             self.journal.append(StateChange.of(group, key, op, old, new))
@@ -92,6 +115,55 @@ class StateTable:
     def groups(self) -> list[str]:
         """Sorted names of the non-empty groups (the runtime's reserved groups hidden)."""
         return sorted(group for group in self.data if not is_reserved_group(group))
+
+    def scan(
+        self,
+        after: tuple[str, str] | None,
+        limit: int,
+        *,
+        group: str | None = None,
+        where: Predicate | None = None,
+        budget: int = 10_000,
+    ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
+        """One page of entries in (group, key) order, strictly after ``after``.
+
+        Returns the page (copies of the values) and the position to continue
+        from, or None at the end. Only ``group`` is read when given; reserved
+        groups are skipped; ``where`` (a parsed predicate) is asked of each value here,
+        next to the data. At most ``budget`` entries are examined, so a
+        filter that matches little returns a short page with a position
+        rather than holding the caller's lock over the whole table.
+        """
+        if group is not None:
+            groups: list[str] = [group] if group in self.data else []
+        else:
+            if self._group_order is None:
+                self._group_order = sorted(self.data)
+            groups = self._group_order
+        start = 0 if after is None or group is not None else bisect_right(groups, after[0]) - 1
+        page: list[tuple[str, str, Any]] = []
+        examined = 0
+        for index in range(max(start, 0), len(groups)):
+            name = groups[index]
+            if after is not None and name < after[0]:
+                continue
+            if is_reserved_group(name):
+                continue
+            entries = self.data[name]
+            order = self._key_order.get(name)
+            if order is None:
+                order = self._key_order[name] = sorted(entries)
+            first = bisect_right(order, after[1]) if after is not None and name == after[0] else 0
+            for key in order[first:]:
+                if len(page) >= limit:
+                    return page, (page[-1][0], page[-1][1])
+                if examined >= budget:
+                    return page, (name, key_before(order, key))
+                examined += 1
+                value = entries[key]
+                if where is None or predicate_holds(where, value):
+                    page.append((name, key, copy_value(value)))
+        return page, None
 
     def clear(self, group: str) -> None:
         """Remove the group, journaling one deletion per entry (in key order)."""

@@ -29,8 +29,8 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 
 from ..adapters.base import StateAdapter
 from ..adapters.factory import create_state_adapter
@@ -110,6 +110,8 @@ class App:
         self.debug = debug
         self.grace = grace
         self.token = token
+        #: Host names the workbench accepts besides loopback (``dev --host``).
+        self.allowed_hosts: tuple[str, ...] = ()
         self.state: StateManager | None = None
         self.pool: WorkerPool | None = pool
         self.registry = Registry()
@@ -430,12 +432,19 @@ class App:
     # -- /__motia ---------------------------------------------------------------
 
     def _builtin_routes(self) -> list[BaseRoute]:
-        return [
+        routes: list[BaseRoute] = [
             Route(WORKBENCH_PREFIX, self._summary_endpoint, methods=["GET"]),
             Route(f"{WORKBENCH_PREFIX}/dead-letters", self._dead_letters_endpoint, methods=["GET"]),
             Route(f"{WORKBENCH_PREFIX}/dead-letters/{{id}}/retry", self._retry_endpoint, methods=["POST"]),
             Route(f"{WORKBENCH_PREFIX}/dead-letters/{{id}}", self._drop_endpoint, methods=["DELETE"]),
         ]
+        if self.state is not None:
+            # The workbench's page and state endpoints, once there is a store to show.
+            from ..web import workbench_routes
+
+            page = workbench_routes(self.state, app=self, token=self.token, allowed_hosts=self.allowed_hosts)
+            routes.append(Mount(WORKBENCH_PREFIX, routes=page))
+        return routes
 
     def _authorized(self, request: Request) -> Response | None:
         if self.token is None:
@@ -462,6 +471,9 @@ class App:
         }
 
     async def _summary_endpoint(self, request: Request) -> Response:
+        if "text/html" in request.headers.get("accept", "") and self.state is not None:
+            # A browser opening the printed URL gets the workbench page.
+            return RedirectResponse(request.scope.get("root_path", "") + f"{WORKBENCH_PREFIX}/" + _query(request))
         return self._authorized(request) or json_response(self.summary())
 
     async def _dead_letters_endpoint(self, request: Request) -> Response:
@@ -486,6 +498,10 @@ class App:
         except NotFoundError as e:
             return error_response(404, e.message, e.code)
         return json_response({"dropped": True})
+
+
+def _query(request: Request) -> str:
+    return f"?{request.url.query}" if request.url.query else ""
 
 
 def _new_trace() -> str:

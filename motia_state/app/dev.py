@@ -198,6 +198,7 @@ async def _start(args: argparse.Namespace, token: str | None, stop: _Stop) -> in
     from .config import ConfigError
 
     app = App.from_directory(args.dir, state=args.state, token=token, debug=args.debug, grace=args.grace)
+    app.allowed_hosts = (args.host,)
     stop.app = app
 
     def on_invocation(record: InvocationRecord) -> None:

@@ -33,24 +33,44 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _add_server(sub: Any, name: str, add_arguments: Any, help: str, description: str) -> None:
+    """A server command (dev, workbench) whose own module declares its options and runs it."""
+    own = argparse.ArgumentParser(add_help=False)
+    add_global_options(own, skip=frozenset({"state", "debug"}))
+    server = sub.add_parser(name, parents=[own], help=help, description=description)
+    add_arguments(server)
+    if not any(action.dest == "debug" for action in server._actions):
+        server.add_argument("--debug", action="store_true", help="add our own traceback to errors")
+    # The command declares --state (and --debug) itself: a value given before its name must not be overwritten.
+    for action in server._actions:
+        if action.dest in ("state", "debug"):
+            action.default = argparse.SUPPRESS
+    server.set_defaults(command_fn=None, runner=name)
+
+
 def _add_dev(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     from ..app.dev import add_arguments
 
-    own = argparse.ArgumentParser(add_help=False)
-    add_global_options(own, skip=frozenset({"state", "debug"}))
-    dev = sub.add_parser(
+    _add_server(
+        sub,
         "dev",
-        parents=[own],
-        help="serve a folder of steps on their triggers (HTTP, events, cron)",
-        description="Serve an app: a folder of steps on their triggers (HTTP, events, cron, state). "
+        add_arguments,
+        "serve a folder of steps on their triggers (HTTP, events, cron)",
+        "Serve an app: a folder of steps on their triggers (HTTP, events, cron, state) and the workbench. "
         "SIGINT or SIGTERM stops it (exit 0).",
     )
-    add_arguments(dev)
-    # dev declares --state and --debug itself: a value given before `dev` must not be overwritten.
-    for action in dev._actions:
-        if action.dest in ("state", "debug"):
-            action.default = argparse.SUPPRESS
-    dev.set_defaults(command_fn=None, runner="dev")
+
+
+def _add_workbench(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    from ..web.serve import add_arguments
+
+    _add_server(
+        sub,
+        "workbench",
+        add_arguments,
+        "browse, edit and replay a store in the browser (no steps)",
+        "Serve the workbench over a store, with no steps. SIGINT or SIGTERM stops it (exit 0).",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     add_run(sub, parents)
     _add_dev(sub, parents)
+    _add_workbench(sub, parents)
     add_state(sub, parents)
     add_transfer(sub, parents)
     add_validate(sub, parents)
@@ -111,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         from ..app.dev import run_dev
 
         return run_dev(args)
+    if getattr(args, "runner", None) == "workbench":
+        from ..web.serve import run_workbench
+
+        return run_workbench(args)
     out = Output(args)
     return run_command(args.command_fn, args, out)
 

@@ -51,10 +51,10 @@ async def call_step_file(
     the interpreter per language (``{"node": "/opt/node/bin/node"}``);
     ``handlers`` adds an orchestrator's own RPC methods. A relative
     ``path`` is relative to the parent's working directory, also when the
-    worker runs in another ``cwd``. ``depth`` is the
-    invocation's depth (0 for an API, cron or manual call; its cause's + 1
-    for one caused by a state change or an event): the step's writes carry
-    it, with the step and ``trace_id`` as their origin, into the change feed.
+    worker runs in another ``cwd``. ``depth`` is the invocation's depth (0
+    for an API, cron or manual call; its cause's + 1 for one caused by a
+    state change or an event): the step's writes carry it, with the step
+    and ``trace_id`` as their origin, into the change feed.
 
     Raises :class:`StepError` when the handler raises (with its message and
     stack), when the worker dies or cannot start, or when its result is over

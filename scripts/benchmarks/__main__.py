@@ -9,10 +9,19 @@ import sys
 import motia_state as ms
 
 from . import __doc__ as usage
-from . import app, feed, file, memory, pool, redis, rpc
+from . import app, feed, file, listing, memory, pool, redis, rpc
 from .harness import Options
 
-SUITES = {"memory": memory, "file": file, "feed": feed, "redis": redis, "rpc": rpc, "pool": pool, "app": app}
+SUITES = {
+    "memory": memory,
+    "file": file,
+    "feed": feed,
+    "redis": redis,
+    "rpc": rpc,
+    "pool": pool,
+    "app": app,
+    "listing": listing,
+}
 
 
 def main() -> int:

@@ -5,13 +5,154 @@
 
 const fs = require('fs')
 const os = require('os')
-const { errorForCode, StateError } = require('./errors')
+const { errorForCode, StateError, InvalidArgumentError, LimitExceededError } = require('./errors')
 
+/** The frame limit when the parent names none (MOTIA_STEP_MAX_FRAME_BYTES). */
 const DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+/** How deep a value may nest (containers inside containers); the parent's limit. */
+const MAX_DEPTH = 256
+/**
+ * Levels that a handler's result, an emit's data or `ctx.call` args may add
+ * around values (a list of records holding stored values, say).
+ */
+const WRAP_DEPTH = 64
 const NEWLINE = 0x0a
 const FLUSH_EVERY = 256
 /** Skipped spins after one that found nothing, at most (the backoff's cap). */
 const MAX_SKIP = 256
+/** Bytes kept of an oversized incoming frame, to read its type and id. */
+const HEAD_BYTES = 512
+const TYPE_RE = /"type"\s*:\s*"(rpc_request|rpc_response)"/
+// An id is a string or an integer; "1.5" or "1e3" must not be read as 1.
+const ID_RE = /"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,20})\s*[,}]/
+
+/**
+ * The frame limit in bytes: MOTIA_STEP_MAX_FRAME_BYTES (decimal), which the
+ * parent sets for every worker; absent, malformed or not positive: 16 MiB.
+ */
+function frameLimit (env = process.env) {
+  const raw = String(env.MOTIA_STEP_MAX_FRAME_BYTES || '').trim()
+  if (/^[0-9]+$/.test(raw)) {
+    const n = Number(raw)
+    if (n > 0 && Number.isSafeInteger(n)) return n
+  }
+  return DEFAULT_MAX_FRAME
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?:^|[^\ud800-\udbff])[\udc00-\udfff]/
+const wellFormed = typeof String.prototype.isWellFormed === 'function'
+  ? (s) => s.isWellFormed()
+  : (s) => !LONE_SURROGATE.test(s)
+
+function pathOf (parent, key) {
+  const parts = []
+  while (parent !== null) {
+    parts.push(typeof key === 'number' ? `[${key}]` : `.${key}`)
+    key = parent[2]
+    parent = parent[1]
+  }
+  parts.push(String(key))
+  return parts.reverse().join('')
+}
+
+function kindOf (v) {
+  if (typeof v === 'function') return 'a function'
+  if (typeof v === 'symbol') return 'a symbol'
+  if (typeof v === 'bigint') return 'a BigInt (use a Number)'
+  if (v === undefined) return 'undefined (a missing argument?)'
+  const name = v && v.constructor && v.constructor.name
+  return name ? `a ${name}` : 'an object that is not a plain one'
+}
+
+/**
+ * Refuse what JSON cannot carry, naming where it is (`value[2].when`), with
+ * INVALID_ARGUMENT: undefined (as a value, an array element, a hole or a
+ * field), NaN and infinities, functions, symbols (values or keys), BigInt,
+ * Dates, Maps and every object that is not a plain object or an array, lone
+ * surrogates, cycles. Containers nested more than MAX_DEPTH (+ extraDepth
+ * for an envelope such as `items`) deep are LIMIT_EXCEEDED. Iterative: no
+ * value can exhaust the stack. Throws; returns nothing.
+ */
+function checkJson (value, name, extraDepth = 0) {
+  const fail = (parent, key, what) => { throw new InvalidArgumentError(`${pathOf(parent, key)}: ${what}`) }
+  // The common arguments (a group, a key, a delta) need no walk.
+  if (typeof value === 'string' && wellFormed(value)) return
+  if (typeof value === 'number' && Number.isFinite(value)) return
+  const limit = MAX_DEPTH + extraDepth
+  // [value, parent node, key in parent, depth]; a node is [container, parent node, key]
+  const stack = [[value, null, name, 0]]
+  while (stack.length > 0) {
+    const [v, parent, key, depth] = stack.pop()
+    switch (typeof v) {
+      case 'string':
+        if (!wellFormed(v)) fail(parent, key, 'a lone surrogate is not JSON text')
+        break
+      case 'number':
+        if (!Number.isFinite(v)) fail(parent, key, `${v} is not JSON (only finite numbers are)`)
+        break
+      case 'boolean':
+        break
+      case 'object': {
+        if (v === null) break
+        const isArray = Array.isArray(v)
+        if (!isArray) {
+          const proto = Object.getPrototypeOf(v)
+          if (proto !== Object.prototype && proto !== null) fail(parent, key, `${kindOf(v)} is not JSON`)
+        }
+        if (depth >= limit) tooDeep(v, parent, key, limit)
+        const node = [v, parent, key]
+        if (isArray) {
+          for (let i = v.length - 1; i >= 0; i--) {
+            if (!(i in v)) fail(node, i, 'a hole in an array is not JSON')
+            stack.push([v[i], node, i, depth + 1])
+          }
+        } else {
+          if (Object.getOwnPropertySymbols(v).length > 0) fail(parent, key, 'a symbol key is not JSON')
+          for (const k of Object.keys(v)) {
+            if (!wellFormed(k)) fail(parent, key, 'a key with a lone surrogate is not JSON text')
+            stack.push([v[k], node, k, depth + 1])
+          }
+        }
+        break
+      }
+      default:
+        fail(parent, key, `${kindOf(v)} is not JSON`)
+    }
+  }
+}
+
+function tooDeep (v, parent, key, limit) {
+  let node = parent
+  let root = key
+  let first = null
+  while (node !== null) {
+    if (node[0] === v) first = node // the occurrence nearest the root names the cycle best
+    root = node[2]
+    node = node[1]
+  }
+  if (first !== null) throw new InvalidArgumentError(`${root}: a cyclic value is not JSON (${pathOf(first[1], first[2])} contains itself)`)
+  throw new LimitExceededError(`${root}: nested more than ${limit} levels deep`)
+}
+
+/** The type and id of a frame too big to decode, from its first bytes. */
+function sniff (head) {
+  const text = head.toString('latin1')
+  const kind = TYPE_RE.exec(text)
+  const id = ID_RE.exec(text)
+  if (!kind || !id) return [null, null]
+  try {
+    return [kind[1], JSON.parse(Buffer.from(id[1], 'latin1').toString('utf8'))]
+  } catch (e) {
+    return [null, null]
+  }
+}
+
+/** The UTF-8 size of a frame over `limit`, or 0 when it fits (counted only when it might not). */
+function oversize (line, limit) {
+  if (line.length * 3 <= limit) return 0
+  const size = Buffer.byteLength(line, 'utf8')
+  return size > limit ? size : 0
+}
 
 /**
  * Microseconds to spin for a lone request's reply (0 = never), from
@@ -39,11 +180,11 @@ class RpcClient {
    * @param {{write(chunk: string): any}} output  frames to the parent
    * @param {object} [options]
    * @param {(frame: object) => void} [options.onRequest]  requests from the parent
-   * @param {number} [options.maxFrameBytes]
+   * @param {number} [options.maxFrameBytes]  default: frameLimit() (MOTIA_STEP_MAX_FRAME_BYTES)
    * @param {number} [options.inputFd]  the fd behind `input`, non-blocking: enables the spin
    * @param {number} [options.spinMicros]
    */
-  constructor (input, output, { onRequest, maxFrameBytes = DEFAULT_MAX_FRAME, inputFd, spinMicros: spin } = {}) {
+  constructor (input, output, { onRequest, maxFrameBytes = frameLimit(), inputFd, spinMicros: spin } = {}) {
     this.input = input
     this.output = output
     this.onRequest = onRequest || (() => {})
@@ -69,7 +210,10 @@ class RpcClient {
     input.on('error', (e) => this.close(`the channel failed: ${e.message}`))
   }
 
-  /** Split raw bytes into lines; a line over the limit is dropped, bounded. */
+  /**
+   * Split raw bytes into lines. A line over the limit is answered as soon as
+   * it crosses it (oversized) and the rest of it is skipped, never buffered.
+   */
   feed (chunk) {
     let start = 0
     let nl = chunk.indexOf(NEWLINE, start)
@@ -78,7 +222,7 @@ class RpcClient {
       if (this.discarding) {
         this.discarding = false
       } else if (this.buffered + piece.length > this.maxFrameBytes) {
-        this.oversized()
+        this.oversized(this.buffered + piece.length, piece)
       } else {
         this.chunks.push(piece)
         const line = this.chunks.length === 1 ? piece : Buffer.concat(this.chunks)
@@ -94,7 +238,7 @@ class RpcClient {
     if (start < chunk.length && !this.discarding) {
       const rest = chunk.subarray(start)
       if (this.buffered + rest.length > this.maxFrameBytes) {
-        this.oversized()
+        this.oversized(this.buffered + rest.length, rest)
         this.discarding = true
       } else {
         this.chunks.push(rest)
@@ -103,10 +247,29 @@ class RpcClient {
     }
   }
 
-  oversized () {
+  /** A frame over the limit: a request gets LIMIT_EXCEEDED, a reply fails its call. */
+  oversized (size, last) {
+    const head = Buffer.concat([...this.chunks, last.subarray(0, HEAD_BYTES)]).subarray(0, HEAD_BYTES)
     this.chunks = []
     this.buffered = 0
-    process.stderr.write(`motia-state: dropped a frame over ${this.maxFrameBytes} bytes\n`)
+    this.unreadable(head, 'LIMIT_EXCEEDED', `a frame of at least ${size} bytes is over the ${this.maxFrameBytes}-byte frame limit`)
+  }
+
+  /**
+   * A frame we will not decode still gets its answer when its id can be
+   * read: a request an error reply, a reply the failure of its call.
+   */
+  unreadable (head, code, message) {
+    const [kind, id] = sniff(head)
+    if (kind === 'rpc_request' && id !== null) {
+      this.respondError(id, code, message)
+    } else if (kind === 'rpc_response' && this.pending.has(id)) {
+      const waiter = this.pending.get(id)
+      this.pending.delete(id)
+      waiter.reject(errorForCode(code, `the reply: ${message}`))
+    } else {
+      process.stderr.write(`motia-state: dropped ${message} (no id to answer)\n`)
+    }
   }
 
   line (bytes) {
@@ -115,7 +278,7 @@ class RpcClient {
     try {
       frame = JSON.parse(bytes.toString('utf8'))
     } catch (e) {
-      process.stderr.write(`motia-state: not a frame: ${bytes.toString('utf8').slice(0, 200)}\n`)
+      this.unreadable(bytes.subarray(0, HEAD_BYTES), 'INVALID_ARGUMENT', `a frame that is not JSON: ${e.message}`)
       return
     }
     if (frame === null || typeof frame !== 'object') return
@@ -137,10 +300,13 @@ class RpcClient {
     }
   }
 
-  send (frame) {
+  /** Queue one frame; throws LIMIT_EXCEEDED (nothing queued) when it is over the limit. */
+  send (frame, what) {
     if (this.closed) throw new PeerClosedError('the channel to the parent is closed')
-    // JSON.stringify throws on cycles and BigInt: before anything is queued.
-    this.queue.push(JSON.stringify(frame))
+    const line = JSON.stringify(frame)
+    const size = oversize(line, this.maxFrameBytes)
+    if (size) throw new LimitExceededError(`the ${what} encodes to ${size} bytes, over the ${this.maxFrameBytes}-byte frame limit`)
+    this.queue.push(line)
     if (this.queue.length >= FLUSH_EVERY) {
       // A long burst leaves in slices, so the parent starts on the first
       // requests while the rest are still being encoded.
@@ -160,17 +326,24 @@ class RpcClient {
     this.output.write(data)
   }
 
-  /** Call `method` on the parent; resolves with its result or rejects with its error. */
-  request (method, args) {
-    const id = this.nextId++
+  /**
+   * Call `method` on the parent; resolves with its result or rejects with its
+   * error. Args that are not JSON (INVALID_ARGUMENT) or a frame over the
+   * limit (LIMIT_EXCEEDED) reject before anything is sent. `checked`: the
+   * caller has already checked the args.
+   */
+  request (method, args, { checked = false } = {}) {
     const alone = this.pending.size === 0 && this.queue.length === 0
+    let id
     const promise = new Promise((resolve, reject) => {
       try {
-        this.send({ type: 'rpc_request', id, method, args: args === undefined ? null : args })
+        if (!checked) checkJson(args === undefined ? null : args, 'args', WRAP_DEPTH)
+        this.send({ type: 'rpc_request', id: this.nextId, method, args: args === undefined ? null : args }, `${method} request`)
       } catch (e) {
-        reject(e instanceof StateError ? e : new (require('./errors').InvalidArgumentError)(`args: ${e.message}`))
+        reject(e instanceof StateError ? e : new InvalidArgumentError(`args: ${e.message}`))
         return
       }
+      id = this.nextId++
       this.pending.set(id, { resolve, reject })
     })
     if (alone && this.spinNs > 0n && this.pending.has(id)) this.spin()
@@ -217,19 +390,43 @@ class RpcClient {
     this.skip = Math.min(2 ** this.misses, MAX_SKIP)
   }
 
-  /** A request without a reply. */
+  /** A request without a reply; throws as `request` rejects. */
   notify (method, args) {
-    this.send({ type: 'rpc_request', method, args: args === undefined ? null : args })
+    checkJson(args === undefined ? null : args, 'args', WRAP_DEPTH)
+    this.send({ type: 'rpc_request', method, args: args === undefined ? null : args }, `${method} notification`)
   }
 
+  /**
+   * Reply with a result, or with an error when it cannot go: STEP_FAILED
+   * naming where it is not JSON (`result.when`), LIMIT_EXCEEDED when it is
+   * nested past MAX_DEPTH + WRAP_DEPTH or over the frame limit.
+   */
   respond (id, result) {
-    this.send({ type: 'rpc_response', id, result: result === undefined ? null : result })
+    try {
+      checkJson(result === undefined ? null : result, 'result', WRAP_DEPTH)
+      this.send({ type: 'rpc_response', id, result: result === undefined ? null : result }, "handler's result")
+    } catch (e) {
+      if (e instanceof LimitExceededError) {
+        this.respondError(id, 'LIMIT_EXCEEDED', e.message)
+      } else if (e instanceof StateError) {
+        this.respondError(id, 'STEP_FAILED', `the handler returned a value that is not JSON: ${e.message}`)
+      } else {
+        throw e
+      }
+    }
   }
 
+  /** Reply with an error (a message or stack too big for a frame is cut). */
   respondError (id, code, message, stack) {
-    const error = { code, message }
-    if (stack) error.stack = stack
-    this.send({ type: 'rpc_response', id, error })
+    const error = { code, message: String(message) }
+    if (stack) error.stack = String(stack)
+    try {
+      this.send({ type: 'rpc_response', id, error }, 'error reply')
+    } catch (e) {
+      if (!(e instanceof LimitExceededError)) throw e
+      const room = Math.max(Math.floor(this.maxFrameBytes / 8), 64)
+      this.send({ type: 'rpc_response', id, error: { code, message: `${error.message.slice(0, room)} [cut: over the frame limit]` } }, 'error reply')
+    }
   }
 
   close (reason) {
@@ -242,4 +439,4 @@ class RpcClient {
   }
 }
 
-module.exports = { RpcClient, PeerClosedError, DEFAULT_MAX_FRAME, spinMicros }
+module.exports = { RpcClient, PeerClosedError, DEFAULT_MAX_FRAME, MAX_DEPTH, WRAP_DEPTH, frameLimit, checkJson, spinMicros }

@@ -71,11 +71,7 @@ async function loadStep (file) {
 function makeLogger (client, traceId) {
   const log = (level) => (msg, fields) => {
     const record = { ...(fields && typeof fields === 'object' ? fields : {}), level, msg: String(msg), traceId }
-    try {
-      client.notify('log', record)
-    } catch (e) { // a field that is not JSON: send it as text
-      client.notify('log', { level, msg: `${msg} ${require('util').inspect(fields)}`, traceId })
-    }
+    client.notify('log', record) // a field that is not JSON throws INVALID_ARGUMENT naming it
   }
   return { debug: log('debug'), info: log('info'), warn: log('warning'), warning: log('warning'), error: log('error') }
 }

@@ -3,10 +3,17 @@
 // parent, which owns the state. Methods return promises, camelCase names.
 
 const util = require('util')
-const { ConflictError } = require('./errors')
+const { ConflictError, InvalidArgumentError } = require('./errors')
+const { checkJson, WRAP_DEPTH } = require('./rpc')
 
-/** Optimistic `update`: attempts before CONFLICT, and the backoff base (ms). */
-const UPDATE_RETRIES = 50
+/** Optimistic `update`: attempts before CONFLICT (the core's count), and the backoff base (ms). */
+const UPDATE_RETRIES = 64
+/**
+ * Levels of envelope around the values an argument holds. Records get room
+ * for anything the parent can read: a record's value past a limit is the
+ * parent's to report, as that record's failure in the result.
+ */
+const ENVELOPE = { items: 1, operations: WRAP_DEPTH }
 const UPDATE_BACKOFF_MS = 0.5
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -21,12 +28,22 @@ class StateManager {
     this.client = client
   }
 
+  /**
+   * Check each argument under its own name (`value`, `items[2]`), then send.
+   * What is not JSON rejects with INVALID_ARGUMENT before anything is sent:
+   * a missing value is `undefined`, and is refused like any other.
+   */
   call (method, args) {
-    return this.client.request(method, args)
+    try {
+      for (const name of Object.keys(args)) checkJson(args[name], name, ENVELOPE[name] || 0)
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    return this.client.request(method, args, { checked: true })
   }
 
   get (traceId, key) { return this.call('state.get', { traceId, key }) }
-  set (traceId, key, value) { return this.call('state.set', { traceId, key, value: value === undefined ? null : value }) }
+  set (traceId, key, value) { return this.call('state.set', { traceId, key, value }) }
   delete (traceId, key) { return this.call('state.delete', { traceId, key }) }
   exists (traceId, key) { return this.call('state.exists', { traceId, key }) }
 
@@ -39,12 +56,7 @@ class StateManager {
   }
 
   compareAndSwap (traceId, key, expected, newValue) {
-    return this.call('state.compareAndSwap', {
-      traceId,
-      key,
-      expected: expected === undefined ? null : expected,
-      newValue: newValue === undefined ? null : newValue,
-    })
+    return this.call('state.compareAndSwap', { traceId, key, expected, newValue })
   }
 
   push (traceId, key, ...items) { return this.call('state.push', { traceId, key, items }) }
@@ -52,7 +64,7 @@ class StateManager {
   pop (traceId, key) { return this.call('state.pop', { traceId, key }) }
   shift (traceId, key) { return this.call('state.shift', { traceId, key }) }
   setField (traceId, key, field, value) {
-    return this.call('state.setField', { traceId, key, field, value: value === undefined ? null : value })
+    return this.call('state.setField', { traceId, key, field, value })
   }
 
   deleteField (traceId, key, field) { return this.call('state.deleteField', { traceId, key, field }) }
@@ -73,8 +85,11 @@ class StateManager {
     for (let attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
       const current = await this.get(traceId, key)
       const next = await fn(clone(current))
-      const stored = next === undefined ? null : next
-      if (await this.compareAndSwap(traceId, key, current, stored)) return stored
+      if (next === undefined) {
+        throw new InvalidArgumentError('update: the function returned undefined, which is not JSON (return null to store null)')
+      }
+      checkJson(next, "the update fn's result")
+      if (await this.compareAndSwap(traceId, key, current, next)) return next
       await sleep(Math.random() * UPDATE_BACKOFF_MS * 2 ** Math.min(attempt, 6))
     }
     throw new ConflictError(`update of ${JSON.stringify(key)} lost ${UPDATE_RETRIES} races in a row`)

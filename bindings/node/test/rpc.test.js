@@ -186,7 +186,8 @@ test('update gives up with CONFLICT after its retries', async () => {
   }
   const e = await outcome
   assert.ok(e instanceof ConflictError && e.code === 'CONFLICT', String(e))
-  assert.equal(swaps, 50)
+  assert.equal(swaps, require('..').UPDATE_RETRIES)
+  assert.equal(require('..').UPDATE_RETRIES, 64)
 })
 
 test('atomicUpdate still works and warns once that it is deprecated', async () => {
@@ -209,8 +210,14 @@ test('atomicUpdate still works and warns once that it is deprecated', async () =
 })
 
 test('the error classes cover every code', () => {
-  assert.equal(CODES.length, 9)
-  for (const code of CODES) assert.equal(require('..').errorForCode(code, 'm').code, code)
+  assert.equal(CODES.length, 12)
+  for (const code of CODES) {
+    const e = require('..').errorForCode(code, 'm')
+    assert.equal(e.code, code)
+    assert.ok(e instanceof StateError)
+    assert.equal(e.constructor, require('..')[require('..').ERROR_CLASSES[code]])
+  }
+  assert.equal(require('..').errorForCode('CORRUPT', 'm').name, 'CorruptStoreError')
   assert.equal(require('..').errorForCode('WHAT', 'm').code, 'WHAT')
 })
 

@@ -5,7 +5,10 @@ import the errors to catch them by class: ``except motia_step.ConflictError``.
 """
 
 from .errors import (
+    CODES,
     ConflictError,
+    CorruptStoreError,
+    CursorExpiredError,
     InternalError,
     InvalidArgumentError,
     LimitExceededError,
@@ -15,12 +18,16 @@ from .errors import (
     TimeoutStateError,
     TypeMismatchError,
     UnavailableError,
+    UpdateFailedError,
 )
 from .state import BlockingStateManager, RpcStateManager
 
 __all__ = [
+    "CODES",
     "BlockingStateManager",
     "ConflictError",
+    "CorruptStoreError",
+    "CursorExpiredError",
     "InternalError",
     "InvalidArgumentError",
     "LimitExceededError",
@@ -31,4 +38,5 @@ __all__ = [
     "TimeoutStateError",
     "TypeMismatchError",
     "UnavailableError",
+    "UpdateFailedError",
 ]

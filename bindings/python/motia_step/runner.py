@@ -33,10 +33,7 @@ class Logger:
     def _log(self, level: str, msg: Any, fields: dict[str, Any]) -> None:
         record = {"level": level, "msg": str(msg), "traceId": self._trace_id}
         record.update(fields)
-        try:
-            self._client.notify("log", record)
-        except Exception:  # a field that is not JSON: log it as text instead
-            self._client.notify("log", {"level": level, "msg": "%s %r" % (msg, fields), "traceId": self._trace_id})
+        self._client.notify("log", record)  # a field that is not JSON raises INVALID_ARGUMENT naming it
 
     def debug(self, msg: Any, **fields: Any) -> None:
         self._log("debug", msg, fields)

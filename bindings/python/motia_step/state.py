@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import ConflictError
-from .rpc import RpcClient
+from .rpc import WRAP_DEPTH, RpcClient, check_json
 
-#: Optimistic ``update``: attempts before CONFLICT, and the backoff base.
-UPDATE_RETRIES = 50
+#: Optimistic ``update``: attempts before CONFLICT (the core's count), and the backoff base.
+UPDATE_RETRIES = 64
 UPDATE_BACKOFF = 0.0005
 
 
@@ -41,7 +41,16 @@ class RpcStateManager:
         self._client = client
 
     def _call(self, method: str, args: dict[str, Any]) -> Reply[Any]:
-        return self._client.request(method, args)
+        # Each argument is checked under its own name ("value", "items[2]"),
+        # before anything is sent. Records are checked for JSON only: a
+        # record's value past a limit is the parent's to report, as that
+        # record's failure in the transaction's or batch's result.
+        for name, value in args.items():
+            if name == "operations":
+                check_json(value, name, WRAP_DEPTH, exact=False)
+            elif type(value) is not str or not value.isascii():
+                check_json(value, name, 1 if name == "items" else 0)
+        return self._client.request(method, args, checked=True)
 
     def get(self, trace_id: str, key: str) -> Reply[Any]:
         """The stored value, or None."""
@@ -132,6 +141,7 @@ class RpcStateManager:
             new = fn(copy.deepcopy(current))
             if inspect.isawaitable(new):
                 new = await new
+            check_json(new, "the update fn's result")
             if await self.compare_and_swap(trace_id, key, current, new):
                 return new
             await asyncio.sleep(random.uniform(0, UPDATE_BACKOFF * (2 ** min(attempt, 6))))
@@ -183,6 +193,7 @@ class BlockingStateManager:
         for attempt in range(UPDATE_RETRIES):
             current = self.get(trace_id, key)
             new = fn(copy.deepcopy(current))
+            check_json(new, "the update fn's result")
             if self.compare_and_swap(trace_id, key, current, new):
                 return new
             time.sleep(random.uniform(0, UPDATE_BACKOFF * (2 ** min(attempt, 6))))

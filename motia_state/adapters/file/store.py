@@ -285,6 +285,7 @@ class LogSession(TableSession):
             self.gen = gen
             self.offset = self._replay_from(start, data, repair=repair)
         self.table.data = data
+        self.table.reordered()
         if self.feed is not None and not len(self.feed):
             self.feed.restart(self.seq)
         # The feed's window at the head of the log does not count toward the next compaction.
@@ -377,7 +378,10 @@ class LogSession(TableSession):
         """Apply what other processes appended since we last looked (lock held); wake feed readers."""
         seq = self.seq
         try:
-            self.offset = self._replay_from(self.offset, self.table.data, repair=False, whole=False)
+            offset = self._replay_from(self.offset, self.table.data, repair=False, whole=False)
+            if offset != self.offset:
+                self.table.reordered()  # the replay wrote to data directly
+            self.offset = offset
         except Moved:
             # Another process compacted: reload its snapshot and new log.
             self.load(repair=False)

@@ -14,15 +14,27 @@ module MotiaState
     CODE = "INTERNAL"
   end
 
-  CODES = %w[
-    INVALID_ARGUMENT TYPE_MISMATCH CONFLICT LIMIT_EXCEEDED UNAVAILABLE
-    NOT_FOUND TIMEOUT STEP_FAILED INTERNAL
-  ].freeze
+  # Every stable error code and the name of its class, in the contract's
+  # order: declared once, here; the drift tests hold it to the core's.
+  ERROR_CLASSES = {
+    "INVALID_ARGUMENT" => "InvalidArgumentError",
+    "TYPE_MISMATCH" => "TypeMismatchError",
+    "CONFLICT" => "ConflictError",
+    "LIMIT_EXCEEDED" => "LimitExceededError",
+    "UNAVAILABLE" => "UnavailableError",
+    "NOT_FOUND" => "NotFoundError",
+    "TIMEOUT" => "TimeoutError",
+    "STEP_FAILED" => "StepFailedError",
+    "UPDATE_FAILED" => "UpdateFailedError",
+    "CURSOR_EXPIRED" => "CursorExpiredError",
+    "CORRUPT" => "CorruptStoreError",
+    "INTERNAL" => "InternalError"
+  }.freeze
+
+  CODES = ERROR_CLASSES.keys.freeze
 
   ERRORS_BY_CODE = {}
-  CODES.each do |code|
-    # INVALID_ARGUMENT -> InvalidArgumentError
-    name = code.split("_").map(&:capitalize).join + "Error"
+  ERROR_CLASSES.each do |code, name|
     klass = Class.new(Error)
     klass.const_set(:CODE, code)
     const_set(name, klass)

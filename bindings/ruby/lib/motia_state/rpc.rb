@@ -4,18 +4,148 @@ require "json"
 require_relative "errors"
 
 module MotiaState
+  # The frame limit when the parent names none (MOTIA_STEP_MAX_FRAME_BYTES).
+  DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+  # How deep a value may nest (arrays and objects inside each other); the parent's limit.
+  MAX_DEPTH = 256
+  # Integers are at most this many characters of decimal text, a minus sign
+  # included: what the parent stores and every language reads back.
+  MAX_INT_DIGITS = 4300
+  INT_HIGH = 10**MAX_INT_DIGITS
+  INT_LOW = -(10**(MAX_INT_DIGITS - 1))
+  private_constant :INT_HIGH, :INT_LOW
+
+  # Levels that a handler's result, an emit's data or ctx.call args may add
+  # around values (a list of records holding stored values, say).
+  WRAP_DEPTH = 64
+  # Levels a frame adds around what it carries (reply, args, records, batch items).
+  FRAME_ENVELOPE = 8
+  # The deepest frame parsed: anything deeper is answered with LIMIT_EXCEEDED.
+  MAX_FRAME_NESTING = MAX_DEPTH + WRAP_DEPTH + FRAME_ENVELOPE
+
+  # The frame limit in bytes: MOTIA_STEP_MAX_FRAME_BYTES (decimal), which the
+  # parent sets for every worker; absent, malformed or not positive: 16 MiB.
+  def self.frame_limit(env = ENV)
+    raw = env.fetch("MOTIA_STEP_MAX_FRAME_BYTES", "").to_s.strip
+    raw.match?(/\A[0-9]+\z/) && raw.to_i.positive? ? raw.to_i : DEFAULT_MAX_FRAME
+  end
+
+  # Refuse what JSON cannot carry, naming where it is (value[2].when), with
+  # InvalidArgumentError: a Symbol, Time, Object or anything that is not a
+  # Hash with String keys, an Array, a String of valid UTF-8 (binary data
+  # only when ASCII), an Integer, a finite Float, true, false or nil; a
+  # cycle too. Nothing is converted (not even Symbol keys). Containers
+  # nested more than MAX_DEPTH (+ extra_depth for an envelope such as
+  # items) deep, and integers over MAX_INT_DIGITS characters, are
+  # LimitExceededError. Iterative: no value exhausts the stack.
+  #
+  # With exact: false (records of a transaction or batch, whose limits the
+  # parent reports per record) integers are left to the parent.
+  def self.check_json(value, name, extra_depth = 0, exact: true)
+    # The common arguments (a group, a key, a delta) need no walk.
+    return if value.is_a?(String) && value.encoding == Encoding::UTF_8 && value.valid_encoding?
+    return if value.is_a?(Integer) && value.bit_length <= 14_000
+
+    limit = MAX_DEPTH + extra_depth
+    # [value, parent node, key in parent, depth]; a node is [container, parent node, key]
+    stack = [[value, nil, name, 0]]
+    until stack.empty?
+      v, parent, key, depth = stack.pop
+      case v
+      when String
+        json_text!(v, parent, key)
+      when Integer
+        if exact && v.bit_length > 14_000 && !(v > INT_LOW && v < INT_HIGH)
+          raise LimitExceededError,
+                "#{json_path(parent, key)}: an integer over #{MAX_INT_DIGITS} characters (sign included) is over the limit"
+        end
+      when true, false, nil
+        nil
+      when Float
+        raise InvalidArgumentError, "#{json_path(parent, key)}: #{v} is not JSON (only finite numbers are)" unless v.finite?
+      when Hash, Array
+        too_deep!(v, parent, key, limit) if depth >= limit
+        node = [v, parent, key]
+        if v.is_a?(Array)
+          (v.size - 1).downto(0) { |i| stack.push([v[i], node, i, depth + 1]) }
+        else
+          v.each do |k, item|
+            unless k.is_a?(String)
+              raise InvalidArgumentError,
+                    "#{json_path(parent, key)}: key #{k.inspect} is a #{k.class}; JSON object keys are Strings"
+            end
+            json_text!(k, parent, key)
+            stack.push([item, node, k, depth + 1])
+          end
+        end
+      else
+        hint = v.is_a?(Symbol) ? " (use a String)" : ""
+        raise InvalidArgumentError, "#{json_path(parent, key)}: a #{v.class} is not JSON#{hint}"
+      end
+    end
+    nil
+  end
+
+  def self.json_text!(text, parent, key)
+    ok = if text.encoding == Encoding::BINARY
+           text.ascii_only?
+         else
+           text.valid_encoding?
+         end
+    return if ok
+
+    raise InvalidArgumentError, "#{json_path(parent, key)}: text that is not valid UTF-8 is not JSON"
+  end
+
+  def self.json_path(parent, key)
+    parts = []
+    until parent.nil?
+      parts << (key.is_a?(Integer) ? "[#{key}]" : ".#{key}")
+      key = parent[2]
+      parent = parent[1]
+    end
+    parts << key.to_s
+    parts.reverse.join
+  end
+
+  def self.too_deep!(value, parent, key, limit)
+    node = parent
+    root = key
+    first = nil
+    until node.nil?
+      first = node if node[0].equal?(value) # the occurrence nearest the root names the cycle best
+      root = node[2]
+      node = node[1]
+    end
+    raise InvalidArgumentError, "#{root}: a cyclic value is not JSON (#{json_path(first[1], first[2])} contains itself)" if first
+
+    raise LimitExceededError, "#{root}: nested more than #{limit} levels deep"
+  end
+  private_class_method :json_text!, :json_path, :too_deep!
+
   # NDJSON RPC over a pair of IOs, safe to use from several threads.
   #
   # One reader thread splits raw bytes on "\n" (so a multibyte character cut
   # by a read never breaks a frame), hands each reply to the thread waiting
   # for it, and each request from the parent to +on_request+. Calls block the
   # calling thread only; other threads keep their requests in flight.
+  #
+  # Frames both ways are bounded by +max_frame_bytes+ (MOTIA_STEP_MAX_FRAME_BYTES):
+  # a request over it raises LimitExceededError in the caller before anything
+  # is sent, a reply over it becomes an error reply, and an incoming frame
+  # over it is answered at once (a request with a LIMIT_EXCEEDED error reply,
+  # a reply by failing the call waiting for it), never buffered whole.
   class RpcClient
-    DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+    DEFAULT_MAX_FRAME = MotiaState::DEFAULT_MAX_FRAME
+    # Bytes kept of an oversized incoming frame, to read its type and id.
+    HEAD_BYTES = 512
+    TYPE_RE = /"type"\s*:\s*"(rpc_request|rpc_response)"/n
+    # An id is a string or an integer; "1.5" or "1e3" must not be read as 1.
+    ID_RE = /"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,20})\s*[,}]/n
 
     attr_reader :max_frame_bytes
 
-    def initialize(input, output, max_frame_bytes: DEFAULT_MAX_FRAME, &on_request)
+    def initialize(input, output, max_frame_bytes: MotiaState.frame_limit, &on_request)
       @input = input
       @output = output
       @input.binmode
@@ -49,17 +179,23 @@ module MotiaState
     end
 
     # Call +method+ on the parent and wait for its result (raises its error).
-    def request(method, args = nil)
+    # Args that are not JSON raise InvalidArgumentError, a frame over the
+    # limit LimitExceededError, before anything is sent (+checked+: the
+    # caller has already checked the args).
+    def request(method, args = nil, checked: false)
+      MotiaState.check_json(args, "args", WRAP_DEPTH) unless checked
       waiter = Queue.new
       id = nil
       @lock.synchronize do
         raise PeerClosedError, "the channel to the parent is closed (#{@close_reason})" if @closed
 
         id = (@next_id += 1)
-        @pending[id] = waiter
       end
+      line = encode({ "type" => "rpc_request", "id" => id, "method" => method, "args" => args })
+      check_size!(line, "#{method} request")
+      @lock.synchronize { @pending[id] = waiter }
       begin
-        send_frame({ "type" => "rpc_request", "id" => id, "method" => method, "args" => args })
+        write_line(line)
       rescue StandardError
         @lock.synchronize { @pending.delete(id) }
         raise
@@ -70,19 +206,39 @@ module MotiaState
       value
     end
 
-    # A request without a reply.
+    # A request without a reply; raises as #request does.
     def notify(method, args = nil)
-      send_frame({ "type" => "rpc_request", "method" => method, "args" => args })
+      MotiaState.check_json(args, "args", WRAP_DEPTH)
+      line = encode({ "type" => "rpc_request", "method" => method, "args" => args })
+      check_size!(line, "#{method} notification")
+      write_line(line)
     end
 
+    # Reply with a result, or with an error when it cannot go: STEP_FAILED
+    # naming where it is not JSON (result.when), LIMIT_EXCEEDED when it is
+    # nested past MAX_DEPTH + WRAP_DEPTH or over the frame limit.
     def respond(id, result)
-      send_frame({ "type" => "rpc_response", "id" => id, "result" => result })
+      MotiaState.check_json(result, "result", WRAP_DEPTH)
+      line = encode({ "type" => "rpc_response", "id" => id, "result" => result })
+      check_size!(line, "handler's result")
+      write_line(line)
+    rescue LimitExceededError => e
+      respond_error(id, "LIMIT_EXCEEDED", e.message)
+    rescue InvalidArgumentError => e
+      respond_error(id, "STEP_FAILED", "the handler returned a value that is not JSON: #{e.message}")
     end
 
+    # Reply with an error (a message or stack too big for a frame is cut).
     def respond_error(id, code, message, stack = nil)
-      error = { "code" => code, "message" => message }
-      error["stack"] = stack if stack
-      send_frame({ "type" => "rpc_response", "id" => id, "error" => error })
+      error = { "code" => code, "message" => text(message) }
+      error["stack"] = text(stack) if stack
+      line = encode({ "type" => "rpc_response", "id" => id, "error" => error })
+      if line.bytesize > @max_frame_bytes
+        room = [@max_frame_bytes / 8, 64].max
+        error = { "code" => code, "message" => "#{error['message'][0, room]} [cut: over the frame limit]" }
+        line = encode({ "type" => "rpc_response", "id" => id, "error" => error })
+      end
+      write_line(line)
     end
 
     def close(reason = "closed")
@@ -104,9 +260,12 @@ module MotiaState
       return if line.empty?
 
       frame = begin
-        JSON.parse(line.force_encoding(Encoding::UTF_8))
-      rescue JSON::ParserError, EncodingError
-        warn("motia-state: not a frame: #{line[0, 200].inspect}")
+        JSON.parse(line.force_encoding(Encoding::UTF_8), max_nesting: MAX_FRAME_NESTING)
+      rescue JSON::NestingError
+        oversized(line.byteslice(0, HEAD_BYTES), "a frame nested more than #{MAX_FRAME_NESTING} levels deep")
+        return
+      rescue JSON::ParserError, EncodingError => e
+        unreadable(line.byteslice(0, HEAD_BYTES), "INVALID_ARGUMENT", "a frame that is not JSON (#{e.class})")
         return
       end
       return unless frame.is_a?(Hash)
@@ -127,16 +286,56 @@ module MotiaState
       end
     end
 
+    # A frame over a limit: a request gets LIMIT_EXCEEDED, a reply fails its call.
+    def oversized(head, what)
+      unreadable(head, "LIMIT_EXCEEDED", "#{what} is over the limit")
+    end
+
+    # A frame we will not decode still gets its answer when its id can be
+    # read: a request an error reply, a reply the failure of its call.
+    def unreadable(head, code, message)
+      head = head.b
+      kind = TYPE_RE.match(head)&.[](1)
+      raw_id = ID_RE.match(head)&.[](1)
+      id = begin
+        raw_id && JSON.parse("[#{raw_id.force_encoding(Encoding::UTF_8)}]")[0]
+      rescue JSON::ParserError, EncodingError
+        nil
+      end
+      if kind == "rpc_request" && !id.nil?
+        respond_error(id, code, message)
+      elsif kind == "rpc_response" && (waiter = @lock.synchronize { @pending.delete(id) })
+        waiter.push([:error, MotiaState.error_for_code(code, "the reply: #{message}")])
+      else
+        warn("motia-state: dropped #{message} (no id to answer)")
+      end
+    end
+
     private
 
-    def send_frame(frame)
-      line = begin
-        JSON.generate(frame)
-      rescue JSON::GeneratorError, Encoding::UndefinedConversionError, EncodingError => e
-        raise InvalidArgumentError, "args: not JSON (#{e.message})"
-      end
+    # Frames are checked by check_json first, so the generator's own nesting
+    # limit (100 by default) is lifted: values nest up to MAX_DEPTH.
+    def encode(frame)
+      JSON.generate(frame, max_nesting: false)
+    rescue JSON::GeneratorError, Encoding::UndefinedConversionError, EncodingError => e
+      raise InvalidArgumentError, "args: not JSON (#{e.message})"
+    end
+
+    def check_size!(line, what)
+      return if line.bytesize <= @max_frame_bytes
+
+      raise LimitExceededError, "the #{what} encodes to #{line.bytesize} bytes, over the #{@max_frame_bytes}-byte frame limit"
+    end
+
+    def text(value)
+      value = value.to_s
+      value = value.dup.force_encoding(Encoding::UTF_8) if value.encoding == Encoding::BINARY
+      value.valid_encoding? ? value : value.scrub("?")
+    end
+
+    def write_line(line)
       @write_lock.synchronize do
-        raise PeerClosedError, "the channel to the parent is closed" if @closed && frame["type"] == "rpc_request" && frame["id"]
+        raise PeerClosedError, "the channel to the parent is closed" if @closed && line.start_with?('{"type":"rpc_request","id"')
 
         @output.write(line, "\n")
       end
@@ -154,7 +353,7 @@ module MotiaState
         if line.end_with?("\n")
           handle_line(line.chomp("\n"))
         elsif line.bytesize >= limit
-          warn("motia-state: dropped a frame over #{@max_frame_bytes} bytes")
+          oversized(line.byteslice(0, HEAD_BYTES), "a frame of more than #{@max_frame_bytes} bytes")
           # Skip the rest of the oversized line, never buffering it whole.
           loop do
             rest = @input.gets("\n", limit)

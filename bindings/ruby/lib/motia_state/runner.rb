@@ -15,11 +15,7 @@ module MotiaState
       define_method(level) do |msg, fields = {}|
         record = fields.to_h.transform_keys(&:to_s).merge("level" => level == "warn" ? "warning" : level,
                                                              "msg" => msg.to_s, "traceId" => @trace_id)
-        begin
-          @client.notify("log", record)
-        rescue InvalidArgumentError
-          @client.notify("log", { "level" => level, "msg" => "#{msg} #{fields.inspect}", "traceId" => @trace_id })
-        end
+        @client.notify("log", record) # a field that is not JSON raises InvalidArgumentError naming it
       end
     end
     alias warning warn
@@ -172,13 +168,7 @@ module MotiaState
 
     def invoke(id, args)
       result = run_handler(args)
-      return if id.nil?
-
-      begin
-        @client.respond(id, result)
-      rescue InvalidArgumentError => e
-        @client.respond_error(id, "STEP_FAILED", "the handler's return value is not JSON: #{e.message}")
-      end
+      @client.respond(id, result) unless id.nil? # a result that cannot go becomes an error reply
     rescue Exception => e # rubocop:disable Lint/RescueException -- the step's failure is the reply
       @client.respond_error(id, "STEP_FAILED", "#{e.class}: #{e.message}", (e.backtrace || []).join("\n")) unless id.nil?
     end

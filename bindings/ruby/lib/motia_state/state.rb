@@ -8,8 +8,8 @@ module MotiaState
   # the parent, which owns the state. snake_case names; +state[:increment]+
   # returns the method, as in Motia's API.
   class StateManager
-    # Optimistic +update+: attempts before CONFLICT, and the backoff base (s).
-    UPDATE_RETRIES = 50
+    # Optimistic +update+: attempts before CONFLICT (the core's count), and the backoff base (s).
+    UPDATE_RETRIES = 64
     UPDATE_BACKOFF = 0.0005
 
     # Omitted delta (the parent's default of 1) vs an explicit nil (an error).
@@ -81,6 +81,7 @@ module MotiaState
       UPDATE_RETRIES.times do |attempt|
         current = get(trace_id, key)
         new_value = fn.call(deep_copy(current))
+        MotiaState.check_json(new_value, "the update fn's result")
         return new_value if compare_and_swap(trace_id, key, current, new_value)
 
         sleep(rand * UPDATE_BACKOFF * (2**[attempt, 6].min))
@@ -94,7 +95,7 @@ module MotiaState
       update(trace_id, key, fn, &block)
     end
 
-    # Hash-like access, as in Motia's API: +state[:increment].call(trace_id, key, 1)+.
+    # Hash-like access, as in Motia: +state[:increment].call(trace_id, key, 1)+.
     def [](name)
       name = name.to_sym
       method(CAMEL.fetch(name, name))
@@ -104,12 +105,23 @@ module MotiaState
 
     private
 
+    # Each argument is checked under its own name ("value", "items[2]") before
+    # anything is sent: what is not JSON raises InvalidArgumentError. Records
+    # are checked for JSON only: a record's value past a limit is the
+    # parent's to report, as that record's failure in the result.
     def call(method, args)
-      @client.request(method, args)
+      args.each do |name, value|
+        if name == "operations"
+          MotiaState.check_json(value, name, WRAP_DEPTH, exact: false)
+        else
+          MotiaState.check_json(value, name, name == "items" ? 1 : 0)
+        end
+      end
+      @client.request(method, args, checked: true)
     end
 
     def deep_copy(value)
-      value.nil? ? nil : JSON.parse(JSON.generate(value))
+      value.nil? ? nil : JSON.parse(JSON.generate(value, max_nesting: false), max_nesting: false)
     end
   end
 end

@@ -1,0 +1,44 @@
+"""JSON answers and errors of the workbench endpoints, with the contract's statuses.
+
+Internal module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+from starlette.responses import Response
+
+from ..errors import StateError
+
+__all__ = ["STATUS_BY_CODE", "error", "from_state_error", "json"]
+
+#: HTTP status per error code; anything else (CORRUPT, INTERNAL, STEP_FAILED...) is 500.
+STATUS_BY_CODE: Final = {
+    "INVALID_ARGUMENT": 400,
+    "NOT_FOUND": 404,
+    "CONFLICT": 409,
+    "CURSOR_EXPIRED": 410,
+    "LIMIT_EXCEEDED": 413,
+    "TYPE_MISMATCH": 422,
+    "UNAVAILABLE": 503,
+    "TIMEOUT": 504,
+}
+
+_encoder = msgspec.json.Encoder()
+
+
+def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response (msgspec-encoded: big integers stay exact)."""
+    return Response(_encoder.encode(body), status, headers, media_type="application/json")
+
+
+def error(status: int, message: str, code: str, **extra: Any) -> Response:
+    """``{"error": message, "code": code, ...}`` with ``status``."""
+    return json({"error": message, "code": code, **extra}, status)
+
+
+def from_state_error(e: StateError) -> Response:
+    """The contract's answer for a StateError: its code, its message, never a stack."""
+    return error(STATUS_BY_CODE.get(e.code, 500), e.message, e.code)

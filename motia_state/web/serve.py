@@ -1,0 +1,98 @@
+"""``motia-state workbench --state URL``: the workbench over a store, with no steps.
+
+Binds 127.0.0.1 by default; any other host needs a token (``--token`` or the
+``MOTIA_TOKEN`` environment variable). Prints the URL to open (with the
+token in its ``#fragment``, which the page trades for a session cookie).
+SIGINT/SIGTERM stop the server and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+
+from ..adapters.factory import create_state_adapter
+from ..manager import StateManager
+from .endpoints import PREFIX, workbench_app
+from .guard import LOOPBACK_HOSTS
+
+__all__ = ["add_arguments", "run_workbench"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``workbench`` subcommand's options."""
+    parser.add_argument("--state", default="memory:", help="memory: | file:PATH | redis://... (default memory:)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=3000, help="port (default 3000; 0 picks a free one)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="token every /__motia request needs (default: the MOTIA_TOKEN environment variable); "
+        "required when --host is not loopback",
+    )
+
+
+@contextlib.contextmanager
+def _no_uvicorn_signals(server: Any) -> Iterator[None]:
+    # uvicorn re-raises a signal it captured once it has shut down; this
+    # command handles SIGINT/SIGTERM itself so a stop exits 0.
+    yield
+
+
+async def _serve(args: argparse.Namespace, token: str | None) -> int:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        capture_signals = _no_uvicorn_signals
+
+    async with StateManager(create_state_adapter(args.state)) as state:
+        asgi = workbench_app(state, token=token, allowed_hosts=[args.host])
+        config = uvicorn.Config(asgi, host=args.host, port=args.port, lifespan="off", log_level="warning")
+        server = Server(config)
+        async with anyio.create_task_group() as tg:
+
+            async def watch_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        server.should_exit = True
+                        return
+
+            async def announce() -> None:
+                while not server.started:
+                    if server.should_exit:
+                        return
+                    await anyio.sleep(0.02)
+                port = server.servers[0].sockets[0].getsockname()[1] if server.servers else args.port
+                host = f"[{args.host}]" if ":" in args.host else args.host
+                fragment = f"#{token}" if token else ""
+                print(f"motia-state workbench: http://{host}:{port}{PREFIX}/{fragment}", flush=True)
+
+            tg.start_soon(watch_signals)
+            tg.start_soon(announce)
+            try:
+                await server.serve()
+            except SystemExit:  # uvicorn exits when it cannot bind (it has logged why)
+                tg.cancel_scope.cancel()
+                return 1
+            tg.cancel_scope.cancel()
+            return 0 if server.started else 1
+    return 1
+
+
+def run_workbench(args: argparse.Namespace) -> int:
+    """Run the ``workbench`` subcommand; returns the exit code."""
+    token = args.token or os.environ.get("MOTIA_TOKEN") or None
+    if args.host not in LOOPBACK_HOSTS and token is None:
+        print(
+            f"motia-state workbench: --host {args.host} is not loopback: give --token T (or set MOTIA_TOKEN)",
+            file=sys.stderr,
+        )
+        return 2
+    return anyio.run(_serve, args, token)

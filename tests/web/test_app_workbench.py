@@ -1,0 +1,60 @@
+"""The workbench inside an App: steps, invoking one, event dead letters retried and dropped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import httpx
+
+import motia_state as ms
+from motia_state.app import App
+
+from .steps import write_app
+
+J = {"content-type": "application/json"}
+
+
+async def test_app_serves_the_workbench_with_steps_invoke_and_dead_letters(tmp_path: Path) -> None:
+    root = write_app(tmp_path)
+    async with App.from_directory(root, state=ms.MemoryStateAdapter(), backoff=0.01, attempts=2) as app:
+        transport = httpx.ASGITransport(app=app.asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:3000") as c:
+            page = await c.get("/__motia", headers={"accept": "text/html"})
+            assert page.status_code == 307 and page.headers["location"] == "/__motia/"
+            assert "<html" in (await c.get("/__motia/")).text
+            assert (await c.get("/__motia")).json()["steps"]  # the app's own summary, for scripts
+            steps = (await c.get("/__motia/steps")).json()
+            assert [s["name"] for s in steps] == ["Charger", "Greeter", "Order"]
+            greeter = steps[1]
+            assert greeter["language"] == "python" and greeter["flows"] == ["hello"]
+            assert greeter["triggers"][0]["type"] == "event" and greeter["triggers"][0]["topic"] == "greet"
+            r = await c.post("/__motia/steps/Greeter/invoke", content=json.dumps({"data": {"name": "Ann"}}), headers=J)
+            assert r.status_code == 200 and r.json()["result"] == {"hello": "Ann", "n": 1}
+            assert app.state is not None and await app.state.get("greetings", "count") == 1
+
+            app.emit("charge", {"amount": 5})
+            with anyio.fail_after(20):
+                while not app.dead_letters():
+                    await anyio.sleep(0.05)
+            listed = (await c.get("/__motia/triggers")).json()["triggers"]
+            events = next(t for t in listed if t["name"] == "events")
+            [dead] = events["dead"]
+            assert dead["step"] == "Charger" and "card declined" in dead["error"] and dead["attempts"] == 2
+            retry = f"/__motia/triggers/events/dead/{dead['id']}/retry"
+            assert (await c.post(retry, headers=J)).json() == {"retried": True, "succeeded": False}
+            await app.state.set("billing", "card-valid", True)
+            assert (await c.post(retry, headers=J)).json() == {"retried": True, "succeeded": True}
+            assert await app.state.get("billing", "charged") == [{"amount": 5}]
+            assert app.dead_letters() == []
+            assert (
+                await c.request("DELETE", f"/__motia/triggers/events/dead/{dead['id']}", headers=J)
+            ).status_code == 404
+            # The state endpoints are the same as the workbench's alone.
+            listed_state = (await c.get("/__motia/state")).json()
+            assert {(e["groupId"], e["key"]) for e in listed_state} == {
+                ("billing", "card-valid"),
+                ("billing", "charged"),
+                ("greetings", "count"),
+            }

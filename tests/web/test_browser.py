@@ -1,0 +1,381 @@
+"""The page in a real headless Chromium against a real server and a real file store.
+
+The store is written from this test process too (another process than the
+server), as a step or a second runtime would. Outside CI a missing browser
+skips with the reason; with CI=true it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import motia_state as ms
+
+from ..helpers import ON_CI
+from .browser import find_browser, start_browser, wait_for
+from .server import WorkbenchServer
+
+_, _, WHY_NOT = find_browser()
+if WHY_NOT:
+    if ON_CI:
+        pytest.fail(f"{WHY_NOT} (CI=true: a missing browser is a failure, not a skip)", pytrace=False)
+    pytest.skip(WHY_NOT, allow_module_level=True)
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+CSS = By.CSS_SELECTOR
+
+
+def write(store: Path, fn: Any) -> Any:
+    """Run ``fn(adapter)`` on the store from this process (not the server's)."""
+
+    async def go() -> Any:
+        async with ms.FileStateAdapter(str(store)) as adapter:
+            return await fn(adapter)
+
+    return asyncio.run(go())
+
+
+def seed(store: Path) -> None:
+    async def fill(a: ms.StateAdapter) -> None:
+        await a.set("users", "alice", {"name": "Alice", "score": 120, "tags": ["vip"]})
+        await a.set("users", "bob", {"name": "Bob", "score": 40})
+        await a.set("orders", "count", 7)
+        await a.set("orders", "queue", [1, 2, 3])
+        await a.set("orders", "note", "hello")
+
+    write(store, fill)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    driver = start_browser()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    seed(path)
+    return path
+
+
+@pytest.fixture
+def page(browser: Any, store: Path) -> Iterator[Any]:
+    with WorkbenchServer(f"file:{store}") as server:
+        browser.get(server.url)
+        wait_for(browser, lambda d: d.find_elements(CSS, "tr.entry"), what="the list")
+        yield browser
+
+
+def keys_shown(driver: Any) -> list[str]:
+    # One script call: the list may be re-rendered between two WebDriver calls.
+    return list(driver.execute_script("return [...document.querySelectorAll('tr.entry')].map(r => r.dataset.key)"))
+
+
+def open_entry(driver: Any, key: str) -> None:
+    driver.find_element(CSS, f"tr.entry[data-key='{key}']").click()
+    wait_for(
+        driver, lambda d: d.find_element(CSS, "#d-key").text == key and d.find_element(CSS, "#d-version").text != ""
+    )
+
+
+def text_of(driver: Any, selector: str) -> str:
+    return str(driver.find_element(CSS, selector).text)
+
+
+def test_browse_search_and_filter(page: Any) -> None:
+    assert keys_shown(page) == ["count", "note", "queue", "alice", "bob"]
+    groups = [th.text for th in page.find_elements(CSS, "tr.group-row th")]
+    assert groups == ["orders", "users"]
+    search = page.find_element(CSS, "#search")
+    search.send_keys("ali")
+    wait_for(page, lambda d: keys_shown(d) == ["alice"], what="search narrows the list")
+    search.send_keys(Keys.CONTROL, "a")
+    search.send_keys(Keys.BACKSPACE)
+    wait_for(page, lambda d: len(keys_shown(d)) == 5)
+    page.find_element(CSS, "#filter-box summary").click()
+    page.find_element(CSS, "#f-path").send_keys("/score")
+    Select(page.find_element(CSS, "#f-op")).select_by_value("gte")
+    page.find_element(CSS, "#f-value").send_keys("100")
+    page.find_element(CSS, "#f-add").click()
+    wait_for(page, lambda d: keys_shown(d) == ["alice"], what="the filter keeps score >= 100")
+    assert text_of(page, "#filter-count") == "1"
+    page.find_element(CSS, "#f-clear").click()
+    wait_for(page, lambda d: len(keys_shown(d)) == 5)
+    # Keyboard: rows are focusable, arrows move, Enter opens.
+    first = page.find_element(CSS, "tr.entry")
+    first.send_keys(Keys.ARROW_DOWN)
+    page.switch_to.active_element.send_keys(Keys.ENTER)
+    wait_for(page, lambda d: d.find_element(CSS, "#d-key").text == "note")
+
+
+def test_empty_filter_result_says_so(page: Any) -> None:
+    page.find_element(CSS, "#filter-box summary").click()
+    page.find_element(CSS, "#f-path").send_keys("/nothing")
+    Select(page.find_element(CSS, "#f-op")).select_by_value("exists")
+    page.find_element(CSS, "#f-add").click()
+    wait_for(page, lambda d: d.find_element(CSS, "#empty").is_displayed())
+    assert "No entry matches" in text_of(page, "#empty")
+
+
+def test_edit_saves_and_a_conflict_shows_both_values(page: Any, store: Path) -> None:
+    open_entry(page, "bob")
+    editor = page.find_element(CSS, "#d-editor")
+    assert json.loads(editor.get_attribute("value")) == {"name": "Bob", "score": 40}
+    editor.send_keys(Keys.CONTROL, "a")
+    editor.send_keys('{"name": "Bob", "score": ')
+    assert page.find_element(CSS, "#d-editor").get_attribute("aria-invalid") == "true"
+    assert "Invalid JSON" in text_of(page, "#d-editor-status")
+    assert not page.find_element(CSS, "#d-save").is_enabled()
+    editor.send_keys("41}")
+    assert page.find_element(CSS, "#d-dirty").is_displayed()
+    page.find_element(CSS, "#d-save").click()
+    wait_for(page, lambda d: "Saved" in d.find_element(CSS, "#d-save-result").text)
+    assert write(store, lambda a: a.get("users", "bob")) == {"name": "Bob", "score": 41}
+    # Someone else writes while this page edits: saving shows both, stores nothing.
+    editor = page.find_element(CSS, "#d-editor")
+    editor.send_keys(Keys.CONTROL, "a")
+    editor.send_keys('{"name": "Bob", "score": 99}')
+    write(store, lambda a: a.set("users", "bob", {"name": "Robert", "score": 50}))
+    page.find_element(CSS, "#d-save").click()
+    wait_for(page, lambda d: d.find_element(CSS, "#conflict").is_displayed(), what="the conflict box")
+    assert json.loads(text_of(page, "#c-current")) == {"name": "Robert", "score": 50}
+    assert json.loads(text_of(page, "#c-mine")) == {"name": "Bob", "score": 99}
+    assert write(store, lambda a: a.get("users", "bob")) == {"name": "Robert", "score": 50}
+    page.find_element(CSS, "#c-rebase").click()
+    wait_for(page, lambda d: not d.find_element(CSS, "#conflict").is_displayed())
+    assert write(store, lambda a: a.get("users", "bob")) == {"name": "Bob", "score": 99}
+
+
+def click_op(driver: Any, op: str) -> str:
+    before = driver.find_element(CSS, "#op-result").text
+    driver.find_element(CSS, f"#ops button[data-op='{op}']").click()
+    wait_for(driver, lambda d: d.find_element(CSS, "#op-result").text not in ("", before), what=f"{op}'s result")
+    return str(driver.find_element(CSS, "#op-result").text)
+
+
+def fill(driver: Any, selector: str, text: str) -> None:
+    field = driver.find_element(CSS, selector)
+    field.clear()
+    field.send_keys(text)
+
+
+def test_every_atomic_button_shows_its_result(page: Any, store: Path) -> None:
+    open_entry(page, "count")
+    fill(page, "#op-delta", "0")
+    assert click_op(page, "increment") == "increment → 7"  # a delta of 0 is 0
+    fill(page, "#op-delta", "5")
+    assert click_op(page, "increment") == "increment → 12"
+    fill(page, "#op-delta", "2")
+    assert click_op(page, "decrement") == "decrement → 10"
+    assert page.find_elements(CSS, "#ops button[data-op='push']") == []  # fitted to a number
+
+    open_entry(page, "queue")
+    fill(page, "#op-items", "[4, 5]")
+    assert click_op(page, "push") == "push → [1,2,3,4,5]"
+    fill(page, "#op-items", "[0]")
+    assert click_op(page, "unshift") == "unshift → [0,1,2,3,4,5]"
+    assert click_op(page, "pop") == "pop → 5"
+    assert click_op(page, "shift") == "shift → 0"
+    assert write(store, lambda a: a.get("orders", "queue")) == [1, 2, 3, 4]
+
+    open_entry(page, "alice")
+    fill(page, "#op-field", "level")
+    fill(page, "#op-field-value", '"gold"')
+    assert click_op(page, "setField").startswith('setField → {"name":"Alice"')
+    assert write(store, lambda a: a.get("users", "alice"))["level"] == "gold"
+    assert click_op(page, "deleteField") == 'deleteField → {"name":"Alice","score":120,"tags":["vip"]}'
+    fill(page, "#op-field", "")
+    assert click_op(page, "setField").startswith("setField failed: INVALID_ARGUMENT")
+    assert click_op(page, "exists") == "exists → true"
+
+    open_entry(page, "note")
+    fill(page, "#op-expected", '"nope"')
+    fill(page, "#op-new", '"bye"')
+    assert click_op(page, "compareAndSwap") == "compareAndSwap → false"
+    assert page.find_element(CSS, "#op-expected").get_attribute("value") == '"hello"'  # the current value again
+    fill(page, "#op-new", '"bye"')
+    assert click_op(page, "compareAndSwap") == "compareAndSwap → true"
+    page.find_element(CSS, "#ops button[data-op='delete']").click()
+    page.switch_to.alert.accept()
+    wait_for(
+        page, lambda d: d.find_element(CSS, "#op-result").text == 'delete → "bye"', what=text_of(page, "#op-result")
+    )
+    assert not write(store, lambda a: a.exists("orders", "note"))
+
+
+def add_record(driver: Any, type_: str, key: str, **fields: str) -> None:
+    driver.find_element(CSS, "#tx-add").click()
+    row = driver.find_elements(CSS, "#tx-rows li")[-1]
+    Select(row.find_element(CSS, "[data-field=type]")).select_by_value(type_)
+    row.find_element(CSS, "[data-field=key]").send_keys(key)
+    for name, value in fields.items():
+        field = row.find_element(CSS, f"[data-field={name}]")
+        if field.tag_name == "select":
+            Select(field).select_by_value(value)
+        else:
+            field.send_keys(value)
+
+
+def test_transaction_with_a_failing_check_shows_its_failed_index(page: Any, store: Path) -> None:
+    page.find_element(CSS, "#tab-tx").click()
+    assert page.find_element(CSS, "#tx-empty").is_displayed()
+    page.find_element(CSS, "#tx-group").send_keys("orders")
+    add_record(page, "increment", "count", delta="1")
+    add_record(page, "check", "count", op="gte", value="100")
+    add_record(page, "push", "queue", items="[9]")
+    page.find_element(CSS, "#tx-run").click()
+    wait_for(page, lambda d: "failed at record 2 (failedIndex 1, CONFLICT)" in d.find_element(CSS, "#tx-summary").text)
+    rows = page.find_elements(CSS, "#tx-rows li")
+    assert "failed" in rows[1].get_attribute("class") and "CONFLICT" in rows[1].text
+    assert write(store, lambda a: a.get("orders", "count")) == 7  # nothing stored
+    # Reorder: move the check first, loosen it, run again.
+    rows[1].find_element(CSS, "button[aria-label='Move up']").click()
+    rows = page.find_elements(CSS, "#tx-rows li")
+    assert rows[0].find_element(CSS, "[data-field=type]").get_attribute("value") == "check"
+    value = rows[0].find_element(CSS, "[data-field=value]")
+    value.clear()
+    value.send_keys("7")
+    page.find_element(CSS, "#tx-run").click()
+    wait_for(page, lambda d: "committed" in d.find_element(CSS, "#tx-summary").text)
+    assert [r.find_element(CSS, ".res").text for r in page.find_elements(CSS, "#tx-rows li")] == [
+        "→ true",
+        "→ 8",
+        "→ [1,2,3,9]",
+    ]
+    add_record(page, "push", "count", items="[1]")
+    page.find_element(CSS, "#tx-batch").click()
+    wait_for(page, lambda d: "Batch ran" in d.find_element(CSS, "#tx-summary").text)
+    last = page.find_elements(CSS, "#tx-rows li")[-1]
+    assert "TYPE_MISMATCH" in last.text and "failed" in last.get_attribute("class")
+    assert write(store, lambda a: a.get("orders", "count")) == 9
+
+
+def test_steps_screen_without_an_app_says_so(page: Any) -> None:
+    page.find_element(CSS, "#tab-steps").click()
+    wait_for(page, lambda d: d.find_element(CSS, "#steps-empty").is_displayed())
+    assert "No steps" in text_of(page, "#steps-empty")
+
+
+@pytest.fixture
+def dev_page(browser: Any, tmp_path: Path) -> Iterator[tuple[Any, Any, Path]]:
+    from ..app.devserver import DevServer
+    from .steps import write_app
+
+    root = write_app(tmp_path / "app")
+    store = tmp_path / "dev-store"
+    with DevServer(root, "--state", f"file:{store}") as server:
+        server.start(tmp_path)
+        browser.get(server.url + "/__motia")
+        wait_for(browser, lambda d: "live" in d.find_element(CSS, "#live").text or d.find_elements(CSS, "#empty"))
+        yield browser, server, store
+        server.stop()
+
+
+def test_invoke_a_step_and_retry_a_dead_letter(dev_page: tuple[Any, Any, Path]) -> None:
+    page, server, store = dev_page
+    page.find_element(CSS, "#tab-steps").click()
+    wait_for(page, lambda d: d.find_elements(CSS, "button[data-step='Greeter']"))
+    steps_text = text_of(page, "#steps")
+    assert "Greeter" in steps_text and "event greet" in steps_text and "api POST /orders" in steps_text
+    page.find_element(CSS, "button[data-step='Greeter']").click()
+    data = page.find_element(CSS, "#inv-data")
+    data.send_keys(Keys.CONTROL, "a")
+    data.send_keys('{"name": "Ann"}')
+    page.find_element(CSS, "#inv-run").click()
+    wait_for(page, lambda d: d.find_element(CSS, "#inv-result").text.startswith("{"), what="the step's result")
+    assert json.loads(text_of(page, "#inv-result")) == {"hello": "Ann", "n": 1}
+    assert "greeting number 1" in text_of(page, "#inv-logs")
+
+    # A charge that fails every attempt becomes a dead letter of the event router.
+    assert server.client.post("/orders", json={"amount": 5}).status_code == 202
+    end = time.monotonic() + 30
+    while time.monotonic() < end and not server.client.get("/__motia/dead-letters").json():
+        time.sleep(0.1)
+    page.find_element(CSS, "#trig-refresh").click()
+    wait_for(page, lambda d: d.find_elements(CSS, "[data-trigger='events'] tr[data-dead]"), what="the dead letter")
+    dead_row = text_of(page, "[data-trigger='events'] tr[data-dead]")
+    assert "card declined" in dead_row and "Charger · topic charge" in dead_row
+    page.find_element(CSS, "[data-trigger='events'] button[data-action='retry']").click()
+    wait_for(page, lambda d: "failed again" in d.find_element(CSS, "#trig-result").text)
+    write(store, lambda a: a.set("billing", "card-valid", True))
+    page.find_element(CSS, "[data-trigger='events'] button[data-action='retry']").click()
+    wait_for(page, lambda d: "it succeeded" in d.find_element(CSS, "#trig-result").text)
+    wait_for(page, lambda d: not d.find_elements(CSS, "[data-trigger='events'] tr[data-dead]"))
+    assert write(store, lambda a: a.get("billing", "charged")) == [{"amount": 5}]
+
+
+needs_feed = pytest.mark.skipif(
+    not hasattr(ms.StateManager, "changes"), reason="the change feed is not on this branch yet"
+)
+
+
+def row_value(driver: Any, key: str) -> str:
+    return str(
+        driver.execute_script(
+            "const r = document.querySelector(`tr.entry[data-key='${arguments[0]}']`);"
+            "return r ? r.querySelector('td.preview').textContent + (r.classList.contains('flash') ? ' *' : '') : '';",
+            key,
+        )
+    )
+
+
+@needs_feed
+def test_live_update_when_another_process_writes(page: Any, store: Path) -> None:
+    wait_for(page, lambda d: d.find_element(CSS, "#live").text == "live", what="the stream opens")
+    open_entry(page, "count")
+    write(store, lambda a: a.increment("orders", "count", 5))
+    wait_for(page, lambda d: row_value(d, "count") == "12 *", what="the row updates and is highlighted")
+    wait_for(page, lambda d: "12" in d.find_element(CSS, "#d-tree").text, what="the open entry follows")
+    assert json.loads(page.find_element(CSS, "#d-editor").get_attribute("value")) == 12
+    write(store, lambda a: a.set("orders", "new-one", {"x": 1}))
+    wait_for(page, lambda d: row_value(d, "new-one") == '{"x":1} *', what="a new entry appears in place")
+    assert keys_shown(page)[:4] == ["count", "new-one", "note", "queue"]
+    write(store, lambda a: a.delete("orders", "note"))
+    wait_for(page, lambda d: "note" not in keys_shown(d), what="a deleted entry leaves")
+
+
+@needs_feed
+def test_history_diff_and_restore(page: Any, store: Path) -> None:
+    write(store, lambda a: a.set_field("users", "bob", "score", 45))
+    write(store, lambda a: a.set_field("users", "bob", "score", 50))
+    open_entry(page, "bob")
+    wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 3, what="three changes")
+    items = page.find_elements(CSS, "#timeline li")
+    assert [i.find_element(CSS, "strong").text for i in items] == ["setField", "setField", "set"]
+    assert "setField" in text_of(page, "#d-last")
+    items[2].send_keys(Keys.ENTER)  # the first value, by keyboard
+    wait_for(page, lambda d: d.find_element(CSS, "#h-diff-box").is_displayed())
+    removed = [s.text for s in page.find_elements(CSS, "#h-diff .del")]
+    added = [s.text for s in page.find_elements(CSS, "#h-diff .add")]
+    assert any('"score": 40' in line for line in removed) and any('"score": 50' in line for line in added)
+    page.find_element(CSS, "#h-restore").click()
+    wait_for(page, lambda d: d.find_element(CSS, "#h-restore-result").text == "Restored.")
+    assert write(store, lambda a: a.get("users", "bob")) == {"name": "Bob", "score": 40}
+    wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 4, what="the restore is a change too")
+
+
+def test_token_in_the_fragment_opens_a_session_and_leaves_the_address_bar(browser: Any, store: Path) -> None:
+    with WorkbenchServer(f"file:{store}", token="s3cret-t0ken") as server:
+        browser.delete_all_cookies()
+        browser.get(server.base + "/__motia/")  # no token: the page asks for it
+        wait_for(browser, lambda d: d.find_element(CSS, "#token-prompt").is_displayed(), what="the token prompt")
+        browser.find_element(CSS, "#token-input").send_keys("wrong", Keys.ENTER)
+        wait_for(browser, lambda d: "not the token" in d.find_element(CSS, "#token-error").text)
+        browser.get(server.url)  # the printed URL, with #token
+        wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the list behind the session cookie")
+        assert "s3cret" not in browser.current_url
+        cookie = browser.get_cookie("motia_session")
+        assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert "s3cret" not in cookie["value"]
