@@ -303,7 +303,21 @@ def test_help_shows_defaults_and_no_developer_notes() -> None:
     assert proc.returncode == 0
     assert "default" in proc.stdout and "Thin" not in proc.stdout
     top = cli("--help").stdout
-    for command in ("run", "dev", "state", "export", "import", "migrate", "validate", "codemod", "bindings", "demo"):
+    for command in (
+        "run",
+        "dev",
+        "workbench",
+        "state",
+        "export",
+        "import",
+        "migrate",
+        "validate",
+        "codemod",
+        "create",
+        "bindings",
+        "demo",
+        "bench",
+    ):
         assert f"    {command} " in top, command
 
 
@@ -320,3 +334,34 @@ def test_an_unknown_option_is_a_usage_error_with_what_to_do() -> None:
     proc = cli("run", "--nope")
     assert proc.returncode == 2
     assert "[INVALID_ARGUMENT]" in proc.stderr and "--help" in proc.stderr
+
+
+def test_workbench_takes_the_global_state_option_before_its_name(tmp_path: Path) -> None:
+    import re
+
+    import httpx
+
+    store = f"file:{tmp_path / 's'}"
+    assert cli("state", "set", "g", "k", "7", "--state", store).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "motia_state", "--state", store, "workbench", "--port", "0"],
+        env=env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        found = re.search(r"http://[0-9.]+:\d+", proc.stdout.readline())
+        assert found, proc.stderr
+        with httpx.Client(base_url=found.group(0), timeout=30) as client:
+            rows = client.get("/__motia/state", params={"groupId": "g"}).json()
+        assert [(r["key"], r["value"]) for r in rows] == [("k", 7)]
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, "a server stopped by a signal exits 0"
