@@ -8,7 +8,16 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["bindings_dir", "command_for", "is_own_runner", "language_of", "runner_exists", "runner_path"]
+__all__ = [
+    "bindings_dir",
+    "command_for",
+    "is_own_runner",
+    "language_of",
+    "module_paths",
+    "runner_exists",
+    "runner_path",
+    "with_module_paths",
+]
 
 _LANGUAGES = {".py": "python", ".js": "node", ".cjs": "node", ".mjs": "node", ".rb": "ruby"}
 _RUNNERS = {
@@ -27,6 +36,33 @@ def bindings_dir() -> Path:
     raise FileNotFoundError(
         f"motia-state bindings not found (looked in {here / '_bindings'} and {here.parent / 'bindings'})"
     )
+
+
+def module_paths() -> dict[str, Path]:
+    """Per language, the folder that makes the binding importable by name.
+
+    Node: a folder holding ``motia-state`` (for ``NODE_PATH``); Ruby: the
+    folder holding ``motia_state.rb`` (for ``RUBYLIB``); Python: the folder
+    holding ``motia_step``.
+    """
+    root = bindings_dir()
+    return {"node": root / "node_path", "ruby": root / "ruby" / "lib", "python": root / "python"}
+
+
+def with_module_paths(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the bindings appended to ``NODE_PATH`` and ``RUBYLIB``.
+
+    Appended, not prepended: a copy the app installed itself (in its
+    node_modules, or as a gem) still wins.
+    """
+    try:
+        paths = module_paths()
+    except FileNotFoundError:
+        return env
+    for name, language in (("NODE_PATH", "node"), ("RUBYLIB", "ruby")):
+        current = env.get(name)
+        env[name] = f"{current}{os.pathsep}{paths[language]}" if current else str(paths[language])
+    return env
 
 
 def language_of(path: str | os.PathLike[str]) -> str | None:

@@ -29,7 +29,7 @@ from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES, LineReader, Oversized, to_log_
 from ..rpc.handlers import HandlerTable
 from ..rpc.peer import Peer, PeerClosedError
 from ..rpc.pipes import FdSendStream, PipeReceiveStream, open_pipe, pipe_streams
-from .runners import is_own_runner
+from .runners import is_own_runner, with_module_paths
 from .services import EmitHook, Invocation, StepContext, step_log
 
 __all__ = ["EXIT_GRACE", "MAX_FRAME_ENV", "PROTOCOL_FDS_ENV", "StepWorker"]
@@ -119,7 +119,7 @@ class StepWorker:
         anything ``env`` says: the parent owns it).
         """
         private = is_own_runner(argv) if private_fds is None else private_fds
-        full_env = {**os.environ, **(env or {}), MAX_FRAME_ENV: str(max_frame_bytes)}
+        full_env = with_module_paths({**os.environ, **(env or {}), MAX_FRAME_ENV: str(max_frame_bytes)})
         full_env.pop(PROTOCOL_FDS_ENV, None)
         fds: list[int] = []  # ours to close until the streams own them
         try:

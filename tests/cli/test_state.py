@@ -1,0 +1,117 @@
+"""``motia-state state ...``: read and change entries of a store from the command line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ._cli import cli, start
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return f"file:{tmp_path / 'store'}"
+
+
+def test_set_get_op_and_rm(store: str) -> None:
+    assert json.loads(cli("state", "set", "shop", "stock", "5", "--state", store).stdout) == 5
+    assert json.loads(cli("state", "op", "shop", "stock", "decrement", "2", "--state", store).stdout) == 3
+    assert json.loads(cli("state", "get", "shop", "stock", "--state", store).stdout) == 3
+    assert json.loads(cli("state", "op", "shop", "tags", "push", '"a"', "b", "--state", store).stdout) == ["a", "b"]
+    assert json.loads(cli("state", "op", "shop", "cfg", "setField", "mode", '{"x": 1}', "--state", store).stdout) == {
+        "mode": {"x": 1}
+    }
+    assert json.loads(cli("state", "rm", "shop", "stock", "--state", store).stdout) == 3
+    missing = cli("state", "get", "shop", "stock", "--state", store)
+    assert missing.returncode == 0 and json.loads(missing.stdout) is None
+
+
+def test_set_reads_the_value_from_stdin(store: str) -> None:
+    proc = cli("state", "set", "g", "k", "@-", "--state", store, input='{"a": [1, 2]}')
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(cli("state", "get", "g", "k", "--state", store).stdout) == {"a": [1, 2]}
+
+
+def test_ls_lists_groups_then_keys_with_type_and_size(store: str) -> None:
+    cli("state", "set", "g", "n", "12", "--state", store)
+    cli("state", "set", "g", "s", '"abc"', "--state", store)
+    cli("state", "set", "h", "x", "[]", "--state", store)
+    assert json.loads(cli("state", "ls", "--state", store).stdout) == [
+        {"group": "g", "keys": 2},
+        {"group": "h", "keys": 1},
+    ]
+    assert json.loads(cli("state", "ls", "g", "--state", store).stdout) == [
+        {"key": "n", "type": "number", "size": 2},
+        {"key": "s", "type": "string", "size": 5},
+    ]
+
+
+def test_rm_a_group_clears_it(store: str) -> None:
+    cli("state", "set", "g", "a", "1", "--state", store)
+    cli("state", "set", "g", "b", "2", "--state", store)
+    assert cli("state", "rm", "g", "--state", store).returncode == 0
+    assert json.loads(cli("state", "ls", "g", "--state", store).stdout) == []
+
+
+def test_an_operation_that_fails_reports_its_code(store: str) -> None:
+    cli("state", "set", "g", "s", '"text"', "--state", store)
+    proc = cli("state", "op", "g", "s", "increment", "1", "--state", store)
+    assert proc.returncode == 1
+    assert "[TYPE_MISMATCH]" in proc.stderr
+    unknown = cli("state", "op", "g", "s", "explode", "--state", store)
+    assert unknown.returncode == 2 and "not an operation" in unknown.stderr
+
+
+def test_bad_json_value_is_bad_input(store: str) -> None:
+    proc = cli("state", "set", "g", "k", "{nope", "--state", store)
+    assert proc.returncode == 2 and "not valid JSON" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["state", "ls"], ["state", "get", "g", "k"], ["state", "set", "g", "k", "1"]])
+def test_the_memory_store_is_refused(command: list[str]) -> None:
+    proc = cli(*command, "--state", "memory:")
+    assert proc.returncode == 2
+    assert "memory:" in proc.stderr and "what to do:" in proc.stderr
+
+
+def test_history_lists_an_entrys_changes_newest_first(store: str) -> None:
+    cli("state", "set", "g", "k", "1", "--state", store)
+    cli("state", "op", "g", "k", "increment", "4", "--state", store)
+    records = json.loads(cli("state", "history", "g", "k", "--state", store).stdout)
+    assert [(r["op"], r["oldValue"], r["newValue"]) for r in records] == [("increment", 1, 5), ("set", None, 1)]
+
+
+def test_watch_prints_changes_live_and_stops_on_ctrl_c(store: str) -> None:
+    cli("state", "set", "g", "before", "0", "--state", store)
+    proc = start("state", "watch", "--group", "g", "--state", store)
+    try:
+        time.sleep(1.5)  # the watcher has taken its position ("now")
+        cli("state", "set", "other", "k", "1", "--state", store)
+        cli("state", "set", "g", "k", "2", "--state", store)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        change = json.loads(line)
+        assert (change["group"], change["key"], change["newValue"]) == ("g", "k", 2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err
+
+
+def test_a_damaged_store_is_corrupt_exit_1_not_unavailable(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    for i in range(4):
+        cli("state", "set", "g", f"k{i}", str(i), "--state", f"file:{folder}")
+    log = folder / "log"
+    data = bytearray(log.read_bytes())
+    data[30] ^= 0xFF  # inside the first record, with records after it
+    log.write_bytes(bytes(data))
+    proc = cli("state", "get", "g", "k1", "--state", f"file:{folder}")
+    assert proc.returncode == 1, proc.stderr
+    assert "[CORRUPT]" in proc.stderr and "motia-state validate" in proc.stderr
