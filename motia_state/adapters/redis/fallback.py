@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 
 from ...errors import UnavailableError
+from ...predicates import Predicate
 from ...records import BatchResult, Change, TransactionResult
 from ..base import StateAdapter, UpdateFn
 from ..memory import MemoryStateAdapter
@@ -170,12 +171,12 @@ class FallbackStateAdapter(StateAdapter):
         *,
         limit: int = 100,
         group: str | None = None,
-        match: Callable[[Any], bool] | None = None,
+        where: Predicate | None = None,
     ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
         """One page of the chosen adapter's listing (see :meth:`RedisStateAdapter.scan`)."""
         target: Any = await self._target()
         page: tuple[list[tuple[str, str, Any]], tuple[str, str] | None] = await target.scan(
-            after, limit=limit, group=group, match=match
+            after, limit=limit, group=group, where=where
         )
         return page
 
