@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 from ..app.devserver import DevServer
+from .steps import write_trigger_app
 
 J = {"content-type": "application/json"}
-
-# A state-triggered step that fails while billing/hold is set: its change
-# becomes a dead letter that a retry clears once the hold is lifted.
-WATCHER = """
-    config = {"name": "Watcher", "triggers": [{"type": "state", "key": "order"}]}
-
-    async def handler(change, ctx):
-        if await ctx.state.get("billing", "hold"):
-            raise RuntimeError("billing on hold")
-        await ctx.state.push("billing", "seen", change["value"])
-"""
-
-
-def _write(root: Path) -> Path:
-    path = root / "steps" / "watch.step.py"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(WATCHER))
-    return root
 
 
 def _state_row(server: DevServer) -> dict[str, Any]:
     body = server.client.get("/__motia/triggers").json()
     assert body["running"] is True, body
-    [row] = [t for t in body["triggers"] if t["kind"] == "state"]
-    return row  # type: ignore[no-any-return]
+    rows: list[dict[str, Any]] = [t for t in body["triggers"] if t["kind"] == "state"]
+    [row] = rows
+    return row
 
 
 def _wait_dead(server: DevServer, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
@@ -53,7 +36,7 @@ def _set(server: DevServer, group: str, key: str, value: Any) -> None:
 
 
 def test_dev_server_lists_retries_and_drops_state_trigger_dead_letters(tmp_path: Path) -> None:
-    root = _write(tmp_path / "app")
+    root = write_trigger_app(tmp_path / "app")
     with DevServer(root) as server:
         server.start(tmp_path)
         row = _state_row(server)

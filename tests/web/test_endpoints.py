@@ -353,16 +353,7 @@ async def test_token_as_bearer_or_session_cookie(state: ms.StateManager) -> None
         assert r.status_code == 200
 
 
-# -- history and the change stream (need the change feed) ------------------------------------------------
-
-
-def need_feed(state: ms.StateManager) -> None:
-    if not hasattr(state, "history"):
-        pytest.skip("the change feed (StateManager.history/changes) is not on this branch yet")
-    try:
-        state.changes("now", follow=False)
-    except ms.UnavailableError:
-        pytest.skip(f"{type(state.adapter).__name__} keeps no change feed on this branch yet")
+# -- history and the change stream ------------------------------------------------
 
 
 async def test_history_and_feed_unavailable_answer_503_without_a_feed(state: ms.StateManager) -> None:
@@ -378,7 +369,6 @@ async def test_history_and_feed_unavailable_answer_503_without_a_feed(state: ms.
 
 
 async def test_history_newest_first(state: ms.StateManager, client: httpx.AsyncClient) -> None:
-    need_feed(state)
     await state.set("g", "k", 1)
     await state.increment("g", "k", 2)
     r = await client.get("/__motia/state/history", params={"groupId": "g", "key": "k"})
