@@ -22,6 +22,7 @@ from motia_state.adapters.redis import adapter as redis_adapter
 from motia_state.adapters.redis import migrate_legacy_layout
 from motia_state.adapters.redis.layout import Layout, RedisLayoutError, iter_legacy_entries
 from motia_state.feed import write_context
+from motia_state.predicates import parse_predicate
 
 from ..helpers import ROOT, RedisServer
 from .test_replay_property import OPERATIONS, _replay, _run, _snapshot
@@ -517,9 +518,8 @@ async def test_scan_pages_through_every_entry_in_group_then_key_order(
         for limit in (1, 3, 7, 100):
             assert await _pages(state, limit) == expected
         assert await _pages(state, 2, group="a") == [e for e in expected if e[0] == "a"]
-        assert await _pages(state, 2, where={"op": "endsWith", "value": "k1", "path": ""}) == [
-            e for e in expected if e[1] == "k1"
-        ]
+        ends_k1 = parse_predicate({"op": "endsWith", "value": "k1"})
+        assert await _pages(state, 2, where=ends_k1) == [e for e in expected if e[1] == "k1"]
         page, after = await state.scan(("a", "k2"), limit=1)  # keys in code-point order: k1 k10 k2 é
         assert page == [("a", "é", "a/é")] and after == ("a", "é")
         page, after = await state.scan(after, limit=1)

@@ -35,9 +35,28 @@ STEPS = {
 }
 
 
-def write_app(root: Path) -> Path:
+# A state-triggered step that fails while billing/hold is set: its change
+# becomes a dead letter of the trigger, which a retry clears once the hold is lifted.
+TRIGGER_STEPS = {
+    "steps/watch.step.py": """
+        config = {"name": "Watcher", "triggers": [{"type": "state", "key": "order"}]}
+
+        async def handler(change, ctx):
+            if await ctx.state.get("billing", "hold"):
+                raise RuntimeError("billing on hold")
+            await ctx.state.push("billing", "seen", change["value"])
+    """,
+}
+
+
+def write_trigger_app(root: Path) -> Path:
+    """The state-triggered step under ``root``; returns ``root``."""
+    return write_app(root, TRIGGER_STEPS)
+
+
+def write_app(root: Path, steps: dict[str, str] | None = None) -> Path:
     """The steps under ``root``; returns ``root``."""
-    for name, source in STEPS.items():
+    for name, source in (STEPS if steps is None else steps).items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(source))

@@ -316,9 +316,59 @@ def test_invoke_a_step_and_retry_a_dead_letter(dev_page: tuple[Any, Any, Path]) 
     assert write(store, lambda a: a.get("billing", "charged")) == [{"amount": 5}]
 
 
-needs_feed = pytest.mark.skipif(
-    not hasattr(ms.StateManager, "changes"), reason="the change feed is not on this branch yet"
-)
+def test_retry_and_drop_a_state_trigger_dead_letter(browser: Any, tmp_path: Path) -> None:
+    from ..app.devserver import DevServer
+    from .steps import write_trigger_app
+
+    def put(server: Any, group: str, key: str, value: Any) -> None:
+        r = server.client.post("/__motia/state", json={"groupId": group, "key": key, "value": value})
+        assert r.status_code == 200, r.text
+
+    def wait_dead(server: Any, count: int) -> None:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            rows = server.client.get("/__motia/triggers").json()["triggers"]
+            if sum(len(t["dead"]) for t in rows if t["kind"] == "state") >= count:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"no state-trigger dead letter:\n{server.output()}")
+
+    dead_rows = ".trigger:not([data-trigger='events']) tr[data-dead]"
+    with DevServer(write_trigger_app(tmp_path / "app")) as server:
+        server.start(tmp_path)
+        put(server, "billing", "hold", True)
+        put(server, "o1", "order", {"n": 1})
+        wait_dead(server, 1)
+        browser.get(server.url + "/__motia")
+        browser.find_element(CSS, "#tab-steps").click()
+        browser.find_element(CSS, "#trig-refresh").click()
+        wait_for(browser, lambda d: d.find_elements(CSS, dead_rows), what="the state trigger's dead letter")
+        row = text_of(browser, dead_rows)
+        assert "billing on hold" in row and "o1 / order" in row
+        # Event dead letters are listed beside it, none here.
+        assert "No dead letters." in text_of(browser, "[data-trigger='events']")
+        retry = f"{dead_rows} button[data-action='retry']"
+        browser.find_element(CSS, retry).click()
+        wait_for(browser, lambda d: "failed again" in d.find_element(CSS, "#trig-result").text)
+        assert len(browser.find_elements(CSS, dead_rows)) == 1
+        put(server, "billing", "hold", False)
+        browser.find_element(CSS, retry).click()
+        wait_for(browser, lambda d: "it succeeded" in d.find_element(CSS, "#trig-result").text)
+        wait_for(browser, lambda d: not d.find_elements(CSS, dead_rows))
+        seen = server.client.get("/__motia/state", params={"groupId": "billing", "key": "seen"}).json()
+        assert [e["value"] for e in seen] == [[{"n": 1}]]
+
+        put(server, "billing", "hold", True)
+        put(server, "o2", "order", {"n": 2})
+        wait_dead(server, 1)
+        browser.find_element(CSS, "#trig-refresh").click()
+        wait_for(browser, lambda d: d.find_elements(CSS, dead_rows))
+        browser.find_element(CSS, f"{dead_rows} button[data-action='drop']").click()
+        wait_for(browser, lambda d: "Dropped" in d.find_element(CSS, "#trig-result").text)
+        wait_for(browser, lambda d: not d.find_elements(CSS, dead_rows))
+        rows = server.client.get("/__motia/triggers").json()["triggers"]
+        assert [t["dead"] for t in rows if t["kind"] == "state"] == [[]]
+        server.stop()
 
 
 def row_value(driver: Any, key: str) -> str:
@@ -331,7 +381,6 @@ def row_value(driver: Any, key: str) -> str:
     )
 
 
-@needs_feed
 def test_live_update_when_another_process_writes(page: Any, store: Path) -> None:
     wait_for(page, lambda d: d.find_element(CSS, "#live").text == "live", what="the stream opens")
     open_entry(page, "count")
@@ -346,7 +395,6 @@ def test_live_update_when_another_process_writes(page: Any, store: Path) -> None
     wait_for(page, lambda d: "note" not in keys_shown(d), what="a deleted entry leaves")
 
 
-@needs_feed
 def test_history_diff_and_restore(page: Any, store: Path) -> None:
     write(store, lambda a: a.set_field("users", "bob", "score", 45))
     write(store, lambda a: a.set_field("users", "bob", "score", 50))

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 import motia_state as ms
 
@@ -106,7 +105,6 @@ def read_events(response: httpx.Response, count: int) -> list[dict[str, str]]:
     return events
 
 
-@pytest.mark.skipif(not hasattr(ms.StateManager, "changes"), reason="the change feed is not on this branch yet")
 def test_change_stream_delivers_writes_of_another_process_and_resumes(tmp_path: Path) -> None:
     store = tmp_path / "store"
 

@@ -832,9 +832,9 @@ class RedisStateAdapter(StateAdapter):
         """One page of ``(group, key, value)`` in (group, key) order, strictly after ``after``.
 
         Returns the page and the position to continue from (None at the
-        end). ``group`` limits it to one group; ``where`` (a parsed
-        predicate) keeps only the values it holds for, evaluated here after
-        each chunk is read. Groups come from the shards' group indexes
+        end). ``group`` limits it to one group; ``where``, a predicate as
+        :func:`~motia_state.predicates.parse_predicate` returns it, keeps only
+        the values it holds for. Groups come from the shards' group indexes
         (``ZRANGEBYLEX``) and each group's keys are sorted on the server, so a
         page costs about its own size (plus the key count of the groups it
         reads), however many groups the store holds. At most SCAN_BUDGET
@@ -904,7 +904,7 @@ class RedisStateAdapter(StateAdapter):
                         for i in range(0, len(flat), 2):
                             key, value = flat[i].decode(), _decode(flat[i + 1])
                             examined += 1
-                            if where is None or predicate_holds(where, value, True):
+                            if where is None or predicate_holds(where, value):
                                 page.append((name, key, value))
                                 if len(page) > limit:
                                     page.pop()
