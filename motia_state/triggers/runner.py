@@ -545,26 +545,19 @@ class TriggerRunner:
         self._tg.start_soon(self._read_shared, t, t.reader, first.last_read)
 
     async def _read_shared(self, t: _Trigger, scope: anyio.CancelScope, start: str | None) -> None:
+        def restart() -> bool:
+            nonlocal start
+            joined = [p for p in t.partitions.values() if p.joined and not p.lost]
+            if not joined:
+                return False
+            for part in joined:  # each partition skips what it dispatched already
+                part.skip_to = -1 if part.last_read is None else (_seq(part.last_read) or 0)
+            first = min(joined, key=lambda p: p.skip_to)
+            t.read_point, start = first.skip_to, first.last_read
+            return True
+
         with scope:
-            while True:
-                try:
-                    await self._read_shared_from(t, scope, start)
-                    return
-                except CursorExpiredError as e:
-                    self._expired(t, e)
-                    return
-                except (StateError, OSError) as e:
-                    if self._closing:
-                        return
-                    log.warning("trigger %s: reading the change feed failed (%s); retrying in 1 s", t.name, e)
-                    await anyio.sleep(1.0)
-                    joined = [p for p in t.partitions.values() if p.joined and not p.lost]
-                    if not joined:
-                        return
-                    for part in joined:  # each partition skips what it dispatched already
-                        part.skip_to = -1 if part.last_read is None else (_seq(part.last_read) or 0)
-                    first = min(joined, key=lambda p: p.skip_to)
-                    t.read_point, start = first.skip_to, first.last_read
+            await self._keep_reading(t, lambda: self._read_shared_from(t, scope, start), restart)
 
     async def _read_shared_from(self, t: _Trigger, scope: anyio.CancelScope, start: str | None) -> None:
         spec = t.spec
@@ -607,19 +600,31 @@ class TriggerRunner:
 
     async def _read(self, t: _Trigger, part: _Partition, scope: anyio.CancelScope) -> None:
         with scope:
-            while True:
-                try:
-                    await self._read_from(t, part, scope)
+            # Each try reads again from the partition's last record seen.
+            await self._keep_reading(t, lambda: self._read_from(t, part, scope), lambda: True)
+
+    async def _keep_reading(
+        self, t: _Trigger, read: Callable[[], Awaitable[None]], restart: Callable[[], bool]
+    ) -> None:
+        """Run ``read`` until it ends; a store that is briefly unreachable is read again after 1 s.
+
+        ``restart`` prepares the next try and says whether there is one; a
+        cursor past the feed's retention stops the trigger (CURSOR_EXPIRED).
+        """
+        while True:
+            try:
+                await read()
+                return
+            except CursorExpiredError as e:
+                self._expired(t, e)
+                return
+            except (StateError, OSError) as e:
+                if self._closing:
                     return
-                except CursorExpiredError as e:
-                    self._expired(t, e)
+                log.warning("trigger %s: reading the change feed failed (%s); retrying in 1 s", t.name, e)
+                await anyio.sleep(1.0)
+                if not restart():
                     return
-                except (StateError, OSError) as e:
-                    if self._closing:
-                        return
-                    # A store that is briefly unreachable: read again from the last record seen.
-                    log.warning("trigger %s: reading the change feed failed (%s); retrying in 1 s", t.name, e)
-                    await anyio.sleep(1.0)
 
     async def _read_from(self, t: _Trigger, part: _Partition, scope: anyio.CancelScope) -> None:
         async for change in self.adapter.changes(after=part.last_read):
