@@ -22,6 +22,7 @@ Internal module: ``Change`` and ``CursorExpiredError`` are re-exported by
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import re
@@ -41,7 +42,9 @@ __all__ = [
     "DEFAULT_RETENTION",
     "DEFAULT_RETENTION_BYTES",
     "FEED_OFF",
+    "FAST_NAME",
     "READ_BATCH",
+    "STRIDE",
     "ChangeStream",
     "FeedRing",
     "FeedSource",
@@ -162,13 +165,18 @@ def _value_size(value: Any, _encode: Callable[[Any], bytes] = _encode) -> int:
     return len(_encode(value))
 
 
-# One retained record: group, key, op, old, new (MISSING where there is no
-# entry), at (ms as an int, or seconds as a float from the write path),
-# (depth, origin), encoded size. Its sequence number is its place in the
-# ring: the ring knows the number of its oldest record.
-_Entry = tuple[str, str, str, Any, Any, "int | float", WriteContext, int]
 # What a record costs beyond its names and values: the field names and punctuation of its encoding.
 _OVERHEAD: Final = 96
+#: Fields per record in :attr:`FeedRing.slots`: group, key, old, new, meta.
+STRIDE: Final = 5
+#: The longest group or key name (in characters) that a fast record may carry.
+FAST_NAME: Final = 64
+# A fast record's size at most: two numbers under _SMALL and two names of at most FAST_NAME.
+_FAST_SIZE: Final = _OVERHEAD + 48 + 2 * FAST_NAME
+
+
+def _fast_size(group: str, key: str) -> int:
+    return _OVERHEAD + 48 + len(group) + len(key)
 
 
 class FeedRing:
@@ -177,52 +185,97 @@ class FeedRing:
     The newest ``retention`` records are kept as long as their encoded size
     (names, values and the fields around them) stays within
     ``retention_bytes`` (the newest record is always kept), and at most
-    twice as many, or as many bytes: trimming is lazy, never looser. A
-    write appends one small tuple; what a reader sees (the cursor, the
-    event, copies of the values) is built when it reads. The ring is not
-    locked: its owner mutates and reads it under the store's lock. Waiting
-    readers are woken through their own event loop, so writers on other
-    threads or loops wake them too.
+    twice as many, or as many bytes: trimming is lazy, never looser.
+
+    The records lie flat in :attr:`slots`, five fields each: group, key,
+    old value, new value (``MISSING`` where there is no entry) and a meta
+    field. A write appends its five references, so it allocates nothing
+    that outlives it but the slots and what it stores, and the collector
+    has no record object to walk. Two kinds of record share the layout:
+
+    - a *fast* record, the increment of a stored int by an int (both under
+      10**15 in magnitude) with names of at most :data:`FAST_NAME`
+      characters, outside any write context: its meta is the commit time
+      as a float of seconds (``time.time()``), and it is appended by its
+      writer directly (:meth:`put_fast` shows how);
+    - any other record: its meta is ``(at, op, (depth, origin), size)``.
+
+    Nothing is counted per fast record: the ring settles its accounts
+    (:meth:`settle`) only once ``len(slots)`` passes :attr:`limit`, a
+    point computed so that until then neither limit can be passed (a fast
+    record is bounded in size). Records of the other kind are sized as
+    they are written (their values encoded, numbers, booleans and null
+    not) and settle the ring when they use up :attr:`room`. A fast
+    record's exact size is computed only when the bound alone would trim.
+    What a reader sees (the cursor, the event, copies of the values) is
+    built when it reads.
+
+    The ring is not locked: its owner mutates and reads it under the
+    store's lock. Waiting readers are woken through their own event loop,
+    so writers on other threads or loops wake them too.
     """
 
     __slots__ = (
         "_bytes_cap",
         "_count_cap",
+        "_fast_bytes",
+        "_fast_count",
+        "_fast_seq",
         "_first",
-        "_items",
+        "_general",
+        "_general_bytes",
         "_waiters",
-        "bytes",
+        "limit",
         "prefix",
         "retention",
         "retention_bytes",
+        "room",
+        "slots",
     )
 
     def __init__(self, prefix: str, retention: int = DEFAULT_RETENTION, retention_bytes: int = DEFAULT_RETENTION_BYTES):
         self.prefix = prefix
         self.retention = retention
         self.retention_bytes = retention_bytes
-        #: Encoded bytes of the retained records.
-        self.bytes = 0
-        self._items: list[_Entry] = []
-        #: The sequence number of ``_items[0]`` (of the next record when empty).
+        #: The records, :data:`STRIDE` fields each (see the class docstring).
+        self.slots: list[Any] = []
+        #: The sequence number of the first record (of the next one when there is none).
         self._first = 1
         # Trimming waits until the ring holds twice its limits (never looser).
         self._count_cap = 2 * retention
         self._bytes_cap = 2 * retention_bytes
+        # (seq, size) of every retained record that is not fast, oldest first, and their total.
+        self._general: collections.deque[tuple[int, int]] = collections.deque()
+        self._general_bytes = 0
+        # The exact sizes of the fast records numbered below _fast_seq, once
+        # the bound alone would have trimmed: their total and their number.
+        self._fast_seq = 1
+        self._fast_bytes = 0
+        self._fast_count = 0
         self._waiters: list[Callable[[], object]] = []
+        #: Call :meth:`settle` once ``len(slots)`` is past this (-1 while readers wait).
+        self.limit = -1
+        #: Bytes that records other than fast ones may add before :meth:`settle` is due.
+        self.room = 0
+        self.settle()
 
     @property
     def seq(self) -> int:
         """The sequence number of the newest record (0: none yet)."""
-        return self._first + len(self._items) - 1
+        return self._first + len(self.slots) // STRIDE - 1
 
     # -- writing ---------------------------------------------------------------
 
+    def _general_added(self, seq: int, size: int) -> None:
+        self._general.append((seq, size))
+        self._general_bytes += size
+        self.room -= size
+
     def record(self, changes: Sequence[StateChange], at: int, depth: int, origin: dict[str, Any] | None) -> None:
         """Append the records of one commit (sequence numbers follow on from :attr:`seq`)."""
-        items = self._items
-        context = (depth, origin)
-        added = 0
+        slots = self.slots
+        meta_context = (depth, origin)
+        seq = self.seq
         for c in changes:
             group, key, old, new = c.trace_id, c.key, c.old_value, c.new_value
             if c.event == "created":
@@ -230,13 +283,11 @@ class FeedRing:
             elif c.event == "deleted":
                 new = MISSING
             size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
-            items.append((group, key, c.op, old, new, at, context, size))
-            added += size
-        self.bytes += added
-        if len(items) > self._count_cap or self.bytes > self._bytes_cap:
-            self._trim()
-        if self._waiters:
-            self.wake()
+            slots.extend((group, key, old, new, (at, c.op, meta_context, size)))
+            seq += 1
+            self._general_added(seq, size)
+        if self.room < 0 or len(slots) > self.limit:
+            self.settle()
 
     def put(
         self,
@@ -271,43 +322,39 @@ class FeedRing:
             size += 24 if _low < new < _high else len(_encode(new))
         else:
             size += 24 if t in _fixed else len(_encode(new))
-        items = self._items
-        items.append((group, key, op, old, new, _clock(), _context() if _used[0] else _NO_CONTEXT, size))
-        self.bytes += size
-        if self.bytes > self._bytes_cap or len(items) > self._count_cap:
-            self._trim()
-        if self._waiters:
-            self.wake()
+        slots = self.slots
+        slots.extend((group, key, old, new, (_clock(), op, _context() if _used[0] else _NO_CONTEXT, size)))
+        self._general.append((self._first + len(slots) // STRIDE - 1, size))
+        self._general_bytes += size
+        self.room -= size
+        if self.room < 0 or len(slots) > self.limit:
+            self.settle()
 
-    def put_number(
-        self,
-        group: str,
-        key: str,
-        op: str,
-        old: int | float | None,
-        new: int | float,
-        _clock: Callable[[], float] = time.time,
-        _context: Callable[[], WriteContext] = _WRITE_CONTEXT.get,
-        _used: list[bool] = _CONTEXT_USED,
-        _low: int = -_SMALL,
-        _high: int = _SMALL,
-    ) -> None:
-        """:meth:`put` for an increment of a stored number: ``old`` a number or None, ``new`` a number.
+    def put_fast(self, group: str, key: str, old: int, new: int) -> None:
+        """Append a fast record: ``old`` incremented to ``new`` (see the class docstring for when).
 
-        Both sides are known to be numbers, so the common case (both of
-        modest magnitude) is sized by two comparisons.
+        A writer on a hot path inlines these two statements instead of
+        calling this method (the memory adapter's increment does).
         """
-        if _low < new < _high and (old is None or _low < old < _high):
-            size = _OVERHEAD + 48 + len(group) + len(key)
+        self.slots.extend((group, key, old, new, time.time()))
+        if len(self.slots) > self.limit:
+            self.settle()
+
+    def put_number(self, group: str, key: str, op: str, old: int | float | None, new: int | float) -> None:
+        """Append the record of an increment of a stored entry: ``old`` a number or None (a stored null)."""
+        if (
+            op == "increment"
+            and type(old) is int
+            and type(new) is int
+            and -_SMALL < old < _SMALL
+            and -_SMALL < new < _SMALL
+            and len(group) <= FAST_NAME
+            and len(key) <= FAST_NAME
+            and current_write_context() is _NO_CONTEXT
+        ):
+            self.put_fast(group, key, old, new)
         else:
-            size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
-        items = self._items
-        items.append((group, key, op, old, new, _clock(), _context() if _used[0] else _NO_CONTEXT, size))
-        self.bytes += size
-        if self.bytes > self._bytes_cap or len(items) > self._count_cap:
-            self._trim()
-        if self._waiters:
-            self.wake()
+            self.put(group, key, op, old, new)
 
     def add_rows(self, seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: Sequence[Any]) -> None:
         """Append the records of one commit read back from storage, numbered from ``seq``.
@@ -316,42 +363,116 @@ class FeedRing:
         form); records this ring already holds are skipped, and a gap
         before ``seq`` starts the ring afresh there.
         """
-        items = self._items
-        context = (depth, origin)
-        added = 0
+        meta_context = (depth, origin)
         for group, key, op, event, old, new in rows:
-            if seq > self.seq:
-                if seq != self.seq + 1:
+            last = self.seq
+            if seq > last:
+                if seq != last + 1:
                     self.restart(seq - 1)
-                    items, added = self._items, 0
                 if event == "created":
                     old = MISSING
                 elif event == "deleted":
                     new = MISSING
                 size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
-                items.append((group, key, op, old, new, at, context, size))
-                added += size
+                self.slots.extend((group, key, old, new, (at, op, meta_context, size)))
+                self._general_added(seq, size)
             seq += 1
-        self.bytes += added
-        if len(items) > self._count_cap or self.bytes > self._bytes_cap:
-            self._trim()
+        if self.room < 0 or len(self.slots) > self.limit:
+            self.settle()
 
     def restart(self, seq: int) -> None:
         """Forget every record; the next one gets ``seq + 1`` (a store reloaded from its files)."""
-        self._items = []
-        self.bytes = 0
-        self._first = seq + 1
+        self.slots = []
+        self._first = self._fast_seq = seq + 1
+        self._general.clear()
+        self._general_bytes = self._fast_bytes = self._fast_count = 0
+        self.settle()
 
-    def _trim(self) -> None:
-        # Lazy: called once the ring holds twice what it must keep, it cuts
-        # back to the limits in one slice, so a write pays O(1) amortized.
-        items = self._items
-        count, head = len(items), 0
-        while count - head > 1 and (count - head > self.retention or self.bytes > self.retention_bytes):
-            self.bytes -= items[head][7]
-            head += 1
-        del items[:head]
-        self._first += head
+    # -- accounts and trimming --------------------------------------------------
+
+    def _bound(self) -> int:
+        # An upper bound of the retained bytes: exact for the records not
+        # fast and the fast ones already sized, the most a fast one can be
+        # for the rest.
+        unsized = len(self.slots) // STRIDE - len(self._general) - self._fast_count
+        return self._general_bytes + self._fast_bytes + unsized * _FAST_SIZE
+
+    def _size_fast(self) -> None:
+        # Size every fast record not sized yet (the bound alone would trim).
+        slots, first = self.slots, self._first
+        added = count = 0
+        for i in range((self._fast_seq - first) * STRIDE, len(slots), STRIDE):
+            if type(slots[i + 4]) is float:
+                added += _OVERHEAD + 48 + len(slots[i]) + len(slots[i + 1])
+                count += 1
+        self._fast_bytes += added
+        self._fast_count += count
+        self._fast_seq = first + len(slots) // STRIDE
+
+    def _drop(self, count: int) -> None:
+        # Drop the oldest ``count`` records, keeping the accounts.
+        slots, first = self.slots, self._first
+        end = first + count
+        general = self._general
+        while general and general[0][0] < end:
+            self._general_bytes -= general.popleft()[1]
+        if self._fast_seq > first:
+            if self._fast_seq <= end:
+                self._fast_bytes = self._fast_count = 0
+            else:
+                for i in range(0, count * STRIDE, STRIDE):
+                    if type(slots[i + 4]) is float:
+                        self._fast_bytes -= _OVERHEAD + 48 + len(slots[i]) + len(slots[i + 1])
+                        self._fast_count -= 1
+        if self._fast_seq < end:
+            self._fast_seq = end
+        del slots[: count * STRIDE]
+        self._first = end
+
+    def _size_at(self, index: int) -> int:
+        slots = self.slots
+        meta = slots[index * STRIDE + 4]
+        if type(meta) is float:
+            return _fast_size(slots[index * STRIDE], slots[index * STRIDE + 1])
+        size: int = meta[3]
+        return size
+
+    def settle(self) -> None:
+        """Bring the accounts up to date, trim what is past the limits, wake waiting readers.
+
+        Due once ``len(slots)`` is past :attr:`limit` or :attr:`room` is
+        below 0. Trimming is lazy: once the ring holds twice a limit, it
+        cuts back to the limits in one slice, so a write pays O(1)
+        amortized.
+        """
+        count = len(self.slots) // STRIDE
+        if count > self._count_cap:
+            self._drop(count - self.retention)
+            count = self.retention
+        bound = self._bound()
+        if bound > self._bytes_cap:
+            self._size_fast()
+            bound = self._bound()  # exact now
+            if bound > self._bytes_cap:
+                # Cut back to retention_bytes, the newest record always kept.
+                drop = 0
+                while count - drop > 1 and bound > self.retention_bytes:
+                    bound -= self._size_at(drop)
+                    drop += 1
+                self._drop(drop)
+                bound = self._bound()
+        fast = max(0, min(self._count_cap - len(self.slots) // STRIDE, (self._bytes_cap - bound) // _FAST_SIZE))
+        self.limit = len(self.slots) + fast * STRIDE
+        self.room = self._bytes_cap - bound - fast * _FAST_SIZE
+        if self._waiters:
+            self.wake()
+
+    @property
+    def bytes(self) -> int:
+        """The encoded bytes of the retained records (as the ring sizes them)."""
+        if self._fast_seq <= self.seq:
+            self._size_fast()
+        return self._bound()
 
     # -- reading ---------------------------------------------------------------
 
@@ -361,7 +482,7 @@ class FeedRing:
         return self._first
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.slots) // STRIDE
 
     def cursor(self, seq: int) -> str:
         """The cursor of record ``seq``."""
@@ -405,40 +526,49 @@ class FeedRing:
             after = first - 1
         else:
             self.check(after)
+        slots = self.slots
         start = after + 1 - first
-        records = [self._change(first + i, self._items[i]) for i in range(start, min(start + limit, len(self._items)))]
+        end = min(start + limit, len(slots) // STRIDE)
+        make = self._change
+        records = [make(first + i, slots, i * STRIDE) for i in range(start, end)]
         return records, after + len(records)
 
     def history(self, group: str, key: str, limit: int) -> list[Change]:
         """The retained records of one entry, newest first, at most ``limit``."""
         found: list[Change] = []
-        items = self._items
-        for i in range(len(items) - 1, -1, -1):
+        slots, first = self.slots, self._first
+        for index in range(len(slots) - STRIDE, -1, -STRIDE):
             if len(found) >= limit:
                 break
-            entry = items[i]
-            if entry[1] == key and entry[0] == group:
-                found.append(self._change(self._first + i, entry))
+            if slots[index + 1] == key and slots[index] == group:
+                found.append(self._change(first + index // STRIDE, slots, index))
         return found
 
-    def retained(self) -> tuple[int, list[_Entry]]:
+    def retained(self) -> tuple[int, list[Any]]:
         """The retained records as stored, and the sequence number of the first (cheap: a list copy)."""
-        return self._first, self._items[:]
+        return self._first, self.slots[:]
 
-    def changes_of(self, retained: tuple[int, list[_Entry]]) -> Iterator[tuple[int, Change]]:
+    def changes_of(self, retained: tuple[int, list[Any]]) -> Iterator[tuple[int, Change]]:
         """``(seq, record)`` for each of what :meth:`retained` returned (values not copied)."""
-        first, entries = retained
-        for i, entry in enumerate(entries):
-            yield first + i, self._change(first + i, entry, copy=False)
+        first, slots = retained
+        for index in range(0, len(slots), STRIDE):
+            seq = first + index // STRIDE
+            yield seq, self._change(seq, slots, index, copy=False)
 
     def info(self) -> dict[str, Any]:
         """``{"first": cursor|None, "last": cursor|None, "retained": n}``."""
-        if not self._items:
+        if not self.slots:
             return {"first": None, "last": None, "retained": 0}
-        return {"first": self.cursor(self._first), "last": self.cursor(self.seq), "retained": len(self._items)}
+        return {"first": self.cursor(self._first), "last": self.cursor(self.seq), "retained": len(self)}
 
-    def _change(self, seq: int, e: _Entry, *, copy: bool = True) -> Change:
-        group, key, op, old, new, at, (depth, origin), _ = e
+    def _change(self, seq: int, slots: list[Any], index: int, *, copy: bool = True) -> Change:
+        group, key, old, new, meta = slots[index : index + STRIDE]
+        if type(meta) is float:
+            op, at, depth, origin = "increment", int(meta * 1000), 0, None
+        else:
+            at, op, (depth, origin), _ = meta
+            if type(at) is not int:
+                at = int(at * 1000)
         if old is MISSING:
             event, old = "created", None
         elif new is MISSING:
@@ -448,8 +578,7 @@ class FeedRing:
         if copy:
             # A reader that changes a record's value never changes what is stored.
             old, new = copy_value(old), copy_value(new)
-        ms = at if type(at) is int else int(at * 1000)
-        return Change(f"{self.prefix}.{seq}", group, key, op, event, old, new, ms, depth, origin)
+        return Change(f"{self.prefix}.{seq}", group, key, op, event, old, new, at, depth, origin)
 
     # -- waiting ---------------------------------------------------------------
 
@@ -472,6 +601,7 @@ class FeedRing:
         else:
             waker = lambda: loop.call_soon_threadsafe(wake)  # noqa: E731
         self._waiters.append(waker)
+        self.limit = -1  # the next write settles, and so wakes this reader
         return event, waker
 
     def forget(self, waker: Callable[[], object]) -> None:
