@@ -22,11 +22,11 @@ Internal module: ``Change`` and ``CursorExpiredError`` are re-exported by
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import contextvars
 import re
 import time
+from array import array
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Protocol
@@ -167,8 +167,8 @@ def _value_size(value: Any, _encode: Callable[[Any], bytes] = _encode) -> int:
 
 # What a record costs beyond its names and values: the field names and punctuation of its encoding.
 _OVERHEAD: Final = 96
-#: Fields per record in :attr:`FeedRing.slots`: group, key, old, new, meta.
-STRIDE: Final = 5
+#: Fields per record in :attr:`FeedRing.slots`: group, key, old, new, at, info.
+STRIDE: Final = 6
 #: The longest group or key name (in characters) that a fast record may carry.
 FAST_NAME: Final = 64
 # A fast record's size at most: two numbers under _SMALL and two names of at most FAST_NAME.
@@ -187,18 +187,20 @@ class FeedRing:
     ``retention_bytes`` (the newest record is always kept), and at most
     twice as many, or as many bytes: trimming is lazy, never looser.
 
-    The records lie flat in :attr:`slots`, five fields each: group, key,
-    old value, new value (``MISSING`` where there is no entry) and a meta
-    field. A write appends its five references, so it allocates nothing
-    that outlives it but the slots and what it stores, and the collector
-    has no record object to walk. Two kinds of record share the layout:
+    The records lie flat in :attr:`slots`, six fields each: group, key,
+    old value, new value (``MISSING`` where there is no entry), commit
+    time (a float of seconds from ``time.time()``, or int milliseconds)
+    and info. A write appends its six references, so it allocates nothing
+    that outlives it but the slots, the time and what it stores, and the
+    collector has no record object to walk. Two kinds of record share the
+    layout:
 
     - a *fast* record, the increment of a stored int by an int (both under
       10**15 in magnitude) with names of at most :data:`FAST_NAME`
-      characters, outside any write context: its meta is the commit time
-      as a float of seconds (``time.time()``), and it is appended by its
-      writer directly (:meth:`put_fast` shows how);
-    - any other record: its meta is ``(at, op, (depth, origin), size)``.
+      characters, outside any write context: its info is None, and it is
+      appended by its writer directly (:meth:`put_fast` shows how);
+    - any other record: its info is the op, or ``(op, depth, origin)``
+      when written inside a write context; its size is kept aside.
 
     Nothing is counted per fast record: the ring settles its accounts
     (:meth:`settle`) only once ``len(slots)`` passes :attr:`limit`, a
@@ -244,8 +246,9 @@ class FeedRing:
         # Trimming waits until the ring holds twice its limits (never looser).
         self._count_cap = 2 * retention
         self._bytes_cap = 2 * retention_bytes
-        # (seq, size) of every retained record that is not fast, oldest first, and their total.
-        self._general: collections.deque[tuple[int, int]] = collections.deque()
+        # Seq and size of every retained record that is not fast, oldest
+        # first, flat in machine words (nothing for the collector), and their total.
+        self._general = array("q")
         self._general_bytes = 0
         # The exact sizes of the fast records numbered below _fast_seq, once
         # the bound alone would have trimmed: their total and their number.
@@ -267,14 +270,14 @@ class FeedRing:
     # -- writing ---------------------------------------------------------------
 
     def _general_added(self, seq: int, size: int) -> None:
-        self._general.append((seq, size))
+        self._general.extend((seq, size))
         self._general_bytes += size
         self.room -= size
 
     def record(self, changes: Sequence[StateChange], at: int, depth: int, origin: dict[str, Any] | None) -> None:
         """Append the records of one commit (sequence numbers follow on from :attr:`seq`)."""
         slots = self.slots
-        meta_context = (depth, origin)
+        info_context = (depth, origin) != _NO_CONTEXT
         seq = self.seq
         for c in changes:
             group, key, old, new = c.trace_id, c.key, c.old_value, c.new_value
@@ -283,7 +286,7 @@ class FeedRing:
             elif c.event == "deleted":
                 new = MISSING
             size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
-            slots.extend((group, key, old, new, (at, c.op, meta_context, size)))
+            slots.extend((group, key, old, new, at, (c.op, depth, origin) if info_context else c.op))
             seq += 1
             self._general_added(seq, size)
         if self.room < 0 or len(slots) > self.limit:
@@ -323,8 +326,12 @@ class FeedRing:
         else:
             size += 24 if t in _fixed else len(_encode(new))
         slots = self.slots
-        slots.extend((group, key, old, new, (_clock(), op, _context() if _used[0] else _NO_CONTEXT, size)))
-        self._general.append((self._first + len(slots) // STRIDE - 1, size))
+        if _used[0]:
+            depth, origin = _context()
+            if depth or origin is not None:
+                op = (op, depth, origin)  # type: ignore[assignment]
+        slots.extend((group, key, old, new, _clock(), op))
+        self._general.extend((self._first + len(slots) // STRIDE - 1, size))
         self._general_bytes += size
         self.room -= size
         if self.room < 0 or len(slots) > self.limit:
@@ -336,7 +343,7 @@ class FeedRing:
         A writer on a hot path inlines these two statements instead of
         calling this method (the memory adapter's increment does).
         """
-        self.slots.extend((group, key, old, new, time.time()))
+        self.slots.extend((group, key, old, new, time.time(), None))
         if len(self.slots) > self.limit:
             self.settle()
 
@@ -363,7 +370,7 @@ class FeedRing:
         form); records this ring already holds are skipped, and a gap
         before ``seq`` starts the ring afresh there.
         """
-        meta_context = (depth, origin)
+        info_context = (depth, origin) != _NO_CONTEXT
         for group, key, op, event, old, new in rows:
             last = self.seq
             if seq > last:
@@ -374,7 +381,7 @@ class FeedRing:
                 elif event == "deleted":
                     new = MISSING
                 size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
-                self.slots.extend((group, key, old, new, (at, op, meta_context, size)))
+                self.slots.extend((group, key, old, new, at, (op, depth, origin) if info_context else op))
                 self._general_added(seq, size)
             seq += 1
         if self.room < 0 or len(self.slots) > self.limit:
@@ -384,7 +391,7 @@ class FeedRing:
         """Forget every record; the next one gets ``seq + 1`` (a store reloaded from its files)."""
         self.slots = []
         self._first = self._fast_seq = seq + 1
-        self._general.clear()
+        del self._general[:]
         self._general_bytes = self._fast_bytes = self._fast_count = 0
         self.settle()
 
@@ -394,7 +401,7 @@ class FeedRing:
         # An upper bound of the retained bytes: exact for the records not
         # fast and the fast ones already sized, the most a fast one can be
         # for the rest.
-        unsized = len(self.slots) // STRIDE - len(self._general) - self._fast_count
+        unsized = len(self.slots) // STRIDE - len(self._general) // 2 - self._fast_count
         return self._general_bytes + self._fast_bytes + unsized * _FAST_SIZE
 
     def _size_fast(self) -> None:
@@ -402,7 +409,7 @@ class FeedRing:
         slots, first = self.slots, self._first
         added = count = 0
         for i in range((self._fast_seq - first) * STRIDE, len(slots), STRIDE):
-            if type(slots[i + 4]) is float:
+            if slots[i + 5] is None:
                 added += _OVERHEAD + 48 + len(slots[i]) + len(slots[i + 1])
                 count += 1
         self._fast_bytes += added
@@ -413,29 +420,23 @@ class FeedRing:
         # Drop the oldest ``count`` records, keeping the accounts.
         slots, first = self.slots, self._first
         end = first + count
-        general = self._general
-        while general and general[0][0] < end:
-            self._general_bytes -= general.popleft()[1]
+        general, index = self._general, 0
+        while index < len(general) and general[index] < end:
+            self._general_bytes -= general[index + 1]
+            index += 2
+        del general[:index]
         if self._fast_seq > first:
             if self._fast_seq <= end:
                 self._fast_bytes = self._fast_count = 0
             else:
                 for i in range(0, count * STRIDE, STRIDE):
-                    if type(slots[i + 4]) is float:
+                    if slots[i + 5] is None:
                         self._fast_bytes -= _OVERHEAD + 48 + len(slots[i]) + len(slots[i + 1])
                         self._fast_count -= 1
         if self._fast_seq < end:
             self._fast_seq = end
         del slots[: count * STRIDE]
         self._first = end
-
-    def _size_at(self, index: int) -> int:
-        slots = self.slots
-        meta = slots[index * STRIDE + 4]
-        if type(meta) is float:
-            return _fast_size(slots[index * STRIDE], slots[index * STRIDE + 1])
-        size: int = meta[3]
-        return size
 
     def settle(self) -> None:
         """Bring the accounts up to date, trim what is past the limits, wake waiting readers.
@@ -455,9 +456,14 @@ class FeedRing:
             bound = self._bound()  # exact now
             if bound > self._bytes_cap:
                 # Cut back to retention_bytes, the newest record always kept.
-                drop = 0
+                slots, first, drop = self.slots, self._first, 0
+                general, index = self._general, 0
                 while count - drop > 1 and bound > self.retention_bytes:
-                    bound -= self._size_at(drop)
+                    if index < len(general) and general[index] == first + drop:
+                        bound -= general[index + 1]
+                        index += 2
+                    else:
+                        bound -= _fast_size(slots[drop * STRIDE], slots[drop * STRIDE + 1])
                     drop += 1
                 self._drop(drop)
                 bound = self._bound()
@@ -562,13 +568,15 @@ class FeedRing:
         return {"first": self.cursor(self._first), "last": self.cursor(self.seq), "retained": len(self)}
 
     def _change(self, seq: int, slots: list[Any], index: int, *, copy: bool = True) -> Change:
-        group, key, old, new, meta = slots[index : index + STRIDE]
-        if type(meta) is float:
-            op, at, depth, origin = "increment", int(meta * 1000), 0, None
+        group, key, old, new, at, info = slots[index : index + STRIDE]
+        if type(at) is not int:
+            at = int(at * 1000)
+        if info is None:
+            op, depth, origin = "increment", 0, None
+        elif type(info) is str:
+            op, depth, origin = info, 0, None
         else:
-            at, op, (depth, origin), _ = meta
-            if type(at) is not int:
-                at = int(at * 1000)
+            op, depth, origin = info
         if old is MISSING:
             event, old = "created", None
         elif new is MISSING:

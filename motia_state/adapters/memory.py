@@ -327,7 +327,7 @@ class MemoryStateAdapter(StateAdapter):
                             ring.put(trace_id, key, "increment", old, new)
                         else:
                             slots = ring.slots
-                            slots.extend((trace_id, key, old, new, _clock()))
+                            slots.extend((trace_id, key, old, new, _clock(), None))
                             if len(slots) > ring.limit:
                                 ring.settle()
                     return new
