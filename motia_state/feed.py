@@ -226,6 +226,7 @@ class FeedRing:
         "_first",
         "_general",
         "_general_bytes",
+        "_room_set",
         "_waiters",
         "limit",
         "prefix",
@@ -246,10 +247,12 @@ class FeedRing:
         # Trimming waits until the ring holds twice its limits (never looser).
         self._count_cap = 2 * retention
         self._bytes_cap = 2 * retention_bytes
-        # Seq and size of every retained record that is not fast, oldest
-        # first, flat in machine words (nothing for the collector), and their total.
+        # The size of every retained record that is not fast, oldest first,
+        # in machine words (nothing for the collector), and their total
+        # (as of the last settle: the writes since then took it off room).
         self._general = array("q")
         self._general_bytes = 0
+        self._room_set = 0
         # The exact sizes of the fast records numbered below _fast_seq, once
         # the bound alone would have trimmed: their total and their number.
         self._fast_seq = 1
@@ -269,16 +272,14 @@ class FeedRing:
 
     # -- writing ---------------------------------------------------------------
 
-    def _general_added(self, seq: int, size: int) -> None:
-        self._general.extend((seq, size))
-        self._general_bytes += size
+    def _general_added(self, size: int) -> None:
+        self._general.append(size)
         self.room -= size
 
     def record(self, changes: Sequence[StateChange], at: int, depth: int, origin: dict[str, Any] | None) -> None:
         """Append the records of one commit (sequence numbers follow on from :attr:`seq`)."""
         slots = self.slots
         info_context = (depth, origin) != _NO_CONTEXT
-        seq = self.seq
         for c in changes:
             group, key, old, new = c.trace_id, c.key, c.old_value, c.new_value
             if c.event == "created":
@@ -287,8 +288,7 @@ class FeedRing:
                 new = MISSING
             size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
             slots.extend((group, key, old, new, at, (c.op, depth, origin) if info_context else c.op))
-            seq += 1
-            self._general_added(seq, size)
+            self._general_added(size)
         if self.room < 0 or len(slots) > self.limit:
             self.settle()
 
@@ -331,8 +331,7 @@ class FeedRing:
             if depth or origin is not None:
                 op = (op, depth, origin)  # type: ignore[assignment]
         slots.extend((group, key, old, new, _clock(), op))
-        self._general.extend((self._first + len(slots) // STRIDE - 1, size))
-        self._general_bytes += size
+        self._general.append(size)
         self.room -= size
         if self.room < 0 or len(slots) > self.limit:
             self.settle()
@@ -382,7 +381,7 @@ class FeedRing:
                     new = MISSING
                 size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
                 self.slots.extend((group, key, old, new, at, (op, depth, origin) if info_context else op))
-                self._general_added(seq, size)
+                self._general_added(size)
             seq += 1
         if self.room < 0 or len(self.slots) > self.limit:
             self.settle()
@@ -393,6 +392,7 @@ class FeedRing:
         self._first = self._fast_seq = seq + 1
         del self._general[:]
         self._general_bytes = self._fast_bytes = self._fast_count = 0
+        self._room_set = self.room  # what was written since the last settle is forgotten too
         self.settle()
 
     # -- accounts and trimming --------------------------------------------------
@@ -401,7 +401,7 @@ class FeedRing:
         # An upper bound of the retained bytes: exact for the records not
         # fast and the fast ones already sized, the most a fast one can be
         # for the rest.
-        unsized = len(self.slots) // STRIDE - len(self._general) // 2 - self._fast_count
+        unsized = len(self.slots) // STRIDE - len(self._general) - self._fast_count
         return self._general_bytes + self._fast_bytes + unsized * _FAST_SIZE
 
     def _size_fast(self) -> None:
@@ -420,11 +420,11 @@ class FeedRing:
         # Drop the oldest ``count`` records, keeping the accounts.
         slots, first = self.slots, self._first
         end = first + count
-        general, index = self._general, 0
-        while index < len(general) and general[index] < end:
-            self._general_bytes -= general[index + 1]
-            index += 2
-        del general[:index]
+        # The records dropped that are not fast: those whose info is not None.
+        general = count - slots[5 : count * STRIDE : STRIDE].count(None)
+        if general:
+            self._general_bytes -= sum(self._general[:general])
+            del self._general[:general]
         if self._fast_seq > first:
             if self._fast_seq <= end:
                 self._fast_bytes = self._fast_count = 0
@@ -446,6 +446,8 @@ class FeedRing:
         cuts back to the limits in one slice, so a write pays O(1)
         amortized.
         """
+        self._general_bytes += self._room_set - self.room
+        self._room_set = self.room
         count = len(self.slots) // STRIDE
         if count > self._count_cap:
             self._drop(count - self.retention)
@@ -456,26 +458,32 @@ class FeedRing:
             bound = self._bound()  # exact now
             if bound > self._bytes_cap:
                 # Cut back to retention_bytes, the newest record always kept.
-                slots, first, drop = self.slots, self._first, 0
+                slots, drop = self.slots, 0
                 general, index = self._general, 0
                 while count - drop > 1 and bound > self.retention_bytes:
-                    if index < len(general) and general[index] == first + drop:
-                        bound -= general[index + 1]
-                        index += 2
-                    else:
+                    if slots[drop * STRIDE + 5] is None:
                         bound -= _fast_size(slots[drop * STRIDE], slots[drop * STRIDE + 1])
+                    else:
+                        bound -= general[index]
+                        index += 1
                     drop += 1
                 self._drop(drop)
                 bound = self._bound()
-        fast = max(0, min(self._count_cap - len(self.slots) // STRIDE, (self._bytes_cap - bound) // _FAST_SIZE))
+        # The room left before a limit is split: at most half of the bytes
+        # for fast records (counted at their bound), the rest for the
+        # others, so that neither kind settles the ring at every write.
+        room = self._bytes_cap - bound
+        fast = max(0, min(self._count_cap - len(self.slots) // STRIDE, room // (2 * _FAST_SIZE)))
         self.limit = len(self.slots) + fast * STRIDE
-        self.room = self._bytes_cap - bound - fast * _FAST_SIZE
+        self.room = self._room_set = room - fast * _FAST_SIZE
         if self._waiters:
             self.wake()
 
     @property
     def bytes(self) -> int:
         """The encoded bytes of the retained records (as the ring sizes them)."""
+        self._general_bytes += self._room_set - self.room
+        self._room_set = self.room
         if self._fast_seq <= self.seq:
             self._size_fast()
         return self._bound()

@@ -391,3 +391,30 @@ async def test_a_closed_adapter_refuses_hot_increments() -> None:
     await state.close()
     with pytest.raises(ms.UnavailableError):
         await state.increment("g", "n")
+
+
+async def test_mixed_records_keep_both_limits_and_read_back_in_order() -> None:
+    # Fast increments and sets of values that must be encoded to be sized,
+    # interleaved, under both limits: what is kept is the newest, in order,
+    # within twice each limit and no tighter than the byte limit needs.
+    limit = 8_000
+    state = ms.MemoryStateAdapter(feed_retention=60, feed_retention_bytes=limit)
+    await _hot(state, "g", "n")
+    expected: list[Any] = [0, 1]
+    for i in range(1_500):
+        if i % 3 == 0:
+            value = {"i": i, "pad": "x" * (i % 200)}
+            await state.set("g", f"k{i % 7}", value)
+            expected.append(value)
+        else:
+            expected.append(await state.increment("g", "n"))
+        if i % 100 == 0:
+            info = await state.feed_info()
+            assert info["retained"] <= 120
+    records = await _all(state.changes(follow=False))
+    encoded = [len(msgspec.json.encode(c)) for c in records]
+    assert sum(encoded) <= 2 * limit and len(records) <= 120
+    assert len(records) >= 60 or sum(encoded[1:]) >= limit // 2
+    assert [c.new_value for c in records] == expected[-len(records) :]
+    first = int(records[0].cursor.split(".")[1])
+    assert [c.cursor for c in records] == [f"m.{first + i}" for i in range(len(records))]
