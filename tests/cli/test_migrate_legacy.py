@@ -65,9 +65,7 @@ def test_the_old_layout_is_refused_with_advice_naming_migrate(legacy: tuple[str,
     assert client.get(PREFIX + "layout") is None  # nothing written
 
 
-def test_migrate_copies_the_old_layout_into_another_store_and_verifies(
-    legacy: tuple[str, Any], tmp_path: Path
-) -> None:
+def test_migrate_copies_the_old_layout_into_another_store_and_verifies(legacy: tuple[str, Any], tmp_path: Path) -> None:
     url, client = legacy
     before = _legacy_keys(client)
     target = f"file:{tmp_path / 'new'}"
@@ -106,7 +104,7 @@ def test_migrate_onto_the_same_redis_moves_the_old_layout_in_place(legacy: tuple
 
 
 def test_follow_is_refused_for_the_old_layout_which_has_no_feed(legacy: tuple[str, Any], tmp_path: Path) -> None:
-    url, client = legacy
+    url, _ = legacy
     proc = cli("migrate", "--from", url, "--to", f"file:{tmp_path / 'new'}", "--follow", cwd=tmp_path)
     assert proc.returncode == 2 and "no feed to follow" in proc.stderr, proc.stderr
     assert not (tmp_path / "new").exists()
