@@ -62,6 +62,8 @@ GROUP_PREFIX = "__motia/triggers/"
 INDEX_GROUP = "__motia/triggers"
 #: Records a status reads at most to find the oldest pending change.
 SCAN_LIMIT = 100_000
+#: How long a retry's outcome waits for its requester to read it.
+OUTCOME_KEPT_MS = 3_600_000
 
 
 class InternalHandle(Protocol):
@@ -201,11 +203,16 @@ class TriggerStore:
         await self.internal.set(group_of(dead.trigger), f"dead.{dead.id}", dead.as_dict())
 
     async def drop(self, name: str, dead_id: str) -> None:
-        """Forget a dead letter (and any retry asked for it); NotFoundError when there is none."""
+        """Forget a dead letter (and a retry asked for it and not yet taken); NotFoundError when there is none.
+
+        A retry a runtime is running stays: its outcome is for whoever asked.
+        """
         group = group_of(name)
         if not await self._delete_current(group, f"dead.{dead_id}"):
             raise NotFoundError(f"trigger {name!r} has no dead letter {dead_id!r}")
-        await self._delete_current(group, f"retry.{dead_id}")
+        request = await self.internal.get(group, f"retry.{dead_id}")
+        if isinstance(request, dict) and request.get("state") == "requested":
+            await self.close_retry(name, dead_id, request)
 
     async def _delete_current(self, group: str, key: str) -> bool:
         # Delete what is there now, not what another writer put there meanwhile.
@@ -244,6 +251,10 @@ class TriggerStore:
         if not isinstance(request, dict):
             return None
         state = request.get("state")
+        done = request.get("done")
+        if isinstance(done, int) and done < now_ms() - OUTCOME_KEPT_MS:
+            await self.close_retry(name, dead_id, request)  # its requester stopped waiting long ago
+            return None
         if state == "running":
             owner = request.get("owner")
             if owner == runtime_id or _live(await self.internal.get(group_of(name), f"member.{owner}"), now_ms()):
