@@ -24,6 +24,7 @@ from ._common import EXIT_FAILED, EXIT_OK, CliError, Output, fail, open_store, s
 __all__ = ["add_triggers"]
 
 REFUSAL = "the triggers command"
+NAME_HELP = "the trigger's name (`triggers ls` lists them)"
 #: How often ``retry`` looks whether a runtime finished the retry it asked for.
 POLL = 0.2
 
@@ -63,7 +64,7 @@ def add_triggers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "the outcome: exit 0 when it succeeded (it leaves the list), 1 when it failed again (it stays). With no "
         "runtime running, the request is kept and runs when one starts (exit 0).",
     )
-    retry.add_argument("name", metavar="NAME")
+    retry.add_argument("name", metavar="NAME", help=NAME_HELP)
     retry.add_argument("id", metavar="ID", help="the dead letter's id (`triggers dead NAME` lists them)")
     retry.add_argument(
         "--wait",
@@ -75,8 +76,8 @@ def add_triggers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     retry.set_defaults(command_fn=triggers_retry)
 
     drop = cmds.add_parser("drop", parents=parents, help="forget a dead letter")
-    drop.add_argument("name", metavar="NAME")
-    drop.add_argument("id", metavar="ID")
+    drop.add_argument("name", metavar="NAME", help=NAME_HELP)
+    drop.add_argument("id", metavar="ID", help="the dead letter's id (`triggers dead NAME` lists them)")
     drop.set_defaults(command_fn=triggers_drop)
 
     reset = cmds.add_parser(
@@ -87,7 +88,7 @@ def add_triggers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "between are not handled) or its oldest retained one (--to start: they are handled again). This "
         "restarts a trigger stopped by CURSOR_EXPIRED; running runtimes follow within a few seconds.",
     )
-    reset.add_argument("name", metavar="NAME")
+    reset.add_argument("name", metavar="NAME", help=NAME_HELP)
     reset.add_argument("--to", choices=("now", "start"), required=True, help="where the trigger goes on from")
     reset.set_defaults(command_fn=triggers_reset)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ..helpers import RedisServer
+from ..helpers import RedisServer, free_port
 from ._cli import cli, env
 
 #: A runtime running one trigger, ``scores`` (every key of the group ``users``), until ``WORK/stop`` exists.
@@ -299,3 +299,10 @@ def test_reset_with_no_runtime_running_and_bad_input(tmp_path: Path, runtimes: l
     memory = cli("triggers", "ls", "--state", "memory:")
     assert memory.returncode == 2 and "refuses the memory: store" in memory.stderr
     assert cli("triggers", "ls", "--state", f"file:{tmp_path / 'empty'}").stdout.strip() == "[]"
+
+
+def test_a_redis_that_is_down_is_unavailable_before_anything_is_read() -> None:
+    pytest.importorskip("redis")
+    proc = cli("triggers", "ls", "--state", f"redis://127.0.0.1:{free_port()}/0")
+    assert proc.returncode == 3 and "[UNAVAILABLE]" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
