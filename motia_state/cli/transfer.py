@@ -515,8 +515,13 @@ async def migrate_store(args: argparse.Namespace, out: Output) -> int:
 
 async def _upgrade_in_place(legacy: LegacyRedis, args: argparse.Namespace, out: Output) -> int:
     """Move a Redis in the old layout into the current one under the same prefix (the error's advice)."""
-    if args.follow:
-        fail("--follow: moving a store in place has no feed to follow; drop --follow")
+    if args.follow or args.verify:
+        option = "--follow" if args.follow else "--verify"
+        fail(
+            f"{option}: moving a store in place leaves one copy, with no second side to "
+            f"{'follow' if args.follow else 'compare'}",
+            hint=f"drop {option}; `motia-state validate --state URL` checks the store once it has moved",
+        )
     count = await legacy.count(None)
     if args.dry_run:
         out.data({"inPlace": True, "dryRun": True, "moved": 0, "toMove": count})

@@ -308,15 +308,18 @@ class TriggerStore:
 
         Writes each partition's position, then the reset request that
         running runtimes apply to the partitions they hold (so a stop by
-        CURSOR_EXPIRED ends there too). Returns the request.
+        CURSOR_EXPIRED ends there too). In that order: a runtime that saves
+        its old position meanwhile moves it when it applies the request,
+        and one that applied the request never sees its newer position
+        moved back. Returns the request.
         """
         if to not in ("now", "start"):
             raise InvalidArgumentError(f'to: expected "now" or "start", got {to!r}')
         cursor = (await self.adapter.feed_info())["last"] if to == "now" else None
         request = {"id": uuid.uuid4().hex[:12], "to": to, "cursor": cursor, "at": now_ms()}
-        await self.internal.set(group_of(name), "reset", request)
         for p in range(partitions):
             await self.save_position(name, p, cursor)
+        await self.internal.set(group_of(name), "reset", request)
         return request
 
     async def reset_request(self, name: str) -> Any:

@@ -88,6 +88,10 @@ def test_migrate_onto_the_same_redis_moves_the_old_layout_in_place(legacy: tuple
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout) == {"inPlace": True, "dryRun": True, "moved": 0, "toMove": 5}
     assert client.get(PREFIX + "layout") is None and len(_legacy_keys(client)) == 4  # nothing written
+    for option in ("--verify", "--follow"):
+        refused = cli("migrate", "--from", url, "--to", url, option, cwd=tmp_path)
+        assert refused.returncode == 2 and "in place" in refused.stderr, refused.stderr
+    assert len(_legacy_keys(client)) == 4
 
     proc = cli("migrate", "--from", url, "--to", url, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
