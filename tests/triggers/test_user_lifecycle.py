@@ -98,7 +98,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "user.tier": "gold",  # silver by the promoter, gold by an admin
         "user.tierHistory": [{"to": "silver", "by": "auto", "score": 150}, {"to": "gold", "by": "admin"}],
         "user.benefits": BENEFITS["gold"],
-        "user.notifications": [{"type": "welcome", "name": "Bob"}, notice("bronze", "silver"), notice("silver", "gold")],
+        "user.notifications": [
+            {"type": "welcome", "name": "Bob"},
+            notice("bronze", "silver"),
+            notice("silver", "gold"),
+        ],
         "user.achievements": {"rookie": {"score": 150}, "century": {"score": 150}},
     },
     "cy": {  # six daily scores; the recent list keeps five
@@ -110,7 +114,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "user.tier": "bronze",  # silver at 105, then an admin took it back
         "user.tierHistory": [{"to": "silver", "by": "auto", "score": 105}, {"to": "bronze", "by": "admin"}],
         "user.benefits": BENEFITS["bronze"],
-        "user.notifications": [{"type": "welcome", "name": "Cy"}, notice("bronze", "silver"), notice("silver", "bronze")],
+        "user.notifications": [
+            {"type": "welcome", "name": "Cy"},
+            notice("bronze", "silver"),
+            notice("silver", "bronze"),
+        ],
         "user.achievements": {"rookie": {"score": 50}, "century": {"score": 105}},
     },
     "dee": {  # below every threshold: no condition holds, nothing but the group manager runs
@@ -152,7 +160,10 @@ async def test_user_lifecycle(tmp_path: Path) -> None:
         # Registration: one guarded transaction per user.
         for user, name, score in [("ann", "Ann", 0), ("bob", "Bob", 150), ("cy", "Cy", 0), ("dee", "Dee", 0)]:
             r = client.post("/lifecycle/users", json={"userId": user, "name": name, "initialScore": score})
-            assert (r.status_code, r.json()) == (201, {"userId": user, "status": "new", "tier": "bronze", "score": score})
+            assert (r.status_code, r.json()) == (
+                201,
+                {"userId": user, "status": "new", "tier": "bronze", "score": score},
+            )
         r = client.post("/lifecycle/users", json={"userId": "ann", "name": "Again"})
         assert (r.status_code, r.json()) == (409, {"error": "user ann is already registered", "code": "CONFLICT"})
         assert client.post("/lifecycle/users", json={"name": "Nobody"}).status_code == 400

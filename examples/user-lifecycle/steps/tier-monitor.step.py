@@ -31,6 +31,4 @@ config = {
 async def handler(change, ctx):
     user_id, tier = change["group"], change["value"]
     await ctx.state.set(user_id, "user.benefits", {"tier": tier, **BENEFITS[tier]})
-    await ctx.state.push(
-        user_id, "user.notifications", {"type": "tier_change", "from": change["oldValue"], "to": tier}
-    )
+    await ctx.state.push(user_id, "user.notifications", {"type": "tier_change", "from": change["oldValue"], "to": tier})
