@@ -7,6 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
+
 import motia_state as ms
 
 from ..app.devserver import DevServer
@@ -211,3 +214,56 @@ async def test_user_lifecycle(tmp_path: Path) -> None:
         assert await read_store(store) == EXPECTED
         assert server.stop(signal.SIGTERM) == 0
     assert await read_store(store) == EXPECTED
+
+
+async def test_concurrent_score_changes_lose_nothing(tmp_path: Path) -> None:
+    require_tool("node")
+    require_tool("ruby")
+    store = tmp_path / "state"
+    with DevServer(EXAMPLE, "--state", f"file:{store}").start(tmp_path) as server:
+        assert server.client.post("/lifecycle/users", json={"userId": "eve", "name": "Eve"}).status_code == 201
+        answers: list[httpx.Response] = []
+        async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
+
+            async def call(method: str, path: str, body: Any = None) -> None:
+                answers.append(await client.request(method, path, json=body))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(20):
+                    tg.start_soon(call, "POST", "/lifecycle/users/eve/score", {"delta": 10, "reason": f"r{i}"})
+            scored, answers[:] = answers[:], []
+            async with anyio.create_task_group() as tg:
+                for _ in range(5):
+                    tg.start_soon(call, "DELETE", "/lifecycle/users/eve/score/last")
+            undone = answers
+        # Each increment and each pop is atomic: every answer saw its own score, every undo its own change.
+        assert sorted(r.json()["score"] for r in scored) == list(range(10, 210, 10))
+        assert sorted(r.json()["score"] for r in undone) == [150, 160, 170, 180, 190]
+        reasons = sorted(r.json()["undone"]["reason"] for r in undone)
+        assert len(set(reasons)) == 5
+        wait_until_settled(server)
+        assert server.stop(signal.SIGTERM) == 0
+    assert server.stderr.count("user activated") == 1  # the compare-and-swap from "new" won once
+    state = await read_store(store)
+    corrections = state["eve"].pop("user.corrections")
+    assert sorted(c["undone"]["reason"] for c in corrections) == reasons
+    assert sorted(c["score"] for c in corrections) == [150, 160, 170, 180, 190]
+    last_undone = state["eve"].pop("user.stats")
+    assert list(last_undone) == ["lastUndone"] and last_undone["lastUndone"]["reason"] in reasons
+    assert state == {
+        "eve": {
+            "user.profile": {"name": "Eve"},
+            "user.status": "active",
+            "user.score": 150,
+            # 20 pushes, one shift for each past five: five left, which the five undos popped.
+            "user.recentScores": [],
+            "user.tier": "silver",
+            "user.tierHistory": [{"to": "silver", "by": "auto", "score": 100}],
+            "user.benefits": {"tier": "silver", "multiplier": 1.2, "dailyBonus": 25},
+            "user.notifications": [{"type": "welcome", "name": "Eve"}, notice("bronze", "silver")],
+            # The increments committed 10, 20, ... 200 in order: each achievement records the score that reached it.
+            "user.achievements": {"rookie": {"score": 50}, "century": {"score": 100}},
+        },
+        "tier:silver": {"eve": {"userId": "eve"}},
+        "inventory:eve": {"coins": 60, "badges": ["rookie", "century"], "boosts": 1},
+    }
