@@ -11,6 +11,7 @@ import anyio
 import httpx
 
 import motia_state as ms
+from motia_state.runtime import call_step_file
 
 from ..app.devserver import DevServer
 from ..helpers import require_tool
@@ -136,9 +137,19 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "tier:gold": {"bob": {"userId": "bob"}},
     "tier:platinum": {"ann": {"userId": "ann"}},
     # InventoryManager: coins and badges per achievement, boosts per tier (silver 1, gold 3, platinum 5).
-    "inventory:ann": {"coins": 760, "badges": ["rookie", "century", "high-roller", "legend"], "boosts": 5},
-    "inventory:bob": {"coins": 60, "badges": ["rookie", "century"], "boosts": 3},
-    "inventory:cy": {"coins": 60, "badges": ["rookie", "century"], "boosts": 0},  # +1 for silver, -1 back to bronze
+    "inventory:ann": {
+        "coins": 760,
+        "badges": ["rookie", "century", "high-roller", "legend"],
+        "boosts": 5,
+        "boostTier": "platinum",
+    },
+    "inventory:bob": {"coins": 60, "badges": ["rookie", "century"], "boosts": 3, "boostTier": "gold"},
+    "inventory:cy": {
+        "coins": 60,
+        "badges": ["rookie", "century"],
+        "boosts": 0,
+        "boostTier": "bronze",
+    },  # +1 for silver, -1 back to bronze
 }
 
 
@@ -265,5 +276,37 @@ async def test_concurrent_score_changes_lose_nothing(tmp_path: Path) -> None:
             "user.achievements": {"rookie": {"score": 50}, "century": {"score": 100}},
         },
         "tier:silver": {"eve": {"userId": "eve"}},
-        "inventory:eve": {"coins": 60, "badges": ["rookie", "century"], "boosts": 1},
+        "inventory:eve": {"coins": 60, "badges": ["rookie", "century"], "boosts": 1, "boostTier": "silver"},
+    }
+
+
+async def test_inventory_manager_pays_once_when_a_change_is_delivered_twice() -> None:
+    """Triggers deliver at least once: the same change handled twice must not pay twice."""
+    step = EXAMPLE / "steps" / "inventory-manager.step.py"
+    state = ms.StateManager(ms.MemoryStateAdapter())
+    achievements = {
+        "group": "zed",
+        "key": "user.achievements",
+        "op": "set",
+        "event": "updated",
+        "oldValue": {"rookie": 1},
+        "value": {"rookie": 1, "century": 2},
+    }
+    promotion = {"group": "zed", "key": "user.tier", "op": "compareAndSwap", "event": "updated"}
+    changes = [
+        achievements,
+        achievements,
+        {**promotion, "oldValue": "bronze", "value": "silver"},
+        {**promotion, "oldValue": "bronze", "value": "silver"},
+        {**promotion, "oldValue": "silver", "value": "gold"},
+        {**promotion, "oldValue": "silver", "value": "gold"},
+    ]
+    for change in changes:
+        await call_step_file(step, data=change, trace_id="redelivery", state=state)
+    inventory = {key: await state.get("inventory:zed", key) for key in await state.keys("inventory:zed")}
+    assert inventory == {
+        "coins": 50,
+        "badges": ["century"],
+        "boosts": 3,
+        "boostTier": "gold",
     }

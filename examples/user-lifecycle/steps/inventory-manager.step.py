@@ -9,7 +9,12 @@ Two state triggers, one handler (the change's key says which fired):
   up or down, adds or takes the difference with increment or decrement.
 
 Every write adds to what is stored (no get + set), so rewards that land
-at the same time all count. Declarative conditions suffice here: the
+at the same time all count. Triggers deliver a change at least once (a
+runtime killed after the handler wrote but before its position was saved
+delivers it again), so each transaction is guarded by a check that makes a
+second delivery a no-op: an achievement pays only while its badge is not
+in the list, and boosts move only while "boostTier" still names the tier
+the change started from. Declarative conditions suffice here: the
 achievements must be an object, and a tier change is an update (the
 registration's bronze has no boosts).
 """
@@ -34,19 +39,35 @@ async def handler(change, ctx):
     if change["key"] == "user.achievements":
         before = change["oldValue"] or {}
         for achievement in [a for a in REWARDS if a in change["value"] and a not in before]:
+            not_paid = {"any": [{"op": "missing"}, {"op": "notContains", "value": achievement}]}
             result = await ctx.state.transaction(
                 inventory,
                 [
+                    {"type": "check", "key": "badges", **not_paid},
                     {"type": "increment", "key": "coins", "delta": REWARDS[achievement]},
                     {"type": "push", "key": "badges", "items": [achievement]},
                 ],
             )
-            if not result["success"]:
+            if result["success"]:
+                ctx.logger.info(
+                    "achievement rewarded", userId=user_id, achievement=achievement, coins=result["results"][1]
+                )
+            elif (result["code"], result["failedIndex"]) != ("CONFLICT", 0):
                 raise RuntimeError(result["error"])
-            ctx.logger.info("achievement rewarded", userId=user_id, achievement=achievement, coins=result["results"][0])
         return
-    gained = BOOSTS.get(change["value"], 0) - BOOSTS.get(change["oldValue"], 0)
-    if gained > 0:
-        await ctx.state.increment(inventory, "boosts", gained)
-    elif gained < 0:
-        await ctx.state.decrement(inventory, "boosts", -gained)
+    old, new = change["oldValue"], change["value"]
+    gained = BOOSTS.get(new, 0) - BOOSTS.get(old, 0)
+    # "boostTier" is missing until the first move: the registration's bronze.
+    started_here = {"op": "eq", "value": old}
+    if old == "bronze":
+        started_here = {"any": [{"op": "missing"}, started_here]}
+    result = await ctx.state.transaction(
+        inventory,
+        [
+            {"type": "check", "key": "boostTier", **started_here},
+            {"type": "set", "key": "boostTier", "value": new},
+            {"type": "increment", "key": "boosts", "delta": gained},
+        ],
+    )
+    if not result["success"] and (result["code"], result["failedIndex"]) != ("CONFLICT", 0):
+        raise RuntimeError(result["error"])
