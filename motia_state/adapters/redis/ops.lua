@@ -442,10 +442,18 @@ local function resolve(t, path)
   return t
 end
 
+-- While a listing evaluates one predicate over many entries, each of its
+-- (sub)predicate texts is parsed once: text -> fields (nil otherwise).
+local parsed_predicates
+
 -- The fields of a predicate text: name -> value text.
 local function fields(p)
-  local out = {}
+  local cache = parsed_predicates
+  local out = cache and cache[p]
+  if out then return out end
+  out = {}
   for _, m in ipairs(members(p)) do out[m[1]:sub(2, -2)] = p:sub(m[3], m[4]) end
+  if cache then cache[p] = out end
   return out
 end
 
@@ -1207,38 +1215,101 @@ function mode_read.groups(KEYS, ARGV)
   return live
 end
 
--- KEYS: group hashes of one shard; ARGV[2] the most entries wanted of
--- each; ARGV[2 + i] the key of KEYS[i] to start after ("" = the first).
--- Reply, per group: "1" if more of it follows else "0", the number n of
--- entries given, then n keys and values alternating, in key order.
+-- The k smallest of names in byte order, sorted. A partial quickselect
+-- first, so that a huge group costs about its key count in comparisons,
+-- not a sort of all its keys.
+local function smallest(names, k)
+  local n = #names
+  if k < n then
+    local lo, hi = 1, n
+    while lo < hi do
+      local pivot = names[math.floor((lo + hi) / 2)]
+      -- Three-way partition of lo..hi: < pivot, the pivot, > pivot (names are distinct).
+      local lt, i, gt = lo, lo, hi
+      while i <= gt do
+        local c = bytes_compare(names[i], pivot)
+        if c < 0 then
+          names[lt], names[i] = names[i], names[lt]
+          lt, i = lt + 1, i + 1
+        elseif c > 0 then
+          names[gt], names[i] = names[i], names[gt]
+          gt = gt - 1
+        else
+          i = i + 1
+        end
+      end
+      if k < lt then hi = lt - 1 elseif k <= gt then break else lo = gt + 1 end
+    end
+    local first = {}
+    for i = 1, k do first[i] = names[i] end
+    names = first
+  end
+  table.sort(names, bytes_less)
+  return names
+end
+
+-- Values read per HMGET while listing: a call that stops early has not
+-- fetched much that it did not examine.
+local PAGE_CHUNK = 256
+
+-- A listing step over group hashes of one shard, filtered here so that
+-- entries that do not match never leave the server.
+-- KEYS: the group hashes, in the order to read them.
+-- ARGV[2] "<want> <budget> <bytes>": stop once want entries are given, or
+--         once budget entries or bytes bytes of values were examined, so
+--         that one call never holds the server long (at least one entry
+--         is always examined);
+-- ARGV[3] the normalized predicate's JSON text that an entry must hold to
+--         be given ("" = every entry);
+-- ARGV[3 + i] the key of KEYS[i] to start after ("" = from its first).
+-- Reply, per group reached, in order: "1" if keys after the last examined
+-- one remain, else "0"; the last key examined ("" = none); how many
+-- entries were examined; the number n given; then n keys and values
+-- alternating, in key order. The groups after the one where the call
+-- stopped are left out.
 function mode_read.page(KEYS, ARGV)
-  local want = tonumber(ARGV[2])
-  local reply = {}
+  local want, budget, bytes = string.match(ARGV[2], '^(%d+) (%d+) (%d+)$')
+  want, budget, bytes = tonumber(want), tonumber(budget), tonumber(bytes)
+  local pred = ARGV[3] ~= '' and ARGV[3] or nil
+  parsed_predicates = {}
+  local reply, given, examined, read = {}, 0, 0, 0
   for g, hash in ipairs(KEYS) do
-    local after = ARGV[2 + g]
+    if given >= want or examined >= budget or read >= bytes then break end
+    local after = ARGV[3 + g]
     local names = {}
     for _, name in ipairs(redis.call('HKEYS', hash)) do
       if bytes_compare(name, after) > 0 then names[#names + 1] = name end
     end
-    table.sort(names, bytes_less)
-    local n = math.min(want, #names)
-    reply[#reply + 1] = #names > want and '1' or '0'
-    reply[#reply + 1] = n
-    if n > 0 then
-      local page = {}
-      for i = 1, n do page[i] = names[i] end
-      local values = redis.call('HMGET', hash, unpack(page))
-      for i, name in ipairs(page) do
-        reply[#reply + 1] = name
-        reply[#reply + 1] = values[i] or 'null'
+    local total = #names
+    -- Without a filter every examined entry is given: no more are needed than wanted.
+    names = smallest(names, pred and budget - examined or math.min(want - given, budget - examined))
+    local head, i, n, last = #reply, 0, 0, ''
+    while i < #names and given < want and examined < budget and read < bytes do
+      local chunk = {}
+      for j = i + 1, math.min(i + PAGE_CHUNK, #names) do chunk[#chunk + 1] = names[j] end
+      local values = redis.call('HMGET', hash, unpack(chunk))
+      for j, name in ipairs(chunk) do
+        local text = values[j] or 'null'
+        i, examined, read, last = i + 1, examined + 1, read + #text, name
+        if not pred or predicate_holds(pred, text, true) then
+          reply[head + 5 + 2 * n], reply[head + 6 + 2 * n] = name, text
+          n, given = n + 1, given + 1
+        end
+        if given >= want or examined >= budget or read >= bytes then break end
       end
     end
+    reply[head + 1] = i < total and '1' or '0'
+    reply[head + 2] = last
+    reply[head + 3] = i
+    reply[head + 4] = n
   end
+  parsed_predicates = nil
   return reply
 end
 
 local function run(KEYS, ARGV)
   local mode, rest = string.match(ARGV[1], '^(%a+) ?(.*)$')
+  parsed_predicates = nil -- a listing that failed part way leaves nothing behind
   local read = mode_read[mode]
   if read then return read(KEYS, ARGV) end
   local changes, ttl, max_text, max_result, fmax, fbytes = string.match(rest, '^(%d) (%d+) (%d+) (%d+) (%d+) (%d+)$')
