@@ -910,11 +910,18 @@ class RedisStateAdapter(StateAdapter):
         position = after
         with self._boundary():
             while True:
-                # Groups are read several at once, as many as the page still
-                # seems to need from what the groups read so far gave.
+                # Groups are read several at once. On one shard a call stops where
+                # the page is full, so the groups it does not reach cost only
+                # their names: ask for as many as the page could need. Over
+                # several shards each call fills the page from its own groups,
+                # so ask for as many as the page still seems to need from what
+                # the groups read so far gave.
                 want = limit + 1 - len(page)
                 gave = len(page) if where is not None else examined
-                count = 1 if not groups_done else 64 if not gave else min(64, -(-want * groups_done // gave))
+                if layout.shards == 1:
+                    count = 1024 if where is not None else min(1024, want)
+                else:
+                    count = 1 if not groups_done else 64 if not gave else min(64, -(-want * groups_done // gave))
                 batch, carry = carry[:count], carry[count:]
                 while len(batch) < count:
                     name = await anext(names, None)
