@@ -7,6 +7,7 @@ adapter, whose ``scan`` evaluates the predicate in Python.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -206,3 +207,34 @@ async def test_a_listing_of_one_group_reads_no_other(
     monkeypatch.setattr(store, "_program", recorded)
     assert await _pages(store, 10, group="b") == [("b", "k", "b")]
     assert read == [(await store._layout()).hash_key("b").encode()]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        # Long shared prefixes, a key that is the shared prefix itself, lengths around six bytes.
+        ["user:" + f"{i:0{w}d}" for i in range(0, 400, 7) for w in (3, 6, 9)] + ["user:", "user:0", "v", "u"],
+        # Random keys over a small alphabet, multi-byte characters and all.
+        ["".join(random.Random(n).choices("ab\x7fé😀~0", k=random.Random(-n).randint(1, 12))) for n in range(300)],
+    ],
+    ids=["prefixes", "random"],
+)
+async def test_keys_come_in_code_point_order_from_any_position(
+    store: ms.RedisStateAdapter, monkeypatch: pytest.MonkeyPatch, keys: list[str]
+) -> None:
+    keys = sorted(set(keys))
+    for start in range(0, len(keys), 100):
+        await store.batch("g", [{"type": "set", "key": k, "value": i} for i, k in enumerate(keys[start : start + 100])])
+    # Code-point order is UTF-8 byte order, the order Lua sorts by.
+    assert keys == sorted(keys, key=lambda k: k.encode())
+    expected = [("g", k) for k in keys]
+    for limit in (1, 7, 50, 1000):
+        assert [(g, k) for g, k, _ in await _pages(store, limit)] == expected, limit
+    # From positions that are no key, inside and around the shared prefix.
+    for after in ("user:00", "user:0000", "user:", "t", "é", "a~", "zzz"):
+        page, _ = await store.scan(("g", after), limit=3)
+        assert [k for _, k, _ in page] == [k for k in keys if k.encode() > after.encode()][:3], after
+    # In steps of a few entries each, the order holds across steps too.
+    monkeypatch.setattr(redis_adapter, "SCAN_CALL_BUDGET", 5)
+    everything = parse_predicate({"op": "type", "value": "number"})
+    assert [(g, k) for g, k, _ in await _pages(store, 13, where=everything)] == expected
