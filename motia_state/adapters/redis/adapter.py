@@ -907,21 +907,23 @@ class RedisStateAdapter(StateAdapter):
 
         # Groups (with the key to start after) to read before taking new names.
         carry: list[tuple[str, str]] = []
+        count, most = 1, 256 if layout.shards == 1 else 64
         position = after
         with self._boundary():
             while True:
-                # Groups are read several at once. On one shard a call stops where
-                # the page is full, so the groups it does not reach cost only
-                # their names: ask for as many as the page could need. Over
-                # several shards each call fills the page from its own groups,
-                # so ask for as many as the page still seems to need from what
-                # the groups read so far gave.
+                # Groups are read several at once: as many as the page still
+                # seems to need from what the groups read so far gave (a call
+                # stops where the page is full; the groups it does not reach
+                # cost their names). Over several shards each call fills the
+                # page from its own groups, so the first call reads one group.
                 want = limit + 1 - len(page)
                 gave = len(page) if where is not None else examined
-                if layout.shards == 1:
-                    count = 1024 if where is not None else min(1024, want)
+                if not groups_done:
+                    count = min(16, want) if layout.shards == 1 else 1
+                elif gave:
+                    count = min(most, -(-want * groups_done // gave))
                 else:
-                    count = 1 if not groups_done else 64 if not gave else min(64, -(-want * groups_done // gave))
+                    count = min(most, 2 * count)
                 batch, carry = carry[:count], carry[count:]
                 while len(batch) < count:
                     name = await anext(names, None)
