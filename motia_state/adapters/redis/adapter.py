@@ -891,18 +891,18 @@ class RedisStateAdapter(StateAdapter):
             ]
             out: dict[str, tuple[bool, str, int, list[Any]]] = {}
             for part, reply in zip(by_shard.values(), await asyncio.gather(*calls), strict=True):
-                i = 0
-                for name, _ in part:
-                    if i >= len(reply):
-                        break  # the call stopped before this group
-                    n = int(reply[i + 3])
-                    out[name] = (
-                        reply[i] == b"1",
-                        reply[i + 1].decode(),
-                        int(reply[i + 2]),
-                        reply[i + 4 : i + 4 + 2 * n],
-                    )
-                    i += 4 + 2 * n
+                heads, i = reply[0].split(), 1
+                # The groups the call reached, in order (it stops before the rest).
+                for (name, start), h in zip(part, range(0, len(heads), 4)):
+                    more, seen, n, apart = heads[h : h + 4]
+                    if apart == b"1":
+                        last = reply[i].decode()
+                        i += 1
+                    else:  # the last key given, else none examined
+                        last = reply[i + 2 * int(n) - 2].decode() if n != b"0" else start
+                    flat = reply[i : i + 2 * int(n)]
+                    out[name] = (more == b"1", last, int(seen), flat)
+                    i += len(flat)
             return out
 
         # Groups (with the key to start after) to read before taking new names.
@@ -933,7 +933,7 @@ class RedisStateAdapter(StateAdapter):
                 if not batch:
                     return page, None
                 got = await read(batch, want)
-                for index, (name, start) in enumerate(batch):
+                for index, (name, _) in enumerate(batch):
                     if name not in got:
                         carry[:0] = batch[index:]
                         break
@@ -944,7 +944,7 @@ class RedisStateAdapter(StateAdapter):
                         if len(page) > limit:
                             page.pop()
                             return page, (page[-1][0], page[-1][1])
-                    position = (name, last or start)
+                    position = (name, last)
                     if more:
                         # The step stopped inside this group: go on from its last key.
                         carry[:0] = [position, *batch[index + 1 :]]

@@ -1308,17 +1308,19 @@ local PAGE_CHUNK = 256
 -- ARGV[3] the normalized predicate's JSON text that an entry must hold to
 --         be given ("" = every entry);
 -- ARGV[3 + i] the key of KEYS[i] to start after ("" = from its first).
--- Reply, per group reached, in order: "1" if keys after the last examined
--- one remain, else "0"; the last key examined ("" = none); how many
--- entries were examined; the number n given; then n keys and values
--- alternating, in key order. The groups after the one where the call
--- stopped are left out.
+-- Reply: first one string of four numbers per group reached, in order
+-- (each element of a reply costs the client time to parse): more, 1 if
+-- keys after the last examined one remain, else 0; how many entries were
+-- examined; the number n given; and 1 when the last key examined is not
+-- the last key given, else 0. Then, group by group, that last key when
+-- it is apart, and the n keys and values given, alternating, in key
+-- order. The groups after the one where the call stopped are left out.
 function mode_read.page(KEYS, ARGV)
   local want, budget, bytes = string.match(ARGV[2], '^(%d+) (%d+) (%d+)$')
   want, budget, bytes = tonumber(want), tonumber(budget), tonumber(bytes)
   local pred = ARGV[3] ~= '' and ARGV[3] or nil
   parsed_predicates = {}
-  local reply, given, examined, read = {}, 0, 0, 0
+  local heads, reply, given, examined, read = {}, { '' }, 0, 0, 0
   for g, hash in ipairs(KEYS) do
     if given >= want or examined >= budget or read >= bytes then break end
     local after = ARGV[3 + g]
@@ -1326,7 +1328,7 @@ function mode_read.page(KEYS, ARGV)
     -- Without a filter every examined entry is given: no more are needed than wanted.
     local total
     names, total = first_after(names, after, pred and budget - examined or math.min(want - given, budget - examined))
-    local head, i, n, last = #reply, 0, 0, ''
+    local found, i, n, last = {}, 0, 0, nil
     while i < #names and given < want and examined < budget and read < bytes do
       local chunk = {}
       for j = i + 1, math.min(i + PAGE_CHUNK, #names) do chunk[#chunk + 1] = names[j] end
@@ -1335,18 +1337,19 @@ function mode_read.page(KEYS, ARGV)
         local text = values[j] or 'null'
         i, examined, read, last = i + 1, examined + 1, read + #text, name
         if not pred or predicate_holds(pred, text, true) then
-          reply[head + 5 + 2 * n], reply[head + 6 + 2 * n] = name, text
+          found[2 * n + 1], found[2 * n + 2] = name, text
           n, given = n + 1, given + 1
         end
         if given >= want or examined >= budget or read >= bytes then break end
       end
     end
-    reply[head + 1] = i < total and '1' or '0'
-    reply[head + 2] = last
-    reply[head + 3] = i
-    reply[head + 4] = n
+    local apart = last ~= nil and last ~= found[2 * n - 1]
+    heads[#heads + 1] = (i < total and '1 ' or '0 ') .. i .. ' ' .. n .. (apart and ' 1' or ' 0')
+    if apart then reply[#reply + 1] = last end
+    for j = 1, 2 * n do reply[#reply + 1] = found[j] end
   end
   parsed_predicates = nil
+  reply[1] = table.concat(heads, ' ')
   return reply
 end
 
