@@ -861,6 +861,8 @@ class RedisStateAdapter(StateAdapter):
             self._check_usable()
         layout = await self._layout()
         predicate = b"" if where is None else _encode(where)
+        if layout.shards == 1 and group is None:
+            return await self._walk(layout, after, limit, predicate)
         page: list[tuple[str, str, Any]] = []
         examined = groups_done = 0
         # A page of n entries needs at most n + 1 groups, spread evenly over the
@@ -950,6 +952,54 @@ class RedisStateAdapter(StateAdapter):
                         carry[:0] = [position, *batch[index + 1 :]]
                         break
                     groups_done += 1
+                if examined >= SCAN_BUDGET:
+                    return page, position
+
+    async def _walk(
+        self, layout: Layout, after: tuple[str, str] | None, limit: int, predicate: bytes
+    ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
+        """``scan`` on a store of one shard: the program walks the group index itself, a page per call."""
+        page: list[tuple[str, str, Any]] = []
+        position = after or ("", "")
+        hidden = RESERVED_PREFIX.encode() if self._hide_reserved else b""
+        examined = 0
+        with self._boundary():
+            while True:
+                budget = min(SCAN_CALL_BUDGET, SCAN_BUDGET - examined)
+                reply = await self._program(
+                    (layout.indexes[0],),
+                    b"walk",
+                    f"{limit + 1 - len(page)} {budget} {SCAN_CALL_BYTES}".encode(),
+                    predicate,
+                    layout.hash_prefix(0).encode(),
+                    position[0].encode(),
+                    position[1].encode(),
+                    hidden,
+                )
+                numbers, names = reply[0].split(), reply[1]
+                i, at = 2, 0
+                for h in range(1, len(numbers), 5):
+                    _more, seen, n, apart, size = numbers[h : h + 5]
+                    name = names[at : at + int(size)].decode()
+                    at += int(size)
+                    count = 2 * int(n)
+                    if apart == b"1":
+                        last = reply[i].decode()
+                        i += 1
+                    elif count:  # the last key given
+                        last = reply[i + count - 2].decode()
+                    else:  # none examined
+                        last = position[1] if name == position[0] else ""
+                    for j in range(i, i + count, 2):
+                        page.append((name, reply[j].decode(), _decode(reply[j + 1])))
+                    if len(page) > limit:
+                        del page[limit:]
+                        return page, (page[-1][0], page[-1][1])
+                    i += count
+                    examined += int(seen)
+                    position = (name, last)
+                if numbers[0] == b"1":
+                    return page, None
                 if examined >= SCAN_BUDGET:
                     return page, position
 

@@ -1298,59 +1298,124 @@ end
 -- fetched much that it did not examine.
 local PAGE_CHUNK = 256
 
--- A listing step over group hashes of one shard, filtered here so that
--- entries that do not match never leave the server.
--- KEYS: the group hashes, in the order to read them.
--- ARGV[2] "<want> <budget> <bytes>": stop once want entries are given, or
---         once budget entries or bytes bytes of values were examined, so
---         that one call never holds the server long (at least one entry
---         is always examined);
--- ARGV[3] the normalized predicate's JSON text that an entry must hold to
---         be given ("" = every entry);
--- ARGV[3 + i] the key of KEYS[i] to start after ("" = from its first).
--- Reply: first one string of four numbers per group reached, in order
--- (each element of a reply costs the client time to parse): more, 1 if
--- keys after the last examined one remain, else 0; how many entries were
--- examined; the number n given; and 1 when the last key examined is not
--- the last key given, else 0. Then, group by group, that last key when
--- it is apart, and the n keys and values given, alternating, in key
--- order. The groups after the one where the call stopped are left out.
-function mode_read.page(KEYS, ARGV)
+-- A listing step: groups are read in order, each group's keys in order,
+-- and only the entries that hold the predicate are given, so that the
+-- others never leave the server. The step stops once want entries are
+-- given, or once budget entries or bytes bytes of values were examined,
+-- so that one call never holds the server long (the first group reached
+-- always examines at least one entry). L is the step's state: the limits,
+-- the predicate text (nil: every entry), the counts so far, and the
+-- reply being built (L.reply, whose first elements the modes fill last).
+local function list_group(L, hash, after)
+  local names, total = redis.call('HKEYS', hash), 0
+  -- Without a filter every examined entry is given: no more are needed than wanted.
+  local wanted = L.pred and L.budget - L.examined or math.min(L.want - L.given, L.budget - L.examined)
+  names, total = first_after(names, after, wanted)
+  local reply, found, i, n, last = L.reply, {}, 0, 0, nil
+  while i < #names and L.given < L.want and L.examined < L.budget and L.read < L.bytes do
+    local chunk = {}
+    for j = i + 1, math.min(i + PAGE_CHUNK, #names) do chunk[#chunk + 1] = names[j] end
+    local values = redis.call('HMGET', hash, unpack(chunk))
+    for j, name in ipairs(chunk) do
+      local text = values[j] or 'null'
+      i, last = i + 1, name
+      L.examined, L.read = L.examined + 1, L.read + #text
+      if not L.pred or predicate_holds(L.pred, text, true) then
+        found[2 * n + 1], found[2 * n + 2] = name, text
+        n = n + 1
+        L.given = L.given + 1
+      end
+      if L.given >= L.want or L.examined >= L.budget or L.read >= L.bytes then break end
+    end
+  end
+  local apart = last ~= nil and last ~= found[2 * n - 1]
+  if apart then reply[#reply + 1] = last end
+  for j = 1, 2 * n do reply[#reply + 1] = found[j] end
+  return i < total, (i < total and '1 ' or '0 ') .. i .. ' ' .. n .. (apart and ' 1' or ' 0')
+end
+
+local function list_state(ARGV, first)
   local want, budget, bytes = string.match(ARGV[2], '^(%d+) (%d+) (%d+)$')
-  want, budget, bytes = tonumber(want), tonumber(budget), tonumber(bytes)
   local pred = ARGV[3] ~= '' and ARGV[3] or nil
   parsed_predicates = {}
-  local heads, reply, given, examined, read = {}, { '' }, 0, 0, 0
+  local reply = {}
+  for i = 1, first do reply[i] = '' end
+  return {
+    want = tonumber(want), budget = tonumber(budget), bytes = tonumber(bytes), pred = pred,
+    given = 0, examined = 0, read = 0, reply = reply,
+  }
+end
+
+local function list_full(L)
+  return L.given >= L.want or L.examined >= L.budget or L.read >= L.bytes
+end
+
+-- The modes' common arguments:
+-- ARGV[2] "<want> <budget> <bytes>", the step's limits (above);
+-- ARGV[3] the normalized predicate's JSON text that an entry must hold to
+--         be given ("" = every entry).
+-- Per group reached, in order, four numbers: more (1 if keys after the
+-- last examined one remain, else 0), how many entries were examined, the
+-- number n given, and 1 when the last key examined is not the last key
+-- given (else 0). All the numbers of a reply are one string (each element
+-- of a reply costs the client time to parse); then, group by group, that
+-- last key when it is apart, and the n keys and values given, alternating,
+-- in key order. The groups after the one where a step stopped are left out.
+
+-- KEYS: the group hashes (of one shard), in the order to read them;
+-- ARGV[3 + i] the key of KEYS[i] to start after ("" = from its first).
+-- Reply: the numbers, then each group's keys and values.
+function mode_read.page(KEYS, ARGV)
+  local L, heads = list_state(ARGV, 1), {}
   for g, hash in ipairs(KEYS) do
-    if given >= want or examined >= budget or read >= bytes then break end
-    local after = ARGV[3 + g]
-    local names = redis.call('HKEYS', hash)
-    -- Without a filter every examined entry is given: no more are needed than wanted.
-    local total
-    names, total = first_after(names, after, pred and budget - examined or math.min(want - given, budget - examined))
-    local found, i, n, last = {}, 0, 0, nil
-    while i < #names and given < want and examined < budget and read < bytes do
-      local chunk = {}
-      for j = i + 1, math.min(i + PAGE_CHUNK, #names) do chunk[#chunk + 1] = names[j] end
-      local values = redis.call('HMGET', hash, unpack(chunk))
-      for j, name in ipairs(chunk) do
-        local text = values[j] or 'null'
-        i, examined, read, last = i + 1, examined + 1, read + #text, name
-        if not pred or predicate_holds(pred, text, true) then
-          found[2 * n + 1], found[2 * n + 2] = name, text
-          n, given = n + 1, given + 1
-        end
-        if given >= want or examined >= budget or read >= bytes then break end
-      end
-    end
-    local apart = last ~= nil and last ~= found[2 * n - 1]
-    heads[#heads + 1] = (i < total and '1 ' or '0 ') .. i .. ' ' .. n .. (apart and ' 1' or ' 0')
-    if apart then reply[#reply + 1] = last end
-    for j = 1, 2 * n do reply[#reply + 1] = found[j] end
+    if list_full(L) then break end
+    local _, head = list_group(L, hash, ARGV[3 + g])
+    heads[#heads + 1] = head
   end
   parsed_predicates = nil
-  reply[1] = table.concat(heads, ' ')
-  return reply
+  L.reply[1] = table.concat(heads, ' ')
+  return L.reply
+end
+
+-- The groups themselves come from the shard's group index, in order: so a
+-- store on one shard lists a page in one call, however small its groups.
+-- KEYS[1] the shard's group index; ARGV[4] its hashes' key prefix; ARGV[5]
+-- the group to start at ("" = the first); ARGV[6] the key of that group to
+-- start after; ARGV[7] a prefix of groups to leave out ("" = none).
+-- Reply: the numbers, led by 1 when the step read to the end of the index
+-- (else 0) and with each group's name length after its four; then the
+-- names of the groups reached, one after the other in one string; then
+-- each group's keys and values.
+function mode_read.walk(KEYS, ARGV)
+  local L, heads, names = list_state(ARGV, 2), {}, {}
+  local prefix, start, start_key, hidden = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+  local low, stopped, visited = start == '' and '-' or '[' .. start, false, 0
+  while not stopped do
+    local batch = redis.call('ZRANGEBYLEX', KEYS[1], low, '+', 'LIMIT', 0, 128)
+    if #batch == 0 then break end
+    for _, name in ipairs(batch) do
+      -- Empty groups (dropped by their TTL) cost a visit each: they count too.
+      if list_full(L) or visited >= L.budget then
+        stopped = true
+        break
+      end
+      if hidden == '' or name:sub(1, #hidden) ~= hidden then
+        visited = visited + 1
+        local more, head = list_group(L, hash_key(prefix, name), name == start and start_key or '')
+        heads[#heads + 1] = head .. ' ' .. #name
+        names[#names + 1] = name
+        if more then
+          stopped = true
+          break
+        end
+      end
+      low = '(' .. name
+    end
+  end
+  parsed_predicates = nil
+  L.reply[1] = (stopped and '0 ' or '1 ') .. table.concat(heads, ' ')
+  L.reply[2] = table.concat(names)
+  return L.reply
 end
 
 local function run(KEYS, ARGV)
