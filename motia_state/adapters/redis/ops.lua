@@ -1198,6 +1198,7 @@ end
 
 -- The key of a group's hash: percent-escaped as the client does it.
 local function hash_key(prefix, name)
+  if not name:find('[%%{}]') then return prefix .. name end
   return prefix .. name:gsub('%%', '%%25'):gsub('{', '%%7B'):gsub('}', '%%7D')
 end
 
@@ -1232,6 +1233,10 @@ end
 local function first_after(all, after, k)
   local count = #all
   if count == 0 then return all, 0 end
+  if count == 1 then -- a group of one key, common enough to skip the machinery
+    if after == '' or bytes_compare(all[1], after) > 0 then return all, 1 end
+    return {}, 0
+  end
   local prefix = all[1]
   local at = #prefix
   for i = 2, count do
