@@ -326,11 +326,12 @@ class FeedRing:
         else:
             size += 24 if t in _fixed else len(_encode(new))
         slots = self.slots
+        info: Any = op
         if _used[0]:
             depth, origin = _context()
             if depth or origin is not None:
-                op = (op, depth, origin)  # type: ignore[assignment]
-        slots.extend((group, key, old, new, _clock(), op))
+                info = (op, depth, origin)
+        slots.extend((group, key, old, new, _clock(), info))
         self._general.append(size)
         self.room -= size
         if self.room < 0 or len(slots) > self.limit:
