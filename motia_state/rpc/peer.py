@@ -24,10 +24,10 @@ from .frames import (
     LineReader,
     Oversized,
     RpcResponse,
+    append_response,
     decode_frame,
     encode_error,
     encode_request,
-    encode_response,
     sniff_id,
     to_log_line,
 )
@@ -216,20 +216,21 @@ class Peer:
                 )
             return
         if rid is not None:
+            out = self._out
             try:
-                reply = encode_response(rid, result)
+                size = append_response(out, rid, result)
             except Exception as e:  # TypeError, OverflowError, RecursionError, ...
                 log.error("handler %s returned a value that is not JSON: %s", to_log_line(frame.method), e)
-                self._out += encode_error(rid, "INTERNAL", f"{frame.method} returned a value that is not JSON")
+                out += encode_error(rid, "INTERNAL", f"{frame.method} returned a value that is not JSON")
                 return
-            if len(reply) > self._max_frame:
+            if size > self._max_frame:
                 # e.g. getGroup of a huge group: the worker would drop it and wait forever.
-                reply = encode_error(
+                del out[len(out) - size :]
+                out += encode_error(
                     rid,
                     "LIMIT_EXCEEDED",
-                    f"the reply to {frame.method} would be {len(reply)} bytes, over the {self._max_frame}-byte frame limit",
+                    f"the reply to {frame.method} would be {size} bytes, over the {self._max_frame}-byte frame limit",
                 )
-            self._out += reply
 
     def _not_a_frame(self, line: bytes, error: StateError) -> None:
         head = line[:512]
