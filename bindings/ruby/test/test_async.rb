@@ -130,4 +130,53 @@ class AsyncCallsTest < Minitest::Test
     assert_respond_to @state.async, :compareAndSwap
     assert_kind_of MotiaState::Call, @state.async.clear("t")
   end
+  def test_threads_woken_by_one_read_send_their_next_calls_in_one_write
+    writes = []
+    out = @parent.client.instance_variable_get(:@output)
+    out.singleton_class.prepend(Module.new { define_method(:write) { |*a| writes << a.join.count("\n"); super(*a) } })
+    go = Queue.new
+    threads = 4.times.map do |i|
+      in_thread do
+        first = @state.get("t", "a#{i}")
+        go.pop
+        [first, @state.get("t", "b#{i}")]
+      end
+    end
+    firsts = 4.times.map { @parent.next_frame }
+    writes.clear
+    4.times { go << true } # each thread calls again as soon as it has its reply
+    @parent.write(firsts.map { |f| "#{JSON.generate({ 'type' => 'rpc_response', 'id' => f['id'], 'result' => f['args']['key'] })}\n" }.join)
+    seconds = 4.times.map { @parent.next_frame }
+    seconds.each { |f| @parent.reply(f["id"], result: f["args"]["key"]) }
+    assert_equal 4.times.map { |i| ["a#{i}", "b#{i}"] }, Timeout.timeout(5) { threads.map(&:value) }
+    assert_equal 4, writes.sum
+    assert_operator writes.size, :<=, 2, "4 threads woken by one read wrote #{writes.inspect}"
+  end
+
+  def test_a_woken_thread_that_calls_no_more_holds_up_no_other
+    done = in_thread { @state.get("t", "a") }
+    again = in_thread { [@state.get("t", "b"), @state.get("t", "c")] }
+    frames = 2.times.map { @parent.next_frame }
+    @parent.write(frames.map { |f| "#{JSON.generate({ 'type' => 'rpc_response', 'id' => f['id'], 'result' => 1 })}\n" }.join)
+    assert_equal 1, Timeout.timeout(5) { done.value }
+    third = @parent.next_frame # written although the other woken thread made no further call
+    assert_equal "c", third["args"]["key"]
+    @parent.reply(third["id"], result: 2)
+    assert_equal [1, 2], Timeout.timeout(5) { again.value }
+  end
+  def test_a_thread_interrupted_as_its_reply_lands_holds_up_no_other_call
+    client = @parent.client
+    victim = in_thread { @state.get("t", "v") }
+    id = @parent.next_frame["id"]
+    sleep 0.05 until victim.status == "sleep"
+    client.instance_variable_get(:@lock).synchronize do
+      client.send(:settle_locked, client.instance_variable_get(:@pending).delete(id), :ok, 1)
+      victim.raise(Interrupt) # it wakes counted by the settle, and leaves with an exception
+    end
+    assert_raises(Interrupt) { Timeout.timeout(5) { victim.join } }
+    t = in_thread { @state.get("t", "after") }
+    frame = @parent.next_frame # still written: the interrupted thread let go of the writer
+    @parent.reply(frame["id"], result: 2)
+    assert_equal 2, Timeout.timeout(5) { t.value }
+  end
 end

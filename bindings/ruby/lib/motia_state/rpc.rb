@@ -158,18 +158,32 @@ module MotiaState
 
     # -- for RpcClient, under its lock --------------------------------------
 
+    # Settle once; returns how many threads this wakes (0 when none waits).
     def settle(state, value) # :nodoc:
-      return false unless @state.nil?
+      return 0 unless @state.nil?
 
       @state = state
       @value = value
-      @cv&.broadcast
-      true
+      return 0 if @parked.nil? || @parked.zero?
+
+      @cv.broadcast
+      @parked
     end
 
+    # Wait until settled. A thread that was waiting when #settle counted
+    # it runs the block on its way out (under the lock), even when an
+    # exception (Thread#raise, Timeout) ends its wait.
     def park(lock) # :nodoc:
+      return unless @state.nil?
+
       @cv ||= ConditionVariable.new
-      @cv.wait(lock) while @state.nil?
+      @parked = (@parked || 0) + 1
+      begin
+        @cv.wait(lock) while @state.nil?
+      ensure
+        @parked -= 1
+        yield unless @state.nil?
+      end
     end
   end
 
@@ -216,6 +230,7 @@ module MotiaState
       @lock = Mutex.new
       @out = [] # frames queued, not yet written (under @lock)
       @writing = false # a thread is writing @out (under @lock)
+      @waking = 0 # threads woken by a reply that have not yet resumed (under @lock)
       @pending = {}
       @method_heads = {}
       @next_id = 0
@@ -247,7 +262,7 @@ module MotiaState
     def request(method, args = nil, checked: false)
       call = start_call(method, args, checked)
       flush
-      @lock.synchronize { call.park(@lock) } unless call.done?
+      await_settled(call) unless call.done?
       call.value
     end
 
@@ -265,7 +280,7 @@ module MotiaState
     def flush
       loop do
         data = @lock.synchronize do
-          return if @writing || @out.empty?
+          return if @writing || @out.empty? || @waking.positive?
 
           @writing = true
           d = @out.join
@@ -286,7 +301,7 @@ module MotiaState
     # Wait until +call+ is settled (its frame is written first). For Call.
     def await(call) # :nodoc:
       flush
-      @lock.synchronize { call.park(@lock) }
+      await_settled(call)
     end
 
     # A request without a reply; raises as #request does.
@@ -330,7 +345,7 @@ module MotiaState
 
         @closed = true
         @close_reason = reason
-        @pending.each_value { |call| call.settle(:error, PeerClosedError.new("the channel to the parent closed: #{reason}")) }
+        @pending.each_value { |call| settle_locked(call, :error, PeerClosedError.new("the channel to the parent closed: #{reason}")) }
         @pending.clear
       end
       @done.push(true)
@@ -360,7 +375,7 @@ module MotiaState
           kind = :ok
           value = frame["result"]
         end
-        settled = @lock.synchronize { @pending.delete(frame["id"])&.settle(kind, value) }
+        settled = @lock.synchronize { settle_locked(@pending.delete(frame["id"]), kind, value) }
         warn("motia-state: a reply to no request (id #{frame['id'].inspect})") unless settled
       elsif frame["type"] == "rpc_request"
         @on_request.call(frame)
@@ -386,7 +401,7 @@ module MotiaState
       if kind == "rpc_request" && !id.nil?
         respond_error(id, code, message)
       elsif kind == "rpc_response" &&
-            @lock.synchronize { @pending.delete(id)&.settle(:error, MotiaState.error_for_code(code, "the reply: #{message}")) }
+            @lock.synchronize { settle_locked(@pending.delete(id), :error, MotiaState.error_for_code(code, "the reply: #{message}")) }
         nil
       else
         warn("motia-state: dropped #{message} (no id to answer)")
@@ -394,6 +409,28 @@ module MotiaState
     end
 
     private
+
+    # Threads woken by replies write nothing until the last of them has
+    # resumed: by then each has queued its next request (a thread loop
+    # calls again at once), and they all go out in one write, so the parent
+    # reads them, and answers them, together. The last one to resume writes
+    # what is queued, so a woken thread that makes no further call holds
+    # nothing up.
+    def settle_locked(call, kind, value)
+      return nil if call.nil?
+
+      @waking += call.settle(kind, value)
+      true
+    end
+
+    def await_settled(call)
+      last = false
+      begin
+        @lock.synchronize { call.park(@lock) { last = (@waking -= 1).zero? } }
+      ensure
+        flush if last
+      end
+    end
 
     # Register a call and queue its frame (not yet written); one lock for both.
     def start_call(method, args, checked)
