@@ -174,18 +174,6 @@ class PeerClosedError extends StateError {
   }
 }
 
-/** The resolve and reject of one call in flight. */
-class Waiter {
-  constructor () {
-    this.resolve = null
-    this.reject = null
-    this.bind = (resolve, reject) => {
-      this.resolve = resolve
-      this.reject = reject
-    }
-  }
-}
-
 class RpcClient {
   /**
    * @param {import('stream').Readable} input  frames from the parent
@@ -404,8 +392,8 @@ class RpcClient {
       return Promise.reject(e instanceof StateError ? e : new InvalidArgumentError(`args: ${e.message}`))
     }
     this.nextId = id + 1
-    const waiter = new Waiter()
-    const promise = new Promise(waiter.bind)
+    let waiter
+    const promise = new Promise((resolve, reject) => { waiter = { resolve, reject } })
     this.pending.set(id, waiter)
     this.enqueue(line)
     if (alone && this.spinNs > 0n) this.spin()
