@@ -134,7 +134,8 @@ module MotiaState
       @id = id
       @state = nil # nil while in flight, then :ok or :error
       @value = nil
-      @cv = nil
+      @cv = nil # created by the first thread that has to wait
+      @parked = nil # threads waiting (under the client's lock)
     end
 
     # True once the reply (or the failure) is in.
@@ -437,8 +438,12 @@ module MotiaState
       MotiaState.check_json(args, "args", WRAP_DEPTH) unless checked
       head = @method_heads[method] || (@method_heads[method] = %(,"method":#{encode(method)},"args":))
       body = encode(args)
-      size = body.bytesize + head.bytesize + 48 # the rest of the frame, with an id of up to 20 digits
-      check_size!(encode({ "type" => "rpc_request", "id" => @next_id + 1, "method" => method, "args" => args }), "#{method} request") if size > @max_frame_bytes
+      # The rest of the frame, with an id of up to 20 digits, is under 48
+      # bytes: only a frame that may be over the limit is measured exactly.
+      if body.bytesize + head.bytesize + 48 > @max_frame_bytes
+        frame = { "type" => "rpc_request", "id" => @next_id + 1, "method" => method, "args" => args }
+        check_size!(encode(frame), "#{method} request")
+      end
       @lock.synchronize do
         raise PeerClosedError, "the channel to the parent is closed (#{@close_reason})" if @closed
 
