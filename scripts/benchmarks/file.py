@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,15 @@ import anyio
 import anyio.to_thread
 
 import motia_state as ms
+from motia_state.adapters.file import store as file_store
 
 from .harness import Options, best_of, report
 
 DEFAULT_N = 50_000
 #: Writer counts of the durable comparison.
 WRITERS = (1, 4, 16)
+#: Writer processes -> writes per fsync in the latest file contender's round (group commit at work).
+WRITES_PER_FSYNC: dict[int, float] = {}
 
 
 def sqlite_increments(path: str, synchronous: str, n: int, writers: int) -> float:
@@ -67,17 +71,27 @@ def _sqlite_process(path: str, synchronous: str, count: int, start: Any, ends: A
         (v,) = db.execute("select v from state where g = 'g' and k = 'k'").fetchone()
         db.execute("update state set v = ? where g = 'g' and k = 'k'", (str(int(v) + 1),))
         db.execute("commit")
-    ends.put(time.monotonic())
+    ends.put((time.monotonic(), 0))
     db.close()
 
 
 def _file_process(path: str, mode: str, count: int, start: Any, ends: Any) -> None:
+    fsyncs = 0
+    datasync = file_store._datasync
+
+    def counted(fd: int) -> None:
+        nonlocal fsyncs
+        fsyncs += 1
+        datasync(fd)
+
+    file_store._datasync = counted  # type: ignore[misc]  # forked: this process's own copy
+
     async def work() -> None:
         adapter = ms.FileStateAdapter(path, fsync=mode)  # type: ignore[arg-type]
         await anyio.to_thread.run_sync(start.wait)
         for _ in range(count):
             await adapter.increment("g", "k")
-        ends.put(time.monotonic())
+        ends.put((time.monotonic(), fsyncs))
         await adapter.close()
 
     anyio.run(work)
@@ -92,6 +106,7 @@ def process_increments(kind: str, path: str, mode: str, n: int, writers: int) ->
     the last one has finished its writes.
     """
     ctx = multiprocessing.get_context("fork")
+    target: Callable[[str, str, int, Any, Any], None]
     if kind == "sqlite":
         _sqlite_setup(path)
         target = _sqlite_process
@@ -106,12 +121,15 @@ def process_increments(kind: str, path: str, mode: str, n: int, writers: int) ->
         p.start()
     start.wait()
     began = time.monotonic()
-    last = max(ends.get(timeout=600) for _ in procs)
+    done = [ends.get(timeout=600) for _ in procs]
+    last = max(t for t, _ in done)
+    if kind == "file":
+        WRITES_PER_FSYNC[writers] = count * writers / max(sum(f for _, f in done), 1)
     for p in procs:
         p.join()
         if p.exitcode:
             raise RuntimeError(f"a {kind} writer process failed (exit code {p.exitcode})")
-    return count * writers / (last - began)
+    return float(count * writers / (last - began))
 
 
 def file_increments(path: str, mode: str, n: int, writers: int) -> float:
@@ -169,7 +187,7 @@ def fsync_cost(root: Path) -> float:
 
 
 def run(options: Options) -> None:
-    """Fast modes vs sqlite NORMAL, durable modes vs sqlite FULL (1 and 8 writers), then set by store size."""
+    """Fast modes vs sqlite NORMAL, durable modes vs sqlite FULL (1, 4, 16 processes, then tasks), set by size."""
     n, rounds = options.n, options.rounds
     root = Path(tempfile.mkdtemp(prefix="motia-bench-", dir=options.where))
     print(f"store directory: {root} (fsync of a small write here: {fsync_cost(root) * 1e6:.0f} us)")
@@ -196,17 +214,18 @@ def run(options: Options) -> None:
                 ("file batch / sqlite NORMAL (target >= 2)", "file batch", "sqlite WAL NORMAL"),
             ],
         )
+        print(f"\nfsync of a small write here now: {fsync_cost(root) * 1e6:.0f} us")
         for unit in ("processes", "tasks"):
             contenders: dict[str, Callable[[], float]] = {}
             ratios = []
             for w in WRITERS:
                 f, q = f"file always, {w} {unit}", f"sqlite WAL FULL, {w} {unit}"
                 if unit == "processes":
-                    contenders[f] = lambda w=w: process_increments("file", fresh(), "always", n_sync, w)
-                    contenders[q] = lambda w=w: process_increments("sqlite", fresh(), "FULL", n_sync, w)
+                    contenders[f] = partial(lambda w: process_increments("file", fresh(), "always", n_sync, w), w)
+                    contenders[q] = partial(lambda w: process_increments("sqlite", fresh(), "FULL", n_sync, w), w)
                 else:
-                    contenders[f] = lambda w=w: file_increments(fresh(), "always", n_sync, w)
-                    contenders[q] = lambda w=w: sqlite_increments(fresh(), "FULL", n_sync, w)
+                    contenders[f] = partial(lambda w: file_increments(fresh(), "always", n_sync, w), w)
+                    contenders[q] = partial(lambda w: sqlite_increments(fresh(), "FULL", n_sync, w), w)
                 ratios.append((f"{w} {unit}: file always / sqlite FULL (target >= 2.5)", f, q))
             durable = best_of(rounds, contenders)
             report(
@@ -215,6 +234,9 @@ def run(options: Options) -> None:
                 durable,
                 ratios,
             )
+            if unit == "processes":
+                shared = ", ".join(f"{w} processes {WRITES_PER_FSYNC[w]:.1f}" for w in WRITERS if w in WRITES_PER_FSYNC)
+                print(f"  file always, writes per fsync (last round): {shared}")
         sizes = best_of(
             rounds,
             {
