@@ -604,10 +604,12 @@ async def test_two_adapters_on_one_directory_see_each_other(tmp_path: Path) -> N
     await b.close()
 
 
-def test_three_processes_racing_on_one_key_get_exactly_1_to_n(tmp_path: Path) -> None:
-    n = 300
-    # One of them compacts all the time: the others follow its markers.
-    procs = [start_writer(tmp_path / "s", "never", "race", n, compact_min=c) for c in (4 << 20, 4 << 20, 0)]
+@pytest.mark.parametrize("mode", ["never", "always"])
+def test_three_processes_racing_on_one_key_get_exactly_1_to_n(tmp_path: Path, mode: str) -> None:
+    n = 300 if mode == "never" else 100
+    # One of them compacts all the time: the others follow its markers (and,
+    # in mode "always", share fsyncs across the logs' generations).
+    procs = [start_writer(tmp_path / "s", mode, "race", n, compact_min=c) for c in (4 << 20, 4 << 20, 0)]
     go(*procs)
     values = sorted(v for p in procs for v in finish(p))
     assert values == list(range(1, 3 * n + 1))

@@ -102,13 +102,14 @@ class CommitMarks:
     ``appended`` is where the log's records end, written under the store's
     process lock by every writer in fsync mode "always" right after its
     record; ``synced`` is how far the log is known to be on disk, written
-    only while holding this object's own lock (:meth:`acquire`), which a
-    process holds around its fsync. A writer whose record ends at or before
-    ``synced`` is durable without an fsync of its own; otherwise it takes
-    the lock (waiting out another process's fsync, which may cover it),
-    looks again, and if still needed fsyncs and advances ``synced`` to the
-    ``appended`` it read before the fsync, covering every process's records
-    up to there. The file is mapped into memory: reading a mark costs no
+    only while holding this object's own lock, which a process holds around
+    its fsync. A writer whose record ends at or before ``synced`` is durable
+    without an fsync of its own; otherwise it takes the lock or, while
+    another process holds it, waits for that fsync to end (:meth:`wait`: it
+    may cover this writer), looks again, and only then queues for the lock
+    (:meth:`acquire`), looking once more when it has it. Holding the lock, it
+    fsyncs and advances ``synced`` to the ``appended`` it read before the
+    fsync, covering every process's records up to there. The file is mapped into memory: reading a mark costs no
     system call. The marks are hints between live processes, never needed
     to read the store: a mark that cannot be trusted is ignored.
     """
@@ -172,6 +173,11 @@ class CommitMarks:
         except BlockingIOError:
             return False
         return True
+
+    def acquire(self) -> None:
+        """Block until this process holds the lock to fsync under."""
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
 
     def wait(self) -> None:
         """Block until no process holds the lock: the fsync in progress has ended.

@@ -491,36 +491,37 @@ class LogSession(TableSession):
 
     # ------------------------------------------------------------ durability
 
-    def _sync_to(self, target: int, position: Position | None = None, *, wait: bool = True) -> bool:
+    def _sync_to(self, target: int, position: Position | None = None) -> None:
         """fsync until the ``target``-th record this process appended is on disk (group commit).
 
         ``position`` is where that record ends in the logs; with it, in mode
         "always", an fsync by another process that covered it is enough, and
         this process's fsync covers (and tells) every other process whose
         records were appended before it. While another process fsyncs, this
-        waits for it (it may cover the record) unless ``wait`` is false:
-        then it returns False at once, and True once the record is on disk.
+        waits for that fsync first: it may cover the record.
         """
         with self._sync_lock:
             if self.synced >= target or self.log_fd < 0:
-                return True
+                return
             marks = self.marks
             if marks is None or position is None:
                 upto = self.appended
                 _datasync(self.log_fd)
                 self.synced = max(self.synced, upto)
-                return True
-            while not marks.try_acquire():
-                if not wait:
-                    return False
+                return
+            if not marks.try_acquire():
                 marks.wait()
                 if marks.synced >= position:  # the fsync we waited for covered it
                     self.synced = max(self.synced, target)
-                    return True
+                    return
+                # Blocking, not trying again: others waking from the same
+                # wait hold the lock shared for an instant, and retrying
+                # against them would spin.
+                marks.acquire()
             try:
                 if marks.synced >= position:  # covered by an fsync that ended just before
                     self.synced = max(self.synced, target)
-                    return True
+                    return
                 upto = self.appended
                 fd, gen = self.log_fd, self._fd_gen
                 # Every record up to the published end was written before we
@@ -532,7 +533,7 @@ class LogSession(TableSession):
                     done = max(position, appended) if appended[0] == gen else position
                     if done > marks.synced:
                         marks.synced = done
-                return True
+                return
             finally:
                 marks.release()
 
@@ -563,16 +564,16 @@ class LogSession(TableSession):
             if self._writers == 1:
                 # A lone writer fsyncs right here, as sqlite3 does: a hop to
                 # a worker thread costs about as much as a fast disk's fsync.
-                # It still yields (once) every millisecond so that a tight
-                # loop of writes cannot starve the event loop, and it never
-                # blocks the loop waiting for another process's fsync.
+                # (When another process is fsyncing, it waits for that fsync
+                # here too.) It still yields (once) every millisecond so that
+                # a tight loop of writes cannot starve the event loop.
                 now = time.monotonic()
                 if not yielded and now - self._last_yield > 0.001:
                     self._last_yield = yielded = now
                     await anyio.lowlevel.checkpoint()
                     continue
-                if self._sync_to(target, position, wait=False):
-                    return
+                self._sync_to(target, position)
+                return
             # The fsync (or the wait for another process's) runs in a
             # thread while the other writers append: the next fsync covers
             # them all (group commit).
