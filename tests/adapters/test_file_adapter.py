@@ -256,6 +256,29 @@ async def test_always_mode_skips_the_fsync_that_another_process_already_did(tmp_
     await b.close()
 
 
+async def test_always_mode_a_write_in_flight_when_the_adapter_closes_is_answered(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """close() fsyncs what was written: a write still waiting for its fsync then returns; if that fsync fails, it raises."""
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="always")
+    await ms.FileStateAdapter.set(a, "g", "k", 1)  # appended, not yet fsynced
+    target, position = a._log.appended, (a._log.gen, a._log.offset)
+    await a.close()
+    with anyio.fail_after(5):
+        await a._log._durable(target, position)
+    b = ms.FileStateAdapter(tmp_path / "t", fsync="always")
+    await ms.FileStateAdapter.set(b, "g", "k", 1)
+    target, position = b._log.appended, (b._log.gen, b._log.offset)
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(store_module.os, "fsync", failing_fsync)
+    await b.close()
+    with anyio.fail_after(5), pytest.raises(ms.UnavailableError, match="closed before this write"):
+        await b._log._durable(target, position)
+
+
 async def test_always_mode_ignores_fsync_marks_beyond_the_log(tmp_path: Path, monkeypatch: Any) -> None:
     """Marks from other files (a store restored from a copy, a log cut short by repair) never excuse an fsync."""
     a = ms.FileStateAdapter(tmp_path / "s", fsync="always")

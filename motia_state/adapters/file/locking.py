@@ -126,6 +126,8 @@ class CommitMarks:
             raise
 
     def _read(self, at: int) -> Position:
+        if self._fd < 0:
+            return _NOWHERE  # closed
         gen, offset, crc = _MARK.unpack_from(self._map, at)
         if crc != zlib.crc32(self._map[at : at + 16]):
             return _NOWHERE

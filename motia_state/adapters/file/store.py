@@ -501,8 +501,11 @@ class LogSession(TableSession):
         waits for that fsync first: it may cover the record.
         """
         with self._sync_lock:
-            if self.synced >= target or self.log_fd < 0:
+            if self.synced >= target:
                 return
+            if self.log_fd < 0:
+                # Closed, and close() could not fsync what it had.
+                raise UnavailableError(f"the store {self.path} was closed before this write reached the disk")
             marks = self.marks
             if marks is None or position is None:
                 upto = self.appended
@@ -754,6 +757,7 @@ class LogSession(TableSession):
             if self.fsync != "never":
                 with contextlib.suppress(OSError):
                     os.fsync(self.log_fd)
+                    self.synced = self.appended  # writes still waiting for an fsync have it
             os.close(self.log_fd)
             self._set_log(-1)
         self.plock.close()
