@@ -49,6 +49,8 @@ __all__ = [
     "WriteContext",
     "check_retention",
     "current_write_context",
+    "enter_write_context",
+    "exit_write_context",
     "now_ms",
     "parse_cursor",
     "write_context",
@@ -93,6 +95,21 @@ def write_context(depth: int, origin: dict[str, Any] | None) -> Iterator[None]:
         yield
     finally:
         _WRITE_CONTEXT.reset(token)
+
+
+def enter_write_context(depth: int, origin: dict[str, Any] | None) -> contextvars.Token[WriteContext]:
+    """:func:`write_context` without the generator, for a hot path: returns the token for :func:`exit_write_context`.
+
+    The RPC layer stamps every request of a step this way; a generator-based
+    context manager costs more than the write it stamps.
+    """
+    _CONTEXT_USED[0] = True
+    return _WRITE_CONTEXT.set((depth, origin))
+
+
+def exit_write_context(token: contextvars.Token[WriteContext]) -> None:
+    """Undo :func:`enter_write_context` (in the same context, in reverse order)."""
+    _WRITE_CONTEXT.reset(token)
 
 
 def current_write_context() -> WriteContext:
