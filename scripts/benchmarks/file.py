@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.to_thread
 
 import motia_state as ms
+from motia_state.adapters.file import store as file_store
 
 from .harness import Options, best_of, report
 
 DEFAULT_N = 50_000
+#: Writer counts of the durable comparison.
+WRITERS = (1, 4, 16)
+#: Writer processes -> writes per fsync in the latest file contender's round (group commit at work).
+WRITES_PER_FSYNC: dict[int, float] = {}
 
 
 def sqlite_increments(path: str, synchronous: str, n: int, writers: int) -> float:
     """n increments of one key from ``writers`` threads, one connection each."""
-    setup = sqlite3.connect(path, isolation_level=None)
-    setup.execute("pragma journal_mode=wal")
-    setup.execute("create table if not exists state(g text, k text, v text, primary key (g, k))")
-    setup.execute("insert or replace into state values ('g', 'k', '0')")
-    setup.close()
+    _sqlite_setup(path)
 
     def work(count: int) -> None:
         db = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
@@ -45,6 +51,85 @@ def sqlite_increments(path: str, synchronous: str, n: int, writers: int) -> floa
     for t in threads:
         t.join()
     return n / (time.perf_counter() - start)
+
+
+def _sqlite_setup(path: str) -> None:
+    """A WAL database holding the one row the increments update."""
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("pragma journal_mode=wal")
+    setup.execute("create table if not exists state(g text, k text, v text, primary key (g, k))")
+    setup.execute("insert or replace into state values ('g', 'k', '0')")
+    setup.close()
+
+
+def _sqlite_process(path: str, synchronous: str, count: int, start: Any, ends: Any) -> None:
+    db = sqlite3.connect(path, isolation_level=None, timeout=60)
+    db.execute(f"pragma synchronous={synchronous}")
+    start.wait()
+    for _ in range(count):
+        db.execute("begin immediate")
+        (v,) = db.execute("select v from state where g = 'g' and k = 'k'").fetchone()
+        db.execute("update state set v = ? where g = 'g' and k = 'k'", (str(int(v) + 1),))
+        db.execute("commit")
+    ends.put((time.monotonic(), 0))
+    db.close()
+
+
+def _file_process(path: str, mode: str, count: int, start: Any, ends: Any) -> None:
+    fsyncs = 0
+    datasync = file_store._datasync
+
+    def counted(fd: int) -> None:
+        nonlocal fsyncs
+        fsyncs += 1
+        datasync(fd)
+
+    file_store._datasync = counted  # type: ignore[misc]  # forked: this process's own copy
+
+    async def work() -> None:
+        adapter = ms.FileStateAdapter(path, fsync=mode)  # type: ignore[arg-type]
+        await anyio.to_thread.run_sync(start.wait)
+        for _ in range(count):
+            await adapter.increment("g", "k")
+        ends.put((time.monotonic(), fsyncs))
+        await adapter.close()
+
+    anyio.run(work)
+
+
+def process_increments(kind: str, path: str, mode: str, n: int, writers: int) -> float:
+    """n increments of one key from ``writers`` processes, each writing sequentially through its own handle.
+
+    ``kind`` is "file" (a FileStateAdapter per process in fsync ``mode``) or
+    "sqlite" (a connection per process, ``mode`` its synchronous setting).
+    The clock starts when every process has opened its store and stops when
+    the last one has finished its writes.
+    """
+    ctx = multiprocessing.get_context("fork")
+    target: Callable[[str, str, int, Any, Any], None]
+    if kind == "sqlite":
+        _sqlite_setup(path)
+        target = _sqlite_process
+    else:
+        anyio.run(ms.FileStateAdapter(path, fsync="never").close)  # created before the writers open it
+        target = _file_process
+    start = ctx.Barrier(writers + 1)
+    ends = ctx.Queue()
+    count = max(n // writers, 1)
+    procs = [ctx.Process(target=target, args=(path, mode, count, start, ends)) for _ in range(writers)]
+    for p in procs:
+        p.start()
+    start.wait()
+    began = time.monotonic()
+    done = [ends.get(timeout=600) for _ in procs]
+    last = max(t for t, _ in done)
+    if kind == "file":
+        WRITES_PER_FSYNC[writers] = count * writers / max(sum(f for _, f in done), 1)
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise RuntimeError(f"a {kind} writer process failed (exit code {p.exitcode})")
+    return float(count * writers / (last - began))
 
 
 def file_increments(path: str, mode: str, n: int, writers: int) -> float:
@@ -102,7 +187,7 @@ def fsync_cost(root: Path) -> float:
 
 
 def run(options: Options) -> None:
-    """Fast modes vs sqlite NORMAL, durable modes vs sqlite FULL (1 and 8 writers), then set by store size."""
+    """Fast modes vs sqlite NORMAL, durable modes vs sqlite FULL (1, 4, 16 processes, then tasks), set by size."""
     n, rounds = options.n, options.rounds
     root = Path(tempfile.mkdtemp(prefix="motia-bench-", dir=options.where))
     print(f"store directory: {root} (fsync of a small write here: {fsync_cost(root) * 1e6:.0f} us)")
@@ -129,31 +214,29 @@ def run(options: Options) -> None:
                 ("file batch / sqlite NORMAL (target >= 2)", "file batch", "sqlite WAL NORMAL"),
             ],
         )
-        durable = best_of(
-            rounds,
-            {
-                "file always, 1 writer": lambda: file_increments(fresh(), "always", n_sync, 1),
-                "sqlite WAL FULL, 1 writer": lambda: sqlite_increments(fresh(), "FULL", n_sync, 1),
-                "file always, 8 writers": lambda: file_increments(fresh(), "always", n_sync, 8),
-                "sqlite WAL FULL, 8 writers": lambda: sqlite_increments(fresh(), "FULL", n_sync, 8),
-            },
-        )
-        report(
-            f"durable increments of one key ({n_sync:,} per round)",
-            durable,
-            [
-                (
-                    "1 writer: file always / sqlite FULL (target >= 1)",
-                    "file always, 1 writer",
-                    "sqlite WAL FULL, 1 writer",
-                ),
-                (
-                    "8 writers: file always / sqlite FULL (target well above 1)",
-                    "file always, 8 writers",
-                    "sqlite WAL FULL, 8 writers",
-                ),
-            ],
-        )
+        print(f"\nfsync of a small write here now: {fsync_cost(root) * 1e6:.0f} us")
+        for unit in ("processes", "tasks"):
+            contenders: dict[str, Callable[[], float]] = {}
+            ratios = []
+            for w in WRITERS:
+                f, q = f"file always, {w} {unit}", f"sqlite WAL FULL, {w} {unit}"
+                if unit == "processes":
+                    contenders[f] = partial(lambda w: process_increments("file", fresh(), "always", n_sync, w), w)
+                    contenders[q] = partial(lambda w: process_increments("sqlite", fresh(), "FULL", n_sync, w), w)
+                else:
+                    contenders[f] = partial(lambda w: file_increments(fresh(), "always", n_sync, w), w)
+                    contenders[q] = partial(lambda w: sqlite_increments(fresh(), "FULL", n_sync, w), w)
+                ratios.append((f"{w} {unit}: file always / sqlite FULL (target >= 2.5)", f, q))
+            durable = best_of(rounds, contenders)
+            report(
+                f"durable increments of one key from {unit} ({n_sync:,} per round; sqlite: "
+                + ("a connection per process)" if unit == "processes" else "a thread and connection per writer)"),
+                durable,
+                ratios,
+            )
+            if unit == "processes":
+                shared = ", ".join(f"{w} processes {WRITES_PER_FSYNC[w]:.1f}" for w in WRITERS if w in WRITES_PER_FSYNC)
+                print(f"  file always, writes per fsync (last round): {shared}")
         sizes = best_of(
             rounds,
             {

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import inspect
+import json
 import os
 import random
 import shutil
@@ -32,6 +33,7 @@ import motia_state as ms
 from motia_state.adapters.base import READ_OPERATIONS, WRITE_OPERATIONS, write_operations
 from motia_state.adapters.file import format as file_format
 from motia_state.adapters.file import store as store_module
+from motia_state.adapters.file.locking import CommitMarks
 from motia_state.errors import error_for_code
 
 from ..helpers import finish, go, rest_of_output, start_child
@@ -228,6 +230,110 @@ async def test_always_mode_acknowledges_only_after_fsync(tmp_path: Path, monkeyp
     await a.delete("g", "missing")  # writes nothing, so nothing to sync
     assert seen == [1]
     await a.close()
+
+
+async def test_always_mode_skips_the_fsync_that_another_process_already_did(tmp_path: Path, monkeypatch: Any) -> None:
+    """Group commit between processes: one fsync covers every record appended before it, whoever wrote it."""
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="always")  # two handles: two flocks, as two processes
+    b = ms.FileStateAdapter(tmp_path / "s", fsync="always")
+    synced: list[tuple[str, int]] = []  # who fsynced, and where a's records ended then
+    monkeypatch.setattr(
+        store_module, "_datasync", lambda fd: synced.append(("a" if fd == a._log.log_fd else "b", a._log.offset))
+    )
+    # a appends a record but is not acknowledged yet (the class's method skips the fsync wrapper).
+    await ms.FileStateAdapter.set(a, "g", "k", 1)
+    target, position = a._log.appended, (a._log.gen, a._log.offset)
+    assert a._log.synced < target and synced == []
+    await b.set("g", "other", 2)  # b catches up past a's record, appends its own, fsyncs both
+    assert synced == [("b", position[1])]
+    await a._log._durable(target, position)
+    assert synced == [("b", position[1])], "a fsynced a record that b's fsync already covered"
+    assert a._log.synced == target
+    # Not covered: a record appended after b's fsync is fsynced by its writer.
+    await a.set("g", "k", 3)
+    assert synced[-1] == ("a", a._log.offset) and len(synced) == 2
+    await a.close()
+    await b.close()
+
+
+async def test_always_mode_a_write_in_flight_when_the_adapter_closes_is_answered(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """close() fsyncs what was written: a write still waiting for its fsync then returns; if that fsync fails, it raises."""
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="always")
+    await ms.FileStateAdapter.set(a, "g", "k", 1)  # appended, not yet fsynced
+    target, position = a._log.appended, (a._log.gen, a._log.offset)
+    await a.close()
+    with anyio.fail_after(5):
+        await a._log._durable(target, position)
+    b = ms.FileStateAdapter(tmp_path / "t", fsync="always")
+    await ms.FileStateAdapter.set(b, "g", "k", 1)
+    target, position = b._log.appended, (b._log.gen, b._log.offset)
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(store_module.os, "fsync", failing_fsync)
+    await b.close()
+    with anyio.fail_after(5), pytest.raises(ms.UnavailableError, match="closed before this write"):
+        await b._log._durable(target, position)
+
+
+async def test_always_mode_ignores_fsync_marks_beyond_the_log(tmp_path: Path, monkeypatch: Any) -> None:
+    """Marks from other files (a store restored from a copy, a log cut short by repair) never excuse an fsync."""
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="always")
+    await a.set("g", "k", 1)
+    await a.close()
+    marks = CommitMarks(tmp_path / "s" / "commit")
+    marks.appended = marks.synced = (1, 10**9)
+    marks.close()
+    calls: list[int] = []
+    monkeypatch.setattr(store_module, "_datasync", calls.append)
+    b = ms.FileStateAdapter(tmp_path / "s", fsync="always")
+    assert b._log.marks is not None and b._log.marks.synced == (0, 0)
+    await b.set("g", "k", 2)
+    assert len(calls) == 1, "a write was acknowledged on the word of a mark beyond the log"
+    await b.close()
+
+
+async def test_always_mode_acknowledges_across_processes_only_after_a_covering_fsync(tmp_path: Path) -> None:
+    """Several processes, slow fsyncs: every write is acknowledged only once an fsync that covers its record ended.
+
+    An fsync covers the bytes written to the log before it starts; the
+    children log where the log's records reached as each fsync started, when
+    it ended, and when each write was acknowledged and where its record
+    ends. Fewer fsyncs than writes shows that they were shared.
+    """
+    path = tmp_path / "s"
+    await (await open_store(path)).close()
+    script = Path(__file__).parent.parent / "scripts" / "commit_writer.py"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent.parent)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(path), "25"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(4)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    go(*procs)
+    events = [[json.loads(line) for line in rest_of_output(proc).splitlines()] for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs)
+    fsyncs = [e for child in events for e in child if e[0] == "fsync"]
+    acks = [e for child in events for e in child if e[0] == "ack"]
+    assert len(acks) == 100
+    for _, gen, offset, acknowledged in acks:
+        assert any(
+            (f_gen, f_offset) >= (gen, offset) and ended <= acknowledged for _, f_gen, f_offset, _, ended in fsyncs
+        ), f"the write ending at {(gen, offset)} was acknowledged before any fsync covered it"
+    assert len(fsyncs) < len(acks), f"{len(fsyncs)} fsyncs for {len(acks)} writes: no group commit between processes"
+    final = ms.FileStateAdapter(path)
+    assert await final.get("g", "n") == 100
+    await final.close()
 
 
 async def _async_plus_one(value: Any) -> Any:
@@ -521,10 +627,12 @@ async def test_two_adapters_on_one_directory_see_each_other(tmp_path: Path) -> N
     await b.close()
 
 
-def test_three_processes_racing_on_one_key_get_exactly_1_to_n(tmp_path: Path) -> None:
-    n = 300
-    # One of them compacts all the time: the others follow its markers.
-    procs = [start_writer(tmp_path / "s", "never", "race", n, compact_min=c) for c in (4 << 20, 4 << 20, 0)]
+@pytest.mark.parametrize("mode", ["never", "always"])
+def test_three_processes_racing_on_one_key_get_exactly_1_to_n(tmp_path: Path, mode: str) -> None:
+    n = 300 if mode == "never" else 100
+    # One of them compacts all the time: the others follow its markers (and,
+    # in mode "always", share fsyncs across the logs' generations).
+    procs = [start_writer(tmp_path / "s", mode, "race", n, compact_min=c) for c in (4 << 20, 4 << 20, 0)]
     go(*procs)
     values = sorted(v for p in procs for v in finish(p))
     assert values == list(range(1, 3 * n + 1))

@@ -1,22 +1,41 @@
-"""Locking and file-system helpers of the file store: the process lock, directory fsync.
+"""Locking and file-system helpers of the file store: the process lock, the commit marks, directory fsync.
 
 The store's ``lock`` file is held (``flock``) around every operation by
 whichever process runs it; :class:`ProcessLock` holds it on a descriptor
-kept open.
+kept open. In fsync mode "always", the ``commit`` file is what processes
+sharing the store tell each other about fsyncs (:class:`CommitMarks`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
+import struct
+import zlib
 from pathlib import Path
+from typing import Final
 
 try:  # POSIX: flock on a descriptor held open; the kernel wakes waiters.
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ProcessLock", "fsync_dir", "pid_alive"]
+__all__ = ["CommitMarks", "Position", "ProcessLock", "fsync_dir", "pid_alive"]
+
+#: A place in the store's logs: (the log's generation, a byte offset in it).
+#: Positions compare as tuples: a later log comes after every byte of an
+#: earlier one (a compaction copies and fsyncs what it carries over).
+Position = tuple[int, int]
+
+# One mark: generation u64, offset u64, CRC-32 of those 16 bytes. A reader
+# that catches a mark halfway through being written sees a bad CRC and
+# takes the mark as unknown, which only ever costs an fsync.
+_MARK: Final = struct.Struct("<QQI")
+_APPENDED: Final = 0
+_SYNCED: Final = 32
+_SIZE: Final = 64
+_NOWHERE: Final = (0, 0)
 
 
 class ProcessLock:
@@ -73,6 +92,115 @@ class ProcessLock:
     def close(self) -> None:
         """Close the descriptor (which releases the lock)."""
         if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class CommitMarks:
+    """Group commit between processes: two marks in a small shared file, and a lock to fsync under.
+
+    ``appended`` is where the log's records end, written under the store's
+    process lock by every writer in fsync mode "always" right after its
+    record; ``synced`` is how far the log is known to be on disk, written
+    only while holding this object's own lock, which a process holds around
+    its fsync. A writer whose record ends at or before ``synced`` is durable
+    without an fsync of its own; otherwise it takes the lock or, while
+    another process holds it, waits for that fsync to end (:meth:`wait`: it
+    may cover this writer), looks again, and only then queues for the lock
+    (:meth:`acquire`), looking once more when it has it. Holding the lock, it
+    fsyncs and advances ``synced`` to the ``appended`` it read before the
+    fsync, covering every process's records up to there. The file is mapped into memory: reading a mark costs no
+    system call. The marks are hints between live processes, never needed
+    to read the store: a mark that cannot be trusted is ignored.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(self._fd).st_size < _SIZE:
+                os.ftruncate(self._fd, _SIZE)  # callers hold the store's lock: no one maps it meanwhile
+            self._map = mmap.mmap(self._fd, _SIZE)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _read(self, at: int) -> Position:
+        if self._fd < 0:
+            return _NOWHERE  # closed
+        gen, offset, crc = _MARK.unpack_from(self._map, at)
+        if crc != zlib.crc32(self._map[at : at + 16]):
+            return _NOWHERE
+        return gen, offset
+
+    def _write(self, at: int, position: Position) -> None:
+        body = struct.pack("<QQ", *position)
+        self._map[at : at + _MARK.size] = body + struct.pack("<I", zlib.crc32(body))
+
+    @property
+    def appended(self) -> Position:
+        """Where the log's records end, as last published; (0, 0) when unknown."""
+        return self._read(_APPENDED)
+
+    @appended.setter
+    def appended(self, position: Position) -> None:
+        self._write(_APPENDED, position)
+
+    @property
+    def synced(self) -> Position:
+        """How far the logs are known to be fsynced; (0, 0) when unknown."""
+        return self._read(_SYNCED)
+
+    @synced.setter
+    def synced(self, position: Position) -> None:
+        self._write(_SYNCED, position)
+
+    def check(self, end: Position) -> None:
+        """Forget marks past ``end``, the log's end as just loaded (the caller holds the store's lock).
+
+        Marks beyond the log describe other files: a store restored from a
+        copy, or a log that repair cut short. Trusting them could
+        acknowledge a write that no fsync covered.
+        """
+        if self.appended > end or self.synced > end:
+            self.synced = _NOWHERE
+            self.appended = end
+
+    def try_acquire(self) -> bool:
+        """Take the lock to fsync under, unless another process holds it (is fsyncing) now."""
+        if fcntl is None:
+            return True
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def acquire(self) -> None:
+        """Block until this process holds the lock to fsync under."""
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def wait(self) -> None:
+        """Block until no process holds the lock: the fsync in progress has ended.
+
+        A shared lock, so that every process waiting for the same fsync
+        wakes at once when it ends (those it covered return at once),
+        instead of one after the other through the exclusive lock.
+        """
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def release(self) -> None:
+        """Let the next process fsync."""
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Unmap and close the file."""
+        if self._fd >= 0:
+            self._map.close()
             os.close(self._fd)
             self._fd = -1
 

@@ -59,7 +59,7 @@ from .format import (
     read_snapshot,
     walk_records,
 )
-from .locking import ProcessLock, fsync_dir, pid_alive
+from .locking import CommitMarks, Position, ProcessLock, fsync_dir, pid_alive
 from .watch import LogWatch
 
 __all__ = ["FileStateAdapter", "FsyncMode", "LogSession"]
@@ -173,6 +173,8 @@ class LogSession(TableSession):
         self._compact_min = compact_min_bytes
         self._window = 0  # bytes of feed history at the head of the log
         self.log_fd = -1
+        #: The generation of the log ``log_fd`` is open on; 0 while that is not known yet.
+        self._fd_gen = 0
         self._writer = LogWriter(-1)
         self.gen = 0
         self.offset = 0  # end of what this process has applied, in the log
@@ -193,6 +195,8 @@ class LogSession(TableSession):
         self.compaction: threading.Thread | None = None
         self._writers = 0  # writes in flight in mode "always" (see _durable)
         self._last_yield = 0.0
+        #: Set while a thread fsyncs for this process's writers; they wait for it.
+        self._syncing: anyio.Event | None = None
 
         created = not path.exists()
         try:
@@ -204,12 +208,18 @@ class LogSession(TableSession):
         if not path.is_dir():
             raise InvalidArgumentError(f"path: {path} is not a directory")
         self.plock = ProcessLock(path / "lock")
+        #: Mode "always": the fsync marks shared with other processes (group commit between them).
+        self.marks: CommitMarks | None = None
         self.plock.acquire()
         try:
+            if fsync == "always":
+                self.marks = CommitMarks(path / "commit")
             self.load(repair=repair)
         except BaseException:
             self.plock.release()
             self.plock.close()
+            if self.marks is not None:
+                self.marks.close()
             if self.log_fd >= 0:
                 os.close(self.log_fd)
             raise
@@ -222,9 +232,13 @@ class LogSession(TableSession):
 
     # ---------------------------------------------------------------- loading
 
-    def _set_log(self, fd: int) -> None:
+    def _set_log(self, fd: int, gen: int = 0) -> None:
+        # The generation first: whoever sees the new descriptor must not
+        # take it for the old log's (see _sync_to).
+        self._fd_gen = 0
         self.log_fd = fd
         self._writer = LogWriter(fd)
+        self._fd_gen = gen
 
     def load(self, *, repair: bool) -> None:
         """(Re)build the in-memory state from snapshot + log; the caller holds the lock."""
@@ -251,7 +265,7 @@ class LogSession(TableSession):
                 self._set_log(-1)
             self.synced = self.appended
         if not log_path.exists():
-            self._set_log(self._create_log(log_path, snap.log_gen))
+            self._set_log(self._create_log(log_path, snap.log_gen), snap.log_gen)
             self.gen = snap.log_gen
             self.offset = LOG_HEADER.size
             fsync_dir(self.path)
@@ -282,7 +296,7 @@ class LogSession(TableSession):
                     file=str(log_path),
                     offset=0,
                 )
-            self.gen = gen
+            self.gen = self._fd_gen = gen
             self.offset = self._replay_from(start, data, repair=repair)
         self.table.data = data
         self.table.reordered()
@@ -291,6 +305,8 @@ class LogSession(TableSession):
         # The feed's window at the head of the log does not count toward the next compaction.
         self._window = snap.window if self.gen == snap.log_gen else 0
         self._snapshot_written(self._snapshot_size())
+        if self.marks is not None:
+            self.marks.check((self.gen, self.offset))
 
     @staticmethod
     def _leads_to(fd: int, offset: int) -> bool:
@@ -424,6 +440,8 @@ class LogSession(TableSession):
             raise UnavailableError(f"cannot append to {self.path / 'log'}: {e}", file=str(self.path)) from e
         self.offset += len(data)
         self.appended += 1
+        if self.marks is not None:
+            self.marks.appended = (self.gen, self.offset)
         if stamp is not None:
             self.seq += len(changes)
         if self._syncer is not None and not self._dirty.is_set():
@@ -473,39 +491,101 @@ class LogSession(TableSession):
 
     # ------------------------------------------------------------ durability
 
-    def _sync_to(self, target: int) -> None:
-        """fsync until the ``target``-th appended record is on disk (group commit)."""
+    def _sync_to(self, target: int, position: Position | None = None) -> None:
+        """fsync until the ``target``-th record this process appended is on disk (group commit).
+
+        ``position`` is where that record ends in the logs; with it, in mode
+        "always", an fsync by another process that covered it is enough, and
+        this process's fsync covers (and tells) every other process whose
+        records were appended before it. While another process fsyncs, this
+        waits for that fsync first: it may cover the record.
+        """
         with self._sync_lock:
-            if self.synced >= target or self.log_fd < 0:
+            if self.synced >= target:
                 return
-            upto = self.appended
-            _datasync(self.log_fd)
-            self.synced = max(self.synced, upto)
+            if self.log_fd < 0:
+                # Closed, and close() could not fsync what it had.
+                raise UnavailableError(f"the store {self.path} was closed before this write reached the disk")
+            marks = self.marks
+            if marks is None or position is None:
+                upto = self.appended
+                _datasync(self.log_fd)
+                self.synced = max(self.synced, upto)
+                return
+            if not marks.try_acquire():
+                marks.wait()
+                if marks.synced >= position:  # the fsync we waited for covered it
+                    self.synced = max(self.synced, target)
+                    return
+                # Blocking, not trying again: others waking from the same
+                # wait hold the lock shared for an instant, and retrying
+                # against them would spin.
+                marks.acquire()
+            try:
+                if marks.synced >= position:  # covered by an fsync that ended just before
+                    self.synced = max(self.synced, target)
+                    return
+                upto = self.appended
+                fd, gen = self.log_fd, self._fd_gen
+                # Every record up to the published end was written before we
+                # read it, so the fsync below covers them, whoever wrote them.
+                appended = marks.appended
+                _datasync(fd)
+                self.synced = max(self.synced, upto)
+                if gen == position[0]:  # the descriptor is that log's (0 while a reload opens the next)
+                    done = max(position, appended) if appended[0] == gen else position
+                    if done > marks.synced:
+                        marks.synced = done
+                return
+            finally:
+                marks.release()
 
     async def _acknowledge(self, write: Awaitable[_T]) -> _T:
         """Mode "always": the write's result, once its record is fsynced."""
         self._writers += 1
         try:
             result = await write
-            await self._durable()
+            # Taken at once: this process's records so far, and where they end.
+            await self._durable(self.appended, (self.gen, self.offset))
         finally:
             self._writers -= 1
         return result
 
-    async def _durable(self) -> None:
-        target = self.appended
-        if self.synced < target:
-            # With other writers in flight, yield once: those ready to run
-            # append first and share this fsync (group commit). A lone
-            # writer skips the loop turn, but still yields every millisecond
-            # so that a tight loop of writes cannot starve the event loop.
-            now = time.monotonic()
-            if self._writers > 1 or now - self._last_yield > 0.001:
-                self._last_yield = now
-                await anyio.lowlevel.checkpoint()
-            # The fsync runs right here, as sqlite3's does: a worker-thread
-            # hop costs about as much as the fsync itself (docs/file-store.md).
-            self._sync_to(target)
+    async def _durable(self, target: int, position: Position) -> None:
+        marks = self.marks
+        yielded = 0.0
+        while self.synced < target:
+            if marks is not None and marks.synced >= position:
+                self.synced = max(self.synced, target)  # another process's fsync covered it
+                return
+            syncing = self._syncing
+            if syncing is not None:
+                # An fsync runs in a thread: it may cover this record; if
+                # not, the next one will, with everything appended meanwhile.
+                await syncing.wait()
+                continue
+            if self._writers == 1:
+                # A lone writer fsyncs right here, as sqlite3 does: a hop to
+                # a worker thread costs about as much as a fast disk's fsync.
+                # (When another process is fsyncing, it waits for that fsync
+                # here too.) It still yields (once) every millisecond so that
+                # a tight loop of writes cannot starve the event loop.
+                now = time.monotonic()
+                if not yielded and now - self._last_yield > 0.001:
+                    self._last_yield = yielded = now
+                    await anyio.lowlevel.checkpoint()
+                    continue
+                self._sync_to(target, position)
+                return
+            # The fsync (or the wait for another process's) runs in a
+            # thread while the other writers append: the next fsync covers
+            # them all (group commit).
+            self._syncing = syncing = anyio.Event()
+            try:
+                await anyio.to_thread.run_sync(self._sync_to, self.appended, (self.gen, self.offset))
+            finally:
+                self._syncing = None
+                syncing.set()
 
     def _sync_loop(self) -> None:
         while not self._stop.is_set():
@@ -647,7 +727,7 @@ class LogSession(TableSession):
                 raise
             with self._sync_lock:
                 os.close(self.log_fd)
-                self._set_log(new_fd)
+                self._set_log(new_fd, gen + 1)
                 self.synced = self.appended  # all of it is in fsynced files now
             self.gen = gen + 1
             self.offset = LOG_HEADER.size + len(window) + len(tail)
@@ -677,9 +757,12 @@ class LogSession(TableSession):
             if self.fsync != "never":
                 with contextlib.suppress(OSError):
                     os.fsync(self.log_fd)
+                    self.synced = self.appended  # writes still waiting for an fsync have it
             os.close(self.log_fd)
             self._set_log(-1)
         self.plock.close()
+        if self.marks is not None:
+            self.marks.close()
 
 
 class FileStateAdapter(MemoryStateAdapter):
