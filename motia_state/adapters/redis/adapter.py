@@ -78,7 +78,7 @@ from ...values import (
 )
 from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
 from .layout import CLUSTER_SHARDS, MAX_SHARDS, Layout, escape_group, legacy_groups, marker_layout, read_layout
-from .program import LuaProgram
+from .program import LuaProgram, pack
 from .stream import RedisChangeStream, _retrieve, decode_record, format_cursor
 
 __all__ = ["OCC_RETRIES", "RedisStateAdapter", "migrate_legacy_layout"]
@@ -248,7 +248,13 @@ class RedisStateAdapter(StateAdapter):
             except ValueError as e:
                 raise InvalidArgumentError(f"url: {e}") from e
         self.client = client
-        self._program = LuaProgram(client, redis.exceptions, functions=type(client) is redis.asyncio.Redis)
+        plain = type(client) is redis.asyncio.Redis
+        # Calls issued together share round trips through one connection
+        # (a client bound to a single connection keeps its own path).
+        self._program = LuaProgram(
+            client, redis.exceptions, functions=plain, pipeline=plain and getattr(client, "connection", None) is None
+        )
+        self._pipeline = self._program.pipeline
         self._cluster_client = isinstance(client, redis.asyncio.RedisCluster)
         self._max_result = limits.max_result_bytes
         self.feed_retention = feed_retention
@@ -434,13 +440,22 @@ class RedisStateAdapter(StateAdapter):
     async def get(self, trace_id: str, key: str) -> Any:
         self._check(trace_id, key)
         with self._boundary():
-            text = await self.client.hget(await self._key(trace_id), key)
+            hash_key = await self._key(trace_id)
+            pipeline = self._pipeline
+            if pipeline is None:
+                text = await self.client.hget(hash_key, key)
+            else:
+                text = await pipeline.call(pack(b"HGET", hash_key, key.encode()))
             return None if text is None else _decode(text)
 
     async def exists(self, trace_id: str, key: str) -> bool:
         self._check(trace_id, key)
         with self._boundary():
-            return bool(await self.client.hexists(await self._key(trace_id), key))
+            hash_key = await self._key(trace_id)
+            pipeline = self._pipeline
+            if pipeline is None:
+                return bool(await self.client.hexists(hash_key, key))
+            return bool(await pipeline.call(pack(b"HEXISTS", hash_key, key.encode())))
 
     async def set(self, trace_id: str, key: str, value: Any) -> Any:
         self._check(trace_id, key)
@@ -960,6 +975,7 @@ class RedisStateAdapter(StateAdapter):
         self._closed = True
         close = getattr(self.client, "aclose", None) or self.client.close
         with contextlib.suppress(*self._failures):  # already gone: nothing to release
+            await self._program.aclose()
             await close()
 
 
