@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from importlib import resources
 from collections.abc import Coroutine
+from importlib import resources
 from typing import Any, Final
 
 __all__ = ["FUNCTION", "LIBRARY", "SHA", "SOURCE", "AutoPipeline", "LuaProgram", "pack"]
@@ -32,7 +32,6 @@ FUNCTION: Final = f"motia_state_{SHA[:16]}_ops".encode()
 LIBRARY: Final = f"#!lua name=motia_state_{SHA[:16]}\n" + SOURCE.replace(
     "\nreturn run(KEYS, ARGV)\n", f"\nredis.register_function('{FUNCTION.decode()}', run)\n"
 )
-
 
 
 _CRLF: Final = b"\r\n"
