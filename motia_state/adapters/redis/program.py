@@ -15,6 +15,7 @@ program call.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 from collections.abc import Coroutine
@@ -81,13 +82,13 @@ class AutoPipeline:
     sent again, since the server may have run them.
     """
 
-    __slots__ = ("_active", "_conn", "_flusher", "_loop", "_queue", "commands", "errors", "pool", "round_trips")
+    __slots__ = ("_active", "_conn", "_flusher", "_loop", "_queue", "commands", "errors", "pool", "writes")
 
     def __init__(self, client: Any, errors: Any) -> None:
         self.pool = client.connection_pool
         self.errors = errors
-        #: Round trips made and commands sent through them (for tests and benchmarks).
-        self.round_trips = 0
+        #: Writes made and commands sent in them (for tests and benchmarks).
+        self.writes = 0
         self.commands = 0
         self._conn: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -109,7 +110,7 @@ class AutoPipeline:
         try:
             conn = await self._connection()
             await self._write(conn, command)
-            self.round_trips += 1
+            self.writes += 1
             self.commands += 1
             # Cancelled here, redis-py drops the connection: nothing else is on it.
             return await conn.read_response()
@@ -120,44 +121,53 @@ class AutoPipeline:
                 self._active = False
 
     async def _flush(self) -> None:
-        """Write what was queued as one pipeline, read every reply, again while commands keep coming."""
-        batch: list[tuple[bytes, asyncio.Future[Any]]] = []
-        done = 0
+        """Write what is queued as soon as this task runs, read the replies in order, until none is left.
+
+        Commands queued while replies are still on their way are written at
+        once, behind them on the same connection: the server works on one
+        pipeline while this process reads the replies of the one before.
+        """
+        outstanding: collections.deque[asyncio.Future[Any]] = collections.deque()
+        conn: Any = None
+        response_error = self.errors.ResponseError
         try:
             while True:
-                # The callers woken by the last round trip queue their next
-                # command before this one goes on: one pipeline for all of them.
-                await asyncio.sleep(0)
-                batch = [item for item in self._queue if not item[1].done()]
-                self._queue = []
-                if not batch:
+                if not outstanding:
+                    # The callers woken by the last replies queue their next
+                    # command first: one write for all of them.
+                    await asyncio.sleep(0)
+                if self._queue:
+                    batch = [item for item in self._queue if not item[1].done()]
+                    self._queue = []
+                    if batch:
+                        if not outstanding:  # nothing owed on it: check the connection first
+                            conn = await self._connection()
+                        await self._write(conn, b"".join([command for command, _ in batch]))
+                        self.writes += 1
+                        self.commands += len(batch)
+                        outstanding.extend([future for _, future in batch])
+                if not outstanding:
                     return
-                done = 0
-                conn = await self._connection()
-                await self._write(conn, b"".join([command for command, _ in batch]))
-                self.round_trips += 1
-                self.commands += len(batch)
-                response_error = self.errors.ResponseError
-                for _, future in batch:
-                    try:
-                        reply = await conn.read_response()
-                    except response_error as e:
-                        if not future.done():
-                            future.set_exception(e)
-                    else:
-                        if not future.done():
-                            future.set_result(reply)
-                    done += 1
-                batch = []
+                future = outstanding[0]
+                try:
+                    reply = await conn.read_response()
+                except response_error as e:
+                    outstanding.popleft()
+                    if not future.done():
+                        future.set_exception(e)
+                else:
+                    outstanding.popleft()
+                    if not future.done():
+                        future.set_result(reply)
         except Exception as e:
             # The connection failed: what was written may have run, and is
-            # not sent again; what is still queued gets the next round trip.
+            # not sent again; what is still queued gets a fresh connection.
             lost = self.errors.ConnectionError(f"the connection to Redis failed with the command in flight: {e}")
-            for _, future in batch[done:]:
+            for future in outstanding:
                 if not future.done():
                     future.set_exception(lost)
         except BaseException:
-            for _, future in [*batch[done:], *self._queue]:
+            for future in [*outstanding, *(future for _, future in self._queue)]:
                 future.cancel()
             self._queue = []
             raise
