@@ -429,11 +429,37 @@ class RedisStateAdapter(StateAdapter):
         if changes:
             self._publish(changes)
 
-    async def _one(self, group: str, *op: Any) -> Any:
-        """One operation: ``op`` is (type, key, args...) with trailing empty slots left out."""
-        (text,) = await self._run(group, op, "one")
+    async def _one_text(self, group: str, op: tuple[Any, ...]) -> bytes:
+        """One operation in the program's "one" mode: its result text; a failure raises its error.
+
+        ``op`` is (type, key, args...) with trailing empty slots left out.
+        The path every single-entry write takes, so it is :meth:`_run`
+        without its indirections.
+        """
+        try:
+            if self._shared.starting:
+                # A reader asked for "now": its position is read before anything written after the ask.
+                await asyncio.wait(list(self._shared.starting))
+            keys = self._group_keys.get(group)
+            if keys is None:
+                keys = await self._keys(group)
+            header = self._headers["one", bool(self._sinks)]
+            reply = await self._program(keys, header, group.encode(), self._stamp(), *op)
+        except self._foreign as e:
+            raise self._translate(e) from e
+        if type(reply) is bytes and reply[:1] == b"=":
+            return reply[1:]
         with self._boundary():
+            (text,) = self._reply(group, reply, "one")
+        return text  # type: ignore[no-any-return]
+
+    async def _one(self, group: str, *op: Any) -> Any:
+        """One operation, its result decoded."""
+        text = await self._one_text(group, op)
+        try:
             return _decode(text)
+        except msgspec.MsgspecError as e:
+            raise self._translate(e) from e
 
     # --------------------------------------------------- single-entry ops
 
@@ -460,7 +486,7 @@ class RedisStateAdapter(StateAdapter):
     async def set(self, trace_id: str, key: str, value: Any) -> Any:
         self._check(trace_id, key)
         value = import_value(value, self.limits)
-        await self._run(trace_id, (b"set", key.encode(), _encode(value)), "one")
+        await self._one_text(trace_id, (b"set", key.encode(), _encode(value)))
         return value
 
     async def delete(self, trace_id: str, key: str) -> Any:

@@ -18,7 +18,7 @@ import asyncio
 import collections
 import contextlib
 import hashlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from importlib import resources
 from typing import Any, Final
 
@@ -33,9 +33,6 @@ FUNCTION: Final = f"motia_state_{SHA[:16]}_ops".encode()
 LIBRARY: Final = f"#!lua name=motia_state_{SHA[:16]}\n" + SOURCE.replace(
     "\nreturn run(KEYS, ARGV)\n", f"\nredis.register_function('{FUNCTION.decode()}', run)\n"
 )
-
-
-_CRLF: Final = b"\r\n"
 
 
 def _arg(value: Any) -> bytes:
@@ -61,6 +58,77 @@ def pack(*args: Any) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join([_bulk(a) for a in args])
 
 
+class _Incomplete(Exception):
+    """The buffer ends inside a reply."""
+
+
+_INCOMPLETE: Final = _Incomplete()
+_CR: Final = b"\r\n"
+
+
+def parse_reply(buf: bytes, pos: int, error: Callable[[str], Exception]) -> tuple[Any, int]:
+    """The reply starting at ``buf[pos]`` and where the next one starts (RESP2 and RESP3).
+
+    Values come back as redis-py returns them without decoding: bulk and
+    simple strings as bytes, integers as ints, nulls as None, arrays (and
+    sets) as lists, maps as dicts. An error reply is returned, not raised,
+    as ``error(message)``. Raises :class:`_Incomplete` when the buffer ends
+    inside the reply.
+    """
+    end = buf.find(_CR, pos)
+    if end < 0:
+        raise _INCOMPLETE
+    kind = buf[pos]
+    if kind == 36 or kind == 61 or kind == 33:  # $ bulk, = verbatim, ! bulk error
+        n = int(buf[pos + 1 : end])
+        if n < 0:
+            return None, end + 2
+        start = end + 2
+        stop = start + n
+        if len(buf) < stop + 2:
+            raise _INCOMPLETE
+        data = buf[start:stop]
+        if kind == 36:
+            return data, stop + 2
+        if kind == 61:
+            return data[4:], stop + 2  # "txt:" or "mkd:" first
+        return error(data.decode("utf-8", "replace")), stop + 2
+    if kind == 58 or kind == 40:  # : integer, ( big number
+        return int(buf[pos + 1 : end]), end + 2
+    if kind == 43:  # + simple string
+        return buf[pos + 1 : end], end + 2
+    if kind == 45:  # - error
+        return error(buf[pos + 1 : end].decode("utf-8", "replace")), end + 2
+    if kind == 42 or kind == 126 or kind == 62:  # * array, ~ set, > push
+        n = int(buf[pos + 1 : end])
+        pos = end + 2
+        if n < 0:
+            return None, pos
+        items = []
+        for _ in range(n):
+            item, pos = parse_reply(buf, pos, error)
+            items.append(item)
+        return items, pos
+    if kind == 37:  # % map
+        n = int(buf[pos + 1 : end])
+        pos = end + 2
+        mapping = {}
+        for _ in range(n):
+            key, pos = parse_reply(buf, pos, error)
+            mapping[key], pos = parse_reply(buf, pos, error)
+        return mapping, pos
+    if kind == 95:  # _ null
+        return None, end + 2
+    if kind == 35:  # # boolean
+        return buf[pos + 1 : end] == b"t", end + 2
+    if kind == 44:  # , double
+        return float(buf[pos + 1 : end]), end + 2
+    raise ValueError(f"not a Redis reply: {buf[pos : pos + 32]!r}")
+
+
+_timeout: Any = getattr(asyncio, "timeout", None)  # Python >= 3.11
+
+
 class AutoPipeline:
     """Sends the commands issued at the same time from one process in one round trip.
 
@@ -68,18 +136,22 @@ class AutoPipeline:
     caller (no added latency). Commands issued while a round trip is in
     flight wait in a queue; when it returns, a task of this pipeline writes
     everything queued as one pipeline (one write, one round trip) and hands
-    each caller its own reply, error replies included. Each command stays
-    what it was (an FCALL is atomic on the server; a pipeline is not a
-    transaction), and a caller's commands keep their order, since a caller
-    waits for each reply before it sends the next.
+    each caller its own reply, error replies included; commands queued
+    while replies are still on their way are written at once, behind them.
+    Each command stays what it was (an FCALL is atomic on the server; a
+    pipeline is not a transaction), and a caller's commands keep their
+    order, since a caller waits for each reply before it sends the next.
 
     The round trips use one connection taken from the client's pool and
-    kept. A caller cancelled while its command waits is left out of the
-    next write; one cancelled after the write only loses its reply: the
-    pipeline's task reads every reply, so the connection stays in step. A
-    lost connection fails every command in flight with redis-py's
-    ``ConnectionError`` (the adapter's UNAVAILABLE); those commands are not
-    sent again, since the server may have run them.
+    kept; the replies are read from it here, several per read. A caller
+    cancelled while its command waits is left out of the next write; one
+    cancelled after the write only loses its reply: the pipeline's task
+    reads every reply, so the connection stays in step (a lone caller
+    cancelled while it reads its own reply drops the connection, which
+    holds nothing else). A lost connection fails every command in flight
+    with redis-py's ``ConnectionError`` or ``TimeoutError`` (the adapter's
+    UNAVAILABLE); those commands are not sent again, since the server may
+    have run them.
     """
 
     __slots__ = ("_active", "_conn", "_flusher", "_loop", "_queue", "commands", "errors", "pool", "writes")
@@ -112,8 +184,20 @@ class AutoPipeline:
             await self._write(conn, command)
             self.writes += 1
             self.commands += 1
-            # Cancelled here, redis-py drops the connection: nothing else is on it.
-            return await conn.read_response()
+            buf = await self._more(conn, b"")
+            error = conn._parser.parse_error
+            while True:
+                try:
+                    reply, pos = parse_reply(buf, 0, error)
+                    break
+                except _Incomplete:
+                    buf = await self._more(conn, buf)
+            if pos != len(buf):
+                await self._drop(conn)
+                raise self.errors.ConnectionError("Redis sent more than the reply asked for")
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
         finally:
             if self._queue:
                 self._flusher = loop.create_task(self._flush())
@@ -129,7 +213,7 @@ class AutoPipeline:
         """
         outstanding: collections.deque[asyncio.Future[Any]] = collections.deque()
         conn: Any = None
-        response_error = self.errors.ResponseError
+        buf, pos = b"", 0
         try:
             while True:
                 if not outstanding:
@@ -147,25 +231,30 @@ class AutoPipeline:
                         self.commands += len(batch)
                         outstanding.extend([future for _, future in batch])
                 if not outstanding:
+                    if pos != len(buf):
+                        await self._drop(conn)
                     return
-                future = outstanding[0]
-                try:
-                    reply = await conn.read_response()
-                except response_error as e:
-                    outstanding.popleft()
-                    if not future.done():
-                        future.set_exception(e)
-                else:
-                    outstanding.popleft()
-                    if not future.done():
+                buf = await self._more(conn, buf[pos:])
+                pos = 0
+                error = conn._parser.parse_error
+                while outstanding:
+                    try:
+                        reply, pos = parse_reply(buf, pos, error)
+                    except _Incomplete:
+                        break
+                    future = outstanding.popleft()
+                    if future.done():
+                        continue
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
                         future.set_result(reply)
         except Exception as e:
             # The connection failed: what was written may have run, and is
             # not sent again; what is still queued gets a fresh connection.
-            lost = self.errors.ConnectionError(f"the connection to Redis failed with the command in flight: {e}")
             for future in outstanding:
                 if not future.done():
-                    future.set_exception(lost)
+                    future.set_exception(e)
         except BaseException:
             for future in [*outstanding, *(future for _, future in self._queue)]:
                 future.cancel()
@@ -178,10 +267,47 @@ class AutoPipeline:
                 self._flusher = None
                 self._active = False
 
+    async def _more(self, conn: Any, buf: bytes) -> bytes:
+        """``buf`` and what the connection brings next (waiting at most its socket timeout)."""
+        errors = self.errors
+        try:
+            reader = conn._reader
+            timeout = conn.socket_timeout
+            if not timeout:
+                data = await reader.read(65536)
+            elif _timeout is not None:
+                async with _timeout(timeout):
+                    data = await reader.read(65536)
+            else:  # pragma: no cover - Python 3.10
+                data = await asyncio.wait_for(reader.read(65536), timeout)
+        except asyncio.TimeoutError:
+            await self._drop(conn)
+            raise errors.TimeoutError(f"Timeout reading from Redis after {conn.socket_timeout} s") from None
+        except OSError as e:
+            await self._drop(conn)
+            raise errors.ConnectionError(f"Error while reading from Redis: {e}") from e
+        except BaseException:
+            await self._drop(conn)  # a reply is owed on it: it cannot be used again
+            raise
+        if not data:
+            await self._drop(conn)
+            raise errors.ConnectionError("Connection closed by server.")
+        more: bytes = buf + data if buf else data
+        return more
+
+    @staticmethod
+    async def _drop(conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            await conn.disconnect(nowait=True)
+
     async def _connection(self) -> Any:
         conn = self._conn
         if conn is None:
-            conn = self._conn = await self.pool.get_connection()
+            conn = await self.pool.get_connection()
+            if conn.encoder.decode_responses or not hasattr(conn, "_reader"):
+                await self.pool.release(conn)
+                raise TypeError("the Redis adapter needs a client that returns bytes (decode_responses=False)")
+            self._conn = conn
         elif not conn.is_connected or await conn.can_read():
             # Closed by the server, or holding bytes nobody asked for: start afresh.
             await conn.disconnect()
@@ -272,8 +398,12 @@ class LuaProgram:
 
     async def __call__(self, keys: tuple[bytes, ...], header: bytes, *args: Any) -> Any:
         """Run the program on ``keys`` (one slot: they share a hash tag); ``header`` is its ARGV[1]."""
-        if self.pipeline is not None:
-            return await self._pipelined(keys, header, args)
+        pipeline = self.pipeline
+        if pipeline is not None:
+            try:
+                return await pipeline.call(self._packed(keys, header, args))
+            except self.errors.ResponseError as e:
+                return await self._pipelined_again(e, keys, header, args)
         client = self.client
         n = len(keys)
         if self.functions:
@@ -293,24 +423,28 @@ class LuaProgram:
             await client.script_load(SOURCE)
             return await client.evalsha(SHA, n, *keys, header, *args)
 
-    async def _pipelined(self, keys: tuple[bytes, ...], header: bytes, args: tuple[Any, ...]) -> Any:
+    async def _pipelined_again(
+        self, error: Exception, keys: tuple[bytes, ...], header: bytes, args: tuple[Any, ...]
+    ) -> Any:
+        """After ``error``: load the program if the server lacks it (or turn to scripts), and call again."""
         pipeline = self.pipeline
         assert pipeline is not None
         errors = self.errors
         for _ in range(2):
+            message = str(error)
+            if self.functions and "Function not found" in message:
+                await self._load(self.client.function_load(LIBRARY, replace=True))
+            elif self.functions and "unknown command" in message.lower():
+                self.functions = False  # Redis < 7: scripts from now on
+            elif not self.functions and isinstance(error, errors.NoScriptError):
+                await self._load(self.client.script_load(SOURCE))
+            else:
+                raise error
             try:
                 return await pipeline.call(self._packed(keys, header, args))
             except errors.ResponseError as e:
-                message = str(e)
-                if self.functions and "Function not found" in message:
-                    await self._load(self.client.function_load(LIBRARY, replace=True))
-                elif self.functions and "unknown command" in message.lower():
-                    self.functions = False  # Redis < 7: scripts from now on
-                elif not self.functions and isinstance(e, errors.NoScriptError):
-                    await self._load(self.client.script_load(SOURCE))
-                else:
-                    raise
-        return await pipeline.call(self._packed(keys, header, args))
+                error = e
+        raise error
 
     async def _load(self, load: Coroutine[Any, Any, Any]) -> None:
         """Load the program, once for every call that found it missing at the same time."""
