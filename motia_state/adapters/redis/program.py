@@ -234,14 +234,17 @@ class AutoPipeline:
                     if pos != len(buf):
                         await self._drop(conn)
                     return
-                buf = await self._more(conn, buf[pos:])
-                pos = 0
+                # Half of what is owed at a time: the callers it wakes send
+                # their next commands while the server still works on the rest.
                 error = conn._parser.parse_error
-                while outstanding:
-                    try:
-                        reply, pos = parse_reply(buf, pos, error)
-                    except _Incomplete:
-                        break
+                for _ in range((len(outstanding) + 1) // 2):
+                    while True:
+                        try:
+                            reply, pos = parse_reply(buf, pos, error)
+                            break
+                        except _Incomplete:
+                            buf = await self._more(conn, buf[pos:])
+                            pos = 0
                     future = outstanding.popleft()
                     if future.done():
                         continue
@@ -249,6 +252,8 @@ class AutoPipeline:
                         future.set_exception(reply)
                     else:
                         future.set_result(reply)
+                if outstanding:
+                    await asyncio.sleep(0)
         except Exception as e:
             # The connection failed: what was written may have run, and is
             # not sent again; what is still queued gets a fresh connection.
