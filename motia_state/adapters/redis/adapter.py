@@ -247,12 +247,20 @@ class RedisStateAdapter(StateAdapter):
                     )
             except ValueError as e:
                 raise InvalidArgumentError(f"url: {e}") from e
+        encoder = getattr(client, "get_encoder", None)
+        if encoder is not None and encoder().decode_responses:
+            raise InvalidArgumentError(
+                "client: the Redis adapter reads bytes; pass a client made with decode_responses=False"
+            )
         self.client = client
         plain = type(client) is redis.asyncio.Redis
         # Calls issued together share round trips through one connection
         # (a client bound to a single connection keeps its own path).
         self._program = LuaProgram(
-            client, redis.exceptions, functions=plain, pipeline=plain and getattr(client, "connection", None) is None
+            client,
+            redis.exceptions,
+            functions=plain,
+            pipeline=plain and not getattr(client, "single_connection_client", False),
         )
         self._pipeline = self._program.pipeline
         self._cluster_client = isinstance(client, redis.asyncio.RedisCluster)

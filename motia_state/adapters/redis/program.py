@@ -224,12 +224,13 @@ class AutoPipeline:
                     batch = [item for item in self._queue if not item[1].done()]
                     self._queue = []
                     if batch:
-                        if not outstanding:  # nothing owed on it: check the connection first
+                        owed = bool(outstanding)
+                        outstanding.extend([future for _, future in batch])
+                        if not owed:  # nothing owed on it: check the connection first
                             conn = await self._connection()
                         await self._write(conn, b"".join([command for command, _ in batch]))
                         self.writes += 1
                         self.commands += len(batch)
-                        outstanding.extend([future for _, future in batch])
                 if not outstanding:
                     if pos != len(buf):
                         await self._drop(conn)
@@ -308,11 +309,7 @@ class AutoPipeline:
     async def _connection(self) -> Any:
         conn = self._conn
         if conn is None:
-            conn = await self.pool.get_connection()
-            if conn.encoder.decode_responses or not hasattr(conn, "_reader"):
-                await self.pool.release(conn)
-                raise TypeError("the Redis adapter needs a client that returns bytes (decode_responses=False)")
-            self._conn = conn
+            conn = self._conn = await self.pool.get_connection()
         elif not conn.is_connected or await conn.can_read():
             # Closed by the server, or holding bytes nobody asked for: start afresh.
             await conn.disconnect()
@@ -438,11 +435,11 @@ class LuaProgram:
         for _ in range(2):
             message = str(error)
             if self.functions and "Function not found" in message:
-                await self._load(self.client.function_load(LIBRARY, replace=True))
+                await self._load(pipeline.call(pack(b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY)))
             elif self.functions and "unknown command" in message.lower():
                 self.functions = False  # Redis < 7: scripts from now on
             elif not self.functions and isinstance(error, errors.NoScriptError):
-                await self._load(self.client.script_load(SOURCE))
+                await self._load(pipeline.call(pack(b"SCRIPT", b"LOAD", SOURCE)))
             else:
                 raise error
             try:
