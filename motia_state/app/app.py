@@ -68,6 +68,22 @@ class TriggerRunnerLike(Protocol):
         """Register one state trigger whose handler is the step file at ``step_path`` (``index``: its place in config.triggers)."""
         ...
 
+    def status(self) -> list[dict[str, Any]]:
+        """Each trigger's state, with its ``name``."""
+        ...
+
+    def dead_letters(self, name: str) -> list[Any]:
+        """One trigger's dead letters (each with ``id`` and ``as_dict()``), oldest first."""
+        ...
+
+    async def retry(self, name: str, dead_id: str) -> bool:
+        """Run a dead letter again; True when it succeeded (and left the list)."""
+        ...
+
+    async def drop(self, name: str, dead_id: str) -> None:
+        """Forget a dead letter."""
+        ...
+
 
 @dataclass(frozen=True)
 class InvocationRecord:
@@ -220,12 +236,36 @@ class App:
         """Event deliveries that failed every attempt, oldest first."""
         return self.router.dead_letters()
 
+    def all_dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead letter as JSON: the events' (``"kind": "event"``), then each state trigger's.
+
+        A state trigger's (``"kind": "state"``) names its ``trigger`` and
+        holds the ``change`` its handler failed on. ``/__motia/dead-letters``
+        lists them, and retries or drops either kind by its id.
+        """
+        out = [{"kind": "event", **d.as_dict()} for d in self.dead_letters()]
+        runner = self.trigger_runner
+        if runner is not None:
+            for status in runner.status():
+                out.extend({"kind": "state", **d.as_dict()} for d in runner.dead_letters(status["name"]))
+        return out
+
+    def _trigger_holding(self, dead_id: str) -> str | None:
+        """The state trigger that holds the dead letter ``dead_id`` when no event dead letter has that id."""
+        runner = self.trigger_runner
+        if runner is None or any(d.id == dead_id for d in self.router.dead_letters()):
+            return None
+        for status in runner.status():
+            if any(d.id == dead_id for d in runner.dead_letters(status["name"])):
+                return str(status["name"])
+        return None
+
     async def retry_dead_letter(self, dead_id: str) -> bool:
-        """Deliver a dead letter again; True (and it leaves the list) when it succeeds."""
+        """Deliver an event dead letter again; True (and it leaves the list) when it succeeds."""
         return await self.router.retry(dead_id)
 
     def drop_dead_letter(self, dead_id: str) -> None:
-        """Forget a dead letter."""
+        """Forget an event dead letter."""
         self.router.drop(dead_id)
 
     def emit(self, topic: str, data: Any = None, *, trace_id: str | None = None) -> int:
@@ -494,14 +534,19 @@ class App:
         return self._authorized(request) or json_response(self.summary())
 
     async def _dead_letters_endpoint(self, request: Request) -> Response:
-        return self._authorized(request) or json_response([d.as_dict() for d in self.dead_letters()])
+        return self._authorized(request) or json_response(self.all_dead_letters())
 
     async def _retry_endpoint(self, request: Request) -> Response:
         denied = self._authorized(request)
         if denied is not None:
             return denied
         try:
-            ok = await self.retry_dead_letter(request.path_params["id"])
+            dead_id = request.path_params["id"]
+            trigger = self._trigger_holding(dead_id)
+            if trigger is not None and self.trigger_runner is not None:
+                ok = await self.trigger_runner.retry(trigger, dead_id)
+            else:
+                ok = await self.retry_dead_letter(dead_id)
         except NotFoundError as e:
             return error_response(404, e.message, e.code)
         return json_response({"retried": True, "succeeded": ok})
@@ -511,7 +556,12 @@ class App:
         if denied is not None:
             return denied
         try:
-            self.drop_dead_letter(request.path_params["id"])
+            dead_id = request.path_params["id"]
+            trigger = self._trigger_holding(dead_id)
+            if trigger is not None and self.trigger_runner is not None:
+                await self.trigger_runner.drop(trigger, dead_id)
+            else:
+                self.drop_dead_letter(dead_id)
         except NotFoundError as e:
             return error_response(404, e.message, e.code)
         return json_response({"dropped": True})

@@ -213,6 +213,11 @@ async def _start(args: argparse.Namespace, token: str | None, stop: _Stop) -> in
         with stop.startup:  # cancelled only by a signal that comes before the server runs
             async with app:
                 app.on_invocation.append(on_invocation)
+                if getattr(args, "verbose", 0) >= 2 and app.state is not None:
+                    # -vv: one line per state operation a step performs (group, key, op, duration, outcome).
+                    from ..cli._common import log_operation
+
+                    app.state.add_observer(log_operation)
                 code = await _serve_app(app, args, stop)
     except ConfigError:
         if not app.registry.errors:

@@ -63,7 +63,9 @@ def add_transfer(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         parents=parents,
         help="copy every entry from one store to another (streamed, resumable)",
         description="Copy every entry from one store to another, a page at a time, resumable after an "
-        "interruption (a checkpoint file records the last page copied).",
+        "interruption (a checkpoint file records the last page copied). A Redis written in the layout before the "
+        "change feed is read as it is; given as both --from and --to, it is moved into the current layout in place "
+        "(stop its old runtimes first).",
     )
     migrate.add_argument("--from", dest="source", required=True, metavar="URL", help="the store to read")
     migrate.add_argument("--to", dest="target", required=True, metavar="URL", help="the store to write")
@@ -83,13 +85,88 @@ def add_transfer(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     migrate.set_defaults(command_fn=migrate_store)
 
 
+class LegacyRedis:
+    """A Redis store in the layout before the change feed, read for ``migrate`` (it refuses every operation).
+
+    Groups are read in name order, each with HSCAN and its keys sorted, so a
+    copy's checkpoint (a group and a key) means the same on every run. The
+    reserved ``__motia/`` groups (a runtime's bookkeeping, such as trigger
+    positions in that store's own feed) mean nothing in another store and
+    are left out.
+    """
+
+    def __init__(self, adapter: Any) -> None:
+        self.adapter = adapter
+        self.client = adapter.client
+        self.prefix: str = adapter.key_prefix
+
+    @classmethod
+    async def detect(cls, manager: StateManager) -> LegacyRedis | None:
+        """The store behind ``manager`` when it is a Redis holding the old layout (no marker, old hashes)."""
+        from ..adapters.redis import RedisStateAdapter  # without importing redis-py
+        from ..adapters.redis.layout import legacy_groups
+
+        adapter = manager.adapter
+        if not isinstance(adapter, RedisStateAdapter):
+            return None
+
+        if await adapter.client.get(f"{adapter.key_prefix}layout") is not None:
+            return None
+        async for _ in legacy_groups(adapter.client, adapter.key_prefix):
+            return cls(adapter)
+        return None
+
+    def _key(self, group: str) -> str:
+        from ..adapters.redis.layout import escape_group
+
+        return f"{self.prefix}{{{escape_group(group)}}}"
+
+    async def groups(self) -> list[str]:
+        """The old layout's groups, reserved ones left out, in name order."""
+        from ..adapters.redis.layout import legacy_groups
+
+        return sorted({g async for g in legacy_groups(self.client, self.prefix) if not g.startswith("__motia/")})
+
+    async def count(self, groups: list[str] | None) -> int:
+        """How many entries the groups hold."""
+        return sum([int(await self.client.hlen(self._key(g))) for g in (groups or await self.groups())])
+
+    async def pages(self, groups: list[str] | None, size: int) -> AsyncIterator[tuple[str, list[tuple[str, Any]]]]:
+        """(group, [(key, value), ...]) pages, in group then key order; one group's entries held at a time."""
+        for group in sorted(groups if groups is not None else await self.groups()):
+            entries = {}
+            async for field, text in self.client.hscan_iter(self._key(group), count=1000):
+                entries[field.decode()] = text
+            names = sorted(entries)
+            for start in range(0, len(names), size):
+                yield group, [(k, json.loads(entries[k])) for k in names[start : start + size]]
+
+
+#: A store ``migrate`` reads: a running store, or a Redis in the old layout.
+Store = StateManager | LegacyRedis
+
+
+def _same_store(left: str, right: str) -> bool:
+    """Whether two store URLs name the same store (a Redis database, or a file store's folder)."""
+    from urllib.parse import urlsplit
+
+    if left.startswith("file:") and right.startswith("file:"):
+        return Path(left[5:]).resolve() == Path(right[5:]).resolve()
+    if left.startswith("redis") and right.startswith("redis"):
+        a, b = urlsplit(left), urlsplit(right)
+        return (a.hostname, a.port or 6379, a.path.strip("/") or "0") == (
+            b.hostname,
+            b.port or 6379,
+            b.path.strip("/") or "0",
+        )
+    return left == right
+
+
 def _entry_line(group: str, key: str, value: Any) -> bytes:
     return (json.dumps({"groupId": group, "key": key, "value": value}, ensure_ascii=False) + "\n").encode()
 
 
-async def pages(
-    manager: StateManager, groups: list[str] | None = None
-) -> AsyncIterator[tuple[str, list[tuple[str, Any]]]]:
+async def pages(manager: Store, groups: list[str] | None = None) -> AsyncIterator[tuple[str, list[tuple[str, Any]]]]:
     """The store's entries a page at a time: (group, [(key, value), ...]) in group then key order.
 
     Each page is read with one batch (an exists and a get per key, so a
@@ -97,6 +174,10 @@ async def pages(
     per page on Redis. Only a group's key names and one page of values are
     held at once.
     """
+    if isinstance(manager, LegacyRedis):
+        async for item in manager.pages(groups, PAGE):
+            yield item
+        return
     for group in sorted(groups if groups is not None else await manager.groups()):
         keys = sorted(await manager.keys(group))
         for start in range(0, len(keys), PAGE):
@@ -123,7 +204,9 @@ async def entries(manager: StateManager, groups: list[str] | None = None) -> Asy
             yield group, key, value
 
 
-async def _count(manager: StateManager, groups: list[str] | None) -> int:
+async def _count(manager: Store, groups: list[str] | None) -> int:
+    if isinstance(manager, LegacyRedis):
+        return await manager.count(groups)
     return sum([len(await manager.keys(g)) for g in (groups if groups is not None else await manager.groups())])
 
 
@@ -294,7 +377,7 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-async def _copy(source: StateManager, target: StateManager, args: argparse.Namespace, out: Output) -> int:
+async def _copy(source: Store, target: StateManager, args: argparse.Namespace, out: Output) -> int:
     """Copy every entry after the checkpoint, recording the position after each page."""
     checkpoint = _checkpoint_path(args)
     after: tuple[str, str] | None = None
@@ -344,7 +427,7 @@ async def _write_page(target: StateManager, group: str, page: list[tuple[str, An
     return [(page[i][0], item) for i, item in enumerate(result.results) if item.code is not None]
 
 
-async def _group_digest(manager: StateManager, group: str) -> tuple[str, dict[str, str]]:
+async def _group_digest(manager: Store, group: str) -> tuple[str, dict[str, str]]:
     digest = hashlib.sha256()
     per_key: dict[str, str] = {}
     async for _, page in pages(manager, [group]):
@@ -355,7 +438,7 @@ async def _group_digest(manager: StateManager, group: str) -> tuple[str, dict[st
     return digest.hexdigest(), per_key
 
 
-async def _verify(source: StateManager, target: StateManager) -> list[dict[str, str]]:
+async def _verify(source: Store, target: StateManager) -> list[dict[str, str]]:
     """Every differing key: by a checksum per group, then key by key where the group's differ."""
     differences: list[dict[str, str]] = []
     for group in sorted(set(await source.groups()) | set(await target.groups())):
@@ -409,22 +492,69 @@ async def migrate_store(args: argparse.Namespace, out: Output) -> int:
             )
     if args.follow and args.dry_run:
         fail("--follow with --dry-run: following writes every change; drop one of them")
-    async with open_store(args.source, args) as source, open_store(args.target, args) as target:
-        stream = source.changes("now") if args.follow else None
-        copied = 0
-        if not (args.dry_run and args.verify):
-            copied = await _copy(source, target, args, out)
-            verb = "would copy" if args.dry_run else "copied"
-            out.message(f"{verb} {copied} entries from {redacted(args.source)} to {redacted(args.target)}")
-        if args.verify:
-            differences = await _verify(source, target)
-            out.data({"copied": copied, "differences": differences}, _differences_table)
-            if differences:
-                return EXIT_FAILED
-        elif not args.follow:
-            out.data({"copied": copied, "dryRun": bool(args.dry_run)})
-        if stream is not None:
-            await _follow(source, target, stream, out)
+    same = _same_store(args.source, args.target)
+    async with open_store(args.source, args) as source:
+        legacy = await LegacyRedis.detect(source)
+        if same:
+            if legacy is None:
+                fail(
+                    "--from and --to are the same store: there is nothing to copy",
+                    hint="give another store as --to (the same Redis is moved in place only when it holds the "
+                    "layout before the change feed)",
+                )
+            return await _upgrade_in_place(legacy, args, out)
+        if legacy is not None and args.follow:
+            fail(
+                f"--follow: {redacted(args.source)} holds the layout before the change feed, which has no feed to "
+                "follow",
+                hint="stop its writers, then copy it without --follow",
+            )
+        async with open_store(args.target, args) as target:
+            return await _migrate(legacy or source, source, target, args, out)
+
+
+async def _upgrade_in_place(legacy: LegacyRedis, args: argparse.Namespace, out: Output) -> int:
+    """Move a Redis in the old layout into the current one under the same prefix (the error's advice)."""
+    if args.follow or args.verify:
+        option = "--follow" if args.follow else "--verify"
+        fail(
+            f"{option}: moving a store in place leaves one copy, with no second side to "
+            f"{'follow' if args.follow else 'compare'}",
+            hint=f"drop {option}; `motia-state validate --state URL` checks the store once it has moved",
+        )
+    count = await legacy.count(None)
+    if args.dry_run:
+        out.data({"inPlace": True, "dryRun": True, "moved": 0, "toMove": count})
+        out.message(f"would move {count} entries of {redacted(args.source)} into the current layout, in place")
+        return EXIT_OK
+    from ..adapters.redis import migrate_legacy_layout
+
+    with out.progress("moving", None):
+        moved = await migrate_legacy_layout(legacy.adapter)
+    out.message(f"moved {moved} entries of {redacted(args.source)} into the current layout, in place")
+    out.data({"inPlace": True, "moved": moved})
+    return EXIT_OK
+
+
+async def _migrate(
+    source: Store, feed: StateManager, target: StateManager, args: argparse.Namespace, out: Output
+) -> int:
+    """Copy ``source`` into ``target``, then verify or follow ``feed`` as asked."""
+    stream = feed.changes("now") if args.follow else None
+    copied = 0
+    if not (args.dry_run and args.verify):
+        copied = await _copy(source, target, args, out)
+        verb = "would copy" if args.dry_run else "copied"
+        out.message(f"{verb} {copied} entries from {redacted(args.source)} to {redacted(args.target)}")
+    if args.verify:
+        differences = await _verify(source, target)
+        out.data({"copied": copied, "differences": differences}, _differences_table)
+        if differences:
+            return EXIT_FAILED
+    elif not args.follow:
+        out.data({"copied": copied, "dryRun": bool(args.dry_run)})
+    if stream is not None:
+        await _follow(feed, target, stream, out)
     return EXIT_OK
 
 

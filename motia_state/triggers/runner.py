@@ -37,7 +37,8 @@ from ..errors import CursorExpiredError, InvalidArgumentError, NotFoundError, St
 from ..manager import StateManager
 from ..records import Change
 from .spec import TriggerSpec, handler_input, parse_trigger, partition_of
-from .store import InternalHandle, group_of
+from .store import DeadLetter, InternalHandle, TriggerStore, group_of, now_ms, oldest_cursor
+from .store import seq as _seq
 
 __all__ = ["DeadLetter", "TriggerRunner"]
 
@@ -49,40 +50,6 @@ InvokeHook = Callable[[str, dict[str, Any], int], Awaitable[Any]]
 
 SAVE_EVERY = 0.5  # seconds between position saves: "within a second of the handling"
 MAX_PENDING = 1000  # changes read ahead per partition before its reader waits
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A change whose handler (or native condition) failed every attempt."""
-
-    id: str
-    trigger: str
-    change: Change
-    error: str
-    attempts: int
-
-    def as_dict(self) -> dict[str, Any]:
-        """The dead letter as JSON (the change in its wire shape)."""
-        return {
-            "id": self.id,
-            "trigger": self.trigger,
-            "change": self.change.to_wire(),
-            "error": self.error,
-            "attempts": self.attempts,
-        }
-
-
-def _dead_from_json(trigger: str, raw: Any) -> DeadLetter | None:
-    try:
-        return DeadLetter(
-            str(raw["id"]),
-            trigger,
-            msgspec.convert(raw["change"], Change),
-            str(raw["error"]),
-            int(raw["attempts"]),
-        )
-    except (KeyError, TypeError, ValueError, msgspec.ValidationError):
-        return None
 
 
 class _Item:
@@ -135,6 +102,8 @@ class _Trigger:
     read_point: int = -1  # the sequence number the shared reader has reached (-1: before the oldest record)
     native_fallback: bool = False  # the trigger's config holds no function: ask the step's exported condition
     handled: int = 0
+    reset_seen: str | None = None  # the id of the latest reset request applied (or already in the positions)
+    unsaved: set[str] = field(default_factory=set)  # dead letters the store refused to keep: never synced away
 
     @property
     def group(self) -> str:
@@ -200,6 +169,8 @@ class TriggerRunner:
         if internal is None:
             raise InvalidArgumentError(f"{type(self.adapter).__name__} has no internal handle for trigger positions")
         self._internal: InternalHandle = internal
+        #: The stored side (positions, dead letters, requests), shared with readers that run no trigger.
+        self.store = TriggerStore(self.adapter)
         self.pool = pool
         self.max_depth = max_depth
         self.attempts = attempts
@@ -322,7 +293,7 @@ class TriggerRunner:
                 {
                     "name": t.name,
                     "state": t.error or "running",
-                    "position": _oldest(list(positions.values())),
+                    "position": oldest_cursor(list(positions.values())),
                     "partitions": sorted(positions),
                     "behind": max((b for b in behind if b is not None), default=0 if positions else None),
                     "oldestPendingAge": None if oldest is None else now - oldest,
@@ -342,20 +313,27 @@ class TriggerRunner:
         dead = t.dead.get(dead_id)
         if dead is None:
             raise NotFoundError(f"trigger {name!r} has no dead letter {dead_id!r}")
+        return await self._retry(t, dead) is None
+
+    async def _retry(self, t: _Trigger, dead: DeadLetter) -> str | None:
+        """Run a dead letter's change once more: None when it succeeded (it leaves the list), else the error."""
         try:
             await self._attempt(t, dead.change)
         except Exception as e:
-            log.warning("[%s] trigger %s: retrying dead letter %s failed: %s", t.step, name, dead_id, _describe(e))
-            return False
-        await self.drop(name, dead_id)
-        return True
+            log.warning("[%s] trigger %s: retrying dead letter %s failed: %s", t.step, t.name, dead.id, _describe(e))
+            return _describe(e)
+        with contextlib.suppress(NotFoundError):  # dropped meanwhile
+            await self.drop(t.name, dead.id)
+        return None
 
     async def drop(self, name: str, dead_id: str) -> None:
         """Forget a dead letter."""
         t = self._trigger(name)
         if t.dead.pop(dead_id, None) is None:
             raise NotFoundError(f"trigger {name!r} has no dead letter {dead_id!r}")
-        await self._internal.delete(t.group, f"dead.{dead_id}")
+        t.unsaved.discard(dead_id)
+        with contextlib.suppress(NotFoundError):  # only in memory: the store refused to keep it
+            await self.store.drop(name, dead_id)
 
     async def reset(self, name: str, to: str = "now") -> None:
         """Move a trigger to the feed's end (``"now"``) or its oldest record (``"start"``) and run it again.
@@ -367,12 +345,17 @@ class TriggerRunner:
         if to not in ("now", "start"):
             raise InvalidArgumentError(f'to: expected "now" or "start", got {to!r}')
         t = self._trigger(name)
-        cursor = (await self.adapter.feed_info())["last"] if to == "now" else None
+        request = await self.store.request_reset(name, to, self.partitions)  # other runtimes follow it
+        t.reset_seen = request["id"]
+        await self._apply_reset(t, request["cursor"])
+
+    async def _apply_reset(self, t: _Trigger, cursor: str | None) -> None:
+        """Move the partitions this runtime holds to ``cursor`` and read on from there."""
         self._stop_reading(t)
         for part in list(t.partitions.values()):
             await self._drain(part)
-        for p in range(self.partitions):
-            await self._internal.set(t.group, f"pos.{p}", {"cursor": cursor})
+        for part in list(t.partitions.values()):
+            await self.store.save_position(t.name, part.index, cursor)
         for part in t.partitions.values():
             part.pending.clear()
             part.queues.clear()
@@ -391,20 +374,13 @@ class TriggerRunner:
         return t
 
     async def _register(self, t: _Trigger) -> None:
-        meta = await self._internal.get(t.group, "meta")
-        if not isinstance(meta, dict):
-            last = (await self.adapter.feed_info())["last"] if t.spec.start == "now" else None
-            proposed = {"from": t.spec.start, "start": last}
-            if not await self._internal.compare_and_swap(t.group, "meta", meta, proposed):
-                meta = await self._internal.get(t.group, "meta")  # another runtime registered it first
-            else:
-                meta = proposed
-        t.start_cursor = meta.get("start") if isinstance(meta, dict) else None
-        for key in await self._internal.keys(t.group):
-            if key.startswith("dead."):
-                dead = _dead_from_json(t.name, await self._internal.get(t.group, key))
-                if dead is not None:
-                    t.dead[dead.id] = dead
+        meta = await self.store.register(t.name, t.spec, self.partitions, t.step)
+        t.start_cursor = meta.get("start")
+        for dead in await self.store.dead_letters(t.name):
+            t.dead[dead.id] = dead
+        reset = await self.store.reset_request(t.name)
+        # The positions already hold a reset made before this runtime started.
+        t.reset_seen = reset.get("id") if isinstance(reset, dict) else None
 
     async def _run_trigger(self, t: _Trigger) -> None:
         with t.scope:
@@ -420,11 +396,13 @@ class TriggerRunner:
             await self._balance_locked(t)
 
     async def _balance_locked(self, t: _Trigger) -> None:
-        now = _now_ms()
+        now = now_ms()
         until = now + int(self.lease * 1000)
         await self._internal.set(t.group, f"member.{self.runtime_id}", {"until": until})
         live = 0
-        for key in await self._internal.keys(t.group):
+        known = set(t.dead)  # before listing: a dead letter added meanwhile is not taken for a dropped one
+        keys = await self._internal.keys(t.group)
+        for key in keys:
             if key.startswith("member."):
                 member = await self._internal.get(t.group, key)
                 if isinstance(member, dict) and isinstance(member.get("until"), int) and member["until"] > now:
@@ -467,6 +445,35 @@ class TriggerRunner:
                     t.partitions[p] = part
                     held.append(part)
                     self._start_reader(t, part)
+        await self._sync(t, keys, known)
+
+    async def _sync(self, t: _Trigger, keys: list[str], known: set[str]) -> None:
+        """Follow what was changed in the store from outside: dead letters, retry and reset requests."""
+        stored = {key[len("dead.") :] for key in keys if key.startswith("dead.")}
+        if stored - set(t.dead):
+            for dead in await self.store.dead_letters(t.name, [f"dead.{i}" for i in stored - set(t.dead)]):
+                t.dead[dead.id] = dead
+        for gone in (known & set(t.dead)) - stored - t.unsaved:
+            t.dead.pop(gone, None)  # dropped by another runtime or the CLI
+        assert self._tg is not None
+        for key in keys:
+            if key.startswith("retry."):
+                dead_id = key[len("retry.") :]
+                request = await self.store.retry_request(t.name, dead_id)
+                claim = await self.store.claim_retry(t.name, dead_id, request, self.runtime_id)
+                if claim is not None:
+                    self._tg.start_soon(self._requested_retry, t, dead_id, claim)
+        reset = await self.store.reset_request(t.name) if "reset" in keys else None
+        if isinstance(reset, dict) and reset.get("id") != t.reset_seen:
+            t.reset_seen = reset.get("id")
+            self._tg.start_soon(self._apply_reset, t, reset.get("cursor"))
+
+    async def _requested_retry(self, t: _Trigger, dead_id: str, claim: dict[str, Any]) -> None:
+        # A retry asked from outside this runtime (the CLI): the same run as the API's, its outcome recorded.
+        dead = t.dead.get(dead_id)
+        error = f"trigger {t.name!r} has no dead letter {dead_id!r}" if dead is None else await self._retry(t, dead)
+        with contextlib.suppress(StateError):
+            await self.store.finish_retry(t.name, dead_id, claim, error)
 
     async def _release(self, t: _Trigger, part: _Partition) -> None:
         # Give a partition up for another runtime: finish its work, save its position, then the lease.
@@ -694,6 +701,10 @@ class TriggerRunner:
                 if attempt < self.attempts:
                     await anyio.sleep(self.backoff * 2 ** (attempt - 1))
         dead = DeadLetter(uuid.uuid4().hex[:12], t.name, change, _describe(error), self.attempts)
+        try:
+            await self.store.add_dead(dead)  # kept before it is listed: a sync never takes it for a dropped one
+        except StateError:
+            t.unsaved.add(dead.id)
         t.dead[dead.id] = dead
         log.error(
             "[%s] trigger %s: %s/%s (%s) is a dead letter %s",
@@ -704,8 +715,6 @@ class TriggerRunner:
             change.cursor,
             dead.id,
         )
-        with contextlib.suppress(StateError):
-            await self._internal.set(t.group, f"dead.{dead.id}", dead.as_dict())
 
     async def _attempt(self, t: _Trigger, change: Change) -> None:
         handler = t.handler
@@ -783,29 +792,6 @@ class TriggerRunner:
             return None if self._last is not None else 0
         mine = _seq(cursor) if cursor is not None else 0
         return None if mine is None else max(last - mine, 0)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _seq(cursor: str | None) -> int | None:
-    # Memory and file cursors are "<prefix>.<n>"; other shapes have no count.
-    if cursor is None:
-        return None
-    _, _, tail = cursor.partition(".")
-    return int(tail) if tail.isdigit() else None
-
-
-def _oldest(cursors: list[str | None]) -> str | None:
-    if not cursors:
-        return None
-    if any(c is None for c in cursors):
-        return None
-    seqs = [_seq(c) for c in cursors]
-    if all(s is not None for s in seqs):
-        return cursors[seqs.index(min(s for s in seqs if s is not None))]
-    return cursors[0]
 
 
 def _describe(e: BaseException | None) -> str:

@@ -239,7 +239,12 @@ def test_migrate_follow_loses_no_acknowledged_write_during_a_live_switch(tmp_pat
     for n in range(2):
         acked = int((tmp_path / f"acked-{n}").read_text())
         assert acked > 10, "the writers wrote during the migration"
-        assert copy[f"w{n}-{acked}"] == acked
+        # The writer may have run its next round (whose delete removes key i
+        # when i + 1 is a multiple of 3) before the kill, but not yet noted it.
+        if (acked + 1) % 3 == 0 and f"w{n}-{acked}" not in copy:
+            assert copy[f"w{n}-count"] >= acked + 1
+        else:
+            assert copy[f"w{n}-{acked}"] == acked
         assert copy[f"w{n}-count"] >= acked
 
 

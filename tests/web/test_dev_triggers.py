@@ -56,6 +56,14 @@ def test_dev_server_lists_retries_and_drops_state_trigger_dead_letters(tmp_path:
         assert server.client.post(retry, headers=J).json() == {"retried": True, "succeeded": False}
         assert [d["id"] for d in _state_row(server)["dead"]] == [dead["id"]]
 
+        # The app's dead-letter list holds the state trigger's too, with its kind, and retries it by id.
+        listed = server.client.get("/__motia/dead-letters").json()
+        assert [(d["kind"], d["trigger"], d["id"]) for d in listed] == [("state", name, dead["id"])]
+        assert listed[0]["change"]["key"] == "order" and "billing on hold" in listed[0]["error"]
+        again = server.client.post(f"/__motia/dead-letters/{dead['id']}/retry", headers=J)
+        assert again.json() == {"retried": True, "succeeded": False}
+        assert [d["id"] for d in server.client.get("/__motia/dead-letters").json()] == [dead["id"]]
+
         _set(server, "billing", "hold", False)
         assert server.client.post(retry, headers=J).json() == {"retried": True, "succeeded": True}
         assert _state_row(server)["dead"] == []
@@ -73,4 +81,12 @@ def test_dev_server_lists_retries_and_drops_state_trigger_dead_letters(tmp_path:
         assert _state_row(server)["dead"] == []
         assert server.client.delete(f"/__motia/triggers/{name}/dead/{second['id']}", headers=J).status_code == 404
         assert server.client.delete(f"/__motia/triggers/nope/dead/{second['id']}", headers=J).status_code == 404
+
+        # A third, dropped through the app's dead-letter list.
+        _set(server, "o3", "order", {"n": 3})
+        [third] = _wait_dead(server, 1)
+        assert [d["kind"] for d in server.client.get("/__motia/dead-letters").json()] == ["state"]
+        assert server.client.delete(f"/__motia/dead-letters/{third['id']}", headers=J).json() == {"dropped": True}
+        assert _state_row(server)["dead"] == [] and server.client.get("/__motia/dead-letters").json() == []
+        assert server.client.delete(f"/__motia/dead-letters/{third['id']}", headers=J).status_code == 404
         assert server.stop() == 0

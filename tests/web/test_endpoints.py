@@ -17,13 +17,17 @@ BASE = "http://127.0.0.1:3000"
 J = {"content-type": "application/json"}
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=["memory", "file", "redis", "redis-cluster"])
 async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ms.StateManager]:
     adapter: ms.StateAdapter
     if request.param == "memory":
         adapter = ms.MemoryStateAdapter()
     elif request.param == "file":
         adapter = ms.FileStateAdapter(str(tmp_path / "store"))
+    elif request.param == "redis-cluster":
+        cluster = request.getfixturevalue("redis_cluster")  # skips without redis-server outside CI
+        url = f"redis://127.0.0.1:{cluster.port}/0"
+        adapter = ms.RedisStateAdapter(url, cluster=True, key_prefix=request.getfixturevalue("redis_prefix"))
     else:
         server = request.getfixturevalue("redis_server")  # skips without redis-server outside CI
         adapter = ms.RedisStateAdapter(server.url, key_prefix=request.getfixturevalue("redis_prefix"))

@@ -1,15 +1,18 @@
-"""Grants a tier's benefits and notifies the user when the tier changes.
+"""Grants a tier's benefits and notifies the user when the tier changes, up or down.
 
 A native condition, a Python function in the trigger: it compares the old
 tier with the new one (a predicate sees only the new value). It runs in
 this step's own worker; the registration's initial "bronze" is a created
-entry, not an update, so it notifies nobody.
+entry, not an update, so it notifies nobody. Only this step adds
+notifications after the registration, one tier change at a time, so their
+order is the order of the changes (NotificationCleaner trims them).
 """
 
 BENEFITS = {
     "bronze": {"multiplier": 1.0, "dailyBonus": 10},
     "silver": {"multiplier": 1.2, "dailyBonus": 25},
     "gold": {"multiplier": 1.5, "dailyBonus": 50},
+    "platinum": {"multiplier": 2.0, "dailyBonus": 100},
 }
 
 
@@ -28,6 +31,4 @@ config = {
 async def handler(change, ctx):
     user_id, tier = change["group"], change["value"]
     await ctx.state.set(user_id, "user.benefits", {"tier": tier, **BENEFITS[tier]})
-    await ctx.state.push(
-        user_id, "user.notifications", {"type": "tier_upgrade", "from": change["oldValue"], "to": tier}
-    )
+    await ctx.state.push(user_id, "user.notifications", {"type": "tier_change", "from": change["oldValue"], "to": tier})

@@ -53,7 +53,7 @@ from ...feed import (
     current_write_context,
 )
 from ...ops import parse_transaction, run_batch, run_transaction
-from ...predicates import Predicate, predicate_holds
+from ...predicates import Predicate
 from ...records import (
     BatchItemResult,
     BatchResult,
@@ -146,6 +146,10 @@ _UNWRITTEN: Final = object()
 HISTORY_STEP: Final = 2000
 #: Entries a listing page examines at most (a filter that matches little returns a short page).
 SCAN_BUDGET: Final = 10_000
+#: Entries one listing call of the program examines at most, so that it never holds Redis for long.
+SCAN_CALL_BUDGET: Final = 2_000
+#: About the most bytes of values one listing call of the program examines, for the same reason.
+SCAN_CALL_BYTES: Final = 4 << 20
 _WRITE_MODES: Final = ("one", "tx", "batch", "commit", "clear")
 
 
@@ -881,14 +885,18 @@ class RedisStateAdapter(StateAdapter):
         """One page of ``(group, key, value)`` in (group, key) order, strictly after ``after``.
 
         Returns the page and the position to continue from (None at the
-        end). ``group`` limits it to one group; ``where``, a predicate as
-        :func:`~motia_state.predicates.parse_predicate` returns it, keeps only
-        the values it holds for. Groups come from the shards' group indexes
-        (``ZRANGEBYLEX``) and each group's keys are sorted on the server, so a
-        page costs about its own size (plus the key count of the groups it
-        reads), however many groups the store holds. At most SCAN_BUDGET
-        entries are examined: a filter that matches little returns a short
-        page with a position to go on from. Reserved groups are never listed.
+        end). ``group`` limits it to one group (no other is read); ``where``,
+        a predicate as :func:`~motia_state.predicates.parse_predicate`
+        returns it, keeps only the values it holds for, and is evaluated by
+        the Lua program next to the data: values that do not match never
+        leave Redis. Groups come from the shards' group indexes
+        (``ZRANGEBYLEX``) and each group's keys are ordered on the server,
+        so a page costs about its own size (plus the key count of the
+        groups it reads), however many groups the store holds. Each program
+        call examines at most SCAN_CALL_BUDGET entries (and about
+        SCAN_CALL_BYTES of values), and a page at most SCAN_BUDGET entries:
+        a filter that matches little returns a short page with a position
+        to go on from. Reserved groups are never listed.
         """
         if type(limit) is not int or limit < 1:
             raise InvalidArgumentError(f"limit: expected a positive int, got {describe(limit)}")
@@ -901,68 +909,148 @@ class RedisStateAdapter(StateAdapter):
         else:
             self._check_usable()
         layout = await self._layout()
+        predicate = b"" if where is None else _encode(where)
+        if layout.shards == 1 and group is None:
+            return await self._walk(layout, after, limit, predicate)
         page: list[tuple[str, str, Any]] = []
-        examined = groups_read = 0
+        examined = groups_done = 0
         # A page of n entries needs at most n + 1 groups, spread evenly over the
         # shards (by hash): each shard is asked for its share twice over at first.
         share = limit + 1 if layout.shards == 1 else -(-2 * (limit + 1) // layout.shards)
-        first = min(256, max(16, share))
-        names = self._groups_from(layout, group, after[0] if after else None, first)
+        names = self._groups_from(layout, group, after[0] if after else None, min(256, max(16, share)))
 
-        async def read(batch: list[tuple[str, str]], want: int) -> dict[str, tuple[bool, list[Any]]]:
-            """A page of each (group, key to start after), one program call per shard."""
+        async def read(batch: list[tuple[str, str]], want: int) -> dict[str, tuple[bool, str, int, list[Any]]]:
+            """What one step of the program gives of each (group, key to start after) it reached.
+
+            One call per shard, all at once; the page's remaining budget is
+            split between them, so that a round examines at most that much.
+            """
             by_shard: dict[int, list[tuple[str, str]]] = {}
             for name, last in batch:
                 by_shard.setdefault(layout.shard(name), []).append((name, last))
+            budget = max(1, min(SCAN_CALL_BUDGET, SCAN_BUDGET - examined) // len(by_shard))
+            limits = f"{want} {budget} {SCAN_CALL_BYTES}".encode()
             calls = [
                 self._program(
                     tuple(layout.hash_key(name).encode() for name, _ in part),
                     b"page",
-                    str(want),
+                    limits,
+                    predicate,
                     *(last.encode() for _, last in part),
                 )
                 for part in by_shard.values()
             ]
-            out: dict[str, tuple[bool, list[Any]]] = {}
+            out: dict[str, tuple[bool, str, int, list[Any]]] = {}
             for part, reply in zip(by_shard.values(), await asyncio.gather(*calls), strict=True):
-                i = 0
-                for name, _ in part:
-                    n = int(reply[i + 1])
-                    out[name] = (reply[i] == b"1", reply[i + 2 : i + 2 + 2 * n])
-                    i += 2 + 2 * n
+                heads, i = reply[0].split(), 1
+                # The groups the call reached, in order (it stops before the rest).
+                for (name, start), h in zip(part, range(0, len(heads), 4)):
+                    more, seen, n, apart = heads[h : h + 4]
+                    if apart == b"1":
+                        last = reply[i].decode()
+                        i += 1
+                    else:  # the last key given, else none examined
+                        last = reply[i + 2 * int(n) - 2].decode() if n != b"0" else start
+                    flat = reply[i : i + 2 * int(n)]
+                    out[name] = (more == b"1", last, int(seen), flat)
+                    i += len(flat)
             return out
 
+        # Groups (with the key to start after) to read before taking new names.
+        carry: list[tuple[str, str]] = []
+        count, most = 1, 256 if layout.shards == 1 else 64
+        position = after
         with self._boundary():
             while True:
-                # Groups are read several at once, as many as the page still
-                # seems to need from the entries per group seen so far.
-                want = min(limit + 1 - len(page), SCAN_BUDGET - examined)
-                count = 1 if not groups_read else min(64, -(-want * groups_read // max(examined, 1)))
-                batch: list[tuple[str, str]] = []
-                async for name in names:
-                    batch.append((name, after[1] if after and name == after[0] else ""))
-                    if len(batch) >= count:
+                # Groups are read several at once: as many as the page still
+                # seems to need from what the groups read so far gave (a call
+                # stops where the page is full; the groups it does not reach
+                # cost their names). Over several shards each call fills the
+                # page from its own groups, so the first call reads one group.
+                want = limit + 1 - len(page)
+                gave = len(page) if where is not None else examined
+                if not groups_done:
+                    count = min(16, want) if layout.shards == 1 else 1
+                elif gave:
+                    count = min(most, -(-want * groups_done // gave))
+                else:
+                    count = min(most, 2 * count)
+                batch, carry = carry[:count], carry[count:]
+                while len(batch) < count:
+                    name = await anext(names, None)
+                    if name is None:
                         break
+                    batch.append((name, after[1] if after and name == after[0] else ""))
                 if not batch:
                     return page, None
-                pages = await read(batch, want)
-                groups_read += len(batch)
-                for name, _ in batch:
-                    more, flat = pages[name]
-                    while True:
-                        for i in range(0, len(flat), 2):
-                            key, value = flat[i].decode(), _decode(flat[i + 1])
-                            examined += 1
-                            if where is None or predicate_holds(where, value):
-                                page.append((name, key, value))
-                                if len(page) > limit:
-                                    page.pop()
-                                    return page, (page[-1][0], page[-1][1])
-                        if examined >= SCAN_BUDGET:
-                            return page, (name, flat[-2].decode())
-                        if not more:
-                            break
-                        more, flat = (await read([(name, flat[-2].decode())], limit + 1 - len(page)))[name]
+                got = await read(batch, want)
+                for index, (name, _) in enumerate(batch):
+                    if name not in got:
+                        carry[:0] = batch[index:]
+                        break
+                    more, last, seen, flat = got[name]
+                    examined += seen
+                    for i in range(0, len(flat), 2):
+                        page.append((name, flat[i].decode(), _decode(flat[i + 1])))
+                        if len(page) > limit:
+                            page.pop()
+                            return page, (page[-1][0], page[-1][1])
+                    position = (name, last)
+                    if more:
+                        # The step stopped inside this group: go on from its last key.
+                        carry[:0] = [position, *batch[index + 1 :]]
+                        break
+                    groups_done += 1
+                if examined >= SCAN_BUDGET:
+                    return page, position
+
+    async def _walk(
+        self, layout: Layout, after: tuple[str, str] | None, limit: int, predicate: bytes
+    ) -> tuple[list[tuple[str, str, Any]], tuple[str, str] | None]:
+        """``scan`` on a store of one shard: the program walks the group index itself, a page per call."""
+        page: list[tuple[str, str, Any]] = []
+        position = after or ("", "")
+        hidden = RESERVED_PREFIX.encode() if self._hide_reserved else b""
+        examined = 0
+        with self._boundary():
+            while True:
+                budget = min(SCAN_CALL_BUDGET, SCAN_BUDGET - examined)
+                reply = await self._program(
+                    (layout.indexes[0],),
+                    b"walk",
+                    f"{limit + 1 - len(page)} {budget} {SCAN_CALL_BYTES}".encode(),
+                    predicate,
+                    layout.hash_prefix(0).encode(),
+                    position[0].encode(),
+                    position[1].encode(),
+                    hidden,
+                )
+                numbers, names = reply[0].split(), reply[1]
+                i, at = 2, 0
+                for h in range(1, len(numbers), 5):
+                    _more, seen, n, apart, size = numbers[h : h + 5]
+                    name = names[at : at + int(size)].decode()
+                    at += int(size)
+                    count = 2 * int(n)
+                    if apart == b"1":
+                        last = reply[i].decode()
+                        i += 1
+                    elif count:  # the last key given
+                        last = reply[i + count - 2].decode()
+                    else:  # none examined
+                        last = position[1] if name == position[0] else ""
+                    for j in range(i, i + count, 2):
+                        page.append((name, reply[j].decode(), _decode(reply[j + 1])))
+                    if len(page) > limit:
+                        del page[limit:]
+                        return page, (page[-1][0], page[-1][1])
+                    i += count
+                    examined += int(seen)
+                    position = (name, last)
+                if numbers[0] == b"1":
+                    return page, None
+                if examined >= SCAN_BUDGET:
+                    return page, position
 
     async def _groups_from(
         self, layout: Layout, group: str | None, start: str | None, first: int

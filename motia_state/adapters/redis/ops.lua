@@ -442,10 +442,18 @@ local function resolve(t, path)
   return t
 end
 
+-- While a listing evaluates one predicate over many entries, each of its
+-- (sub)predicate texts is parsed once: text -> fields (nil otherwise).
+local parsed_predicates
+
 -- The fields of a predicate text: name -> value text.
 local function fields(p)
-  local out = {}
+  local cache = parsed_predicates
+  local out = cache and cache[p]
+  if out then return out end
+  out = {}
   for _, m in ipairs(members(p)) do out[m[1]:sub(2, -2)] = p:sub(m[3], m[4]) end
+  if cache then cache[p] = out end
   return out
 end
 
@@ -1190,6 +1198,7 @@ end
 
 -- The key of a group's hash: percent-escaped as the client does it.
 local function hash_key(prefix, name)
+  if not name:find('[%%{}]') then return prefix .. name end
   return prefix .. name:gsub('%%', '%%25'):gsub('{', '%%7B'):gsub('}', '%%7D')
 end
 
@@ -1207,38 +1216,216 @@ function mode_read.groups(KEYS, ARGV)
   return live
 end
 
--- KEYS: group hashes of one shard; ARGV[2] the most entries wanted of
--- each; ARGV[2 + i] the key of KEYS[i] to start after ("" = the first).
--- Reply, per group: "1" if more of it follows else "0", the number n of
--- entries given, then n keys and values alternating, in key order.
-function mode_read.page(KEYS, ARGV)
-  local want = tonumber(ARGV[2])
-  local reply = {}
-  for g, hash in ipairs(KEYS) do
-    local after = ARGV[2 + g]
-    local names = {}
-    for _, name in ipairs(redis.call('HKEYS', hash)) do
-      if bytes_compare(name, after) > 0 then names[#names + 1] = name end
-    end
-    table.sort(names, bytes_less)
-    local n = math.min(want, #names)
-    reply[#reply + 1] = #names > want and '1' or '0'
-    reply[#reply + 1] = n
-    if n > 0 then
-      local page = {}
-      for i = 1, n do page[i] = names[i] end
-      local values = redis.call('HMGET', hash, unpack(page))
-      for i, name in ipairs(page) do
-        reply[#reply + 1] = name
-        reply[#reply + 1] = values[i] or 'null'
-      end
+-- A number that orders texts as their bytes from at + 1 to at + 6 do (an
+-- end of text first): exact in a double, and far cheaper to compare than
+-- the texts, so that ordering a huge group costs few calls of bytes_compare.
+local function rank(s, at)
+  local a, b, c, d, e, f = s:byte(at + 1, at + 6)
+  return (((((a or -1) + 1) * 257 + (b or -1) + 1) * 257 + (c or -1) + 1) * 257
+    + (d or -1) + 1) * 66049 + ((e or -1) + 1) * 257 + (f or -1) + 1
+end
+
+-- The first k of the names that come after `after` ("" = none), in byte
+-- order. A group's keys often share a long prefix ("user:000..."): ranks
+-- are taken after the prefix they all share, so that they differ. Then a
+-- partial quickselect on the ranks, so that a huge group costs about its
+-- key count in steps, not a sort of all its keys.
+local function first_after(all, after, k)
+  local count = #all
+  if count == 0 then return all, 0 end
+  if count == 1 then -- a group of one key, common enough to skip the machinery
+    if after == '' or bytes_compare(all[1], after) > 0 then return all, 1 end
+    return {}, 0
+  end
+  local prefix = all[1]
+  local at = #prefix
+  for i = 2, count do
+    local name = all[i]
+    while at > 0 and name:sub(1, at) ~= prefix do
+      at = at - 1
+      prefix = prefix:sub(1, at)
     end
   end
-  return reply
+  local floor = -1
+  if after ~= '' then
+    local c = bytes_compare(after:sub(1, at), prefix)
+    if c > 0 then return {}, 0 end -- every name starts with prefix, before after
+    if c == 0 then floor = rank(after, at) end
+  end
+  local names, ranks = {}, {}
+  for i = 1, count do
+    local name = all[i]
+    local r = rank(name, at)
+    if r > floor or (r == floor and bytes_compare(name, after) > 0) then
+      names[#names + 1], ranks[#ranks + 1] = name, r
+    end
+  end
+  local n = #names
+  if k < n then
+    local lo, hi = 1, n
+    while lo < hi do
+      local m = math.floor((lo + hi) / 2)
+      local pivot, pr = names[m], ranks[m]
+      -- Three-way partition of lo..hi: before the pivot, the pivot, after it (names are distinct).
+      local lt, i, gt = lo, lo, hi
+      while i <= gt do
+        local r, c = ranks[i], 0
+        if r ~= pr then c = r < pr and -1 or 1 else c = bytes_compare(names[i], pivot) end
+        if c < 0 then
+          names[lt], names[i], ranks[lt], ranks[i] = names[i], names[lt], ranks[i], ranks[lt]
+          lt, i = lt + 1, i + 1
+        elseif c > 0 then
+          names[gt], names[i], ranks[gt], ranks[i] = names[i], names[gt], ranks[i], ranks[gt]
+          gt = gt - 1
+        else
+          i = i + 1
+        end
+      end
+      if k < lt then hi = lt - 1 elseif k <= gt then break else lo = gt + 1 end
+    end
+  end
+  local total = n
+  if k < n then n = k end
+  local first, rank_of = {}, {}
+  for i = 1, n do
+    first[i] = names[i]
+    rank_of[names[i]] = ranks[i]
+  end
+  table.sort(first, function(a, b)
+    local x, y = rank_of[a], rank_of[b]
+    if x ~= y then return x < y end
+    return bytes_compare(a, b) < 0
+  end)
+  return first, total
+end
+
+-- Values read per HMGET while listing: a call that stops early has not
+-- fetched much that it did not examine.
+local PAGE_CHUNK = 256
+
+-- A listing step: groups are read in order, each group's keys in order,
+-- and only the entries that hold the predicate are given, so that the
+-- others never leave the server. The step stops once want entries are
+-- given, or once budget entries or bytes bytes of values were examined,
+-- so that one call never holds the server long (the first group reached
+-- always examines at least one entry). L is the step's state: the limits,
+-- the predicate text (nil: every entry), the counts so far, and the
+-- reply being built (L.reply, whose first elements the modes fill last).
+local function list_group(L, hash, after)
+  local names, total = redis.call('HKEYS', hash), 0
+  -- Without a filter every examined entry is given: no more are needed than wanted.
+  local wanted = L.pred and L.budget - L.examined or math.min(L.want - L.given, L.budget - L.examined)
+  names, total = first_after(names, after, wanted)
+  local reply, found, i, n, last = L.reply, {}, 0, 0, nil
+  while i < #names and L.given < L.want and L.examined < L.budget and L.read < L.bytes do
+    local chunk = {}
+    for j = i + 1, math.min(i + PAGE_CHUNK, #names) do chunk[#chunk + 1] = names[j] end
+    local values = redis.call('HMGET', hash, unpack(chunk))
+    for j, name in ipairs(chunk) do
+      local text = values[j] or 'null'
+      i, last = i + 1, name
+      L.examined, L.read = L.examined + 1, L.read + #text
+      if not L.pred or predicate_holds(L.pred, text, true) then
+        found[2 * n + 1], found[2 * n + 2] = name, text
+        n = n + 1
+        L.given = L.given + 1
+      end
+      if L.given >= L.want or L.examined >= L.budget or L.read >= L.bytes then break end
+    end
+  end
+  local apart = last ~= nil and last ~= found[2 * n - 1]
+  if apart then reply[#reply + 1] = last end
+  for j = 1, 2 * n do reply[#reply + 1] = found[j] end
+  return i < total, (i < total and '1 ' or '0 ') .. i .. ' ' .. n .. (apart and ' 1' or ' 0')
+end
+
+local function list_state(ARGV, first)
+  local want, budget, bytes = string.match(ARGV[2], '^(%d+) (%d+) (%d+)$')
+  local pred = ARGV[3] ~= '' and ARGV[3] or nil
+  parsed_predicates = {}
+  local reply = {}
+  for i = 1, first do reply[i] = '' end
+  return {
+    want = tonumber(want), budget = tonumber(budget), bytes = tonumber(bytes), pred = pred,
+    given = 0, examined = 0, read = 0, reply = reply,
+  }
+end
+
+local function list_full(L)
+  return L.given >= L.want or L.examined >= L.budget or L.read >= L.bytes
+end
+
+-- The modes' common arguments:
+-- ARGV[2] "<want> <budget> <bytes>", the step's limits (above);
+-- ARGV[3] the normalized predicate's JSON text that an entry must hold to
+--         be given ("" = every entry).
+-- Per group reached, in order, four numbers: more (1 if keys after the
+-- last examined one remain, else 0), how many entries were examined, the
+-- number n given, and 1 when the last key examined is not the last key
+-- given (else 0). All the numbers of a reply are one string (each element
+-- of a reply costs the client time to parse); then, group by group, that
+-- last key when it is apart, and the n keys and values given, alternating,
+-- in key order. The groups after the one where a step stopped are left out.
+
+-- KEYS: the group hashes (of one shard), in the order to read them;
+-- ARGV[3 + i] the key of KEYS[i] to start after ("" = from its first).
+-- Reply: the numbers, then each group's keys and values.
+function mode_read.page(KEYS, ARGV)
+  local L, heads = list_state(ARGV, 1), {}
+  for g, hash in ipairs(KEYS) do
+    if list_full(L) then break end
+    local _, head = list_group(L, hash, ARGV[3 + g])
+    heads[#heads + 1] = head
+  end
+  parsed_predicates = nil
+  L.reply[1] = table.concat(heads, ' ')
+  return L.reply
+end
+
+-- The groups themselves come from the shard's group index, in order: so a
+-- store on one shard lists a page in one call, however small its groups.
+-- KEYS[1] the shard's group index; ARGV[4] its hashes' key prefix; ARGV[5]
+-- the group to start at ("" = the first); ARGV[6] the key of that group to
+-- start after; ARGV[7] a prefix of groups to leave out ("" = none).
+-- Reply: the numbers, led by 1 when the step read to the end of the index
+-- (else 0) and with each group's name length after its four; then the
+-- names of the groups reached, one after the other in one string; then
+-- each group's keys and values.
+function mode_read.walk(KEYS, ARGV)
+  local L, heads, names = list_state(ARGV, 2), {}, {}
+  local prefix, start, start_key, hidden = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+  local low, stopped, visited = start == '' and '-' or '[' .. start, false, 0
+  while not stopped do
+    local batch = redis.call('ZRANGEBYLEX', KEYS[1], low, '+', 'LIMIT', 0, 128)
+    if #batch == 0 then break end
+    for _, name in ipairs(batch) do
+      -- Empty groups (dropped by their TTL) cost a visit each: they count too.
+      if list_full(L) or visited >= L.budget then
+        stopped = true
+        break
+      end
+      if hidden == '' or name:sub(1, #hidden) ~= hidden then
+        visited = visited + 1
+        local more, head = list_group(L, hash_key(prefix, name), name == start and start_key or '')
+        heads[#heads + 1] = head .. ' ' .. #name
+        names[#names + 1] = name
+        if more then
+          stopped = true
+          break
+        end
+      end
+      low = '(' .. name
+    end
+  end
+  parsed_predicates = nil
+  L.reply[1] = (stopped and '0 ' or '1 ') .. table.concat(heads, ' ')
+  L.reply[2] = table.concat(names)
+  return L.reply
 end
 
 local function run(KEYS, ARGV)
   local mode, rest = string.match(ARGV[1], '^(%a+) ?(.*)$')
+  parsed_predicates = nil -- a listing that failed part way leaves nothing behind
   local read = mode_read[mode]
   if read then return read(KEYS, ARGV) end
   local changes, ttl, max_text, max_result, fmax, fbytes = string.match(rest, '^(%d) (%d+) (%d+) (%d+) (%d+) (%d+)$')

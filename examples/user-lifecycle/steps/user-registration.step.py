@@ -2,13 +2,14 @@
 
 One transaction, guarded by a check that the user does not exist yet, so
 registering twice is refused (409) instead of resetting the user. The
-writes start the chain of state triggers: user.score (AutoTierPromoter),
-user.tier (TierMonitor), user.notifications (NotificationTrimmer).
+writes start the chains of state triggers: user.tier (UserGroupManager),
+user.score (ScoreAchievementMonitor, AutoTierPromoter). A user is "new"
+until its first score change (ScoreUpdater) makes it "active".
 """
 
 config = {
-    "name": "RegisterUser",
-    "description": "Registers a user: profile, score, tier and a welcome notification",
+    "name": "UserRegistration",
+    "description": "Registers a user: profile, status, score, tier and a welcome notification",
     "flows": ["user-lifecycle"],
     "triggers": [{"type": "api", "method": "POST", "path": "/lifecycle/users"}],
 }
@@ -24,14 +25,15 @@ async def handler(req, ctx):
     result = await ctx.state.transaction(
         user_id,
         [
-            {"type": "check", "key": "user.profile", "not": {"op": "exists"}},
+            {"type": "check", "key": "user.profile", "op": "missing"},
             {"type": "set", "key": "user.profile", "value": {"name": name}},
+            {"type": "set", "key": "user.status", "value": "new"},
             {"type": "set", "key": "user.tier", "value": "bronze"},
             {"type": "set", "key": "user.notifications", "value": [{"type": "welcome", "name": name}]},
             {"type": "set", "key": "user.score", "value": score},
         ],
     )
     if not result["success"]:
-        return {"status": 409, "body": {"error": f"user {user_id} is already registered"}}
+        return {"status": 409, "body": {"error": f"user {user_id} is already registered", "code": result["code"]}}
     ctx.logger.info("user registered", userId=user_id, score=score)
-    return {"status": 201, "body": {"userId": user_id, "tier": "bronze", "score": score}}
+    return {"status": 201, "body": {"userId": user_id, "status": "new", "tier": "bronze", "score": score}}
