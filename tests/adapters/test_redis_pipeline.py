@@ -399,3 +399,23 @@ def test_resp2_forms_and_errors_parse() -> None:
     assert out[7][0] == b"a" and isinstance(out[7][1], redis.exceptions.ResponseError)
     with pytest.raises(ValueError, match="not a Redis reply"):
         parse_reply(b"?what\r\n", 0, Exception)
+
+
+async def test_bytes_that_are_no_reply_drop_the_connection_and_fail_as_unavailable(
+    adapter: ms.RedisStateAdapter,
+) -> None:
+    pipeline = pipeline_of(adapter)
+    await adapter.increment("warm", "up")
+    reader = pipeline._conn._reader
+    # The next read finds garbage before the real reply.
+    reader.feed_data(b"?garbage\r\n")
+    pipeline._conn.can_read = _never  # let the garbage reach the parser
+    with pytest.raises(ms.UnavailableError, match="not a Redis reply"):
+        await adapter.increment("g", "n")
+    assert not pipeline._conn.is_connected, "dropped: it was out of step"
+    del pipeline._conn.can_read
+    assert await adapter.increment("g", "n") in (1, 2), "a fresh connection afterwards"
+
+
+async def _never() -> bool:
+    return False

@@ -192,9 +192,12 @@ class AutoPipeline:
                     break
                 except _Incomplete:
                     buf = await self._more(conn, buf)
+                except ValueError as e:
+                    await self._drop(conn)
+                    raise self.errors.InvalidResponse(str(e)) from e
             if pos != len(buf):
                 await self._drop(conn)
-                raise self.errors.ConnectionError("Redis sent more than the reply asked for")
+                raise self.errors.InvalidResponse("Redis sent more than the reply asked for")
             if isinstance(reply, Exception):
                 raise reply
             return reply
@@ -232,7 +235,7 @@ class AutoPipeline:
                         self.writes += 1
                         self.commands += len(batch)
                 if not outstanding:
-                    if pos != len(buf):
+                    if pos != len(buf):  # more than the replies owed: the connection is out of step
                         await self._drop(conn)
                     return
                 # Half of what is owed at a time: the callers it wakes send
@@ -258,6 +261,10 @@ class AutoPipeline:
         except Exception as e:
             # The connection failed: what was written may have run, and is
             # not sent again; what is still queued gets a fresh connection.
+            if conn is not None:
+                await self._drop(conn)
+            if isinstance(e, ValueError):  # not a reply: the connection is out of step
+                e = self.errors.InvalidResponse(str(e))
             for future in outstanding:
                 if not future.done():
                     future.set_exception(e)
