@@ -16,7 +16,9 @@
   reading modes) is listed in its header; every write appends its feed
   records and keeps the group index in the same call.
 - ``program.py``: :class:`LuaProgram`, the one way the program is called
-  (a function library, or a script by SHA, loaded again when Redis forgot it).
+  (a function library, or a script by SHA, loaded again when Redis forgot it),
+  and :class:`AutoPipeline`, which sends the calls issued together from one
+  process in shared round trips on one connection.
 - ``fallback.py``: :class:`FallbackStateAdapter`, memory only when Redis
   cannot be reached at first use, and only when configured.
 

@@ -78,7 +78,7 @@ from ...values import (
 )
 from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
 from .layout import CLUSTER_SHARDS, MAX_SHARDS, Layout, escape_group, legacy_groups, marker_layout, read_layout
-from .program import LuaProgram
+from .program import LuaProgram, pack
 from .stream import RedisChangeStream, _retrieve, decode_record, format_cursor
 
 __all__ = ["OCC_RETRIES", "RedisStateAdapter", "migrate_legacy_layout"]
@@ -251,8 +251,22 @@ class RedisStateAdapter(StateAdapter):
                     )
             except ValueError as e:
                 raise InvalidArgumentError(f"url: {e}") from e
+        encoder = getattr(client, "get_encoder", None)
+        if encoder is not None and encoder().decode_responses:
+            raise InvalidArgumentError(
+                "client: the Redis adapter reads bytes; pass a client made with decode_responses=False"
+            )
         self.client = client
-        self._program = LuaProgram(client, redis.exceptions, functions=type(client) is redis.asyncio.Redis)
+        plain = type(client) is redis.asyncio.Redis
+        # Calls issued together share round trips through one connection
+        # (a client bound to a single connection keeps its own path).
+        self._program = LuaProgram(
+            client,
+            redis.exceptions,
+            functions=plain,
+            pipeline=plain and not getattr(client, "single_connection_client", False),
+        )
+        self._pipeline = self._program.pipeline
         self._cluster_client = isinstance(client, redis.asyncio.RedisCluster)
         self._max_result = limits.max_result_bytes
         self.feed_retention = feed_retention
@@ -427,29 +441,64 @@ class RedisStateAdapter(StateAdapter):
         if changes:
             self._publish(changes)
 
-    async def _one(self, group: str, *op: Any) -> Any:
-        """One operation: ``op`` is (type, key, args...) with trailing empty slots left out."""
-        (text,) = await self._run(group, op, "one")
+    async def _one_text(self, group: str, op: tuple[Any, ...]) -> bytes:
+        """One operation in the program's "one" mode: its result text; a failure raises its error.
+
+        ``op`` is (type, key, args...) with trailing empty slots left out.
+        The path every single-entry write takes, so it is :meth:`_run`
+        without its indirections.
+        """
+        try:
+            if self._shared.starting:
+                # A reader asked for "now": its position is read before anything written after the ask.
+                await asyncio.wait(list(self._shared.starting))
+            keys = self._group_keys.get(group)
+            if keys is None:
+                keys = await self._keys(group)
+            header = self._headers["one", bool(self._sinks)]
+            reply = await self._program(keys, header, group.encode(), self._stamp(), *op)
+        except self._foreign as e:
+            raise self._translate(e) from e
+        if type(reply) is bytes and reply[:1] == b"=":
+            return reply[1:]
         with self._boundary():
+            (text,) = self._reply(group, reply, "one")
+        return text  # type: ignore[no-any-return]
+
+    async def _one(self, group: str, *op: Any) -> Any:
+        """One operation, its result decoded."""
+        text = await self._one_text(group, op)
+        try:
             return _decode(text)
+        except msgspec.MsgspecError as e:
+            raise self._translate(e) from e
 
     # --------------------------------------------------- single-entry ops
 
     async def get(self, trace_id: str, key: str) -> Any:
         self._check(trace_id, key)
         with self._boundary():
-            text = await self.client.hget(await self._key(trace_id), key)
+            hash_key = await self._key(trace_id)
+            pipeline = self._pipeline
+            if pipeline is None:
+                text = await self.client.hget(hash_key, key)
+            else:
+                text = await pipeline.call(pack(b"HGET", hash_key, key.encode()))
             return None if text is None else _decode(text)
 
     async def exists(self, trace_id: str, key: str) -> bool:
         self._check(trace_id, key)
         with self._boundary():
-            return bool(await self.client.hexists(await self._key(trace_id), key))
+            hash_key = await self._key(trace_id)
+            pipeline = self._pipeline
+            if pipeline is None:
+                return bool(await self.client.hexists(hash_key, key))
+            return bool(await pipeline.call(pack(b"HEXISTS", hash_key, key.encode())))
 
     async def set(self, trace_id: str, key: str, value: Any) -> Any:
         self._check(trace_id, key)
         value = import_value(value, self.limits)
-        await self._run(trace_id, (b"set", key.encode(), _encode(value)), "one")
+        await self._one_text(trace_id, (b"set", key.encode(), _encode(value)))
         return value
 
     async def delete(self, trace_id: str, key: str) -> Any:
@@ -1048,6 +1097,7 @@ class RedisStateAdapter(StateAdapter):
         self._closed = True
         close = getattr(self.client, "aclose", None) or self.client.close
         with contextlib.suppress(*self._failures):  # already gone: nothing to release
+            await self._program.aclose()
             await close()
 
 
