@@ -17,10 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-import motia_state as ms
-
-from ..cli.test_triggers import Runtime
 from .server import WorkbenchServer
+from .stored import Runtime, handled, start_failing
 
 J = {"content-type": "application/json"}
 
@@ -31,34 +29,6 @@ def runtimes() -> Iterator[list[Runtime]]:
     yield started
     for runtime in started:
         runtime.kill()
-
-
-def put(store: Path, key: str, value: Any) -> None:
-    """Write ``users/key`` from this process, as any writer of the store would."""
-    import asyncio
-
-    async def go() -> None:
-        async with ms.FileStateAdapter(str(store)) as adapter:
-            await adapter.set("users", key, value)
-
-    asyncio.run(go())
-
-
-def handled(work: Path) -> list[str]:
-    path = work / "handled"
-    return path.read_text().split() if path.exists() else []
-
-
-def start_failing(store: Path, work: Path, runtimes: list[Runtime], keys: list[str]) -> Runtime:
-    """A runtime whose handler fails, with one dead letter per key of ``keys``."""
-    work.mkdir(exist_ok=True)
-    (work / "fail").write_text("")
-    runtime = Runtime(f"file:{store}", work)
-    runtimes.append(runtime)
-    for i, key in enumerate(keys):
-        put(store, key, i)
-    runtime.wait(lambda view: len(view["dead"]) >= len(keys), "the dead letters")
-    return runtime
 
 
 def triggers(client: httpx.Client) -> dict[str, Any]:
