@@ -708,8 +708,11 @@ async function invoke(ev) {
   $("#inv-logs").textContent = logs.length ? logs.map((l) => `${l.level.padEnd(7)} ${l.msg}`).join("\n") : "(no log lines)";
 }
 
+let triggersLoad = 0;
 async function loadTriggers() {
+  const load = ++triggersLoad;
   const r = await api("GET", "triggers");
+  if (load !== triggersLoad) return;  // a newer load is under way: only the latest answer is shown
   const box = $("#triggers");
   box.textContent = "";
   const triggers = r.ok ? r.body.triggers : [];
