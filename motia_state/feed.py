@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import re
 import time
+from array import array
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Protocol
@@ -41,7 +42,9 @@ __all__ = [
     "DEFAULT_RETENTION",
     "DEFAULT_RETENTION_BYTES",
     "FEED_OFF",
+    "FAST_NAME",
     "READ_BATCH",
+    "STRIDE",
     "ChangeStream",
     "FeedRing",
     "FeedSource",
@@ -49,6 +52,8 @@ __all__ = [
     "WriteContext",
     "check_retention",
     "current_write_context",
+    "enter_write_context",
+    "exit_write_context",
     "now_ms",
     "parse_cursor",
     "write_context",
@@ -93,6 +98,21 @@ def write_context(depth: int, origin: dict[str, Any] | None) -> Iterator[None]:
         yield
     finally:
         _WRITE_CONTEXT.reset(token)
+
+
+def enter_write_context(depth: int, origin: dict[str, Any] | None) -> contextvars.Token[WriteContext]:
+    """:func:`write_context` without the generator, for a hot path: returns the token for :func:`exit_write_context`.
+
+    The RPC layer stamps every request of a step this way; a generator-based
+    context manager costs more than the write it stamps.
+    """
+    _CONTEXT_USED[0] = True
+    return _WRITE_CONTEXT.set((depth, origin))
+
+
+def exit_write_context(token: contextvars.Token[WriteContext]) -> None:
+    """Undo :func:`enter_write_context` (in the same context, in reverse order)."""
+    _WRITE_CONTEXT.reset(token)
 
 
 def current_write_context() -> WriteContext:
@@ -162,13 +182,18 @@ def _value_size(value: Any, _encode: Callable[[Any], bytes] = _encode) -> int:
     return len(_encode(value))
 
 
-# One retained record: group, key, op, old, new (MISSING where there is no
-# entry), at (ms as an int, or seconds as a float from the write path),
-# (depth, origin), encoded size. Its sequence number is its place in the
-# ring: the ring knows the number of its oldest record.
-_Entry = tuple[str, str, str, Any, Any, "int | float", WriteContext, int]
 # What a record costs beyond its names and values: the field names and punctuation of its encoding.
 _OVERHEAD: Final = 96
+#: Fields per record in :attr:`FeedRing.slots`: group, key, old, new, at, info.
+STRIDE: Final = 6
+#: The longest group or key name (in characters) that a fast record may carry.
+FAST_NAME: Final = 64
+# A fast record's size at most: two numbers under _SMALL and two names of at most FAST_NAME.
+_FAST_SIZE: Final = _OVERHEAD + 48 + 2 * FAST_NAME
+
+
+def _fast_size(group: str, key: str) -> int:
+    return _OVERHEAD + 48 + len(group) + len(key)
 
 
 class FeedRing:
@@ -177,52 +202,101 @@ class FeedRing:
     The newest ``retention`` records are kept as long as their encoded size
     (names, values and the fields around them) stays within
     ``retention_bytes`` (the newest record is always kept), and at most
-    twice as many, or as many bytes: trimming is lazy, never looser. A
-    write appends one small tuple; what a reader sees (the cursor, the
-    event, copies of the values) is built when it reads. The ring is not
-    locked: its owner mutates and reads it under the store's lock. Waiting
-    readers are woken through their own event loop, so writers on other
-    threads or loops wake them too.
+    twice as many, or as many bytes: trimming is lazy, never looser.
+
+    The records lie flat in :attr:`slots`, six fields each: group, key,
+    old value, new value (``MISSING`` where there is no entry), commit
+    time (a float of seconds from ``time.time()``, or int milliseconds)
+    and info. A write appends its six references, so it allocates nothing
+    that outlives it but the slots, the time and what it stores, and the
+    collector has no record object to walk. Two kinds of record share the
+    layout:
+
+    - a *fast* record, the increment of a stored int by an int (both under
+      10**15 in magnitude) with names of at most :data:`FAST_NAME`
+      characters, outside any write context: its info is None, and it is
+      appended by its writer directly (:meth:`put_fast` shows how);
+    - any other record: its info is the op, or ``(op, depth, origin)``
+      when written inside a write context; its size is kept aside.
+
+    Nothing is counted per fast record: the ring settles its accounts
+    (:meth:`settle`) only once ``len(slots)`` passes :attr:`limit`, a
+    point computed so that until then neither limit can be passed (a fast
+    record is bounded in size). Records of the other kind are sized as
+    they are written (their values encoded, numbers, booleans and null
+    not) and settle the ring when they use up :attr:`room`. A fast
+    record's exact size is computed only when the bound alone would trim.
+    What a reader sees (the cursor, the event, copies of the values) is
+    built when it reads.
+
+    The ring is not locked: its owner mutates and reads it under the
+    store's lock. Waiting readers are woken through their own event loop,
+    so writers on other threads or loops wake them too.
     """
 
     __slots__ = (
         "_bytes_cap",
         "_count_cap",
+        "_fast_bytes",
+        "_fast_count",
+        "_fast_seq",
         "_first",
-        "_items",
+        "_general",
+        "_general_bytes",
+        "_room_set",
         "_waiters",
-        "bytes",
+        "limit",
         "prefix",
         "retention",
         "retention_bytes",
+        "room",
+        "slots",
     )
 
     def __init__(self, prefix: str, retention: int = DEFAULT_RETENTION, retention_bytes: int = DEFAULT_RETENTION_BYTES):
         self.prefix = prefix
         self.retention = retention
         self.retention_bytes = retention_bytes
-        #: Encoded bytes of the retained records.
-        self.bytes = 0
-        self._items: list[_Entry] = []
-        #: The sequence number of ``_items[0]`` (of the next record when empty).
+        #: The records, :data:`STRIDE` fields each (see the class docstring).
+        self.slots: list[Any] = []
+        #: The sequence number of the first record (of the next one when there is none).
         self._first = 1
         # Trimming waits until the ring holds twice its limits (never looser).
         self._count_cap = 2 * retention
         self._bytes_cap = 2 * retention_bytes
+        # The size of every retained record that is not fast, oldest first,
+        # in machine words (nothing for the collector), and their total
+        # (as of the last settle: the writes since then took it off room).
+        self._general = array("q")
+        self._general_bytes = 0
+        self._room_set = 0
+        # The exact sizes of the fast records numbered below _fast_seq, once
+        # the bound alone would have trimmed: their total and their number.
+        self._fast_seq = 1
+        self._fast_bytes = 0
+        self._fast_count = 0
         self._waiters: list[Callable[[], object]] = []
+        #: Call :meth:`settle` once ``len(slots)`` is past this (-1 while readers wait).
+        self.limit = -1
+        #: Bytes that records other than fast ones may add before :meth:`settle` is due.
+        self.room = 0
+        self.settle()
 
     @property
     def seq(self) -> int:
         """The sequence number of the newest record (0: none yet)."""
-        return self._first + len(self._items) - 1
+        return self._first + len(self.slots) // STRIDE - 1
 
     # -- writing ---------------------------------------------------------------
 
+    def _general_added(self, size: int) -> None:
+        self._general.append(size)
+        self.room -= size
+
     def record(self, changes: Sequence[StateChange], at: int, depth: int, origin: dict[str, Any] | None) -> None:
         """Append the records of one commit (sequence numbers follow on from :attr:`seq`)."""
-        items = self._items
-        context = (depth, origin)
-        added = 0
+        slots = self.slots
+        info_context = (depth, origin) != _NO_CONTEXT
         for c in changes:
             group, key, old, new = c.trace_id, c.key, c.old_value, c.new_value
             if c.event == "created":
@@ -230,13 +304,10 @@ class FeedRing:
             elif c.event == "deleted":
                 new = MISSING
             size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
-            items.append((group, key, c.op, old, new, at, context, size))
-            added += size
-        self.bytes += added
-        if len(items) > self._count_cap or self.bytes > self._bytes_cap:
-            self._trim()
-        if self._waiters:
-            self.wake()
+            slots.extend((group, key, old, new, at, (c.op, depth, origin) if info_context else c.op))
+            self._general_added(size)
+        if self.room < 0 or len(slots) > self.limit:
+            self.settle()
 
     def put(
         self,
@@ -271,43 +342,43 @@ class FeedRing:
             size += 24 if _low < new < _high else len(_encode(new))
         else:
             size += 24 if t in _fixed else len(_encode(new))
-        items = self._items
-        items.append((group, key, op, old, new, _clock(), _context() if _used[0] else _NO_CONTEXT, size))
-        self.bytes += size
-        if self.bytes > self._bytes_cap or len(items) > self._count_cap:
-            self._trim()
-        if self._waiters:
-            self.wake()
+        slots = self.slots
+        info: Any = op
+        if _used[0]:
+            depth, origin = _context()
+            if depth or origin is not None:
+                info = (op, depth, origin)
+        slots.extend((group, key, old, new, _clock(), info))
+        self._general.append(size)
+        self.room -= size
+        if self.room < 0 or len(slots) > self.limit:
+            self.settle()
 
-    def put_number(
-        self,
-        group: str,
-        key: str,
-        op: str,
-        old: int | float | None,
-        new: int | float,
-        _clock: Callable[[], float] = time.time,
-        _context: Callable[[], WriteContext] = _WRITE_CONTEXT.get,
-        _used: list[bool] = _CONTEXT_USED,
-        _low: int = -_SMALL,
-        _high: int = _SMALL,
-    ) -> None:
-        """:meth:`put` for an increment of a stored number: ``old`` a number or None, ``new`` a number.
+    def put_fast(self, group: str, key: str, old: int, new: int) -> None:
+        """Append a fast record: ``old`` incremented to ``new`` (see the class docstring for when).
 
-        Both sides are known to be numbers, so the common case (both of
-        modest magnitude) is sized by two comparisons.
+        A writer on a hot path inlines these two statements instead of
+        calling this method (the memory adapter's increment does).
         """
-        if _low < new < _high and (old is None or _low < old < _high):
-            size = _OVERHEAD + 48 + len(group) + len(key)
+        self.slots.extend((group, key, old, new, time.time(), None))
+        if len(self.slots) > self.limit:
+            self.settle()
+
+    def put_number(self, group: str, key: str, op: str, old: int | float | None, new: int | float) -> None:
+        """Append the record of an increment of a stored entry: ``old`` a number or None (a stored null)."""
+        if (
+            op == "increment"
+            and type(old) is int
+            and type(new) is int
+            and -_SMALL < old < _SMALL
+            and -_SMALL < new < _SMALL
+            and len(group) <= FAST_NAME
+            and len(key) <= FAST_NAME
+            and current_write_context() is _NO_CONTEXT
+        ):
+            self.put_fast(group, key, old, new)
         else:
-            size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
-        items = self._items
-        items.append((group, key, op, old, new, _clock(), _context() if _used[0] else _NO_CONTEXT, size))
-        self.bytes += size
-        if self.bytes > self._bytes_cap or len(items) > self._count_cap:
-            self._trim()
-        if self._waiters:
-            self.wake()
+            self.put(group, key, op, old, new)
 
     def add_rows(self, seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: Sequence[Any]) -> None:
         """Append the records of one commit read back from storage, numbered from ``seq``.
@@ -316,42 +387,124 @@ class FeedRing:
         form); records this ring already holds are skipped, and a gap
         before ``seq`` starts the ring afresh there.
         """
-        items = self._items
-        context = (depth, origin)
-        added = 0
+        info_context = (depth, origin) != _NO_CONTEXT
         for group, key, op, event, old, new in rows:
-            if seq > self.seq:
-                if seq != self.seq + 1:
+            last = self.seq
+            if seq > last:
+                if seq != last + 1:
                     self.restart(seq - 1)
-                    items, added = self._items, 0
                 if event == "created":
                     old = MISSING
                 elif event == "deleted":
                     new = MISSING
                 size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
-                items.append((group, key, op, old, new, at, context, size))
-                added += size
+                self.slots.extend((group, key, old, new, at, (op, depth, origin) if info_context else op))
+                self._general_added(size)
             seq += 1
-        self.bytes += added
-        if len(items) > self._count_cap or self.bytes > self._bytes_cap:
-            self._trim()
+        if self.room < 0 or len(self.slots) > self.limit:
+            self.settle()
 
     def restart(self, seq: int) -> None:
         """Forget every record; the next one gets ``seq + 1`` (a store reloaded from its files)."""
-        self._items = []
-        self.bytes = 0
-        self._first = seq + 1
+        self.slots = []
+        self._first = self._fast_seq = seq + 1
+        del self._general[:]
+        self._general_bytes = self._fast_bytes = self._fast_count = 0
+        self._room_set = self.room  # what was written since the last settle is forgotten too
+        self.settle()
 
-    def _trim(self) -> None:
-        # Lazy: called once the ring holds twice what it must keep, it cuts
-        # back to the limits in one slice, so a write pays O(1) amortized.
-        items = self._items
-        count, head = len(items), 0
-        while count - head > 1 and (count - head > self.retention or self.bytes > self.retention_bytes):
-            self.bytes -= items[head][7]
-            head += 1
-        del items[:head]
-        self._first += head
+    # -- accounts and trimming --------------------------------------------------
+
+    def _bound(self) -> int:
+        # An upper bound of the retained bytes: exact for the records not
+        # fast and the fast ones already sized, the most a fast one can be
+        # for the rest.
+        unsized = len(self.slots) // STRIDE - len(self._general) - self._fast_count
+        return self._general_bytes + self._fast_bytes + unsized * _FAST_SIZE
+
+    def _size_fast(self) -> None:
+        # Size every fast record not sized yet (the bound alone would trim).
+        slots, first = self.slots, self._first
+        added = count = 0
+        for i in range((self._fast_seq - first) * STRIDE, len(slots), STRIDE):
+            if slots[i + 5] is None:
+                added += _OVERHEAD + 48 + len(slots[i]) + len(slots[i + 1])
+                count += 1
+        self._fast_bytes += added
+        self._fast_count += count
+        self._fast_seq = first + len(slots) // STRIDE
+
+    def _drop(self, count: int) -> None:
+        # Drop the oldest ``count`` records, keeping the accounts.
+        slots, first = self.slots, self._first
+        end = first + count
+        # The records dropped that are not fast: those whose info is not None.
+        general = count - slots[5 : count * STRIDE : STRIDE].count(None)
+        if general:
+            self._general_bytes -= sum(self._general[:general])
+            del self._general[:general]
+        if self._fast_seq > first:
+            if self._fast_seq <= end:
+                self._fast_bytes = self._fast_count = 0
+            else:
+                for i in range(0, count * STRIDE, STRIDE):
+                    if slots[i + 5] is None:
+                        self._fast_bytes -= _OVERHEAD + 48 + len(slots[i]) + len(slots[i + 1])
+                        self._fast_count -= 1
+        if self._fast_seq < end:
+            self._fast_seq = end
+        del slots[: count * STRIDE]
+        self._first = end
+
+    def settle(self) -> None:
+        """Bring the accounts up to date, trim what is past the limits, wake waiting readers.
+
+        Due once ``len(slots)`` is past :attr:`limit` or :attr:`room` is
+        below 0. Trimming is lazy: once the ring holds twice a limit, it
+        cuts back to the limits in one slice, so a write pays O(1)
+        amortized.
+        """
+        self._general_bytes += self._room_set - self.room
+        self._room_set = self.room
+        count = len(self.slots) // STRIDE
+        if count > self._count_cap:
+            self._drop(count - self.retention)
+            count = self.retention
+        bound = self._bound()
+        if bound > self._bytes_cap:
+            self._size_fast()
+            bound = self._bound()  # exact now
+            if bound > self._bytes_cap:
+                # Cut back to retention_bytes, the newest record always kept.
+                slots, drop = self.slots, 0
+                general, index = self._general, 0
+                while count - drop > 1 and bound > self.retention_bytes:
+                    if slots[drop * STRIDE + 5] is None:
+                        bound -= _fast_size(slots[drop * STRIDE], slots[drop * STRIDE + 1])
+                    else:
+                        bound -= general[index]
+                        index += 1
+                    drop += 1
+                self._drop(drop)
+                bound = self._bound()
+        # The room left before a limit is split: at most half of the bytes
+        # for fast records (counted at their bound), the rest for the
+        # others, so that neither kind settles the ring at every write.
+        room = self._bytes_cap - bound
+        fast = max(0, min(self._count_cap - len(self.slots) // STRIDE, room // (2 * _FAST_SIZE)))
+        self.limit = len(self.slots) + fast * STRIDE
+        self.room = self._room_set = room - fast * _FAST_SIZE
+        if self._waiters:
+            self.wake()
+
+    @property
+    def bytes(self) -> int:
+        """The encoded bytes of the retained records (as the ring sizes them)."""
+        self._general_bytes += self._room_set - self.room
+        self._room_set = self.room
+        if self._fast_seq <= self.seq:
+            self._size_fast()
+        return self._bound()
 
     # -- reading ---------------------------------------------------------------
 
@@ -361,7 +514,7 @@ class FeedRing:
         return self._first
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.slots) // STRIDE
 
     def cursor(self, seq: int) -> str:
         """The cursor of record ``seq``."""
@@ -405,40 +558,51 @@ class FeedRing:
             after = first - 1
         else:
             self.check(after)
+        slots = self.slots
         start = after + 1 - first
-        records = [self._change(first + i, self._items[i]) for i in range(start, min(start + limit, len(self._items)))]
+        end = min(start + limit, len(slots) // STRIDE)
+        make = self._change
+        records = [make(first + i, slots, i * STRIDE) for i in range(start, end)]
         return records, after + len(records)
 
     def history(self, group: str, key: str, limit: int) -> list[Change]:
         """The retained records of one entry, newest first, at most ``limit``."""
         found: list[Change] = []
-        items = self._items
-        for i in range(len(items) - 1, -1, -1):
+        slots, first = self.slots, self._first
+        for index in range(len(slots) - STRIDE, -1, -STRIDE):
             if len(found) >= limit:
                 break
-            entry = items[i]
-            if entry[1] == key and entry[0] == group:
-                found.append(self._change(self._first + i, entry))
+            if slots[index + 1] == key and slots[index] == group:
+                found.append(self._change(first + index // STRIDE, slots, index))
         return found
 
-    def retained(self) -> tuple[int, list[_Entry]]:
+    def retained(self) -> tuple[int, list[Any]]:
         """The retained records as stored, and the sequence number of the first (cheap: a list copy)."""
-        return self._first, self._items[:]
+        return self._first, self.slots[:]
 
-    def changes_of(self, retained: tuple[int, list[_Entry]]) -> Iterator[tuple[int, Change]]:
+    def changes_of(self, retained: tuple[int, list[Any]]) -> Iterator[tuple[int, Change]]:
         """``(seq, record)`` for each of what :meth:`retained` returned (values not copied)."""
-        first, entries = retained
-        for i, entry in enumerate(entries):
-            yield first + i, self._change(first + i, entry, copy=False)
+        first, slots = retained
+        for index in range(0, len(slots), STRIDE):
+            seq = first + index // STRIDE
+            yield seq, self._change(seq, slots, index, copy=False)
 
     def info(self) -> dict[str, Any]:
         """``{"first": cursor|None, "last": cursor|None, "retained": n}``."""
-        if not self._items:
+        if not self.slots:
             return {"first": None, "last": None, "retained": 0}
-        return {"first": self.cursor(self._first), "last": self.cursor(self.seq), "retained": len(self._items)}
+        return {"first": self.cursor(self._first), "last": self.cursor(self.seq), "retained": len(self)}
 
-    def _change(self, seq: int, e: _Entry, *, copy: bool = True) -> Change:
-        group, key, op, old, new, at, (depth, origin), _ = e
+    def _change(self, seq: int, slots: list[Any], index: int, *, copy: bool = True) -> Change:
+        group, key, old, new, at, info = slots[index : index + STRIDE]
+        if type(at) is not int:
+            at = int(at * 1000)
+        if info is None:
+            op, depth, origin = "increment", 0, None
+        elif type(info) is str:
+            op, depth, origin = info, 0, None
+        else:
+            op, depth, origin = info
         if old is MISSING:
             event, old = "created", None
         elif new is MISSING:
@@ -448,8 +612,7 @@ class FeedRing:
         if copy:
             # A reader that changes a record's value never changes what is stored.
             old, new = copy_value(old), copy_value(new)
-        ms = at if type(at) is int else int(at * 1000)
-        return Change(f"{self.prefix}.{seq}", group, key, op, event, old, new, ms, depth, origin)
+        return Change(f"{self.prefix}.{seq}", group, key, op, event, old, new, at, depth, origin)
 
     # -- waiting ---------------------------------------------------------------
 
@@ -472,6 +635,7 @@ class FeedRing:
         else:
             waker = lambda: loop.call_soon_threadsafe(wake)  # noqa: E731
         self._waiters.append(waker)
+        self.limit = -1  # the next write settles, and so wakes this reader
         return event, waker
 
     def forget(self, waker: Callable[[], object]) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "Oversized",
     "RpcRequest",
     "RpcResponse",
+    "append_response",
     "decode_frame",
     "encode_error",
     "encode_request",
@@ -90,6 +91,26 @@ def encode_request(id: RequestId | None, method: str, args: Any) -> bytes:
 def encode_response(id: RequestId, result: Any) -> bytes:
     """One success line. ``result`` must be JSON-encodable."""
     return _encode({"type": "rpc_response", "id": id, "result": result})
+
+
+def append_response(out: bytearray, id: RequestId, result: Any) -> int:
+    """Append one success line to ``out``; returns its size in bytes.
+
+    The same bytes as :func:`encode_response`, written in place: a burst of
+    replies is built in one buffer with no copy per reply. On an encoding
+    error ``out`` is left as it was and the error is raised.
+    """
+    start = len(out)
+    out += b'{"type":"rpc_response","id":'
+    try:
+        _encoder.encode_into(id, out, -1)
+        out += b',"result":'
+        _encoder.encode_into(result, out, -1)
+    except BaseException:
+        del out[start:]
+        raise
+    out += b"}\n"
+    return len(out) - start
 
 
 def encode_error(id: RequestId, code: str, message: str, stack: str | None = None) -> bytes:

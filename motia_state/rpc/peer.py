@@ -23,11 +23,12 @@ from .frames import (
     DEFAULT_MAX_FRAME_BYTES,
     LineReader,
     Oversized,
+    RpcRequest,
     RpcResponse,
+    append_response,
     decode_frame,
     encode_error,
     encode_request,
-    encode_response,
     sniff_id,
     to_log_line,
 )
@@ -155,7 +156,15 @@ class Peer:
             while (batch := await self._reader.receive_batch()) is not None:
                 for line in batch:
                     try:
-                        await self._handle(line)
+                        # The request path is inline (no coroutine of its own per frame).
+                        frame = self._frame(line)
+                        if frame is not None:
+                            try:
+                                result = await self._table.dispatch(frame.method, frame.args, self.context)
+                            except StateError as e:
+                                self._failed(frame, e)
+                            else:
+                                self._reply(frame, result)
                     except Exception:  # bytes nobody foresaw must not end the peer (nor its task group)
                         log.exception("step %s: a frame could not be handled", to_log_line(self.context.step))
                     if len(self._out) > REPLY_BUDGET:
@@ -172,7 +181,8 @@ class Peer:
                     pending.done.set()
             self._pending.clear()
 
-    async def _handle(self, line: bytes | Oversized) -> None:
+    def _frame(self, line: bytes | Oversized) -> RpcRequest | None:
+        """The request in ``line`` to serve; anything else (a reply, junk, an oversized line) is dealt with here."""
         if isinstance(line, Oversized):
             rid = sniff_id(line.head)
             log.warning(
@@ -188,48 +198,52 @@ class Peer:
                     f"the reply of {line.size} bytes is over the {self._max_frame}-byte frame limit"
                 )
                 pending.done.set()
-            return
+            return None
         try:
             frame = decode_frame(line)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             self._not_a_frame(line, InvalidArgumentError(f"malformed frame: {e}"))
-            return
+            return None
         except RecursionError:
             # msgspec recurses once per level, even to skip raw args.
             self._not_a_frame(line, LimitExceededError("the frame is nested too deeply to be read"))
-            return
+            return None
         if isinstance(frame, RpcResponse):
             self._resolve(frame)
-            return
+            return None
+        return frame
+
+    def _failed(self, frame: RpcRequest, e: StateError) -> None:
         rid = frame.id
-        try:
-            result = await self._table.dispatch(frame.method, frame.args, self.context)
-        except StateError as e:
-            if rid is not None:
-                self._out += encode_error(rid, e.code, e.message)
-            elif not frame.method.startswith(("log", "close")):
-                log.warning(
-                    "step %s: notification %s failed: %s",
-                    to_log_line(self.context.step),
-                    to_log_line(frame.method),
-                    to_log_line(str(e)),
-                )
-            return
         if rid is not None:
-            try:
-                reply = encode_response(rid, result)
-            except Exception as e:  # TypeError, OverflowError, RecursionError, ...
-                log.error("handler %s returned a value that is not JSON: %s", to_log_line(frame.method), e)
-                self._out += encode_error(rid, "INTERNAL", f"{frame.method} returned a value that is not JSON")
-                return
-            if len(reply) > self._max_frame:
-                # e.g. getGroup of a huge group: the worker would drop it and wait forever.
-                reply = encode_error(
-                    rid,
-                    "LIMIT_EXCEEDED",
-                    f"the reply to {frame.method} would be {len(reply)} bytes, over the {self._max_frame}-byte frame limit",
-                )
-            self._out += reply
+            self._out += encode_error(rid, e.code, e.message)
+        elif not frame.method.startswith(("log", "close")):
+            log.warning(
+                "step %s: notification %s failed: %s",
+                to_log_line(self.context.step),
+                to_log_line(frame.method),
+                to_log_line(str(e)),
+            )
+
+    def _reply(self, frame: RpcRequest, result: Any) -> None:
+        rid = frame.id
+        if rid is None:
+            return
+        out = self._out
+        try:
+            size = append_response(out, rid, result)
+        except Exception as e:  # TypeError, OverflowError, RecursionError, ...
+            log.error("handler %s returned a value that is not JSON: %s", to_log_line(frame.method), e)
+            out += encode_error(rid, "INTERNAL", f"{frame.method} returned a value that is not JSON")
+            return
+        if size > self._max_frame:
+            # e.g. getGroup of a huge group: the worker would drop it and wait forever.
+            del out[len(out) - size :]
+            out += encode_error(
+                rid,
+                "LIMIT_EXCEEDED",
+                f"the reply to {frame.method} would be {size} bytes, over the {self._max_frame}-byte frame limit",
+            )
 
     def _not_a_frame(self, line: bytes, error: StateError) -> None:
         head = line[:512]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import anyio
@@ -309,3 +310,111 @@ async def test_the_internal_handle_and_reserved_groups_make_no_records(tmp_path:
         with pytest.raises(ms.InvalidArgumentError):
             await state.set("__motia/triggers", "x", 1)
         await state.close()
+
+
+# Increments of a stored int by an int under names already checked take the
+# adapter's inlined path, which appends the ring's fast record itself: the
+# tests below warm the names up first so that they exercise that path.
+
+
+async def _hot(state: ms.MemoryStateAdapter, group: str, key: str) -> None:
+    await state.set(group, key, 0)
+    await state.increment(group, key)  # checks the names; the next ones are inlined
+
+
+async def test_hot_increments_record_values_commit_time_and_write_context() -> None:
+    state = ms.MemoryStateAdapter()
+    await _hot(state, "g", "n")
+    before = int(time.time() * 1000)
+    await state.increment("g", "n", 5)
+    with write_context(2, {"step": "a.step.py", "traceId": "t"}):
+        await state.increment("g", "n")
+    await state.increment("g", "n", -10)
+    after = int(time.time() * 1000)
+    records = (await _all(state.changes(follow=False)))[2:]
+    assert [(c.op, c.event, c.old_value, c.new_value, c.depth, c.origin) for c in records] == [
+        ("increment", "updated", 1, 6, 0, None),
+        ("increment", "updated", 6, 7, 2, {"step": "a.step.py", "traceId": "t"}),
+        ("increment", "updated", 7, -3, 0, None),
+    ]
+    assert all(before <= c.at <= after for c in records)
+    assert [c.cursor for c in records] == ["m.3", "m.4", "m.5"]
+    assert [c.new_value for c in await state.history("g", "n", limit=2)] == [-3, 7]
+
+
+async def test_hot_increments_keep_retention_by_count() -> None:
+    state = ms.MemoryStateAdapter(feed_retention=5)
+    await _hot(state, "g", "n")
+    for i in range(3, 103):
+        await state.increment("g", "n")
+        info = await state.feed_info()
+        assert min(i, 5) <= info["retained"] <= 10 and info["last"] == f"m.{i}"
+    values = [c.new_value for c in await _all(state.changes(follow=False))]
+    assert values == list(range(102 - len(values), 102))
+
+
+async def test_hot_increments_are_sized_exactly_once_the_byte_limit_binds() -> None:
+    # A fast record is first counted at the most it can be (names of 64
+    # characters); once that bound alone would trim, the ring sizes the
+    # records exactly, so it keeps no fewer than the limit allows.
+    limit = 6_000
+    state = ms.MemoryStateAdapter(feed_retention_bytes=limit)
+    keys = [f"key-{i:02d}-" + "x" * 30 for i in range(10)]
+    for key in keys:
+        await _hot(state, "g", key)
+    for i in range(3_000):
+        await state.increment("g", keys[i % 10])
+        if i % 250 == 0:
+            records = await _all(state.changes(follow=False))
+            assert sum(len(msgspec.json.encode(c)) for c in records) <= 2 * limit
+    records = await _all(state.changes(follow=False))
+    encoded = [len(msgspec.json.encode(c)) for c in records]
+    assert sum(encoded) <= 2 * limit
+    assert sum(encoded[1:]) >= limit // 2  # not tighter than needed
+    assert records[-1].new_value == 301 and records[-1].key == keys[-1]
+
+
+async def test_a_follower_is_woken_by_hot_increments() -> None:
+    state = ms.MemoryStateAdapter()
+    await _hot(state, "g", "n")
+    stream = state.changes("now")
+    for value in (2, 3, 4):
+        task = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.01)  # the reader is waiting now
+        await state.increment("g", "n")
+        assert (await asyncio.wait_for(task, 5)).new_value == value
+
+
+async def test_a_closed_adapter_refuses_hot_increments() -> None:
+    state = ms.MemoryStateAdapter()
+    await _hot(state, "g", "n")
+    await state.close()
+    with pytest.raises(ms.UnavailableError):
+        await state.increment("g", "n")
+
+
+async def test_mixed_records_keep_both_limits_and_read_back_in_order() -> None:
+    # Fast increments and sets of values that must be encoded to be sized,
+    # interleaved, under both limits: what is kept is the newest, in order,
+    # within twice each limit and no tighter than the byte limit needs.
+    limit = 8_000
+    state = ms.MemoryStateAdapter(feed_retention=60, feed_retention_bytes=limit)
+    await _hot(state, "g", "n")
+    expected: list[Any] = [0, 1]
+    for i in range(1_500):
+        if i % 3 == 0:
+            value = {"i": i, "pad": "x" * (i % 200)}
+            await state.set("g", f"k{i % 7}", value)
+            expected.append(value)
+        else:
+            expected.append(await state.increment("g", "n"))
+        if i % 100 == 0:
+            info = await state.feed_info()
+            assert info["retained"] <= 120
+    records = await _all(state.changes(follow=False))
+    encoded = [len(msgspec.json.encode(c)) for c in records]
+    assert sum(encoded) <= 2 * limit and len(records) <= 120
+    assert len(records) >= 60 or sum(encoded[1:]) >= limit // 2
+    assert [c.new_value for c in records] == expected[-len(records) :]
+    first = int(records[0].cursor.split(".")[1])
+    assert [c.cursor for c in records] == [f"m.{first + i}" for i in range(len(records))]

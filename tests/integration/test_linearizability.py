@@ -373,7 +373,7 @@ def test_the_short_guarantees_run_loses_nothing(short_run: tuple[int, str, list[
         assert ("linearizable", adapter) in where, output
     assert sum(r["section"] == "crash" for r in rows) == 4, output
     assert ("redis", "appendfsync always") in where, output
-    assert ("change feed", "SIGKILL of a consumer") in where, output
+    assert {("change feed", "file"), ("change feed", "redis")} <= where, output
     for row in rows:
         if row["section"] == "fuzz" or row["tried"] == "TODO":
             continue

@@ -208,6 +208,8 @@ class RpcClient {
     this.misses = 0
     this.spins = 0 // spins that ran, and those that got a reply (for tests)
     this.hits = 0
+    this.heads = new Map() // method -> the frame's text between the id and the args
+    this.flushSoon = () => this.flush()
     input.on('data', (chunk) => this.feed(chunk))
     input.on('end', () => this.close('the parent closed the channel'))
     input.on('error', (e) => this.close(`the channel failed: ${e.message}`))
@@ -221,6 +223,13 @@ class RpcClient {
     let start = 0
     let nl = chunk.indexOf(NEWLINE, start)
     while (nl !== -1) {
+      if (this.buffered === 0 && this.chunks.length === 0 && !this.discarding && nl - start <= this.maxFrameBytes) {
+        // The common case: a whole line inside this chunk.
+        this.line(chunk.subarray(start, nl))
+        start = nl + 1
+        nl = chunk.indexOf(NEWLINE, start)
+        continue
+      }
       const piece = chunk.subarray(start, nl)
       if (this.discarding) {
         this.discarding = false
@@ -309,6 +318,11 @@ class RpcClient {
     const line = JSON.stringify(frame)
     const size = oversize(line, this.maxFrameBytes)
     if (size) throw new LimitExceededError(`the ${what} encodes to ${size} bytes, over the ${this.maxFrameBytes}-byte frame limit`)
+    this.enqueue(line)
+  }
+
+  /** Queue one encoded frame (without its newline) for the next write. */
+  enqueue (line) {
     this.queue.push(line)
     if (this.queue.length >= FLUSH_EVERY) {
       // A long burst leaves in slices, so the parent starts on the first
@@ -317,15 +331,16 @@ class RpcClient {
     } else if (!this.flushScheduled) {
       this.flushScheduled = true
       // Every frame queued in this tick goes out in one write.
-      process.nextTick(() => this.flush())
+      process.nextTick(this.flushSoon)
     }
   }
 
   flush () {
     this.flushScheduled = false
-    if (this.queue.length === 0) return
-    const data = this.queue.join('\n') + '\n'
-    this.queue = []
+    const queue = this.queue
+    if (queue.length === 0) return
+    const data = queue.length === 1 ? queue[0] + '\n' : queue.join('\n') + '\n'
+    queue.length = 0
     this.writeNow(data)
   }
 
@@ -355,21 +370,33 @@ class RpcClient {
    * limit (LIMIT_EXCEEDED) reject before anything is sent. `checked`: the
    * caller has already checked the args.
    */
-  request (method, args, { checked = false } = {}) {
+  request (method, args, options) {
     const alone = this.pending.size === 0 && this.queue.length === 0
-    let id
-    const promise = new Promise((resolve, reject) => {
-      try {
-        if (!checked) checkJson(args === undefined ? null : args, 'args', WRAP_DEPTH)
-        this.send({ type: 'rpc_request', id: this.nextId, method, args: args === undefined ? null : args }, `${method} request`)
-      } catch (e) {
-        reject(e instanceof StateError ? e : new InvalidArgumentError(`args: ${e.message}`))
-        return
+    if (args === undefined) args = null
+    const id = this.nextId
+    let line
+    try {
+      if (options === undefined || options.checked !== true) checkJson(args, 'args', WRAP_DEPTH)
+      if (this.closed) throw new PeerClosedError('the channel to the parent is closed')
+      // The frame as text around the args' JSON: the same bytes as
+      // stringifying the whole frame, without building it.
+      let head = this.heads.get(method)
+      if (head === undefined) {
+        head = `,"method":${JSON.stringify(method)},"args":`
+        this.heads.set(method, head)
       }
-      id = this.nextId++
-      this.pending.set(id, { resolve, reject })
-    })
-    if (alone && this.spinNs > 0n && this.pending.has(id)) this.spin()
+      line = '{"type":"rpc_request","id":' + id + head + JSON.stringify(args) + '}'
+      const size = oversize(line, this.maxFrameBytes)
+      if (size) throw new LimitExceededError(`the ${method} request encodes to ${size} bytes, over the ${this.maxFrameBytes}-byte frame limit`)
+    } catch (e) {
+      return Promise.reject(e instanceof StateError ? e : new InvalidArgumentError(`args: ${e.message}`))
+    }
+    this.nextId = id + 1
+    let waiter
+    const promise = new Promise((resolve, reject) => { waiter = { resolve, reject } })
+    this.pending.set(id, waiter)
+    this.enqueue(line)
+    if (alone && this.spinNs > 0n) this.spin()
     return promise
   }
 

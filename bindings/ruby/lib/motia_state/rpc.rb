@@ -123,12 +123,82 @@ module MotiaState
   end
   private_class_method :json_text!, :json_path, :too_deep!
 
+  # One call in flight: #value waits for its reply (and raises its error).
+  # Returned by RpcClient#request_async and by ctx.state.async; many calls
+  # may be in flight from one thread, and their replies arrive in any order.
+  class Call
+    attr_reader :id
+
+    def initialize(client, id)
+      @client = client
+      @id = id
+      @state = nil # nil while in flight, then :ok or :error
+      @value = nil
+      @cv = nil # created by the first thread that has to wait
+      @parked = nil # threads waiting (under the client's lock)
+    end
+
+    # True once the reply (or the failure) is in.
+    def done?
+      !@state.nil?
+    end
+
+    # Wait for the reply; returns the result or raises the call's error.
+    def value
+      @client.await(self) if @state.nil?
+      raise @value if @state == :error
+
+      @value
+    end
+
+    # Wait for the reply without raising; returns self.
+    def wait
+      @client.await(self) if @state.nil?
+      self
+    end
+
+    # -- for RpcClient, under its lock --------------------------------------
+
+    # Settle once; returns how many threads this wakes (0 when none waits).
+    def settle(state, value) # :nodoc:
+      return 0 unless @state.nil?
+
+      @state = state
+      @value = value
+      return 0 if @parked.nil? || @parked.zero?
+
+      @cv.broadcast
+      @parked
+    end
+
+    # Wait until settled. A thread that was waiting when #settle counted
+    # it runs the block on its way out (under the lock), even when an
+    # exception (Thread#raise, Timeout) ends its wait.
+    def park(lock) # :nodoc:
+      return unless @state.nil?
+
+      @cv ||= ConditionVariable.new
+      @parked = (@parked || 0) + 1
+      begin
+        @cv.wait(lock) while @state.nil?
+      ensure
+        @parked -= 1
+        yield unless @state.nil?
+      end
+    end
+  end
+
   # NDJSON RPC over a pair of IOs, safe to use from several threads.
   #
   # One reader thread splits raw bytes on "\n" (so a multibyte character cut
-  # by a read never breaks a frame), hands each reply to the thread waiting
-  # for it, and each request from the parent to +on_request+. Calls block the
-  # calling thread only; other threads keep their requests in flight.
+  # by a read never breaks a frame), settles the Call each reply answers, and
+  # hands each request from the parent to +on_request+. Calls block the
+  # calling thread only; other threads keep their requests in flight, and
+  # #request_async keeps many in flight from one thread.
+  #
+  # Frames are written by whichever thread finds the writer free: it writes
+  # every frame queued so far in one write, and frames other threads queue
+  # meanwhile go out in its next write (no write, and no lock held, per frame).
   #
   # Frames both ways are bounded by +max_frame_bytes+ (MOTIA_STEP_MAX_FRAME_BYTES):
   # a request over it raises LimitExceededError in the caller before anything
@@ -143,6 +213,11 @@ module MotiaState
     # An id is a string or an integer; "1.5" or "1e3" must not be read as 1.
     ID_RE = /"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,20})\s*[,}]/n
 
+    # Frames queued by #request_async before they are written without waiting
+    # for a flush: a long burst leaves in slices, so the parent starts on the
+    # first requests while the rest are still being encoded.
+    FLUSH_EVERY = 256
+
     attr_reader :max_frame_bytes
 
     def initialize(input, output, max_frame_bytes: MotiaState.frame_limit, &on_request)
@@ -154,8 +229,11 @@ module MotiaState
       @max_frame_bytes = max_frame_bytes
       @on_request = on_request || ->(_frame) {}
       @lock = Mutex.new
-      @write_lock = Mutex.new
+      @out = [] # frames queued, not yet written (under @lock)
+      @writing = false # a thread is writing @out (under @lock)
+      @waking = 0 # threads woken by a reply that have not yet resumed (under @lock)
       @pending = {}
+      @method_heads = {}
       @next_id = 0
       @closed = false
       @close_reason = nil
@@ -183,27 +261,48 @@ module MotiaState
     # limit LimitExceededError, before anything is sent (+checked+: the
     # caller has already checked the args).
     def request(method, args = nil, checked: false)
-      MotiaState.check_json(args, "args", WRAP_DEPTH) unless checked
-      waiter = Queue.new
-      id = nil
-      @lock.synchronize do
-        raise PeerClosedError, "the channel to the parent is closed (#{@close_reason})" if @closed
+      call = start_call(method, args, checked)
+      flush
+      await_settled(call) unless call.done?
+      call.value
+    end
 
-        id = (@next_id += 1)
-      end
-      line = encode({ "type" => "rpc_request", "id" => id, "method" => method, "args" => args })
-      check_size!(line, "#{method} request")
-      @lock.synchronize { @pending[id] = waiter }
-      begin
-        write_line(line)
-      rescue StandardError
-        @lock.synchronize { @pending.delete(id) }
-        raise
-      end
-      kind, value = waiter.pop
-      raise value if kind == :error
+    # Like #request, without waiting: returns the Call (see Call#value).
+    # Its frame is written with the next flush: when 256 frames are queued,
+    # when any Call is waited for, or at the next #request or #flush.
+    def request_async(method, args = nil, checked: false)
+      call = start_call(method, args, checked)
+      flush if @out.size >= FLUSH_EVERY
+      call
+    end
 
-      value
+    # Write every queued frame now (in one write, unless another thread is
+    # already writing: it then writes them next, before it returns).
+    def flush
+      loop do
+        data = @lock.synchronize do
+          return if @writing || @out.empty? || @waking.positive?
+
+          @writing = true
+          d = @out.join
+          @out.clear
+          d
+        end
+        begin
+          @output.write(data)
+        rescue IOError, SystemCallError => e
+          @lock.synchronize { @writing = false }
+          close("write failed: #{e.message}")
+          raise PeerClosedError, "the channel to the parent is closed (#{e.message})"
+        end
+        @lock.synchronize { @writing = false }
+      end
+    end
+
+    # Wait until +call+ is settled (its frame is written first). For Call.
+    def await(call) # :nodoc:
+      flush
+      await_settled(call)
     end
 
     # A request without a reply; raises as #request does.
@@ -242,16 +341,14 @@ module MotiaState
     end
 
     def close(reason = "closed")
-      waiters = @lock.synchronize do
+      @lock.synchronize do
         return if @closed
 
         @closed = true
         @close_reason = reason
-        w = @pending.values
+        @pending.each_value { |call| settle_locked(call, :error, PeerClosedError.new("the channel to the parent closed: #{reason}")) }
         @pending.clear
-        w
       end
-      waiters.each { |w| w.push([:error, PeerClosedError.new("the channel to the parent closed: #{reason}")]) }
       @done.push(true)
     end
 
@@ -271,16 +368,16 @@ module MotiaState
       return unless frame.is_a?(Hash)
 
       if frame["type"] == "rpc_response"
-        waiter = @lock.synchronize { @pending.delete(frame["id"]) }
-        if waiter.nil?
-          warn("motia-state: a reply to no request (id #{frame['id'].inspect})")
-        elsif frame["error"]
-          err = frame["error"]
+        if (err = frame["error"])
           err = { "code" => "INTERNAL", "message" => err.to_s } unless err.is_a?(Hash)
-          waiter.push([:error, MotiaState.error_for_code(err["code"], err["message"] || err["code"].to_s, err["details"])])
+          kind = :error
+          value = MotiaState.error_for_code(err["code"], err["message"] || err["code"].to_s, err["details"])
         else
-          waiter.push([:ok, frame["result"]])
+          kind = :ok
+          value = frame["result"]
         end
+        settled = @lock.synchronize { settle_locked(@pending.delete(frame["id"]), kind, value) }
+        warn("motia-state: a reply to no request (id #{frame['id'].inspect})") unless settled
       elsif frame["type"] == "rpc_request"
         @on_request.call(frame)
       end
@@ -304,14 +401,59 @@ module MotiaState
       end
       if kind == "rpc_request" && !id.nil?
         respond_error(id, code, message)
-      elsif kind == "rpc_response" && (waiter = @lock.synchronize { @pending.delete(id) })
-        waiter.push([:error, MotiaState.error_for_code(code, "the reply: #{message}")])
+      elsif kind == "rpc_response" &&
+            @lock.synchronize { settle_locked(@pending.delete(id), :error, MotiaState.error_for_code(code, "the reply: #{message}")) }
+        nil
       else
         warn("motia-state: dropped #{message} (no id to answer)")
       end
     end
 
     private
+
+    # Threads woken by replies write nothing until the last of them has
+    # resumed: by then each has queued its next request (a thread loop
+    # calls again at once), and they all go out in one write, so the parent
+    # reads them, and answers them, together. The last one to resume writes
+    # what is queued, so a woken thread that makes no further call holds
+    # nothing up.
+    def settle_locked(call, kind, value)
+      return nil if call.nil?
+
+      @waking += call.settle(kind, value)
+      true
+    end
+
+    def await_settled(call)
+      last = false
+      begin
+        @lock.synchronize { call.park(@lock) { last = (@waking -= 1).zero? } }
+      ensure
+        flush if last
+      end
+    end
+
+    # Register a call and queue its frame (not yet written); one lock for both.
+    def start_call(method, args, checked)
+      MotiaState.check_json(args, "args", WRAP_DEPTH) unless checked
+      head = @method_heads[method] || (@method_heads[method] = %(,"method":#{encode(method)},"args":))
+      body = encode(args)
+      # The rest of the frame, with an id of up to 20 digits, is under 48
+      # bytes: only a frame that may be over the limit is measured exactly.
+      if body.bytesize + head.bytesize + 48 > @max_frame_bytes
+        frame = { "type" => "rpc_request", "id" => @next_id + 1, "method" => method, "args" => args }
+        check_size!(encode(frame), "#{method} request")
+      end
+      @lock.synchronize do
+        raise PeerClosedError, "the channel to the parent is closed (#{@close_reason})" if @closed
+
+        id = (@next_id += 1)
+        call = Call.new(self, id)
+        @pending[id] = call
+        @out << %({"type":"rpc_request","id":#{id}#{head}#{body}}\n)
+        call
+      end
+    end
 
     # Frames are checked by check_json first, so the generator's own nesting
     # limit (100 by default) is lifted: values nest up to MAX_DEPTH.
@@ -334,14 +476,12 @@ module MotiaState
     end
 
     def write_line(line)
-      @write_lock.synchronize do
+      @lock.synchronize do
         raise PeerClosedError, "the channel to the parent is closed" if @closed && line.start_with?('{"type":"rpc_request","id"')
 
-        @output.write(line, "\n")
+        @out << line << "\n"
       end
-    rescue IOError, SystemCallError => e
-      close("write failed: #{e.message}")
-      raise PeerClosedError, "the channel to the parent is closed (#{e.message})"
+      flush
     end
 
     def read_loop

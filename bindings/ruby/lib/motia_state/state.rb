@@ -24,6 +24,17 @@ module MotiaState
       @client = client
     end
 
+    # The same operations without waiting: each returns a MotiaState::Call
+    # whose #value waits for the result (or raises the operation's error),
+    # so one thread keeps many operations in flight; they are applied in the
+    # order they were made. +update+ is not offered (it needs each result).
+    #
+    #   calls = items.map { |item| ctx.state.async.push(trace_id, "seen", item) }
+    #   calls.map(&:value)
+    def async
+      @async ||= AsyncStateManager.new(@client)
+    end
+
     def get(trace_id, key) = call("state.get", "traceId" => trace_id, "key" => key)
     def set(trace_id, key, value) = call("state.set", "traceId" => trace_id, "key" => key, "value" => value)
     def delete(trace_id, key) = call("state.delete", "traceId" => trace_id, "key" => key)
@@ -110,6 +121,11 @@ module MotiaState
     # are checked for JSON only: a record's value past a limit is the
     # parent's to report, as that record's failure in the result.
     def call(method, args)
+      check_args(args)
+      @client.request(method, args, checked: true)
+    end
+
+    def check_args(args)
       args.each do |name, value|
         if name == "operations"
           MotiaState.check_json(value, name, WRAP_DEPTH, exact: false)
@@ -117,11 +133,24 @@ module MotiaState
           MotiaState.check_json(value, name, name == "items" ? 1 : 0)
         end
       end
-      @client.request(method, args, checked: true)
     end
 
     def deep_copy(value)
       value.nil? ? nil : JSON.parse(JSON.generate(value, max_nesting: false), max_nesting: false)
+    end
+  end
+
+  # ctx.state.async: StateManager's operations, each returning a Call at once.
+  class AsyncStateManager < StateManager
+    undef_method :update, :atomic_update, :atomicUpdate, :async
+
+    def clear(trace_id) = call("state.clear", "traceId" => trace_id)
+
+    private
+
+    def call(method, args)
+      check_args(args)
+      @client.request_async(method, args, checked: true)
     end
   end
 end
