@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
+import anyio
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,6 +38,7 @@ from ..errors import (
     error_for_code,
 )
 from ..predicates import Predicate, parse_predicate, predicate_holds
+from ..triggers.store import TriggerStore
 from ..values import is_reserved_group, json_type
 from .guard import SESSION_COOKIE, Guard
 from .responses import STATUS_BY_CODE, error, from_state_error, json
@@ -54,6 +56,10 @@ MAX_BODY: Final = 16 * 1024 * 1024
 #: Page size of the listing: default and largest.
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 10_000
+#: How long a retry asked through the store waits for a running runtime's outcome before answering "queued".
+RETRY_WAIT: Final = 10.0
+#: How often it looks for that outcome.
+RETRY_POLL: Final = 0.1
 STATIC: Final = Path(__file__).parent / "static"
 _STATIC_TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
@@ -395,9 +401,24 @@ class Workbench:
             step_logger.removeHandler(logs)
         return json({"result": result, "logs": logs.lines})
 
+    def _trigger_store(self) -> TriggerStore | None:
+        """The store's trigger layout when no trigger runner runs in this process (None when the store keeps none).
+
+        Read from the store, the triggers are those every runtime that used
+        it registered, running now or not (the standalone workbench, or an
+        app whose triggers have not started).
+        """
+        if self.triggers is not None:
+            return None
+        try:
+            return TriggerStore(self.adapter)
+        except InvalidArgumentError:  # a store with no internal handle keeps no trigger positions
+            return None
+
     async def list_triggers(self, request: Request) -> Response:
         """``GET /triggers``: each state trigger's lag and dead letters, and the app's event dead letters."""
         out: list[dict[str, Any]] = []
+        store = self._trigger_store()
         if self.triggers is not None:
             status = self.triggers.status()
             items = status.items() if isinstance(status, dict) else ((s.get("name"), s) for s in status)
@@ -405,33 +426,134 @@ class Workbench:
                 row = {"name": name, "kind": "state", **_plain(info)}
                 row["dead"] = [_plain(d) for d in self.triggers.dead_letters(name)]
                 out.append(row)
+        elif store is not None:
+            for name in await store.names():
+                row = {"name": name, "kind": "state", **await store.status(name)}
+                row["dead"] = await _stored_dead(store, name)
+                out.append(row)
         if self.app is not None and hasattr(self.app, "dead_letters"):
             out.append({"name": "events", "kind": "events", "dead": [_plain(d) for d in self.app.dead_letters()]})
         return json({"triggers": out, "running": self.triggers is not None})
 
     async def retry_dead(self, request: Request) -> Response:
-        """``POST /triggers/{name}/dead/{id}/retry``: run a dead letter again."""
-        name, dead = request.path_params["name"], request.path_params["id"]
-        succeeded = await self._dead_action(name, dead, "retry")
-        return json({"retried": True, "succeeded": bool(succeeded)})
+        """``POST /triggers/{name}/dead/{id}/retry``: run a dead letter again (or ask a running runtime to)."""
+        return await self._retry(request.path_params["name"], request.path_params["id"])
 
     async def drop_dead(self, request: Request) -> Response:
         """``DELETE /triggers/{name}/dead/{id}``: forget a dead letter."""
         await self._dead_action(request.path_params["name"], request.path_params["id"], "drop")
         return Response(status_code=204)
 
+    async def _retry(self, name: str, dead: str) -> Response:
+        outcome = await self._dead_action(name, dead, "retry")
+        if isinstance(outcome, Response):
+            return outcome
+        return json({"retried": True, "succeeded": bool(outcome)})
+
     async def _dead_action(self, name: str, dead: str, action: str) -> Any:
         if self.triggers is not None and _has_trigger(self.triggers, name):
             outcome = getattr(self.triggers, action)(name, dead)
         elif name == "events" and self.app is not None:
             outcome = (self.app.retry_dead_letter if action == "retry" else self.app.drop_dead_letter)(dead)
+        elif (store := self._trigger_store()) is not None:
+            await store.require(name)
+            if action == "retry":
+                return await _stored_retry(store, name, dead)
+            return await store.drop(name, dead)
         elif self.triggers is None and self.app is None:
             raise UnavailableError("no app or trigger runner is running here")
         else:
             raise NotFoundError(f"no trigger named {name!r}")
         return await outcome if isinstance(outcome, Awaitable) else outcome
 
+    # -- every state trigger's dead letters by id (served alone; an app serves its own) --------------
+
+    async def _state_dead(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        store = self._trigger_store()
+        if self.triggers is not None:
+            for status in self.triggers.status():
+                name = status["name"] if isinstance(status, dict) else status
+                out.extend({"kind": "state", **_plain(d)} for d in self.triggers.dead_letters(name))
+        elif store is not None:
+            for name in await store.names():
+                out.extend({"kind": "state", **d} for d in await _stored_dead(store, name))
+        return out
+
+    async def _holding(self, dead_id: str) -> str:
+        for dead in await self._state_dead():
+            if dead.get("id") == dead_id:
+                return str(dead["trigger"])
+        raise NotFoundError(f"no dead letter {dead_id!r}")
+
+    async def dead_letters(self, request: Request) -> Response:
+        """``GET /dead-letters``: every state trigger's dead letters, ``"kind": "state"`` (as an app lists them)."""
+        return json(await self._state_dead())
+
+    async def retry_dead_by_id(self, request: Request) -> Response:
+        """``POST /dead-letters/{id}/retry``: retry the state trigger dead letter with that id."""
+        dead = request.path_params["id"]
+        return await self._retry(await self._holding(dead), dead)
+
+    async def drop_dead_by_id(self, request: Request) -> Response:
+        """``DELETE /dead-letters/{id}``: forget the state trigger dead letter with that id."""
+        dead = request.path_params["id"]
+        await self._dead_action(await self._holding(dead), dead, "drop")
+        return Response(status_code=204)
+
     # -- the session and the page ------------------------------------------------------
+
+
+async def _stored_dead(store: TriggerStore, name: str) -> list[dict[str, Any]]:
+    """A stored trigger's dead letters as a runner lists them, each with the state of a retry asked for it."""
+    out = []
+    for dead in await store.dead_letters(name):
+        request = await store.retry_request(name, dead.id)
+        out.append({**dead.as_dict(), "retry": request.get("state") if isinstance(request, dict) else None})
+    return out
+
+
+def _finished(request: Any) -> bool:
+    return isinstance(request, dict) and request.get("state") in ("succeeded", "failed")
+
+
+async def _stored_retry(store: TriggerStore, name: str, dead: str) -> Response:
+    """Ask the runtimes running a trigger for a retry; its outcome when one ran it in time, else 202 "queued".
+
+    No runtime runs here: a runtime running the trigger claims the request
+    within its lease renewal, and with none running it waits for the next
+    one that starts. The answer never claims a run that did not happen.
+    """
+    request: Any = await store.request_retry(name, dead)
+    runtimes = len(await store.live_members(name))
+    if runtimes:
+        with anyio.move_on_after(RETRY_WAIT):
+            while not _finished(request):
+                await anyio.sleep(RETRY_POLL)
+                request = await store.retry_request(name, dead)
+    if _finished(request):
+        await store.close_retry(name, dead, request)
+        answer: dict[str, Any] = {"retried": True, "succeeded": request["state"] == "succeeded"}
+        if request.get("error"):
+            answer["error"] = request["error"]
+        return json(answer)
+    state = request.get("state") if isinstance(request, dict) else None
+    if runtimes:
+        why = f"{runtimes} runtime(s) run trigger {name!r} but none finished the retry within {RETRY_WAIT:g} s"
+    else:
+        why = f"no runtime runs trigger {name!r} now: the retry runs when one starts"
+    return json(
+        {
+            "retried": False,
+            "queued": True,
+            "trigger": name,
+            "id": dead,
+            "state": state,
+            "runtimes": runtimes,
+            "why": why,
+        },
+        status=202,
+    )
 
 
 def _has_trigger(triggers: Any, name: str) -> bool:
@@ -595,6 +717,7 @@ def workbench_routes(
     """
     bench = Workbench(state, app, triggers)
     guard = Guard(token, allowed_hosts)
+    by_id: list[BaseRoute] = []
 
     def route(path: str, endpoint: Callable[[Request], Awaitable[Response]], method: str) -> Route:
         write = method in ("POST", "DELETE", "PUT", "PATCH")
@@ -640,6 +763,13 @@ def workbench_routes(
         )
         return response
 
+    if app is None:
+        # An app serves /dead-letters itself (its events' and its triggers'); alone, the triggers' are here.
+        by_id = [
+            route("/dead-letters", bench.dead_letters, "GET"),
+            route("/dead-letters/{id}/retry", bench.retry_dead_by_id, "POST"),
+            route("/dead-letters/{id}", bench.drop_dead_by_id, "DELETE"),
+        ]
     return [
         Route("/", page, methods=["GET"]),
         Route("/static/{name}", asset, methods=["GET"]),
@@ -655,6 +785,7 @@ def workbench_routes(
         route("/triggers", bench.list_triggers, "GET"),
         route("/triggers/{name}/dead/{id}/retry", bench.retry_dead, "POST"),
         route("/triggers/{name}/dead/{id}", bench.drop_dead, "DELETE"),
+        *by_id,
     ]
 
 

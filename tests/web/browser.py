@@ -57,6 +57,9 @@ def start_browser(width: int = 1440, height: int = 900) -> Any:
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = 10.0, what: str = "") -> Any:
     """Wait until ``condition(driver)`` is truthy; returns its value."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition, what)
+    # The page re-renders lists as data arrives: an element found just before is looked up again.
+    wait = WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=[StaleElementReferenceException])
+    return wait.until(condition, what)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import motia_state as ms
@@ -369,6 +370,41 @@ def test_retry_and_drop_a_state_trigger_dead_letter(browser: Any, tmp_path: Path
         rows = server.client.get("/__motia/triggers").json()["triggers"]
         assert [t["dead"] for t in rows if t["kind"] == "state"] == [[]]
         server.stop()
+
+
+def test_the_standalone_workbench_shows_a_stored_trigger_queues_a_retry_and_drops_its_dead_letter(
+    browser: Any, tmp_path: Path
+) -> None:
+    from .stored import start_failing
+
+    store, work, started = tmp_path / "store", tmp_path / "work", []
+    try:
+        start_failing(store, work, started, ["alice"]).stop()  # a dead letter left in the store, no runtime after
+    finally:
+        for runtime in started:
+            runtime.kill()
+    dead_rows = "[data-trigger='scores'] tr[data-dead]"
+    with WorkbenchServer(f"file:{store}") as server:
+        browser.get(server.url)
+        browser.find_element(CSS, "#tab-steps").click()
+        wait_for(browser, lambda d: d.find_elements(CSS, dead_rows), what="the stored trigger's dead letter")
+        trigger = text_of(browser, "[data-trigger='scores']")
+        assert "state" in trigger and "idle" in trigger and "no runtime runs it" in trigger
+        assert "users / alice" in text_of(browser, dead_rows) and "refused alice" in text_of(browser, dead_rows)
+
+        # No runtime runs the trigger: the retry is a request, and the page says so.
+        browser.find_element(CSS, f"{dead_rows} button[data-action='retry']").click()
+        wait_for(browser, lambda d: "queued" in d.find_element(CSS, "#trig-result").text)
+        assert "no runtime runs trigger 'scores'" in text_of(browser, "#trig-result")
+        wait_for(browser, lambda d: "retry requested" in d.find_element(CSS, dead_rows).text)
+
+        browser.find_element(CSS, f"{dead_rows} button[data-action='drop']").click()
+        wait_for(browser, lambda d: "Dropped" in d.find_element(CSS, "#trig-result").text)
+        wait_for(browser, lambda d: not d.find_elements(CSS, dead_rows))
+        assert "No dead letters." in text_of(browser, "[data-trigger='scores']")
+    with WorkbenchServer(f"file:{store}") as server:  # gone from the store, not only from the page
+        [row] = httpx.get(server.base + "/__motia/triggers").json()["triggers"]
+        assert (row["name"], row["dead"], row["deadLetters"]) == ("scores", [], 0)
 
 
 def row_value(driver: Any, key: str) -> str:

@@ -708,8 +708,11 @@ async function invoke(ev) {
   $("#inv-logs").textContent = logs.length ? logs.map((l) => `${l.level.padEnd(7)} ${l.msg}`).join("\n") : "(no log lines)";
 }
 
+let triggersLoad = 0;
 async function loadTriggers() {
+  const load = ++triggersLoad;
   const r = await api("GET", "triggers");
+  if (load !== triggersLoad) return;  // a newer load is under way: only the latest answer is shown
   const box = $("#triggers");
   box.textContent = "";
   const triggers = r.ok ? r.body.triggers : [];
@@ -719,14 +722,16 @@ async function loadTriggers() {
     const facts = [];
     if ("position" in t) facts.push(`position ${t.position ?? "—"}`);
     if ("behind" in t) facts.push(`${t.behind} behind`);
-    if ("oldestPendingAge" in t && t.oldestPendingAge !== null) facts.push(`oldest pending ${t.oldestPendingAge}s`);
+    if ("oldestPendingAge" in t && t.oldestPendingAge !== null) facts.push(`oldest pending ${Number(t.oldestPendingAge).toFixed(1)}s`);
     if (t.state || t.status) facts.push(String(t.state || t.status));
+    // Read from the store (no runner in this process): say who would run a retry.
+    if ("runtimes" in t) facts.push(t.runtimes ? `${t.runtimes} runtime(s) running it` : "no runtime runs it: a retry waits for one");
     const dead = t.dead || [];
     const rows = dead.map((d) => el("tr", { "data-dead": d.id },
       el("td", { class: "mono", text: d.id }),
       el("td", { text: deadSubject(d) }),
       el("td", { text: d.error || "" }),
-      el("td", { text: String(d.attempts ?? "") }),
+      el("td", { text: String(d.attempts ?? "") + (d.retry ? ` · retry ${d.retry}` : "") }),
       el("td", {},
         el("button", { type: "button", "data-action": "retry", text: "Retry", onclick: () => deadAction(t.name, d.id, "retry") }), " ",
         el("button", { type: "button", class: "danger", "data-action": "drop", text: "Drop", onclick: () => deadAction(t.name, d.id, "drop") }))));
@@ -747,10 +752,17 @@ function deadSubject(d) {
 }
 async function deadAction(name, id, action) {
   const path = `triggers/${encodeURIComponent(name)}/dead/${encodeURIComponent(id)}`;
-  const r = action === "retry" ? await api("POST", path + "/retry", {}) : await api("DELETE", path);
   const out = $("#trig-result");
+  out.className = "";
+  out.textContent = action === "retry" ? `Retrying ${id}…` : `Dropping ${id}…`;
+  const r = action === "retry" ? await api("POST", path + "/retry", {}) : await api("DELETE", path);
   if (!r.ok) { out.className = "bad"; out.textContent = `${action} failed: ${errText(r)}`; }
-  else if (action === "retry") { out.className = r.body.succeeded ? "ok" : "bad"; out.textContent = r.body.succeeded ? `Retried ${id}: it succeeded.` : `Retried ${id}: it failed again.`; }
+  else if (action === "retry" && r.body && r.body.queued) {
+    // Asked through the store: a runtime running the trigger runs it, not this server.
+    out.className = "";
+    out.textContent = `Retry of ${id} queued, not run yet: ${r.body.why}.`;
+  }
+  else if (action === "retry") { out.className = r.body.succeeded ? "ok" : "bad"; out.textContent = r.body.succeeded ? `Retried ${id}: it succeeded.` : `Retried ${id}: it failed again${r.body.error ? ": " + r.body.error : ""}.`; }
   else { out.className = "ok"; out.textContent = `Dropped ${id}.`; }
   await loadTriggers();
 }
