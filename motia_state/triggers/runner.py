@@ -421,10 +421,13 @@ class TriggerRunner:
                 self._stop_reading(t, part)
                 t.partitions.pop(part.index, None)
         held = [p for p in t.partitions.values() if not p.releasing]
+        if self._tg is None:
+            # Closing: the leases above are renewed while handlers drain, but
+            # nothing new starts (closing saves and gives up every partition).
+            return
         if len(held) > fair:
             for part in sorted(held, key=lambda p: -p.index)[: len(held) - fair]:
                 part.releasing = True
-                assert self._tg is not None
                 self._tg.start_soon(self._release, t, part)
         elif len(held) < fair and t.error is None and not self._closing:
             for p in range(self.partitions):
@@ -437,6 +440,8 @@ class TriggerRunner:
                     continue
                 mine = {"owner": self.runtime_id, "until": until}
                 if await self._internal.compare_and_swap(t.group, f"lease.{p}", current, mine):
+                    if self._tg is None:
+                        break  # closed meanwhile: the lease expires as a crashed runtime's would
                     part = _Partition(p, lease=mine)
                     saved = await self._internal.get(t.group, f"pos.{p}")
                     cursor = saved.get("cursor") if isinstance(saved, dict) else t.start_cursor
@@ -455,18 +460,22 @@ class TriggerRunner:
                 t.dead[dead.id] = dead
         for gone in (known & set(t.dead)) - stored - t.unsaved:
             t.dead.pop(gone, None)  # dropped by another runtime or the CLI
-        assert self._tg is not None
+        tg = self._tg
         for key in keys:
             if key.startswith("retry."):
                 dead_id = key[len("retry.") :]
                 request = await self.store.retry_request(t.name, dead_id)
+                if tg is None or self._closing:
+                    return  # closing: requests wait for a runtime that runs
                 claim = await self.store.claim_retry(t.name, dead_id, request, self.runtime_id)
                 if claim is not None:
-                    self._tg.start_soon(self._requested_retry, t, dead_id, claim)
+                    tg.start_soon(self._requested_retry, t, dead_id, claim)
         reset = await self.store.reset_request(t.name) if "reset" in keys else None
+        if tg is None or self._closing:
+            return
         if isinstance(reset, dict) and reset.get("id") != t.reset_seen:
             t.reset_seen = reset.get("id")
-            self._tg.start_soon(self._apply_reset, t, reset.get("cursor"))
+            tg.start_soon(self._apply_reset, t, reset.get("cursor"))
 
     async def _requested_retry(self, t: _Trigger, dead_id: str, claim: dict[str, Any]) -> None:
         # A retry asked from outside this runtime (the CLI): the same run as the API's, its outcome recorded.

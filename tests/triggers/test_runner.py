@@ -368,3 +368,24 @@ async def test_old_value_is_omitted_when_both_values_would_not_fit_in_one_frame(
                 await anyio.sleep(0.05)
     got = [await state.get("out", key) for key in await state.keys("out")]
     assert sorted(got) == sorted([[big, True, False], [big, True, True], [5, False, False]])
+
+
+async def test_closing_while_a_handler_runs_past_several_lease_renewals_is_clean() -> None:
+    """Leases keep being renewed while close drains a handler; that renewal must not start new work or fail."""
+    adapter = ms.MemoryStateAdapter()
+    state = ms.StateManager(adapter)
+    started = anyio.Event()
+    finished: list[int] = []
+
+    async def slow(change: Change) -> None:
+        started.set()
+        await anyio.sleep(1.0)
+        finished.append(change.new_value)
+
+    async with TriggerRunner(state, partitions=1, lease=0.2) as triggers:
+        await triggers.add("t", {"type": "state", "key": "k"}, slow)
+        await state.set("g", "k", 1)
+        await started.wait()
+    assert finished == [1]
+    saved = await adapter.internal.get("__motia/triggers/t", "pos.0")
+    assert saved is not None and saved["cursor"]
