@@ -85,14 +85,21 @@ def keys_shown(driver: Any) -> list[str]:
 
 
 def open_entry(driver: Any, key: str) -> None:
-    driver.find_element(CSS, f"tr.entry[data-key='{key}']").click()
+    click(driver, f"tr.entry[data-key='{key}']")
     wait_for(
         driver, lambda d: d.find_element(CSS, "#d-key").text == key and d.find_element(CSS, "#d-version").text != ""
     )
 
 
 def text_of(driver: Any, selector: str) -> str:
-    return str(driver.find_element(CSS, selector).text)
+    """The element's text, looked up again if the page re-rendered it meanwhile."""
+    found: tuple[str] = wait_for(driver, lambda d: (str(d.find_element(CSS, selector).text),))
+    return found[0]
+
+
+def click(driver: Any, selector: str) -> None:
+    """Click the element, looked up again if the page re-rendered it between the lookup and the click."""
+    wait_for(driver, lambda d: d.find_element(CSS, selector).click() or True, what=f"a click on {selector}")
 
 
 def test_browse_search_and_filter(page: Any) -> None:
@@ -105,14 +112,14 @@ def test_browse_search_and_filter(page: Any) -> None:
     search.send_keys(Keys.CONTROL, "a")
     search.send_keys(Keys.BACKSPACE)
     wait_for(page, lambda d: len(keys_shown(d)) == 5)
-    page.find_element(CSS, "#filter-box summary").click()
+    click(page, "#filter-box summary")
     page.find_element(CSS, "#f-path").send_keys("/score")
     Select(page.find_element(CSS, "#f-op")).select_by_value("gte")
     page.find_element(CSS, "#f-value").send_keys("100")
-    page.find_element(CSS, "#f-add").click()
+    click(page, "#f-add")
     wait_for(page, lambda d: keys_shown(d) == ["alice"], what="the filter keeps score >= 100")
     assert text_of(page, "#filter-count") == "1"
-    page.find_element(CSS, "#f-clear").click()
+    click(page, "#f-clear")
     wait_for(page, lambda d: len(keys_shown(d)) == 5)
     # Keyboard: rows are focusable, arrows move, Enter opens.
     first = page.find_element(CSS, "tr.entry")
@@ -122,10 +129,10 @@ def test_browse_search_and_filter(page: Any) -> None:
 
 
 def test_empty_filter_result_says_so(page: Any) -> None:
-    page.find_element(CSS, "#filter-box summary").click()
+    click(page, "#filter-box summary")
     page.find_element(CSS, "#f-path").send_keys("/nothing")
     Select(page.find_element(CSS, "#f-op")).select_by_value("exists")
-    page.find_element(CSS, "#f-add").click()
+    click(page, "#f-add")
     wait_for(page, lambda d: d.find_element(CSS, "#empty").is_displayed())
     assert "No entry matches" in text_of(page, "#empty")
 
@@ -141,7 +148,7 @@ def test_edit_saves_and_a_conflict_shows_both_values(page: Any, store: Path) -> 
     assert not page.find_element(CSS, "#d-save").is_enabled()
     editor.send_keys("41}")
     assert page.find_element(CSS, "#d-dirty").is_displayed()
-    page.find_element(CSS, "#d-save").click()
+    click(page, "#d-save")
     wait_for(page, lambda d: "Saved" in d.find_element(CSS, "#d-save-result").text)
     assert write(store, lambda a: a.get("users", "bob")) == {"name": "Bob", "score": 41}
     # Someone else writes while this page edits: saving shows both, stores nothing.
@@ -149,19 +156,19 @@ def test_edit_saves_and_a_conflict_shows_both_values(page: Any, store: Path) -> 
     editor.send_keys(Keys.CONTROL, "a")
     editor.send_keys('{"name": "Bob", "score": 99}')
     write(store, lambda a: a.set("users", "bob", {"name": "Robert", "score": 50}))
-    page.find_element(CSS, "#d-save").click()
+    click(page, "#d-save")
     wait_for(page, lambda d: d.find_element(CSS, "#conflict").is_displayed(), what="the conflict box")
     assert json.loads(text_of(page, "#c-current")) == {"name": "Robert", "score": 50}
     assert json.loads(text_of(page, "#c-mine")) == {"name": "Bob", "score": 99}
     assert write(store, lambda a: a.get("users", "bob")) == {"name": "Robert", "score": 50}
-    page.find_element(CSS, "#c-rebase").click()
+    click(page, "#c-rebase")
     wait_for(page, lambda d: not d.find_element(CSS, "#conflict").is_displayed())
     assert write(store, lambda a: a.get("users", "bob")) == {"name": "Bob", "score": 99}
 
 
 def click_op(driver: Any, op: str) -> str:
     before = driver.find_element(CSS, "#op-result").text
-    driver.find_element(CSS, f"#ops button[data-op='{op}']").click()
+    click(driver, f"#ops button[data-op='{op}']")
     wait_for(driver, lambda d: d.find_element(CSS, "#op-result").text not in ("", before), what=f"{op}'s result")
     return str(driver.find_element(CSS, "#op-result").text)
 
@@ -208,7 +215,7 @@ def test_every_atomic_button_shows_its_result(page: Any, store: Path) -> None:
     assert page.find_element(CSS, "#op-expected").get_attribute("value") == '"hello"'  # the current value again
     fill(page, "#op-new", '"bye"')
     assert click_op(page, "compareAndSwap") == "compareAndSwap → true"
-    page.find_element(CSS, "#ops button[data-op='delete']").click()
+    click(page, "#ops button[data-op='delete']")
     page.switch_to.alert.accept()
     wait_for(
         page, lambda d: d.find_element(CSS, "#op-result").text == 'delete → "bye"', what=text_of(page, "#op-result")
@@ -217,7 +224,7 @@ def test_every_atomic_button_shows_its_result(page: Any, store: Path) -> None:
 
 
 def add_record(driver: Any, type_: str, key: str, **fields: str) -> None:
-    driver.find_element(CSS, "#tx-add").click()
+    click(driver, "#tx-add")
     row = driver.find_elements(CSS, "#tx-rows li")[-1]
     Select(row.find_element(CSS, "[data-field=type]")).select_by_value(type_)
     row.find_element(CSS, "[data-field=key]").send_keys(key)
@@ -230,13 +237,13 @@ def add_record(driver: Any, type_: str, key: str, **fields: str) -> None:
 
 
 def test_transaction_with_a_failing_check_shows_its_failed_index(page: Any, store: Path) -> None:
-    page.find_element(CSS, "#tab-tx").click()
+    click(page, "#tab-tx")
     assert page.find_element(CSS, "#tx-empty").is_displayed()
     page.find_element(CSS, "#tx-group").send_keys("orders")
     add_record(page, "increment", "count", delta="1")
     add_record(page, "check", "count", op="gte", value="100")
     add_record(page, "push", "queue", items="[9]")
-    page.find_element(CSS, "#tx-run").click()
+    click(page, "#tx-run")
     wait_for(page, lambda d: "failed at record 2 (failedIndex 1, CONFLICT)" in d.find_element(CSS, "#tx-summary").text)
     rows = page.find_elements(CSS, "#tx-rows li")
     assert "failed" in rows[1].get_attribute("class") and "CONFLICT" in rows[1].text
@@ -248,7 +255,7 @@ def test_transaction_with_a_failing_check_shows_its_failed_index(page: Any, stor
     value = rows[0].find_element(CSS, "[data-field=value]")
     value.clear()
     value.send_keys("7")
-    page.find_element(CSS, "#tx-run").click()
+    click(page, "#tx-run")
     wait_for(page, lambda d: "committed" in d.find_element(CSS, "#tx-summary").text)
     assert [r.find_element(CSS, ".res").text for r in page.find_elements(CSS, "#tx-rows li")] == [
         "→ true",
@@ -256,7 +263,7 @@ def test_transaction_with_a_failing_check_shows_its_failed_index(page: Any, stor
         "→ [1,2,3,9]",
     ]
     add_record(page, "push", "count", items="[1]")
-    page.find_element(CSS, "#tx-batch").click()
+    click(page, "#tx-batch")
     wait_for(page, lambda d: "Batch ran" in d.find_element(CSS, "#tx-summary").text)
     last = page.find_elements(CSS, "#tx-rows li")[-1]
     assert "TYPE_MISMATCH" in last.text and "failed" in last.get_attribute("class")
@@ -264,7 +271,7 @@ def test_transaction_with_a_failing_check_shows_its_failed_index(page: Any, stor
 
 
 def test_steps_screen_without_an_app_says_so(page: Any) -> None:
-    page.find_element(CSS, "#tab-steps").click()
+    click(page, "#tab-steps")
     wait_for(page, lambda d: d.find_element(CSS, "#steps-empty").is_displayed())
     assert "No steps" in text_of(page, "#steps-empty")
 
@@ -286,15 +293,15 @@ def dev_page(browser: Any, tmp_path: Path) -> Iterator[tuple[Any, Any, Path]]:
 
 def test_invoke_a_step_and_retry_a_dead_letter(dev_page: tuple[Any, Any, Path]) -> None:
     page, server, store = dev_page
-    page.find_element(CSS, "#tab-steps").click()
+    click(page, "#tab-steps")
     wait_for(page, lambda d: d.find_elements(CSS, "button[data-step='Greeter']"))
     steps_text = text_of(page, "#steps")
     assert "Greeter" in steps_text and "event greet" in steps_text and "api POST /orders" in steps_text
-    page.find_element(CSS, "button[data-step='Greeter']").click()
+    click(page, "button[data-step='Greeter']")
     data = page.find_element(CSS, "#inv-data")
     data.send_keys(Keys.CONTROL, "a")
     data.send_keys('{"name": "Ann"}')
-    page.find_element(CSS, "#inv-run").click()
+    click(page, "#inv-run")
     wait_for(page, lambda d: d.find_element(CSS, "#inv-result").text.startswith("{"), what="the step's result")
     assert json.loads(text_of(page, "#inv-result")) == {"hello": "Ann", "n": 1}
     assert "greeting number 1" in text_of(page, "#inv-logs")
@@ -304,14 +311,14 @@ def test_invoke_a_step_and_retry_a_dead_letter(dev_page: tuple[Any, Any, Path]) 
     end = time.monotonic() + 30
     while time.monotonic() < end and not server.client.get("/__motia/dead-letters").json():
         time.sleep(0.1)
-    page.find_element(CSS, "#trig-refresh").click()
+    click(page, "#trig-refresh")
     wait_for(page, lambda d: d.find_elements(CSS, "[data-trigger='events'] tr[data-dead]"), what="the dead letter")
     dead_row = text_of(page, "[data-trigger='events'] tr[data-dead]")
     assert "card declined" in dead_row and "Charger · topic charge" in dead_row
-    page.find_element(CSS, "[data-trigger='events'] button[data-action='retry']").click()
+    click(page, "[data-trigger='events'] button[data-action='retry']")
     wait_for(page, lambda d: "failed again" in d.find_element(CSS, "#trig-result").text)
     write(store, lambda a: a.set("billing", "card-valid", True))
-    page.find_element(CSS, "[data-trigger='events'] button[data-action='retry']").click()
+    click(page, "[data-trigger='events'] button[data-action='retry']")
     wait_for(page, lambda d: "it succeeded" in d.find_element(CSS, "#trig-result").text)
     wait_for(page, lambda d: not d.find_elements(CSS, "[data-trigger='events'] tr[data-dead]"))
     assert write(store, lambda a: a.get("billing", "charged")) == [{"amount": 5}]
@@ -341,19 +348,19 @@ def test_retry_and_drop_a_state_trigger_dead_letter(browser: Any, tmp_path: Path
         put(server, "o1", "order", {"n": 1})
         wait_dead(server, 1)
         browser.get(server.url + "/__motia")
-        browser.find_element(CSS, "#tab-steps").click()
-        browser.find_element(CSS, "#trig-refresh").click()
+        click(browser, "#tab-steps")
+        click(browser, "#trig-refresh")
         wait_for(browser, lambda d: d.find_elements(CSS, dead_rows), what="the state trigger's dead letter")
         row = text_of(browser, dead_rows)
         assert "billing on hold" in row and "o1 / order" in row
         # Event dead letters are listed beside it, none here.
         assert "No dead letters." in text_of(browser, "[data-trigger='events']")
         retry = f"{dead_rows} button[data-action='retry']"
-        browser.find_element(CSS, retry).click()
+        click(browser, retry)
         wait_for(browser, lambda d: "failed again" in d.find_element(CSS, "#trig-result").text)
         assert len(browser.find_elements(CSS, dead_rows)) == 1
         put(server, "billing", "hold", False)
-        browser.find_element(CSS, retry).click()
+        click(browser, retry)
         wait_for(browser, lambda d: "it succeeded" in d.find_element(CSS, "#trig-result").text)
         wait_for(browser, lambda d: not d.find_elements(CSS, dead_rows))
         seen = server.client.get("/__motia/state", params={"groupId": "billing", "key": "seen"}).json()
@@ -362,9 +369,9 @@ def test_retry_and_drop_a_state_trigger_dead_letter(browser: Any, tmp_path: Path
         put(server, "billing", "hold", True)
         put(server, "o2", "order", {"n": 2})
         wait_dead(server, 1)
-        browser.find_element(CSS, "#trig-refresh").click()
+        click(browser, "#trig-refresh")
         wait_for(browser, lambda d: d.find_elements(CSS, dead_rows))
-        browser.find_element(CSS, f"{dead_rows} button[data-action='drop']").click()
+        click(browser, f"{dead_rows} button[data-action='drop']")
         wait_for(browser, lambda d: "Dropped" in d.find_element(CSS, "#trig-result").text)
         wait_for(browser, lambda d: not d.find_elements(CSS, dead_rows))
         rows = server.client.get("/__motia/triggers").json()["triggers"]
@@ -386,19 +393,19 @@ def test_the_standalone_workbench_shows_a_stored_trigger_queues_a_retry_and_drop
     dead_rows = "[data-trigger='scores'] tr[data-dead]"
     with WorkbenchServer(f"file:{store}") as server:
         browser.get(server.url)
-        browser.find_element(CSS, "#tab-steps").click()
+        click(browser, "#tab-steps")
         wait_for(browser, lambda d: d.find_elements(CSS, dead_rows), what="the stored trigger's dead letter")
         trigger = text_of(browser, "[data-trigger='scores']")
         assert "state" in trigger and "idle" in trigger and "no runtime runs it" in trigger
         assert "users / alice" in text_of(browser, dead_rows) and "refused alice" in text_of(browser, dead_rows)
 
         # No runtime runs the trigger: the retry is a request, and the page says so.
-        browser.find_element(CSS, f"{dead_rows} button[data-action='retry']").click()
+        click(browser, f"{dead_rows} button[data-action='retry']")
         wait_for(browser, lambda d: "queued" in d.find_element(CSS, "#trig-result").text)
         assert "no runtime runs trigger 'scores'" in text_of(browser, "#trig-result")
         wait_for(browser, lambda d: "retry requested" in d.find_element(CSS, dead_rows).text)
 
-        browser.find_element(CSS, f"{dead_rows} button[data-action='drop']").click()
+        click(browser, f"{dead_rows} button[data-action='drop']")
         wait_for(browser, lambda d: "Dropped" in d.find_element(CSS, "#trig-result").text)
         wait_for(browser, lambda d: not d.find_elements(CSS, dead_rows))
         assert "No dead letters." in text_of(browser, "[data-trigger='scores']")
@@ -444,7 +451,7 @@ def test_history_diff_and_restore(page: Any, store: Path) -> None:
     removed = [s.text for s in page.find_elements(CSS, "#h-diff .del")]
     added = [s.text for s in page.find_elements(CSS, "#h-diff .add")]
     assert any('"score": 40' in line for line in removed) and any('"score": 50' in line for line in added)
-    page.find_element(CSS, "#h-restore").click()
+    click(page, "#h-restore")
     wait_for(page, lambda d: d.find_element(CSS, "#h-restore-result").text == "Restored.")
     assert write(store, lambda a: a.get("users", "bob")) == {"name": "Bob", "score": 40}
     wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 4, what="the restore is a change too")
