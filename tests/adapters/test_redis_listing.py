@@ -11,6 +11,7 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 import redis
 
@@ -181,6 +182,26 @@ async def test_each_call_of_the_program_examines_a_bounded_chunk(
     assert await _pages(store, 1, where=fives) == [("one", "k004", 4), ("two", "k004", 4)]
     every = await _pages(store, 9)
     assert every == [("one", f"k{k:03d}", k) for k in range(100)] + [("two", f"k{k:03d}", k) for k in range(5)]
+
+
+async def test_a_budget_ending_one_short_at_the_end_of_a_group_still_moves_on(
+    store: ms.RedisStateAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Steps of 3 entries over groups of 3: after two steps the page's budget
+    # has one entry left, and the position is the last key of a group. A step
+    # allowed one visit spends it on that group, which has nothing after that
+    # key: the listing must still end (a short page to go on from), not ask
+    # for the same step again and again.
+    monkeypatch.setattr(redis_adapter, "SCAN_CALL_BUDGET", 3)
+    monkeypatch.setattr(redis_adapter, "SCAN_BUDGET", 7)
+    for g in ("a", "b", "c", "d"):
+        await store.batch(g, [{"type": "set", "key": f"k{k}", "value": k} for k in range(3)])
+    nothing = parse_predicate({"op": "lt", "value": 0})
+    with anyio.fail_after(10):
+        page, after = await store.scan(limit=10, where=nothing)
+        assert page == [] and after is not None
+        assert await _pages(store, 10, where=nothing) == []
+        assert len(await _pages(store, 2)) == 12
 
 
 def _examined(header: bytes, reply: list[Any]) -> int:

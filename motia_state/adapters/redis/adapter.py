@@ -1015,6 +1015,7 @@ class RedisStateAdapter(StateAdapter):
         with self._boundary():
             while True:
                 budget = min(SCAN_CALL_BUDGET, SCAN_BUDGET - examined)
+                before = (position, examined)
                 reply = await self._program(
                     (layout.indexes[0],),
                     b"walk",
@@ -1049,7 +1050,9 @@ class RedisStateAdapter(StateAdapter):
                     position = (name, last)
                 if numbers[0] == b"1":
                     return page, None
-                if examined >= SCAN_BUDGET:
+                # A step that moved nothing (its one visit spent on the group it
+                # starts in, read to its end) would be the same step again.
+                if examined >= SCAN_BUDGET or (position, examined) == before:
                     return page, position
 
     async def _groups_from(
