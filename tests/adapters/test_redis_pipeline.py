@@ -264,6 +264,31 @@ async def test_closing_the_adapter_fails_queued_calls(redis_server: RedisServer,
     await asyncio.gather(slow, return_exceptions=True)
 
 
+async def test_closing_the_adapter_fails_calls_in_flight_as_unavailable_not_cancelled(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
+    pipeline = pipeline_of(a)
+    await a.increment("warm", "up")
+    nothing = redis_prefix.encode() + b"nothing"
+    written = pipeline.writes
+    first = asyncio.ensure_future(pipeline.call(pack(b"BLPOP", nothing, b"0.1")))
+    await asyncio.sleep(0.02)
+    # Queued behind the first: written together by the pipeline's own task once it returns,
+    # the increments' replies then wait behind a second slow command.
+    second = asyncio.ensure_future(pipeline.call(pack(b"BLPOP", nothing, b"2")))
+    calls = [asyncio.ensure_future(a.increment("g", "n")) for _ in range(5)]
+    while pipeline.writes < written + 2:
+        await asyncio.sleep(0.01)
+    assert pipeline._flusher is not None and not pipeline._flusher.done()
+    await a.close()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    # Nobody cancelled these callers: their outcome is unknown (written, maybe run), as after a lost connection.
+    assert not any(call.cancelled() for call in calls)
+    assert all(isinstance(r, ms.UnavailableError) for r in results), results
+    await asyncio.gather(first, second, return_exceptions=True)
+
+
 # ------------------------------------------------------ failures in flight
 
 

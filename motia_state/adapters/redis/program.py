@@ -269,8 +269,15 @@ class AutoPipeline:
                 if not future.done():
                     future.set_exception(e)
         except BaseException:
+            # This task was stopped (the adapter closed): its callers were
+            # not cancelled, and what was written may have run. They fail
+            # as after a lost connection.
+            if conn is not None:
+                await self._drop(conn)
+            stopped = self.errors.ConnectionError("the adapter was closed")
             for future in [*outstanding, *(future for _, future in self._queue)]:
-                future.cancel()
+                if not future.done():
+                    future.set_exception(stopped)
             self._queue = []
             raise
         finally:
