@@ -90,6 +90,27 @@ async def test_state_survives_close_and_reopen_for_every_kind_of_write(tmp_path:
     await b.close()
 
 
+async def test_two_adapters_of_one_process_compacting_at_once_keep_the_store_whole(tmp_path: Path) -> None:
+    # Two flocks, as two processes, but one pid: each compaction writes its
+    # snapshot (without the lock) into files of its own, never into the other's.
+    for attempt in range(5):
+        path = tmp_path / f"s{attempt}"
+        adapters = [ms.FileStateAdapter(path, fsync="never", compact_min_bytes=2000) for _ in range(2)]
+
+        async def work(adapter: ms.FileStateAdapter, w: int) -> None:
+            for i in range(400):
+                await adapter.increment("g", f"k{w}")
+                if i % 7 == 0:
+                    await asyncio.sleep(0.001)
+
+        await asyncio.gather(*(work(adapters[w % 2], w) for w in range(6)))
+        for adapter in adapters:
+            await adapter.close()
+        reopened = ms.FileStateAdapter(path)
+        assert [await reopened.get("g", f"k{w}") for w in range(6)] == [400] * 6
+        await reopened.close()
+
+
 async def test_reopen_after_compaction_and_after_clear(tmp_path: Path) -> None:
     # Without a feed, compaction leaves the new log empty (the feed's window is tested in tests/feed).
     a = ms.FileStateAdapter(tmp_path / "s", fsync="never", feed_retention=0)

@@ -680,8 +680,11 @@ class LogSession(TableSession):
             )
         snapshot = Snapshot(log_gen=gen + 1, base_gen=gen, base_offset=base, data=data, seq=seq, window=len(window))
         header, body = encode_snapshot(snapshot)
-        snap_tmp = self.path / f"snapshot.tmp{os.getpid()}"
-        log_tmp = self.path / f"log.tmp{os.getpid()}"
+        # Named for this session too: two sessions of one process (one pid)
+        # write their snapshots at the same time, without the lock.
+        tag = f"{id(self):x}.tmp{os.getpid()}"
+        snap_tmp = self.path / f"snapshot.{tag}"
+        log_tmp = self.path / f"log.{tag}"
         try:
             return self._swap_in(header, body, window, gen, base, seq, snap_tmp, log_tmp)
         finally:
