@@ -224,7 +224,7 @@ class TriggerRunner:
                 trigger.scope.cancel()
                 for part in list(trigger.partitions.values()):
                     with contextlib.suppress(StateError):
-                        await self._save(trigger, part)
+                        await self._save(trigger, part, last=True)
                         if part.lease is not None and not part.lost:
                             await self._internal.compare_and_swap(
                                 trigger.group, f"lease.{part.index}", part.lease, {"owner": None, "until": 0}
@@ -497,7 +497,7 @@ class TriggerRunner:
         if part.lost:
             return
         async with t.lock:  # not while a renewal is under way
-            await self._save(t, part)
+            await self._save(t, part, last=True)
             released = {"owner": None, "until": 0}
             if await self._internal.compare_and_swap(t.group, f"lease.{part.index}", part.lease, released):
                 t.partitions.pop(part.index, None)
@@ -795,15 +795,21 @@ class TriggerRunner:
                             "trigger %s: saving the position of partition %d failed: %s", t.name, part.index, e.message
                         )
 
-    async def _save(self, t: _Trigger, part: _Partition) -> None:
+    async def _save(self, t: _Trigger, part: _Partition, last: bool = False) -> None:
+        """Record a partition's position when it moved (``last``: this runtime is giving the partition up)."""
         position = part.position()
-        if position != part.saved:
-            # A reset made from outside that this runtime has not applied yet
-            # wrote its own positions: they stand (saving ours over them would
-            # lose the reset when this runtime closes or gives the partition up first).
-            reset = await self.store.reset_request(t.name)
-            if isinstance(reset, dict) and reset.get("id") != t.reset_seen:
-                position = reset.get("cursor")
+        if position == part.saved and not last:
+            return
+        # A reset made from outside that this runtime has not applied yet
+        # wrote its own positions: they stand. Saving ours over them would
+        # lose the reset when this runtime closes or gives the partition up
+        # before applying it; on the way out, the reset's position is
+        # written again in case a save of ours landed between its writes.
+        reset = await self.store.reset_request(t.name)
+        pending = isinstance(reset, dict) and reset.get("id") != t.reset_seen
+        if pending:
+            position = reset.get("cursor")
+        if position != part.saved or pending:
             await self._internal.set(t.group, f"pos.{part.index}", {"cursor": position})
             part.saved = position
 

@@ -45,3 +45,28 @@ async def test_a_reset_made_while_a_runtime_runs_survives_that_runtime_closing_b
         # Reset to the start: every retained change is handled again.
         await until(lambda: len(seen) == 4, timeout=3.0)
     assert [c.new_value for c in seen] == [0, 1, 2, 3]
+
+
+async def test_a_reset_whose_positions_a_runtime_saved_over_before_the_request_landed_survives_it_closing() -> None:
+    adapter = ms.MemoryStateAdapter()
+    state = ms.StateManager(adapter)
+    seen: list[Change] = []
+
+    async def handler(change: Change) -> None:
+        seen.append(change)
+
+    trigger = {"type": "state", "key": "k", "from": "start"}
+    store = TriggerStore(adapter)
+    async with TriggerRunner(state, partitions=1, backoff=0.01, lease=30.0) as triggers:
+        await triggers.add("t", trigger, handler)
+        for i in range(3):
+            await state.set("g", "k", i)
+        await until(lambda: len(seen) == 3)
+        await anyio.sleep(0.7)
+        # request_reset in two halves, the runtime's periodic save in between:
+        await store.save_position("t", 0, None)
+        await state.set("g", "k", 3)
+        await until(lambda: len(seen) == 4)
+        await anyio.sleep(0.7)  # the runtime saved its position over the reset's
+        await adapter.internal.set("__motia/triggers/t", "reset", {"id": "r1", "to": "start", "cursor": None, "at": 0})
+    assert await store.position("t", 0, "unset") is None
