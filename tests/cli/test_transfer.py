@@ -272,3 +272,12 @@ def test_migrate_between_a_file_store_and_redis_and_validate_both(tmp_path: Path
         assert json.loads(checked.stdout)["entries"] == len(ENTRIES)
     for group in {g for g, _ in ENTRIES}:
         cli("state", "rm", group, "--state", target)
+
+
+def test_two_redis_databases_are_never_taken_for_one_store() -> None:
+    from motia_state.cli.transfer import _same_store
+
+    assert not _same_store("redis://h:6379/?db=3", "redis://h:6379/?db=4")
+    assert not _same_store("redis://h/1", "redis://h/2")
+    assert _same_store("redis://h/3", "redis://h:6379/?db=3")
+    assert _same_store("redis://h", "redis://h:6379/0")
