@@ -148,18 +148,20 @@ Store = StateManager | LegacyRedis
 
 def _same_store(left: str, right: str) -> bool:
     """Whether two store URLs name the same store (a Redis database, or a file store's folder)."""
-    from urllib.parse import urlsplit
-
     if left.startswith("file:") and right.startswith("file:"):
         return Path(left[5:]).resolve() == Path(right[5:]).resolve()
     if left.startswith("redis") and right.startswith("redis"):
-        a, b = urlsplit(left), urlsplit(right)
-        return (a.hostname, a.port or 6379, a.path.strip("/") or "0") == (
-            b.hostname,
-            b.port or 6379,
-            b.path.strip("/") or "0",
-        )
+        return _redis_database(left) == _redis_database(right)
     return left == right
+
+
+def _redis_database(url: str) -> tuple[str | None, int, str]:
+    """Host, port and database of a Redis URL (a ``?db=`` in the query wins over the path, as in redis-py)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    database = parse_qs(parts.query).get("db", [parts.path.strip("/") or "0"])[0]
+    return parts.hostname, parts.port or 6379, database
 
 
 def _entry_line(group: str, key: str, value: Any) -> bytes:

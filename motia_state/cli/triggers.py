@@ -15,8 +15,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
-
 from ..errors import NotFoundError
 from ..triggers.store import TriggerStore
 from ._common import EXIT_FAILED, EXIT_OK, CliError, Output, fail, open_store, seconds
@@ -149,19 +147,22 @@ async def triggers_retry(args: argparse.Namespace, out: Output) -> int:
             )
             out.data({"retried": False, "queued": True, "id": args.id})
             return EXIT_OK
-        outcome: Any = request
-        with anyio.move_on_after(args.wait):
-            while not (isinstance(outcome, dict) and outcome.get("state") in ("succeeded", "failed")):
-                await anyio.sleep(POLL)
-                outcome = await store.retry_request(args.name, args.id)
-        if not (isinstance(outcome, dict) and outcome.get("state") in ("succeeded", "failed")):
+        outcome: Any = await store.await_retry(args.name, args.id, request, args.wait, POLL)
+        state = outcome.get("state") if isinstance(outcome, dict) else None
+        if state == "gone":
+            out.message(
+                f"dead letter {args.id} of {args.name} left the list meanwhile "
+                "(a retry made elsewhere succeeded, or it was dropped)"
+            )
+            out.data({"retried": False, "gone": True, "id": args.id})
+            return EXIT_OK
+        if state not in ("succeeded", "failed"):
             fail(
                 f"no runtime finished the retry of {args.id} within {args.wait:g} s",
                 code="TIMEOUT",
                 exit_code=EXIT_FAILED,
                 hint="the request is kept: a runtime running the trigger runs it; see `motia-state triggers dead`",
             )
-        await store.close_retry(args.name, args.id, outcome)
     succeeded = outcome["state"] == "succeeded"
     report: dict[str, Any] = {"retried": True, "succeeded": succeeded, "id": args.id}
     if not succeeded:

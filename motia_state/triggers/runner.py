@@ -103,6 +103,7 @@ class _Trigger:
     native_fallback: bool = False  # the trigger's config holds no function: ask the step's exported condition
     handled: int = 0
     reset_seen: str | None = None  # the id of the latest reset request applied (or already in the positions)
+    reset_applying: str | None = None  # the id of the reset request being applied
     unsaved: set[str] = field(default_factory=set)  # dead letters the store refused to keep: never synced away
 
     @property
@@ -223,7 +224,7 @@ class TriggerRunner:
                 trigger.scope.cancel()
                 for part in list(trigger.partitions.values()):
                     with contextlib.suppress(StateError):
-                        await self._save(trigger, part)
+                        await self._save(trigger, part, last=True)
                         if part.lease is not None and not part.lost:
                             await self._internal.compare_and_swap(
                                 trigger.group, f"lease.{part.index}", part.lease, {"owner": None, "until": 0}
@@ -346,11 +347,15 @@ class TriggerRunner:
             raise InvalidArgumentError(f'to: expected "now" or "start", got {to!r}')
         t = self._trigger(name)
         request = await self.store.request_reset(name, to, self.partitions)  # other runtimes follow it
-        t.reset_seen = request["id"]
-        await self._apply_reset(t, request["cursor"])
+        t.reset_applying = request["id"]
+        await self._apply_reset(t, request["cursor"], request["id"])
 
-    async def _apply_reset(self, t: _Trigger, cursor: str | None) -> None:
-        """Move the partitions this runtime holds to ``cursor`` and read on from there."""
+    async def _apply_reset(self, t: _Trigger, cursor: str | None, reset_id: str | None) -> None:
+        """Move the partitions this runtime holds to ``cursor`` and read on from there.
+
+        ``reset_id`` counts as applied once the positions are moved: until
+        then, a position this runtime saves is the reset's (see ``_save``).
+        """
         self._stop_reading(t)
         for part in list(t.partitions.values()):
             await self._drain(part)
@@ -361,6 +366,7 @@ class TriggerRunner:
             part.queues.clear()
             part.last_read = part.saved = cursor
             part.started = True
+        t.reset_seen = reset_id
         t.error = None
         for part in t.partitions.values():
             self._start_reader(t, part)
@@ -473,9 +479,9 @@ class TriggerRunner:
         reset = await self.store.reset_request(t.name) if "reset" in keys else None
         if tg is None or self._closing:
             return
-        if isinstance(reset, dict) and reset.get("id") != t.reset_seen:
-            t.reset_seen = reset.get("id")
-            tg.start_soon(self._apply_reset, t, reset.get("cursor"))
+        if isinstance(reset, dict) and reset.get("id") not in (t.reset_seen, t.reset_applying):
+            t.reset_applying = reset.get("id")
+            tg.start_soon(self._apply_reset, t, reset.get("cursor"), reset.get("id"))
 
     async def _requested_retry(self, t: _Trigger, dead_id: str, claim: dict[str, Any]) -> None:
         # A retry asked from outside this runtime (the CLI): the same run as the API's, its outcome recorded.
@@ -491,7 +497,7 @@ class TriggerRunner:
         if part.lost:
             return
         async with t.lock:  # not while a renewal is under way
-            await self._save(t, part)
+            await self._save(t, part, last=True)
             released = {"owner": None, "until": 0}
             if await self._internal.compare_and_swap(t.group, f"lease.{part.index}", part.lease, released):
                 t.partitions.pop(part.index, None)
@@ -789,9 +795,21 @@ class TriggerRunner:
                             "trigger %s: saving the position of partition %d failed: %s", t.name, part.index, e.message
                         )
 
-    async def _save(self, t: _Trigger, part: _Partition) -> None:
+    async def _save(self, t: _Trigger, part: _Partition, last: bool = False) -> None:
+        """Record a partition's position when it moved (``last``: this runtime is giving the partition up)."""
         position = part.position()
-        if position != part.saved:
+        if position == part.saved and not last:
+            return
+        # A reset made from outside that this runtime has not applied yet
+        # wrote its own positions: they stand. Saving ours over them would
+        # lose the reset when this runtime closes or gives the partition up
+        # before applying it; on the way out, the reset's position is
+        # written again in case a save of ours landed between its writes.
+        reset = await self.store.reset_request(t.name)
+        pending = isinstance(reset, dict) and reset.get("id") != t.reset_seen
+        if pending:
+            position = reset.get("cursor")
+        if position != part.saved or pending:
             await self._internal.set(t.group, f"pos.{part.index}", {"cursor": position})
             part.saved = position
 

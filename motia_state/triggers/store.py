@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import anyio
 import msgspec
 
 from ..errors import CursorExpiredError, InvalidArgumentError, NotFoundError
@@ -273,6 +274,31 @@ class TriggerStore:
             outcome["error"] = error
         await self.internal.compare_and_swap(group_of(name), f"retry.{dead_id}", claim, outcome)
 
+    async def await_retry(self, name: str, dead_id: str, request: Any, wait: float, poll: float) -> Any:
+        """Wait up to ``wait`` seconds for the retry ``request`` to finish; its last known state.
+
+        A finished outcome (state "succeeded" or "failed") is closed here, as
+        its requester read it. When the request vanished or was replaced
+        meanwhile (another requester read and closed it, a retry through the
+        API succeeded, or the dead letter was dropped), the answer is
+        ``{"state": "gone"}`` if the dead letter has left the list, so a
+        waiter never reports a retry as pending when nothing is left to run.
+        """
+        mine = request.get("id") if isinstance(request, dict) else None
+        with anyio.move_on_after(wait):
+            while not retry_finished(request):
+                await anyio.sleep(poll)
+                current = await self.retry_request(name, dead_id)
+                if current is None or (isinstance(current, dict) and current.get("id") != mine):
+                    if await self.internal.get(group_of(name), f"dead.{dead_id}") is None:
+                        return {"state": "gone"}
+                    if current is None:
+                        return request  # closed by another requester; the dead letter stays
+                request = current
+        if retry_finished(request):
+            await self.close_retry(name, dead_id, request)
+        return request
+
     async def close_retry(self, name: str, dead_id: str, outcome: Any) -> None:
         """Remove a finished retry request once its outcome was read."""
         group = group_of(name)
@@ -434,3 +460,8 @@ def oldest_cursor(cursors: list[str | None]) -> str | None:
     if all(s is not None for s in seqs):
         return cursors[seqs.index(min(s for s in seqs if s is not None))]
     return cursors[0]
+
+
+def retry_finished(request: Any) -> bool:
+    """Whether a retry request holds its outcome."""
+    return isinstance(request, dict) and request.get("state") in ("succeeded", "failed")

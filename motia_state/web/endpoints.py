@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
-import anyio
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,7 +37,7 @@ from ..errors import (
     error_for_code,
 )
 from ..predicates import Predicate, parse_predicate, predicate_holds
-from ..triggers.store import TriggerStore
+from ..triggers.store import TriggerStore, retry_finished
 from ..values import is_reserved_group, json_type
 from .guard import SESSION_COOKIE, Guard
 from .responses import STATUS_BY_CODE, error, from_state_error, json
@@ -513,10 +512,6 @@ async def _stored_dead(store: TriggerStore, name: str) -> list[dict[str, Any]]:
     return out
 
 
-def _finished(request: Any) -> bool:
-    return isinstance(request, dict) and request.get("state") in ("succeeded", "failed")
-
-
 async def _stored_retry(store: TriggerStore, name: str, dead: str) -> Response:
     """Ask the runtimes running a trigger for a retry; its outcome when one ran it in time, else 202 "queued".
 
@@ -527,12 +522,11 @@ async def _stored_retry(store: TriggerStore, name: str, dead: str) -> Response:
     request: Any = await store.request_retry(name, dead)
     runtimes = len(await store.live_members(name))
     if runtimes:
-        with anyio.move_on_after(RETRY_WAIT):
-            while not _finished(request):
-                await anyio.sleep(RETRY_POLL)
-                request = await store.retry_request(name, dead)
-    if _finished(request):
-        await store.close_retry(name, dead, request)
+        request = await store.await_retry(name, dead, request, RETRY_WAIT, RETRY_POLL)
+    if isinstance(request, dict) and request.get("state") == "gone":
+        why = "the dead letter left the list meanwhile (a retry made elsewhere succeeded, or it was dropped)"
+        return json({"retried": False, "gone": True, "trigger": name, "id": dead, "why": why})
+    if retry_finished(request):
         answer: dict[str, Any] = {"retried": True, "succeeded": request["state"] == "succeeded"}
         if request.get("error"):
             answer["error"] = request["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -43,3 +44,14 @@ def start(*args: str, cwd: str | Path | None = None, **extra: str) -> subprocess
         text=True,
         cwd=cwd,
     )
+
+
+def dump_store(store: str) -> dict[str, dict[str, object]]:
+    """Every entry of the store at URL ``store``, read through ``motia-state export``."""
+    proc = cli("export", "--state", store)
+    assert proc.returncode == 0, proc.stderr
+    out: dict[str, dict[str, object]] = {}
+    for line in proc.stdout.splitlines()[1:-1]:
+        doc = json.loads(line)
+        out.setdefault(doc["groupId"], {})[doc["key"]] = doc["value"]
+    return out

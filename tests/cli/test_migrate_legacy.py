@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ..helpers import RedisServer
-from ._cli import cli
+from ._cli import cli, dump_store
 
 PREFIX = "motia:state:"  # the Redis adapter's default key_prefix, the one a redis:// URL uses
 
@@ -43,16 +43,6 @@ def legacy(redis_server: RedisServer) -> Iterator[tuple[str, Any]]:
     client.close()
 
 
-def _dump(store: str) -> dict[str, dict[str, object]]:
-    proc = cli("export", "--state", store)
-    assert proc.returncode == 0, proc.stderr
-    out: dict[str, dict[str, object]] = {}
-    for line in proc.stdout.splitlines()[1:-1]:
-        doc = json.loads(line)
-        out.setdefault(doc["groupId"], {})[doc["key"]] = doc["value"]
-    return out
-
-
 def _legacy_keys(client: Any) -> list[bytes]:
     return sorted(k for k in client.keys(PREFIX + "{*}") if k.endswith(b"}"))
 
@@ -72,7 +62,7 @@ def test_migrate_copies_the_old_layout_into_another_store_and_verifies(legacy: t
     proc = cli("migrate", "--from", url, "--to", target, "--verify", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"copied": 5, "differences": []}
-    assert _dump(target) == EXPECTED  # the old runtime's reserved group is not copied
+    assert dump_store(target) == EXPECTED  # the old runtime's reserved group is not copied
     assert _legacy_keys(client) == before and client.get(PREFIX + "layout") is None  # the source is left as it was
     assert not list(tmp_path.glob(".motia-migrate-*"))  # the checkpoint is gone once complete
 
@@ -98,7 +88,7 @@ def test_migrate_onto_the_same_redis_moves_the_old_layout_in_place(legacy: tuple
     assert json.loads(proc.stdout) == {"inPlace": True, "moved": 6}  # the reserved group moves too
     assert "moved 6 entries" in proc.stderr
     assert _legacy_keys(client) == [] and json.loads(client.get(PREFIX + "layout"))["layout"] == 2
-    assert _dump(url) == EXPECTED
+    assert dump_store(url) == EXPECTED
     assert json.loads(cli("state", "get", "orders", "a", "--state", url).stdout) == {"total": 3, "items": ["x"]}
     assert json.loads(cli("state", "history", "orders", "a", "--state", url).stdout) == []  # moving is no change
     assert cli("validate", "--state", url).returncode == 0

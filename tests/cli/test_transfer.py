@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ..helpers import RedisServer
-from ._cli import cli, env, start
+from ._cli import cli, dump_store, env, start
 
 
 def _fill(store: str, entries: dict[tuple[str, str], object]) -> None:
@@ -28,16 +28,6 @@ def _fill(store: str, entries: dict[tuple[str, str], object]) -> None:
     )
     rows = [[g, k, v] for (g, k), v in entries.items()]
     subprocess.run([sys.executable, "-c", script, store], input=json.dumps(rows), text=True, check=True, env=env())
-
-
-def _dump(store: str) -> dict[str, dict[str, object]]:
-    proc = cli("export", "--state", store)
-    assert proc.returncode == 0, proc.stderr
-    out: dict[str, dict[str, object]] = {}
-    for line in proc.stdout.splitlines()[1:-1]:
-        doc = json.loads(line)
-        out.setdefault(doc["groupId"], {})[doc["key"]] = doc["value"]
-    return out
 
 
 ENTRIES: dict[tuple[str, str], object] = {
@@ -78,7 +68,7 @@ def test_import_round_trip_and_from_stdin(tmp_path: Path) -> None:
     dump = cli("export", "--state", source).stdout
     proc = cli("import", "-", "--state", target, input=dump)
     assert proc.returncode == 0, proc.stderr
-    assert _dump(target) == _dump(source)
+    assert dump_store(target) == dump_store(source)
 
 
 def test_import_modes(tmp_path: Path) -> None:
@@ -95,7 +85,7 @@ def test_import_modes(tmp_path: Path) -> None:
         _fill(target, {("g", "a"): 100, ("g", "extra"): 9, ("h", "x"): 0})
         proc = cli("import", str(export), "--mode", mode, "--state", target)
         assert proc.returncode == 0, proc.stderr
-        assert _dump(target) == expected, mode
+        assert dump_store(target) == expected, mode
 
 
 @pytest.mark.parametrize("damage", ["value", "footer", "truncated", "no-header"])
@@ -118,7 +108,7 @@ def test_import_refuses_a_damaged_file_before_writing_anything(damage: str, tmp_
         proc = cli("import", arg, "--state", target, input=stdin)
         assert proc.returncode == 2, proc.stderr
         assert "[INVALID_ARGUMENT]" in proc.stderr
-    assert _dump(target) == {"keep": {"me": 1}}, "nothing was written"
+    assert dump_store(target) == {"keep": {"me": 1}}, "nothing was written"
 
 
 def test_import_refuses_memory(tmp_path: Path) -> None:
@@ -132,7 +122,7 @@ def test_migrate_copies_and_verifies(tmp_path: Path) -> None:
     proc = cli("migrate", "--from", source, "--to", target, "--verify", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"copied": len(ENTRIES), "differences": []}
-    assert _dump(target) == _dump(source)
+    assert dump_store(target) == dump_store(source)
     assert not list(tmp_path.glob(".motia-migrate-*")), "the checkpoint is removed once the copy is complete"
 
 
@@ -149,7 +139,7 @@ def test_verify_lists_every_differing_key_with_its_side(tmp_path: Path) -> None:
         {"group": "g", "key": "right", "side": "only in --to"},
         {"group": "h", "key": "x", "side": "only in --to"},
     ]
-    assert _dump(target)["g"]["changed"] == 2, "--dry-run wrote nothing"
+    assert dump_store(target)["g"]["changed"] == 2, "--dry-run wrote nothing"
 
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
@@ -157,7 +147,7 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     _fill(source, ENTRIES)
     proc = cli("migrate", "--from", source, "--to", target, "--dry-run", cwd=tmp_path)
     assert proc.returncode == 0 and json.loads(proc.stdout) == {"copied": len(ENTRIES), "dryRun": True}
-    assert _dump(target) == {}
+    assert dump_store(target) == {}
 
 
 def test_migrate_resumes_after_its_checkpoint(tmp_path: Path) -> None:
@@ -168,7 +158,7 @@ def test_migrate_resumes_after_its_checkpoint(tmp_path: Path) -> None:
     proc = cli("migrate", "--from", source, "--to", target, "--checkpoint", str(checkpoint))
     assert proc.returncode == 0, proc.stderr
     assert "resuming after g/b" in proc.stderr
-    assert _dump(target) == {"g": {"c": 3}, "h": {"d": 4}}, "what the checkpoint covers is not copied again"
+    assert dump_store(target) == {"g": {"c": 3}, "h": {"d": 4}}, "what the checkpoint covers is not copied again"
     assert not checkpoint.exists()
 
 
@@ -235,7 +225,7 @@ def test_migrate_follow_loses_no_acknowledged_write_during_a_live_switch(tmp_pat
     assert migrate.returncode == 130
     compared = cli("migrate", "--from", source, "--to", target, "--verify", "--dry-run", cwd=tmp_path)
     assert compared.returncode == 0, compared.stdout
-    copy = _dump(target)["live"]
+    copy = dump_store(target)["live"]
     for n in range(2):
         acked = int((tmp_path / f"acked-{n}").read_text())
         assert acked > 10, "the writers wrote during the migration"
@@ -275,10 +265,19 @@ def test_migrate_between_a_file_store_and_redis_and_validate_both(tmp_path: Path
     _fill(source, ENTRIES)
     proc = cli("migrate", "--from", source, "--to", target, "--verify", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert _dump(target) == _dump(source)
+    assert dump_store(target) == dump_store(source)
     for store in (source, target):
         checked = cli("validate", "--state", store)
         assert checked.returncode == 0, checked.stdout
         assert json.loads(checked.stdout)["entries"] == len(ENTRIES)
     for group in {g for g, _ in ENTRIES}:
         cli("state", "rm", group, "--state", target)
+
+
+def test_two_redis_databases_are_never_taken_for_one_store() -> None:
+    from motia_state.cli.transfer import _same_store
+
+    assert not _same_store("redis://h:6379/?db=3", "redis://h:6379/?db=4")
+    assert not _same_store("redis://h/1", "redis://h/2")
+    assert _same_store("redis://h/3", "redis://h:6379/?db=3")
+    assert _same_store("redis://h", "redis://h:6379/0")

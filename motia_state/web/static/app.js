@@ -757,6 +757,7 @@ async function deadAction(name, id, action) {
   out.textContent = action === "retry" ? `Retrying ${id}…` : `Dropping ${id}…`;
   const r = action === "retry" ? await api("POST", path + "/retry", {}) : await api("DELETE", path);
   if (!r.ok) { out.className = "bad"; out.textContent = `${action} failed: ${errText(r)}`; }
+  else if (action === "retry" && r.body && r.body.gone) { out.className = ""; out.textContent = `Retry of ${id}: ${r.body.why}.`; }
   else if (action === "retry" && r.body && r.body.queued) {
     // Asked through the store: a runtime running the trigger runs it, not this server.
     out.className = "";
