@@ -59,7 +59,15 @@ def pack(*args: Any) -> bytes:
 
 
 class _Incomplete(Exception):
-    """The buffer ends inside a reply."""
+    """The buffer ends inside a reply; ``need``: the buffer length it needs at least (0: unknown).
+
+    Knowing it lets a large value be read in whole before it is parsed
+    again, instead of parsing the growing buffer once per read.
+    """
+
+    def __init__(self, need: int = 0) -> None:
+        super().__init__()
+        self.need = need
 
 
 _INCOMPLETE: Final = _Incomplete()
@@ -86,7 +94,7 @@ def parse_reply(buf: bytes, pos: int, error: Callable[[str], Exception]) -> tupl
         start = end + 2
         stop = start + n
         if len(buf) < stop + 2:
-            raise _INCOMPLETE
+            raise _Incomplete(stop + 2)
         data = buf[start:stop]
         if kind == 36:
             return data, stop + 2
@@ -190,8 +198,8 @@ class AutoPipeline:
                 try:
                     reply, pos = parse_reply(buf, 0, error)
                     break
-                except _Incomplete:
-                    buf = await self._more(conn, buf)
+                except _Incomplete as e:
+                    buf = await self._more(conn, buf, e.need)
                 except ValueError as e:
                     await self._drop(conn)
                     raise self.errors.InvalidResponse(str(e)) from e
@@ -246,8 +254,8 @@ class AutoPipeline:
                         try:
                             reply, pos = parse_reply(buf, pos, error)
                             break
-                        except _Incomplete:
-                            buf = await self._more(conn, buf[pos:])
+                        except _Incomplete as e:
+                            buf = await self._more(conn, buf[pos:], e.need - pos if e.need else 0)
                             pos = 0
                     future = outstanding.popleft()
                     if future.done():
@@ -287,19 +295,33 @@ class AutoPipeline:
                 self._flusher = None
                 self._active = False
 
-    async def _more(self, conn: Any, buf: bytes) -> bytes:
-        """``buf`` and what the connection brings next (waiting at most its socket timeout)."""
+    async def _more(self, conn: Any, buf: bytes, need: int = 0) -> bytes:
+        """``buf`` and what the connection brings next: at least one read, and reads until ``need`` bytes.
+
+        Each read waits at most the connection's socket timeout. The pieces
+        are joined once, so a large reply costs its size, not its size times
+        the number of reads.
+        """
         errors = self.errors
+        chunks = [buf] if buf else []
+        have = len(buf)
         try:
             reader = conn._reader
             timeout = conn.socket_timeout
-            if not timeout:
-                data = await reader.read(65536)
-            elif _timeout is not None:
-                async with _timeout(timeout):
+            while True:
+                if not timeout:
                     data = await reader.read(65536)
-            else:  # pragma: no cover - Python 3.10
-                data = await asyncio.wait_for(reader.read(65536), timeout)
+                elif _timeout is not None:
+                    async with _timeout(timeout):
+                        data = await reader.read(65536)
+                else:  # pragma: no cover - Python 3.10
+                    data = await asyncio.wait_for(reader.read(65536), timeout)
+                if not data:
+                    break
+                chunks.append(data)
+                have += len(data)
+                if have >= need:
+                    break
         except asyncio.TimeoutError:
             await self._drop(conn)
             raise errors.TimeoutError(f"Timeout reading from Redis after {conn.socket_timeout} s") from None
@@ -312,7 +334,7 @@ class AutoPipeline:
         if not data:
             await self._drop(conn)
             raise errors.ConnectionError("Connection closed by server.")
-        more: bytes = buf + data if buf else data
+        more: bytes = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return more
 
     @staticmethod
