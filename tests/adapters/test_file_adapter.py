@@ -241,6 +241,37 @@ async def test_always_mode_shares_fsyncs_between_concurrent_writers(tmp_path: Pa
     await a.close()
 
 
+async def test_after_a_failed_fsync_nothing_more_is_acknowledged_until_the_store_is_opened_again(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # A failed fsync may have lost dirty pages that a later, successful
+    # fsync no longer covers: acknowledging writes after it would promise
+    # durability for a log with a hole in it.
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="always")
+    await a.set("g", "before", 1)
+    failures = [OSError(errno.EIO, "Input/output error")]
+
+    def flaky(fd: int) -> None:
+        if failures:
+            raise failures.pop()
+        os.fsync(fd)
+
+    monkeypatch.setattr(store_module, "_datasync", flaky)
+    with pytest.raises(ms.UnavailableError, match="fsync"):
+        await a.set("g", "lost", 2)
+    assert not failures, "the disk works again"
+    with pytest.raises(ms.UnavailableError, match="fsync"):
+        await a.set("g", "after", 3)
+    with pytest.raises(ms.UnavailableError, match="fsync"):
+        await a.increment("g", "n")
+    await a.close()
+    async with ms.FileStateAdapter(tmp_path / "s", fsync="always") as b:
+        assert await b.get("g", "before") == 1
+        assert await b.get("g", "after") is None
+        await b.set("g", "after", 3)
+        assert await b.get("g", "after") == 3
+
+
 async def test_always_mode_acknowledges_only_after_fsync(tmp_path: Path, monkeypatch: Any) -> None:
     a = ms.FileStateAdapter(tmp_path / "s", fsync="always")
     seen: list[int] = []

@@ -180,6 +180,8 @@ class LogSession(TableSession):
         self.offset = 0  # end of what this process has applied, in the log
         self.compact_at = 0
         self.appended = 0  # records this process appended (for fsync tracking)
+        #: The error of a failed fsync of the log: once set, nothing is written or acknowledged.
+        self.fsync_error: OSError | None = None
         self.synced = 0
         self._sync_lock = threading.Lock()
         #: Held by the thread that compacts: one compaction at a time in a
@@ -258,12 +260,15 @@ class LogSession(TableSession):
                 # A reload (another process compacted, or an append failed):
                 # flush what this descriptor wrote before letting it go, so
                 # that everything appended so far counts as synced.
-                if self.fsync != "never":
-                    with contextlib.suppress(OSError):
+                if self.fsync != "never" and self.fsync_error is None:
+                    try:
                         _datasync(self.log_fd)
+                    except OSError as e:
+                        self.fsync_error = e  # what it wrote is not known to be on disk: never acknowledged
                 os.close(self.log_fd)
                 self._set_log(-1)
-            self.synced = self.appended
+            if self.fsync_error is None:
+                self.synced = self.appended
         if not log_path.exists():
             self._set_log(self._create_log(log_path, snap.log_gen), snap.log_gen)
             self.gen = snap.log_gen
@@ -410,6 +415,13 @@ class LogSession(TableSession):
         With a ``stamp`` the record is a ``FEED`` record numbered from the
         next sequence number; without, a plain ``CHANGES`` record.
         """
+        if self.fsync_error is not None:
+            self._undo(changes)
+            raise UnavailableError(
+                f"an fsync of the store {self.path} failed ({self.fsync_error}): what the disk holds is no longer "
+                "known, so this adapter writes nothing more (open the store again)",
+                file=str(self.path),
+            )
         if not self.plock.still_at_path():
             self._undo(changes)
             raise UnavailableError(
@@ -509,7 +521,7 @@ class LogSession(TableSession):
             marks = self.marks
             if marks is None or position is None:
                 upto = self.appended
-                _datasync(self.log_fd)
+                self._datasync(self.log_fd)
                 self.synced = max(self.synced, upto)
                 return
             if not marks.try_acquire():
@@ -530,7 +542,7 @@ class LogSession(TableSession):
                 # Every record up to the published end was written before we
                 # read it, so the fsync below covers them, whoever wrote them.
                 appended = marks.appended
-                _datasync(fd)
+                self._datasync(fd)
                 self.synced = max(self.synced, upto)
                 if gen == position[0]:  # the descriptor is that log's (0 while a reload opens the next)
                     done = max(position, appended) if appended[0] == gen else position
@@ -539,6 +551,26 @@ class LogSession(TableSession):
                 return
             finally:
                 marks.release()
+
+    def _datasync(self, fd: int) -> None:
+        """fdatasync the log; a failure is remembered for good (see ``fsync_error``)."""
+        if self.fsync_error is not None:
+            raise UnavailableError(
+                f"an fsync of the store {self.path} failed earlier ({self.fsync_error}); open the store again",
+                file=str(self.path),
+            )
+        try:
+            _datasync(fd)
+        except OSError as e:
+            # After a failed fsync the kernel may have dropped the dirty
+            # pages and reports the error once: a later fsync can succeed
+            # without the lost bytes ever reaching the disk. Nothing written
+            # since can be acknowledged as durable, so the session stops.
+            self.fsync_error = e
+            raise UnavailableError(
+                f"an fsync of the store {self.path} failed ({e}); nothing more is acknowledged: open the store again",
+                file=str(self.path),
+            ) from e
 
     async def _acknowledge(self, write: Awaitable[_T]) -> _T:
         """Mode "always": the write's result, once its record is fsynced."""
@@ -593,7 +625,8 @@ class LogSession(TableSession):
             if self._stop.wait(self._interval):
                 break
             self._dirty.clear()
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, UnavailableError):
+                # A failure is kept in fsync_error: the next write reports it.
                 self._sync_to(self.appended)
 
     # ------------------------------------------------------------ compaction
