@@ -464,3 +464,15 @@ async def test_a_large_value_is_read_in_whole_before_it_is_parsed_again(
     monkeypatch.setattr(program, "parse_reply", counted)
     assert await adapter.get("g", "big") == big
     assert len(parses) <= 3, f"{len(parses)} parses of a 4 MiB reply"
+
+
+async def test_an_unreachable_client_given_to_the_adapter_is_named_in_the_error() -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis(host="127.0.0.1", port=1, db=2, socket_connect_timeout=1)
+    a = ms.RedisStateAdapter(client=client)
+    try:
+        with pytest.raises(ms.UnavailableError, match=r"redis://127\.0\.0\.1:1/2"):
+            await a.get("g", "k")
+    finally:
+        await a.close()

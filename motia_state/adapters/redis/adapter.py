@@ -116,6 +116,14 @@ def _is_seconds(value: object, most: float) -> bool:
     return (t is int or t is float) and 0 < value <= most  # type: ignore[operator]  # NaN fails both
 
 
+def _url_of(client: Any, default: str) -> str:
+    """The ``redis://host:port/db`` a client given to the adapter talks to (``default`` when it cannot be told)."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if not isinstance(kwargs, dict) or "host" not in kwargs:
+        return default
+    return f"redis://{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
 def _check_url(url: object) -> None:
     """Refuse what redis-py would silently read otherwise (a database that is not a number is db 0)."""
     if not isinstance(url, str):
@@ -213,6 +221,7 @@ class RedisStateAdapter(StateAdapter):
             raise InvalidArgumentError(
                 f"timeout: expected a positive, finite number of seconds (at most {MAX_TIMEOUT:.0f}), got {timeout!r}"
             )
+        given_client = client is not None
         if client is None:
             _check_url(url)
         redis = _redis()
@@ -257,6 +266,8 @@ class RedisStateAdapter(StateAdapter):
                 "client: the Redis adapter reads bytes; pass a client made with decode_responses=False"
             )
         self.client = client
+        if given_client:
+            self.url = _url_of(client, url)  # errors name the server really used
         plain = type(client) is redis.asyncio.Redis
         # Calls issued together share round trips through one connection
         # (a client bound to a single connection keeps its own path).
