@@ -74,7 +74,7 @@ def concurrent(url: str, n: int, rounds: int) -> None:
 
     def adapter_tasks() -> float:
         async def run() -> float:
-            adapter = ms.RedisStateAdapter(url)
+            adapter = ms.RedisStateAdapter(url, auto_pipeline=True)
             await adapter.increment("bench", "warm")  # connect, load the function library
 
             async def task(i: int) -> None:
@@ -126,7 +126,7 @@ def sequential(url: str, n: int, rounds: int) -> None:
         """Operations/s of ``calls`` sequential ``call(adapter)``, each worth ``per_call``."""
 
         async def run() -> float:
-            adapter = ms.RedisStateAdapter(url, feed_retention=100_000 if feed else 0)
+            adapter = ms.RedisStateAdapter(url, feed_retention=100_000 if feed else 0, auto_pipeline=True)
             await call(adapter)  # warm: connect, load the function library
             start = time.perf_counter()
             for _ in range(calls):

@@ -28,7 +28,7 @@ from ..helpers import RedisClusterServers, RedisServer
 
 @pytest.fixture
 async def adapter(redis_server: RedisServer, redis_prefix: str) -> Any:
-    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
+    a = ms.RedisStateAdapter(redis_server.url, auto_pipeline=True, key_prefix=redis_prefix)
     yield a
     await a.close()
 
@@ -250,7 +250,7 @@ async def test_a_lone_caller_cancelled_while_reading_drops_its_connection(adapte
 
 
 async def test_closing_the_adapter_fails_queued_calls(redis_server: RedisServer, redis_prefix: str) -> None:
-    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
+    a = ms.RedisStateAdapter(redis_server.url, auto_pipeline=True, key_prefix=redis_prefix)
     pipeline = pipeline_of(a)
     await a.increment("warm", "up")
     slow = asyncio.ensure_future(pipeline.call(pack(b"BLPOP", redis_prefix.encode() + b"nothing", b"0.3")))
@@ -267,7 +267,7 @@ async def test_closing_the_adapter_fails_queued_calls(redis_server: RedisServer,
 async def test_closing_the_adapter_fails_calls_in_flight_as_unavailable_not_cancelled(
     redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
+    a = ms.RedisStateAdapter(redis_server.url, auto_pipeline=True, key_prefix=redis_prefix)
     pipeline = pipeline_of(a)
     await a.increment("warm", "up")
     nothing = redis_prefix.encode() + b"nothing"
@@ -295,7 +295,7 @@ async def test_closing_the_adapter_fails_calls_in_flight_as_unavailable_not_canc
 async def test_a_lost_connection_fails_the_operations_in_flight_with_unavailable(tmp_path: Path) -> None:
     server = RedisServer(str(tmp_path)).start()
     try:
-        a = ms.RedisStateAdapter(server.url, timeout=2.0)
+        a = ms.RedisStateAdapter(server.url, auto_pipeline=True, timeout=2.0)
         pipeline = pipeline_of(a)
         await a.increment("warm", "up")
         lone = asyncio.ensure_future(a.increment("g", "first"))
@@ -323,7 +323,7 @@ async def test_a_lost_connection_fails_the_operations_in_flight_with_unavailable
 async def test_a_reply_that_does_not_come_is_unavailable_after_the_timeout(
     redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, timeout=0.2)
+    a = ms.RedisStateAdapter(redis_server.url, auto_pipeline=True, key_prefix=redis_prefix, timeout=0.2)
     pipeline = pipeline_of(a)
     await a.increment("warm", "up")
     started = time.monotonic()
@@ -342,7 +342,9 @@ async def test_a_reply_that_does_not_come_is_unavailable_after_the_timeout(
 async def test_a_cluster_client_calls_each_operation_on_its_own(
     redis_cluster: RedisClusterServers, redis_prefix: str
 ) -> None:
-    a = ms.RedisStateAdapter(f"redis://127.0.0.1:{redis_cluster.port}/0", cluster=True, key_prefix=redis_prefix)
+    a = ms.RedisStateAdapter(
+        auto_pipeline=True, url=f"redis://127.0.0.1:{redis_cluster.port}/0", cluster=True, key_prefix=redis_prefix
+    )
     try:
         assert a._pipeline is None
         results = await asyncio.gather(*(a.increment(f"g{i % 5}", f"k{i}") for i in range(40)))
@@ -356,7 +358,7 @@ async def test_a_single_connection_client_keeps_its_own_path(redis_server: Redis
     import redis.asyncio
 
     client = redis.asyncio.Redis.from_url(redis_server.url, single_connection_client=True)
-    a = ms.RedisStateAdapter(client=client, key_prefix=redis_prefix)
+    a = ms.RedisStateAdapter(auto_pipeline=True, client=client, key_prefix=redis_prefix)
     try:
         assert a._pipeline is None
         # Every increment applied once; which caller's lands first is the lock's choice.
@@ -370,7 +372,7 @@ async def test_a_client_that_decodes_replies_is_refused_clearly(redis_server: Re
 
     client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
     with pytest.raises(ms.InvalidArgumentError, match="decode_responses=False"):
-        ms.RedisStateAdapter(client=client)
+        ms.RedisStateAdapter(auto_pipeline=True, client=client)
     await client.aclose()
 
 
@@ -470,7 +472,7 @@ async def test_an_unreachable_client_given_to_the_adapter_is_named_in_the_error(
     import redis.asyncio
 
     client = redis.asyncio.Redis(host="127.0.0.1", port=1, db=2, socket_connect_timeout=1)
-    a = ms.RedisStateAdapter(client=client)
+    a = ms.RedisStateAdapter(auto_pipeline=True, client=client)
     try:
         with pytest.raises(ms.UnavailableError, match=r"redis://127\.0\.0\.1:1/2"):
             await a.get("g", "k")
