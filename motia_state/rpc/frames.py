@@ -219,11 +219,18 @@ class LineReader:
             self._emit(bytes(buf), out)
             buf.clear()
             start = nl + 1
-            nl = chunk.find(b"\n", start)
-        while nl >= 0:
-            self._emit(chunk[start:nl], out)
-            start = nl + 1
-            nl = chunk.find(b"\n", start)
+        last = chunk.rfind(b"\n", start)
+        if last >= start:
+            body = chunk[start:last] if start or last != len(chunk) - 1 else chunk[:-1]
+            lines = body.split(b"\n")
+            if len(body) <= self._max and b"\r" not in body and b"" not in lines and not any(map(bytes.isspace, lines)):
+                # The common case, all in C: every line fits the limit, and
+                # none is blank or ends with "\r".
+                out += lines
+            else:
+                for line in lines:
+                    self._emit(line, out)
+            start = last + 1
         rest = len(chunk) - start
         if len(buf) + rest > self._max:
             head = (bytes(buf) + chunk[start : start + self.HEAD_BYTES])[: self.HEAD_BYTES]

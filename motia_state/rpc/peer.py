@@ -12,6 +12,7 @@ no pending request is logged and dropped.
 from __future__ import annotations
 
 import logging
+from contextvars import Token
 from typing import Any, Final
 
 import anyio
@@ -32,7 +33,8 @@ from .frames import (
     sniff_id,
     to_log_line,
 )
-from .handlers import CallContext, HandlerTable
+from ..feed import WriteContext, enter_write_context, exit_write_context
+from .handlers import CallContext, HandlerTable, handler_failure, origin_of
 from .pipes import HIGH_WATER, FdSendStream
 
 __all__ = ["Peer", "PeerClosedError"]
@@ -152,26 +154,84 @@ class Peer:
 
     async def run(self) -> None:
         """Read and handle frames until the worker's output ends; nothing a worker sends makes it raise."""
+        reader, prepare, context = self._reader, self._table.prepare, self.context
+        methods, out, max_frame = self._table.methods, self._out, self._max_frame
         try:
-            while (batch := await self._reader.receive_batch()) is not None:
-                for line in batch:
-                    try:
-                        # The request path is inline (no coroutine of its own per frame).
-                        frame = self._frame(line)
-                        if frame is not None:
+            while (batch := await reader.receive_batch()) is not None:
+                # The write context of stamped requests is entered once per
+                # batch, not per request, and entered again only when the
+                # invocation being served changes (or around a method that is
+                # not stamped): setting a context variable copies the context.
+                token: Token[WriteContext] | None = None
+                depth, step, trace_id = -1, "", None
+                try:
+                    for line in batch:
+                        try:
+                            if type(line) is bytes:
+                                try:
+                                    frame = decode_frame(line)
+                                except Exception:
+                                    # Not a frame: the careful path decodes it again and answers.
+                                    frame = self._frame(line)
+                                else:
+                                    if type(frame) is RpcResponse:
+                                        self._resolve(frame)
+                                        continue
+                            else:
+                                frame = self._frame(line)
+                            if frame is None:
+                                continue
+                            # HandlerTable.dispatch, inline: no coroutine of its own per request.
                             try:
-                                result = await self._table.dispatch(frame.method, frame.args, self.context)
+                                try:
+                                    method = methods[frame.method]
+                                    args = method.decoder.decode(frame.args)
+                                except Exception:
+                                    # The table names what is wrong (and raises it).
+                                    handler, args, stamped = prepare(frame.method, frame.args)
+                                else:
+                                    handler, stamped = method.handler, method.stamped
+                                if stamped:
+                                    if (
+                                        token is None
+                                        or context.trace_id is not trace_id
+                                        or context.depth != depth
+                                        or context.step is not step
+                                    ):
+                                        if token is not None:
+                                            exit_write_context(token)
+                                            token = None
+                                        depth, step, trace_id = context.depth, context.step, context.trace_id
+                                        token = enter_write_context(depth, origin_of(context))
+                                elif token is not None:
+                                    exit_write_context(token)
+                                    token = None
+                                result = await handler(args, context)
                             except StateError as e:
                                 self._failed(frame, e)
+                            except Exception as e:
+                                self._failed(frame, handler_failure(e, frame.method, context))
                             else:
-                                self._reply(frame, result)
-                    except Exception:  # bytes nobody foresaw must not end the peer (nor its task group)
-                        log.exception("step %s: a frame could not be handled", to_log_line(self.context.step))
-                    if len(self._out) > REPLY_BUDGET:
-                        # A worker that pipelines requests without reading the
-                        # replies: write them out (and wait for the pipe) before
-                        # reading further, so they never pile up here.
-                        await self.flush()
+                                rid = frame.id
+                                if rid is not None:
+                                    try:
+                                        size = append_response(out, rid, result)
+                                    except Exception:
+                                        self._reply(frame, result)  # answers what it cannot encode
+                                    else:
+                                        if size > max_frame:
+                                            del out[len(out) - size :]
+                                            self._reply(frame, result)  # answers LIMIT_EXCEEDED
+                        except Exception:  # bytes nobody foresaw must not end the peer (nor its task group)
+                            log.exception("step %s: a frame could not be handled", to_log_line(self.context.step))
+                        if len(out) > REPLY_BUDGET:
+                            # A worker that pipelines requests without reading the
+                            # replies: write them out (and wait for the pipe) before
+                            # reading further, so they never pile up here.
+                            await self.flush()
+                finally:
+                    if token is not None:
+                        exit_write_context(token)
                 await self.flush()
         finally:
             self._closed = True
