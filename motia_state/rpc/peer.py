@@ -20,6 +20,7 @@ import msgspec
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from ..errors import InvalidArgumentError, LimitExceededError, StateError, UnavailableError, error_for_code
+from ..feed import WriteContext, enter_write_context, exit_write_context
 from .frames import (
     DEFAULT_MAX_FRAME_BYTES,
     LineReader,
@@ -33,7 +34,6 @@ from .frames import (
     sniff_id,
     to_log_line,
 )
-from ..feed import WriteContext, enter_write_context, exit_write_context
 from .handlers import CallContext, HandlerTable, handler_failure, origin_of
 from .pipes import HIGH_WATER, FdSendStream
 
@@ -167,16 +167,18 @@ class Peer:
                 try:
                     for line in batch:
                         try:
+                            frame: RpcRequest | None
                             if type(line) is bytes:
                                 try:
-                                    frame = decode_frame(line)
+                                    decoded = decode_frame(line)
                                 except Exception:
                                     # Not a frame: the careful path decodes it again and answers.
                                     frame = self._frame(line)
                                 else:
-                                    if type(frame) is RpcResponse:
-                                        self._resolve(frame)
+                                    if isinstance(decoded, RpcResponse):
+                                        self._resolve(decoded)
                                         continue
+                                    frame = decoded
                             else:
                                 frame = self._frame(line)
                             if frame is None:

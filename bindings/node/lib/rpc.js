@@ -25,6 +25,12 @@ const HEAD_BYTES = 512
 const TYPE_RE = /"type"\s*:\s*"(rpc_request|rpc_response)"/
 // An id is a string or an integer; "1.5" or "1e3" must not be read as 1.
 const ID_RE = /"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,20})\s*[,}]/
+/** How every reply of the parent begins, up to its id. */
+const REPLY_HEAD = '{"type":"rpc_response","id":'
+const RESULT_KEY = ',"result":'
+/** An id this client made: a safe integer from 1, in its shortest form. */
+const DIGITS_RE = /^[1-9][0-9]{0,14}$/
+const NOT_READ = Symbol('not read')
 
 /**
  * The frame limit in bytes: MOTIA_STEP_MAX_FRAME_BYTES (decimal), which the
@@ -221,6 +227,20 @@ class RpcClient {
    */
   feed (chunk) {
     let start = 0
+    if (this.buffered === 0 && this.chunks.length === 0 && !this.discarding) {
+      // The common case: whole lines, together within the limit, decoded as
+      // one string and split there. No UTF-8 sequence contains the byte
+      // 0x0a, so text cut at a newline decodes as its lines would alone.
+      const last = chunk.lastIndexOf(NEWLINE)
+      if (last >= 0 && last <= this.maxFrameBytes) {
+        const lines = chunk.toString('utf8', 0, last).split('\n')
+        for (let i = 0; i < lines.length; i++) this.text(lines[i])
+        start = last + 1
+        if (start === chunk.length) return
+        chunk = chunk.subarray(start)
+        start = 0
+      }
+    }
     let nl = chunk.indexOf(NEWLINE, start)
     while (nl !== -1) {
       if (this.buffered === 0 && this.chunks.length === 0 && !this.discarding && nl - start <= this.maxFrameBytes) {
@@ -282,6 +302,36 @@ class RpcClient {
     } else {
       process.stderr.write(`motia-state: dropped ${message} (no id to answer)\n`)
     }
+  }
+
+  /**
+   * One line, already decoded. A reply in the parent's own shape
+   * (`{"type":"rpc_response","id":<n>,"result":<json>}`) is read without
+   * building the frame; anything else goes through `line`.
+   */
+  text (line) {
+    if (line.length === 0) return
+    if (line.startsWith(REPLY_HEAD) && line.charCodeAt(line.length - 1) === 0x7d) {
+      const at = line.indexOf(',', REPLY_HEAD.length)
+      if (at > REPLY_HEAD.length && line.startsWith(RESULT_KEY, at)) {
+        const digits = line.slice(REPLY_HEAD.length, at)
+        const waiter = DIGITS_RE.test(digits) ? this.pending.get(Number(digits)) : undefined
+        if (waiter !== undefined) {
+          let result
+          try {
+            result = JSON.parse(line.slice(at + RESULT_KEY.length, -1))
+          } catch (e) {
+            result = NOT_READ // not a lone value: the whole frame says what it is
+          }
+          if (result !== NOT_READ) {
+            this.pending.delete(Number(digits))
+            waiter.resolve(result)
+            return
+          }
+        }
+      }
+    }
+    this.line(Buffer.from(line, 'utf8'))
   }
 
   line (bytes) {
