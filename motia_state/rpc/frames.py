@@ -22,11 +22,13 @@ __all__ = [
     "Frame",
     "LineReader",
     "Oversized",
+    "Reply",
     "RpcRequest",
     "RpcResponse",
     "append_response",
     "decode_frame",
     "encode_error",
+    "encode_replies",
     "encode_request",
     "encode_response",
     "sniff_id",
@@ -64,6 +66,14 @@ class RpcResponse(msgspec.Struct, tag_field="type", tag="rpc_response", omit_def
 
 
 Frame = RpcRequest | RpcResponse
+
+
+class Reply(msgspec.Struct, tag_field="type", tag="rpc_response"):
+    """A success reply, as :func:`encode_replies` takes it."""
+
+    id: RequestId
+    result: Any
+
 
 _decoder: Final = msgspec.json.Decoder(Frame)
 _encoder: Final = msgspec.json.Encoder()
@@ -111,6 +121,11 @@ def append_response(out: bytearray, id: RequestId, result: Any) -> int:
         raise
     out += b"}\n"
     return len(out) - start
+
+
+def encode_replies(replies: list[Reply]) -> bytes:
+    """Success lines, one per reply, in one call: the same bytes as :func:`append_response` for each."""
+    return _encoder.encode_lines(replies)
 
 
 def encode_error(id: RequestId, code: str, message: str, stack: str | None = None) -> bytes:

@@ -25,11 +25,13 @@ from .frames import (
     DEFAULT_MAX_FRAME_BYTES,
     LineReader,
     Oversized,
+    Reply,
     RpcRequest,
     RpcResponse,
     append_response,
     decode_frame,
     encode_error,
+    encode_replies,
     encode_request,
     sniff_id,
     to_log_line,
@@ -46,6 +48,12 @@ step_log = logging.getLogger("motia_state.step")
 
 #: Unsent reply bytes above which the peer writes before it reads on.
 REPLY_BUDGET: Final = 1 << 20
+
+#: Small replies encoded together at most (a run ends earlier at anything else).
+REPLY_RUN: Final = 256
+
+#: Characters of a string result short enough to be a small reply.
+SHORT_TEXT: Final = 256
 
 
 class PeerClosedError(UnavailableError):
@@ -155,7 +163,10 @@ class Peer:
     async def run(self) -> None:
         """Read and handle frames until the worker's output ends; nothing a worker sends makes it raise."""
         reader, prepare, context = self._reader, self._table.prepare, self.context
-        methods, out, max_frame = self._table.methods, self._out, self._max_frame
+        methods, out = self._table.methods, self._out
+        # Small replies not yet encoded, and the methods they answer (in order).
+        replies: list[Reply] = []
+        replied: list[str] = []
         try:
             while (batch := await reader.receive_batch()) is not None:
                 # The write context of stamped requests is entered once per
@@ -173,6 +184,8 @@ class Peer:
                                     decoded = decode_frame(line)
                                 except Exception:
                                     # Not a frame: the careful path decodes it again and answers.
+                                    if replies:
+                                        self._put(replies, replied)
                                     frame = self._frame(line)
                                 else:
                                     if isinstance(decoded, RpcResponse):
@@ -180,6 +193,8 @@ class Peer:
                                         continue
                                     frame = decoded
                             else:
+                                if replies:
+                                    self._put(replies, replied)
                                 frame = self._frame(line)
                             if frame is None:
                                 continue
@@ -210,23 +225,38 @@ class Peer:
                                     token = None
                                 result = await handler(args, context)
                             except StateError as e:
+                                if replies:
+                                    self._put(replies, replied)
                                 self._failed(frame, e)
                             except Exception as e:
+                                if replies:
+                                    self._put(replies, replied)
                                 self._failed(frame, handler_failure(e, frame.method, context))
                             else:
                                 rid = frame.id
                                 if rid is not None:
-                                    try:
-                                        size = append_response(out, rid, result)
-                                    except Exception:
-                                        self._reply(frame, result)  # answers what it cannot encode
+                                    kind = type(result)
+                                    if (
+                                        kind is int
+                                        or kind is float
+                                        or kind is bool
+                                        or result is None
+                                        or (kind is str and len(result) <= SHORT_TEXT)
+                                    ):
+                                        # A small reply: encoded with the others of its run, in one call.
+                                        replies.append(Reply(rid, result))
+                                        replied.append(frame.method)
+                                        if len(replies) >= REPLY_RUN:
+                                            self._put(replies, replied)
                                     else:
-                                        if size > max_frame:
-                                            del out[len(out) - size :]
-                                            self._reply(frame, result)  # answers LIMIT_EXCEEDED
+                                        if replies:
+                                            self._put(replies, replied)
+                                        self._reply(frame, result)
                         except Exception:  # bytes nobody foresaw must not end the peer (nor its task group)
                             log.exception("step %s: a frame could not be handled", to_log_line(self.context.step))
                         if len(out) > REPLY_BUDGET:
+                            if replies:
+                                self._put(replies, replied)
                             # A worker that pipelines requests without reading the
                             # replies: write them out (and wait for the pipe) before
                             # reading further, so they never pile up here.
@@ -234,6 +264,8 @@ class Peer:
                 finally:
                     if token is not None:
                         exit_write_context(token)
+                    if replies:
+                        self._put(replies, replied)
                 await self.flush()
         finally:
             self._closed = True
@@ -274,6 +306,21 @@ class Peer:
             self._resolve(frame)
             return None
         return frame
+
+    def _put(self, replies: list[Reply], methods: list[str]) -> None:
+        """Append the queued small replies to the output, in one encoding call; empties both lists."""
+        out = self._out
+        try:
+            data = encode_replies(replies)
+        except Exception:  # a string with a lone surrogate, say: each reply on its own says which
+            data = None
+        if data is not None and len(data) <= self._max_frame:
+            out += data
+        else:
+            for reply, method in zip(replies, methods, strict=True):
+                self._reply(RpcRequest(method=method, id=reply.id), reply.result)
+        replies.clear()
+        methods.clear()
 
     def _failed(self, frame: RpcRequest, e: StateError) -> None:
         rid = frame.id
