@@ -18,6 +18,7 @@ from anyio.abc import ByteReceiveStream
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
+    "FRAME_DECODER",
     "ErrorBody",
     "Frame",
     "LineReader",
@@ -76,6 +77,8 @@ class Reply(msgspec.Struct, tag_field="type", tag="rpc_response"):
 
 
 _decoder: Final = msgspec.json.Decoder(Frame)
+#: The decoder behind :func:`decode_frame`, for a loop that calls it directly.
+FRAME_DECODER: Final = _decoder
 _encoder: Final = msgspec.json.Encoder()
 
 

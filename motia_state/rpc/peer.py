@@ -23,6 +23,7 @@ from ..errors import InvalidArgumentError, LimitExceededError, StateError, Unava
 from ..feed import WriteContext, enter_write_context, exit_write_context
 from .frames import (
     DEFAULT_MAX_FRAME_BYTES,
+    FRAME_DECODER,
     LineReader,
     Oversized,
     Reply,
@@ -163,7 +164,7 @@ class Peer:
     async def run(self) -> None:
         """Read and handle frames until the worker's output ends; nothing a worker sends makes it raise."""
         reader, prepare, context = self._reader, self._table.prepare, self.context
-        methods, out = self._table.methods, self._out
+        methods, out, decode = self._table.methods, self._out, FRAME_DECODER.decode
         # Small replies not yet encoded, and the methods they answer (in order).
         replies: list[Reply] = []
         replied: list[str] = []
@@ -181,7 +182,7 @@ class Peer:
                             frame: RpcRequest | None
                             if type(line) is bytes:
                                 try:
-                                    decoded = decode_frame(line)
+                                    decoded = decode(line)
                                 except Exception:
                                     # Not a frame: the careful path decodes it again and answers.
                                     if replies:
