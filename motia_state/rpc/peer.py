@@ -175,6 +175,7 @@ class Peer:
                 # invocation being served changes (or around a method that is
                 # not stamped): setting a context variable copies the context.
                 token: Token[WriteContext] | None = None
+                run_replies = len(batch) > 1
                 depth, step, trace_id = -1, "", None
                 try:
                     for line in batch:
@@ -237,7 +238,7 @@ class Peer:
                                 rid = frame.id
                                 if rid is not None:
                                     kind = type(result)
-                                    if (
+                                    if run_replies and (
                                         kind is int
                                         or kind is float
                                         or kind is bool
