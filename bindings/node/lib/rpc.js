@@ -28,9 +28,36 @@ const ID_RE = /"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,20})\s*[,}]/
 /** How every reply of the parent begins, up to its id. */
 const REPLY_HEAD = '{"type":"rpc_response","id":'
 const RESULT_KEY = ',"result":'
-/** An id this client made: a safe integer from 1, in its shortest form. */
-const DIGITS_RE = /^[1-9][0-9]{0,14}$/
 const NOT_READ = Symbol('not read')
+/** Digits that `digitsAt` read last (a module variable: no object per reply). */
+let DIGITS = 0
+
+/**
+ * The integer written in `text` from `start` up to the first character that
+ * is not a digit (before `end`), as JSON writes it: no leading zero, at most
+ * 15 digits (so exact). -1 when there is none such; DIGITS says how many.
+ */
+function digitsAt (text, start, end) {
+  let value = 0
+  let i = start
+  for (; i < end && i - start <= 15; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x30 || c > 0x39) break
+    value = value * 10 + (c - 0x30)
+  }
+  DIGITS = i - start
+  if (DIGITS === 0 || DIGITS > 15 || (DIGITS > 1 && text.charCodeAt(start) === 0x30)) return -1
+  return value
+}
+
+/** The JSON integer that is all of `text` from `start` to `end`, or NOT_READ. */
+function integerAt (text, start, end) {
+  const negative = text.charCodeAt(start) === 0x2d
+  const from = negative ? start + 1 : start
+  const value = digitsAt(text, from, end)
+  if (value < 0 || from + DIGITS !== end) return NOT_READ
+  return negative ? -value : value
+}
 
 /**
  * The frame limit in bytes: MOTIA_STEP_MAX_FRAME_BYTES (decimal), which the
@@ -311,20 +338,25 @@ class RpcClient {
    */
   text (line) {
     if (line.length === 0) return
-    if (line.startsWith(REPLY_HEAD) && line.charCodeAt(line.length - 1) === 0x7d) {
-      const at = line.indexOf(',', REPLY_HEAD.length)
-      if (at > REPLY_HEAD.length && line.startsWith(RESULT_KEY, at)) {
-        const digits = line.slice(REPLY_HEAD.length, at)
-        const waiter = DIGITS_RE.test(digits) ? this.pending.get(Number(digits)) : undefined
+    const end = line.length - 1
+    if (line.charCodeAt(end) === 0x7d && line.startsWith(REPLY_HEAD)) {
+      const id = digitsAt(line, REPLY_HEAD.length, end)
+      const at = REPLY_HEAD.length + DIGITS
+      if (id > 0 && line.startsWith(RESULT_KEY, at)) {
+        const waiter = this.pending.get(id)
         if (waiter !== undefined) {
-          let result
-          try {
-            result = JSON.parse(line.slice(at + RESULT_KEY.length, -1))
-          } catch (e) {
-            result = NOT_READ // not a lone value: the whole frame says what it is
+          const from = at + RESULT_KEY.length
+          // An integer result (an increment's) is read here; anything else by JSON.parse.
+          let result = integerAt(line, from, end)
+          if (result === NOT_READ) {
+            try {
+              result = JSON.parse(line.slice(from, end))
+            } catch (e) {
+              result = NOT_READ // not a lone value: the whole frame says what it is
+            }
           }
           if (result !== NOT_READ) {
-            this.pending.delete(Number(digits))
+            this.pending.delete(id)
             waiter.resolve(result)
             return
           }

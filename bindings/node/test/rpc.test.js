@@ -432,3 +432,18 @@ test('replies read in the parent\'s shape settle exactly as the whole frame says
   ])
   assert.equal(h.client.pending.size, 0)
 })
+
+test('integer results read from the reply\'s text equal what JSON.parse makes of them', async () => {
+  const h = harness()
+  const results = ['0', '-0', '-5', '42', '999999999999999', '1234567890123456789', '1.5', '1e3', '-1.25e-2', '"7"', ' 8 ']
+  const calls = results.map(() => h.client.request('state.increment', { traceId: 't', key: 'k' }))
+  await tick()
+  h.input.write(results.map((r, i) => `{"type":"rpc_response","id":${i + 1},"result":${r}}`).join('\n') + '\n')
+  const values = await Promise.all(calls)
+  assert.deepEqual(values, results.map((r) => JSON.parse(r)))
+  assert.ok(Object.is(values[1], -0))
+  const bad = h.client.request('state.increment', { traceId: 't', key: 'k' })
+  await tick()
+  h.input.write(`{"type":"rpc_response","id":${results.length + 1},"result":01}\n`)
+  await assert.rejects(bad, (e) => e.code === 'INVALID_ARGUMENT')
+})
