@@ -77,6 +77,7 @@ from ...values import (
     import_value,
 )
 from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
+from .combine import Combiner
 from .layout import CLUSTER_SHARDS, MAX_SHARDS, Layout, escape_group, legacy_groups, marker_layout, read_layout
 from .program import LuaProgram, pack
 from .stream import RedisChangeStream, _retrieve, decode_record, format_cursor
@@ -287,6 +288,8 @@ class RedisStateAdapter(StateAdapter):
             pipeline=auto_pipeline and plain and not getattr(client, "single_connection_client", False),
         )
         self._pipeline = self._program.pipeline
+        # Single operations meeting on one group go out together (see combine.py).
+        self._combiner = Combiner(self._program, redis.exceptions)
         self._cluster_client = isinstance(client, redis.asyncio.RedisCluster)
         self._max_result = limits.max_result_bytes
         self.feed_retention = feed_retention
@@ -475,8 +478,14 @@ class RedisStateAdapter(StateAdapter):
             keys = self._group_keys.get(group)
             if keys is None:
                 keys = await self._keys(group)
-            header = self._headers["one", bool(self._sinks)]
-            reply = await self._program(keys, header, group.encode(), self._stamp(), *op)
+            if self._sinks:  # change events come with a reply of one operation only
+                header = self._headers["one", True]
+                reply = await self._program(keys, header, group.encode(), self._stamp(), *op)
+            else:
+                headers = self._headers
+                reply = await self._combiner.call(
+                    keys, headers["one", False], headers["batch", False], group.encode(), self._stamp(), op
+                )
         except self._foreign as e:
             raise self._translate(e) from e
         if type(reply) is bytes and reply[:1] == b"=":
@@ -1120,6 +1129,7 @@ class RedisStateAdapter(StateAdapter):
         self._closed = True
         close = getattr(self.client, "aclose", None) or self.client.close
         with contextlib.suppress(*self._failures):  # already gone: nothing to release
+            await self._combiner.aclose()
             await self._program.aclose()
             await close()
 

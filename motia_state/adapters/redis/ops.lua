@@ -924,14 +924,22 @@ local function record(key, op, old, new)
     local t = redis.call('TIME')
     feed_stamp = string.format('%s%03d %s', t[1], t[2] / 1000, feed_stamp_tail)
   end
-  local id = redis.call('XADD', S, 'MAXLEN', trim_kind(feed_max), feed_max, '0-*',
+  local id = redis.call('XADD', S, '0-*',
     'g', group, 'k', key, 'o', op, 'a', old, 'b', new, 'x', feed_stamp)
+  local n = tonumber(id:sub(3))
+  -- The count limit: every record while it is small, else every 64th
+  -- record, so the feed passes it by at most 63 records (plus what an
+  -- approximate trim keeps of a stream node), well within the 2x allowed,
+  -- and the other XADDs skip the trim they would check each time.
+  if feed_max < 64 or n % 64 == 0 then
+    redis.call('XTRIM', S, 'MAXLEN', trim_kind(feed_max), feed_max)
+  end
   -- The byte limit: measured every 64 records, and after any record large
   -- enough that 64 of them could pass it, so it is never passed by more
   -- than the limit again.
   if feed_bytes > 0 then
     local size = #group + #key + #old + #new + #feed_stamp + 32
-    if size * 64 >= feed_bytes or tonumber(id:sub(3)) % 64 == 0 then
+    if size * 64 >= feed_bytes or n % 64 == 0 then
       local used = redis.call('MEMORY', 'USAGE', S)
       if used and used > feed_bytes then
         local keep = math.max(1, math.floor(redis.call('XLEN', S) * feed_bytes / used))
