@@ -286,6 +286,8 @@ class RedisStateAdapter(StateAdapter):
             redis.exceptions,
             functions=plain,
             pipeline=auto_pipeline and plain and not getattr(client, "single_connection_client", False),
+            # Without the pipeline, calls still packed and read by the program (a connection each).
+            direct=plain and not getattr(client, "single_connection_client", False),
         )
         self._pipeline = self._program.pipeline
         # Single operations meeting on one group go out together (see combine.py).
