@@ -281,7 +281,15 @@ async def test_replies_of_every_shape_come_back_in_request_order(caplog: pytest.
     await Peer(ScriptedReceive([b"\n".join(lines) + b"\n"]), out, table).run()
     frames = out.frames()
     assert [f["id"] for f in frames] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
-    assert [f.get("result") for f in frames if "error" not in f] == [1, "short", None, {"big": "x" * 300}, 2.5, True, "y" * 300]
+    assert [f.get("result") for f in frames if "error" not in f] == [
+        1,
+        "short",
+        None,
+        {"big": "x" * 300},
+        2.5,
+        True,
+        "y" * 300,
+    ]
     errors = {f["id"]: f["error"]["code"] for f in frames if "error" in f}
     assert errors == {3: "NOT_FOUND", 7: "INTERNAL"}
     assert len(out.writes) == 1
