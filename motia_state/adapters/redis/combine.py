@@ -30,6 +30,8 @@ __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_OPS", "Combiner"]
 MAX_BATCH_OPS: Final = 128
 #: Arguments of at most this many bytes per combined call (a larger operation goes alone).
 MAX_BATCH_BYTES: Final = 1 << 20
+#: How the program's error begins when a batch stopped before writing anything (ops.lua).
+STOPPED_UNWRITTEN: Final = "motia-state: batch stopped before writing: "
 
 Send = Callable[..., Awaitable[Any]]
 _Op = tuple[Any, ...]
@@ -185,17 +187,21 @@ class Combiner:
         try:
             reply = await self.send(keys, batch_header, group, stamp, *args)
         except Exception as e:
-            for _, future in batch:
-                _fail(future, e)
-            return
-        if reply[0] == b"OK":
+            if not (isinstance(e, self.errors.ResponseError) and STOPPED_UNWRITTEN in str(e)):
+                for _, future in batch:
+                    _fail(future, e)
+                return
+            # One operation stopped the program (a stored text that is not
+            # JSON) before anything was written: alone, only it fails.
+            reply = None
+        if reply is not None and reply[0] == b"OK":
             self.batches += 1
             self.combined += len(batch)
             for (_, future), result in zip(batch, reply[2 : 2 + len(batch)], strict=True):
                 _settle(future, result)
             return
-        # TOO_LARGE: the results together pass the reply limit, and nothing
-        # was written. Each operation alone, as it would have gone.
+        # TOO_LARGE (the results together pass the reply limit), or stopped
+        # as above: nothing was written. Each operation alone, as it would have gone.
         for op, future in batch:
             if future.done():
                 continue
@@ -214,6 +220,12 @@ class Combiner:
         if here:
             # wait() neither raises what the tasks raised nor swallows a cancellation of this call.
             await asyncio.wait(here)
+        # A task cancelled before its first step never runs its own cleanup:
+        # what it was to send still waits, and fails here.
+        for waiting in self._waiting.values():
+            for _, future in waiting:
+                _fail(future, self._stopped())
+            waiting.clear()
 
 
 def _settle(future: asyncio.Future[Any], reply: Any) -> None:

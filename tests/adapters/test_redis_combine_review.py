@@ -1,0 +1,149 @@
+"""Combined operations and the direct call path of the Redis adapter: what each must keep of a call alone.
+
+Operations that meet on one group go out as one call of the program's
+batch mode (``combine.py``), and without ``auto_pipeline`` every program
+call is packed and read by ``round_trip`` on a pooled connection. These
+tests pin what a caller must not be able to tell apart from its
+operation running alone: the group's TTL refreshed by each write, a
+damaged entry failing only its own operation, closing never leaving a
+waiter hanging, and the next operation after Redis dropped the pool's
+idle connections succeeding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio
+import redis.exceptions
+
+import motia_state as ms
+from motia_state.adapters.redis.combine import Combiner
+
+from ..helpers import RedisServer
+
+MODES = pytest.mark.parametrize("auto_pipeline", [False, True], ids=["plain", "pipelined"])
+
+
+@pytest.fixture
+async def make(redis_server: RedisServer, redis_prefix: str) -> Any:
+    made: list[ms.RedisStateAdapter] = []
+
+    async def make(**options: Any) -> ms.RedisStateAdapter:
+        a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, **options)
+        made.append(a)
+        await a.increment("warm", "up")  # connected, the program loaded
+        return a
+
+    yield make
+    for a in made:
+        await a.client.delete(a.hash_key("g"))
+        await a.close()
+
+
+async def hold_the_group(a: ms.RedisStateAdapter) -> asyncio.Future[Any]:
+    """An operation in flight on group "g" that writes nothing: what is issued next waits behind it."""
+    hold = asyncio.ensure_future(a.delete("g", "missing"))
+    await asyncio.sleep(0)
+    return hold
+
+
+@MODES
+async def test_combined_writes_that_cancel_out_still_refresh_the_ttl(make: Any, auto_pipeline: bool) -> None:
+    a = await make(ttl=100, auto_pipeline=auto_pipeline)
+    await a.set("g", "x", 1)
+    hash_key = a.hash_key("g")
+    await a.client.pexpire(hash_key, 5000)  # as if the group's TTL had run down to 5 s
+    hold = await hold_the_group(a)
+    # Alone, each of these two writes refreshes the TTL (and each has its feed record).
+    assert await asyncio.gather(a.set("g", "y", 2), a.delete("g", "y")) == [2, 2]
+    assert await hold is None
+    assert a._combiner.combined >= 2, "the two writes went out as one call"
+    assert await a.client.pttl(hash_key) > 90_000
+    feed = [(c.key, c.op) async for c in a.changes(None, groups=["g"], follow=False)]
+    assert feed[-2:] == [("y", "set"), ("y", "delete")]
+    # A batch's operations are writes each, as they are alone.
+    await a.client.pexpire(hash_key, 5000)
+    await a.batch("g", [{"type": "set", "key": "z", "value": 1}, {"type": "delete", "key": "z"}])
+    assert await a.client.pttl(hash_key) > 90_000
+
+
+@MODES
+async def test_a_damaged_entry_fails_only_its_own_combined_operation(make: Any, auto_pipeline: bool) -> None:
+    a = await make(auto_pipeline=auto_pipeline)
+    await a.set("g", "ok", 1)
+    # Not JSON (written by something else): the program stops on it.
+    await a.client.hset(a.hash_key("g"), "bad", b"abc")
+    with pytest.raises(ms.InternalError):
+        await a.increment("g", "bad")
+    hold = await hold_the_group(a)
+    results = await asyncio.gather(
+        a.increment("g", "ok"), a.increment("g", "bad"), a.increment("g", "ok"), return_exceptions=True
+    )
+    assert await hold is None
+    assert results[0] == 2 and results[2] == 3, results
+    assert isinstance(results[1], ms.InternalError), results
+    assert await a.get("g", "ok") == 3
+    feed = [(c.key, c.new_value) async for c in a.changes(None, groups=["g"], follow=False)]
+    assert feed[-2:] == [("ok", 2), ("ok", 3)], "each increment recorded once"
+
+
+@MODES
+async def test_operations_after_redis_dropped_the_idle_connections_succeed(
+    redis_server: RedisServer, redis_prefix: str, auto_pipeline: bool
+) -> None:
+    name = f"review-{abs(hash(redis_prefix))}-{int(auto_pipeline)}"
+    client = redis.asyncio.Redis.from_url(redis_server.url, client_name=name)
+    a = ms.RedisStateAdapter(client=client, key_prefix=redis_prefix, auto_pipeline=auto_pipeline)
+    killer = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        # Several groups at once: several pooled connections.
+        assert await asyncio.gather(*(a.increment(f"g{i}", "n") for i in range(4))) == [1] * 4
+        ids = [c["id"] for c in await killer.client_list() if c.get("name") == name]
+        assert ids
+        for client_id in ids:  # as a restart or the server's idle timeout does
+            await killer.client_kill_filter(_id=client_id)
+        await asyncio.sleep(0.1)
+        # Nothing had been sent on them: the next operations get live connections.
+        results = await asyncio.gather(*(a.increment(f"g{i}", "n") for i in range(4)), return_exceptions=True)
+        assert results == [2] * 4
+    finally:
+        for i in range(4):
+            await killer.delete(a.hash_key(f"g{i}"))
+        await killer.aclose()
+        await a.close()
+
+
+async def test_closing_before_a_sending_task_starts_fails_what_waits() -> None:
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[Any] = loop.create_future()
+    sent: list[tuple[Any, ...]] = []
+
+    async def send(keys: tuple[bytes, ...], header: bytes, group: bytes, stamp: bytes, *args: Any) -> Any:
+        sent.append(args)
+        if len(sent) == 1:
+            return await first
+        return [b"OK", len(args) // 4, *([b"=1"] * (len(args) // 4))]
+
+    combiner = Combiner(send, redis.exceptions)
+    keys = (b"h", b"s", b"z")
+
+    def call(key: bytes) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(combiner.call(keys, b"one", b"batch", b"g", b"0", (b"increment", key, b"1")))
+
+    alone = call(b"a")
+    await asyncio.sleep(0)
+    waiting = call(b"b")
+    await asyncio.sleep(0)
+    # The first reply and the close in one turn of the loop: the first
+    # caller resumes and starts the task that sends what waits, and the
+    # close cancels that task before it ever runs.
+    first.set_result(b"=1")
+    closing = asyncio.ensure_future(combiner.aclose())
+    assert await alone == b"=1"
+    await closing
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await asyncio.wait_for(waiting, 2)
+    assert len(sent) == 1, "what waited was never sent"
