@@ -147,3 +147,37 @@ async def test_closing_before_a_sending_task_starts_fails_what_waits() -> None:
     with pytest.raises(redis.exceptions.ConnectionError):
         await asyncio.wait_for(waiting, 2)
     assert len(sent) == 1, "what waited was never sent"
+
+
+BUSY = (
+    "local t = redis.call('TIME'); while true do local n = redis.call('TIME'); "
+    "if (n[1] - t[1]) * 1000000 + n[2] - t[2] > 300000 then return 1 end end"
+)
+
+
+async def test_a_caller_cancelled_while_it_reads_gives_its_connection_back_once(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
+    blocker = redis.asyncio.Redis.from_url(redis_server.url)
+    pool = a.client.connection_pool
+    try:
+        await a.increment("warm", "up")
+        busy = asyncio.ensure_future(blocker.eval(BUSY, 0))  # the server answers nobody for a while
+        await asyncio.sleep(0.05)
+        reading = asyncio.ensure_future(a.increment("g", "n"))
+        await asyncio.sleep(0.05)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        assert not pool._in_use_connections, "released"
+        await busy
+        # The reply owed to the cancelled call went with its connection: the next call reads its own.
+        assert await a.increment("g", "m", 5) == 5
+        assert len(pool._available_connections) == len(set(map(id, pool._available_connections)))
+        assert not pool._in_use_connections
+        assert await a.get("g", "n") in (None, 1)
+    finally:
+        await blocker.aclose()
+        await a.client.delete(a.hash_key("g"))
+        await a.close()
