@@ -181,3 +181,40 @@ async def test_a_caller_cancelled_while_it_reads_gives_its_connection_back_once(
         await blocker.aclose()
         await a.client.delete(a.hash_key("g"))
         await a.close()
+
+
+async def test_a_sending_task_cancelled_before_it_starts_leaves_nothing_waiting_forever() -> None:
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[Any] = loop.create_future()
+    sent: list[tuple[Any, ...]] = []
+
+    async def send(keys: tuple[bytes, ...], header: bytes, group: bytes, stamp: bytes, *args: Any) -> Any:
+        sent.append(args)
+        if len(sent) == 1:
+            return await first
+        return b"=2"
+
+    combiner = Combiner(send, redis.exceptions)
+    keys = (b"h", b"s", b"z")
+
+    def call(key: bytes) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(combiner.call(keys, b"one", b"batch", b"g", b"0", (b"increment", key, b"1")))
+
+    alone = call(b"a")
+    await asyncio.sleep(0)
+    waiting = call(b"b")
+    await asyncio.sleep(0)
+
+    async def cancel_every_sender() -> None:
+        # As code that cancels every task of the loop (and goes on) would.
+        for task in list(combiner._drainers):
+            task.cancel()
+
+    first.set_result(b"=1")
+    canceller = asyncio.ensure_future(cancel_every_sender())
+    assert await alone == b"=1"
+    await canceller
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await asyncio.wait_for(waiting, 2)
+    # The group is not left held: the next operation on it runs.
+    assert await asyncio.wait_for(call(b"c"), 2) == b"=2"

@@ -21,6 +21,7 @@ their own call would have had: ``b"=" + result`` or ``b"!CODE message"``.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -100,6 +101,7 @@ class Combiner:
                 task = loop.create_task(self._drain(slot, waiting, keys, one, batch, group, stamp))
                 self._drainers.add(task)
                 task.add_done_callback(self._drainers.discard)
+                task.add_done_callback(functools.partial(self._abandoned, slot, waiting))
             else:
                 del self._waiting[slot]
 
@@ -152,6 +154,18 @@ class Combiner:
         finally:
             if self._waiting.get(slot) is waiting:
                 del self._waiting[slot]
+
+    def _abandoned(self, slot: tuple[bytes, bytes, bytes], waiting: list[_Waiter], task: asyncio.Task[None]) -> None:
+        """After a sending task ends: what it left waiting fails, and the group's slot is free again.
+
+        Only a task cancelled before its first step (by closing, or by code
+        cancelling every task) leaves anything: it never ran its own cleanup.
+        """
+        for _, future in waiting:
+            _fail(future, self._stopped())
+        waiting.clear()
+        if self._waiting.get(slot) is waiting:
+            del self._waiting[slot]
 
     @staticmethod
     def _take(waiting: list[_Waiter]) -> list[_Waiter]:
@@ -220,12 +234,6 @@ class Combiner:
         if here:
             # wait() neither raises what the tasks raised nor swallows a cancellation of this call.
             await asyncio.wait(here)
-        # A task cancelled before its first step never runs its own cleanup:
-        # what it was to send still waits, and fails here.
-        for waiting in self._waiting.values():
-            for _, future in waiting:
-                _fail(future, self._stopped())
-            waiting.clear()
 
 
 def _settle(future: asyncio.Future[Any], reply: Any) -> None:
