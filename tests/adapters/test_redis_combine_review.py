@@ -218,3 +218,37 @@ async def test_a_sending_task_cancelled_before_it_starts_leaves_nothing_waiting_
         await asyncio.wait_for(waiting, 2)
     # The group is not left held: the next operation on it runs.
     assert await asyncio.wait_for(call(b"c"), 2) == b"=2"
+
+
+async def test_operations_waiting_behind_a_call_redis_does_not_answer_fail_within_the_timeout(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    timeout = 0.5
+    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, timeout=timeout)
+    blocker = redis.asyncio.Redis.from_url(redis_server.url)
+    loop = asyncio.get_running_loop()
+    try:
+        await a.increment("warm", "up")
+        # The server answers nobody for 2.5 s (it finishes the script first).
+        busy = asyncio.ensure_future(blocker.eval(BUSY.replace("300000", "2500000"), 0))
+        await asyncio.sleep(0.05)
+
+        async def timed() -> float:
+            start = loop.time()
+            with pytest.raises(ms.UnavailableError):
+                await a.increment("g", "n")
+            return loop.time() - start
+
+        first = asyncio.ensure_future(timed())
+        await asyncio.sleep(0.05)
+        behind = await asyncio.gather(*(timed() for _ in range(3)))
+        assert await first < 2 * timeout
+        # Alone, each would fail after one timeout; waiting behind the first
+        # must not add the first one's timeout to its own.
+        assert max(behind) < 1.6 * timeout, behind
+        await busy
+        assert await a.get("g", "n") in (None, 1), "those that waited were never sent"
+    finally:
+        await blocker.aclose()
+        await a.client.delete(a.hash_key("g"))
+        await a.close()

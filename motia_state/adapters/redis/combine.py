@@ -90,13 +90,19 @@ class Combiner:
             waiting.append((op, future))
             return await future
         waiting = self._waiting[slot] = []
+        timed_out: Exception | None = None
         try:
             return await self.send(keys, one, group, stamp, *op)
+        except self.errors.TimeoutError as e:
+            timed_out = e
+            raise
         finally:
             if waiting and self._closed:
                 for _, future in waiting:
                     _fail(future, self._stopped())
                 waiting.clear()
+            if waiting and timed_out is not None:
+                self._give_up(waiting, timed_out)
             if waiting:
                 task = loop.create_task(self._drain(slot, waiting, keys, one, batch, group, stamp))
                 self._drainers.add(task)
@@ -135,10 +141,14 @@ class Combiner:
                         reply = await self.send(keys, one, group, stamp, *op)
                     except Exception as e:
                         _fail(future, e)
+                        failure: Exception | None = e
                     else:
                         _settle(future, reply)
-                    continue
-                await self._send_batch(batch, keys, one, batch_header, group, stamp)
+                        failure = None
+                else:
+                    failure = await self._send_batch(batch, keys, one, batch_header, group, stamp)
+                if isinstance(failure, self.errors.TimeoutError):
+                    self._give_up(waiting, failure)
         except Exception as e:
             for _, future in [*batch, *waiting]:
                 _fail(future, e)
@@ -154,6 +164,16 @@ class Combiner:
         finally:
             if self._waiting.get(slot) is waiting:
                 del self._waiting[slot]
+
+    def _give_up(self, waiting: list[_Waiter], timed_out: Exception) -> None:
+        """Fail what waits, never sent, after the call ahead of it got no reply in time.
+
+        Sent, each would wait as long again: an operation fails within about
+        one timeout, as it would have on a connection of its own.
+        """
+        for _, future in waiting:
+            _fail(future, self.errors.TimeoutError(f"not sent: the call ahead of it on its group failed: {timed_out}"))
+        waiting.clear()
 
     def _abandoned(self, slot: tuple[bytes, bytes, bytes], waiting: list[_Waiter], task: asyncio.Task[None]) -> None:
         """After a sending task ends: what it left waiting fails, and the group's slot is free again.
@@ -193,7 +213,8 @@ class Combiner:
         batch_header: bytes,
         group: bytes,
         stamp: bytes,
-    ) -> None:
+    ) -> Exception | None:
+        """Send ``batch`` as one call and settle its callers; the call's own failure is returned."""
         args: list[Any] = []
         for op, _ in batch:
             args.extend(op)
@@ -204,7 +225,7 @@ class Combiner:
             if not (isinstance(e, self.errors.ResponseError) and STOPPED_UNWRITTEN in str(e)):
                 for _, future in batch:
                     _fail(future, e)
-                return
+                return e
             # One operation stopped the program (a stored text that is not
             # JSON) before anything was written: alone, only it fails.
             reply = None
@@ -213,16 +234,21 @@ class Combiner:
             self.combined += len(batch)
             for (_, future), result in zip(batch, reply[2 : 2 + len(batch)], strict=True):
                 _settle(future, result)
-            return
+            return None
         # TOO_LARGE (the results together pass the reply limit), or stopped
         # as above: nothing was written. Each operation alone, as it would have gone.
-        for op, future in batch:
+        for i, (op, future) in enumerate(batch):
             if future.done():
                 continue
             try:
                 _settle(future, await self.send(keys, one, group, stamp, *op))
             except Exception as e:
                 _fail(future, e)
+                if isinstance(e, self.errors.TimeoutError):
+                    self._give_up(batch[i + 1 :], e)
+                    timed_out: Exception = e
+                    return timed_out
+        return None
 
     async def aclose(self) -> None:
         """Stop the tasks sending combined calls; what they held, and what waits, fails as closed."""
