@@ -71,8 +71,12 @@ async def test_combined_writes_that_cancel_out_still_refresh_the_ttl(make: Any, 
 
 
 @MODES
-async def test_a_damaged_entry_fails_only_its_own_combined_operation(make: Any, auto_pipeline: bool) -> None:
+@pytest.mark.parametrize("functions", [True, False], ids=["fcall", "evalsha"])
+async def test_a_damaged_entry_fails_only_its_own_combined_operation(
+    make: Any, auto_pipeline: bool, functions: bool
+) -> None:
     a = await make(auto_pipeline=auto_pipeline)
+    a._program.functions = functions  # False: scripts, as on Redis < 7
     await a.set("g", "ok", 1)
     # Not JSON (written by something else): the program stops on it.
     await a.client.hset(a.hash_key("g"), "bad", b"abc")
