@@ -256,3 +256,32 @@ async def test_operations_waiting_behind_a_call_redis_does_not_answer_fail_withi
         await blocker.aclose()
         await a.client.delete(a.hash_key("g"))
         await a.close()
+
+
+async def test_calls_with_other_headers_between_never_take_each_others_settings(make: Any) -> None:
+    # The program keeps the last header it parsed; adapters of other limits,
+    # TTLs and feed settings on one server alternate their calls.
+    small = await make(limits=ms.Limits(max_value_bytes=40))
+    large = await make(ttl=100, feed_retention=0)
+    await small.set("g", "l", [])
+    for i in range(6):
+        assert await large.push("g", "big", "x" * 10) == ["x" * 10] * (i + 1)
+        if i < 3:  # 13 * n + 1 bytes: three fit in 40
+            assert await small.push("g", "l", "x" * 10) == ["x" * 10] * (i + 1)
+        else:
+            with pytest.raises(ms.LimitExceededError):
+                await small.push("g", "l", "x" * 10)
+        await small.feed_info()  # a reading mode between
+    assert 0 < await large.client.pttl(large.hash_key("g")) <= 100_000
+    feed = [(c.key, c.op) async for c in small.changes(None, groups=["g"], follow=False)]
+    assert feed == [("l", "set")] + [("l", "push")] * 3, "the feed-off adapter's writes left no records"
+
+
+async def test_a_malformed_call_header_is_refused_and_the_next_call_runs(make: Any) -> None:
+    a = await make()
+    keys = await a._keys("g")
+    with pytest.raises(redis.exceptions.ResponseError, match="malformed call header"):
+        await a._program(keys, b"one 0 0", b"g", b"0", b"set", b"k", b"1")
+    with pytest.raises(redis.exceptions.ResponseError, match="malformed call header"):
+        await a._program(keys, b"bogus 0 0 1000 1000 10 10", b"g", b"0", b"set", b"k", b"1")
+    assert await a.increment("g", "k") == 1
