@@ -7,6 +7,7 @@ cluster-ready key layout, the exact bytes stored, and the factory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import sys
@@ -898,3 +899,20 @@ async def test_a_malformed_call_header_is_refused_with_a_clear_error(adapter: ms
         assert client.exists("{x}h") == 0
     finally:
         client.close()
+
+
+async def test_a_read_on_a_connection_closed_while_pooled_is_sent_again(tmp_path: Path) -> None:
+    server = RedisServer(str(tmp_path)).start()
+    try:
+        a = ms.RedisStateAdapter(server.url, timeout=1.0)
+        try:
+            # Several connections in the pool, then a restart the event loop has not seen yet.
+            await asyncio.gather(*(a.increment(f"g{i}", "n") for i in range(8)))
+            server.stop(kill=True)
+            server.start()  # no persistence: empty
+            assert [await a.get(f"g{i}", "n") for i in range(8)] == [None] * 8
+            assert [await a.exists(f"g{i}", "n") for i in range(8)] == [False] * 8
+        finally:
+            await a.close()
+    finally:
+        server.stop()
