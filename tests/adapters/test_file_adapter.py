@@ -679,6 +679,45 @@ async def test_two_adapters_on_one_directory_see_each_other(tmp_path: Path) -> N
     await b.close()
 
 
+async def test_waiting_for_another_process_applies_what_is_written_meanwhile(tmp_path: Path) -> None:
+    """While another process holds the lock, a process applies the intact records it finds (a record being
+    written, cut short, is left for the locked replay to judge), then takes the lock and carries on from there."""
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    b = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    await a.set("g", "k", 0)
+    seq = a._log.seq
+    for _ in range(3):
+        await b.increment("g", "k")
+    end = b._log.offset
+    # b holds the lock and is halfway through writing its next record.
+    b._log.plock.acquire()
+    half = file_format.feed_record(seq + 4, 1, 0, None, [["g", "k", "increment", "updated", 3, 4]])
+    write_at(tmp_path / "s" / "log", end, half[: len(half) // 2])
+    done = threading.Event()
+    answer: list[Any] = []
+    waiter = threading.Thread(target=lambda: (answer.append(anyio.run(a.increment, "g", "k")), done.set()))
+    waiter.start()
+    try:
+        deadline = time.monotonic() + 10
+        while a._log.offset != end and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # a applied b's three whole records (and their feed records) before it got the lock.
+        assert a._log.offset == end
+        assert a._log.table.data["g"]["k"] == 3
+        assert a._log.seq == seq + 3
+        assert not done.is_set()  # still waiting for the lock
+        write_at(tmp_path / "s" / "log", end, half)  # b finishes its record and lets go
+        b._log.offset += len(half)
+        b._log.seq += 1
+    finally:
+        b._log.plock.release()
+    waiter.join(10)
+    assert answer == [5]
+    assert [c.new_value for c in await a.history("g", "k")] == [5, 4, 3, 2, 1, 0]  # newest first
+    await a.close()
+    await b.close()
+
+
 @pytest.mark.parametrize("mode", ["never", "always"])
 def test_three_processes_racing_on_one_key_get_exactly_1_to_n(tmp_path: Path, mode: str) -> None:
     n = 300 if mode == "never" else 100

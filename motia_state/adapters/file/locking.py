@@ -82,6 +82,16 @@ class ProcessLock:
         else:  # pragma: no cover
             self._file_lock.acquire(poll_interval=0.001)
 
+    def try_acquire(self) -> bool:
+        """Take the lock unless another process holds it now (then False, at once)."""
+        if self._file_lock is None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+        return False  # pragma: no cover - the caller then blocks in acquire()
+
     def release(self) -> None:
         """Let the next process in."""
         if self._file_lock is None:

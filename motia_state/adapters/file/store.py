@@ -101,7 +101,12 @@ class _StoreLock:
         try:
             if session.closed:
                 raise UnavailableError("the adapter is closed")
-            session.plock.acquire()
+            if not session.plock.try_acquire():
+                # Another process holds the lock: apply what it and others
+                # wrote already while waiting for it, so that less is left
+                # to do once this process holds it and the others wait.
+                session.catch_up_written()
+                session.plock.acquire()
             try:
                 # One pread tells whether other processes appended (or
                 # compacted: that leaves a MOVED record) since we looked.
@@ -340,17 +345,19 @@ class LogSession(TableSession):
         return fd
 
     def _on_feed(self, seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: list[Any]) -> None:
-        self.seq = max(self.seq, seq + len(rows) - 1)
+        last = seq + len(rows) - 1
+        if last > self.seq:
+            self.seq = last
         if self.feed is not None:
             self.feed.add_rows(seq, at, depth, origin, rows)
 
     def _replay_from(self, start: int, data: dict[str, dict[str, Any]], *, repair: bool, whole: bool = True) -> int:
         fd = self.log_fd
-        log_path = self.path / "log"
         reader = LogReader(fd, self._on_feed, self.applied)
         try:
             return reader.replay(start, data, whole=whole)
         except Moved as moved:
+            log_path = self.path / "log"
             if not whole:
                 raise
             # Loading the current log and finding a marker in it: the
@@ -367,6 +374,7 @@ class LogSession(TableSession):
                 offset=moved.offset,
             ) from None
         except Damage as damage:
+            log_path = self.path / "log"
             if not damage.torn and not repair:
                 raise CorruptStoreError(
                     f"{log_path} is damaged at byte {damage.offset} ({damage.reason}); "
@@ -406,6 +414,29 @@ class LogSession(TableSession):
         except Moved:
             # Another process compacted: reload its snapshot and new log.
             self.load(repair=False)
+        if self.feed is not None and self.seq != seq:
+            self.feed.wake()
+
+    def catch_up_written(self) -> None:
+        """Apply the intact records other processes appended, without the process lock (the thread lock held).
+
+        Only records whose checksum holds, up to the first that is not (yet)
+        whole (see :meth:`LogReader.replay_written`); :meth:`catch_up`, under
+        the process lock, goes on from there and judges whatever stopped
+        this one.
+        """
+        fd = self.log_fd
+        try:
+            head = os.pread(fd, 8, self.offset)
+        except OSError:
+            return  # the locked catch-up meets it again and reports it
+        if not head or head == ZERO_HEADER:
+            return
+        seq = self.seq
+        offset = LogReader(fd, self._on_feed, self.applied).replay_written(self.offset, self.table.data)
+        if offset != self.offset:
+            self.table.reordered()  # the replay wrote to data directly
+            self.offset = offset
         if self.feed is not None and self.seq != seq:
             self.feed.wake()
 
