@@ -32,6 +32,7 @@ import pytest
 import motia_state as ms
 from motia_state.adapters.base import READ_OPERATIONS, WRITE_OPERATIONS, write_operations
 from motia_state.adapters.file import format as file_format
+from motia_state.adapters.file import locking
 from motia_state.adapters.file import store as store_module
 from motia_state.adapters.file.locking import CommitMarks
 from motia_state.errors import error_for_code
@@ -306,6 +307,38 @@ async def test_always_mode_skips_the_fsync_that_another_process_already_did(tmp_
     assert synced[-1] == ("a", a._log.offset) and len(synced) == 2
     await a.close()
     await b.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the futex wake-up is Linux only")
+def test_a_process_waiting_for_an_fsync_wakes_when_its_holder_lets_go(tmp_path: Path) -> None:
+    """Waiters sleep on a counter in the shared mapping, woken by the holder's release, not by a poll."""
+    holder, waiter = (
+        CommitMarks(tmp_path / "commit"),
+        CommitMarks(tmp_path / "commit"),
+    )  # two mappings, as two processes
+    try:
+        assert waiter.sleeps
+        waiter._timeout = locking._Timespec(30, 0)  # no timeout to hide behind
+        assert holder.try_acquire() and not waiter.try_acquire()
+        seen = waiter.ends()
+        woke: list[float] = []
+        sleeper = threading.Thread(target=lambda: (waiter.sleep(seen), woke.append(time.monotonic())))
+        sleeper.start()
+        time.sleep(0.2)
+        assert not woke  # asleep while the holder holds the lock
+        released = time.monotonic()
+        holder.release()
+        sleeper.join(10)
+        assert woke and woke[0] - released < 5
+        assert waiter.ends() == (seen + 1) & 0xFFFFFFFF and waiter.try_acquire()
+        # Sleeping on a count that moved on returns at once.
+        started = time.monotonic()
+        waiter.sleep(seen)
+        assert time.monotonic() - started < 5
+        waiter.release()
+    finally:
+        holder.close()
+        waiter.close()
 
 
 async def test_always_mode_a_write_in_flight_when_the_adapter_closes_is_answered(

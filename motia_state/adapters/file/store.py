@@ -555,7 +555,16 @@ class LogSession(TableSession):
                 self._datasync(self.log_fd)
                 self.synced = max(self.synced, upto)
                 return
-            if not marks.try_acquire():
+            if marks.sleeps:
+                while True:
+                    seen = marks.ends()  # first: a holder letting go after this wakes the sleep below
+                    if marks.synced >= position:  # covered by an fsync that ended meanwhile
+                        self.synced = max(self.synced, target)
+                        return
+                    if marks.try_acquire():
+                        break
+                    marks.sleep(seen)  # until the fsync in progress ends: it may cover this record
+            elif not marks.try_acquire():
                 marks.wait()
                 if marks.synced >= position:  # the fsync we waited for covered it
                     self.synced = max(self.synced, target)
@@ -827,9 +836,9 @@ class LogSession(TableSession):
                     self.synced = self.appended  # writes still waiting for an fsync have it
             os.close(self.log_fd)
             self._set_log(-1)
+            if self.marks is not None:
+                self.marks.close()  # under the lock: no thread is using the marks meanwhile
         self.plock.close()
-        if self.marks is not None:
-            self.marks.close()
 
 
 class FileStateAdapter(MemoryStateAdapter):
