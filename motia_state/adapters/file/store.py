@@ -101,10 +101,15 @@ class _StoreLock:
         try:
             if session.closed:
                 raise UnavailableError("the adapter is closed")
+            # Records other processes wrote are applied before taking the
+            # process lock where that can be done (see catch_up_written),
+            # so that less is left to do while holding it and others wait:
+            # in mode "always" always (how many writes one fsync covers
+            # depends on how short the lock is held), otherwise when another
+            # process holds the lock.
+            if session.marks is not None:
+                session.catch_up_written()
             if not session.plock.try_acquire():
-                # Another process holds the lock: apply what it and others
-                # wrote already while waiting for it, so that less is left
-                # to do once this process holds it and the others wait.
                 session.catch_up_written()
                 session.plock.acquire()
             try:
