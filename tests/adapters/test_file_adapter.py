@@ -32,6 +32,7 @@ import pytest
 import motia_state as ms
 from motia_state.adapters.base import READ_OPERATIONS, WRITE_OPERATIONS, write_operations
 from motia_state.adapters.file import format as file_format
+from motia_state.adapters.file import locking
 from motia_state.adapters.file import store as store_module
 from motia_state.adapters.file.locking import CommitMarks
 from motia_state.errors import error_for_code
@@ -306,6 +307,38 @@ async def test_always_mode_skips_the_fsync_that_another_process_already_did(tmp_
     assert synced[-1] == ("a", a._log.offset) and len(synced) == 2
     await a.close()
     await b.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the futex wake-up is Linux only")
+def test_a_process_waiting_for_an_fsync_wakes_when_its_holder_lets_go(tmp_path: Path) -> None:
+    """Waiters sleep on a counter in the shared mapping, woken by the holder's release, not by a poll."""
+    holder, waiter = (
+        CommitMarks(tmp_path / "commit"),
+        CommitMarks(tmp_path / "commit"),
+    )  # two mappings, as two processes
+    try:
+        assert waiter.sleeps
+        waiter._timeout = locking._Timespec(30, 0)  # no timeout to hide behind
+        assert holder.try_acquire() and not waiter.try_acquire()
+        seen = waiter.ends()
+        woke: list[float] = []
+        sleeper = threading.Thread(target=lambda: (waiter.sleep(seen), woke.append(time.monotonic())))
+        sleeper.start()
+        time.sleep(0.2)
+        assert not woke  # asleep while the holder holds the lock
+        released = time.monotonic()
+        holder.release()
+        sleeper.join(10)
+        assert woke and woke[0] - released < 5
+        assert waiter.ends() == (seen + 1) & 0xFFFFFFFF and waiter.try_acquire()
+        # Sleeping on a count that moved on returns at once.
+        started = time.monotonic()
+        waiter.sleep(seen)
+        assert time.monotonic() - started < 5
+        waiter.release()
+    finally:
+        holder.close()
+        waiter.close()
 
 
 async def test_always_mode_a_write_in_flight_when_the_adapter_closes_is_answered(
@@ -675,6 +708,45 @@ async def test_two_adapters_on_one_directory_see_each_other(tmp_path: Path) -> N
     await b.compact()
     await b.compact()  # two generations behind
     assert await a.get("g", "k") == 2
+    await a.close()
+    await b.close()
+
+
+async def test_waiting_for_another_process_applies_what_is_written_meanwhile(tmp_path: Path) -> None:
+    """While another process holds the lock, a process applies the intact records it finds (a record being
+    written, cut short, is left for the locked replay to judge), then takes the lock and carries on from there."""
+    a = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    b = ms.FileStateAdapter(tmp_path / "s", fsync="never")
+    await a.set("g", "k", 0)
+    seq = a._log.seq
+    for _ in range(3):
+        await b.increment("g", "k")
+    end = b._log.offset
+    # b holds the lock and is halfway through writing its next record.
+    b._log.plock.acquire()
+    half = file_format.feed_record(seq + 4, 1, 0, None, [["g", "k", "increment", "updated", 3, 4]])
+    write_at(tmp_path / "s" / "log", end, half[: len(half) // 2])
+    done = threading.Event()
+    answer: list[Any] = []
+    waiter = threading.Thread(target=lambda: (answer.append(anyio.run(a.increment, "g", "k")), done.set()))
+    waiter.start()
+    try:
+        deadline = time.monotonic() + 10
+        while a._log.offset != end and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # a applied b's three whole records (and their feed records) before it got the lock.
+        assert a._log.offset == end
+        assert a._log.table.data["g"]["k"] == 3
+        assert a._log.seq == seq + 3
+        assert not done.is_set()  # still waiting for the lock
+        write_at(tmp_path / "s" / "log", end, half)  # b finishes its record and lets go
+        b._log.offset += len(half)
+        b._log.seq += 1
+    finally:
+        b._log.plock.release()
+    waiter.join(10)
+    assert answer == [5]
+    assert [c.new_value for c in await a.history("g", "k")] == [5, 4, 3, 2, 1, 0]  # newest first
     await a.close()
     await b.close()
 

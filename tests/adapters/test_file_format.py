@@ -117,3 +117,53 @@ def test_walking_records_finds_their_boundaries() -> None:
         assert fmt.walk_records(buf, len(HEADER), b)
     assert not fmt.walk_records(buf, len(HEADER), boundaries[1] + 1)
     assert not fmt.walk_records(buf, len(HEADER), len(buf) + 10)
+
+
+def test_replaying_what_is_written_without_the_lock_applies_whole_records_and_stops_quietly(log_fd: int) -> None:
+    """Cut anywhere while a writer appends: only the whole records are applied, up to where the cut is, no error."""
+    records = [
+        fmt.feed_record(1, 1000, 0, None, [["g", "a", "set", "created", None, 1]]),
+        fmt.changes_record([["g", "b", "x" * 20_000]]),  # longer than one read
+        fmt.feed_record(
+            2, 1001, 1, {"s": 1}, [["g", "a", "increment", "updated", 1, 2], ["h", "c", "set", "created", None, [3]]]
+        ),
+        fmt.feed_record(4, 1002, 0, None, [["g", "b", "delete", "deleted", "x", None]]),
+    ]
+    log = b"".join(records)
+    ends = [len(HEADER) + sum(len(r) for r in records[: i + 1]) for i in range(len(records))]
+    cuts = sorted({0, 1, 7, 8, 9, len(log)} | {e - len(HEADER) + d for e in ends for d in (-1, 0, 1, 8)})
+    for cut in (c for c in cuts if 0 <= c <= len(log)):
+        os.ftruncate(log_fd, len(HEADER))
+        fmt.LogWriter(log_fd).write(
+            log[:cut], len(HEADER)
+        )  # the rest of the file: zeros, as a record being written leaves it
+        seen: list[int] = []
+        data: dict[str, dict[str, Any]] = {}
+        end = fmt.LogReader(log_fd, lambda seq, *_, seen=seen: seen.append(seq)).replay_written(len(HEADER), data)
+        whole = [e for e in ends if e - len(HEADER) <= cut]
+        assert end == (whole[-1] if whole else len(HEADER)), cut
+        # What it applied is what replaying those records under the lock applies.
+        prefix: dict[str, dict[str, Any]] = {}
+        os.ftruncate(log_fd, end)
+        assert fmt.LogReader(log_fd).replay(len(HEADER), prefix, whole=True) == end
+        assert data == prefix, cut
+        assert seen == [1, 2, 4][: len([e for e in whole if e != ends[1]])], cut
+
+
+@pytest.mark.parametrize(
+    "stop",
+    [
+        fmt.moved_record(7),
+        fmt.record(fmt.RecordType.CHANGES, b'{"moved":7}'),
+        fmt.history_record([]),
+        fmt.record(9, b"{}"),  # type: ignore[arg-type]
+        fmt.record(fmt.RecordType.FEED, b'[0,1,0,null,[["g","k","set","created",null,1]]]'),
+        fmt.changes_record([["g", "k", 2]])[:-1] + b"}",  # a changed byte: damage
+    ],
+    ids=["moved", "old moved", "history", "unknown type", "bad feed body", "damaged"],
+)
+def test_replaying_without_the_lock_leaves_every_judgement_to_the_locked_replay(log_fd: int, stop: bytes) -> None:
+    ends = write_records(log_fd, fmt.changes_record([["g", "k", 1]]), stop, fmt.changes_record([["g", "k", 3]]))
+    data: dict[str, dict[str, Any]] = {}
+    assert fmt.LogReader(log_fd).replay_written(len(HEADER), data) == ends[0]
+    assert data == {"g": {"k": 1}}

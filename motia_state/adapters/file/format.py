@@ -57,7 +57,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -240,30 +240,20 @@ def apply_rows(data: dict[str, dict[str, Any]], rows: list[Any]) -> None:
             entries[key] = new
 
 
-_EVENTS: Final = frozenset({"created", "updated", "deleted"})
-
-
-def _valid_feed(body: Any) -> bool:
-    if type(body) is not list or len(body) != 5:
-        return False
-    seq, at, depth, origin, rows = body
-    if type(seq) is not int or seq < 1 or type(at) is not int or type(depth) is not int:
-        return False
-    if origin is not None and type(origin) is not dict:
-        return False
-    if type(rows) is not list or not rows:
-        return False
-    for row in rows:
-        if (
-            type(row) is not list
-            or len(row) != 6
-            or type(row[0]) is not str
-            or type(row[1]) is not str
-            or type(row[2]) is not str
-            or row[3] not in _EVENTS
-        ):
-            return False
-    return True
+# The body of a FEED record, checked while it is decoded (in C, one pass):
+# ``[seq >= 1, at, depth, origin (object or null), rows (at least one)]``,
+# each row ``[group, key, op, event, oldValue, newValue]``. A bool is not an
+# int here, nor is 1.0, exactly as the writer never writes them.
+_Row = tuple[str, str, str, Literal["created", "updated", "deleted"], Any, Any]
+_FeedBody = tuple[
+    Annotated[int, msgspec.Meta(ge=1)],
+    int,
+    int,
+    dict[str, Any] | None,
+    Annotated[list[_Row], msgspec.Meta(min_length=1)],
+]
+_decode_feed = msgspec.json.Decoder(_FeedBody).decode
+_decode_history = msgspec.json.Decoder(list[_FeedBody]).decode
 
 
 #: Called with each ``FEED`` record a replay meets: ``(seq, at, depth, origin, rows)``.
@@ -364,6 +354,30 @@ class LogReader:
                     return self.replay(more.offset, data, whole=True)
                 base, chunk = more.offset, chunk * 4
 
+    def replay_written(self, start: int, data: dict[str, dict[str, Any]]) -> int:
+        """Apply the whole, intact records from ``start`` on, without the store's lock; returns where it stopped.
+
+        Another process may be writing the next record at this moment: a
+        record is applied only once its length and checksum say it is all
+        there, and anything else (the end of the records, a record being
+        written, a damaged one, a compaction's marker, a kind of record that
+        only loading meets) ends the walk quietly, never as an error. A
+        record whose checksum holds stays in the log for good (only a
+        damaged or torn record, and what follows it, is ever cut away), so
+        what this applies is what the locked replay that continues from the
+        returned offset would have applied.
+        """
+        base, chunk = start, 1 << 13
+        while True:
+            try:
+                buf = os.pread(self.fd, chunk, base)
+            except OSError:
+                return base  # the locked replay meets it again and reports it
+            end, cut = _replay_written(buf, base, data, self)
+            if not cut or len(buf) < chunk:  # stopped, or at the end of the file
+                return end
+            base, chunk = end, chunk if end > base else chunk * 4  # a record longer than the read: read more
+
     def zeros_from(self, start: int) -> bool:
         """Whether the file holds nothing but zeros from ``start`` on."""
         size = os.fstat(self.fd).st_size
@@ -427,14 +441,22 @@ def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], reader: LogR
                 apply_changes(data, changes)
                 pos = body_end
                 continue
-        elif kind == RecordType.FEED or kind == RecordType.HISTORY:
+        elif kind == RecordType.FEED:
             try:
-                decoded = _decode(payload)
+                seq, at, depth, origin, rows = _decode_feed(payload)
+            except msgspec.DecodeError:  # ValidationError included
+                raise Damage(base + pos, "record body is not a feed record", torn=False) from None
+            if seq > reader.applied:
+                apply_rows(data, rows)
+            if reader.on_feed is not None:
+                reader.on_feed(seq, at, depth, origin, rows)
+            pos = body_end
+            continue
+        elif kind == RecordType.HISTORY:
+            try:
+                entries = _decode_history(payload)
             except msgspec.DecodeError:
-                decoded = None
-            entries = [decoded] if kind == RecordType.FEED else decoded
-            if type(entries) is not list or not all(_valid_feed(entry) for entry in entries):
-                raise Damage(base + pos, "record body is not a feed record", torn=False)
+                raise Damage(base + pos, "record body is not a feed record", torn=False) from None
             for seq, at, depth, origin, rows in entries:
                 if seq > reader.applied:
                     apply_rows(data, rows)
@@ -452,6 +474,49 @@ def _replay(buf: bytes, base: int, data: dict[str, dict[str, Any]], reader: LogR
         if generation is None:
             raise Damage(base + pos, "record body is not a change list", torn=False)
         raise Moved(base + pos, base + body_end, generation)
+
+
+def _replay_written(buf: bytes, base: int, data: dict[str, dict[str, Any]], reader: LogReader) -> tuple[int, bool]:
+    """Apply the intact ``FEED`` and ``CHANGES`` records at the head of ``buf`` (see :meth:`LogReader.replay_written`).
+
+    Returns where it stopped, and whether that is because ``buf`` ends
+    inside a record (reading more may go on).
+    """
+    pos, end = 0, len(buf)
+    header = RECORD_HEADER.size
+    while True:
+        if end - pos < header:
+            return base + pos, True
+        length, crc = RECORD_HEADER.unpack_from(buf, pos)
+        if length == 0 or length > MAX_RECORD:
+            return base + pos, False
+        body_end = pos + header + length
+        if body_end > end:
+            return base + pos, True
+        body = buf[pos + header : body_end]
+        if zlib.crc32(body) != crc:
+            return base + pos, False
+        kind, payload = body[0], body[1:]
+        if kind == RecordType.FEED:
+            try:
+                seq, at, depth, origin, rows = _decode_feed(payload)
+            except msgspec.DecodeError:
+                return base + pos, False
+            if seq > reader.applied:
+                apply_rows(data, rows)
+            if reader.on_feed is not None:
+                reader.on_feed(seq, at, depth, origin, rows)
+        elif kind == RecordType.CHANGES:
+            try:
+                changes = _decode(payload)
+            except msgspec.DecodeError:
+                return base + pos, False
+            if not _valid_changes(changes):  # the older compaction marker, or damage
+                return base + pos, False
+            apply_changes(data, changes)
+        else:
+            return base + pos, False
+        pos = body_end
 
 
 # The last byte of a whole record's body: ``]`` ends a changes record, a digit a moved record.

@@ -9,12 +9,16 @@ sharing the store tell each other about fsyncs (:class:`CommitMarks`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import mmap
 import os
+import platform
 import struct
+import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 try:  # POSIX: flock on a descriptor held open; the kernel wakes waiters.
     import fcntl
@@ -34,8 +38,52 @@ Position = tuple[int, int]
 _MARK: Final = struct.Struct("<QQI")
 _APPENDED: Final = 0
 _SYNCED: Final = 32
+# A u32 counter that every holder of the commit lock advances as it lets
+# go: waiters sleep on it in the kernel (a futex on the shared mapping).
+_ENDS: Final = 56
 _SIZE: Final = 64
 _NOWHERE: Final = (0, 0)
+# The futex system call's number, by machine (Linux only).
+_FUTEX_NR: Final = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}
+_FUTEX_WAIT: Final = 0
+_FUTEX_WAKE: Final = 1
+#: The longest a waiter sleeps before it looks again: a holder killed before
+#: its wake-up costs the others this much, never a lost wake-up.
+_WAIT_MAX_NS: Final = 5_000_000
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _futex_call() -> Callable[..., Any] | None:
+    """libc's ``syscall`` when this system has a futex this code knows how to call, else None."""
+    number = _FUTEX_NR.get(platform.machine().lower())
+    if not sys.platform.startswith("linux") or number is None:
+        return None
+    try:
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):  # pragma: no cover - a libc without syscall()
+        return None
+    syscall.restype = ctypes.c_long
+
+    def call(address: int, op: int, value: int, timeout: Any) -> int:
+        return int(
+            syscall(
+                ctypes.c_long(number),
+                ctypes.c_void_p(address),
+                ctypes.c_int(op),
+                ctypes.c_uint32(value),
+                timeout,
+                None,
+                ctypes.c_uint32(0),
+            )
+        )
+
+    return call
+
+
+_futex: Final = _futex_call()
 
 
 class ProcessLock:
@@ -82,6 +130,16 @@ class ProcessLock:
         else:  # pragma: no cover
             self._file_lock.acquire(poll_interval=0.001)
 
+    def try_acquire(self) -> bool:
+        """Take the lock unless another process holds it now (then False, at once)."""
+        if self._file_lock is None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+        return False  # pragma: no cover - the caller then blocks in acquire()
+
     def release(self) -> None:
         """Let the next process in."""
         if self._file_lock is None:
@@ -105,13 +163,20 @@ class CommitMarks:
     only while holding this object's own lock, which a process holds around
     its fsync. A writer whose record ends at or before ``synced`` is durable
     without an fsync of its own; otherwise it takes the lock or, while
-    another process holds it, waits for that fsync to end (:meth:`wait`: it
-    may cover this writer), looks again, and only then queues for the lock
-    (:meth:`acquire`), looking once more when it has it. Holding the lock, it
-    fsyncs and advances ``synced`` to the ``appended`` it read before the
-    fsync, covering every process's records up to there. The file is mapped into memory: reading a mark costs no
-    system call. The marks are hints between live processes, never needed
-    to read the store: a mark that cannot be trusted is ignored.
+    another process holds it, waits for that fsync to end (it may cover this
+    writer) and looks again. Holding the lock, it fsyncs and advances
+    ``synced`` to the ``appended`` it read before the fsync, covering every
+    process's records up to there. The file is mapped into memory: reading
+    a mark costs no system call. The marks are hints between live
+    processes, never needed to read the store: a mark that cannot be
+    trusted is ignored.
+
+    On Linux a waiter sleeps on a counter in the mapping (a futex) that
+    each holder advances as it lets go, and is woken right then: waiting on
+    the lock itself instead, a waiter woken by the release loses the race
+    for it to a writer that just appended, again and again, and learns late
+    that the fsyncs in between covered it. Elsewhere a waiter waits on the
+    lock (:meth:`wait`, then :meth:`acquire`).
     """
 
     def __init__(self, path: Path) -> None:
@@ -124,6 +189,25 @@ class CommitMarks:
         except BaseException:
             os.close(self._fd)
             raise
+        self._ends: ctypes.c_uint32 | None = None
+        self._timeout = _Timespec(0, _WAIT_MAX_NS)
+        if _futex is not None and fcntl is not None:
+            self._ends = ctypes.c_uint32.from_buffer(self._map, _ENDS)
+
+    @property
+    def sleeps(self) -> bool:
+        """Whether waiters sleep on the futex (:meth:`ends`, :meth:`sleep`) rather than on the lock."""
+        return self._ends is not None
+
+    def ends(self) -> int:
+        """How many times a holder let go of the lock (modulo 2**32): read it before looking at the marks."""
+        return 0 if self._ends is None else self._ends.value
+
+    def sleep(self, seen: int) -> None:
+        """Sleep until a holder lets go after :meth:`ends` said ``seen`` (at once if one did), or a few ms pass."""
+        ends = self._ends
+        if ends is not None and _futex is not None:
+            _futex(ctypes.addressof(ends), _FUTEX_WAIT, seen, ctypes.byref(self._timeout))
 
     def _read(self, at: int) -> Position:
         if self._fd < 0:
@@ -193,13 +277,19 @@ class CommitMarks:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def release(self) -> None:
-        """Let the next process fsync."""
+        """Let the next process fsync, and wake the processes sleeping until then."""
+        ends = self._ends
+        if ends is not None:
+            ends.value = (ends.value + 1) & 0xFFFFFFFF  # before letting go: a waiter that saw it free sees it changed
         if fcntl is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if ends is not None and _futex is not None:
+            _futex(ctypes.addressof(ends), _FUTEX_WAKE, 0x7FFFFFFF, None)
 
     def close(self) -> None:
         """Unmap and close the file."""
         if self._fd >= 0:
+            self._ends = None  # the mapping cannot close while it is exported
             self._map.close()
             os.close(self._fd)
             self._fd = -1

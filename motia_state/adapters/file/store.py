@@ -101,7 +101,17 @@ class _StoreLock:
         try:
             if session.closed:
                 raise UnavailableError("the adapter is closed")
-            session.plock.acquire()
+            # Records other processes wrote are applied before taking the
+            # process lock where that can be done (see catch_up_written),
+            # so that less is left to do while holding it and others wait:
+            # in mode "always" always (how many writes one fsync covers
+            # depends on how short the lock is held), otherwise when another
+            # process holds the lock.
+            if session.marks is not None:
+                session.catch_up_written()
+            if not session.plock.try_acquire():
+                session.catch_up_written()
+                session.plock.acquire()
             try:
                 # One pread tells whether other processes appended (or
                 # compacted: that leaves a MOVED record) since we looked.
@@ -340,17 +350,19 @@ class LogSession(TableSession):
         return fd
 
     def _on_feed(self, seq: int, at: int, depth: int, origin: dict[str, Any] | None, rows: list[Any]) -> None:
-        self.seq = max(self.seq, seq + len(rows) - 1)
+        last = seq + len(rows) - 1
+        if last > self.seq:
+            self.seq = last
         if self.feed is not None:
             self.feed.add_rows(seq, at, depth, origin, rows)
 
     def _replay_from(self, start: int, data: dict[str, dict[str, Any]], *, repair: bool, whole: bool = True) -> int:
         fd = self.log_fd
-        log_path = self.path / "log"
         reader = LogReader(fd, self._on_feed, self.applied)
         try:
             return reader.replay(start, data, whole=whole)
         except Moved as moved:
+            log_path = self.path / "log"
             if not whole:
                 raise
             # Loading the current log and finding a marker in it: the
@@ -367,6 +379,7 @@ class LogSession(TableSession):
                 offset=moved.offset,
             ) from None
         except Damage as damage:
+            log_path = self.path / "log"
             if not damage.torn and not repair:
                 raise CorruptStoreError(
                     f"{log_path} is damaged at byte {damage.offset} ({damage.reason}); "
@@ -406,6 +419,29 @@ class LogSession(TableSession):
         except Moved:
             # Another process compacted: reload its snapshot and new log.
             self.load(repair=False)
+        if self.feed is not None and self.seq != seq:
+            self.feed.wake()
+
+    def catch_up_written(self) -> None:
+        """Apply the intact records other processes appended, without the process lock (the thread lock held).
+
+        Only records whose checksum holds, up to the first that is not (yet)
+        whole (see :meth:`LogReader.replay_written`); :meth:`catch_up`, under
+        the process lock, goes on from there and judges whatever stopped
+        this one.
+        """
+        fd = self.log_fd
+        try:
+            head = os.pread(fd, 8, self.offset)
+        except OSError:
+            return  # the locked catch-up meets it again and reports it
+        if not head or head == ZERO_HEADER:
+            return
+        seq = self.seq
+        offset = LogReader(fd, self._on_feed, self.applied).replay_written(self.offset, self.table.data)
+        if offset != self.offset:
+            self.table.reordered()  # the replay wrote to data directly
+            self.offset = offset
         if self.feed is not None and self.seq != seq:
             self.feed.wake()
 
@@ -524,7 +560,16 @@ class LogSession(TableSession):
                 self._datasync(self.log_fd)
                 self.synced = max(self.synced, upto)
                 return
-            if not marks.try_acquire():
+            if marks.sleeps:
+                while True:
+                    seen = marks.ends()  # first: a holder letting go after this wakes the sleep below
+                    if marks.synced >= position:  # covered by an fsync that ended meanwhile
+                        self.synced = max(self.synced, target)
+                        return
+                    if marks.try_acquire():
+                        break
+                    marks.sleep(seen)  # until the fsync in progress ends: it may cover this record
+            elif not marks.try_acquire():
                 marks.wait()
                 if marks.synced >= position:  # the fsync we waited for covered it
                     self.synced = max(self.synced, target)
@@ -796,9 +841,9 @@ class LogSession(TableSession):
                     self.synced = self.appended  # writes still waiting for an fsync have it
             os.close(self.log_fd)
             self._set_log(-1)
+            if self.marks is not None:
+                self.marks.close()  # under the lock: no thread is using the marks meanwhile
         self.plock.close()
-        if self.marks is not None:
-            self.marks.close()
 
 
 class FileStateAdapter(MemoryStateAdapter):
