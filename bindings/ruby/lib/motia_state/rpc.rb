@@ -281,6 +281,7 @@ module MotiaState
       @background_cv = ConditionVariable.new
       @background_seen = -1 # @next_id when the background thread last looked
       @background_now = true # take the turn without waiting for a pause
+      @pause = PAUSE
       @woke = false # a reply woke a waiting thread since the background thread took the turn
     end
 
@@ -644,7 +645,7 @@ module MotiaState
             end
             hand_off_locked # a waiter that missed its turn
             @background_seen = @next_id
-            @background_cv.wait(@lock, PAUSE)
+            @background_cv.wait(@lock, @pause)
           end
         end
         frames&.each { |frame| @on_request.call(frame) }
