@@ -174,6 +174,75 @@ class LeaderTest < Minitest::Test
     assert_equal emoji, Timeout.timeout(5) { b.value }
   end
 
+  # Threads parked for calls whose replies came in one read, waiting in
+  # +waiters+ order; returns their call ids (the caller's first).
+  def park_behind(caller, waiters)
+    ids = [@parent.next_frame["id"]]
+    until_true("the caller leads") { leader.equal?(caller) }
+    waiters.each do |t|
+      t.run
+      ids << @parent.next_frame["id"]
+      until_true("a thread waits") { t.status == "sleep" && t[:calling] }
+    end
+    ids
+  end
+
+  # Each thread: one call, then +after+ (a sleep, say) with its value.
+  def caller_thread(key, &after)
+    in_thread do
+      Thread.stop
+      Thread.current[:calling] = true
+      value = @state.get("t", key)
+      after ? after.call(value) : value
+    end
+  end
+
+  def test_woken_threads_that_block_elsewhere_hold_up_no_other
+    release = Queue.new
+    leading = caller_thread("lead") { |v| release.pop && v } # leads, then waits elsewhere
+    sleepers = 2.times.map { |i| caller_thread("s#{i}") { |v| release.pop && v } } # woken first, then wait elsewhere
+    last = caller_thread("last")
+    until_true("threads started") { [leading, *sleepers, last].all? { |t| t.status == "sleep" } }
+    leading.run
+    ids = park_behind(leading, [*sleepers, last])
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    @parent.write(ids.each_with_index.map { |id, i| reply_line(id, i) }.join) # one read brings all four
+    assert_equal 3, Timeout.timeout(5) { last.value }
+    assert_operator Process.clock_gettime(Process::CLOCK_MONOTONIC) - started, :<, 2
+    assert(sleepers.all?(&:alive?), "the threads woken first still wait elsewhere")
+    4.times { release << true }
+    assert_equal [0, 1, 2], [leading, *sleepers].map { |t| Timeout.timeout(5) { t.value } }
+  end
+
+  def test_a_woken_thread_that_blocks_elsewhere_holds_up_no_other_while_a_leader_waits
+    release = Queue.new
+    leading = caller_thread("lead") # its own reply comes last: it keeps reading
+    sleeper = caller_thread("s") { |v| release.pop && v }
+    last = caller_thread("last")
+    until_true("threads started") { [leading, sleeper, last].all? { |t| t.status == "sleep" } }
+    leading.run
+    ids = park_behind(leading, [sleeper, last])
+    @parent.write(reply_line(ids[1], 1) + reply_line(ids[2], 2))
+    assert_equal 2, Timeout.timeout(5) { last.value }
+    assert sleeper.alive?
+    assert_same leading, leader
+    @parent.reply(ids[0], result: 0)
+    release << true
+    assert_equal [0, 1], [leading, sleeper].map { |t| Timeout.timeout(5) { t.value } }
+  end
+
+  def test_a_woken_thread_that_ends_holds_up_no_other
+    @client.instance_variable_set(:@relay_wait, 600) # no timed fallback: the thread's end passes it on
+    leading = caller_thread("lead")
+    ending = caller_thread("end") # its thread ends with its value
+    last = caller_thread("last")
+    until_true("threads started") { [leading, ending, last].all? { |t| t.status == "sleep" } }
+    leading.run
+    ids = park_behind(leading, [ending, last])
+    @parent.write(ids.each_with_index.map { |id, i| reply_line(id, i) }.join)
+    assert_equal [0, 1, 2], [leading, ending, last].map { |t| Timeout.timeout(5) { t.value } }
+  end
+
   def test_requests_read_by_a_caller_are_served_by_the_background_thread
     served = Queue.new
     to_child_r, to_child_w = IO.pipe

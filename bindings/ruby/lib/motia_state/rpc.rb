@@ -160,16 +160,18 @@ module MotiaState
 
     # -- for RpcClient, under its lock --------------------------------------
 
-    # Settle once; returns how many threads this wakes (0 when none waits).
+    # Settle once; returns how many threads wait for it (RpcClient wakes them).
     def settle(state, value) # :nodoc:
       return 0 unless @state.nil?
 
       @state = state
       @value = value
-      return 0 if @parked.zero?
-
-      @cv.broadcast
       @parked
+    end
+
+    # Wake every thread waiting for this call.
+    def wake # :nodoc:
+      @cv&.broadcast
     end
 
     # True while a thread waits for this call.
@@ -182,7 +184,7 @@ module MotiaState
       @cv&.signal
     end
 
-    # Wait once (until settled, nudged or interrupted: the caller looks
+    # Wait once (until woken, nudged or interrupted: the caller looks
     # again). A thread that was waiting when #settle counted it runs the
     # block on its way out (under the lock), even when an exception
     # (Thread#raise, Timeout) ends its wait.
@@ -204,10 +206,12 @@ module MotiaState
   #
   # Leader and followers: a thread waiting for a reply that finds nobody
   # reading the input reads it itself (the leader), settles the Call each
-  # reply answers (waking the threads that wait for them), and stops as
-  # soon as its own reply is in, passing the turn to a thread still
-  # waiting. So a lone thread's call is a write and a read in that thread,
-  # with no other thread in between. The background thread (#start) reads
+  # reply answers, and stops as soon as its own reply is in, passing the
+  # turn to a thread still waiting. So a lone thread's call is a write and
+  # a read in that thread, with no other thread in between. Threads whose
+  # replies one read brought are woken one after another (a relay), each
+  # by the one before as that one blocks again, so that each finds the
+  # interpreter lock free instead of all of them queueing for it. The background thread (#start) reads
   # only while no call is waiting and calls have paused (between
   # invocations, say), and serves the parent's requests (+on_request+),
   # also those a leader read. Input is split on raw "\n" bytes, so a
@@ -247,8 +251,11 @@ module MotiaState
     # and a turn held by the background thread costs the next caller a
     # hand-off.
     PAUSE = 0.02
+    # A woken thread that does not block again within this long (it sleeps,
+    # say, or works) has the relay passed on for it.
+    RELAY_WAIT = 0.002
     NL = "\n".b
-    private_constant :CHUNK, :RECHECK, :PAUSE, :NL
+    private_constant :CHUNK, :RECHECK, :PAUSE, :RELAY_WAIT, :NL
 
     attr_reader :max_frame_bytes
 
@@ -279,15 +286,24 @@ module MotiaState
       @inbox = [] # the parent's requests read by a caller, for the background thread
       @background = nil
       @background_cv = ConditionVariable.new
-      @background_seen = -1 # @next_id when the background thread last looked
+      @background_seen = -1 # @next_id when the background thread last saw calls go on
+      @background_since = 0.0 # and when
       @background_now = true # take the turn without waiting for a pause
       @pause = PAUSE
+      @relay_wait = RELAY_WAIT
       @woke = false # a reply woke a waiting thread since the background thread took the turn
+      @relay = [] # settled Calls whose waiting threads are yet to be woken, in order
+      @relay_holder = nil # the Call last woken, then the thread it woke, until it passes on
+      @relay_seq = 0 # relay passes so far
+      @thread_end = nil
     end
 
     # Start the background thread (the parent's requests, and reading while
     # no call waits); returns it.
     def start
+      # A woken thread that ends without calling again passes the relay on.
+      @thread_end = TracePoint.new(:thread_end) { relay_on if @relay_holder.equal?(Thread.current) }
+      @thread_end.enable
       @background = Thread.new { background_loop }
       @background.report_on_exception = false
       @background
@@ -325,24 +341,34 @@ module MotiaState
     # Write every queued frame now (in one write, unless another thread is
     # already writing: it then writes them next, before it returns).
     def flush
-      loop do
-        data = @lock.synchronize do
-          return if @writing || @out.empty? || @waking.positive?
+      failed = nil
+      # Interrupts (Thread#raise, Timeout) wait until the frames taken are
+      # written and the writer is free again: other threads' frames are in
+      # the same write, and a frame cut short would break the stream.
+      Thread.handle_interrupt(Object => :never) do
+        loop do
+          data = @lock.synchronize do
+            return if @writing || @out.empty? || @waking.positive?
 
-          @writing = true
-          d = @out.join
-          @out.clear
-          d
+            @writing = true
+            d = @out.join
+            @out.clear
+            d
+          end
+          begin
+            @output.write(data)
+          rescue IOError, SystemCallError => e
+            failed = e
+            break
+          ensure
+            @lock.synchronize { @writing = false }
+          end
         end
-        begin
-          @output.write(data)
-        rescue IOError, SystemCallError => e
-          @lock.synchronize { @writing = false }
-          close("write failed: #{e.message}")
-          raise PeerClosedError, "the channel to the parent is closed (#{e.message})"
-        end
-        @lock.synchronize { @writing = false }
       end
+      return unless failed
+
+      close("write failed: #{failed.message}")
+      raise PeerClosedError, "the channel to the parent is closed (#{failed.message})"
     end
 
     # Wait until +call+ is settled (its frame is written first). For Call.
@@ -394,8 +420,12 @@ module MotiaState
         @close_reason = reason
         @pending.each_value { |call| settle_locked(call, :error, PeerClosedError.new("the channel to the parent closed: #{reason}")) }
         @pending.clear
+        @relay.each(&:wake)
+        @relay.clear
+        @relay_holder = nil
         @background_cv.signal
       end
+      @thread_end&.disable
       @done.push(true)
     end
 
@@ -472,8 +502,35 @@ module MotiaState
         @waking += woken
         @woke = true
         @parked.delete(call)
+        @relay << call
       end
       true
+    end
+
+    # Under @lock: wake the threads of the next call in the relay.
+    def relay_locked
+      while (call = @relay.shift)
+        next unless call.parked? # its thread left (interrupted) or woke already
+
+        call.wake
+        @relay_holder = call
+        @relay_seq += 1
+        return
+      end
+      @relay_holder = nil
+    end
+
+    # Under @lock, where this thread is about to block or leave: start the
+    # relay, or pass it on when this thread holds it.
+    def relay_on_locked
+      holder = @relay_holder
+      return unless holder.nil? ? !@relay.empty? : holder.equal?(Thread.current)
+
+      relay_locked
+    end
+
+    def relay_on
+      @lock.synchronize { relay_on_locked }
     end
 
     # Wait for +call+'s reply: read the input while nobody else does, park
@@ -508,14 +565,25 @@ module MotiaState
       end
 
       @parked[call] = true
+      relay_on_locked # about to block: the next woken thread may run
       parked = false
       begin
         call.park(@lock, &on_woken)
         parked = true
       ensure
         @parked.delete(call) unless call.parked?
-        # An interrupted thread may have been handed the turn: pass it on.
-        hand_off_locked unless parked
+        if @relay_holder.equal?(call)
+          @relay_holder = Thread.current
+          # No leader waits for input (its wait would notice a stalled
+          # relay): the background thread watches this one pass it on.
+          @background_cv.signal if @leader.nil?
+        end
+        unless parked
+          # An interrupted thread may have been handed the turn, or the
+          # relay: it passes both on.
+          relay_on_locked
+          hand_off_locked
+        end
       end
       false
     end
@@ -529,6 +597,7 @@ module MotiaState
 
     def release_turn
       @lock.synchronize do
+        relay_on_locked
         @leader = nil if @leader.equal?(Thread.current)
         hand_off_locked
       end
@@ -551,7 +620,19 @@ module MotiaState
     # False once the channel is closed.
     def read_some
       return false if @closed
-      return true unless Thread.handle_interrupt(Object => :immediate) { @input.wait_readable(RECHECK) }
+
+      seq = nil
+      unless @relay.empty? && @relay_holder.nil?
+        @lock.synchronize do
+          relay_on_locked
+          seq = @relay_seq unless @relay_holder.nil?
+        end
+      end
+      unless Thread.handle_interrupt(Object => :immediate) { @input.wait_readable(seq ? @relay_wait : RECHECK) }
+        # A relay that stalled (its thread blocks elsewhere) goes on without it.
+        @lock.synchronize { relay_locked if @relay_seq == seq && !@relay_holder.nil? } if seq
+        return true
+      end
 
       feed(@input.readpartial(CHUNK))
       true
@@ -636,7 +717,13 @@ module MotiaState
               @inbox = []
               break
             end
-            if @leader.nil? && (@background_now || @background_seen == @next_id) && @parked.each_key.none? { |c| !c.done? }
+            now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+            unless @background_seen == @next_id # calls went on: the pause starts again
+              @background_seen = @next_id
+              @background_since = now
+            end
+            paused = @background_now || now - @background_since >= @pause
+            if paused && @leader.nil? && @parked.each_key.none? { |c| !c.done? }
               @leader = Thread.current
               @background_now = false
               @woke = false
@@ -644,8 +731,15 @@ module MotiaState
               break
             end
             hand_off_locked # a waiter that missed its turn
-            @background_seen = @next_id
-            @background_cv.wait(@lock, @pause)
+            relay_on_locked
+            seq = @relay_seq
+            relaying = !@relay_holder.nil? && @leader.nil? # a leader's wait covers a stall
+            wait = if relaying then @relay_wait
+                   elsif paused then @pause # a caller leads: it passes the turn on when done
+                   else @pause - (now - @background_since)
+                   end
+            @background_cv.wait(@lock, wait)
+            relay_locked if relaying && @relay_seq == seq && !@relay_holder.nil? # stalled
           end
         end
         frames&.each { |frame| @on_request.call(frame) }
@@ -709,6 +803,7 @@ module MotiaState
         raise PeerClosedError, "the channel to the parent is closed" if @closed && line.start_with?('{"type":"rpc_request","id"')
 
         @out << line << "\n"
+        relay_on_locked if @relay_holder.equal?(Thread.current)
         if line.start_with?('{"type":"rpc_response"')
           @background_now = true
           @background_cv.signal
