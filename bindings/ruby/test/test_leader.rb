@@ -332,4 +332,52 @@ class LeaderTest < Minitest::Test
     stop = true
     server&.join(5)
   end
+
+  def test_the_spin_budget_comes_from_the_environment_and_is_off_on_one_cpu
+    assert_equal 50.0, MotiaState.spin_micros({}, 2)
+    assert_equal 120.0, MotiaState.spin_micros({ "MOTIA_STEP_SPIN_US" => "120" }, 2)
+    assert_equal 10_000.0, MotiaState.spin_micros({ "MOTIA_STEP_SPIN_US" => "1e9" }, 2)
+    assert_equal 50.0, MotiaState.spin_micros({ "MOTIA_STEP_SPIN_US" => "fast" }, 2)
+    assert_equal 50.0, MotiaState.spin_micros({ "MOTIA_STEP_SPIN_US" => "NaN" }, 2)
+    assert_equal 0.0, MotiaState.spin_micros({ "MOTIA_STEP_SPIN_US" => "0" }, 2)
+    assert_equal 0.0, MotiaState.spin_micros({ "MOTIA_STEP_SPIN_US" => "-5" }, 2)
+    assert_equal 0.0, MotiaState.spin_micros({}, 1)
+  end
+
+  # A client whose parent is a thread of this process that answers at once.
+  def echo_client(spin_micros)
+    to_child_r, to_child_w = IO.pipe
+    from_child_r, from_child_w = IO.pipe
+    client = MotiaState::RpcClient.new(to_child_r, from_child_w, spin_micros: spin_micros)
+    echo = in_thread do
+      while (line = from_child_r.gets)
+        to_child_w.write(reply_line(JSON.parse(line)["id"], 1))
+      end
+    end
+    [client, echo, from_child_w]
+  end
+
+  def test_a_lone_caller_spins_for_a_fast_reply_and_not_when_told_not_to
+    client, echo, = echo_client(10_000)
+    200.times { client.request("state.increment", { "traceId" => "t", "key" => "k" }) }
+    assert_operator client.spins, :>, 0
+    assert_operator client.spin_hits, :>, 0, "an echo answering at once is caught by the spin"
+    off, echo_off, = echo_client(0)
+    50.times { off.request("state.increment", { "traceId" => "t", "key" => "k" }) }
+    assert_equal 0, off.spins
+  ensure
+    [echo, echo_off].compact.each(&:kill)
+  end
+
+  def test_a_spin_that_finds_nothing_backs_off
+    t = in_thread { @state.get("t", "slow") } # nobody answers within the spin
+    id = @parent.next_frame["id"]
+    until_true("the caller sleeps") { t.status == "sleep" && leader.equal?(t) }
+    spins = @client.spins
+    @parent.reply(id, result: 1)
+    assert_equal 1, Timeout.timeout(5) { t.value }
+    assert_equal 2, @client.instance_variable_get(:@spin_skip), "the next two waits sleep at once"
+    assert_equal 0, @client.spin_hits
+    assert_operator spins, :>=, 1
+  end
 end

@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "etc"
 require "io/wait"
 require "json"
 require_relative "errors"
@@ -23,6 +24,18 @@ module MotiaState
   FRAME_ENVELOPE = 8
   # The deepest frame parsed: anything deeper is answered with LIMIT_EXCEEDED.
   MAX_FRAME_NESTING = MAX_DEPTH + WRAP_DEPTH + FRAME_ENVELOPE
+
+  # Microseconds a caller waiting for its reply polls the input before it
+  # sleeps: MOTIA_STEP_SPIN_US (default 50, at most 10,000); 0 turns it off,
+  # and it is off on a single CPU, where spinning would only delay the parent.
+  def self.spin_micros(env = ENV, cpus = Etc.nprocessors)
+    raw = env.fetch("MOTIA_STEP_SPIN_US", "").to_s.strip
+    micros = raw.empty? ? 50.0 : Float(raw, exception: false) || 50.0
+    micros = 50.0 if micros.nan?
+    return 0.0 if micros <= 0 || cpus < 2
+
+    [micros, 10_000.0].min
+  end
 
   # The frame limit in bytes: MOTIA_STEP_MAX_FRAME_BYTES (decimal), which the
   # parent sets for every worker; absent, malformed or not positive: 16 MiB.
@@ -254,12 +267,17 @@ module MotiaState
     # A woken thread that does not block again within this long (it sleeps,
     # say, or works) has the relay passed on for it.
     RELAY_WAIT = 0.002
+    # Waits a spin that found nothing makes skip the spin, at most.
+    MAX_SKIP = 256
     NL = "\n".b
-    private_constant :CHUNK, :RECHECK, :PAUSE, :RELAY_WAIT, :NL
+    private_constant :CHUNK, :RECHECK, :PAUSE, :RELAY_WAIT, :MAX_SKIP, :NL
+
+    # Spins that ran, and those that found input (for tests).
+    attr_reader :spins, :spin_hits
 
     attr_reader :max_frame_bytes
 
-    def initialize(input, output, max_frame_bytes: MotiaState.frame_limit, &on_request)
+    def initialize(input, output, max_frame_bytes: MotiaState.frame_limit, spin_micros: MotiaState.spin_micros, &on_request)
       @input = input
       @output = output
       @input.binmode
@@ -291,6 +309,11 @@ module MotiaState
       @background_now = true # take the turn without waiting for a pause
       @pause = PAUSE
       @relay_wait = RELAY_WAIT
+      @spin = spin_micros / 1e6 # seconds
+      @spin_skip = 0
+      @spin_misses = 0
+      @spins = 0
+      @spin_hits = 0
       @woke = false # a reply woke a waiting thread since the background thread took the turn
       @relay = [] # settled Calls whose waiting threads are yet to be woken, in order
       @relay_holder = nil # the Call last woken, then the thread it woke, until it passes on
@@ -590,7 +613,7 @@ module MotiaState
 
     # Read until +call+ is settled (by its reply, or by the channel closing).
     def lead_until(call)
-      nil while !call.done? && read_some
+      nil while !call.done? && read_some(spin: true)
     ensure
       release_turn
     end
@@ -618,7 +641,7 @@ module MotiaState
     # One wait for input (up to RECHECK; interruptible) and one read,
     # whose whole lines are handled before anything else can interrupt.
     # False once the channel is closed.
-    def read_some
+    def read_some(spin: false)
       return false if @closed
 
       seq = nil
@@ -626,6 +649,15 @@ module MotiaState
         @lock.synchronize do
           relay_on_locked
           seq = @relay_seq unless @relay_holder.nil?
+        end
+      end
+      # A spin holds the interpreter lock: only while no woken thread waits to run.
+      if spin && seq.nil? && @spin.positive? && @waking.zero?
+        if @spin_skip.positive?
+          @spin_skip -= 1
+        elsif spin_for_input
+          feed(@input.readpartial(CHUNK))
+          return true
         end
       end
       unless Thread.handle_interrupt(Object => :immediate) { @input.wait_readable(seq ? @relay_wait : RECHECK) }
@@ -643,6 +675,26 @@ module MotiaState
     rescue IOError, SystemCallError => e
       close("read failed: #{e.message}")
       false
+    end
+
+    # Poll the input without sleeping for up to the spin budget: a reply that
+    # comes back that fast is read without the wake-up that a sleep costs
+    # (as the Python and Node runners do). A spin that finds nothing makes
+    # the next 2, 4, ... up to MAX_SKIP waits sleep at once, until a spin
+    # pays off again.
+    def spin_for_input
+      @spins += 1
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + @spin
+      until @input.wait_readable(0)
+        next if Process.clock_gettime(Process::CLOCK_MONOTONIC) < deadline
+
+        @spin_misses = [@spin_misses + 1, 8].min
+        @spin_skip = [1 << @spin_misses, MAX_SKIP].min
+        return false
+      end
+      @spin_hits += 1
+      @spin_misses = 0
+      true
     end
 
     # Split bytes read into lines and handle each whole one; what follows
