@@ -610,8 +610,11 @@ class FeedRing:
         else:
             event = "updated"
         if copy:
-            # A reader that changes a record's value never changes what is stored.
+            # A reader that changes a record's value or origin never changes
+            # what is stored (the records of one request share one origin).
             old, new = copy_value(old), copy_value(new)
+            if origin is not None:
+                origin = copy_value(origin)
         return Change(f"{self.prefix}.{seq}", group, key, op, event, old, new, at, depth, origin)
 
     # -- waiting ---------------------------------------------------------------
