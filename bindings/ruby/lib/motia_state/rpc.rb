@@ -224,10 +224,10 @@ module MotiaState
   # a read in that thread, with no other thread in between. Threads whose
   # replies one read brought are woken one after another (a relay), each
   # by the one before as that one blocks again, so that each finds the
-  # interpreter lock free instead of all of them queueing for it. The background thread (#start) reads
-  # only while no call is waiting and calls have paused (between
-  # invocations, say), and serves the parent's requests (+on_request+),
-  # also those a leader read. Input is split on raw "\n" bytes, so a
+  # interpreter lock free instead of all of them queueing for it. The
+  # background thread (#start) reads only while no call is waiting and
+  # calls have paused (between invocations, say), and serves the parent's
+  # requests (+on_request+), also those a leader read. Input is split on raw "\n" bytes, so a
   # multibyte character or a frame cut by a read never breaks a frame.
   # Calls block the calling thread only; other threads keep their requests
   # in flight, and #request_async keeps many in flight from one thread.
