@@ -166,6 +166,32 @@ class AsyncCallsTest < Minitest::Test
     @parent.reply(third["id"], result: 2)
     assert_equal [1, 2], Timeout.timeout(5) { again.value }
   end
+  def test_a_thread_interrupted_while_it_writes_sends_its_frames_whole_and_frees_the_writer
+    writing = Queue.new
+    @parent.client.instance_variable_get(:@output).singleton_class.prepend(Module.new do
+      define_method(:write) do |*args|
+        if Thread.current[:slow_write]
+          writing << true
+          sleep 0.2 # an interrupt sent now must wait until the frames are written
+        end
+        super(*args)
+      end
+    end)
+    victim = in_thread do
+      Thread.current[:slow_write] = true
+      @state.get("t", "v")
+    end
+    Timeout.timeout(5) { writing.pop }
+    victim.raise(Interrupt)
+    assert_raises(Interrupt) { Timeout.timeout(5) { victim.join } }
+    assert_equal "v", @parent.next_frame["args"]["key"]
+    t = in_thread { @state.get("t", "after") }
+    frame = @parent.next_frame # written: the interrupted thread let go of the writer
+    assert_equal "after", frame["args"]["key"]
+    @parent.reply(frame["id"], result: 2)
+    assert_equal 2, Timeout.timeout(5) { t.value }
+  end
+
   def test_a_thread_interrupted_as_its_reply_lands_holds_up_no_other_call
     client = @parent.client
     victim = in_thread { @state.get("t", "v") }

@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "etc"
+require "io/wait"
 require "json"
 require_relative "errors"
 
@@ -22,6 +24,18 @@ module MotiaState
   FRAME_ENVELOPE = 8
   # The deepest frame parsed: anything deeper is answered with LIMIT_EXCEEDED.
   MAX_FRAME_NESTING = MAX_DEPTH + WRAP_DEPTH + FRAME_ENVELOPE
+
+  # Microseconds a caller waiting for its reply polls the input before it
+  # sleeps: MOTIA_STEP_SPIN_US (default 50, at most 10,000); 0 turns it off,
+  # and it is off on a single CPU, where spinning would only delay the parent.
+  def self.spin_micros(env = ENV, cpus = Etc.nprocessors)
+    raw = env.fetch("MOTIA_STEP_SPIN_US", "").to_s.strip
+    micros = raw.empty? ? 50.0 : Float(raw, exception: false) || 50.0
+    micros = 50.0 if micros.nan?
+    return 0.0 if micros <= 0 || cpus < 2
+
+    [micros, 10_000.0].min
+  end
 
   # The frame limit in bytes: MOTIA_STEP_MAX_FRAME_BYTES (decimal), which the
   # parent sets for every worker; absent, malformed or not positive: 16 MiB.
@@ -135,7 +149,7 @@ module MotiaState
       @state = nil # nil while in flight, then :ok or :error
       @value = nil
       @cv = nil # created by the first thread that has to wait
-      @parked = nil # threads waiting (under the client's lock)
+      @parked = 0 # threads waiting (under the client's lock)
     end
 
     # True once the reply (or the failure) is in.
@@ -159,28 +173,41 @@ module MotiaState
 
     # -- for RpcClient, under its lock --------------------------------------
 
-    # Settle once; returns how many threads this wakes (0 when none waits).
+    # Settle once; returns how many threads wait for it (RpcClient wakes them).
     def settle(state, value) # :nodoc:
       return 0 unless @state.nil?
 
       @state = state
       @value = value
-      return 0 if @parked.nil? || @parked.zero?
-
-      @cv.broadcast
       @parked
     end
 
-    # Wait until settled. A thread that was waiting when #settle counted
-    # it runs the block on its way out (under the lock), even when an
-    # exception (Thread#raise, Timeout) ends its wait.
+    # Wake every thread waiting for this call.
+    def wake # :nodoc:
+      @cv&.broadcast
+    end
+
+    # True while a thread waits for this call.
+    def parked? # :nodoc:
+      @parked.positive?
+    end
+
+    # Wake one thread waiting for this call, to take the reader's turn.
+    def nudge # :nodoc:
+      @cv&.signal
+    end
+
+    # Wait once (until woken, nudged or interrupted: the caller looks
+    # again). A thread that was waiting when #settle counted it runs the
+    # block on its way out (under the lock), even when an exception
+    # (Thread#raise, Timeout) ends its wait.
     def park(lock) # :nodoc:
       return unless @state.nil?
 
       @cv ||= ConditionVariable.new
-      @parked = (@parked || 0) + 1
+      @parked += 1
       begin
-        @cv.wait(lock) while @state.nil?
+        Thread.handle_interrupt(Object => :immediate) { @cv.wait(lock) }
       ensure
         @parked -= 1
         yield unless @state.nil?
@@ -190,11 +217,20 @@ module MotiaState
 
   # NDJSON RPC over a pair of IOs, safe to use from several threads.
   #
-  # One reader thread splits raw bytes on "\n" (so a multibyte character cut
-  # by a read never breaks a frame), settles the Call each reply answers, and
-  # hands each request from the parent to +on_request+. Calls block the
-  # calling thread only; other threads keep their requests in flight, and
-  # #request_async keeps many in flight from one thread.
+  # Leader and followers: a thread waiting for a reply that finds nobody
+  # reading the input reads it itself (the leader), settles the Call each
+  # reply answers, and stops as soon as its own reply is in, passing the
+  # turn to a thread still waiting. So a lone thread's call is a write and
+  # a read in that thread, with no other thread in between. Threads whose
+  # replies one read brought are woken one after another (a relay), each
+  # by the one before as that one blocks again, so that each finds the
+  # interpreter lock free instead of all of them queueing for it. The
+  # background thread (#start) reads only while no call is waiting and
+  # calls have paused (between invocations, say), and serves the parent's
+  # requests (+on_request+), also those a leader read. Input is split on raw "\n" bytes, so a
+  # multibyte character or a frame cut by a read never breaks a frame.
+  # Calls block the calling thread only; other threads keep their requests
+  # in flight, and #request_async keeps many in flight from one thread.
   #
   # Frames are written by whichever thread finds the writer free: it writes
   # every frame queued so far in one write, and frames other threads queue
@@ -218,9 +254,30 @@ module MotiaState
     # first requests while the rest are still being encoded.
     FLUSH_EVERY = 256
 
+    # Bytes asked of one read.
+    CHUNK = 65_536
+    # How long a reader blocks before it looks again (at a call settled by
+    # #close, a closed channel): a bound on waking up, not a poll of the input.
+    RECHECK = 0.05
+    # Calls must pause this long (s) before the background thread takes the
+    # reader's turn: while they go on, their leaders read the input anyway,
+    # and a turn held by the background thread costs the next caller a
+    # hand-off.
+    PAUSE = 0.02
+    # A woken thread that does not block again within this long (it sleeps,
+    # say, or works) has the relay passed on for it.
+    RELAY_WAIT = 0.002
+    # Waits a spin that found nothing makes skip the spin, at most.
+    MAX_SKIP = 256
+    NL = "\n".b
+    private_constant :CHUNK, :RECHECK, :PAUSE, :RELAY_WAIT, :MAX_SKIP, :NL
+
+    # Spins that ran, and those that found input (for tests).
+    attr_reader :spins, :spin_hits
+
     attr_reader :max_frame_bytes
 
-    def initialize(input, output, max_frame_bytes: MotiaState.frame_limit, &on_request)
+    def initialize(input, output, max_frame_bytes: MotiaState.frame_limit, spin_micros: MotiaState.spin_micros, &on_request)
       @input = input
       @output = output
       @input.binmode
@@ -238,13 +295,41 @@ module MotiaState
       @closed = false
       @close_reason = nil
       @done = Queue.new
+      # The read side (under @lock, except the buffer, which only the thread
+      # holding the turn touches).
+      @leader = nil # the thread reading @input
+      @parked = {} # Calls that a thread waits for, oldest first
+      @rbuf = String.new # bytes read that do not yet end a line
+      @skipping = false # dropping the rest of a line over the frame limit
+      @inbox = [] # the parent's requests read by a caller, for the background thread
+      @background = nil
+      @background_cv = ConditionVariable.new
+      @background_seen = -1 # @next_id when the background thread last saw calls go on
+      @background_since = 0.0 # and when
+      @background_now = true # take the turn without waiting for a pause
+      @pause = PAUSE
+      @relay_wait = RELAY_WAIT
+      @spin = spin_micros / 1e6 # seconds
+      @spin_skip = 0
+      @spin_misses = 0
+      @spins = 0
+      @spin_hits = 0
+      @woke = false # a reply woke a waiting thread since the background thread took the turn
+      @relay = [] # settled Calls whose waiting threads are yet to be woken, in order
+      @relay_holder = nil # the Call last woken, then the thread it woke, until it passes on
+      @relay_seq = 0 # relay passes so far
+      @thread_end = nil
     end
 
-    # Start the reader thread; returns it.
+    # Start the background thread (the parent's requests, and reading while
+    # no call waits); returns it.
     def start
-      @reader = Thread.new { read_loop }
-      @reader.report_on_exception = false
-      @reader
+      # A woken thread that ends without calling again passes the relay on.
+      @thread_end = TracePoint.new(:thread_end) { relay_on if @relay_holder.equal?(Thread.current) }
+      @thread_end.enable
+      @background = Thread.new { background_loop }
+      @background.report_on_exception = false
+      @background
     end
 
     # Block until the channel closes.
@@ -279,24 +364,34 @@ module MotiaState
     # Write every queued frame now (in one write, unless another thread is
     # already writing: it then writes them next, before it returns).
     def flush
-      loop do
-        data = @lock.synchronize do
-          return if @writing || @out.empty? || @waking.positive?
+      failed = nil
+      # Interrupts (Thread#raise, Timeout) wait until the frames taken are
+      # written and the writer is free again: other threads' frames are in
+      # the same write, and a frame cut short would break the stream.
+      Thread.handle_interrupt(Object => :never) do
+        loop do
+          data = @lock.synchronize do
+            return if @writing || @out.empty? || @waking.positive?
 
-          @writing = true
-          d = @out.join
-          @out.clear
-          d
+            @writing = true
+            d = @out.join
+            @out.clear
+            d
+          end
+          begin
+            @output.write(data)
+          rescue IOError, SystemCallError => e
+            failed = e
+            break
+          ensure
+            @lock.synchronize { @writing = false }
+          end
         end
-        begin
-          @output.write(data)
-        rescue IOError, SystemCallError => e
-          @lock.synchronize { @writing = false }
-          close("write failed: #{e.message}")
-          raise PeerClosedError, "the channel to the parent is closed (#{e.message})"
-        end
-        @lock.synchronize { @writing = false }
       end
+      return unless failed
+
+      close("write failed: #{failed.message}")
+      raise PeerClosedError, "the channel to the parent is closed (#{failed.message})"
     end
 
     # Wait until +call+ is settled (its frame is written first). For Call.
@@ -348,7 +443,12 @@ module MotiaState
         @close_reason = reason
         @pending.each_value { |call| settle_locked(call, :error, PeerClosedError.new("the channel to the parent closed: #{reason}")) }
         @pending.clear
+        @relay.each(&:wake)
+        @relay.clear
+        @relay_holder = nil
+        @background_cv.signal
       end
+      @thread_end&.disable
       @done.push(true)
     end
 
@@ -379,7 +479,7 @@ module MotiaState
         settled = @lock.synchronize { settle_locked(@pending.delete(frame["id"]), kind, value) }
         warn("motia-state: a reply to no request (id #{frame['id'].inspect})") unless settled
       elsif frame["type"] == "rpc_request"
-        @on_request.call(frame)
+        request_in(frame)
       end
     end
 
@@ -420,17 +520,290 @@ module MotiaState
     def settle_locked(call, kind, value)
       return nil if call.nil?
 
-      @waking += call.settle(kind, value)
+      woken = call.settle(kind, value)
+      if woken.positive?
+        @waking += woken
+        @woke = true
+        @parked.delete(call)
+        @relay << call
+      end
       true
     end
 
+    # Under @lock: wake the threads of the next call in the relay.
+    def relay_locked
+      while (call = @relay.shift)
+        next unless call.parked? # its thread left (interrupted) or woke already
+
+        call.wake
+        @relay_holder = call
+        @relay_seq += 1
+        return
+      end
+      @relay_holder = nil
+    end
+
+    # Under @lock, where this thread is about to block or leave: start the
+    # relay, or pass it on when this thread holds it.
+    def relay_on_locked
+      holder = @relay_holder
+      return unless holder.nil? ? !@relay.empty? : holder.equal?(Thread.current)
+
+      relay_locked
+    end
+
+    def relay_on
+      @lock.synchronize { relay_on_locked }
+    end
+
+    # Wait for +call+'s reply: read the input while nobody else does, park
+    # while another thread does. Interrupts (Thread#raise, Timeout, kill)
+    # land only while parked or while waiting for input, never between a
+    # read and the handling of what it read, so no reply is lost and the
+    # turn is always passed on.
     def await_settled(call)
       last = false
-      begin
-        @lock.synchronize { call.park(@lock) { last = (@waking -= 1).zero? } }
-      ensure
-        flush if last
+      Thread.handle_interrupt(Object => :never) do
+        until call.done?
+          lead = @lock.synchronize { take_turn_or_park(call) { last = (@waking -= 1).zero? } }
+          lead_until(call) if lead
+        end
       end
+    ensure
+      flush if last
+    end
+
+    # Under @lock: true when this thread takes the reader's turn, else
+    # false after one wait (the block runs as Call#park runs it).
+    def take_turn_or_park(call, &on_woken)
+      return false if call.done?
+
+      if @closed # #close settles every call; this one was not in @pending
+        call.settle(:error, PeerClosedError.new("the channel to the parent is closed (#{@close_reason})"))
+        return false
+      end
+      if @leader.nil?
+        @leader = Thread.current
+        return true
+      end
+
+      @parked[call] = true
+      relay_on_locked # about to block: the next woken thread may run
+      parked = false
+      begin
+        call.park(@lock, &on_woken)
+        parked = true
+      ensure
+        @parked.delete(call) unless call.parked?
+        if @relay_holder.equal?(call)
+          @relay_holder = Thread.current
+          # No leader waits for input (its wait would notice a stalled
+          # relay): the background thread watches this one pass it on.
+          @background_cv.signal if @leader.nil?
+        end
+        unless parked
+          # An interrupted thread may have been handed the turn, or the
+          # relay: it passes both on.
+          relay_on_locked
+          hand_off_locked
+        end
+      end
+      false
+    end
+
+    # Read until +call+ is settled (by its reply, or by the channel closing).
+    def lead_until(call)
+      nil while !call.done? && read_some(spin: true)
+    ensure
+      release_turn
+    end
+
+    def release_turn
+      @lock.synchronize do
+        relay_on_locked
+        @leader = nil if @leader.equal?(Thread.current)
+        hand_off_locked
+      end
+    end
+
+    # Under @lock: a free turn goes to a thread waiting for a reply.
+    def hand_off_locked
+      return unless @leader.nil?
+
+      @parked.each_key do |call|
+        next if call.done?
+
+        call.nudge
+        return
+      end
+    end
+
+    # One wait for input (up to RECHECK; interruptible) and one read,
+    # whose whole lines are handled before anything else can interrupt.
+    # False once the channel is closed.
+    def read_some(spin: false)
+      return false if @closed
+
+      seq = nil
+      unless @relay.empty? && @relay_holder.nil?
+        @lock.synchronize do
+          relay_on_locked
+          seq = @relay_seq unless @relay_holder.nil?
+        end
+      end
+      # A spin holds the interpreter lock: only while no woken thread waits to run.
+      if spin && seq.nil? && @spin.positive? && @waking.zero?
+        if @spin_skip.positive?
+          @spin_skip -= 1
+        elsif spin_for_input
+          feed(@input.readpartial(CHUNK))
+          return true
+        end
+      end
+      unless Thread.handle_interrupt(Object => :immediate) { @input.wait_readable(seq ? @relay_wait : RECHECK) }
+        # A relay that stalled (its thread blocks elsewhere) goes on without it.
+        @lock.synchronize { relay_locked if @relay_seq == seq && !@relay_holder.nil? } if seq
+        return true
+      end
+
+      feed(@input.readpartial(CHUNK))
+      true
+    rescue EOFError
+      feed_end
+      close("the parent closed the channel")
+      false
+    rescue IOError, SystemCallError => e
+      close("read failed: #{e.message}")
+      false
+    end
+
+    # Poll the input without sleeping for up to the spin budget: a reply that
+    # comes back that fast is read without the wake-up that a sleep costs
+    # (as the Python and Node runners do). A spin that finds nothing makes
+    # the next 2, 4, ... up to MAX_SKIP waits sleep at once, until a spin
+    # pays off again.
+    def spin_for_input
+      @spins += 1
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + @spin
+      until @input.wait_readable(0)
+        next if Process.clock_gettime(Process::CLOCK_MONOTONIC) < deadline
+
+        @spin_misses = [@spin_misses + 1, 8].min
+        @spin_skip = [1 << @spin_misses, MAX_SKIP].min
+        return false
+      end
+      @spin_hits += 1
+      @spin_misses = 0
+      true
+    end
+
+    # Split bytes read into lines and handle each whole one; what follows
+    # the last newline waits for the next read. A line over the frame limit
+    # is answered from its head and the rest of it dropped as it arrives,
+    # never buffered whole.
+    def feed(chunk)
+      if @skipping
+        nl = chunk.index(NL)
+        return if nl.nil?
+
+        @skipping = false
+        chunk = chunk.byteslice(nl + 1, chunk.bytesize - nl - 1)
+      end
+      from = @rbuf.bytesize # the bytes kept from earlier reads hold no newline
+      buf = from.zero? ? chunk : @rbuf << chunk
+      start = 0
+      while (nl = buf.index(NL, from))
+        line_in(buf.byteslice(start, nl - start))
+        start = from = nl + 1
+      end
+      @rbuf = start.zero? ? buf : buf.byteslice(start, buf.bytesize - start)
+      return if @rbuf.bytesize <= @max_frame_bytes
+
+      oversized(@rbuf.byteslice(0, HEAD_BYTES), "a frame of more than #{@max_frame_bytes} bytes")
+      @rbuf = String.new
+      @skipping = true
+    end
+
+    def line_in(line)
+      if line.bytesize > @max_frame_bytes
+        oversized(line.byteslice(0, HEAD_BYTES), "a frame of more than #{@max_frame_bytes} bytes")
+      else
+        handle_line(line)
+      end
+    end
+
+    # The input ended: a last line without its newline is still a frame.
+    def feed_end
+      line = @rbuf
+      @rbuf = String.new
+      line_in(line) unless @skipping || line.empty?
+    end
+
+    # A request from the parent read by a caller goes to the background
+    # thread, which serves requests (a caller only waits for its reply).
+    def request_in(frame)
+      if @background.nil? || Thread.current.equal?(@background)
+        @on_request.call(frame)
+      else
+        @lock.synchronize do
+          @inbox << frame
+          @background_cv.signal
+        end
+      end
+    end
+
+    # The background thread: serves the requests callers read, and reads
+    # the input itself while no call waits and calls have paused (or the
+    # last request was answered), so that requests arriving between calls
+    # are read.
+    def background_loop
+      loop do
+        frames = nil
+        lead = false
+        @lock.synchronize do
+          loop do
+            return if @closed
+
+            unless @inbox.empty?
+              frames = @inbox
+              @inbox = []
+              break
+            end
+            now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+            unless @background_seen == @next_id # calls went on: the pause starts again
+              @background_seen = @next_id
+              @background_since = now
+            end
+            paused = @background_now || now - @background_since >= @pause
+            if paused && @leader.nil? && @parked.each_key.none? { |c| !c.done? }
+              @leader = Thread.current
+              @background_now = false
+              @woke = false
+              lead = true
+              break
+            end
+            hand_off_locked # a waiter that missed its turn
+            relay_on_locked
+            seq = @relay_seq
+            relaying = !@relay_holder.nil? && @leader.nil? # a leader's wait covers a stall
+            wait = if relaying then @relay_wait
+                   elsif paused then @pause # a caller leads: it passes the turn on when done
+                   else @pause - (now - @background_since)
+                   end
+            @background_cv.wait(@lock, wait)
+            relay_locked if relaying && @relay_seq == seq && !@relay_holder.nil? # stalled
+          end
+        end
+        frames&.each { |frame| @on_request.call(frame) }
+        lead_background if lead
+      end
+    end
+
+    # Read until a reply wakes a waiting thread: its next call reads for itself.
+    def lead_background
+      nil while read_some && !@woke
+    ensure
+      release_turn
     end
 
     # Register a call and queue its frame (not yet written); one lock for both.
@@ -475,37 +848,20 @@ module MotiaState
       value.valid_encoding? ? value : value.scrub("?")
     end
 
+    # A response ends the parent's request: the background thread may read
+    # at once (the parent's next request, say) instead of after a pause.
     def write_line(line)
       @lock.synchronize do
         raise PeerClosedError, "the channel to the parent is closed" if @closed && line.start_with?('{"type":"rpc_request","id"')
 
         @out << line << "\n"
-      end
-      flush
-    end
-
-    def read_loop
-      limit = @max_frame_bytes + 1
-      loop do
-        line = @input.gets("\n", limit)
-        break if line.nil?
-
-        if line.end_with?("\n")
-          handle_line(line.chomp("\n"))
-        elsif line.bytesize >= limit
-          oversized(line.byteslice(0, HEAD_BYTES), "a frame of more than #{@max_frame_bytes} bytes")
-          # Skip the rest of the oversized line, never buffering it whole.
-          loop do
-            rest = @input.gets("\n", limit)
-            break if rest.nil? || rest.end_with?("\n")
-          end
-        else
-          handle_line(line) # the last line, without a newline
+        relay_on_locked if @relay_holder.equal?(Thread.current)
+        if line.start_with?('{"type":"rpc_response"')
+          @background_now = true
+          @background_cv.signal
         end
       end
-      close("the parent closed the channel")
-    rescue IOError, SystemCallError => e
-      close("read failed: #{e.message}")
+      flush
     end
   end
 end
