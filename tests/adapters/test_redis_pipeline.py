@@ -478,3 +478,37 @@ async def test_an_unreachable_client_given_to_the_adapter_is_named_in_the_error(
             await a.get("g", "k")
     finally:
         await a.close()
+
+
+async def test_push_messages_on_the_shared_connection_reach_no_caller(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """A RESP3 client's connection may get pushes (here: client-side caching invalidations): they answer no command.
+
+    Each write below invalidates the hash this connection has just read,
+    so Redis pushes an invalidation into the stream of replies: no caller
+    may take it for its reply, alone or sharing a round trip.
+    """
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_server.url, protocol=3)
+    a = ms.RedisStateAdapter(client=client, key_prefix=redis_prefix, auto_pipeline=True)
+    try:
+        pipeline = pipeline_of(a)
+        for i in range(1, 30):
+            assert await pipeline.call(pack(b"CLIENT", b"TRACKING", b"ON")) == b"OK"
+            assert await a.get("g", "n") == (i - 1 if i > 1 else None)  # tracked from here on
+            assert await a.increment("g", "n") == i  # invalidated: a push on this connection
+        n = 29
+        for _ in range(10):
+            assert await pipeline.call(pack(b"CLIENT", b"TRACKING", b"ON")) == b"OK"
+            assert await a.get("g", "n") == n
+            # The first goes alone (and invalidates nothing); the rest share round trips with the pushes.
+            increments = [a.increment("g", "n") for _ in range(8)]
+            got = await asyncio.gather(a.get("other", "m"), *increments, *(a.get("g", "m") for _ in range(8)))
+            assert got[0] is None
+            assert sorted(got[1:9]) == list(range(n + 1, n + 9))
+            assert got[9:] == [None] * 8
+            n += 8
+    finally:
+        await a.close()
