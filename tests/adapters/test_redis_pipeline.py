@@ -339,6 +339,26 @@ async def test_a_reply_that_does_not_come_is_unavailable_after_the_timeout(
 # ---------------------------------------------------------- the clients
 
 
+async def test_auto_pipelining_is_on_by_default_and_can_be_turned_off(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    default = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
+    off = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, auto_pipeline=False)
+    try:
+        writes = await count_socket_writes(default)
+        assert await asyncio.gather(*(default.increment("g", f"k{i}") for i in range(20))) == [1] * 20
+        assert len(writes) < 20
+        assert off._pipeline is None
+        # Without it each operation takes redis-py's own path, with the same results.
+        assert await asyncio.gather(*(off.increment("g", f"k{i}") for i in range(20))) == [2] * 20
+        assert await off.get("g", "k0") == 2
+    finally:
+        await default.close()
+        await off.close()
+    with pytest.raises(ms.InvalidArgumentError, match="auto_pipeline: expected true or false"):
+        ms.RedisStateAdapter(redis_server.url, auto_pipeline="yes")  # type: ignore[arg-type]
+
+
 async def test_a_cluster_client_calls_each_operation_on_its_own(
     redis_cluster: RedisClusterServers, redis_prefix: str
 ) -> None:
@@ -492,7 +512,7 @@ async def test_push_messages_on_the_shared_connection_reach_no_caller(
     import redis.asyncio
 
     client = redis.asyncio.Redis.from_url(redis_server.url, protocol=3)
-    a = ms.RedisStateAdapter(client=client, key_prefix=redis_prefix, auto_pipeline=True)
+    a = ms.RedisStateAdapter(client=client, key_prefix=redis_prefix)
     try:
         pipeline = pipeline_of(a)
         for i in range(1, 30):

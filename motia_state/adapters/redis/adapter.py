@@ -190,11 +190,10 @@ class RedisStateAdapter(StateAdapter):
     store (default 16 on a cluster client, else 1); an existing store keeps
     the count its layout marker records.
 
-    ``auto_pipeline=True`` sends operations issued together from this
-    process in shared round trips (see docs/redis.md). It is off by
-    default: a trigger runtime SIGKILLed again and again on a loaded
-    machine was seen to skip a window of changes with it on (a few runs in
-    ten), never with it off, and the cause is not yet found.
+    ``auto_pipeline`` (on by default) sends operations issued together
+    from this process in shared round trips (see docs/redis.md);
+    ``auto_pipeline=False`` sends each through redis-py's own per-command
+    path.
     """
 
     def __init__(
@@ -210,7 +209,7 @@ class RedisStateAdapter(StateAdapter):
         feed_retention: int = DEFAULT_RETENTION,
         feed_retention_bytes: int = DEFAULT_RETENTION_BYTES,
         shards: int | None = None,
-        auto_pipeline: bool = False,
+        auto_pipeline: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(auto_pipeline, bool):
