@@ -7,6 +7,7 @@ cluster-ready key layout, the exact bytes stored, and the factory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import sys
@@ -17,9 +18,11 @@ from typing import Any
 
 import anyio
 import pytest
+import redis
 
 import motia_state as ms
 from motia_state.adapters.redis.layout import Layout, escape_group, unescape_group
+from motia_state.adapters.redis.program import FUNCTION
 
 from ..conformance import adapter_call, limits_kwargs, load_cases, redis_params, run_case
 from ..helpers import RedisServer, finish, free_port, go, start_child
@@ -860,3 +863,56 @@ async def test_checks_read_what_earlier_records_of_the_same_call_wrote(adapter: 
     assert reply[0] != b"ERR", reply
     checks = [r for r in reply if r in (b"true", b"false")]
     assert checks == [b"true"] * 13, reply
+
+
+async def test_calls_with_different_headers_interleaved_each_keep_their_own(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    # The program remembers the last call header it parsed; two stores on
+    # one server with different feed settings, written turn about, must
+    # each still get exactly what their own header says.
+    with_feed = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix + "a:")
+    without = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix + "b:", feed_retention=0)
+    try:
+        for _ in range(3):
+            await with_feed.increment("g", "n")
+            await without.increment("g", "n")
+        assert await with_feed.get("g", "n") == 3
+        assert await without.get("g", "n") == 3
+        assert [c.new_value async for c in with_feed.changes(None, follow=False)] == [1, 2, 3]
+        raw = redis.Redis.from_url(redis_server.url)
+        try:
+            assert raw.keys(f"{redis_prefix}b:*feed*") == []
+        finally:
+            raw.close()
+    finally:
+        await with_feed.close()
+        await without.close()
+
+
+async def test_a_malformed_call_header_is_refused_with_a_clear_error(adapter: ms.RedisStateAdapter) -> None:
+    client = redis.Redis.from_url(adapter.url)
+    try:
+        await adapter.set("g", "n", 1)  # loads the program
+        with pytest.raises(redis.ResponseError, match="malformed call header: one 9 x"):
+            client.fcall(FUNCTION.decode(), 3, "{x}h", "{x}s", "{x}z", "one 9 x", "g", "0", "increment", "n", "1")
+        assert client.exists("{x}h") == 0
+    finally:
+        client.close()
+
+
+async def test_a_read_on_a_connection_closed_while_pooled_is_sent_again(tmp_path: Path) -> None:
+    server = RedisServer(str(tmp_path)).start()
+    try:
+        a = ms.RedisStateAdapter(server.url, timeout=1.0)
+        try:
+            # Several connections in the pool, then a restart the event loop has not seen yet.
+            await asyncio.gather(*(a.increment(f"g{i}", "n") for i in range(8)))
+            server.stop(kill=True)
+            server.start()  # no persistence: empty
+            assert [await a.get(f"g{i}", "n") for i in range(8)] == [None] * 8
+            assert [await a.exists(f"g{i}", "n") for i in range(8)] == [False] * 8
+        finally:
+            await a.close()
+    finally:
+        server.stop()

@@ -59,12 +59,13 @@ async def count_socket_writes(adapter: ms.RedisStateAdapter) -> list[bytes]:
 
 async def test_concurrent_operations_share_round_trips(adapter: ms.RedisStateAdapter) -> None:
     writes = await count_socket_writes(adapter)
-    results = await asyncio.gather(*(adapter.increment("g", f"k{i}", i + 1) for i in range(64)))
+    # Each in a group of its own: operations meeting on one group are combined into one call first.
+    results = await asyncio.gather(*(adapter.increment(f"g{i}", "k", i + 1) for i in range(64)))
     assert results == [i + 1 for i in range(64)]
     # The first is sent at once, alone; the other 63 queue behind it and go in one write.
     assert len(writes) == 2, [w.count(b"FCALL") for w in writes]
     assert [w.count(b"\r\nFCALL\r\n") for w in writes] == [1, 63]
-    assert [await adapter.get("g", f"k{i}") for i in range(64)] == [i + 1 for i in range(64)]
+    assert [await adapter.get(f"g{i}", "k") for i in range(64)] == [i + 1 for i in range(64)]
 
 
 async def test_a_lone_operation_is_sent_at_once_by_its_caller(adapter: ms.RedisStateAdapter) -> None:
@@ -82,7 +83,7 @@ async def test_tasks_in_a_loop_keep_sharing_round_trips(adapter: ms.RedisStateAd
     writes, commands = pipeline.writes, pipeline.commands
 
     async def worker(i: int) -> list[int]:
-        return [await adapter.increment("g", f"k{i}", i) for _ in range(20)]
+        return [await adapter.increment(f"g{i}", "k", i) for _ in range(20)]
 
     results = await asyncio.gather(*(worker(i) for i in range(32)))
     assert results == [[i * n for n in range(1, 21)] for i in range(32)]
@@ -104,18 +105,19 @@ async def test_reads_share_the_round_trips_of_writes(adapter: ms.RedisStateAdapt
 
 
 async def test_each_operation_gets_its_own_result_or_error(adapter: ms.RedisStateAdapter) -> None:
-    await adapter.set("g", "text", "abc")
-    await adapter.set("g", "list", [1])
+    # A group each: operations meeting on one group are combined into one call first.
+    for group, value in (("g1", "abc"), ("g2", [1]), ("g3", "abc"), ("g4", 5), ("g5", [1]), ("g6", [1, 2])):
+        await adapter.set(group, "v", value)
     writes = await count_socket_writes(adapter)
     results = await asyncio.gather(
-        adapter.increment("g", "n", 5),
-        adapter.increment("g", "text"),
-        adapter.push("g", "list", 2),
-        adapter.push("g", "text", 1),
-        adapter.compare_and_swap("g", "n", 5, 6),
-        adapter.set_field("g", "list", "f", 1),
-        adapter.pop("g", "list"),
-        adapter.get("g", "n"),
+        adapter.increment("g0", "n", 5),
+        adapter.increment("g1", "v"),
+        adapter.push("g2", "v", 2),
+        adapter.push("g3", "v", 1),
+        adapter.compare_and_swap("g4", "v", 5, 6),
+        adapter.set_field("g5", "v", "f", 1),
+        adapter.pop("g6", "v"),
+        adapter.get("g4", "v"),
         return_exceptions=True,
     )
     assert len(writes) == 2
@@ -127,7 +129,7 @@ async def test_each_operation_gets_its_own_result_or_error(adapter: ms.RedisStat
     assert isinstance(results[5], ms.TypeMismatchError)
     assert results[6] == 2
     assert results[7] == 6
-    assert await adapter.get("g", "text") == "abc"
+    assert await adapter.get("g1", "v") == "abc"
 
 
 async def test_an_error_reply_fails_its_command_only(adapter: ms.RedisStateAdapter) -> None:
@@ -220,7 +222,7 @@ async def test_a_caller_cancelled_after_its_write_leaves_the_connection_in_step(
     lone = asyncio.ensure_future(adapter.increment("g", "first"))
     # Behind it in one write: a slow command, then increments whose callers are cancelled meanwhile.
     slow = asyncio.ensure_future(pipeline.call(pack(b"BLPOP", key, b"0.8")))
-    tasks = [asyncio.ensure_future(adapter.increment("g", f"k{i}", i + 1)) for i in range(6)]
+    tasks = [asyncio.ensure_future(adapter.increment(f"g{i}", "k", i + 1)) for i in range(6)]
     assert await lone == 1
     await asyncio.sleep(0.1)  # written, the slow command holding the replies
     assert pipeline.commands >= 1 + 1 + 1 + 6
@@ -229,8 +231,8 @@ async def test_a_caller_cancelled_after_its_write_leaves_the_connection_in_step(
     await asyncio.gather(*tasks, return_exceptions=True)
     assert await slow is None
     # Their replies were read and dropped: every later reply is its own caller's.
-    assert [await adapter.get("g", f"k{i}") for i in range(6)] == [i + 1 for i in range(6)]
-    results = await asyncio.gather(*(adapter.increment("g", f"k{i}") for i in range(6)))
+    assert [await adapter.get(f"g{i}", "k") for i in range(6)] == [i + 1 for i in range(6)]
+    results = await asyncio.gather(*(adapter.increment(f"g{i}", "k") for i in range(6)))
     assert results == [i + 2 for i in range(6)]
 
 
@@ -277,7 +279,7 @@ async def test_closing_the_adapter_fails_calls_in_flight_as_unavailable_not_canc
     # Queued behind the first: written together by the pipeline's own task once it returns,
     # the increments' replies then wait behind a second slow command.
     second = asyncio.ensure_future(pipeline.call(pack(b"BLPOP", nothing, b"2")))
-    calls = [asyncio.ensure_future(a.increment("g", "n")) for _ in range(5)]
+    calls = [asyncio.ensure_future(a.increment(f"g{i}", "n")) for i in range(5)]
     while pipeline.writes < written + 2:
         await asyncio.sleep(0.01)
     assert pipeline._flusher is not None and not pipeline._flusher.done()
@@ -301,7 +303,7 @@ async def test_a_lost_connection_fails_the_operations_in_flight_with_unavailable
         lone = asyncio.ensure_future(a.increment("g", "first"))
         # Queued behind it, then written together: a slow command and the increments.
         slow = asyncio.ensure_future(pipeline.call(pack(b"BLPOP", b"nothing", b"1")))
-        tasks = [asyncio.ensure_future(a.increment("g", f"k{i}")) for i in range(16)]
+        tasks = [asyncio.ensure_future(a.increment(f"g{i}", "k")) for i in range(16)]
         assert await lone == 1
         await asyncio.sleep(0.1)
         assert pipeline._queue == [], "written, waiting for their replies"
@@ -313,8 +315,8 @@ async def test_a_lost_connection_fails_the_operations_in_flight_with_unavailable
         with pytest.raises(redis.exceptions.ConnectionError):
             await slow
         server.start()  # no persistence: a fresh, empty server on the same port
-        assert await a.increment("g", "k0") == 1, "a fresh connection afterwards"
-        assert await asyncio.gather(*(a.increment("g", f"k{i}") for i in range(16))) == [2] + [1] * 15
+        assert await a.increment("g0", "k") == 1, "a fresh connection afterwards"
+        assert await asyncio.gather(*(a.increment(f"g{i}", "k") for i in range(16))) == [2] + [1] * 15
         await a.close()
     finally:
         server.stop()

@@ -77,8 +77,9 @@ from ...values import (
     import_value,
 )
 from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
+from .combine import Combiner
 from .layout import CLUSTER_SHARDS, MAX_SHARDS, Layout, escape_group, legacy_groups, marker_layout, read_layout
-from .program import LuaProgram, pack
+from .program import LuaProgram, pack, round_trip
 from .stream import RedisChangeStream, _retrieve, decode_record, format_cursor
 
 __all__ = ["OCC_RETRIES", "RedisStateAdapter", "migrate_legacy_layout"]
@@ -284,8 +285,12 @@ class RedisStateAdapter(StateAdapter):
             redis.exceptions,
             functions=plain,
             pipeline=auto_pipeline and plain and not getattr(client, "single_connection_client", False),
+            # Without the pipeline, calls still packed and read by the program (a connection each).
+            direct=plain and not getattr(client, "single_connection_client", False),
         )
         self._pipeline = self._program.pipeline
+        # Single operations meeting on one group go out together (see combine.py).
+        self._combiner = Combiner(self._program, redis.exceptions)
         self._cluster_client = isinstance(client, redis.asyncio.RedisCluster)
         self._max_result = limits.max_result_bytes
         self.feed_retention = feed_retention
@@ -367,6 +372,23 @@ class RedisStateAdapter(StateAdapter):
             await asyncio.wait(list(self._shared.starting))
         keys = await self._keys(group)
         return await self._program(keys, header, group.encode(), self._stamp(), *args)
+
+    async def _read_command(self, *args: str | bytes) -> Any:
+        """A reading command, on the program's path; once more on a connection lost before its reply.
+
+        Reads change nothing, so sending one again is safe: a connection
+        the server closed while it sat in the pool costs no error.
+        """
+        program = self._program
+        if program.pipeline is None and not program.direct:
+            return await self.client.execute_command(*args)
+        command = pack(*args)
+        if program.pipeline is not None:
+            return await program.pipeline.call(command)
+        try:
+            return await round_trip(self.client.connection_pool, command, self._errors)
+        except self._errors.ConnectionError:
+            return await round_trip(self.client.connection_pool, command, self._errors)
 
     def _check(self, trace_id: Any, key: Any) -> None:
         self._names.check(trace_id, key)
@@ -474,8 +496,14 @@ class RedisStateAdapter(StateAdapter):
             keys = self._group_keys.get(group)
             if keys is None:
                 keys = await self._keys(group)
-            header = self._headers["one", bool(self._sinks)]
-            reply = await self._program(keys, header, group.encode(), self._stamp(), *op)
+            if self._sinks:  # change events come with a reply of one operation only
+                header = self._headers["one", True]
+                reply = await self._program(keys, header, group.encode(), self._stamp(), *op)
+            else:
+                headers = self._headers
+                reply = await self._combiner.call(
+                    keys, headers["one", False], headers["batch", False], group.encode(), self._stamp(), op
+                )
         except self._foreign as e:
             raise self._translate(e) from e
         if type(reply) is bytes and reply[:1] == b"=":
@@ -498,21 +526,14 @@ class RedisStateAdapter(StateAdapter):
         self._check(trace_id, key)
         with self._boundary():
             hash_key = await self._key(trace_id)
-            pipeline = self._pipeline
-            if pipeline is None:
-                text = await self.client.hget(hash_key, key)
-            else:
-                text = await pipeline.call(pack(b"HGET", hash_key, key.encode()))
+            text = await self._read_command("HGET", hash_key, key.encode())
             return None if text is None else _decode(text)
 
     async def exists(self, trace_id: str, key: str) -> bool:
         self._check(trace_id, key)
         with self._boundary():
             hash_key = await self._key(trace_id)
-            pipeline = self._pipeline
-            if pipeline is None:
-                return bool(await self.client.hexists(hash_key, key))
-            return bool(await pipeline.call(pack(b"HEXISTS", hash_key, key.encode())))
+            return bool(await self._read_command("HEXISTS", hash_key, key.encode()))
 
     async def set(self, trace_id: str, key: str, value: Any) -> Any:
         self._check(trace_id, key)
@@ -1119,6 +1140,7 @@ class RedisStateAdapter(StateAdapter):
         self._closed = True
         close = getattr(self.client, "aclose", None) or self.client.close
         with contextlib.suppress(*self._failures):  # already gone: nothing to release
+            await self._combiner.aclose()
             await self._program.aclose()
             await close()
 

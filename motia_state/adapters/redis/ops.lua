@@ -920,17 +920,26 @@ end
 local function record(key, op, old, new)
   if feed_max == 0 then return end
   if not feed_stamp then
+    -- One format call: %d truncates the microseconds' thousandths (Lua 5.1).
     local t = redis.call('TIME')
-    feed_stamp = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)) .. ' ' .. feed_stamp_tail
+    feed_stamp = string.format('%s%03d %s', t[1], t[2] / 1000, feed_stamp_tail)
   end
-  local id = redis.call('XADD', S, 'MAXLEN', trim_kind(feed_max), feed_max, '0-*',
+  local id = redis.call('XADD', S, '0-*',
     'g', group, 'k', key, 'o', op, 'a', old, 'b', new, 'x', feed_stamp)
+  local n = tonumber(id:sub(3))
+  -- The count limit: every record while it is small, else every 64th
+  -- record, so the feed passes it by at most 63 records (plus what an
+  -- approximate trim keeps of a stream node), well within the 2x allowed,
+  -- and the other XADDs skip the trim they would check each time.
+  if feed_max < 64 or n % 64 == 0 then
+    redis.call('XTRIM', S, 'MAXLEN', trim_kind(feed_max), feed_max)
+  end
   -- The byte limit: measured every 64 records, and after any record large
   -- enough that 64 of them could pass it, so it is never passed by more
   -- than the limit again.
   if feed_bytes > 0 then
     local size = #group + #key + #old + #new + #feed_stamp + 32
-    if size * 64 >= feed_bytes or tonumber(id:sub(3)) % 64 == 0 then
+    if size * 64 >= feed_bytes or n % 64 == 0 then
       local used = redis.call('MEMORY', 'USAGE', S)
       if used and used > feed_bytes then
         local keep = math.max(1, math.floor(redis.call('XLEN', S) * feed_bytes / used))
@@ -1423,17 +1432,28 @@ function mode_read.walk(KEYS, ARGV)
   return L.reply
 end
 
+-- The last writing header parsed and what it said. A client sends the same
+-- header with each call of a kind, and Lua interns its strings, so telling
+-- it from the last one is one pointer comparison, cheaper than parsing.
+local last_head, last_mode, last_changes, last_ttl, last_max, last_result, last_fmax, last_fbytes
+
 local function run(KEYS, ARGV)
-  local mode, rest = string.match(ARGV[1], '^(%a+) ?(.*)$')
+  local head = ARGV[1]
   parsed_predicates = nil -- a listing that failed part way leaves nothing behind
-  local read = mode_read[mode]
-  if read then return read(KEYS, ARGV) end
-  local changes, ttl, max_text, max_result, fmax, fbytes = string.match(rest, '^(%d) (%d+) (%d+) (%d+) (%d+) (%d+)$')
-  max_bytes = tonumber(max_text)
+  if head ~= last_head then
+    local mode, rest = string.match(head, '^(%a+) ?(.*)$')
+    local read = mode_read[mode]
+    if read then return read(KEYS, ARGV) end
+    local changes, ttl, max_text, max_result, fmax, fbytes = string.match(rest, '^(%d) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+    if not (changes and mode_run[mode]) then error('motia-state: malformed call header: ' .. head) end
+    last_head, last_mode, last_changes, last_ttl, last_max, last_result, last_fmax, last_fbytes =
+      head, mode, changes == '1', tonumber(ttl), tonumber(max_text), tonumber(max_result), tonumber(fmax), tonumber(fbytes)
+  end
+  max_bytes = last_max
   H, S, Z, group = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
-  feed_max, feed_bytes, feed_stamp, feed_stamp_tail = tonumber(fmax), tonumber(fbytes), nil, ARGV[3]
+  feed_max, feed_bytes, feed_stamp, feed_stamp_tail = last_fmax, last_fbytes, nil, ARGV[3]
   created, removed = 0, false
-  return mode_run[mode](ARGV, tonumber(ttl), changes == '1', tonumber(max_result))
+  return mode_run[last_mode](ARGV, last_ttl, last_changes, last_result)
 end
 
 -- As a script (EVALSHA) this file ends by running; as a function library

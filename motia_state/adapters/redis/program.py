@@ -429,6 +429,68 @@ class AutoPipeline:
                 await self.pool.release(conn)
 
 
+async def round_trip(pool: Any, command: bytes, errors: Any) -> Any:
+    """Send ``command`` (packed) on a connection of ``pool`` and return its reply; an error reply raises.
+
+    The connection is the caller's alone for the round trip, so no reply
+    can reach anyone else; it is read with :func:`parse_reply`, which reads
+    a batch's reply of hundreds of items several times faster than
+    redis-py's per-command path. Nothing is sent twice: a connection lost
+    before the reply fails the call with redis-py's ``ConnectionError`` or
+    ``TimeoutError`` (the server may have run it), and the connection is
+    dropped. Connecting is retried as the pool's connections retry it.
+    """
+    conn = await pool.get_connection()
+    try:
+        await AutoPipeline._write(conn, command)
+        reader, timeout, error = conn._reader, conn.socket_timeout, conn._parser.parse_error
+        # The pieces are joined only when a parse may complete: a large value costs its size once.
+        chunks: list[bytes] = []
+        have = need = 0
+        while True:
+            want = max(65536, need - have)
+            try:
+                if not timeout:
+                    data = await reader.read(want)
+                elif _timeout is not None:
+                    async with _timeout(timeout):
+                        data = await reader.read(want)
+                else:  # pragma: no cover - Python 3.10
+                    data = await asyncio.wait_for(reader.read(want), timeout)
+            except asyncio.TimeoutError:
+                raise errors.TimeoutError(f"Timeout reading from Redis after {timeout} s") from None
+            except OSError as e:
+                raise errors.ConnectionError(f"Error while reading from Redis: {e}") from e
+            if not data:
+                raise errors.ConnectionError("Connection closed by server.")
+            chunks.append(data)
+            have += len(data)
+            if have < need:
+                continue
+            buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks = [buf]
+            try:
+                reply, pos = parse_reply(buf, 0, error)
+            except _Incomplete as e:
+                need = e.need
+                continue
+            except ValueError as e:
+                raise errors.InvalidResponse(str(e)) from e
+            if pos != len(buf):
+                raise errors.InvalidResponse("Redis sent more than the reply asked for")
+            break
+    except BaseException:
+        # Out of step, or a reply still owed on it: it cannot serve anyone else.
+        with contextlib.suppress(Exception):
+            await conn.disconnect(nowait=True)
+        await pool.release(conn)
+        raise
+    await pool.release(conn)
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
 class LuaProgram:
     """Calls the program on one client, loading it where the server lacks it.
 
@@ -446,14 +508,18 @@ class LuaProgram:
     routed by redis-py to the node owning its slot.
     """
 
-    __slots__ = ("_loading", "_prefixes", "client", "errors", "functions", "pipeline")
+    __slots__ = ("_loading", "_prefixes", "client", "direct", "errors", "functions", "pipeline")
 
-    def __init__(self, client: Any, errors: Any, *, functions: bool, pipeline: bool = False) -> None:
+    def __init__(
+        self, client: Any, errors: Any, *, functions: bool, pipeline: bool = False, direct: bool = False
+    ) -> None:
         self.client = client
         self.errors = errors  # the redis.exceptions module
         #: FCALL (True) or EVALSHA (False); turns False on a Redis without functions.
         self.functions = functions
         self.pipeline = AutoPipeline(client, errors) if pipeline else None
+        #: Without the pipeline, calls packed here and read by :func:`round_trip` (a plain client's pool).
+        self.direct = direct and self.pipeline is None
         #: The packed start of a call (command, name, keys, header), per keys and header.
         self._prefixes: dict[tuple[bool, tuple[bytes, ...], bytes], bytes] = {}
         self._loading: asyncio.Future[Any] | None = None
@@ -468,7 +534,9 @@ class LuaProgram:
             prefix = self._prefixes[functions, keys, header] = b"".join(
                 [_bulk(a) for a in (*start, str(len(keys)), *keys, header)]
             )
-        return b"*%d\r\n%b%b" % (4 + len(keys) + len(args), prefix, b"".join([_bulk(a) for a in args]))
+        # Inlined for bytes, which the adapter passes: a batch has hundreds of arguments.
+        packed = [b"$%d\r\n%b\r\n" % (len(a), a) if type(a) is bytes else _bulk(a) for a in args]
+        return b"*%d\r\n%b%b" % (4 + len(keys) + len(args), prefix, b"".join(packed))
 
     async def __call__(self, keys: tuple[bytes, ...], header: bytes, *args: Any) -> Any:
         """Run the program on ``keys`` (one slot: they share a hash tag); ``header`` is its ARGV[1]."""
@@ -476,6 +544,11 @@ class LuaProgram:
         if pipeline is not None:
             try:
                 return await pipeline.call(self._packed(keys, header, args))
+            except self.errors.ResponseError as e:
+                return await self._pipelined_again(e, keys, header, args)
+        if self.direct:
+            try:
+                return await round_trip(self.client.connection_pool, self._packed(keys, header, args), self.errors)
             except self.errors.ResponseError as e:
                 return await self._pipelined_again(e, keys, header, args)
         client = self.client
@@ -502,20 +575,27 @@ class LuaProgram:
     ) -> Any:
         """After ``error``: load the program if the server lacks it (or turn to scripts), and call again."""
         pipeline = self.pipeline
-        assert pipeline is not None
         errors = self.errors
+        if pipeline is not None:
+            send = pipeline.call
+        else:
+            pool = self.client.connection_pool
+
+            async def send(command: bytes) -> Any:
+                return await round_trip(pool, command, errors)
+
         for _ in range(2):
             message = str(error)
             if self.functions and "Function not found" in message:
-                await self._load(pipeline.call(pack(b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY)))
+                await self._load(send(pack(b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY)))
             elif self.functions and "unknown command" in message.lower():
                 self.functions = False  # Redis < 7: scripts from now on
             elif not self.functions and isinstance(error, errors.NoScriptError):
-                await self._load(pipeline.call(pack(b"SCRIPT", b"LOAD", SOURCE)))
+                await self._load(send(pack(b"SCRIPT", b"LOAD", SOURCE)))
             else:
                 raise error
             try:
-                return await pipeline.call(self._packed(keys, header, args))
+                return await send(self._packed(keys, header, args))
             except errors.ResponseError as e:
                 error = e
         raise error
