@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import motia_state as ms
-from motia_state.adapters.redis.program import AutoPipeline, _Incomplete, pack, parse_reply
+from motia_state.adapters.redis.program import AutoPipeline, _Incomplete, pack, parse_reply, round_trip
 
 from ..helpers import RedisClusterServers, RedisServer
 
@@ -502,28 +502,34 @@ async def test_an_unreachable_client_given_to_the_adapter_is_named_in_the_error(
         await a.close()
 
 
-async def test_push_messages_on_the_shared_connection_reach_no_caller(
-    redis_server: RedisServer, redis_prefix: str
-) -> None:
+@pytest.mark.parametrize("auto_pipeline", [True, False])
+async def test_push_messages_reach_no_caller(redis_server: RedisServer, redis_prefix: str, auto_pipeline: bool) -> None:
     """A RESP3 client's connection may get pushes (here: client-side caching invalidations): they answer no command.
 
     Each write below invalidates the hash this connection has just read,
     so Redis pushes an invalidation into the stream of replies: no caller
-    may take it for its reply, alone or sharing a round trip.
+    may take it for its reply, alone or sharing a round trip (or, without
+    the pipeline, on the pooled connection each call takes in turn).
     """
     import redis.asyncio
 
     client = redis.asyncio.Redis.from_url(redis_server.url, protocol=3)
-    a = ms.RedisStateAdapter(client=client, key_prefix=redis_prefix)
+    a = ms.RedisStateAdapter(client=client, key_prefix=redis_prefix, auto_pipeline=auto_pipeline)
+    tracking = pack(b"CLIENT", b"TRACKING", b"ON")
+
+    async def track() -> Any:
+        if auto_pipeline:
+            return await pipeline_of(a).call(tracking)
+        return await round_trip(client.connection_pool, tracking, redis.exceptions)
+
     try:
-        pipeline = pipeline_of(a)
         for i in range(1, 30):
-            assert await pipeline.call(pack(b"CLIENT", b"TRACKING", b"ON")) == b"OK"
+            assert await track() == b"OK"
             assert await a.get("g", "n") == (i - 1 if i > 1 else None)  # tracked from here on
             assert await a.increment("g", "n") == i  # invalidated: a push on this connection
         n = 29
         for _ in range(10):
-            assert await pipeline.call(pack(b"CLIENT", b"TRACKING", b"ON")) == b"OK"
+            assert await track() == b"OK"
             assert await a.get("g", "n") == n
             # The first goes alone (and invalidates nothing); the rest share round trips with the pushes.
             increments = [a.increment("g", "n") for _ in range(8)]

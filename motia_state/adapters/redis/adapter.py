@@ -383,8 +383,15 @@ class RedisStateAdapter(StateAdapter):
         if program.pipeline is None and not program.direct:
             return await self.client.execute_command(*args)
         command = pack(*args)
-        if program.pipeline is not None:
-            return await program.pipeline.call(command)
+        pipeline = program.pipeline
+        if pipeline is not None:
+            try:
+                return await pipeline.call(command)
+            except self._errors.ConnectionError:
+                if self._closed:  # failed by the close, not by the connection
+                    raise
+                # The shared connection may have been closed by the server while idle.
+                return await pipeline.call(command)
         try:
             return await round_trip(self.client.connection_pool, command, self._errors)
         except self._errors.ConnectionError:

@@ -433,9 +433,9 @@ async def round_trip(pool: Any, command: bytes, errors: Any) -> Any:
     """Send ``command`` (packed) on a connection of ``pool`` and return its reply; an error reply raises.
 
     The connection is the caller's alone for the round trip, so no reply
-    can reach anyone else; it is read with :func:`parse_reply`, which reads
-    a batch's reply of hundreds of items several times faster than
-    redis-py's per-command path. Nothing is sent twice: a connection lost
+    can reach anyone else; it is read with :func:`parse_reply` (push
+    messages passed over), which reads a batch's reply of hundreds of items
+    several times faster than redis-py's per-command path. Nothing is sent twice: a connection lost
     before the reply fails the call with redis-py's ``ConnectionError`` or
     ``TimeoutError`` (the server may have run it), and the connection is
     dropped. Connecting is retried as the pool's connections retry it.
@@ -470,14 +470,22 @@ async def round_trip(pool: Any, command: bytes, errors: Any) -> Any:
             buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             chunks = [buf]
             try:
-                reply, pos = parse_reply(buf, 0, error)
+                reply, pos = _answer(buf, 0, error)
             except _Incomplete as e:
                 need = e.need
                 continue
             except ValueError as e:
                 raise errors.InvalidResponse(str(e)) from e
             if pos != len(buf):
-                raise errors.InvalidResponse("Redis sent more than the reply asked for")
+                try:
+                    pushes = _pushes_only(buf, pos, error)
+                except ValueError:
+                    pushes = False
+                if not pushes:
+                    raise errors.InvalidResponse("Redis sent more than the reply asked for")
+                # The reply stands; the rest of a push may follow, which no command would read.
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
             break
     except BaseException:
         # Out of step, or a reply still owed on it: it cannot serve anyone else.
