@@ -578,8 +578,15 @@ class TriggerRunner:
             t.read_point, start = first.skip_to, first.last_read
             return True
 
-        with scope:
-            await self._keep_reading(t, lambda: self._read_shared_from(t, scope, start), restart)
+        try:
+            with scope:
+                await self._keep_reading(t, lambda: self._read_shared_from(t, scope, start), restart)
+        finally:
+            if t.reader is scope:
+                # It ended (no partition to read for after a failed read, an
+                # expired cursor): the next partition to join starts a reader
+                # instead of joining one that no longer reads.
+                t.reader = None
 
     async def _read_shared_from(self, t: _Trigger, scope: anyio.CancelScope, start: str | None) -> None:
         spec = t.spec

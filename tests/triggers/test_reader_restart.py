@@ -1,4 +1,6 @@
-"""A replaced feed reader must leave the partitions to the reader that replaced it.
+"""The shared feed reader's hand-overs: to a new reader, and from one that ended.
+
+A replaced feed reader must leave the partitions to the reader that replaced it.
 
 When a runtime takes a partition whose saved position is behind what its
 shared reader has read, it starts a new reader from there and cancels the
@@ -7,6 +9,9 @@ whose read had just returned still runs through the records it got. Had it
 dispatched them and moved the partitions on, the next restart would take
 the moved position as what was already read, and the changes between the
 saved position and the old reader's batch would never run.
+
+A reader that ended (a failed read while it served no partition) must not
+be joined by the next partition, which would then never be read.
 """
 
 from __future__ import annotations
@@ -137,3 +142,65 @@ async def test_a_reader_replaced_while_its_read_returns_moves_no_partition() -> 
             while not expected <= seen:
                 await anyio.sleep(0.02)
         assert sorted(expected - seen, key=cursors.index) == []
+
+
+class FailingFeed(ms.MemoryStateAdapter):
+    """A memory store whose feed readers fail once with UNAVAILABLE at the next record after ``fail`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = False
+
+    def changes(
+        self,
+        after: str | None = None,
+        *,
+        groups: Collection[str] | None = None,
+        keys: Collection[str] | None = None,
+        follow: bool = True,
+    ) -> AsyncIterator[Change]:
+        return self._failing(after)
+
+    async def _failing(self, after: str | None) -> AsyncIterator[Change]:
+        async for change in super().changes(after):
+            if self.fail:
+                self.fail = False
+                raise ms.UnavailableError("the feed is briefly unreachable")
+            yield change
+
+
+async def test_a_partition_taken_after_the_reader_gave_up_is_read() -> None:
+    """The shared reader ends when a read fails while it serves no partition; the next partition starts a new one."""
+    adapter = FailingFeed()
+    group = group_of("t")
+    seen: list[Change] = []
+
+    async def handler(change: Change) -> None:
+        seen.append(change)
+
+    async with TriggerRunner(adapter, lease=0.3, backoff=0.01, partitions=1) as triggers:
+        await triggers.add("t", {"type": "state", "key": "k"}, handler)
+        await adapter.set("g", "k", 1)
+        with anyio.fail_after(5):  # handled, and its position saved
+            while not seen or await adapter.internal.get(group, "pos.0") != {"cursor": seen[0].cursor}:
+                await anyio.sleep(0.01)
+        # Another runtime takes the partition: this one's reader serves none now.
+        await adapter.internal.set(group, "lease.0", {"owner": "other", "until": now_ms() + 60_000})
+        with anyio.fail_after(5):
+            while triggers.status()[0]["partitions"]:
+                await anyio.sleep(0.01)
+        adapter.fail = True
+        await adapter.set("g", "other", 1)  # the reader reads it and fails, then finds nothing to read for
+        with anyio.fail_after(5):
+            while adapter.fail:
+                await anyio.sleep(0.01)
+        await anyio.sleep(1.2)  # its retry finds no partition joined: it ends
+        await adapter.internal.set(group, "lease.0", {"owner": "other", "until": 0})  # the other runtime is gone
+        with anyio.fail_after(5):
+            while not triggers.status()[0]["partitions"]:
+                await anyio.sleep(0.01)
+        await adapter.set("g", "k", 2)
+        with anyio.move_on_after(3):
+            while seen[-1].new_value != 2:
+                await anyio.sleep(0.01)
+        assert [change.new_value for change in seen] == [1, 2]
