@@ -190,6 +190,8 @@ STRIDE: Final = 6
 FAST_NAME: Final = 64
 # A fast record's size at most: two numbers under _SMALL and two names of at most FAST_NAME.
 _FAST_SIZE: Final = _OVERHEAD + 48 + 2 * FAST_NAME
+#: The size of a record of two ints under 10**15 in magnitude, but its names.
+INT_RECORD: Final = _OVERHEAD + 48
 
 
 def _fast_size(group: str, key: str) -> int:
@@ -241,7 +243,6 @@ class FeedRing:
         "_fast_count",
         "_fast_seq",
         "_first",
-        "_general",
         "_general_bytes",
         "_room_set",
         "_waiters",
@@ -250,6 +251,7 @@ class FeedRing:
         "retention",
         "retention_bytes",
         "room",
+        "sizes",
         "slots",
     )
 
@@ -264,10 +266,11 @@ class FeedRing:
         # Trimming waits until the ring holds twice its limits (never looser).
         self._count_cap = 2 * retention
         self._bytes_cap = 2 * retention_bytes
-        # The size of every retained record that is not fast, oldest first,
-        # in machine words (nothing for the collector), and their total
-        # (as of the last settle: the writes since then took it off room).
-        self._general = array("q")
+        #: The size of every retained record that is not fast, oldest first,
+        #: in machine words (nothing for the collector); a writer appending
+        #: such a record itself appends its size here and takes it off
+        #: :attr:`room`. Their total is kept as of the last settle.
+        self.sizes = array("q")
         self._general_bytes = 0
         self._room_set = 0
         # The exact sizes of the fast records numbered below _fast_seq, once
@@ -290,7 +293,7 @@ class FeedRing:
     # -- writing ---------------------------------------------------------------
 
     def _general_added(self, size: int) -> None:
-        self._general.append(size)
+        self.sizes.append(size)
         self.room -= size
 
     def record(self, changes: Sequence[StateChange], at: int, depth: int, origin: dict[str, Any] | None) -> None:
@@ -349,7 +352,7 @@ class FeedRing:
             if depth or origin is not None:
                 info = (op, depth, origin)
         slots.extend((group, key, old, new, _clock(), info))
-        self._general.append(size)
+        self.sizes.append(size)
         self.room -= size
         if self.room < 0 or len(slots) > self.limit:
             self.settle()
@@ -408,7 +411,7 @@ class FeedRing:
         """Forget every record; the next one gets ``seq + 1`` (a store reloaded from its files)."""
         self.slots = []
         self._first = self._fast_seq = seq + 1
-        del self._general[:]
+        del self.sizes[:]
         self._general_bytes = self._fast_bytes = self._fast_count = 0
         self._room_set = self.room  # what was written since the last settle is forgotten too
         self.settle()
@@ -419,7 +422,7 @@ class FeedRing:
         # An upper bound of the retained bytes: exact for the records not
         # fast and the fast ones already sized, the most a fast one can be
         # for the rest.
-        unsized = len(self.slots) // STRIDE - len(self._general) - self._fast_count
+        unsized = len(self.slots) // STRIDE - len(self.sizes) - self._fast_count
         return self._general_bytes + self._fast_bytes + unsized * _FAST_SIZE
 
     def _size_fast(self) -> None:
@@ -441,8 +444,8 @@ class FeedRing:
         # The records dropped that are not fast: those whose info is not None.
         general = count - slots[5 : count * STRIDE : STRIDE].count(None)
         if general:
-            self._general_bytes -= sum(self._general[:general])
-            del self._general[:general]
+            self._general_bytes -= sum(self.sizes[:general])
+            del self.sizes[:general]
         if self._fast_seq > first:
             if self._fast_seq <= end:
                 self._fast_bytes = self._fast_count = 0
@@ -477,7 +480,7 @@ class FeedRing:
             if bound > self._bytes_cap:
                 # Cut back to retention_bytes, the newest record always kept.
                 slots, drop = self.slots, 0
-                general, index = self._general, 0
+                general, index = self.sizes, 0
                 while count - drop > 1 and bound > self.retention_bytes:
                     if slots[drop * STRIDE + 5] is None:
                         bound -= _fast_size(slots[drop * STRIDE], slots[drop * STRIDE + 1])
@@ -610,8 +613,11 @@ class FeedRing:
         else:
             event = "updated"
         if copy:
-            # A reader that changes a record's value never changes what is stored.
+            # A reader that changes a record's value or origin never changes
+            # what is stored (the records of one request share one origin).
             old, new = copy_value(old), copy_value(new)
+            if origin is not None:
+                origin = copy_value(origin)
         return Change(f"{self.prefix}.{seq}", group, key, op, event, old, new, at, depth, origin)
 
     # -- waiting ---------------------------------------------------------------

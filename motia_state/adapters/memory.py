@@ -29,11 +29,12 @@ from typing import Any
 from ..errors import InvalidArgumentError, UnavailableError
 from ..feed import (
     _CONTEXT_USED,
-    _NO_CONTEXT,
+    _WRITE_CONTEXT,
     DEFAULT_RETENTION,
     DEFAULT_RETENTION_BYTES,
     FAST_NAME,
     FEED_OFF,
+    INT_RECORD,
     ChangeStream,
     FeedRing,
     Stamp,
@@ -75,6 +76,7 @@ __all__ = ["InternalTable", "MemoryStateAdapter", "TableSession"]
 
 # The commit time of a fast feed record (FeedRing): read on every increment, so bound once.
 _clock = time.time
+_write_context = _WRITE_CONTEXT.get
 _PLAIN_LOCK = type(threading.Lock())
 
 
@@ -323,13 +325,22 @@ class MemoryStateAdapter(StateAdapter):
                     entries[key] = new = old + delta
                     ring = table.feed
                     if ring is not None:
-                        if _CONTEXT_USED[0] and current_write_context() is not _NO_CONTEXT:
-                            ring.put(trace_id, key, "increment", old, new)
-                        else:
-                            slots = ring.slots
-                            slots.extend((trace_id, key, old, new, _clock(), None))
-                            if len(slots) > ring.limit:
-                                ring.settle()
+                        slots = ring.slots
+                        if _CONTEXT_USED[0]:
+                            depth, origin = _write_context()
+                            if depth or origin is not None:
+                                # A step's write: its depth and origin make it a record of the
+                                # other kind, sized as it is appended (FeedRing.put, inlined).
+                                slots.extend((trace_id, key, old, new, _clock(), ("increment", depth, origin)))
+                                size = INT_RECORD + len(trace_id) + len(key)
+                                ring.sizes.append(size)
+                                ring.room -= size
+                                if ring.room < 0 or len(slots) > ring.limit:
+                                    ring.settle()
+                                return new
+                        slots.extend((trace_id, key, old, new, _clock(), None))
+                        if len(slots) > ring.limit:
+                            ring.settle()
                     return new
             return self._increment_locked(trace_id, key, delta)
         finally:

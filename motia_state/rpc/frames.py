@@ -18,15 +18,18 @@ from anyio.abc import ByteReceiveStream
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
+    "FRAME_DECODER",
     "ErrorBody",
     "Frame",
     "LineReader",
     "Oversized",
+    "Reply",
     "RpcRequest",
     "RpcResponse",
     "append_response",
     "decode_frame",
     "encode_error",
+    "encode_replies",
     "encode_request",
     "encode_response",
     "sniff_id",
@@ -65,7 +68,17 @@ class RpcResponse(msgspec.Struct, tag_field="type", tag="rpc_response", omit_def
 
 Frame = RpcRequest | RpcResponse
 
+
+class Reply(msgspec.Struct, tag_field="type", tag="rpc_response"):
+    """A success reply, as :func:`encode_replies` takes it."""
+
+    id: RequestId
+    result: Any
+
+
 _decoder: Final = msgspec.json.Decoder(Frame)
+#: The decoder behind :func:`decode_frame`, for a loop that calls it directly.
+FRAME_DECODER: Final = _decoder
 _encoder: Final = msgspec.json.Encoder()
 
 
@@ -111,6 +124,11 @@ def append_response(out: bytearray, id: RequestId, result: Any) -> int:
         raise
     out += b"}\n"
     return len(out) - start
+
+
+def encode_replies(replies: list[Reply]) -> bytes:
+    """Success lines, one per reply, in one call: the same bytes as :func:`append_response` for each."""
+    return _encoder.encode_lines(replies)
 
 
 def encode_error(id: RequestId, code: str, message: str, stack: str | None = None) -> bytes:
@@ -219,11 +237,18 @@ class LineReader:
             self._emit(bytes(buf), out)
             buf.clear()
             start = nl + 1
-            nl = chunk.find(b"\n", start)
-        while nl >= 0:
-            self._emit(chunk[start:nl], out)
-            start = nl + 1
-            nl = chunk.find(b"\n", start)
+        last = chunk.rfind(b"\n", start)
+        if last >= start:
+            body = chunk[start:last] if start or last != len(chunk) - 1 else chunk[:-1]
+            lines = body.split(b"\n")
+            if len(body) <= self._max and b"\r" not in body and b"" not in lines and not any(map(bytes.isspace, lines)):
+                # The common case, all in C: every line fits the limit, and
+                # none is blank or ends with "\r".
+                out += lines
+            else:
+                for line in lines:
+                    self._emit(line, out)
+            start = last + 1
         rest = len(chunk) - start
         if len(buf) + rest > self._max:
             head = (bytes(buf) + chunk[start : start + self.HEAD_BYTES])[: self.HEAD_BYTES]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +24,7 @@ from ..manager import StateManager
 from ..values import MAX_INT_DIGITS
 from .frames import to_log_line
 
-__all__ = ["CallContext", "HandlerTable", "state_handlers"]
+__all__ = ["CallContext", "HandlerTable", "handler_failure", "origin_of", "state_handlers"]
 
 log = logging.getLogger("motia_state.rpc")
 
@@ -48,7 +48,9 @@ Handler = Callable[[A, CallContext], Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
-class _Method(Generic[A]):
+class Method(Generic[A]):
+    """One served method: how its args decode, its handler, and whether its writes are stamped."""
+
     decoder: msgspec.json.Decoder[A]
     handler: Handler[A]
     stamped: bool
@@ -58,7 +60,7 @@ class HandlerTable:
     """Method name -> typed args -> async handler; open to orchestrators."""
 
     def __init__(self) -> None:
-        self._methods: dict[str, _Method[Any]] = {}
+        self._methods: dict[str, Method[Any]] = {}
 
     def register(self, name: str, args_type: type[A] | Any, handler: Handler[A], *, stamped: bool = False) -> None:
         """Serve ``name``: args are decoded as ``args_type`` (``Any`` for raw JSON).
@@ -67,11 +69,16 @@ class HandlerTable:
         being served (``ctx.depth`` and the origin ``{"step", "traceId"}``),
         so the feed records of its writes carry them.
         """
-        self._methods[name] = _Method(msgspec.json.Decoder(args_type), handler, stamped)
+        self._methods[name] = Method(msgspec.json.Decoder(args_type), handler, stamped)
 
     def include(self, other: HandlerTable) -> None:
         """Serve every method of ``other`` too (its entries win on a clash)."""
         self._methods.update(other._methods)
+
+    @property
+    def methods(self) -> Mapping[str, Method[Any]]:
+        """Every served method by name (live: what is registered later shows), for a caller that runs requests inline."""
+        return self._methods
 
     def __contains__(self, name: object) -> bool:
         return name in self._methods
@@ -82,11 +89,31 @@ class HandlerTable:
 
     async def dispatch(self, name: str, raw_args: bytes | msgspec.Raw, ctx: CallContext) -> Any:
         """Run one request; raises StateError (with its code) on any failure."""
+        handler, args, stamped = self.prepare(name, raw_args)
+        token = enter_write_context(ctx.depth, origin_of(ctx)) if stamped else None
+        try:
+            return await handler(args, ctx)
+        except StateError:
+            raise
+        except Exception as e:
+            raise handler_failure(e, name, ctx) from e
+        finally:
+            if token is not None:
+                exit_write_context(token)
+
+    def prepare(self, name: str, raw_args: bytes | msgspec.Raw) -> tuple[Handler[Any], Any, bool]:
+        """The handler of ``name``, the request's args decoded for it, and whether it is ``stamped``.
+
+        What :meth:`dispatch` does before it runs the handler, for a caller
+        that runs it inline (the peer's read loop). Raises StateError: an
+        unknown method is NOT_FOUND, args that do not fit the method's
+        struct INVALID_ARGUMENT (or LIMIT_EXCEEDED).
+        """
         method = self._methods.get(name)
         if method is None:
             raise NotFoundError(f"no handler for method {name!r}")
         try:
-            args = method.decoder.decode(raw_args)
+            return method.handler, method.decoder.decode(raw_args), method.stamped
         except msgspec.ValidationError as e:
             if str(e).startswith("Integer value out of range"):
                 # An integer past MAX_INT_DIGITS: the same code as through the Python API.
@@ -96,23 +123,20 @@ class HandlerTable:
             raise InvalidArgumentError(f"args are not valid JSON: {e}") from None
         except RecursionError:
             raise LimitExceededError("args are nested too deeply to be read") from None
-        token = None
-        if method.stamped:
-            origin = None if ctx.trace_id is None else {"step": ctx.step, "traceId": ctx.trace_id}
-            token = enter_write_context(ctx.depth, origin)
-        try:
-            return await method.handler(args, ctx)
-        except StateError:
-            raise
-        except (TypeError, ValueError) as e:
-            # Validation in plain Python (e.g. an orchestrator's handler).
-            raise InvalidArgumentError(str(e)) from e
-        except Exception as e:
-            log.exception("handler for %s failed (step %s)", to_log_line(name), to_log_line(ctx.step))
-            raise InternalError(f"{name} failed: {type(e).__name__}") from e
-        finally:
-            if token is not None:
-                exit_write_context(token)
+
+
+def origin_of(ctx: CallContext) -> dict[str, Any] | None:
+    """The origin that a stamped request's writes carry: ``{"step", "traceId"}``, or None outside an invocation."""
+    return None if ctx.trace_id is None else {"step": ctx.step, "traceId": ctx.trace_id}
+
+
+def handler_failure(e: Exception, name: str, ctx: CallContext) -> StateError:
+    """The error a handler's exception (not a StateError) is answered with: INVALID_ARGUMENT, or INTERNAL (logged)."""
+    if isinstance(e, (TypeError, ValueError)):
+        # Validation in plain Python (e.g. an orchestrator's handler).
+        return InvalidArgumentError(str(e))
+    log.error("handler for %s failed (step %s)", to_log_line(name), to_log_line(ctx.step), exc_info=e)
+    return InternalError(f"{name} failed: {type(e).__name__}")
 
 
 _MISSING_RE = re.compile(r"Object missing required field `([^`]+)`(?: - at `\$([^`]*)`)?")
@@ -233,6 +257,29 @@ def state_handlers(manager: StateManager, table: HandlerTable | None = None) -> 
 
     def decrement(a: _Delta, c: CallContext) -> Awaitable[Any]:
         return m.decrement(a.trace_id, a.key, a.delta)
+
+    # What StateManager's own method would do, one coroutine fewer (its
+    # _run with the adapter's call), unless a subclass has its own.
+    run = m._run
+    if type(m).get is StateManager.get:
+
+        def get(a: _Key, c: CallContext) -> Awaitable[Any]:
+            return run("get", a.trace_id, a.key, m.adapter.get(a.trace_id, a.key))
+
+    if type(m).set is StateManager.set:
+
+        def set_(a: _Set, c: CallContext) -> Awaitable[Any]:
+            return run("set", a.trace_id, a.key, m.adapter.set(a.trace_id, a.key, a.value))
+
+    if type(m).increment is StateManager.increment:
+
+        def increment(a: _Delta, c: CallContext) -> Awaitable[Any]:
+            return run("increment", a.trace_id, a.key, m.adapter.increment(a.trace_id, a.key, a.delta))
+
+    if type(m).decrement is StateManager.decrement:
+
+        def decrement(a: _Delta, c: CallContext) -> Awaitable[Any]:
+            return run("decrement", a.trace_id, a.key, m.adapter.decrement(a.trace_id, a.key, a.delta))
 
     def cas(a: _Cas, c: CallContext) -> Awaitable[Any]:
         return m.compare_and_swap(a.trace_id, a.key, a.expected, a.new_value)

@@ -12,6 +12,7 @@ no pending request is logged and dropped.
 from __future__ import annotations
 
 import logging
+from contextvars import Token
 from typing import Any, Final
 
 import anyio
@@ -19,20 +20,24 @@ import msgspec
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from ..errors import InvalidArgumentError, LimitExceededError, StateError, UnavailableError, error_for_code
+from ..feed import WriteContext, enter_write_context, exit_write_context
 from .frames import (
     DEFAULT_MAX_FRAME_BYTES,
+    FRAME_DECODER,
     LineReader,
     Oversized,
+    Reply,
     RpcRequest,
     RpcResponse,
     append_response,
     decode_frame,
     encode_error,
+    encode_replies,
     encode_request,
     sniff_id,
     to_log_line,
 )
-from .handlers import CallContext, HandlerTable
+from .handlers import CallContext, HandlerTable, handler_failure, origin_of
 from .pipes import HIGH_WATER, FdSendStream
 
 __all__ = ["Peer", "PeerClosedError"]
@@ -44,6 +49,12 @@ step_log = logging.getLogger("motia_state.step")
 
 #: Unsent reply bytes above which the peer writes before it reads on.
 REPLY_BUDGET: Final = 1 << 20
+
+#: Small replies encoded together at most (a run ends earlier at anything else).
+REPLY_RUN: Final = 256
+
+#: Characters of a string result short enough to be a small reply.
+SHORT_TEXT: Final = 256
 
 
 class PeerClosedError(UnavailableError):
@@ -152,26 +163,111 @@ class Peer:
 
     async def run(self) -> None:
         """Read and handle frames until the worker's output ends; nothing a worker sends makes it raise."""
+        reader, prepare, context = self._reader, self._table.prepare, self.context
+        methods, out, decode = self._table.methods, self._out, FRAME_DECODER.decode
+        # Small replies not yet encoded, and the methods they answer (in order).
+        replies: list[Reply] = []
+        replied: list[str] = []
         try:
-            while (batch := await self._reader.receive_batch()) is not None:
-                for line in batch:
-                    try:
-                        # The request path is inline (no coroutine of its own per frame).
-                        frame = self._frame(line)
-                        if frame is not None:
-                            try:
-                                result = await self._table.dispatch(frame.method, frame.args, self.context)
-                            except StateError as e:
-                                self._failed(frame, e)
+            while (batch := await reader.receive_batch()) is not None:
+                # The write context of stamped requests is entered once per
+                # batch, not per request, and entered again only when the
+                # invocation being served changes (or around a method that is
+                # not stamped): setting a context variable copies the context.
+                token: Token[WriteContext] | None = None
+                run_replies = len(batch) > 1
+                depth, step, trace_id = -1, "", None
+                try:
+                    for line in batch:
+                        try:
+                            frame: RpcRequest | None
+                            if type(line) is bytes:
+                                try:
+                                    decoded = decode(line)
+                                except Exception:
+                                    # Not a frame: the careful path decodes it again and answers.
+                                    if replies:
+                                        self._put(replies, replied)
+                                    frame = self._frame(line)
+                                else:
+                                    if isinstance(decoded, RpcResponse):
+                                        self._resolve(decoded)
+                                        continue
+                                    frame = decoded
                             else:
-                                self._reply(frame, result)
-                    except Exception:  # bytes nobody foresaw must not end the peer (nor its task group)
-                        log.exception("step %s: a frame could not be handled", to_log_line(self.context.step))
-                    if len(self._out) > REPLY_BUDGET:
-                        # A worker that pipelines requests without reading the
-                        # replies: write them out (and wait for the pipe) before
-                        # reading further, so they never pile up here.
-                        await self.flush()
+                                if replies:
+                                    self._put(replies, replied)
+                                frame = self._frame(line)
+                            if frame is None:
+                                continue
+                            # HandlerTable.dispatch, inline: no coroutine of its own per request.
+                            try:
+                                try:
+                                    method = methods[frame.method]
+                                    args = method.decoder.decode(frame.args)
+                                except Exception:
+                                    # The table names what is wrong (and raises it).
+                                    handler, args, stamped = prepare(frame.method, frame.args)
+                                else:
+                                    handler, stamped = method.handler, method.stamped
+                                if stamped:
+                                    if (
+                                        token is None
+                                        or context.trace_id is not trace_id
+                                        or context.depth != depth
+                                        or context.step is not step
+                                    ):
+                                        if token is not None:
+                                            exit_write_context(token)
+                                            token = None
+                                        depth, step, trace_id = context.depth, context.step, context.trace_id
+                                        token = enter_write_context(depth, origin_of(context))
+                                elif token is not None:
+                                    exit_write_context(token)
+                                    token = None
+                                result = await handler(args, context)
+                            except StateError as e:
+                                if replies:
+                                    self._put(replies, replied)
+                                self._failed(frame, e)
+                            except Exception as e:
+                                if replies:
+                                    self._put(replies, replied)
+                                self._failed(frame, handler_failure(e, frame.method, context))
+                            else:
+                                rid = frame.id
+                                if rid is not None:
+                                    kind = type(result)
+                                    if run_replies and (
+                                        kind is int
+                                        or kind is float
+                                        or kind is bool
+                                        or result is None
+                                        or (kind is str and len(result) <= SHORT_TEXT)
+                                    ):
+                                        # A small reply: encoded with the others of its run, in one call.
+                                        replies.append(Reply(rid, result))
+                                        replied.append(frame.method)
+                                        if len(replies) >= REPLY_RUN:
+                                            self._put(replies, replied)
+                                    else:
+                                        if replies:
+                                            self._put(replies, replied)
+                                        self._reply(frame, result)
+                        except Exception:  # bytes nobody foresaw must not end the peer (nor its task group)
+                            log.exception("step %s: a frame could not be handled", to_log_line(self.context.step))
+                        if len(out) > REPLY_BUDGET:
+                            if replies:
+                                self._put(replies, replied)
+                            # A worker that pipelines requests without reading the
+                            # replies: write them out (and wait for the pipe) before
+                            # reading further, so they never pile up here.
+                            await self.flush()
+                finally:
+                    if token is not None:
+                        exit_write_context(token)
+                    if replies:
+                        self._put(replies, replied)
                 await self.flush()
         finally:
             self._closed = True
@@ -212,6 +308,21 @@ class Peer:
             self._resolve(frame)
             return None
         return frame
+
+    def _put(self, replies: list[Reply], methods: list[str]) -> None:
+        """Append the queued small replies to the output, in one encoding call; empties both lists."""
+        out = self._out
+        try:
+            data = encode_replies(replies)
+        except Exception:  # a string with a lone surrogate, say: each reply on its own says which
+            data = None
+        if data is not None and len(data) <= self._max_frame:
+            out += data
+        else:
+            for reply, method in zip(replies, methods, strict=True):
+                self._reply(RpcRequest(method=method, id=reply.id), reply.result)
+        replies.clear()
+        methods.clear()
 
     def _failed(self, frame: RpcRequest, e: StateError) -> None:
         rid = frame.id

@@ -148,6 +148,63 @@ def async_pipe_echo(n: int) -> float:
     return asyncio.run(run())
 
 
+def parent_per_frame(rounds: int = 30) -> float:
+    """Microseconds of the parent's work per ``state.increment`` frame of a burst (best of ``rounds``).
+
+    The frames a Node step's burst sends (2,000, in reads of 256), served by
+    a :class:`~motia_state.rpc.Peer` in this process with the runtime's
+    handler table over a fresh StateManager on the memory adapter (change
+    feed on) and a step's context: line splitting, frame and args decoding,
+    the write context, the StateManager, the adapter, the feed record and
+    the reply's encoding, without the pipe or the other process.
+    """
+    from anyio.abc import ByteReceiveStream, ByteSendStream
+
+    from motia_state.rpc import Peer
+    from motia_state.runtime.services import StepContext, handler_table
+
+    count, run = 2000, 256
+
+    class Reads(ByteReceiveStream):
+        def __init__(self, chunks: list[bytes]) -> None:
+            self.chunks = chunks
+
+        async def receive(self, max_bytes: int = 65536) -> bytes:
+            if not self.chunks:
+                raise anyio.EndOfStream
+            return self.chunks.pop(0)
+
+        async def aclose(self) -> None:
+            pass
+
+    class Discard(ByteSendStream):
+        async def send(self, item: bytes) -> None:
+            pass
+
+        async def aclose(self) -> None:
+            pass
+
+    def reads(first: int) -> list[bytes]:
+        frames = [
+            b'{"type":"rpc_request","id":%d,"method":"state.increment","args":{"traceId":"bench","key":"conc"}}' % i
+            for i in range(first, first + count)
+        ]
+        return [b"\n".join(frames[i : i + run]) + b"\n" for i in range(0, count, run)]
+
+    async def measure() -> float:
+        table = handler_table(ms.StateManager(), None)
+        context = StepContext(step="bench.step.js", trace_id="bench")
+        best = float("inf")
+        for r in range(rounds):
+            chunks = reads(r * count + 1)
+            start = time.perf_counter()
+            await Peer(Reads(chunks), Discard(), table, context).run()
+            best = min(best, (time.perf_counter() - start) / count * 1e6)
+        return best
+
+    return asyncio.run(measure())
+
+
 def pipe_echo(n: int) -> float:
     """Round trips/s of one request frame echoed by a child Python process, blocking I/O on both sides."""
     frame = json.dumps(
@@ -240,6 +297,7 @@ def run(options: Options) -> None:
         "(b0) the same, worker spin off": max(s["seq"] for s in no_spin),
         "(c) 2,000 concurrent increments (gather)": max(s["conc"] for s in python),
     }
+    print(f"parent's work per burst frame (Peer.run in one process, best of 30): {parent_per_frame():.2f} us")
     cpu = min(s["cpu"] for s in python) * 1e6
     cpu_off = min(s["cpu"] for s in no_spin) * 1e6
     print(f"worker CPU per sequential increment: {cpu:.1f} us with spin, {cpu_off:.1f} us without")

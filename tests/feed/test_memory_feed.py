@@ -418,3 +418,20 @@ async def test_mixed_records_keep_both_limits_and_read_back_in_order() -> None:
     assert [c.new_value for c in records] == expected[-len(records) :]
     first = int(records[0].cursor.split(".")[1])
     assert [c.cursor for c in records] == [f"m.{first + i}" for i in range(len(records))]
+
+
+async def test_a_reader_changing_an_origin_changes_no_stored_record() -> None:
+    state = ms.MemoryStateAdapter()
+    origin = {"step": "s", "traceId": "t"}
+    with write_context(1, origin):  # one request's writes share its origin
+        await state.set("g", "a", 1)
+        await state.increment("g", "a")
+    first, second = await _all(state.changes(follow=False))
+    assert first.origin == second.origin == origin
+    first.origin["step"] = "changed"  # type: ignore[index]
+    stored = {"step": "s", "traceId": "t"}
+    again = await _all(state.changes(follow=False))
+    assert [c.origin for c in again] == [stored, stored]
+    history = await state.history("g", "a")
+    assert [c.origin for c in history] == [stored, stored]
+    assert origin == stored, "nor the writer's own dict"

@@ -81,6 +81,21 @@ async def test_reader_discards_an_oversized_line_without_buffering_it() -> None:
     assert out[1:] == [b"next"]
 
 
+@pytest.mark.parametrize(
+    ("chunks", "lines"),
+    [
+        ([b"a\n \t\nb\n"], [b"a", b"b"]),  # a line of blanks between two
+        ([b"\x0b\na\n"], [b"a"]),
+        ([b"a\n\x0c"], [b"a"]),  # blanks at the end of the stream
+        ([b" a \nb\n"], [b" a ", b"b"]),  # blanks around text are kept
+        ([b"pa", b"rt\nx\ny\r\nz"], [b"part", b"x", b"y", b"z"]),
+        ([b"12345678\n123456789\nok\n"], [b"12345678", Oversized(b"123456789", 9), b"ok"]),
+    ],
+)
+async def test_reader_splits_a_chunk_as_it_would_line_by_line(chunks: list[bytes], lines: list[Any]) -> None:
+    assert await read_all(chunks, 8) == lines
+
+
 async def test_many_lines_in_one_chunk_come_back_as_one_batch() -> None:
     reader = LineReader(ScriptedReceive([b"1\n2\n3\n"]))
     assert await reader.receive_batch() == [b"1", b"2", b"3"]
@@ -230,3 +245,128 @@ async def test_peer_requests_resolve_and_fail_when_the_worker_goes_away() -> Non
         await receive_send.aclose()
     await receive_recv.aclose()
     assert results == ["ok", "UNAVAILABLE"]
+
+
+# -- the inline request path: replies in order, write contexts per invocation -------
+
+
+def _request(rid: int, method: str, args: Any) -> bytes:
+    return json.dumps({"type": "rpc_request", "id": rid, "method": method, "args": args}).encode()
+
+
+async def test_replies_of_every_shape_come_back_in_request_order(caplog: pytest.LogCaptureFixture) -> None:
+    table = HandlerTable()
+
+    async def echo(args: Any, ctx: CallContext) -> Any:
+        return args
+
+    async def not_json(args: Any, ctx: CallContext) -> Any:
+        return "\ud800"  # a lone surrogate: no UTF-8 for it
+
+    table.register("echo", Any, echo)
+    table.register("bad", Any, not_json)
+    lines = [
+        _request(1, "echo", 1),
+        _request(2, "echo", "short"),
+        _request(3, "nope", None),  # NOT_FOUND between small replies
+        _request(4, "echo", None),
+        _request(5, "echo", {"big": "x" * 300}),  # not a small reply
+        _request(6, "echo", 2.5),
+        b"{broken",
+        _request(7, "bad", None),
+        _request(8, "echo", True),
+        _request(9, "echo", "y" * 300),
+    ]
+    out = Collect()
+    await Peer(ScriptedReceive([b"\n".join(lines) + b"\n"]), out, table).run()
+    frames = out.frames()
+    assert [f["id"] for f in frames] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert [f.get("result") for f in frames if "error" not in f] == [
+        1,
+        "short",
+        None,
+        {"big": "x" * 300},
+        2.5,
+        True,
+        "y" * 300,
+    ]
+    errors = {f["id"]: f["error"]["code"] for f in frames if "error" in f}
+    assert errors == {3: "NOT_FOUND", 7: "INTERNAL"}
+    assert len(out.writes) == 1
+
+
+async def test_a_run_of_small_replies_over_the_frame_limit_is_answered_reply_by_reply() -> None:
+    table = HandlerTable()
+
+    async def echo(args: Any, ctx: CallContext) -> Any:
+        return args
+
+    async def grow(args: Any, ctx: CallContext) -> Any:
+        return "z" * 40
+
+    table.register("echo", Any, echo)
+    table.register("grow", Any, grow)
+    # Each request and each of the first replies fits 64 bytes, their run
+    # does not, and the last reply (a short string) alone does not either.
+    lines = [_request(i, "echo", i) for i in range(1, 6)] + [_request(6, "grow", None)]
+    out = Collect()
+    await Peer(ScriptedReceive([b"\n".join(lines) + b"\n"]), out, table, max_frame_bytes=64).run()
+    frames = out.frames()
+    assert [f["id"] for f in frames] == [1, 2, 3, 4, 5, 6]
+    assert [f.get("result") for f in frames[:5]] == [1, 2, 3, 4, 5]
+    assert frames[5]["error"]["code"] == "LIMIT_EXCEEDED"
+
+
+async def test_writes_in_one_read_carry_the_invocation_that_made_each() -> None:
+    # A handler that is not stamped runs outside any write context; a
+    # stamped one after the invocation changed carries the new one.
+    from motia_state.feed import current_write_context
+
+    state = ms.StateManager()
+    table = state_handlers(state)
+    seen: list[Any] = []
+
+    # What another task (the next invoke) does while a request waits.
+    async def trace(args: Any, ctx: CallContext) -> None:
+        ctx.trace_id = args
+
+    async def deeper(args: Any, ctx: CallContext) -> None:
+        ctx.depth += 1
+
+    async def rename(args: Any, ctx: CallContext) -> None:
+        ctx.step = args
+
+    async def plain(args: Any, ctx: CallContext) -> None:
+        seen.append(current_write_context())
+
+    table.register("trace", Any, trace, stamped=True)
+    table.register("deeper", Any, deeper, stamped=True)
+    table.register("rename", Any, rename, stamped=True)
+    table.register("plain", Any, plain)
+    ctx = CallContext(step="s", trace_id="t1")
+    inc = {"traceId": "g", "key": "k"}
+    lines = [
+        _request(1, "state.increment", inc),
+        _request(2, "state.increment", inc),
+        _request(3, "trace", "t2"),
+        _request(4, "state.set", {**inc, "value": 7}),
+        _request(5, "deeper", None),
+        _request(6, "state.increment", inc),
+        _request(7, "rename", "s2"),
+        _request(8, "state.increment", inc),
+        _request(9, "plain", None),
+        _request(10, "state.increment", inc),
+    ]
+    out = Collect()
+    await Peer(ScriptedReceive([b"\n".join(lines) + b"\n"]), out, table, ctx).run()
+    assert [f.get("result") for f in out.frames()] == [1, 2, None, 7, None, 8, None, 9, None, 10]
+    assert seen == [(0, None)]
+    records = [c async for c in state.changes(follow=False)]
+    assert [(c.depth, c.origin) for c in records] == [
+        (0, {"step": "s", "traceId": "t1"}),
+        (0, {"step": "s", "traceId": "t1"}),
+        (0, {"step": "s", "traceId": "t2"}),
+        (1, {"step": "s", "traceId": "t2"}),
+        (1, {"step": "s2", "traceId": "t2"}),
+        (1, {"step": "s2", "traceId": "t2"}),
+    ]

@@ -25,6 +25,39 @@ const HEAD_BYTES = 512
 const TYPE_RE = /"type"\s*:\s*"(rpc_request|rpc_response)"/
 // An id is a string or an integer; "1.5" or "1e3" must not be read as 1.
 const ID_RE = /"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,20})\s*[,}]/
+/** How every reply of the parent begins, up to its id. */
+const REPLY_HEAD = '{"type":"rpc_response","id":'
+const RESULT_KEY = ',"result":'
+const NOT_READ = Symbol('not read')
+/** Digits that `digitsAt` read last (a module variable: no object per reply). */
+let DIGITS = 0
+
+/**
+ * The integer written in `text` from `start` up to the first character that
+ * is not a digit (before `end`), as JSON writes it: no leading zero, at most
+ * 15 digits (so exact). -1 when there is none such; DIGITS says how many.
+ */
+function digitsAt (text, start, end) {
+  let value = 0
+  let i = start
+  for (; i < end && i - start <= 15; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x30 || c > 0x39) break
+    value = value * 10 + (c - 0x30)
+  }
+  DIGITS = i - start
+  if (DIGITS === 0 || DIGITS > 15 || (DIGITS > 1 && text.charCodeAt(start) === 0x30)) return -1
+  return value
+}
+
+/** The JSON integer that is all of `text` from `start` to `end`, or NOT_READ. */
+function integerAt (text, start, end) {
+  const negative = text.charCodeAt(start) === 0x2d
+  const from = negative ? start + 1 : start
+  const value = digitsAt(text, from, end)
+  if (value < 0 || from + DIGITS !== end) return NOT_READ
+  return negative ? -value : value
+}
 
 /**
  * The frame limit in bytes: MOTIA_STEP_MAX_FRAME_BYTES (decimal), which the
@@ -221,6 +254,20 @@ class RpcClient {
    */
   feed (chunk) {
     let start = 0
+    if (this.buffered === 0 && this.chunks.length === 0 && !this.discarding) {
+      // The common case: whole lines, together within the limit, decoded as
+      // one string and split there. No UTF-8 sequence contains the byte
+      // 0x0a, so text cut at a newline decodes as its lines would alone.
+      const last = chunk.lastIndexOf(NEWLINE)
+      if (last >= 0 && last <= this.maxFrameBytes) {
+        const lines = chunk.toString('utf8', 0, last).split('\n')
+        for (let i = 0; i < lines.length; i++) this.text(lines[i])
+        start = last + 1
+        if (start === chunk.length) return
+        chunk = chunk.subarray(start)
+        start = 0
+      }
+    }
     let nl = chunk.indexOf(NEWLINE, start)
     while (nl !== -1) {
       if (this.buffered === 0 && this.chunks.length === 0 && !this.discarding && nl - start <= this.maxFrameBytes) {
@@ -282,6 +329,41 @@ class RpcClient {
     } else {
       process.stderr.write(`motia-state: dropped ${message} (no id to answer)\n`)
     }
+  }
+
+  /**
+   * One line, already decoded. A reply in the parent's own shape
+   * (`{"type":"rpc_response","id":<n>,"result":<json>}`) is read without
+   * building the frame; anything else goes through `line`.
+   */
+  text (line) {
+    if (line.length === 0) return
+    const end = line.length - 1
+    if (line.charCodeAt(end) === 0x7d && line.startsWith(REPLY_HEAD)) {
+      const id = digitsAt(line, REPLY_HEAD.length, end)
+      const at = REPLY_HEAD.length + DIGITS
+      if (id > 0 && line.startsWith(RESULT_KEY, at)) {
+        const waiter = this.pending.get(id)
+        if (waiter !== undefined) {
+          const from = at + RESULT_KEY.length
+          // An integer result (an increment's) is read here; anything else by JSON.parse.
+          let result = integerAt(line, from, end)
+          if (result === NOT_READ) {
+            try {
+              result = JSON.parse(line.slice(from, end))
+            } catch (e) {
+              result = NOT_READ // not a lone value: the whole frame says what it is
+            }
+          }
+          if (result !== NOT_READ) {
+            this.pending.delete(id)
+            waiter.resolve(result)
+            return
+          }
+        }
+      }
+    }
+    this.line(Buffer.from(line, 'utf8'))
   }
 
   line (bytes) {

@@ -407,3 +407,43 @@ test('a spin leaves Error.stackTraceLimit as it was, and the errors it delivers 
     p.close()
   }
 })
+
+test('replies read in the parent\'s shape settle exactly as the whole frame says', async () => {
+  const h = harness()
+  const calls = Array.from({ length: 9 }, () => h.client.request('state.get', { traceId: 't', key: 'k' }))
+  await tick()
+  const lines = [
+    '{"type":"rpc_response","id":1,"result":7}',
+    '{"type":"rpc_response","id":2,"result":{"a":[1,"\u00e9"]}}',
+    '{"type":"rpc_response","id":3,"result":null}',
+    '{"type":"rpc_response","id":4,"result":1,"error":{"code":"NOT_FOUND","message":"gone"}}', // not a lone result: the error counts
+    '{"type":"rpc_response","id":5,"error":{"code":"CONFLICT","message":"lost"}}',
+    '{"type":"rpc_response","id":6,"result":"x"}\r',
+    '{"type":"rpc_response","id":07,"result":1}', // no JSON, and no id to read: dropped
+    '{"type":"rpc_response","id":7,"result":[1,}', // no JSON, but its id ends the call
+    '{"type":"rpc_response","id":70,"result":1}', // a reply to nothing
+    '{"type":"rpc_response","id":8,"result":"y"} ',
+  ]
+  h.input.write(lines.join('\n') + '\n')
+  h.reply({ type: 'rpc_response', id: 9, result: 9 })
+  const settled = await Promise.allSettled(calls)
+  assert.deepEqual(settled.map((s) => (s.status === 'fulfilled' ? s.value : s.reason.code)), [
+    7, { a: [1, '\u00e9'] }, null, 'NOT_FOUND', 'CONFLICT', 'x', 'INVALID_ARGUMENT', 'y', 9,
+  ])
+  assert.equal(h.client.pending.size, 0)
+})
+
+test('integer results read from the reply\'s text equal what JSON.parse makes of them', async () => {
+  const h = harness()
+  const results = ['0', '-0', '-5', '42', '999999999999999', '1234567890123456789', '1.5', '1e3', '-1.25e-2', '"7"', ' 8 ']
+  const calls = results.map(() => h.client.request('state.increment', { traceId: 't', key: 'k' }))
+  await tick()
+  h.input.write(results.map((r, i) => `{"type":"rpc_response","id":${i + 1},"result":${r}}`).join('\n') + '\n')
+  const values = await Promise.all(calls)
+  assert.deepEqual(values, results.map((r) => JSON.parse(r)))
+  assert.ok(Object.is(values[1], -0))
+  const bad = h.client.request('state.increment', { traceId: 't', key: 'k' })
+  await tick()
+  h.input.write(`{"type":"rpc_response","id":${results.length + 1},"result":01}\n`)
+  await assert.rejects(bad, (e) => e.code === 'INVALID_ARGUMENT')
+})

@@ -21,6 +21,7 @@ their own call would have had: ``b"=" + result`` or ``b"!CODE message"``.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -30,6 +31,8 @@ __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_OPS", "Combiner"]
 MAX_BATCH_OPS: Final = 128
 #: Arguments of at most this many bytes per combined call (a larger operation goes alone).
 MAX_BATCH_BYTES: Final = 1 << 20
+#: How the program's error begins when a batch stopped before writing anything (ops.lua).
+STOPPED_UNWRITTEN: Final = "motia-state: batch stopped before writing: "
 
 Send = Callable[..., Awaitable[Any]]
 _Op = tuple[Any, ...]
@@ -87,17 +90,24 @@ class Combiner:
             waiting.append((op, future))
             return await future
         waiting = self._waiting[slot] = []
+        timed_out: Exception | None = None
         try:
             return await self.send(keys, one, group, stamp, *op)
+        except self.errors.TimeoutError as e:
+            timed_out = e
+            raise
         finally:
             if waiting and self._closed:
                 for _, future in waiting:
                     _fail(future, self._stopped())
                 waiting.clear()
+            if waiting and timed_out is not None:
+                self._give_up(waiting, timed_out)
             if waiting:
                 task = loop.create_task(self._drain(slot, waiting, keys, one, batch, group, stamp))
                 self._drainers.add(task)
                 task.add_done_callback(self._drainers.discard)
+                task.add_done_callback(functools.partial(self._abandoned, slot, waiting))
             else:
                 del self._waiting[slot]
 
@@ -131,10 +141,14 @@ class Combiner:
                         reply = await self.send(keys, one, group, stamp, *op)
                     except Exception as e:
                         _fail(future, e)
+                        failure: Exception | None = e
                     else:
                         _settle(future, reply)
-                    continue
-                await self._send_batch(batch, keys, one, batch_header, group, stamp)
+                        failure = None
+                else:
+                    failure = await self._send_batch(batch, keys, one, batch_header, group, stamp)
+                if isinstance(failure, self.errors.TimeoutError):
+                    self._give_up(waiting, failure)
         except Exception as e:
             for _, future in [*batch, *waiting]:
                 _fail(future, e)
@@ -150,6 +164,28 @@ class Combiner:
         finally:
             if self._waiting.get(slot) is waiting:
                 del self._waiting[slot]
+
+    def _give_up(self, waiting: list[_Waiter], timed_out: Exception) -> None:
+        """Fail what waits, never sent, after the call ahead of it got no reply in time.
+
+        Sent, each would wait as long again: an operation fails within about
+        one timeout, as it would have on a connection of its own.
+        """
+        for _, future in waiting:
+            _fail(future, self.errors.TimeoutError(f"not sent: the call ahead of it on its group failed: {timed_out}"))
+        waiting.clear()
+
+    def _abandoned(self, slot: tuple[bytes, bytes, bytes], waiting: list[_Waiter], task: asyncio.Task[None]) -> None:
+        """After a sending task ends: what it left waiting fails, and the group's slot is free again.
+
+        Only a task cancelled before its first step (by closing, or by code
+        cancelling every task) leaves anything: it never ran its own cleanup.
+        """
+        for _, future in waiting:
+            _fail(future, self._stopped())
+        waiting.clear()
+        if self._waiting.get(slot) is waiting:
+            del self._waiting[slot]
 
     @staticmethod
     def _take(waiting: list[_Waiter]) -> list[_Waiter]:
@@ -177,7 +213,8 @@ class Combiner:
         batch_header: bytes,
         group: bytes,
         stamp: bytes,
-    ) -> None:
+    ) -> Exception | None:
+        """Send ``batch`` as one call and settle its callers; the call's own failure is returned."""
         args: list[Any] = []
         for op, _ in batch:
             args.extend(op)
@@ -185,24 +222,33 @@ class Combiner:
         try:
             reply = await self.send(keys, batch_header, group, stamp, *args)
         except Exception as e:
-            for _, future in batch:
-                _fail(future, e)
-            return
-        if reply[0] == b"OK":
+            if not (isinstance(e, self.errors.ResponseError) and STOPPED_UNWRITTEN in str(e)):
+                for _, future in batch:
+                    _fail(future, e)
+                return e
+            # One operation stopped the program (a stored text that is not
+            # JSON) before anything was written: alone, only it fails.
+            reply = None
+        if reply is not None and reply[0] == b"OK":
             self.batches += 1
             self.combined += len(batch)
             for (_, future), result in zip(batch, reply[2 : 2 + len(batch)], strict=True):
                 _settle(future, result)
-            return
-        # TOO_LARGE: the results together pass the reply limit, and nothing
-        # was written. Each operation alone, as it would have gone.
-        for op, future in batch:
+            return None
+        # TOO_LARGE (the results together pass the reply limit), or stopped
+        # as above: nothing was written. Each operation alone, as it would have gone.
+        for i, (op, future) in enumerate(batch):
             if future.done():
                 continue
             try:
                 _settle(future, await self.send(keys, one, group, stamp, *op))
             except Exception as e:
                 _fail(future, e)
+                if isinstance(e, self.errors.TimeoutError):
+                    self._give_up(batch[i + 1 :], e)
+                    timed_out: Exception = e
+                    return timed_out
+        return None
 
     async def aclose(self) -> None:
         """Stop the tasks sending combined calls; what they held, and what waits, fails as closed."""

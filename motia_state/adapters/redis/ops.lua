@@ -985,6 +985,10 @@ local GUARD_MISMATCH = { compareAndSwap = 'expected value did not match', check 
 -- Where the operations start in ARGV (after the header, the group and the stamp).
 local OPS = 4
 
+-- How the error of a batch that stopped before writing anything begins
+-- (combine.py knows it by this text).
+local STOPPED_UNWRITTEN = 'motia-state: batch stopped before writing: '
+
 local mode_run = {}
 
 function mode_run.one(ARGV, ttl, want_changes)
@@ -1019,6 +1023,9 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
   local result_bytes = 1
   -- A batch's records are one per record that wrote, as its events.
   local per_record = not all_or_nothing and (want_changes or feed_max > 0)
+  -- Whether a batch record wrote: each is a write of its own and refreshes
+  -- the TTL, even when the batch ends where it started (set, then delete).
+  local touched = false
   for i = 1, (#ARGV - OPS + 1) / 4 do
     local base = OPS + (i - 1) * 4
     local op, key, a1, a2 = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
@@ -1045,7 +1052,13 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
       end
     end
     if not ok then
-      if getmetatable(wrote) ~= Failure then error(wrote) end
+      if getmetatable(wrote) ~= Failure then
+        -- Not a rule's failure (a stored text that is not JSON): nothing is
+        -- written yet, which the message says, so that a client that
+        -- combined single operations into this batch may run each alone.
+        if not all_or_nothing then error(STOPPED_UNWRITTEN .. tostring(wrote), 0) end
+        error(wrote)
+      end
       if all_or_nothing then return transaction_failed(i, op, key, wrote.code, wrote.message) end
       result = failure_text(wrote)
     else
@@ -1053,6 +1066,7 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
         return transaction_failed(i, op, key, 'CONFLICT', GUARD_MISMATCH[op])
       end
       if wrote then
+        touched = true
         if not e.op then order[#order + 1] = key end -- events in the order of first writes
         e.op = op
         if per_record then
@@ -1085,10 +1099,8 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
       end
     end
   end
-  if wrote then
-    reindex()
-    if ttl > 0 then redis.call('PEXPIRE', H, ttl) end
-  end
+  if wrote then reindex() end
+  if ttl > 0 and (wrote or (touched and not all_or_nothing)) then redis.call('PEXPIRE', H, ttl) end
   for _, change in ipairs(events) do
     record(change[1], change[2], change[3], change[4])
     if want_changes then

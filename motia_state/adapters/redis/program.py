@@ -442,6 +442,14 @@ async def round_trip(pool: Any, command: bytes, errors: Any) -> Any:
     """
     conn = await pool.get_connection()
     try:
+        idle = conn._reader
+        if idle is not None and (idle.at_eof() or idle._buffer):
+            # Closed by the server while it sat in the pool (a restart, the
+            # server's idle timeout), or holding bytes nobody asked for: the
+            # pool does not look when maintenance notifications are on.
+            # Nothing is sent on it yet, so a fresh connection is safe.
+            await conn.disconnect()
+            await conn.connect()
         await AutoPipeline._write(conn, command)
         reader, timeout, error = conn._reader, conn.socket_timeout, conn._parser.parse_error
         # The pieces are joined only when a parse may complete: a large value costs its size once.
