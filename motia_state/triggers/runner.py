@@ -578,13 +578,28 @@ class TriggerRunner:
             t.read_point, start = first.skip_to, first.last_read
             return True
 
-        with scope:
-            await self._keep_reading(t, lambda: self._read_shared_from(t, scope, start), restart)
+        try:
+            with scope:
+                await self._keep_reading(t, lambda: self._read_shared_from(t, scope, start), restart)
+        finally:
+            if t.reader is scope:
+                # It ended (no partition to read for after a failed read, an
+                # expired cursor): the next partition to join starts a reader
+                # instead of joining one that no longer reads.
+                t.reader = None
 
     async def _read_shared_from(self, t: _Trigger, scope: anyio.CancelScope, start: str | None) -> None:
         spec = t.spec
         partitions = self.partitions
         async for change in self.adapter.changes(after=start):
+            if scope.cancel_called:
+                # Replaced or stopped. A cancellation ends a task only at its
+                # next wait, so a reader whose read had already returned (and
+                # the records it read in one batch) still comes through here.
+                # The partitions are the new reader's now, from the positions
+                # it was given: moving them on or dispatching here would make
+                # the next restart skip what the new reader had not read yet.
+                return
             seq = _seq(change.cursor)
             if seq is None:
                 self._unshare(t)
@@ -650,6 +665,8 @@ class TriggerRunner:
 
     async def _read_from(self, t: _Trigger, part: _Partition, scope: anyio.CancelScope) -> None:
         async for change in self.adapter.changes(after=part.last_read):
+            if scope.cancel_called:
+                return  # replaced or stopped: the partition is no longer this reader's (see _read_shared_from)
             if (
                 partition_of(change.group, change.key, self.partitions) == part.index
                 and t.spec.matches(change)

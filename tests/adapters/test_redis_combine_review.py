@@ -162,7 +162,8 @@ BUSY = (
 async def test_a_caller_cancelled_while_it_reads_gives_its_connection_back_once(
     redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
+    # The direct path: a pooled connection per call (the pipeline keeps one of its own).
+    a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, auto_pipeline=False)
     blocker = redis.asyncio.Redis.from_url(redis_server.url)
     pool = a.client.connection_pool
     try:

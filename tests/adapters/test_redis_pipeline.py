@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import motia_state as ms
-from motia_state.adapters.redis.program import AutoPipeline, _Incomplete, pack, parse_reply
+from motia_state.adapters.redis.program import AutoPipeline, _Incomplete, pack, parse_reply, round_trip
 
 from ..helpers import RedisClusterServers, RedisServer
 
@@ -341,6 +341,27 @@ async def test_a_reply_that_does_not_come_is_unavailable_after_the_timeout(
 # ---------------------------------------------------------- the clients
 
 
+async def test_auto_pipelining_is_on_by_default_and_can_be_turned_off(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    default = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
+    off = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, auto_pipeline=False)
+    try:
+        writes = await count_socket_writes(default)
+        # A group each: operations meeting on one group are combined into one call first.
+        assert await asyncio.gather(*(default.increment(f"g{i}", "k") for i in range(20))) == [1] * 20
+        assert len(writes) == 2, "the first alone, the other 19 together"
+        assert off._pipeline is None
+        # Without it each operation takes a round trip of its own, with the same results.
+        assert await asyncio.gather(*(off.increment(f"g{i}", "k") for i in range(20))) == [2] * 20
+        assert await off.get("g0", "k") == 2
+    finally:
+        await default.close()
+        await off.close()
+    with pytest.raises(ms.InvalidArgumentError, match="auto_pipeline: expected true or false"):
+        ms.RedisStateAdapter(redis_server.url, auto_pipeline="yes")  # type: ignore[arg-type]
+
+
 async def test_a_cluster_client_calls_each_operation_on_its_own(
     redis_cluster: RedisClusterServers, redis_prefix: str
 ) -> None:
@@ -478,5 +499,45 @@ async def test_an_unreachable_client_given_to_the_adapter_is_named_in_the_error(
     try:
         with pytest.raises(ms.UnavailableError, match=r"redis://127\.0\.0\.1:1/2"):
             await a.get("g", "k")
+    finally:
+        await a.close()
+
+
+@pytest.mark.parametrize("auto_pipeline", [True, False])
+async def test_push_messages_reach_no_caller(redis_server: RedisServer, redis_prefix: str, auto_pipeline: bool) -> None:
+    """A RESP3 client's connection may get pushes (here: client-side caching invalidations): they answer no command.
+
+    Each write below invalidates the hash this connection has just read,
+    so Redis pushes an invalidation into the stream of replies: no caller
+    may take it for its reply, alone or sharing a round trip (or, without
+    the pipeline, on the pooled connection each call takes in turn).
+    """
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_server.url, protocol=3)
+    a = ms.RedisStateAdapter(client=client, key_prefix=redis_prefix, auto_pipeline=auto_pipeline)
+    tracking = pack(b"CLIENT", b"TRACKING", b"ON")
+
+    async def track() -> Any:
+        if auto_pipeline:
+            return await pipeline_of(a).call(tracking)
+        return await round_trip(client.connection_pool, tracking, redis.exceptions)
+
+    try:
+        for i in range(1, 30):
+            assert await track() == b"OK"
+            assert await a.get("g", "n") == (i - 1 if i > 1 else None)  # tracked from here on
+            assert await a.increment("g", "n") == i  # invalidated: a push on this connection
+        n = 29
+        for _ in range(10):
+            assert await track() == b"OK"
+            assert await a.get("g", "n") == n
+            # The first goes alone (and invalidates nothing); the rest share round trips with the pushes.
+            increments = [a.increment("g", "n") for _ in range(8)]
+            got = await asyncio.gather(a.get("other", "m"), *increments, *(a.get("g", "m") for _ in range(8)))
+            assert got[0] is None
+            assert sorted(got[1:9]) == list(range(n + 1, n + 9))
+            assert got[9:] == [None] * 8
+            n += 8
     finally:
         await a.close()

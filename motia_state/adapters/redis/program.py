@@ -134,6 +134,30 @@ def parse_reply(buf: bytes, pos: int, error: Callable[[str], Exception]) -> tupl
     raise ValueError(f"not a Redis reply: {buf[pos : pos + 32]!r}")
 
 
+def _answer(buf: bytes, pos: int, error: Callable[[str], Exception]) -> tuple[Any, int]:
+    """The next reply from ``buf[pos]`` that answers a command, and where the next one starts.
+
+    Push messages (RESP3 ``>``: client-side caching invalidations,
+    maintenance notifications) come unasked, between replies: they are
+    passed over, so no caller takes one for its reply.
+    """
+    while pos < len(buf) and buf[pos] == 62:  # > push
+        _, pos = parse_reply(buf, pos, error)
+    return parse_reply(buf, pos, error)
+
+
+def _pushes_only(buf: bytes, pos: int, error: Callable[[str], Exception]) -> bool:
+    """Whether what ``buf`` holds from ``pos`` is push messages (the last one perhaps cut), and nothing else."""
+    try:
+        while pos < len(buf):
+            if buf[pos] != 62:
+                return False
+            _, pos = parse_reply(buf, pos, error)
+    except _Incomplete:
+        pass
+    return True
+
+
 _timeout: Any = getattr(asyncio, "timeout", None)  # Python >= 3.11
 
 
@@ -159,7 +183,8 @@ class AutoPipeline:
     holds nothing else). A lost connection fails every command in flight
     with redis-py's ``ConnectionError`` or ``TimeoutError`` (the adapter's
     UNAVAILABLE); those commands are not sent again, since the server may
-    have run them.
+    have run them. Push messages (RESP3) answer no command: they are
+    passed over wherever a reply is read.
     """
 
     __slots__ = ("_active", "_conn", "_flusher", "_loop", "_queue", "commands", "errors", "pool", "writes")
@@ -196,7 +221,7 @@ class AutoPipeline:
             error = conn._parser.parse_error
             while True:
                 try:
-                    reply, pos = parse_reply(buf, 0, error)
+                    reply, pos = _answer(buf, 0, error)
                     break
                 except _Incomplete as e:
                     buf = await self._more(conn, buf, e.need)
@@ -204,8 +229,16 @@ class AutoPipeline:
                     await self._drop(conn)
                     raise self.errors.InvalidResponse(str(e)) from e
             if pos != len(buf):
+                # A push after the reply leaves the reply good; anything else
+                # means the connection is out of step. Either way it is
+                # dropped: it holds bytes that no command will read.
                 await self._drop(conn)
-                raise self.errors.InvalidResponse("Redis sent more than the reply asked for")
+                try:
+                    pushes = _pushes_only(buf, pos, error)
+                except ValueError:
+                    pushes = False
+                if not pushes:
+                    raise self.errors.InvalidResponse("Redis sent more than the reply asked for")
             if isinstance(reply, Exception):
                 raise reply
             return reply
@@ -238,6 +271,9 @@ class AutoPipeline:
                         owed = bool(outstanding)
                         outstanding.extend([future for _, future in batch])
                         if not owed:  # nothing owed on it: check the connection first
+                            if pos != len(buf):  # bytes no command asked for (pushes, or out of step)
+                                await self._drop(conn)
+                            buf, pos = b"", 0
                             conn = await self._connection()
                         await self._write(conn, b"".join([command for command, _ in batch]))
                         self.writes += 1
@@ -252,7 +288,7 @@ class AutoPipeline:
                 for _ in range((len(outstanding) + 1) // 2):
                     while True:
                         try:
-                            reply, pos = parse_reply(buf, pos, error)
+                            reply, pos = _answer(buf, pos, error)
                             break
                         except _Incomplete as e:
                             buf = await self._more(conn, buf[pos:], e.need - pos if e.need else 0)
@@ -397,9 +433,9 @@ async def round_trip(pool: Any, command: bytes, errors: Any) -> Any:
     """Send ``command`` (packed) on a connection of ``pool`` and return its reply; an error reply raises.
 
     The connection is the caller's alone for the round trip, so no reply
-    can reach anyone else; it is read with :func:`parse_reply`, which reads
-    a batch's reply of hundreds of items several times faster than
-    redis-py's per-command path. Nothing is sent twice: a connection lost
+    can reach anyone else; it is read with :func:`parse_reply` (push
+    messages passed over), which reads a batch's reply of hundreds of items
+    several times faster than redis-py's per-command path. Nothing is sent twice: a connection lost
     before the reply fails the call with redis-py's ``ConnectionError`` or
     ``TimeoutError`` (the server may have run it), and the connection is
     dropped. Connecting is retried as the pool's connections retry it.
@@ -442,14 +478,22 @@ async def round_trip(pool: Any, command: bytes, errors: Any) -> Any:
             buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             chunks = [buf]
             try:
-                reply, pos = parse_reply(buf, 0, error)
+                reply, pos = _answer(buf, 0, error)
             except _Incomplete as e:
                 need = e.need
                 continue
             except ValueError as e:
                 raise errors.InvalidResponse(str(e)) from e
             if pos != len(buf):
-                raise errors.InvalidResponse("Redis sent more than the reply asked for")
+                try:
+                    pushes = _pushes_only(buf, pos, error)
+                except ValueError:
+                    pushes = False
+                if not pushes:
+                    raise errors.InvalidResponse("Redis sent more than the reply asked for")
+                # The reply stands; the rest of a push may follow, which no command would read.
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
             break
     except BaseException:
         # Out of step, or a reply still owed on it: it cannot serve anyone else.
