@@ -3,9 +3,9 @@
 Strings: ``memory:``, ``file:PATH``, ``redis://...`` / ``rediss://...``.
 Dicts: ``{"adapter": "memory" | "file" | "redis", ...}`` with the adapter's
 own options (``path``, ``fsync`` for file; ``url``, ``key_prefix``, ``ttl``,
-``fallback`` for Redis; ``feed_retention`` and ``feed_retention_bytes`` for
-memory and file). A bad configuration is INVALID_ARGUMENT naming the
-field.
+``timeout``, ``fallback``, ``cluster``, ``shards``, ``auto_pipeline`` for
+Redis; ``feed_retention`` and ``feed_retention_bytes`` for all three). A
+bad configuration is INVALID_ARGUMENT naming the field.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def create_state_adapter(config: str | Mapping[str, Any] | None = None) -> State
 
         return FileStateAdapter(path, **options)
     _no_extra(
-        options, "redis", {"url", "key_prefix", "ttl", "timeout", "fallback", "cluster", "shards", *_FEED_OPTIONS}
+        options,
+        "redis",
+        {"url", "key_prefix", "ttl", "timeout", "fallback", "cluster", "shards", "auto_pipeline", *_FEED_OPTIONS},
     )
     fallback = options.pop("fallback", None)
     if fallback not in (None, "memory"):

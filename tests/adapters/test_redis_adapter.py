@@ -298,6 +298,12 @@ async def test_factory_builds_redis_adapters(redis_server: RedisServer, redis_pr
     await b.set("g", "k", 1)
     assert 0 < await b.client.pttl(b.hash_key("g")) <= 30_000
     await b.close()
+    c = ms.create_state_adapter({"adapter": "redis", "url": redis_server.url, "auto_pipeline": False})
+    assert isinstance(c, ms.RedisStateAdapter) and c._pipeline is None
+    await c.close()
+    d = ms.create_state_adapter({"adapter": "redis", "url": redis_server.url})
+    assert isinstance(d, ms.RedisStateAdapter) and d._pipeline is not None
+    await d.close()
 
 
 @pytest.mark.parametrize(
@@ -309,6 +315,7 @@ async def test_factory_builds_redis_adapters(redis_server: RedisServer, redis_pr
         ({"adapter": "redis", "key_prefix": "a{b}:"}, "key_prefix"),
         ({"adapter": "redis", "timeout": 0}, "timeout"),
         ({"adapter": "redis", "fallback": "file"}, "fallback"),
+        ({"adapter": "redis", "auto_pipeline": "yes"}, "auto_pipeline"),
         ({"adapter": "redis", "hosts": []}, "hosts"),
         ({"adapter": "redis", "ttl": math.inf}, "ttl"),
         ({"adapter": "redis", "ttl": math.nan}, "ttl"),
