@@ -261,7 +261,7 @@ def state_handlers(manager: StateManager, table: HandlerTable | None = None) -> 
     # What StateManager's own method would do, one coroutine fewer (its
     # _run with the adapter's call), unless a subclass has its own or one
     # was set on the manager itself (looked up per call: it may come later).
-    run, own = m._run, vars(m)
+    run, own = m._run, getattr(m, "__dict__", {})
     if type(m).get is StateManager.get:
 
         def get(a: _Key, c: CallContext) -> Awaitable[Any]:
