@@ -308,6 +308,7 @@ module MotiaState
       @background_since = 0.0 # and when
       @background_now = true # take the turn without waiting for a pause
       @pause = PAUSE
+      @recheck = RECHECK
       @relay_wait = RELAY_WAIT
       @spin = spin_micros / 1e6 # seconds
       @spin_skip = 0
@@ -660,7 +661,7 @@ module MotiaState
           return true
         end
       end
-      unless Thread.handle_interrupt(Object => :immediate) { @input.wait_readable(seq ? @relay_wait : RECHECK) }
+      unless Thread.handle_interrupt(Object => :immediate) { @input.wait_readable(seq ? @relay_wait : @recheck) }
         # A relay that stalled (its thread blocks elsewhere) goes on without it.
         @lock.synchronize { relay_locked if @relay_seq == seq && !@relay_holder.nil? } if seq
         return true
