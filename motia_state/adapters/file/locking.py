@@ -177,12 +177,13 @@ class CommitMarks:
     processes, never needed to read the store: a mark that cannot be
     trusted is ignored.
 
-    On Linux a waiter sleeps on a counter in the mapping (a futex) that
-    each holder advances as it lets go, and is woken right then: waiting on
-    the lock itself instead, a waiter woken by the release loses the race
-    for it to a writer that just appended, again and again, and learns late
-    that the fsyncs in between covered it. Elsewhere a waiter waits on the
-    lock (:meth:`wait`, then :meth:`acquire`).
+    On 64-bit Linux a waiter sleeps on a counter in the mapping (a futex)
+    that each holder advances as it lets go, and is woken right then:
+    waiting on the lock itself instead, a waiter woken by the release loses
+    the race for it to a writer that just appended, again and again, and
+    learns late that the fsyncs in between covered it. Elsewhere, and where
+    the kernel refuses the futex wait, a waiter waits on the lock
+    (:meth:`wait`, then :meth:`acquire`).
     """
 
     def __init__(self, path: Path) -> None:
