@@ -380,7 +380,7 @@ module MotiaState
             d
           end
           begin
-            @output.write(data)
+            write_out(data)
           rescue IOError, SystemCallError => e
             failed = e
             break
@@ -394,6 +394,26 @@ module MotiaState
       close("write failed: #{failed.message}")
       raise PeerClosedError, "the channel to the parent is closed (#{failed.message})"
     end
+
+    # Write all of +data+ (in #flush, where interrupts wait). Once the
+    # channel is closed (shutdown), a wait for room in the pipe can be
+    # interrupted: the parent may never read again, and the worker's exit,
+    # which kills every thread, would wait for it.
+    def write_out(data)
+      until data.empty?
+        n = @output.write_nonblock(data, exception: false)
+        if n == :wait_writable
+          if @closed
+            Thread.handle_interrupt(Object => :immediate) { @output.wait_writable(@recheck) }
+          else
+            @output.wait_writable(@recheck) # looks again at a channel closed meanwhile
+          end
+          next
+        end
+        data = data.byteslice(n, data.bytesize - n)
+      end
+    end
+    private :write_out
 
     # Wait until +call+ is settled (its frame is written first). For Call.
     def await(call) # :nodoc:
