@@ -219,6 +219,10 @@ class LineReader:
                 return lines
 
     def _feed(self, chunk: bytes) -> list[bytes | Oversized]:
+        if type(chunk) is not bytes:
+            # A stream may hand out a bytearray or a memoryview: the split
+            # below (and the peer's fast path) take bytes.
+            chunk = bytes(chunk)
         out: list[bytes | Oversized] = []
         start = 0
         if self._discarding is not None:
