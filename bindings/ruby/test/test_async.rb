@@ -133,7 +133,12 @@ class AsyncCallsTest < Minitest::Test
   def test_threads_woken_by_one_read_send_their_next_calls_in_one_write
     writes = []
     out = @parent.client.instance_variable_get(:@output)
-    out.singleton_class.prepend(Module.new { define_method(:write) { |*a| writes << a.join.count("\n"); super(*a) } })
+    out.singleton_class.prepend(Module.new do
+      define_method(:write_nonblock) do |data, **kw|
+        writes << data.count("\n")
+        super(data, **kw)
+      end
+    end)
     go = Queue.new
     threads = 4.times.map do |i|
       in_thread do
@@ -169,12 +174,12 @@ class AsyncCallsTest < Minitest::Test
   def test_a_thread_interrupted_while_it_writes_sends_its_frames_whole_and_frees_the_writer
     writing = Queue.new
     @parent.client.instance_variable_get(:@output).singleton_class.prepend(Module.new do
-      define_method(:write) do |*args|
+      define_method(:write_nonblock) do |data, **kw|
         if Thread.current[:slow_write]
           writing << true
           sleep 0.2 # an interrupt sent now must wait until the frames are written
         end
-        super(*args)
+        super(data, **kw)
       end
     end)
     victim = in_thread do

@@ -32,7 +32,13 @@ class LeaderTest < Minitest::Test
   def aside(client, next_id, write)
     client.instance_variable_set(:@pause, 600)
     t = in_thread { client.request("state.get", { "traceId" => "t", "key" => "warm" }) }
-    write.call(reply_line(next_id.call, "warm"))
+    id = next_id.call
+    # A reply read before the call waits (it neither leads nor is parked)
+    # wakes nobody, and the background thread would read on for good.
+    until_true("the call waits") do
+      client.instance_variable_get(:@leader).equal?(t) || !client.instance_variable_get(:@parked).empty?
+    end
+    write.call(reply_line(id, "warm"))
     assert_equal "warm", Timeout.timeout(5) { t.value }
     until_true("the background thread stands aside") { client.instance_variable_get(:@leader).nil? }
   end
@@ -370,13 +376,19 @@ class LeaderTest < Minitest::Test
   end
 
   def test_a_spin_that_finds_nothing_backs_off
+    # A wait that ends with nothing read counts as one of the skipped ones:
+    # long waits, so that none ends before the reply on a loaded machine.
+    @client.instance_variable_set(:@recheck, 600)
     t = in_thread { @state.get("t", "slow") } # nobody answers within the spin
     id = @parent.next_frame["id"]
     until_true("the caller sleeps") { t.status == "sleep" && leader.equal?(t) }
     spins = @client.spins
     @parent.reply(id, result: 1)
     assert_equal 1, Timeout.timeout(5) { t.value }
-    assert_equal 2, @client.instance_variable_get(:@spin_skip), "the next two waits sleep at once"
+    # One spin missed: the next two waits sleep at once (a wait for a
+    # stalled relay, which a loaded machine may bring, is one of them).
+    assert_equal 1, @client.instance_variable_get(:@spin_misses)
+    assert_includes [1, 2], @client.instance_variable_get(:@spin_skip), "the next two waits sleep at once"
     assert_equal 0, @client.spin_hits
     assert_operator spins, :>=, 1
   end

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import mmap
 import os
 import platform
@@ -43,8 +44,13 @@ _SYNCED: Final = 32
 _ENDS: Final = 56
 _SIZE: Final = 64
 _NOWHERE: Final = (0, 0)
-# The futex system call's number, by machine (Linux only).
+# The futex system call's number, by machine (Linux only), for a 64-bit
+# process: the machine is the kernel's, and a 32-bit process on a 64-bit
+# kernel (i386, arm, x32) has other numbers and another timespec.
 _FUTEX_NR: Final = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}
+# What a wait may end with besides a wake-up: the count had moved on, a
+# signal, the timeout. Any other error means the call cannot sleep here.
+_FUTEX_RETRY: Final = frozenset({errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT})
 _FUTEX_WAIT: Final = 0
 _FUTEX_WAKE: Final = 1
 #: The longest a waiter sleeps before it looks again: a holder killed before
@@ -59,7 +65,7 @@ class _Timespec(ctypes.Structure):
 def _futex_call() -> Callable[..., Any] | None:
     """libc's ``syscall`` when this system has a futex this code knows how to call, else None."""
     number = _FUTEX_NR.get(platform.machine().lower())
-    if not sys.platform.startswith("linux") or number is None:
+    if not sys.platform.startswith("linux") or number is None or sys.maxsize <= 1 << 32:
         return None
     try:
         syscall = ctypes.CDLL(None, use_errno=True).syscall
@@ -171,12 +177,13 @@ class CommitMarks:
     processes, never needed to read the store: a mark that cannot be
     trusted is ignored.
 
-    On Linux a waiter sleeps on a counter in the mapping (a futex) that
-    each holder advances as it lets go, and is woken right then: waiting on
-    the lock itself instead, a waiter woken by the release loses the race
-    for it to a writer that just appended, again and again, and learns late
-    that the fsyncs in between covered it. Elsewhere a waiter waits on the
-    lock (:meth:`wait`, then :meth:`acquire`).
+    On 64-bit Linux a waiter sleeps on a counter in the mapping (a futex)
+    that each holder advances as it lets go, and is woken right then:
+    waiting on the lock itself instead, a waiter woken by the release loses
+    the race for it to a writer that just appended, again and again, and
+    learns late that the fsyncs in between covered it. Elsewhere, and where
+    the kernel refuses the futex wait, a waiter waits on the lock
+    (:meth:`wait`, then :meth:`acquire`).
     """
 
     def __init__(self, path: Path) -> None:
@@ -190,6 +197,8 @@ class CommitMarks:
             os.close(self._fd)
             raise
         self._ends: ctypes.c_uint32 | None = None
+        #: False once a futex wait failed for a reason other than the count, a signal or the timeout.
+        self._futex_waits = True
         self._timeout = _Timespec(0, _WAIT_MAX_NS)
         if _futex is not None and fcntl is not None:
             self._ends = ctypes.c_uint32.from_buffer(self._map, _ENDS)
@@ -204,10 +213,24 @@ class CommitMarks:
         return 0 if self._ends is None else self._ends.value
 
     def sleep(self, seen: int) -> None:
-        """Sleep until a holder lets go after :meth:`ends` said ``seen`` (at once if one did), or a few ms pass."""
+        """Sleep until a holder lets go after :meth:`ends` said ``seen`` (at once if one did), or a few ms pass.
+
+        Where the kernel refuses the futex wait, this waits until no process
+        holds the lock (:meth:`wait`) instead, then and from then on.
+        """
         ends = self._ends
-        if ends is not None and _futex is not None:
-            _futex(ctypes.addressof(ends), _FUTEX_WAIT, seen, ctypes.byref(self._timeout))
+        if ends is None or _futex is None:
+            return
+        if self._futex_waits:
+            if _futex(ctypes.addressof(ends), _FUTEX_WAIT, seen, ctypes.byref(self._timeout)) == 0:
+                return
+            if ctypes.get_errno() in _FUTEX_RETRY:
+                return
+            # ENOSYS, EPERM (a seccomp filter), EINVAL: the call returns at
+            # once, every time, and the caller's loop would spin for as long
+            # as the fsync lasts. Wait on the lock instead from now on.
+            self._futex_waits = False
+        self.wait()
 
     def _read(self, at: int) -> Position:
         if self._fd < 0:

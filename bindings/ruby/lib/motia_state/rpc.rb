@@ -308,6 +308,7 @@ module MotiaState
       @background_since = 0.0 # and when
       @background_now = true # take the turn without waiting for a pause
       @pause = PAUSE
+      @recheck = RECHECK
       @relay_wait = RELAY_WAIT
       @spin = spin_micros / 1e6 # seconds
       @spin_skip = 0
@@ -379,7 +380,7 @@ module MotiaState
             d
           end
           begin
-            @output.write(data)
+            write_out(data)
           rescue IOError, SystemCallError => e
             failed = e
             break
@@ -393,6 +394,26 @@ module MotiaState
       close("write failed: #{failed.message}")
       raise PeerClosedError, "the channel to the parent is closed (#{failed.message})"
     end
+
+    # Write all of +data+ (in #flush, where interrupts wait). Once the
+    # channel is closed (shutdown), a wait for room in the pipe can be
+    # interrupted: the parent may never read again, and the worker's exit,
+    # which kills every thread, would wait for it.
+    def write_out(data)
+      until data.empty?
+        n = @output.write_nonblock(data, exception: false)
+        if n == :wait_writable
+          if @closed
+            Thread.handle_interrupt(Object => :immediate) { @output.wait_writable(@recheck) }
+          else
+            @output.wait_writable(@recheck) # looks again at a channel closed meanwhile
+          end
+          next
+        end
+        data = data.byteslice(n, data.bytesize - n)
+      end
+    end
+    private :write_out
 
     # Wait until +call+ is settled (its frame is written first). For Call.
     def await(call) # :nodoc:
@@ -660,7 +681,7 @@ module MotiaState
           return true
         end
       end
-      unless Thread.handle_interrupt(Object => :immediate) { @input.wait_readable(seq ? @relay_wait : RECHECK) }
+      unless Thread.handle_interrupt(Object => :immediate) { @input.wait_readable(seq ? @relay_wait : @recheck) }
         # A relay that stalled (its thread blocks elsewhere) goes on without it.
         @lock.synchronize { relay_locked if @relay_seq == seq && !@relay_holder.nil? } if seq
         return true
