@@ -161,6 +161,71 @@ def _pushes_only(buf: bytes, pos: int, error: Callable[[str], Exception]) -> boo
 _timeout: Any = getattr(asyncio, "timeout", None)  # Python >= 3.11
 
 
+async def _read_more(conn: Any, buf: bytes, need: int, errors: Any) -> bytes:
+    """``buf`` and what ``conn`` brings next: at least one read, and reads until ``need`` bytes.
+
+    Each read waits at most the connection's socket timeout. The pieces are
+    joined once, so a large reply costs its size, not its size times the
+    number of reads. Failures raise as redis-py's ``TimeoutError`` or
+    ``ConnectionError``; the caller drops the connection.
+    """
+    chunks = [buf] if buf else []
+    have = len(buf)
+    reader = conn._reader
+    timeout = conn.socket_timeout
+    try:
+        while True:
+            want = max(65536, need - have)
+            if not timeout:
+                data = await reader.read(want)
+            elif _timeout is not None:
+                async with _timeout(timeout):
+                    data = await reader.read(want)
+            else:  # pragma: no cover - Python 3.10
+                data = await asyncio.wait_for(reader.read(want), timeout)
+            if not data:
+                raise errors.ConnectionError("Connection closed by server.")
+            chunks.append(data)
+            have += len(data)
+            if have >= need:
+                break
+    except asyncio.TimeoutError:
+        raise errors.TimeoutError(f"Timeout reading from Redis after {timeout} s") from None
+    except OSError as e:
+        raise errors.ConnectionError(f"Error while reading from Redis: {e}") from e
+    more: bytes = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return more
+
+
+async def _read_reply(conn: Any, errors: Any) -> tuple[Any, bool]:
+    """The reply to the one command just written on ``conn``, and whether ``conn`` is still in step.
+
+    Not in step (False): push messages came after the reply, which no
+    command will read, so the caller drops the connection; anything else
+    after the reply raises ``InvalidResponse``. The caller drops the
+    connection on any failure too.
+    """
+    error = conn._parser.parse_error
+    buf = await _read_more(conn, b"", 0, errors)
+    while True:
+        try:
+            reply, pos = _answer(buf, 0, error)
+            break
+        except _Incomplete as e:
+            buf = await _read_more(conn, buf, e.need, errors)
+        except ValueError as e:
+            raise errors.InvalidResponse(str(e)) from e
+    if pos == len(buf):
+        return reply, True
+    try:
+        pushes = _pushes_only(buf, pos, error)
+    except ValueError:
+        pushes = False
+    if not pushes:
+        raise errors.InvalidResponse("Redis sent more than the reply asked for")
+    return reply, False
+
+
 class AutoPipeline:
     """Sends the commands issued at the same time from one process in one round trip.
 
@@ -217,28 +282,13 @@ class AutoPipeline:
             await self._write(conn, command)
             self.writes += 1
             self.commands += 1
-            buf = await self._more(conn, b"")
-            error = conn._parser.parse_error
-            while True:
-                try:
-                    reply, pos = _answer(buf, 0, error)
-                    break
-                except _Incomplete as e:
-                    buf = await self._more(conn, buf, e.need)
-                except ValueError as e:
-                    await self._drop(conn)
-                    raise self.errors.InvalidResponse(str(e)) from e
-            if pos != len(buf):
-                # A push after the reply leaves the reply good; anything else
-                # means the connection is out of step. Either way it is
-                # dropped: it holds bytes that no command will read.
-                await self._drop(conn)
-                try:
-                    pushes = _pushes_only(buf, pos, error)
-                except ValueError:
-                    pushes = False
-                if not pushes:
-                    raise self.errors.InvalidResponse("Redis sent more than the reply asked for")
+            try:
+                reply, in_step = await _read_reply(conn, self.errors)
+            except BaseException:
+                await self._drop(conn)  # out of step, or a reply owed on it: it cannot be used again
+                raise
+            if not in_step:
+                await self._drop(conn)  # it holds bytes that no command will read
             if isinstance(reply, Exception):
                 raise reply
             return reply
@@ -332,46 +382,12 @@ class AutoPipeline:
                 self._active = False
 
     async def _more(self, conn: Any, buf: bytes, need: int = 0) -> bytes:
-        """``buf`` and what the connection brings next: at least one read, and reads until ``need`` bytes.
-
-        Each read waits at most the connection's socket timeout. The pieces
-        are joined once, so a large reply costs its size, not its size times
-        the number of reads.
-        """
-        errors = self.errors
-        chunks = [buf] if buf else []
-        have = len(buf)
+        """:func:`_read_more` on the pipeline's connection, dropped when the read fails (a reply is owed on it)."""
         try:
-            reader = conn._reader
-            timeout = conn.socket_timeout
-            while True:
-                if not timeout:
-                    data = await reader.read(65536)
-                elif _timeout is not None:
-                    async with _timeout(timeout):
-                        data = await reader.read(65536)
-                else:  # pragma: no cover - Python 3.10
-                    data = await asyncio.wait_for(reader.read(65536), timeout)
-                if not data:
-                    break
-                chunks.append(data)
-                have += len(data)
-                if have >= need:
-                    break
-        except asyncio.TimeoutError:
-            await self._drop(conn)
-            raise errors.TimeoutError(f"Timeout reading from Redis after {conn.socket_timeout} s") from None
-        except OSError as e:
-            await self._drop(conn)
-            raise errors.ConnectionError(f"Error while reading from Redis: {e}") from e
+            return await _read_more(conn, buf, need, self.errors)
         except BaseException:
-            await self._drop(conn)  # a reply is owed on it: it cannot be used again
-            raise
-        if not data:
             await self._drop(conn)
-            raise errors.ConnectionError("Connection closed by server.")
-        more: bytes = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return more
+            raise
 
     @staticmethod
     async def _drop(conn: Any) -> None:
@@ -433,10 +449,10 @@ async def round_trip(pool: Any, command: bytes, errors: Any) -> Any:
     """Send ``command`` (packed) on a connection of ``pool`` and return its reply; an error reply raises.
 
     The connection is the caller's alone for the round trip, so no reply
-    can reach anyone else; it is read with :func:`parse_reply` (push
-    messages passed over), which reads a batch's reply of hundreds of items
-    several times faster than redis-py's per-command path. Nothing is sent twice: a connection lost
-    before the reply fails the call with redis-py's ``ConnectionError`` or
+    can reach anyone else; it is read by :func:`_read_reply` (push messages
+    passed over), which reads a batch's reply of hundreds of items several
+    times faster than redis-py's per-command path. Nothing is sent twice: a
+    connection lost before the reply fails the call with redis-py's ``ConnectionError`` or
     ``TimeoutError`` (the server may have run it), and the connection is
     dropped. Connecting is retried as the pool's connections retry it.
     """
@@ -451,50 +467,11 @@ async def round_trip(pool: Any, command: bytes, errors: Any) -> Any:
             await conn.disconnect()
             await conn.connect()
         await AutoPipeline._write(conn, command)
-        reader, timeout, error = conn._reader, conn.socket_timeout, conn._parser.parse_error
-        # The pieces are joined only when a parse may complete: a large value costs its size once.
-        chunks: list[bytes] = []
-        have = need = 0
-        while True:
-            want = max(65536, need - have)
-            try:
-                if not timeout:
-                    data = await reader.read(want)
-                elif _timeout is not None:
-                    async with _timeout(timeout):
-                        data = await reader.read(want)
-                else:  # pragma: no cover - Python 3.10
-                    data = await asyncio.wait_for(reader.read(want), timeout)
-            except asyncio.TimeoutError:
-                raise errors.TimeoutError(f"Timeout reading from Redis after {timeout} s") from None
-            except OSError as e:
-                raise errors.ConnectionError(f"Error while reading from Redis: {e}") from e
-            if not data:
-                raise errors.ConnectionError("Connection closed by server.")
-            chunks.append(data)
-            have += len(data)
-            if have < need:
-                continue
-            buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            chunks = [buf]
-            try:
-                reply, pos = _answer(buf, 0, error)
-            except _Incomplete as e:
-                need = e.need
-                continue
-            except ValueError as e:
-                raise errors.InvalidResponse(str(e)) from e
-            if pos != len(buf):
-                try:
-                    pushes = _pushes_only(buf, pos, error)
-                except ValueError:
-                    pushes = False
-                if not pushes:
-                    raise errors.InvalidResponse("Redis sent more than the reply asked for")
-                # The reply stands; the rest of a push may follow, which no command would read.
-                with contextlib.suppress(Exception):
-                    await conn.disconnect(nowait=True)
-            break
+        reply, in_step = await _read_reply(conn, errors)
+        if not in_step:
+            # The reply stands; the rest of a push may follow, which no command would read.
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
     except BaseException:
         # Out of step, or a reply still owed on it: it cannot serve anyone else.
         with contextlib.suppress(Exception):
