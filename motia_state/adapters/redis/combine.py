@@ -98,9 +98,7 @@ class Combiner:
             raise
         finally:
             if waiting and self._closed:
-                for _, future in waiting:
-                    _fail(future, self._stopped())
-                waiting.clear()
+                _fail_all(waiting, self._stopped())
             if waiting and timed_out is not None:
                 self._give_up(waiting, timed_out)
             if waiting:
@@ -128,9 +126,7 @@ class Combiner:
                 # Callers woken by the last replies queue their next operations first.
                 await asyncio.sleep(0)
                 if self._closed:
-                    for _, future in waiting:
-                        _fail(future, self._stopped())
-                    waiting.clear()
+                    _fail_all(waiting, self._stopped())
                     return
                 batch = self._take(waiting)
                 if not batch:
@@ -150,16 +146,14 @@ class Combiner:
                 if isinstance(failure, self.errors.TimeoutError):
                     self._give_up(waiting, failure)
         except Exception as e:
-            for _, future in [*batch, *waiting]:
-                _fail(future, e)
-            waiting.clear()
+            _fail_all(batch, e)
+            _fail_all(waiting, e)
         except BaseException:
             # This task was stopped (the adapter closed, the loop ends): what
             # it held and what still waits fail as after a lost connection.
             stopped = self._stopped()
-            for _, future in [*batch, *waiting]:
-                _fail(future, stopped)
-            waiting.clear()
+            _fail_all(batch, stopped)
+            _fail_all(waiting, stopped)
             raise
         finally:
             if self._waiting.get(slot) is waiting:
@@ -181,9 +175,7 @@ class Combiner:
         Only a task cancelled before its first step (by closing, or by code
         cancelling every task) leaves anything: it never ran its own cleanup.
         """
-        for _, future in waiting:
-            _fail(future, self._stopped())
-        waiting.clear()
+        _fail_all(waiting, self._stopped())
         if self._waiting.get(slot) is waiting:
             del self._waiting[slot]
 
@@ -223,8 +215,7 @@ class Combiner:
             reply = await self.send(keys, batch_header, group, stamp, *args)
         except Exception as e:
             if not (isinstance(e, self.errors.ResponseError) and STOPPED_UNWRITTEN in str(e)):
-                for _, future in batch:
-                    _fail(future, e)
+                _fail_all(batch, e)
                 return e
             # One operation stopped the program (a stored text that is not
             # JSON) before anything was written: alone, only it fails.
@@ -270,3 +261,10 @@ def _settle(future: asyncio.Future[Any], reply: Any) -> None:
 def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
+
+
+def _fail_all(waiters: list[_Waiter], error: BaseException) -> None:
+    """Fail every caller of ``waiters`` still waiting with ``error``, and empty the list."""
+    for _, future in waiters:
+        _fail(future, error)
+    waiters.clear()
