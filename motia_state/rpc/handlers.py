@@ -258,38 +258,6 @@ def state_handlers(manager: StateManager, table: HandlerTable | None = None) -> 
     def decrement(a: _Delta, c: CallContext) -> Awaitable[Any]:
         return m.decrement(a.trace_id, a.key, a.delta)
 
-    # What StateManager's own method would do, one coroutine fewer (its
-    # _run with the adapter's call), unless a subclass has its own or one
-    # was set on the manager itself (looked up per call: it may come later).
-    run, own = m._run, getattr(m, "__dict__", {})
-    if type(m).get is StateManager.get:
-
-        def get(a: _Key, c: CallContext) -> Awaitable[Any]:
-            if "get" in own:
-                return m.get(a.trace_id, a.key)
-            return run("get", a.trace_id, a.key, m.adapter.get(a.trace_id, a.key))
-
-    if type(m).set is StateManager.set:
-
-        def set_(a: _Set, c: CallContext) -> Awaitable[Any]:
-            if "set" in own:
-                return m.set(a.trace_id, a.key, a.value)
-            return run("set", a.trace_id, a.key, m.adapter.set(a.trace_id, a.key, a.value))
-
-    if type(m).increment is StateManager.increment:
-
-        def increment(a: _Delta, c: CallContext) -> Awaitable[Any]:
-            if "increment" in own:
-                return m.increment(a.trace_id, a.key, a.delta)
-            return run("increment", a.trace_id, a.key, m.adapter.increment(a.trace_id, a.key, a.delta))
-
-    if type(m).decrement is StateManager.decrement:
-
-        def decrement(a: _Delta, c: CallContext) -> Awaitable[Any]:
-            if "decrement" in own:
-                return m.decrement(a.trace_id, a.key, a.delta)
-            return run("decrement", a.trace_id, a.key, m.adapter.decrement(a.trace_id, a.key, a.delta))
-
     def cas(a: _Cas, c: CallContext) -> Awaitable[Any]:
         return m.compare_and_swap(a.trace_id, a.key, a.expected, a.new_value)
 
