@@ -590,6 +590,34 @@ class FeedRing:
             seq = first + index // STRIDE
             yield seq, self._change(seq, slots, index, copy=False)
 
+    def bodies(self, retained: tuple[int, list[Any]]) -> Iterator[tuple[Any, ...]]:
+        """What :meth:`retained` returned, one ``(seq, at, depth, origin, ((group, key, op, event, old, new),))`` each.
+
+        The body form of a file log's feed record (values not copied), made
+        straight from the slots: no :class:`Change` in between, and each
+        tuple is dropped once its consumer moves on.
+        """
+        first, slots = retained
+        seq = first
+        for index in range(0, len(slots), STRIDE):
+            group, key, old, new, at, info = slots[index : index + STRIDE]
+            if type(at) is not int:
+                at = int(at * 1000)
+            if info is None:
+                op, depth, origin = "increment", 0, None
+            elif type(info) is str:
+                op, depth, origin = info, 0, None
+            else:
+                op, depth, origin = info
+            if old is MISSING:
+                event, old = "created", None
+            elif new is MISSING:
+                event, new = "deleted", None
+            else:
+                event = "updated"
+            yield seq, at, depth, origin, ((group, key, op, event, old, new),)
+            seq += 1
+
     def info(self) -> dict[str, Any]:
         """``{"first": cursor|None, "last": cursor|None, "retained": n}``."""
         if not self.slots:

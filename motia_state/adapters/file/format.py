@@ -55,7 +55,7 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -120,7 +120,8 @@ class RecordType(enum.IntEnum):
     HISTORY = 4
 
 
-_encode = msgspec.json.Encoder().encode
+_encoder = msgspec.json.Encoder()
+_encode = _encoder.encode
 _decode = msgspec.json.Decoder().decode
 
 
@@ -197,9 +198,24 @@ def feed_record(seq: int, at: int, depth: int, origin: dict[str, Any] | None, ro
     return record(RecordType.FEED, _encode([seq, at, depth, origin, rows]))
 
 
-def history_record(entries: list[list[Any]]) -> bytes:
-    """The ``HISTORY`` record of a retention window: ``[seq, at, depth, origin, rows]`` per retained record."""
-    return record(RecordType.HISTORY, _encode(entries))
+def history_record(entries: Iterable[Sequence[Any]]) -> bytes:
+    """The ``HISTORY`` record of a retention window: ``[seq, at, depth, origin, rows]`` per retained record.
+
+    ``entries`` may be a generator: each entry is encoded as it comes and
+    then dropped, so a window of many records never exists as a list of
+    lists next to its encoding (a compaction builds it while writers run,
+    and the collector would walk every such list).
+    """
+    body = bytearray((RecordType.HISTORY, ord("[")))
+    into = _encoder.encode_into
+    for entry in entries:
+        into(entry, body, -1)
+        body += b","
+    if body[-1] == ord(","):
+        body[-1] = ord("]")
+    else:
+        body += b"]"
+    return RECORD_HEADER.pack(len(body), zlib.crc32(body)) + body
 
 
 def moved_record(generation: int) -> bytes:

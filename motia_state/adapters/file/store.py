@@ -750,12 +750,7 @@ class LogSession(TableSession):
         # one history record (the snapshot holds its effect).
         window = b""
         if feed is not None and retained is not None and retained[1]:
-            window = history_record(
-                [
-                    [n, c.at, c.depth, c.origin, [[c.group, c.key, c.op, c.event, c.old_value, c.new_value]]]
-                    for n, c in feed.changes_of(retained)
-                ]
-            )
+            window = history_record(feed.bodies(retained))
         snapshot = Snapshot(log_gen=gen + 1, base_gen=gen, base_offset=base, data=data, seq=seq, window=len(window))
         header, body = encode_snapshot(snapshot)
         # Named for this session too: two sessions of one process (one pid)
