@@ -182,8 +182,11 @@ def _value_size(value: Any, _encode: Callable[[Any], bytes] = _encode) -> int:
     return len(_encode(value))
 
 
-# What a record costs beyond its names and values: the field names and punctuation of its encoding.
-_OVERHEAD: Final = 96
+# What a record costs beyond its names and values: the field names and
+# punctuation of its encoding as a reader gets it (a Change in JSON), with
+# the longest op name, a cursor of up to ten digits, a commit time in
+# milliseconds, depth 0 and no origin.
+_OVERHEAD: Final = 150
 #: Fields per record in :attr:`FeedRing.slots`: group, key, old, new, at, info.
 STRIDE: Final = 6
 #: The longest group or key name (in characters) that a fast record may carry.
@@ -330,8 +333,9 @@ class FeedRing:
         """Append the record of one written entry (``MISSING`` on a side: no entry there).
 
         The lean form of :meth:`record` for a write that journals nothing
-        else (the memory adapter with no listener). Each write pays for this
-        call, so it sizes the values inline (the same sizes as
+        else (the memory adapter with no listener: ``StateTable.write``
+        inlines it, and takes the size of a new value that the writer
+        encoded already). It sizes the values inline (the same sizes as
         :func:`_value_size`) and binds its hot names as defaults.
         """
         size = _OVERHEAD + len(group) + len(key)

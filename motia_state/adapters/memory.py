@@ -67,6 +67,8 @@ from ..values import (
     Limits,
     check_delta,
     check_name,
+    copy_value,
+    import_sized,
     import_value,
 )
 from .base import Acknowledge, StateAdapter, UpdateFn, acknowledge_writes, reads, writes
@@ -281,11 +283,15 @@ class MemoryStateAdapter(StateAdapter):
 
     async def set(self, trace_id: str, key: str, value: Any) -> Any:
         _names(self, trace_id, key)
-        value = import_value(value, self.limits)
+        if self._feed is None:
+            value, size = import_value(value, self.limits), -1
+        else:
+            # Checking an object's size encodes it: its feed record takes that size.
+            value, size = import_sized(value, self.limits)
         with self._lock:
-            result = self._table.apply(trace_id, key, "set", apply_set, value)
+            self._table.write(trace_id, key, "set", value, size)
             self._flush()
-        return result
+            return copy_value(value)
 
     async def delete(self, trace_id: str, key: str) -> Any:
         _names(self, trace_id, key)
