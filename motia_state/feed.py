@@ -301,18 +301,21 @@ class FeedRing:
 
     def record(self, changes: Sequence[StateChange], at: int, depth: int, origin: dict[str, Any] | None) -> None:
         """Append the records of one commit (sequence numbers follow on from :attr:`seq`)."""
-        slots = self.slots
-        info_context = (depth, origin) != _NO_CONTEXT
+        slots, sizes = self.slots, self.sizes
+        info_context = depth != 0 or origin is not None
+        room = self.room
         for c in changes:
-            group, key, old, new = c.trace_id, c.key, c.old_value, c.new_value
-            if c.event == "created":
+            group, key, event, old, new = c.trace_id, c.key, c.event, c.old_value, c.new_value
+            if event == "created":
                 old = MISSING
-            elif c.event == "deleted":
+            elif event == "deleted":
                 new = MISSING
             size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
             slots.extend((group, key, old, new, at, (c.op, depth, origin) if info_context else c.op))
-            self._general_added(size)
-        if self.room < 0 or len(slots) > self.limit:
+            sizes.append(size)
+            room -= size
+        self.room = room
+        if room < 0 or len(slots) > self.limit:
             self.settle()
 
     def put(

@@ -39,8 +39,6 @@ from ..feed import (
     FeedRing,
     Stamp,
     check_retention,
-    current_write_context,
-    now_ms,
 )
 from ..ops import (
     apply_compare_and_swap,
@@ -184,8 +182,9 @@ class MemoryStateAdapter(StateAdapter):
                 if self._commit is not None:
                     self._commit(journal, None)
             else:
-                depth, origin = current_write_context()
-                at = now_ms()
+                # current_write_context() and now_ms(), inlined: every write of a file store comes here.
+                depth, origin = _write_context() if _CONTEXT_USED[0] else (0, None)
+                at = int(_clock() * 1000)
                 if self._commit is not None:
                     self._commit(journal, (at, depth, origin))
                 feed.record(journal, at, depth, origin)

@@ -106,6 +106,8 @@ ZERO_HEADER: Final = bytes(RECORD_HEADER.size)
 GROW_MIN: Final = 64 << 10
 #: ...doubling up to this one.
 GROW_MAX: Final = 1 << 20
+# Entries of a HISTORY record encoded in one call: fewer calls, and a short list at a time.
+_HISTORY_CHUNK: Final = 256
 # A record longer than this is not a record but garbage in a length field.
 MAX_RECORD: Final = 1 << 31
 
@@ -201,20 +203,34 @@ def feed_record(seq: int, at: int, depth: int, origin: dict[str, Any] | None, ro
 def history_record(entries: Iterable[Sequence[Any]]) -> bytes:
     """The ``HISTORY`` record of a retention window: ``[seq, at, depth, origin, rows]`` per retained record.
 
-    ``entries`` may be a generator: each entry is encoded as it comes and
-    then dropped, so a window of many records never exists as a list of
-    lists next to its encoding (a compaction builds it while writers run,
-    and the collector would walk every such list).
+    ``entries`` may be a generator: they are encoded a few hundred at a
+    time and then dropped, so a window of many records never exists as a
+    list of lists next to its encoding (a compaction builds it while
+    writers run, and the collector would walk every such list).
     """
-    body = bytearray((RecordType.HISTORY, ord("[")))
+    body = bytearray((RecordType.HISTORY,))
     into = _encoder.encode_into
+    chunk: list[Any] = []
+    opened = False
+
+    def flush() -> None:
+        # Appends "[e,...,e]", joined onto what came before as one list.
+        start = len(body)
+        into(chunk, body, -1)
+        if opened:
+            body[start] = ord(",")
+        del body[-1]
+        chunk.clear()
+
     for entry in entries:
-        into(entry, body, -1)
-        body += b","
-    if body[-1] == ord(","):
-        body[-1] = ord("]")
-    else:
-        body += b"]"
+        chunk.append(entry)
+        if len(chunk) == _HISTORY_CHUNK:
+            flush()
+            opened = True
+    if chunk:
+        flush()
+        opened = True
+    body += b"]" if opened else b"[]"
     return RECORD_HEADER.pack(len(body), zlib.crc32(body)) + body
 
 
