@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import motia_state as ms
+from motia_state.feed import DEFAULT_RETENTION
 
 from .harness import Options, report
 
@@ -54,7 +55,7 @@ def run(options: Options) -> None:
 
     contenders: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
     ratios: list[tuple[str, str, str]] = []
-    default = ms.MemoryStateAdapter.__init__.__kwdefaults__["feed_retention"]
+    default = DEFAULT_RETENTION
     for adapter_name, make in (("memory", memory), ("file", file)):
         for op_name, workload in (("set", _sets), ("increment", _increments)):
             off = f"{adapter_name} {op_name}, feed off"
@@ -189,7 +190,7 @@ def floor(n: int = 100_000, rounds: int = 11) -> None:
         ):
             runs = {"feed off": (workload(count, memory, 0), None)}
             for label, fn in variants.items():
-                runs[label] = (workload(count, memory, 100_000), fn)
+                runs[label] = (workload(count, memory, DEFAULT_RETENTION), fn)
             best = dict.fromkeys(runs, float("inf"))
             for _ in range(rounds):
                 for label, (run_fn, fn) in runs.items():
