@@ -590,13 +590,6 @@ class FeedRing:
         """The retained records as stored, and the sequence number of the first (cheap: a list copy)."""
         return self._first, self.slots[:]
 
-    def changes_of(self, retained: tuple[int, list[Any]]) -> Iterator[tuple[int, Change]]:
-        """``(seq, record)`` for each of what :meth:`retained` returned (values not copied)."""
-        first, slots = retained
-        for index in range(0, len(slots), STRIDE):
-            seq = first + index // STRIDE
-            yield seq, self._change(seq, slots, index, copy=False)
-
     def bodies(self, retained: tuple[int, list[Any]]) -> Iterator[tuple[Any, ...]]:
         """What :meth:`retained` returned, one ``(seq, at, depth, origin, ((group, key, op, event, old, new),))`` each.
 
@@ -631,7 +624,7 @@ class FeedRing:
             return {"first": None, "last": None, "retained": 0}
         return {"first": self.cursor(self._first), "last": self.cursor(self.seq), "retained": len(self)}
 
-    def _change(self, seq: int, slots: list[Any], index: int, *, copy: bool = True) -> Change:
+    def _change(self, seq: int, slots: list[Any], index: int) -> Change:
         group, key, old, new, at, info = slots[index : index + STRIDE]
         if type(at) is not int:
             at = int(at * 1000)
@@ -647,12 +640,11 @@ class FeedRing:
             event, new = "deleted", None
         else:
             event = "updated"
-        if copy:
-            # A reader that changes a record's value or origin never changes
-            # what is stored (the records of one request share one origin).
-            old, new = copy_value(old), copy_value(new)
-            if origin is not None:
-                origin = copy_value(origin)
+        # A reader that changes a record's value or origin never changes
+        # what is stored (the records of one request share one origin).
+        old, new = copy_value(old), copy_value(new)
+        if origin is not None:
+            origin = copy_value(origin)
         return Change(f"{self.prefix}.{seq}", group, key, op, event, old, new, at, depth, origin)
 
     # -- waiting ---------------------------------------------------------------
