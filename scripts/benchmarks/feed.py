@@ -1,4 +1,8 @@
-"""Suite ``feed``: what the change feed costs a write, feed on (the default) vs off (``feed_retention=0``)."""
+"""Suite ``feed``: what the change feed costs a write, feed on (the default) vs off (``feed_retention=0``).
+
+``python -m scripts.benchmarks.feed --floor`` prints, besides, what each
+part of a record costs (see :func:`floor`).
+"""
 
 from __future__ import annotations
 
