@@ -1182,39 +1182,82 @@ end
 
 local mode_read = {}
 
--- KEYS[1] a feed stream. Reply: {first n, last n, length} ("0" when empty).
-function mode_read.info(KEYS)
+-- How many records a stream entry holds: its one field is named by the
+-- count; an entry of fields g, k, o, a, b, x (one field per part of the
+-- record) holds one.
+local function entry_count(fields)
+  return tonumber(fields[1]) or 1
+end
+
+-- KEYS[1] a feed stream; ARGV[2] (optional) a record number p. Reply:
+-- {first n, last n, records retained} ("0" when empty), then, when p falls
+-- inside an entry that holds records after it, that entry (id, fields), so
+-- that a reader starting after p reads the rest of it.
+function mode_read.info(KEYS, ARGV)
   local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  if not first then return { '0', '0', 0 } end
   local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-  return { first and first[1]:sub(3) or '0', last and last[1]:sub(3) or '0', redis.call('XLEN', KEYS[1]) }
+  local low = tonumber(first[1]:sub(3))
+  local high = tonumber(last[1]:sub(3)) + entry_count(last[2]) - 1
+  local reply = { first[1]:sub(3), string.format('%d', high), high - low + 1 }
+  local p = tonumber(ARGV[2] or '')
+  if p and p >= low and p < high then
+    local around = redis.call('XREVRANGE', KEYS[1], string.format('0-%d', p), '-', 'COUNT', 1)[1]
+    if around and tonumber(around[1]:sub(3)) + entry_count(around[2]) - 1 > p then
+      reply[4], reply[5] = around[1], around[2]
+    end
+  end
+  return reply
 end
 
 -- KEYS[1] a feed stream; ARGV[2] group, ARGV[3] key, ARGV[4] the most
 -- records wanted, ARGV[5] where to look from (exclusive: "(0-n") or "+",
 -- ARGV[6] the most records to examine in this call (so that a long search
 -- never holds Redis for long). Reply: {where to continue ("" at the
--- start of the stream), then the entries found: id and fields, newest first}.
+-- start of the stream), then the records found, newest first, five
+-- elements each: record number, stamp, op, old, new}.
 function mode_read.history(KEYS, ARGV)
   local g, k, want, budget = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
   local from = ARGV[5]
   local found, reply = 0, { '' }
-  while budget > 0 do
-    local entries = redis.call('XREVRANGE', KEYS[1], from, '-', 'COUNT', math.min(budget, 256))
+  while true do
+    local entries = redis.call('XREVRANGE', KEYS[1], from, '-', 'COUNT', math.max(1, math.min(budget, 64)))
     for _, entry in ipairs(entries) do
-      local f = entry[2]
-      if f[2] == g and f[4] == k then
-        reply[#reply + 1] = entry[1]
-        reply[#reply + 1] = f
-        found = found + 1
-        if found >= want then return reply end
+      local id, f = entry[1], entry[2]
+      if f[1] == 'g' then
+        if f[2] == g and f[4] == k then
+          local n = #reply
+          reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] = id:sub(3), f[12], f[6], f[8], f[10]
+          found = found + 1
+          if found >= want then return reply end
+        end
+        budget = budget - 1
+      else
+        local t = cmsgpack.unpack(f[2])
+        local count = (#t - 2) / 4
+        if t[2] == g then
+          local base = tonumber(id:sub(3)) - 1
+          for j = count, 1, -1 do
+            local at = 4 * j - 2
+            if t[at + 1] == k then
+              local n = #reply
+              reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] =
+                string.format('%d', base + j), t[1], t[at + 2], t[at + 3], t[at + 4]
+              found = found + 1
+              if found >= want then return reply end
+            end
+          end
+        end
+        budget = budget - count
+      end
+      from = '(' .. id
+      if budget <= 0 then
+        reply[1] = from
+        return reply
       end
     end
-    if #entries < math.min(budget, 256) then return reply end
-    budget = budget - #entries
-    from = '(' .. entries[#entries][1]
-    reply[1] = from
+    if #entries == 0 then return reply end
   end
-  return reply
 end
 
 -- The key of a group's hash: percent-escaped as the client does it.
