@@ -28,8 +28,9 @@
 -- ARGV[3]   the writer's "<depth>[ <origin JSON>]", stamped on each record
 --
 -- Every write also keeps the group index (a group is listed while it has
--- entries) and appends one feed record per entry written, in the same
--- call: there is never a change without its record.
+-- entries) and records one feed record per entry written, in the same
+-- call: there is never a change without its record. A call's records go
+-- into one stream entry at its end (flush), whatever their number.
 --
 -- Modes, and what follows ARGV[3] in each:
 --
@@ -874,9 +875,12 @@ apply.check = on_text(cell_apply.check)
 -- --------------------------------------------------------- storage, feed
 
 -- Set at the start of each writing call (run, below): the group's keys,
--- its name, and the feed's settings and stamp.
+-- its name, and the feed's settings and the writer's stamp.
 local H, S, Z, group
-local feed_max, feed_bytes, feed_stamp, feed_stamp_tail
+local feed_max, feed_bytes, feed_stamp_tail
+-- This call's feed records, flat: the stamp, the group, then key, op, old
+-- and new of each record (nil until the first). flush() writes them.
+local feed_recs
 -- What this call did to the group's hash, for its index.
 local created, removed
 
@@ -904,8 +908,8 @@ local function reindex()
   end
 end
 
--- Below this many records trimming is exact: approximate trimming drops
--- whole stream nodes (up to 100 records) and would keep far more than asked.
+-- Below this many entries byte trimming is exact: approximate trimming
+-- drops whole stream nodes (up to 100 entries) and would keep far more than asked.
 local EXACT_BELOW = 1000
 
 local function trim_kind(n)
@@ -913,38 +917,81 @@ local function trim_kind(n)
 end
 
 -- One feed record for one entry written: old and new are texts ('' for
--- missing). The record's ID is "0-<n>", n counting the shard's records one
--- by one, so a reader knows a gap (records trimmed under it) when it sees
--- one. Its stamp is "<at ms> <depth>[ <origin JSON>]", the time taken once
--- per call from the server's clock.
+-- missing). Records are kept until the end of the call (flush), which
+-- writes them all in one stream entry: one XADD per call, not per record.
 local function record(key, op, old, new)
   if feed_max == 0 then return end
-  if not feed_stamp then
-    -- One format call: %d truncates the microseconds' thousandths (Lua 5.1).
-    local t = redis.call('TIME')
-    feed_stamp = string.format('%s%03d %s', t[1], t[2] / 1000, feed_stamp_tail)
+  local t = feed_recs
+  if not t then
+    t = { '', group }
+    feed_recs = t
   end
-  local id = redis.call('XADD', S, '0-*',
-    'g', group, 'k', key, 'o', op, 'a', old, 'b', new, 'x', feed_stamp)
-  local n = tonumber(id:sub(3))
-  -- The count limit: every record while it is small, else every 64th
-  -- record, so the feed passes it by at most 63 records (plus what an
-  -- approximate trim keeps of a stream node), well within the 2x allowed,
-  -- and the other XADDs skip the trim they would check each time.
-  if feed_max < 64 or n % 64 == 0 then
-    redis.call('XTRIM', S, 'MAXLEN', trim_kind(feed_max), feed_max)
+  local n = #t
+  t[n + 1], t[n + 2], t[n + 3], t[n + 4] = key, op, old, new
+end
+
+-- One stream entry holding the count records of t (packed as they are).
+-- Records are numbered one by one, without gaps, across entries: the
+-- entry's ID is "0-<n>", n the number of its first record, and its one
+-- field is named by its record count. XADD "0-*" numbers it one after the
+-- stream's last ID, which XSETID then moves to its last record's number,
+-- so that the next entry starts right after it. Returns that number and
+-- the packed size.
+local function append(t, count)
+  local packed = cmsgpack.pack(t)
+  local id = redis.call('XADD', S, '0-*', count == 1 and '1' or tostring(count), packed)
+  local last = tonumber(id:sub(3)) + count - 1
+  if count > 1 then redis.call('XSETID', S, string.format('0-%d', last)) end
+  return last, #packed
+end
+
+-- Writes this call's records (see record) and trims the feed.
+--
+-- Retention counts records: at least the newest feed_max are kept, and at
+-- most about half as many again, never twice as many. Trimming is checked
+-- when a call's records pass a multiple of step (64, or a quarter of the
+-- limit below 256 records) and removes the entries wholly older than the
+-- newest feed_max records (XTRIM MINID; the entry holding the oldest
+-- record kept stays whole). An entry holds at most half the limit, so that
+-- the entry kept whole never doubles it.
+--
+-- The byte limit: the stream's memory (MEMORY USAGE, sampled) is measured
+-- at the same points, and after any entry large enough that 64 of them
+-- could pass it, so it is never passed by more than the limit again.
+local function flush()
+  local t = feed_recs
+  feed_recs = nil
+  -- One format call: %d truncates the microseconds' thousandths (Lua 5.1).
+  local now = redis.call('TIME')
+  t[1] = string.format('%s%03d %s', now[1], now[2] / 1000, feed_stamp_tail)
+  local count = (#t - 2) / 4
+  local cap = feed_max < 4 and 1 or math.floor(feed_max / 2)
+  local last, size
+  if count <= cap then
+    last, size = append(t, count)
+  else
+    size = 0
+    for from = 0, count - 1, cap do
+      local m = math.min(cap, count - from)
+      local part = { t[1], t[2] }
+      for j = 3 + 4 * from, 2 + 4 * (from + m) do part[#part + 1] = t[j] end
+      local s
+      last, s = append(part, m)
+      if s > size then size = s end
+    end
   end
-  -- The byte limit: measured every 64 records, and after any record large
-  -- enough that 64 of them could pass it, so it is never passed by more
-  -- than the limit again.
-  if feed_bytes > 0 then
-    local size = #group + #key + #old + #new + #feed_stamp + 32
-    if size * 64 >= feed_bytes or n % 64 == 0 then
-      local used = redis.call('MEMORY', 'USAGE', S)
-      if used and used > feed_bytes then
-        local keep = math.max(1, math.floor(redis.call('XLEN', S) * feed_bytes / used))
-        redis.call('XTRIM', S, 'MAXLEN', trim_kind(keep), keep)
-      end
+  local step = feed_max < 256 and math.max(1, math.floor(feed_max / 4)) or 64
+  local due = math.floor(last / step) ~= math.floor((last - count) / step)
+  if due and last > feed_max then
+    -- The entry holding the oldest record to keep: the last one starting at or before it.
+    local keep = redis.call('XREVRANGE', S, string.format('0-%d', last - feed_max + 1), '-', 'COUNT', 1)[1]
+    if keep then redis.call('XTRIM', S, 'MINID', keep[1]) end
+  end
+  if feed_bytes > 0 and (due or (size + #t[1] + 32) * 64 >= feed_bytes) then
+    local used = redis.call('MEMORY', 'USAGE', S)
+    if used and used > feed_bytes then
+      local entries = math.max(1, math.floor(redis.call('XLEN', S) * feed_bytes / used))
+      redis.call('XTRIM', S, 'MAXLEN', trim_kind(entries), entries)
     end
   end
 end
@@ -1506,9 +1553,11 @@ local function run(KEYS, ARGV)
   end
   max_bytes = last_max
   H, S, Z, group = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
-  feed_max, feed_bytes, feed_stamp, feed_stamp_tail = last_fmax, last_fbytes, nil, ARGV[3]
+  feed_max, feed_bytes, feed_stamp_tail, feed_recs = last_fmax, last_fbytes, ARGV[3], nil
   created, removed = 0, false
-  return mode_run[last_mode](ARGV, last_ttl, last_changes, last_result)
+  local reply = mode_run[last_mode](ARGV, last_ttl, last_changes, last_result)
+  if feed_recs then flush() end
+  return reply
 end
 
 -- As a script (EVALSHA) this file ends by running; as a function library
