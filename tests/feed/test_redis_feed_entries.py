@@ -271,3 +271,21 @@ async def test_the_next_layout_is_refused(redis_server: RedisServer, redis_prefi
         assert await upgrade_layout(state.client, redis_prefix) is False
     finally:
         await state.close()
+
+
+async def test_both_limits_at_once_keep_the_newest_records_contiguous(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    # The byte limit trims past where the count limit would start: trimming by count then has nothing to do.
+    state = _adapter(redis_server, redis_prefix, feed_retention=500, feed_retention_bytes=30_000)
+    try:
+        for i in range(40):
+            await state.batch("g", [{"type": "set", "key": f"k{j}", "value": "x" * 200} for j in range(20)])
+            await state.set("g", "small", i)
+        records = await _all(state.changes(follow=False))
+        assert _numbers(records) == list(range(841 - len(records), 841))
+        assert 0 < len(records) < 500
+        assert (await state.feed_info())["retained"] == len(records)
+        assert [c.new_value for c in await state.history("g", "small", limit=3)] == [39, 38, 37]
+    finally:
+        await state.close()

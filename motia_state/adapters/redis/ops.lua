@@ -983,9 +983,16 @@ local function flush()
   local step = feed_max < 256 and math.max(1, math.floor(feed_max / 4)) or 64
   local due = math.floor(last / step) ~= math.floor((last - count) / step)
   if due and last > feed_max then
-    -- The entry holding the oldest record to keep: the last one starting at or before it.
-    local keep = redis.call('XREVRANGE', S, string.format('0-%d', last - feed_max + 1), '-', 'COUNT', 1)[1]
-    if keep then redis.call('XTRIM', S, 'MINID', keep[1]) end
+    local oldest = last - feed_max + 1
+    -- Only when the stream starts before the oldest record to keep (the
+    -- byte limit may have trimmed past it): a search back from an ID
+    -- below the whole stream would walk all of it.
+    local head = redis.call('XRANGE', S, '-', '+', 'COUNT', 1)[1]
+    if head and tonumber(head[1]:sub(3)) < oldest then
+      -- The entry holding the oldest record to keep: the last one starting at or before it.
+      local keep = redis.call('XREVRANGE', S, string.format('0-%d', oldest), '-', 'COUNT', 1)[1]
+      if keep[1] ~= head[1] then redis.call('XTRIM', S, 'MINID', keep[1]) end
+    end
   end
   if feed_bytes > 0 and (due or (size + #t[1] + 32) * 64 >= feed_bytes) then
     local used = redis.call('MEMORY', 'USAGE', S)
@@ -1267,6 +1274,12 @@ function mode_read.history(KEYS, ARGV)
   local g, k, want, budget = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
   local from = ARGV[5]
   local found, reply = 0, { '' }
+  if from ~= '+' then
+    -- Trimmed past where the last call stopped: nothing older is left (and
+    -- a search back from an ID below the whole stream would walk all of it).
+    local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+    if not head or tonumber(head[1]:sub(3)) >= tonumber(from:sub(4)) then return reply end
+  end
   while true do
     local entries = redis.call('XREVRANGE', KEYS[1], from, '-', 'COUNT', math.max(1, math.min(budget, 64)))
     for _, entry in ipairs(entries) do
