@@ -878,9 +878,10 @@ apply.check = on_text(cell_apply.check)
 -- its name, and the feed's settings and the writer's stamp.
 local H, S, Z, group
 local feed_max, feed_bytes, feed_stamp_tail
--- This call's feed records, flat: the stamp, the group, then key, op, old
--- and new of each record (nil until the first). flush() writes them.
-local feed_recs
+-- This call's feed records (see record): how many, the first one, and,
+-- from the second on, all of them flat after two slots for the stamp and
+-- the group.
+local feed_n, feed_key, feed_op, feed_old, feed_new, feed_recs
 -- What this call did to the group's hash, for its index.
 local created, removed
 
@@ -919,30 +920,37 @@ end
 -- One feed record for one entry written: old and new are texts ('' for
 -- missing). Records are kept until the end of the call (flush), which
 -- writes them all in one stream entry: one XADD per call, not per record.
+-- A call of one record (most) builds no table.
 local function record(key, op, old, new)
   if feed_max == 0 then return end
-  local t = feed_recs
-  if not t then
-    t = { '', group }
-    feed_recs = t
+  local n = feed_n
+  if n == 0 then
+    feed_key, feed_op, feed_old, feed_new = key, op, old, new
+  else
+    local t = feed_recs
+    if n == 1 then
+      t = { '', group, feed_key, feed_op, feed_old, feed_new }
+      feed_recs = t
+    end
+    local m = 2 + 4 * n
+    t[m + 1], t[m + 2], t[m + 3], t[m + 4] = key, op, old, new
   end
-  local n = #t
-  t[n + 1], t[n + 2], t[n + 3], t[n + 4] = key, op, old, new
+  feed_n = n + 1
 end
 
--- One stream entry holding the count records of t (packed as they are).
--- Records are numbered one by one, without gaps, across entries: the
--- entry's ID is "0-<n>", n the number of its first record, and its one
--- field is named by its record count. XADD "0-*" numbers it one after the
--- stream's last ID, which XSETID then moves to its last record's number,
--- so that the next entry starts right after it. Returns that number and
--- the packed size.
-local function append(t, count)
-  local packed = cmsgpack.pack(t)
-  local id = redis.call('XADD', S, '0-*', count == 1 and '1' or tostring(count), packed)
+-- One stream entry holding count records: text is the stamp, the group,
+-- then key, op, old and new of each record, joined by NUL bytes (no part
+-- holds one: names refuse NUL and JSON text escapes it). Records are
+-- numbered one by one, without gaps, across entries: the entry's ID is
+-- "0-<n>", n the number of its first record, and its one field is named by
+-- its record count. XADD "0-*" numbers it one after the stream's last ID,
+-- which XSETID then moves to its last record's number, so that the next
+-- entry starts right after it. Returns that number.
+local function append(text, count)
+  local id = redis.call('XADD', S, '0-*', count == 1 and '1' or tostring(count), text)
   local last = tonumber(id:sub(3)) + count - 1
   if count > 1 then redis.call('XSETID', S, string.format('0-%d', last)) end
-  return last, #packed
+  return last
 end
 
 -- Writes this call's records (see record) and trims the feed.
@@ -959,25 +967,31 @@ end
 -- at the same points, and after any entry large enough that 64 of them
 -- could pass it, so it is never passed by more than the limit again.
 local function flush()
-  local t = feed_recs
-  feed_recs = nil
+  local count = feed_n
   -- One format call: %d truncates the microseconds' thousandths (Lua 5.1).
   local now = redis.call('TIME')
-  t[1] = string.format('%s%03d %s', now[1], now[2] / 1000, feed_stamp_tail)
-  local count = (#t - 2) / 4
+  local stamp = string.format('%s%03d %s', now[1], now[2] / 1000, feed_stamp_tail)
   local cap = feed_max < 4 and 1 or math.floor(feed_max / 2)
   local last, size
-  if count <= cap then
-    last, size = append(t, count)
+  if count == 1 then
+    local text = stamp .. '\0' .. group .. '\0' .. feed_key .. '\0' .. feed_op .. '\0' .. feed_old .. '\0' .. feed_new
+    last, size = append(text, 1), #text
   else
-    size = 0
-    for from = 0, count - 1, cap do
-      local m = math.min(cap, count - from)
-      local part = { t[1], t[2] }
-      for j = 3 + 4 * from, 2 + 4 * (from + m) do part[#part + 1] = t[j] end
-      local s
-      last, s = append(part, m)
-      if s > size then size = s end
+    local t = feed_recs
+    feed_recs = nil
+    if count <= cap then
+      t[1] = stamp
+      local text = table.concat(t, '\0')
+      last, size = append(text, count), #text
+    else
+      local head = stamp .. '\0' .. group .. '\0'
+      size = 0
+      for from = 0, count - 1, cap do
+        local m = math.min(cap, count - from)
+        local text = head .. table.concat(t, '\0', 3 + 4 * from, 2 + 4 * (from + m))
+        last = append(text, m)
+        if #text > size then size = #text end
+      end
     end
   end
   local step = feed_max < 256 and math.max(1, math.floor(feed_max / 4)) or 64
@@ -994,7 +1008,7 @@ local function flush()
       if keep[1] ~= head[1] then redis.call('XTRIM', S, 'MINID', keep[1]) end
     end
   end
-  if feed_bytes > 0 and (due or (size + #t[1] + 32) * 64 >= feed_bytes) then
+  if feed_bytes > 0 and (due or (size + 32) * 64 >= feed_bytes) then
     local used = redis.call('MEMORY', 'USAGE', S)
     if used and used > feed_bytes then
       local entries = math.max(1, math.floor(redis.call('XLEN', S) * feed_bytes / used))
@@ -1264,6 +1278,20 @@ function mode_read.info(KEYS, ARGV)
   return reply
 end
 
+-- The parts of an entry's text (see append), in order.
+local function split_nul(s)
+  local parts, pos = {}, 1
+  while true do
+    local at = s:find('\0', pos, true)
+    if not at then
+      parts[#parts + 1] = s:sub(pos)
+      return parts
+    end
+    parts[#parts + 1] = s:sub(pos, at - 1)
+    pos = at + 1
+  end
+end
+
 -- KEYS[1] a feed stream; ARGV[2] group, ARGV[3] key, ARGV[4] the most
 -- records wanted, ARGV[5] where to look from (exclusive: "(0-n") or "+",
 -- ARGV[6] the most records to examine in this call (so that a long search
@@ -1293,9 +1321,11 @@ function mode_read.history(KEYS, ARGV)
         end
         budget = budget - 1
       else
-        local t = cmsgpack.unpack(f[2])
-        local count = (#t - 2) / 4
-        if t[2] == g then
+        local text, count = f[2], tonumber(f[1])
+        -- The group is the second part: most entries of other groups are passed over unsplit.
+        local g_at = text:find('\0', 1, true)
+        if g_at and text:sub(g_at + 1, g_at + #g) == g and text:byte(g_at + #g + 1) == 0 then
+          local t = split_nul(text)
           local base = tonumber(id:sub(3)) - 1
           for j = count, 1, -1 do
             local at = 4 * j - 2
@@ -1566,10 +1596,10 @@ local function run(KEYS, ARGV)
   end
   max_bytes = last_max
   H, S, Z, group = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
-  feed_max, feed_bytes, feed_stamp_tail, feed_recs = last_fmax, last_fbytes, ARGV[3], nil
+  feed_max, feed_bytes, feed_stamp_tail, feed_n = last_fmax, last_fbytes, ARGV[3], 0
   created, removed = 0, false
   local reply = mode_run[last_mode](ARGV, last_ttl, last_changes, last_result)
-  if feed_recs then flush() end
+  if feed_n > 0 then flush() end
   return reply
 end
 

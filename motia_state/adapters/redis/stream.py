@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 _decode = msgspec.json.Decoder().decode
-_unpack = msgspec.msgpack.Decoder(list[str]).decode
 
 #: (group, key, op, event, old, new, at, depth, origin) of one feed record.
 Record = tuple[str, str, str, str, Any, Any, int, int, "dict[str, Any] | None"]
@@ -111,21 +110,20 @@ def _event(old: Any, new: Any) -> str:
     return "created" if not old else "deleted" if not new else "updated"
 
 
-def _stamp(stamp: str | bytes) -> tuple[int, int, dict[str, Any] | None]:
+def _stamp(stamp: bytes) -> tuple[int, int, dict[str, Any] | None]:
     """(at, depth, origin) of a record's stamp ``"<at> <depth>[ <origin JSON>]"``."""
-    text = stamp.decode() if isinstance(stamp, bytes) else stamp
-    at, _, rest = text.partition(" ")
-    depth, _, origin = rest.partition(" ")
+    at, _, rest = stamp.partition(b" ")
+    depth, _, origin = rest.partition(b" ")
     return int(at), int(depth), _decode(origin) if origin else None
 
 
-def decode_record(group: str, key: str, op: str | bytes, old: Any, new: Any, stamp: str | bytes) -> Record:
+def decode_record(group: str, key: str, op: bytes, old: bytes, new: bytes, stamp: bytes) -> Record:
     """One record from its parts (old and new JSON texts, empty for a missing side)."""
     at, depth, origin = _stamp(stamp)
     return (
         group,
         key,
-        op if isinstance(op, str) else op.decode(),
+        op.decode(),
         _event(old, new),
         _decode(old) if old else None,
         _decode(new) if new else None,
@@ -151,16 +149,16 @@ def entry_records(fields: Any) -> list[Record]:
                 g, k, o, a, b, x = fields[1], fields[3], fields[5], fields[7], fields[9], fields[11]
             return [decode_record(g.decode(), k.decode(), o, a, b, x)]
         count = int(parts[0])
-        items = _unpack(parts[1])
+        items = parts[1].split(b"\0")
         if len(items) != 2 + 4 * count or count < 1:
             raise ValueError(f"{len(items)} parts for {count} records")
         at, depth, origin = _stamp(items[0])
-        group = items[1]
+        group = items[1].decode()
         return [
             (
                 group,
-                items[i],
-                items[i + 1],
+                items[i].decode(),
+                items[i + 1].decode(),
                 _event(items[i + 2], items[i + 3]),
                 _decode(items[i + 2]) if items[i + 2] else None,
                 _decode(items[i + 3]) if items[i + 3] else None,
