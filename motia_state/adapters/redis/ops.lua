@@ -955,17 +955,19 @@ end
 
 -- Writes this call's records (see record) and trims the feed.
 --
--- Retention counts records: at least the newest feed_max are kept, and at
--- most about half as many again, never twice as many. Trimming is checked
--- when a call's records pass a multiple of step (64, or a quarter of the
--- limit below 256 records) and removes the entries wholly older than the
--- newest feed_max records (XTRIM MINID; the entry holding the oldest
--- record kept stays whole). An entry holds at most half the limit, so that
--- the entry kept whole never doubles it.
+-- Retention counts records: at least the newest feed_max are kept, and
+-- fewer than twice as many. Trimming is checked when a call's records
+-- pass a multiple of step (1024, or a quarter of the limit below 4096
+-- records) and removes the entries wholly older than the newest feed_max
+-- records (XTRIM MINID; the entry holding the oldest record kept stays
+-- whole). An entry holds at most half the limit, so the stream holds at
+-- most the limit, plus under half of it in that entry, plus under a
+-- quarter of it since the last check.
 --
 -- The byte limit: the stream's memory (MEMORY USAGE, sampled) is measured
--- at the same points, and after any entry large enough that 64 of them
--- could pass it, so it is never passed by more than the limit again.
+-- when a call's records pass a multiple of 64, and after any entry large
+-- enough that 64 of them could pass it, so it is never passed by more
+-- than the limit again.
 local function flush()
   local count = feed_n
   -- One format call: %d truncates the microseconds' thousandths (Lua 5.1).
@@ -994,9 +996,8 @@ local function flush()
       end
     end
   end
-  local step = feed_max < 256 and math.max(1, math.floor(feed_max / 4)) or 64
-  local due = math.floor(last / step) ~= math.floor((last - count) / step)
-  if due and last > feed_max then
+  local step = feed_max < 4096 and math.max(1, math.floor(feed_max / 4)) or 1024
+  if last > feed_max and math.floor(last / step) ~= math.floor((last - count) / step) then
     local oldest = last - feed_max + 1
     -- Only when the stream starts before the oldest record to keep (the
     -- byte limit may have trimmed past it): a search back from an ID
@@ -1008,7 +1009,7 @@ local function flush()
       if keep[1] ~= head[1] then redis.call('XTRIM', S, 'MINID', keep[1]) end
     end
   end
-  if feed_bytes > 0 and (due or (size + 32) * 64 >= feed_bytes) then
+  if feed_bytes > 0 and (math.floor(last / 64) ~= math.floor((last - count) / 64) or (size + 32) * 64 >= feed_bytes) then
     local used = redis.call('MEMORY', 'USAGE', S)
     if used and used > feed_bytes then
       local entries = math.max(1, math.floor(redis.call('XLEN', S) * feed_bytes / used))
@@ -1089,7 +1090,8 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
   -- The results' encoded size as a JSON array of the values (a failed
   -- batch record has none): brackets, and a comma before each but the first.
   local result_bytes = 1
-  -- A batch's records are one per record that wrote, as its events.
+  -- A batch's records are one per record that wrote, as its events;
+  -- events holds them only when changes are wanted (the reply lists them).
   local per_record = not all_or_nothing and (want_changes or feed_max > 0)
   -- Whether a batch record wrote: each is a write of its own and refreshes
   -- the TTL, even when the batch ends where it started (set, then delete).
@@ -1138,12 +1140,17 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
         if not e.op then order[#order + 1] = key end -- events in the order of first writes
         e.op = op
         if per_record then
-          events[#events + 1] = { key, op, before or '', entry_text(e) or '' }
+          local after = entry_text(e) or ''
+          record(key, op, before or '', after)
+          if want_changes then events[#events + 1] = { key, op, before or '', after } end
         end
       end
       -- The size is known before a whole container's text is built.
       result_bytes = result_bytes + 1 + (result == WHOLE and e.cell.size or #result)
-      if result_bytes > max_result then return { 'TOO_LARGE', result_bytes } end
+      if result_bytes > max_result then
+        feed_n = 0 -- nothing is written: neither are its records
+        return { 'TOO_LARGE', result_bytes }
+      end
       if result == WHOLE then result = cell_text(e.cell) end
       if not all_or_nothing then result = '=' .. result end
     end
@@ -1162,7 +1169,8 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
         store(key, new or false)
         wrote = true
         if all_or_nothing then
-          events[#events + 1] = { key, e.op, e.original or '', new or '' }
+          record(key, e.op, e.original or '', new or '')
+          if want_changes then events[#events + 1] = { key, e.op, e.original or '', new or '' } end
         end
       end
     end
@@ -1170,10 +1178,7 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
   if wrote then reindex() end
   if ttl > 0 and (wrote or (touched and not all_or_nothing)) then redis.call('PEXPIRE', H, ttl) end
   for _, change in ipairs(events) do
-    record(change[1], change[2], change[3], change[4])
-    if want_changes then
-      for _, v in ipairs(change) do reply[#reply + 1] = v end
-    end
+    for _, v in ipairs(change) do reply[#reply + 1] = v end
   end
   return reply
 end
