@@ -3,10 +3,11 @@
 Each shard's feed is a stream whose records are numbered one by one
 without gaps. A write call appends one stream entry holding all of its
 records: the entry's ID is ``0-<n>``, n the number of its first record, its
-one field is named by its record count, and the field's value is a
-MessagePack array (the stamp ``"<at> <depth>[ <origin JSON>]"``, the group,
-then key, op, old and new text of each record). An entry of the fields
-``g, k, o, a, b, x`` holds one record, field by field; readers take both.
+one field is named by its record count, and the field's value is the stamp
+``"<at> <depth>[ <origin JSON>]"``, the group, then key, op, old and new
+text of each record, joined by NUL bytes (no part holds one: names refuse
+NUL and JSON text escapes it). An entry of the fields ``g, k, o, a, b, x``
+holds one record, field by field; readers take both.
 
 A position in the feed is one record number per shard; a cursor is ``r.``
 and those numbers joined by dots (``r.42`` on a single shard). Because the
