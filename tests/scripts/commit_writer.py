@@ -10,13 +10,16 @@ as it starts (everything appended up to there was written before it). At
 the end it prints one JSON line per event, in the order they happened:
 ``["fsync", gen, offset, started, ended]`` and ``["ack", gen, offset,
 acknowledged]`` (times from the system-wide monotonic clock; ``gen,
-offset`` of an ack is where its record ends in the logs).
+offset`` of an ack is where its record ends in the logs). The environment
+variable ``GATHER_MAX`` (seconds) replaces how long a process about to
+fsync may wait for the others' writes (0: not at all).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -33,6 +36,8 @@ async def main() -> None:
     assert marks is not None
     events: list[list[Any]] = []
     real = store._datasync
+    if "GATHER_MAX" in os.environ:
+        store._GATHER_MAX = float(os.environ["GATHER_MAX"])  # type: ignore[misc]
 
     def slow_datasync(fd: int) -> None:
         gen, offset = marks.appended

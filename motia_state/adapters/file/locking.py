@@ -37,12 +37,18 @@ Position = tuple[int, int]
 # that catches a mark halfway through being written sees a bad CRC and
 # takes the mark as unknown, which only ever costs an fsync.
 _MARK: Final = struct.Struct("<QQI")
+_COUNT: Final = struct.Struct("<I")
 _APPENDED: Final = 0
 _SYNCED: Final = 32
 # A u32 counter that every holder of the commit lock advances as it lets
 # go: waiters sleep on it in the kernel (a futex on the shared mapping).
 _ENDS: Final = 56
-_SIZE: Final = 64
+# A u32 count of the records appended in mode "always" (modulo 2**32),
+# advanced under the store's lock, and (at 64) the count an fsync covered,
+# written under the commit lock: how many records wait for the next fsync.
+_RECORDS: Final = 60
+_SYNCED_RECORDS: Final = 64
+_SIZE: Final = 128
 _NOWHERE: Final = (0, 0)
 # The futex system call's number, by machine (Linux only), for a 64-bit
 # process: the machine is the kernel's, and a 32-bit process on a 64-bit
@@ -175,7 +181,10 @@ class CommitMarks:
     process's records up to there. The file is mapped into memory: reading
     a mark costs no system call. The marks are hints between live
     processes, never needed to read the store: a mark that cannot be
-    trusted is ignored.
+    trusted is ignored. Two counts beside them, how many records were
+    appended (:attr:`records`) and how many of them the last fsync covered
+    (:attr:`synced_records`), tell a process about to fsync how many writes
+    are waiting for it, so that it can let those on their way join first.
 
     On 64-bit Linux a waiter sleeps on a counter in the mapping (a futex)
     that each holder advances as it lets go, and is woken right then:
@@ -252,6 +261,32 @@ class CommitMarks:
     @appended.setter
     def appended(self, position: Position) -> None:
         self._write(_APPENDED, position)
+
+    @property
+    def records(self) -> int:
+        """How many records writers in mode "always" appended (modulo 2**32); 0 once closed."""
+        if self._fd < 0:
+            return 0
+        count: int = _COUNT.unpack_from(self._map, _RECORDS)[0]
+        return count
+
+    def appended_one(self) -> None:
+        """Count one more record appended (the caller holds the store's lock, so counts are not lost)."""
+        if self._fd >= 0:
+            _COUNT.pack_into(self._map, _RECORDS, (self.records + 1) & 0xFFFFFFFF)
+
+    @property
+    def synced_records(self) -> int:
+        """How many of :attr:`records` the last fsync covered (modulo 2**32); 0 once closed."""
+        if self._fd < 0:
+            return 0
+        count: int = _COUNT.unpack_from(self._map, _SYNCED_RECORDS)[0]
+        return count
+
+    @synced_records.setter
+    def synced_records(self, count: int) -> None:
+        if self._fd >= 0:
+            _COUNT.pack_into(self._map, _SYNCED_RECORDS, count & 0xFFFFFFFF)
 
     @property
     def synced(self) -> Position:
