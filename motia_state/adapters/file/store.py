@@ -84,7 +84,7 @@ _datasync: Final = getattr(os, "fdatasync", os.fsync)
 # lets the writes it expects from the others reach the log (see _gather),
 # for at most this share of an fsync's duration, and never longer than the
 # maximum; it looks every step.
-_GATHER_SHARE: Final = 0.5
+_GATHER_SHARE: Final = 0.25
 _GATHER_MAX: Final = 0.002
 _GATHER_STEP: Final = 0.00005
 
@@ -221,8 +221,10 @@ class LogSession(TableSession):
         self._foreign = 0
         #: How many of the others' records the next fsync waits for (see _gather).
         self._expect = 0
-        #: How long an fsync of the log took lately (a moving average, in seconds).
-        self._fsync_time = 0.0
+        #: When this process last appended (time.monotonic()).
+        self._appended_at = 0.0
+        #: Whether this process's last wait for the others' writes ran out (see _gather).
+        self._gather_missed = False
 
         created = not path.exists()
         try:
@@ -510,7 +512,11 @@ class LogSession(TableSession):
             marks.appended_one()
             # In a steady stream each other writer appends once between two
             # of this process's appends: that many may join its next fsync.
-            self._expect, self._foreign = self._foreign, 0
+            # Not after a pause: what others wrote meanwhile says nothing
+            # about what they are about to write.
+            now = time.monotonic()
+            recent = now - self._appended_at < max(4 * marks.fsync_time, 0.001)
+            self._expect, self._foreign, self._appended_at = self._foreign if recent else 0, 0, now
         if stamp is not None:
             self.seq += len(changes)
         if self._syncer is not None and not self._dirty.is_set():
@@ -612,7 +618,7 @@ class LogSession(TableSession):
                 appended = marks.appended
                 started = time.monotonic()
                 self._datasync(fd)
-                self._fsync_time += (time.monotonic() - started - self._fsync_time) / 4
+                marks.fsync_took(time.monotonic() - started)
                 marks.synced_records = records
                 self.synced = max(self.synced, upto)
                 if gen == position[0]:  # the descriptor is that log's (0 while a reload opens the next)
@@ -637,12 +643,21 @@ class LogSession(TableSession):
         appended wait for this fsync anyway. The counts are hints: a wrong
         one only makes the wait shorter or longer.
         """
-        expect = self._expect
-        if not expect or not self._fsync_time:
+        # As many as the last fsync covered (the writers that are about to
+        # append again), or one from each process this one met, if more.
+        group = max(marks.group, self._expect + 1)
+        if group <= 1 or (marks.records - marks.synced_records) & 0xFFFFFFFF >= group:
             return
-        deadline = time.monotonic() + min(self._fsync_time * _GATHER_SHARE, _GATHER_MAX)
-        while (marks.records - marks.synced_records) & 0xFFFFFFFF <= expect and time.monotonic() < deadline:
-            time.sleep(_GATHER_STEP)
+        if self._gather_missed:
+            # The last wait ran out: the others are slow to append (short of
+            # CPU, or not writing), and then two groups in turn, one
+            # appending while the other's fsync runs, do better. Try again
+            # next time.
+            self._gather_missed = False
+            return
+        deadline = time.monotonic() + min(marks.fsync_time * _GATHER_SHARE, _GATHER_MAX)
+        marks.gather(marks.synced_records + group, deadline, _GATHER_STEP)
+        self._gather_missed = (marks.records - marks.synced_records) & 0xFFFFFFFF < group
 
     def _datasync(self, fd: int) -> None:
         """fdatasync the log; a failure is remembered for good (see ``fsync_error``)."""
