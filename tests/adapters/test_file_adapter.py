@@ -386,28 +386,6 @@ async def test_always_mode_ignores_fsync_marks_beyond_the_log(tmp_path: Path, mo
     await b.close()
 
 
-def _commit_writers(path: Path, writers: int, count: int, env: dict[str, str] | None = None) -> list[list[Any]]:
-    """Run ``writers`` commit_writer.py children on ``path`` at once; every event they logged."""
-    script = Path(__file__).parent.parent / "scripts" / "commit_writer.py"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent.parent), **(env or {})}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(path), str(count)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(writers)
-    ]
-    for proc in procs:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    go(*procs)
-    events = [json.loads(line) for proc in procs for line in rest_of_output(proc).splitlines()]
-    assert all(proc.returncode == 0 for proc in procs)
-    return events
-
-
 async def test_always_mode_acknowledges_across_processes_only_after_a_covering_fsync(tmp_path: Path) -> None:
     """Several processes, slow fsyncs: every write is acknowledged only once an fsync that covers its record ended.
 
@@ -418,9 +396,25 @@ async def test_always_mode_acknowledges_across_processes_only_after_a_covering_f
     """
     path = tmp_path / "s"
     await (await open_store(path)).close()
-    events = _commit_writers(path, 4, 25)
-    fsyncs = [e for e in events if e[0] == "fsync"]
-    acks = [e for e in events if e[0] == "ack"]
+    script = Path(__file__).parent.parent / "scripts" / "commit_writer.py"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent.parent)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(path), "25"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(4)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    go(*procs)
+    events = [[json.loads(line) for line in rest_of_output(proc).splitlines()] for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs)
+    fsyncs = [e for child in events for e in child if e[0] == "fsync"]
+    acks = [e for child in events for e in child if e[0] == "ack"]
     assert len(acks) == 100
     for _, gen, offset, acknowledged in acks:
         assert any(
@@ -429,24 +423,6 @@ async def test_always_mode_acknowledges_across_processes_only_after_a_covering_f
     assert len(fsyncs) < len(acks), f"{len(fsyncs)} fsyncs for {len(acks)} writes: no group commit between processes"
     final = ms.FileStateAdapter(path)
     assert await final.get("g", "n") == 100
-    await final.close()
-
-
-async def test_always_mode_gathers_every_writer_process_into_one_fsync(tmp_path: Path) -> None:
-    """4 processes writing in a loop, slow fsyncs: an fsync waits for the others' next writes, so it covers about 4.
-
-    Started as soon as its leader appended, each fsync would cover the
-    leader's write while the others append during it and share the next:
-    two alternating groups, about 2 writes per fsync. (Fsyncs of 20 ms, and
-    a wait of up to 10 ms: the others append in time even on a busy machine.)
-    """
-    path = tmp_path / "s"
-    await (await open_store(path)).close()
-    events = _commit_writers(path, 4, 30, {"FSYNC_DELAY": "0.02", "GATHER_MAX": "0.05"})
-    fsyncs = [e for e in events if e[0] == "fsync"]
-    assert 120 / len(fsyncs) >= 3, f"{len(fsyncs)} fsyncs for 120 writes of 4 processes"
-    final = ms.FileStateAdapter(path)
-    assert await final.get("g", "n") == 120
     await final.close()
 
 

@@ -10,17 +10,13 @@ as it starts (everything appended up to there was written before it). At
 the end it prints one JSON line per event, in the order they happened:
 ``["fsync", gen, offset, started, ended]`` and ``["ack", gen, offset,
 acknowledged]`` (times from the system-wide monotonic clock; ``gen,
-offset`` of an ack is where its record ends in the logs). Environment
-variables: ``FSYNC_DELAY``, how long each fsync is made to take (seconds,
-default 0.003); ``GATHER_MAX``, the longest a process about to fsync may
-wait for the others' writes (0: not at all).
+offset`` of an ack is where its record ends in the logs).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -37,14 +33,11 @@ async def main() -> None:
     assert marks is not None
     events: list[list[Any]] = []
     real = store._datasync
-    delay = float(os.environ.get("FSYNC_DELAY", "0.003"))
-    if "GATHER_MAX" in os.environ:
-        store._GATHER_MAX = float(os.environ["GATHER_MAX"])  # type: ignore[misc]
 
     def slow_datasync(fd: int) -> None:
         gen, offset = marks.appended
         started = time.monotonic()
-        time.sleep(delay)
+        time.sleep(0.003)
         real(fd)
         events.append(["fsync", gen, offset, started, time.monotonic()])
 

@@ -16,7 +16,6 @@ import os
 import platform
 import struct
 import sys
-import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -38,25 +37,12 @@ Position = tuple[int, int]
 # that catches a mark halfway through being written sees a bad CRC and
 # takes the mark as unknown, which only ever costs an fsync.
 _MARK: Final = struct.Struct("<QQI")
-_COUNT: Final = struct.Struct("<I")
 _APPENDED: Final = 0
 _SYNCED: Final = 32
 # A u32 counter that every holder of the commit lock advances as it lets
 # go: waiters sleep on it in the kernel (a futex on the shared mapping).
 _ENDS: Final = 56
-# A u32 count of the records appended in mode "always" (modulo 2**32),
-# advanced under the store's lock, and (at 64) the count an fsync covered,
-# written under the commit lock: how many records wait for the next fsync.
-# At 68, how long fsyncs of the log take lately (u32 microseconds, a moving
-# average updated by whoever fsyncs); at 72, how many records the last fsync
-# covered that the one before had not; at 76, the record count a process
-# gathering writes for its fsync sleeps until (0: none does).
-_RECORDS: Final = 60
-_SYNCED_RECORDS: Final = 64
-_FSYNC_TIME: Final = 68
-_GROUP: Final = 72
-_GATHER: Final = 76
-_SIZE: Final = 128
+_SIZE: Final = 64
 _NOWHERE: Final = (0, 0)
 # The futex system call's number, by machine (Linux only), for a 64-bit
 # process: the machine is the kernel's, and a 32-bit process on a 64-bit
@@ -189,10 +175,7 @@ class CommitMarks:
     process's records up to there. The file is mapped into memory: reading
     a mark costs no system call. The marks are hints between live
     processes, never needed to read the store: a mark that cannot be
-    trusted is ignored. Two counts beside them, how many records were
-    appended (:attr:`records`) and how many of them the last fsync covered
-    (:attr:`synced_records`), tell a process about to fsync how many writes
-    are waiting for it, so that it can let those on their way join first.
+    trusted is ignored.
 
     On 64-bit Linux a waiter sleeps on a counter in the mapping (a futex)
     that each holder advances as it lets go, and is woken right then:
@@ -214,13 +197,11 @@ class CommitMarks:
             os.close(self._fd)
             raise
         self._ends: ctypes.c_uint32 | None = None
-        self._records: ctypes.c_uint32 | None = None
         #: False once a futex wait failed for a reason other than the count, a signal or the timeout.
         self._futex_waits = True
         self._timeout = _Timespec(0, _WAIT_MAX_NS)
         if _futex is not None and fcntl is not None:
             self._ends = ctypes.c_uint32.from_buffer(self._map, _ENDS)
-            self._records = ctypes.c_uint32.from_buffer(self._map, _RECORDS)
 
     @property
     def sleeps(self) -> bool:
@@ -271,93 +252,6 @@ class CommitMarks:
     @appended.setter
     def appended(self, position: Position) -> None:
         self._write(_APPENDED, position)
-
-    @property
-    def records(self) -> int:
-        """How many records writers in mode "always" appended (modulo 2**32); 0 once closed."""
-        if self._fd < 0:
-            return 0
-        count: int = _COUNT.unpack_from(self._map, _RECORDS)[0]
-        return count
-
-    def appended_one(self) -> None:
-        """Count one more record appended (the caller holds the store's lock, so counts are not lost).
-
-        Wakes the process gathering writes for its fsync once the count
-        reaches what it waits for (see :meth:`gather`).
-        """
-        if self._fd < 0:
-            return
-        count = (self.records + 1) & 0xFFFFFFFF
-        _COUNT.pack_into(self._map, _RECORDS, count)
-        if count == _COUNT.unpack_from(self._map, _GATHER)[0] and self._records is not None and _futex is not None:
-            _futex(ctypes.addressof(self._records), _FUTEX_WAKE, 0x7FFFFFFF, None)
-
-    def gather(self, count: int, deadline: float, step: float) -> None:
-        """Wait until :attr:`records` reaches ``count`` or ``time.monotonic()`` passes ``deadline`` (commit lock held).
-
-        With the futex, the appender of the awaited record wakes this
-        process; otherwise it looks every ``step`` seconds.
-        """
-        count &= 0xFFFFFFFF
-        records = self._records
-        sleeps = records is not None and _futex is not None and self._futex_waits
-        if sleeps:
-            _COUNT.pack_into(self._map, _GATHER, count or 1)
-        try:
-            while True:
-                seen = self.records
-                left = deadline - time.monotonic()
-                if (seen - count) & 0x80000000 == 0 or left <= 0 or self._fd < 0:
-                    return
-                if not sleeps:
-                    time.sleep(min(step, left))
-                    continue
-                assert records is not None and _futex is not None
-                timeout = _Timespec(0, int(left * 1e9))
-                failed = _futex(ctypes.addressof(records), _FUTEX_WAIT, seen, ctypes.byref(timeout)) != 0
-                if failed and ctypes.get_errno() not in _FUTEX_RETRY:
-                    sleeps = False  # the kernel refuses this wait: look every step instead
-        finally:
-            if self._fd >= 0:
-                _COUNT.pack_into(self._map, _GATHER, 0)
-
-    @property
-    def synced_records(self) -> int:
-        """How many of :attr:`records` the last fsync covered (modulo 2**32); 0 once closed."""
-        if self._fd < 0:
-            return 0
-        count: int = _COUNT.unpack_from(self._map, _SYNCED_RECORDS)[0]
-        return count
-
-    @synced_records.setter
-    def synced_records(self, count: int) -> None:
-        if self._fd >= 0:
-            _COUNT.pack_into(self._map, _GROUP, (count - self.synced_records) & 0xFFFFFFFF)
-            _COUNT.pack_into(self._map, _SYNCED_RECORDS, count & 0xFFFFFFFF)
-
-    @property
-    def group(self) -> int:
-        """How many records the last fsync covered that the one before it had not (setting :attr:`synced_records`)."""
-        if self._fd < 0:
-            return 0
-        count: int = _COUNT.unpack_from(self._map, _GROUP)[0]
-        return count
-
-    @property
-    def fsync_time(self) -> float:
-        """How long an fsync of the log took lately, in seconds, whoever made it (0 when unknown)."""
-        if self._fd < 0:
-            return 0.0
-        micros: int = _COUNT.unpack_from(self._map, _FSYNC_TIME)[0]
-        return micros / 1e6
-
-    def fsync_took(self, seconds: float) -> None:
-        """Fold one fsync's duration into :attr:`fsync_time` (the caller holds the commit lock)."""
-        if self._fd >= 0:
-            average = self.fsync_time
-            average += (seconds - average) / 4
-            _COUNT.pack_into(self._map, _FSYNC_TIME, min(int(average * 1e6), 0xFFFFFFFF))
 
     @property
     def synced(self) -> Position:
@@ -418,7 +312,7 @@ class CommitMarks:
     def close(self) -> None:
         """Unmap and close the file."""
         if self._fd >= 0:
-            self._ends = self._records = None  # the mapping cannot close while it is exported
+            self._ends = None  # the mapping cannot close while it is exported
             self._map.close()
             os.close(self._fd)
             self._fd = -1

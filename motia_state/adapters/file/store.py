@@ -80,14 +80,6 @@ _RETRY_MAX: Final = 300.0
 # changed, which is all that reading the record back needs.
 _datasync: Final = getattr(os, "fdatasync", os.fsync)
 
-# Mode "always", several processes writing: a process about to fsync first
-# lets the writes it expects from the others reach the log (see _gather),
-# for at most this share of an fsync's duration, and never longer than the
-# maximum; it looks every step.
-_GATHER_SHARE: Final = 0.25
-_GATHER_MAX: Final = 0.002
-_GATHER_STEP: Final = 0.00005
-
 
 class _StoreLock:
     """The session's lock: the thread lock, the process lock, and catching up.
@@ -217,14 +209,6 @@ class LogSession(TableSession):
         self._last_yield = 0.0
         #: Set while a thread fsyncs for this process's writers; they wait for it.
         self._syncing: anyio.Event | None = None
-        #: Feed records of other processes applied since this process last appended.
-        self._foreign = 0
-        #: How many of the others' records the next fsync waits for (see _gather).
-        self._expect = 0
-        #: When this process last appended (time.monotonic()).
-        self._appended_at = 0.0
-        #: Whether this process's last wait for the others' writes ran out (see _gather).
-        self._gather_missed = False
 
         created = not path.exists()
         try:
@@ -336,7 +320,6 @@ class LogSession(TableSession):
         # The feed's window at the head of the log does not count toward the next compaction.
         self._window = snap.window if self.gen == snap.log_gen else 0
         self._snapshot_written(self._snapshot_size())
-        self._foreign = 0  # what loading replayed says nothing about who writes now
         if self.marks is not None:
             self.marks.check((self.gen, self.offset))
 
@@ -370,7 +353,6 @@ class LogSession(TableSession):
         last = seq + len(rows) - 1
         if last > self.seq:
             self.seq = last
-        self._foreign += 1
         if self.feed is not None:
             self.feed.add_rows(seq, at, depth, origin, rows)
 
@@ -506,17 +488,8 @@ class LogSession(TableSession):
             raise UnavailableError(f"cannot append to {self.path / 'log'}: {e}", file=str(self.path)) from e
         self.offset += len(data)
         self.appended += 1
-        marks = self.marks
-        if marks is not None:
-            marks.appended = (self.gen, self.offset)
-            marks.appended_one()
-            # In a steady stream each other writer appends once between two
-            # of this process's appends: that many may join its next fsync.
-            # Not after a pause: what others wrote meanwhile says nothing
-            # about what they are about to write.
-            now = time.monotonic()
-            recent = now - self._appended_at < max(4 * marks.fsync_time, 0.001)
-            self._expect, self._foreign, self._appended_at = self._foreign if recent else 0, 0, now
+        if self.marks is not None:
+            self.marks.appended = (self.gen, self.offset)
         if stamp is not None:
             self.seq += len(changes)
         if self._syncer is not None and not self._dirty.is_set():
@@ -609,17 +582,12 @@ class LogSession(TableSession):
                 if marks.synced >= position:  # covered by an fsync that ended just before
                     self.synced = max(self.synced, target)
                     return
-                self._gather(marks)
                 upto = self.appended
                 fd, gen = self.log_fd, self._fd_gen
-                records = marks.records  # before the end: the records counted lie before it
                 # Every record up to the published end was written before we
                 # read it, so the fsync below covers them, whoever wrote them.
                 appended = marks.appended
-                started = time.monotonic()
                 self._datasync(fd)
-                marks.fsync_took(time.monotonic() - started)
-                marks.synced_records = records
                 self.synced = max(self.synced, upto)
                 if gen == position[0]:  # the descriptor is that log's (0 while a reload opens the next)
                     done = max(position, appended) if appended[0] == gen else position
@@ -628,36 +596,6 @@ class LogSession(TableSession):
                 return
             finally:
                 marks.release()
-
-    def _gather(self, marks: CommitMarks) -> None:
-        """Before an fsync that others may share: wait (briefly) for the writes other processes are about to append.
-
-        Right after an fsync, every writer it covered appends its next
-        write, and whichever appends first leads the next fsync. Started at
-        once, that fsync would cover that one write, while the others
-        append during it and share the one after: two alternating groups.
-        Waiting until a write from each process that appended between this
-        process's last two appends is in the log, not yet fsynced (or a
-        share of an fsync's time passed), makes one group of them. The wait
-        holds only the commit lock: writers append meanwhile, and those that
-        appended wait for this fsync anyway. The counts are hints: a wrong
-        one only makes the wait shorter or longer.
-        """
-        # As many as the last fsync covered (the writers that are about to
-        # append again), or one from each process this one met, if more.
-        group = max(marks.group, self._expect + 1)
-        if group <= 1 or (marks.records - marks.synced_records) & 0xFFFFFFFF >= group:
-            return
-        if self._gather_missed:
-            # The last wait ran out: the others are slow to append (short of
-            # CPU, or not writing), and then two groups in turn, one
-            # appending while the other's fsync runs, do better. Try again
-            # next time.
-            self._gather_missed = False
-            return
-        deadline = time.monotonic() + min(marks.fsync_time * _GATHER_SHARE, _GATHER_MAX)
-        marks.gather(marks.synced_records + group, deadline, _GATHER_STEP)
-        self._gather_missed = (marks.records - marks.synced_records) & 0xFFFFFFFF < group
 
     def _datasync(self, fd: int) -> None:
         """fdatasync the log; a failure is remembered for good (see ``fsync_error``)."""
