@@ -200,15 +200,19 @@ def feed_record(seq: int, at: int, depth: int, origin: dict[str, Any] | None, ro
     return record(RecordType.FEED, _encode([seq, at, depth, origin, rows]))
 
 
-def history_record(entries: Iterable[Sequence[Any]]) -> bytes:
+def history_record(entries: Iterable[Sequence[Any]]) -> bytearray:
     """The ``HISTORY`` record of a retention window: ``[seq, at, depth, origin, rows]`` per retained record.
 
     ``entries`` may be a generator: they are encoded a few hundred at a
     time and then dropped, so a window of many records never exists as a
     list of lists next to its encoding (a compaction builds it while
-    writers run, and the collector would walk every such list).
+    writers run, and the collector would walk every such list). The record
+    is built in one buffer, its header filled in last, so that a window of
+    many megabytes is never copied whole.
     """
-    body = bytearray((RecordType.HISTORY,))
+    head = RECORD_HEADER.size
+    body = bytearray(head)
+    body.append(RecordType.HISTORY)
     into = _encoder.encode_into
     chunk: list[Any] = []
     opened = False
@@ -231,7 +235,9 @@ def history_record(entries: Iterable[Sequence[Any]]) -> bytes:
         flush()
         opened = True
     body += b"]" if opened else b"[]"
-    return RECORD_HEADER.pack(len(body), zlib.crc32(body)) + body
+    with memoryview(body) as view:
+        RECORD_HEADER.pack_into(body, 0, len(body) - head, zlib.crc32(view[head:]))
+    return body
 
 
 def moved_record(generation: int) -> bytes:

@@ -81,7 +81,7 @@ _RETRY_MAX: Final = 300.0
 _datasync: Final = getattr(os, "fdatasync", os.fsync)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | bytearray) -> None:
     """Write all of ``data`` at ``fd``'s position (a write may take less than it is given)."""
     view = memoryview(data)
     while view:
@@ -755,7 +755,7 @@ class LogSession(TableSession):
             retained = None if feed is None else feed.retained()
         # The feed's retention window moves to the head of the new log as
         # one history record (the snapshot holds its effect).
-        window = b""
+        window: bytes | bytearray = b""
         if feed is not None and retained is not None and retained[1]:
             window = history_record(feed.bodies(retained))
         snapshot = Snapshot(log_gen=gen + 1, base_gen=gen, base_offset=base, data=data, seq=seq, window=len(window))
@@ -774,7 +774,15 @@ class LogSession(TableSession):
                     tmp.unlink(missing_ok=True)
 
     def _swap_in(
-        self, header: bytes, body: bytes, window: bytes, gen: int, base: int, seq: int, snap_tmp: Path, log_tmp: Path
+        self,
+        header: bytes,
+        body: bytes,
+        window: bytes | bytearray,
+        gen: int,
+        base: int,
+        seq: int,
+        snap_tmp: Path,
+        log_tmp: Path,
     ) -> bool:
         lock = self.lock
         fd = os.open(snap_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
