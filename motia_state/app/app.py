@@ -12,14 +12,13 @@ everything.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import importlib
 import inspect
 import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -489,11 +488,19 @@ class App:
     # -- /__motia ---------------------------------------------------------------
 
     def _builtin_routes(self) -> list[BaseRoute]:
+        from ..web.guard import Guard
+
+        # The same guard as the workbench's own endpoints: the summary and the
+        # dead letters show state values and retry or drop work, so a foreign
+        # Host (DNS rebinding), a foreign Origin, a write that is not JSON (a
+        # cross-site form) and, with a token, a request without it are refused.
+        guard = Guard(self.token, self.allowed_hosts)
+        dead = f"{WORKBENCH_PREFIX}/dead-letters"
         routes: list[BaseRoute] = [
-            Route(WORKBENCH_PREFIX, self._summary_endpoint, methods=["GET"]),
-            Route(f"{WORKBENCH_PREFIX}/dead-letters", self._dead_letters_endpoint, methods=["GET"]),
-            Route(f"{WORKBENCH_PREFIX}/dead-letters/{{id}}/retry", self._retry_endpoint, methods=["POST"]),
-            Route(f"{WORKBENCH_PREFIX}/dead-letters/{{id}}", self._drop_endpoint, methods=["DELETE"]),
+            Route(WORKBENCH_PREFIX, self._summary_endpoint(guard), methods=["GET"]),
+            Route(dead, guard.wrap(self._dead_letters_endpoint, write=False), methods=["GET"]),
+            Route(dead + "/{id}/retry", guard.wrap(self._retry_endpoint, write=True), methods=["POST"]),
+            Route(dead + "/{id}", guard.wrap(self._drop_endpoint, write=True), methods=["DELETE"]),
         ]
         if self.state is not None:
             # The workbench's page and state endpoints, once there is a store to show.
@@ -502,14 +509,6 @@ class App:
             page = workbench_routes(self.state, app=self, token=self.token, allowed_hosts=self.allowed_hosts)
             routes.append(Mount(WORKBENCH_PREFIX, routes=page))
         return routes
-
-    def _authorized(self, request: Request) -> Response | None:
-        if self.token is None:
-            return None
-        given = request.headers.get("authorization", "").encode()
-        if hmac.compare_digest(given, f"Bearer {self.token}".encode()):
-            return None
-        return error_response(401, "this endpoint needs 'Authorization: Bearer <token>'", "UNAUTHORIZED")
 
     def summary(self) -> dict[str, Any]:
         """What the app serves: steps, routes, topics, schedules, state triggers, config errors."""
@@ -527,19 +526,22 @@ class App:
             "stateTriggersRunning": self.trigger_runner is not None,
         }
 
-    async def _summary_endpoint(self, request: Request) -> Response:
-        if "text/html" in request.headers.get("accept", "") and self.state is not None:
-            # A browser opening the printed URL gets the workbench page.
-            return RedirectResponse(request.scope.get("root_path", "") + f"{WORKBENCH_PREFIX}/" + _query(request))
-        return self._authorized(request) or json_response(self.summary())
+    def _summary_endpoint(self, guard: Any) -> Callable[[Request], Awaitable[Response]]:
+        async def summary(request: Request) -> Response:
+            if "text/html" in request.headers.get("accept", "") and self.state is not None:
+                # A browser opening the printed URL gets the workbench page (which asks for the token itself).
+                denied = guard.refuse_origin(request)
+                return denied or RedirectResponse(
+                    request.scope.get("root_path", "") + f"{WORKBENCH_PREFIX}/" + _query(request)
+                )
+            return guard.refuse(request, write=False) or json_response(self.summary())
+
+        return summary
 
     async def _dead_letters_endpoint(self, request: Request) -> Response:
-        return self._authorized(request) or json_response(self.all_dead_letters())
+        return json_response(self.all_dead_letters())
 
     async def _retry_endpoint(self, request: Request) -> Response:
-        denied = self._authorized(request)
-        if denied is not None:
-            return denied
         try:
             dead_id = request.path_params["id"]
             trigger = self._trigger_holding(dead_id)
@@ -552,9 +554,6 @@ class App:
         return json_response({"retried": True, "succeeded": ok})
 
     async def _drop_endpoint(self, request: Request) -> Response:
-        denied = self._authorized(request)
-        if denied is not None:
-            return denied
         try:
             dead_id = request.path_params["id"]
             trigger = self._trigger_holding(dead_id)
