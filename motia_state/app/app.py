@@ -36,6 +36,7 @@ from ..adapters.factory import create_state_adapter
 from ..errors import NotFoundError, StateError, UnavailableError
 from ..manager import StateManager
 from ..runtime import WorkerPool
+from ..web.endpoints import EventStreams
 from .config import StepConfig
 from .cron import CronScheduler
 from .discovery import ConfigLoader, Registry, StateTriggerSpec, StepRecord
@@ -145,6 +146,7 @@ class App:
         self._limits: dict[tuple[str, int], anyio.CapacityLimiter] = {}
         self._idle = anyio.Event()
         self._idle.set()
+        self._streams = EventStreams()
         self.router = EventRouter(
             self._subscribers, self._deliver, self._spawn, attempts=attempts, backoff=backoff, max_depth=max_depth
         )
@@ -210,8 +212,13 @@ class App:
             await stack.__aexit__(exc_type, exc, tb)
 
     async def stop_accepting(self) -> None:
-        """Stop taking work: no new requests, events or cron firings; running invocations go on."""
+        """Stop taking work: no new requests, events or cron firings; running invocations go on.
+
+        The workbench's open change streams end too: a page left open must
+        not keep the server from stopping.
+        """
         self._accepting = False
+        self._streams.close()
         if self._cron_scope is not None:
             self._cron_scope.cancel()
 
@@ -506,7 +513,9 @@ class App:
             # The workbench's page and state endpoints, once there is a store to show.
             from ..web import workbench_routes
 
-            page = workbench_routes(self.state, app=self, token=self.token, allowed_hosts=self.allowed_hosts)
+            page = workbench_routes(
+                self.state, app=self, token=self.token, allowed_hosts=self.allowed_hosts, streams=self._streams
+            )
             routes.append(Mount(WORKBENCH_PREFIX, routes=page))
         return routes
 

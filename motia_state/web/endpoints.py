@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
+import anyio
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Message, Receive, Scope, Send
 
 from ..errors import (
     InvalidArgumentError,
@@ -42,7 +44,7 @@ from ..values import is_reserved_group, json_type
 from .guard import SESSION_COOKIE, Guard
 from .responses import STATUS_BY_CODE, error, from_state_error, json
 
-__all__ = ["PREFIX", "entry_version", "workbench_app", "workbench_routes"]
+__all__ = ["PREFIX", "EventStreams", "entry_version", "workbench_app", "workbench_routes"]
 
 log = logging.getLogger("motia_state.web")
 
@@ -142,11 +144,79 @@ def _wire(result: Any) -> Any:
     return to_wire() if callable(to_wire) else msgspec.to_builtins(result)
 
 
+class EventStreams:
+    """The open change streams of a workbench, ended together when its server stops.
+
+    A page left open holds its event stream for ever; a server that waited
+    for it would never stop (or only after its grace period, with a
+    traceback). :meth:`close` ends every open stream cleanly (the response
+    is finished, so the connection closes) and answers any later one 503.
+    """
+
+    def __init__(self) -> None:
+        self._scopes: set[anyio.CancelScope] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """End every open stream now and refuse new ones."""
+        self.closed = True
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    def _add(self, scope: anyio.CancelScope) -> None:
+        self._scopes.add(scope)
+        if self.closed:
+            scope.cancel()
+
+    def _discard(self, scope: anyio.CancelScope) -> None:
+        self._scopes.discard(scope)
+
+
+class _EventStreamResponse(StreamingResponse):
+    """A text/event-stream response that :meth:`EventStreams.close` ends cleanly."""
+
+    def __init__(self, content: AsyncIterator[bytes], streams: EventStreams) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        self._streams = streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._streams.closed:
+            await error(503, "the server is stopping", "UNAVAILABLE")(scope, receive, send)
+            return
+        started = finished = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started, finished
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
+            await send(message)
+
+        with anyio.CancelScope() as cancel:
+            self._streams._add(cancel)
+            try:
+                await super().__call__(scope, receive, tracked)
+            finally:
+                self._streams._discard(cancel)
+        if cancel.cancelled_caught and not finished:
+            # Closed by the server: finish the response, so the connection ends normally.
+            if not started:
+                await error(503, "the server is stopping", "UNAVAILABLE")(scope, receive, send)
+            else:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class Workbench:
     """The endpoints over one store, and optionally an app and its trigger runner."""
 
-    def __init__(self, state: Any, app: Any = None, triggers: Any = None) -> None:
+    def __init__(self, state: Any, app: Any = None, triggers: Any = None, streams: EventStreams | None = None) -> None:
         self.state = state
+        self.streams = streams if streams is not None else EventStreams()
         self.adapter = getattr(state, "adapter", state)
         self.app = app
         self._triggers = triggers
@@ -356,11 +426,10 @@ class Workbench:
             finally:
                 close = getattr(stream, "aclose", None)
                 if close is not None:
-                    await close()
+                    with anyio.CancelScope(shield=True):  # also when the stream was cancelled: release the feed
+                        await close()
 
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        )
+        return _EventStreamResponse(events(), self.streams)
 
     async def feed_info(self, request: Request) -> Response:
         """``GET /state/feed``: the feed's first and last cursor and how many records it keeps."""
@@ -699,6 +768,7 @@ def workbench_routes(
     triggers: Any = None,
     token: str | None = None,
     allowed_hosts: Collection[str] = (),
+    streams: EventStreams | None = None,
 ) -> list[BaseRoute]:
     """The workbench's routes, relative to where they are mounted (``/__motia``).
 
@@ -707,9 +777,10 @@ def workbench_routes(
     optional: their endpoints answer 503 UNAVAILABLE (or an empty list)
     without them. ``token`` guards every endpoint (Bearer header or the
     session cookie of ``POST /session``); ``allowed_hosts`` adds Host names
-    to the loopback ones.
+    to the loopback ones. ``streams`` collects the open change streams, so
+    that the server can end them when it stops (:meth:`EventStreams.close`).
     """
-    bench = Workbench(state, app, triggers)
+    bench = Workbench(state, app, triggers, streams)
     guard = Guard(token, allowed_hosts)
     by_id: list[BaseRoute] = []
 
@@ -789,6 +860,8 @@ def workbench_app(
     triggers: Any = None,
     token: str | None = None,
     allowed_hosts: Collection[str] = (),
+    streams: EventStreams | None = None,
 ) -> Starlette:
-    """A Starlette application serving the workbench alone under ``/__motia``."""
-    return Starlette(routes=[Mount(PREFIX, routes=workbench_routes(state, app, triggers, token, allowed_hosts))])
+    """A Starlette application serving the workbench alone under ``/__motia`` (arguments as :func:`workbench_routes`)."""
+    routes = workbench_routes(state, app, triggers, token, allowed_hosts, streams)
+    return Starlette(routes=[Mount(PREFIX, routes=routes)])

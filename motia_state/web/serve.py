@@ -20,10 +20,13 @@ import anyio
 
 from ..adapters.factory import create_state_adapter
 from ..manager import StateManager
-from .endpoints import PREFIX, workbench_app
+from .endpoints import PREFIX, EventStreams, workbench_app
 from .guard import LOOPBACK_HOSTS
 
 __all__ = ["add_arguments", "run_workbench"]
+
+#: Seconds the requests still running at a stop get to finish.
+GRACE = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,16 +56,28 @@ async def _serve(args: argparse.Namespace, token: str | None) -> int:
         capture_signals = _no_uvicorn_signals
 
     async with StateManager(create_state_adapter(args.state)) as state:
-        asgi = workbench_app(state, token=token, allowed_hosts=[args.host])
-        config = uvicorn.Config(asgi, host=args.host, port=args.port, lifespan="off", log_level="warning")
+        streams = EventStreams()
+        asgi = workbench_app(state, token=token, allowed_hosts=[args.host], streams=streams)
+        config = uvicorn.Config(
+            asgi,
+            host=args.host,
+            port=args.port,
+            lifespan="off",
+            log_level="warning",
+            timeout_graceful_shutdown=GRACE,
+        )
         server = Server(config)
         async with anyio.create_task_group() as tg:
 
             async def watch_signals() -> None:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    # Kept open until the server is done: a second signal
+                    # stops at once instead of raising KeyboardInterrupt.
                     async for _ in signals:
+                        if server.should_exit:
+                            server.force_exit = True
                         server.should_exit = True
-                        return
+                        streams.close()  # an open page's event stream must not hold up the stop
 
             async def announce() -> None:
                 while not server.started:

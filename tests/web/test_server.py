@@ -139,3 +139,30 @@ def test_an_oversized_body_is_413_without_being_stored(tmp_path: Path) -> None:
         r = httpx.post(server.base + "/__motia/state", content=body, headers=J, timeout=30)
         assert r.status_code == 413 and r.json()["code"] == "LIMIT_EXCEEDED"
         assert httpx.get(server.base + "/__motia/state").json() == []
+
+
+def test_an_open_change_stream_does_not_hold_up_a_stop(tmp_path: Path) -> None:
+    # A browser tab showing the page keeps its event stream open: SIGTERM
+    # must still stop the server at once, with exit 0 and no traceback.
+    import signal
+    import time
+
+    server = WorkbenchServer(f"file:{tmp_path / 'store'}").start()
+    assert server.proc is not None and server.proc.stderr is not None
+    try:
+        with httpx.Client(base_url=server.base, timeout=10) as c, c.stream("GET", "/__motia/state/changes") as r:
+            lines = r.iter_lines()  # kept: dropping the iterator would close the stream
+            assert next(lines).startswith(":")  # the stream is open
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            code = server.proc.wait(20)
+            took = time.monotonic() - started
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+    errors = server.proc.stderr.read()
+    server.stop()
+    assert code == 0, errors
+    assert took < 5, f"stopping took {took:.1f} s"
+    assert "Traceback" not in errors and "ERROR" not in errors, errors
