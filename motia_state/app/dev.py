@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import anyio
 
@@ -108,7 +109,7 @@ def _print(*lines: str) -> None:
     sys.stdout.flush()
 
 
-def _summary(app: Any, url: str, state: str) -> list[str]:
+def _summary(app: Any, url: str, state: str, token: str | None = None) -> list[str]:
     s = app.summary()
     lines = [f"motia-state dev: {len(s['steps'])} step(s) from {app.root} on state {state}"]
     lines.append("  routes:" if s["routes"] else "  routes: none")
@@ -123,7 +124,9 @@ def _summary(app: Any, url: str, state: str) -> list[str]:
         trigger = t["trigger"]
         where = f"{trigger.get('group', '*')}/{trigger['key']}"
         lines.append(f"    {t['name']}: {where}{' (condition)' if 'condition' in trigger else ''}{note}")
-    lines.append(f"  workbench: {url}/__motia")
+    # With a token, the page reads it from the fragment (never sent to the server) and opens its session.
+    page = f"/__motia/#{quote(token, safe='')}" if token else "/__motia"
+    lines.append(f"  workbench: {url}{page}")
     return lines
 
 
@@ -218,7 +221,7 @@ async def _start(args: argparse.Namespace, token: str | None, stop: _Stop) -> in
                     from ..cli._common import log_operation
 
                     app.state.add_observer(log_operation)
-                code = await _serve_app(app, args, stop)
+                code = await _serve_app(app, args, stop, token)
     except ConfigError:
         if not app.registry.errors:
             raise
@@ -233,7 +236,7 @@ async def _start(args: argparse.Namespace, token: str | None, stop: _Stop) -> in
     return code
 
 
-async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop) -> int:
+async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop, token: str | None) -> int:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -260,7 +263,7 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop) -> int:
         if args.port == 0:  # the OS chose: show the port it gave
             with contextlib.suppress(AttributeError, IndexError, OSError):
                 bound = url.rsplit(":", 1)[0] + f":{server.servers[0].sockets[0].getsockname()[1]}"
-        _print(*_summary(app, bound, args.state))
+        _print(*_summary(app, bound, args.state, token))
 
     async def watch() -> None:
         seen = _snapshot(app.root)

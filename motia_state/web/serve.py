@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 
@@ -86,7 +87,7 @@ async def _serve(args: argparse.Namespace, token: str | None) -> int:
                     await anyio.sleep(0.02)
                 port = server.servers[0].sockets[0].getsockname()[1] if server.servers else args.port
                 host = f"[{args.host}]" if ":" in args.host else args.host
-                fragment = f"#{token}" if token else ""
+                fragment = f"#{quote(token, safe='')}" if token else ""  # the page decodes it
                 print(f"motia-state workbench: http://{host}:{port}{PREFIX}/{fragment}", flush=True)
 
             tg.start_soon(watch_signals)
