@@ -31,6 +31,7 @@ __all__ = ["add_arguments", "is_loopback", "run_dev"]
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # a usage or config error: nothing was started
+EXIT_UNAVAILABLE = 3  # the store cannot be reached: nothing was served
 WATCH_PERIOD = 0.5
 
 
@@ -69,7 +70,8 @@ def _fail(out: IO[str], message: str) -> int:
 
 def _error(e: Any) -> int:
     sys.stderr.write(f"motia-state dev: {e.code}: {e.message}\n")
-    return EXIT_FAILED
+    # The CLI's exit codes: 3 when the store cannot be reached, 1 otherwise (CORRUPT included).
+    return EXIT_UNAVAILABLE if e.code == "UNAVAILABLE" else EXIT_FAILED
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -215,6 +217,13 @@ async def _start(args: argparse.Namespace, token: str | None, stop: _Stop) -> in
     try:
         with stop.startup:  # cancelled only by a signal that comes before the server runs
             async with app:
+                # A store that cannot be reached fails the start, instead of every request later.
+                # Answered here: raised out of the app's task group it would come wrapped in a group.
+                assert app.state is not None
+                try:
+                    await app.state.exists("motia-state", "reachable")
+                except StateError as e:
+                    return _error(e)
                 app.on_invocation.append(on_invocation)
                 if getattr(args, "verbose", 0) >= 2 and app.state is not None:
                     # -vv: one line per state operation a step performs (group, key, op, duration, outcome).

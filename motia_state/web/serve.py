@@ -19,7 +19,8 @@ from urllib.parse import quote
 
 import anyio
 
-from ..adapters.factory import create_state_adapter
+from ..adapters.factory import create_state_adapter, parse_state_config
+from ..errors import StateError
 from ..manager import StateManager
 from .endpoints import PREFIX, EventStreams, workbench_app
 from .guard import LOOPBACK_HOSTS
@@ -57,6 +58,7 @@ async def _serve(args: argparse.Namespace, token: str | None) -> int:
         capture_signals = _no_uvicorn_signals
 
     async with StateManager(create_state_adapter(args.state)) as state:
+        await state.exists("motia-state", "reachable")  # an unreachable store fails the start, not every request
         streams = EventStreams()
         asgi = workbench_app(state, token=token, allowed_hosts=[args.host], streams=streams)
         config = uvicorn.Config(
@@ -111,4 +113,16 @@ def run_workbench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return anyio.run(_serve, args, token)
+    try:
+        parse_state_config(args.state)
+    except StateError as e:
+        print(f"motia-state workbench: --state {args.state}: {e.code}: {e.message}", file=sys.stderr)
+        return 2
+    try:
+        return anyio.run(_serve, args, token)
+    except StateError as e:
+        print(f"motia-state workbench: {e.code}: {e.message}", file=sys.stderr)
+        # The CLI's exit codes: 3 when the store cannot be reached, 2 for bad input, 1 otherwise.
+        return {"UNAVAILABLE": 3, "INVALID_ARGUMENT": 2}.get(e.code, 1)
+    except KeyboardInterrupt:  # a signal before the server took over the signals: a normal stop
+        return 0

@@ -166,6 +166,22 @@ def test_with_a_token_the_workbench_needs_the_bearer_and_the_api_does_not(tmp_pa
         assert server.stop() == 0
 
 
+def test_an_unreachable_store_exits_3_before_serving(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for state in (f"file:{blocker}/store", "redis://127.0.0.1:1/0"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "motia_state.cli", "dev", str(root), "--port", "0", "--state", state],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 3, (state, proc.stdout, proc.stderr)
+        assert "UNAVAILABLE" in proc.stderr and "Traceback" not in proc.stderr
+        assert "workbench:" not in proc.stdout  # nothing is announced that is not served
+
+
 def test_a_taken_port_exits_1(tmp_path: Path) -> None:
     import socket
 

@@ -166,3 +166,25 @@ def test_an_open_change_stream_does_not_hold_up_a_stop(tmp_path: Path) -> None:
     assert code == 0, errors
     assert took < 5, f"stopping took {took:.1f} s"
     assert "Traceback" not in errors and "ERROR" not in errors, errors
+
+
+def _workbench_exit(*args: str) -> Any:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "motia_state.cli", "workbench", "--port", "0", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_a_bad_or_unreachable_store_is_one_message_and_the_contracts_exit_code(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for state, code, needle in (
+        ("bogus:", 2, "INVALID_ARGUMENT"),
+        (f"file:{blocker}/store", 3, "UNAVAILABLE"),  # cannot be created under a file
+        ("redis://127.0.0.1:1/0", 3, "UNAVAILABLE"),  # nothing listens there
+    ):
+        proc = _workbench_exit("--state", state)
+        assert proc.returncode == code, (state, proc.stdout, proc.stderr)
+        assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert "__motia" not in proc.stdout  # nothing is announced that is not served
