@@ -130,6 +130,9 @@ def routes_for(api: list[tuple[ApiTrigger, str]], call: ApiCall, *, debug: bool 
                 data = await request_input(request)
             except ValueError as e:
                 return error_response(400, f"the request body is not JSON: {e}", "INVALID_ARGUMENT")
+            except RecursionError:
+                message = "the request body nests too deep to read (values nest at most 256 levels)"
+                return error_response(413, message, "LIMIT_EXCEEDED")
             try:
                 result = await call(step, data)
             except StepError as e:

@@ -84,7 +84,7 @@ def _encode_cursor(position: tuple[str, str]) -> str:
 def _decode_cursor(raw: str) -> tuple[str, str]:
     try:
         decoded = _decoder.decode(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (binascii.Error, ValueError, msgspec.DecodeError):
+    except (binascii.Error, ValueError, msgspec.DecodeError, RecursionError):
         decoded = None
     if not (isinstance(decoded, list) and len(decoded) == 2 and all(type(x) is str for x in decoded)):
         raise InvalidArgumentError(f"cursor {raw!r} is not a cursor this listing gave")
@@ -126,11 +126,17 @@ async def _body(request: Request) -> Any:
         if size > MAX_BODY:
             raise LimitExceededError(f"the request body is over {MAX_BODY} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return _json(b"".join(chunks), "the request body")
+
+
+def _json(raw: bytes | str, what: str) -> Any:
+    """``raw`` decoded: not JSON is INVALID_ARGUMENT, nested past the parser's depth LIMIT_EXCEEDED."""
     try:
         return _decoder.decode(raw)
     except msgspec.DecodeError as e:
-        raise InvalidArgumentError(f"the request body is not JSON: {e}") from None
+        raise InvalidArgumentError(f"{what} is not JSON: {e}") from None
+    except RecursionError:
+        raise LimitExceededError(f"{what} nests too deep to read (values nest at most 256 levels)") from None
 
 
 def _fields(body: Any, *names: str) -> dict[str, Any]:
@@ -238,10 +244,7 @@ class Workbench:
         predicate: Predicate | None = None
         raw_filter = query.get("filter")
         if raw_filter:
-            try:
-                raw = _decoder.decode(raw_filter)
-            except msgspec.DecodeError as e:
-                raise InvalidArgumentError(f"filter is not JSON: {e}") from None
+            raw = _json(raw_filter, "filter")
             predicate = parse_predicate(_motia_filter(raw), "filter", filter_fields=True, limits=self.adapter.limits)
         if query.get("key"):
             # One entry (the page refreshes the one it shows): group and key both given.

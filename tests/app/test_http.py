@@ -66,3 +66,14 @@ def test_over_the_wire_an_unsendable_response_answers_500_and_the_server_goes_on
         assert server.client.post("/echo", json={"status": 202, "body": [1]}).json() == [1]
         assert server.stop(signal.SIGTERM) == 0
         assert "Traceback" not in server.stderr, server.stderr
+
+
+def test_a_body_nested_past_the_parsers_depth_is_413_not_a_crash(tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "echo.step.py").write_text(ECHO)
+    with DevServer(root).start(tmp_path) as server:
+        r = server.client.post("/echo", content="[" * 5000 + "]" * 5000, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["code"] == "LIMIT_EXCEEDED", r.text
+        assert server.stop(signal.SIGTERM) == 0
+        assert "Traceback" not in server.stderr, server.stderr

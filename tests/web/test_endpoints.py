@@ -543,3 +543,14 @@ async def test_state_triggers_lag_dead_letters_retry_and_drop(state: ms.StateMan
         assert (await c.request("DELETE", "/__motia/triggers/promote/dead/7", headers=J)).status_code == 404
         assert (await c.post("/__motia/triggers/nope/dead/7/retry", headers=J)).status_code == 404
         assert runner.calls == [("retry", "promote", "7"), ("drop", "promote", "7")]
+
+
+async def test_json_nested_past_the_parsers_depth_is_limit_exceeded_not_internal() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    async with client_for(ms.StateManager(ms.MemoryStateAdapter())) as c:
+        body = '{"groupId": "g", "key": "k", "value": ' + deep + "}"
+        r = await c.post("/__motia/state", content=body, headers=J)
+        assert r.status_code == 413 and r.json()["code"] == "LIMIT_EXCEEDED", r.text
+        r = await c.get("/__motia/state", params={"filter": deep})
+        assert r.status_code == 413 and r.json()["code"] == "LIMIT_EXCEEDED", r.text
+        assert (await c.get("/__motia/state")).json() == []
