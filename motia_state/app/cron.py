@@ -60,7 +60,9 @@ class CronScheduler:
 
     async def _one(self, trigger: CronTrigger, step: str) -> None:
         busy = False
-        next_at = next_fire(trigger, time.time())
+        next_at = self._next(trigger, step, time.time())
+        if next_at is None:
+            return
 
         async def fire(scheduled: float) -> None:
             nonlocal busy
@@ -79,4 +81,16 @@ class CronScheduler:
                 busy = True  # at once: the task starts later
                 self._spawn(lambda at=next_at: fire(at))  # type: ignore[misc]
             # A clock jump or a long stall: the next time after now, not a burst of missed ones.
-            next_at = next_fire(trigger, max(next_at, time.time()))
+            following = self._next(trigger, step, max(next_at, time.time()))
+            if following is None:
+                return
+            next_at = following
+
+    @staticmethod
+    def _next(trigger: CronTrigger, step: str, after: float) -> float | None:
+        # A schedule with no next time stops alone, logged: the others and the app go on.
+        try:
+            return next_fire(trigger, after)
+        except Exception as e:
+            log.error("%s: the schedule %r has no next time, it stops: %s", step, trigger.expression, e)
+            return None
