@@ -146,6 +146,10 @@ class App:
         self._limits: dict[tuple[str, int], anyio.CapacityLimiter] = {}
         self._idle = anyio.Event()
         self._idle.set()
+        # Each running invocation's scope: past the grace period they are cancelled,
+        # whichever task runs them (an HTTP request's, the app's own).
+        self._invocations: set[anyio.CancelScope] = set()
+        self._cancelling = False
         self._streams = EventStreams()
         self.router = EventRouter(
             self._subscribers, self._deliver, self._spawn, attempts=attempts, backoff=backoff, max_depth=max_depth
@@ -167,6 +171,7 @@ class App:
     # -- lifecycle ------------------------------------------------------------
 
     async def __aenter__(self) -> App:
+        self._cancelling = False
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -202,10 +207,14 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         await self.stop_accepting()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self.grace):
-            await self._idle.wait()
+        if not self._cancelling:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.grace):
+                await self._idle.wait()
         if self._running:
-            log.warning("stopping with %d invocation(s) still running after %.1f s", self._running, self.grace)
+            log.warning("stopping %d invocation(s) still running after %.1f s", self._running, self.grace)
+            self.cancel_running()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.grace):
+                await self._idle.wait()  # their workers are killed at once
         # The task group was entered outside any scope opened here: it must be left outside one too.
         stack, self._stack = self._stack, None
         if stack is not None:
@@ -221,6 +230,16 @@ class App:
         self._streams.close()
         if self._cron_scope is not None:
             self._cron_scope.cancel()
+
+    def cancel_running(self) -> None:
+        """Stop every running invocation now (and any that starts after): each fails with UNAVAILABLE.
+
+        Leaving ``async with`` does this once the grace period is over; a
+        server calls it to stop at once (a second Ctrl-C).
+        """
+        self._cancelling = True
+        for scope in list(self._invocations):
+            scope.cancel()
 
     async def wait_idle(self) -> None:
         """Wait until no invocation is running."""
@@ -454,6 +473,31 @@ class App:
             )
 
         start = time.perf_counter()
+        scope = anyio.CancelScope()
+        self._invocations.add(scope)
+        if self._cancelling:
+            scope.cancel()
+        try:
+            with scope:
+                return await self._call(step, pool, data, trace_id, depth, on_emit, on_log, trigger, start)
+        finally:
+            self._invocations.discard(scope)
+        # Only reached when the scope caught its own cancellation: cancel_running stopped it.
+        raise UnavailableError(f"the app stopped before {config.name} finished (its grace period was over)")
+
+    async def _call(
+        self,
+        step: StepRecord,
+        pool: WorkerPool,
+        data: Any,
+        trace_id: str,
+        depth: int,
+        on_emit: Callable[[dict[str, Any]], None],
+        on_log: Callable[[dict[str, Any]], None],
+        trigger: str,
+        start: float,
+    ) -> Any:
+        config = step.config
         outcome, error = "ok", None
         async with self._limit(config):
             with self._running_one():

@@ -170,19 +170,30 @@ class _Stop:
 
     async def watch(self) -> None:
         """Wait for SIGINT/SIGTERM until cancelled; see the class docstring for what each does."""
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                if self.signalled:
-                    if self.server is not None:
-                        self.server.force_exit = True
-                    continue
-                self.signalled = True
-                _print(f"{signal.Signals(signum).name}: stopping (running invocations get {self.grace:g} s to finish)")
-                if self.server is None:
-                    self.startup.cancel()
-                else:
-                    self.server.should_exit = True
-                    await self.app.stop_accepting()
+        async with anyio.create_task_group() as tg:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    if self.signalled:
+                        if self.server is not None:
+                            self.server.force_exit = True
+                            self.app.cancel_running()
+                        continue
+                    self.signalled = True
+                    _print(
+                        f"{signal.Signals(signum).name}: stopping (running invocations get {self.grace:g} s to finish)"
+                    )
+                    if self.server is None:
+                        self.startup.cancel()
+                    else:
+                        self.server.should_exit = True
+                        await self.app.stop_accepting()
+                        tg.start_soon(self._stop_after_grace)
+
+    async def _stop_after_grace(self) -> None:
+        # The grace period counts from the signal, for every invocation alike
+        # (an HTTP request's too): past it they are stopped and answered.
+        await anyio.sleep(self.grace)
+        self.app.cancel_running()
 
 
 async def _serve(args: argparse.Namespace, token: str | None) -> int:
@@ -258,7 +269,8 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop, token: str
         lifespan="off",
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=max(args.grace, 0.1),
+        # A backstop only: the app stops its invocations at the grace period and answers them itself.
+        timeout_graceful_shutdown=int(args.grace) + 5,
     )
     server = Server(config)
     stop.server = server

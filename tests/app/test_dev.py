@@ -81,6 +81,32 @@ def test_an_open_workbench_tab_does_not_hold_up_a_stop(tmp_path: Path) -> None:
         assert server.stdout.rstrip().endswith("stopped")
 
 
+@pytest.mark.parametrize("signals", [1, 2])
+def test_an_invocation_that_outlives_the_grace_period_is_stopped(tmp_path: Path, signals: int) -> None:
+    # One signal: the invocation gets --grace seconds, then is stopped and
+    # answered 503; a second signal stops it at once.
+    root = make_app(tmp_path / "app")
+    grace = "2" if signals == 1 else "30"
+    with DevServer(root, "--grace", grace).start(tmp_path) as server:
+        answers: list[httpx.Response] = []
+        request = threading.Thread(target=lambda: answers.append(server.client.post("/slow", json={"seconds": 60})))
+        request.start()
+        server.wait_output("sleeping", stream="stderr")
+        started = time.monotonic()
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGINT)
+        if signals == 2:
+            server.wait_output("SIGINT: stopping")
+            server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(40) == 0
+        took = time.monotonic() - started
+        request.join(10)
+        assert took < 8, f"stopping took {took:.1f} s\n{server.output()}"
+        assert [a.status_code for a in answers] == [503], answers and answers[0].text
+        assert answers[0].json()["code"] == "UNAVAILABLE"
+        assert "Traceback" not in server.stderr and "ERROR" not in server.stderr, server.stderr
+
+
 def test_sigint_exits_0_too(tmp_path: Path) -> None:
     root = make_app(tmp_path / "app")
     with DevServer(root).start(tmp_path) as server:
