@@ -89,20 +89,22 @@ def run_dev(args: argparse.Namespace) -> int:
         return _fail(sys.stderr, f"--port {args.port}: expected 0..65535")
     if not args.grace >= 0:
         return _fail(sys.stderr, f"--grace {args.grace}: expected a number of seconds >= 0")
-    _configure_logging()
+    _configure_logging(quiet=bool(getattr(args, "quiet", False)))
     return anyio.run(_serve, args, token)
 
 
-def _configure_logging() -> None:
+def _configure_logging(*, quiet: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     for name in ("motia_state.step", "motia_state.app"):
         logger = logging.getLogger(name)
-        logger.addHandler(handler)
+        logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
     # The per-invocation lines are printed by the dev server itself.
     logging.getLogger("motia_state.app").setLevel(logging.WARNING)
+    if quiet:  # -q hides the steps' logs (the invocation lines are the server's output and stay)
+        logging.getLogger("motia_state.step").setLevel(logging.CRITICAL + 1)
 
 
 def _print(*lines: str) -> None:
