@@ -164,6 +164,12 @@ def parse_json(text: str, what: str) -> Any:
         return json.loads(text, parse_constant=_not_json)
     except ValueError as e:
         raise CliError(f"{what}: not valid JSON: {e}", hint="give a JSON value, e.g. '{\"points\": 5}'") from None
+    except RecursionError:
+        raise CliError(
+            f"{what}: nests too deep to read",
+            code="LIMIT_EXCEEDED",
+            hint="values nest at most 256 levels deep: flatten the value",
+        ) from None
 
 
 def read_text_arg(text: str, what: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..manager import StateManager
 from ..records import Change
-from ._common import EXIT_OK, Output, fail, open_store, parse_json, read_text_arg
+from ._common import EXIT_OK, CliError, Output, fail, open_store, parse_json, read_text_arg
 
 __all__ = ["add_state", "json_type"]
 
@@ -171,9 +171,12 @@ async def state_rm(args: argparse.Namespace, out: Output) -> int:
 
 
 def _arg(text: str) -> Any:
+    # JSON when it parses as JSON (NaN and Infinity do not: they stay strings), else the text.
     try:
-        return json.loads(text)
-    except ValueError:
+        return parse_json(text, "argument")
+    except CliError as e:
+        if e.code == "LIMIT_EXCEEDED":
+            raise
         return text
 
 

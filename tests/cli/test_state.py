@@ -71,6 +71,25 @@ def test_bad_json_value_is_bad_input(store: str) -> None:
     assert proc.returncode == 2 and "not valid JSON" in proc.stderr
 
 
+def test_json_nested_past_the_parsers_depth_is_bad_input_not_internal(store: str, tmp_path: Path) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    proc = cli("state", "set", "g", "k", "@-", "--state", store, input=deep)
+    assert proc.returncode == 2 and "[LIMIT_EXCEEDED]" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "INTERNAL" not in proc.stderr
+    step = tmp_path / "noop.step.py"
+    step.write_text("def handler(data, ctx):\n    return None\n")
+    run = cli("run", str(step), "--data", "@-", input=deep)
+    assert run.returncode == 2 and "[LIMIT_EXCEEDED]" in run.stderr, run.stderr
+    op = cli("state", "op", "g", "k", "push", deep, "--state", store)
+    assert op.returncode == 2 and "[LIMIT_EXCEEDED]" in op.stderr, op.stderr
+
+
+def test_an_op_argument_that_is_not_json_is_a_string(store: str) -> None:
+    # NaN and Infinity are not JSON: like any other text, they are strings.
+    pushed = cli("state", "op", "g", "l", "push", "NaN", "Infinity", "x", "1", "--state", store)
+    assert json.loads(pushed.stdout) == ["NaN", "Infinity", "x", 1], pushed.stderr
+
+
 @pytest.mark.parametrize("command", [["state", "ls"], ["state", "get", "g", "k"], ["state", "set", "g", "k", "1"]])
 def test_the_memory_store_is_refused(command: list[str]) -> None:
     proc = cli(*command, "--state", "memory:")
