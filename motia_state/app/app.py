@@ -37,6 +37,7 @@ from ..errors import NotFoundError, StateError, UnavailableError
 from ..manager import StateManager
 from ..runtime import WorkerPool
 from ..web.endpoints import EventStreams
+from ..web.responses import EXCEPTION_HANDLERS
 from .config import StepConfig
 from .cron import CronScheduler
 from .discovery import ConfigLoader, Registry, StateTriggerSpec, StepRecord
@@ -154,7 +155,8 @@ class App:
         self.router = EventRouter(
             self._subscribers, self._deliver, self._spawn, attempts=attempts, backoff=backoff, max_depth=max_depth
         )
-        self._asgi = Starlette(routes=self._builtin_routes())
+        # Every error is JSON, also Starlette's own 404 and 405.
+        self._asgi = Starlette(routes=self._builtin_routes(), exception_handlers=dict(EXCEPTION_HANDLERS))
 
     @classmethod
     def from_directory(

@@ -42,7 +42,7 @@ from ..predicates import Predicate, parse_predicate, predicate_holds
 from ..triggers.store import TriggerStore, retry_finished
 from ..values import is_reserved_group, json_type
 from .guard import SESSION_COOKIE, Guard
-from .responses import STATUS_BY_CODE, error, from_state_error, json
+from .responses import EXCEPTION_HANDLERS, STATUS_BY_CODE, error, from_state_error, json
 
 __all__ = ["PREFIX", "EventStreams", "entry_version", "workbench_app", "workbench_routes"]
 
@@ -867,4 +867,4 @@ def workbench_app(
 ) -> Starlette:
     """A Starlette application serving the workbench alone under ``/__motia`` (arguments as :func:`workbench_routes`)."""
     routes = workbench_routes(state, app, triggers, token, allowed_hosts, streams)
-    return Starlette(routes=[Mount(PREFIX, routes=routes)])
+    return Starlette(routes=[Mount(PREFIX, routes=routes)], exception_handlers=dict(EXCEPTION_HANDLERS))

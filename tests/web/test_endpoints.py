@@ -554,3 +554,22 @@ async def test_json_nested_past_the_parsers_depth_is_limit_exceeded_not_internal
         r = await c.get("/__motia/state", params={"filter": deep})
         assert r.status_code == 413 and r.json()["code"] == "LIMIT_EXCEEDED", r.text
         assert (await c.get("/__motia/state")).json() == []
+
+
+async def test_an_unknown_path_or_method_is_a_json_error_too(tmp_path: Path) -> None:
+    from motia_state.app import App
+
+    async with client_for(ms.StateManager(ms.MemoryStateAdapter())) as c:
+        r = await c.get("/__motia/nothing")
+        assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND"
+        r = await c.put("/__motia/state", headers=J)
+        assert r.status_code == 405 and r.json()["code"] == "METHOD_NOT_ALLOWED" and "GET" in r.headers["allow"]
+    (tmp_path / "a.step.py").write_text(
+        'config = {"name": "A", "triggers": [{"type": "api", "method": "POST", "path": "/a"}]}\n'
+        "def handler(req, ctx):\n    return 1\n"
+    )
+    async with App.from_directory(tmp_path, state=ms.MemoryStateAdapter()) as app:
+        transport = httpx.ASGITransport(app=app.asgi)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            for r, status in ((await c.get("/__motia/nothing"), 404), (await c.get("/a"), 405)):
+                assert r.status_code == status and r.json()["code"] in ("NOT_FOUND", "METHOD_NOT_ALLOWED")
