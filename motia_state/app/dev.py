@@ -274,6 +274,11 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop, token: str
         # A backstop only: the app stops its invocations at the grace period and answers them itself.
         timeout_graceful_shutdown=int(args.grace) + 5,
     )
+    from ..web.serve import listen
+
+    sock = listen(args.host, args.port, "dev")
+    if sock is None:
+        return EXIT_FAILED
     server = Server(config)
     stop.server = server
     url = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{args.port}"
@@ -311,9 +316,11 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop, token: str
         if args.watch:
             tg.start_soon(watch)
         try:
-            await server.serve()
-        except SystemExit:  # uvicorn exits when it cannot bind (it has logged why)
+            await server.serve(sockets=[sock])
+        except SystemExit:  # uvicorn exits when it cannot start (it has logged why)
             code = EXIT_FAILED
+        finally:
+            sock.close()
         if not server.started and not stop.signalled:
             code = EXIT_FAILED
         tg.cancel_scope.cancel()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +27,7 @@ from ..manager import StateManager
 from .endpoints import PREFIX, EventStreams, workbench_app
 from .guard import LOOPBACK_HOSTS
 
-__all__ = ["add_arguments", "run_workbench"]
+__all__ = ["add_arguments", "listen", "run_workbench"]
 
 #: Seconds the requests still running at a stop get to finish.
 GRACE = 10
@@ -42,6 +44,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="token every /__motia request needs (default: the MOTIA_TOKEN environment variable); "
         "required when --host is not loopback",
     )
+
+
+def listen(host: str, port: int, command: str) -> socket.socket | None:
+    """A listening socket on ``host:port`` for the server to use; None (the reason printed) when it cannot be had.
+
+    Bound here rather than by uvicorn, so that a taken port or a host that
+    is not one of this machine's addresses is one message saying what to
+    do, not the server library's log line.
+    """
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        # IPv6 for an IPv6 literal, else IPv4 (as uvicorn binds: "localhost" is 127.0.0.1).
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, family=family, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        print(f"motia-state {command}: cannot listen on {shown}: {e.strerror or e}; check --host", file=sys.stderr)
+        return None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        why = e.strerror.lower() if e.strerror else str(e)
+        hint = (
+            "another server uses that port: stop it, or give another --port (0 picks a free one)"
+            if e.errno == errno.EADDRINUSE
+            else "check --host and --port"
+        )
+        print(f"motia-state {command}: cannot listen on {shown}: {why}; {hint}", file=sys.stderr)
+        return None
+    sock.set_inheritable(True)
+    return sock
 
 
 @contextlib.contextmanager
@@ -70,6 +108,9 @@ async def _serve(args: argparse.Namespace, token: str | None) -> int:
             timeout_graceful_shutdown=GRACE,
         )
         server = Server(config)
+        sock = listen(args.host, args.port, "workbench")
+        if sock is None:
+            return 1
         async with anyio.create_task_group() as tg:
 
             async def watch_signals() -> None:
@@ -95,10 +136,12 @@ async def _serve(args: argparse.Namespace, token: str | None) -> int:
             tg.start_soon(watch_signals)
             tg.start_soon(announce)
             try:
-                await server.serve()
-            except SystemExit:  # uvicorn exits when it cannot bind (it has logged why)
+                await server.serve(sockets=[sock])
+            except SystemExit:  # uvicorn exits when it cannot start (it has logged why)
                 tg.cancel_scope.cancel()
                 return 1
+            finally:
+                sock.close()
             tg.cancel_scope.cancel()
             return 0 if server.started else 1
     return 1

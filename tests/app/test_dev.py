@@ -224,6 +224,8 @@ def test_a_taken_port_exits_1(tmp_path: Path) -> None:
         )
     assert proc.returncode == 1
     assert "address already in use" in proc.stderr
+    # One message that says what to do, not the server library's log line.
+    assert f"127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr and "ERROR:" not in proc.stderr
     assert "workbench:" not in proc.stdout  # nothing is announced that is not served
 
 

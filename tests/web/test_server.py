@@ -188,3 +188,18 @@ def test_a_bad_or_unreachable_store_is_one_message_and_the_contracts_exit_code(t
         assert proc.returncode == code, (state, proc.stdout, proc.stderr)
         assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert "__motia" not in proc.stdout  # nothing is announced that is not served
+
+
+def test_a_taken_port_is_one_message_and_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "motia_state.cli", "workbench", "--port", str(port)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "address already in use" in proc.stderr and "--port" in proc.stderr and "ERROR:" not in proc.stderr
+    assert "__motia" not in proc.stdout
