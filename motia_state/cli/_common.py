@@ -347,10 +347,24 @@ def _check_redis_url(url: str) -> None:
 
 @contextlib.asynccontextmanager
 async def open_store(
-    url: str, args: argparse.Namespace, *, refuse_memory: str | None = None, metrics: bool = False
+    url: str,
+    args: argparse.Namespace,
+    *,
+    refuse_memory: str | None = None,
+    metrics: bool = False,
+    existing: bool = False,
 ) -> AsyncIterator[StateManager]:
-    """A StateManager over ``url``, checked to be reachable before the command does anything (else exit 3)."""
-    check_store_url(url, args, refuse_memory=refuse_memory)
+    """A StateManager over ``url``, checked to be reachable before the command does anything (else exit 3).
+
+    ``existing``: the command only reads, so a file store that is not there
+    is an error (a mistyped path), not a new empty store left behind.
+    """
+    config = check_store_url(url, args, refuse_memory=refuse_memory)
+    if existing and config["adapter"] == "file" and not Path(config["path"]).exists():
+        raise CliError(
+            f"--state {url}: no store there (nothing was created)",
+            hint="check the path; a command that writes (state set, import, dev) creates the store",
+        )
     try:
         adapter = create_state_adapter(url)
     except InvalidArgumentError as e:

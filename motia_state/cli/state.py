@@ -116,7 +116,7 @@ def add_state(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 async def state_ls(args: argparse.Namespace, out: Output) -> int:
     """The groups with their entry counts, or one group's keys with type and size."""
-    async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
+    async with open_store(args.state, args, refuse_memory=REFUSAL, existing=True) as manager:
         if args.group is None:
             rows = [{"group": g, "keys": len(await manager.keys(g))} for g in sorted(await manager.groups())]
             out.data(rows, lambda r: _table(["group", "keys"], r))
@@ -146,7 +146,7 @@ def _value(value: Any) -> Any:
 
 async def state_get(args: argparse.Namespace, out: Output) -> int:
     """Print an entry's value; a missing key prints null (exit 0)."""
-    async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
+    async with open_store(args.state, args, refuse_memory=REFUSAL, existing=True) as manager:
         out.data(await manager.get(args.group, args.key), _value)
     return EXIT_OK
 
@@ -227,7 +227,7 @@ async def state_watch(args: argparse.Namespace, out: Output) -> int:
 
 async def state_history(args: argparse.Namespace, out: Output) -> int:
     """An entry's retained changes, newest first."""
-    async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
+    async with open_store(args.state, args, refuse_memory=REFUSAL, existing=True) as manager:
         records = await manager.history(args.group, args.key, args.limit)
     if out.json:
         out.data([c.to_wire() for c in records])

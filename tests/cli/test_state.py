@@ -71,6 +71,17 @@ def test_bad_json_value_is_bad_input(store: str) -> None:
     assert proc.returncode == 2 and "not valid JSON" in proc.stderr
 
 
+@pytest.mark.parametrize("command", [["ls"], ["ls", "g"], ["get", "g", "k"], ["history", "g", "k"]])
+def test_reading_a_file_store_that_is_not_there_is_bad_input_and_creates_nothing(
+    command: list[str], tmp_path: Path
+) -> None:
+    # A mistyped path must not read as an empty store (null, no groups) and leave one behind.
+    missing = tmp_path / "no-such-store"
+    proc = cli("state", *command, "--state", f"file:{missing}")
+    assert proc.returncode == 2 and "no store" in proc.stderr and proc.stdout == "", proc.stderr
+    assert not missing.exists()
+
+
 def test_json_nested_past_the_parsers_depth_is_bad_input_not_internal(store: str, tmp_path: Path) -> None:
     deep = "[" * 5000 + "]" * 5000
     proc = cli("state", "set", "g", "k", "@-", "--state", store, input=deep)
