@@ -10,6 +10,7 @@ from typing import Any
 
 from ..manager import StateManager
 from ..records import Change
+from ..values import check_name
 from ._common import EXIT_OK, CliError, Output, fail, open_store, parse_json, read_text_arg
 
 __all__ = ["add_state", "json_type"]
@@ -114,8 +115,17 @@ def add_state(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     history.set_defaults(command_fn=state_history)
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """The group and key as the command line names them (a bad one is reported as the group or the key)."""
+    if getattr(args, "group", None) is not None:
+        check_name(args.group, "group")
+    if getattr(args, "key", None) is not None:
+        check_name(args.key, "key")
+
+
 async def state_ls(args: argparse.Namespace, out: Output) -> int:
     """The groups with their entry counts, or one group's keys with type and size."""
+    _check_names(args)
     async with open_store(args.state, args, refuse_memory=REFUSAL, existing=True) as manager:
         if args.group is None:
             rows = [{"group": g, "keys": len(await manager.keys(g))} for g in sorted(await manager.groups())]
@@ -146,6 +156,7 @@ def _value(value: Any) -> Any:
 
 async def state_get(args: argparse.Namespace, out: Output) -> int:
     """Print an entry's value; a missing key prints null (exit 0)."""
+    _check_names(args)
     async with open_store(args.state, args, refuse_memory=REFUSAL, existing=True) as manager:
         out.data(await manager.get(args.group, args.key), _value)
     return EXIT_OK
@@ -153,6 +164,7 @@ async def state_get(args: argparse.Namespace, out: Output) -> int:
 
 async def state_set(args: argparse.Namespace, out: Output) -> int:
     """Write an entry and print what was stored."""
+    _check_names(args)
     value = parse_json(read_text_arg(args.value, "value"), "value")
     async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
         out.data(await manager.set(args.group, args.key, value), _value)
@@ -161,6 +173,7 @@ async def state_set(args: argparse.Namespace, out: Output) -> int:
 
 async def state_rm(args: argparse.Namespace, out: Output) -> int:
     """Delete one entry (printing its old value), or clear a whole group."""
+    _check_names(args)
     async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
         if args.key is None:
             await manager.clear(args.group)
@@ -182,6 +195,7 @@ def _arg(text: str) -> Any:
 
 async def state_op(args: argparse.Namespace, out: Output) -> int:
     """Run one operation by name with JSON-or-string arguments and print its result."""
+    _check_names(args)
     method = OPERATIONS.get(args.operation)
     if method is None:
         fail(f"{args.operation}: not an operation", hint=f"use one of {', '.join(sorted(OPERATIONS))}")
@@ -227,6 +241,7 @@ async def state_watch(args: argparse.Namespace, out: Output) -> int:
 
 async def state_history(args: argparse.Namespace, out: Output) -> int:
     """An entry's retained changes, newest first."""
+    _check_names(args)
     async with open_store(args.state, args, refuse_memory=REFUSAL, existing=True) as manager:
         records = await manager.history(args.group, args.key, args.limit)
     if out.json:

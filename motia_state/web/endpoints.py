@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..predicates import Predicate, parse_predicate, predicate_holds
 from ..triggers.store import TriggerStore, retry_finished
-from ..values import is_reserved_group, json_type
+from ..values import check_name, is_reserved_group, json_type
 from .guard import SESSION_COOKIE, Guard
 from .responses import EXCEPTION_HANDLERS, STATUS_BY_CODE, error, from_state_error, json
 
@@ -105,7 +105,7 @@ def _name(raw: Any, what: str) -> str:
         raise InvalidArgumentError(f"{what} must be a non-empty string")
     if what == "groupId" and is_reserved_group(raw):
         raise InvalidArgumentError(f"groupId {raw!r} is reserved for the runtime")
-    return raw
+    return check_name(raw, what)  # NUL, size, lone surrogates: named as the field it was sent as
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

@@ -145,3 +145,9 @@ def test_a_damaged_store_is_corrupt_exit_1_not_unavailable(tmp_path: Path) -> No
     proc = cli("state", "get", "g", "k1", "--state", f"file:{folder}")
     assert proc.returncode == 1, proc.stderr
     assert "[CORRUPT]" in proc.stderr and "motia-state validate" in proc.stderr
+
+
+def test_a_reserved_group_is_reported_as_the_group(store: str) -> None:
+    proc = cli("state", "set", "__motia/x", "k", "1", "--state", store)
+    assert proc.returncode == 2 and "group '__motia/x' is reserved" in proc.stderr, proc.stderr
+    assert "traceId" not in proc.stderr
