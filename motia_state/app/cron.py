@@ -73,11 +73,19 @@ class CronScheduler:
             finally:
                 busy = False
 
+        skipped = 0  # firings skipped while the current one runs: one line for them all, not one each
         while True:
             await anyio.sleep(max(0.0, next_at - time.time()))
             if busy:
-                log.warning("%s: skipped the firing of %s, the previous one is still running", step, trigger.expression)
+                skipped += 1
+                if skipped == 1:
+                    log.warning(
+                        "%s: skipped the firing of %s, the previous one is still running", step, trigger.expression
+                    )
             else:
+                if skipped > 1:
+                    log.warning("%s: skipped %d firings of %s in all while it ran", step, skipped, trigger.expression)
+                skipped = 0
                 busy = True  # at once: the task starts later
                 self._spawn(lambda at=next_at: fire(at))  # type: ignore[misc]
             # A clock jump or a long stall: the next time after now, not a burst of missed ones.
