@@ -579,6 +579,8 @@ class App:
                 {"name": spec.name, "step": spec.step.name, "trigger": spec.trigger.as_dict()} for spec in self.triggers
             ],
             "stateTriggersRunning": self.trigger_runner is not None,
+            # Step files that export no config: found, but nothing triggers them.
+            "notServed": [_relative(path, self.root) for path in reg.skipped],
         }
 
     def _summary_endpoint(self, guard: Any) -> Callable[[Request], Awaitable[Response]]:
@@ -623,6 +625,13 @@ class App:
 
 def _query(request: Request) -> str:
     return f"?{request.url.query}" if request.url.query else ""
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _new_trace() -> str:

@@ -242,3 +242,12 @@ def test_a_signal_while_the_configs_load_stops_cleanly(tmp_path: Path) -> None:
         assert server.stop(signal.SIGTERM, timeout=20) == 0, server.output()
         assert "SIGTERM: stopping" in server.stdout and "workbench:" not in server.stdout
         assert "Traceback" not in server.stderr
+
+
+def test_a_step_file_without_a_config_is_named_as_not_served(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    (root / "helper.step.py").write_text("def handler(data, ctx):\n    return 1\n")  # forgot its config
+    with DevServer(root).start(tmp_path) as server:
+        out = server.wait_output("workbench: ")
+        assert "not served (no config): helper.step.py" in out, out
+        assert server.stop() == 0
