@@ -577,5 +577,7 @@ async def test_an_unknown_path_or_method_is_a_json_error_too(tmp_path: Path) -> 
 
 async def test_a_bad_group_name_is_reported_as_the_groupId_it_was_sent_as() -> None:
     async with client_for(ms.StateManager(ms.MemoryStateAdapter())) as c:
-        r = await c.post("/__motia/state", content=json.dumps({"groupId": "g\u0000", "key": "k", "value": 1}), headers=J)
+        r = await c.post(
+            "/__motia/state", content=json.dumps({"groupId": "g\u0000", "key": "k", "value": 1}), headers=J
+        )
         assert r.status_code == 400 and r.json()["error"].startswith("groupId "), r.json()
