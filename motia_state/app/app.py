@@ -174,6 +174,7 @@ class App:
 
     async def __aenter__(self) -> App:
         self._cancelling = False
+        self._streams = EventStreams()  # the routes made below hand it to the workbench
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:

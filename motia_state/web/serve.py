@@ -78,7 +78,6 @@ def listen(host: str, port: int, command: str) -> socket.socket | None:
         )
         print(f"motia-state {command}: cannot listen on {shown}: {why}; {hint}", file=sys.stderr)
         return None
-    sock.set_inheritable(True)
     return sock
 
 
