@@ -429,7 +429,8 @@ class Workbench:
             finally:
                 close = getattr(stream, "aclose", None)
                 if close is not None:
-                    with anyio.CancelScope(shield=True):  # also when the stream was cancelled: release the feed
+                    # Also when the stream was cancelled: release the feed (bounded, a stop must not hang on it).
+                    with anyio.CancelScope(deadline=anyio.current_time() + 5, shield=True):
                         await close()
 
         return _EventStreamResponse(events(), self.streams)
