@@ -108,9 +108,16 @@ def _configure_logging(*, quiet: bool = False) -> None:
 
 
 def _print(*lines: str) -> None:
-    for line in lines:
-        sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    try:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Whoever read the output went away (`dev | head`): the server goes on,
+        # its output goes nowhere from now on (also the flush at exit).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _summary(app: Any, url: str, state: str, token: str | None = None) -> list[str]:

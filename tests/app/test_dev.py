@@ -251,3 +251,34 @@ def test_a_step_file_without_a_config_is_named_as_not_served(tmp_path: Path) -> 
         out = server.wait_output("workbench: ")
         assert "not served (no config): helper.step.py" in out, out
         assert server.stop() == 0
+
+
+def test_a_reader_of_its_output_that_goes_away_does_not_break_the_server(tmp_path: Path) -> None:
+    # `motia-state dev | head`: once head exits, the server keeps serving and stops cleanly.
+    root = make_app(tmp_path / "app")
+    port = DevServer(root).port
+    argv = [sys.executable, "-m", "motia_state.cli", "dev", str(root), "--port", str(port)]
+    with open(tmp_path / "err", "w") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("motia-state dev:")
+        proc.stdout.close()  # the reader is gone
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    assert client.get("/greet/ann").json() == {"hello": "ann"}
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            assert client.get("/greet/bob").json() == {"hello": "bob"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    errors = (tmp_path / "err").read_text()
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors
