@@ -564,5 +564,14 @@ def run_command(command: Command, args: argparse.Namespace, out: Output) -> int:
         name = e.args[0] if isinstance(e, Interrupted) else "SIGINT"
         out.stderr.write(f"motia-state: interrupted by {name}; everything it started was stopped\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of the output went away (`state watch | head -1`): stop quietly, as
+        # Unix tools do; the output was cut short, so not exit 0. Later writes (the flush
+        # at exit) go nowhere instead of failing again.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.stdout.fileno())
+            os.close(devnull)
+        return EXIT_FAILED
     except Exception as e:  # the last line of defence: one readable message, not a traceback
         return report_error(e, out)

@@ -151,3 +151,26 @@ def test_a_reserved_group_is_reported_as_the_group(store: str) -> None:
     proc = cli("state", "set", "__motia/x", "k", "1", "--state", store)
     assert proc.returncode == 2 and "group '__motia/x' is reserved" in proc.stderr, proc.stderr
     assert "traceId" not in proc.stderr
+
+
+def test_a_reader_that_goes_away_ends_watch_quietly(store: str) -> None:
+    # `state watch | head -1`: once head has its line, watch ends without an error message.
+    cli("state", "set", "g", "k", "0", "--state", store)
+    proc = start("state", "watch", "--state", store)
+    try:
+        time.sleep(1.5)  # the watcher has taken its position ("now")
+        cli("state", "set", "g", "k", "1", "--state", store)
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["newValue"] == 1
+        proc.stdout.close()  # the reader is gone
+        for value in range(2, 5):
+            cli("state", "set", "g", "k", str(value), "--state", store)
+        assert proc.wait(30) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    with proc.stderr:
+        errors = proc.stderr.read()
+    assert "error" not in errors and "Broken pipe" not in errors and "Traceback" not in errors, errors
