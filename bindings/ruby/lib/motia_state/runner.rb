@@ -93,7 +93,9 @@ module MotiaState
       when "invoke"
         Thread.new { invoke(id, args.is_a?(Hash) ? args : {}) }
       when "config"
-        answer_config(id)
+        # Its own thread, as a condition's: a config method that calls the
+        # parent would otherwise wait for a reply that only this thread reads.
+        Thread.new { answer_config(id) }
       when "condition"
         Thread.new { answer_condition(id, args.is_a?(Hash) ? args : {}) }
       when "shutdown"
