@@ -76,6 +76,7 @@ module MotiaState
       end
       @client.start
       @client.wait_closed
+      @client.failed? ? 1 : 0
     end
 
     private
@@ -214,6 +215,5 @@ module MotiaState
     $stdout.reopen($stderr)
     $stdin.reopen(File::NULL)
     Worker.new(argv[0], input, output).serve
-    0
   end
 end
