@@ -230,7 +230,7 @@ class _Loops:
     memory and file adapters do.
     """
 
-    __slots__ = ("clone", "home", "home_used", "lock", "make", "states")
+    __slots__ = ("clone", "home", "home_used", "last", "lock", "make", "states")
 
     def __init__(
         self, home: Any, clone: Callable[[], Any] | None, make: Callable[[asyncio.AbstractEventLoop, Any], _LoopState]
@@ -240,12 +240,17 @@ class _Loops:
         self.clone = clone
         self.make = make
         self.states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self.last: _LoopState | None = None  # the state asked for last: mostly the one asked for next
         self.lock = threading.Lock()  # loops in other threads add theirs too
 
     def get(self, loop: asyncio.AbstractEventLoop) -> _LoopState:
         """The state of ``loop``, made (and registered to close as the loop ends) on its first use."""
+        state = self.last
+        if state is not None and state.loop is loop:
+            return state
         state = self.states.get(loop)
         if state is not None:
+            self.last = state
             return state
         with self.lock:
             state = self.states.get(loop)
@@ -278,12 +283,15 @@ class _Loops:
         with self.lock:
             if self.states.get(state.loop) is state:
                 del self.states[state.loop]
+            if self.last is state:
+                self.last = None
 
     def take_all(self) -> list[_LoopState]:
         """Every state, removed from the table (the adapter is closing)."""
         with self.lock:
             states = list(self.states.values())
             self.states.clear()
+            self.last = None
             return states
 
 
@@ -589,7 +597,7 @@ class RedisStateAdapter(StateAdapter):
         if self._closed:
             raise UnavailableError("the adapter is closed")
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             # redis-py's client is asyncio's: under trio it fails in ways
             # that look like an outage.
@@ -597,7 +605,6 @@ class RedisStateAdapter(StateAdapter):
                 "the Redis adapter runs on asyncio (redis-py's asyncio client) and no asyncio event loop is "
                 "running here; under trio use the memory or file adapter"
             ) from None
-        self._loops.get(loop)  # this loop's client, made on its first use (or the error that it cannot be)
 
     def _translate(self, e: Exception) -> StateError:
         """The state error for a failure of Redis, of redis-py or of decoding a stored text."""
@@ -681,12 +688,13 @@ class RedisStateAdapter(StateAdapter):
             keys = self._group_keys.get(group)
             if keys is None:
                 keys = await self._keys(group)
+            state = self._loop_state()
             if self._sinks:  # change events come with a reply of one operation only
                 header = self._headers["one", True]
-                reply = await self._program(keys, header, group.encode(), self._stamp(), *op)
+                reply = await state.program(keys, header, group.encode(), self._stamp(), *op)
             else:
                 headers = self._headers
-                reply = await self._combiner.call(
+                reply = await state.combiner.call(
                     keys, headers["one", False], headers["batch", False], group.encode(), self._stamp(), op
                 )
         except self._foreign as e:
