@@ -410,6 +410,12 @@ class RpcClient {
         waiter.resolve(frame.result === undefined ? null : frame.result)
       }
     } else if (frame.type === 'rpc_request') {
+      const id = frame.id
+      if (id !== undefined && id !== null && typeof id !== 'string' && !Number.isSafeInteger(id)) {
+        // 1.5 or 1e400 is no id: an answer could not carry it back as it came.
+        process.stderr.write('motia-state: dropped a request whose id is neither a string nor an integer\n')
+        return
+      }
       this.onRequest(frame)
     }
   }

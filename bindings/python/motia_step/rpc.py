@@ -491,6 +491,11 @@ class RpcClient:
                 else:
                     fut.set_result(frame.get("result"))
             elif kind == "rpc_request":
+                rid = frame.get("id")
+                if rid is not None and type(rid) not in (str, int):
+                    # 1.5 or 1e400 is no id: an answer could not carry it back as JSON.
+                    sys.stderr.write("motia-step: dropped a request whose id is neither a string nor an integer\n")
+                    continue
                 try:
                     self._on_request(frame)
                 except Exception as e:  # one odd request must not cost the frames after it

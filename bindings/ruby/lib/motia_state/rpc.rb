@@ -737,10 +737,11 @@ module MotiaState
       false
     end
 
-    # Read once and handle what came. A line's failure stays with that line
-    # (#line_in); anything else escaping here (out of memory, say) leaves
-    # the buffer in an unknown state, so the channel closes as failed and
-    # every waiting call fails instead of waiting for a reply lost with it.
+    # Read once and handle what came. A line that fails to be handled closes
+    # the channel as failed (#line_in); anything else escaping here (out of
+    # memory, say) leaves the buffer in an unknown state, so it does the
+    # same: every waiting call fails instead of waiting for a reply lost
+    # with it.
     def feed_read
       chunk = @input.readpartial(CHUNK)
       begin
