@@ -65,7 +65,8 @@ def add_transfer(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         description="Copy every entry from one store to another, a page at a time, resumable after an "
         "interruption (a checkpoint file records the last page copied). A Redis written in the layout before the "
         "change feed is read as it is; given as both --from and --to, it is moved into the current layout in place "
-        "(stop its old runtimes first).",
+        "(stop its old runtimes first). A Redis of layout 2 given as both --from and --to is upgraded in place "
+        "(its data, feed records and cursors kept).",
     )
     migrate.add_argument("--from", dest="source", required=True, metavar="URL", help="the store to read")
     migrate.add_argument("--to", dest="target", required=True, metavar="URL", help="the store to write")
@@ -496,6 +497,15 @@ async def migrate_store(args: argparse.Namespace, out: Output) -> int:
         fail("--follow with --dry-run: following writes every change; drop one of them")
     same = _same_store(args.source, args.target)
     async with open_store(args.source, args) as source:
+        shards = await _upgradable(source)
+        if shards is not None:
+            if not same:
+                fail(
+                    f"{redacted(args.source)} holds layout 2 of the Redis adapter, which this version reads only "
+                    "once upgraded",
+                    hint="stop its older runtimes, upgrade it in place (the same Redis as --from and --to), then copy",
+                )
+            return await _upgrade_layout(source, shards, args, out)
         legacy = await LegacyRedis.detect(source)
         if same:
             if legacy is None:
@@ -513,6 +523,44 @@ async def migrate_store(args: argparse.Namespace, out: Output) -> int:
             )
         async with open_store(args.target, args) as target:
             return await _migrate(legacy or source, source, target, args, out)
+
+
+async def _upgradable(manager: StateManager) -> int | None:
+    """The shard count of the store behind ``manager`` when it is a Redis of layout 2, else None."""
+    from ..adapters.redis import RedisStateAdapter  # without importing redis-py
+    from ..adapters.redis.layout import upgradable_layout
+
+    adapter = manager.adapter
+    if not isinstance(adapter, RedisStateAdapter):
+        return None
+    return await upgradable_layout(adapter.client, adapter.key_prefix)
+
+
+async def _upgrade_layout(manager: StateManager, shards: int, args: argparse.Namespace, out: Output) -> int:
+    """Upgrade a Redis of layout 2 to the current layout in place: its marker changes, nothing else."""
+    if args.follow or args.verify:
+        option = "--follow" if args.follow else "--verify"
+        fail(
+            f"{option}: upgrading a store in place leaves one copy, with no second side to "
+            f"{'follow' if args.follow else 'compare'}",
+            hint=f"drop {option}; `motia-state validate --state URL` checks the store once it is upgraded",
+        )
+    if args.dry_run:
+        out.data({"inPlace": True, "dryRun": True, "upgraded": False, "fromLayout": 2, "shards": shards})
+        out.message(f"would upgrade {redacted(args.source)} from layout 2 to the current layout, in place")
+        return EXIT_OK
+    from ..adapters.redis.layout import upgrade_layout
+
+    adapter: Any = manager.adapter
+    upgraded = await upgrade_layout(adapter.client, adapter.key_prefix)
+    if not upgraded:
+        fail(f"{redacted(args.source)}: its layout marker changed while upgrading; run migrate again")
+    out.message(
+        f"upgraded {redacted(args.source)} from layout 2 to the current layout, in place "
+        f"(data, feed records and cursors kept)"
+    )
+    out.data({"inPlace": True, "upgraded": True, "fromLayout": 2, "shards": shards})
+    return EXIT_OK
 
 
 async def _upgrade_in_place(legacy: LegacyRedis, args: argparse.Namespace, out: Output) -> int:

@@ -29,7 +29,8 @@ def run(options: Options) -> None:
 
     Each write kind also runs with the change feed off (``feed_retention=0``):
     the ratio is what the feed record, written in the same program call,
-    costs a write. The concurrent comparison runs with the feed on.
+    costs a write, in the client's wall-clock rate and in CPU time (this
+    process's and redis-server's). The concurrent comparison runs with the feed on.
     """
     n, rounds = options.n, options.rounds
     with redis_server() as server:
@@ -132,18 +133,36 @@ def sequential(url: str, n: int, rounds: int) -> None:
 
         return asyncio.run(run())
 
+    #: Per contender and round: CPU time per operation, this process's and redis-server's (INFO cpu), in microseconds.
+    cpu_us: dict[str, list[float]] = {}
+
     def through_adapter(
-        calls: int, per_call: int, call: Callable[[ms.RedisStateAdapter], Awaitable[Any]], feed: bool = True
+        name: str,
+        calls: int,
+        per_call: int,
+        call: Callable[[ms.RedisStateAdapter], Awaitable[Any]],
+        feed: bool = True,
     ) -> float:
-        """Operations/s of ``calls`` sequential ``call(adapter)``, each worth ``per_call``."""
+        """Operations/s of ``calls`` sequential ``call(adapter)``, each worth ``per_call``.
+
+        Also keeps the CPU time per operation in ``cpu_us``, this
+        process's plus redis-server's: what the write costs, which other
+        processes on the machine disturb far less than the wall-clock rate.
+        """
 
         async def run() -> float:
             adapter = ms.RedisStateAdapter(url, feed_retention=100_000 if feed else 0, auto_pipeline=True)
             await call(adapter)  # warm: connect, load the function library
+            server = await adapter.client.info("cpu")
+            client = time.process_time()
             start = time.perf_counter()
             for _ in range(calls):
                 await call(adapter)
             rate = calls * per_call / (time.perf_counter() - start)
+            client = time.process_time() - client
+            after = await adapter.client.info("cpu")
+            used = sum(after[k] - server[k] for k in ("used_cpu_user", "used_cpu_sys"))
+            cpu_us.setdefault(name, []).append((client + used) / (calls * per_call) * 1e6)
             await adapter.close()
             return rate
 
@@ -155,8 +174,8 @@ def sequential(url: str, n: int, rounds: int) -> None:
 
     def both(name: str, calls: int, per_call: int, call: Callable[[ms.RedisStateAdapter], Awaitable[Any]]) -> Any:
         return {
-            name: lambda: through_adapter(calls, per_call, call),
-            f"{name}, feed off": lambda: through_adapter(calls, per_call, call, feed=False),
+            name: lambda: through_adapter(name, calls, per_call, call),
+            f"{name}, feed off": lambda: through_adapter(f"{name}, feed off", calls, per_call, call, feed=False),
         }
 
     results = rounds_of(
@@ -191,6 +210,14 @@ def sequential(url: str, n: int, rounds: int) -> None:
             *feed_cost,
         ],
     )
+    print("  CPU time per operation (this process + redis-server), feed on / off, each round:")
+    for _, off, on in feed_cost:
+        pairs = list(zip(cpu_us[on], cpu_us[off], strict=True))
+        print(
+            f"    {on}: "
+            + " / ".join(f"{x:.1f}/{y:.1f} us = {x / y:.2f}x" for x, y in pairs)
+            + f"; best of each {min(cpu_us[on]) / min(cpu_us[off]):.2f}x"
+        )
     ratios = [
         x / y
         for x, y in zip(results["RedisStateAdapter.increment"], results["raw redis-py INCR (asyncio)"], strict=True)

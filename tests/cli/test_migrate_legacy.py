@@ -87,7 +87,7 @@ def test_migrate_onto_the_same_redis_moves_the_old_layout_in_place(legacy: tuple
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"inPlace": True, "moved": 6}  # the reserved group moves too
     assert "moved 6 entries" in proc.stderr
-    assert _legacy_keys(client) == [] and json.loads(client.get(PREFIX + "layout"))["layout"] == 2
+    assert _legacy_keys(client) == [] and json.loads(client.get(PREFIX + "layout"))["layout"] == 3
     assert dump_store(url) == EXPECTED
     assert json.loads(cli("state", "get", "orders", "a", "--state", url).stdout) == {"total": 3, "items": ["x"]}
     assert json.loads(cli("state", "history", "orders", "a", "--state", url).stdout) == []  # moving is no change

@@ -433,7 +433,7 @@ def test_redis_feed_replayed_from_empty_reproduces_the_store(
 
 async def test_the_layout_marker_is_written_on_first_use(state: ms.RedisStateAdapter, redis_prefix: str) -> None:
     await state.get("g", "k")
-    assert json.loads(await state.client.get(redis_prefix + "layout")) == {"layout": 2, "shards": 1}
+    assert json.loads(await state.client.get(redis_prefix + "layout")) == {"layout": 3, "shards": 1}
 
 
 async def test_a_store_in_the_layout_before_the_feed_is_refused_and_left_alone(
@@ -481,7 +481,7 @@ async def test_the_old_layout_moves_in_place_and_then_opens(
 async def test_a_marker_of_another_layout_is_refused(redis_server: RedisServer, redis_prefix: str) -> None:
     state = _adapter(redis_server, redis_prefix)
     try:
-        await state.client.set(redis_prefix + "layout", json.dumps({"layout": 3, "shards": 1}))
+        await state.client.set(redis_prefix + "layout", json.dumps({"layout": 4, "shards": 1}))
         with pytest.raises(RedisLayoutError, match="motia-state migrate"):
             await state.set("g", "k", 1)
     finally:

@@ -1008,15 +1008,30 @@ class RedisStateAdapter(StateAdapter):
         self._feed_check()
         return RedisChangeStream(self, after, groups=groups, keys=keys, follow=follow)
 
-    async def _shard_info(self) -> list[tuple[int, int, int]]:
-        """(first record number, last record number, records retained) of every shard."""
+    async def _shard_info(
+        self, position: list[int] | None = None
+    ) -> list[tuple[int, int, int, tuple[bytes, list[Any]] | None]]:
+        """(first record number, last record number, records retained, entry) of every shard.
+
+        With a ``position``, entry is the stream entry holding that shard's
+        record after it when the same entry also holds the position's own
+        record (a cursor inside an entry), else None.
+        """
         layout = await self._layout()
         with self._boundary():
-            replies = await asyncio.gather(*(self._program((feed,), b"info") for feed in layout.feeds))
-        return [(int(first), int(last), int(length)) for first, last, length in replies]
+            replies = await asyncio.gather(
+                *(
+                    self._program((feed,), b"info", *(() if position is None else (str(position[s]),)))
+                    for s, feed in enumerate(layout.feeds)
+                )
+            )
+        return [
+            (int(reply[0]), int(reply[1]), int(reply[2]), (reply[3], reply[4]) if len(reply) > 3 else None)
+            for reply in replies
+        ]
 
     async def _last_position(self) -> list[int]:
-        return [last for _, last, _ in await self._shard_info()]
+        return [last for _, last, _, _ in await self._shard_info()]
 
     def _fix_position(self) -> asyncio.Task[list[int]]:
         """Start reading every shard's newest record number; writes from here on wait for it."""
@@ -1063,7 +1078,7 @@ class RedisStateAdapter(StateAdapter):
         self._feed_check()
         layout = await self._layout()
         shard = layout.shard(group)
-        found: list[tuple[int, Any]] = []
+        found: list[tuple[int, list[Any]]] = []
         start = b"+"
         with self._boundary():
             while len(found) < limit:
@@ -1076,16 +1091,16 @@ class RedisStateAdapter(StateAdapter):
                     start,
                     str(HISTORY_STEP),
                 )
-                found.extend((int(reply[i][2:]), reply[i + 1]) for i in range(1, len(reply), 2))
+                found.extend((int(reply[i]), reply[i + 1 : i + 5]) for i in range(1, len(reply), 5))
                 if not reply[0]:
                     break
                 start = reply[0]
             position = await self._last_position() if layout.shards > 1 else [0]
             records = []
-            for n, fields in found:
+            for n, (stamp, op, old, new) in found:
                 # Sharded: the other shards' positions are their newest at this call.
                 position[shard] = n
-                records.append(Change(format_cursor(position), *decode_record(fields)))
+                records.append(Change(format_cursor(position), *decode_record(group, key, op, old, new, stamp)))
         return records
 
     async def feed_info(self) -> dict[str, Any]:
@@ -1096,12 +1111,12 @@ class RedisStateAdapter(StateAdapter):
         """
         self._feed_check()
         info = await self._shard_info()
-        retained = sum(length for _, _, length in info)
+        retained = sum(length for _, _, length, _ in info)
         if not retained:
             return {"first": None, "last": None, "retained": 0}
         return {
-            "first": format_cursor([first if length else last for first, last, length in info]),
-            "last": format_cursor([last for _, last, _ in info]),
+            "first": format_cursor([first if length else last for first, last, length, _ in info]),
+            "last": format_cursor([last for _, last, _, _ in info]),
             "retained": retained,
         }
 

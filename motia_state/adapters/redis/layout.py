@@ -8,17 +8,25 @@ call may touch them all:
 - ``<prefix>{s<n>}:g:<group>``: a group's hash (field = key, value = the
   entry's compact JSON text); ``{``, ``}`` and ``%`` in the group name
   percent-escaped;
-- ``<prefix>{s<n>}:feed``: the shard's change feed, a stream;
+- ``<prefix>{s<n>}:feed``: the shard's change feed, a stream of one entry
+  per write call holding all of that call's records (see ``stream.py``);
 - ``<prefix>{s<n>}:groups``: the shard's group index, a sorted set of the
   names of its groups that hold entries (listed by ``ZRANGEBYLEX``).
 
 A group's shard is the CRC-32 of its UTF-8 name modulo the shard count. The
 layout and the shard count are recorded once in ``<prefix>layout`` (JSON
-``{"layout": 2, "shards": n}``), written by the first runtime that uses
-the prefix; every later one reads it and follows it. The layout before this
-one (``<prefix>{<group>}`` hashes, no marker, no feed) is refused with
-:class:`RedisLayoutError`; :func:`iter_legacy_entries` reads it, so that
-``motia-state migrate`` can copy it into this one.
+``{"layout": 3, "shards": n}``), written by the first runtime that uses
+the prefix; every later one reads it and follows it.
+
+Other layouts are refused with :class:`RedisLayoutError`:
+
+- layout 2, the same keys with one stream entry per feed record, field by
+  field: :func:`upgrade_layout` makes it layout 3 in place by rewriting the
+  marker (this version reads both kinds of entries, so the records and
+  their cursors stay as they are);
+- the layout before the feed (``<prefix>{<group>}`` hashes, no marker):
+  :func:`iter_legacy_entries` reads it, so that ``motia-state migrate``
+  can copy it into this one.
 """
 
 from __future__ import annotations
@@ -43,10 +51,13 @@ __all__ = [
     "marker_layout",
     "read_layout",
     "unescape_group",
+    "upgrade_layout",
 ]
 
 #: The version of the key layout described above.
-LAYOUT_VERSION: Final = 2
+LAYOUT_VERSION: Final = 3
+#: The version before it, which :func:`upgrade_layout` upgrades in place.
+UPGRADABLE_VERSION: Final = 2
 #: Shards of a new store on a Redis Cluster (a single server gets 1: one total order).
 CLUSTER_SHARDS: Final = 16
 #: The most shards a store may have.
@@ -121,6 +132,16 @@ def _refuse(prefix: str, what: str) -> RedisLayoutError:
     )
 
 
+def _refuse_upgradable(prefix: str, shards: int) -> RedisLayoutError:
+    return RedisLayoutError(
+        f"Redis holds motia-state data under the prefix {prefix!r} in layout {UPGRADABLE_VERSION} ({shards} "
+        f"shard{'s' if shards != 1 else ''}; one stream entry per feed record), which this version does not "
+        f"write; stop the runtimes of the older version, then upgrade it in place with `motia-state migrate` "
+        f"naming this Redis as both --from and --to (see docs/redis.md); its data, feed records and cursors "
+        f"are kept"
+    )
+
+
 async def legacy_groups(client: Any, prefix: str) -> AsyncIterator[str]:
     """The groups stored in the layout before the feed (``<prefix>{<group>}`` hashes), by SCAN."""
     start = len(prefix) + 1
@@ -174,13 +195,57 @@ async def read_layout(client: Any, prefix: str, shards: int | None, default_shar
     return layout
 
 
-def marker_layout(prefix: str, raw: bytes) -> Layout:
-    """The layout a marker records (RedisLayoutError when it is not this version's)."""
+def _marker(prefix: str, raw: bytes) -> tuple[Any, int]:
+    """(version, shards) of a marker; RedisLayoutError when it is unreadable or its shard count is."""
     try:
         marker = _decode(raw)
         version, recorded = marker["layout"], marker["shards"]
     except (msgspec.MsgspecError, TypeError, KeyError):
         raise _refuse(prefix, f"an unknown layout (its marker {prefix + 'layout'!r} holds {raw!r})") from None
-    if version != LAYOUT_VERSION or type(recorded) is not int or not 1 <= recorded <= MAX_SHARDS:
+    if type(recorded) is not int or not 1 <= recorded <= MAX_SHARDS:
+        raise _refuse(prefix, f"layout {version!r} with {recorded!r} shards")
+    return version, recorded
+
+
+def marker_layout(prefix: str, raw: bytes) -> Layout:
+    """The layout a marker records (RedisLayoutError when it is not this version's)."""
+    version, recorded = _marker(prefix, raw)
+    if version == UPGRADABLE_VERSION and type(version) is int:
+        raise _refuse_upgradable(prefix, recorded)
+    if version != LAYOUT_VERSION or type(version) is not int:
         raise _refuse(prefix, f"layout {version!r} with {recorded!r} shards")
     return Layout(prefix, recorded)
+
+
+async def upgradable_layout(client: Any, prefix: str) -> int | None:
+    """The shard count of the store at ``prefix`` when it holds layout 2 (which :func:`upgrade_layout` upgrades), else None."""
+    raw = await client.get(f"{prefix}layout")
+    if raw is None:
+        return None
+    version, recorded = _marker(prefix, raw)
+    return recorded if version == UPGRADABLE_VERSION and type(version) is int else None
+
+
+# Rewrites the marker only if it still holds what was read: two upgrades at
+# once, or a marker changed in between, never overwrite each other.
+_SWAP: Final = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0"
+
+
+async def upgrade_layout(client: Any, prefix: str) -> bool:
+    """Upgrade the layout-2 store at ``prefix`` to this layout in place; False when it is not layout 2.
+
+    Layout 2 keeps the same keys and numbers its feed records the same way,
+    one stream entry per record; this version reads those entries as they
+    are, so only the marker changes: the data, the feed records and every
+    cursor stay valid. Runtimes of the older version must be stopped
+    first: from the new marker on, a starting one refuses the store, but
+    one already running would not look at the marker again.
+    """
+    marker_key = f"{prefix}layout"
+    raw = await client.get(marker_key)
+    if raw is None:
+        return False
+    version, recorded = _marker(prefix, raw)
+    if version != UPGRADABLE_VERSION or type(version) is not int:
+        return False
+    return bool(await client.eval(_SWAP, 1, marker_key, raw, Layout(prefix, recorded).marker()))

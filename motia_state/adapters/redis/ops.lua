@@ -28,8 +28,9 @@
 -- ARGV[3]   the writer's "<depth>[ <origin JSON>]", stamped on each record
 --
 -- Every write also keeps the group index (a group is listed while it has
--- entries) and appends one feed record per entry written, in the same
--- call: there is never a change without its record.
+-- entries) and records one feed record per entry written, in the same
+-- call: there is never a change without its record. A call's records go
+-- into one stream entry at its end (flush), whatever their number.
 --
 -- Modes, and what follows ARGV[3] in each:
 --
@@ -874,9 +875,13 @@ apply.check = on_text(cell_apply.check)
 -- --------------------------------------------------------- storage, feed
 
 -- Set at the start of each writing call (run, below): the group's keys,
--- its name, and the feed's settings and stamp.
+-- its name, and the feed's settings and the writer's stamp.
 local H, S, Z, group
-local feed_max, feed_bytes, feed_stamp, feed_stamp_tail
+local feed_max, feed_bytes, feed_stamp_tail
+-- This call's feed records (see record): how many, the first one, and,
+-- from the second on, all of them flat after two slots for the stamp and
+-- the group.
+local feed_n, feed_key, feed_op, feed_old, feed_new, feed_recs
 -- What this call did to the group's hash, for its index.
 local created, removed
 
@@ -904,8 +909,8 @@ local function reindex()
   end
 end
 
--- Below this many records trimming is exact: approximate trimming drops
--- whole stream nodes (up to 100 records) and would keep far more than asked.
+-- Below this many entries byte trimming is exact: approximate trimming
+-- drops whole stream nodes (up to 100 entries) and would keep far more than asked.
 local EXACT_BELOW = 1000
 
 local function trim_kind(n)
@@ -913,38 +918,102 @@ local function trim_kind(n)
 end
 
 -- One feed record for one entry written: old and new are texts ('' for
--- missing). The record's ID is "0-<n>", n counting the shard's records one
--- by one, so a reader knows a gap (records trimmed under it) when it sees
--- one. Its stamp is "<at ms> <depth>[ <origin JSON>]", the time taken once
--- per call from the server's clock.
+-- missing). Records are kept until the end of the call (flush), which
+-- writes them all in one stream entry: one XADD per call, not per record.
+-- A call of one record (most) builds no table.
 local function record(key, op, old, new)
   if feed_max == 0 then return end
-  if not feed_stamp then
-    -- One format call: %d truncates the microseconds' thousandths (Lua 5.1).
-    local t = redis.call('TIME')
-    feed_stamp = string.format('%s%03d %s', t[1], t[2] / 1000, feed_stamp_tail)
+  local n = feed_n
+  if n == 0 then
+    feed_key, feed_op, feed_old, feed_new = key, op, old, new
+  else
+    local t = feed_recs
+    if n == 1 then
+      t = { '', group, feed_key, feed_op, feed_old, feed_new }
+      feed_recs = t
+    end
+    local m = 2 + 4 * n
+    t[m + 1], t[m + 2], t[m + 3], t[m + 4] = key, op, old, new
   end
-  local id = redis.call('XADD', S, '0-*',
-    'g', group, 'k', key, 'o', op, 'a', old, 'b', new, 'x', feed_stamp)
-  local n = tonumber(id:sub(3))
-  -- The count limit: every record while it is small, else every 64th
-  -- record, so the feed passes it by at most 63 records (plus what an
-  -- approximate trim keeps of a stream node), well within the 2x allowed,
-  -- and the other XADDs skip the trim they would check each time.
-  if feed_max < 64 or n % 64 == 0 then
-    redis.call('XTRIM', S, 'MAXLEN', trim_kind(feed_max), feed_max)
-  end
-  -- The byte limit: measured every 64 records, and after any record large
-  -- enough that 64 of them could pass it, so it is never passed by more
-  -- than the limit again.
-  if feed_bytes > 0 then
-    local size = #group + #key + #old + #new + #feed_stamp + 32
-    if size * 64 >= feed_bytes or n % 64 == 0 then
-      local used = redis.call('MEMORY', 'USAGE', S)
-      if used and used > feed_bytes then
-        local keep = math.max(1, math.floor(redis.call('XLEN', S) * feed_bytes / used))
-        redis.call('XTRIM', S, 'MAXLEN', trim_kind(keep), keep)
+  feed_n = n + 1
+end
+
+-- One stream entry holding count records: text is the stamp, the group,
+-- then key, op, old and new of each record, joined by NUL bytes (no part
+-- holds one: names refuse NUL and JSON text escapes it). Records are
+-- numbered one by one, without gaps, across entries: the entry's ID is
+-- "0-<n>", n the number of its first record, and its one field is named by
+-- its record count. XADD "0-*" numbers it one after the stream's last ID,
+-- which XSETID then moves to its last record's number, so that the next
+-- entry starts right after it. Returns that number.
+local function append(text, count)
+  local id = redis.call('XADD', S, '0-*', count == 1 and '1' or tostring(count), text)
+  local last = tonumber(id:sub(3)) + count - 1
+  if count > 1 then redis.call('XSETID', S, string.format('0-%d', last)) end
+  return last
+end
+
+-- Writes this call's records (see record) and trims the feed.
+--
+-- Retention counts records: at least the newest feed_max are kept, and
+-- fewer than twice as many. Trimming is checked when a call's records
+-- pass a multiple of step (1024, or a quarter of the limit below 4096
+-- records) and removes the entries wholly older than the newest feed_max
+-- records (XTRIM MINID; the entry holding the oldest record kept stays
+-- whole). An entry holds at most half the limit, so the stream holds at
+-- most the limit, plus under half of it in that entry, plus under a
+-- quarter of it since the last check.
+--
+-- The byte limit: the stream's memory (MEMORY USAGE, sampled) is measured
+-- when a call's records pass a multiple of 64, and after any entry large
+-- enough that 64 of them could pass it, so it is never passed by more
+-- than the limit again.
+local function flush()
+  local count = feed_n
+  -- One format call: %d truncates the microseconds' thousandths (Lua 5.1).
+  local now = redis.call('TIME')
+  local stamp = string.format('%s%03d %s', now[1], now[2] / 1000, feed_stamp_tail)
+  local cap = feed_max < 4 and 1 or math.floor(feed_max / 2)
+  local last, size
+  if count == 1 then
+    local text = stamp .. '\0' .. group .. '\0' .. feed_key .. '\0' .. feed_op .. '\0' .. feed_old .. '\0' .. feed_new
+    last, size = append(text, 1), #text
+  else
+    local t = feed_recs
+    feed_recs = nil
+    if count <= cap then
+      t[1] = stamp
+      local text = table.concat(t, '\0')
+      last, size = append(text, count), #text
+    else
+      local head = stamp .. '\0' .. group .. '\0'
+      size = 0
+      for from = 0, count - 1, cap do
+        local m = math.min(cap, count - from)
+        local text = head .. table.concat(t, '\0', 3 + 4 * from, 2 + 4 * (from + m))
+        last = append(text, m)
+        if #text > size then size = #text end
       end
+    end
+  end
+  local step = feed_max < 4096 and math.max(1, math.floor(feed_max / 4)) or 1024
+  if last > feed_max and math.floor(last / step) ~= math.floor((last - count) / step) then
+    local oldest = last - feed_max + 1
+    -- Only when the stream starts before the oldest record to keep (the
+    -- byte limit may have trimmed past it): a search back from an ID
+    -- below the whole stream would walk all of it.
+    local head = redis.call('XRANGE', S, '-', '+', 'COUNT', 1)[1]
+    if head and tonumber(head[1]:sub(3)) < oldest then
+      -- The entry holding the oldest record to keep: the last one starting at or before it.
+      local keep = redis.call('XREVRANGE', S, string.format('0-%d', oldest), '-', 'COUNT', 1)[1]
+      if keep[1] ~= head[1] then redis.call('XTRIM', S, 'MINID', keep[1]) end
+    end
+  end
+  if feed_bytes > 0 and (math.floor(last / 64) ~= math.floor((last - count) / 64) or (size + 32) * 64 >= feed_bytes) then
+    local used = redis.call('MEMORY', 'USAGE', S)
+    if used and used > feed_bytes then
+      local entries = math.max(1, math.floor(redis.call('XLEN', S) * feed_bytes / used))
+      redis.call('XTRIM', S, 'MAXLEN', trim_kind(entries), entries)
     end
   end
 end
@@ -1021,7 +1090,8 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
   -- The results' encoded size as a JSON array of the values (a failed
   -- batch record has none): brackets, and a comma before each but the first.
   local result_bytes = 1
-  -- A batch's records are one per record that wrote, as its events.
+  -- A batch's records are one per record that wrote, as its events;
+  -- events holds them only when changes are wanted (the reply lists them).
   local per_record = not all_or_nothing and (want_changes or feed_max > 0)
   -- Whether a batch record wrote: each is a write of its own and refreshes
   -- the TTL, even when the batch ends where it started (set, then delete).
@@ -1070,12 +1140,17 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
         if not e.op then order[#order + 1] = key end -- events in the order of first writes
         e.op = op
         if per_record then
-          events[#events + 1] = { key, op, before or '', entry_text(e) or '' }
+          local after = entry_text(e) or ''
+          record(key, op, before or '', after)
+          if want_changes then events[#events + 1] = { key, op, before or '', after } end
         end
       end
       -- The size is known before a whole container's text is built.
       result_bytes = result_bytes + 1 + (result == WHOLE and e.cell.size or #result)
-      if result_bytes > max_result then return { 'TOO_LARGE', result_bytes } end
+      if result_bytes > max_result then
+        feed_n = 0 -- nothing is written: neither are its records
+        return { 'TOO_LARGE', result_bytes }
+      end
       if result == WHOLE then result = cell_text(e.cell) end
       if not all_or_nothing then result = '=' .. result end
     end
@@ -1094,7 +1169,8 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
         store(key, new or false)
         wrote = true
         if all_or_nothing then
-          events[#events + 1] = { key, e.op, e.original or '', new or '' }
+          record(key, e.op, e.original or '', new or '')
+          if want_changes then events[#events + 1] = { key, e.op, e.original or '', new or '' } end
         end
       end
     end
@@ -1102,10 +1178,7 @@ local function run_staged(ARGV, ttl, want_changes, all_or_nothing, max_result)
   if wrote then reindex() end
   if ttl > 0 and (wrote or (touched and not all_or_nothing)) then redis.call('PEXPIRE', H, ttl) end
   for _, change in ipairs(events) do
-    record(change[1], change[2], change[3], change[4])
-    if want_changes then
-      for _, v in ipairs(change) do reply[#reply + 1] = v end
-    end
+    for _, v in ipairs(change) do reply[#reply + 1] = v end
   end
   return reply
 end
@@ -1182,39 +1255,104 @@ end
 
 local mode_read = {}
 
--- KEYS[1] a feed stream. Reply: {first n, last n, length} ("0" when empty).
-function mode_read.info(KEYS)
+-- How many records a stream entry holds: its one field is named by the
+-- count; an entry of fields g, k, o, a, b, x (one field per part of the
+-- record) holds one.
+local function entry_count(fields)
+  return tonumber(fields[1]) or 1
+end
+
+-- KEYS[1] a feed stream; ARGV[2] (optional) a record number p. Reply:
+-- {first n, last n, records retained} ("0" when empty), then, when p falls
+-- inside an entry that holds records after it, that entry (id, fields), so
+-- that a reader starting after p reads the rest of it.
+function mode_read.info(KEYS, ARGV)
   local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  if not first then return { '0', '0', 0 } end
   local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-  return { first and first[1]:sub(3) or '0', last and last[1]:sub(3) or '0', redis.call('XLEN', KEYS[1]) }
+  local low = tonumber(first[1]:sub(3))
+  local high = tonumber(last[1]:sub(3)) + entry_count(last[2]) - 1
+  local reply = { first[1]:sub(3), string.format('%d', high), high - low + 1 }
+  local p = tonumber(ARGV[2] or '')
+  if p and p >= low and p < high then
+    local around = redis.call('XREVRANGE', KEYS[1], string.format('0-%d', p), '-', 'COUNT', 1)[1]
+    if around and tonumber(around[1]:sub(3)) + entry_count(around[2]) - 1 > p then
+      reply[4], reply[5] = around[1], around[2]
+    end
+  end
+  return reply
+end
+
+-- The parts of an entry's text (see append), in order.
+local function split_nul(s)
+  local parts, pos = {}, 1
+  while true do
+    local at = s:find('\0', pos, true)
+    if not at then
+      parts[#parts + 1] = s:sub(pos)
+      return parts
+    end
+    parts[#parts + 1] = s:sub(pos, at - 1)
+    pos = at + 1
+  end
 end
 
 -- KEYS[1] a feed stream; ARGV[2] group, ARGV[3] key, ARGV[4] the most
 -- records wanted, ARGV[5] where to look from (exclusive: "(0-n") or "+",
 -- ARGV[6] the most records to examine in this call (so that a long search
 -- never holds Redis for long). Reply: {where to continue ("" at the
--- start of the stream), then the entries found: id and fields, newest first}.
+-- start of the stream), then the records found, newest first, five
+-- elements each: record number, stamp, op, old, new}.
 function mode_read.history(KEYS, ARGV)
   local g, k, want, budget = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
   local from = ARGV[5]
   local found, reply = 0, { '' }
-  while budget > 0 do
-    local entries = redis.call('XREVRANGE', KEYS[1], from, '-', 'COUNT', math.min(budget, 256))
+  if from ~= '+' then
+    -- Trimmed past where the last call stopped: nothing older is left (and
+    -- a search back from an ID below the whole stream would walk all of it).
+    local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+    if not head or tonumber(head[1]:sub(3)) >= tonumber(from:sub(4)) then return reply end
+  end
+  while true do
+    local entries = redis.call('XREVRANGE', KEYS[1], from, '-', 'COUNT', math.max(1, math.min(budget, 64)))
     for _, entry in ipairs(entries) do
-      local f = entry[2]
-      if f[2] == g and f[4] == k then
-        reply[#reply + 1] = entry[1]
-        reply[#reply + 1] = f
-        found = found + 1
-        if found >= want then return reply end
+      local id, f = entry[1], entry[2]
+      if f[1] == 'g' then
+        if f[2] == g and f[4] == k then
+          local n = #reply
+          reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] = id:sub(3), f[12], f[6], f[8], f[10]
+          found = found + 1
+          if found >= want then return reply end
+        end
+        budget = budget - 1
+      else
+        local text, count = f[2], tonumber(f[1])
+        -- The group is the second part: most entries of other groups are passed over unsplit.
+        local g_at = text:find('\0', 1, true)
+        if g_at and text:sub(g_at + 1, g_at + #g) == g and text:byte(g_at + #g + 1) == 0 then
+          local t = split_nul(text)
+          local base = tonumber(id:sub(3)) - 1
+          for j = count, 1, -1 do
+            local at = 4 * j - 2
+            if t[at + 1] == k then
+              local n = #reply
+              reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] =
+                string.format('%d', base + j), t[1], t[at + 2], t[at + 3], t[at + 4]
+              found = found + 1
+              if found >= want then return reply end
+            end
+          end
+        end
+        budget = budget - count
+      end
+      from = '(' .. id
+      if budget <= 0 then
+        reply[1] = from
+        return reply
       end
     end
-    if #entries < math.min(budget, 256) then return reply end
-    budget = budget - #entries
-    from = '(' .. entries[#entries][1]
-    reply[1] = from
+    if #entries == 0 then return reply end
   end
-  return reply
 end
 
 -- The key of a group's hash: percent-escaped as the client does it.
@@ -1463,9 +1601,11 @@ local function run(KEYS, ARGV)
   end
   max_bytes = last_max
   H, S, Z, group = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
-  feed_max, feed_bytes, feed_stamp, feed_stamp_tail = last_fmax, last_fbytes, nil, ARGV[3]
+  feed_max, feed_bytes, feed_stamp_tail, feed_n = last_fmax, last_fbytes, ARGV[3], 0
   created, removed = 0, false
-  return mode_run[last_mode](ARGV, last_ttl, last_changes, last_result)
+  local reply = mode_run[last_mode](ARGV, last_ttl, last_changes, last_result)
+  if feed_n > 0 then flush() end
+  return reply
 end
 
 -- As a script (EVALSHA) this file ends by running; as a function library

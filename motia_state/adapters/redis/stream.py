@@ -1,11 +1,19 @@
 """Reading the Redis change feed: cursors over every shard, and what ``changes()`` returns.
 
-Each shard's feed is a stream whose record IDs are ``0-<n>``, n counting
-that shard's records one by one. A position in the feed is one n per
-shard; a cursor is ``r.`` and those numbers joined by dots (``r.42`` on a
-single shard). Because n has no gaps, a reader knows when records after
-its position were trimmed (the next one it sees is not n + 1) and raises
-CURSOR_EXPIRED instead of skipping them.
+Each shard's feed is a stream whose records are numbered one by one
+without gaps. A write call appends one stream entry holding all of its
+records: the entry's ID is ``0-<n>``, n the number of its first record, its
+one field is named by its record count, and the field's value is the stamp
+``"<at> <depth>[ <origin JSON>]"``, the group, then key, op, old and new
+text of each record, joined by NUL bytes (no part holds one: names refuse
+NUL and JSON text escapes it). An entry of the fields ``g, k, o, a, b, x``
+holds one record, field by field; readers take both.
+
+A position in the feed is one record number per shard; a cursor is ``r.``
+and those numbers joined by dots (``r.42`` on a single shard). Because the
+numbers have no gaps, a reader knows when records after its position were
+trimmed (the next one it sees is not n + 1) and raises CURSOR_EXPIRED
+instead of skipping them.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from ...errors import CursorExpiredError, InvalidArgumentError
+from ...errors import CursorExpiredError, InvalidArgumentError, error_for_code
 from ...feed import READ_BATCH, _names
 from ...records import Change
 from ...values import describe
@@ -27,9 +35,20 @@ from ...values import describe
 if TYPE_CHECKING:
     from .adapter import RedisStateAdapter
 
-__all__ = ["RedisChangeStream", "decode_record", "format_cursor", "parse_cursor"]
+__all__ = [
+    "RedisChangeStream",
+    "Record",
+    "decode_record",
+    "entry_count",
+    "entry_records",
+    "format_cursor",
+    "parse_cursor",
+]
 
 _decode = msgspec.json.Decoder().decode
+
+#: (group, key, op, event, old, new, at, depth, origin) of one feed record.
+Record = tuple[str, str, str, str, Any, Any, int, int, "dict[str, Any] | None"]
 
 _CURSOR: Final = re.compile(r"r((?:\.(?:0|[1-9][0-9]{0,18}))+)")
 _OTHER_CURSOR: Final = re.compile(r"(?!r\.)[a-z]+\.(?:0|[1-9][0-9]*)")
@@ -60,37 +79,98 @@ def parse_cursor(cursor: object, shards: int) -> list[int]:
     return position
 
 
-def decode_record(fields: Any) -> tuple[str, str, str, str, Any, Any, int, int, dict[str, Any] | None]:
-    """(group, key, op, event, old, new, at, depth, origin) of a stream entry's fields.
+def _corrupt(what: str) -> Exception:
+    return error_for_code("CORRUPT", f"a change-feed entry in Redis cannot be read: {what}")
 
-    ``fields`` is the dict redis-py makes of an entry, or the flat list a
-    script returns (both in the order the program writes them: g, k, o, a, b, x).
-    """
+
+def _parts(fields: Any) -> tuple[bytes, bytes] | None:
+    """The (name, value) of an entry's one field, or None for an entry of one record field by field."""
     if isinstance(fields, dict):
-        group, key, op, old, new, stamp = (
-            fields[b"g"],
-            fields[b"k"],
-            fields[b"o"],
-            fields[b"a"],
-            fields[b"b"],
-            fields[b"x"],
-        )
+        if len(fields) != 1:
+            return None
+        ((name, value),) = fields.items()
     else:
-        group, key, op, old, new, stamp = fields[1], fields[3], fields[5], fields[7], fields[9], fields[11]
+        if len(fields) != 2:
+            return None
+        name, value = fields
+    return name, value
+
+
+def entry_count(fields: Any) -> int:
+    """How many records a stream entry holds (its field's name; 1 for an entry field by field)."""
+    parts = _parts(fields)
+    if parts is None:
+        return 1
+    try:
+        return int(parts[0])
+    except ValueError:
+        raise _corrupt(f"field {parts[0]!r} is no record count") from None
+
+
+def _event(old: Any, new: Any) -> str:
+    return "created" if not old else "deleted" if not new else "updated"
+
+
+def _stamp(stamp: bytes) -> tuple[int, int, dict[str, Any] | None]:
+    """(at, depth, origin) of a record's stamp ``"<at> <depth>[ <origin JSON>]"``."""
     at, _, rest = stamp.partition(b" ")
     depth, _, origin = rest.partition(b" ")
-    event = "created" if not old else "deleted" if not new else "updated"
+    return int(at), int(depth), _decode(origin) if origin else None
+
+
+def decode_record(group: str, key: str, op: bytes, old: bytes, new: bytes, stamp: bytes) -> Record:
+    """One record from its parts (old and new JSON texts, empty for a missing side)."""
+    at, depth, origin = _stamp(stamp)
     return (
-        group.decode(),
-        key.decode(),
+        group,
+        key,
         op.decode(),
-        event,
+        _event(old, new),
         _decode(old) if old else None,
         _decode(new) if new else None,
-        int(at),
-        int(depth),
-        _decode(origin) if origin else None,
+        at,
+        depth,
+        origin,
     )
+
+
+def entry_records(fields: Any) -> list[Record]:
+    """The records of one stream entry, oldest first.
+
+    ``fields`` is the dict redis-py makes of an entry's fields, or the flat
+    list a script returns. An entry whose bytes are not what this adapter
+    writes raises CORRUPT.
+    """
+    try:
+        parts = _parts(fields)
+        if parts is None:
+            if isinstance(fields, dict):
+                g, k, o, a, b, x = (fields[f] for f in (b"g", b"k", b"o", b"a", b"b", b"x"))
+            else:
+                g, k, o, a, b, x = fields[1], fields[3], fields[5], fields[7], fields[9], fields[11]
+            return [decode_record(g.decode(), k.decode(), o, a, b, x)]
+        count = int(parts[0])
+        items = parts[1].split(b"\0")
+        if len(items) != 2 + 4 * count or count < 1:
+            raise ValueError(f"{len(items)} parts for {count} records")
+        at, depth, origin = _stamp(items[0])
+        group = items[1].decode()
+        return [
+            (
+                group,
+                items[i].decode(),
+                items[i + 1].decode(),
+                _event(items[i + 2], items[i + 3]),
+                _decode(items[i + 2]) if items[i + 2] else None,
+                _decode(items[i + 3]) if items[i + 3] else None,
+                at,
+                depth,
+                origin,
+            )
+            for i in range(2, 2 + 4 * count, 4)
+        ]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, msgspec.MsgspecError) as e:
+        raise _corrupt(f"{type(e).__name__}: {e}") from None
 
 
 def _number(entry_id: bytes) -> int:
@@ -129,6 +209,8 @@ class RedisChangeStream(AsyncIterator[Change]):
         self._shards: list[int] = []
         self._buffer: list[Change] = []
         self._next = 0
+        #: Entries read before the first read (the rest of the entry a cursor falls inside).
+        self._pending: list[tuple[int, list[Any]]] = []
         self._start: asyncio.Task[list[int]] | None = None
         if after == "now":
             try:
@@ -154,19 +236,23 @@ class RedisChangeStream(AsyncIterator[Change]):
         elif self._after == "now":
             self._position = await adapter._last_position()
         else:
-            info = await adapter._shard_info()
             if self._after is None:
                 # From the oldest retained record of each shard.
-                self._position = [first - 1 if length else last for first, last, length in info]
+                info = await adapter._shard_info()
+                self._position = [first - 1 if length else last for first, last, length, _ in info]
             else:
                 position = parse_cursor(self._after, shards)
-                for n, (first, last, length) in zip(position, info, strict=True):
+                info = await adapter._shard_info(position)
+                for shard, (n, (first, last, length, around)) in enumerate(zip(position, info, strict=True)):
                     if n > last:
                         raise CursorExpiredError(
                             f"cursor {self._after!r} is not from this store (it is past the newest record)"
                         )
                     if length and n < first - 1:
                         raise self._expired(self._after)
+                    if around is not None and shard in self._shards:
+                        # The cursor names a record inside an entry: the rest of it comes first.
+                        self._pending.append((shard, [around]))
                 self._position = position
         self._after = None
 
@@ -177,17 +263,20 @@ class RedisChangeStream(AsyncIterator[Change]):
         )
 
     def _accept(self, shard: int, entries: list[Any], out: list[tuple[int, int, int, Any]]) -> None:
-        """Take ``shard``'s entries that follow its position (checking that none is missing)."""
+        """Take the records of ``shard``'s entries that follow its position (checking that none is missing)."""
         position = self._position[shard]
         for entry_id, fields in entries:
-            n = _number(entry_id)
-            if n <= position:
+            first = _number(entry_id)
+            count = entry_count(fields)
+            if first + count - 1 <= position:
                 continue  # already read (a blocking read started from an older position)
-            if n != position + 1:
+            if first > position + 1:
                 raise self._expired()
-            position = n
-            record = decode_record(fields)
-            out.append((record[6], shard, n, record))
+            records = entry_records(fields)
+            for i in range(position + 1 - first, count):
+                record = records[i]
+                out.append((record[6], shard, first + i, record))
+            position = first + count - 1
         self._position[shard] = position
 
     def _emit(self, found: list[tuple[int, int, int, Any]], start: list[int]) -> None:
@@ -216,6 +305,9 @@ class RedisChangeStream(AsyncIterator[Change]):
                 await self._begin()
             start = list(self._position)
             found: list[tuple[int, int, int, Any]] = []
+            pending, self._pending = self._pending, []
+            for shard, entries in pending:
+                self._accept(shard, entries, found)
             for shard, entries in await self._adapter._read_shards(self._shards, self._position, READ_BATCH):
                 self._accept(shard, entries, found)
             if found:
