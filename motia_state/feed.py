@@ -182,8 +182,11 @@ def _value_size(value: Any, _encode: Callable[[Any], bytes] = _encode) -> int:
     return len(_encode(value))
 
 
-# What a record costs beyond its names and values: the field names and punctuation of its encoding.
-_OVERHEAD: Final = 96
+# What a record costs beyond its names and values: the field names and
+# punctuation of its encoding as a reader gets it (a Change in JSON), with
+# the longest op name, a cursor of up to ten digits, a commit time in
+# milliseconds, depth 0 and no origin.
+_OVERHEAD: Final = 150
 #: Fields per record in :attr:`FeedRing.slots`: group, key, old, new, at, info.
 STRIDE: Final = 6
 #: The longest group or key name (in characters) that a fast record may carry.
@@ -298,18 +301,21 @@ class FeedRing:
 
     def record(self, changes: Sequence[StateChange], at: int, depth: int, origin: dict[str, Any] | None) -> None:
         """Append the records of one commit (sequence numbers follow on from :attr:`seq`)."""
-        slots = self.slots
-        info_context = (depth, origin) != _NO_CONTEXT
+        slots, sizes = self.slots, self.sizes
+        info_context = depth != 0 or origin is not None
+        room = self.room
         for c in changes:
-            group, key, old, new = c.trace_id, c.key, c.old_value, c.new_value
-            if c.event == "created":
+            group, key, event, old, new = c.trace_id, c.key, c.event, c.old_value, c.new_value
+            if event == "created":
                 old = MISSING
-            elif c.event == "deleted":
+            elif event == "deleted":
                 new = MISSING
             size = _OVERHEAD + len(group) + len(key) + _value_size(old) + _value_size(new)
             slots.extend((group, key, old, new, at, (c.op, depth, origin) if info_context else c.op))
-            self._general_added(size)
-        if self.room < 0 or len(slots) > self.limit:
+            sizes.append(size)
+            room -= size
+        self.room = room
+        if room < 0 or len(slots) > self.limit:
             self.settle()
 
     def put(
@@ -330,8 +336,9 @@ class FeedRing:
         """Append the record of one written entry (``MISSING`` on a side: no entry there).
 
         The lean form of :meth:`record` for a write that journals nothing
-        else (the memory adapter with no listener). Each write pays for this
-        call, so it sizes the values inline (the same sizes as
+        else (the memory adapter with no listener: ``StateTable.write``
+        inlines it, and takes the size of a new value that the writer
+        encoded already). It sizes the values inline (the same sizes as
         :func:`_value_size`) and binds its hot names as defaults.
         """
         size = _OVERHEAD + len(group) + len(key)
@@ -583,12 +590,33 @@ class FeedRing:
         """The retained records as stored, and the sequence number of the first (cheap: a list copy)."""
         return self._first, self.slots[:]
 
-    def changes_of(self, retained: tuple[int, list[Any]]) -> Iterator[tuple[int, Change]]:
-        """``(seq, record)`` for each of what :meth:`retained` returned (values not copied)."""
+    def bodies(self, retained: tuple[int, list[Any]]) -> Iterator[tuple[Any, ...]]:
+        """What :meth:`retained` returned, one ``(seq, at, depth, origin, ((group, key, op, event, old, new),))`` each.
+
+        The body form of a file log's feed record (values not copied), made
+        straight from the slots: no :class:`Change` in between, and each
+        tuple is dropped once its consumer moves on.
+        """
         first, slots = retained
+        seq = first
         for index in range(0, len(slots), STRIDE):
-            seq = first + index // STRIDE
-            yield seq, self._change(seq, slots, index, copy=False)
+            group, key, old, new, at, info = slots[index : index + STRIDE]
+            if type(at) is not int:
+                at = int(at * 1000)
+            if info is None:
+                op, depth, origin = "increment", 0, None
+            elif type(info) is str:
+                op, depth, origin = info, 0, None
+            else:
+                op, depth, origin = info
+            if old is MISSING:
+                event, old = "created", None
+            elif new is MISSING:
+                event, new = "deleted", None
+            else:
+                event = "updated"
+            yield seq, at, depth, origin, ((group, key, op, event, old, new),)
+            seq += 1
 
     def info(self) -> dict[str, Any]:
         """``{"first": cursor|None, "last": cursor|None, "retained": n}``."""
@@ -596,7 +624,7 @@ class FeedRing:
             return {"first": None, "last": None, "retained": 0}
         return {"first": self.cursor(self._first), "last": self.cursor(self.seq), "retained": len(self)}
 
-    def _change(self, seq: int, slots: list[Any], index: int, *, copy: bool = True) -> Change:
+    def _change(self, seq: int, slots: list[Any], index: int) -> Change:
         group, key, old, new, at, info = slots[index : index + STRIDE]
         if type(at) is not int:
             at = int(at * 1000)
@@ -612,12 +640,11 @@ class FeedRing:
             event, new = "deleted", None
         else:
             event = "updated"
-        if copy:
-            # A reader that changes a record's value or origin never changes
-            # what is stored (the records of one request share one origin).
-            old, new = copy_value(old), copy_value(new)
-            if origin is not None:
-                origin = copy_value(origin)
+        # A reader that changes a record's value or origin never changes
+        # what is stored (the records of one request share one origin).
+        old, new = copy_value(old), copy_value(new)
+        if origin is not None:
+            origin = copy_value(origin)
         return Change(f"{self.prefix}.{seq}", group, key, op, event, old, new, at, depth, origin)
 
     # -- waiting ---------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "copy_value",
     "describe",
     "encoded_size",
+    "import_sized",
     "import_value",
     "is_number",
     "is_reserved_group",
@@ -402,6 +403,27 @@ def import_value(value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value
     if type(copied) is not float and encoded_size(copied) > limits.max_value_bytes:
         raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")
     return copied
+
+
+def import_sized(value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value") -> tuple[Any, int]:
+    """:func:`import_value`, and the encoded size of what it returns when checking its size computed it (else -1).
+
+    An object or an array is encoded to be checked against
+    ``limits.max_value_bytes``; a writer that must know the size too (the
+    change feed counts the bytes of its records) takes it from here
+    instead of encoding the value a second time.
+    """
+    t = type(value)
+    if t is not dict and t is not list:
+        return import_value(value, limits, what), -1
+    try:
+        copied = _copy(value, limits.max_depth, limits.max_depth)
+    except StateError as e:
+        raise type(e)(f"{what} {e.message}") from None
+    size = encoded_size(copied)
+    if size > limits.max_value_bytes:
+        raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")
+    return copied, size
 
 
 def json_equal(a: Any, b: Any) -> bool:

@@ -39,8 +39,6 @@ from ..feed import (
     FeedRing,
     Stamp,
     check_retention,
-    current_write_context,
-    now_ms,
 )
 from ..ops import (
     apply_compare_and_swap,
@@ -67,6 +65,8 @@ from ..values import (
     Limits,
     check_delta,
     check_name,
+    copy_value,
+    import_sized,
     import_value,
 )
 from .base import Acknowledge, StateAdapter, UpdateFn, acknowledge_writes, reads, writes
@@ -182,8 +182,9 @@ class MemoryStateAdapter(StateAdapter):
                 if self._commit is not None:
                     self._commit(journal, None)
             else:
-                depth, origin = current_write_context()
-                at = now_ms()
+                # current_write_context() and now_ms(), inlined: every write of a file store comes here.
+                depth, origin = _write_context() if _CONTEXT_USED[0] else (0, None)
+                at = int(_clock() * 1000)
                 if self._commit is not None:
                     self._commit(journal, (at, depth, origin))
                 feed.record(journal, at, depth, origin)
@@ -281,11 +282,15 @@ class MemoryStateAdapter(StateAdapter):
 
     async def set(self, trace_id: str, key: str, value: Any) -> Any:
         _names(self, trace_id, key)
-        value = import_value(value, self.limits)
+        if self._feed is None:
+            value, size = import_value(value, self.limits), -1
+        else:
+            # Checking an object's size encodes it: its feed record takes that size.
+            value, size = import_sized(value, self.limits)
         with self._lock:
-            result = self._table.apply(trace_id, key, "set", apply_set, value)
+            self._table.write(trace_id, key, "set", value, size)
             self._flush()
-        return result
+            return copy_value(value)
 
     async def delete(self, trace_id: str, key: str) -> Any:
         _names(self, trace_id, key)

@@ -13,17 +13,23 @@ Internal module: the memory and file adapters hold their state in it.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..feed import FeedRing
+from ..feed import _CONTEXT_USED, _FIXED_SIZE, _OVERHEAD, _SMALL, _WRITE_CONTEXT, FeedRing, _encode
 from ..ops import UNCHANGED, check_size, parse_transaction, run_batch, run_transaction
 from ..predicates import Predicate, predicate_holds
 from ..records import BatchResult, StateChange, TransactionResult, parse_operations
 from ..values import MISSING, Limits, copy_value, is_reserved_group
 
 __all__ = ["StateTable"]
+
+# Bound once: a write with the feed on reads them every time.
+_clock = time.time
+_write_context = _WRITE_CONTEXT.get
+_FIXED = _FIXED_SIZE
 
 
 def key_before(order: list[str], key: str) -> str:
@@ -57,10 +63,15 @@ class StateTable:
         self._group_order = None
         self._key_order = {}
 
-    def write(self, group: str, key: str, op: str, new: Any) -> None:
-        """Store ``new`` (``MISSING`` removes the entry), journaling the change."""
+    def write(self, group: str, key: str, op: str, new: Any, size: int = -1) -> None:
+        """Store ``new`` (``MISSING`` removes the entry), journaling the change.
+
+        ``size``, when not negative, is the encoded size of ``new``, known
+        to the caller: the feed then does not encode ``new`` to size its
+        record.
+        """
         entries = self.data.get(group)
-        old = MISSING if entries is None else entries.get(key, MISSING)
+        old: Any = MISSING if entries is None else entries.get(key, MISSING)
         if new is MISSING:
             if entries is not None and key in entries:
                 del entries[key]
@@ -78,7 +89,26 @@ class StateTable:
         if self.journal is not None:
             self.journal.append(StateChange.of(group, key, op, old, new))
         elif self.feed is not None:
-            self.feed.put(group, key, op, old, new)
+            # FeedRing.put, inlined: every write with the feed on and nobody
+            # else listening comes through here.
+            ring = self.feed
+            if size < 0:
+                t = type(new)
+                size = 24 if t in _FIXED or (t is int and -_SMALL < new < _SMALL) else len(_encode(new))
+            t = type(old)
+            size += _OVERHEAD + len(group) + len(key)
+            size += 24 if t in _FIXED or (t is int and -_SMALL < old < _SMALL) else len(_encode(old))
+            info: Any = op
+            if _CONTEXT_USED[0]:
+                depth, origin = _write_context()
+                if depth or origin is not None:
+                    info = (op, depth, origin)
+            slots = ring.slots
+            slots.extend((group, key, old, new, _clock(), info))
+            ring.sizes.append(size)
+            ring.room -= size
+            if ring.room < 0 or len(slots) > ring.limit:
+                ring.settle()
 
     def read(self, group: str, key: str) -> Any:
         """The stored value or ``MISSING`` (not a copy: do not hand it out)."""

@@ -167,3 +167,18 @@ def test_replaying_without_the_lock_leaves_every_judgement_to_the_locked_replay(
     data: dict[str, dict[str, Any]] = {}
     assert fmt.LogReader(log_fd).replay_written(len(HEADER), data) == ends[0]
     assert data == {"g": {"k": 1}}
+
+
+@pytest.mark.parametrize("count", [0, 1, 255, 256, 257, 700])
+def test_a_history_record_streamed_from_a_generator_is_the_list_encoded_whole(count: int) -> None:
+    # The window is encoded a chunk at a time; however the entries fall
+    # into chunks, the record is the JSON list of all of them, in order.
+    import msgspec
+
+    entries = [
+        [i + 1, 1_700_000_000_000 + i, i % 3, None, [["g", f"k{i}", "set", "created", None, {"i": i}]]]
+        for i in range(count)
+    ]
+    streamed = fmt.history_record(iter(entries))
+    assert streamed == fmt.record(fmt.RecordType.HISTORY, msgspec.json.encode(entries))
+    assert msgspec.json.decode(streamed[fmt.RECORD_HEADER.size + 1 :]) == entries

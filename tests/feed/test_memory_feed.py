@@ -194,6 +194,36 @@ async def test_retention_by_bytes_never_keeps_more_than_twice_the_limit() -> Non
     assert records[-1].key == "k199"
 
 
+async def test_retention_by_bytes_counts_objects_at_the_size_checked_when_they_were_set() -> None:
+    # A set of an object takes its new value's size from the encoding that
+    # checked it against the limits: records of growing objects, updated in
+    # place and created, stay within twice the limit and no tighter.
+    limit = 12_000
+    state = ms.MemoryStateAdapter(feed_retention_bytes=limit)
+    for i in range(300):
+        await state.set("g", f"k{i % 7}", {"i": i, "pad": ["y" * (i % 90)] * 3, "deep": {"n": [i, None, True]}})
+    records = await _all(state.changes(follow=False))
+    encoded = [len(msgspec.json.encode(c)) for c in records]
+    assert sum(encoded) <= 2 * limit
+    assert sum(encoded[1:]) >= limit // 2
+    assert records[-1].new_value["i"] == 299 and records[-1].old_value["i"] == 292
+
+
+def test_import_sized_returns_what_import_value_does_and_the_encoded_size() -> None:
+    from motia_state.values import DEFAULT_LIMITS, Limits, encoded_size, import_sized, import_value
+
+    for value in ({"a": [1, 2.5, "é\n"], "b": {}}, [None, True, {"x": "y"}], "s", 3, 2.5, None, (1, 2)):
+        copied, size = import_sized(value)
+        assert copied == import_value(value)
+        assert size == (encoded_size(copied) if type(value) in (dict, list) else -1)
+        if type(value) in (dict, list):
+            assert copied is not value
+    with pytest.raises(ms.LimitExceededError, match="value is larger than 16 bytes"):
+        import_sized({"k": "x" * 20}, Limits(max_value_bytes=16))
+    with pytest.raises(ms.InvalidArgumentError, match="value must be JSON"):
+        import_sized({"k": {1, 2}}, DEFAULT_LIMITS)
+
+
 async def test_retention_by_bytes_counts_huge_numbers_written_by_increment() -> None:
     # An increment's record is sized without encoding its numbers while they
     # are small; a huge one must still count at its encoded size.

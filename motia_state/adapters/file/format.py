@@ -55,7 +55,7 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -106,6 +106,8 @@ ZERO_HEADER: Final = bytes(RECORD_HEADER.size)
 GROW_MIN: Final = 64 << 10
 #: ...doubling up to this one.
 GROW_MAX: Final = 1 << 20
+# Entries of a HISTORY record encoded in one call: fewer calls, and a short list at a time.
+_HISTORY_CHUNK: Final = 256
 # A record longer than this is not a record but garbage in a length field.
 MAX_RECORD: Final = 1 << 31
 
@@ -120,7 +122,8 @@ class RecordType(enum.IntEnum):
     HISTORY = 4
 
 
-_encode = msgspec.json.Encoder().encode
+_encoder = msgspec.json.Encoder()
+_encode = _encoder.encode
 _decode = msgspec.json.Decoder().decode
 
 
@@ -197,9 +200,44 @@ def feed_record(seq: int, at: int, depth: int, origin: dict[str, Any] | None, ro
     return record(RecordType.FEED, _encode([seq, at, depth, origin, rows]))
 
 
-def history_record(entries: list[list[Any]]) -> bytes:
-    """The ``HISTORY`` record of a retention window: ``[seq, at, depth, origin, rows]`` per retained record."""
-    return record(RecordType.HISTORY, _encode(entries))
+def history_record(entries: Iterable[Sequence[Any]]) -> bytearray:
+    """The ``HISTORY`` record of a retention window: ``[seq, at, depth, origin, rows]`` per retained record.
+
+    ``entries`` may be a generator: they are encoded a few hundred at a
+    time and then dropped, so a window of many records never exists as a
+    list of lists next to its encoding (a compaction builds it while
+    writers run, and the collector would walk every such list). The record
+    is built in one buffer, its header filled in last, so that a window of
+    many megabytes is never copied whole.
+    """
+    head = RECORD_HEADER.size
+    body = bytearray(head)
+    body.append(RecordType.HISTORY)
+    into = _encoder.encode_into
+    chunk: list[Any] = []
+    opened = False
+
+    def flush() -> None:
+        # Appends "[e,...,e]", joined onto what came before as one list.
+        start = len(body)
+        into(chunk, body, -1)
+        if opened:
+            body[start] = ord(",")
+        del body[-1]
+        chunk.clear()
+
+    for entry in entries:
+        chunk.append(entry)
+        if len(chunk) == _HISTORY_CHUNK:
+            flush()
+            opened = True
+    if chunk:
+        flush()
+        opened = True
+    body += b"]" if opened else b"[]"
+    with memoryview(body) as view:
+        RECORD_HEADER.pack_into(body, 0, len(body) - head, zlib.crc32(view[head:]))
+    return body
 
 
 def moved_record(generation: int) -> bytes:

@@ -81,6 +81,13 @@ _RETRY_MAX: Final = 300.0
 _datasync: Final = getattr(os, "fdatasync", os.fsync)
 
 
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    """Write all of ``data`` at ``fd``'s position (a write may take less than it is given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class _StoreLock:
     """The session's lock: the thread lock, the process lock, and catching up.
 
@@ -748,14 +755,9 @@ class LogSession(TableSession):
             retained = None if feed is None else feed.retained()
         # The feed's retention window moves to the head of the new log as
         # one history record (the snapshot holds its effect).
-        window = b""
+        window: bytes | bytearray = b""
         if feed is not None and retained is not None and retained[1]:
-            window = history_record(
-                [
-                    [n, c.at, c.depth, c.origin, [[c.group, c.key, c.op, c.event, c.old_value, c.new_value]]]
-                    for n, c in feed.changes_of(retained)
-                ]
-            )
+            window = history_record(feed.bodies(retained))
         snapshot = Snapshot(log_gen=gen + 1, base_gen=gen, base_offset=base, data=data, seq=seq, window=len(window))
         header, body = encode_snapshot(snapshot)
         # Named for this session too: two sessions of one process (one pid)
@@ -772,25 +774,40 @@ class LogSession(TableSession):
                     tmp.unlink(missing_ok=True)
 
     def _swap_in(
-        self, header: bytes, body: bytes, window: bytes, gen: int, base: int, seq: int, snap_tmp: Path, log_tmp: Path
+        self,
+        header: bytes,
+        body: bytes,
+        window: bytes | bytearray,
+        gen: int,
+        base: int,
+        seq: int,
+        snap_tmp: Path,
+        log_tmp: Path,
     ) -> bool:
         lock = self.lock
         fd = os.open(snap_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, header)
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, body)
             os.fsync(fd)
         finally:
             os.close(fd)
-        with lock:
-            if self.gen != gen:  # another process compacted meanwhile
-                return False
-            tail = os.pread(self.log_fd, self.offset - base, base)
-            new_fd = os.open(log_tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(new_fd, LOG_HEADER.pack(LOG_MAGIC, FORMAT_VERSION, gen + 1) + window + tail)
+        # The new log's head (its header and the feed's window, fixed at the
+        # snapshot's instant) is written and synced before the lock is taken,
+        # so writers wait only while the tail they appended meanwhile is
+        # copied; and piece by piece, as joining the pieces would hold
+        # another copy of the window in memory.
+        new_fd = os.open(log_tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(new_fd, LOG_HEADER.pack(LOG_MAGIC, FORMAT_VERSION, gen + 1))
+            _write_all(new_fd, window)
+            os.fsync(new_fd)
+            with lock:
+                if self.gen != gen:  # another process compacted meanwhile
+                    os.close(new_fd)
+                    return False
+                tail = os.pread(self.log_fd, self.offset - base, base)
+                _write_all(new_fd, tail)
                 os.fsync(new_fd)
                 # Processes still reading the old log learn that it moved
                 # from a record at its end (one pread per operation finds it,
@@ -803,18 +820,20 @@ class LogSession(TableSession):
                 os.replace(snap_tmp, self.path / "snapshot")
                 os.replace(log_tmp, self.path / "log")
                 fsync_dir(self.path)
-            except BaseException:
-                os.close(new_fd)
-                raise
-            with self._sync_lock:
-                os.close(self.log_fd)
-                self._set_log(new_fd, gen + 1)
-                self.synced = self.appended  # all of it is in fsynced files now
-            self.gen = gen + 1
-            self.offset = LOG_HEADER.size + len(window) + len(tail)
-            self.applied = seq
-            self._window = len(window)
-            self._snapshot_written(SNAP_HEADER.size + len(body))
+                with self._sync_lock:
+                    os.close(self.log_fd)
+                    self._set_log(new_fd, gen + 1)
+                    self.synced = self.appended  # all of it is in fsynced files now
+                self.gen = gen + 1
+                self.offset = LOG_HEADER.size + len(window) + len(tail)
+                self.applied = seq
+                self._window = len(window)
+                self._snapshot_written(SNAP_HEADER.size + len(body))
+        except BaseException:
+            if self.log_fd != new_fd:
+                with contextlib.suppress(OSError):
+                    os.close(new_fd)
+            raise
         return True
 
     # ------------------------------------------------------------- lifecycle
