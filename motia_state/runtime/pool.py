@@ -205,7 +205,7 @@ class WorkerPool:
         runner's message and stack) and :class:`StepTimeoutError` when the
         worker does not answer within ``timeout`` seconds (it is killed).
         """
-        return await self._ask(path, "config", None, timeout)
+        return await self._ask(path, "config", None, timeout, trace_id=None, depth=0)
 
     async def condition(
         self,
@@ -216,18 +216,35 @@ class WorkerPool:
         trace_id: str | None = None,
         trigger: int | None = None,
         timeout: float | None = 30.0,
+        depth: int = 0,
     ) -> bool:
         """Run a step's native condition on a warm worker: ``config.triggers[trigger]``'s, or its ``condition``.
 
         The function gets ``value`` and a ctx that can read state (and
-        carries ``change``). Raises :class:`StepError` when it raises or is
+        carries ``change``). What it writes carries ``depth`` and the origin
+        ``{"step", "traceId": trace_id}``, as an invocation's writes do (a
+        trigger passes the change's depth + 1: the condition is part of
+        handling the change). Raises :class:`StepError` when it raises or is
         missing, :class:`StepTimeoutError` past ``timeout`` seconds.
         """
         args = {"value": value, "change": change, "traceId": trace_id, "trigger": trigger}
-        return bool(await self._ask(path, "condition", args, timeout))
+        return bool(await self._ask(path, "condition", args, timeout, trace_id=trace_id, depth=depth))
 
-    async def _ask(self, path: str | os.PathLike[str], method: str, args: Any, timeout: float | None) -> Any:
-        # One request to a warm worker, outside any invocation: no hooks, the worker kept when it answered.
+    async def _ask(
+        self,
+        path: str | os.PathLike[str],
+        method: str,
+        args: Any,
+        timeout: float | None,
+        *,
+        trace_id: str | None,
+        depth: int,
+    ) -> Any:
+        # One request to a warm worker, outside any invocation: no hooks, the
+        # worker kept when it answered. The write context is set for this
+        # request: a warm worker's context still holds its last invocation's
+        # traceId and depth, which its writes must not carry (a condition's
+        # writes at a stale depth 0 would escape the loop guard).
         if self._tg is None or self._closed:
             raise UnavailableError("the worker pool is not running (use it with 'async with')")
         slot = self._slot(path)
@@ -237,8 +254,10 @@ class WorkerPool:
             self._drop_idle(slot)
         async with slot.limit:
             worker = self._take_idle(slot) or await self._start(slot)
-            worker.context.on_emit = worker.context.on_log = None
-            worker.context.invocation = None
+            context = worker.context
+            context.on_emit = context.on_log = None
+            context.invocation = None
+            context.trace_id, context.depth = trace_id, depth
             answered = False
             try:
                 with anyio.fail_after(timeout):

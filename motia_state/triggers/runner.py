@@ -758,9 +758,9 @@ class TriggerRunner:
             # Both values would not fit in one frame: the handler can read the old one from history.
             data["oldValue"] = None
             data["oldValueOmitted"] = True
-        if t.spec.native and not await self._native(t, handler, data):
-            return
         depth = change.depth + 1
+        if t.spec.native and not await self._native(t, handler, data, depth):
+            return
         if self.invoke is not None:
             await self.invoke(t.step, data, depth)
             return
@@ -780,19 +780,28 @@ class TriggerRunner:
         limit = getattr(self.pool, "_max_frame_bytes", None)
         return (limit if isinstance(limit, int) else 16 * 1024 * 1024) - 64 * 1024
 
-    async def _native(self, t: _Trigger, path: str, data: dict[str, Any]) -> bool:
+    async def _native(self, t: _Trigger, path: str, data: dict[str, Any], depth: int) -> bool:
+        # The condition is part of handling the change: what it writes carries
+        # the handler's depth (the change's + 1), so the loop guard holds for it.
         if t.condition_index is not None and not t.native_fallback:
             try:
                 return bool(
                     await self.pool.condition(
-                        path, value=data["value"], change=data, trace_id=data["traceId"], trigger=t.condition_index
+                        path,
+                        value=data["value"],
+                        change=data,
+                        trace_id=data["traceId"],
+                        trigger=t.condition_index,
+                        depth=depth,
                     )
                 )
             except StepError as e:
                 if "defines no function config.triggers" not in e.message:
                     raise
                 t.native_fallback = True  # {"native": true} written in the config: the exported condition
-        return bool(await self.pool.condition(path, value=data["value"], change=data, trace_id=data["traceId"]))
+        return bool(
+            await self.pool.condition(path, value=data["value"], change=data, trace_id=data["traceId"], depth=depth)
+        )
 
     # -- positions -------------------------------------------------------------------
 

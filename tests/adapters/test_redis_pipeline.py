@@ -291,6 +291,75 @@ async def test_closing_the_adapter_fails_calls_in_flight_as_unavailable_not_canc
     await asyncio.gather(first, second, return_exceptions=True)
 
 
+async def test_calls_after_close_fail_at_once_and_open_no_connection(redis_server: RedisServer) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    pipeline = AutoPipeline(client, redis.exceptions)
+    try:
+        assert await pipeline.call(pack(b"PING")) == b"PONG"
+        await pipeline.aclose()
+        pool = client.connection_pool
+        opened = len(pool._available_connections) + len(pool._in_use_connections)
+        for _ in range(3):
+            with pytest.raises(redis.exceptions.ConnectionError, match="the adapter was closed"):
+                await asyncio.wait_for(pipeline.call(pack(b"PING")), 2)
+        assert len(pool._available_connections) + len(pool._in_use_connections) == opened
+        assert pipeline.writes == 1
+    finally:
+        await client.aclose()
+
+
+async def test_closing_fails_a_lone_caller_reading_its_reply_and_keeps_that_connection_from_the_pool(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    pipeline = AutoPipeline(client, redis.exceptions)
+    try:
+        await pipeline.call(pack(b"PING"))
+        lone = asyncio.ensure_future(pipeline.call(pack(b"BLPOP", redis_prefix.encode() + b"nothing", b"5")))
+        await asyncio.sleep(0.1)
+        conn = pipeline._conn
+        started = time.monotonic()
+        await pipeline.aclose()
+        with pytest.raises(redis.exceptions.ConnectionError, match="the adapter was closed"):
+            await asyncio.wait_for(lone, 3)
+        assert time.monotonic() - started < 1.0, "failed by the close, not answered after the BLPOP's 5 s"
+        # Its reply was still owed: given back, it would reach whoever used that connection next.
+        assert conn not in client.connection_pool._available_connections
+        assert await client.ping(), "the client's other connections serve on"
+    finally:
+        await client.aclose()
+
+
+async def test_a_connection_killed_under_a_pipeline_in_flight_fails_it_and_the_next_calls_reconnect(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    a = ms.RedisStateAdapter(redis_server.url, auto_pipeline=True, key_prefix=redis_prefix)
+    pipeline = pipeline_of(a)
+    await a.increment("warm", "up")
+    nothing = redis_prefix.encode() + b"nothing"
+    first = asyncio.ensure_future(pipeline.call(pack(b"PING")))
+    # Queued behind the lone PING, then written together: a blocking command and increments.
+    batch = [asyncio.ensure_future(pipeline.call(pack(b"BLPOP", nothing, b"5")))]
+    batch += [asyncio.ensure_future(a.increment(f"g{i}", "k")) for i in range(8)]  # a group each: none combined
+    assert await first == b"PONG"
+    await asyncio.sleep(0.1)
+    assert pipeline._queue == [] and pipeline._flusher is not None, "written, waiting for their replies"
+    killer = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        started = time.monotonic()
+        assert await killer.client_kill_filter(_type="normal", skipme=True) >= 1
+        results = await asyncio.wait_for(asyncio.gather(*batch, return_exceptions=True), 3)
+    finally:
+        await killer.aclose()
+    assert time.monotonic() - started < 1.0, "failed as the connection went, not after the BLPOP's 5 s"
+    assert isinstance(results[0], redis.exceptions.ConnectionError)
+    assert all(isinstance(r, ms.UnavailableError) for r in results[1:]), results
+    # Whatever ran before the kill ran once; the next calls take a fresh connection.
+    again = await asyncio.gather(*(a.increment(f"g{i}", "k") for i in range(8)))
+    assert all(v in (1, 2) for v in again)
+    await a.close()
+
+
 # ------------------------------------------------------ failures in flight
 
 

@@ -319,3 +319,60 @@ async def test_a_timeout_that_is_not_a_number_of_seconds_is_refused(tmp_path: Pa
         with pytest.raises(ms.InvalidArgumentError, match="timeout"):
             await pool.call(path, trace_id="t", timeout=bad)
         assert pool.started == 0
+
+
+# A condition and a config that write: what they write must carry the
+# request's own depth and origin, not those of the worker's last invocation.
+WRITES_OUTSIDE_INVOCATIONS = {
+    "py": (
+        "writes.step.py",
+        """
+def condition(value, ctx):
+    ctx.state.set("c", "written", value)
+    return True
+
+def handler(data, ctx):
+    return ctx.state.set("c", "invoked", data)
+""",
+    ),
+    "ruby": (
+        "writes.step.rb",
+        """
+def condition(value, ctx)
+  ctx.state.set("c", "written", value)
+  true
+end
+
+def config
+  $saved_state&.set("c", "configured", true)
+  { "name" => "W" }
+end
+
+def handler(data, ctx)
+  $saved_state = ctx.state
+  ctx.state.set("c", "invoked", data)
+end
+""",
+    ),
+}
+
+
+@pytest.mark.parametrize("language", sorted(WRITES_OUTSIDE_INVOCATIONS))
+async def test_a_condition_and_a_config_write_with_their_own_depth_and_origin_not_the_last_invocations(
+    tmp_path: Path, language: str
+) -> None:
+    if language == "ruby":
+        require_tool("ruby")
+    name, source = WRITES_OUTSIDE_INVOCATIONS[language]
+    path = step(tmp_path, source, name)
+    state = ms.StateManager()
+    async with WorkerPool(state, max_workers=1) as pool:
+        await pool.call(path, data=1, trace_id="earlier", depth=7)  # leaves its context on the warm worker
+        assert await pool.condition(path, value=2, trace_id="g", depth=3)
+        [write] = await state.history("c", "written")
+        assert (write.depth, write.origin) == (3, {"step": name, "traceId": "g"})
+        if language == "ruby":  # a Ruby config is a method, and may write through a ctx.state kept from before
+            assert await pool.config(path) == {"name": "W"}
+            [write] = await state.history("c", "configured")
+            assert (write.depth, write.origin) == (0, None)  # outside any invocation
+        assert pool.started == 1

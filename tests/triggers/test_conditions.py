@@ -137,3 +137,66 @@ async def test_the_steps_exported_condition_and_one_that_raises(step: Path, capl
     # Retried, then dead-lettered, logged with the step's name: never a silent "no match".
     assert "[C] trigger C: attempt 1/2" in caplog.text and "condition exploded" in caplog.text
     assert await state.get("u", "ran") == [4, 8]
+
+
+# A native condition that writes the key its trigger watches, and never lets
+# the handler run: only the depth its writes carry can end the loop.
+LOOPING = {
+    "py": (
+        "loop.step.py",
+        """
+def condition(value, ctx):
+    ctx.state.set(ctx.change["group"], "n", value + 1)
+    return False
+
+def handler(data, ctx):
+    pass
+""",
+    ),
+    "node": (
+        "loop.step.js",
+        """
+exports.condition = async (value, ctx) => {
+  await ctx.state.set(ctx.change.group, 'n', value + 1)
+  return false
+}
+exports.handler = async () => {}
+""",
+    ),
+    "ruby": (
+        "loop.step.rb",
+        """
+def condition(value, ctx)
+  ctx.state.set(ctx.change["group"], "n", value + 1)
+  false
+end
+
+def handler(data, ctx); end
+""",
+    ),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(LOOPING))
+async def test_a_native_condition_that_writes_its_own_key_stops_at_max_depth(
+    tmp_path: Path, lang: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if TOOLS[lang]:
+        require_tool(TOOLS[lang])
+    name, source = LOOPING[lang]
+    path = tmp_path / name
+    path.write_text(source)
+    caplog.set_level(logging.WARNING, "motia_state.triggers")
+    state = ms.StateManager(ms.MemoryStateAdapter())
+    async with WorkerPool(state) as pool, TriggerRunner(state, pool, max_depth=4, **FAST) as triggers:
+        await triggers.add("L", {"type": "state", "key": "n", "condition": {"native": True}}, path)
+        await state.set("g", "n", 0)
+        with anyio.fail_after(20):
+            while "max_depth 4" not in caplog.text:
+                await anyio.sleep(0.02)
+        await anyio.sleep(0.3)
+    # The condition of the change at depth d writes at d + 1, as its handler would.
+    assert await state.get("g", "n") == 4
+    writes = sorted(await state.history("g", "n"), key=lambda c: c.depth)
+    assert [(c.new_value, c.depth) for c in writes] == [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)]
+    assert {str(c.origin) for c in writes[1:]} == {str({"step": name, "traceId": "g"})}

@@ -243,9 +243,29 @@ class RpcClient {
     this.hits = 0
     this.heads = new Map() // method -> the frame's text between the id and the args
     this.flushSoon = () => this.flush()
-    input.on('data', (chunk) => this.feed(chunk))
+    /** Why the channel closed when reading it failed (a bug of ours), else null: the worker exits with 1. */
+    this.failure = null
+    input.on('data', (chunk) => this.feedGuarded(chunk))
     input.on('end', () => this.close('the parent closed the channel'))
     input.on('error', (e) => this.close(`the channel failed: ${e.message}`))
+  }
+
+  /**
+   * `feed`, where only a bug of ours can throw (the parent's bad frames are
+   * answered, not thrown): the replies read with the frame that threw may be
+   * lost, so no call waiting can count on its reply. Every one fails now and
+   * the channel closes (the worker exits with 1), rather than wait for ever.
+   */
+  feedGuarded (chunk) {
+    try {
+      this.feed(chunk)
+    } catch (e) {
+      if (this.closed) return
+      this.failure = `the reader failed (${e && e.name}: ${e && e.message})`
+      process.stderr.write(`motia-state: the reader failed: ${e && e.stack ? e.stack : e}\n`)
+      this.input.pause()
+      this.close(this.failure)
+    }
   }
 
   /**
@@ -390,6 +410,12 @@ class RpcClient {
         waiter.resolve(frame.result === undefined ? null : frame.result)
       }
     } else if (frame.type === 'rpc_request') {
+      const id = frame.id
+      if (id !== undefined && id !== null && typeof id !== 'string' && !Number.isSafeInteger(id)) {
+        // 1.5 or 1e400 is no id: an answer could not carry it back as it came.
+        process.stderr.write('motia-state: dropped a request whose id is neither a string nor an integer\n')
+        return
+      }
       this.onRequest(frame)
     }
   }
@@ -509,7 +535,7 @@ class RpcClient {
       // share the buffer. No spin reads into the buffer while it is fed.
       this.feeding = true
       try {
-        this.feed(buffer[n - 1] === NEWLINE ? buffer.subarray(0, n) : Buffer.from(buffer.subarray(0, n)))
+        this.feedGuarded(buffer[n - 1] === NEWLINE ? buffer.subarray(0, n) : Buffer.from(buffer.subarray(0, n)))
       } finally {
         this.feeding = false
       }

@@ -200,10 +200,19 @@ class Worker {
       result = await fn(args.value === undefined ? null : args.value, ctx)
     } catch (e) {
       const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e)
-      if (id !== undefined && id !== null) this.client.respondError(id, 'STEP_FAILED', message, e && e.stack)
+      if (this.answerable(id)) this.client.respondError(id, 'STEP_FAILED', message, e && e.stack)
       return
     }
-    if (id !== undefined && id !== null) this.client.respond(id, Boolean(result))
+    if (this.answerable(id)) this.client.respond(id, Boolean(result))
+  }
+
+  /**
+   * Whether a request can still be answered: it has an id, and the channel
+   * is open (once it closed, by the parent or by a failed read, a call that
+   * ends has nobody to tell, and the worker is on its way out).
+   */
+  answerable (id) {
+    return id !== undefined && id !== null && !this.client.closed
   }
 
   async invoke (id, args) {
@@ -212,10 +221,10 @@ class Worker {
       result = await this.runHandler(args)
     } catch (e) {
       const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e)
-      if (id !== undefined && id !== null) this.client.respondError(id, 'STEP_FAILED', message, e && e.stack)
+      if (this.answerable(id)) this.client.respondError(id, 'STEP_FAILED', message, e && e.stack)
       return
     }
-    if (id === undefined || id === null) return
+    if (!this.answerable(id)) return
     try {
       this.client.respond(id, result)
     } catch (e) {
@@ -251,8 +260,9 @@ async function main (argv) {
     process.stderr.write('usage: run_step.js <step file>\n')
     return 2
   }
-  await new Worker(argv[0]).serve()
-  return 0
+  const worker = new Worker(argv[0])
+  await worker.serve()
+  return worker.client.failure ? 1 : 0
 }
 
 module.exports = { Worker, loadStep, main, protectStdio, protocolFds }

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Mapping, Sized
 from typing import Any
 
@@ -243,6 +244,9 @@ class RpcClient:
         self.closed = asyncio.Event()
         self._buf = bytearray()
         self._discarding = False
+        #: Why the channel closed when reading it failed (a bug of ours), else None:
+        #: the worker then exits with a failure status.
+        self.failure: str | None = None
 
     async def start(self) -> None:
         """Start reading the parent's frames on the event loop (no thread hop)."""
@@ -262,7 +266,18 @@ class RpcClient:
         except OSError:
             data = b""
         if data:
-            self._feed(data)
+            try:
+                self._feed(data)
+            except Exception as e:
+                # Only a bug of ours gets here (the parent's bad frames are
+                # answered, not raised), and the replies read with the frame
+                # that raised may be lost: no call waiting can count on its
+                # reply, so all of them fail now and the worker exits,
+                # rather than wait for ever.
+                self._loop.remove_reader(self._read_fd)
+                self.failure = "the reader failed (%s: %s)" % (type(e).__name__, e)
+                sys.stderr.write("motia-step: the reader failed:\n%s" % traceback.format_exc())
+                self._close(self.failure)
         else:  # end of input: the parent closed the channel
             self._loop.remove_reader(self._read_fd)
             self._close()
@@ -379,6 +394,11 @@ class RpcClient:
         self._flush_scheduled = False
         if not self._out:
             return
+        if self.failure is not None:
+            # After a failed read nothing goes out: the parent learns of it
+            # from the exit, not from answers that look like a handler's own failure.
+            self._out.clear()
+            return
         data = b"\n".join(self._out) + b"\n"
         self._out.clear()
         self._write(data)
@@ -471,16 +491,21 @@ class RpcClient:
                 else:
                     fut.set_result(frame.get("result"))
             elif kind == "rpc_request":
+                rid = frame.get("id")
+                if rid is not None and type(rid) not in (str, int):
+                    # 1.5 or 1e400 is no id: an answer could not carry it back as JSON.
+                    sys.stderr.write("motia-step: dropped a request whose id is neither a string nor an integer\n")
+                    continue
                 try:
                     self._on_request(frame)
                 except Exception as e:  # one odd request must not cost the frames after it
                     sys.stderr.write("motia-step: a request from the parent failed: %r\n" % (e,))
 
-    def _close(self) -> None:
+    def _close(self, reason: str = "the parent closed the channel") -> None:
         if self.closed.is_set():
             return
         self.closed.set()
         for fut in self._pending.values():
             if not fut.done():
-                fut.set_exception(UnavailableError("the parent closed the channel"))
+                fut.set_exception(UnavailableError(reason))
         self._pending.clear()

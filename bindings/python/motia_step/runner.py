@@ -294,4 +294,4 @@ def main(argv: Any) -> int:
     # The parent is done with us: exit now, even if the step left threads
     # running (the interpreter would wait for every non-daemon one).
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(1 if getattr(getattr(worker, "client", None), "failure", None) else 0)

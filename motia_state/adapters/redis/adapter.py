@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import inspect
+import threading
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -79,7 +81,7 @@ from ...values import (
 from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
 from .combine import Combiner
 from .layout import CLUSTER_SHARDS, MAX_SHARDS, Layout, escape_group, legacy_groups, marker_layout, read_layout
-from .program import LuaProgram, pack, round_trip
+from .program import AutoPipeline, LuaProgram, pack, round_trip
 from .stream import RedisChangeStream, _retrieve, decode_record, format_cursor
 
 __all__ = ["OCC_RETRIES", "RedisStateAdapter", "migrate_legacy_layout"]
@@ -125,6 +127,21 @@ def _url_of(client: Any, default: str) -> str:
     return f"redis://{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
+def _clone_client(client: Any) -> Any:
+    """A ``redis.asyncio.Redis`` with the settings of ``client`` and a connection pool of its own (for another event loop)."""
+    import redis.asyncio
+
+    pool = client.connection_pool
+    copy = redis.asyncio.Redis(
+        connection_pool=type(pool)(
+            connection_class=pool.connection_class, max_connections=pool.max_connections, **pool.connection_kwargs
+        ),
+        single_connection_client=bool(getattr(client, "single_connection_client", False)),
+    )
+    copy.auto_close_connection_pool = True  # its pool is its own: closing it closes the pool
+    return copy
+
+
 def _check_url(url: object) -> None:
     """Refuse what redis-py would silently read otherwise (a database that is not a number is db 0)."""
     if not isinstance(url, str):
@@ -162,14 +179,129 @@ SCAN_CALL_BYTES: Final = 4 << 20
 _WRITE_MODES: Final = ("one", "tx", "batch", "commit", "clear")
 
 
+class _LoopState:
+    """What one event loop uses of the adapter: a redis-py client, the program calling through it, the combiner.
+
+    redis-py's asyncio client, its connections, their streams and its locks
+    belong to the event loop that first used them; touched from another
+    loop they fail deep inside asyncio ("attached to a different loop",
+    "Event loop is closed"). So each loop that uses the adapter has its
+    own, and they share nothing but the server.
+    """
+
+    __slots__ = ("client", "combiner", "layout_lock", "loop", "own_program", "program", "until_loop_ends")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: Any, program: LuaProgram, combiner: Combiner) -> None:
+        self.loop = loop
+        self.client = client
+        self.program = program
+        self.own_program = program  # the one to close, whatever replaced ``program`` meanwhile
+        self.combiner = combiner
+        self.layout_lock = asyncio.Lock()
+        #: The async generator that closes this state when its loop shuts down.
+        self.until_loop_ends: AsyncGenerator[None, None] | None = None
+
+    async def aclose(self) -> None:
+        """Stop the combiner's tasks, release the pipeline's connection, close the client's pool."""
+        close = getattr(self.client, "aclose", None) or self.client.close
+        for step in (self.combiner.aclose, self.own_program.aclose, close):
+            with contextlib.suppress(Exception):  # already gone: nothing to release
+                await step()
+
+
+async def _until_loop_ends(loops: _Loops, state: _LoopState) -> AsyncGenerator[None, None]:
+    # Parked at its yield for the life of the loop: asyncio.run (and every
+    # runner that calls loop.shutdown_asyncgens) closes it as the loop ends,
+    # while the loop can still close the state's connections.
+    try:
+        yield
+    finally:
+        loops.forget(state)
+        await state.aclose()
+
+
+class _Loops:
+    """The adapter's :class:`_LoopState` per event loop, made on a loop's first use, closed when that loop ends.
+
+    The first loop gets the client the adapter was built with; every other
+    loop a client of its own with the same settings (``clone``), so the
+    adapter serves several loops, one after another (``asyncio.run`` called
+    twice) or at the same time (threads with loops of their own), as the
+    memory and file adapters do.
+    """
+
+    __slots__ = ("clone", "home", "home_used", "last", "lock", "make", "states")
+
+    def __init__(
+        self, home: Any, clone: Callable[[], Any] | None, make: Callable[[asyncio.AbstractEventLoop, Any], _LoopState]
+    ) -> None:
+        self.home = home
+        self.home_used = False
+        self.clone = clone
+        self.make = make
+        self.states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self.last: _LoopState | None = None  # the state asked for last: mostly the one asked for next
+        self.lock = threading.Lock()  # loops in other threads add theirs too
+
+    def get(self, loop: asyncio.AbstractEventLoop) -> _LoopState:
+        """The state of ``loop``, made (and registered to close as the loop ends) on its first use."""
+        state = self.last
+        if state is not None and state.loop is loop:
+            return state
+        state = self.states.get(loop)
+        if state is not None:
+            self.last = state
+            return state
+        with self.lock:
+            state = self.states.get(loop)
+            if state is not None:
+                return state
+            if not self.home_used:
+                self.home_used = True
+                client = self.home
+            elif self.clone is None:
+                raise InvalidArgumentError(
+                    "this Redis adapter was given a client (client=) that is bound to the event loop it was "
+                    "first used on, and redis-py cannot copy a cluster client for another loop: use the adapter "
+                    "from that one loop, or build it from a URL (url=..., cluster=True) so that every event loop "
+                    "gets its own client"
+                )
+            else:
+                client = self.clone()
+            state = self.make(loop, client)
+            gen = _until_loop_ends(self, state)
+            with contextlib.suppress(StopIteration):
+                # Runs it to its yield now (nothing in it awaits before), which
+                # also registers it with the loop's async generators.
+                gen.asend(None).send(None)
+            state.until_loop_ends = gen
+            self.states[loop] = state
+            return state
+
+    def forget(self, state: _LoopState) -> None:
+        """Drop ``state`` (its loop has ended, or the adapter closed it)."""
+        with self.lock:
+            if self.states.get(state.loop) is state:
+                del self.states[state.loop]
+            if self.last is state:
+                self.last = None
+
+    def take_all(self) -> list[_LoopState]:
+        """Every state, removed from the table (the adapter is closing)."""
+        with self.lock:
+            states = list(self.states.values())
+            self.states.clear()
+            self.last = None
+            return states
+
+
 class _Shared:
     """What the adapter and its internal handle share: the layout once read, and readers starting at "now"."""
 
-    __slots__ = ("layout", "lock", "starting")
+    __slots__ = ("layout", "starting")
 
     def __init__(self) -> None:
         self.layout: Layout | None = None
-        self.lock: asyncio.Lock | None = None
         #: Readers fixing their "now" position: writes wait for them (see RedisChangeStream).
         self.starting: set[asyncio.Task[list[int]]] = set()
 
@@ -251,46 +383,53 @@ class RedisStateAdapter(StateAdapter):
         self._foreign = (*self._failures, msgspec.MsgspecError)
         if not isinstance(cluster, bool):
             raise InvalidArgumentError(f"cluster: expected true or false, got {cluster!r}")
-        if client is None:
+
+        def build() -> Any:
             # Ride over a blip, but never for long: two quick retries.
             retry = redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=0.2, base=0.02), 2)
+            if cluster:
+                return redis.asyncio.RedisCluster.from_url(
+                    url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=retry
+                )
+            return redis.asyncio.Redis.from_url(
+                url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=retry, health_check_interval=30
+            )
+
+        clone: Callable[[], Any] | None = build
+        if client is None:
             try:
-                if cluster:
-                    client = redis.asyncio.RedisCluster.from_url(
-                        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=retry
-                    )
-                else:
-                    client = redis.asyncio.Redis.from_url(
-                        url,
-                        socket_connect_timeout=timeout,
-                        socket_timeout=timeout,
-                        retry=retry,
-                        health_check_interval=30,
-                    )
+                client = build()
             except ValueError as e:
                 raise InvalidArgumentError(f"url: {e}") from e
+        elif type(client) is redis.asyncio.Redis:
+            clone = functools.partial(_clone_client, client)
+        else:
+            clone = None  # a given cluster client serves the loop it was first used on
         encoder = getattr(client, "get_encoder", None)
         if encoder is not None and encoder().decode_responses:
             raise InvalidArgumentError(
                 "client: the Redis adapter reads bytes; pass a client made with decode_responses=False"
             )
-        self.client = client
         if given_client:
             self.url = _url_of(client, url)  # errors name the server really used
         plain = type(client) is redis.asyncio.Redis
-        # Calls issued together share round trips through one connection
-        # (a client bound to a single connection keeps its own path).
-        self._program = LuaProgram(
-            client,
-            redis.exceptions,
-            functions=plain,
-            pipeline=auto_pipeline and plain and not getattr(client, "single_connection_client", False),
-            # Without the pipeline, calls still packed and read by the program (a connection each).
-            direct=plain and not getattr(client, "single_connection_client", False),
-        )
-        self._pipeline = self._program.pipeline
-        # Single operations meeting on one group go out together (see combine.py).
-        self._combiner = Combiner(self._program, redis.exceptions)
+        single = bool(getattr(client, "single_connection_client", False))
+
+        def make(loop: asyncio.AbstractEventLoop, client: Any) -> _LoopState:
+            # Calls issued together share round trips through one connection
+            # (a client bound to a single connection keeps its own path).
+            program = LuaProgram(
+                client,
+                redis.exceptions,
+                functions=plain,
+                pipeline=auto_pipeline and plain and not single,
+                # Without the pipeline, calls still packed and read by the program (a connection each).
+                direct=plain and not single,
+            )
+            # Single operations meeting on one group go out together (see combine.py).
+            return _LoopState(loop, client, program, Combiner(program, redis.exceptions))
+
+        self._loops = _Loops(client, clone, make)
         self._cluster_client = isinstance(client, redis.asyncio.RedisCluster)
         self._max_result = limits.max_result_bytes
         self.feed_retention = feed_retention
@@ -308,6 +447,44 @@ class RedisStateAdapter(StateAdapter):
         self.internal: RedisStateAdapter = _InternalRedis(self)
 
     # ------------------------------------------------------------- plumbing
+
+    def _loop_state(self) -> _LoopState:
+        return self._loops.get(asyncio.get_running_loop())
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client of the running event loop (outside any loop: the one the adapter was built with).
+
+        Each event loop that uses the adapter has a client of its own (see
+        docs/redis.md), since redis-py's connections belong to one loop.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._loops.home
+        return self._loops.get(loop).client
+
+    @property
+    def _program(self) -> LuaProgram:
+        return self._loops.get(asyncio.get_running_loop()).program
+
+    @_program.setter
+    def _program(self, program: LuaProgram) -> None:
+        # The running loop's program replaced (tests count or record its calls);
+        # outside a loop there is none to replace.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._loops.get(loop).program = program
+
+    @property
+    def _pipeline(self) -> AutoPipeline | None:
+        return self._loops.get(asyncio.get_running_loop()).program.pipeline
+
+    @property
+    def _combiner(self) -> Combiner:
+        return self._loops.get(asyncio.get_running_loop()).combiner
 
     def _make_headers(self, feed_records: int) -> dict[tuple[str, bool], bytes]:
         limits = self.limits
@@ -332,9 +509,7 @@ class RedisStateAdapter(StateAdapter):
         layout = shared.layout
         if layout is not None:
             return layout
-        if shared.lock is None:
-            shared.lock = asyncio.Lock()
-        async with shared.lock:
+        async with self._loop_state().layout_lock:
             if shared.layout is None:
                 with self._boundary():
                     shared.layout = await read_layout(self.client, self.key_prefix, self.shards, self._default_shards())
@@ -369,9 +544,19 @@ class RedisStateAdapter(StateAdapter):
         """One call of a writing mode of the program on ``group`` (its feed records in the same call)."""
         if self._shared.starting:
             # A reader asked for "now": its position is read before anything written after the ask.
-            await asyncio.wait(list(self._shared.starting))
+            await self._after_starting_readers()
         keys = await self._keys(group)
         return await self._program(keys, header, group.encode(), self._stamp(), *args)
+
+    async def _after_starting_readers(self) -> None:
+        """Wait for the readers fixing their "now" position, those of other event loops (threads) too."""
+        loop = asyncio.get_running_loop()
+        starting = list(self._shared.starting)  # a copy: other threads' readers come and go
+        here = [task for task in starting if task.get_loop() is loop]
+        if here:
+            await asyncio.wait(here)
+        while any(not task.done() for task in starting if task.get_loop() is not loop):
+            await asyncio.sleep(0.001)  # another loop's task cannot be awaited here
 
     async def _read_command(self, *args: str | bytes) -> Any:
         """A reading command, on the program's path; once more on a connection lost before its reply.
@@ -499,16 +684,17 @@ class RedisStateAdapter(StateAdapter):
         try:
             if self._shared.starting:
                 # A reader asked for "now": its position is read before anything written after the ask.
-                await asyncio.wait(list(self._shared.starting))
+                await self._after_starting_readers()
             keys = self._group_keys.get(group)
             if keys is None:
                 keys = await self._keys(group)
+            state = self._loop_state()
             if self._sinks:  # change events come with a reply of one operation only
                 header = self._headers["one", True]
-                reply = await self._program(keys, header, group.encode(), self._stamp(), *op)
+                reply = await state.program(keys, header, group.encode(), self._stamp(), *op)
             else:
                 headers = self._headers
-                reply = await self._combiner.call(
+                reply = await state.combiner.call(
                     keys, headers["one", False], headers["batch", False], group.encode(), self._stamp(), op
                 )
         except self._foreign as e:
@@ -1156,15 +1342,33 @@ class RedisStateAdapter(StateAdapter):
     # -------------------------------------------------------------- lifecycle
 
     async def close(self) -> None:
-        """Close the connection pool; later operations fail with UNAVAILABLE."""
+        """Close the connection pools (of every event loop still running); later operations fail with UNAVAILABLE.
+
+        A loop that is not running (it ended, or waits to run again) cannot
+        close what it holds from here: its client closes when the loop
+        shuts down, as ``asyncio.run`` does at its end.
+        """
         if self._closed:
             return
         self._closed = True
-        close = getattr(self.client, "aclose", None) or self.client.close
-        with contextlib.suppress(*self._failures):  # already gone: nothing to release
-            await self._combiner.aclose()
-            await self._program.aclose()
-            await close()
+        loops = self._loops
+        here = asyncio.get_running_loop()
+        for state in loops.take_all():
+            assert state.until_loop_ends is not None  # set before a state is listed
+            ending = state.until_loop_ends.aclose()
+            if state.loop is here:
+                await ending
+            elif state.loop.is_running():  # a loop of another thread: closed there
+                done = asyncio.run_coroutine_threadsafe(ending, state.loop)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.wrap_future(done), 5.0)
+            else:
+                ending.close()
+        if not loops.home_used:  # never used: it holds no connection, but it may own its pool
+            loops.home_used = True
+            close = getattr(loops.home, "aclose", None) or loops.home.close
+            with contextlib.suppress(*self._failures):
+                await close()
 
 
 class _InternalRedis(RedisStateAdapter):

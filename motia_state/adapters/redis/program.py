@@ -252,7 +252,7 @@ class AutoPipeline:
     passed over wherever a reply is read.
     """
 
-    __slots__ = ("_active", "_conn", "_flusher", "_loop", "_queue", "commands", "errors", "pool", "writes")
+    __slots__ = ("_active", "_closed", "_conn", "_flusher", "_loop", "_queue", "commands", "errors", "pool", "writes")
 
     def __init__(self, client: Any, errors: Any) -> None:
         self.pool = client.connection_pool
@@ -266,9 +266,20 @@ class AutoPipeline:
         self._active = False
         self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def _stopped(self) -> Exception:
+        stopped: Exception = self.errors.ConnectionError("the adapter was closed")
+        return stopped
 
     async def call(self, command: bytes) -> Any:
-        """Send ``command`` (packed, as :func:`pack` makes it) and return its reply; an error reply raises."""
+        """Send ``command`` (packed, as :func:`pack` makes it) and return its reply; an error reply raises.
+
+        After :meth:`aclose` it raises redis-py's ``ConnectionError`` ("the
+        adapter was closed") at once: nothing is sent, no connection opened.
+        """
+        if self._closed:
+            raise self._stopped()
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._reset(loop)
@@ -284,8 +295,13 @@ class AutoPipeline:
             self.commands += 1
             try:
                 reply, in_step = await _read_reply(conn, self.errors)
-            except BaseException:
+            except Exception as e:
                 await self._drop(conn)  # out of step, or a reply owed on it: it cannot be used again
+                if self._closed:  # the close dropped it under this call
+                    raise self._stopped() from e
+                raise
+            except BaseException:
+                await self._drop(conn)
                 raise
             if not in_step:
                 await self._drop(conn)  # it holds bytes that no command will read
@@ -359,6 +375,8 @@ class AutoPipeline:
                 await self._drop(conn)
             if isinstance(e, ValueError):  # not a reply: the connection is out of step
                 e = self.errors.InvalidResponse(str(e))
+            if self._closed:
+                e = self._stopped()
             for future in outstanding:
                 if not future.done():
                     future.set_exception(e)
@@ -368,14 +386,14 @@ class AutoPipeline:
             # as after a lost connection.
             if conn is not None:
                 await self._drop(conn)
-            stopped = self.errors.ConnectionError("the adapter was closed")
+            stopped = self._stopped()
             for future in [*outstanding, *(future for _, future in self._queue)]:
                 if not future.done():
                     future.set_exception(stopped)
             self._queue = []
             raise
         finally:
-            if self._queue:
+            if self._queue and not self._closed:
                 self._flusher = asyncio.get_running_loop().create_task(self._flush())
             else:
                 self._flusher = None
@@ -429,7 +447,16 @@ class AutoPipeline:
         self._active = False
 
     async def aclose(self) -> None:
-        """Fail what waits, stop the task and give the connection back to the pool."""
+        """Fail what waits or is in flight, stop the task, and give the connection back to the pool.
+
+        Every call waiting for a reply, queued or already written, fails with
+        redis-py's ``ConnectionError`` ("the adapter was closed"; the
+        adapter's UNAVAILABLE), and so does every later call: none waits
+        for ever. A connection with a reply still owed on it is dropped, not
+        given back, so that nobody else reads that reply.
+        """
+        self._closed = True
+        busy = self._active
         flusher, self._flusher = self._flusher, None
         if flusher is not None and not flusher.done():
             flusher.cancel()
@@ -437,12 +464,19 @@ class AutoPipeline:
                 await flusher
         for _, future in self._queue:
             if not future.done():
-                future.set_exception(self.errors.ConnectionError("the adapter was closed"))
+                future.set_exception(self._stopped())
         self._queue = []
+        # A flusher cancelled before its first step never ran its cleanup.
+        self._active = False
         conn, self._conn = self._conn, None
-        if conn is not None and self._loop is asyncio.get_running_loop():
-            with contextlib.suppress(Exception):
-                await self.pool.release(conn)
+        if conn is None:
+            return
+        if busy or self._loop is not asyncio.get_running_loop():
+            # A caller may be reading its reply on it: dropping it ends that read (the caller fails as closed).
+            await self._drop(conn)
+            return
+        with contextlib.suppress(Exception):
+            await self.pool.release(conn)
 
 
 async def round_trip(pool: Any, command: bytes, errors: Any) -> Any:

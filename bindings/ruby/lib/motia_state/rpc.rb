@@ -294,6 +294,7 @@ module MotiaState
       @next_id = 0
       @closed = false
       @close_reason = nil
+      @failed = false # closed because the reader failed, not by the parent or a shutdown
       @done = Queue.new
       # The read side (under @lock, except the buffer, which only the thread
       # holding the turn touches).
@@ -323,12 +324,21 @@ module MotiaState
     end
 
     # Start the background thread (the parent's requests, and reading while
-    # no call waits); returns it.
+    # no call waits); returns it. If it ends before the channel closes (an
+    # exception, Thread#kill), the channel is closed as failed: every call
+    # waiting fails with PeerClosedError and #wait_closed returns, so the
+    # worker exits instead of waiting for requests nobody reads.
     def start
       # A woken thread that ends without calling again passes the relay on.
       @thread_end = TracePoint.new(:thread_end) { relay_on if @relay_holder.equal?(Thread.current) }
       @thread_end.enable
-      @background = Thread.new { background_loop }
+      @background = Thread.new do
+        background_loop
+      rescue Exception => e # rubocop:disable Lint/RescueException -- any end of this thread ends the channel
+        reader_failed(e) unless @closed
+      ensure
+        close("the background reader stopped", failed: true) unless @closed
+      end
       @background.report_on_exception = false
       @background
     end
@@ -340,6 +350,13 @@ module MotiaState
 
     def closed?
       @closed
+    end
+
+    # True when the channel closed because reading it failed (a bug, or the
+    # background thread killed), not because the parent closed it or asked
+    # for a shutdown: the worker then exits with a failure status.
+    def failed?
+      @failed
     end
 
     # Call +method+ on the parent and wait for its result (raises its error).
@@ -456,12 +473,13 @@ module MotiaState
       write_line(line)
     end
 
-    def close(reason = "closed")
+    def close(reason = "closed", failed: false)
       @lock.synchronize do
         return if @closed
 
         @closed = true
         @close_reason = reason
+        @failed = failed
         @pending.each_value { |call| settle_locked(call, :error, PeerClosedError.new("the channel to the parent closed: #{reason}")) }
         @pending.clear
         @relay.each(&:wake)
@@ -500,8 +518,29 @@ module MotiaState
         settled = @lock.synchronize { settle_locked(@pending.delete(frame["id"]), kind, value) }
         warn("motia-state: a reply to no request (id #{frame['id'].inspect})") unless settled
       elsif frame["type"] == "rpc_request"
+        id = frame["id"]
+        unless id.nil? || id.is_a?(String) || id.is_a?(Integer)
+          # 1.5 or 1e400 is no id: answering it would need an id we cannot
+          # write back, and serving it without an answer would leave the
+          # parent waiting (as the parent does for a worker's frame).
+          warn("motia-state: dropped a request whose id is neither a string nor an integer (#{id.inspect})")
+          return
+        end
         request_in(frame)
       end
+    end
+
+    # Serve one request of the parent (in the background thread). A failure
+    # here is a bug of ours, not the parent's: it answers the request with
+    # INTERNAL (when it has an id) and the reader carries on.
+    def serve(frame) # :nodoc:
+      @on_request.call(frame)
+    rescue StandardError => e
+      raise if @closed # a reply that can no longer be written: the channel is gone
+
+      warn("motia-state: serving #{frame['method'].inspect} failed: #{e.class}: #{e.message}")
+      id = frame["id"]
+      respond_error(id, "INTERNAL", "the runner failed to serve #{frame['method'].inspect}: #{e.class}") unless id.nil?
     end
 
     # A frame over a limit: a request gets LIMIT_EXCEEDED, a reply fails its call.
@@ -677,7 +716,7 @@ module MotiaState
         if @spin_skip.positive?
           @spin_skip -= 1
         elsif spin_for_input
-          feed(@input.readpartial(CHUNK))
+          feed_read
           return true
         end
       end
@@ -687,7 +726,7 @@ module MotiaState
         return true
       end
 
-      feed(@input.readpartial(CHUNK))
+      feed_read
       true
     rescue EOFError
       feed_end
@@ -696,6 +735,21 @@ module MotiaState
     rescue IOError, SystemCallError => e
       close("read failed: #{e.message}")
       false
+    end
+
+    # Read once and handle what came. A line that fails to be handled closes
+    # the channel as failed (#line_in); anything else escaping here (out of
+    # memory, say) leaves the buffer in an unknown state, so it does the
+    # same: every waiting call fails instead of waiting for a reply lost
+    # with it.
+    def feed_read
+      chunk = @input.readpartial(CHUNK)
+      begin
+        feed(chunk)
+      rescue Exception => e # rubocop:disable Lint/RescueException -- re-raised
+        reader_failed(e) unless @closed
+        raise
+      end
     end
 
     # Poll the input without sleeping for up to the spin budget: a reply that
@@ -735,6 +789,8 @@ module MotiaState
       start = 0
       while (nl = buf.index(NL, from))
         line_in(buf.byteslice(start, nl - start))
+        return if @closed # a shutdown, or a failure: nothing after it is served
+
         start = from = nl + 1
       end
       @rbuf = start.zero? ? buf : buf.byteslice(start, buf.bytesize - start)
@@ -745,12 +801,27 @@ module MotiaState
       @skipping = true
     end
 
+    # One line. Handling it raises only through a bug of ours (the parent's
+    # bad frames are answered, not raised): the reply it held, and whatever
+    # else was read with it, may be lost, so nothing waiting can be trusted
+    # to be answered. The channel closes as failed: every waiting call
+    # fails at once, and the worker exits with a failure status.
     def line_in(line)
       if line.bytesize > @max_frame_bytes
         oversized(line.byteslice(0, HEAD_BYTES), "a frame of more than #{@max_frame_bytes} bytes")
       else
         handle_line(line)
       end
+    rescue StandardError => e
+      raise if @closed
+
+      reader_failed(e)
+    end
+
+    def reader_failed(error)
+      warn("motia-state: the reader failed: #{error.class}: #{error.message}\n" \
+           "#{(error.backtrace || []).first(20).join("\n")}")
+      close("the reader failed (#{error.class}: #{error.message})", failed: true)
     end
 
     # The input ended: a last line without its newline is still a frame.
@@ -764,7 +835,7 @@ module MotiaState
     # thread, which serves requests (a caller only waits for its reply).
     def request_in(frame)
       if @background.nil? || Thread.current.equal?(@background)
-        @on_request.call(frame)
+        serve(frame)
       else
         @lock.synchronize do
           @inbox << frame
@@ -815,7 +886,7 @@ module MotiaState
             relay_locked if relaying && @relay_seq == seq && !@relay_holder.nil? # stalled
           end
         end
-        frames&.each { |frame| @on_request.call(frame) }
+        frames&.each { |frame| serve(frame) }
         lead_background if lead
       end
     end
@@ -874,6 +945,9 @@ module MotiaState
     def write_line(line)
       @lock.synchronize do
         raise PeerClosedError, "the channel to the parent is closed" if @closed && line.start_with?('{"type":"rpc_request","id"')
+        # After a failed read nothing goes out: the parent learns of it from
+        # the exit, not from answers that look like a handler's own failure.
+        return if @failed
 
         @out << line << "\n"
         relay_on_locked if @relay_holder.equal?(Thread.current)

@@ -76,6 +76,7 @@ module MotiaState
       end
       @client.start
       @client.wait_closed
+      @client.failed? ? 1 : 0
     end
 
     private
@@ -93,7 +94,9 @@ module MotiaState
       when "invoke"
         Thread.new { invoke(id, args.is_a?(Hash) ? args : {}) }
       when "config"
-        answer_config(id)
+        # Its own thread, as a condition's: a config method that calls the
+        # parent would otherwise wait for a reply that only this thread reads.
+        Thread.new { answer_config(id) }
       when "condition"
         Thread.new { answer_condition(id, args.is_a?(Hash) ? args : {}) }
       when "shutdown"
@@ -212,6 +215,5 @@ module MotiaState
     $stdout.reopen($stderr)
     $stdin.reopen(File::NULL)
     Worker.new(argv[0], input, output).serve
-    0
   end
 end
