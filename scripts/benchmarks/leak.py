@@ -16,8 +16,6 @@ same functions with a small ``n`` and a bound.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import json
 import os
@@ -31,6 +29,7 @@ from pathlib import Path
 import anyio
 
 import motia_state as ms
+from motia_state.feed import DEFAULT_RETENTION
 from motia_state.runtime import WorkerPool
 
 from .harness import Options
@@ -63,11 +62,18 @@ STORE_KEYS = 1_000
 
 @dataclass(frozen=True)
 class Growth:
-    """RSS in bytes after warm-up and at the end, and how much work ran in between."""
+    """RSS in bytes after warm-up and at the end, and how much work ran in between.
+
+    For this process, also the objects Python holds (``sys.getallocatedblocks``)
+    at both points: a leak of Python objects grows them, where the
+    allocator's fragmentation moves only the RSS. None for a worker.
+    """
 
     warm: int
     end: int
     work: int
+    warm_blocks: int | None = None
+    end_blocks: int | None = None
 
     @property
     def ratio(self) -> float:
@@ -87,19 +93,6 @@ def rss(pid: int | None = None) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def settle() -> None:
-    """Collect this process's garbage and hand the allocator's free memory back (glibc's ``malloc_trim``).
-
-    What is measured is memory in use: without the trim, memory that a
-    burst (a compaction's buffers, say) took and freed stays in the RSS
-    wherever later allocations pinned the heap, and moves it by more than a
-    leak of the size sought.
-    """
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: the RSS as it is
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def children() -> list[int]:
@@ -139,14 +132,17 @@ def pool_growth(step: Path, warmup: int, n: int) -> tuple[Growth, Growth]:
                 await pool.call(step, trace_id="t")
             (worker,) = set(children()) - others
             await pool.call(step, data="collect", trace_id="t")
-            settle()
-            parent_warm, worker_warm = rss(), rss(worker)
+            gc.collect()
+            parent_warm, worker_warm, warm_blocks = rss(), rss(worker), sys.getallocatedblocks()
             for _ in range(n):
                 await pool.call(step, trace_id="t")
             await pool.call(step, data="collect", trace_id="t")
-            settle()
+            gc.collect()
             assert set(children()) - others == {worker}, "the pool replaced its worker"
-            return Growth(parent_warm, rss(), n), Growth(worker_warm, rss(worker), n)
+            return (
+                Growth(parent_warm, rss(), n, warm_blocks, sys.getallocatedblocks()),
+                Growth(worker_warm, rss(worker), n),
+            )
 
     return anyio.run(run)
 
@@ -176,14 +172,14 @@ def store_growth(adapter: ms.StateAdapter, warmup: int, m: int, listener: ms.Cha
     test uses one that keeps every change, to show a leak is caught).
     """
 
-    async def measure() -> int:
+    async def measure() -> tuple[int, int]:
         # A store that compacts (the file store) is measured right after a
         # compaction, so that both measurements see its log, its buffers and
         # its feed window at the same point of their cycle.
         if isinstance(adapter, ms.FileStateAdapter):
             await adapter.compact()
-        settle()
-        return rss()
+        gc.collect()
+        return rss(), sys.getallocatedblocks()
 
     async def run() -> Growth:
         state = ms.StateManager(adapter)
@@ -191,9 +187,10 @@ def store_growth(adapter: ms.StateAdapter, warmup: int, m: int, listener: ms.Cha
             state.on_change(listener)
         try:
             await _operations(state, warmup, 0)
-            warm = await measure()
+            warm, warm_blocks = await measure()
             await _operations(state, m, warmup)
-            return Growth(warm, await measure(), m)
+            end, end_blocks = await measure()
+            return Growth(warm, end, m, warm_blocks, end_blocks)
         finally:
             await adapter.close()
 
@@ -229,6 +226,7 @@ def _line(name: str, growth: Growth) -> None:
     print(
         f"  {name:<34} {growth.warm / 2**20:8.1f} MiB -> {growth.end / 2**20:8.1f} MiB"
         f"  {(growth.ratio - 1) * 100:+6.2f}%  ({growth.per_unit:+.1f} B per unit)"
+        + ("" if growth.warm_blocks is None else f"; Python objects {growth.warm_blocks:,} -> {growth.end_blocks:,}")
     )
 
 
@@ -246,7 +244,7 @@ def run(options: Options) -> None:
     # 500,000 of them. A Node worker's V8 doubles its young generation as it
     # sees allocations go on, and reaches the largest size after about
     # 350,000 invocations of this step (its heap in use stays level).
-    retention = ms.MemoryStateAdapter.__init__.__kwdefaults__["feed_retention"]
+    retention = DEFAULT_RETENTION
     warmup = max(n // 10, 5 * retention // 2)
     warmups = {"node": max(warmup, 4 * retention)}
     m = n * 10
