@@ -356,7 +356,10 @@ class App:
         self.triggers = registry.state_triggers
         api = [(trigger, step.name) for trigger, step in registry.routes]
         # Routes are data: the Starlette app reads this list at every request.
-        self._asgi.router.routes[:] = [*self._builtin_routes(), *routes_for(api, self._api_call, debug=self.debug)]
+        self._asgi.router.routes[:] = [
+            *self._builtin_routes(),
+            *routes_for(api, self._api_call, debug=self.debug, max_body_bytes=self._require_pool().max_frame_bytes),
+        ]
         self._restart_cron()
 
     def _restart_cron(self) -> None:

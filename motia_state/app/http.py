@@ -6,7 +6,9 @@ URL-decoded, a repeated query parameter a list, header names lower-case).
 The handler's return value becomes the response: ``{"status", "body",
 "headers"?}`` when ``status`` is an integer and no other keys are present,
 any other value a 200 with that JSON body. A handler that raises answers
-500 ``{"error", "code": "STEP_FAILED"}``; a body that is not JSON, 400.
+500 ``{"error", "code": "STEP_FAILED"}``; a body that is not JSON, 400; a
+body larger than the workers' frame limit, 413 ``LIMIT_EXCEEDED`` before
+it is read whole.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..errors import StateError, StepError
+from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
 from .config import ApiTrigger
 
-__all__ = ["ApiCall", "error_response", "json_response", "request_input", "response_for", "routes_for"]
+__all__ = [
+    "ApiCall",
+    "BodyTooLarge",
+    "error_response",
+    "json_response",
+    "read_body",
+    "request_input",
+    "response_for",
+    "routes_for",
+]
 
 #: Runs an API step: (step name, handler input) -> the handler's return value.
 ApiCall = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -51,9 +63,34 @@ def error_response(status: int, message: str, code: str, stack: str | None = Non
     return json_response(body, status)
 
 
-async def request_input(request: Request) -> dict[str, Any]:
-    """The handler input of a request; InvalidArgument-shaped ValueError when the body is not JSON."""
-    raw = await request.body()
+class BodyTooLarge(Exception):
+    """A request body over the limit (the workers' frame limit): answered 413 before it is read whole."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused with :class:`BodyTooLarge` as soon as it is known to pass ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before anything
+    is read, and a body sent without one stops being read once it passes
+    the limit: no body larger than what a worker could be sent is held.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the request body ({int(declared):,} bytes) is over the limit of {limit:,} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(f"the request body is over the limit of {limit:,} bytes")
+    return bytes(body)
+
+
+async def request_input(request: Request, limit: int = DEFAULT_MAX_FRAME_BYTES) -> dict[str, Any]:
+    """The handler input of a request; InvalidArgument-shaped ValueError when the body is not JSON.
+
+    Raises :class:`BodyTooLarge` for a body over ``limit`` bytes.
+    """
+    raw = await read_body(request, limit)
     body: Any = None
     if raw.strip():
         body = msgspec.json.decode(raw)  # msgspec.DecodeError (a ValueError) when it is not JSON
@@ -121,13 +158,21 @@ def _bad_header(headers: dict[str, str]) -> str | None:
     return None
 
 
-def routes_for(api: list[tuple[ApiTrigger, str]], call: ApiCall, *, debug: bool = False) -> list[BaseRoute]:
-    """One Starlette route per (API trigger, step name)."""
+def routes_for(
+    api: list[tuple[ApiTrigger, str]],
+    call: ApiCall,
+    *,
+    debug: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+) -> list[BaseRoute]:
+    """One Starlette route per (API trigger, step name); a body over ``max_body_bytes`` is answered 413 unread."""
 
     def endpoint_for(step: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
-                data = await request_input(request)
+                data = await request_input(request, max_body_bytes)
+            except BodyTooLarge as e:
+                return error_response(413, str(e), "LIMIT_EXCEEDED")
             except ValueError as e:
                 return error_response(400, f"the request body is not JSON: {e}", "INVALID_ARGUMENT")
             except RecursionError:

@@ -150,6 +150,11 @@ class WorkerPool:
         # Busy workers' tasks end when their calls finish and retire them.
         return await tg.__aexit__(exc_type, exc, tb)
 
+    @property
+    def max_frame_bytes(self) -> int:
+        """The frame limit of the pool's workers, in bytes: no invocation's data can be larger."""
+        return self._max_frame_bytes
+
     async def call(
         self,
         path: str | os.PathLike[str],
