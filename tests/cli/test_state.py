@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import signal
 import time
 from pathlib import Path
@@ -158,13 +159,20 @@ def test_a_reader_that_goes_away_ends_watch_quietly(store: str) -> None:
     cli("state", "set", "g", "k", "0", "--state", store)
     proc = start("state", "watch", "--state", store)
     try:
-        time.sleep(1.5)  # the watcher has taken its position ("now")
-        cli("state", "set", "g", "k", "1", "--state", store)
         assert proc.stdout is not None
-        assert json.loads(proc.stdout.readline())["newValue"] == 1
-        proc.stdout.close()  # the reader is gone
-        for value in range(2, 5):
+        # The watcher follows from "now", once it has started: write until it prints a change.
+        deadline = time.monotonic() + 60
+        value, line = 0, ""
+        while not line:
+            assert time.monotonic() < deadline and proc.poll() is None, "watch printed no change"
+            value += 1
             cli("state", "set", "g", "k", str(value), "--state", store)
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                line = proc.stdout.readline()
+        assert 1 <= json.loads(line)["newValue"] <= value
+        proc.stdout.close()  # the reader is gone
+        for later in range(value + 1, value + 4):
+            cli("state", "set", "g", "k", str(later), "--state", store)
         assert proc.wait(30) == 1
     finally:
         if proc.poll() is None:
