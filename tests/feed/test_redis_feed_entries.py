@@ -289,3 +289,33 @@ async def test_both_limits_at_once_keep_the_newest_records_contiguous(
         assert [c.new_value for c in await state.history("g", "small", limit=3)] == [39, 38, 37]
     finally:
         await state.close()
+
+
+# ----------------------------------------------------------- reading while the feed moves
+
+
+async def test_reading_from_the_oldest_record_while_trimming_moves_it_starts_at_the_new_oldest(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    # after=None names no position of the reader's own: if trimming moves the oldest retained record
+    # between the shard's bounds being read and its first entries, the reader starts from the new oldest.
+    state = _adapter(redis_server, redis_prefix, feed_retention=4)
+    other = _adapter(redis_server, redis_prefix, feed_retention=4)
+    try:
+        for i in range(6):
+            await state.set("g", "k", i)
+        read = state._read_shards
+
+        async def trimmed_first(*args: Any) -> Any:
+            state._read_shards = read  # type: ignore[method-assign]
+            for i in range(10):
+                await other.set("g", "k", 100 + i)
+            return await read(*args)
+
+        state._read_shards = trimmed_first  # type: ignore[method-assign]
+        records = await _all(state.changes(None, follow=False))
+        assert records[-1].cursor == "r.16" and 4 <= len(records) < 8
+        assert _numbers(records) == list(range(17 - len(records), 17))
+    finally:
+        await other.close()
+        await state.close()
