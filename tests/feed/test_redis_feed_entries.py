@@ -319,3 +319,30 @@ async def test_reading_from_the_oldest_record_while_trimming_moves_it_starts_at_
     finally:
         await other.close()
         await state.close()
+
+
+async def test_a_stream_emptied_by_hand_keeps_its_numbering_for_readers(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    # XTRIM to nothing keeps the stream's last ID (the next entry continues from it): "now", None
+    # and a cursor at the end resume there; a cursor before it is expired, not silently resumed.
+    state = _adapter(redis_server, redis_prefix)
+    try:
+        for i in range(5):
+            await state.set("g", "k", i)
+        await state.client.xtrim(_feed(redis_prefix), maxlen=0)
+        assert await state.client.xlen(_feed(redis_prefix)) == 0
+        assert (await state.feed_info())["retained"] == 0
+        with pytest.raises(ms.CursorExpiredError):
+            await _all(state.changes("r.3", follow=False))
+        now, oldest, at_end = state.changes("now"), state.changes(None), state.changes("r.5")
+        await state.set("g", "k", 5)
+        for stream in (now, oldest, at_end):
+            assert (await asyncio.wait_for(stream.__anext__(), 5)).cursor == "r.6"
+            await stream.aclose()  # type: ignore[attr-defined]
+        with pytest.raises(ms.CursorExpiredError):
+            await _all(state.changes("r.3", follow=False))
+        with pytest.raises(ms.CursorExpiredError):
+            await _all(state.changes("r.7", follow=False))
+    finally:
+        await state.close()

@@ -1262,13 +1262,25 @@ local function entry_count(fields)
   return tonumber(fields[1]) or 1
 end
 
+-- The number of the last record a stream without entries numbered (0 when
+-- there is no stream): emptied by hand, it still numbers the next entry
+-- after its last ID, so readers must start there, not at 0.
+local function last_generated(S)
+  if redis.call('EXISTS', S) == 0 then return '0' end
+  local info = redis.call('XINFO', 'STREAM', S)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return info[i + 1]:sub(3) end
+  end
+  return '0'
+end
+
 -- KEYS[1] a feed stream; ARGV[2] (optional) a record number p. Reply:
--- {first n, last n, records retained} ("0" when empty), then, when p falls
--- inside an entry that holds records after it, that entry (id, fields), so
--- that a reader starting after p reads the rest of it.
+-- {first n, last n, records retained} (first "0" when empty), then, when p
+-- falls inside an entry that holds records after it, that entry (id,
+-- fields), so that a reader starting after p reads the rest of it.
 function mode_read.info(KEYS, ARGV)
   local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-  if not first then return { '0', '0', 0 } end
+  if not first then return { '0', last_generated(KEYS[1]), 0 } end
   local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
   local low = tonumber(first[1]:sub(3))
   local high = tonumber(last[1]:sub(3)) + entry_count(last[2]) - 1

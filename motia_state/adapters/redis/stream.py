@@ -251,7 +251,7 @@ class RedisChangeStream(AsyncIterator[Change]):
                         raise CursorExpiredError(
                             f"cursor {self._after!r} is not from this store (it is past the newest record)"
                         )
-                    if length and n < first - 1:
+                    if n < (first - 1 if length else last):  # the records right after it were trimmed
                         raise self._expired(self._after)
                     if around is not None and shard in self._shards:
                         # The cursor names a record inside an entry: the rest of it comes first.
