@@ -346,3 +346,21 @@ async def test_a_stream_emptied_by_hand_keeps_its_numbering_for_readers(
             await _all(state.changes("r.7", follow=False))
     finally:
         await state.close()
+
+
+async def test_a_batch_larger_than_the_byte_limit_keeps_the_stream_within_twice_it(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    # One call's records are split into entries of at most half the byte limit, so trimming whole
+    # entries can keep the stream within the limit (a single entry of the whole batch could not).
+    limit = 100_000
+    state = _adapter(redis_server, redis_prefix, feed_retention_bytes=limit)
+    try:
+        for round_ in range(3):
+            await state.batch("g", [{"type": "set", "key": f"k{i}", "value": f"{round_}" * 5000} for i in range(200)])
+            assert await state.client.memory_usage(_feed(redis_prefix), samples=0) <= 2 * limit
+            records = await _all(state.changes(follow=False))
+            assert records and _numbers(records) == list(range(200 * round_ + 201 - len(records), 200 * round_ + 201))
+            assert records[-1].key == "k199" and records[-1].new_value == f"{round_}" * 5000
+    finally:
+        await state.close()
