@@ -242,7 +242,7 @@ class RedisChangeStream(AsyncIterator[Change]):
                 # From the oldest retained record of each shard.
                 info = await adapter._shard_info()
                 self._position = [first - 1 if length else last for first, last, length, _ in info]
-                self._oldest = set(self._shards)
+                self._oldest = {shard for shard in self._shards if info[shard][2]}
             else:
                 position = parse_cursor(self._after, shards)
                 info = await adapter._shard_info(position)
@@ -275,8 +275,6 @@ class RedisChangeStream(AsyncIterator[Change]):
         """
         position = self._position[shard]
         oldest = shard in self._oldest
-        if entries:
-            self._oldest.discard(shard)
         for entry_id, fields in entries:
             first = _number(entry_id)
             count = entry_count(fields)
@@ -325,6 +323,7 @@ class RedisChangeStream(AsyncIterator[Change]):
                 self._accept(shard, entries, found)
             for shard, entries in await self._adapter._read_shards(self._shards, self._position, READ_BATCH):
                 self._accept(shard, entries, found)
+            self._oldest.clear()  # the start is fixed by the first read, as on the other stores
             if found:
                 self._emit(found, start)
                 continue
