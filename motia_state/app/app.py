@@ -12,14 +12,13 @@ everything.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import importlib
 import inspect
 import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +36,8 @@ from ..adapters.factory import create_state_adapter
 from ..errors import NotFoundError, StateError, UnavailableError
 from ..manager import StateManager
 from ..runtime import WorkerPool
+from ..web.endpoints import EventStreams
+from ..web.responses import EXCEPTION_HANDLERS
 from .config import StepConfig
 from .cron import CronScheduler
 from .discovery import ConfigLoader, Registry, StateTriggerSpec, StepRecord
@@ -146,10 +147,16 @@ class App:
         self._limits: dict[tuple[str, int], anyio.CapacityLimiter] = {}
         self._idle = anyio.Event()
         self._idle.set()
+        # Each running invocation's scope: past the grace period they are cancelled,
+        # whichever task runs them (an HTTP request's, the app's own).
+        self._invocations: set[anyio.CancelScope] = set()
+        self._cancelling = False
+        self._streams = EventStreams()
         self.router = EventRouter(
             self._subscribers, self._deliver, self._spawn, attempts=attempts, backoff=backoff, max_depth=max_depth
         )
-        self._asgi = Starlette(routes=self._builtin_routes())
+        # Every error is JSON, also Starlette's own 404 and 405.
+        self._asgi = Starlette(routes=self._builtin_routes(), exception_handlers=dict(EXCEPTION_HANDLERS))
 
     @classmethod
     def from_directory(
@@ -166,6 +173,8 @@ class App:
     # -- lifecycle ------------------------------------------------------------
 
     async def __aenter__(self) -> App:
+        self._cancelling = False
+        self._streams = EventStreams()  # the routes made below hand it to the workbench
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -201,20 +210,39 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         await self.stop_accepting()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self.grace):
-            await self._idle.wait()
+        if not self._cancelling:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.grace):
+                await self._idle.wait()
         if self._running:
-            log.warning("stopping with %d invocation(s) still running after %.1f s", self._running, self.grace)
+            log.warning("stopping %d invocation(s) still running after %.1f s", self._running, self.grace)
+            self.cancel_running()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.grace):
+                await self._idle.wait()  # their workers are killed at once
         # The task group was entered outside any scope opened here: it must be left outside one too.
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
 
     async def stop_accepting(self) -> None:
-        """Stop taking work: no new requests, events or cron firings; running invocations go on."""
+        """Stop taking work: no new requests, events or cron firings; running invocations go on.
+
+        The workbench's open change streams end too: a page left open must
+        not keep the server from stopping.
+        """
         self._accepting = False
+        self._streams.close()
         if self._cron_scope is not None:
             self._cron_scope.cancel()
+
+    def cancel_running(self) -> None:
+        """Stop every running invocation now (and any that starts after): each fails with UNAVAILABLE.
+
+        Leaving ``async with`` does this once the grace period is over; a
+        server calls it to stop at once (a second Ctrl-C).
+        """
+        self._cancelling = True
+        for scope in list(self._invocations):
+            scope.cancel()
 
     async def wait_idle(self) -> None:
         """Wait until no invocation is running."""
@@ -448,6 +476,31 @@ class App:
             )
 
         start = time.perf_counter()
+        scope = anyio.CancelScope()
+        self._invocations.add(scope)
+        if self._cancelling:
+            scope.cancel()
+        try:
+            with scope:
+                return await self._call(step, pool, data, trace_id, depth, on_emit, on_log, trigger, start)
+        finally:
+            self._invocations.discard(scope)
+        # Only reached when the scope caught its own cancellation: cancel_running stopped it.
+        raise UnavailableError(f"the app stopped before {config.name} finished (its grace period was over)")
+
+    async def _call(
+        self,
+        step: StepRecord,
+        pool: WorkerPool,
+        data: Any,
+        trace_id: str,
+        depth: int,
+        on_emit: Callable[[dict[str, Any]], None],
+        on_log: Callable[[dict[str, Any]], None],
+        trigger: str,
+        start: float,
+    ) -> Any:
+        config = step.config
         outcome, error = "ok", None
         async with self._limit(config):
             with self._running_one():
@@ -489,27 +542,29 @@ class App:
     # -- /__motia ---------------------------------------------------------------
 
     def _builtin_routes(self) -> list[BaseRoute]:
+        from ..web.guard import Guard
+
+        # The same guard as the workbench's own endpoints: the summary and the
+        # dead letters show state values and retry or drop work, so a foreign
+        # Host (DNS rebinding), a foreign Origin, a write that is not JSON (a
+        # cross-site form) and, with a token, a request without it are refused.
+        guard = Guard(self.token, self.allowed_hosts)
+        dead = f"{WORKBENCH_PREFIX}/dead-letters"
         routes: list[BaseRoute] = [
-            Route(WORKBENCH_PREFIX, self._summary_endpoint, methods=["GET"]),
-            Route(f"{WORKBENCH_PREFIX}/dead-letters", self._dead_letters_endpoint, methods=["GET"]),
-            Route(f"{WORKBENCH_PREFIX}/dead-letters/{{id}}/retry", self._retry_endpoint, methods=["POST"]),
-            Route(f"{WORKBENCH_PREFIX}/dead-letters/{{id}}", self._drop_endpoint, methods=["DELETE"]),
+            Route(WORKBENCH_PREFIX, self._summary_endpoint(guard), methods=["GET"]),
+            Route(dead, guard.wrap(self._dead_letters_endpoint, write=False), methods=["GET"]),
+            Route(dead + "/{id}/retry", guard.wrap(self._retry_endpoint, write=True), methods=["POST"]),
+            Route(dead + "/{id}", guard.wrap(self._drop_endpoint, write=True), methods=["DELETE"]),
         ]
         if self.state is not None:
             # The workbench's page and state endpoints, once there is a store to show.
             from ..web import workbench_routes
 
-            page = workbench_routes(self.state, app=self, token=self.token, allowed_hosts=self.allowed_hosts)
+            page = workbench_routes(
+                self.state, app=self, token=self.token, allowed_hosts=self.allowed_hosts, streams=self._streams
+            )
             routes.append(Mount(WORKBENCH_PREFIX, routes=page))
         return routes
-
-    def _authorized(self, request: Request) -> Response | None:
-        if self.token is None:
-            return None
-        given = request.headers.get("authorization", "").encode()
-        if hmac.compare_digest(given, f"Bearer {self.token}".encode()):
-            return None
-        return error_response(401, "this endpoint needs 'Authorization: Bearer <token>'", "UNAUTHORIZED")
 
     def summary(self) -> dict[str, Any]:
         """What the app serves: steps, routes, topics, schedules, state triggers, config errors."""
@@ -525,21 +580,26 @@ class App:
                 {"name": spec.name, "step": spec.step.name, "trigger": spec.trigger.as_dict()} for spec in self.triggers
             ],
             "stateTriggersRunning": self.trigger_runner is not None,
+            # Step files that export no config: found, but nothing triggers them.
+            "notServed": [_relative(path, self.root) for path in reg.skipped],
         }
 
-    async def _summary_endpoint(self, request: Request) -> Response:
-        if "text/html" in request.headers.get("accept", "") and self.state is not None:
-            # A browser opening the printed URL gets the workbench page.
-            return RedirectResponse(request.scope.get("root_path", "") + f"{WORKBENCH_PREFIX}/" + _query(request))
-        return self._authorized(request) or json_response(self.summary())
+    def _summary_endpoint(self, guard: Any) -> Callable[[Request], Awaitable[Response]]:
+        async def summary(request: Request) -> Response:
+            if "text/html" in request.headers.get("accept", "") and self.state is not None:
+                # A browser opening the printed URL gets the workbench page (which asks for the token itself).
+                denied = guard.refuse_origin(request)
+                return denied or RedirectResponse(
+                    request.scope.get("root_path", "") + f"{WORKBENCH_PREFIX}/" + _query(request)
+                )
+            return guard.refuse(request, write=False) or json_response(self.summary())
+
+        return summary
 
     async def _dead_letters_endpoint(self, request: Request) -> Response:
-        return self._authorized(request) or json_response(self.all_dead_letters())
+        return json_response(self.all_dead_letters())
 
     async def _retry_endpoint(self, request: Request) -> Response:
-        denied = self._authorized(request)
-        if denied is not None:
-            return denied
         try:
             dead_id = request.path_params["id"]
             trigger = self._trigger_holding(dead_id)
@@ -552,9 +612,6 @@ class App:
         return json_response({"retried": True, "succeeded": ok})
 
     async def _drop_endpoint(self, request: Request) -> Response:
-        denied = self._authorized(request)
-        if denied is not None:
-            return denied
         try:
             dead_id = request.path_params["id"]
             trigger = self._trigger_holding(dead_id)
@@ -569,6 +626,13 @@ class App:
 
 def _query(request: Request) -> str:
     return f"?{request.url.query}" if request.url.query else ""
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _new_trace() -> str:

@@ -157,6 +157,15 @@ class StepConfig(msgspec.Struct, frozen=True, kw_only=True):
         return [t for t in self.triggers if isinstance(t, kind)]
 
 
+def _fires(expression: str) -> bool:
+    """Whether a valid cron expression has a next time (``0 0 30 2 *``, February 30, has none)."""
+    try:
+        croniter(expression).get_next(float)
+    except Exception:  # croniter's CroniterBadDateError, or any other failure to find one
+        return False
+    return True
+
+
 def every_seconds(expression: str) -> float | None:
     """The period of ``@every 10s`` (ms, s, m, h) in seconds; None when it is not an ``@every``."""
     m = _EVERY.match(expression.strip())
@@ -251,6 +260,10 @@ def _check_trigger(trigger: Trigger, file: str, path: str) -> Trigger:
                 file,
                 f"{path}.expression",
                 f"bad cron expression {expression!r} (five fields: minute hour day month weekday)",
+            )
+        elif not _fires(expression):
+            raise ConfigError(
+                file, f"{path}.expression", f"cron expression {expression!r} never fires (a day that does not exist?)"
             )
     elif isinstance(trigger, StateTrigger):
         if not trigger.key:

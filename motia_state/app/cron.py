@@ -60,7 +60,9 @@ class CronScheduler:
 
     async def _one(self, trigger: CronTrigger, step: str) -> None:
         busy = False
-        next_at = next_fire(trigger, time.time())
+        next_at = self._next(trigger, step, time.time())
+        if next_at is None:
+            return
 
         async def fire(scheduled: float) -> None:
             nonlocal busy
@@ -71,12 +73,32 @@ class CronScheduler:
             finally:
                 busy = False
 
+        skipped = 0  # firings skipped while the current one runs: one line for them all, not one each
         while True:
             await anyio.sleep(max(0.0, next_at - time.time()))
             if busy:
-                log.warning("%s: skipped the firing of %s, the previous one is still running", step, trigger.expression)
+                skipped += 1
+                if skipped == 1:
+                    log.warning(
+                        "%s: skipped the firing of %s, the previous one is still running", step, trigger.expression
+                    )
             else:
+                if skipped > 1:
+                    log.warning("%s: skipped %d firings of %s in all while it ran", step, skipped, trigger.expression)
+                skipped = 0
                 busy = True  # at once: the task starts later
                 self._spawn(lambda at=next_at: fire(at))  # type: ignore[misc]
             # A clock jump or a long stall: the next time after now, not a burst of missed ones.
-            next_at = next_fire(trigger, max(next_at, time.time()))
+            following = self._next(trigger, step, max(next_at, time.time()))
+            if following is None:
+                return
+            next_at = following
+
+    @staticmethod
+    def _next(trigger: CronTrigger, step: str, after: float) -> float | None:
+        # A schedule with no next time stops alone, logged: the others and the app go on.
+        try:
+            return next_fire(trigger, after)
+        except Exception as e:
+            log.error("%s: the schedule %r has no next time, it stops: %s", step, trigger.expression, e)
+            return None

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import anyio
 
@@ -30,6 +31,7 @@ __all__ = ["add_arguments", "is_loopback", "run_dev"]
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # a usage or config error: nothing was started
+EXIT_UNAVAILABLE = 3  # the store cannot be reached: nothing was served
 WATCH_PERIOD = 0.5
 
 
@@ -68,7 +70,8 @@ def _fail(out: IO[str], message: str) -> int:
 
 def _error(e: Any) -> int:
     sys.stderr.write(f"motia-state dev: {e.code}: {e.message}\n")
-    return EXIT_FAILED
+    # The CLI's exit codes: 3 when the store cannot be reached, 1 otherwise (CORRUPT included).
+    return EXIT_UNAVAILABLE if e.code == "UNAVAILABLE" else EXIT_FAILED
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -86,29 +89,38 @@ def run_dev(args: argparse.Namespace) -> int:
         return _fail(sys.stderr, f"--port {args.port}: expected 0..65535")
     if not args.grace >= 0:
         return _fail(sys.stderr, f"--grace {args.grace}: expected a number of seconds >= 0")
-    _configure_logging()
+    _configure_logging(quiet=bool(getattr(args, "quiet", False)))
     return anyio.run(_serve, args, token)
 
 
-def _configure_logging() -> None:
+def _configure_logging(*, quiet: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     for name in ("motia_state.step", "motia_state.app"):
         logger = logging.getLogger(name)
-        logger.addHandler(handler)
+        logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
     # The per-invocation lines are printed by the dev server itself.
     logging.getLogger("motia_state.app").setLevel(logging.WARNING)
+    if quiet:  # -q hides the steps' logs (the invocation lines are the server's output and stay)
+        logging.getLogger("motia_state.step").setLevel(logging.CRITICAL + 1)
 
 
 def _print(*lines: str) -> None:
-    for line in lines:
-        sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    try:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Whoever read the output went away (`dev | head`): the server goes on,
+        # its output goes nowhere from now on (also the flush at exit).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
-def _summary(app: Any, url: str, state: str) -> list[str]:
+def _summary(app: Any, url: str, state: str, token: str | None = None) -> list[str]:
     s = app.summary()
     lines = [f"motia-state dev: {len(s['steps'])} step(s) from {app.root} on state {state}"]
     lines.append("  routes:" if s["routes"] else "  routes: none")
@@ -123,7 +135,10 @@ def _summary(app: Any, url: str, state: str) -> list[str]:
         trigger = t["trigger"]
         where = f"{trigger.get('group', '*')}/{trigger['key']}"
         lines.append(f"    {t['name']}: {where}{' (condition)' if 'condition' in trigger else ''}{note}")
-    lines.append(f"  workbench: {url}/__motia")
+    lines += [f"  not served (no config): {name}" for name in s.get("notServed", ())]
+    # With a token, the page reads it from the fragment (never sent to the server) and opens its session.
+    page = f"/__motia/#{quote(token, safe='')}" if token else "/__motia"
+    lines.append(f"  workbench: {url}{page}")
     return lines
 
 
@@ -165,19 +180,30 @@ class _Stop:
 
     async def watch(self) -> None:
         """Wait for SIGINT/SIGTERM until cancelled; see the class docstring for what each does."""
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                if self.signalled:
-                    if self.server is not None:
-                        self.server.force_exit = True
-                    continue
-                self.signalled = True
-                _print(f"{signal.Signals(signum).name}: stopping (running invocations get {self.grace:g} s to finish)")
-                if self.server is None:
-                    self.startup.cancel()
-                else:
-                    self.server.should_exit = True
-                    await self.app.stop_accepting()
+        async with anyio.create_task_group() as tg:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    if self.signalled:
+                        if self.server is not None:
+                            self.server.force_exit = True
+                            self.app.cancel_running()
+                        continue
+                    self.signalled = True
+                    _print(
+                        f"{signal.Signals(signum).name}: stopping (running invocations get {self.grace:g} s to finish)"
+                    )
+                    if self.server is None:
+                        self.startup.cancel()
+                    else:
+                        self.server.should_exit = True
+                        await self.app.stop_accepting()
+                        tg.start_soon(self._stop_after_grace)
+
+    async def _stop_after_grace(self) -> None:
+        # The grace period counts from the signal, for every invocation alike
+        # (an HTTP request's too): past it they are stopped and answered.
+        await anyio.sleep(self.grace)
+        self.app.cancel_running()
 
 
 async def _serve(args: argparse.Namespace, token: str | None) -> int:
@@ -212,13 +238,20 @@ async def _start(args: argparse.Namespace, token: str | None, stop: _Stop) -> in
     try:
         with stop.startup:  # cancelled only by a signal that comes before the server runs
             async with app:
+                # A store that cannot be reached fails the start, instead of every request later.
+                # Answered here: raised out of the app's task group it would come wrapped in a group.
+                assert app.state is not None
+                try:
+                    await app.state.exists("motia-state", "reachable")
+                except StateError as e:
+                    return _error(e)
                 app.on_invocation.append(on_invocation)
                 if getattr(args, "verbose", 0) >= 2 and app.state is not None:
                     # -vv: one line per state operation a step performs (group, key, op, duration, outcome).
                     from ..cli._common import log_operation
 
                     app.state.add_observer(log_operation)
-                code = await _serve_app(app, args, stop)
+                code = await _serve_app(app, args, stop, token)
     except ConfigError:
         if not app.registry.errors:
             raise
@@ -233,7 +266,7 @@ async def _start(args: argparse.Namespace, token: str | None, stop: _Stop) -> in
     return code
 
 
-async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop) -> int:
+async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop, token: str | None) -> int:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -246,8 +279,14 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop) -> int:
         lifespan="off",
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=max(args.grace, 0.1),
+        # A backstop only: the app stops its invocations at the grace period and answers them itself.
+        timeout_graceful_shutdown=int(args.grace) + 5,
     )
+    from ..web.serve import listen
+
+    sock = listen(args.host, args.port, "dev")
+    if sock is None:
+        return EXIT_FAILED
     server = Server(config)
     stop.server = server
     url = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{args.port}"
@@ -260,7 +299,7 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop) -> int:
         if args.port == 0:  # the OS chose: show the port it gave
             with contextlib.suppress(AttributeError, IndexError, OSError):
                 bound = url.rsplit(":", 1)[0] + f":{server.servers[0].sockets[0].getsockname()[1]}"
-        _print(*_summary(app, bound, args.state))
+        _print(*_summary(app, bound, args.state, token))
 
     async def watch() -> None:
         seen = _snapshot(app.root)
@@ -285,9 +324,11 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop) -> int:
         if args.watch:
             tg.start_soon(watch)
         try:
-            await server.serve()
-        except SystemExit:  # uvicorn exits when it cannot bind (it has logged why)
+            await server.serve(sockets=[sock])
+        except SystemExit:  # uvicorn exits when it cannot start (it has logged why)
             code = EXIT_FAILED
+        finally:
+            sock.close()
         if not server.started and not stop.signalled:
             code = EXIT_FAILED
         tg.cancel_scope.cancel()

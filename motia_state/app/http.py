@@ -88,11 +88,37 @@ def response_for(result: Any) -> Response:
         ):
             return error_response(500, "the step's response headers must be an object of strings", "STEP_FAILED")
         status = int(result["status"])
+        if not 200 <= status <= 599:
+            # A final response is 2xx..5xx: the server cannot send anything else and would drop the connection.
+            return error_response(500, f"the step's response status {status} is not from 200 to 599", "STEP_FAILED")
         str_headers = {str(k): str(v) for k, v in (headers or {}).items()}
-        if status in (204, 304) or 100 <= status < 200:
+        bad = _bad_header(str_headers)
+        if bad is not None:
+            return error_response(500, f"the step's response {bad}", "STEP_FAILED")
+        if status in (204, 304):
             return Response(status_code=status, headers=str_headers)
         return json_response(result.get("body"), status, str_headers)
     return json_response(result)
+
+
+#: The characters of an HTTP header name (RFC 9110 token).
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+#: Headers the server writes itself from the body it sends.
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
+
+
+def _bad_header(headers: dict[str, str]) -> str | None:
+    """Why a step's headers cannot be sent (a name that is not a token, a control character, framing), or None."""
+    for name, value in headers.items():
+        if not name or not set(name) <= _TOKEN:
+            return f"header name {name!r} is not a valid HTTP header name"
+        if name.lower() in _FRAMING:
+            return f"header {name!r} is set by the server from the body"
+        if any(c in value for c in "\r\n\x00"):
+            return f"header {name!r} holds a line break or NUL"
+        if not value.isascii() and any(ord(c) > 0xFF for c in value):
+            return f"header {name!r} holds characters that HTTP cannot carry (percent-encode them)"
+    return None
 
 
 def routes_for(api: list[tuple[ApiTrigger, str]], call: ApiCall, *, debug: bool = False) -> list[BaseRoute]:
@@ -104,6 +130,9 @@ def routes_for(api: list[tuple[ApiTrigger, str]], call: ApiCall, *, debug: bool 
                 data = await request_input(request)
             except ValueError as e:
                 return error_response(400, f"the request body is not JSON: {e}", "INVALID_ARGUMENT")
+            except RecursionError:
+                message = "the request body nests too deep to read (values nest at most 256 levels)"
+                return error_response(413, message, "LIMIT_EXCEEDED")
             try:
                 result = await call(step, data)
             except StepError as e:

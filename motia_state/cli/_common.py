@@ -164,6 +164,12 @@ def parse_json(text: str, what: str) -> Any:
         return json.loads(text, parse_constant=_not_json)
     except ValueError as e:
         raise CliError(f"{what}: not valid JSON: {e}", hint="give a JSON value, e.g. '{\"points\": 5}'") from None
+    except RecursionError:
+        raise CliError(
+            f"{what}: nests too deep to read",
+            code="LIMIT_EXCEEDED",
+            hint="values nest at most 256 levels deep: flatten the value",
+        ) from None
 
 
 def read_text_arg(text: str, what: str) -> str:
@@ -341,10 +347,24 @@ def _check_redis_url(url: str) -> None:
 
 @contextlib.asynccontextmanager
 async def open_store(
-    url: str, args: argparse.Namespace, *, refuse_memory: str | None = None, metrics: bool = False
+    url: str,
+    args: argparse.Namespace,
+    *,
+    refuse_memory: str | None = None,
+    metrics: bool = False,
+    existing: bool = False,
 ) -> AsyncIterator[StateManager]:
-    """A StateManager over ``url``, checked to be reachable before the command does anything (else exit 3)."""
-    check_store_url(url, args, refuse_memory=refuse_memory)
+    """A StateManager over ``url``, checked to be reachable before the command does anything (else exit 3).
+
+    ``existing``: the command only reads, so a file store that is not there
+    is an error (a mistyped path), not a new empty store left behind.
+    """
+    config = check_store_url(url, args, refuse_memory=refuse_memory)
+    if existing and config["adapter"] == "file" and not Path(config["path"]).exists():
+        raise CliError(
+            f"--state {url}: no store there (nothing was created)",
+            hint="check the path; a command that writes (state set, import, dev) creates the store",
+        )
     try:
         adapter = create_state_adapter(url)
     except InvalidArgumentError as e:
@@ -544,5 +564,14 @@ def run_command(command: Command, args: argparse.Namespace, out: Output) -> int:
         name = e.args[0] if isinstance(e, Interrupted) else "SIGINT"
         out.stderr.write(f"motia-state: interrupted by {name}; everything it started was stopped\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of the output went away (`state watch | head -1`): stop quietly, as
+        # Unix tools do; the output was cut short, so not exit 0. Later writes (the flush
+        # at exit) go nowhere instead of failing again.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.stdout.fileno())
+            os.close(devnull)
+        return EXIT_FAILED
     except Exception as e:  # the last line of defence: one readable message, not a traceback
         return report_error(e, out)

@@ -10,7 +10,8 @@ from typing import Any
 
 from ..manager import StateManager
 from ..records import Change
-from ._common import EXIT_OK, Output, fail, open_store, parse_json, read_text_arg
+from ..values import check_name
+from ._common import EXIT_OK, CliError, Output, fail, open_store, parse_json, read_text_arg
 
 __all__ = ["add_state", "json_type"]
 
@@ -114,9 +115,18 @@ def add_state(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     history.set_defaults(command_fn=state_history)
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """The group and key as the command line names them (a bad one is reported as the group or the key)."""
+    if getattr(args, "group", None) is not None:
+        check_name(args.group, "group")
+    if getattr(args, "key", None) is not None:
+        check_name(args.key, "key")
+
+
 async def state_ls(args: argparse.Namespace, out: Output) -> int:
     """The groups with their entry counts, or one group's keys with type and size."""
-    async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
+    _check_names(args)
+    async with open_store(args.state, args, refuse_memory=REFUSAL, existing=True) as manager:
         if args.group is None:
             rows = [{"group": g, "keys": len(await manager.keys(g))} for g in sorted(await manager.groups())]
             out.data(rows, lambda r: _table(["group", "keys"], r))
@@ -146,13 +156,15 @@ def _value(value: Any) -> Any:
 
 async def state_get(args: argparse.Namespace, out: Output) -> int:
     """Print an entry's value; a missing key prints null (exit 0)."""
-    async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
+    _check_names(args)
+    async with open_store(args.state, args, refuse_memory=REFUSAL, existing=True) as manager:
         out.data(await manager.get(args.group, args.key), _value)
     return EXIT_OK
 
 
 async def state_set(args: argparse.Namespace, out: Output) -> int:
     """Write an entry and print what was stored."""
+    _check_names(args)
     value = parse_json(read_text_arg(args.value, "value"), "value")
     async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
         out.data(await manager.set(args.group, args.key, value), _value)
@@ -161,6 +173,7 @@ async def state_set(args: argparse.Namespace, out: Output) -> int:
 
 async def state_rm(args: argparse.Namespace, out: Output) -> int:
     """Delete one entry (printing its old value), or clear a whole group."""
+    _check_names(args)
     async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
         if args.key is None:
             await manager.clear(args.group)
@@ -171,14 +184,18 @@ async def state_rm(args: argparse.Namespace, out: Output) -> int:
 
 
 def _arg(text: str) -> Any:
+    # JSON when it parses as JSON (NaN and Infinity do not: they stay strings), else the text.
     try:
-        return json.loads(text)
-    except ValueError:
+        return parse_json(text, "argument")
+    except CliError as e:
+        if e.code == "LIMIT_EXCEEDED":
+            raise
         return text
 
 
 async def state_op(args: argparse.Namespace, out: Output) -> int:
     """Run one operation by name with JSON-or-string arguments and print its result."""
+    _check_names(args)
     method = OPERATIONS.get(args.operation)
     if method is None:
         fail(f"{args.operation}: not an operation", hint=f"use one of {', '.join(sorted(OPERATIONS))}")
@@ -224,7 +241,8 @@ async def state_watch(args: argparse.Namespace, out: Output) -> int:
 
 async def state_history(args: argparse.Namespace, out: Output) -> int:
     """An entry's retained changes, newest first."""
-    async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
+    _check_names(args)
+    async with open_store(args.state, args, refuse_memory=REFUSAL, existing=True) as manager:
         records = await manager.history(args.group, args.key, args.limit)
     if out.json:
         out.data([c.to_wire() for c in records])

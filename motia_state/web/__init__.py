@@ -4,6 +4,6 @@
 :func:`workbench_app` serves them alone (``motia-state workbench``).
 """
 
-from .endpoints import PREFIX, entry_version, workbench_app, workbench_routes
+from .endpoints import PREFIX, EventStreams, entry_version, workbench_app, workbench_routes
 
-__all__ = ["PREFIX", "entry_version", "workbench_app", "workbench_routes"]
+__all__ = ["PREFIX", "EventStreams", "entry_version", "workbench_app", "workbench_routes"]

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
+import anyio
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Message, Receive, Scope, Send
 
 from ..errors import (
     InvalidArgumentError,
@@ -38,11 +40,11 @@ from ..errors import (
 )
 from ..predicates import Predicate, parse_predicate, predicate_holds
 from ..triggers.store import TriggerStore, retry_finished
-from ..values import is_reserved_group, json_type
+from ..values import check_name, is_reserved_group, json_type
 from .guard import SESSION_COOKIE, Guard
-from .responses import STATUS_BY_CODE, error, from_state_error, json
+from .responses import EXCEPTION_HANDLERS, STATUS_BY_CODE, error, from_state_error, json
 
-__all__ = ["PREFIX", "entry_version", "workbench_app", "workbench_routes"]
+__all__ = ["PREFIX", "EventStreams", "entry_version", "workbench_app", "workbench_routes"]
 
 log = logging.getLogger("motia_state.web")
 
@@ -82,7 +84,7 @@ def _encode_cursor(position: tuple[str, str]) -> str:
 def _decode_cursor(raw: str) -> tuple[str, str]:
     try:
         decoded = _decoder.decode(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (binascii.Error, ValueError, msgspec.DecodeError):
+    except (binascii.Error, ValueError, msgspec.DecodeError, RecursionError):
         decoded = None
     if not (isinstance(decoded, list) and len(decoded) == 2 and all(type(x) is str for x in decoded)):
         raise InvalidArgumentError(f"cursor {raw!r} is not a cursor this listing gave")
@@ -103,7 +105,7 @@ def _name(raw: Any, what: str) -> str:
         raise InvalidArgumentError(f"{what} must be a non-empty string")
     if what == "groupId" and is_reserved_group(raw):
         raise InvalidArgumentError(f"groupId {raw!r} is reserved for the runtime")
-    return raw
+    return check_name(raw, what)  # NUL, size, lone surrogates: named as the field it was sent as
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -124,11 +126,17 @@ async def _body(request: Request) -> Any:
         if size > MAX_BODY:
             raise LimitExceededError(f"the request body is over {MAX_BODY} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return _json(b"".join(chunks), "the request body")
+
+
+def _json(raw: bytes | str, what: str) -> Any:
+    """``raw`` decoded: not JSON is INVALID_ARGUMENT, nested past the parser's depth LIMIT_EXCEEDED."""
     try:
         return _decoder.decode(raw)
     except msgspec.DecodeError as e:
-        raise InvalidArgumentError(f"the request body is not JSON: {e}") from None
+        raise InvalidArgumentError(f"{what} is not JSON: {e}") from None
+    except RecursionError:
+        raise LimitExceededError(f"{what} nests too deep to read (values nest at most 256 levels)") from None
 
 
 def _fields(body: Any, *names: str) -> dict[str, Any]:
@@ -142,11 +150,79 @@ def _wire(result: Any) -> Any:
     return to_wire() if callable(to_wire) else msgspec.to_builtins(result)
 
 
+class EventStreams:
+    """The open change streams of a workbench, ended together when its server stops.
+
+    A page left open holds its event stream for ever; a server that waited
+    for it would never stop (or only after its grace period, with a
+    traceback). :meth:`close` ends every open stream cleanly (the response
+    is finished, so the connection closes) and answers any later one 503.
+    """
+
+    def __init__(self) -> None:
+        self._scopes: set[anyio.CancelScope] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """End every open stream now and refuse new ones."""
+        self.closed = True
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    def _add(self, scope: anyio.CancelScope) -> None:
+        self._scopes.add(scope)
+        if self.closed:
+            scope.cancel()
+
+    def _discard(self, scope: anyio.CancelScope) -> None:
+        self._scopes.discard(scope)
+
+
+class _EventStreamResponse(StreamingResponse):
+    """A text/event-stream response that :meth:`EventStreams.close` ends cleanly."""
+
+    def __init__(self, content: AsyncIterator[bytes], streams: EventStreams) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        self._streams = streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._streams.closed:
+            await error(503, "the server is stopping", "UNAVAILABLE")(scope, receive, send)
+            return
+        started = finished = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started, finished
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
+            await send(message)
+
+        with anyio.CancelScope() as cancel:
+            self._streams._add(cancel)
+            try:
+                await super().__call__(scope, receive, tracked)
+            finally:
+                self._streams._discard(cancel)
+        if cancel.cancelled_caught and not finished:
+            # Closed by the server: finish the response, so the connection ends normally.
+            if not started:
+                await error(503, "the server is stopping", "UNAVAILABLE")(scope, receive, send)
+            else:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class Workbench:
     """The endpoints over one store, and optionally an app and its trigger runner."""
 
-    def __init__(self, state: Any, app: Any = None, triggers: Any = None) -> None:
+    def __init__(self, state: Any, app: Any = None, triggers: Any = None, streams: EventStreams | None = None) -> None:
         self.state = state
+        self.streams = streams if streams is not None else EventStreams()
         self.adapter = getattr(state, "adapter", state)
         self.app = app
         self._triggers = triggers
@@ -168,10 +244,7 @@ class Workbench:
         predicate: Predicate | None = None
         raw_filter = query.get("filter")
         if raw_filter:
-            try:
-                raw = _decoder.decode(raw_filter)
-            except msgspec.DecodeError as e:
-                raise InvalidArgumentError(f"filter is not JSON: {e}") from None
+            raw = _json(raw_filter, "filter")
             predicate = parse_predicate(_motia_filter(raw), "filter", filter_fields=True, limits=self.adapter.limits)
         if query.get("key"):
             # One entry (the page refreshes the one it shows): group and key both given.
@@ -356,11 +429,11 @@ class Workbench:
             finally:
                 close = getattr(stream, "aclose", None)
                 if close is not None:
-                    await close()
+                    # Also when the stream was cancelled: release the feed (bounded, a stop must not hang on it).
+                    with anyio.CancelScope(deadline=anyio.current_time() + 5, shield=True):
+                        await close()
 
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        )
+        return _EventStreamResponse(events(), self.streams)
 
     async def feed_info(self, request: Request) -> Response:
         """``GET /state/feed``: the feed's first and last cursor and how many records it keeps."""
@@ -699,6 +772,7 @@ def workbench_routes(
     triggers: Any = None,
     token: str | None = None,
     allowed_hosts: Collection[str] = (),
+    streams: EventStreams | None = None,
 ) -> list[BaseRoute]:
     """The workbench's routes, relative to where they are mounted (``/__motia``).
 
@@ -707,9 +781,10 @@ def workbench_routes(
     optional: their endpoints answer 503 UNAVAILABLE (or an empty list)
     without them. ``token`` guards every endpoint (Bearer header or the
     session cookie of ``POST /session``); ``allowed_hosts`` adds Host names
-    to the loopback ones.
+    to the loopback ones. ``streams`` collects the open change streams, so
+    that the server can end them when it stops (:meth:`EventStreams.close`).
     """
-    bench = Workbench(state, app, triggers)
+    bench = Workbench(state, app, triggers, streams)
     guard = Guard(token, allowed_hosts)
     by_id: list[BaseRoute] = []
 
@@ -789,6 +864,8 @@ def workbench_app(
     triggers: Any = None,
     token: str | None = None,
     allowed_hosts: Collection[str] = (),
+    streams: EventStreams | None = None,
 ) -> Starlette:
-    """A Starlette application serving the workbench alone under ``/__motia``."""
-    return Starlette(routes=[Mount(PREFIX, routes=workbench_routes(state, app, triggers, token, allowed_hosts))])
+    """A Starlette application serving the workbench alone under ``/__motia`` (arguments as :func:`workbench_routes`)."""
+    routes = workbench_routes(state, app, triggers, token, allowed_hosts, streams)
+    return Starlette(routes=[Mount(PREFIX, routes=routes)], exception_handlers=dict(EXCEPTION_HANDLERS))

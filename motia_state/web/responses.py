@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any, Final
 
 import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import StateError
 
-__all__ = ["STATUS_BY_CODE", "error", "from_state_error", "json"]
+__all__ = ["EXCEPTION_HANDLERS", "STATUS_BY_CODE", "error", "from_state_error", "json"]
 
 #: HTTP status per error code; anything else (CORRUPT, INTERNAL, STEP_FAILED...) is 500.
 STATUS_BY_CODE: Final = {
@@ -42,3 +44,20 @@ def error(status: int, message: str, code: str, **extra: Any) -> Response:
 def from_state_error(e: StateError) -> Response:
     """The contract's answer for a StateError: its code, its message, never a stack."""
     return error(STATUS_BY_CODE.get(e.code, 500), e.message, e.code)
+
+
+#: The code of the HTTP errors Starlette answers itself (no route, a method the route does not take).
+_HTTP_CODES: Final = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405 as ``{"error", "code"}``, like every other error here."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "INVALID_ARGUMENT" if exc.status_code < 500 else "INTERNAL")
+    response = error(exc.status_code, str(exc.detail), code)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+#: ``exception_handlers`` for a Starlette application whose errors are all JSON.
+EXCEPTION_HANDLERS: Final = {HTTPException: _http_error}

@@ -135,15 +135,17 @@ async def test_a_failing_delivery_is_retried_then_dead_lettered(tmp_path: Path) 
         assert await state.get("t", "flaky") == 2  # the first try failed, the retry succeeded
         assert await state.get("t", "broken") == 3
         transport = httpx.ASGITransport(app=app.asgi)
-        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        # The workbench's endpoints answer only on a loopback Host, and take JSON writes.
+        json_ = {"content-type": "application/json"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             listed = (await client.get("/__motia/dead-letters")).json()
             assert [(d["id"], d["step"], d["attempts"]) for d in listed] == [(dead.id, "Broken", 3)]
-            retried = await client.post(f"/__motia/dead-letters/{dead.id}/retry")
+            retried = await client.post(f"/__motia/dead-letters/{dead.id}/retry", headers=json_)
             assert retried.json() == {"retried": True, "succeeded": False}
             assert await state.get("t", "broken") == 4
             assert app.dead_letters()[0].attempts == 4
-            assert (await client.delete(f"/__motia/dead-letters/{dead.id}")).status_code == 200
-            assert (await client.delete(f"/__motia/dead-letters/{dead.id}")).status_code == 404
+            assert (await client.delete(f"/__motia/dead-letters/{dead.id}", headers=json_)).status_code == 200
+            assert (await client.delete(f"/__motia/dead-letters/{dead.id}", headers=json_)).status_code == 404
         assert app.dead_letters() == []
 
 
@@ -253,7 +255,7 @@ async def test_http_requests_reach_api_steps_with_motias_input_and_answer_shapes
 
             assert (await client.get("/plain")).status_code == 405
             assert (await client.get("/nowhere")).status_code == 404
-            summary = (await client.get("/__motia")).json()
+            summary = (await client.get("/__motia", headers={"host": "127.0.0.1"})).json()  # a loopback Host
             assert [(x["method"], x["path"]) for x in summary["routes"]] == [
                 ("PUT", "/legacy"),
                 ("POST", "/plain"),
@@ -545,4 +547,7 @@ async def test_the_asgi_app_mounts_inside_another_starlette_app(tmp_path: Path) 
             assert (await client.get("/")).text == "host app"
             r = await client.get("/steps/users/u1/items/i2")
             assert r.status_code == 200 and r.json()["pathParams"] == {"id": "u1", "item": "i2"}
-            assert (await client.get("/steps/__motia")).json()["routes"][0]["step"] == "GetUser"
+            # The workbench answers on a loopback Host (or one the embedder allows in app.allowed_hosts).
+            assert (await client.get("/steps/__motia")).status_code == 403
+            summary = await client.get("/steps/__motia", headers={"host": "127.0.0.1:8000"})
+            assert summary.json()["routes"][0]["step"] == "GetUser"

@@ -148,6 +148,10 @@ def test_no_config_is_none() -> None:
             "steps/a.step.py: config.triggers[0].expression: bad cron expression",
         ),
         (
+            {"name": "A", "triggers": [{"type": "cron", "expression": "0 0 30 2 *"}]},
+            "steps/a.step.py: config.triggers[0].expression: cron expression '0 0 30 2 *' never fires",
+        ),
+        (
             {"name": "A", "triggers": [{"type": "cron", "expression": "@every 10 parsecs"}]},
             "steps/a.step.py: config.triggers[0].expression: bad @every schedule",
         ),
@@ -198,3 +202,52 @@ def test_two_steps_with_one_name_or_one_route_are_errors() -> None:
         "b.step.js: config.name: the name 'A' is already used by a.step.py",
         "c.step.rb: config.triggers[0]: GET /u/:uid is already served by a.step.py (/u/:id)",
     ]
+
+
+async def test_a_schedule_that_cannot_compute_its_next_time_stops_alone() -> None:
+    # Validation refuses such an expression; should one get through, it stops
+    # its own schedule (logged), never the app with the others.
+    import anyio
+
+    from motia_state.app.config import CronTrigger
+    from motia_state.app.cron import CronScheduler
+
+    fired: list[str] = []
+
+    async def fire(step: str, at: str) -> None:
+        fired.append(step)
+
+    with anyio.move_on_after(1.0):
+        async with anyio.create_task_group() as tg:
+
+            def spawn(fn: Any) -> None:
+                tg.start_soon(fn)
+
+            schedules = [(CronTrigger("0 0 30 2 *"), "Never"), (CronTrigger("@every 0.1s"), "Tick")]
+            await CronScheduler(fire, spawn).run(schedules)
+    assert "Tick" in fired and "Never" not in fired
+
+
+async def test_a_slow_step_on_a_fast_schedule_logs_its_skipped_firings_once_per_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import anyio
+
+    from motia_state.app.config import CronTrigger
+    from motia_state.app.cron import CronScheduler
+
+    async def fire(step: str, at: str) -> None:
+        await anyio.sleep(0.3)
+
+    caplog.set_level(logging.WARNING, logger="motia_state.app")
+    with anyio.move_on_after(1.0):
+        async with anyio.create_task_group() as tg:
+
+            def spawn(fn: Any) -> None:
+                tg.start_soon(fn)
+
+            await CronScheduler(fire, spawn).run([(CronTrigger("@every 5ms"), "Slow")])
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert 1 <= len(skipped) <= 8, skipped  # a few lines, not one per missed firing

@@ -64,6 +64,49 @@ def test_sigterm_lets_a_running_invocation_finish_then_exits_0(tmp_path: Path) -
         assert "Traceback" not in server.stderr
 
 
+def test_an_open_workbench_tab_does_not_hold_up_a_stop(tmp_path: Path) -> None:
+    # The page keeps its change stream open: a stop must not wait the whole
+    # grace period for it, nor end in uvicorn's traceback.
+    root = make_app(tmp_path / "app")
+    with DevServer(root, "--grace", "10").start(tmp_path) as server:
+        server.wait_output("workbench: ")
+        with server.client.stream("GET", "/__motia/state/changes") as r:
+            lines = r.iter_lines()  # kept: dropping the iterator would close the stream
+            assert next(lines).startswith(":")
+            started = time.monotonic()
+            assert server.stop(signal.SIGTERM) == 0
+            took = time.monotonic() - started
+        assert took < 5, f"stopping took {took:.1f} s"
+        assert "Traceback" not in server.stderr and "ERROR" not in server.stderr, server.stderr
+        assert server.stdout.rstrip().endswith("stopped")
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_an_invocation_that_outlives_the_grace_period_is_stopped(tmp_path: Path, signals: int) -> None:
+    # One signal: the invocation gets --grace seconds, then is stopped and
+    # answered 503; a second signal stops it at once.
+    root = make_app(tmp_path / "app")
+    grace = "2" if signals == 1 else "30"
+    with DevServer(root, "--grace", grace).start(tmp_path) as server:
+        answers: list[httpx.Response] = []
+        request = threading.Thread(target=lambda: answers.append(server.client.post("/slow", json={"seconds": 60})))
+        request.start()
+        server.wait_output("sleeping", stream="stderr")
+        started = time.monotonic()
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGINT)
+        if signals == 2:
+            server.wait_output("SIGINT: stopping")
+            server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(40) == 0
+        took = time.monotonic() - started
+        request.join(10)
+        assert took < 8, f"stopping took {took:.1f} s\n{server.output()}"
+        assert [a.status_code for a in answers] == [503], answers and answers[0].text
+        assert answers[0].json()["code"] == "UNAVAILABLE"
+        assert "Traceback" not in server.stderr and "ERROR" not in server.stderr, server.stderr
+
+
 def test_sigint_exits_0_too(tmp_path: Path) -> None:
     root = make_app(tmp_path / "app")
     with DevServer(root).start(tmp_path) as server:
@@ -138,6 +181,8 @@ def test_with_a_token_the_workbench_needs_the_bearer_and_the_api_does_not(tmp_pa
     args = ("--host", "0.0.0.0", "--token", "s3cret") if how == "flag" else ("--host", "0.0.0.0")
     env = {"MOTIA_TOKEN": "s3cret"} if how == "env" else None
     with DevServer(root, *args, env=env).start(tmp_path) as server:
+        # The printed address carries the token in its fragment, for the page to open its session.
+        assert "/__motia/#s3cret" in server.wait_output("workbench: ")
         assert server.client.get("/__motia").status_code == 401
         wrong = server.client.get("/__motia", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.json()["code"] == "UNAUTHORIZED"
@@ -145,6 +190,22 @@ def test_with_a_token_the_workbench_needs_the_bearer_and_the_api_does_not(tmp_pa
         assert ok.status_code == 200 and [s["name"] for s in ok.json()["steps"]] == ["Greet", "Slow"]
         assert server.client.get("/greet/x").status_code == 200
         assert server.stop() == 0
+
+
+def test_an_unreachable_store_exits_3_before_serving(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for state in (f"file:{blocker}/store", "redis://127.0.0.1:1/0"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "motia_state.cli", "dev", str(root), "--port", "0", "--state", state],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 3, (state, proc.stdout, proc.stderr)
+        assert "UNAVAILABLE" in proc.stderr and "Traceback" not in proc.stderr
+        assert "workbench:" not in proc.stdout  # nothing is announced that is not served
 
 
 def test_a_taken_port_exits_1(tmp_path: Path) -> None:
@@ -163,6 +224,8 @@ def test_a_taken_port_exits_1(tmp_path: Path) -> None:
         )
     assert proc.returncode == 1
     assert "address already in use" in proc.stderr
+    # One message that says what to do, not the server library's log line.
+    assert f"127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr and "ERROR:" not in proc.stderr
     assert "workbench:" not in proc.stdout  # nothing is announced that is not served
 
 
@@ -179,3 +242,43 @@ def test_a_signal_while_the_configs_load_stops_cleanly(tmp_path: Path) -> None:
         assert server.stop(signal.SIGTERM, timeout=20) == 0, server.output()
         assert "SIGTERM: stopping" in server.stdout and "workbench:" not in server.stdout
         assert "Traceback" not in server.stderr
+
+
+def test_a_step_file_without_a_config_is_named_as_not_served(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    (root / "helper.step.py").write_text("def handler(data, ctx):\n    return 1\n")  # forgot its config
+    with DevServer(root).start(tmp_path) as server:
+        out = server.wait_output("workbench: ")
+        assert "not served (no config): helper.step.py" in out, out
+        assert server.stop() == 0
+
+
+def test_a_reader_of_its_output_that_goes_away_does_not_break_the_server(tmp_path: Path) -> None:
+    # `motia-state dev | head`: once head exits, the server keeps serving and stops cleanly.
+    root = make_app(tmp_path / "app")
+    port = DevServer(root).port
+    argv = [sys.executable, "-m", "motia_state.cli", "dev", str(root), "--port", str(port)]
+    with open(tmp_path / "err", "w") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("motia-state dev:")
+        proc.stdout.close()  # the reader is gone
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    assert client.get("/greet/ann").json() == {"hello": "ann"}
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            assert client.get("/greet/bob").json() == {"hello": "bob"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    errors = (tmp_path / "err").read_text()
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors

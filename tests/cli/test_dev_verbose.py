@@ -57,3 +57,24 @@ def test_dev_without_vv_logs_no_state_operation(tmp_path: Path) -> None:
         assert server.client.post("/count/ada").json() == {"visits": 1}
         assert server.stop(signal.SIGTERM) == 0
         assert "motia_state.operations" not in server.stderr, server.output()
+
+
+LOGGER = """
+config = {"name": "Talk", "triggers": [{"type": "api", "method": "GET", "path": "/talk"}]}
+
+def handler(req, ctx):
+    ctx.logger.info("a step log line")
+    return {"ok": True}
+"""
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["default", "-q"])
+def test_dev_shows_step_logs_unless_q(quiet: bool, tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "talk.step.py").write_text(LOGGER)
+    with DevServer(root, *(["-q"] if quiet else [])).start(tmp_path) as server:
+        assert server.client.get("/talk").json() == {"ok": True}
+        server.wait_output(" Talk [api GET /talk] ")  # the invocation line is a result: it stays
+        assert server.stop(signal.SIGTERM) == 0
+        assert ("[Talk] a step log line" in server.stderr) is not quiet, server.output()

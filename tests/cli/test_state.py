@@ -71,6 +71,36 @@ def test_bad_json_value_is_bad_input(store: str) -> None:
     assert proc.returncode == 2 and "not valid JSON" in proc.stderr
 
 
+@pytest.mark.parametrize("command", [["ls"], ["ls", "g"], ["get", "g", "k"], ["history", "g", "k"]])
+def test_reading_a_file_store_that_is_not_there_is_bad_input_and_creates_nothing(
+    command: list[str], tmp_path: Path
+) -> None:
+    # A mistyped path must not read as an empty store (null, no groups) and leave one behind.
+    missing = tmp_path / "no-such-store"
+    proc = cli("state", *command, "--state", f"file:{missing}")
+    assert proc.returncode == 2 and "no store" in proc.stderr and proc.stdout == "", proc.stderr
+    assert not missing.exists()
+
+
+def test_json_nested_past_the_parsers_depth_is_bad_input_not_internal(store: str, tmp_path: Path) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    proc = cli("state", "set", "g", "k", "@-", "--state", store, input=deep)
+    assert proc.returncode == 2 and "[LIMIT_EXCEEDED]" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "INTERNAL" not in proc.stderr
+    step = tmp_path / "noop.step.py"
+    step.write_text("def handler(data, ctx):\n    return None\n")
+    run = cli("run", str(step), "--data", "@-", input=deep)
+    assert run.returncode == 2 and "[LIMIT_EXCEEDED]" in run.stderr, run.stderr
+    op = cli("state", "op", "g", "k", "push", deep, "--state", store)
+    assert op.returncode == 2 and "[LIMIT_EXCEEDED]" in op.stderr, op.stderr
+
+
+def test_an_op_argument_that_is_not_json_is_a_string(store: str) -> None:
+    # NaN and Infinity are not JSON: like any other text, they are strings.
+    pushed = cli("state", "op", "g", "l", "push", "NaN", "Infinity", "x", "1", "--state", store)
+    assert json.loads(pushed.stdout) == ["NaN", "Infinity", "x", 1], pushed.stderr
+
+
 @pytest.mark.parametrize("command", [["state", "ls"], ["state", "get", "g", "k"], ["state", "set", "g", "k", "1"]])
 def test_the_memory_store_is_refused(command: list[str]) -> None:
     proc = cli(*command, "--state", "memory:")
@@ -115,3 +145,32 @@ def test_a_damaged_store_is_corrupt_exit_1_not_unavailable(tmp_path: Path) -> No
     proc = cli("state", "get", "g", "k1", "--state", f"file:{folder}")
     assert proc.returncode == 1, proc.stderr
     assert "[CORRUPT]" in proc.stderr and "motia-state validate" in proc.stderr
+
+
+def test_a_reserved_group_is_reported_as_the_group(store: str) -> None:
+    proc = cli("state", "set", "__motia/x", "k", "1", "--state", store)
+    assert proc.returncode == 2 and "group '__motia/x' is reserved" in proc.stderr, proc.stderr
+    assert "traceId" not in proc.stderr
+
+
+def test_a_reader_that_goes_away_ends_watch_quietly(store: str) -> None:
+    # `state watch | head -1`: once head has its line, watch ends without an error message.
+    cli("state", "set", "g", "k", "0", "--state", store)
+    proc = start("state", "watch", "--state", store)
+    try:
+        time.sleep(1.5)  # the watcher has taken its position ("now")
+        cli("state", "set", "g", "k", "1", "--state", store)
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["newValue"] == 1
+        proc.stdout.close()  # the reader is gone
+        for value in range(2, 5):
+            cli("state", "set", "g", "k", str(value), "--state", store)
+        assert proc.wait(30) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    with proc.stderr:
+        errors = proc.stderr.read()
+    assert "error" not in errors and "Broken pipe" not in errors and "Traceback" not in errors, errors

@@ -58,3 +58,33 @@ async def test_app_serves_the_workbench_with_steps_invoke_and_dead_letters(tmp_p
                 ("billing", "charged"),
                 ("greetings", "count"),
             }
+
+
+async def test_the_apps_own_workbench_endpoints_are_guarded_like_the_others(tmp_path: Path) -> None:
+    # /__motia (the summary) and /__motia/dead-letters show state values and
+    # retry or drop work: a rebinding page (foreign Host) or a cross-site
+    # form (foreign Origin, no JSON content type) must be refused there too.
+    root = write_app(tmp_path)
+    async with App.from_directory(root, state=ms.MemoryStateAdapter(), backoff=0.01, attempts=1) as app:
+        app.emit("charge", {"card": "4111"})
+        with anyio.fail_after(20):
+            while not app.dead_letters():
+                await anyio.sleep(0.05)
+        [dead] = app.dead_letters()
+        transport = httpx.ASGITransport(app=app.asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:3000") as c:
+            evil = {"host": "evil.example:3000"}
+            for path in ("/__motia", "/__motia/dead-letters"):
+                r = await c.get(path, headers=evil)
+                assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN", path
+            cross = {"origin": "http://evil.example", "content-type": "application/json"}
+            r = await c.post(f"/__motia/dead-letters/{dead.id}/retry", headers=cross)
+            assert r.status_code == 403
+            form = {"content-type": "text/plain"}
+            assert (await c.post(f"/__motia/dead-letters/{dead.id}/retry", headers=form)).status_code == 415
+            assert (await c.request("DELETE", f"/__motia/dead-letters/{dead.id}", headers=form)).status_code == 415
+            assert [d.id for d in app.dead_letters()] == [dead.id]  # nothing was retried or dropped
+            # The same requests from the page itself still work.
+            assert (await c.get("/__motia/dead-letters")).json()[0]["id"] == dead.id
+            assert (await c.request("DELETE", f"/__motia/dead-letters/{dead.id}", headers=J)).status_code == 200
+            assert app.dead_letters() == []

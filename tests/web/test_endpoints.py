@@ -543,3 +543,41 @@ async def test_state_triggers_lag_dead_letters_retry_and_drop(state: ms.StateMan
         assert (await c.request("DELETE", "/__motia/triggers/promote/dead/7", headers=J)).status_code == 404
         assert (await c.post("/__motia/triggers/nope/dead/7/retry", headers=J)).status_code == 404
         assert runner.calls == [("retry", "promote", "7"), ("drop", "promote", "7")]
+
+
+async def test_json_nested_past_the_parsers_depth_is_limit_exceeded_not_internal() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    async with client_for(ms.StateManager(ms.MemoryStateAdapter())) as c:
+        body = '{"groupId": "g", "key": "k", "value": ' + deep + "}"
+        r = await c.post("/__motia/state", content=body, headers=J)
+        assert r.status_code == 413 and r.json()["code"] == "LIMIT_EXCEEDED", r.text
+        r = await c.get("/__motia/state", params={"filter": deep})
+        assert r.status_code == 413 and r.json()["code"] == "LIMIT_EXCEEDED", r.text
+        assert (await c.get("/__motia/state")).json() == []
+
+
+async def test_an_unknown_path_or_method_is_a_json_error_too(tmp_path: Path) -> None:
+    from motia_state.app import App
+
+    async with client_for(ms.StateManager(ms.MemoryStateAdapter())) as c:
+        r = await c.get("/__motia/nothing")
+        assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND"
+        r = await c.put("/__motia/state", headers=J)
+        assert r.status_code == 405 and r.json()["code"] == "METHOD_NOT_ALLOWED" and "GET" in r.headers["allow"]
+    (tmp_path / "a.step.py").write_text(
+        'config = {"name": "A", "triggers": [{"type": "api", "method": "POST", "path": "/a"}]}\n'
+        "def handler(req, ctx):\n    return 1\n"
+    )
+    async with App.from_directory(tmp_path, state=ms.MemoryStateAdapter()) as app:
+        transport = httpx.ASGITransport(app=app.asgi)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            for r, status in ((await c.get("/__motia/nothing"), 404), (await c.get("/a"), 405)):
+                assert r.status_code == status and r.json()["code"] in ("NOT_FOUND", "METHOD_NOT_ALLOWED")
+
+
+async def test_a_bad_group_name_is_reported_as_the_groupId_it_was_sent_as() -> None:
+    async with client_for(ms.StateManager(ms.MemoryStateAdapter())) as c:
+        r = await c.post(
+            "/__motia/state", content=json.dumps({"groupId": "g\u0000", "key": "k", "value": 1}), headers=J
+        )
+        assert r.status_code == 400 and r.json()["error"].startswith("groupId "), r.json()

@@ -139,3 +139,67 @@ def test_an_oversized_body_is_413_without_being_stored(tmp_path: Path) -> None:
         r = httpx.post(server.base + "/__motia/state", content=body, headers=J, timeout=30)
         assert r.status_code == 413 and r.json()["code"] == "LIMIT_EXCEEDED"
         assert httpx.get(server.base + "/__motia/state").json() == []
+
+
+def test_an_open_change_stream_does_not_hold_up_a_stop(tmp_path: Path) -> None:
+    # A browser tab showing the page keeps its event stream open: SIGTERM
+    # must still stop the server at once, with exit 0 and no traceback.
+    import signal
+    import time
+
+    server = WorkbenchServer(f"file:{tmp_path / 'store'}").start()
+    assert server.proc is not None and server.proc.stderr is not None
+    try:
+        with httpx.Client(base_url=server.base, timeout=10) as c, c.stream("GET", "/__motia/state/changes") as r:
+            lines = r.iter_lines()  # kept: dropping the iterator would close the stream
+            assert next(lines).startswith(":")  # the stream is open
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            code = server.proc.wait(20)
+            took = time.monotonic() - started
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+    errors = server.proc.stderr.read()
+    server.stop()
+    assert code == 0, errors
+    assert took < 5, f"stopping took {took:.1f} s"
+    assert "Traceback" not in errors and "ERROR" not in errors, errors
+
+
+def _workbench_exit(*args: str) -> Any:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "motia_state.cli", "workbench", "--port", "0", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_a_bad_or_unreachable_store_is_one_message_and_the_contracts_exit_code(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for state, code, needle in (
+        ("bogus:", 2, "INVALID_ARGUMENT"),
+        (f"file:{blocker}/store", 3, "UNAVAILABLE"),  # cannot be created under a file
+        ("redis://127.0.0.1:1/0", 3, "UNAVAILABLE"),  # nothing listens there
+    ):
+        proc = _workbench_exit("--state", state)
+        assert proc.returncode == code, (state, proc.stdout, proc.stderr)
+        assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert "__motia" not in proc.stdout  # nothing is announced that is not served
+
+
+def test_a_taken_port_is_one_message_and_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "motia_state.cli", "workbench", "--port", str(port)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "address already in use" in proc.stderr and "--port" in proc.stderr and "ERROR:" not in proc.stderr
+    assert "__motia" not in proc.stdout
