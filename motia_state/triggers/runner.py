@@ -534,8 +534,10 @@ class TriggerRunner:
                 if t.reader is None or point < t.read_point:
                     self._restart_shared(t)  # it is behind what the reader has read: read again from there
                 return
+            # Not one sequence number (a sharded Redis): a reader per
+            # partition, this one's included (it is not joined yet, so
+            # _unshare does not start it).
             self._unshare(t)
-            return
         part.scope = anyio.CancelScope()
         assert self._tg is not None
         self._tg.start_soon(self._read, t, part, part.scope)

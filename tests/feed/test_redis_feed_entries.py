@@ -289,3 +289,78 @@ async def test_both_limits_at_once_keep_the_newest_records_contiguous(
         assert [c.new_value for c in await state.history("g", "small", limit=3)] == [39, 38, 37]
     finally:
         await state.close()
+
+
+# ----------------------------------------------------------- reading while the feed moves
+
+
+async def test_reading_from_the_oldest_record_while_trimming_moves_it_starts_at_the_new_oldest(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    # after=None names no position of the reader's own: if trimming moves the oldest retained record
+    # between the shard's bounds being read and its first entries, the reader starts from the new oldest.
+    state = _adapter(redis_server, redis_prefix, feed_retention=4)
+    other = _adapter(redis_server, redis_prefix, feed_retention=4)
+    try:
+        for i in range(6):
+            await state.set("g", "k", i)
+        read = state._read_shards
+
+        async def trimmed_first(*args: Any) -> Any:
+            state._read_shards = read  # type: ignore[method-assign]
+            for i in range(10):
+                await other.set("g", "k", 100 + i)
+            return await read(*args)
+
+        state._read_shards = trimmed_first  # type: ignore[method-assign]
+        records = await _all(state.changes(None, follow=False))
+        assert records[-1].cursor == "r.16" and 4 <= len(records) < 8
+        assert _numbers(records) == list(range(17 - len(records), 17))
+    finally:
+        await other.close()
+        await state.close()
+
+
+async def test_a_stream_emptied_by_hand_keeps_its_numbering_for_readers(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    # XTRIM to nothing keeps the stream's last ID (the next entry continues from it): "now", None
+    # and a cursor at the end resume there; a cursor before it is expired, not silently resumed.
+    state = _adapter(redis_server, redis_prefix)
+    try:
+        for i in range(5):
+            await state.set("g", "k", i)
+        await state.client.xtrim(_feed(redis_prefix), maxlen=0)
+        assert await state.client.xlen(_feed(redis_prefix)) == 0
+        assert (await state.feed_info())["retained"] == 0
+        with pytest.raises(ms.CursorExpiredError):
+            await _all(state.changes("r.3", follow=False))
+        now, oldest, at_end = state.changes("now"), state.changes(None), state.changes("r.5")
+        await state.set("g", "k", 5)
+        for stream in (now, oldest, at_end):
+            assert (await asyncio.wait_for(stream.__anext__(), 5)).cursor == "r.6"
+            await stream.aclose()  # type: ignore[attr-defined]
+        with pytest.raises(ms.CursorExpiredError):
+            await _all(state.changes("r.3", follow=False))
+        with pytest.raises(ms.CursorExpiredError):
+            await _all(state.changes("r.7", follow=False))
+    finally:
+        await state.close()
+
+
+async def test_a_batch_larger_than_the_byte_limit_keeps_the_stream_within_twice_it(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    # One call's records are split into entries of at most half the byte limit, so trimming whole
+    # entries can keep the stream within the limit (a single entry of the whole batch could not).
+    limit = 100_000
+    state = _adapter(redis_server, redis_prefix, feed_retention_bytes=limit)
+    try:
+        for round_ in range(3):
+            await state.batch("g", [{"type": "set", "key": f"k{i}", "value": f"{round_}" * 5000} for i in range(200)])
+            assert await state.client.memory_usage(_feed(redis_prefix), samples=0) <= 2 * limit
+            records = await _all(state.changes(follow=False))
+            assert records and _numbers(records) == list(range(200 * round_ + 201 - len(records), 200 * round_ + 201))
+            assert records[-1].key == "k199" and records[-1].new_value == f"{round_}" * 5000
+    finally:
+        await state.close()

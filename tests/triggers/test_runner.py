@@ -139,6 +139,23 @@ async def test_a_restart_resumes_from_the_saved_position(state: ms.StateManager)
     assert [(c.group, c.key) async for c in state.changes(follow=False)] == [("g", "k")] * 3
 
 
+async def test_a_restart_resumes_every_partition_through_a_batch_of_many_keys(state: ms.StateManager) -> None:
+    # Keys in every partition, written in one call (one stream entry on Redis): after a restart each
+    # partition reads on from its saved position, the first one taken included.
+    seen, handler = collector()
+    trigger = {"type": "state", "key": "*"}
+    async with TriggerRunner(state, **FAST) as triggers:
+        await triggers.add("t", trigger, handler)
+        await state.batch("g", [{"type": "set", "key": f"k{i}", "value": 1} for i in range(40)])
+        await until(lambda: len(seen) == 40)
+    async with TriggerRunner(state, **FAST) as triggers:
+        await triggers.add("t", trigger, handler)
+        await state.batch("g", [{"type": "set", "key": f"k{i}", "value": 2} for i in range(40)])
+        await until(lambda: len(seen) == 80)
+        await anyio.sleep(0.1)
+    assert sorted((c.key, c.new_value) for c in seen) == sorted((f"k{i}", v) for i in range(40) for v in (1, 2))
+
+
 async def test_a_position_is_saved_within_a_second() -> None:
     adapter = ms.MemoryStateAdapter()
     state = ms.StateManager(adapter)

@@ -962,7 +962,8 @@ end
 -- records (XTRIM MINID; the entry holding the oldest record kept stays
 -- whole). An entry holds at most half the limit, so the stream holds at
 -- most the limit, plus under half of it in that entry, plus under a
--- quarter of it since the last check.
+-- quarter of it since the last check. An entry also holds at most half the
+-- byte limit of text (or one record), for the same reason.
 --
 -- The byte limit: the stream's memory (MEMORY USAGE, sampled) is measured
 -- when a call's records pass a multiple of 64, and after any entry large
@@ -974,6 +975,7 @@ local function flush()
   local now = redis.call('TIME')
   local stamp = string.format('%s%03d %s', now[1], now[2] / 1000, feed_stamp_tail)
   local cap = feed_max < 4 and 1 or math.floor(feed_max / 2)
+  local half = feed_bytes > 0 and math.floor(feed_bytes / 2) or math.huge
   local last, size
   if count == 1 then
     local text = stamp .. '\0' .. group .. '\0' .. feed_key .. '\0' .. feed_op .. '\0' .. feed_old .. '\0' .. feed_new
@@ -981,18 +983,33 @@ local function flush()
   else
     local t = feed_recs
     feed_recs = nil
+    local text
     if count <= cap then
       t[1] = stamp
-      local text = table.concat(t, '\0')
+      text = table.concat(t, '\0')
+    end
+    if text and #text <= half then
       last, size = append(text, count), #text
     else
+      -- Entries of at most cap records and half the byte limit (one record
+      -- at least): trimming drops whole entries, so one entry of a huge
+      -- call would keep far more than either limit.
       local head = stamp .. '\0' .. group .. '\0'
       size = 0
-      for from = 0, count - 1, cap do
-        local m = math.min(cap, count - from)
-        local text = head .. table.concat(t, '\0', 3 + 4 * from, 2 + 4 * (from + m))
+      local from = 0
+      while from < count do
+        local at = 3 + 4 * from
+        local m, bytes = 1, #head + #t[at] + #t[at + 1] + #t[at + 2] + #t[at + 3] + 3
+        while from + m < count and m < cap do
+          at = at + 4
+          local more = #t[at] + #t[at + 1] + #t[at + 2] + #t[at + 3] + 4
+          if bytes + more > half then break end
+          m, bytes = m + 1, bytes + more
+        end
+        text = head .. table.concat(t, '\0', 3 + 4 * from, 2 + 4 * (from + m))
         last = append(text, m)
         if #text > size then size = #text end
+        from = from + m
       end
     end
   end
@@ -1262,13 +1279,25 @@ local function entry_count(fields)
   return tonumber(fields[1]) or 1
 end
 
+-- The number of the last record a stream without entries numbered (0 when
+-- there is no stream): emptied by hand, it still numbers the next entry
+-- after its last ID, so readers must start there, not at 0.
+local function last_generated(S)
+  if redis.call('EXISTS', S) == 0 then return '0' end
+  local info = redis.call('XINFO', 'STREAM', S)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return info[i + 1]:sub(3) end
+  end
+  return '0'
+end
+
 -- KEYS[1] a feed stream; ARGV[2] (optional) a record number p. Reply:
--- {first n, last n, records retained} ("0" when empty), then, when p falls
--- inside an entry that holds records after it, that entry (id, fields), so
--- that a reader starting after p reads the rest of it.
+-- {first n, last n, records retained} (first "0" when empty), then, when p
+-- falls inside an entry that holds records after it, that entry (id,
+-- fields), so that a reader starting after p reads the rest of it.
 function mode_read.info(KEYS, ARGV)
   local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-  if not first then return { '0', '0', 0 } end
+  if not first then return { '0', last_generated(KEYS[1]), 0 } end
   local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
   local low = tonumber(first[1]:sub(3))
   local high = tonumber(last[1]:sub(3)) + entry_count(last[2]) - 1

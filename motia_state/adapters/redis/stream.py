@@ -211,6 +211,8 @@ class RedisChangeStream(AsyncIterator[Change]):
         self._next = 0
         #: Entries read before the first read (the rest of the entry a cursor falls inside).
         self._pending: list[tuple[int, list[Any]]] = []
+        #: Shards started from their oldest record (after=None) and not read yet: see _accept.
+        self._oldest: set[int] = set()
         self._start: asyncio.Task[list[int]] | None = None
         if after == "now":
             try:
@@ -240,6 +242,7 @@ class RedisChangeStream(AsyncIterator[Change]):
                 # From the oldest retained record of each shard.
                 info = await adapter._shard_info()
                 self._position = [first - 1 if length else last for first, last, length, _ in info]
+                self._oldest = {shard for shard in self._shards if info[shard][2]}
             else:
                 position = parse_cursor(self._after, shards)
                 info = await adapter._shard_info(position)
@@ -248,7 +251,7 @@ class RedisChangeStream(AsyncIterator[Change]):
                         raise CursorExpiredError(
                             f"cursor {self._after!r} is not from this store (it is past the newest record)"
                         )
-                    if length and n < first - 1:
+                    if n < (first - 1 if length else last):  # the records right after it were trimmed
                         raise self._expired(self._after)
                     if around is not None and shard in self._shards:
                         # The cursor names a record inside an entry: the rest of it comes first.
@@ -263,15 +266,25 @@ class RedisChangeStream(AsyncIterator[Change]):
         )
 
     def _accept(self, shard: int, entries: list[Any], out: list[tuple[int, int, int, Any]]) -> None:
-        """Take the records of ``shard``'s entries that follow its position (checking that none is missing)."""
+        """Take the records of ``shard``'s entries that follow its position (checking that none is missing).
+
+        A shard started from its oldest record (``after=None``) that trimming
+        moved on between the shard's bounds being read and its first
+        entries starts from the new oldest one: the reader held no position
+        there, so nothing it was promised is skipped.
+        """
         position = self._position[shard]
+        oldest = shard in self._oldest
         for entry_id, fields in entries:
             first = _number(entry_id)
             count = entry_count(fields)
             if first + count - 1 <= position:
                 continue  # already read (a blocking read started from an older position)
             if first > position + 1:
-                raise self._expired()
+                if not oldest:
+                    raise self._expired()
+                position = first - 1
+            oldest = False
             records = entry_records(fields)
             for i in range(position + 1 - first, count):
                 record = records[i]
@@ -310,6 +323,7 @@ class RedisChangeStream(AsyncIterator[Change]):
                 self._accept(shard, entries, found)
             for shard, entries in await self._adapter._read_shards(self._shards, self._position, READ_BATCH):
                 self._accept(shard, entries, found)
+            self._oldest.clear()  # the start is fixed by the first read, as on the other stores
             if found:
                 self._emit(found, start)
                 continue
