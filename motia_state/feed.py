@@ -201,6 +201,31 @@ def _fast_size(group: str, key: str) -> int:
     return _OVERHEAD + 48 + len(group) + len(key)
 
 
+def _unpack(slots: list[Any], index: int) -> tuple[Any, ...]:
+    """The record at ``slots[index]``: ``(group, key, op, event, old, new, at ms, depth, origin)``.
+
+    ``old``/``new`` are None where the entry did not exist (the event says
+    which); the slots' compact forms (a float time, an info slot of None or
+    of the op alone) are spelled out.
+    """
+    group, key, old, new, at, info = slots[index : index + STRIDE]
+    if type(at) is not int:
+        at = int(at * 1000)
+    if info is None:
+        op, depth, origin = "increment", 0, None
+    elif type(info) is str:
+        op, depth, origin = info, 0, None
+    else:
+        op, depth, origin = info
+    if old is MISSING:
+        event, old = "created", None
+    elif new is MISSING:
+        event, new = "deleted", None
+    else:
+        event = "updated"
+    return group, key, op, event, old, new, at, depth, origin
+
+
 class FeedRing:
     """The retained records of one store, oldest first, and the readers waiting for more.
 
@@ -600,21 +625,7 @@ class FeedRing:
         first, slots = retained
         seq = first
         for index in range(0, len(slots), STRIDE):
-            group, key, old, new, at, info = slots[index : index + STRIDE]
-            if type(at) is not int:
-                at = int(at * 1000)
-            if info is None:
-                op, depth, origin = "increment", 0, None
-            elif type(info) is str:
-                op, depth, origin = info, 0, None
-            else:
-                op, depth, origin = info
-            if old is MISSING:
-                event, old = "created", None
-            elif new is MISSING:
-                event, new = "deleted", None
-            else:
-                event = "updated"
+            group, key, op, event, old, new, at, depth, origin = _unpack(slots, index)
             yield seq, at, depth, origin, ((group, key, op, event, old, new),)
             seq += 1
 
@@ -625,21 +636,7 @@ class FeedRing:
         return {"first": self.cursor(self._first), "last": self.cursor(self.seq), "retained": len(self)}
 
     def _change(self, seq: int, slots: list[Any], index: int) -> Change:
-        group, key, old, new, at, info = slots[index : index + STRIDE]
-        if type(at) is not int:
-            at = int(at * 1000)
-        if info is None:
-            op, depth, origin = "increment", 0, None
-        elif type(info) is str:
-            op, depth, origin = info, 0, None
-        else:
-            op, depth, origin = info
-        if old is MISSING:
-            event, old = "created", None
-        elif new is MISSING:
-            event, new = "deleted", None
-        else:
-            event = "updated"
+        group, key, op, event, old, new, at, depth, origin = _unpack(slots, index)
         # A reader that changes a record's value or origin never changes
         # what is stored (the records of one request share one origin).
         old, new = copy_value(old), copy_value(new)

@@ -536,15 +536,20 @@ async def _upgradable(manager: StateManager) -> int | None:
     return await upgradable_layout(adapter.client, adapter.key_prefix)
 
 
-async def _upgrade_layout(manager: StateManager, shards: int, args: argparse.Namespace, out: Output) -> int:
-    """Upgrade a Redis of layout 2 to the current layout in place: its marker changes, nothing else."""
+def _refuse_two_sided(args: argparse.Namespace, doing: str, done: str) -> None:
+    """--follow and --verify need two stores: an in-place move has one (a usage error naming the option)."""
     if args.follow or args.verify:
         option = "--follow" if args.follow else "--verify"
         fail(
-            f"{option}: upgrading a store in place leaves one copy, with no second side to "
+            f"{option}: {doing} a store in place leaves one copy, with no second side to "
             f"{'follow' if args.follow else 'compare'}",
-            hint=f"drop {option}; `motia-state validate --state URL` checks the store once it is upgraded",
+            hint=f"drop {option}; `motia-state validate --state URL` checks the store once it {done}",
         )
+
+
+async def _upgrade_layout(manager: StateManager, shards: int, args: argparse.Namespace, out: Output) -> int:
+    """Upgrade a Redis of layout 2 to the current layout in place: its marker changes, nothing else."""
+    _refuse_two_sided(args, "upgrading", "is upgraded")
     if args.dry_run:
         out.data({"inPlace": True, "dryRun": True, "upgraded": False, "fromLayout": 2, "shards": shards})
         out.message(f"would upgrade {redacted(args.source)} from layout 2 to the current layout, in place")
@@ -565,13 +570,7 @@ async def _upgrade_layout(manager: StateManager, shards: int, args: argparse.Nam
 
 async def _upgrade_in_place(legacy: LegacyRedis, args: argparse.Namespace, out: Output) -> int:
     """Move a Redis in the old layout into the current one under the same prefix (the error's advice)."""
-    if args.follow or args.verify:
-        option = "--follow" if args.follow else "--verify"
-        fail(
-            f"{option}: moving a store in place leaves one copy, with no second side to "
-            f"{'follow' if args.follow else 'compare'}",
-            hint=f"drop {option}; `motia-state validate --state URL` checks the store once it has moved",
-        )
+    _refuse_two_sided(args, "moving", "has moved")
     count = await legacy.count(None)
     if args.dry_run:
         out.data({"inPlace": True, "dryRun": True, "moved": 0, "toMove": count})
