@@ -624,7 +624,7 @@ class App:
                 self.drop_dead_letter(dead_id)
         except NotFoundError as e:
             return error_response(404, e.message, e.code)
-        return json_response({"dropped": True})
+        return Response(status_code=204)  # as the workbench's DELETE of a trigger's dead letter
 
 
 def _query(request: Request) -> str:

@@ -144,7 +144,8 @@ async def test_a_failing_delivery_is_retried_then_dead_lettered(tmp_path: Path) 
             assert retried.json() == {"retried": True, "succeeded": False}
             assert await state.get("t", "broken") == 4
             assert app.dead_letters()[0].attempts == 4
-            assert (await client.delete(f"/__motia/dead-letters/{dead.id}", headers=json_)).status_code == 200
+            dropped = await client.delete(f"/__motia/dead-letters/{dead.id}", headers=json_)
+            assert dropped.status_code == 204 and dropped.content == b""
             assert (await client.delete(f"/__motia/dead-letters/{dead.id}", headers=json_)).status_code == 404
         assert app.dead_letters() == []
 
