@@ -86,5 +86,5 @@ async def test_the_apps_own_workbench_endpoints_are_guarded_like_the_others(tmp_
             assert [d.id for d in app.dead_letters()] == [dead.id]  # nothing was retried or dropped
             # The same requests from the page itself still work.
             assert (await c.get("/__motia/dead-letters")).json()[0]["id"] == dead.id
-            assert (await c.request("DELETE", f"/__motia/dead-letters/{dead.id}", headers=J)).status_code == 200
+            assert (await c.request("DELETE", f"/__motia/dead-letters/{dead.id}", headers=J)).status_code == 204
             assert app.dead_letters() == []
