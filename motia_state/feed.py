@@ -191,14 +191,14 @@ _OVERHEAD: Final = 150
 STRIDE: Final = 6
 #: The longest group or key name (in characters) that a fast record may carry.
 FAST_NAME: Final = 64
-# A fast record's size at most: two numbers under _SMALL and two names of at most FAST_NAME.
-_FAST_SIZE: Final = _OVERHEAD + 48 + 2 * FAST_NAME
 #: The size of a record of two ints under 10**15 in magnitude, but its names.
 INT_RECORD: Final = _OVERHEAD + 48
+# A fast record's size at most: two numbers under _SMALL and two names of at most FAST_NAME.
+_FAST_SIZE: Final = INT_RECORD + 2 * FAST_NAME
 
 
 def _fast_size(group: str, key: str) -> int:
-    return _OVERHEAD + 48 + len(group) + len(key)
+    return INT_RECORD + len(group) + len(key)
 
 
 def _unpack(slots: list[Any], index: int) -> tuple[Any, ...]:
@@ -463,7 +463,7 @@ class FeedRing:
         added = count = 0
         for i in range((self._fast_seq - first) * STRIDE, len(slots), STRIDE):
             if slots[i + 5] is None:
-                added += _OVERHEAD + 48 + len(slots[i]) + len(slots[i + 1])
+                added += _fast_size(slots[i], slots[i + 1])
                 count += 1
         self._fast_bytes += added
         self._fast_count += count
@@ -484,7 +484,7 @@ class FeedRing:
             else:
                 for i in range(0, count * STRIDE, STRIDE):
                     if slots[i + 5] is None:
-                        self._fast_bytes -= _OVERHEAD + 48 + len(slots[i]) + len(slots[i + 1])
+                        self._fast_bytes -= _fast_size(slots[i], slots[i + 1])
                         self._fast_count -= 1
         if self._fast_seq < end:
             self._fast_seq = end
