@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -32,6 +32,8 @@ CHILD = Path(__file__).parent / "runtime_child.py"
 class Runtime:
     """One runtime process, started and waited for until it says "ready"."""
 
+    started: ClassVar[list[Runtime]] = []  # killed after each test, so a failing one leaves no process behind
+
     def __init__(self, config: dict[str, Any]) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.log = Path(config["out"]).with_name(f"runtime{len(list(Path(config['out']).parent.glob('*.log')))}.log")
@@ -44,6 +46,7 @@ class Runtime:
                 text=True,
                 env=env,
             )
+        Runtime.started.append(self)
         line = self.readline()
         assert line == "ready\n", line
 
@@ -70,6 +73,16 @@ class Runtime:
         assert code == 0
 
 
+@pytest.fixture(autouse=True)
+def _no_runtime_left() -> Iterator[None]:
+    yield
+    for runtime in Runtime.started:
+        if runtime.proc.poll() is None:
+            runtime.kill()
+        runtime._close()
+    Runtime.started.clear()
+
+
 @pytest.fixture(params=["file", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "file":
@@ -83,9 +96,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 
 
 def handled(out: Path) -> list[dict[str, Any]]:
+    """The lines the runtimes appended; a line still being written is left for the next read.
+
+    Each line is one O_APPEND write, but a read that races the write can
+    still see only its first bytes.
+    """
     if not out.exists():
         return []
-    return [json.loads(line) for line in out.read_text().splitlines()]
+    text = out.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
 
 
 async def wait_handled(out: Path, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
