@@ -7,8 +7,11 @@ hold that bookkeeping to the real encoding and to the rule of a single op.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +20,8 @@ from motia_state.errors import StateError
 from motia_state.ops import apply_operation, run_transaction
 from motia_state.records import parse_operations
 from motia_state.values import MISSING, encoded_size
+
+from ..helpers import RedisServer
 
 TEXT = st.sampled_from(["", "x", "yy", '"', "\\", "é", "\n", "a,b]", "zzzzzzzzzz"])
 SCALARS = st.one_of(
@@ -76,3 +81,33 @@ def test_a_transaction_fails_at_the_op_that_fails_on_its_own(records: list[dict[
     else:
         assert not result.success
         assert result.failed_index == expected_index, (result, records)
+
+
+@pytest.fixture(params=["memory", "file", "redis"])
+async def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ms.StateAdapter]:
+    limits = ms.Limits(max_value_bytes=50)
+    if request.param == "memory":
+        a: ms.StateAdapter = ms.MemoryStateAdapter(limits=limits)
+    elif request.param == "file":
+        a = ms.FileStateAdapter(tmp_path / "s", limits=limits)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        a = ms.RedisStateAdapter(server.url, key_prefix=request.getfixturevalue("redis_prefix"), limits=limits)
+    yield a
+    await a.close()
+
+
+async def test_a_transaction_with_an_update_fn_fails_where_the_value_outgrew_the_limit(
+    adapter: ms.StateAdapter,
+) -> None:
+    """A transaction holding code runs in this process on every adapter (Redis then commits what it computed)."""
+    result = await adapter.transaction(
+        "g",
+        [
+            {"type": "push", "key": "a", "items": ["x" * 40]},
+            {"type": "push", "key": "a", "items": ["y" * 40]},
+            {"type": "update", "key": "a", "updateFn": lambda value: len(value)},
+        ],
+    )
+    assert (result.success, result.failed_index, result.code) == (False, 1, "LIMIT_EXCEEDED")
+    assert await adapter.groups() == []
