@@ -516,6 +516,8 @@ class App:
                         on_emit=on_emit,
                         on_log=on_log,
                         depth=depth,  # its writes carry it, so the loop guard sees through state triggers
+                        # Motia's older cron shape: handler(ctx), as Motia calls it.
+                        context_first=config.context_first,
                     )
                 except StateError as e:
                     outcome, error = e.code, e.message
