@@ -587,6 +587,8 @@ class App:
             "stateTriggersRunning": self.trigger_runner is not None,
             # Step files that export no config: found, but nothing triggers them.
             "notServed": [_relative(path, self.root) for path in reg.skipped],
+            # TypeScript step files: not run until compiled to JavaScript.
+            "typescript": [_relative(path, self.root) for path in reg.typescript],
         }
 
     def _summary_endpoint(self, guard: Any) -> Callable[[Request], Awaitable[Response]]:
