@@ -288,6 +288,10 @@ async def test_http_requests_reach_api_steps_with_motias_input_and_answer_shapes
             assert req["queryParams"] == {"tag": ["x", "y"], "one": "1"}
             assert req["headers"]["x-thing"] == "T" and req["method"] == "GET" and req["body"] is None
             assert req["path"] == "/users/a b/items/7"
+            # An encoded slash stays inside its parameter, as in Motia (Express).
+            r = await client.get("/users/a%2Fb%2f/items/7")
+            assert r.status_code == 200 and r.json()["pathParams"] == {"id": "a/b/", "item": "7"}
+            assert (await client.get("/users/a/b/items/7")).status_code == 404
 
             r = await client.post("/plain", json={"a": [1, 2]})
             assert r.status_code == 200
@@ -598,6 +602,8 @@ async def test_the_asgi_app_mounts_inside_another_starlette_app(tmp_path: Path) 
             assert (await client.get("/")).text == "host app"
             r = await client.get("/steps/users/u1/items/i2")
             assert r.status_code == 200 and r.json()["pathParams"] == {"id": "u1", "item": "i2"}
+            r = await client.get("/steps/users/u%2F1/items/i2")
+            assert r.status_code == 200 and r.json()["pathParams"] == {"id": "u/1", "item": "i2"}
             # The workbench answers on a loopback Host (or one the embedder allows in app.allowed_hosts).
             assert (await client.get("/steps/__motia")).status_code == 403
             summary = await client.get("/steps/__motia", headers={"host": "127.0.0.1:8000"})
