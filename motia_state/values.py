@@ -38,6 +38,7 @@ __all__ = [
     "copy_value",
     "describe",
     "encoded_size",
+    "import_counted",
     "import_sized",
     "import_value",
     "is_number",
@@ -69,8 +70,11 @@ class Limits:
     """Configurable size limits; past one an operation fails with LIMIT_EXCEEDED.
 
     ``max_depth`` bounds how deep values nest (a scalar is 0 levels, ``[1]``
-    one); ``max_result_bytes`` bounds the encoded results of one transaction
-    or batch, checked before anything of it is stored.
+    one); ``max_records_bytes`` bounds the records of one transaction or
+    batch (what their names and values take encoded, as
+    :func:`motia_state.records.parse_operations` counts it) and
+    ``max_result_bytes`` their encoded results, both checked before
+    anything of it is stored.
     """
 
     max_name_bytes: int = 1024
@@ -78,6 +82,7 @@ class Limits:
     max_operations: int = 10_000
     max_depth: int = 256
     max_result_bytes: int = 15 * 1024 * 1024
+    max_records_bytes: int = 16 * 1024 * 1024
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -91,6 +96,7 @@ _GROUP_ARGS: Final = frozenset({"traceId", "groupId", "group"})
 
 _SCALARS: Final = frozenset({str, int, type(None), bool})
 _encoder = msgspec.json.Encoder()
+_encode: Final = _encoder.encode
 
 
 def json_type(value: Any) -> str:
@@ -415,25 +421,71 @@ def import_value(value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value
     return copied
 
 
-def import_sized(value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value") -> tuple[Any, int]:
+def import_sized(
+    value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value", *, nested: int = 0
+) -> tuple[Any, int]:
     """:func:`import_value`, and the encoded size of what it returns when checking its size computed it (else -1).
 
     An object or an array is encoded to be checked against
     ``limits.max_value_bytes``; a writer that must know the size too (the
-    change feed counts the bytes of its records) takes it from here
-    instead of encoding the value a second time.
+    change feed counts the bytes of its records, a transaction the bytes
+    of its records) takes it from here instead of encoding the value a
+    second time.
     """
     t = type(value)
     if t is not dict and t is not list:
-        return import_value(value, limits, what), -1
+        return import_value(value, limits, what, nested=nested), -1
     try:
-        copied = _copy(value, limits.max_depth, limits.max_depth)
+        copied = _copy(value, limits.max_depth - nested, limits.max_depth)
     except StateError as e:
         raise type(e)(f"{what} {e.message}") from None
     size = encoded_size(copied)
     if size > limits.max_value_bytes:
         raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")
     return copied, size
+
+
+def import_counted(
+    value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value", *, nested: int = 0
+) -> tuple[Any, int]:
+    """:func:`import_value`, and the encoded size of what it returns, always.
+
+    The size of a transaction's or batch's records is the sum of these. A
+    container's size comes from its check against ``limits.max_value_bytes``,
+    which encodes it anyway; a scalar's is its own short JSON text (null and
+    the booleans not even encoded). The scalar cases are written out here
+    rather than delegated, as records hold mostly scalars and every call
+    counts in a transaction's parse.
+    """
+    t = type(value)
+    if t is int:
+        if INT_LOW < value < INT_BOUND:
+            return value, len(_encode(value)) if -(2**63) <= value < 2**64 else encoded_size(value)
+        raise LimitExceededError(f"{what} has more than {MAX_INT_DIGITS} characters of decimal text")
+    if t is str:
+        if not value.isascii() and not is_unicode(value):
+            raise InvalidArgumentError(f"{what} must be JSON: a string with a lone surrogate")
+        size = len(_encode(value))
+        if size > limits.max_value_bytes:
+            raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")
+        return value, size
+    if value is None or value is True:
+        return value, 4
+    if value is False:
+        return value, 5
+    if t is float and math.isfinite(value):
+        return value, len(_encode(value))
+    if t is dict or t is list:
+        try:
+            copied = _copy(value, limits.max_depth - nested, limits.max_depth)
+        except StateError as e:
+            raise type(e)(f"{what} {e.message}") from None
+        size = encoded_size(copied)
+        if size > limits.max_value_bytes:
+            raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")
+        return copied, size
+    copied = import_value(value, limits, what, nested=nested)
+    return copied, encoded_size(copied)
 
 
 def json_equal(a: Any, b: Any) -> bool:
