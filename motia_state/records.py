@@ -31,6 +31,7 @@ from .values import (
     describe,
     encoded_size,
     import_counted,
+    import_value,
 )
 
 __all__ = [
@@ -350,6 +351,21 @@ _PARSERS: Final[dict[str, _Parser]] = {
 }
 
 
+def _echoed_id(raw: Any, limits: Limits) -> Any:
+    """The id a batch echoes for a record that failed: its JSON copy, or None when it has no usable one.
+
+    The failure may be the id itself (NaN, a set, a lone surrogate): a
+    result must never carry what JSON cannot, so such an id is not echoed.
+    """
+    item_id = raw.get("id") if isinstance(raw, dict) else getattr(raw, "id", None)
+    if item_id is None or item_id is UNSET:
+        return None
+    try:
+        return import_value(item_id, limits, "id")
+    except StateError:
+        return None
+
+
 def parse_operations(
     raw_ops: Any,
     *,
@@ -389,8 +405,8 @@ def parse_operations(
             if not collect:
                 e.details["failed_index"] = i
                 raise
-            item_id = raw.get("id") if isinstance(raw, dict) else getattr(raw, "id", None)
-            if item_id is not None and item_id is not UNSET:
+            item_id = _echoed_id(raw, limits)
+            if item_id is not None:
                 e.details["id"] = item_id
             out.append(e)
             continue

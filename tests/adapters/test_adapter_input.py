@@ -7,11 +7,13 @@ the first, so these run from Python against each adapter.
 
 from __future__ import annotations
 
+import datetime
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import motia_state as ms
@@ -114,4 +116,41 @@ async def test_a_boolean_delta_stays_refused(adapter: ms.StateAdapter) -> None:
     for op in ("increment", "decrement"):
         with pytest.raises(ms.InvalidArgumentError):
             await getattr(adapter, op)("g", "k", True)
+    assert await adapter.groups() == []
+
+
+UNUSABLE_IDS = [float("nan"), float("-inf"), {1, 2}, "x\ud800", datetime.date(2026, 1, 1), [object()]]
+
+
+@pytest.mark.parametrize(
+    "bad_id", UNUSABLE_IDS, ids=["NaN", "-inf", "a set", "a lone surrogate", "a date", "an object"]
+)
+async def test_a_batch_never_echoes_an_id_that_json_cannot_carry(adapter: ms.StateAdapter, bad_id: Any) -> None:
+    """The record fails with INVALID_ARGUMENT, and its result item carries no id rather than the bad one."""
+    result = await adapter.batch(
+        "g",
+        [{"type": "set", "key": "a", "value": 1, "id": bad_id}, {"type": "set", "key": "b", "value": 2, "id": "ok"}],
+    )
+    first = result.results[0]
+    assert (first.code, first.id) == ("INVALID_ARGUMENT", None)
+    assert "id" in (first.error or "")
+    wire = result.to_wire()
+    assert wire["results"] == [{"error": first.error, "code": "INVALID_ARGUMENT"}, {"id": "ok", "value": 2}]
+    assert msgspec.json.decode(msgspec.json.encode(wire)) == wire
+    assert await adapter.keys("g") == ["b"]
+
+
+async def test_a_failed_batch_record_echoes_its_id_as_plain_json(adapter: ms.StateAdapter) -> None:
+    """An id that is JSON is echoed even when the record fails, as the copy a good record's id would be."""
+    shared = ["x"]
+    result = await adapter.batch(
+        "g",
+        [
+            {"type": "set", "key": "a", "id": Level.TWO},  # no value: the record fails, the id is fine
+            {"type": "push", "key": "a", "items": 5, "id": shared},
+        ],
+    )
+    ids = [item.id for item in result.results]
+    assert [item.code for item in result.results] == ["INVALID_ARGUMENT", "INVALID_ARGUMENT"]
+    assert ids == [2, ["x"]] and type(ids[0]) is int and ids[1] is not shared
     assert await adapter.groups() == []
