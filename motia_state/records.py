@@ -250,7 +250,7 @@ def _parse_one(raw: Any, path: str, limits: Limits, allow_update: bool) -> tuple
             raise InvalidArgumentError(f"{name}: a {op_type!r} record does not take this field at {path}.{name}")
     key = _required(raw, "key", path)
     try:
-        check_name(key, "key", limits)
+        key = check_name(key, "key", limits)
     except StateError as e:
         raise type(e)(f"key: {e.message} at {path}.key") from None
     op = StateOperation(type=op_type, key=key)

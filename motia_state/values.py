@@ -44,6 +44,7 @@ __all__ = [
     "is_number",
     "is_reserved_group",
     "json_equal",
+    "plain_str",
 ]
 
 JsonValue = Any
@@ -188,8 +189,19 @@ def check_delta(delta: object, where: str = "delta") -> int | float:
     )
 
 
+def plain_str(text: str) -> str:
+    """The plain ``str`` holding a str subclass's characters (an ``enum.StrEnum`` member's value).
+
+    ``str(x)`` is not it: a ``(str, Enum)`` member's ``__str__`` gives its
+    qualified name, not the string it is.
+    """
+    return str.__str__(text)
+
+
 def check_field(field: object, where: str = "field") -> str:
-    """A field name is a non-empty string (valid Unicode)."""
+    """A field name is a non-empty string (valid Unicode); a str subclass counts as its plain str."""
+    if type(field) is not str and isinstance(field, str):
+        field = plain_str(field)
     if type(field) is str and field:
         if is_unicode(field):
             return field
@@ -202,7 +214,12 @@ def check_name(name: object, what: str, limits: Limits = DEFAULT_LIMITS) -> str:
 
     When ``what`` names a group ("traceId", "groupId" or "group"), a name in
     the runtime's reserved space (starting with ``__motia/``) is refused too.
+    A str subclass (an ``enum.StrEnum`` member) is checked and returned as
+    its plain str, as it is stored when it is a value: callers use the
+    returned name.
     """
+    if type(name) is not str and isinstance(name, str):
+        name = plain_str(name)
     if type(name) is not str or not name:
         raise InvalidArgumentError(f"{what} must be a non-empty string, got {describe(name)}")
     # len(str) * 4 bounds the UTF-8 size, so short names skip the encode.
@@ -238,13 +255,19 @@ class CheckedNames:
         self.limits = limits
         self.seen: set[str] = set()
 
-    def check(self, trace_id: object, key: object) -> None:
-        """Validate a (group, key) pair, raising check_name's precise error."""
+    def check(self, trace_id: object, key: object) -> bool | None:
+        """Validate a (group, key) pair, raising check_name's precise error.
+
+        A true result says that a name is a str subclass: the caller must
+        go on with the plain strs (:func:`plain_str`) of both. Plain names
+        give a false one, so the common call costs no conversion.
+        """
         seen = self.seen
         if type(trace_id) is str and type(key) is str and trace_id in seen and key in seen:
-            return
+            return None
         self._add(check_name(trace_id, "traceId", self.limits))
         self._add(check_name(key, "key", self.limits))
+        return type(trace_id) is not str or type(key) is not str
 
     def _add(self, name: str) -> None:
         # A reserved name may be a valid key but never a group: never cache
@@ -304,7 +327,7 @@ def _node(value: Any, stack: list[_Frame], at: object) -> tuple[int, Any]:
     if isinstance(value, float):
         return _node(float(value), stack, at)
     if isinstance(value, str):
-        return _node(str(value), stack, at)
+        return _node(plain_str(value), stack, at)
     if isinstance(value, (list, tuple)):
         return _ARRAY, value
     if isinstance(value, dict):
@@ -340,9 +363,11 @@ def _copy(value: Any, max_depth: int, depth_limit: int) -> Any:
         for at, child in children:
             if not is_array:
                 if type(at) is not str:
-                    raise InvalidArgumentError(
-                        f"must be JSON: object key {at!r} is not a string in the object at {_path(stack)}"
-                    )
+                    if not isinstance(at, str):
+                        raise InvalidArgumentError(
+                            f"must be JSON: object key {at!r} is not a string in the object at {_path(stack)}"
+                        )
+                    at = plain_str(at)  # a StrEnum member as a key: the string it is, as for a value
                 if not is_unicode(at):
                     raise InvalidArgumentError(
                         f"must be JSON: an object key with a lone surrogate in the object at {_path(stack)}"
