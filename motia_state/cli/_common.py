@@ -12,11 +12,8 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-import anyio
-
-from ..adapters.factory import create_state_adapter, parse_state_config
 from ..errors import (
     InvalidArgumentError,
     StateError,
@@ -24,8 +21,14 @@ from ..errors import (
     StepTimeoutError,
     UnavailableError,
 )
-from ..manager import StateManager
-from ..observability import OperationRecord
+from ._stop import signal_name, stopped_by
+
+if TYPE_CHECKING:
+    from ..manager import StateManager
+    from ..observability import OperationRecord
+
+# The event loop library, the adapters and the manager are imported by the
+# functions that use them: building the parser and printing help need none.
 
 __all__ = [
     "EXIT_FAILED",
@@ -312,6 +315,8 @@ def log_operation(record: OperationRecord) -> None:
 
 def check_store_url(url: str, args: argparse.Namespace, *, refuse_memory: str | None = None) -> dict[str, Any]:
     """Validate a store URL before anything runs: a usage error (exit 2) when it is malformed or refused."""
+    from ..adapters.factory import parse_state_config
+
     try:
         config = parse_state_config(url)
     except InvalidArgumentError as e:
@@ -359,6 +364,9 @@ async def open_store(
     ``existing``: the command only reads, so a file store that is not there
     is an error (a mistyped path), not a new empty store left behind.
     """
+    from ..adapters.factory import create_state_adapter
+    from ..manager import StateManager
+
     config = check_store_url(url, args, refuse_memory=refuse_memory)
     if existing and config["adapter"] == "file" and not Path(config["path"]).exists():
         raise CliError(
@@ -528,6 +536,8 @@ async def until_signalled(command: Command, args: argparse.Namespace, out: Outpu
     The signals stay caught until that cleanup is over: a second Ctrl-C
     cannot cut it short.
     """
+    import anyio
+
     received: int | None = None
     code = EXIT_INTERRUPTED
     failure: Exception | None = None  # raised after the task group, not as a group
@@ -558,10 +568,13 @@ async def until_signalled(command: Command, args: argparse.Namespace, out: Outpu
 
 def run_command(command: Command, args: argparse.Namespace, out: Output) -> int:
     """Run an async command on the chosen event loop, and turn every outcome into an exit code."""
+    import anyio
+
     try:
         return anyio.run(until_signalled, command, args, out, backend=args.backend)
     except (Interrupted, KeyboardInterrupt) as e:
-        name = e.args[0] if isinstance(e, Interrupted) else "SIGINT"
+        # A KeyboardInterrupt: a stop before the command took over the signals (``_stop``).
+        name = e.args[0] if isinstance(e, Interrupted) else signal_name(stopped_by(e) or signal.SIGINT)
         out.stderr.write(f"motia-state: interrupted by {name}; everything it started was stopped\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:

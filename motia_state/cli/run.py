@@ -10,9 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
-
-from ..runtime import call_step_file, runner_exists
 from ._common import EXIT_FAILED, EXIT_OK, Output, fail, open_store, parse_data, positive_int, seconds
 
 __all__ = ["add_demo", "add_run"]
@@ -37,6 +34,8 @@ def add_run(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 async def run_step(args: argparse.Namespace, out: Output) -> int:
     """Check the input, the step file and the store (in that order), then run the step."""
+    from ..runtime import call_step_file
+
     data = parse_data(args.data)
     step = Path(args.step)
     if not step.is_file():
@@ -65,6 +64,8 @@ def add_demo(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def _demo_languages() -> list[tuple[str, str]]:
     """(language, interpreter) for each language this machine can run."""
+    from ..runtime import runner_exists
+
     found = [("python", sys.executable)]
     for language in ("node", "ruby"):
         exe = shutil.which(language)
@@ -75,6 +76,10 @@ def _demo_languages() -> list[tuple[str, str]]:
 
 async def run_demo(args: argparse.Namespace, out: Output) -> int:
     """Race the workers, then check every total."""
+    import anyio
+
+    from ..runtime import call_step_file
+
     racers = Path(__file__).resolve().parent.parent / "_demo"
     step_for = {"python": racers / "racer.step.py", "node": racers / "racer.step.js", "ruby": racers / "racer.step.rb"}
     group = "demo"

@@ -6,12 +6,13 @@ import argparse
 import datetime
 import inspect
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..manager import StateManager
-from ..records import Change
-from ..values import check_name
 from ._common import EXIT_OK, CliError, Output, fail, open_store, parse_json, read_text_arg
+
+if TYPE_CHECKING:
+    from ..manager import StateManager
+    from ..records import Change
 
 __all__ = ["add_state", "json_type"]
 
@@ -117,6 +118,8 @@ def add_state(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def _check_names(args: argparse.Namespace) -> None:
     """The group and key as the command line names them (a bad one is reported as the group or the key)."""
+    from ..values import check_name
+
     if getattr(args, "group", None) is not None:
         check_name(args.group, "group")
     if getattr(args, "key", None) is not None:

@@ -13,13 +13,13 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import IO, Any
-
-import anyio
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 from ..errors import LimitExceededError
-from ..manager import StateManager
 from ._common import EXIT_FAILED, EXIT_OK, Output, check_store_url, fail, open_store, redacted
+
+if TYPE_CHECKING:
+    from ..manager import StateManager
 
 __all__ = ["add_transfer", "entries", "verify_export"]
 
@@ -144,7 +144,7 @@ class LegacyRedis:
 
 
 #: A store ``migrate`` reads: a running store, or a Redis in the old layout.
-Store = StateManager | LegacyRedis
+Store: TypeAlias = "StateManager | LegacyRedis"
 
 
 def _same_store(left: str, right: str) -> bool:
@@ -461,12 +461,14 @@ async def _verify(source: Store, target: StateManager) -> list[dict[str, str]]:
 
 async def _follow(source: StateManager, target: StateManager, stream: Any, out: Output) -> None:
     """Apply the source's feed to the target until cancelled, printing the lag after each quiet moment."""
+    from anyio import move_on_after
+
     applied = 0
     last_cursor: str | None = None
     iterator = stream.__aiter__()
     while True:
         change = None
-        with anyio.move_on_after(0.5):
+        with move_on_after(0.5):
             change = await iterator.__anext__()
         if change is None:
             info = await source.feed_info()
