@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from . import _stop
@@ -93,13 +93,13 @@ def _add_workbench(sub: Any, parents: list[argparse.ArgumentParser], *, options:
     )
 
 
-def build_parser(*, servers: bool = True) -> argparse.ArgumentParser:
+def build_parser(*, servers: Collection[str] = SERVERS) -> argparse.ArgumentParser:
     """The command line: every command, each with the global options.
 
-    ``servers=False`` names the server commands (dev, workbench) without
-    their own options, which live in (and would import) the app and the
-    workbench; the entry point parses with that first, and again with the
-    whole parser when the command is a server.
+    Only the server commands (dev, workbench) named in ``servers`` get their
+    own options, which live in (and import) the app and the workbench; the
+    others are only named. The entry point parses with none first, and again
+    with the one the command line names when it is a server.
     """
     from .. import __version__
     from ._common import add_global_options
@@ -122,8 +122,8 @@ def build_parser(*, servers: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"motia-state {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     add_run(sub, parents)
-    _add_dev(sub, parents, options=servers)
-    _add_workbench(sub, parents, options=servers)
+    _add_dev(sub, parents, options="dev" in servers)
+    _add_workbench(sub, parents, options="workbench" in servers)
     add_state(sub, parents)
     add_transfer(sub, parents)
     add_validate(sub, parents)
@@ -171,10 +171,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """The parser and the parsed command line; a server's own options are loaded only when it is the command."""
-    parser = build_parser(servers=False)
+    parser = build_parser(servers=())
     first, _ = parser.parse_known_args(argv)
-    if getattr(first, "runner", None) in SERVERS:
-        parser = build_parser()
+    server = getattr(first, "runner", None)
+    if server in SERVERS:
+        parser = build_parser(servers=(server,))
     return parser, parser.parse_args(argv)
 
 
