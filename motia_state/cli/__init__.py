@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     any other command with 130), whatever it was importing at the time.
     """
     _stop.install()
+    _closed_standard_streams()
     args: argparse.Namespace | None = None
     try:
         parser, args = _parse(argv)
@@ -195,6 +196,27 @@ def _run(args: argparse.Namespace) -> int:
         return run_workbench(args)
     out = Output(args)
     return run_command(args.command_fn, args, out)
+
+
+def _closed_standard_streams() -> None:
+    """Give a command started with stdout or stderr closed (``>&-``) streams it can use.
+
+    Python leaves ``sys.stdout`` None then, and every write would fail with
+    an AttributeError. A closed stdout becomes a pipe nobody reads: a result
+    written to it is output cut short, as when the reader of a pipe went
+    away (exit 1, no message). A closed stderr becomes /dev/null: the exit
+    code still tells what happened.
+    """
+    import os
+
+    if sys.stdout is None:
+        read, write = os.pipe()
+        os.dup2(write, 1)  # when the read end took fd 1, this closes it: either way nobody reads
+        for fd in {read, write} - {1}:
+            os.close(fd)
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 (the process's stdout)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (the process's stderr)
 
 
 def _stopped_early(args: argparse.Namespace | None, argv: list[str] | None, signum: int) -> int:

@@ -179,12 +179,22 @@ def read_text_arg(text: str, what: str) -> str:
     """``@-`` reads standard input, ``@FILE`` a file, anything else is the text itself."""
     if not text.startswith("@"):
         return text
-    if text == "@-":
-        return sys.stdin.read()
+    name = "standard input" if text == "@-" else text[1:]
+    if text == "@-" and sys.stdin is None:
+        raise CliError(f"{what}: @- reads standard input, which is closed", hint="give the JSON, or @FILE")
     try:
-        return Path(text[1:]).read_text(encoding="utf-8")
+        data = sys.stdin.buffer.read() if text == "@-" else Path(text[1:]).read_bytes()
     except OSError as e:
-        raise CliError(f"{what}: cannot read {text[1:]}: {e.strerror or e}", hint="check the file's path") from None
+        raise CliError(f"{what}: cannot read {name}: {e.strerror or e}", hint="check the file's path") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise CliError(
+            f"{what}: {name} is not UTF-8 text: byte 0x{data[e.start]:02x} at byte offset {e.start} (line {line}): "
+            f"{e.reason}",
+            hint="JSON is read as UTF-8: save the file as UTF-8",
+        ) from None
 
 
 def parse_data(text: str | None) -> Any:
@@ -313,21 +323,28 @@ def log_operation(record: OperationRecord) -> None:
 # -- the store ------------------------------------------------------------------------------------
 
 
-def check_store_url(url: str, args: argparse.Namespace, *, refuse_memory: str | None = None) -> dict[str, Any]:
-    """Validate a store URL before anything runs: a usage error (exit 2) when it is malformed or refused."""
+def check_store_url(
+    url: str, args: argparse.Namespace, *, refuse_memory: str | None = None, option: str = "--state"
+) -> dict[str, Any]:
+    """Validate a store URL before anything runs: a usage error (exit 2) when it is malformed or refused.
+
+    ``option`` is how messages name the URL (``--from`` and ``--to`` for migrate).
+    """
     from ..adapters.factory import parse_state_config
 
     try:
         config = parse_state_config(url)
     except InvalidArgumentError as e:
-        raise CliError(f"--state {url}: {e.message}", hint="use memory:, file:PATH or redis://HOST:PORT/DB") from None
+        raise CliError(
+            f"{option} {redacted(url)}: {e.message}", hint="use memory:, file:PATH or redis://HOST:PORT/DB"
+        ) from None
     if refuse_memory and config["adapter"] == "memory":
         raise CliError(
             f"{refuse_memory} refuses the memory: store: it lives only in this process, so the data would vanish",
             hint="give a store that outlives the command: --state file:PATH or --state redis://...",
         )
     if config["adapter"] == "redis":
-        _check_redis_url(config.get("url", ""))
+        _check_redis_url(config.get("url", ""), option)
     if config["adapter"] == "redis" and args.backend == "trio":
         raise CliError(
             "the Redis adapter needs asyncio (it uses redis-py's asyncio client); --backend trio cannot use it",
@@ -336,7 +353,7 @@ def check_store_url(url: str, args: argparse.Namespace, *, refuse_memory: str | 
     return config
 
 
-def _check_redis_url(url: str) -> None:
+def _check_redis_url(url: str, option: str) -> None:
     """A database that is not a number would silently be database 0: refuse it."""
     from urllib.parse import urlsplit
 
@@ -345,7 +362,7 @@ def _check_redis_url(url: str) -> None:
     path = urlsplit(url).path.strip("/")
     if path and not path.isdigit():
         raise CliError(
-            f"--state {redacted(url)}: the database {path!r} is not a number",
+            f"{option} {redacted(url)}: the database {path!r} is not a number",
             hint="give the database as a number: redis://HOST:PORT/0",
         )
 
@@ -358,25 +375,27 @@ async def open_store(
     refuse_memory: str | None = None,
     metrics: bool = False,
     existing: bool = False,
+    option: str = "--state",
 ) -> AsyncIterator[StateManager]:
     """A StateManager over ``url``, checked to be reachable before the command does anything (else exit 3).
 
     ``existing``: the command only reads, so a file store that is not there
     is an error (a mistyped path), not a new empty store left behind.
+    ``option`` is how messages name the URL.
     """
     from ..adapters.factory import create_state_adapter
     from ..manager import StateManager
 
-    config = check_store_url(url, args, refuse_memory=refuse_memory)
+    config = check_store_url(url, args, refuse_memory=refuse_memory, option=option)
     if existing and config["adapter"] == "file" and not Path(config["path"]).exists():
         raise CliError(
-            f"--state {url}: no store there (nothing was created)",
+            f"{option} {redacted(url)}: no store there (nothing was created)",
             hint="check the path; a command that writes (state set, import, dev) creates the store",
         )
     try:
         adapter = create_state_adapter(url)
     except InvalidArgumentError as e:
-        raise CliError(f"--state {redacted(url)}: {e.message}") from None
+        raise CliError(f"{option} {redacted(url)}: {e.message}") from None
     manager = StateManager(adapter, metrics=metrics)
     manager.add_observer(log_operation)
     async with manager:
