@@ -34,6 +34,7 @@ def add_run(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 async def run_step(args: argparse.Namespace, out: Output) -> int:
     """Check the input, the step file and the store (in that order), then run the step."""
+    from ..errors import LimitExceededError
     from ..runtime import call_step_file
 
     data = parse_data(args.data)
@@ -43,7 +44,10 @@ async def run_step(args: argparse.Namespace, out: Output) -> int:
     if step.suffix not in STEP_SUFFIXES:
         fail(f"{args.step}: not a step file (expected {', '.join(STEP_SUFFIXES)})")
     async with open_store(args.state, args) as manager:
-        result = await call_step_file(step, data=data, trace_id=args.trace_id, state=manager, timeout=args.timeout)
+        try:
+            result = await call_step_file(step, data=data, trace_id=args.trace_id, state=manager, timeout=args.timeout)
+        except LimitExceededError as e:  # raised before the step starts: the input is over the frame limit
+            fail(f"--data: {e.message}", code=e.code, hint="give the step a smaller input")
     out.stdout.write(json.dumps(result, ensure_ascii=False, indent=2 if not out.json else None) + "\n")
     return EXIT_OK
 

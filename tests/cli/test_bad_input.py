@@ -163,3 +163,21 @@ def test_migrate_never_overwrites_a_checkpoint_file_that_is_not_one(tmp_path: Pa
 def test_create_with_an_empty_name_is_bad_input(tmp_path: Path) -> None:
     _bad_input(cli("create", "", cwd=tmp_path), "name is empty")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_values_and_names_over_the_limits_are_bad_input(tmp_path: Path, store: str) -> None:
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps("x" * (9 * 1024 * 1024)))
+    _bad_input(cli("state", "set", "g", "k", f"@{big}", "--state", store), "larger than", code="LIMIT_EXCEEDED")
+    deep = "[" * 300 + "]" * 300
+    _bad_input(cli("state", "op", "g", "q", "push", deep, "--state", store), "nested deeper", code="LIMIT_EXCEEDED")
+    _bad_input(cli("state", "get", "g", "k" * 2000, "--state", store), "key is longer", code="LIMIT_EXCEEDED")
+    assert dump_store(store) == {"g": {"k": 1}}
+
+
+def test_run_data_over_the_frame_limit_is_bad_input(tmp_path: Path) -> None:
+    step = tmp_path / "echo.step.py"
+    step.write_text("async def handler(data, ctx):\n    return data\n")
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps("x" * (17 * 1024 * 1024)))
+    _bad_input(cli("run", str(step), "--data", f"@{data}"), "--data:", "frame limit", code="LIMIT_EXCEEDED")
