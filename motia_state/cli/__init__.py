@@ -186,6 +186,11 @@ def _run(args: argparse.Namespace) -> int:
     fill_global_defaults(args)
     configure_logging(args)
     runner = getattr(args, "runner", None)
+    port = getattr(args, "port", None)
+    if runner in SERVERS and isinstance(port, int) and not 0 <= port <= 65535:
+        # Checked here for both servers: a socket library takes 99999 modulo 65536 and serves on another port.
+        sys.stderr.write(f"motia-state {runner}: --port {port}: expected 0..65535 (0 picks a free one)\n")
+        return EXIT_USAGE
     if runner == "dev":
         from ..app.dev import run_dev
 

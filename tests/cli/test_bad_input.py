@@ -181,3 +181,11 @@ def test_run_data_over_the_frame_limit_is_bad_input(tmp_path: Path) -> None:
     data = tmp_path / "data.json"
     data.write_text(json.dumps("x" * (17 * 1024 * 1024)))
     _bad_input(cli("run", str(step), "--data", f"@{data}"), "--data:", "frame limit", code="LIMIT_EXCEEDED")
+
+
+@pytest.mark.parametrize("port", ["65536", "99999", "-1"])
+def test_a_server_port_out_of_range_is_bad_input(port: str) -> None:
+    # 99999 would otherwise be served as 99999 - 65536: a server on a port nobody asked for.
+    proc = cli("workbench", "--port", port, timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert f"--port {port}: expected 0..65535" in proc.stderr and proc.stdout == ""
