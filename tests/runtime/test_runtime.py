@@ -243,6 +243,25 @@ async def test_emit_and_log_reach_the_orchestrator(tmp_path: Path) -> None:
     assert logs == [{"level": "info", "msg": "scored", "traceId": "t-9", "n": 5}]
 
 
+async def test_a_python_step_logs_fields_as_motias_python_steps_do(tmp_path: Path) -> None:
+    path = step(
+        tmp_path,
+        """
+        def handler(data, ctx):
+            ctx.logger.info("got", {"id": 1})
+            ctx.logger.warn("odd", [1, 2], n=3)
+            ctx.logger.error("plain")
+        """,
+    )
+    logs: list[dict[str, Any]] = []
+    await call_step_file(path, trace_id="t", state=ms.StateManager(), on_log=logs.append, timeout=30)
+    assert logs == [
+        {"level": "info", "msg": "got", "traceId": "t", "id": 1},
+        {"level": "warning", "msg": "odd", "traceId": "t", "data": [1, 2], "n": 3},
+        {"level": "error", "msg": "plain", "traceId": "t"},
+    ]
+
+
 RACER = """
 import asyncio
 

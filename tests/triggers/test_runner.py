@@ -72,6 +72,17 @@ async def test_a_matching_change_runs_the_handler_with_its_record(state: ms.Stat
     ]
 
 
+async def test_a_plain_function_is_a_handler_and_runs_once() -> None:
+    state = ms.StateManager()
+    seen: list[str] = []
+    async with TriggerRunner(state, attempts=2, **FAST) as triggers:
+        await triggers.add("t", {"type": "state", "key": "score"}, lambda change: seen.append(change.group))
+        await state.set("u1", "score", 1)
+        await until(lambda: triggers.status()[0]["handled"] == 1)
+        assert seen == ["u1"]
+        assert triggers.dead_letters("t") == []
+
+
 async def test_from_start_group_events_and_a_declarative_condition(state: ms.StateManager) -> None:
     await state.set("a", "score", 150)
     await state.set("b", "score", 200)
