@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -208,9 +209,19 @@ def redacted(url: str) -> str:
     """A store URL without its credentials (for headers, messages and logs)."""
     if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
         scheme, rest = url.split("://", 1)
-        host = rest.split("@", 1)[1]
-        return f"{scheme}://***@{host}"
+        netloc, slash, path = rest.partition("/")
+        host = netloc.rsplit("@", 1)[1]  # the last @: a password may hold one
+        return f"{scheme}://***@{host}{slash}{path}"
     return url
+
+
+#: user:password@ after a URL's scheme, wherever a message quotes a URL.
+_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s/]*@", re.IGNORECASE)
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***`` (an adapter's message may quote one)."""
+    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 class Output:
@@ -516,13 +527,14 @@ def error_document(error: BaseException) -> dict[str, Any]:
 def report_error(error: BaseException, out: Output) -> int:
     """Write ``error`` as one readable message on stderr (JSON with --json) and return its exit code."""
     doc = error_document(error)
+    doc["message"] = without_credentials(doc["message"])
     code = exit_code_for(error)
     if isinstance(error, OSError) and not isinstance(error, StateError):
         code = EXIT_USAGE
     if out.debug:
         import traceback
 
-        doc["traceback"] = "".join(traceback.format_exception(error))
+        doc["traceback"] = without_credentials("".join(traceback.format_exception(error)))
     if out.json_errors:
         out.stderr.write(json.dumps({"error": doc}, ensure_ascii=False) + "\n")
     else:

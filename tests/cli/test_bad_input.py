@@ -189,3 +189,13 @@ def test_a_server_port_out_of_range_is_bad_input(port: str) -> None:
     proc = cli("workbench", "--port", port, timeout=60)
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert f"--port {port}: expected 0..65535" in proc.stderr and proc.stdout == ""
+
+
+def test_an_unreachable_store_is_reported_without_its_credentials() -> None:
+    url = "redis://ada:top@secret@127.0.0.1:1/0"  # nothing listens on port 1: refused at once
+    for extra in ([], ["--debug"], ["--json"]):
+        proc = cli("state", "ls", "--state", url, *extra)
+        assert proc.returncode == 3, proc.stderr
+        assert "[UNAVAILABLE]" in proc.stderr or '"UNAVAILABLE"' in proc.stderr, proc.stderr
+        assert "top@secret" not in proc.stderr and "secret" not in proc.stderr, proc.stderr
+        assert "redis://***@127.0.0.1:1/0" in proc.stderr, proc.stderr
