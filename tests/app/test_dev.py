@@ -253,6 +253,22 @@ def test_a_step_file_without_a_config_is_named_as_not_served(tmp_path: Path) -> 
         assert server.stop() == 0
 
 
+def test_a_typescript_step_is_named_as_not_served_unless_its_javascript_is_beside_it(tmp_path: Path) -> None:
+    # TypeScript is not run: a step ported from Motia must not go missing without a word.
+    root = make_app(tmp_path / "app")
+    ts = "export const config = { name: 'Typed', triggers: [] }\nexport const handler = async () => {}\n"
+    (root / "typed.step.ts").write_text(ts)
+    (root / "built.step.ts").write_text(ts.replace("Typed", "Built"))
+    (root / "built.step.js").write_text(
+        "exports.config = { name: 'Built', triggers: [] }\nexports.handler = async () => {}\n"
+    )
+    with DevServer(root).start(tmp_path) as server:
+        out = server.wait_output("workbench: ")
+        assert "not served (TypeScript: compile it to JavaScript): typed.step.ts" in out, out
+        assert "built.step.ts" not in out, out
+        assert server.stop() == 0
+
+
 def test_a_reader_of_its_output_that_goes_away_does_not_break_the_server(tmp_path: Path) -> None:
     # `motia-state dev | head`: once head exits, the server keeps serving and stops cleanly.
     root = make_app(tmp_path / "app")
