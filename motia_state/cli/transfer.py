@@ -223,7 +223,7 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
     target = Path(path)
     if target.is_dir():
         fail(f"-o {path}: is a folder", hint="give the export's file name, e.g. -o backup.ndjson")
-    if not (target.parent if str(target.parent) else Path(".")).is_dir():
+    if not target.parent.is_dir():
         fail(f"-o {path}: the folder {target.parent} does not exist", hint="create it, or give another path")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
     try:
