@@ -525,6 +525,12 @@ async def test_max_workers_bounds_how_many_invocations_of_a_step_run_at_once(tmp
 
                 async def handler(data, ctx):
                     await ctx.state.push("t2", "running", await ctx.state.increment("t2", "now"))
+                    # Hold on until a second one runs (however long its worker
+                    # takes to start), or every one has started.
+                    for _ in range(500):
+                        if await ctx.state.get("t2", "now") >= 2 or len(await ctx.state.get("t2", "running")) >= 3:
+                            break
+                        await asyncio.sleep(0.02)
                     await asyncio.sleep(0.3)
                     await ctx.state.decrement("t2", "now")
             """,

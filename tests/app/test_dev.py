@@ -68,7 +68,7 @@ def test_an_open_workbench_tab_does_not_hold_up_a_stop(tmp_path: Path) -> None:
     # The page keeps its change stream open: a stop must not wait the whole
     # grace period for it, nor end in uvicorn's traceback.
     root = make_app(tmp_path / "app")
-    with DevServer(root, "--grace", "10").start(tmp_path) as server:
+    with DevServer(root, "--grace", "30").start(tmp_path) as server:
         server.wait_output("workbench: ")
         with server.client.stream("GET", "/__motia/state/changes") as r:
             lines = r.iter_lines()  # kept: dropping the iterator would close the stream
@@ -76,7 +76,7 @@ def test_an_open_workbench_tab_does_not_hold_up_a_stop(tmp_path: Path) -> None:
             started = time.monotonic()
             assert server.stop(signal.SIGTERM) == 0
             took = time.monotonic() - started
-        assert took < 5, f"stopping took {took:.1f} s"
+        assert took < 15, f"stopping took {took:.1f} s"  # not the 30 s grace
         assert "Traceback" not in server.stderr and "ERROR" not in server.stderr, server.stderr
         assert server.stdout.rstrip().endswith("stopped")
 
