@@ -8,13 +8,13 @@ import json
 import logging
 import math
 import os
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
+from .._urls import redacted, without_credentials
 from ..errors import (
     InvalidArgumentError,
     StateError,
@@ -203,25 +203,6 @@ def parse_data(text: str | None) -> Any:
     if text is None:
         return None
     return parse_json(read_text_arg(text, "--data"), "--data")
-
-
-def redacted(url: str) -> str:
-    """A store URL without its credentials (for headers, messages and logs)."""
-    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = url.split("://", 1)
-        netloc, slash, path = rest.partition("/")
-        host = netloc.rsplit("@", 1)[1]  # the last @: a password may hold one
-        return f"{scheme}://***@{host}{slash}{path}"
-    return url
-
-
-#: user:password@ after a URL's scheme, wherever a message quotes a URL.
-_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s/]*@", re.IGNORECASE)
-
-
-def without_credentials(text: str) -> str:
-    """``text`` with the credentials of every URL in it replaced by ``***`` (an adapter's message may quote one)."""
-    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 class Output:

@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
+from .._urls import redacted
 from ..errors import LimitExceededError, StateError
-from ._common import EXIT_FAILED, EXIT_OK, Output, check_store_url, fail, open_store, redacted
+from ._common import EXIT_FAILED, EXIT_OK, Output, check_store_url, fail, open_store
 
 if TYPE_CHECKING:
     from ..manager import StateManager

@@ -243,16 +243,20 @@ async def test_redis_down_is_unavailable_quickly_and_recovery_is_automatic(tmp_p
 
 
 async def test_an_unreachable_redis_is_an_error_not_a_silent_fallback() -> None:
-    a = ms.create_state_adapter(f"redis://127.0.0.1:{free_port()}/0")
+    port = free_port()
+    a = ms.create_state_adapter(f"redis://app:s3cret@127.0.0.1:{port}/0")
     started = time.monotonic()
-    with pytest.raises(ms.UnavailableError):
+    with pytest.raises(ms.UnavailableError) as caught:
         await a.get("g", "k")
     assert time.monotonic() - started < 5
+    # It names the server, never its password: the message reaches logs, steps and HTTP answers.
+    assert f"redis://***@127.0.0.1:{port}/0" in caught.value.message and "s3cret" not in str(caught.value)
     await a.close()
 
 
 async def test_fallback_memory_is_explicit_and_warns(caplog: Any) -> None:
-    a = ms.create_state_adapter({"adapter": "redis", "url": f"redis://127.0.0.1:{free_port()}/0", "fallback": "memory"})
+    url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    a = ms.create_state_adapter({"adapter": "redis", "url": url, "fallback": "memory"})
     assert isinstance(a, ms.FallbackStateAdapter)
     manager = ms.StateManager(a)
     events: list[Any] = []
@@ -261,6 +265,7 @@ async def test_fallback_memory_is_explicit_and_warns(caplog: Any) -> None:
         assert await manager.increment("g", "n") == 1
     assert isinstance(a.active, ms.MemoryStateAdapter)
     assert any("NOT shared" in r.getMessage() for r in caplog.records)
+    assert not any("s3cret" in r.getMessage() for r in caplog.records)
     assert [e.new_value for e in events] == [1]
     await manager.close()
 

@@ -37,6 +37,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from ..._urls import redacted
 from ...errors import (
     ConflictError,
     InternalError,
@@ -615,7 +616,7 @@ class RedisStateAdapter(StateAdapter):
         if isinstance(e, msgspec.MsgspecError):
             # Only texts read from Redis are decoded here: one that does not
             # decode was damaged or written by something else.
-            return error_for_code("CORRUPT", f"a value stored in Redis at {self.url} cannot be read: {e}")
+            return error_for_code("CORRUPT", f"a value stored in Redis at {redacted(self.url)} cannot be read: {e}")
         errors = self._errors
         # redis-py turns some error codes into classes and drops the code
         # from the message ("CLUSTERDOWN ..." becomes ClusterDownError("The
@@ -629,7 +630,7 @@ class RedisStateAdapter(StateAdapter):
             )
         if isinstance(e, errors.ResponseError) and not (isinstance(e, transient) or str(e).startswith(_TRANSIENT)):
             return InternalError(f"Redis refused a command: {e}")
-        return UnavailableError(f"Redis at {self.url} is unavailable: {type(e).__name__}: {e}")
+        return UnavailableError(f"Redis at {redacted(self.url)} is unavailable: {type(e).__name__}: {e}")
 
     @contextlib.contextmanager
     def _boundary(self) -> Iterator[None]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 
+from ..._urls import redacted
 from ...errors import UnavailableError
 from ...predicates import Predicate
 from ...records import BatchResult, Change, TransactionResult
@@ -61,7 +62,7 @@ class FallbackStateAdapter(StateAdapter):
                         log.warning(
                             "Redis at %s cannot be reached (%s); falling back to in-memory state as configured. "
                             "This process's state is NOT shared with other runtimes and is lost when it exits.",
-                            self.primary.url,
+                            redacted(self.primary.url),
                             e.message,
                         )
                         self.active = MemoryStateAdapter(
