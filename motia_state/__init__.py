@@ -14,6 +14,7 @@ loop library or Redis's client.
 
 import typing
 
+from ._lazy import lazy_names as _lazy_names
 from ._version import __version__
 
 if typing.TYPE_CHECKING:
@@ -135,18 +136,4 @@ _SOURCES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> typing.Any:
-    """A public name, imported from its module on first use (then cached here)."""
-    source = _SOURCES.get(name)
-    if source is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(source, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The public names as well as the ones already imported (``dir(motia_state)``)."""
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_names(globals(), _SOURCES)

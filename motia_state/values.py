@@ -460,6 +460,11 @@ def import_sized(
     t = type(value)
     if t is not dict and t is not list:
         return import_value(value, limits, what, nested=nested), -1
+    return _import_container(value, limits, what, nested)
+
+
+def _import_container(value: Any, limits: Limits, what: str, nested: int) -> tuple[Any, int]:
+    # A dict or list: copied (its depth and types checked), then encoded once to check its size.
     try:
         copied = _copy(value, limits.max_depth - nested, limits.max_depth)
     except StateError as e:
@@ -501,14 +506,7 @@ def import_counted(
     if t is float and math.isfinite(value):
         return value, len(_encode(value))
     if t is dict or t is list:
-        try:
-            copied = _copy(value, limits.max_depth - nested, limits.max_depth)
-        except StateError as e:
-            raise type(e)(f"{what} {e.message}") from None
-        size = encoded_size(copied)
-        if size > limits.max_value_bytes:
-            raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")
-        return copied, size
+        return _import_container(value, limits, what, nested)
     copied = import_value(value, limits, what, nested=nested)
     return copied, encoded_size(copied)
 

@@ -11,6 +11,8 @@ server).
 
 import typing
 
+from .._lazy import lazy_names as _lazy_names
+
 if typing.TYPE_CHECKING:
     from .app import App, InvocationRecord, TriggerRunnerLike
     from .config import (
@@ -72,18 +74,4 @@ _SOURCES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> typing.Any:
-    """A name of the package, imported from its module on first use (then cached here)."""
-    source = _SOURCES.get(name)
-    if source is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(source, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The package's names as well as the ones already imported."""
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_names(globals(), _SOURCES)
