@@ -370,11 +370,15 @@ class RpcClient:
             body["stack"] = stack
         try:
             line = encode({"type": "rpc_response", "id": rid, "error": body})
-        except InvalidArgumentError:  # a lone surrogate in a message: say it in ASCII
+        except InvalidArgumentError:
+            # A lone surrogate in a message or stack: the parent refuses a
+            # reply holding one (even escaped), and the step's message with
+            # it, so each becomes "?" (as the Ruby runner scrubs bad text).
+            body = {k: v.encode("utf-8", "replace").decode("utf-8") for k, v in body.items()}
             line = json.dumps({"type": "rpc_response", "id": rid, "error": body}).encode()
         if len(line) > self.max_frame_bytes:
             room = max(self.max_frame_bytes // 8, 64)
-            body = {"code": code, "message": message[:room] + " [cut: over the frame limit]"}
+            body = {"code": code, "message": body["message"][:room] + " [cut: over the frame limit]"}
             line = json.dumps({"type": "rpc_response", "id": rid, "error": body}).encode()
         self._queue(line)
 

@@ -69,6 +69,24 @@ def _emit_args(event: Any, data: Any) -> dict[str, Any]:
     return {"topic": event, "data": data}
 
 
+def describe_failure(e: BaseException) -> "tuple[str, str]":
+    """``("Name: message", traceback)`` of a step's exception; never raises.
+
+    A step may raise anything, including an exception whose ``__str__``
+    raises: its failure must still become the reply, or the parent would
+    wait for it until its timeout.
+    """
+    try:
+        text = str(e)
+    except BaseException as inner:  # the step's own code may raise anything
+        text = "<str() of the exception raised %s>" % type(inner).__name__
+    try:
+        stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    except BaseException:
+        stack = ""
+    return "%s: %s" % (type(e).__name__, text), stack
+
+
 def describe_config(value: Any) -> Any:
     """The config as JSON; a function (a native ``condition``) or a schema object shows as ``{"native": true}``."""
     if isinstance(value, dict):
@@ -148,9 +166,7 @@ class Worker:
         if rid is None:
             return
         if self.load_error is not None:
-            e = self.load_error
-            stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-            self.client.respond_error(rid, "STEP_FAILED", "%s: %s" % (type(e).__name__, e), stack)
+            self.client.respond_error(rid, "STEP_FAILED", *describe_failure(self.load_error))
             return
         self.client.respond(rid, describe_config(getattr(self.module, "config", None)))
 
@@ -189,11 +205,8 @@ class Worker:
                 ctx.change = args.get("change")
                 result = await self.loop.run_in_executor(None, lambda: fn(args.get("value"), ctx))
         except BaseException as e:  # the condition's failure is the reply, never our exit
-            if isinstance(e, KeyboardInterrupt):
-                raise
             if rid is not None:
-                message = "%s: %s" % (type(e).__name__, e)
-                self.client.respond_error(rid, "STEP_FAILED", message, traceback.format_exc())
+                self.client.respond_error(rid, "STEP_FAILED", *describe_failure(e))
             return
         if rid is not None:
             self.client.respond(rid, bool(result))
@@ -201,12 +214,9 @@ class Worker:
     async def invoke(self, rid: Any, args: dict[str, Any]) -> None:
         try:
             result = await self.run_handler(args)
-        except BaseException as e:  # the step's failure is the reply, never our exit
-            if isinstance(e, (KeyboardInterrupt, SystemExit)) and not isinstance(e, SystemExit):
-                raise
-            message = "%s: %s" % (type(e).__name__, e)
+        except BaseException as e:  # the step's failure is the reply, never our exit (a KeyboardInterrupt too)
             if rid is not None:
-                self.client.respond_error(rid, "STEP_FAILED", message, traceback.format_exc())
+                self.client.respond_error(rid, "STEP_FAILED", *describe_failure(e))
             return
         if rid is not None:
             self.client.respond(rid, result)
@@ -287,7 +297,9 @@ def main(argv: Any) -> int:
     try:
         worker.module = load_step(argv[1])
     except BaseException as e:  # reported to the parent as the invoke's failure
-        worker.load_error = e if isinstance(e, Exception) else RuntimeError("step exited while loading: %r" % (e,))
+        worker.load_error = (
+            e if isinstance(e, Exception) else RuntimeError("step exited while loading: %s" % describe_failure(e)[0])
+        )
         traceback.print_exc()
     worker.selector = SpinSelector(spin_budget())
     eventloop.run(worker.serve(), worker.selector)

@@ -1,0 +1,93 @@
+"""Whatever a step throws becomes its STEP_FAILED reply, in every language, and the worker serves on.
+
+Each step file raises what ``data["case"]`` names (or answers its pid). All
+cases of a language run through one warm worker of a ``WorkerPool``: every
+failure must come back as a ``StepError`` with ``Name: message`` (never a
+timeout, never a worker that exited), and the pid asked for at the end must
+be the one asked for at the start.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import motia_state as ms
+from motia_state.runtime import StepError, WorkerPool
+
+from ..helpers import require_tool
+
+PY = """
+import os
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no text")
+
+
+def fail(case):
+    if case == "pid":
+        return os.getpid()
+    if case == "unprintable":
+        raise Unprintable()
+    if case == "keyboard":
+        raise KeyboardInterrupt("stop")
+    if case == "surrogate":
+        raise ValueError("bad \\ud800 text")
+
+
+async def handler(data, ctx):
+    return fail(data["case"])
+"""
+
+# The same failures from a plain def: it runs in a thread of its own.
+PY_SYNC = PY.replace("async def handler", "def handler")
+
+
+CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
+    # language: (source, tool, case -> the StepError's message)
+    "py": (
+        PY,
+        None,
+        {
+            "unprintable": "Unprintable: <str() of the exception raised RuntimeError>",
+            "keyboard": "KeyboardInterrupt: stop",
+            "surrogate": "ValueError: bad ? text",
+        },
+    ),
+    "py-sync": (
+        PY_SYNC,
+        None,
+        {
+            "unprintable": "Unprintable: <str() of the exception raised RuntimeError>",
+            "keyboard": "KeyboardInterrupt: stop",
+            "surrogate": "ValueError: bad ? text",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("language", sorted(CASES))
+async def test_anything_a_step_throws_is_its_step_failed_reply_and_the_worker_serves_on(
+    tmp_path: Path, language: str
+) -> None:
+    source, tool, expected = CASES[language]
+    if tool is not None:
+        require_tool(tool)
+    ext = language.split("-")[0]
+    path = tmp_path / f"fails.step.{ext}"
+    path.write_text(textwrap.dedent(source))
+    messages: dict[str, str] = {}
+    async with WorkerPool(ms.StateManager()) as pool:
+        # A generous timeout: a failure that never became a reply shows as a
+        # timeout here, not as a hung test.
+        pid = await pool.call(path, data={"case": "pid"}, trace_id="t", timeout=60)
+        for case in expected:
+            with pytest.raises(StepError) as caught:
+                await pool.call(path, data={"case": case}, trace_id="t", timeout=60)
+            messages[case] = caught.value.message
+        assert await pool.call(path, data={"case": "pid"}, trace_id="t", timeout=60) == pid
+    assert messages == expected
