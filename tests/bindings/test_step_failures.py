@@ -46,6 +46,27 @@ async def handler(data, ctx):
 # The same failures from a plain def: it runs in a thread of its own.
 PY_SYNC = PY.replace("async def handler", "def handler")
 
+JS = """
+exports.handler = async (data) => {
+  switch (data.case) {
+    case 'pid': return process.pid
+    case 'null-prototype': throw Object.create(null)
+    case 'unprintable': throw { toString () { throw new Error('no text') } }
+    case 'stack-getter': {
+      const e = new Error('x')
+      Object.defineProperty(e, 'stack', { get () { throw new Error('no stack') } })
+      throw e
+    }
+    case 'symbol-name': {
+      const e = new Error('x')
+      e.name = Symbol('odd')
+      throw e
+    }
+    case 'surrogate': throw new Error('bad \\ud800 text')
+  }
+}
+"""
+
 
 CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
     # language: (source, tool, case -> the StepError's message)
@@ -65,6 +86,17 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "unprintable": "Unprintable: <str() of the exception raised RuntimeError>",
             "keyboard": "KeyboardInterrupt: stop",
             "surrogate": "ValueError: bad ? text",
+        },
+    ),
+    "js": (
+        JS,
+        "node",
+        {
+            "null-prototype": "a thrown object that cannot be shown as text",
+            "unprintable": "a thrown object that cannot be shown as text",
+            "stack-getter": "Error: x",
+            "symbol-name": "Symbol(odd): x",
+            "surrogate": "Error: bad ? text",
         },
     ),
 }

@@ -68,6 +68,33 @@ async function loadStep (file) {
   }
 }
 
+/** String(read()), or `fallback` when reading or converting throws. */
+function textOf (read, fallback) {
+  try {
+    return String(read())
+  } catch (e) {
+    return fallback
+  }
+}
+
+/**
+ * `[message, stack]` for anything a step throws: `Name: message` for an
+ * Error, the value as text otherwise (null, a string, an object). Never
+ * throws, whatever the value (a null-prototype object, a throwing getter
+ * or toString): the failure must become the reply, not end the worker.
+ */
+function describeFailure (e) {
+  let isError = false
+  try {
+    isError = e instanceof Error
+  } catch (inner) {} // a Proxy whose getPrototypeOf throws
+  const message = isError
+    ? `${textOf(() => e.name, 'Error')}: ${textOf(() => e.message, '')}`
+    : textOf(() => e, `a thrown ${typeof e} that cannot be shown as text`)
+  const stack = e !== null && (typeof e === 'object' || typeof e === 'function') ? textOf(() => e.stack || '', '') : ''
+  return [message, stack || undefined]
+}
+
 function makeLogger (client, traceId) {
   const log = (level) => (msg, fields) => {
     const record = { ...(fields && typeof fields === 'object' ? fields : {}), level, msg: String(msg), traceId }
@@ -118,7 +145,8 @@ class Worker {
       (mod) => { this.module = mod },
       (e) => {
         this.loadError = e
-        console.error(e && e.stack ? e.stack : e)
+        const [message, stack] = describeFailure(e)
+        console.error(stack || message)
       },
     )
     await this.client.closedPromise
@@ -147,8 +175,7 @@ class Worker {
     if (id === undefined || id === null) return
     await this.loaded
     if (this.loadError) {
-      const e = this.loadError
-      this.client.respondError(id, 'STEP_FAILED', e instanceof Error ? `${e.name}: ${e.message}` : String(e), e && e.stack)
+      this.client.respondError(id, 'STEP_FAILED', ...describeFailure(this.loadError))
       return
     }
     const mod = this.module || {}
@@ -157,7 +184,7 @@ class Worker {
     try {
       this.client.respond(id, describeConfig(config === undefined ? null : config))
     } catch (e) {
-      this.client.respondError(id, 'STEP_FAILED', `the step's config is not JSON: ${e.message}`)
+      this.client.respondError(id, 'STEP_FAILED', `the step's config is not JSON: ${describeFailure(e)[0]}`)
     }
   }
 
@@ -199,8 +226,7 @@ class Worker {
       }
       result = await fn(args.value === undefined ? null : args.value, ctx)
     } catch (e) {
-      const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e)
-      if (this.answerable(id)) this.client.respondError(id, 'STEP_FAILED', message, e && e.stack)
+      if (this.answerable(id)) this.client.respondError(id, 'STEP_FAILED', ...describeFailure(e))
       return
     }
     if (this.answerable(id)) this.client.respond(id, Boolean(result))
@@ -220,15 +246,14 @@ class Worker {
     try {
       result = await this.runHandler(args)
     } catch (e) {
-      const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e)
-      if (this.answerable(id)) this.client.respondError(id, 'STEP_FAILED', message, e && e.stack)
+      if (this.answerable(id)) this.client.respondError(id, 'STEP_FAILED', ...describeFailure(e))
       return
     }
     if (!this.answerable(id)) return
     try {
       this.client.respond(id, result)
     } catch (e) {
-      this.client.respondError(id, 'STEP_FAILED', `the handler's return value is not JSON: ${e.message}`)
+      this.client.respondError(id, 'STEP_FAILED', `the handler's return value is not JSON: ${describeFailure(e)[0]}`)
     }
   }
 
@@ -265,4 +290,4 @@ async function main (argv) {
   return worker.client.failure ? 1 : 0
 }
 
-module.exports = { Worker, loadStep, main, protectStdio, protocolFds }
+module.exports = { Worker, describeFailure, loadStep, main, protectStdio, protocolFds }
