@@ -67,6 +67,25 @@ exports.handler = async (data) => {
 }
 """
 
+RB = """
+class Unprintable < StandardError
+  def message = raise("no text")
+end
+
+class NoBacktrace < StandardError
+  def backtrace = raise("no backtrace")
+end
+
+def handler(data, ctx)
+  case data["case"]
+  when "pid" then Process.pid
+  when "unprintable" then raise Unprintable
+  when "no-backtrace" then raise NoBacktrace, "x"
+  when "utf-16" then raise "wide \\u00e9".encode("UTF-16LE")
+  when "binary" then raise "bad \\xff bytes".b
+  end
+end
+"""
 
 CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
     # language: (source, tool, case -> the StepError's message)
@@ -97,6 +116,16 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "stack-getter": "Error: x",
             "symbol-name": "Symbol(odd): x",
             "surrogate": "Error: bad ? text",
+        },
+    ),
+    "rb": (
+        RB,
+        "ruby",
+        {
+            "unprintable": "Unprintable: <#message raised RuntimeError>",
+            "no-backtrace": "NoBacktrace: x",
+            "utf-16": "RuntimeError: wide \u00e9",
+            "binary": "RuntimeError: bad ? bytes",
         },
     ),
 }
