@@ -158,16 +158,27 @@ class Worker {
   onRequest (frame) {
     const { method, id, args } = frame
     if (method === 'invoke') {
-      this.invoke(id, args && typeof args === 'object' ? args : {})
+      this.invoke(id, args && typeof args === 'object' ? args : {}).catch((e) => this.internal(id, e))
     } else if (method === 'config') {
-      this.answerConfig(id)
+      this.answerConfig(id).catch((e) => this.internal(id, e))
     } else if (method === 'condition') {
-      this.answerCondition(id, args && typeof args === 'object' ? args : {})
+      this.answerCondition(id, args && typeof args === 'object' ? args : {}).catch((e) => this.internal(id, e))
     } else if (method === 'shutdown') {
       this.client.close('shutdown')
     } else if (id !== undefined && id !== null) {
       this.client.respondError(id, 'NOT_FOUND', `the Node runner serves no method ${JSON.stringify(method)}`)
     }
+  }
+
+  /**
+   * A request the runner itself failed to answer (a bug of ours, never the
+   * step's failure, which is its reply): INTERNAL, so the parent does not
+   * wait for it until its timeout.
+   */
+  internal (id, e) {
+    const [message, stack] = describeFailure(e)
+    process.stderr.write(`motia-state: answering a request failed: ${stack || message}\n`)
+    if (this.answerable(id)) this.client.respondError(id, 'INTERNAL', `the Node runner failed: ${message}`)
   }
 
   /** Reply with the step's exported `config` (null when none), without running the handler. */
@@ -285,6 +296,15 @@ async function main (argv) {
     process.stderr.write('usage: run_step.js <step file>\n')
     return 2
   }
+  // A promise the step left behind that rejects (a state call it never
+  // awaited, after its handler returned) is the step's bug: it is logged,
+  // as Python logs a task's exception that nobody retrieved and Ruby a
+  // thread's. Node's default would end the worker, failing whatever
+  // invocation it serves by then, maybe one that had nothing to do with it.
+  process.on('unhandledRejection', (reason) => {
+    const [message, stack] = describeFailure(reason)
+    process.stderr.write(`motia-state: a promise rejected and nothing handled it: ${stack || message}\n`)
+  })
   const worker = new Worker(argv[0])
   await worker.serve()
   return worker.client.failure ? 1 : 0
