@@ -235,3 +235,18 @@ def test_the_parent_closing_the_channel_mid_call_ends_the_worker_cleanly(raw: Ra
     raw.send(INVOKE)
     assert raw.read()["method"] == "state.get"  # the call is in flight
     assert raw.exit_code() == 0, raw.stderr()
+
+
+def test_a_reply_nested_too_deeply_fails_its_call_with_limit_exceeded_saying_so(raw: RawWorker) -> None:
+    # A few KiB nested 5,000 deep: over the nesting limit, far under the frame limit.
+    raw.send(INVOKE)
+    request = raw.read()
+    assert request["method"] == "state.get", request
+    deep = "[" * 5000 + "]" * 5000
+    raw.send(f'{{"type":"rpc_response","id":{request["id"]},"result":{deep}}}')
+    reply = raw.read()
+    assert reply["id"] == 1 and "error" in reply, reply
+    message = reply["error"]["message"]
+    assert "LimitExceededError" in message or reply["error"]["code"] == "LIMIT_EXCEEDED", reply
+    assert "nested" in message and "byte" not in message, message
+    assert raw.exit_code() == 0

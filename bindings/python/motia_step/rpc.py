@@ -476,8 +476,8 @@ class RpcClient:
                     frames.append(json.loads(line))
                 except ValueError as e:
                     self._unreadable(line[:HEAD_BYTES], "INVALID_ARGUMENT", "a frame that is not JSON: %s" % e)
-                except RecursionError:  # nested past what any value may be: answer it as too big
-                    self._oversized(line[:HEAD_BYTES], len(line))
+                except RecursionError:  # nested past what any value may be: over a limit, whatever its size
+                    self._unreadable(line[:HEAD_BYTES], "LIMIT_EXCEEDED", "a frame nested too deeply to be read")
         pending = self._pending
         for frame in frames:
             if not isinstance(frame, dict):
