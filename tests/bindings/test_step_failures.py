@@ -28,6 +28,14 @@ class Unprintable(Exception):
         raise RuntimeError("no text")
 
 
+class Unreadable(dict):
+    def items(self):
+        raise RuntimeError("no items")
+
+    def __iter__(self):
+        raise RuntimeError("no iter")
+
+
 def fail(case):
     if case == "pid":
         return os.getpid()
@@ -37,6 +45,8 @@ def fail(case):
         raise KeyboardInterrupt("stop")
     if case == "surrogate":
         raise ValueError("bad \\ud800 text")
+    if case == "unreadable-result":
+        return Unreadable(a=1)
 
 
 async def handler(data, ctx):
@@ -63,6 +73,7 @@ exports.handler = async (data) => {
       throw e
     }
     case 'surrogate': throw new Error('bad \\ud800 text')
+    case 'unreadable-result': return { get a () { throw new Error('no value') } }
   }
 }
 """
@@ -96,6 +107,7 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "unprintable": "Unprintable: <str() of the exception raised RuntimeError>",
             "keyboard": "KeyboardInterrupt: stop",
             "surrogate": "ValueError: bad ? text",
+            "unreadable-result": "the handler's return value is not JSON: RuntimeError: no items",
         },
     ),
     "py-sync": (
@@ -105,6 +117,7 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "unprintable": "Unprintable: <str() of the exception raised RuntimeError>",
             "keyboard": "KeyboardInterrupt: stop",
             "surrogate": "ValueError: bad ? text",
+            "unreadable-result": "the handler's return value is not JSON: RuntimeError: no items",
         },
     ),
     "js": (
@@ -116,6 +129,7 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "stack-getter": "Error: x",
             "symbol-name": "Symbol(odd): x",
             "surrogate": "Error: bad ? text",
+            "unreadable-result": "the handler's return value is not JSON: Error: no value",
         },
     ),
     "rb": (
@@ -152,3 +166,34 @@ async def test_anything_a_step_throws_is_its_step_failed_reply_and_the_worker_se
             messages[case] = caught.value.message
         assert await pool.call(path, data={"case": "pid"}, trace_id="t", timeout=60) == pid
     assert messages == expected
+
+
+PY_CONDITION = """
+class Undecided:
+    def __bool__(self):
+        raise RuntimeError("neither")
+
+
+class Unreadable(dict):
+    def items(self):
+        raise RuntimeError("no items")
+
+
+config = {"triggers": [{"condition": lambda value, ctx: Undecided()}], "extra": Unreadable(a=1)}
+
+
+def condition(value, ctx):
+    return value
+"""
+
+
+async def test_a_python_condition_or_config_that_cannot_be_read_is_step_failed(tmp_path: Path) -> None:
+    path = tmp_path / "decides.step.py"
+    path.write_text(PY_CONDITION)
+    async with WorkerPool(ms.StateManager()) as pool:
+        with pytest.raises(StepError, match=r"^RuntimeError: neither$"):
+            await pool.condition(path, value=1, trigger=0, timeout=60)
+        with pytest.raises(StepError, match=r"^the step's config is not JSON: RuntimeError: no items$"):
+            await pool.config(path, timeout=60)
+        assert await pool.condition(path, value=1, timeout=60) is True  # the same worker serves on
+        assert pool.started == 1

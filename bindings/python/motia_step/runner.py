@@ -168,7 +168,12 @@ class Worker:
         if self.load_error is not None:
             self.client.respond_error(rid, "STEP_FAILED", *describe_failure(self.load_error))
             return
-        self.client.respond(rid, describe_config(getattr(self.module, "config", None)))
+        try:
+            config = describe_config(getattr(self.module, "config", None))
+        except Exception as e:  # a module __getattr__, a mapping whose items() raises, one nested past recursion
+            self.client.respond_error(rid, "STEP_FAILED", "the step's config is not JSON: %s" % describe_failure(e)[0])
+            return
+        self.respond(rid, config, "the step's config")
 
     def find_condition(self, trigger: Any) -> Any:
         """The condition function of ``config.triggers[trigger]``, or the module's ``condition`` (trigger null)."""
@@ -204,12 +209,13 @@ class Worker:
                 ctx = Context(trace_id, blocking, logger, None, None, None)
                 ctx.change = args.get("change")
                 result = await self.loop.run_in_executor(None, lambda: fn(args.get("value"), ctx))
+            answer = bool(result)  # the result's own __bool__ may raise: that is the condition's failure too
         except BaseException as e:  # the condition's failure is the reply, never our exit
             if rid is not None:
                 self.client.respond_error(rid, "STEP_FAILED", *describe_failure(e))
             return
         if rid is not None:
-            self.client.respond(rid, bool(result))
+            self.client.respond(rid, answer)
 
     async def invoke(self, rid: Any, args: dict[str, Any]) -> None:
         try:
@@ -219,7 +225,18 @@ class Worker:
                 self.client.respond_error(rid, "STEP_FAILED", *describe_failure(e))
             return
         if rid is not None:
-            self.client.respond(rid, result)
+            self.respond(rid, result, "the handler's return value")
+
+    def respond(self, rid: Any, value: Any, what: str) -> None:
+        """Reply with ``value``; code of the step's own that raises while it is read is STEP_FAILED.
+
+        A dict subclass whose ``items`` raises, say: without an answer the
+        parent would wait for one until its timeout.
+        """
+        try:
+            self.client.respond(rid, value)
+        except Exception as e:
+            self.client.respond_error(rid, "STEP_FAILED", "%s is not JSON: %s" % (what, describe_failure(e)[0]))
 
     async def run_handler(self, args: dict[str, Any]) -> Any:
         if self.load_error is not None:
