@@ -87,6 +87,10 @@ class NoBacktrace < StandardError
   def backtrace = raise("no backtrace")
 end
 
+class Unreadable < Hash
+  def each(*) = raise("no each")
+end
+
 def handler(data, ctx)
   case data["case"]
   when "pid" then Process.pid
@@ -94,6 +98,7 @@ def handler(data, ctx)
   when "no-backtrace" then raise NoBacktrace, "x"
   when "utf-16" then raise "wide \\u00e9".encode("UTF-16LE")
   when "binary" then raise "bad \\xff bytes".b
+  when "unreadable-result" then Unreadable.new.tap { |h| h["a"] = 1 }
   end
 end
 """
@@ -140,6 +145,7 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "no-backtrace": "NoBacktrace: x",
             "utf-16": "RuntimeError: wide \u00e9",
             "binary": "RuntimeError: bad ? bytes",
+            "unreadable-result": "the handler's return value is not JSON: RuntimeError: no each",
         },
     ),
 }

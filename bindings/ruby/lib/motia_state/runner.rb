@@ -203,10 +203,22 @@ module MotiaState
     end
 
     def invoke(id, args)
-      result = run_handler(args)
-      @client.respond(id, result) unless id.nil? # a result that cannot go becomes an error reply
-    rescue Exception => e # rubocop:disable Lint/RescueException -- the step's failure is the reply
-      @client.respond_error(id, "STEP_FAILED", *Worker.describe_failure(e)) unless id.nil?
+      result = begin
+        run_handler(args)
+      rescue Exception => e # rubocop:disable Lint/RescueException -- the step's failure is the reply
+        @client.respond_error(id, "STEP_FAILED", *Worker.describe_failure(e)) unless id.nil?
+        return
+      end
+      respond(id, result, "the handler's return value") unless id.nil?
+    end
+
+    # Reply with value (a result that cannot go becomes an error reply); the
+    # step's own code that raises while it is read (a Hash subclass whose
+    # #each raises) is STEP_FAILED, named as the other runners name it.
+    def respond(id, value, what)
+      @client.respond(id, value)
+    rescue StandardError => e
+      @client.respond_error(id, "STEP_FAILED", "#{what} is not JSON: #{Worker.describe_failure(e)[0]}")
     end
 
     def run_handler(args)
