@@ -31,8 +31,9 @@ class Logger:
         self._trace_id = trace_id
 
     def _log(self, level: str, msg: Any, fields: dict[str, Any]) -> None:
-        record = {"level": level, "msg": str(msg), "traceId": self._trace_id}
-        record.update(fields)
+        # A field named level or traceId never overrides the record's own (as in Node and Ruby).
+        record = dict(fields)
+        record.update(level=level, msg=str(msg), traceId=self._trace_id)
         self._client.notify("log", record)  # a field that is not JSON raises INVALID_ARGUMENT naming it
 
     def debug(self, msg: Any, **fields: Any) -> None:
