@@ -250,3 +250,24 @@ def test_a_reply_nested_too_deeply_fails_its_call_with_limit_exceeded_saying_so(
     assert "LimitExceededError" in message or reply["error"]["code"] == "LIMIT_EXCEEDED", reply
     assert "nested" in message and "byte" not in message, message
     assert raw.exit_code() == 0
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param('{{"type":"rpc_response","id":{id},"result":NaN}}', id="NaN"),
+        pytest.param('{{"type":"rpc_response","id":{id},"result":-Infinity}}', id="Infinity"),
+        # One frame cut in two by a newline: neither line is a frame.
+        pytest.param('{{"type":"rpc_response","id":{id},"result":[1\n2]}}', id="two-lines"),
+    ],
+)
+def test_a_reply_that_is_not_strict_json_fails_its_call_in_every_runner(raw: RawWorker, reply: str) -> None:
+    raw.send(INVOKE)
+    request = raw.read()
+    assert request["method"] == "state.get", request
+    raw.send(reply.format(id=request["id"]))
+    answer = raw.read()
+    assert answer["id"] == 1 and answer["error"]["code"] == "STEP_FAILED", answer
+    assert "InvalidArgumentError" in answer["error"]["message"], answer
+    assert "not JSON" in answer["error"]["message"], answer
+    assert raw.exit_code() == 0

@@ -178,6 +178,15 @@ def sniff(head: bytes) -> tuple[str | None, Any]:
     return kind.group(1).decode(), value
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError("%s is not JSON" % constant)
+
+
+# The parent's frames are strict JSON, read as the other runners read them:
+# NaN and Infinity are refused, as are bytes that are not UTF-8 (json.loads
+# would let the UTF-8 form of a lone surrogate through).
+_decode = json.JSONDecoder(parse_constant=_not_json).decode
+
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _dumps = _encoder.encode
 
@@ -468,12 +477,17 @@ class RpcClient:
         try:
             # One decoder call for a whole burst of replies is several times
             # cheaper than one per line; any bad line sends us line by line.
-            frames = json.loads(b"[" + b",".join(lines) + b"]")
+            # Lines that are no frames alone may join into valid JSON (a
+            # frame cut by a newline): then the count is off, and each line
+            # is read alone, as the other runners read it.
+            frames = _decode((b"[" + b",".join(lines) + b"]").decode("utf-8"))
+            if len(frames) != len(lines):
+                raise ValueError("lines that are no frames")
         except (ValueError, RecursionError):
             frames = []
             for line in lines:
                 try:
-                    frames.append(json.loads(line))
+                    frames.append(_decode(line.decode("utf-8")))
                 except ValueError as e:
                     self._unreadable(line[:HEAD_BYTES], "INVALID_ARGUMENT", "a frame that is not JSON: %s" % e)
                 except RecursionError:  # nested past what any value may be: over a limit, whatever its size
