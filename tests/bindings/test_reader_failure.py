@@ -271,3 +271,14 @@ def test_a_reply_that_is_not_strict_json_fails_its_call_in_every_runner(raw: Raw
     assert "InvalidArgumentError" in answer["error"]["message"], answer
     assert "not JSON" in answer["error"]["message"], answer
     assert raw.exit_code() == 0
+
+
+def test_a_reply_to_no_request_is_reported_on_stderr_and_dropped(raw: RawWorker) -> None:
+    raw.send('{"type":"rpc_response","id":77,"result":1}', '{"type":"rpc_response","id":"x","result":1}')
+    raw.send(INVOKE)
+    request = raw.read()
+    raw.send(f'{{"type":"rpc_response","id":{request["id"]},"result":5}}')
+    assert raw.read() == {"type": "rpc_response", "id": 1, "result": 5}
+    assert raw.exit_code() == 0
+    stderr = raw.stderr()
+    assert "a reply to no request (id 77)" in stderr and 'a reply to no request (id "x")' in stderr, stderr

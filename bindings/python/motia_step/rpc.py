@@ -501,7 +501,10 @@ class RpcClient:
                 rid = frame.get("id")
                 # Our ids are ints; anything else (a list is not even hashable) is a reply to nothing.
                 fut = pending.pop(rid, None) if type(rid) is int else None
-                if fut is None or fut.done():
+                if fut is None:
+                    sys.stderr.write("motia-step: a reply to no request (id %s)\n" % json.dumps(rid))
+                    continue
+                if fut.done():  # a call the step stopped waiting for
                     continue
                 error = frame.get("error")
                 if error is not None:
