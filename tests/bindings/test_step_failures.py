@@ -91,6 +91,14 @@ class Unreadable < Hash
   def each(*) = raise("no each")
 end
 
+class Unreadable2 < Hash
+  def each(*) = raise(Exception, "not even a StandardError")
+end
+
+class Unnamed < StandardError
+  def self.to_s = raise("no name")
+end
+
 def handler(data, ctx)
   case data["case"]
   when "pid" then Process.pid
@@ -99,6 +107,8 @@ def handler(data, ctx)
   when "utf-16" then raise "wide \\u00e9".encode("UTF-16LE")
   when "binary" then raise "bad \\xff bytes".b
   when "unreadable-result" then Unreadable.new.tap { |h| h["a"] = 1 }
+  when "unreadable-result-2" then Unreadable2.new.tap { |h| h["a"] = 1 }
+  when "unnamed" then raise Unnamed, "x"
   end
 end
 """
@@ -146,6 +156,8 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "utf-16": "RuntimeError: wide \u00e9",
             "binary": "RuntimeError: bad ? bytes",
             "unreadable-result": "the handler's return value is not JSON: RuntimeError: no each",
+            "unreadable-result-2": "the handler's return value is not JSON: Exception: not even a StandardError",
+            "unnamed": "Exception: x",
         },
     ),
 }

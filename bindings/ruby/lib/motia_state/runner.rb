@@ -132,7 +132,11 @@ module MotiaState
     # timeout. A class the step file defines is named as the step wrote it,
     # without the host object's anonymous class in front.
     def self.describe_failure(error)
-      name = error.class.to_s.sub(/\A.*>::/, "")
+      name = begin
+        error.class.to_s.sub(/\A.*>::/, "")
+      rescue Exception # rubocop:disable Lint/RescueException -- the step's own code
+        "Exception"
+      end
       message = begin
         utf8_text(error.message)
       rescue Exception => e # rubocop:disable Lint/RescueException -- the step's own code
@@ -217,7 +221,7 @@ module MotiaState
     # #each raises) is STEP_FAILED, named as the other runners name it.
     def respond(id, value, what)
       @client.respond(id, value)
-    rescue StandardError => e
+    rescue Exception => e # rubocop:disable Lint/RescueException -- the step's own code
       @client.respond_error(id, "STEP_FAILED", "#{what} is not JSON: #{Worker.describe_failure(e)[0]}")
     end
 
