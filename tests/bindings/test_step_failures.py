@@ -36,6 +36,15 @@ class Unreadable(dict):
         raise RuntimeError("no iter")
 
 
+class Fatal(BaseException):
+    pass
+
+
+class Unreadable2(dict):
+    def items(self):
+        raise Fatal("not even an Exception")
+
+
 def fail(case):
     if case == "pid":
         return os.getpid()
@@ -47,6 +56,8 @@ def fail(case):
         raise ValueError("bad \\ud800 text")
     if case == "unreadable-result":
         return Unreadable(a=1)
+    if case == "unreadable-result-2":
+        return Unreadable2(a=1)
 
 
 async def handler(data, ctx):
@@ -123,6 +134,7 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "keyboard": "KeyboardInterrupt: stop",
             "surrogate": "ValueError: bad ? text",
             "unreadable-result": "the handler's return value is not JSON: RuntimeError: no items",
+            "unreadable-result-2": "the handler's return value is not JSON: Fatal: not even an Exception",
         },
     ),
     "py-sync": (
@@ -133,6 +145,7 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "keyboard": "KeyboardInterrupt: stop",
             "surrogate": "ValueError: bad ? text",
             "unreadable-result": "the handler's return value is not JSON: RuntimeError: no items",
+            "unreadable-result-2": "the handler's return value is not JSON: Fatal: not even an Exception",
         },
     ),
     "js": (

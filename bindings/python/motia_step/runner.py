@@ -171,7 +171,7 @@ class Worker:
             return
         try:
             config = describe_config(getattr(self.module, "config", None))
-        except Exception as e:  # a module __getattr__, a mapping whose items() raises, one nested past recursion
+        except BaseException as e:  # a module __getattr__, a mapping whose items() raises, one nested past recursion
             self.client.respond_error(rid, "STEP_FAILED", "the step's config is not JSON: %s" % describe_failure(e)[0])
             return
         self.respond(rid, config, "the step's config")
@@ -236,7 +236,7 @@ class Worker:
         """
         try:
             self.client.respond(rid, value)
-        except Exception as e:
+        except BaseException as e:
             self.client.respond_error(rid, "STEP_FAILED", "%s is not JSON: %s" % (what, describe_failure(e)[0]))
 
     async def run_handler(self, args: dict[str, Any]) -> Any:
