@@ -228,3 +228,20 @@ async def test_a_python_condition_or_config_that_cannot_be_read_is_step_failed(t
             await pool.config(path, timeout=60)
         assert await pool.condition(path, value=1, timeout=60) is True  # the same worker serves on
         assert pool.started == 1
+
+
+JS_CONFIG = """
+Object.defineProperty(exports, 'config', { enumerable: true, get () { throw new Error('no config') } })
+exports.handler = async () => process.pid
+"""
+
+
+async def test_a_node_config_whose_getter_throws_is_step_failed(tmp_path: Path) -> None:
+    require_tool("node")
+    path = tmp_path / "config.step.js"
+    path.write_text(JS_CONFIG)
+    async with WorkerPool(ms.StateManager()) as pool:
+        pid = await pool.call(path, trace_id="t", timeout=60)
+        with pytest.raises(StepError, match=r"^the step's config is not JSON: Error: no config$"):
+            await pool.config(path, timeout=60)
+        assert await pool.call(path, trace_id="t", timeout=60) == pid

@@ -189,10 +189,11 @@ class Worker {
       this.client.respondError(id, 'STEP_FAILED', ...describeFailure(this.loadError))
       return
     }
-    const mod = this.module || {}
-    let config = mod.config
-    if (config === undefined && mod.default && typeof mod.default === 'object') config = mod.default.config
     try {
+      // Reading it runs the step's code (a getter, a Proxy): its failure is the reply.
+      const mod = this.module || {}
+      let config = mod.config
+      if (config === undefined && mod.default && typeof mod.default === 'object') config = mod.default.config
       this.client.respond(id, describeConfig(config === undefined ? null : config))
     } catch (e) {
       this.client.respondError(id, 'STEP_FAILED', `the step's config is not JSON: ${describeFailure(e)[0]}`)
