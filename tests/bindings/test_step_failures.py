@@ -245,3 +245,21 @@ async def test_a_node_config_whose_getter_throws_is_step_failed(tmp_path: Path) 
         with pytest.raises(StepError, match=r"^the step's config is not JSON: Error: no config$"):
             await pool.config(path, timeout=60)
         assert await pool.call(path, trace_id="t", timeout=60) == pid
+
+
+RB_CONFIG = """
+def config = raise("no config")
+
+def handler(data, ctx) = Process.pid
+"""
+
+
+async def test_a_ruby_config_that_raises_is_step_failed_worded_as_elsewhere(tmp_path: Path) -> None:
+    require_tool("ruby")
+    path = tmp_path / "config.step.rb"
+    path.write_text(RB_CONFIG)
+    async with WorkerPool(ms.StateManager()) as pool:
+        pid = await pool.call(path, trace_id="t", timeout=60)
+        with pytest.raises(StepError, match=r"^the step's config is not JSON: RuntimeError: no config$"):
+            await pool.config(path, timeout=60)
+        assert await pool.call(path, trace_id="t", timeout=60) == pid

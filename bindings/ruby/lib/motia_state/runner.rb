@@ -112,7 +112,13 @@ module MotiaState
       return if id.nil?
       raise @load_error if @load_error
 
-      @client.respond(id, Worker.describe_config(step_config))
+      config = begin
+        Worker.describe_config(step_config) # runs the step's code (a config method)
+      rescue Exception => e # rubocop:disable Lint/RescueException -- its failure is the reply
+        @client.respond_error(id, "STEP_FAILED", "the step's config is not JSON: #{Worker.describe_failure(e)[0]}")
+        return
+      end
+      respond(id, config, "the step's config")
     rescue Exception => e # rubocop:disable Lint/RescueException -- reported to the parent
       @client.respond_error(id, "STEP_FAILED", *Worker.describe_failure(e))
     end
