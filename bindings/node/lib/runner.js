@@ -145,8 +145,11 @@ class Worker {
       (mod) => { this.module = mod },
       (e) => {
         this.loadError = e
-        const [message, stack] = describeFailure(e)
-        console.error(stack || message)
+        try {
+          console.error(e && e.stack ? e.stack : e)
+        } catch (inner) { // a stack getter that throws
+          console.error(describeFailure(e)[0])
+        }
       },
     )
     await this.client.closedPromise
