@@ -351,12 +351,16 @@ def run_transaction(
     Returns the result and the writes to commit: ``{key: (op type, new value
     or MISSING)}``; on failure the writes are empty, so nothing is stored.
     ``read(key)`` gives the committed value (``MISSING`` when absent).
-    Each value a growing op wrote is size-checked once, at the end, and the
+    A growing op fails when the value it makes is over the size limit, as
+    it would on its own, even if a later op shrinks it again: the size is
+    kept up to date from what each op adds (see :func:`_grown_size`), so a
+    long run of pushes costs no re-encoding of the whole value per op. The
     results are encoded once (LIMIT_EXCEEDED past ``max_result_bytes``,
     raised before anything is committed).
     """
     staged: dict[str, tuple[str, Any]] = {}
-    grown: dict[str, int] = {}  # key -> index of the last growing op that wrote it
+    sizes: dict[str, int] = {}  # key -> encoded size of its staged value, kept while growing ops write it
+    max_bytes = limits.max_value_bytes
     results: list[Any] = []
     least = 0
     for i, op in enumerate(ops):
@@ -371,19 +375,45 @@ def run_transaction(
         if new is not UNCHANGED:
             staged[key] = (op.type, new)
             if op.type in _GROWING:
-                grown[key] = i
+                size = _grown_size(op, current, sizes.get(key, -1))
+                if size > max_bytes:
+                    return _failed(i, op, f"the new value would be larger than {max_bytes} bytes encoded", LIMIT), {}
+                sizes[key] = size
             else:
-                grown.pop(key, None)
+                sizes.pop(key, None)
         results.append(result)
         least += least_encoded_size(result)
         if least > limits.max_result_bytes:
             raise _results_too_large(limits)
-    for key, index in grown.items():
-        try:
-            check_size(staged[key][1], limits)
-        except StateError as e:
-            return _failed(index, ops[index], e.message, e.code), {}
     return TransactionResult(success=True, results=export_results(results, limits)), staged
+
+
+LIMIT: Final = "LIMIT_EXCEEDED"
+
+
+def _grown_size(op: StateOperation, current: Any, size: int) -> int:
+    """The encoded size of what a push, unshift or setField made of ``current``.
+
+    ``size`` is the encoded size of ``current`` when known (-1: it is
+    measured here, once per run of growing ops on a key). Compact JSON
+    adds up: an array's size is its brackets, its elements and the commas
+    between them; an object's is its braces and its ``"name":value`` pairs
+    with their commas. So only what the op adds (or replaces) is encoded.
+    """
+    if size < 0:
+        t = type(current)
+        size = encoded_size(current) if t is list or t is dict else 2
+    if op.type == "setField":
+        obj = current if type(current) is dict else {}
+        field = cast(str, op.field)
+        if field in obj:
+            return size - encoded_size(obj[field]) + encoded_size(op.value)
+        # A new pair: "name":value, and a comma when others precede it.
+        return size + encoded_size(field) + 1 + encoded_size(op.value) + (1 if obj else 0)
+    items = cast("list[Any]", op.items)
+    # The items' own array text, less its brackets, is the items and the commas between them.
+    added = encoded_size(items) - 2
+    return size + added + (1 if type(current) is list and current else 0)
 
 
 #: Records whose false result fails a transaction, and why.

@@ -161,12 +161,22 @@ def is_unicode(text: str) -> bool:
 
 
 def check_delta(delta: object, where: str = "delta") -> int | float:
-    """A delta is a finite int or float (a bool is not a number) within the integer limit."""
+    """A delta is a finite int or float (a bool is not a number) within the integer limit.
+
+    Returns the delta as a plain int or float: a subclass (an ``IntEnum``
+    member, a NumPy ``float64``) is a number as it is in a value, and is
+    normalised as :func:`import_value` normalises one.
+    """
     t = type(delta)
     if t is int:
         return check_int(delta, where)  # type: ignore[arg-type]
     if t is float and math.isfinite(delta):  # type: ignore[arg-type]
         return delta  # type: ignore[return-value]
+    if t is not bool and t is not float and t is not int:
+        if isinstance(delta, int) and not isinstance(delta, bool):
+            return check_delta(int(delta), where)
+        if isinstance(delta, float):
+            return check_delta(float(delta), where)
     raise InvalidArgumentError(
         f"{where} must be a finite number, got {describe(delta) if t is not float else repr(delta)}"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -56,34 +57,48 @@ def reset_handlers(manager: ms.StateManager) -> HandlerTable:
     return table
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
+def _bindable(*ports: int) -> bool:
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    try:
+        with contextlib.ExitStack() as stack:
+            for port in ports:
+                stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, below Linux's ephemeral range (32768 and up).
+
+    The port is bound by a child that starts after this returns (or again
+    after a restart): a port from the ephemeral range could be taken
+    meanwhile as the local end of some outgoing connection (any process's),
+    and the child would fail to bind it.
+    """
+    import random
+
+    for _ in range(200):
+        port = random.randrange(10000, 32000)
+        if _bindable(port):
+            return port
+    raise RuntimeError("no free port")
 
 
 def free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too.
+    """A free port whose cluster bus port (port + 10000) is free too, both below the ephemeral range.
 
-    Both stay below Linux's ephemeral range (32768 and up): a node that a
-    test stops and starts again on the same ports must not find one of them
-    taken meanwhile by an outgoing connection (the client's reconnects).
+    A node that a test stops and starts again on the same ports must not
+    find one of them taken meanwhile by an outgoing connection (the
+    client's reconnects).
     """
     import random
-    import socket
 
     for _ in range(200):
         port = random.randrange(10000, 22000)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        return port
+        if _bindable(port, port + 10000):
+            return port
     raise RuntimeError("no free port pair for a cluster node")
 
 

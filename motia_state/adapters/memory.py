@@ -354,7 +354,7 @@ class MemoryStateAdapter(StateAdapter):
     async def _increment(self, trace_id: Any, key: Any, delta: Any) -> int | float:
         # Any increment off the inlined path: the full checks (which name the error), then the general path.
         _names(self, trace_id, key)
-        check_delta(delta)
+        delta = check_delta(delta)
         if self._plain_lock:
             fast = self._fast_names
             if len(fast) >= 8192:
@@ -387,7 +387,7 @@ class MemoryStateAdapter(StateAdapter):
 
     async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
         _names(self, trace_id, key)
-        check_delta(delta)
+        delta = check_delta(delta)
         with self._lock:
             result: int | float = self._table.apply(trace_id, key, "decrement", apply_increment, -delta)
             self._flush()

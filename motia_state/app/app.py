@@ -516,6 +516,8 @@ class App:
                         on_emit=on_emit,
                         on_log=on_log,
                         depth=depth,  # its writes carry it, so the loop guard sees through state triggers
+                        # Motia's older cron shape: handler(ctx), as Motia calls it.
+                        context_first=config.context_first,
                     )
                 except StateError as e:
                     outcome, error = e.code, e.message
@@ -585,6 +587,8 @@ class App:
             "stateTriggersRunning": self.trigger_runner is not None,
             # Step files that export no config: found, but nothing triggers them.
             "notServed": [_relative(path, self.root) for path in reg.skipped],
+            # TypeScript step files: not run until compiled to JavaScript.
+            "typescript": [_relative(path, self.root) for path in reg.typescript],
         }
 
     def _summary_endpoint(self, guard: Any) -> Callable[[Request], Awaitable[Response]]:

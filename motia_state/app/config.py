@@ -151,6 +151,8 @@ class StepConfig(msgspec.Struct, frozen=True, kw_only=True):
     flows: tuple[str, ...] = ()
     timeout: float | None = None
     max_workers: int | None = None
+    #: Motia's older ``{"type": "cron", "cron": ...}`` shape: its handler takes the context alone.
+    context_first: bool = False
 
     def triggers_of(self, kind: type[Trigger]) -> list[Any]:
         """The triggers of one type, in config order."""
@@ -363,6 +365,7 @@ def parse_step_config(raw: Any, file: str) -> StepConfig | None:
         flows=_strings(raw.get("flows"), file, "config.flows"),
         timeout=float(timeout) if timeout is not None else None,
         max_workers=workers,
+        context_first=raw.get("type") == "cron" and "triggers" not in raw,
     )
 
 

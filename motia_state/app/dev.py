@@ -136,6 +136,7 @@ def _summary(app: Any, url: str, state: str, token: str | None = None) -> list[s
         where = f"{trigger.get('group', '*')}/{trigger['key']}"
         lines.append(f"    {t['name']}: {where}{' (condition)' if 'condition' in trigger else ''}{note}")
     lines += [f"  not served (no config): {name}" for name in s.get("notServed", ())]
+    lines += [f"  not served (TypeScript: compile it to JavaScript): {name}" for name in s.get("typescript", ())]
     # With a token, the page reads it from the fragment (never sent to the server) and opens its session.
     page = f"/__motia/#{quote(token, safe='')}" if token else "/__motia"
     lines.append(f"  workbench: {url}{page}")

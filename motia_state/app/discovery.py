@@ -23,7 +23,7 @@ from ..runtime import WorkerPool
 from .config import ApiTrigger, ConfigError, CronTrigger, EventTrigger, StateTrigger, StepConfig, check_app
 from .config import parse_step_config as parse_config
 
-__all__ = ["ConfigLoader", "Registry", "StateTriggerSpec", "StepRecord", "discover"]
+__all__ = ["ConfigLoader", "Registry", "StateTriggerSpec", "StepRecord", "discover", "typescript_steps"]
 
 log = logging.getLogger("motia_state.app")
 
@@ -32,13 +32,35 @@ _SUFFIXES = (".step.py", ".step.js", ".step.cjs", ".step.mjs", ".step.rb", "_ste
 _SKIPPED = {"node_modules", "__pycache__", ".venv", "venv", ".git", "dist", "build"}
 
 
-def discover(root: str | os.PathLike[str]) -> list[Path]:
-    """The step files under ``root`` (``*.step.py|js|cjs|mjs|rb`` and ``*_step.py``), sorted."""
+# TypeScript is not run: such a step is reported, unless its compiled JavaScript sits beside it.
+_TYPESCRIPT = (".step.ts", ".step.tsx", ".step.mts", ".step.cts")
+
+
+def _walk(root: str | os.PathLike[str], suffixes: tuple[str, ...]) -> list[Path]:
     found: list[Path] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in _SKIPPED and not d.startswith("."))
-        found.extend(Path(folder, f) for f in files if f.endswith(_SUFFIXES) and not f.startswith("."))
+        found.extend(Path(folder, f) for f in files if f.endswith(suffixes) and not f.startswith("."))
     return sorted(found)
+
+
+def discover(root: str | os.PathLike[str]) -> list[Path]:
+    """The step files under ``root`` (``*.step.py|js|cjs|mjs|rb`` and ``*_step.py``), sorted."""
+    return _walk(root, _SUFFIXES)
+
+
+def typescript_steps(root: str | os.PathLike[str]) -> list[Path]:
+    """The TypeScript step files under ``root`` with no JavaScript step of the same name beside them.
+
+    They are not run (compile them to JavaScript); the app lists them so
+    that a step ported from Motia does not go missing without a word.
+    """
+    out = []
+    for path in _walk(root, _TYPESCRIPT):
+        stem = path.name[: path.name.rindex(".")]  # "a.step"
+        if not any(path.with_name(stem + ext).exists() for ext in (".js", ".cjs", ".mjs")):
+            out.append(path)
+    return out
 
 
 @dataclass(frozen=True)
@@ -71,6 +93,7 @@ class Registry:
     steps: Mapping[str, StepRecord] = field(default_factory=dict)  # by name
     errors: tuple[ConfigError, ...] = ()
     skipped: tuple[Path, ...] = ()  # step files without a config
+    typescript: tuple[Path, ...] = ()  # TypeScript step files, not run (see typescript_steps)
 
     @property
     def topics(self) -> dict[str, list[StepRecord]]:
@@ -149,7 +172,9 @@ class ConfigLoader:
         for path in list(self._cache):
             if path not in paths:
                 del self._cache[path]  # removed: forget it
-        return Registry(steps=steps, errors=tuple(errors), skipped=tuple(skipped))
+        return Registry(
+            steps=steps, errors=tuple(errors), skipped=tuple(skipped), typescript=tuple(typescript_steps(self.root))
+        )
 
     async def _read(self, pool: WorkerPool, path: Path) -> StepConfig | ConfigError | None:
         label = self.label(path)

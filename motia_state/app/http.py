@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from ..errors import StateError, StepError
 from ..rpc.frames import DEFAULT_MAX_FRAME_BYTES
@@ -189,4 +191,32 @@ def routes_for(
 
         return endpoint
 
-    return [Route(t.route, endpoint_for(step), methods=[t.method], name=f"{step}:{t.method}") for t, step in api]
+    return [_ApiRoute(t.route, endpoint_for(step), methods=[t.method], name=f"{step}:{t.method}") for t, step in api]
+
+
+# Stands for an encoded slash inside a segment while a route matches.
+_SLASH = "\uffff"
+
+
+class _ApiRoute(Route):
+    """A route whose path parameters may hold an encoded slash, as in Motia (Express).
+
+    The server decodes the path before routing, so ``/files/a%2Fb`` would
+    reach ``/files/:name`` as three segments and answer 404: this route
+    splits the raw path into segments first, then decodes each
+    (``name`` = ``"a/b"``). Paths without ``%2F`` match as usual.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        raw = scope.get("raw_path")
+        if scope["type"] != "http" or not raw or b"%2f" not in raw.lower():
+            return super().matches(scope)
+        segments = [unquote(s) for s in raw.split(b"?", 1)[0].decode("latin-1").split("/")]
+        if any(_SLASH in s for s in segments):
+            return super().matches(scope)  # the stand-in itself was sent: match the plain path
+        # A mount's root_path is taken off this path as off the decoded one (see get_route_path).
+        match, child = super().matches({**scope, "path": "/".join(s.replace("/", _SLASH) for s in segments)})
+        if match is not Match.NONE:
+            params = child["path_params"]
+            child["path_params"] = {k: v.replace(_SLASH, "/") if isinstance(v, str) else v for k, v in params.items()}
+        return match, child

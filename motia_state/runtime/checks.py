@@ -141,8 +141,10 @@ def _where(where: Any) -> str:
     return "$" + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in reversed(keys))
 
 
-def encode_invoke(step: str, data: Any, trace_id: str, max_frame_bytes: int, limits: Limits) -> msgspec.Raw:
-    """The ``invoke`` args, encoded once.
+def encode_invoke(
+    step: str, data: Any, trace_id: str, max_frame_bytes: int, limits: Limits, *, context_first: bool = False
+) -> msgspec.Raw:
+    """The ``invoke`` args, encoded once (``context_first``: the handler gets its context alone).
 
     ``data`` must be JSON (see :func:`check_input`), nested at most
     ``WRAP_DEPTH`` levels deeper than the state's values may be; its size is
@@ -151,7 +153,10 @@ def encode_invoke(step: str, data: Any, trace_id: str, max_frame_bytes: int, lim
     """
     try:
         check_input(data, limits.max_depth + WRAP_DEPTH)
-        encoded = msgspec.json.encode({"data": data, "traceId": trace_id})
+        args = {"data": data, "traceId": trace_id}
+        if context_first:
+            args["contextInFirstArg"] = True
+        encoded = msgspec.json.encode(args)
     except StateError as e:
         raise type(e)(f"the input of {step}: {e.message}") from None
     except UnicodeEncodeError:

@@ -165,11 +165,12 @@ class WorkerPool:
         on_emit: EmitHook | None = None,
         on_log: EmitHook | None = None,
         depth: int = 0,
+        context_first: bool = False,
     ) -> Any:
         """Run one invocation on a warm worker of ``path`` (starting one if none is free).
 
         Returns and raises exactly what :func:`call_step_file` would;
-        ``depth`` is as there.
+        ``depth`` and ``context_first`` are as there.
         """
         if self._tg is None or self._closed:
             raise UnavailableError("the worker pool is not running (use it with 'async with')")
@@ -179,7 +180,9 @@ class WorkerPool:
         if version != slot.version:
             slot.version = version
             self._drop_idle(slot)
-        invoke_args = encode_invoke(slot.step, data, trace_id, self._max_frame_bytes, self._manager.limits)
+        invoke_args = encode_invoke(
+            slot.step, data, trace_id, self._max_frame_bytes, self._manager.limits, context_first=context_first
+        )
         async with slot.limit:
             worker = self._take_idle(slot)
             if worker is None:

@@ -42,6 +42,7 @@ async def call_step_file(
     handlers: HandlerTable | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     depth: int = 0,
+    context_first: bool = False,
 ) -> Any:
     """Run one invocation of a step file and return its handler's result.
 
@@ -54,7 +55,9 @@ async def call_step_file(
     worker runs in another ``cwd``. ``depth`` is the invocation's depth (0
     for an API, cron or manual call; its cause's + 1 for one caused by a
     state change or an event): the step's writes carry it, with the step
-    and ``trace_id`` as their origin, into the change feed.
+    and ``trace_id`` as their origin, into the change feed. With
+    ``context_first`` the handler is called with its context alone
+    (``handler(ctx)``, Motia's cron handlers), ``data`` unused.
 
     Raises :class:`StepError` when the handler raises (with its message and
     stack), when the worker dies or cannot start, or when its result is over
@@ -72,7 +75,7 @@ async def call_step_file(
     check_timeout(timeout)
     manager = state if isinstance(state, StateManager) else StateManager(state)
     check_frame_limit(max_frame_bytes, manager.limits)
-    invoke_args = encode_invoke(step, data, trace_id, max_frame_bytes, manager.limits)
+    invoke_args = encode_invoke(step, data, trace_id, max_frame_bytes, manager.limits, context_first=context_first)
     table = handler_table(manager, handlers)
     worker = await StepWorker.start(argv, step, table, env=env, cwd=cwd, max_frame_bytes=max_frame_bytes)
     result: Any = None

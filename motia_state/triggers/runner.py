@@ -16,6 +16,7 @@ so a change is handled at least once.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import os
@@ -44,7 +45,7 @@ __all__ = ["DeadLetter", "TriggerRunner"]
 
 log = logging.getLogger("motia_state.triggers")
 
-Handler = Callable[[Change], Awaitable[Any]]
+Handler = Callable[[Change], Any]  # async, or a plain function
 EmitHook = Callable[..., Any]
 InvokeHook = Callable[[str, dict[str, Any], int], Awaitable[Any]]
 
@@ -247,7 +248,7 @@ class TriggerRunner:
         """Register a state trigger; returns once changes committed from now on will be handled.
 
         ``handler`` is a step file (run through the pool with the change as
-        its input, at the change's depth + 1) or an async callable taking
+        its input, at the change's depth + 1) or a callable (async or plain) taking
         the :class:`~motia_state.Change`. ``index`` is the trigger's place in
         the step's ``config.triggers``, where a native condition
         (``{"native": true}``) is looked up first; without it, or when
@@ -753,7 +754,9 @@ class TriggerRunner:
     async def _attempt(self, t: _Trigger, change: Change) -> None:
         handler = t.handler
         if not isinstance(handler, str):
-            await handler(change)
+            result = handler(change)
+            if inspect.isawaitable(result):  # a plain function is a handler too, as for on_change
+                await result
             return
         data = handler_input(change)
         if change.old_value is not None and len(msgspec.json.encode(data)) > self._frame_room():

@@ -7,6 +7,7 @@ the first, so these run from Python against each adapter.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,35 @@ async def test_an_integer_past_the_limit_counting_its_sign_is_refused(adapter: m
         await adapter.decrement("g", "k")
     assert await adapter.get("g", "k") == -(10**4299 - 1)
     assert await adapter.groups() == ["g"]
+
+
+class Level(enum.IntEnum):
+    TWO = 2
+
+
+class Ratio(float):
+    """A float subclass, as NumPy's float64 is."""
+
+
+@pytest.mark.parametrize(
+    ("delta", "plain"), [(Level.TWO, 2), (Ratio(0.5), 0.5)], ids=["an IntEnum member", "a float subclass"]
+)
+async def test_a_delta_that_subclasses_a_number_counts_as_that_number(
+    adapter: ms.StateAdapter, delta: Any, plain: int | float
+) -> None:
+    """As a value of that type is stored as a plain number, so a delta of it is added as one."""
+    for op, sign in (("increment", 1), ("decrement", -1)):
+        result = await getattr(adapter, op)("g", op, delta)
+        assert type(result) is type(plain) and result == sign * plain
+        stored = await adapter.get("g", op)
+        assert type(stored) is type(plain) and stored == sign * plain
+    batch = await adapter.batch("g", [{"type": "increment", "key": "b", "delta": delta}])
+    assert batch.to_wire() == {"results": [{"value": plain}]}
+    assert type(batch.results[0].value) is type(plain)
+
+
+async def test_a_boolean_delta_stays_refused(adapter: ms.StateAdapter) -> None:
+    for op in ("increment", "decrement"):
+        with pytest.raises(ms.InvalidArgumentError):
+            await getattr(adapter, op)("g", "k", True)
+    assert await adapter.groups() == []

@@ -58,8 +58,8 @@ async def test_a_refused_futex_wait_waits_on_the_lock_instead_of_spinning(
         assert other.try_acquire()
         monkeypatch.setattr(locking, "_futex", refused)
         timer = threading.Timer(0.3, other.release)
+        started = time.monotonic()  # before the timer starts: the release is at least 0.3 s after this
         timer.start()
-        started = time.monotonic()
         await store.set("g", "k", 1)  # acknowledged after its fsync, which waits for the other's
         timer.join()
         assert time.monotonic() - started >= 0.25

@@ -200,6 +200,56 @@ async def test_a_cron_step_fires_on_its_schedule(tmp_path: Path) -> None:
     assert all("T" in t and ("+" in t or "-" in t[10:]) for t in ticks)  # ISO-8601 with the local offset
 
 
+async def test_a_cron_step_in_motias_older_shape_gets_its_context_alone_in_every_language(tmp_path: Path) -> None:
+    # Motia calls a cron handler with the context alone; its older config
+    # shape keeps that form, so a ported cron step runs unchanged.
+    require_tool("node")
+    require_tool("ruby")
+    root = write(
+        tmp_path,
+        {
+            "py.step.py": """
+                config = {"name": "PyAudit", "type": "cron", "cron": "@every 0.2s"}
+
+                async def handler(context):
+                    await context.state.push("t", "py", context.trace_id)
+            """,
+            "js.step.js": """
+                exports.config = { name: 'JsAudit', type: 'cron', cron: '@every 0.2s' }
+                exports.handler = async ({ state, traceId }) => { await state.push('t', 'js', traceId) }
+            """,
+            "rb.step.rb": """
+                CONFIG = { name: "RbAudit", type: "cron", cron: "@every 0.2s" }.freeze
+
+                def handler(ctx)
+                  ctx.state.push("t", "rb", ctx.trace_id)
+                end
+            """,
+            "new.step.py": """
+                config = {"name": "NewAudit", "triggers": [{"type": "cron", "expression": "@every 0.2s"}]}
+
+                async def handler(data, ctx):
+                    await ctx.state.push("t", "new", data["scheduledAt"])
+            """,
+        },
+    )
+    records: list[InvocationRecord] = []
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app:
+        app.on_invocation.append(records.append)
+        assert app.state is not None
+        state = app.state
+
+        async def all_ran() -> bool:
+            return all([await state.exists("t", k) for k in ("py", "js", "rb", "new")])
+
+        await wait_for(all_ran)
+        await app.wait_idle()
+    assert [r for r in records if r.outcome != "ok"] == []
+    for key in ("py", "js", "rb"):
+        assert all(isinstance(t, str) and t for t in await state.get("t", key))  # a trace id: ctx came first
+    assert all("T" in t for t in await state.get("t", "new"))  # (input, ctx): input is {"scheduledAt"}
+
+
 HTTP = {
     "users.step.py": """
         config = {"name": "GetUser", "triggers": [{"type": "api", "method": "GET", "path": "/users/:id/items/:item"}]}
@@ -238,6 +288,10 @@ async def test_http_requests_reach_api_steps_with_motias_input_and_answer_shapes
             assert req["queryParams"] == {"tag": ["x", "y"], "one": "1"}
             assert req["headers"]["x-thing"] == "T" and req["method"] == "GET" and req["body"] is None
             assert req["path"] == "/users/a b/items/7"
+            # An encoded slash stays inside its parameter, as in Motia (Express).
+            r = await client.get("/users/a%2Fb%2f/items/7")
+            assert r.status_code == 200 and r.json()["pathParams"] == {"id": "a/b/", "item": "7"}
+            assert (await client.get("/users/a/b/items/7")).status_code == 404
 
             r = await client.post("/plain", json={"a": [1, 2]})
             assert r.status_code == 200
@@ -471,6 +525,12 @@ async def test_max_workers_bounds_how_many_invocations_of_a_step_run_at_once(tmp
 
                 async def handler(data, ctx):
                     await ctx.state.push("t2", "running", await ctx.state.increment("t2", "now"))
+                    # Hold on until a second one runs (however long its worker
+                    # takes to start), or every one has started.
+                    for _ in range(500):
+                        if await ctx.state.get("t2", "now") >= 2 or len(await ctx.state.get("t2", "running")) >= 3:
+                            break
+                        await asyncio.sleep(0.02)
                     await asyncio.sleep(0.3)
                     await ctx.state.decrement("t2", "now")
             """,
@@ -548,6 +608,8 @@ async def test_the_asgi_app_mounts_inside_another_starlette_app(tmp_path: Path) 
             assert (await client.get("/")).text == "host app"
             r = await client.get("/steps/users/u1/items/i2")
             assert r.status_code == 200 and r.json()["pathParams"] == {"id": "u1", "item": "i2"}
+            r = await client.get("/steps/users/u%2F1/items/i2")
+            assert r.status_code == 200 and r.json()["pathParams"] == {"id": "u/1", "item": "i2"}
             # The workbench answers on a loopback Host (or one the embedder allows in app.allowed_hosts).
             assert (await client.get("/steps/__motia")).status_code == 403
             summary = await client.get("/steps/__motia", headers={"host": "127.0.0.1:8000"})

@@ -16,7 +16,7 @@ from ..helpers import require_tool
 STEPS = {
     "py": """
         async def handler(data, ctx):
-            ctx.logger.info("hello", level="error", traceId="forged", n=1)
+            ctx.logger.info("hello", {"level": "error", "msg": "forged"}, traceId="forged", n=1)
         """,
     "js": """
         exports.handler = async (data, ctx) => {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import select
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -119,19 +120,39 @@ def test_history_lists_an_entrys_changes_newest_first(store: str) -> None:
 def test_watch_prints_changes_live_and_stops_on_ctrl_c(store: str) -> None:
     cli("state", "set", "g", "before", "0", "--state", store)
     proc = start("state", "watch", "--group", "g", "--state", store)
+    watchdog = threading.Timer(120, proc.kill)  # a watch that never prints must not hang the run
+    watchdog.start()
     try:
-        time.sleep(1.5)  # the watcher has taken its position ("now")
-        cli("state", "set", "other", "k", "1", "--state", store)
-        cli("state", "set", "g", "k", "2", "--state", store)
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        change = json.loads(line)
-        assert (change["group"], change["key"], change["newValue"]) == ("g", "k", 2)
+        # The watcher follows from "now", once it has started (however long
+        # that takes): write until it prints a change. Each round writes
+        # another group first, which the watch must not print.
+        deadline = time.monotonic() + 60
+        value, line = 0, ""
+        while not line:
+            assert time.monotonic() < deadline and proc.poll() is None, "watch printed no change"
+            value += 1
+            cli("state", "set", "other", "k", str(value), "--state", store)
+            cli("state", "set", "g", "k", str(value), "--state", store)
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                line = proc.stdout.readline()
+        # Watching now: the next round's change in g is printed, the one in "other" is not.
+        cli("state", "set", "other", "k", str(value + 1), "--state", store)
+        cli("state", "set", "g", "k", str(value + 1), "--state", store)
+        changes = [json.loads(line)]
+        while changes[-1]["newValue"] != value + 1:
+            line = proc.stdout.readline()
+            assert line, "watch ended before printing the change"
+            changes.append(json.loads(line))
+        assert all((c["group"], c["key"]) == ("g", "k") for c in changes), changes
+        assert [c["newValue"] for c in changes] == list(range(changes[0]["newValue"], value + 2))
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert proc.returncode == 130 and "Traceback" not in err
 
 

@@ -201,6 +201,11 @@ def _wait_for(proc: subprocess.Popen[str], text: str, timeout: float) -> str:
     raise AssertionError(f"{text!r} not seen in time:\n{seen}")
 
 
+def _acked(tmp_path: Path, n: int) -> int:
+    path = tmp_path / f"acked-{n}"
+    return int(path.read_text()) if path.exists() else 0  # replaced whole, never half-written
+
+
 @pytest.mark.slow
 def test_migrate_follow_loses_no_acknowledged_write_during_a_live_switch(tmp_path: Path) -> None:
     source, target = f"file:{tmp_path / 'a'}", f"file:{tmp_path / 'b'}"
@@ -212,6 +217,11 @@ def test_migrate_follow_loses_no_acknowledged_write_during_a_live_switch(tmp_pat
     migrate = start("migrate", "--from", source, "--to", target, "--follow", "--progress", cwd=tmp_path)
     try:
         time.sleep(3)  # the writers write during the copy and after it
+        # A loaded machine may start them late: wait until each has written a few rounds.
+        deadline = time.monotonic() + 60
+        while not all(_acked(tmp_path, n) > 10 for n in range(2)):
+            assert time.monotonic() < deadline and all(w.poll() is None for w in writers), "the writers did not write"
+            time.sleep(0.05)
         for w in writers:
             w.send_signal(signal.SIGKILL)
             w.wait()
@@ -227,7 +237,7 @@ def test_migrate_follow_loses_no_acknowledged_write_during_a_live_switch(tmp_pat
     assert compared.returncode == 0, compared.stdout
     copy = dump_store(target)["live"]
     for n in range(2):
-        acked = int((tmp_path / f"acked-{n}").read_text())
+        acked = _acked(tmp_path, n)
         assert acked > 10, "the writers wrote during the migration"
         # The writer may have run its next round (whose delete removes key i
         # when i + 1 is a multiple of 3) before the kill, but not yet noted it.

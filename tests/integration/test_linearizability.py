@@ -319,7 +319,9 @@ def test_histories_of_a_sequential_run_with_overlap_are_linearizable(transaction
         history = random_sequential(rng, rng.randrange(20, 200), ["a", "b", "c"], transactions)
         verdict = check_history(history)
         assert verdict.ok is True, verdict.failures
-    assert time.monotonic() - start < 2
+    # CPU-bound, so a loaded machine slows it several times; a search that
+    # went exponential would still take far longer than this bound.
+    assert time.monotonic() - start < 10
 
 
 @pytest.mark.parametrize("transactions", [False, True], ids=["single-ops", "with-transactions"])

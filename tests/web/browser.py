@@ -55,7 +55,7 @@ def start_browser(width: int = 1440, height: int = 900) -> Any:
     return webdriver.Chrome(options=options, service=service)
 
 
-def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = 10.0, what: str = "") -> Any:
+def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = 30.0, what: str = "") -> Any:
     """Wait until ``condition(driver)`` is truthy; returns its value."""
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait

@@ -29,8 +29,10 @@ def put(store: Path, key: str, value: Any) -> None:
 
 
 def handled(work: Path) -> list[str]:
+    """The keys the runtime's handler logged; a line still being appended is left for the next read."""
     path = work / "handled"
-    return path.read_text().split() if path.exists() else []
+    text = path.read_text() if path.exists() else ""
+    return text[: text.rfind("\n") + 1].split()
 
 
 def start_failing(store: Path, work: Path, runtimes: list[Runtime], keys: list[str]) -> Runtime:

@@ -164,7 +164,7 @@ def test_an_open_change_stream_does_not_hold_up_a_stop(tmp_path: Path) -> None:
     errors = server.proc.stderr.read()
     server.stop()
     assert code == 0, errors
-    assert took < 5, f"stopping took {took:.1f} s"
+    assert took < 8, f"stopping took {took:.1f} s"  # not the 10 s uvicorn would give the open stream
     assert "Traceback" not in errors and "ERROR" not in errors, errors
 
 

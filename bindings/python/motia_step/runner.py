@@ -30,25 +30,31 @@ class Logger:
         self._client = client
         self._trace_id = trace_id
 
-    def _log(self, level: str, msg: Any, fields: dict[str, Any]) -> None:
+    def _log(self, level: str, msg: Any, args: Any, fields: dict[str, Any]) -> None:
+        record: dict[str, Any] = {}
+        # Motia's Python steps pass their fields as one positional dict: logger.info("msg", {"id": 1}).
+        if isinstance(args, dict):
+            record.update(args)
+        elif args is not None:
+            record["data"] = args
+        record.update(fields)
         # A field named level or traceId never overrides the record's own (as in Node and Ruby).
-        record = dict(fields)
         record.update(level=level, msg=str(msg), traceId=self._trace_id)
         self._client.notify("log", record)  # a field that is not JSON raises INVALID_ARGUMENT naming it
 
-    def debug(self, msg: Any, **fields: Any) -> None:
-        self._log("debug", msg, fields)
+    def debug(self, msg: Any, args: Any = None, **fields: Any) -> None:
+        self._log("debug", msg, args, fields)
 
-    def info(self, msg: Any, **fields: Any) -> None:
-        self._log("info", msg, fields)
+    def info(self, msg: Any, args: Any = None, **fields: Any) -> None:
+        self._log("info", msg, args, fields)
 
-    def warn(self, msg: Any, **fields: Any) -> None:
-        self._log("warning", msg, fields)
+    def warn(self, msg: Any, args: Any = None, **fields: Any) -> None:
+        self._log("warning", msg, args, fields)
 
     warning = warn
 
-    def error(self, msg: Any, **fields: Any) -> None:
-        self._log("error", msg, fields)
+    def error(self, msg: Any, args: Any = None, **fields: Any) -> None:
+        self._log("error", msg, args, fields)
 
 
 class Context:

@@ -740,13 +740,13 @@ class RedisStateAdapter(StateAdapter):
 
     async def increment(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
         self._check(trace_id, key)
-        check_delta(delta)
+        delta = check_delta(delta)
         result: int | float = await self._one(trace_id, b"increment", key.encode(), _encode(delta))
         return result
 
     async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
         self._check(trace_id, key)
-        check_delta(delta)
+        delta = check_delta(delta)
         result: int | float = await self._one(trace_id, b"decrement", key.encode(), _encode(_negate(delta)))
         return result
 
