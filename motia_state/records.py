@@ -21,7 +21,18 @@ import msgspec
 
 from .errors import InvalidArgumentError, LimitExceededError, StateError
 from .predicates import parse_predicate
-from .values import DEFAULT_LIMITS, MISSING, Limits, check_delta, check_field, check_name, describe, import_value
+from .values import (
+    DEFAULT_LIMITS,
+    MISSING,
+    Limits,
+    check_delta,
+    check_field,
+    check_name,
+    describe,
+    encoded_size,
+    import_counted,
+    import_value,
+)
 
 __all__ = [
     "OPERATION_TYPES",
@@ -212,7 +223,23 @@ def _one_of(raw: dict[str, Any], name: str, alias: str, path: str) -> str | None
     return alias if alias in raw else None
 
 
-def _parse_one(raw: Any, path: str, limits: Limits, allow_update: bool) -> StateOperation:
+def _text_size(name: str) -> int:
+    """Bytes of a (valid Unicode) name's UTF-8."""
+    return len(name) if name.isascii() else len(name.encode("utf-8"))
+
+
+def _predicate_size(predicate: Any) -> int:
+    """What a check's predicate counts: the encoded values and the paths of its leaves."""
+    if "op" in predicate:
+        size = _text_size(predicate["path"])
+        return size + encoded_size(predicate["value"]) if "value" in predicate else size
+    if "not" in predicate:
+        return _predicate_size(predicate["not"])
+    return sum(_predicate_size(p) for p in next(iter(predicate.values())))
+
+
+def _parse_one(raw: Any, path: str, limits: Limits, allow_update: bool) -> tuple[StateOperation, int]:
+    """One parsed record and the bytes it counts against ``limits.max_records_bytes``."""
     raw = _fields(raw, path)
     op_type = raw.get("type")
     if type(op_type) is not str or op_type not in OPERATION_TYPES:
@@ -223,71 +250,88 @@ def _parse_one(raw: Any, path: str, limits: Limits, allow_update: bool) -> State
             raise InvalidArgumentError(f"{name}: a {op_type!r} record does not take this field at {path}.{name}")
     key = _required(raw, "key", path)
     try:
-        check_name(key, "key", limits)
+        key = check_name(key, "key", limits)
     except StateError as e:
         raise type(e)(f"key: {e.message} at {path}.key") from None
     op = StateOperation(type=op_type, key=key)
+    size = len(key) if key.isascii() else len(key.encode("utf-8"))
     if "id" in raw:
-        op.id = import_value(raw["id"], limits, f"{path}.id")
-    _PARSERS[op_type](op, raw, path, limits, allow_update)
-    return op
+        op.id, id_size = import_counted(raw["id"], limits, f"{path}.id")
+        size += id_size
+    return op, size + _PARSERS[op_type](op, raw, path, limits, allow_update)
 
 
-def _parse_nothing(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+# Each parser fills in its record's own fields and returns the bytes they
+# count against ``limits.max_records_bytes`` (see parse_operations).
+
+
+def _parse_nothing(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> int:
     """get, exists, delete, pop, shift: nothing beyond the key."""
+    return 0
 
 
-def _parse_set(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
-    op.value = import_value(_required(raw, "value", path), limits, f"{path}.value")
+def _parse_set(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> int:
+    op.value, size = import_counted(_required(raw, "value", path), limits, f"{path}.value")
+    return size
 
 
-def _parse_delta(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+def _parse_delta(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> int:
     name = _one_of(raw, "delta", "value", path)
-    op.delta = 1 if name is None else check_delta(raw[name], f"{name} at {path}.{name}")
+    if name is None:
+        op.delta = 1
+        return 0
+    op.delta = delta = check_delta(raw[name], f"{name} at {path}.{name}")
+    return encoded_size(delta)
 
 
 def _parse_compare_and_swap(
     op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool
-) -> None:
-    op.expected = import_value(_required(raw, "expected", path), limits, f"{path}.expected")
+) -> int:
+    op.expected, expected_size = import_counted(_required(raw, "expected", path), limits, f"{path}.expected")
     name = _one_of(raw, "value", "newValue", path) or "value"
-    op.value = import_value(_required(raw, name, path), limits, f"{path}.{name}")
+    op.value, size = import_counted(_required(raw, name, path), limits, f"{path}.{name}")
+    return expected_size + size
 
 
-def _parse_items(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+def _parse_items(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> int:
     if _one_of(raw, "items", "value", path) == "value":
         # The items list is the array it will be stored in, one level up: checking it counts that level.
-        op.items = import_value([raw["value"]], limits, f"{path}.value")
-        return
+        op.items, size = import_counted([raw["value"]], limits, f"{path}.value")
+        return size
     items = _required(raw, "items", path)
     if not isinstance(items, (list, tuple)):
         raise InvalidArgumentError(f"items: expected an array, got {describe(items)} at {path}.items")
-    op.items = import_value(list(items), limits, f"{path}.items")
+    op.items, size = import_counted(list(items), limits, f"{path}.items")
+    return size
 
 
-def _parse_set_field(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
-    op.field = check_field(_required(raw, "field", path), f"field at {path}.field")
-    op.value = import_value(_required(raw, "value", path), limits, f"{path}.value", nested=1)
+def _parse_set_field(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> int:
+    op.field = field = check_field(_required(raw, "field", path), f"field at {path}.field")
+    op.value, size = import_counted(_required(raw, "value", path), limits, f"{path}.value", nested=1)
+    return _text_size(field) + size
 
 
-def _parse_delete_field(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
-    op.field = check_field(_required(raw, "field", path), f"field at {path}.field")
+def _parse_delete_field(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> int:
+    op.field = field = check_field(_required(raw, "field", path), f"field at {path}.field")
+    return _text_size(field)
 
 
-def _parse_update(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
+def _parse_update(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> int:
     if not allow_update:
         raise InvalidArgumentError(f"type: 'update' records carry code and are refused here at {path}.type")
     fn = _required(raw, "updateFn", path)
     if not callable(fn):
         raise InvalidArgumentError(f"updateFn: expected a function at {path}.updateFn")
     op.update_fn = fn
+    return 0
 
 
-def _parse_check(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> None:
-    op.predicate = parse_predicate(raw, path, limits=limits, extra=_COMMON_FIELDS)
+def _parse_check(op: StateOperation, raw: dict[str, Any], path: str, limits: Limits, allow_update: bool) -> int:
+    op.predicate = predicate = parse_predicate(raw, path, limits=limits, extra=_COMMON_FIELDS)
+    return _predicate_size(predicate)
 
 
-_Parser = Callable[[StateOperation, dict[str, Any], str, Limits, bool], None]
+_Parser = Callable[[StateOperation, dict[str, Any], str, Limits, bool], int]
 _PARSERS: Final[dict[str, _Parser]] = {
     "get": _parse_nothing,
     "exists": _parse_nothing,
@@ -307,6 +351,21 @@ _PARSERS: Final[dict[str, _Parser]] = {
 }
 
 
+def _echoed_id(raw: Any, limits: Limits) -> Any:
+    """The id a batch echoes for a record that failed: its JSON copy, or None when it has no usable one.
+
+    The failure may be the id itself (NaN, a set, a lone surrogate): a
+    result must never carry what JSON cannot, so such an id is not echoed.
+    """
+    item_id = raw.get("id") if isinstance(raw, dict) else getattr(raw, "id", None)
+    if item_id is None or item_id is UNSET:
+        return None
+    try:
+        return import_value(item_id, limits, "id")
+    except StateError:
+        return None
+
+
 def parse_operations(
     raw_ops: Any,
     *,
@@ -320,23 +379,44 @@ def parse_operations(
     With ``collect=False`` (transactions) the first bad record raises its
     error with ``details['failed_index']``; with ``collect=True`` (batches)
     a bad record is returned in place as its error so the others still run.
+
+    The list as a whole is LIMIT_EXCEEDED past ``limits.max_operations``
+    records, or when its records' size is over ``limits.max_records_bytes``.
+    A record's size is the UTF-8 bytes of its key and field name, plus the
+    compact JSON bytes of each value it carries: ``value`` (``newValue``),
+    ``expected``, ``items`` (the array; a one-item ``value`` counts as that
+    array), a given ``delta``, ``id``, and a check's values (with the
+    UTF-8 bytes of its paths). The record's type, its field names and JSON
+    punctuation are not counted, nor is a batch record that fails its own
+    validation. The sizes come from the checks against ``max_value_bytes``,
+    so the records are not encoded again.
     """
     if not isinstance(raw_ops, (list, tuple)):
         raise InvalidArgumentError(f"operations: expected an array, got {describe(raw_ops)} at {path}")
     if len(raw_ops) > limits.max_operations:
         raise LimitExceededError(f"operations: {len(raw_ops)} operations, the limit is {limits.max_operations}")
     out: list[StateOperation | StateError] = []
+    total = 0
+    max_bytes = limits.max_records_bytes
     for i, raw in enumerate(raw_ops):
         try:
-            out.append(_parse_one(raw, f"{path}[{i}]", limits, allow_update))
+            op, size = _parse_one(raw, f"{path}[{i}]", limits, allow_update)
         except StateError as e:
             if not collect:
                 e.details["failed_index"] = i
                 raise
-            item_id = raw.get("id") if isinstance(raw, dict) else getattr(raw, "id", None)
-            if item_id is not None and item_id is not UNSET:
+            item_id = _echoed_id(raw, limits)
+            if item_id is not None:
                 e.details["id"] = item_id
             out.append(e)
+            continue
+        total += size
+        if total > max_bytes:
+            raise LimitExceededError(
+                f"operations: the records are larger than {max_bytes} bytes encoded"
+                f" (at {path}[{i}]); nothing was stored"
+            )
+        out.append(op)
     return out
 
 

@@ -38,11 +38,13 @@ __all__ = [
     "copy_value",
     "describe",
     "encoded_size",
+    "import_counted",
     "import_sized",
     "import_value",
     "is_number",
     "is_reserved_group",
     "json_equal",
+    "plain_str",
 ]
 
 JsonValue = Any
@@ -69,8 +71,11 @@ class Limits:
     """Configurable size limits; past one an operation fails with LIMIT_EXCEEDED.
 
     ``max_depth`` bounds how deep values nest (a scalar is 0 levels, ``[1]``
-    one); ``max_result_bytes`` bounds the encoded results of one transaction
-    or batch, checked before anything of it is stored.
+    one); ``max_records_bytes`` bounds the records of one transaction or
+    batch (what their names and values take encoded, as
+    :func:`motia_state.records.parse_operations` counts it) and
+    ``max_result_bytes`` their encoded results, both checked before
+    anything of it is stored.
     """
 
     max_name_bytes: int = 1024
@@ -78,6 +83,7 @@ class Limits:
     max_operations: int = 10_000
     max_depth: int = 256
     max_result_bytes: int = 15 * 1024 * 1024
+    max_records_bytes: int = 16 * 1024 * 1024
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -91,6 +97,7 @@ _GROUP_ARGS: Final = frozenset({"traceId", "groupId", "group"})
 
 _SCALARS: Final = frozenset({str, int, type(None), bool})
 _encoder = msgspec.json.Encoder()
+_encode: Final = _encoder.encode
 
 
 def json_type(value: Any) -> str:
@@ -182,8 +189,19 @@ def check_delta(delta: object, where: str = "delta") -> int | float:
     )
 
 
+def plain_str(text: str) -> str:
+    """The plain ``str`` holding a str subclass's characters (an ``enum.StrEnum`` member's value).
+
+    ``str(x)`` is not it: a ``(str, Enum)`` member's ``__str__`` gives its
+    qualified name, not the string it is.
+    """
+    return str.__str__(text)
+
+
 def check_field(field: object, where: str = "field") -> str:
-    """A field name is a non-empty string (valid Unicode)."""
+    """A field name is a non-empty string (valid Unicode); a str subclass counts as its plain str."""
+    if type(field) is not str and isinstance(field, str):
+        field = plain_str(field)
     if type(field) is str and field:
         if is_unicode(field):
             return field
@@ -196,7 +214,12 @@ def check_name(name: object, what: str, limits: Limits = DEFAULT_LIMITS) -> str:
 
     When ``what`` names a group ("traceId", "groupId" or "group"), a name in
     the runtime's reserved space (starting with ``__motia/``) is refused too.
+    A str subclass (an ``enum.StrEnum`` member) is checked and returned as
+    its plain str, as it is stored when it is a value: callers use the
+    returned name.
     """
+    if type(name) is not str and isinstance(name, str):
+        name = plain_str(name)
     if type(name) is not str or not name:
         raise InvalidArgumentError(f"{what} must be a non-empty string, got {describe(name)}")
     # len(str) * 4 bounds the UTF-8 size, so short names skip the encode.
@@ -232,13 +255,19 @@ class CheckedNames:
         self.limits = limits
         self.seen: set[str] = set()
 
-    def check(self, trace_id: object, key: object) -> None:
-        """Validate a (group, key) pair, raising check_name's precise error."""
+    def check(self, trace_id: object, key: object) -> bool | None:
+        """Validate a (group, key) pair, raising check_name's precise error.
+
+        A true result says that a name is a str subclass: the caller must
+        go on with the plain strs (:func:`plain_str`) of both. Plain names
+        give a false one, so the common call costs no conversion.
+        """
         seen = self.seen
         if type(trace_id) is str and type(key) is str and trace_id in seen and key in seen:
-            return
+            return None
         self._add(check_name(trace_id, "traceId", self.limits))
         self._add(check_name(key, "key", self.limits))
+        return type(trace_id) is not str or type(key) is not str
 
     def _add(self, name: str) -> None:
         # A reserved name may be a valid key but never a group: never cache
@@ -298,7 +327,7 @@ def _node(value: Any, stack: list[_Frame], at: object) -> tuple[int, Any]:
     if isinstance(value, float):
         return _node(float(value), stack, at)
     if isinstance(value, str):
-        return _node(str(value), stack, at)
+        return _node(plain_str(value), stack, at)
     if isinstance(value, (list, tuple)):
         return _ARRAY, value
     if isinstance(value, dict):
@@ -334,9 +363,11 @@ def _copy(value: Any, max_depth: int, depth_limit: int) -> Any:
         for at, child in children:
             if not is_array:
                 if type(at) is not str:
-                    raise InvalidArgumentError(
-                        f"must be JSON: object key {at!r} is not a string in the object at {_path(stack)}"
-                    )
+                    if not isinstance(at, str):
+                        raise InvalidArgumentError(
+                            f"must be JSON: object key {at!r} is not a string in the object at {_path(stack)}"
+                        )
+                    at = plain_str(at)  # a StrEnum member as a key: the string it is, as for a value
                 if not is_unicode(at):
                     raise InvalidArgumentError(
                         f"must be JSON: an object key with a lone surrogate in the object at {_path(stack)}"
@@ -415,25 +446,71 @@ def import_value(value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value
     return copied
 
 
-def import_sized(value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value") -> tuple[Any, int]:
+def import_sized(
+    value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value", *, nested: int = 0
+) -> tuple[Any, int]:
     """:func:`import_value`, and the encoded size of what it returns when checking its size computed it (else -1).
 
     An object or an array is encoded to be checked against
     ``limits.max_value_bytes``; a writer that must know the size too (the
-    change feed counts the bytes of its records) takes it from here
-    instead of encoding the value a second time.
+    change feed counts the bytes of its records, a transaction the bytes
+    of its records) takes it from here instead of encoding the value a
+    second time.
     """
     t = type(value)
     if t is not dict and t is not list:
-        return import_value(value, limits, what), -1
+        return import_value(value, limits, what, nested=nested), -1
     try:
-        copied = _copy(value, limits.max_depth, limits.max_depth)
+        copied = _copy(value, limits.max_depth - nested, limits.max_depth)
     except StateError as e:
         raise type(e)(f"{what} {e.message}") from None
     size = encoded_size(copied)
     if size > limits.max_value_bytes:
         raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")
     return copied, size
+
+
+def import_counted(
+    value: Any, limits: Limits = DEFAULT_LIMITS, what: str = "value", *, nested: int = 0
+) -> tuple[Any, int]:
+    """:func:`import_value`, and the encoded size of what it returns, always.
+
+    The size of a transaction's or batch's records is the sum of these. A
+    container's size comes from its check against ``limits.max_value_bytes``,
+    which encodes it anyway; a scalar's is its own short JSON text (null and
+    the booleans not even encoded). The scalar cases are written out here
+    rather than delegated, as records hold mostly scalars and every call
+    counts in a transaction's parse.
+    """
+    t = type(value)
+    if t is int:
+        if INT_LOW < value < INT_BOUND:
+            return value, len(_encode(value)) if -(2**63) <= value < 2**64 else encoded_size(value)
+        raise LimitExceededError(f"{what} has more than {MAX_INT_DIGITS} characters of decimal text")
+    if t is str:
+        if not value.isascii() and not is_unicode(value):
+            raise InvalidArgumentError(f"{what} must be JSON: a string with a lone surrogate")
+        size = len(_encode(value))
+        if size > limits.max_value_bytes:
+            raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")
+        return value, size
+    if value is None or value is True:
+        return value, 4
+    if value is False:
+        return value, 5
+    if t is float and math.isfinite(value):
+        return value, len(_encode(value))
+    if t is dict or t is list:
+        try:
+            copied = _copy(value, limits.max_depth - nested, limits.max_depth)
+        except StateError as e:
+            raise type(e)(f"{what} {e.message}") from None
+        size = encoded_size(copied)
+        if size > limits.max_value_bytes:
+            raise LimitExceededError(f"{what} is larger than {limits.max_value_bytes} bytes encoded")
+        return copied, size
+    copied = import_value(value, limits, what, nested=nested)
+    return copied, encoded_size(copied)
 
 
 def json_equal(a: Any, b: Any) -> bool:

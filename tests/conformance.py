@@ -27,6 +27,7 @@ LIMIT_NAMES = {
     "maxOperations": "max_operations",
     "maxDepth": "max_depth",
     "maxResultBytes": "max_result_bytes",
+    "maxRecordsBytes": "max_records_bytes",
 }
 
 

@@ -68,6 +68,7 @@ from ..values import (
     copy_value,
     import_sized,
     import_value,
+    plain_str,
 )
 from .base import Acknowledge, StateAdapter, UpdateFn, acknowledge_writes, reads, writes
 from .table import StateTable
@@ -110,10 +111,12 @@ class TableSession:
         """
 
 
-def _names(adapter: MemoryStateAdapter, trace_id: Any, key: Any) -> None:
-    adapter._names.check(trace_id, key)
+def _names(adapter: MemoryStateAdapter, trace_id: Any, key: Any) -> bool | None:
+    """Check a (group, key) pair; true when a name is a str subclass, which the caller makes plain."""
+    renamed = adapter._names.check(trace_id, key)
     if adapter._closed:
         raise UnavailableError("the adapter is closed")
+    return renamed
 
 
 class MemoryStateAdapter(StateAdapter):
@@ -234,7 +237,8 @@ class MemoryStateAdapter(StateAdapter):
                     ring.forget(waker)
 
     async def history(self, group: str, key: str, limit: int = 100) -> list[Change]:
-        _names(self, group, key)
+        if _names(self, group, key):
+            group, key = plain_str(group), plain_str(key)
         if type(limit) is not int or limit < 0:
             raise InvalidArgumentError(f"limit: expected a non-negative int, got {limit!r}")
         ring = self._ring()
@@ -265,23 +269,27 @@ class MemoryStateAdapter(StateAdapter):
             if self._commit is not None:
                 self._commit(journal, None)
 
-    def _check_group(self, group: Any) -> None:
-        check_name(group, "traceId", self.limits)
+    def _check_group(self, group: Any) -> str:
+        name = check_name(group, "traceId", self.limits)
         if self._closed:
             raise UnavailableError("the adapter is closed")
+        return name
 
     async def get(self, trace_id: str, key: str) -> Any:
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         with self._lock:
             return self._table.apply(trace_id, key, "get", apply_get)
 
     async def exists(self, trace_id: str, key: str) -> bool:
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         with self._lock:
             return bool(self._table.apply(trace_id, key, "exists", apply_exists))
 
     async def set(self, trace_id: str, key: str, value: Any) -> Any:
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         if self._feed is None:
             value, size = import_value(value, self.limits), -1
         else:
@@ -293,7 +301,8 @@ class MemoryStateAdapter(StateAdapter):
             return copy_value(value)
 
     async def delete(self, trace_id: str, key: str) -> Any:
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         with self._lock:
             result = self._table.apply(trace_id, key, "delete", apply_delete)
             self._flush()
@@ -353,7 +362,8 @@ class MemoryStateAdapter(StateAdapter):
 
     async def _increment(self, trace_id: Any, key: Any, delta: Any) -> int | float:
         # Any increment off the inlined path: the full checks (which name the error), then the general path.
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         delta = check_delta(delta)
         if self._plain_lock:
             fast = self._fast_names
@@ -386,7 +396,8 @@ class MemoryStateAdapter(StateAdapter):
         return result
 
     async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         delta = check_delta(delta)
         with self._lock:
             result: int | float = self._table.apply(trace_id, key, "decrement", apply_increment, -delta)
@@ -394,7 +405,8 @@ class MemoryStateAdapter(StateAdapter):
         return result
 
     async def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         expected = import_value(expected, self.limits, "expected")
         new_value = import_value(new_value, self.limits, "newValue")
         with self._lock:
@@ -410,7 +422,8 @@ class MemoryStateAdapter(StateAdapter):
         return bool(result)
 
     async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         copied = import_value(list(items), self.limits, "items")
         with self._lock:
             result: list[Any] = self._table.apply_growing(trace_id, key, "push", apply_push, copied)
@@ -418,7 +431,8 @@ class MemoryStateAdapter(StateAdapter):
         return result
 
     async def unshift(self, trace_id: str, key: str, *items: Any) -> list[Any]:
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         copied = import_value(list(items), self.limits, "items")
         with self._lock:
             result: list[Any] = self._table.apply_growing(trace_id, key, "unshift", apply_unshift, copied)
@@ -426,22 +440,25 @@ class MemoryStateAdapter(StateAdapter):
         return result
 
     async def pop(self, trace_id: str, key: str) -> Any:
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         with self._lock:
             result = self._table.apply(trace_id, key, "pop", apply_pop)
             self._flush()
         return result
 
     async def shift(self, trace_id: str, key: str) -> Any:
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         with self._lock:
             result = self._table.apply(trace_id, key, "shift", apply_shift)
             self._flush()
         return result
 
     async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
-        _names(self, trace_id, key)
-        check_field(field)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
+        field = check_field(field)
         value = import_value(value, self.limits, nested=1)
         with self._lock:
             result: dict[str, Any] = self._table.apply_growing(trace_id, key, "setField", apply_set_field, field, value)
@@ -449,15 +466,17 @@ class MemoryStateAdapter(StateAdapter):
         return result
 
     async def delete_field(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
-        _names(self, trace_id, key)
-        check_field(field)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
+        field = check_field(field)
         with self._lock:
             result: dict[str, Any] = self._table.apply(trace_id, key, "deleteField", apply_delete_field, field)
             self._flush()
         return result
 
     async def update(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
-        _names(self, trace_id, key)
+        if _names(self, trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         if inspect.iscoroutinefunction(fn):
             return await self._optimistic_update(trace_id, key, fn)
         with self._lock:
@@ -466,12 +485,12 @@ class MemoryStateAdapter(StateAdapter):
         return result
 
     async def get_group(self, group_id: str) -> list[Any]:
-        self._check_group(group_id)
+        group_id = self._check_group(group_id)
         with self._lock:
             return self._table.get_group(group_id)
 
     async def keys(self, trace_id: str) -> list[str]:
-        self._check_group(trace_id)
+        trace_id = self._check_group(trace_id)
         with self._lock:
             return self._table.keys(trace_id)
 
@@ -489,7 +508,7 @@ class MemoryStateAdapter(StateAdapter):
         same on a store of 100 entries as on one of 100,000.
         """
         if group is not None:
-            self._check_group(group)
+            group = self._check_group(group)
         elif self._closed:
             raise UnavailableError("the adapter is closed")
         with self._lock:
@@ -502,20 +521,20 @@ class MemoryStateAdapter(StateAdapter):
             return self._table.groups()
 
     async def clear(self, trace_id: str) -> None:
-        self._check_group(trace_id)
+        trace_id = self._check_group(trace_id)
         with self._lock:
             self._table.clear(trace_id)
             self._flush()
 
     async def transaction(self, trace_id: str, operations: Sequence[Any]) -> TransactionResult:
-        self._check_group(trace_id)
+        trace_id = self._check_group(trace_id)
         with self._lock:
             result = self._table.transaction(trace_id, operations)
             self._flush()
         return result
 
     async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
-        self._check_group(trace_id)
+        trace_id = self._check_group(trace_id)
         with self._lock:
             result = self._table.batch(trace_id, operations)
             self._flush()

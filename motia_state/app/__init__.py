@@ -9,20 +9,23 @@ validation), ``discovery.py`` (finding steps, reading configs),
 server).
 """
 
-from .app import App, InvocationRecord, TriggerRunnerLike
-from .config import (
-    ApiTrigger,
-    ConfigError,
-    CronTrigger,
-    EventTrigger,
-    StateTrigger,
-    StepConfig,
-    Trigger,
-    check_app,
-    parse_step_config,
-)
-from .discovery import Registry, StateTriggerSpec, StepRecord, discover
-from .events import DeadLetter, Delivery, EventRouter
+import typing
+
+if typing.TYPE_CHECKING:
+    from .app import App, InvocationRecord, TriggerRunnerLike
+    from .config import (
+        ApiTrigger,
+        ConfigError,
+        CronTrigger,
+        EventTrigger,
+        StateTrigger,
+        StepConfig,
+        Trigger,
+        check_app,
+        parse_step_config,
+    )
+    from .discovery import Registry, StateTriggerSpec, StepRecord, discover
+    from .events import DeadLetter, Delivery, EventRouter
 
 __all__ = [
     "ApiTrigger",
@@ -45,3 +48,42 @@ __all__ = [
     "discover",
     "parse_step_config",
 ]
+
+#: Where each name lives (its module in this package): imported on first use, so that importing
+#: ``motia_state.app.dev`` (the ``dev`` command's options) does not load the whole app.
+_SOURCES: dict[str, str] = {
+    **dict.fromkeys(("App", "InvocationRecord", "TriggerRunnerLike"), ".app"),
+    **dict.fromkeys(
+        (
+            "ApiTrigger",
+            "ConfigError",
+            "CronTrigger",
+            "EventTrigger",
+            "StateTrigger",
+            "StepConfig",
+            "Trigger",
+            "check_app",
+            "parse_step_config",
+        ),
+        ".config",
+    ),
+    **dict.fromkeys(("Registry", "StateTriggerSpec", "StepRecord", "discover"), ".discovery"),
+    **dict.fromkeys(("DeadLetter", "Delivery", "EventRouter"), ".events"),
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    """A name of the package, imported from its module on first use (then cached here)."""
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(source, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The package's names as well as the ones already imported."""
+    return sorted(set(globals()) | set(__all__))

@@ -1,22 +1,27 @@
-"""The ``motia-state`` command line: one module per command group, sharing ``_common``."""
+"""The ``motia-state`` command line: one module per command group, sharing ``_common``.
+
+The entry point takes over SIGINT and SIGTERM before it imports anything
+else (``_stop``), and the command modules import their libraries only when
+their command runs, so ``--help`` and the start of every command stay quick
+and a stop that comes while a command is still loading is a clean stop.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Collection
 from typing import Any
 
-from .. import __version__
-from ._common import (
-    EXIT_USAGE,
-    Output,
-    add_global_options,
-    configure_logging,
-    fill_global_defaults,
-    run_command,
-)
+from . import _stop
 
 __all__ = ["build_parser", "main"]
+
+#: Bad usage (see ``_common``; repeated here so that a usage error needs no other import).
+EXIT_USAGE = 2
+
+#: The commands that serve until stopped: a signal is their normal end (exit 0).
+SERVERS = ("dev", "workbench")
 
 DESCRIPTION = (
     "One shared, atomic state for workflow steps in Python, Node and Ruby: run steps, serve an app, and "
@@ -33,11 +38,22 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _add_server(sub: Any, name: str, add_arguments: Any, help: str, description: str) -> None:
-    """A server command (dev, workbench) whose own module declares its options and runs it."""
+def _add_server(
+    sub: Any, name: str, add_arguments: Callable[[argparse.ArgumentParser], None] | None, help: str, description: str
+) -> None:
+    """A server command (dev, workbench) whose own module declares its options and runs it.
+
+    Without ``add_arguments`` the command is only named (with its help),
+    so that listing the commands does not import the server's libraries.
+    """
+    from ._common import add_global_options
+
     own = argparse.ArgumentParser(add_help=False)
     add_global_options(own, skip=frozenset({"state", "debug"}))
-    server = sub.add_parser(name, parents=[own], help=help, description=description)
+    server = sub.add_parser(name, parents=[own], help=help, description=description, add_help=add_arguments is not None)
+    if add_arguments is None:
+        server.set_defaults(command_fn=None, runner=name)
+        return
     add_arguments(server)
     if not any(action.dest == "debug" for action in server._actions):
         server.add_argument("--debug", action="store_true", help="add our own traceback to errors")
@@ -48,8 +64,10 @@ def _add_server(sub: Any, name: str, add_arguments: Any, help: str, description:
     server.set_defaults(command_fn=None, runner=name)
 
 
-def _add_dev(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    from ..app.dev import add_arguments
+def _add_dev(sub: Any, parents: list[argparse.ArgumentParser], *, options: bool = True) -> None:
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    if options:
+        from ..app.dev import add_arguments
 
     _add_server(
         sub,
@@ -61,8 +79,10 @@ def _add_dev(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
 
 
-def _add_workbench(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    from ..web.serve import add_arguments
+def _add_workbench(sub: Any, parents: list[argparse.ArgumentParser], *, options: bool = True) -> None:
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    if options:
+        from ..web.serve import add_arguments
 
     _add_server(
         sub,
@@ -73,8 +93,16 @@ def _add_workbench(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line: every command, each with the global options."""
+def build_parser(*, servers: Collection[str] = SERVERS) -> argparse.ArgumentParser:
+    """The command line: every command, each with the global options.
+
+    Only the server commands (dev, workbench) named in ``servers`` get their
+    own options, which live in (and import) the app and the workbench; the
+    others are only named. The entry point parses with none first, and again
+    with the one the command line names when it is a server.
+    """
+    from .. import __version__
+    from ._common import add_global_options
     from .bindings import add_bindings
     from .codemod import add_codemod
     from .run import add_demo, add_run
@@ -94,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"motia-state {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     add_run(sub, parents)
-    _add_dev(sub, parents)
-    _add_workbench(sub, parents)
+    _add_dev(sub, parents, options="dev" in servers)
+    _add_workbench(sub, parents, options="workbench" in servers)
     add_state(sub, parents)
     add_transfer(sub, parents)
     add_validate(sub, parents)
@@ -120,24 +148,106 @@ def _optional_commands() -> list[Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``motia-state`` console script (and ``python -m motia_state``)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Entry point of the ``motia-state`` console script (and ``python -m motia_state``).
+
+    SIGINT and SIGTERM are taken over first: until the command installs its
+    own handling, a stop ends the process cleanly (a server with exit 0,
+    any other command with 130), whatever it was importing at the time.
+    """
+    _stop.install()
+    _closed_standard_streams()
+    args: argparse.Namespace | None = None
+    try:
+        parser, args = _parse(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        return _run(args)
+    except BaseException as e:
+        signum = _stop.stopped_by(e)
+        if signum is None:
+            raise
+        return _stopped_early(args, argv, signum)
+
+
+def _parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser and the parsed command line; a server's own options are loaded only when it is the command."""
+    parser = build_parser(servers=())
+    first, _ = parser.parse_known_args(argv)
+    server = getattr(first, "runner", None)
+    if server in SERVERS:
+        parser = build_parser(servers=(server,))
+    return parser, parser.parse_args(argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ._common import Output, configure_logging, fill_global_defaults, run_command
+
     fill_global_defaults(args)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
     configure_logging(args)
-    if getattr(args, "runner", None) == "dev":
+    runner = getattr(args, "runner", None)
+    port = getattr(args, "port", None)
+    if runner in SERVERS and isinstance(port, int) and not 0 <= port <= 65535:
+        # Checked here for both servers: a socket library takes 99999 modulo 65536 and serves on another port.
+        sys.stderr.write(f"motia-state {runner}: --port {port}: expected 0..65535 (0 picks a free one)\n")
+        return EXIT_USAGE
+    if runner == "dev":
         from ..app.dev import run_dev
 
         return run_dev(args)
-    if getattr(args, "runner", None) == "workbench":
+    if runner == "workbench":
         from ..web.serve import run_workbench
 
         return run_workbench(args)
     out = Output(args)
     return run_command(args.command_fn, args, out)
+
+
+def _closed_standard_streams() -> None:
+    """Give a command started with stdout or stderr closed (``>&-``) streams it can use.
+
+    Python leaves ``sys.stdout`` None then, and every write would fail with
+    an AttributeError. A closed stdout becomes a pipe nobody reads: a result
+    written to it is output cut short, as when the reader of a pipe went
+    away (exit 1, no message). A closed stderr becomes /dev/null: the exit
+    code still tells what happened.
+    """
+    import os
+
+    if sys.stdout is None:
+        read, write = os.pipe()
+        os.dup2(write, 1)  # when the read end took fd 1, this closes it: either way nobody reads
+        for fd in {read, write} - {1}:
+            os.close(fd)
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 (the process's stdout)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (the process's stderr)
+
+
+def _stopped_early(args: argparse.Namespace | None, argv: list[str] | None, signum: int) -> int:
+    """A stop before the command took over the signals: nothing was left running; say so and exit as a stop."""
+    command = getattr(args, "command", None) or _command_in(sys.argv[1:] if argv is None else argv)
+    name = _stop.signal_name(signum)
+    try:
+        if command in SERVERS:
+            sys.stderr.write(f"motia-state {command}: stopped by {name} while starting; nothing is served\n")
+        else:
+            sys.stderr.write(f"motia-state: interrupted by {name}; everything it started was stopped\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stderr closed: the exit code still says it
+        pass
+    return 0 if command in SERVERS else 130
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The command of a command line that was not parsed yet (the stop came first): its first word."""
+    words = iter(argv)
+    for word in words:
+        if word in ("--state", "--backend"):  # the global options that take a value
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 if __name__ == "__main__":

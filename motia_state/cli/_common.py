@@ -8,15 +8,13 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-import anyio
-
-from ..adapters.factory import create_state_adapter, parse_state_config
 from ..errors import (
     InvalidArgumentError,
     StateError,
@@ -24,8 +22,14 @@ from ..errors import (
     StepTimeoutError,
     UnavailableError,
 )
-from ..manager import StateManager
-from ..observability import OperationRecord
+from ._stop import signal_name, stopped_by
+
+if TYPE_CHECKING:
+    from ..manager import StateManager
+    from ..observability import OperationRecord
+
+# The event loop library, the adapters and the manager are imported by the
+# functions that use them: building the parser and printing help need none.
 
 __all__ = [
     "EXIT_FAILED",
@@ -176,12 +180,22 @@ def read_text_arg(text: str, what: str) -> str:
     """``@-`` reads standard input, ``@FILE`` a file, anything else is the text itself."""
     if not text.startswith("@"):
         return text
-    if text == "@-":
-        return sys.stdin.read()
+    name = "standard input" if text == "@-" else text[1:]
+    if text == "@-" and sys.stdin is None:
+        raise CliError(f"{what}: @- reads standard input, which is closed", hint="give the JSON, or @FILE")
     try:
-        return Path(text[1:]).read_text(encoding="utf-8")
+        data = sys.stdin.buffer.read() if text == "@-" else Path(text[1:]).read_bytes()
     except OSError as e:
-        raise CliError(f"{what}: cannot read {text[1:]}: {e.strerror or e}", hint="check the file's path") from None
+        raise CliError(f"{what}: cannot read {name}: {e.strerror or e}", hint="check the file's path") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise CliError(
+            f"{what}: {name} is not UTF-8 text: byte 0x{data[e.start]:02x} at byte offset {e.start} (line {line}): "
+            f"{e.reason}",
+            hint="JSON is read as UTF-8: save the file as UTF-8",
+        ) from None
 
 
 def parse_data(text: str | None) -> Any:
@@ -195,9 +209,19 @@ def redacted(url: str) -> str:
     """A store URL without its credentials (for headers, messages and logs)."""
     if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
         scheme, rest = url.split("://", 1)
-        host = rest.split("@", 1)[1]
-        return f"{scheme}://***@{host}"
+        netloc, slash, path = rest.partition("/")
+        host = netloc.rsplit("@", 1)[1]  # the last @: a password may hold one
+        return f"{scheme}://***@{host}{slash}{path}"
     return url
+
+
+#: user:password@ after a URL's scheme, wherever a message quotes a URL.
+_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s/]*@", re.IGNORECASE)
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***`` (an adapter's message may quote one)."""
+    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 class Output:
@@ -310,19 +334,28 @@ def log_operation(record: OperationRecord) -> None:
 # -- the store ------------------------------------------------------------------------------------
 
 
-def check_store_url(url: str, args: argparse.Namespace, *, refuse_memory: str | None = None) -> dict[str, Any]:
-    """Validate a store URL before anything runs: a usage error (exit 2) when it is malformed or refused."""
+def check_store_url(
+    url: str, args: argparse.Namespace, *, refuse_memory: str | None = None, option: str = "--state"
+) -> dict[str, Any]:
+    """Validate a store URL before anything runs: a usage error (exit 2) when it is malformed or refused.
+
+    ``option`` is how messages name the URL (``--from`` and ``--to`` for migrate).
+    """
+    from ..adapters.factory import parse_state_config
+
     try:
         config = parse_state_config(url)
     except InvalidArgumentError as e:
-        raise CliError(f"--state {url}: {e.message}", hint="use memory:, file:PATH or redis://HOST:PORT/DB") from None
+        raise CliError(
+            f"{option} {redacted(url)}: {e.message}", hint="use memory:, file:PATH or redis://HOST:PORT/DB"
+        ) from None
     if refuse_memory and config["adapter"] == "memory":
         raise CliError(
             f"{refuse_memory} refuses the memory: store: it lives only in this process, so the data would vanish",
             hint="give a store that outlives the command: --state file:PATH or --state redis://...",
         )
     if config["adapter"] == "redis":
-        _check_redis_url(config.get("url", ""))
+        _check_redis_url(config.get("url", ""), option)
     if config["adapter"] == "redis" and args.backend == "trio":
         raise CliError(
             "the Redis adapter needs asyncio (it uses redis-py's asyncio client); --backend trio cannot use it",
@@ -331,7 +364,7 @@ def check_store_url(url: str, args: argparse.Namespace, *, refuse_memory: str | 
     return config
 
 
-def _check_redis_url(url: str) -> None:
+def _check_redis_url(url: str, option: str) -> None:
     """A database that is not a number would silently be database 0: refuse it."""
     from urllib.parse import urlsplit
 
@@ -340,7 +373,7 @@ def _check_redis_url(url: str) -> None:
     path = urlsplit(url).path.strip("/")
     if path and not path.isdigit():
         raise CliError(
-            f"--state {redacted(url)}: the database {path!r} is not a number",
+            f"{option} {redacted(url)}: the database {path!r} is not a number",
             hint="give the database as a number: redis://HOST:PORT/0",
         )
 
@@ -353,22 +386,27 @@ async def open_store(
     refuse_memory: str | None = None,
     metrics: bool = False,
     existing: bool = False,
+    option: str = "--state",
 ) -> AsyncIterator[StateManager]:
     """A StateManager over ``url``, checked to be reachable before the command does anything (else exit 3).
 
     ``existing``: the command only reads, so a file store that is not there
     is an error (a mistyped path), not a new empty store left behind.
+    ``option`` is how messages name the URL.
     """
-    config = check_store_url(url, args, refuse_memory=refuse_memory)
+    from ..adapters.factory import create_state_adapter
+    from ..manager import StateManager
+
+    config = check_store_url(url, args, refuse_memory=refuse_memory, option=option)
     if existing and config["adapter"] == "file" and not Path(config["path"]).exists():
         raise CliError(
-            f"--state {url}: no store there (nothing was created)",
+            f"{option} {redacted(url)}: no store there (nothing was created)",
             hint="check the path; a command that writes (state set, import, dev) creates the store",
         )
     try:
         adapter = create_state_adapter(url)
     except InvalidArgumentError as e:
-        raise CliError(f"--state {redacted(url)}: {e.message}") from None
+        raise CliError(f"{option} {redacted(url)}: {e.message}") from None
     manager = StateManager(adapter, metrics=metrics)
     manager.add_observer(log_operation)
     async with manager:
@@ -489,13 +527,14 @@ def error_document(error: BaseException) -> dict[str, Any]:
 def report_error(error: BaseException, out: Output) -> int:
     """Write ``error`` as one readable message on stderr (JSON with --json) and return its exit code."""
     doc = error_document(error)
+    doc["message"] = without_credentials(doc["message"])
     code = exit_code_for(error)
     if isinstance(error, OSError) and not isinstance(error, StateError):
         code = EXIT_USAGE
     if out.debug:
         import traceback
 
-        doc["traceback"] = "".join(traceback.format_exception(error))
+        doc["traceback"] = without_credentials("".join(traceback.format_exception(error)))
     if out.json_errors:
         out.stderr.write(json.dumps({"error": doc}, ensure_ascii=False) + "\n")
     else:
@@ -528,6 +567,8 @@ async def until_signalled(command: Command, args: argparse.Namespace, out: Outpu
     The signals stay caught until that cleanup is over: a second Ctrl-C
     cannot cut it short.
     """
+    import anyio
+
     received: int | None = None
     code = EXIT_INTERRUPTED
     failure: Exception | None = None  # raised after the task group, not as a group
@@ -558,10 +599,13 @@ async def until_signalled(command: Command, args: argparse.Namespace, out: Outpu
 
 def run_command(command: Command, args: argparse.Namespace, out: Output) -> int:
     """Run an async command on the chosen event loop, and turn every outcome into an exit code."""
+    import anyio
+
     try:
         return anyio.run(until_signalled, command, args, out, backend=args.backend)
     except (Interrupted, KeyboardInterrupt) as e:
-        name = e.args[0] if isinstance(e, Interrupted) else "SIGINT"
+        # A KeyboardInterrupt: a stop before the command took over the signals (``_stop``).
+        name = e.args[0] if isinstance(e, Interrupted) else signal_name(stopped_by(e) or signal.SIGINT)
         out.stderr.write(f"motia-state: interrupted by {name}; everything it started was stopped\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..manager import StateManager
 from ._common import EXIT_OK, Output, open_store, positive_int
+
+if TYPE_CHECKING:
+    from ..manager import StateManager
 
 __all__ = ["add_bench"]
 

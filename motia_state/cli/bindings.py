@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..runtime.runners import bindings_dir, module_paths
 from ._common import EXIT_OK, Output
 
 __all__ = ["add_bindings"]
@@ -27,6 +26,8 @@ def add_bindings(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 async def show_bindings(args: argparse.Namespace, out: Output) -> int:
     """One folder (with --lang), or all of them."""
+    from ..runtime.runners import bindings_dir, module_paths
+
     paths = {lang: str(path) for lang, path in module_paths().items()}
     if args.lang:
         out.stdout.write(paths[args.lang] + "\n")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from ._common import Output
 
 __all__ = ["add_codemod"]
+
+_HINT = "fix or skip the files named above (they were left as they are); the other files were processed"
+_INTERNAL_HINT = "the files named above were left as they are; run again with --debug and report the problem"
 
 
 def add_codemod(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -47,8 +51,16 @@ async def run_codemod(args: argparse.Namespace, out: Output) -> int:
         lines = [f"{verb} {doc['rewrites']} call(s) in {len(doc['changed'])} file(s)"]
         lines += [f"  {path}" for path in doc["changed"]]
         lines += [str(f) for f in summary.findings]
-        lines += [f"error: {e}" for e in summary.errors]
         return "\n".join(lines)
 
     out.data(report, human)
+    # Each file that could not be processed is also an error message (stderr), beside the report's list.
+    for error in report["errors"]:
+        if out.json_errors:
+            out.stderr.write(json.dumps({"error": error}, ensure_ascii=False) + "\n")
+        else:
+            out.stderr.write(f"motia-state codemod: error [{error['code']}]: {error['path']}: {error['message']}\n")
+    if summary.errors and not out.json_errors:
+        out.stderr.write(f"  what to do: {_HINT if summary.exit_code == 2 else _INTERNAL_HINT}\n")
+    out.stderr.flush()
     return summary.exit_code

@@ -291,6 +291,8 @@ def add_create(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 async def create_app(args: argparse.Namespace, out: Output) -> int:
     """Write the template into a new folder; an existing path is refused (nothing is overwritten)."""
+    if not args.name.strip():
+        fail("the new folder's name is empty", hint="give the name of a folder to create, e.g. `create my-app`")
     target = Path(args.name)
     if target.exists():
         fail(f"{args.name}: already exists", hint="give a new folder name; create never overwrites anything")

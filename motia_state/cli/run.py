@@ -10,9 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
-
-from ..runtime import call_step_file, runner_exists
 from ._common import EXIT_FAILED, EXIT_OK, Output, fail, open_store, parse_data, positive_int, seconds
 
 __all__ = ["add_demo", "add_run"]
@@ -37,6 +34,9 @@ def add_run(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 async def run_step(args: argparse.Namespace, out: Output) -> int:
     """Check the input, the step file and the store (in that order), then run the step."""
+    from ..errors import LimitExceededError
+    from ..runtime import call_step_file
+
     data = parse_data(args.data)
     step = Path(args.step)
     if not step.is_file():
@@ -44,7 +44,10 @@ async def run_step(args: argparse.Namespace, out: Output) -> int:
     if step.suffix not in STEP_SUFFIXES:
         fail(f"{args.step}: not a step file (expected {', '.join(STEP_SUFFIXES)})")
     async with open_store(args.state, args) as manager:
-        result = await call_step_file(step, data=data, trace_id=args.trace_id, state=manager, timeout=args.timeout)
+        try:
+            result = await call_step_file(step, data=data, trace_id=args.trace_id, state=manager, timeout=args.timeout)
+        except LimitExceededError as e:  # raised before the step starts: the input is over the frame limit
+            fail(f"--data: {e.message}", code=e.code, hint="give the step a smaller input")
     out.stdout.write(json.dumps(result, ensure_ascii=False, indent=2 if not out.json else None) + "\n")
     return EXIT_OK
 
@@ -65,6 +68,8 @@ def add_demo(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def _demo_languages() -> list[tuple[str, str]]:
     """(language, interpreter) for each language this machine can run."""
+    from ..runtime import runner_exists
+
     found = [("python", sys.executable)]
     for language in ("node", "ruby"):
         exe = shutil.which(language)
@@ -75,6 +80,10 @@ def _demo_languages() -> list[tuple[str, str]]:
 
 async def run_demo(args: argparse.Namespace, out: Output) -> int:
     """Race the workers, then check every total."""
+    import anyio
+
+    from ..runtime import call_step_file
+
     racers = Path(__file__).resolve().parent.parent / "_demo"
     step_for = {"python": racers / "racer.step.py", "node": racers / "racer.step.js", "ruby": racers / "racer.step.rb"}
     group = "demo"

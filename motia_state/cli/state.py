@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import inspect
 import json
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from ..manager import StateManager
-from ..records import Change
-from ..values import check_name
 from ._common import EXIT_OK, CliError, Output, fail, open_store, parse_json, read_text_arg
+
+if TYPE_CHECKING:
+    from ..manager import StateManager
+    from ..records import Change
 
 __all__ = ["add_state", "json_type"]
 
@@ -117,10 +120,33 @@ def add_state(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def _check_names(args: argparse.Namespace) -> None:
     """The group and key as the command line names them (a bad one is reported as the group or the key)."""
-    if getattr(args, "group", None) is not None:
-        check_name(args.group, "group")
-    if getattr(args, "key", None) is not None:
-        check_name(args.key, "key")
+    from ..values import check_name
+
+    with _bad_input():
+        if getattr(args, "group", None) is not None:
+            check_name(args.group, "group")
+        if getattr(args, "key", None) is not None:
+            check_name(args.key, "key")
+
+
+@contextlib.contextmanager
+def _bad_input() -> Iterator[None]:
+    """What the store would refuse in the command line's own words or values is bad input (exit 2), not a failure."""
+    from ..errors import StateError
+
+    try:
+        yield
+    except StateError as e:
+        raise CliError(e.message, code=e.code) from None
+
+
+def _checked(value: Any, what: str = "value") -> Any:
+    """``value`` as the store would take it (a name, size or depth over the limits refused before the store opens)."""
+    from ..values import import_value
+
+    with _bad_input():
+        import_value(value, what=what)
+    return value
 
 
 async def state_ls(args: argparse.Namespace, out: Output) -> int:
@@ -165,7 +191,7 @@ async def state_get(args: argparse.Namespace, out: Output) -> int:
 async def state_set(args: argparse.Namespace, out: Output) -> int:
     """Write an entry and print what was stored."""
     _check_names(args)
-    value = parse_json(read_text_arg(args.value, "value"), "value")
+    value = _checked(parse_json(read_text_arg(args.value, "value"), "value"))
     async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
         out.data(await manager.set(args.group, args.key, value), _value)
     return EXIT_OK
@@ -199,7 +225,7 @@ async def state_op(args: argparse.Namespace, out: Output) -> int:
     method = OPERATIONS.get(args.operation)
     if method is None:
         fail(f"{args.operation}: not an operation", hint=f"use one of {', '.join(sorted(OPERATIONS))}")
-    values = [_arg(a) for a in args.args]
+    values = [_checked(_arg(a), "argument") for a in args.args]
     async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
         fn = getattr(manager, method)
         try:

@@ -13,13 +13,13 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
-import anyio
-
-from ..errors import LimitExceededError
-from ..manager import StateManager
+from ..errors import LimitExceededError, StateError
 from ._common import EXIT_FAILED, EXIT_OK, Output, check_store_url, fail, open_store, redacted
+
+if TYPE_CHECKING:
+    from ..manager import StateManager
 
 __all__ = ["add_transfer", "entries", "verify_export"]
 
@@ -144,7 +144,7 @@ class LegacyRedis:
 
 
 #: A store ``migrate`` reads: a running store, or a Redis in the old layout.
-Store = StateManager | LegacyRedis
+Store: TypeAlias = "StateManager | LegacyRedis"
 
 
 def _same_store(left: str, right: str) -> bool:
@@ -221,6 +221,10 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
         sys.stdout.buffer.flush()
         return
     target = Path(path)
+    if target.is_dir():
+        fail(f"-o {path}: is a folder", hint="give the export's file name, e.g. -o backup.ndjson")
+    if not target.parent.is_dir():
+        fail(f"-o {path}: the folder {target.parent} does not exist", hint="create it, or give another path")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -268,6 +272,8 @@ def verify_export(path: str, name: str | None = None) -> dict[str, Any]:
     Returns the header with ``count`` and ``groups``; a damaged file is a
     usage error (exit 2) naming the line (``name`` is how messages call the file).
     """
+    from ..values import check_name, import_value
+
     shown = name or path
     digest = hashlib.sha256()
     count = 0
@@ -277,7 +283,7 @@ def verify_export(path: str, name: str | None = None) -> dict[str, Any]:
         first = handle.readline()
         try:
             header = json.loads(first)
-        except ValueError:
+        except (ValueError, RecursionError):
             header = None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             fail(f"{shown}: not a motia-state export (line 1 is not its header)")
@@ -292,6 +298,12 @@ def verify_export(path: str, name: str | None = None) -> dict[str, Any]:
                 doc = json.loads(line)
             except ValueError:
                 fail(f"{shown}:{number}: not a JSON line", hint="the file was damaged; export it again")
+            except RecursionError:
+                fail(
+                    f"{shown}:{number}: nests too deep to read",
+                    code="LIMIT_EXCEEDED",
+                    hint="values nest at most 256 levels deep; this line was not written by export",
+                )
             if isinstance(doc, dict) and "sha256" in doc and "groupId" not in doc:
                 footer = doc
                 continue
@@ -299,6 +311,17 @@ def verify_export(path: str, name: str | None = None) -> dict[str, Any]:
                 fail(f"{shown}:{number}: not an entry line (groupId, key, value)")
             if "value" not in doc:
                 fail(f"{shown}:{number}: an entry line without a value")
+            try:
+                # What the store would refuse is refused here, before anything is written.
+                check_name(doc["groupId"], "the group")
+                check_name(doc["key"], "the key")
+                import_value(doc["value"])
+            except StateError as e:
+                fail(
+                    f"{shown}:{number}: {e.message}",
+                    code=e.code,
+                    hint="fix the entry or leave it out; nothing was written",
+                )
             digest.update(line)
             groups.add(doc["groupId"])
             count += 1
@@ -330,6 +353,8 @@ def _spooled(source: str) -> Iterator[str]:
             fail(f"{source}: no such file", hint="give an export file, or - to read standard input")
         yield source
         return
+    if sys.stdin is None:
+        fail("- reads standard input, which is closed", hint="give the export's file name")
     with tempfile.NamedTemporaryFile(prefix="motia-import-", suffix=".ndjson") as spool:
         shutil.copyfileobj(sys.stdin.buffer, spool)
         spool.flush()
@@ -376,6 +401,22 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
     return Path(f".motia-migrate-{name}.json")
 
 
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by an interrupted copy; anything else is refused (it would be overwritten)."""
+    try:
+        mark = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        fail(f"--checkpoint {path}: cannot read it: {e.strerror or e}", hint="give a file path for the checkpoint")
+    except (ValueError, RecursionError):
+        mark = None
+    if not (isinstance(mark, dict) and all(isinstance(mark.get(k), str) for k in ("from", "to", "group", "key"))):
+        fail(
+            f"--checkpoint {path}: not a migrate checkpoint (the copy would overwrite it)",
+            hint="give another --checkpoint file, or delete this one to copy from the start",
+        )
+    return mark
+
+
 def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -385,7 +426,7 @@ async def _copy(source: Store, target: StateManager, args: argparse.Namespace, o
     checkpoint = _checkpoint_path(args)
     after: tuple[str, str] | None = None
     if checkpoint.exists():
-        mark = json.loads(checkpoint.read_text())
+        mark = _read_checkpoint(checkpoint)
         if mark.get("from") == redacted(args.source) and mark.get("to") == redacted(args.target):
             after = (mark["group"], mark["key"])
             out.message(f"resuming after {after[0]}/{after[1]} (from {checkpoint})")
@@ -461,12 +502,14 @@ async def _verify(source: Store, target: StateManager) -> list[dict[str, str]]:
 
 async def _follow(source: StateManager, target: StateManager, stream: Any, out: Output) -> None:
     """Apply the source's feed to the target until cancelled, printing the lag after each quiet moment."""
+    from anyio import move_on_after
+
     applied = 0
     last_cursor: str | None = None
     iterator = stream.__aiter__()
     while True:
         change = None
-        with anyio.move_on_after(0.5):
+        with move_on_after(0.5):
             change = await iterator.__anext__()
         if change is None:
             info = await source.feed_info()
@@ -495,8 +538,12 @@ async def migrate_store(args: argparse.Namespace, out: Output) -> int:
             )
     if args.follow and args.dry_run:
         fail("--follow with --dry-run: following writes every change; drop one of them")
+    check_store_url(args.target, args, option="--to")
+    if not args.dry_run and _checkpoint_path(args).exists():
+        _read_checkpoint(_checkpoint_path(args))  # refused before either store is opened (or created)
     same = _same_store(args.source, args.target)
-    async with open_store(args.source, args) as source:
+    # The source must be there: a mistyped path would otherwise be a new, empty store copied as "0 entries".
+    async with open_store(args.source, args, existing=True, option="--from") as source:
         shards = await _upgradable(source)
         if shards is not None:
             if not same:
@@ -521,8 +568,19 @@ async def migrate_store(args: argparse.Namespace, out: Output) -> int:
                 "follow",
                 hint="stop its writers, then copy it without --follow",
             )
-        async with open_store(args.target, args) as target:
+        async with open_store(_dry_run_target(args), args, option="--to") as target:
             return await _migrate(legacy or source, source, target, args, out)
+
+
+def _dry_run_target(args: argparse.Namespace) -> str:
+    """The store to open as ``--to``: with ``--dry-run``, a file store that is not there is read as an empty one.
+
+    Opening it would create it, and a dry run writes nothing.
+    """
+    config = check_store_url(args.target, args, option="--to")
+    if args.dry_run and config["adapter"] == "file" and not Path(config["path"]).exists():
+        return "memory:"
+    return str(args.target)
 
 
 async def _upgradable(manager: StateManager) -> int | None:

@@ -13,11 +13,13 @@ import argparse
 import datetime
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError
-from ..triggers.store import TriggerStore
 from ._common import EXIT_FAILED, EXIT_OK, CliError, Output, fail, open_store, seconds
+
+if TYPE_CHECKING:
+    from ..triggers.store import TriggerStore
 
 __all__ = ["add_triggers"]
 
@@ -93,6 +95,8 @@ def add_triggers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 @asynccontextmanager
 async def _store(args: argparse.Namespace) -> AsyncIterator[TriggerStore]:
+    from ..triggers.store import TriggerStore
+
     async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
         yield TriggerStore(manager.adapter)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StateError
-from ..values import check_name, import_value
 from ._common import EXIT_FAILED, EXIT_OK, Output, open_store
 
 __all__ = ["add_validate", "check_file_store"]
@@ -72,6 +71,7 @@ def check_file_store(directory: Path) -> list[dict[str, Any]]:
 
 async def validate_store(args: argparse.Namespace, out: Output) -> int:
     """Check the files (file store), then every name and value through the adapter."""
+    from ..values import check_name, import_value
     from ._common import check_store_url
 
     config = check_store_url(args.state, args, refuse_memory="validate")

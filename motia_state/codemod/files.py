@@ -46,21 +46,54 @@ def decode(data: bytes, language: Language) -> tuple[str, str]:
 
     Python files follow PEP 263 (a BOM or a coding cookie, else UTF-8);
     JavaScript and Ruby files are UTF-8, with or without a BOM. Line endings
-    are kept as they are. Raises :class:`SourceError` when the bytes do not decode,
-    or do not round-trip exactly (the codemod would then change bytes it
-    never meant to touch).
+    are kept as they are. Raises :class:`SourceError` when the bytes do not
+    decode (the message names the byte offset and line of the first bad
+    byte), when a Python file's encoding declaration cannot be used, or when
+    the bytes do not round-trip exactly (the codemod would then change bytes
+    it never meant to touch).
     """
     if language is PYTHON:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        except SyntaxError as exc:
+            # The first two lines are not UTF-8 and declare no encoding, or declare one that cannot be used.
+            raise _undeclared(data, exc.msg) from None
     else:
         encoding = "utf-8-sig" if data.startswith(codecs.BOM_UTF8) else "utf-8"
     try:
         text = data.decode(encoding)
-    except (UnicodeDecodeError, LookupError) as exc:
+    except UnicodeDecodeError as exc:
+        # utf-8-sig counts positions after the byte order mark it skipped
+        skipped = len(codecs.BOM_UTF8) if encoding == "utf-8-sig" and data.startswith(codecs.BOM_UTF8) else 0
+        raise _undecodable(data, encoding, exc.start + skipped, exc.reason, language) from None
+    except LookupError as exc:
         raise SourceError(f"cannot decode as {encoding}: {exc}") from None
     if encode(text, encoding) != data:
         raise SourceError(f"its bytes do not round-trip through {encoding}")
     return text, encoding
+
+
+def _undecodable(data: bytes, encoding: str, offset: int, reason: str, language: Language) -> SourceError:
+    """The error for bytes that are not valid ``encoding`` from byte ``offset`` on: where, which byte, what to do."""
+    line = data.count(b"\n", 0, offset) + 1
+    shown = f"byte 0x{data[offset]:02x}" if offset < len(data) else "the end of the file"
+    hint = f"save the file as {encoding.removesuffix('-sig')}"
+    if language is PYTHON:
+        hint += " or declare its encoding on its first line (# -*- coding: NAME -*-)"
+    return SourceError(f"cannot decode as {encoding} at byte offset {offset} (line {line}): {shown}: {reason}; {hint}")
+
+
+def _undeclared(data: bytes, problem: str) -> SourceError:
+    """The error for a Python file whose encoding cannot be told (``problem``: what the tokenizer said)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        skipped = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+        if not skipped or exc.start >= skipped:
+            return _undecodable(data, "utf-8", exc.start, exc.reason, PYTHON)
+    if data.startswith(codecs.BOM_UTF8):
+        problem = "it starts with a UTF-8 byte order mark but declares another encoding"
+    return SourceError(f"its encoding declaration cannot be used ({problem})")
 
 
 def encode(text: str, encoding: str) -> bytes:

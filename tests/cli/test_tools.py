@@ -49,6 +49,31 @@ def test_codemod_on_a_missing_path_is_bad_input(tmp_path: Path) -> None:
     assert cli("codemod", str(tmp_path / "nope")).returncode == 2
 
 
+def test_codemod_reports_an_undecodable_file_and_still_does_the_others(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.step.py"
+    data = b"async def handler(data, ctx):\n    return await ctx.state.atomic_update('g', 'n', f)  # \xff\n"
+    bad.write_bytes(data)
+    good = tmp_path / "good.step.js"
+    good.write_text(STEP_JS)
+    for args in (("--check",), ()):
+        proc = cli("codemod", *args, str(tmp_path))
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["errors"] == [
+            {
+                "path": str(bad),
+                "message": report["errors"][0]["message"],
+                "code": "INVALID_ARGUMENT",
+            }
+        ]
+        assert "at byte offset 87 (line 2)" in report["errors"][0]["message"]
+        assert f"error [INVALID_ARGUMENT]: {bad}: cannot decode as utf-8 at byte offset 87" in proc.stderr
+        assert report["changed"] == [str(good)]
+        assert bad.read_bytes() == data
+    assert 'ctx.state.update("g"' in good.read_text()
+
+
 def test_bindings_prints_where_they_are() -> None:
     proc = cli("bindings", "--lang", "node")
     assert proc.returncode == 0

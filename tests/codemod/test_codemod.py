@@ -628,6 +628,48 @@ def test_bad_input_is_reported_left_alone_and_exits_2(tmp_path: Path) -> None:
     assert good.read_text() == CALL_PY.replace("atomic_update", "update")  # the rest is still done
 
 
+@pytest.mark.parametrize(
+    ("name", "data", "offset", "line"),
+    [
+        # the first two lines of a Python file without a coding cookie must be UTF-8 to tell its encoding
+        ("head.py", b"x = 1  # \xff\ns.atomic_update(g, k, f)\n", 9, 1),
+        ("second-line.py", b"x = 1\ny = '\xc3('\ns.atomic_update(g, k, f)\n", 11, 2),
+        ("later.py", b"x = 1\ny = 2\nz = '\xe9'\ns.atomic_update(g, k, f)\n", 17, 3),
+        ("ascii-cookie.py", b"# coding: ascii\nx = '\xe9'\ns.atomic_update(g, k, f)\n", 21, 2),
+        ("bom.js", b"\xef\xbb\xbfs.atomicUpdate(g, k, f) // \xe9\n", 30, 1),
+        ("cut.rb", b"s.atomic_update(g, k) { 1 }\n# \xe2\x82", 30, 2),
+    ],
+)
+def test_undecodable_bytes_are_bad_input_naming_the_byte_offset(
+    tmp_path: Path, name: str, data: bytes, offset: int, line: int
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    good = tmp_path / "good.js"
+    good.write_text("s.atomicUpdate(g, k, f)\n")
+    summary = run([str(tmp_path)])
+    assert [(e.path, e.code) for e in summary.errors] == [(str(path), "INVALID_ARGUMENT")]
+    assert f"at byte offset {offset} (line {line})" in summary.errors[0].message
+    assert summary.exit_code == 2
+    assert path.read_bytes() == data  # left as it was
+    assert good.read_text() == "s.update(g, k, f)\n"  # the other files are still done
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"# coding: no-such-codec\ns.atomic_update(g, k, f)\n", "unknown encoding"),
+        (b"\xef\xbb\xbf# coding: latin-1\ns.atomic_update(g, k, f)\n", "byte order mark"),
+    ],
+)
+def test_an_unusable_python_encoding_declaration_is_bad_input(tmp_path: Path, data: bytes, problem: str) -> None:
+    path = tmp_path / "step.py"
+    path.write_bytes(data)
+    summary = run([str(path)])
+    assert [(e.code, problem in e.message) for e in summary.errors] == [("INVALID_ARGUMENT", True)]
+    assert summary.exit_code == 2 and path.read_bytes() == data
+
+
 def test_plan_file_refuses_other_file_types(tmp_path: Path) -> None:
     path = tmp_path / "notes.md"
     path.write_text("s.atomicUpdate(g)\n")

@@ -77,6 +77,7 @@ from ...values import (
     check_name,
     describe,
     import_value,
+    plain_str,
 )
 from ..base import ChangeSink, StateAdapter, UpdateFn, _negate, backoff
 from .combine import Combiner
@@ -582,13 +583,16 @@ class RedisStateAdapter(StateAdapter):
         except self._errors.ConnectionError:
             return await round_trip(self.client.connection_pool, command, self._errors)
 
-    def _check(self, trace_id: Any, key: Any) -> None:
-        self._names.check(trace_id, key)
+    def _check(self, trace_id: Any, key: Any) -> bool | None:
+        """Check a (group, key) pair; true when a name is a str subclass, which the caller makes plain."""
+        renamed = self._names.check(trace_id, key)
         self._check_usable()
+        return renamed
 
-    def _check_group(self, group: Any) -> None:
-        check_name(group, "traceId", self.limits)
+    def _check_group(self, group: Any) -> str:
+        name = check_name(group, "traceId", self.limits)
         self._check_usable()
+        return name
 
     #: Whether groups() leaves out the runtime's reserved groups.
     _hide_reserved = True
@@ -716,42 +720,49 @@ class RedisStateAdapter(StateAdapter):
     # --------------------------------------------------- single-entry ops
 
     async def get(self, trace_id: str, key: str) -> Any:
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         with self._boundary():
             hash_key = await self._key(trace_id)
             text = await self._read_command("HGET", hash_key, key.encode())
             return None if text is None else _decode(text)
 
     async def exists(self, trace_id: str, key: str) -> bool:
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         with self._boundary():
             hash_key = await self._key(trace_id)
             return bool(await self._read_command("HEXISTS", hash_key, key.encode()))
 
     async def set(self, trace_id: str, key: str, value: Any) -> Any:
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         value = import_value(value, self.limits)
         await self._one_text(trace_id, (b"set", key.encode(), _encode(value)))
         return value
 
     async def delete(self, trace_id: str, key: str) -> Any:
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         return await self._one(trace_id, b"delete", key.encode())
 
     async def increment(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         delta = check_delta(delta)
         result: int | float = await self._one(trace_id, b"increment", key.encode(), _encode(delta))
         return result
 
     async def decrement(self, trace_id: str, key: str, delta: int | float = 1) -> int | float:
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         delta = check_delta(delta)
         result: int | float = await self._one(trace_id, b"decrement", key.encode(), _encode(_negate(delta)))
         return result
 
     async def compare_and_swap(self, trace_id: str, key: str, expected: Any, new_value: Any) -> bool:
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         expected = import_value(expected, self.limits, "expected")
         new_value = import_value(new_value, self.limits, "newValue")
         return bool(await self._one(trace_id, b"compareAndSwap", key.encode(), _encode(expected), _encode(new_value)))
@@ -761,41 +772,48 @@ class RedisStateAdapter(StateAdapter):
         return bool(await self._one(trace_id, b"update", key.encode(), _encode(expected), _encode(new_value)))
 
     async def push(self, trace_id: str, key: str, *items: Any) -> list[Any]:
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         copied = import_value(list(items), self.limits, "items")
         result: list[Any] = await self._one(trace_id, b"push", key.encode(), _encode(copied)[1:-1])
         return result
 
     async def unshift(self, trace_id: str, key: str, *items: Any) -> list[Any]:
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         copied = import_value(list(items), self.limits, "items")
         result: list[Any] = await self._one(trace_id, b"unshift", key.encode(), _encode(copied)[1:-1])
         return result
 
     async def pop(self, trace_id: str, key: str) -> Any:
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         return await self._one(trace_id, b"pop", key.encode())
 
     async def shift(self, trace_id: str, key: str) -> Any:
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         return await self._one(trace_id, b"shift", key.encode())
 
     async def set_field(self, trace_id: str, key: str, field: str, value: Any) -> dict[str, Any]:
-        self._check(trace_id, key)
-        check_field(field)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
+        field = check_field(field)
         value = import_value(value, self.limits, nested=1)  # one level below the stored object
         result: dict[str, Any] = await self._one(trace_id, b"setField", key.encode(), _encode(field), _encode(value))
         return result
 
     async def delete_field(self, trace_id: str, key: str, field: str) -> dict[str, Any]:
-        self._check(trace_id, key)
-        check_field(field)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
+        field = check_field(field)
         result: dict[str, Any] = await self._one(trace_id, b"deleteField", key.encode(), _encode(field))
         return result
 
     async def update(self, trace_id: str, key: str, fn: UpdateFn) -> Any:
         """Store ``fn(current)``: no code runs on the server, so get + compare-and-swap, retried."""
-        self._check(trace_id, key)
+        if self._check(trace_id, key):
+            trace_id, key = plain_str(trace_id), plain_str(key)
         if inspect.iscoroutinefunction(fn):
             return await self._optimistic_update(trace_id, key, fn)
 
@@ -807,14 +825,14 @@ class RedisStateAdapter(StateAdapter):
     # ------------------------------------------------------------ group ops
 
     async def get_group(self, group_id: str) -> list[Any]:
-        self._check_group(group_id)
+        group_id = self._check_group(group_id)
         with self._boundary():
             entries = await self.client.hgetall(await self._key(group_id))
             decoded = {k.decode(): v for k, v in entries.items()}
             return [_decode(decoded[k]) for k in sorted(decoded)]
 
     async def keys(self, trace_id: str) -> list[str]:
-        self._check_group(trace_id)
+        trace_id = self._check_group(trace_id)
         with self._boundary():
             names = await self.client.hkeys(await self._key(trace_id))
         return sorted(k.decode() for k in names)
@@ -833,7 +851,7 @@ class RedisStateAdapter(StateAdapter):
         return sorted(found)
 
     async def clear(self, trace_id: str) -> None:
-        self._check_group(trace_id)
+        trace_id = self._check_group(trace_id)
         with self._boundary():
             flat = await self._write(trace_id, self._headers["clear", bool(self._sinks)])
             if not self._sinks:
@@ -873,7 +891,7 @@ class RedisStateAdapter(StateAdapter):
         raise InternalError(f"no server-side form for {t!r}")  # update is handled before
 
     async def transaction(self, trace_id: str, operations: Sequence[Any]) -> TransactionResult:
-        self._check_group(trace_id)
+        trace_id = self._check_group(trace_id)
         parsed = parse_transaction(operations, self.limits)
         if isinstance(parsed, TransactionResult):
             return parsed
@@ -889,7 +907,7 @@ class RedisStateAdapter(StateAdapter):
 
     async def batch(self, trace_id: str, operations: Sequence[Any]) -> BatchResult:
         """Each record on its own, in one program call (update records: computed here, committed there)."""
-        self._check_group(trace_id)
+        trace_id = self._check_group(trace_id)
         ops = parse_operations(operations, limits=self.limits, collect=True)
         if any(isinstance(op, StateOperation) and op.type == "update" for op in ops):
             return await self._optimistic_batch(trace_id, ops)
@@ -1072,7 +1090,8 @@ class RedisStateAdapter(StateAdapter):
         HISTORY_STEP records per program call), so it costs about the
         records of that shard committed since the oldest one returned.
         """
-        self._check(group, key)
+        if self._check(group, key):
+            group, key = plain_str(group), plain_str(key)
         if type(limit) is not int or limit < 0:
             raise InvalidArgumentError(f"limit: expected a non-negative int, got {describe(limit)}")
         self._feed_check()
@@ -1153,7 +1172,7 @@ class RedisStateAdapter(StateAdapter):
         ):
             raise InvalidArgumentError(f"after: expected a (group, key) pair or None, got {describe(after)}")
         if group is not None:
-            self._check_group(group)
+            group = self._check_group(group)
         else:
             self._check_usable()
         layout = await self._layout()
@@ -1392,14 +1411,16 @@ class _InternalRedis(RedisStateAdapter):
         """Refused: writes through the internal handle fire no change events."""
         raise InvalidArgumentError("the internal handle fires no change events")
 
-    def _check(self, trace_id: Any, key: Any) -> None:
+    def _check(self, trace_id: Any, key: Any) -> bool | None:
         check_name(trace_id, "internal group", self.limits)
         check_name(key, "key", self.limits)
         self._check_usable()
+        return type(trace_id) is not str or type(key) is not str
 
-    def _check_group(self, group: Any) -> None:
-        check_name(group, "internal group", self.limits)
+    def _check_group(self, group: Any) -> str:
+        name = check_name(group, "internal group", self.limits)
         self._check_usable()
+        return name
 
     def _check_usable(self) -> None:
         self._closed = self._public._closed
