@@ -269,8 +269,9 @@ class MemoryStateAdapter(StateAdapter):
             if self._commit is not None:
                 self._commit(journal, None)
 
-    def _check_group(self, group: Any) -> str:
-        name = check_name(group, "traceId", self.limits)
+    def _check_group(self, group: Any, what: str = "traceId") -> str:
+        # ``what``: the argument's name in the error (getGroup calls it groupId).
+        name = check_name(group, what, self.limits)
         if self._closed:
             raise UnavailableError("the adapter is closed")
         return name
@@ -485,7 +486,7 @@ class MemoryStateAdapter(StateAdapter):
         return result
 
     async def get_group(self, group_id: str) -> list[Any]:
-        group_id = self._check_group(group_id)
+        group_id = self._check_group(group_id, "groupId")
         with self._lock:
             return self._table.get_group(group_id)
 

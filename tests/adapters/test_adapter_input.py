@@ -247,3 +247,11 @@ async def test_number_and_string_subclasses_inside_records_are_stored_plain(adap
     plain_types = {int, float, str}
     assert type(stored["e"]) is float and {type(v) for v in stored["a"]} == plain_types
     assert type(stored["b"]) is str and type(stored["d"]["f"]) is int and type(batch.results[0].id) is int
+
+
+async def test_a_bad_group_of_get_group_is_named_as_its_argument(adapter: ms.StateAdapter) -> None:
+    # getGroup's argument is groupId: its error says so, where the other operations say traceId.
+    with pytest.raises(ms.InvalidArgumentError, match="groupId"):
+        await adapter.get_group("")
+    with pytest.raises(ms.InvalidArgumentError, match="traceId"):
+        await adapter.get("", "k")

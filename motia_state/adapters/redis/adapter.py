@@ -590,8 +590,9 @@ class RedisStateAdapter(StateAdapter):
         self._check_usable()
         return renamed
 
-    def _check_group(self, group: Any) -> str:
-        name = check_name(group, "traceId", self.limits)
+    def _check_group(self, group: Any, what: str = "traceId") -> str:
+        # ``what``: the argument's name in the error (getGroup calls it groupId).
+        name = check_name(group, what, self.limits)
         self._check_usable()
         return name
 
@@ -826,7 +827,7 @@ class RedisStateAdapter(StateAdapter):
     # ------------------------------------------------------------ group ops
 
     async def get_group(self, group_id: str) -> list[Any]:
-        group_id = self._check_group(group_id)
+        group_id = self._check_group(group_id, "groupId")
         with self._boundary():
             entries = await self.client.hgetall(await self._key(group_id))
             decoded = {k.decode(): v for k, v in entries.items()}
@@ -1418,7 +1419,7 @@ class _InternalRedis(RedisStateAdapter):
         self._check_usable()
         return type(trace_id) is not str or type(key) is not str
 
-    def _check_group(self, group: Any) -> str:
+    def _check_group(self, group: Any, what: str = "internal group") -> str:
         name = check_name(group, "internal group", self.limits)
         self._check_usable()
         return name
