@@ -373,7 +373,7 @@ def test_python_shim_names_an_update_fn_result_that_is_not_json() -> None:
         await asyncio.sleep(0)
         (get,) = h.sent()
         h.client._feed(json.dumps({"type": "rpc_response", "id": get["id"], "result": 5}).encode() + b"\n")
-        with pytest.raises(InvalidArgumentError, match="the update fn's result: a tuple is not JSON"):
+        with pytest.raises(InvalidArgumentError, match="the update fn's result: a value of type tuple is not JSON"):
             await update
         assert h.sent() == []  # no compareAndSwap went out
 

@@ -120,7 +120,7 @@ def check_json(value: Any, name: str, extra_depth: int = 0, exact: bool = True) 
                 for k, item in v.items():
                     if type(k) is not str:
                         raise InvalidArgumentError(
-                            "%s: key %r is a %s; JSON object keys are strings"
+                            "%s: key %r is of type %s; JSON object keys are strings"
                             % (_path(parent, key), k, type(k).__name__)
                         )
                     if not k.isascii():
@@ -136,7 +136,7 @@ def check_json(value: Any, name: str, extra_depth: int = 0, exact: bool = True) 
         elif isinstance(v, float):
             check_json(float(v), _path(parent, key))
         else:
-            raise InvalidArgumentError("%s: a %s is not JSON" % (_path(parent, key), t.__name__))
+            raise InvalidArgumentError("%s: a value of type %s is not JSON" % (_path(parent, key), t.__name__))
 
 
 def _check_text(text: str, parent: Any, key: Any) -> None:
