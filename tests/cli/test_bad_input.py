@@ -199,3 +199,20 @@ def test_an_unreachable_store_is_reported_without_its_credentials() -> None:
         assert "[UNAVAILABLE]" in proc.stderr or '"UNAVAILABLE"' in proc.stderr, proc.stderr
         assert "top@secret" not in proc.stderr and "secret" not in proc.stderr, proc.stderr
         assert "redis://***@127.0.0.1:1/0" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:1/0?password=s3cret",
+        "unix:///nonexistent/motia-state.sock?db=0&password=s3cret",
+        "rediss://127.0.0.1:1/0?ssl_cert_reqs=none&password=s3cret",
+    ],
+)
+def test_a_password_in_the_query_is_not_shown_either(url: str) -> None:
+    # redis-py takes a password from the query too (the usual form for a unix socket).
+    for extra in ([], ["--debug"], ["--json"]):
+        proc = cli("state", "ls", "--state", url, *extra)
+        assert proc.returncode == 3, proc.stderr
+        assert "s3cret" not in proc.stderr and "s3cret" not in proc.stdout, proc.stderr
+        assert "password=***" in proc.stderr, proc.stderr
