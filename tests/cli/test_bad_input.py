@@ -216,3 +216,9 @@ def test_a_password_in_the_query_is_not_shown_either(url: str) -> None:
         assert proc.returncode == 3, proc.stderr
         assert "s3cret" not in proc.stderr and "s3cret" not in proc.stdout, proc.stderr
         assert "password=***" in proc.stderr, proc.stderr
+
+
+def test_the_workbench_names_a_bad_store_without_its_password() -> None:
+    proc = cli("workbench", "--state", "redisx://ada:s3cret@127.0.0.1:1/0", timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "redisx://***@127.0.0.1:1/0" in proc.stderr and "s3cret" not in proc.stderr, proc.stderr
