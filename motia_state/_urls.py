@@ -15,19 +15,23 @@ def redacted(url: str) -> str:
     reads it there; it is the usual way to give a unix socket's password).
     """
     url = _QUERY_PASSWORD.sub(r"\1***", url)
-    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = url.split("://", 1)
-        netloc, slash, path = rest.partition("/")
-        host = netloc.rsplit("@", 1)[1]  # the last @: a password may hold one
-        return f"{scheme}://***@{host}{slash}{path}"
-    return url
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    # Up to the last @ before the query: a password may hold an @, or a / its
+    # writer did not encode as %2F (a store path or database never holds an @).
+    before, question, query = rest.partition("?")
+    if "@" not in before or before.startswith("/"):  # unix:///path: no credentials, the path may hold an @
+        return url
+    host = before.rsplit("@", 1)[1]
+    return f"{scheme}://***@{host}{question}{query}"
 
 
 #: A password given as a query parameter (``?password=...``, ``&password=...``).
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s'\"]*", re.IGNORECASE)
 
-#: user:password@ after a URL's scheme, wherever a message quotes a URL.
-_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s/]*@", re.IGNORECASE)
+#: user:password@ after a URL's scheme, wherever a message quotes a URL (to the last @ of the URL, as in redacted).
+_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://)(?!/)[^\s?#'\"]*@", re.IGNORECASE)
 
 
 def without_credentials(text: str) -> str:
