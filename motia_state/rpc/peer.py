@@ -12,6 +12,7 @@ no pending request is logged and dropped.
 from __future__ import annotations
 
 import logging
+import re
 from contextvars import Token
 from typing import Any, Final
 
@@ -55,6 +56,25 @@ REPLY_RUN: Final = 256
 
 #: Characters of a string result short enough to be a small reply.
 SHORT_TEXT: Final = 256
+
+
+#: A lone surrogate escape: a high half with no low half after it, or a low half alone.
+_LONE_SURROGATE: Final = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def _malformed(line: bytes, e: Exception) -> str:
+    """Why ``line`` is no frame: msgspec's words, and what they leave unsaid.
+
+    A lone surrogate (a Motia runner's JSON.stringify writes one as an
+    escape) reads as "Input data was truncated" or "unexpected end of hex
+    escape", which names neither the surrogate nor the fix.
+    """
+    if isinstance(e, msgspec.DecodeError) and _LONE_SURROGATE.search(line) is not None:
+        return f"malformed frame: a lone surrogate (\\ud800 without its pair) is not JSON text ({e})"
+    return f"malformed frame: {e}"
 
 
 class PeerClosedError(UnavailableError):
@@ -298,7 +318,7 @@ class Peer:
         try:
             frame = decode_frame(line)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            self._not_a_frame(line, InvalidArgumentError(f"malformed frame: {e}"))
+            self._not_a_frame(line, InvalidArgumentError(_malformed(line, e)))
             return None
         except RecursionError:
             # msgspec recurses once per level, even to skip raw args.

@@ -235,3 +235,50 @@ def test_the_parent_closing_the_channel_mid_call_ends_the_worker_cleanly(raw: Ra
     raw.send(INVOKE)
     assert raw.read()["method"] == "state.get"  # the call is in flight
     assert raw.exit_code() == 0, raw.stderr()
+
+
+def test_a_reply_nested_too_deeply_fails_its_call_with_limit_exceeded_saying_so(raw: RawWorker) -> None:
+    # A few KiB nested 5,000 deep: over the nesting limit, far under the frame limit.
+    raw.send(INVOKE)
+    request = raw.read()
+    assert request["method"] == "state.get", request
+    deep = "[" * 5000 + "]" * 5000
+    raw.send(f'{{"type":"rpc_response","id":{request["id"]},"result":{deep}}}')
+    reply = raw.read()
+    assert reply["id"] == 1 and "error" in reply, reply
+    message = reply["error"]["message"]
+    assert "LimitExceededError" in message or reply["error"]["code"] == "LIMIT_EXCEEDED", reply
+    assert "nested" in message and "byte" not in message, message
+    assert raw.exit_code() == 0
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param('{{"type":"rpc_response","id":{id},"result":NaN}}', id="NaN"),
+        pytest.param('{{"type":"rpc_response","id":{id},"result":-Infinity}}', id="Infinity"),
+        # One frame cut in two by a newline: neither line is a frame.
+        pytest.param('{{"type":"rpc_response","id":{id},"result":[1\n2]}}', id="two-lines"),
+    ],
+)
+def test_a_reply_that_is_not_strict_json_fails_its_call_in_every_runner(raw: RawWorker, reply: str) -> None:
+    raw.send(INVOKE)
+    request = raw.read()
+    assert request["method"] == "state.get", request
+    raw.send(reply.format(id=request["id"]))
+    answer = raw.read()
+    assert answer["id"] == 1 and answer["error"]["code"] == "STEP_FAILED", answer
+    assert "InvalidArgumentError" in answer["error"]["message"], answer
+    assert "not JSON" in answer["error"]["message"], answer
+    assert raw.exit_code() == 0
+
+
+def test_a_reply_to_no_request_is_reported_on_stderr_and_dropped(raw: RawWorker) -> None:
+    raw.send('{"type":"rpc_response","id":77,"result":1}', '{"type":"rpc_response","id":"x","result":1}')
+    raw.send(INVOKE)
+    request = raw.read()
+    raw.send(f'{{"type":"rpc_response","id":{request["id"]},"result":5}}')
+    assert raw.read() == {"type": "rpc_response", "id": 1, "result": 5}
+    assert raw.exit_code() == 0
+    stderr = raw.stderr()
+    assert "a reply to no request (id 77)" in stderr and 'a reply to no request (id "x")' in stderr, stderr

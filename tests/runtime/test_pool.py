@@ -89,8 +89,14 @@ async def test_at_most_max_workers_run_and_each_call_gets_its_own_hooks(tmp_path
             for i in range(6):
                 tg.start_soon(one, i)
         assert pool.started == 2
-    assert len({r["pid"] for r in results.values()}) == 2
-    assert sorted(r["calls"] for r in results.values()) == [1, 1, 2, 2, 3, 3]
+    calls: dict[int, list[int]] = {}
+    for r in results.values():
+        calls.setdefault(r["pid"], []).append(r["calls"])
+    # Two workers served the six calls, each counting its own from 1. How
+    # they split them depends on which started first (on a loaded machine,
+    # one may serve four), so only that split is left open.
+    assert len(calls) == 2
+    assert all(sorted(counts) == list(range(1, len(counts) + 1)) for counts in calls.values()), calls
     for i in range(6):
         assert emitted[i] == [{"topic": "seen", "data": i, "traceId": f"t{i}"}]
         assert [(r["msg"], r["tag"]) for r in logged[i]] == [("called", i)]

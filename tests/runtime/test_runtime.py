@@ -747,6 +747,22 @@ async def test_a_non_integer_request_id_is_never_rounded(tmp_path: Path) -> None
     assert got == {"123456789012345678901234": "INVALID_ARGUMENT", "7": "INVALID_ARGUMENT"}
 
 
+async def test_a_lone_surrogate_from_a_worker_is_invalid_argument_saying_so(tmp_path: Path) -> None:
+    # What Node's JSON.stringify writes for a lone surrogate (a worker not written by us).
+    worker = step(tmp_path, RAW_WORKER.replace('reply["error"]["code"]', 'reply["error"]'), "raw_worker.py")
+    lines = [
+        raw_request("1", "state.set", r'{"traceId": "t", "key": "k", "value": "\ud800"}'),
+        raw_request("2", "state.set", r'{"traceId": "t", "key": "k", "value": "\udc00 low"}'),
+        raw_request("3", "state.set", r'{"traceId": "t", "key": "\ud800k", "value": 1}'),
+        raw_request("4", "state.set", r'{"traceId": "t", "key": "k", "value": "\ud83d\ude00"}'),  # a pair
+    ]
+    got = await run_stdio_worker(worker, {"lines": lines, "replies": 4})
+    assert got.pop("4") == "\U0001f600"
+    for rid, error in got.items():
+        assert error["code"] == "INVALID_ARGUMENT", (rid, error)
+        assert "a lone surrogate" in error["message"], (rid, error)
+
+
 async def test_a_log_message_cannot_forge_lines_of_the_parents_log(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -77,6 +77,17 @@ const wellFormed = typeof String.prototype.isWellFormed === 'function'
   ? (s) => s.isWellFormed()
   : (s) => !LONE_SURROGATE.test(s)
 
+const LONE_SURROGATES = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
+
+/**
+ * `text` with each lone surrogate as "?" (as the other runners write them):
+ * JSON.stringify writes one as an escape that no strict reader (the
+ * parent's) takes, so an error message holding one would be lost whole.
+ */
+function wellFormedText (text) {
+  return wellFormed(text) ? text : text.replace(LONE_SURROGATES, '?')
+}
+
 function pathOf (parent, key) {
   const parts = []
   while (parent !== null) {
@@ -598,8 +609,8 @@ class RpcClient {
 
   /** Reply with an error (a message or stack too big for a frame is cut). */
   respondError (id, code, message, stack) {
-    const error = { code, message: String(message) }
-    if (stack) error.stack = String(stack)
+    const error = { code, message: wellFormedText(String(message)) }
+    if (stack) error.stack = wellFormedText(String(stack))
     try {
       this.send({ type: 'rpc_response', id, error }, 'error reply')
     } catch (e) {

@@ -68,6 +68,33 @@ async function loadStep (file) {
   }
 }
 
+/** String(read()), or `fallback` when reading or converting throws. */
+function textOf (read, fallback) {
+  try {
+    return String(read())
+  } catch (e) {
+    return fallback
+  }
+}
+
+/**
+ * `[message, stack]` for anything a step throws: `Name: message` for an
+ * Error, the value as text otherwise (null, a string, an object). Never
+ * throws, whatever the value (a null-prototype object, a throwing getter
+ * or toString): the failure must become the reply, not end the worker.
+ */
+function describeFailure (e) {
+  let isError = false
+  try {
+    isError = e instanceof Error
+  } catch (inner) {} // a Proxy whose getPrototypeOf throws
+  const message = isError
+    ? `${textOf(() => e.name, 'Error')}: ${textOf(() => e.message, '')}`
+    : textOf(() => e, `a thrown ${typeof e} that cannot be shown as text`)
+  const stack = e !== null && (typeof e === 'object' || typeof e === 'function') ? textOf(() => e.stack || '', '') : ''
+  return [message, stack || undefined]
+}
+
 function makeLogger (client, traceId) {
   const log = (level) => (msg, fields) => {
     const record = { ...(fields && typeof fields === 'object' ? fields : {}), level, msg: String(msg), traceId }
@@ -118,7 +145,11 @@ class Worker {
       (mod) => { this.module = mod },
       (e) => {
         this.loadError = e
-        console.error(e && e.stack ? e.stack : e)
+        try {
+          console.error(e && e.stack ? e.stack : e)
+        } catch (inner) { // a stack getter that throws
+          console.error(describeFailure(e)[0])
+        }
       },
     )
     await this.client.closedPromise
@@ -130,11 +161,11 @@ class Worker {
   onRequest (frame) {
     const { method, id, args } = frame
     if (method === 'invoke') {
-      this.invoke(id, args && typeof args === 'object' ? args : {})
+      this.invoke(id, args && typeof args === 'object' ? args : {}).catch((e) => this.internal(id, e))
     } else if (method === 'config') {
-      this.answerConfig(id)
+      this.answerConfig(id).catch((e) => this.internal(id, e))
     } else if (method === 'condition') {
-      this.answerCondition(id, args && typeof args === 'object' ? args : {})
+      this.answerCondition(id, args && typeof args === 'object' ? args : {}).catch((e) => this.internal(id, e))
     } else if (method === 'shutdown') {
       this.client.close('shutdown')
     } else if (id !== undefined && id !== null) {
@@ -142,22 +173,33 @@ class Worker {
     }
   }
 
+  /**
+   * A request the runner itself failed to answer (a bug of ours, never the
+   * step's failure, which is its reply): INTERNAL, so the parent does not
+   * wait for it until its timeout.
+   */
+  internal (id, e) {
+    const [message, stack] = describeFailure(e)
+    process.stderr.write(`motia-state: answering a request failed: ${stack || message}\n`)
+    if (this.answerable(id)) this.client.respondError(id, 'INTERNAL', `the Node runner failed: ${message}`)
+  }
+
   /** Reply with the step's exported `config` (null when none), without running the handler. */
   async answerConfig (id) {
     if (id === undefined || id === null) return
     await this.loaded
     if (this.loadError) {
-      const e = this.loadError
-      this.client.respondError(id, 'STEP_FAILED', e instanceof Error ? `${e.name}: ${e.message}` : String(e), e && e.stack)
+      this.client.respondError(id, 'STEP_FAILED', ...describeFailure(this.loadError))
       return
     }
-    const mod = this.module || {}
-    let config = mod.config
-    if (config === undefined && mod.default && typeof mod.default === 'object') config = mod.default.config
     try {
+      // Reading it runs the step's code (a getter, a Proxy): its failure is the reply.
+      const mod = this.module || {}
+      let config = mod.config
+      if (config === undefined && mod.default && typeof mod.default === 'object') config = mod.default.config
       this.client.respond(id, describeConfig(config === undefined ? null : config))
     } catch (e) {
-      this.client.respondError(id, 'STEP_FAILED', `the step's config is not JSON: ${e.message}`)
+      this.client.respondError(id, 'STEP_FAILED', `the step's config is not JSON: ${describeFailure(e)[0]}`)
     }
   }
 
@@ -199,8 +241,7 @@ class Worker {
       }
       result = await fn(args.value === undefined ? null : args.value, ctx)
     } catch (e) {
-      const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e)
-      if (this.answerable(id)) this.client.respondError(id, 'STEP_FAILED', message, e && e.stack)
+      if (this.answerable(id)) this.client.respondError(id, 'STEP_FAILED', ...describeFailure(e))
       return
     }
     if (this.answerable(id)) this.client.respond(id, Boolean(result))
@@ -220,15 +261,14 @@ class Worker {
     try {
       result = await this.runHandler(args)
     } catch (e) {
-      const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e)
-      if (this.answerable(id)) this.client.respondError(id, 'STEP_FAILED', message, e && e.stack)
+      if (this.answerable(id)) this.client.respondError(id, 'STEP_FAILED', ...describeFailure(e))
       return
     }
     if (!this.answerable(id)) return
     try {
       this.client.respond(id, result)
     } catch (e) {
-      this.client.respondError(id, 'STEP_FAILED', `the handler's return value is not JSON: ${e.message}`)
+      this.client.respondError(id, 'STEP_FAILED', `the handler's return value is not JSON: ${describeFailure(e)[0]}`)
     }
   }
 
@@ -260,9 +300,18 @@ async function main (argv) {
     process.stderr.write('usage: run_step.js <step file>\n')
     return 2
   }
+  // A promise the step left behind that rejects (a state call it never
+  // awaited, after its handler returned) is the step's bug: it is logged,
+  // as Python logs a task's exception that nobody retrieved and Ruby a
+  // thread's. Node's default would end the worker, failing whatever
+  // invocation it serves by then, maybe one that had nothing to do with it.
+  process.on('unhandledRejection', (reason) => {
+    const [message, stack] = describeFailure(reason)
+    process.stderr.write(`motia-state: a promise rejected and nothing handled it: ${stack || message}\n`)
+  })
   const worker = new Worker(argv[0])
   await worker.serve()
   return worker.client.failure ? 1 : 0
 }
 
-module.exports = { Worker, loadStep, main, protectStdio, protocolFds }
+module.exports = { Worker, describeFailure, loadStep, main, protectStdio, protocolFds }

@@ -178,6 +178,15 @@ def sniff(head: bytes) -> tuple[str | None, Any]:
     return kind.group(1).decode(), value
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError("%s is not JSON" % constant)
+
+
+# The parent's frames are strict JSON, read as the other runners read them:
+# NaN and Infinity are refused, as are bytes that are not UTF-8 (json.loads
+# would let the UTF-8 form of a lone surrogate through).
+_decode = json.JSONDecoder(parse_constant=_not_json).decode
+
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _dumps = _encoder.encode
 
@@ -370,11 +379,15 @@ class RpcClient:
             body["stack"] = stack
         try:
             line = encode({"type": "rpc_response", "id": rid, "error": body})
-        except InvalidArgumentError:  # a lone surrogate in a message: say it in ASCII
+        except InvalidArgumentError:
+            # A lone surrogate in a message or stack: the parent refuses a
+            # reply holding one (even escaped), and the step's message with
+            # it, so each becomes "?" (as the Ruby runner scrubs bad text).
+            body = {k: v.encode("utf-8", "replace").decode("utf-8") for k, v in body.items()}
             line = json.dumps({"type": "rpc_response", "id": rid, "error": body}).encode()
         if len(line) > self.max_frame_bytes:
             room = max(self.max_frame_bytes // 8, 64)
-            body = {"code": code, "message": message[:room] + " [cut: over the frame limit]"}
+            body = {"code": code, "message": body["message"][:room] + " [cut: over the frame limit]"}
             line = json.dumps({"type": "rpc_response", "id": rid, "error": body}).encode()
         self._queue(line)
 
@@ -464,16 +477,21 @@ class RpcClient:
         try:
             # One decoder call for a whole burst of replies is several times
             # cheaper than one per line; any bad line sends us line by line.
-            frames = json.loads(b"[" + b",".join(lines) + b"]")
+            # Lines that are no frames alone may join into valid JSON (a
+            # frame cut by a newline): then the count is off, and each line
+            # is read alone, as the other runners read it.
+            frames = _decode((b"[" + b",".join(lines) + b"]").decode("utf-8"))
+            if len(frames) != len(lines):
+                raise ValueError("lines that are no frames")
         except (ValueError, RecursionError):
             frames = []
             for line in lines:
                 try:
-                    frames.append(json.loads(line))
+                    frames.append(_decode(line.decode("utf-8")))
                 except ValueError as e:
                     self._unreadable(line[:HEAD_BYTES], "INVALID_ARGUMENT", "a frame that is not JSON: %s" % e)
-                except RecursionError:  # nested past what any value may be: answer it as too big
-                    self._oversized(line[:HEAD_BYTES], len(line))
+                except RecursionError:  # nested past what any value may be: over a limit, whatever its size
+                    self._unreadable(line[:HEAD_BYTES], "LIMIT_EXCEEDED", "a frame nested too deeply to be read")
         pending = self._pending
         for frame in frames:
             if not isinstance(frame, dict):
@@ -483,7 +501,10 @@ class RpcClient:
                 rid = frame.get("id")
                 # Our ids are ints; anything else (a list is not even hashable) is a reply to nothing.
                 fut = pending.pop(rid, None) if type(rid) is int else None
-                if fut is None or fut.done():
+                if fut is None:
+                    sys.stderr.write("motia-step: a reply to no request (id %s)\n" % json.dumps(rid))
+                    continue
+                if fut.done():  # a call the step stopped waiting for
                     continue
                 error = frame.get("error")
                 if error is not None:

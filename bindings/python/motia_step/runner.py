@@ -31,13 +31,15 @@ class Logger:
         self._trace_id = trace_id
 
     def _log(self, level: str, msg: Any, args: Any, fields: dict[str, Any]) -> None:
-        record = {"level": level, "msg": str(msg), "traceId": self._trace_id}
+        record: dict[str, Any] = {}
         # Motia's Python steps pass their fields as one positional dict: logger.info("msg", {"id": 1}).
         if isinstance(args, dict):
             record.update(args)
         elif args is not None:
             record["data"] = args
         record.update(fields)
+        # A field named level or traceId never overrides the record's own (as in Node and Ruby).
+        record.update(level=level, msg=str(msg), traceId=self._trace_id)
         self._client.notify("log", record)  # a field that is not JSON raises INVALID_ARGUMENT naming it
 
     def debug(self, msg: Any, args: Any = None, **fields: Any) -> None:
@@ -72,6 +74,24 @@ def _emit_args(event: Any, data: Any) -> dict[str, Any]:
     if isinstance(event, dict):
         return {"topic": event.get("topic"), "data": event.get("data")}
     return {"topic": event, "data": data}
+
+
+def describe_failure(e: BaseException) -> "tuple[str, str]":
+    """``("Name: message", traceback)`` of a step's exception; never raises.
+
+    A step may raise anything, including an exception whose ``__str__``
+    raises: its failure must still become the reply, or the parent would
+    wait for it until its timeout.
+    """
+    try:
+        text = str(e)
+    except BaseException as inner:  # the step's own code may raise anything
+        text = "<str() of the exception raised %s>" % type(inner).__name__
+    try:
+        stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    except BaseException:
+        stack = ""
+    return "%s: %s" % (type(e).__name__, text), stack
 
 
 def describe_config(value: Any) -> Any:
@@ -153,11 +173,14 @@ class Worker:
         if rid is None:
             return
         if self.load_error is not None:
-            e = self.load_error
-            stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-            self.client.respond_error(rid, "STEP_FAILED", "%s: %s" % (type(e).__name__, e), stack)
+            self.client.respond_error(rid, "STEP_FAILED", *describe_failure(self.load_error))
             return
-        self.client.respond(rid, describe_config(getattr(self.module, "config", None)))
+        try:
+            config = describe_config(getattr(self.module, "config", None))
+        except BaseException as e:  # a module __getattr__, a mapping whose items() raises, one nested past recursion
+            self.client.respond_error(rid, "STEP_FAILED", "the step's config is not JSON: %s" % describe_failure(e)[0])
+            return
+        self.respond(rid, config, "the step's config")
 
     def find_condition(self, trigger: Any) -> Any:
         """The condition function of ``config.triggers[trigger]``, or the module's ``condition`` (trigger null)."""
@@ -193,28 +216,34 @@ class Worker:
                 ctx = Context(trace_id, blocking, logger, None, None, None)
                 ctx.change = args.get("change")
                 result = await self.loop.run_in_executor(None, lambda: fn(args.get("value"), ctx))
+            answer = bool(result)  # the result's own __bool__ may raise: that is the condition's failure too
         except BaseException as e:  # the condition's failure is the reply, never our exit
-            if isinstance(e, KeyboardInterrupt):
-                raise
             if rid is not None:
-                message = "%s: %s" % (type(e).__name__, e)
-                self.client.respond_error(rid, "STEP_FAILED", message, traceback.format_exc())
+                self.client.respond_error(rid, "STEP_FAILED", *describe_failure(e))
             return
         if rid is not None:
-            self.client.respond(rid, bool(result))
+            self.client.respond(rid, answer)
 
     async def invoke(self, rid: Any, args: dict[str, Any]) -> None:
         try:
             result = await self.run_handler(args)
-        except BaseException as e:  # the step's failure is the reply, never our exit
-            if isinstance(e, (KeyboardInterrupt, SystemExit)) and not isinstance(e, SystemExit):
-                raise
-            message = "%s: %s" % (type(e).__name__, e)
+        except BaseException as e:  # the step's failure is the reply, never our exit (a KeyboardInterrupt too)
             if rid is not None:
-                self.client.respond_error(rid, "STEP_FAILED", message, traceback.format_exc())
+                self.client.respond_error(rid, "STEP_FAILED", *describe_failure(e))
             return
         if rid is not None:
-            self.client.respond(rid, result)
+            self.respond(rid, result, "the handler's return value")
+
+    def respond(self, rid: Any, value: Any, what: str) -> None:
+        """Reply with ``value``; code of the step's own that raises while it is read is STEP_FAILED.
+
+        A dict subclass whose ``items`` raises, say: without an answer the
+        parent would wait for one until its timeout.
+        """
+        try:
+            self.client.respond(rid, value)
+        except BaseException as e:
+            self.client.respond_error(rid, "STEP_FAILED", "%s is not JSON: %s" % (what, describe_failure(e)[0]))
 
     async def run_handler(self, args: dict[str, Any]) -> Any:
         if self.load_error is not None:
@@ -292,7 +321,9 @@ def main(argv: Any) -> int:
     try:
         worker.module = load_step(argv[1])
     except BaseException as e:  # reported to the parent as the invoke's failure
-        worker.load_error = e if isinstance(e, Exception) else RuntimeError("step exited while loading: %r" % (e,))
+        worker.load_error = (
+            e if isinstance(e, Exception) else RuntimeError("step exited while loading: %s" % describe_failure(e)[0])
+        )
         traceback.print_exc()
     worker.selector = SpinSelector(spin_budget())
     eventloop.run(worker.serve(), worker.selector)

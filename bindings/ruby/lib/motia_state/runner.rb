@@ -72,7 +72,7 @@ module MotiaState
         load_step
       rescue Exception => e # rubocop:disable Lint/RescueException -- reported as the invoke's failure
         @load_error = e
-        warn("#{e.class}: #{e.message}\n#{(e.backtrace || []).join("\n")}")
+        warn(Worker.describe_failure(e).join("\n"))
       end
       @client.start
       @client.wait_closed
@@ -112,9 +112,15 @@ module MotiaState
       return if id.nil?
       raise @load_error if @load_error
 
-      @client.respond(id, Worker.describe_config(step_config))
+      config = begin
+        Worker.describe_config(step_config) # runs the step's code (a config method)
+      rescue Exception => e # rubocop:disable Lint/RescueException -- its failure is the reply
+        @client.respond_error(id, "STEP_FAILED", "the step's config is not JSON: #{Worker.describe_failure(e)[0]}")
+        return
+      end
+      respond(id, config, "the step's config")
     rescue Exception => e # rubocop:disable Lint/RescueException -- reported to the parent
-      @client.respond_error(id, "STEP_FAILED", "#{e.class}: #{e.message}", (e.backtrace || []).join("\n"))
+      @client.respond_error(id, "STEP_FAILED", *Worker.describe_failure(e))
     end
 
     def step_config
@@ -123,6 +129,43 @@ module MotiaState
       return @host.send(:config) if @host.respond_to?(:config, true)
 
       nil
+    end
+
+    # ["Class: message", backtrace] of anything a step raises, as UTF-8
+    # text. Never raises (a message in an encoding that is not
+    # ASCII-compatible, a #message or #backtrace that raises): the failure
+    # must become the reply, or the parent would wait for it until its
+    # timeout. A class the step file defines is named as the step wrote it,
+    # without the host object's anonymous class in front.
+    def self.describe_failure(error)
+      name = begin
+        error.class.to_s.sub(/\A.*>::/, "")
+      rescue Exception # rubocop:disable Lint/RescueException -- the step's own code
+        "Exception"
+      end
+      message = begin
+        utf8_text(error.message)
+      rescue Exception => e # rubocop:disable Lint/RescueException -- the step's own code
+        "<#message raised #{e.class}>"
+      end
+      backtrace = begin
+        (error.backtrace || []).join("\n")
+      rescue Exception # rubocop:disable Lint/RescueException -- the step's own code
+        ""
+      end
+      ["#{utf8_text(name)}: #{message}", utf8_text(backtrace)]
+    end
+
+    # value.to_s as valid UTF-8: other encodings converted, what is not
+    # valid written as "?".
+    def self.utf8_text(value)
+      text = value.to_s
+      if text.encoding == Encoding::BINARY || text.encoding == Encoding::US_ASCII
+        text = text.dup.force_encoding(Encoding::UTF_8)
+      elsif text.encoding != Encoding::UTF_8
+        text = text.encode(Encoding::UTF_8, invalid: :replace, undef: :replace, replace: "?")
+      end
+      text.valid_encoding? ? text : text.scrub("?")
     end
 
     # The config as JSON: a Proc or Method inside it (a native condition),
@@ -166,14 +209,26 @@ module MotiaState
       result = fn.call(args["value"], ctx)
       @client.respond(id, result ? true : false) unless id.nil?
     rescue Exception => e # rubocop:disable Lint/RescueException -- the condition's failure is the reply
-      @client.respond_error(id, "STEP_FAILED", "#{e.class}: #{e.message}", (e.backtrace || []).join("\n")) unless id.nil?
+      @client.respond_error(id, "STEP_FAILED", *Worker.describe_failure(e)) unless id.nil?
     end
 
     def invoke(id, args)
-      result = run_handler(args)
-      @client.respond(id, result) unless id.nil? # a result that cannot go becomes an error reply
-    rescue Exception => e # rubocop:disable Lint/RescueException -- the step's failure is the reply
-      @client.respond_error(id, "STEP_FAILED", "#{e.class}: #{e.message}", (e.backtrace || []).join("\n")) unless id.nil?
+      result = begin
+        run_handler(args)
+      rescue Exception => e # rubocop:disable Lint/RescueException -- the step's failure is the reply
+        @client.respond_error(id, "STEP_FAILED", *Worker.describe_failure(e)) unless id.nil?
+        return
+      end
+      respond(id, result, "the handler's return value") unless id.nil?
+    end
+
+    # Reply with value (a result that cannot go becomes an error reply); the
+    # step's own code that raises while it is read (a Hash subclass whose
+    # #each raises) is STEP_FAILED, named as the other runners name it.
+    def respond(id, value, what)
+      @client.respond(id, value)
+    rescue Exception => e # rubocop:disable Lint/RescueException -- the step's own code
+      @client.respond_error(id, "STEP_FAILED", "#{what} is not JSON: #{Worker.describe_failure(e)[0]}")
     end
 
     def run_handler(args)
