@@ -26,6 +26,8 @@ from urllib.parse import quote
 
 import anyio
 
+from .._urls import redacted
+
 __all__ = ["add_arguments", "is_loopback", "run_dev"]
 
 EXIT_OK = 0
@@ -122,7 +124,7 @@ def _print(*lines: str) -> None:
 
 def _summary(app: Any, url: str, state: str, token: str | None = None) -> list[str]:
     s = app.summary()
-    lines = [f"motia-state dev: {len(s['steps'])} step(s) from {app.root} on state {state}"]
+    lines = [f"motia-state dev: {len(s['steps'])} step(s) from {app.root} on state {redacted(state)}"]
     lines.append("  routes:" if s["routes"] else "  routes: none")
     lines += [f"    {r['method']:<6} {r['path']}  -> {r['step']}" for r in s["routes"]]
     lines.append("  topics:" if s["topics"] else "  topics: none")

@@ -352,6 +352,11 @@ def _check_redis_url(url: str, option: str) -> None:
     if not url.startswith("redis"):
         return
     path = urlsplit(url).path.strip("/")
+    if "@" in path:  # the authority ended at a / of the user name or password: the rest reads as the path
+        raise CliError(
+            f"{option} {redacted(url)}: a / before the @ ends the host part of a URL",
+            hint="write a / in a user name or password as %2F",
+        )
     if path and not path.isdigit():
         raise CliError(
             f"{option} {redacted(url)}: the database {path!r} is not a number",

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .._urls import redacted
 from ._common import EXIT_OK, Output, open_store, positive_int
 
 if TYPE_CHECKING:
@@ -74,7 +75,9 @@ async def run_bench(args: argparse.Namespace, out: Output) -> int:
     def human(doc: list[dict[str, Any]]) -> Any:
         from rich.table import Table
 
-        table = Table("operation", "ops/s", box=None, header_style="bold", title=f"motia-state bench on {args.state}")
+        table = Table(
+            "operation", "ops/s", box=None, header_style="bold", title=f"motia-state bench on {redacted(args.state)}"
+        )
         for row in doc:
             table.add_row(row["operation"], f"{row['opsPerSecond']:,}")
         return table

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._urls import redacted
 from ._common import EXIT_FAILED, EXIT_OK, Output, fail, open_store, parse_data, positive_int, seconds
 
 __all__ = ["add_demo", "add_run"]
@@ -93,7 +94,7 @@ async def run_demo(args: argparse.Namespace, out: Output) -> int:
     async with open_store(args.state, args, metrics=True) as manager:
         out.message(
             f"motia-state demo: {len(workers)} workers ({', '.join(lang for lang, _ in languages)}) "
-            f"x {args.rounds} rounds on the {args.state} store"
+            f"x {args.rounds} rounds on the {redacted(args.state)} store"
         )
         await manager.clear(group)
         results: list[dict[str, Any]] = []

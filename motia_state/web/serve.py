@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import anyio
 
+from .._urls import redacted, without_credentials
 from ..adapters.factory import create_state_adapter, parse_state_config
 from ..errors import StateError
 from ..manager import StateManager
@@ -158,7 +159,10 @@ def run_workbench(args: argparse.Namespace) -> int:
     try:
         parse_state_config(args.state)
     except StateError as e:
-        print(f"motia-state workbench: --state {args.state}: {e.code}: {e.message}", file=sys.stderr)
+        print(
+            f"motia-state workbench: --state {redacted(args.state)}: {e.code}: {without_credentials(e.message)}",
+            file=sys.stderr,
+        )
         return 2
     try:
         return anyio.run(_serve, args, token)

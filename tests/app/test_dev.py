@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ..helpers import RedisServer
 from .devserver import DevServer
 
 SLOW = """
@@ -298,3 +299,13 @@ def test_a_reader_of_its_output_that_goes_away_does_not_break_the_server(tmp_pat
             proc.wait()
     errors = (tmp_path / "err").read_text()
     assert "Traceback" not in errors and "BrokenPipe" not in errors, errors
+
+
+def test_the_summary_names_the_store_without_its_password(tmp_path: Path, redis_server: RedisServer) -> None:
+    # The default user takes any password (nopass), so the URL works as given and its password must not show.
+    url = f"redis://default:s3cret@127.0.0.1:{redis_server.port}/0"
+    with DevServer(make_app(tmp_path / "app"), "--state", url).start(tmp_path) as server:
+        out = server.wait_output("workbench: ")
+        assert f"on state redis://***@127.0.0.1:{redis_server.port}/0" in out, out
+        assert server.stop() == 0
+        assert "s3cret" not in server.stdout and "s3cret" not in server.stderr

@@ -199,3 +199,44 @@ def test_an_unreachable_store_is_reported_without_its_credentials() -> None:
         assert "[UNAVAILABLE]" in proc.stderr or '"UNAVAILABLE"' in proc.stderr, proc.stderr
         assert "top@secret" not in proc.stderr and "secret" not in proc.stderr, proc.stderr
         assert "redis://***@127.0.0.1:1/0" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:1/0?password=s3cret",
+        "unix:///nonexistent/motia-state.sock?db=0&password=s3cret",
+        "rediss://127.0.0.1:1/0?ssl_cert_reqs=none&password=s3cret",
+    ],
+)
+def test_a_password_in_the_query_is_not_shown_either(url: str) -> None:
+    # redis-py takes a password from the query too (the usual form for a unix socket).
+    for extra in ([], ["--debug"], ["--json"]):
+        proc = cli("state", "ls", "--state", url, *extra)
+        assert proc.returncode == 3, proc.stderr
+        assert "s3cret" not in proc.stderr and "s3cret" not in proc.stdout, proc.stderr
+        assert "password=***" in proc.stderr, proc.stderr
+
+
+def test_the_workbench_names_a_bad_store_without_its_password() -> None:
+    proc = cli("workbench", "--state", "redisx://ada:s3cret@127.0.0.1:1/0", timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "redisx://***@127.0.0.1:1/0" in proc.stderr and "s3cret" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://ada:top/s3cret@127.0.0.1:1/0", "unix://ada:top/s3cret@/nonexistent/motia-state.sock"]
+)
+def test_a_slash_left_unencoded_in_a_password_is_bad_input_without_the_password(url: str) -> None:
+    # The / ends the URL's host part, so the rest of the password reads as the path: it must not show there either.
+    for command in (["state", "ls"], ["workbench", "--port", "0"]):
+        proc = cli(*command, "--state", url, timeout=60)
+        assert proc.returncode == 2, (proc.returncode, proc.stderr)
+        assert "s3cret" not in proc.stderr and "s3cret" not in proc.stdout, proc.stderr
+        assert "%2F" in proc.stderr, proc.stderr
+
+
+def test_a_unix_socket_path_holding_an_at_sign_is_shown_whole() -> None:
+    proc = cli("state", "ls", "--state", "unix:///nonexistent/a@b.sock")
+    assert proc.returncode == 3, proc.stderr
+    assert "unix:///nonexistent/a@b.sock" in proc.stderr and "***" not in proc.stderr, proc.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -72,3 +74,19 @@ async def test_adapter_camel_case_aliases_call_the_adapters_own_methods() -> Non
     assert await adapter.getGroup("g") == [{"b": 2}]
     with pytest.warns(DeprecationWarning):
         assert await adapter.atomicUpdate("g", "n", lambda v: 1) == 1
+
+
+def test_the_package_modules_are_attributes_after_a_plain_import() -> None:
+    # The names are imported on first use; the modules that held them were
+    # attributes of the package after ``import motia_state``, and still are.
+    code = (
+        "import motia_state, motia_state.app as app\n"
+        "assert motia_state.errors.StateError is motia_state.StateError\n"
+        "assert motia_state.adapters.file.FileStateAdapter is motia_state.FileStateAdapter\n"
+        "assert motia_state.records.Change is motia_state.Change\n"
+        "assert app.config.parse_step_config is app.parse_step_config\n"
+        "for missing in ('nope', '_nope'):\n"
+        "    assert not hasattr(motia_state, missing) and not hasattr(app, missing)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -152,9 +152,17 @@ def _check_url(url: object) -> None:
     if parts.scheme in ("redis", "rediss"):
         db = urllib.parse.unquote(parts.path)[1:]
         if db and not (db.isascii() and db.isdigit()):
-            raise InvalidArgumentError(f"url: the database after the host must be a number, as in /0, got {url!r}")
-    elif parts.scheme != "unix":
-        raise InvalidArgumentError(f"url: expected redis://, rediss:// or unix://, got {url!r}")
+            raise InvalidArgumentError(
+                f"url: the database after the host must be a number, as in /0, got {redacted(url)!r}"
+                + (" (a / in a user name or password is written %2F)" if "@" in db else "")
+            )
+    elif parts.scheme == "unix":
+        if parts.netloc and "@" in parts.path:  # unix://user:pa/ss@/path: the password's / ended the user part
+            raise InvalidArgumentError(
+                f"url: {redacted(url)!r}: a / before the @ ends the user part (a / in a password is written %2F)"
+            )
+    else:
+        raise InvalidArgumentError(f"url: expected redis://, rediss:// or unix://, got {redacted(url)!r}")
 
 
 def _failure(text: bytes) -> tuple[str, str]:
