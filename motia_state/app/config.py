@@ -365,8 +365,13 @@ def parse_step_config(raw: Any, file: str) -> StepConfig | None:
         flows=_strings(raw.get("flows"), file, "config.flows"),
         timeout=float(timeout) if timeout is not None else None,
         max_workers=workers,
-        context_first=raw.get("type") == "cron" and "triggers" not in raw,
+        context_first=takes_context_first(raw),
     )
+
+
+def takes_context_first(raw: Any) -> bool:
+    """Whether a step's raw config is Motia's older cron shape, whose handler takes its context alone."""
+    return isinstance(raw, dict) and raw.get("type") == "cron" and "triggers" not in raw
 
 
 def _emits(value: Any, file: str) -> tuple[str, ...]:

@@ -35,8 +35,9 @@ def add_run(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 async def run_step(args: argparse.Namespace, out: Output) -> int:
     """Check the input, the step file and the store (in that order), then run the step."""
-    from ..errors import LimitExceededError
-    from ..runtime import call_step_file
+    from ..app.config import takes_context_first
+    from ..errors import LimitExceededError, StateError
+    from ..runtime import WorkerPool
 
     data = parse_data(args.data)
     step = Path(args.step)
@@ -45,10 +46,24 @@ async def run_step(args: argparse.Namespace, out: Output) -> int:
     if step.suffix not in STEP_SUFFIXES:
         fail(f"{args.step}: not a step file (expected {', '.join(STEP_SUFFIXES)})")
     async with open_store(args.state, args) as manager:
-        try:
-            result = await call_step_file(step, data=data, trace_id=args.trace_id, state=manager, timeout=args.timeout)
-        except LimitExceededError as e:  # raised before the step starts: the input is over the frame limit
-            fail(f"--data: {e.message}", code=e.code, hint="give the step a smaller input")
+        failure: StateError | None = None
+        async with WorkerPool(manager, max_workers=1) as pool:
+            # One worker reads the config, then runs the handler: a step in Motia's older
+            # cron shape is called as Motia calls it (and as `dev` does), handler(ctx).
+            try:
+                context_first = takes_context_first(await pool.config(step, timeout=args.timeout))
+            except StateError:
+                context_first = False  # a file that does not load fails the call below, with its message
+            try:
+                result = await pool.call(
+                    step, data=data, trace_id=args.trace_id, timeout=args.timeout, context_first=context_first
+                )
+            except StateError as e:  # raised out of the pool's block, not wrapped in its task group's
+                failure = e
+        if isinstance(failure, LimitExceededError):  # raised before the step starts: the input is over the limit
+            fail(f"--data: {failure.message}", code=failure.code, hint="give the step a smaller input")
+        if failure is not None:
+            raise failure
     out.stdout.write(json.dumps(result, ensure_ascii=False, indent=2 if not out.json else None) + "\n")
     return EXIT_OK
 

@@ -31,6 +31,35 @@ def test_run_prints_the_examples_result(name: str, tmp_path: Path) -> None:
     assert json.loads(again.stdout) == {"score": 7, "history": [5, 7]}, "the file store kept the first run"
 
 
+CRON_STEPS = {
+    "audit.step.py": (
+        "config = {'name': 'Audit', 'type': 'cron', 'cron': '0 * * * *'}\n"
+        "def handler(context):\n    return {'trace': context.trace_id}\n"
+    ),
+    "audit.step.js": (
+        "exports.config = { name: 'Audit', type: 'cron', cron: '0 * * * *' }\n"
+        "exports.handler = async ({ traceId, logger }) => ({ trace: traceId, logger: typeof logger.info })\n"
+    ),
+    "audit.step.rb": (
+        "CONFIG = { name: 'Audit', type: 'cron', cron: '0 * * * *' }.freeze\n"
+        "def handler(ctx)\n  { 'trace' => ctx.trace_id }\nend\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CRON_STEPS))
+def test_run_calls_a_cron_step_in_motias_older_shape_with_its_context_alone(name: str, tmp_path: Path) -> None:
+    # As Motia (and `dev`) call it: handler(ctx), however the step is started.
+    tool = {"js": "node", "rb": "ruby"}.get(name.rsplit(".", 1)[1])
+    if tool:
+        require_tool(tool)
+    step = tmp_path / name
+    step.write_text(CRON_STEPS[name])
+    proc = cli("run", str(step), "--trace-id", "t-cron")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["trace"] == "t-cron"
+
+
 def test_run_reports_a_failing_step_as_json_with_a_code(tmp_path: Path) -> None:
     step = tmp_path / "fail.step.py"
     step.write_text("async def handler(data, ctx):\n    raise KeyError('missing')\n")
