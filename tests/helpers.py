@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,20 @@ def require_tool(name: str) -> str:
         if ON_CI:
             pytest.fail(f"{message} (CI=true: a missing tool is a failure, not a skip)")
         pytest.skip(message)
+    return path
+
+
+#: The interpreter a step file of each extension needs (Python: the one running the tests).
+STEP_TOOLS = {"py": None, "js": "node", "rb": "ruby"}
+
+
+def step_file(folder: Path, stem: str, ext: str, source: str) -> Path:
+    """Write ``stem.step.ext`` (``source`` dedented) into ``folder``, once its language's interpreter is known to be here."""
+    tool = STEP_TOOLS[ext]
+    if tool is not None:
+        require_tool(tool)
+    path = folder / f"{stem}.step.{ext}"
+    path.write_text(textwrap.dedent(source))
     return path
 
 

@@ -8,7 +8,6 @@ dies with calls in flight fails its invocation without harming the parent.
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 import motia_state as ms
 from motia_state.runtime import StepError, call_step_file
 
-from ..helpers import require_tool
+from ..helpers import step_file
 
 N = 600  # over two of the 256-frame slices that the shims write while encoding
 
@@ -82,15 +81,9 @@ KILLED = {
         """,
 }
 
-TOOLS = {"py": None, "js": "node", "rb": "ruby"}
-
 
 def _run(tmp_path: Path, ext: str, source: str, state: ms.StateManager) -> Any:
-    tool = TOOLS[ext]
-    if tool is not None:
-        require_tool(tool)
-    path = tmp_path / f"s.step.{ext}"
-    path.write_text(textwrap.dedent(source))
+    path = step_file(tmp_path, "s", ext, source)
 
     async def go() -> Any:
         return await call_step_file(path, data={"n": N}, trace_id="t", state=state, timeout=60)

@@ -9,7 +9,6 @@ answers, from the same process.
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 import motia_state as ms
 from motia_state.runtime import WorkerPool
 
-from ..helpers import require_tool
+from ..helpers import step_file
 
 STEPS = {
     "py": """
@@ -67,16 +66,10 @@ STEPS = {
         """,
 }
 
-TOOLS = {"py": None, "js": "node", "rb": "ruby"}
-
 
 @pytest.mark.parametrize("ext", sorted(STEPS))
 async def test_a_leaked_call_that_fails_harms_no_later_invocation(tmp_path: Path, ext: str) -> None:
-    tool = TOOLS[ext]
-    if tool is not None:
-        require_tool(tool)
-    path = tmp_path / f"leaks.step.{ext}"
-    path.write_text(textwrap.dedent(STEPS[ext]))
+    path = step_file(tmp_path, "leaks", ext, STEPS[ext])
     async with WorkerPool(ms.StateManager()) as pool:
         pid = await pool.call(path, data="keep", trace_id="t", timeout=60)
         assert await pool.call(path, data="use", trace_id="t", timeout=60) == pid

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 import motia_state as ms
 from motia_state.runtime import call_step_file
 
-from ..helpers import require_tool
+from ..helpers import step_file
 
 STEPS = {
     "py": """
@@ -30,16 +29,10 @@ STEPS = {
         """,
 }
 
-TOOLS = {"py": None, "js": "node", "rb": "ruby"}
-
 
 @pytest.mark.parametrize("ext", sorted(STEPS))
 async def test_a_log_field_never_overrides_the_level_message_or_trace_id(tmp_path: Path, ext: str) -> None:
-    tool = TOOLS[ext]
-    if tool is not None:
-        require_tool(tool)
-    path = tmp_path / f"logs.step.{ext}"
-    path.write_text(textwrap.dedent(STEPS[ext]))
+    path = step_file(tmp_path, "logs", ext, STEPS[ext])
     records: list[dict[str, Any]] = []
     await call_step_file(path, trace_id="t", state=ms.StateManager(), on_log=records.append, timeout=60)
     assert records == [{"level": "info", "msg": "hello", "traceId": "t", "n": 1}]

@@ -17,7 +17,7 @@ import pytest
 import motia_state as ms
 from motia_state.runtime import StepError, WorkerPool
 
-from ..helpers import require_tool
+from ..helpers import require_tool, step_file
 
 PY = """
 import os
@@ -230,36 +230,32 @@ async def test_a_python_condition_or_config_that_cannot_be_read_is_step_failed(t
         assert pool.started == 1
 
 
-JS_CONFIG = """
-Object.defineProperty(exports, 'config', { enumerable: true, get () { throw new Error('no config') } })
-exports.handler = async () => process.pid
-"""
+CONFIGS = {
+    # A config getter that throws (Node) or a config method that raises (Ruby).
+    "js": (
+        """
+        Object.defineProperty(exports, 'config', { enumerable: true, get () { throw new Error('no config') } })
+        exports.handler = async () => process.pid
+        """,
+        "Error: no config",
+    ),
+    "rb": (
+        """
+        def config = raise("no config")
+
+        def handler(data, ctx) = Process.pid
+        """,
+        "RuntimeError: no config",
+    ),
+}
 
 
-async def test_a_node_config_whose_getter_throws_is_step_failed(tmp_path: Path) -> None:
-    require_tool("node")
-    path = tmp_path / "config.step.js"
-    path.write_text(JS_CONFIG)
+@pytest.mark.parametrize("ext", sorted(CONFIGS))
+async def test_a_config_that_fails_to_be_read_is_step_failed_worded_alike(tmp_path: Path, ext: str) -> None:
+    source, error = CONFIGS[ext]
+    path = step_file(tmp_path, "config", ext, source)
     async with WorkerPool(ms.StateManager()) as pool:
         pid = await pool.call(path, trace_id="t", timeout=60)
-        with pytest.raises(StepError, match=r"^the step's config is not JSON: Error: no config$"):
+        with pytest.raises(StepError, match=rf"^the step's config is not JSON: {error}$"):
             await pool.config(path, timeout=60)
-        assert await pool.call(path, trace_id="t", timeout=60) == pid
-
-
-RB_CONFIG = """
-def config = raise("no config")
-
-def handler(data, ctx) = Process.pid
-"""
-
-
-async def test_a_ruby_config_that_raises_is_step_failed_worded_as_elsewhere(tmp_path: Path) -> None:
-    require_tool("ruby")
-    path = tmp_path / "config.step.rb"
-    path.write_text(RB_CONFIG)
-    async with WorkerPool(ms.StateManager()) as pool:
-        pid = await pool.call(path, trace_id="t", timeout=60)
-        with pytest.raises(StepError, match=r"^the step's config is not JSON: RuntimeError: no config$"):
-            await pool.config(path, timeout=60)
-        assert await pool.call(path, trace_id="t", timeout=60) == pid
+        assert await pool.call(path, trace_id="t", timeout=60) == pid  # the worker lives on
