@@ -254,7 +254,7 @@ def _parse_one(raw: Any, path: str, limits: Limits, allow_update: bool) -> tuple
     except StateError as e:
         raise type(e)(f"key: {e.message} at {path}.key") from None
     op = StateOperation(type=op_type, key=key)
-    size = len(key) if key.isascii() else len(key.encode("utf-8"))
+    size = _text_size(key)
     if "id" in raw:
         op.id, id_size = import_counted(raw["id"], limits, f"{path}.id")
         size += id_size

@@ -36,17 +36,34 @@ _SKIPPED = {"node_modules", "__pycache__", ".venv", "venv", ".git", "dist", "bui
 _TYPESCRIPT = (".step.ts", ".step.tsx", ".step.mts", ".step.cts")
 
 
-def _walk(root: str | os.PathLike[str], suffixes: tuple[str, ...]) -> list[Path]:
-    found: list[Path] = []
+def _walk(root: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
+    # One walk of the folder: its step files, and its TypeScript step files (both sorted).
+    steps: list[Path] = []
+    typescript: list[Path] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in _SKIPPED and not d.startswith("."))
-        found.extend(Path(folder, f) for f in files if f.endswith(suffixes) and not f.startswith("."))
-    return sorted(found)
+        for f in files:
+            if f.startswith("."):
+                continue
+            if f.endswith(_SUFFIXES):
+                steps.append(Path(folder, f))
+            elif f.endswith(_TYPESCRIPT):
+                typescript.append(Path(folder, f))
+    return sorted(steps), sorted(typescript)
+
+
+def _unbuilt(typescript: list[Path], steps: set[Path]) -> list[Path]:
+    # The TypeScript files whose compiled JavaScript step is not among ``steps``.
+    def built(path: Path) -> bool:
+        stem = path.name[: path.name.rindex(".")]  # "a.step"
+        return any(path.with_name(stem + ext) in steps for ext in (".js", ".cjs", ".mjs"))
+
+    return [path for path in typescript if not built(path)]
 
 
 def discover(root: str | os.PathLike[str]) -> list[Path]:
     """The step files under ``root`` (``*.step.py|js|cjs|mjs|rb`` and ``*_step.py``), sorted."""
-    return _walk(root, _SUFFIXES)
+    return _walk(root)[0]
 
 
 def typescript_steps(root: str | os.PathLike[str]) -> list[Path]:
@@ -55,12 +72,8 @@ def typescript_steps(root: str | os.PathLike[str]) -> list[Path]:
     They are not run (compile them to JavaScript); the app lists them so
     that a step ported from Motia does not go missing without a word.
     """
-    out = []
-    for path in _walk(root, _TYPESCRIPT):
-        stem = path.name[: path.name.rindex(".")]  # "a.step"
-        if not any(path.with_name(stem + ext).exists() for ext in (".js", ".cjs", ".mjs")):
-            out.append(path)
-    return out
+    steps, typescript = _walk(root)
+    return _unbuilt(typescript, set(steps))
 
 
 @dataclass(frozen=True)
@@ -145,7 +158,11 @@ class ConfigLoader:
 
     async def load(self, pool: WorkerPool, files: Iterable[Path] | None = None) -> Registry:
         """Read every step's config (cached per version) and index the valid ones."""
-        paths = list(files) if files is not None else discover(self.root)
+        if files is None:
+            paths, found = _walk(self.root)  # the steps and the TypeScript files in one walk
+            typescript = _unbuilt(found, set(paths))
+        else:
+            paths, typescript = list(files), typescript_steps(self.root)
         configs: list[tuple[Path, StepConfig]] = []
         errors: list[ConfigError] = []
         skipped: list[Path] = []
@@ -172,9 +189,7 @@ class ConfigLoader:
         for path in list(self._cache):
             if path not in paths:
                 del self._cache[path]  # removed: forget it
-        return Registry(
-            steps=steps, errors=tuple(errors), skipped=tuple(skipped), typescript=tuple(typescript_steps(self.root))
-        )
+        return Registry(steps=steps, errors=tuple(errors), skipped=tuple(skipped), typescript=tuple(typescript))
 
     async def _read(self, pool: WorkerPool, path: Path) -> StepConfig | ConfigError | None:
         label = self.label(path)
