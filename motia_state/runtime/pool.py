@@ -130,6 +130,10 @@ class WorkerPool:
         return sum(len(slot.idle) for slot in self._by_file.values())
 
     async def __aenter__(self) -> WorkerPool:
+        if self._tg is not None or self._closed:
+            # Its workers, reaper and settings belong to one run: a second
+            # entry would share them half-closed.
+            raise UnavailableError("a WorkerPool runs once: create a new one instead of entering it again")
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -147,8 +151,11 @@ class WorkerPool:
         tg, self._tg = self._tg, None
         if tg is None:
             return None
-        # Busy workers' tasks end when their calls finish and retire them.
-        return await tg.__aexit__(exc_type, exc, tb)
+        # Busy workers' tasks end when their calls finish and retire them. The
+        # body's own exception is not the task group's: it reaches the caller
+        # as raised (a StepError stays a StepError), never in an exception group.
+        await tg.__aexit__(None, None, None)
+        return None
 
     @property
     def max_frame_bytes(self) -> int:
