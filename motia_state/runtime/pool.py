@@ -343,12 +343,19 @@ class WorkerPool:
         return None
 
     async def _start(self, slot: _Slot) -> StepWorker:
+        # A call that waited for a free worker while the pool closed (or one
+        # whose worker was spawning then) gets no worker: nothing would serve it.
+        closed = "the worker pool closed while this call waited for a worker"
+        if self._closed or self._tg is None:
+            raise UnavailableError(closed)
         worker = await StepWorker.start(
             slot.argv, slot.step, self._table, env=self._env, cwd=self._cwd, max_frame_bytes=self._max_frame_bytes
         )
+        if self._closed or self._tg is None:
+            await worker.close()
+            raise UnavailableError(closed)
         self._started += 1
         slot.loaded[worker] = slot.version
-        assert self._tg is not None
         self._tg.start_soon(worker.serve)
         return worker
 

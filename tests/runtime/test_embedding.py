@@ -96,6 +96,55 @@ def test_a_pool_closes_after_a_call_cancelled_while_an_orchestrator_method_serve
     run(backend, main)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_call_waiting_for_a_worker_when_the_pool_closes_is_unavailable_and_starts_nothing(
+    tmp_path: Path, backend: str
+) -> None:
+    path = step(tmp_path)
+
+    async def main() -> None:
+        entered, release = anyio.Event(), anyio.Event()
+        table = HandlerTable()
+
+        async def wait(args: dict[str, Any], ctx: Any) -> str:
+            entered.set()
+            await release.wait()
+            return "released"
+
+        table.register("wait", dict, wait)
+        outcomes: dict[str, Any] = {}
+
+        async def call(name: str, pool: WorkerPool, data: Any) -> None:
+            try:
+                outcomes[name] = await pool.call(path, data=data, trace_id="t")
+            except ms.StateError as e:
+                outcomes[name] = e
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                async with WorkerPool(ms.StateManager(), max_workers=1, handlers=table) as pool:
+                    tg.start_soon(call, "busy", pool, {"mode": "wait"})
+                    await entered.wait()
+                    tg.start_soon(call, "waiting", pool, None)
+                    [slot] = pool._by_file.values()
+                    while slot.limit.statistics().tasks_waiting < 1:
+                        await anyio.sleep(0.01)
+
+                    async def release_once_closing() -> None:
+                        while not pool._closed:
+                            await anyio.sleep(0.01)
+                        release.set()
+
+                    tg.start_soon(release_once_closing)
+                started = pool.started
+        assert outcomes["busy"] == "released"  # the call in progress finished
+        waiting = outcomes["waiting"]
+        assert isinstance(waiting, ms.UnavailableError) and waiting.code == "UNAVAILABLE"
+        assert started == 1  # no worker was spawned for it
+
+    run(backend, main)
+
+
 # ------------------------------------------------- what a caller catches
 
 
