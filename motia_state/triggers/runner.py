@@ -222,6 +222,12 @@ class TriggerRunner:
             # Stop reading, let handlers finish, save every position, give the leases up.
             for trigger in self._triggers.values():
                 self._stop_reading(trigger)
+            if exc is not None and not isinstance(exc, Exception):
+                # Interrupted (cancelled, Ctrl-C, SystemExit): the handlers
+                # stop now rather than being waited for. What they had not
+                # finished stays pending, so the positions saved below stay
+                # before it and it is handled again after a restart.
+                tg.cancel_scope.cancel()
             with anyio.move_on_after(30):
                 for trigger in self._triggers.values():
                     for part in list(trigger.partitions.values()):

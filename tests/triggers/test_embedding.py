@@ -90,3 +90,46 @@ def test_a_runner_used_after_its_close_or_entered_again_says_so_with_a_code(back
                 pass
 
     anyio.run(main, backend=backend)
+
+
+class Interrupted(BaseException):
+    """What a Ctrl-C or a SystemExit is to the runner: not an error of the program's own."""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_interrupted_runner_stops_its_handlers_at_once_and_hands_their_changes_to_the_next_run(
+    tmp_path: Path, backend: str
+) -> None:
+    async def main() -> None:
+        async with ms.StateManager(ms.FileStateAdapter(str(tmp_path / "state"))) as state:
+            entered = anyio.Event()
+
+            async def stuck(change: ms.Change) -> None:
+                entered.set()
+                await anyio.sleep(3600)
+
+            start = 0.0
+            with pytest.raises(Interrupted):
+                async with TriggerRunner(state) as triggers:
+                    await triggers.add("t", TRIGGER, stuck)
+                    await state.set("g", "k", 1)
+                    with anyio.fail_after(60):
+                        await entered.wait()
+                    start = anyio.current_time()
+                    raise Interrupted
+            # Not the graceful close's wait for handlers (up to 30 s): they were cancelled.
+            assert anyio.current_time() - start < 20
+
+            handled: list[object] = []
+
+            async def handler(change: ms.Change) -> None:
+                handled.append(change.new_value)
+
+            async with TriggerRunner(state) as triggers:
+                await triggers.add("t", TRIGGER, handler)
+                with anyio.fail_after(60):
+                    while not handled:
+                        await anyio.sleep(0.02)
+            assert handled == [1]
+
+    anyio.run(main, backend=backend)
