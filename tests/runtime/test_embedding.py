@@ -219,3 +219,17 @@ def test_a_write_cancelled_while_a_listener_runs_still_reaches_the_other_listene
         assert slow_heard == ["a", "b"]  # once each: the cancelled one is not called again
 
     run(backend, main)
+
+
+@pytest.mark.parametrize("trace_id", [None, 5, ""])
+async def test_a_trace_id_that_is_not_a_non_empty_string_is_refused_before_a_process_starts(
+    tmp_path: Path, trace_id: Any
+) -> None:
+    path = step(tmp_path)
+    with pytest.raises(ms.InvalidArgumentError, match="trace_id") as caught:
+        await call_step_file(path, trace_id=trace_id, state=ms.StateManager())
+    assert caught.value.code == "INVALID_ARGUMENT"
+    async with WorkerPool(ms.StateManager()) as pool:
+        with pytest.raises(ms.InvalidArgumentError, match="trace_id"):
+            await pool.call(path, trace_id=trace_id)
+        assert pool.started == 0
