@@ -37,6 +37,7 @@ from ..adapters.base import StateAdapter
 from ..errors import CursorExpiredError, InvalidArgumentError, NotFoundError, StateError, StepError, UnavailableError
 from ..manager import StateManager
 from ..records import Change
+from ..runtime.checks import check_timeout
 from .spec import TriggerSpec, handler_input, parse_trigger, partition_of
 from .store import DeadLetter, InternalHandle, TriggerStore, group_of, now_ms, oldest_cursor
 from .store import seq as _seq
@@ -166,6 +167,7 @@ class TriggerRunner:
                 raise InvalidArgumentError(f"{name}: expected a non-negative number of seconds, got {number!r}")
         if lease <= 0:
             raise InvalidArgumentError(f"lease: expected a positive number of seconds, got {lease!r}")
+        check_timeout(timeout)  # refused here, not as every handler run's failure
         self.state = state
         self.adapter: StateAdapter = state.adapter if isinstance(state, StateManager) else state
         internal = getattr(self.adapter, "internal", None)

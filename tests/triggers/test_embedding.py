@@ -133,3 +133,11 @@ def test_an_interrupted_runner_stops_its_handlers_at_once_and_hands_their_change
             assert handled == [1]
 
     anyio.run(main, backend=backend)
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), "30"])
+def test_a_handler_timeout_that_is_not_a_number_of_seconds_is_refused_at_once(timeout: object) -> None:
+    # Not accepted and then failing every handler run into dead letters.
+    with pytest.raises(ms.InvalidArgumentError, match="timeout") as caught:
+        TriggerRunner(ms.StateManager(), timeout=timeout)  # type: ignore[arg-type]
+    assert caught.value.code == "INVALID_ARGUMENT"
