@@ -151,6 +151,13 @@ class WorkerPool:
         tg, self._tg = self._tg, None
         if tg is None:
             return None
+        if exc is not None and not isinstance(exc, Exception):
+            # Interrupted (cancelled, Ctrl-C, SystemExit): the calls in
+            # progress are not waited for, wherever they run; their workers
+            # are killed and the calls fail with StepError.
+            for slot in self._by_file.values():
+                for worker in list(slot.loaded):
+                    worker.kill()
         # Busy workers' tasks end when their calls finish and retire them. The
         # body's own exception is not the task group's: it reaches the caller
         # as raised (a StepError stays a StepError), never in an exception group.

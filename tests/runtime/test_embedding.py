@@ -145,6 +145,37 @@ def test_a_call_waiting_for_a_worker_when_the_pool_closes_is_unavailable_and_sta
     run(backend, main)
 
 
+class Interrupted(BaseException):
+    """What a Ctrl-C or a SystemExit is to the pool: not an error of the program's own."""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_interrupted_pool_kills_the_workers_of_calls_running_outside_its_block(tmp_path: Path, backend: str) -> None:
+    path = step(tmp_path)
+
+    async def main() -> None:
+        table, entered = waiting_handlers()
+        outcome: list[BaseException] = []
+
+        async def call(pool: WorkerPool) -> None:
+            try:
+                await pool.call(path, data={"mode": "wait"}, trace_id="t")
+            except StepError as e:
+                outcome.append(e)
+
+        with anyio.fail_after(30):  # the call never ends by itself: only the pool's close ends it
+            async with anyio.create_task_group() as tg:  # the orchestrator's own tasks, outside the pool
+                with pytest.raises(Interrupted):
+                    async with WorkerPool(ms.StateManager(), handlers=table) as pool:
+                        tg.start_soon(call, pool)
+                        await entered.wait()
+                        raise Interrupted
+        [error] = outcome
+        assert isinstance(error, StepError) and error.code == "STEP_FAILED"
+
+    run(backend, main)
+
+
 # ------------------------------------------------- what a caller catches
 
 
