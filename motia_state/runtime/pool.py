@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -116,6 +117,7 @@ class WorkerPool:
         self._reaper = anyio.CancelScope()
         self._closed = False
         self._started = 0
+        self._thread = 0  # the thread whose event loop entered the pool
 
     @property
     def started(self) -> int:
@@ -137,6 +139,7 @@ class WorkerPool:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
+        self._thread = threading.get_ident()
         tg.start_soon(self._reap_idle)
         return self
 
@@ -186,8 +189,7 @@ class WorkerPool:
         Returns and raises exactly what :func:`call_step_file` would;
         ``depth`` and ``context_first`` are as there.
         """
-        if self._tg is None or self._closed:
-            raise UnavailableError("the worker pool is not running (use it with 'async with')")
+        self._check_running()
         check_timeout(timeout)
         slot = self._slot(path)
         version = _version(path, slot.step)  # one stat: an edited step file gets fresh workers
@@ -267,8 +269,7 @@ class WorkerPool:
         # request: a warm worker's context still holds its last invocation's
         # traceId and depth, which its writes must not carry (a condition's
         # writes at a stale depth 0 would escape the loop guard).
-        if self._tg is None or self._closed:
-            raise UnavailableError("the worker pool is not running (use it with 'async with')")
+        self._check_running()
         slot = self._slot(path)
         version = _version(path, slot.step)
         if version != slot.version:
@@ -320,6 +321,16 @@ class WorkerPool:
                     await self._retire(slot, worker)
 
     # -- internals -------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self._tg is None or self._closed:
+            raise UnavailableError("the worker pool is not running (use it with 'async with')")
+        if threading.get_ident() != self._thread:
+            # Its workers are served by tasks of the loop it was entered in:
+            # a call from another thread's loop would mix the two loops.
+            raise UnavailableError(
+                "the worker pool runs in another thread's event loop: give each event loop its own WorkerPool"
+            )
 
     def _slot(self, path: str | os.PathLike[str]) -> _Slot:
         given = os.fspath(path)

@@ -264,3 +264,30 @@ async def test_a_trace_id_that_is_not_a_non_empty_string_is_refused_before_a_pro
         with pytest.raises(ms.InvalidArgumentError, match="trace_id"):
             await pool.call(path, trace_id=trace_id)
         assert pool.started == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_pool_called_from_another_threads_event_loop_says_so_and_stays_usable(tmp_path: Path, backend: str) -> None:
+    path = step(tmp_path)
+
+    async def main() -> None:
+        async with WorkerPool(ms.StateManager()) as pool:
+            errors: list[BaseException] = []
+
+            def from_another_loop() -> None:
+                async def call() -> None:
+                    try:
+                        await pool.call(path, trace_id="t")
+                    except ms.UnavailableError as e:
+                        errors.append(e)
+
+                anyio.run(call, backend=backend)
+
+            with anyio.fail_after(60):
+                await anyio.to_thread.run_sync(from_another_loop)
+                [error] = errors
+                assert error.code == "UNAVAILABLE" and "another thread" in error.message
+                assert pool.started == 0
+                assert await pool.call(path, trace_id="t") == 1  # its own loop's calls are served
+
+    run(backend, main)
