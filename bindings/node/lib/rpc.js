@@ -259,6 +259,7 @@ class RpcClient {
     input.on('data', (chunk) => this.feedGuarded(chunk))
     input.on('end', () => this.close('the parent closed the channel'))
     input.on('error', (e) => this.close(`the channel failed: ${e.message}`))
+    if (typeof output.on === 'function') output.on('error', (e) => this.close(`writing to the parent failed: ${e.message}`))
   }
 
   /**
@@ -477,7 +478,13 @@ class RpcClient {
     try {
       n = fs.writeSync(this.outputFd, data)
     } catch (e) {
-      if (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK') throw e
+      if (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK') {
+        // EPIPE: the parent stopped reading. The channel is dead, which
+        // ends the worker; thrown, it would only reach the handler of the
+        // step's unhandled errors, which writes to this same channel.
+        this.close(`writing to the parent failed: ${e.message}`)
+        return
+      }
     }
     if (n === 0) this.output.write(data)
     else if (n < Buffer.byteLength(data)) this.output.write(Buffer.from(data, 'utf8').subarray(n))

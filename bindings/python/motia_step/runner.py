@@ -14,6 +14,7 @@ import inspect
 import math
 import os
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -143,6 +144,10 @@ class Worker:
             self.selector.watched = self.client.in_flight  # spin only while a reply is due
         self.state = RpcStateManager(self.client)
         self.tasks: set = set()
+        # Errors nothing handles (a task's exception nobody retrieves, a loop
+        # callback that raises, a thread's exception) are logged as the step's.
+        loop.set_exception_handler(self.on_loop_error)
+        threading.excepthook = self.on_thread_error
         await self.client.start()
         closed = asyncio.ensure_future(self.client.closed.wait())
         stopped = asyncio.ensure_future(self.stop.wait())
@@ -150,6 +155,40 @@ class Worker:
         closed.cancel()
         stopped.cancel()
         self.client.flush()
+
+    def unhandled(self, e: BaseException | None, what: str = "") -> None:
+        """Log an error the step left where nothing handles it, and serve on; never raises.
+
+        An ``error`` record on the parent's log channel, naming the step file,
+        with the message and stack (as the Node and Ruby runners log a
+        timer's or a thread's exception); only when the channel is gone does
+        it go to stderr instead.
+        """
+        message, stack = describe_failure(e) if e is not None else (what, "")
+        step_file = os.path.abspath(self.step_path)
+        msg = "%s: an error nothing handled: %s" % (step_file, message)
+        record = {"level": "error", "msg": msg, "stepFile": step_file, "error": message, "stack": stack}
+        try:
+            if not self.client.closed.is_set():
+                self.client.notify("log", record)
+                return
+        except BaseException:  # the loop is closed, or the text cannot travel: stderr still has it
+            pass
+        try:
+            sys.stderr.write("motia-step: %s\n%s" % (msg, stack))
+            sys.stderr.flush()
+        except BaseException:
+            pass
+
+    def on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The loop's exception handler: a task's exception nobody retrieved, a callback that raised."""
+        self.unhandled(context.get("exception"), str(context.get("message", "an error on the event loop")))
+
+    def on_thread_error(self, args: Any) -> None:
+        """``threading.excepthook``: a thread the step started ended with an exception."""
+        if args.exc_type is SystemExit:  # how a thread may end on purpose
+            return
+        self.unhandled(args.exc_value if args.exc_value is not None else args.exc_type())
 
     def on_request(self, frame: dict[str, Any]) -> None:
         method, rid, args = frame.get("method"), frame.get("id"), frame.get("args")
