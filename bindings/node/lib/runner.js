@@ -68,6 +68,16 @@ async function loadStep (file) {
   }
 }
 
+/** `value` as JSON text for a report, cut at 100 characters (as the client's reports show values). */
+function shown (value) {
+  let text
+  try {
+    text = JSON.stringify(value)
+  } catch (e) {}
+  if (text === undefined) text = typeof value
+  return text.length > 100 ? `${text.slice(0, 100)}...` : text
+}
+
 /** String(read()), or `fallback` when reading or converting throws. */
 function textOf (read, fallback) {
   try {
@@ -186,18 +196,38 @@ class Worker {
     } catch (inner) {}
   }
 
+  /**
+   * A request of the parent's (its id, if any, and its method, a string,
+   * already checked by the client). What cannot be served is refused, as
+   * the parent refuses a worker's: an unknown method NOT_FOUND, a request
+   * whose answer nothing could carry (no id) or whose args do not fit
+   * INVALID_ARGUMENT, each reported on stderr.
+   */
   onRequest (frame) {
     const { method, id, args } = frame
+    if (method === 'shutdown') {
+      this.client.close('shutdown')
+      return
+    }
+    if (method !== 'invoke' && method !== 'config' && method !== 'condition') {
+      this.client.refuse(id, 'NOT_FOUND', `a request for an unknown method ${shown(method)} (the Node runner serves invoke, config, condition and shutdown)`)
+      return
+    }
+    if (id === undefined || id === null) {
+      this.client.refuse(null, 'INVALID_ARGUMENT', `a request for ${shown(method)} without an id (nothing could carry its answer)`)
+      return
+    }
+    const fits = method === 'config' || (args !== null && typeof args === 'object' && !Array.isArray(args))
+    if (!fits) {
+      this.client.refuse(id, 'INVALID_ARGUMENT', `a request for ${shown(method)} whose args are not an object (${shown(args)})`)
+      return
+    }
     if (method === 'invoke') {
-      this.invoke(id, args && typeof args === 'object' ? args : {}).catch((e) => this.internal(id, e))
+      this.invoke(id, args).catch((e) => this.internal(id, e))
     } else if (method === 'config') {
       this.answerConfig(id).catch((e) => this.internal(id, e))
-    } else if (method === 'condition') {
-      this.answerCondition(id, args && typeof args === 'object' ? args : {}).catch((e) => this.internal(id, e))
-    } else if (method === 'shutdown') {
-      this.client.close('shutdown')
-    } else if (id !== undefined && id !== null) {
-      this.client.respondError(id, 'NOT_FOUND', `the Node runner serves no method ${JSON.stringify(method)}`)
+    } else {
+      this.answerCondition(id, args).catch((e) => this.internal(id, e))
     }
   }
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import eventloop
 from .eventloop import SpinSelector, spin_budget
-from .rpc import RpcClient
+from .rpc import RpcClient, _shown
 from .state import BlockingStateManager, RpcStateManager
 
 
@@ -175,7 +175,7 @@ class Worker:
         except BaseException:  # the loop is closed, or the text cannot travel: stderr still has it
             pass
         try:
-            sys.stderr.write("motia-step: %s\n%s" % (msg, stack))
+            sys.stderr.write("motia-state: %s\n%s" % (msg, stack))
             sys.stderr.flush()
         except BaseException:
             pass
@@ -191,21 +191,38 @@ class Worker:
         self.unhandled(args.exc_value if args.exc_value is not None else args.exc_type())
 
     def on_request(self, frame: dict[str, Any]) -> None:
+        """A request of the parent's (its id and method, a string, checked by the client).
+
+        What cannot be served is refused, as the parent refuses a worker's:
+        an unknown method NOT_FOUND, a request whose answer nothing could
+        carry (no id) or whose args do not fit INVALID_ARGUMENT, each
+        reported on stderr.
+        """
         method, rid, args = frame.get("method"), frame.get("id"), frame.get("args")
-        if method == "invoke":
-            task = asyncio.ensure_future(self.invoke(rid, args if isinstance(args, dict) else {}))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        elif method == "config":
-            self.answer_config(rid)
-        elif method == "condition":
-            task = asyncio.ensure_future(self.answer_condition(rid, args if isinstance(args, dict) else {}))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        elif method == "shutdown":
+        if method == "shutdown":
             self.stop.set()
-        elif rid is not None:
-            self.client.respond_error(rid, "NOT_FOUND", "the Python runner serves no method %r" % (method,))
+            return
+        if method not in ("invoke", "config", "condition"):
+            message = (
+                "a request for an unknown method %s (the Python runner serves invoke, config, condition and shutdown)"
+            )
+            self.client.refuse(rid, "NOT_FOUND", message % _shown(method))
+            return
+        if rid is None:
+            message = "a request for %s without an id (nothing could carry its answer)" % _shown(method)
+            self.client.refuse(None, "INVALID_ARGUMENT", message)
+            return
+        if method == "config":
+            self.answer_config(rid)
+            return
+        if type(args) is not dict:
+            message = "a request for %s whose args are not an object (%s)" % (_shown(method), _shown(args))
+            self.client.refuse(rid, "INVALID_ARGUMENT", message)
+            return
+        serve = self.invoke if method == "invoke" else self.answer_condition
+        task = asyncio.ensure_future(serve(rid, args))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def answer_config(self, rid: Any) -> None:
         """Reply with the step's exported ``config`` (null when none), without running the handler."""

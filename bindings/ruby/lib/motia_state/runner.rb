@@ -173,21 +173,37 @@ module MotiaState
       @host.instance_eval(source, File.expand_path(@step_path), 1)
     end
 
+    # A request of the parent's (its id and method, a String, checked by the
+    # client). What cannot be served is refused, as the parent refuses a
+    # worker's: an unknown method NOT_FOUND, a request whose answer nothing
+    # could carry (no id) or whose args do not fit INVALID_ARGUMENT, each
+    # reported on stderr.
     def on_request(frame)
       method, id, args = frame.values_at("method", "id", "args")
+      return @client.close("shutdown") if method == "shutdown"
+
+      name = MotiaState.shown(method)
+      unless %w[invoke config condition].include?(method)
+        return @client.refuse(id, "NOT_FOUND", "a request for an unknown method #{name} " \
+                                               "(the Ruby runner serves invoke, config, condition and shutdown)")
+      end
+      if id.nil?
+        return @client.refuse(nil, "INVALID_ARGUMENT", "a request for #{name} without an id (nothing could carry its answer)")
+      end
+      if method != "config" && !args.is_a?(Hash)
+        return @client.refuse(id, "INVALID_ARGUMENT",
+                              "a request for #{name} whose args are not an object (#{MotiaState.shown(args)})")
+      end
+
       case method
       when "invoke"
-        Thread.new { invoke(id, args.is_a?(Hash) ? args : {}) }
+        Thread.new { invoke(id, args) }
       when "config"
         # Its own thread, as a condition's: a config method that calls the
         # parent would otherwise wait for a reply that only this thread reads.
         Thread.new { answer_config(id) }
-      when "condition"
-        Thread.new { answer_condition(id, args.is_a?(Hash) ? args : {}) }
-      when "shutdown"
-        @client.close("shutdown")
       else
-        @client.respond_error(id, "NOT_FOUND", "the Ruby runner serves no method #{method.inspect}") unless id.nil?
+        Thread.new { answer_condition(id, args) }
       end
     end
 
