@@ -144,10 +144,9 @@ class Worker:
             self.selector.watched = self.client.in_flight  # spin only while a reply is due
         self.state = RpcStateManager(self.client)
         self.tasks: set = set()
-        # Errors nothing handles (a task's exception nobody retrieves, a loop
-        # callback that raises, a thread's exception) are logged as the step's.
+        # Errors nothing handles on the loop (a task's exception nobody
+        # retrieves, a callback that raises) are logged as the step's.
         loop.set_exception_handler(self.on_loop_error)
-        threading.excepthook = self.on_thread_error
         await self.client.start()
         closed = asyncio.ensure_future(self.client.closed.wait())
         stopped = asyncio.ensure_future(self.stop.wait())
@@ -168,9 +167,10 @@ class Worker:
         step_file = os.path.abspath(self.step_path)
         msg = "%s: an error nothing handled: %s" % (step_file, message)
         record = {"level": "error", "msg": msg, "stepFile": step_file, "error": message, "stack": stack}
+        client = getattr(self, "client", None)  # none yet while the step loads
         try:
-            if not self.client.closed.is_set():
-                self.client.notify("log", record)
+            if client is not None and not client.closed.is_set():
+                client.notify("log", record)
                 return
         except BaseException:  # the loop is closed, or the text cannot travel: stderr still has it
             pass
@@ -374,6 +374,8 @@ def main(argv: Any) -> int:
     os.close(devnull)
     sys.stdout = sys.stderr
     worker = Worker(argv[1], read_fd, write_fd)
+    # Set before the step loads, so that a hook the step sets itself wins.
+    threading.excepthook = worker.on_thread_error
     try:
         worker.module = load_step(argv[1])
     except BaseException as e:  # reported to the parent as the invoke's failure
