@@ -188,7 +188,7 @@ class Worker:
         """``threading.excepthook``: a thread the step started ended with an exception."""
         if args.exc_type is SystemExit:  # how a thread may end on purpose
             return
-        self.unhandled(args.exc_value if args.exc_value is not None else args.exc_type())
+        self.unhandled(args.exc_value, getattr(args.exc_type, "__name__", "an exception"))
 
     def on_request(self, frame: dict[str, Any]) -> None:
         """A request of the parent's (its id and method, a string, checked by the client).
