@@ -551,32 +551,39 @@ async def until_signalled(command: Command, args: argparse.Namespace, out: Outpu
     """Run ``command``; SIGINT or SIGTERM cancels it, so its workers are killed and its store closed.
 
     The signals stay caught until that cleanup is over: a second Ctrl-C
-    cannot cut it short.
+    cannot cut it short. A signal that comes once the command has returned
+    its exit code changes nothing: the work is done, and the code stands.
     """
     import anyio
 
+    from ._stop import receiver
+
     received: int | None = None
     code = EXIT_INTERRUPTED
+    completed = False
     failure: Exception | None = None  # raised after the task group, not as a group
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with anyio.create_task_group() as tg:
-            work = anyio.CancelScope()
+    async with receiver() as signals, anyio.create_task_group() as tg:
+        work = anyio.CancelScope()
 
-            async def watch() -> None:
-                nonlocal received
-                async for signum in signals:
-                    if received is None:
-                        received = signum
-                    work.cancel()
+        async def watch() -> None:
+            nonlocal received
+            async for signum in signals:
+                if completed:
+                    return
+                if received is None:
+                    received = signum
+                work.cancel()
 
-            tg.start_soon(watch)
-            with work:
-                try:
-                    code = await command(args, out)
-                except Exception as e:
-                    failure = e
-            tg.cancel_scope.cancel()
-    if received is not None:
+        tg.start_soon(watch)
+        with work:
+            try:
+                code = await command(args, out)
+                completed = True
+            except Exception as e:
+                failure = e
+                completed = not work.cancel_called
+        tg.cancel_scope.cancel()
+    if received is not None and not completed:
         raise Interrupted(received)
     if failure is not None:
         raise failure
