@@ -337,12 +337,30 @@ def check_store_url(
         )
     if config["adapter"] == "redis":
         _check_redis_url(config.get("url", ""), option)
+    if config["adapter"] == "file":
+        config["present"] = _check_file_path(config["path"], url, option)
     if config["adapter"] == "redis" and args.backend == "trio":
         raise CliError(
             "the Redis adapter needs asyncio (it uses redis-py's asyncio client); --backend trio cannot use it",
             hint="drop --backend trio, or use a memory: or file: store under trio",
         )
     return config
+
+
+def _check_file_path(path: str, url: str, option: str) -> bool:
+    """Whether a file store is at ``path``; a usage error when the path can never be a store."""
+    from ..adapters.factory import check_file_store_path
+
+    try:
+        return check_file_store_path(path)
+    except InvalidArgumentError as e:
+        raise CliError(
+            f"{option} {redacted(url)}: {e.message.removeprefix('path: ')}",
+            hint=_FILE_PATH_HINT,
+        ) from None
+
+
+_FILE_PATH_HINT = "give a store's folder (file:PATH), or a path where a new folder can be created"
 
 
 def _check_redis_url(url: str, option: str) -> None:
@@ -384,15 +402,17 @@ async def open_store(
     from ..manager import StateManager
 
     config = check_store_url(url, args, refuse_memory=refuse_memory, option=option)
-    if existing and config["adapter"] == "file" and not Path(config["path"]).exists():
+    if existing and config["adapter"] == "file" and not config["present"]:
+        what = ": the folder holds none" if Path(config["path"]).is_dir() else ""
         raise CliError(
-            f"{option} {redacted(url)}: no store there (nothing was created)",
+            f"{option} {redacted(url)}: no store there{what} (nothing was created)",
             hint="check the path; a command that writes (state set, import, dev) creates the store",
         )
     try:
         adapter = create_state_adapter(url)
     except InvalidArgumentError as e:
-        raise CliError(f"{option} {redacted(url)}: {e.message}") from None
+        hint = _FILE_PATH_HINT if config["adapter"] == "file" else ""
+        raise CliError(f"{option} {redacted(url)}: {e.message.removeprefix('path: ')}", hint=hint) from None
     manager = StateManager(adapter, metrics=metrics)
     manager.add_observer(log_operation)
     async with manager:

@@ -242,7 +242,7 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
 async def export_store(args: argparse.Namespace, out: Output) -> int:
     """Write the header, each entry, and the footer over the entry lines' bytes."""
     groups = [g for g in args.groups.split(",") if g] if args.groups else None
-    async with open_store(args.state, args) as manager:
+    async with open_store(args.state, args, existing=True) as manager:
         total = await _count(manager, groups)
         digest = hashlib.sha256()
         count = 0
