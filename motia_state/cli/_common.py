@@ -162,10 +162,32 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
-def parse_json(text: str, what: str) -> Any:
-    """``text`` as strict JSON (no NaN or Infinity); bad JSON is a usage error naming ``what``."""
+def _int(what: str) -> Callable[[str], int]:
+    """A JSON integer's text as an int; one longer than any value may hold is LIMIT_EXCEEDED naming ``what``."""
+    from ..values import MAX_INT_DIGITS
+
+    def parse(text: str) -> int:
+        if len(text) > MAX_INT_DIGITS:
+            raise CliError(
+                f"{what}: an integer of {len(text)} characters: values hold integers of at most {MAX_INT_DIGITS}",
+                code="LIMIT_EXCEEDED",
+                hint="give the number as a string, or a smaller one",
+            )
+        return int(text)
+
+    return parse
+
+
+def parse_json(text: str, what: str, source: str | None = None) -> Any:
+    """``text`` as strict JSON (no NaN or Infinity); bad JSON is a usage error naming ``what``.
+
+    ``source`` names where the text came from (a file, standard input) when
+    it was not the argument itself.
+    """
+    if source is not None and not text.strip():
+        raise CliError(f"{what}: {source} is empty", hint="give a JSON value, e.g. '{\"points\": 5}'")
     try:
-        return json.loads(text, parse_constant=_not_json)
+        return json.loads(text, parse_constant=_not_json, parse_int=_int(what))
     except ValueError as e:
         raise CliError(f"{what}: not valid JSON: {e}", hint="give a JSON value, e.g. '{\"points\": 5}'") from None
     except RecursionError:
@@ -198,11 +220,18 @@ def read_text_arg(text: str, what: str) -> str:
         ) from None
 
 
+def text_source(text: str) -> str | None:
+    """Where ``read_text_arg`` reads ``text`` from: a file, standard input, or None for the text itself."""
+    if not text.startswith("@"):
+        return None
+    return "standard input" if text == "@-" else text[1:]
+
+
 def parse_data(text: str | None) -> Any:
     """``--data JSON|@FILE|@-``: the step's input (None when not given)."""
     if text is None:
         return None
-    return parse_json(read_text_arg(text, "--data"), "--data")
+    return parse_json(read_text_arg(text, "--data"), "--data", text_source(text))
 
 
 class Output:
@@ -364,12 +393,17 @@ _FILE_PATH_HINT = "give a store's folder (file:PATH), or a path where a new fold
 
 
 def _check_redis_url(url: str, option: str) -> None:
-    """A database that is not a number would silently be database 0: refuse it."""
+    """A URL that cannot be read, or a database that is not a number (it would silently be database 0): refuse it."""
     from urllib.parse import urlsplit
 
     if not url.startswith("redis"):
         return
-    path = urlsplit(url).path.strip("/")
+    unreadable = f"{option} {redacted(url)}: not a URL that can be read"
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise CliError(f"{unreadable}: {e}", hint="write it as redis://HOST:PORT/DB") from None
+    path = parts.path.strip("/")
     if "@" in path:  # the authority ended at a / of the user name or password: the rest reads as the path
         raise CliError(
             f"{option} {redacted(url)}: a / before the @ ends the host part of a URL",
@@ -380,6 +414,10 @@ def _check_redis_url(url: str, option: str) -> None:
             f"{option} {redacted(url)}: the database {path!r} is not a number",
             hint="give the database as a number: redis://HOST:PORT/0",
         )
+    try:
+        parts.port  # noqa: B018 (raises for a port that is not a number in range)
+    except ValueError as e:
+        raise CliError(f"{unreadable}: {e}", hint="write it as redis://HOST:PORT/DB") from None
 
 
 @contextlib.asynccontextmanager
