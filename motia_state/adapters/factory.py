@@ -145,7 +145,15 @@ def check_file_store_path(path: str) -> bool:
         return False  # not allowed to look: opening the store says why
     if not stat.S_ISDIR(mode):
         raise InvalidArgumentError(f"path: {path} is {_kind(mode)}, not a directory ({_STORE_PATH})")
-    return (target / "log").exists() or (target / "snapshot").exists()
+    for name in ("log", "snapshot"):
+        try:
+            os.stat(target / name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return True  # not allowed to look inside: a store may well be there, and failing to open it is UNAVAILABLE
+        return True
+    return False
 
 
 def _check_ancestors(target: Path, path: str) -> None:
