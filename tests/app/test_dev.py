@@ -195,7 +195,8 @@ def test_with_a_token_the_workbench_needs_the_bearer_and_the_api_does_not(tmp_pa
 
 def test_an_unreachable_store_exits_3_before_serving(tmp_path: Path) -> None:
     root = make_app(tmp_path / "app")
-    broken = tmp_path / "store"  # a store that is there, but whose lock file cannot be opened (a folder is in its place)
+    # A store that is there, but whose lock file cannot be opened (a folder is in its place).
+    broken = tmp_path / "store"
     (broken / "lock").mkdir(parents=True)
     (broken / "log").write_bytes(b"")
     for state in (f"file:{broken}", "redis://127.0.0.1:1/0"):
