@@ -82,15 +82,27 @@ class ApiTrigger(msgspec.Struct, tag="api", tag_field="type", forbid_unknown_fie
 
     @property
     def route(self) -> str:
-        """The path in Starlette's syntax: ``/users/{id}``."""
+        """The path in Starlette's syntax, without a trailing slash (it is optional): ``/users/{id}``."""
         return "/".join(
-            "{" + m.group(1) + "}" if (m := _PATH_PARAM.match(part)) else part for part in self.path.split("/")
+            "{" + m.group(1) + "}" if (m := _PATH_PARAM.match(part)) else part
+            for part in _unslashed(self.path).split("/")
         )
 
     @property
     def shape(self) -> tuple[str, str]:
         """(method, path with every parameter anonymous): two routes that would collide share it."""
-        return self.method, "/".join(":" if _PATH_PARAM.match(part) else part for part in self.path.split("/"))
+        anonymous = (":" if _PATH_PARAM.match(part) else part for part in _unslashed(self.path).split("/"))
+        return self.method, "/".join(anonymous)
+
+    @property
+    def precedence(self) -> tuple[tuple[int, str], ...]:
+        """The order routes are tried in: per segment, a fixed one before a parameter (``/users/me`` first)."""
+        return tuple((1, "") if _PATH_PARAM.match(part) else (0, part) for part in _unslashed(self.path).split("/"))
+
+
+def _unslashed(path: str) -> str:
+    """``path`` without its trailing slash (``/`` stays ``/``): a request matches with or without one."""
+    return path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
 class CronTrigger(msgspec.Struct, tag="cron", tag_field="type", forbid_unknown_fields=True, frozen=True):

@@ -1,0 +1,185 @@
+"""API routes matched and answered as Motia's (Express's default router) are: slashes, methods, body types."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+import motia_state as ms
+from motia_state.app import App, ConfigError
+from motia_state.app.http import response_for
+
+from .test_app import write
+
+ROUTES = {
+    "files.step.py": """
+        config = {"name": "Files", "triggers": [
+            {"type": "api", "method": "GET", "path": "/files/:name"},
+            {"type": "api", "method": "GET", "path": "/dirs/:name/"},
+        ]}
+
+        def handler(req, ctx):
+            return {"params": req["pathParams"], "path": req["path"]}
+    """,
+    "me.step.py": """
+        config = {"name": "Me", "triggers": [{"type": "api", "method": "GET", "path": "/users/me"}]}
+
+        def handler(req, ctx):
+            return {"me": True}
+    """,
+    # A name that sorts first, on a parameter route that also takes /users/me.
+    "a_user.step.py": """
+        config = {"name": "AUser", "triggers": [
+            {"type": "api", "method": "GET", "path": "/users/:id"},
+            {"type": "api", "method": "DELETE", "path": "/users/:id"},
+        ]}
+
+        def handler(req, ctx):
+            return {"id": req["pathParams"]["id"], "method": req["method"]}
+    """,
+    "echo.step.py": """
+        config = {"name": "Echo", "triggers": [
+            {"type": "api", "method": "POST", "path": "/echo"},
+            {"type": "api", "method": "PUT", "path": "/echo"},
+        ]}
+
+        def handler(req, ctx):
+            return {"body": req["body"]}
+    """,
+    "list.step.py": """
+        config = {"name": "List", "triggers": [{"type": "api", "method": "GET", "path": "/echo"}]}
+
+        def handler(req, ctx):
+            return []
+    """,
+}
+
+
+def client_for(app: App) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app.asgi), base_url="http://app")
+
+
+async def test_a_trailing_slash_is_optional_on_every_route_and_request(tmp_path: Path) -> None:
+    root = write(tmp_path, ROUTES)
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app, client_for(app) as client:
+        for url, params in [
+            ("/files/x", {"name": "x"}),
+            ("/files/x/", {"name": "x"}),
+            ("/files/a%2Fb", {"name": "a/b"}),
+            ("/files/a%2Fb/", {"name": "a/b"}),
+            ("/files/a%2F/", {"name": "a/"}),  # the encoded slash stays in the parameter
+            ("/dirs/y", {"name": "y"}),
+            ("/dirs/y/", {"name": "y"}),
+        ]:
+            r = await client.get(url)
+            assert r.status_code == 200, (url, r.status_code, r.text)  # answered, not redirected
+            assert r.json()["params"] == params, url
+        assert (await client.post("/echo/", json={"a": 1})).json() == {"body": {"a": 1}}
+        for url in ("/files/", "/files//", "/files/a/b"):
+            assert (await client.get(url)).status_code == 404, url
+
+
+async def test_a_fixed_segment_wins_over_a_parameter_whatever_the_file_order(tmp_path: Path) -> None:
+    root = write(tmp_path, ROUTES)
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app, client_for(app) as client:
+        assert (await client.get("/users/me")).json() == {"me": True}
+        assert (await client.get("/users/7")).json() == {"id": "7", "method": "GET"}
+        assert (await client.delete("/users/me")).json() == {"id": "me", "method": "DELETE"}
+
+
+async def test_405_names_every_method_served_at_the_path_and_options_answers_204(tmp_path: Path) -> None:
+    root = write(tmp_path, ROUTES)
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app, client_for(app) as client:
+        for path in ("/echo", "/echo/"):
+            r = await client.delete(path)
+            assert r.status_code == 405 and r.json()["code"] == "METHOD_NOT_ALLOWED"
+            assert r.headers["allow"] == "GET, HEAD, POST, PUT", path
+            r = await client.options(path)
+            assert r.status_code == 204 and r.headers["allow"] == "GET, HEAD, POST, PUT", path
+        r = await client.post("/users/me")
+        assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET, HEAD"
+        assert (await client.options("/nowhere")).status_code == 404
+
+
+async def test_two_routes_that_differ_by_a_trailing_slash_are_a_config_error(tmp_path: Path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "a.step.py": "config = {'name': 'A', 'triggers': [{'type': 'api', 'method': 'GET', 'path': '/x/:id'}]}\n",
+            "b.step.py": "config = {'name': 'B', 'triggers': [{'type': 'api', 'method': 'GET', 'path': '/x/:k/'}]}\n",
+        },
+    )
+    with pytest.raises(ConfigError, match=r"b\.step\.py: config\.triggers\[0\]: GET /x/:k/ is already served by"):
+        async with App.from_directory(root, state=ms.MemoryStateAdapter()):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("content_type", "sent", "body"),
+    [
+        (
+            "application/x-www-form-urlencoded",
+            b"a=1&b=%C3%A9&a=3&sp=x+y&e=",
+            {"a": ["1", "3"], "b": "é", "sp": "x y", "e": ""},
+        ),
+        ("application/x-www-form-urlencoded; charset=latin-1", b"b=%E9", {"b": "é"}),
+        ("text/plain", b'{"not": "parsed"}', '{"not": "parsed"}'),
+        ("text/csv; charset=latin-1", "é,1".encode("latin-1"), "é,1"),
+        ("application/json", b'{"a": [1]}', {"a": [1]}),
+        ("application/vnd.api+json", b"[1]", [1]),
+        (None, b'{"a": 1}', {"a": 1}),
+        ("text/plain", b"", None),
+    ],
+)
+async def test_a_body_is_read_by_its_content_type(
+    tmp_path: Path, content_type: str | None, sent: bytes, body: object
+) -> None:
+    root = write(tmp_path, ROUTES)
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app, client_for(app) as client:
+        headers = {"content-type": content_type} if content_type else {}
+        r = await client.post("/echo", content=sent, headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"body": body}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "sent", "says"),
+    [
+        ("application/json", b"{oops", "the request body is not JSON"),
+        ("application/octet-stream", b"\x00\xff", "(Content-Type: application/octet-stream) is not JSON"),
+        ("text/plain", b"\xe9", "text body is not utf-8 text"),
+        ("application/x-www-form-urlencoded", b"a=%E9", "form body is not utf-8 text"),
+        ("text/plain; charset=nope", b"x", "unknown encoding"),
+    ],
+)
+async def test_a_body_that_does_not_read_as_its_type_is_a_clear_400(
+    tmp_path: Path, content_type: str, sent: bytes, says: str
+) -> None:
+    root = write(tmp_path, ROUTES)
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app, client_for(app) as client:
+        r = await client.post("/echo", content=sent, headers={"content-type": content_type})
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_ARGUMENT", r.text
+        assert says in r.json()["error"]
+
+
+def test_a_string_body_with_a_content_type_that_is_not_json_is_sent_as_it_is() -> None:
+    r = response_for({"status": 200, "headers": {"Content-Type": "text/html"}, "body": "<h1>é</h1>"})
+    assert r.body == "<h1>é</h1>".encode() and r.headers["content-type"] == "text/html"
+    r = response_for({"status": 200, "headers": {"content-type": "text/csv; charset=latin-1"}, "body": "é"})
+    assert r.body == b"\xe9" and r.headers.getlist("content-type") == ["text/csv; charset=latin-1"]
+    # JSON stays JSON: a string body without a type, or with a JSON one, is a JSON string.
+    assert response_for({"status": 200, "body": "plain"}).body == b'"plain"'
+    r = response_for({"status": 200, "headers": {"content-type": "application/json"}, "body": "plain"})
+    assert r.body == b'"plain"' and r.headers.getlist("content-type") == ["application/json"]
+    r = response_for({"status": 200, "headers": {"content-type": "text/plain; charset=ascii"}, "body": "é"})
+    assert r.status_code == 500 and "cannot be sent as ascii" in json.loads(bytes(r.body))["error"]
+
+
+def test_a_header_given_as_a_list_is_sent_as_one_line_per_value() -> None:
+    r = response_for({"status": 200, "headers": {"Set-Cookie": ["a=1", "b=2"], "X-One": 1}, "body": {}})
+    assert r.headers.getlist("set-cookie") == ["a=1", "b=2"] and r.headers["x-one"] == "1"
+    r = response_for({"status": 200, "headers": {"Set-Cookie": ["a=1", {"b": 2}]}})
+    assert r.status_code == 500 and "lists of strings" in json.loads(bytes(r.body))["error"]
