@@ -470,3 +470,37 @@ def test_token_in_the_fragment_opens_a_session_and_leaves_the_address_bar(browse
         cookie = browser.get_cookie("motia_session")
         assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert "s3cret" not in cookie["value"]
+
+
+def test_a_diff_of_large_values_stays_bounded_and_folds_what_did_not_change(page: Any, store: Path) -> None:
+    # A line-by-line table of two large values would take the tab's memory:
+    # past a bound the differing part shows as removed then added, and long
+    # unchanged runs fold to a few lines of context.
+    async def fill(a: ms.StateAdapter) -> None:
+        await a.set("big", "list", list(range(5000)))
+        await a.push("big", "list", "new")
+        await a.set("big", "other", [f"a{i}" for i in range(2100)])
+        await a.set("big", "other", [f"b{i}" for i in range(2100)])
+
+    write(store, fill)
+    page.refresh()
+    wait_for(page, lambda d: "list" in keys_shown(d), what="the new entries")
+    for key in ("list", "other"):
+        page.execute_script(
+            "[...document.querySelectorAll('tr.entry')].find(r => r.dataset.group === 'big' && r.dataset.key === arguments[0]).click()",
+            key,
+        )
+        wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 2, what=f"the history of {key}")
+        page.execute_script("document.querySelectorAll('#timeline li')[1].click()")
+        wait_for(page, lambda d: d.find_element(CSS, "#h-diff-box").is_displayed(), timeout=60)
+        spans = page.execute_script(
+            "return [...document.querySelectorAll('#h-diff span')].map(s => [s.className, s.textContent])"
+        )
+        if key == "list":
+            changed = [(c, " ".join(t.split())) for c, t in spans if c in ("del", "add")]
+            assert changed == [("del", "- 4999"), ("add", "+ 4999,"), ("add", '+ "new"')]
+            assert [t.strip() for c, t in spans if "fold" in c] == ["… 4997 unchanged lines"]
+            assert len(spans) < 20
+        else:
+            assert any("too large to compare line by line" in t for _, t in spans)
+            assert sum(c == "del" for c, _ in spans) == 2100 and sum(c == "add" for c, _ in spans) == 2100

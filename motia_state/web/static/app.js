@@ -516,22 +516,57 @@ function pickChange(i) {
   $("#h-restore-result").textContent = "";
 }
 
-// Line diff (longest common subsequence): "-" lines only in a, "+" lines only in b.
-function renderDiff(pre, a, b) {
-  const x = a.split("\n"), y = b ? b.split("\n") : [];
-  const n = x.length, m = y.length;
-  const table = Array.from({ length: n + 1 }, () => new Array(m + 1).fill(0));
-  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--)
-    table[i][j] = x[i] === y[j] ? table[i + 1][j + 1] + 1 : Math.max(table[i + 1][j], table[i][j + 1]);
-  pre.textContent = "";
-  let i = 0, j = 0;
-  const line = (cls, sign, text) => pre.append(el("span", { class: cls, text: sign + " " + text + "\n" }));
-  while (i < n || j < m) {
-    if (i < n && j < m && x[i] === y[j]) { line("same", " ", x[i]); i++; j++; }
-    else if (i < n && (j === m || table[i + 1][j] >= table[i][j + 1])) { line("del", "-", x[i]); i++; }
-    else { line("add", "+", y[j]); j++; }
+// Line diff: the common first and last lines are set aside, then a longest common subsequence
+// of the rest, when its table fits DIFF_CELLS (a table of every line of two large values would
+// take the tab's memory); past that the rest shows as removed, then added. Long unchanged runs
+// fold to their first and last DIFF_CONTEXT lines.
+const DIFF_CELLS = 4000000, DIFF_CONTEXT = 3;
+function diffLines(x, y) {
+  let head = 0;
+  while (head < x.length && head < y.length && x[head] === y[head]) head++;
+  let tail = 0;
+  while (tail < x.length - head && tail < y.length - head && x[x.length - 1 - tail] === y[y.length - 1 - tail]) tail++;
+  const a = x.slice(head, x.length - tail), b = y.slice(head, y.length - tail);
+  const out = x.slice(0, head).map((t) => ["same", t]);
+  const n = a.length, m = b.length;
+  const exact = (n + 1) * (m + 1) <= DIFF_CELLS;
+  if (!exact) {
+    for (const t of a) out.push(["del", t]);
+    for (const t of b) out.push(["add", t]);
+  } else {
+    const table = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+    for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--)
+      table[i][j] = a[i] === b[j] ? table[i + 1][j + 1] + 1 : Math.max(table[i + 1][j], table[i][j + 1]);
+    let i = 0, j = 0;
+    while (i < n || j < m) {
+      if (i < n && j < m && a[i] === b[j]) { out.push(["same", a[i]]); i++; j++; }
+      else if (i < n && (j === m || table[i + 1][j] >= table[i][j + 1])) { out.push(["del", a[i]]); i++; }
+      else { out.push(["add", b[j]]); j++; }
+    }
   }
-  if (a === b) pre.prepend(el("span", { class: "muted", text: "(identical to the current value)\n" }));
+  for (const t of x.slice(x.length - tail)) out.push(["same", t]);
+  return { lines: out, exact };
+}
+function renderDiff(pre, a, b) {
+  const { lines, exact } = diffLines(a.split("\n"), b ? b.split("\n") : []);
+  pre.textContent = "";
+  const line = (cls, sign, text) => pre.append(el("span", { class: cls, text: sign + " " + text + "\n" }));
+  if (a === b) line("muted", "", "(identical to the current value)");
+  if (!exact) line("muted", "", "(too large to compare line by line: the differing part shows as removed, then added)");
+  for (let i = 0; i < lines.length;) {
+    let run = i;
+    while (run < lines.length && lines[run][0] === "same") run++;
+    if (run - i > 2 * DIFF_CONTEXT + 1) {
+      const keepHead = i === 0 ? 0 : DIFF_CONTEXT, keepTail = run === lines.length ? 0 : DIFF_CONTEXT;
+      for (let k = i; k < i + keepHead; k++) line("same", " ", lines[k][1]);
+      line("muted fold", "", `… ${run - i - keepHead - keepTail} unchanged lines`);
+      for (let k = run - keepTail; k < run; k++) line("same", " ", lines[k][1]);
+      i = run;
+      continue;
+    }
+    for (; i < run; i++) line("same", " ", lines[i][1]);
+    if (i < lines.length) { const [cls, t] = lines[i]; line(cls, cls === "del" ? "-" : "+", t); i++; }
+  }
 }
 
 async function restore() {
