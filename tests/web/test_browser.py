@@ -8,7 +8,10 @@ skips with the reason; with CI=true it fails.
 from __future__ import annotations
 
 import asyncio
+import functools
+import http.server
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -504,3 +507,33 @@ def test_a_diff_of_large_values_stays_bounded_and_folds_what_did_not_change(page
         else:
             assert any("too large to compare line by line" in t for _, t in spans)
             assert sum(c == "del" for c, _ in spans) == 2100 and sum(c == "add" for c, _ in spans) == 2100
+
+
+def test_a_page_of_another_site_cannot_frame_the_workbench(browser: Any, store: Path, tmp_path: Path) -> None:
+    # Framed, the page's own requests would carry its own Origin: a page of
+    # another site (here another port: another origin) could lay it under its
+    # buttons and have a person click "delete" unawares. The browser must
+    # refuse to show it in a frame.
+    with WorkbenchServer(f"file:{store}") as server:
+        (tmp_path / "evil.html").write_text(
+            f'<iframe id="f" src="{server.url}" onload="window.framed = true"></iframe>'
+        )
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+        other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=other.serve_forever, daemon=True)
+        thread.start()
+        try:
+            browser.get(f"http://127.0.0.1:{other.server_address[1]}/evil.html")
+            wait_for(browser, lambda d: d.execute_script("return window.framed === true"), what="the frame's load")
+            browser.switch_to.frame(browser.find_element(CSS, "#f"))
+            try:
+                assert browser.find_elements(CSS, "#rows") == [], "the workbench showed inside another site's frame"
+            finally:
+                browser.switch_to.default_content()
+        finally:
+            other.shutdown()
+            other.server_close()
+            thread.join(10)
+        # Opened directly, it works as ever.
+        browser.get(server.url)
+        wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the list")

@@ -581,3 +581,12 @@ async def test_a_bad_group_name_is_reported_as_the_groupId_it_was_sent_as() -> N
             "/__motia/state", content=json.dumps({"groupId": "g\u0000", "key": "k", "value": 1}), headers=J
         )
         assert r.status_code == 400 and r.json()["error"].startswith("groupId "), r.json()
+
+
+async def test_the_page_refuses_to_be_framed_by_another_site() -> None:
+    # Framed by another site, the page's own requests would pass the Origin check (clickjacking).
+    async with client_for(ms.StateManager(ms.MemoryStateAdapter())) as c:
+        r = await c.get("/__motia/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
