@@ -537,3 +537,14 @@ def test_a_page_of_another_site_cannot_frame_the_workbench(browser: Any, store: 
         # Opened directly, it works as ever.
         browser.get(server.url)
         wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the list")
+
+
+def test_a_fragment_that_is_not_percent_encoded_does_not_stop_the_page(browser: Any, store: Path) -> None:
+    # "#100%" cannot be decoded: the page must start all the same, with or without a token.
+    with WorkbenchServer(f"file:{store}") as server:
+        browser.get(server.url + "#100%")
+        wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the list")
+    with WorkbenchServer(f"file:{store}", token="t%1") as server:
+        browser.delete_all_cookies()
+        browser.get(server.base + "/__motia/#t%1")  # the token as typed, not encoded
+        wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the list behind the session cookie")

@@ -890,7 +890,8 @@ async function start() {
 }
 
 async function tokenFromFragment() {
-  const fragment = decodeURIComponent(location.hash.slice(1));
+  let fragment = location.hash.slice(1);
+  try { fragment = decodeURIComponent(fragment); } catch { /* not percent-encoded: taken as it is */ }
   if (fragment && window.MOTIA_TOKEN_NEEDED) {
     history.replaceState(null, "", location.pathname + location.search); // the token leaves the address bar
     await openSession(fragment);
