@@ -548,3 +548,22 @@ def test_a_fragment_that_is_not_percent_encoded_does_not_stop_the_page(browser: 
         browser.delete_all_cookies()
         browser.get(server.base + "/__motia/#t%1")  # the token as typed, not encoded
         wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the list behind the session cookie")
+
+
+def test_new_entry_creates_and_never_replaces_an_existing_one(page: Any, store: Path) -> None:
+    def create(group: str, key: str, value: str) -> None:
+        if not page.find_element(CSS, "#new-entry").is_displayed():
+            click(page, "#new-entry-toggle")
+        for selector, text in (("#ne-group", group), ("#ne-key", key), ("#ne-value", value)):
+            field = page.find_element(CSS, selector)
+            field.clear()
+            field.send_keys(text)
+        page.find_element(CSS, "#ne-value").submit()
+
+    create("users", "carol", '{"name": "Carol"}')
+    wait_for(page, lambda d: d.find_element(CSS, "#d-key").text == "carol", what="the new entry opened")
+    assert write(store, lambda a: a.get("users", "carol")) == {"name": "Carol"}
+    # A person who does not see that alice exists (another page of the list, a step that just wrote it).
+    create("users", "alice", '{"name": "Mallory"}')
+    wait_for(page, lambda d: "already exists" in d.find_element(CSS, "#ne-error").text, what="the refusal")
+    assert write(store, lambda a: a.get("users", "alice")) == {"name": "Alice", "score": 120, "tags": ["vip"]}

@@ -347,18 +347,32 @@ function editorChanged() {
   $("#d-save").disabled = !valid || ed.value === detail.baseText;
 }
 
+// A set that never overwrites blindly: against the version the value was read at, or, for an
+// entry that was missing then, only while it still is (a check and the set in one transaction).
+// Answers as a guarded set does: 409 CONFLICT with the current value when the guard failed.
+async function guardedSet(g, k, value, version) {
+  if (version) return api("POST", "state", { groupId: g, key: k, value, expectedVersion: version });
+  const operations = [{ type: "check", key: k, op: "missing" }, { type: "set", key: k, value }];
+  const r = await api("POST", "state", { groupId: g, key: k, operation: "transaction", value: { operations } });
+  if (!r.ok) return r;
+  const t = r.body.result;
+  if (t.success) return { ok: true, status: 200, body: { groupId: g, key: k, value: t.results[1], version: null } };
+  if (t.code !== "CONFLICT") return { ok: false, status: 400, body: { code: t.code, error: t.error } };
+  const now = await fetchEntry(g, k);
+  const current = now.entry ? { value: now.entry.value, version: now.entry.version } : null;
+  return { ok: false, status: 409, body: { code: "CONFLICT", error: `${k} was created meanwhile`, current } };
+}
+
 async function save(version) {
   const e = detail.entry;
   let value;
   try { value = JSON.parse($("#d-editor").value); } catch { return; }
-  const body = { groupId: e.groupId, key: e.key, value };
-  if (version) body.expectedVersion = version;
-  const r = await api("POST", "state", body);
+  const r = await guardedSet(e.groupId, e.key, value, version);
   const out = $("#d-save-result");
   if (r.ok) {
     $("#conflict").hidden = true;
     out.className = "ok";
-    out.textContent = "Saved (version " + r.body.version + ").";
+    out.textContent = r.body.version ? "Saved (version " + r.body.version + ")." : "Saved.";
     await loadEntry(e.groupId, e.key, true);
   } else if (r.status === 409 && r.body && "current" in r.body) {
     out.className = "bad";
@@ -571,9 +585,7 @@ function renderDiff(pre, a, b) {
 
 async function restore() {
   const e = detail.entry;
-  const body = { groupId: e.groupId, key: e.key, value: restoredValue(detail.picked) };
-  if (e.version) body.expectedVersion = e.version;
-  const r = await api("POST", "state", body);
+  const r = await guardedSet(e.groupId, e.key, restoredValue(detail.picked), e.version);
   const out = $("#h-restore-result");
   out.className = r.ok ? "ok" : "bad";
   out.textContent = r.ok ? "Restored." : r.status === 409 ? "Not restored: the entry changed meanwhile; look again." : "Not restored: " + errText(r);
@@ -828,7 +840,8 @@ async function createEntry(ev) {
   let value;
   try { value = JSON.parse($("#ne-value").value); } catch (e) { $("#ne-error").textContent = "Value: not valid JSON"; return; }
   const g = $("#ne-group").value, k = $("#ne-key").value;
-  const r = await api("POST", "state", { groupId: g, key: k, value });
+  const r = await guardedSet(g, k, value, null); // a new entry never replaces one that exists
+  if (r.status === 409) { $("#ne-error").textContent = `${g} / ${k} already exists: open it to edit it.`; return; }
   if (!r.ok) { $("#ne-error").textContent = errText(r); return; }
   $("#ne-error").textContent = "";
   $("#new-entry").hidden = true;
