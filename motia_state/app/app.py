@@ -19,7 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -38,7 +38,7 @@ from ..manager import StateManager
 from ..runtime import WorkerPool
 from ..web.endpoints import EventStreams
 from ..web.responses import EXCEPTION_HANDLERS
-from .config import StepConfig
+from .config import StepConfig, check_app
 from .cron import CronScheduler
 from .discovery import ConfigLoader, Registry, StateTriggerSpec, StepRecord
 from .events import DeadLetter, Delivery, EventRouter
@@ -323,22 +323,37 @@ class App:
         return await self._invoke(self._step(name), "manual", data, trace_id or _new_trace(), 0)
 
     async def reload(self) -> Registry:
-        """Read the configs again (changed files only) and switch to them if they are all valid.
+        """Read the configs again (changed files only) and switch to them.
 
-        Returns the registry that was read: when it has errors the app keeps
-        serving the previous version and the errors are in its ``errors``.
+        A step file whose config does not load or validate keeps its last
+        good config (it is left out when it has none), and every other
+        change is taken: a half-edited file does not hold back a step added,
+        changed or removed beside it. When what would be served does not
+        hold together (a kept config and a new one claim one name or one
+        route) nothing changes. Returns the registry that was read, with
+        its errors in ``errors``.
         """
         registry = await self._loader.load(self._require_pool())
-        if registry.errors:
+        installed = registry if not registry.errors else self._with_last_good(registry)
+        if installed is None:
             return registry
         old_triggers = {spec.name: spec.trigger for spec in self.triggers}
-        self._install(registry)
+        self._install(installed)
         new_triggers = {spec.name: spec.trigger for spec in self.triggers}
         if old_triggers != new_triggers and self.trigger_runner is not None:
             log.warning("state triggers changed: they take effect at the next start")
         return registry
 
     # -- internals ----------------------------------------------------------------
+
+    def _with_last_good(self, registry: Registry) -> Registry | None:
+        """``registry`` with the current config of each file that now fails; None when they clash."""
+        failing = {error.file for error in registry.errors}
+        kept = [step for step in self.registry.steps.values() if step.config.file in failing]
+        steps = [*registry.steps.values(), *kept]
+        if check_app(step.config for step in steps):
+            return None
+        return replace(registry, steps={step.name: step for step in steps})
 
     def _require_pool(self) -> WorkerPool:
         if self.pool is None:

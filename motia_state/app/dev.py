@@ -312,13 +312,20 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop, token: str
             if now == seen:
                 continue
             seen = now
+            before = app.registry
             registry = await app.reload()
             if registry.errors:
                 for error in registry.errors:
                     sys.stderr.write(f"config error: {error}\n")
-                sys.stderr.write("motia-state dev: still serving the last good version\n")
+                if app.registry is before:
+                    sys.stderr.write("motia-state dev: nothing reloaded: still serving the last good version\n")
+                else:
+                    sys.stderr.write(
+                        "motia-state dev: the file(s) above keep their last good config (one that does not "
+                        "load fails its invocations until it is fixed); every other change is served\n"
+                    )
                 sys.stderr.flush()
-            else:
+            if app.registry is not before:
                 _print("reloaded:", *_summary(app, url, args.state)[1:])
 
     code = EXIT_OK

@@ -138,7 +138,7 @@ def test_watch_picks_up_an_edit_and_keeps_the_last_good_version_on_a_config_erro
             'config = {"name": "Added", "triggers": [{"type": "evnt", "topic": "t"}]}\n'
             "def handler(req, ctx):\n    return {'added': 'still'}\n"
         )
-        err = server.wait_output("still serving the last good version", stream="stderr")
+        err = server.wait_output("keep their last good config", stream="stderr")
         assert 'added.step.py: config.triggers[0].type: unknown trigger type "evnt"' in err
         assert server.client.get("/added").json() == {"added": "still"}
 
