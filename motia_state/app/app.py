@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -42,7 +42,7 @@ from .config import StepConfig, check_app
 from .cron import CronScheduler
 from .discovery import ConfigLoader, Registry, StateTriggerSpec, StepRecord
 from .events import DeadLetter, Delivery, EventRouter
-from .http import error_response, json_response, routes_for
+from .http import Cors, error_response, json_response, routes_for
 
 __all__ = ["App", "InvocationRecord", "TriggerRunnerLike"]
 
@@ -120,8 +120,11 @@ class App:
         backoff: float = 0.5,
         max_depth: int = 10,
         token: str | None = None,
+        cors: Collection[str] = (),
     ) -> None:
         self.root = Path(root)
+        #: Which pages of other origins may call the API routes from a browser (``"*"`` for any).
+        self.cors = Cors(cors)
         self._state_arg = state
         self._given_pool = pool
         self.debug = debug
@@ -373,7 +376,13 @@ class App:
         # Routes are data: the Starlette app reads this list at every request.
         self._asgi.router.routes[:] = [
             *self._builtin_routes(),
-            *routes_for(api, self._api_call, debug=self.debug, max_body_bytes=self._require_pool().max_frame_bytes),
+            *routes_for(
+                api,
+                self._api_call,
+                debug=self.debug,
+                max_body_bytes=self._require_pool().max_frame_bytes,
+                cors=self.cors,
+            ),
         ]
         self._restart_cron()
 

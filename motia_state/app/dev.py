@@ -52,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--grace", type=float, default=10.0, help="seconds running invocations get at shutdown")
     parser.add_argument("--debug", action="store_true", help="include a failed step's stack in 500 answers")
+    parser.add_argument(
+        "--cors",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages of ORIGIN (e.g. http://localhost:5173, or '*' for any) call the API routes from a "
+        "browser; repeat it or separate origins with commas (default: none)",
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -137,6 +145,10 @@ def _summary(app: Any, url: str, state: str, token: str | None = None) -> list[s
         trigger = t["trigger"]
         where = f"{trigger.get('group', '*')}/{trigger['key']}"
         lines.append(f"    {t['name']}: {where}{' (condition)' if 'condition' in trigger else ''}{note}")
+    if app.cors.any or app.cors.origins:
+        lines.append(
+            f"  browser pages allowed to call the routes (CORS): {'any' if app.cors.any else ', '.join(sorted(app.cors.origins))}"
+        )
     lines += [f"  not served (no config): {name}" for name in s.get("notServed", ())]
     lines += [f"  not served (TypeScript: compile it to JavaScript): {name}" for name in s.get("typescript", ())]
     # With a token, the page reads it from the fragment (never sent to the server) and opens its session.
@@ -226,7 +238,8 @@ async def _start(args: argparse.Namespace, token: str | None, stop: _Stop) -> in
     from .app import App, InvocationRecord
     from .config import ConfigError
 
-    app = App.from_directory(args.dir, state=args.state, token=token, debug=args.debug, grace=args.grace)
+    cors = [origin.strip() for given in getattr(args, "cors", []) for origin in given.split(",") if origin.strip()]
+    app = App.from_directory(args.dir, state=args.state, token=token, debug=args.debug, grace=args.grace, cors=cors)
     app.allowed_hosts = (args.host,)
     stop.app = app
 

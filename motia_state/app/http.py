@@ -14,7 +14,8 @@ frame limit 413 ``LIMIT_EXCEEDED`` before it is read whole.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -31,6 +32,7 @@ from .config import ApiTrigger
 __all__ = [
     "ApiCall",
     "BodyTooLarge",
+    "Cors",
     "decode_body",
     "error_response",
     "json_response",
@@ -39,6 +41,8 @@ __all__ = [
     "response_for",
     "routes_for",
 ]
+
+log = logging.getLogger("motia_state.app")
 
 #: Runs an API step: (step name, handler input) -> the handler's return value.
 ApiCall = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -238,17 +242,83 @@ def _bad_header(headers: list[tuple[str, str]]) -> str | None:
     return None
 
 
+class Cors:
+    """Which pages of other origins a browser lets call the API routes (``dev --cors``).
+
+    ``origins`` are ``scheme://host[:port]`` strings, or ``"*"`` for any.
+    An allowed origin's requests are answered with
+    ``Access-Control-Allow-Origin`` (and its preflights with the methods
+    served at the path and the headers asked for); a refused one's are
+    answered as ever, which the browser does not let the page read, and
+    the first of them from each origin logs a warning that says how to
+    allow it. Requests of the server's own origin are never concerned.
+    """
+
+    def __init__(self, origins: Collection[str] = ()) -> None:
+        self.any = "*" in origins
+        self.origins = frozenset(o.strip().rstrip("/").lower() for o in origins if o.strip() != "*")
+        self._warned: set[str] = set()
+
+    def allowed(self, request: Request) -> str | None:
+        """The ``Access-Control-Allow-Origin`` value for a cross-origin request, None when none is sent.
+
+        None also for a request without an ``Origin`` or from the server's own origin.
+        """
+        origin = request.headers.get("origin")
+        if origin is None or _same_origin(origin, request):
+            return None
+        if self.any:
+            return "*"
+        if origin.rstrip("/").lower() in self.origins:
+            return origin
+        if origin not in self._warned and len(self._warned) < 100:
+            self._warned.add(origin)
+            allow = "'*'" if origin == "null" else origin
+            log.warning(
+                "a page at %s called %s %s from a browser, which does not let it read the answer (CORS): "
+                "start dev with --cors %s to allow it",
+                origin,
+                request.headers.get("access-control-request-method", request.method),
+                request.url.path,
+                allow,
+            )
+        return None
+
+    def add_to(self, response: Response, request: Request) -> Response:
+        """``response`` with the CORS headers an allowed cross-origin ``request`` needs."""
+        allow = self.allowed(request)
+        if allow is not None:
+            response.headers["Access-Control-Allow-Origin"] = allow
+            response.headers["Access-Control-Expose-Headers"] = "*"
+        if not self.any:
+            response.headers.append("Vary", "Origin")
+        return response
+
+
+def _same_origin(origin: str, request: Request) -> bool:
+    host = request.headers.get("host", "").lower()
+    return origin.lower() in (f"http://{host}", f"https://{host}")
+
+
 def routes_for(
     api: list[tuple[ApiTrigger, str]],
     call: ApiCall,
     *,
     debug: bool = False,
     max_body_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    cors: Cors | None = None,
 ) -> list[BaseRoute]:
-    """One Starlette route per (API trigger, step name); a body over ``max_body_bytes`` is answered 413 unread."""
+    """One Starlette route per (API trigger, step name); a body over ``max_body_bytes`` is answered 413 unread.
+
+    ``cors`` says which other origins' pages may call them (none by default).
+    """
+    cors = cors or Cors()
 
     def endpoint_for(step: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            return cors.add_to(await answer(request), request)
+
+        async def answer(request: Request) -> Response:
             try:
                 data = await request_input(request, max_body_bytes)
             except BodyTooLarge as e:
@@ -272,6 +342,7 @@ def routes_for(
     routes = [_ApiRoute(t.route, endpoint_for(step), method=t.method, name=f"{step}:{t.method}") for t, step in api]
     for route in routes:
         route.siblings = routes
+        route.cors = cors
     return list(routes)
 
 
@@ -299,6 +370,8 @@ class _ApiRoute(Route):
         super().__init__(path, endpoint, methods=[method], name=name)
         #: Every API route of the app (this one included): what else a path is served for.
         self.siblings: list[_ApiRoute] = [self]
+        #: Which other origins' pages may call it.
+        self.cors = Cors()
 
     def _route_path(self, scope: Scope) -> str | None:
         """The path this route matches against, when it is not the scope's own: None when it is."""
@@ -340,6 +413,18 @@ class _ApiRoute(Route):
             allow = ", ".join(self.allowed(scope))
             if scope["method"] == "OPTIONS":
                 response = Response(status_code=204, headers={"Allow": allow})
+                request = Request(scope)
+                if "access-control-request-method" in request.headers:  # a browser's CORS preflight
+                    origin = self.cors.allowed(request)
+                    if origin is not None:
+                        asked = request.headers.get("access-control-request-headers")
+                        response.headers["Access-Control-Allow-Origin"] = origin
+                        response.headers["Access-Control-Allow-Methods"] = allow
+                        if asked:
+                            response.headers["Access-Control-Allow-Headers"] = asked
+                        response.headers["Access-Control-Max-Age"] = "600"
+                    if not self.cors.any:
+                        response.headers["Vary"] = "Origin"
             else:
                 message = f"{scope['method']} is not served at this path (it serves {allow})"
                 response = error_response(405, message, "METHOD_NOT_ALLOWED")

@@ -309,3 +309,18 @@ def test_the_summary_names_the_store_without_its_password(tmp_path: Path, redis_
         assert f"on state redis://***@127.0.0.1:{redis_server.port}/0" in out, out
         assert server.stop() == 0
         assert "s3cret" not in server.stdout and "s3cret" not in server.stderr
+
+
+def test_cors_origins_are_given_repeated_or_comma_separated(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    args = ("--cors", "http://a.example, http://b.example", "--cors", "http://c.example")
+    with DevServer(root, *args).start(tmp_path) as server:
+        out = server.wait_output("workbench: ")
+        assert "(CORS): http://a.example, http://b.example, http://c.example" in out
+        for origin in ("http://b.example", "http://c.example"):
+            r = server.client.get("/greet/x", headers={"origin": origin})
+            assert r.headers["access-control-allow-origin"] == origin
+        r = server.client.get("/greet/x", headers={"origin": "http://d.example"})
+        assert "access-control-allow-origin" not in r.headers
+        server.wait_output("--cors http://d.example", stream="stderr")  # the refusal says how to allow it
+        assert server.stop() == 0

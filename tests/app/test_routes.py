@@ -183,3 +183,48 @@ def test_a_header_given_as_a_list_is_sent_as_one_line_per_value() -> None:
     assert r.headers.getlist("set-cookie") == ["a=1", "b=2"] and r.headers["x-one"] == "1"
     r = response_for({"status": 200, "headers": {"Set-Cookie": ["a=1", {"b": 2}]}})
     assert r.status_code == 500 and "lists of strings" in json.loads(bytes(r.body))["error"]
+
+
+PAGE = "http://localhost:5173"
+
+
+async def test_without_cors_a_page_of_another_origin_is_refused_with_a_warning_that_says_how(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = write(tmp_path, ROUTES)
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app, client_for(app) as client:
+        preflight = {"origin": PAGE, "access-control-request-method": "PUT", "access-control-request-headers": "x-a"}
+        r = await client.options("/echo", headers=preflight)
+        assert r.status_code == 204 and "access-control-allow-origin" not in r.headers
+        r = await client.post("/echo", json=[1], headers={"origin": PAGE})
+        assert r.json() == {"body": [1]} and "access-control-allow-origin" not in r.headers
+        assert r.headers["vary"] == "Origin"
+        # The server's own origin is no concern of CORS, and is not warned about.
+        await client.post("/echo", json=[1], headers={"origin": "http://app"})
+    warnings = [rec.getMessage() for rec in caplog.records if "CORS" in rec.getMessage()]
+    assert len(warnings) == 1, warnings  # once per origin
+    assert f"a page at {PAGE} called PUT /echo" in warnings[0] and f"--cors {PAGE}" in warnings[0]
+
+
+async def test_cors_lets_the_pages_of_the_origins_given_call_the_routes(tmp_path: Path) -> None:
+    root = write(tmp_path, ROUTES)
+    async with (
+        App.from_directory(root, state=ms.MemoryStateAdapter(), cors=[PAGE + "/"]) as app,
+        client_for(app) as client,
+    ):
+        preflight = {"origin": PAGE, "access-control-request-method": "PUT", "access-control-request-headers": "x-a"}
+        r = await client.options("/echo/", headers=preflight)
+        assert r.status_code == 204 and r.headers["access-control-allow-origin"] == PAGE
+        assert r.headers["access-control-allow-methods"] == "GET, HEAD, POST, PUT"
+        assert r.headers["access-control-allow-headers"] == "x-a" and r.headers["vary"] == "Origin"
+        r = await client.put("/echo", json={"a": 1}, headers={"origin": PAGE})
+        assert r.json() == {"body": {"a": 1}} and r.headers["access-control-allow-origin"] == PAGE
+        assert r.headers["access-control-expose-headers"] == "*"
+        r = await client.put("/echo", json={"a": 1}, headers={"origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+        # The workbench is never opened to other origins.
+        r = await client.get("/__motia/state", headers={"origin": PAGE, "host": "127.0.0.1"})
+        assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+    async with App.from_directory(root, state=ms.MemoryStateAdapter(), cors=["*"]) as app, client_for(app) as client:
+        r = await client.get("/users/7", headers={"origin": "http://anywhere.example"})
+        assert r.headers["access-control-allow-origin"] == "*" and "vary" not in r.headers
