@@ -345,6 +345,10 @@ async def test_token_as_bearer_or_session_cookie(state: ms.StateManager) -> None
         assert r.status_code == 401
         r = await c.get("/__motia/state", headers={"authorization": "Bearer s3cret"})
         assert r.status_code == 200
+        for header in ("bearer s3cret", "BEARER  s3cret", "Bearer s3cret "):  # the scheme ignores case
+            assert (await c.get("/__motia/state", headers={"authorization": header})).status_code == 200, header
+        for header in ("Bearer", "Bearer ", "Basic s3cret", "Bearers3cret", "s3cret"):
+            assert (await c.get("/__motia/state", headers={"authorization": header})).status_code == 401, header
         page = await c.get("/__motia/")
         assert page.status_code == 200 and "<html" in page.text  # the page itself holds no data
         bad = await post(c, "/__motia/session", {"token": "nope"})
