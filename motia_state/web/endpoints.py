@@ -860,10 +860,10 @@ def workbench_routes(
         route("/state/changes", bench.changes, "GET"),
         route("/state/feed", bench.feed_info, "GET"),
         route("/steps", bench.steps, "GET"),
-        route("/steps/{name}/invoke", bench.invoke, "POST"),
+        route("/steps/{name:path}/invoke", bench.invoke, "POST"),  # a step name may hold a slash
         route("/triggers", bench.list_triggers, "GET"),
-        route("/triggers/{name}/dead/{id}/retry", bench.retry_dead, "POST"),
-        route("/triggers/{name}/dead/{id}", bench.drop_dead, "DELETE"),
+        route("/triggers/{name:path}/dead/{id}/retry", bench.retry_dead, "POST"),
+        route("/triggers/{name:path}/dead/{id}", bench.drop_dead, "DELETE"),
         *by_id,
     ]
 
