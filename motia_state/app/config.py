@@ -257,9 +257,7 @@ def _check_trigger(trigger: Trigger, file: str, path: str) -> Trigger:
             raise ConfigError(file, f"{path}.path", f"expected a path starting with '/', got {trigger.path!r}")
         if trigger.path == RESERVED_PREFIX or trigger.path.startswith(RESERVED_PREFIX + "/"):
             raise ConfigError(file, f"{path}.path", f"{RESERVED_PREFIX} is reserved for the workbench")
-        for part in trigger.path.split("/"):
-            if part.startswith(":") and not _PATH_PARAM.match(part):
-                raise ConfigError(file, f"{path}.path", f"bad path parameter {part!r}")
+        _check_route(trigger.path, file, f"{path}.path")
         if method != trigger.method:
             trigger = msgspec.structs.replace(trigger, method=method)
     elif isinstance(trigger, CronTrigger):
@@ -303,6 +301,29 @@ def _check_trigger(trigger: Trigger, file: str, path: str) -> Trigger:
                 where, problem = (m.group(2), m.group(1)) if m else (f"{path}.condition", e.message)
                 raise ConfigError(file, where, problem) from None
     return trigger
+
+
+def _check_route(route: str, file: str, path: str) -> None:
+    """A route's path: ``:name`` parameters (each once), no pattern syntax that would be taken literally."""
+    names: set[str] = set()
+    for part in route.split("/"):
+        if part.startswith(":"):
+            m = _PATH_PARAM.match(part)
+            if m is None:
+                raise ConfigError(
+                    file,
+                    path,
+                    f"bad path parameter {part!r} (a parameter is ':' and a name of letters, digits and _, "
+                    "a whole segment; optional parameters and patterns are not supported)",
+                )
+            if m.group(1) in names:
+                raise ConfigError(file, path, f"path parameter {part!r} appears twice")
+            names.add(m.group(1))
+        elif "*" in part:
+            # Express takes '*' as "anything"; matched literally, the route would never answer.
+            raise ConfigError(file, path, f"wildcards are not supported ({part!r}): use a parameter (':name')")
+        elif "{" in part or "}" in part:
+            raise ConfigError(file, path, f"braces are not allowed in a path ({part!r}): write a parameter as ':name'")
 
 
 def _parse_trigger(raw: Any, file: str, path: str) -> Trigger:

@@ -136,6 +136,22 @@ def test_no_config_is_none() -> None:
             "steps/a.step.py: config.triggers[0].path: expected a path starting with '/'",
         ),
         (
+            {"name": "A", "triggers": [{"type": "api", "path": "/a/:x/b/:x"}]},
+            "steps/a.step.py: config.triggers[0].path: path parameter ':x' appears twice",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api", "path": "/files/*"}]},
+            "steps/a.step.py: config.triggers[0].path: wildcards are not supported ('*')",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api", "path": "/users/{id}"}]},
+            "steps/a.step.py: config.triggers[0].path: braces are not allowed in a path ('{id}')",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api", "path": "/users/:id?"}]},
+            "steps/a.step.py: config.triggers[0].path: bad path parameter ':id?' (a parameter is",
+        ),
+        (
             {"name": "A", "triggers": [{"type": "api", "path": "/__motia/x"}]},
             "steps/a.step.py: config.triggers[0].path: /__motia is reserved",
         ),
