@@ -567,3 +567,24 @@ def test_new_entry_creates_and_never_replaces_an_existing_one(page: Any, store: 
     create("users", "alice", '{"name": "Mallory"}')
     wait_for(page, lambda d: "already exists" in d.find_element(CSS, "#ne-error").text, what="the refusal")
     assert write(store, lambda a: a.get("users", "alice")) == {"name": "Alice", "score": 120, "tags": ["vip"]}
+
+
+def test_a_burst_of_writes_to_the_selected_entry_reloads_it_a_few_times_not_once_per_change(
+    page: Any, store: Path
+) -> None:
+    # A step writing in a loop: the page must keep up with the newest value
+    # without a pair of requests per change (which left it far behind).
+    open_entry(page, "count")
+    page.execute_script("performance.clearResourceTimings(); performance.setResourceTimingBufferSize(100000)")
+
+    async def burst(a: ms.StateAdapter) -> None:
+        for _ in range(300):
+            await a.increment("orders", "count")
+
+    write(store, burst)
+    wait_for(page, lambda d: d.find_element(CSS, "#d-tree").text == "307", timeout=120, what="the newest value")
+    wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) >= 50, what="the history")
+    reloads = page.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.name.includes('key=count')).length"
+    )
+    assert 1 <= reloads <= 60, reloads

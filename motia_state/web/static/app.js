@@ -302,7 +302,25 @@ function setEditor(value, version) {
   editorChanged();
 }
 
-async function refreshSelected(change) {
+// A burst of changes to the selected entry (a step writing in a loop) reloads it once per
+// round trip, not once per change: one reload at a time, and one more after it for whatever
+// arrived meanwhile.
+let refreshing = null, refreshNext = null;
+function refreshSelected(change) {
+  refreshNext = change;
+  if (!refreshing) {
+    refreshing = (async () => {
+      while (refreshNext) {
+        const next = refreshNext;
+        refreshNext = null;
+        const still = list.selected && list.selected.groupId === next.group && list.selected.key === next.key;
+        if (still) await reloadSelected(next);
+      }
+    })().finally(() => { refreshing = null; });
+  }
+  return refreshing;
+}
+async function reloadSelected(change) {
   const { groupId: g, key: k } = list.selected;
   const dirty = $("#d-editor").value !== detail.baseText;
   await loadEntry(g, k, !dirty);
