@@ -588,3 +588,27 @@ def test_a_burst_of_writes_to_the_selected_entry_reloads_it_a_few_times_not_once
         "return performance.getEntriesByType('resource').filter(e => e.name.includes('key=count')).length"
     )
     assert 1 <= reloads <= 60, reloads
+
+
+def test_a_burst_of_new_and_removed_entries_redraws_the_list_a_few_times_not_once_per_entry(
+    page: Any, store: Path
+) -> None:
+    # A step creating entries in a loop: one redraw per entry froze the page for minutes.
+    page.execute_script(
+        "window.redraws = 0; const draw = window.renderList;"
+        "window.renderList = function () { window.redraws += 1; return draw.apply(this, arguments); };"
+    )
+
+    async def create(a: ms.StateAdapter) -> None:
+        for i in range(1000):
+            await a.set("burst", f"k{i:04}", i)
+
+    write(store, create)
+    count = "return document.querySelectorAll('tr.entry').length"
+    wait_for(page, lambda d: d.execute_script(count) == 1005, timeout=120, what="every new row")
+    assert 1 <= page.execute_script("return window.redraws") <= 200
+
+    page.execute_script("window.redraws = 0")
+    write(store, lambda a: a.clear("burst"))
+    wait_for(page, lambda d: d.execute_script(count) == 5, timeout=120, what="the removed rows gone")
+    assert 1 <= page.execute_script("return window.redraws") <= 200

@@ -143,15 +143,17 @@ const rowId = (g, k) => JSON.stringify([g, k]);
 
 function renderList() {
   const body = $("#rows");
-  body.textContent = "";
+  const rows = document.createDocumentFragment();
   let group = null;
   for (const entry of list.rows) {
     if (entry.groupId !== group) {
       group = entry.groupId;
-      body.append(el("tr", { class: "group-row" }, el("th", { colspan: "3", scope: "rowgroup", text: group })));
+      rows.append(el("tr", { class: "group-row" }, el("th", { colspan: "3", scope: "rowgroup", text: group })));
     }
-    body.append(entryRow(entry));
+    rows.append(entryRow(entry));
   }
+  body.textContent = "";
+  body.append(rows);
   const filtered = list.search || list.conditions.length;
   $("#empty").hidden = list.rows.length > 0;
   $("#empty").textContent = filtered ? "No entry matches the search or filter." : "The store is empty. Create an entry with “New entry”, or let a step write one.";
@@ -193,6 +195,28 @@ function flash(node) {
   node.classList.add("flash");
 }
 
+// New rows are drawn once per frame, however many arrive: a step creating entries in a loop
+// re-drew the whole list once per entry, and the page froze.
+let renderPending = false;
+const flashIds = new Set();
+function scheduleRender(id) {
+  flashIds.add(id);
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(() => {
+    renderPending = false;
+    renderList();
+    for (const row of $$("tr.entry")) if (flashIds.has(row.dataset.id)) flash(row);
+    flashIds.clear();
+  });
+}
+
+// Removed rows fade, then leave: one redraw for every removal of a burst.
+let fadeTimer = null;
+function fadeOut() {
+  if (fadeTimer === null) fadeTimer = setTimeout(() => { fadeTimer = null; renderList(); }, 1200);
+}
+
 // A change from the stream: update the row in place, insert a new one where it sorts, or mark a removal.
 function applyChange(change) {
   const g = change.group, k = change.key;
@@ -201,15 +225,19 @@ function applyChange(change) {
     if (i >= 0) {
       list.rows.splice(i, 1);
       const row = findRow(g, k);
-      if (row) { row.classList.add("gone"); setTimeout(renderList, 1200); }
+      if (row) { row.classList.add("gone"); fadeOut(); }
     }
   } else if (i >= 0) {
     const entry = list.rows[i];
     entry.value = change.newValue;
     entry.type = typeOf(change.newValue);
-    const fresh = entryRow(entry);
-    const row = findRow(g, k);
-    if (row) { row.replaceWith(fresh); flash(fresh); }
+    if (renderPending) {
+      flashIds.add(rowId(g, k)); // the coming render shows it
+    } else {
+      const fresh = entryRow(entry);
+      const row = findRow(g, k);
+      if (row) { row.replaceWith(fresh); flash(fresh); }
+    }
   } else if (!list.conditions.length && (!list.search || (g + "\u0000" + k).toLowerCase().includes(list.search.toLowerCase()))) {
     const entry = { groupId: g, key: k, type: typeOf(change.newValue), value: change.newValue, version: null };
     const after = (e) => e.groupId > g || (e.groupId === g && e.key > k);
@@ -218,9 +246,7 @@ function applyChange(change) {
       showHint();
     } else {
       list.rows.splice(at === -1 ? list.rows.length : at, 0, entry);
-      renderList();
-      const row = findRow(g, k);
-      if (row) flash(row);
+      scheduleRender(rowId(g, k));
     }
   } else {
     showHint();
