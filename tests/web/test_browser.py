@@ -612,3 +612,37 @@ def test_a_burst_of_new_and_removed_entries_redraws_the_list_a_few_times_not_onc
     write(store, lambda a: a.clear("burst"))
     wait_for(page, lambda d: d.execute_script(count) == 5, timeout=120, what="the removed rows gone")
     assert 1 <= page.execute_script("return window.redraws") <= 200
+
+
+def test_a_large_value_shows_in_parts_and_fills_the_editor_when_asked(page: Any, store: Path) -> None:
+    # Drawn whole (a node per element, a text area of megabytes, two one-line
+    # fields holding the whole value) a large value kept the page busy for seconds.
+    async def fill(a: ms.StateAdapter) -> None:
+        await a.set("big", "list", list(range(50000)))
+        await a.set("big", "text", "x" * (1 << 20))
+
+    write(store, fill)
+    page.refresh()
+    wait_for(page, lambda d: "list" in keys_shown(d), what="the new entries")
+    open_entry(page, "list")
+    children = "return document.querySelectorAll('#d-tree > details > .leaf').length"
+    assert page.execute_script(children) == 200
+    assert "Show 200 more (49800 not shown)" in text_of(page, "#d-tree button.more")
+    click(page, "#d-tree button.more")
+    wait_for(page, lambda d: d.execute_script(children) == 400, what="200 more")
+    assert not page.find_element(CSS, "#d-editor").is_displayed()
+    assert page.find_element(CSS, "#op-expected").get_attribute("value") == ""  # not prefilled with it all
+    assert page.find_element(CSS, "#d-save").get_attribute("disabled") is not None
+    click(page, "#d-editor-load")
+    wait_for(page, lambda d: d.find_element(CSS, "#d-editor").is_displayed(), what="the editor")
+    assert json.loads(page.find_element(CSS, "#d-editor").get_attribute("value")) == list(range(50000))
+    page.execute_script(
+        "const e = document.querySelector('#d-editor'); e.value = '[1, 2]'; e.dispatchEvent(new Event('input'))"
+    )
+    click(page, "#d-save")
+    wait_for(page, lambda d: d.find_element(CSS, "#d-save-result").text.startswith("Saved"), what="the save")
+    assert write(store, lambda a: a.get("big", "list")) == [1, 2]
+
+    open_entry(page, "text")
+    leaf = text_of(page, "#d-tree .leaf")
+    assert leaf.startswith('"xxx') and "more characters (the editor shows them all)" in leaf and len(leaf) < 3000

@@ -285,7 +285,7 @@ function connectStream() {
 
 // -- one entry ----------------------------------------------------------------------------
 
-const detail = { entry: null, baseVersion: null, baseText: "", history: [], picked: null };
+const detail = { entry: null, baseVersion: null, baseText: "", editorDeferred: false, history: [], picked: null };
 
 async function selectEntry(g, k) {
   list.selected = { groupId: g, key: k };
@@ -321,12 +321,32 @@ async function loadEntry(g, k, resetEditor) {
   renderOps();
 }
 
+// A large value waits for a click before it fills the editor: a text area of megabytes, or of
+// tens of thousands of lines, kept the page busy for seconds at every selection.
+const EDITOR_CHARS = 200000;
 function setEditor(value, version) {
   detail.baseVersion = version;
   detail.baseText = pretty(value);
-  $("#d-editor").value = detail.baseText;
+  detail.editorDeferred = detail.baseText.length > EDITOR_CHARS;
+  const ed = $("#d-editor");
+  ed.hidden = detail.editorDeferred;
+  ed.value = detail.editorDeferred ? "" : detail.baseText;
+  const load = $("#d-editor-load");
+  load.hidden = !detail.editorDeferred;
+  load.textContent = `Load it into the editor (${detail.baseText.length.toLocaleString("en-US")} characters)`;
   editorChanged();
 }
+function loadEditor() {
+  detail.editorDeferred = false;
+  $("#d-editor-load").hidden = true;
+  const ed = $("#d-editor");
+  ed.hidden = false;
+  ed.value = detail.baseText;
+  editorChanged();
+  ed.focus();
+}
+// Whether the editor holds an edit that is not saved.
+const editorDirty = () => !detail.editorDeferred && $("#d-editor").value !== detail.baseText;
 
 // A burst of changes to the selected entry (a step writing in a loop) reloads it once per
 // round trip, not once per change: one reload at a time, and one more after it for whatever
@@ -348,7 +368,7 @@ function refreshSelected(change) {
 }
 async function reloadSelected(change) {
   const { groupId: g, key: k } = list.selected;
-  const dirty = $("#d-editor").value !== detail.baseText;
+  const dirty = editorDirty();
   await loadEntry(g, k, !dirty);
   if (dirty) {
     $("#d-notice").hidden = false;
@@ -363,6 +383,18 @@ function renderTree(root, value, present) {
   if (!present) { root.append(el("span", { class: "meta", text: "no entry" })); return; }
   root.append(treeNode(null, value, 0));
 }
+// The compareAndSwap fields start from the current value, unless it is large: a one-line field
+// holding megabytes kept the page busy for seconds at every selection.
+const PREFILL_CHARS = 100000;
+function prefill(value) {
+  const text = compact(value);
+  return text.length <= PREFILL_CHARS ? text : "";
+}
+
+// A large value shows in parts: TREE_CHILDREN children of a node at a time ("Show more" for the
+// next ones) and the first TREE_TEXT characters of a long string (the editor holds it whole).
+// Drawn whole, a long array or string kept the page busy for seconds.
+const TREE_CHILDREN = 200, TREE_TEXT = 2000;
 function treeNode(name, value, depth) {
   const label = name === null ? [] : [el("span", { class: "k", text: JSON.stringify(name) }), ": "];
   const t = typeOf(value);
@@ -371,17 +403,34 @@ function treeNode(name, value, depth) {
     const summary = el("summary", {}, ...label,
       el("span", { class: "meta", text: t === "array" ? `[${keys.length} item${keys.length === 1 ? "" : "s"}]` : `{${keys.length} field${keys.length === 1 ? "" : "s"}}` }));
     const node = el("details", { open: depth < 2 }, summary);
-    for (const key of keys) node.append(treeNode(t === "array" ? key : key, value[key], depth + 1));
+    const more = (from) => {
+      for (const key of keys.slice(from, from + TREE_CHILDREN)) node.append(treeNode(key, value[key], depth + 1));
+      const left = keys.length - from - TREE_CHILDREN;
+      if (left > 0) {
+        const button = el("button", { type: "button", class: "more", text: `Show ${Math.min(left, TREE_CHILDREN)} more (${left} not shown)`,
+          onclick: () => { button.remove(); more(from + TREE_CHILDREN); } });
+        node.append(button);
+      }
+    };
+    more(0);
     return node;
   }
   const cls = { string: "s", number: "n", boolean: "b", null: "z" }[t];
-  return el("div", { class: "leaf" }, ...label, el("span", { class: cls, text: JSON.stringify(value) }));
+  const text = JSON.stringify(value);
+  const shown = text.length > TREE_TEXT ? [text.slice(0, TREE_TEXT), el("span", { class: "meta", text: ` … ${text.length - TREE_TEXT} more characters (the editor shows them all)` })] : [text];
+  return el("div", { class: "leaf" }, ...label, el("span", { class: cls }, ...shown));
 }
 
 // -- editing -------------------------------------------------------------------------------
 
 function editorChanged() {
   const ed = $("#d-editor");
+  if (detail.editorDeferred) {
+    $("#d-editor-status").textContent = "A large value: load it to edit it.";
+    $("#d-dirty").hidden = true;
+    $("#d-save").disabled = true;
+    return;
+  }
   let valid = true;
   try { JSON.parse(ed.value); } catch (e) { valid = false; $("#d-editor-status").textContent = "Invalid JSON: " + e.message; }
   if (valid) $("#d-editor-status").textContent = "Valid JSON";
@@ -487,8 +536,8 @@ function renderOps() {
       opButton("deleteField", "Delete field", () => runOp("deleteField", { field: $("#op-field").value }))));
   }
   groups.push(el("div", { class: "op-group" },
-    opField("op-expected", "Expected (JSON)", "", compact(detail.entry.value)),
-    opField("op-new", "New value (JSON)", "", compact(detail.entry.value)),
+    opField("op-expected", "Expected (JSON)", "", prefill(detail.entry.value)),
+    opField("op-new", "New value (JSON)", "", prefill(detail.entry.value)),
     opButton("compareAndSwap", "Compare and swap", () => {
       const a = jsonInput("op-expected"), b = jsonInput("op-new");
       if (a.ok && b.ok) runOp("compareAndSwap", { expected: a.value, newValue: b.value });
@@ -522,7 +571,7 @@ async function runOp(operation, value) {
   const e = detail.entry;
   const r = await api("POST", "state", { groupId: e.groupId, key: e.key, operation, value });
   // The entry is shown again first, so the result appears once the screen is settled.
-  await loadEntry(e.groupId, e.key, $("#d-editor").value === detail.baseText);
+  await loadEntry(e.groupId, e.key, !editorDirty());
   const out = $("#op-result");
   out.className = r.ok ? "op-result ok" : "op-result bad";
   out.textContent = r.ok ? `${operation} → ${compact(r.body.result)}` : `${operation} failed: ${errText(r)}`;
@@ -633,7 +682,7 @@ async function restore() {
   const out = $("#h-restore-result");
   out.className = r.ok ? "ok" : "bad";
   out.textContent = r.ok ? "Restored." : r.status === 409 ? "Not restored: the entry changed meanwhile; look again." : "Not restored: " + errText(r);
-  await loadEntry(e.groupId, e.key, $("#d-editor").value === detail.baseText);
+  await loadEntry(e.groupId, e.key, !editorDirty());
   await loadHistory();
 }
 
@@ -920,6 +969,7 @@ function wire() {
   $("#d-editor").addEventListener("input", editorChanged);
   $("#d-editor").addEventListener("keydown", (e) => { if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); if (!$("#d-save").disabled) save(detail.baseVersion); } });
   $("#d-save").addEventListener("click", () => save(detail.baseVersion));
+  $("#d-editor-load").addEventListener("click", loadEditor);
   $("#d-revert").addEventListener("click", () => { $("#d-editor").value = detail.baseText; editorChanged(); $("#conflict").hidden = true; });
   $("#d-format").addEventListener("click", () => { try { $("#d-editor").value = pretty(JSON.parse($("#d-editor").value)); editorChanged(); } catch { /* invalid: the status says so */ } });
   $("#c-rebase").addEventListener("click", () => save(detail.conflictVersion));
