@@ -103,10 +103,23 @@ async def request_input(request: Request, limit: int = DEFAULT_MAX_FRAME_BYTES) 
         "body": decode_body(raw, request.headers.get("content-type", "")),
         "pathParams": dict(request.path_params),  # Starlette decodes each segment
         "queryParams": _params(request.query_params.multi_items()),
-        "headers": {k.lower(): v for k, v in request.headers.items()},
+        "headers": _headers(request.headers.items()),
         "method": request.method,
         "path": request.url.path,
     }
+
+
+def _headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    # As Node gives them to Motia's handlers: a header sent several times is one value, its
+    # values joined with ", " (a cookie's with "; "), not only the last one.
+    out: dict[str, str] = {}
+    for name, value in items:
+        name = name.lower()
+        if name in out:
+            out[name] += ("; " if name == "cookie" else ", ") + value
+        else:
+            out[name] = value
+    return out
 
 
 def _params(items: Iterable[tuple[str, str]]) -> dict[str, Any]:

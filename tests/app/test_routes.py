@@ -228,3 +228,21 @@ async def test_cors_lets_the_pages_of_the_origins_given_call_the_routes(tmp_path
     async with App.from_directory(root, state=ms.MemoryStateAdapter(), cors=["*"]) as app, client_for(app) as client:
         r = await client.get("/users/7", headers={"origin": "http://anywhere.example"})
         assert r.headers["access-control-allow-origin"] == "*" and "vary" not in r.headers
+
+
+async def test_a_header_sent_several_times_reaches_the_handler_whole(tmp_path: Path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "h.step.py": """
+                config = {"name": "H", "triggers": [{"type": "api", "method": "GET", "path": "/h"}]}
+
+                def handler(req, ctx):
+                    return req["headers"]
+            """
+        },
+    )
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app, client_for(app) as client:
+        sent = [("X-Tag", "a"), ("x-tag", "b"), ("Cookie", "s=1"), ("cookie", "t=2"), ("X-One", "1")]
+        headers = (await client.get("/h", headers=sent)).json()
+        assert headers["x-tag"] == "a, b" and headers["cookie"] == "s=1; t=2" and headers["x-one"] == "1"
