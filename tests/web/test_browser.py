@@ -22,7 +22,7 @@ import pytest
 
 import motia_state as ms
 
-from ..helpers import ON_CI
+from ..helpers import ON_CI, free_port
 from .browser import find_browser, start_browser, wait_for
 from .server import WorkbenchServer
 
@@ -646,3 +646,31 @@ def test_a_large_value_shows_in_parts_and_fills_the_editor_when_asked(page: Any,
     open_entry(page, "text")
     leaf = text_of(page, "#d-tree .leaf")
     assert leaf.startswith('"xxx') and "more characters (the editor shows them all)" in leaf and len(leaf) < 3000
+
+
+def test_the_page_stays_live_across_a_restart_of_dev_on_a_memory_store(browser: Any, tmp_path: Path) -> None:
+    # The restarted server no longer has the cursor the page resumes from and
+    # refuses it; a browser does not retry a refusal, so the page went deaf.
+    from ..app.devserver import DevServer
+
+    root = tmp_path / "app"
+    root.mkdir()
+    port = free_port()
+
+    def put(server: Any, key: str) -> None:
+        r = server.client.post("/__motia/state", json={"groupId": "g", "key": key, "value": 1})
+        assert r.status_code == 200, r.text
+
+    with DevServer(root, port=port).start(tmp_path) as first:
+        browser.get(first.url + "/__motia/")
+        wait_for(browser, lambda d: d.find_element(CSS, "#live").text == "live", what="the change stream")
+        for i in range(5):
+            put(first, f"old{i}")
+        wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the first server's entries")
+        assert first.stop() == 0
+    with DevServer(root, port=port).start(tmp_path) as second:
+        put(second, "new")  # the first record of a new store: the page's cursor is past it
+        wait_for(browser, lambda d: keys_shown(d) == ["new"], timeout=60, what="the new server's entry")
+        put(second, "newer")
+        wait_for(browser, lambda d: keys_shown(d) == ["new", "newer"], timeout=60, what="live again")
+        assert second.stop() == 0

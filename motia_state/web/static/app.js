@@ -279,6 +279,12 @@ function connectStream() {
       source.close();
     } else {
       live.textContent = "reconnecting…";
+      if (source.readyState === EventSource.CLOSED) {
+        // The server refused to resume where the page stopped (a restarted server no longer has
+        // that cursor), and a browser does not retry a refusal: start again from now, and reload
+        // the list, which may have missed changes meanwhile.
+        setTimeout(() => { connectStream(); loadList(); }, 1000);
+      }
     }
   });
 }
