@@ -47,6 +47,11 @@ _MSGSPEC_AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
 _FIELD_IN = re.compile(r"^object (contains unknown|missing required) field `([^`]*)`$")
 # parse_predicate's messages: "<field>: <problem> at <where>".
 _PREDICATE_AT = re.compile(r"^(?:[A-Za-z_]+: )?(.*) at (config\S*)$", re.S)
+# Middleware is behaviour (an auth check, often): a route served without it would be open.
+_MIDDLEWARE = (
+    "Motia middleware is not run here, and the route must not be served without it: "
+    "do its checks in the handler, then remove 'middleware'"
+)
 _CHANGE_EVENTS = ("created", "updated", "deleted")
 
 
@@ -78,6 +83,7 @@ class ApiTrigger(msgspec.Struct, tag="api", tag_field="type", forbid_unknown_fie
     bodySchema: Any = None
     responseSchema: Any = None
     queryParams: Any = None
+    # Not documentation: refused when not empty (see _MIDDLEWARE).
     middleware: Any = None
 
     @property
@@ -237,6 +243,8 @@ def _legacy_triggers(raw: dict[str, Any], file: str) -> list[Any]:
         _strings(topics, file, "config.subscribes")
         return [{"type": "event", "topic": t} for t in topics]
     if kind == "api":
+        if raw.get("middleware"):
+            raise ConfigError(file, "config.middleware", _MIDDLEWARE)
         return [{"type": "api", "path": raw.get("path"), "method": raw.get("method", "GET")}]
     if kind == "cron":
         return [{"type": "cron", "expression": raw.get("cron")}]
@@ -258,6 +266,8 @@ def _check_trigger(trigger: Trigger, file: str, path: str) -> Trigger:
         if trigger.path == RESERVED_PREFIX or trigger.path.startswith(RESERVED_PREFIX + "/"):
             raise ConfigError(file, f"{path}.path", f"{RESERVED_PREFIX} is reserved for the workbench")
         _check_route(trigger.path, file, f"{path}.path")
+        if trigger.middleware:
+            raise ConfigError(file, f"{path}.middleware", _MIDDLEWARE)
         if method != trigger.method:
             trigger = msgspec.structs.replace(trigger, method=method)
     elif isinstance(trigger, CronTrigger):

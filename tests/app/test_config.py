@@ -136,6 +136,14 @@ def test_no_config_is_none() -> None:
             "steps/a.step.py: config.triggers[0].path: expected a path starting with '/'",
         ),
         (
+            {"name": "A", "triggers": [{"type": "api", "path": "/a", "middleware": [None]}]},
+            "steps/a.step.py: config.triggers[0].middleware: Motia middleware is not run here, and the route must not",
+        ),
+        (
+            {"name": "A", "type": "api", "path": "/a", "middleware": [{}]},
+            "steps/a.step.py: config.middleware: Motia middleware is not run here",
+        ),
+        (
             {"name": "A", "triggers": [{"type": "api", "path": "/a/:x/b/:x"}]},
             "steps/a.step.py: config.triggers[0].path: path parameter ':x' appears twice",
         ),
