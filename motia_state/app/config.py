@@ -349,6 +349,13 @@ def _parse_trigger(raw: Any, file: str, path: str) -> Trigger:
     if cls is None:
         shown = f'"{kind}"' if isinstance(kind, str) else repr(kind)
         raise ConfigError(file, f"{path}.type", f"unknown trigger type {shown} (event, api, cron or state)")
+    if "condition" in raw and cls is not StateTrigger:
+        # Motia's current triggers take a condition function; here only a state trigger has one.
+        raise ConfigError(
+            file,
+            f"{path}.condition",
+            f"{kind} triggers take no condition here (only state triggers do): check it in the handler",
+        )
     try:
         trigger: Trigger = msgspec.convert(raw, cls)
     except msgspec.ValidationError as e:
@@ -404,7 +411,7 @@ def parse_step_config(raw: Any, file: str) -> StepConfig | None:
         file=file,
         triggers=triggers,
         description=description,
-        emits=_emits(raw.get("emits"), file),
+        emits=_emits(raw, file),
         flows=_strings(raw.get("flows"), file, "config.flows"),
         timeout=float(timeout) if timeout is not None else None,
         max_workers=workers,
@@ -417,11 +424,15 @@ def takes_context_first(raw: Any) -> bool:
     return isinstance(raw, dict) and raw.get("type") == "cron" and "triggers" not in raw
 
 
-def _emits(value: Any, file: str) -> tuple[str, ...]:
-    # Motia also writes an emit as {"topic": t, "label": ...}.
-    if isinstance(value, list):
-        value = [v.get("topic") if isinstance(v, dict) else v for v in value]
-    return _strings(value, file, "config.emits")
+def _emits(raw: dict[str, Any], file: str) -> tuple[str, ...]:
+    # Motia also writes an emit as {"topic": t, "label": ...}, and its current version calls them "enqueues".
+    topics: list[str] = []
+    for field in ("emits", "enqueues"):
+        value = raw.get(field)
+        if isinstance(value, list):
+            value = [v.get("topic") if isinstance(v, dict) else v for v in value]
+        topics.extend(t for t in _strings(value, file, f"config.{field}") if t not in topics)
+    return tuple(topics)
 
 
 def check_app(configs: Iterable[StepConfig]) -> list[ConfigError]:

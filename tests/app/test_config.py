@@ -136,6 +136,14 @@ def test_no_config_is_none() -> None:
             "steps/a.step.py: config.triggers[0].path: expected a path starting with '/'",
         ),
         (
+            {"name": "A", "triggers": [{"type": "queue", "topic": "t", "condition": None}]},
+            "steps/a.step.py: config.triggers[0].condition: event triggers take no condition here",
+        ),
+        (
+            {"name": "A", "triggers": [], "enqueues": ["t", 2]},
+            "steps/a.step.py: config.enqueues[1]: expected a non-empty string",
+        ),
+        (
             {"name": "A", "triggers": [{"type": "api", "path": "/a", "middleware": [None]}]},
             "steps/a.step.py: config.triggers[0].middleware: Motia middleware is not run here, and the route must not",
         ),
@@ -275,3 +283,8 @@ async def test_a_slow_step_on_a_fast_schedule_logs_its_skipped_firings_once_per_
             await CronScheduler(fire, spawn).run([(CronTrigger("@every 5ms"), "Slow")])
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert 1 <= len(skipped) <= 8, skipped  # a few lines, not one per missed firing
+
+
+def test_motias_current_enqueues_are_emits() -> None:
+    config = parse_step_config({"name": "A", "triggers": [], "emits": ["a"], "enqueues": ["b", {"topic": "a"}]}, FILE)
+    assert config is not None and config.emits == ("a", "b")
