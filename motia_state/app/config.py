@@ -177,10 +177,36 @@ class StepConfig(msgspec.Struct, frozen=True, kw_only=True):
         return [t for t in self.triggers if isinstance(t, kind)]
 
 
+#: The cron macros croniter reads, as node-cron and Motia's users write them.
+_MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+
+
+def _croniter_form(expression: str) -> str:
+    # croniter reads a sixth field as the seconds; Motia (node-cron) reads the first one so.
+    fields = expression.split()
+    if len(fields) == 6:
+        fields = fields[1:] + fields[:1]
+    elif len(fields) == 1:
+        fields = [fields[0].lower()]
+    return " ".join(fields)
+
+
+def cron_iter(expression: str, base: Any = None) -> croniter:
+    """A croniter over a cron expression: five fields, six with seconds first (as Motia's node-cron), or a macro."""
+    return croniter(_croniter_form(expression), base)
+
+
+def _is_cron(expression: str) -> bool:
+    fields = expression.split()
+    if len(fields) == 1 and fields[0].lower() not in _MACROS:
+        return False
+    return len(fields) in (1, 5, 6) and bool(croniter.is_valid(_croniter_form(expression)))
+
+
 def _fires(expression: str) -> bool:
     """Whether a valid cron expression has a next time (``0 0 30 2 *``, February 30, has none)."""
     try:
-        croniter(expression).get_next(float)
+        cron_iter(expression).get_next(float)
     except Exception:  # croniter's CroniterBadDateError, or any other failure to find one
         return False
     return True
@@ -277,11 +303,12 @@ def _check_trigger(trigger: Trigger, file: str, path: str) -> Trigger:
                 raise ConfigError(
                     file, f"{path}.expression", f"bad @every schedule {expression!r} (use e.g. '@every 10s', 5m, 1h)"
                 )
-        elif len(expression.split()) != 5 or not croniter.is_valid(expression):
+        elif not _is_cron(expression):
             raise ConfigError(
                 file,
                 f"{path}.expression",
-                f"bad cron expression {expression!r} (five fields: minute hour day month weekday)",
+                f"bad cron expression {expression!r} (five fields: minute hour day month weekday; six with "
+                "seconds first; or @hourly, @daily, @weekly, @monthly, @yearly)",
             )
         elif not _fires(expression):
             raise ConfigError(

@@ -180,6 +180,14 @@ def test_no_config_is_none() -> None:
             "steps/a.step.py: config.triggers[0].expression: bad cron expression",
         ),
         (
+            {"name": "A", "triggers": [{"type": "cron", "expression": "61 * * * * *"}]},
+            "steps/a.step.py: config.triggers[0].expression: bad cron expression '61 * * * * *' (five fields",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "cron", "expression": "@fortnightly"}]},
+            "steps/a.step.py: config.triggers[0].expression: bad cron expression '@fortnightly'",
+        ),
+        (
             {"name": "A", "triggers": [{"type": "cron", "expression": "0 0 30 2 *"}]},
             "steps/a.step.py: config.triggers[0].expression: cron expression '0 0 30 2 *' never fires",
         ),
@@ -288,3 +296,29 @@ async def test_a_slow_step_on_a_fast_schedule_logs_its_skipped_firings_once_per_
 def test_motias_current_enqueues_are_emits() -> None:
     config = parse_step_config({"name": "A", "triggers": [], "emits": ["a"], "enqueues": ["b", {"topic": "a"}]}, FILE)
     assert config is not None and config.emits == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("expression", "after", "fires"),
+    [
+        # Six fields, seconds first, as Motia's node-cron reads them.
+        ("*/10 * * * * *", (2026, 1, 1, 5, 0, 3), (2026, 1, 1, 5, 0, 10)),
+        ("0 2 * * * *", (2026, 1, 1, 5, 0, 3), (2026, 1, 1, 5, 2, 0)),
+        ("@hourly", (2026, 1, 1, 5, 0, 3), (2026, 1, 1, 6, 0, 0)),
+        ("@daily", (2026, 1, 1, 5, 0, 3), (2026, 1, 2, 0, 0, 0)),
+        ("30 4 * * *", (2026, 1, 1, 5, 0, 3), (2026, 1, 2, 4, 30, 0)),
+    ],
+)
+def test_six_field_schedules_and_macros_fire_as_in_motia(
+    expression: str, after: tuple[int, ...], fires: tuple[int, ...]
+) -> None:
+    from datetime import datetime
+
+    from motia_state.app.cron import next_fire
+
+    config = parse_step_config({"name": "A", "triggers": [{"type": "cron", "expression": expression}]}, FILE)
+    assert config is not None
+    [trigger] = config.triggers
+    assert isinstance(trigger, CronTrigger)
+    start = datetime(*after).timestamp()  # local time, as the scheduler reads it
+    assert next_fire(trigger, start) == datetime(*fires).timestamp()
