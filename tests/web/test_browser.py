@@ -674,3 +674,24 @@ def test_the_page_stays_live_across_a_restart_of_dev_on_a_memory_store(browser: 
         put(second, "newer")
         wait_for(browser, lambda d: keys_shown(d) == ["new", "newer"], timeout=60, what="live again")
         assert second.stop() == 0
+
+
+def test_a_write_from_a_step_while_a_person_types_an_operation_keeps_their_input_and_focus(
+    page: Any, store: Path
+) -> None:
+    open_entry(page, "count")
+    delta = page.find_element(CSS, "#op-delta")
+    delta.clear()
+    delta.send_keys("5")
+    new = page.find_element(CSS, "#op-new")
+    new.clear()
+    new.send_keys("100")
+    page.find_element(CSS, "#op-delta").click()  # typing the delta when the step writes
+    write(store, lambda a: a.set("orders", "count", 8))
+    wait_for(page, lambda d: d.find_element(CSS, "#d-tree").text == "8", what="the step's value")
+    assert page.execute_script("return document.activeElement.id") == "op-delta"
+    assert page.find_element(CSS, "#op-delta").get_attribute("value") == "5"
+    assert page.find_element(CSS, "#op-new").get_attribute("value") == "100"  # typed: kept
+    assert page.find_element(CSS, "#op-expected").get_attribute("value") == "8"  # as filled: follows the value
+    page.switch_to.active_element.send_keys("0")  # the typing goes on where it was
+    assert page.find_element(CSS, "#op-delta").get_attribute("value") == "50"

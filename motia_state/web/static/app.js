@@ -509,11 +509,16 @@ function jsonInput(id) {
 
 function renderOps() {
   const box = $("#ops");
-  // Keep what the person typed when the same entry is shown again after an operation.
-  const kept = detail.opsFor === rowId(detail.entry.groupId, detail.entry.key) + detail.entry.type
-    ? Object.fromEntries($$("input", box).filter((i) => !["op-expected", "op-new"].includes(i.id)).map((i) => [i.id, i.value]))
-    : {};
+  // Keep what the person typed when the same entry is shown again (after an operation, or a
+  // write from a step while they type), and where they were typing. The compareAndSwap fields
+  // follow the current value, unless the person changed what they were filled with.
+  const same = detail.opsFor === rowId(detail.entry.groupId, detail.entry.key) + detail.entry.type;
+  const filled = (i) => ["op-expected", "op-new"].includes(i.id) && i.value === detail.opsPrefill;
+  const kept = same ? Object.fromEntries($$("input", box).filter((i) => !filled(i)).map((i) => [i.id, i.value])) : {};
+  const active = same && box.contains(document.activeElement) ? document.activeElement : null;
+  const caret = active && "selectionStart" in active ? [active.selectionStart, active.selectionEnd] : null;
   detail.opsFor = rowId(detail.entry.groupId, detail.entry.key) + detail.entry.type;
+  detail.opsPrefill = prefill(detail.entry.value);
   box.textContent = "";
   const t = detail.entry.type;
   const groups = [];
@@ -555,6 +560,12 @@ function renderOps() {
     } })));
   box.append(...groups);
   for (const [id, value] of Object.entries(kept)) { const input = $("#" + id); if (input) input.value = value; }
+  const again = !active ? null : active.id ? $("#" + active.id, box)
+    : active.dataset.op ? $(`[data-op="${active.dataset.op}"]`, box) : null;
+  if (again) {
+    again.focus();
+    if (caret && "setSelectionRange" in again) { try { again.setSelectionRange(caret[0], caret[1]); } catch { /* not a text field */ } }
+  }
 }
 
 function numberOp(name) {
