@@ -695,3 +695,21 @@ def test_a_write_from_a_step_while_a_person_types_an_operation_keeps_their_input
     assert page.find_element(CSS, "#op-expected").get_attribute("value") == "8"  # as filled: follows the value
     page.switch_to.active_element.send_keys("0")  # the typing goes on where it was
     assert page.find_element(CSS, "#op-delta").get_attribute("value") == "50"
+
+
+def test_a_write_from_a_step_keeps_the_picked_change_and_its_restore_within_reach(page: Any, store: Path) -> None:
+    write(store, lambda a: a.set_field("users", "bob", "score", 45))
+    open_entry(page, "bob")
+    wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 2, what="two changes")
+    page.find_elements(CSS, "#timeline li")[1].click()  # the first value
+    wait_for(page, lambda d: d.find_element(CSS, "#h-diff-box").is_displayed())
+    write(store, lambda a: a.set_field("users", "bob", "score", 60))  # a step writes meanwhile
+    wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 3, what="the step's change")
+    assert page.find_element(CSS, "#h-diff-box").is_displayed()
+    picked = page.find_elements(CSS, "#timeline li[aria-selected='true']")
+    assert [li.get_attribute("data-index") for li in picked] == ["2"]  # the same change, one further down
+    added = [s.text for s in page.find_elements(CSS, "#h-diff .add")]
+    assert any('"score": 60' in line for line in added)  # against the new current value
+    click(page, "#h-restore")
+    wait_for(page, lambda d: d.find_element(CSS, "#h-restore-result").text == "Restored.")
+    assert write(store, lambda a: a.get("users", "bob")) == {"name": "Bob", "score": 40}

@@ -295,6 +295,7 @@ const detail = { entry: null, baseVersion: null, baseText: "", editorDeferred: f
 
 async function selectEntry(g, k) {
   list.selected = { groupId: g, key: k };
+  detail.picked = null;
   for (const row of $$("tr.entry")) row.setAttribute("aria-selected", String(row.dataset.id === rowId(g, k)));
   $("#conflict").hidden = true;
   $("#op-result").textContent = "";
@@ -600,6 +601,9 @@ async function loadHistory() {
   const e = detail.entry;
   const r = await api("GET", "state/history?" + new URLSearchParams({ groupId: e.groupId, key: e.key, limit: "50" }));
   const ol = $("#timeline");
+  // A write from a step redraws the timeline: the change a person picked (and the item they were
+  // on) stay picked, its diff against the new current value, so "Restore" stays within reach.
+  const focused = ol.contains(document.activeElement) ? detail.history[Number(document.activeElement.dataset.index)] : null;
   ol.textContent = "";
   $("#h-diff-box").hidden = true;
   if (!r.ok) {
@@ -619,6 +623,11 @@ async function loadHistory() {
     el("div", { class: "mono", text: preview(change.event === "deleted" ? null : change.newValue) }));
     ol.append(item);
   });
+  const same = (a, b) => a && b && a.cursor === b.cursor;
+  detail.picked = detail.history.find((c) => same(c, detail.picked)) || null;
+  if (detail.picked) showPicked();
+  const back = detail.history.findIndex((c) => same(c, focused));
+  if (back >= 0) $$("#timeline li")[back].focus();
 }
 function historyKey(ev, i) {
   const items = $$("#timeline li");
@@ -631,13 +640,17 @@ function restoredValue(change) {
 }
 function pickChange(i) {
   detail.picked = detail.history[i];
+  $("#h-restore-result").textContent = "";
+  showPicked();
+}
+function showPicked() {
+  const i = detail.history.indexOf(detail.picked);
   $$("#timeline li").forEach((li, j) => li.setAttribute("aria-selected", String(i === j)));
   const change = detail.picked;
   const target = restoredValue(change);
   $("#h-diff-title").textContent = `This change's value${change.event === "deleted" ? " (before the delete)" : ""} → the current value`;
   renderDiff($("#h-diff"), pretty(target), detail.entry.type === "missing" ? "" : pretty(detail.entry.value));
   $("#h-diff-box").hidden = false;
-  $("#h-restore-result").textContent = "";
 }
 
 // Line diff: the common first and last lines are set aside, then a longest common subsequence
