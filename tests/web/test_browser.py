@@ -693,6 +693,13 @@ def test_a_write_from_a_step_while_a_person_types_an_operation_keeps_their_input
     assert page.find_element(CSS, "#op-delta").get_attribute("value") == "5"
     assert page.find_element(CSS, "#op-new").get_attribute("value") == "100"  # typed: kept
     assert page.find_element(CSS, "#op-expected").get_attribute("value") == "8"  # as filled: follows the value
+    # A hand-typed "expected" stays as typed: following the step's write would let the swap overwrite it.
+    fill(page, "#op-expected", "8")
+    page.find_element(CSS, "#op-expected").send_keys(Keys.BACKSPACE, "9")
+    write(store, lambda a: a.set("orders", "count", 10))
+    wait_for(page, lambda d: d.find_element(CSS, "#d-tree").text == "10", what="the step's second value")
+    assert page.find_element(CSS, "#op-expected").get_attribute("value") == "9"
+    page.find_element(CSS, "#op-delta").click()
     page.switch_to.active_element.send_keys("0")  # the typing goes on where it was
     assert page.find_element(CSS, "#op-delta").get_attribute("value") == "50"
 

@@ -512,9 +512,13 @@ function renderOps() {
   const box = $("#ops");
   // Keep what the person typed when the same entry is shown again (after an operation, or a
   // write from a step while they type), and where they were typing. The compareAndSwap fields
-  // follow the current value, unless the person changed what they were filled with.
+  // follow the current value, unless the person changed what they were filled with (a hand-typed
+  // "expected" that followed a step's write would let the swap overwrite that write blindly).
   const same = detail.opsFor === rowId(detail.entry.groupId, detail.entry.key) + detail.entry.type;
-  const filled = (i) => ["op-expected", "op-new"].includes(i.id) && i.value === detail.opsPrefill;
+  const swap = (i) => ["op-expected", "op-new"].includes(i.id);
+  const refill = detail.refillSwap;
+  detail.refillSwap = false;
+  const filled = (i) => swap(i) && (refill || i.value === detail.opsPrefill);
   const kept = same ? Object.fromEntries($$("input", box).filter((i) => !filled(i)).map((i) => [i.id, i.value])) : {};
   const active = same && box.contains(document.activeElement) ? document.activeElement : null;
   const caret = active && "selectionStart" in active ? [active.selectionStart, active.selectionEnd] : null;
@@ -588,7 +592,9 @@ function itemsOp(name) {
 async function runOp(operation, value) {
   const e = detail.entry;
   const r = await api("POST", "state", { groupId: e.groupId, key: e.key, operation, value });
-  // The entry is shown again first, so the result appears once the screen is settled.
+  // The entry is shown again first, so the result appears once the screen is settled; after
+  // the person's own operation the compareAndSwap fields start again from the current value.
+  detail.refillSwap = true;
   await loadEntry(e.groupId, e.key, !editorDirty());
   const out = $("#op-result");
   out.className = r.ok ? "op-result ok" : "op-result bad";
