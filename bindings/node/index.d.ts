@@ -133,6 +133,8 @@ export class RpcClient {
   notify (method: string, args?: JsonValue): void
   respond (id: string | number, result: JsonValue): void
   respondError (id: string | number, code: string, message: string, stack?: string): void
+  /** A frame of the parent's not served: reported on stderr, and answered with an error when `id` is a request's. */
+  refuse (id: string | number | null | undefined, code: string, message: string): void
   close (reason: string): void
   readonly closedPromise: Promise<void>
 }

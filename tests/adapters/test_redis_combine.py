@@ -164,14 +164,10 @@ async def test_closing_fails_what_waits_as_unavailable(
     await a.increment("warm", "up")
     blocker = redis.asyncio.Redis.from_url(redis_server.url)
     try:
-        # The first call is held by a script busy on the server; the others wait behind it.
-        busy = asyncio.ensure_future(
-            blocker.eval(
-                "local t = redis.call('TIME'); while true do local n = redis.call('TIME'); if (n[1] - t[1]) * 1000000 + n[2] - t[2] > 300000 then return 1 end end",
-                0,
-            )
-        )
-        await asyncio.sleep(0.05)
+        # The first call is held by the server, paused for every client
+        # (the pause is in effect once its reply arrives, however loaded
+        # the machine); the others wait behind it.
+        await blocker.execute_command("CLIENT", "PAUSE", 1000, "ALL")
         first = asyncio.ensure_future(a.increment("g", "n"))
         await asyncio.sleep(0.02)
         waiting = [asyncio.ensure_future(a.increment("g", "n")) for _ in range(5)]
@@ -180,7 +176,6 @@ async def test_closing_fails_what_waits_as_unavailable(
         results = await asyncio.gather(*waiting, return_exceptions=True)
         assert all(isinstance(r, ms.UnavailableError) for r in results), results
         await asyncio.gather(first, return_exceptions=True)
-        await busy
         check = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
         try:
             assert await check.get("g", "n") in (None, 1), "the waiting ones were never sent"

@@ -153,12 +153,6 @@ async def test_closing_before_a_sending_task_starts_fails_what_waits() -> None:
     assert len(sent) == 1, "what waited was never sent"
 
 
-BUSY = (
-    "local t = redis.call('TIME'); while true do local n = redis.call('TIME'); "
-    "if (n[1] - t[1]) * 1000000 + n[2] - t[2] > 300000 then return 1 end end"
-)
-
-
 async def test_a_caller_cancelled_while_it_reads_gives_its_connection_back_once(
     redis_server: RedisServer, redis_prefix: str
 ) -> None:
@@ -168,15 +162,16 @@ async def test_a_caller_cancelled_while_it_reads_gives_its_connection_back_once(
     pool = a.client.connection_pool
     try:
         await a.increment("warm", "up")
-        busy = asyncio.ensure_future(blocker.eval(BUSY, 0))  # the server answers nobody for a while
-        await asyncio.sleep(0.05)
+        # The server answers nobody for a while: the pause is in effect once
+        # its reply arrives, however loaded the machine.
+        await blocker.execute_command("CLIENT", "PAUSE", 300, "ALL")
         reading = asyncio.ensure_future(a.increment("g", "n"))
         await asyncio.sleep(0.05)
         reading.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reading
         assert not pool._in_use_connections, "released"
-        await busy
+        await blocker.ping()  # answered once the pause is over
         # The reply owed to the cancelled call went with its connection: the next call reads its own.
         assert await a.increment("g", "m", 5) == 5
         assert len(pool._available_connections) == len(set(map(id, pool._available_connections)))
@@ -234,9 +229,8 @@ async def test_operations_waiting_behind_a_call_redis_does_not_answer_fail_withi
     loop = asyncio.get_running_loop()
     try:
         await a.increment("warm", "up")
-        # The server answers nobody for 2.5 s (it finishes the script first).
-        busy = asyncio.ensure_future(blocker.eval(BUSY.replace("300000", "2500000"), 0))
-        await asyncio.sleep(0.05)
+        # The server answers nobody for 2.5 s.
+        await blocker.execute_command("CLIENT", "PAUSE", 2500, "ALL")
 
         async def timed() -> float:
             start = loop.time()
@@ -251,7 +245,7 @@ async def test_operations_waiting_behind_a_call_redis_does_not_answer_fail_withi
         # Alone, each would fail after one timeout; waiting behind the first
         # must not add the first one's timeout to its own.
         assert max(behind) < 1.6 * timeout, behind
-        await busy
+        await blocker.ping()  # answered once the pause is over
         assert await a.get("g", "n") in (None, 1), "those that waited were never sent"
     finally:
         await blocker.aclose()

@@ -154,19 +154,19 @@ PLAIN = {
 class RawWorker:
     """A worker on stdin/stdout, the parent's side written by hand."""
 
-    def __init__(self, tmp_path: Path, lang: str) -> None:
+    def __init__(self, tmp_path: Path, lang: str, env: dict[str, str] | None = None) -> None:
         if TOOLS[lang]:
             require_tool(TOOLS[lang])
         path = _write_step(tmp_path, *PLAIN[lang])
-        env = {k: v for k, v in os.environ.items() if k != "MOTIA_STEP_PROTOCOL_FDS"}
+        env = {**{k: v for k, v in os.environ.items() if k != "MOTIA_STEP_PROTOCOL_FDS"}, **(env or {})}
         self.proc = subprocess.Popen(
             resolve_command(path, None), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
         )
         self._buf = b""
 
-    def send(self, *lines: str) -> None:
+    def send(self, *lines: str | bytes) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write("".join(line + "\n" for line in lines).encode())
+        self.proc.stdin.write(b"".join((line if isinstance(line, bytes) else line.encode()) + b"\n" for line in lines))
         self.proc.stdin.flush()
 
     def read(self, timeout: float = 10.0) -> dict[str, Any]:

@@ -29,6 +29,18 @@ const ID_RE = /"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,20})\s*[,}]/
 const REPLY_HEAD = '{"type":"rpc_response","id":'
 const RESULT_KEY = ',"result":'
 const NOT_READ = Symbol('not read')
+/** Whether bytes are well-formed UTF-8 (Buffer's own check where Node has it). */
+const FATAL_UTF8 = new TextDecoder('utf-8', { fatal: true })
+const isUtf8 = require('buffer').isUtf8 || ((bytes) => {
+  try {
+    FATAL_UTF8.decode(bytes)
+    return true
+  } catch (e) {
+    return false
+  }
+})
+/** Characters of a value of the parent's that a report shows, at most. */
+const SHOWN = 100
 /** Digits that `digitsAt` read last (a module variable: no object per reply). */
 let DIGITS = 0
 
@@ -191,6 +203,22 @@ function sniff (head) {
   }
 }
 
+/** `text` cut at SHOWN characters. */
+function cut (text) {
+  return text.length > SHOWN ? `${text.slice(0, SHOWN)}...` : text
+}
+
+/** `value` as JSON text for a report, cut at SHOWN characters. */
+function shown (value) {
+  let text
+  try {
+    text = JSON.stringify(value)
+  } catch (e) {
+    text = undefined
+  }
+  return cut(text === undefined ? String(typeof value) : text)
+}
+
 /** The UTF-8 size of a frame over `limit`, or 0 when it fits (counted only when it might not). */
 function oversize (line, limit) {
   if (line.length * 3 <= limit) return 0
@@ -259,6 +287,7 @@ class RpcClient {
     input.on('data', (chunk) => this.feedGuarded(chunk))
     input.on('end', () => this.close('the parent closed the channel'))
     input.on('error', (e) => this.close(`the channel failed: ${e.message}`))
+    if (typeof output.on === 'function') output.on('error', (e) => this.close(`writing to the parent failed: ${e.message}`))
   }
 
   /**
@@ -291,12 +320,17 @@ class RpcClient {
       // 0x0a, so text cut at a newline decodes as its lines would alone.
       const last = chunk.lastIndexOf(NEWLINE)
       if (last >= 0 && last <= this.maxFrameBytes) {
-        const lines = chunk.toString('utf8', 0, last).split('\n')
-        for (let i = 0; i < lines.length; i++) this.text(lines[i])
-        start = last + 1
-        if (start === chunk.length) return
-        chunk = chunk.subarray(start)
-        start = 0
+        const decoded = chunk.toString('utf8', 0, last)
+        // A U+FFFD may stand for bytes that are not UTF-8: such lines take
+        // the path below, which checks each line's bytes.
+        if (decoded.indexOf('\ufffd') === -1) {
+          const lines = decoded.split('\n')
+          for (let i = 0; i < lines.length; i++) this.text(lines[i])
+          start = last + 1
+          if (start === chunk.length) return
+          chunk = chunk.subarray(start)
+          start = 0
+        }
       }
     }
     let nl = chunk.indexOf(NEWLINE, start)
@@ -351,15 +385,25 @@ class RpcClient {
    */
   unreadable (head, code, message) {
     const [kind, id] = sniff(head)
-    if (kind === 'rpc_request' && id !== null) {
-      this.respondError(id, code, message)
-    } else if (kind === 'rpc_response' && this.pending.has(id)) {
+    if (kind === 'rpc_response' && this.pending.has(id)) {
       const waiter = this.pending.get(id)
       this.pending.delete(id)
       waiter.reject(errorForCode(code, `the reply: ${message}`))
     } else {
-      process.stderr.write(`motia-state: dropped ${message} (no id to answer)\n`)
+      this.refuse(kind === 'rpc_request' ? id : null, code, message)
     }
+  }
+
+  /**
+   * A frame of the parent's that is not served: one line on stderr saying
+   * why, and an error reply when it is a request whose id can be read.
+   * Never answers a frame that does not say it is a request: its id may
+   * be that of one of the parent's own requests.
+   */
+  refuse (id, code, message) {
+    const answered = id !== undefined && id !== null && !this.closed
+    process.stderr.write(`motia-state: ${message}: ${answered ? `answered ${code}` : 'dropped (no id to answer)'}\n`)
+    if (answered) this.respondError(id, code, message)
   }
 
   /**
@@ -399,14 +443,24 @@ class RpcClient {
 
   line (bytes) {
     if (bytes.length === 0) return
-    let frame
-    try {
-      frame = JSON.parse(bytes.toString('utf8'))
-    } catch (e) {
-      this.unreadable(bytes.subarray(0, HEAD_BYTES), 'INVALID_ARGUMENT', `a frame that is not JSON: ${e.message}`)
+    const text = bytes.toString('utf8')
+    if (text.indexOf('\ufffd') !== -1 && !isUtf8(bytes)) {
+      // Decoding would put U+FFFD in their place: a request would run on text the parent never sent.
+      this.unreadable(bytes.subarray(0, HEAD_BYTES), 'INVALID_ARGUMENT', 'a frame that is not UTF-8 text')
       return
     }
-    if (frame === null || typeof frame !== 'object') return
+    let frame
+    try {
+      frame = JSON.parse(text)
+    } catch (e) {
+      this.unreadable(bytes.subarray(0, HEAD_BYTES), 'INVALID_ARGUMENT', `a frame that is not JSON (${cut(e.message)})`)
+      return
+    }
+    if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) {
+      const what = frame === null ? 'null' : Array.isArray(frame) ? 'an array' : `a ${typeof frame}`
+      this.refuse(null, 'INVALID_ARGUMENT', `a frame that is not a JSON object (${what})`)
+      return
+    }
     if (frame.type === 'rpc_response') {
       const waiter = this.pending.get(frame.id)
       if (!waiter) {
@@ -424,10 +478,16 @@ class RpcClient {
       const id = frame.id
       if (id !== undefined && id !== null && typeof id !== 'string' && !Number.isSafeInteger(id)) {
         // 1.5 or 1e400 is no id: an answer could not carry it back as it came.
-        process.stderr.write('motia-state: dropped a request whose id is neither a string nor an integer\n')
+        this.refuse(null, 'INVALID_ARGUMENT', `a request whose id is neither a string nor an integer (${shown(id)})`)
+        return
+      }
+      if (typeof frame.method !== 'string') {
+        this.refuse(id, 'INVALID_ARGUMENT', `a request whose method is not a string (${shown(frame.method)})`)
         return
       }
       this.onRequest(frame)
+    } else {
+      this.refuse(null, 'INVALID_ARGUMENT', `a frame whose type is neither rpc_request nor rpc_response (${frame.type === undefined ? 'none' : shown(frame.type)})`)
     }
   }
 
@@ -477,7 +537,13 @@ class RpcClient {
     try {
       n = fs.writeSync(this.outputFd, data)
     } catch (e) {
-      if (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK') throw e
+      if (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK') {
+        // EPIPE: the parent stopped reading. The channel is dead, which
+        // ends the worker; thrown, it would only reach the handler of the
+        // step's unhandled errors, which writes to this same channel.
+        this.close(`writing to the parent failed: ${e.message}`)
+        return
+      }
     }
     if (n === 0) this.output.write(data)
     else if (n < Buffer.byteLength(data)) this.output.write(Buffer.from(data, 'utf8').subarray(n))

@@ -68,6 +68,16 @@ async function loadStep (file) {
   }
 }
 
+/** `value` as JSON text for a report, cut at 100 characters (as the client's reports show values). */
+function shown (value) {
+  let text
+  try {
+    text = JSON.stringify(value)
+  } catch (e) {}
+  if (text === undefined) text = typeof value
+  return text.length > 100 ? `${text.slice(0, 100)}...` : text
+}
+
 /** String(read()), or `fallback` when reading or converting throws. */
 function textOf (read, fallback) {
   try {
@@ -132,6 +142,7 @@ function describeConfig (value) {
 class Worker {
   constructor (stepPath) {
     this.stepPath = stepPath
+    this.stepFile = path.resolve(stepPath) // as the log names it
     this.module = null
     this.loadError = null
   }
@@ -154,22 +165,69 @@ class Worker {
     )
     await this.client.closedPromise
     // Exit once the last frames are out, even if the step left timers or
-    // sockets open: the parent is done with this worker.
-    await new Promise((resolve) => output.end(resolve))
+    // sockets open: the parent is done with this worker. A broken pipe ends
+    // the wait too (its error is the reason the channel closed).
+    await new Promise((resolve) => {
+      output.once('error', resolve)
+      output.once('close', resolve)
+      output.end(resolve)
+    })
   }
 
+  /**
+   * An error the step threw or rejected where nothing handles it (a timer
+   * callback, a promise nobody awaits, an EventEmitter 'error' with no
+   * listener): an `error` record on the parent's log channel naming the
+   * step file, and the worker serves on, as the Python and Ruby runners do
+   * with a thread's or a task's exception. Only when the channel is gone
+   * does it go to stderr instead. Never throws.
+   */
+  unhandled (e) {
+    const [message, stack] = describeFailure(e)
+    const msg = `${this.stepFile}: an error nothing handled: ${message}`
+    try {
+      if (this.client && !this.client.closed) {
+        this.client.notify('log', { level: 'error', msg, stepFile: this.stepFile, error: message, stack: stack || '' })
+        return
+      }
+    } catch (inner) {} // a message that cannot travel: stderr still has it
+    try {
+      process.stderr.write(`motia-state: ${msg}\n${stack || ''}\n`)
+    } catch (inner) {}
+  }
+
+  /**
+   * A request of the parent's (its id, if any, and its method, a string,
+   * already checked by the client). What cannot be served is refused, as
+   * the parent refuses a worker's: an unknown method NOT_FOUND, a request
+   * whose answer nothing could carry (no id) or whose args do not fit
+   * INVALID_ARGUMENT, each reported on stderr.
+   */
   onRequest (frame) {
     const { method, id, args } = frame
+    if (method === 'shutdown') {
+      this.client.close('shutdown')
+      return
+    }
+    if (method !== 'invoke' && method !== 'config' && method !== 'condition') {
+      this.client.refuse(id, 'NOT_FOUND', `a request for an unknown method ${shown(method)} (the Node runner serves invoke, config, condition and shutdown)`)
+      return
+    }
+    if (id === undefined || id === null) {
+      this.client.refuse(null, 'INVALID_ARGUMENT', `a request for ${shown(method)} without an id (nothing could carry its answer)`)
+      return
+    }
+    const fits = method === 'config' || (args !== null && typeof args === 'object' && !Array.isArray(args))
+    if (!fits) {
+      this.client.refuse(id, 'INVALID_ARGUMENT', `a request for ${shown(method)} whose args are not an object (${shown(args)})`)
+      return
+    }
     if (method === 'invoke') {
-      this.invoke(id, args && typeof args === 'object' ? args : {}).catch((e) => this.internal(id, e))
+      this.invoke(id, args).catch((e) => this.internal(id, e))
     } else if (method === 'config') {
       this.answerConfig(id).catch((e) => this.internal(id, e))
-    } else if (method === 'condition') {
-      this.answerCondition(id, args && typeof args === 'object' ? args : {}).catch((e) => this.internal(id, e))
-    } else if (method === 'shutdown') {
-      this.client.close('shutdown')
-    } else if (id !== undefined && id !== null) {
-      this.client.respondError(id, 'NOT_FOUND', `the Node runner serves no method ${JSON.stringify(method)}`)
+    } else {
+      this.answerCondition(id, args).catch((e) => this.internal(id, e))
     }
   }
 
@@ -300,16 +358,15 @@ async function main (argv) {
     process.stderr.write('usage: run_step.js <step file>\n')
     return 2
   }
-  // A promise the step left behind that rejects (a state call it never
-  // awaited, after its handler returned) is the step's bug: it is logged,
-  // as Python logs a task's exception that nobody retrieved and Ruby a
-  // thread's. Node's default would end the worker, failing whatever
-  // invocation it serves by then, maybe one that had nothing to do with it.
-  process.on('unhandledRejection', (reason) => {
-    const [message, stack] = describeFailure(reason)
-    process.stderr.write(`motia-state: a promise rejected and nothing handled it: ${stack || message}\n`)
-  })
   const worker = new Worker(argv[0])
+  // An error the step leaves where nothing handles it (a timer that
+  // throws, a promise it never awaits that rejects) is the step's bug, not
+  // the worker's end: Node's default would exit, failing whatever
+  // invocation runs by then, maybe one that had nothing to do with it.
+  // Errors of the channel itself never get here: a failed read or write
+  // closes it, and the worker exits.
+  process.on('uncaughtException', (e) => worker.unhandled(e))
+  process.on('unhandledRejection', (reason) => worker.unhandled(reason))
   await worker.serve()
   return worker.client.failure ? 1 : 0
 }

@@ -178,6 +178,25 @@ def sniff(head: bytes) -> tuple[str | None, Any]:
     return kind.group(1).decode(), value
 
 
+#: Characters of a value of the parent's that a report shows, at most.
+SHOWN = 100
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def _cut(text: str) -> str:
+    return text[:SHOWN] + "..." if len(text) > SHOWN else text
+
+
+def _shown(value: Any) -> str:
+    """``value`` as JSON text for a report, cut at SHOWN characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = type(value).__name__
+    return _cut(text)
+
+
 def _not_json(constant: str) -> Any:
     raise ValueError("%s is not JSON" % constant)
 
@@ -285,7 +304,7 @@ class RpcClient:
                 # rather than wait for ever.
                 self._loop.remove_reader(self._read_fd)
                 self.failure = "the reader failed (%s: %s)" % (type(e).__name__, e)
-                sys.stderr.write("motia-step: the reader failed:\n%s" % traceback.format_exc())
+                sys.stderr.write("motia-state: the reader failed:\n%s" % traceback.format_exc())
                 self._close(self.failure)
         else:  # end of input: the parent closed the channel
             self._loop.remove_reader(self._read_fd)
@@ -464,14 +483,24 @@ class RpcClient:
         # A frame we will not decode still gets its answer when its id can be
         # read: a request an error reply, a reply the failure of its call.
         kind, rid = sniff(head)
-        if kind == "rpc_request" and rid is not None:
-            self.respond_error(rid, code, message)
-        elif kind == "rpc_response" and type(rid) is int and rid in self._pending:
+        if kind == "rpc_response" and type(rid) is int and rid in self._pending:
             fut = self._pending.pop(rid)
             if not fut.done():
                 fut.set_exception(error_from_wire({"code": code, "message": "the reply: " + message}))
         else:
-            sys.stderr.write("motia-step: dropped %s (no id to answer)\n" % message)
+            self.refuse(rid if kind == "rpc_request" else None, code, message)
+
+    def refuse(self, rid: Any, code: str, message: str) -> None:
+        """A frame of the parent's that is not served: one line on stderr, and an error reply if it has an id.
+
+        Only a frame that says it is a request is ever answered: the id of
+        anything else may be that of one of the parent's own requests.
+        """
+        answered = rid is not None and not self.closed.is_set()
+        outcome = "answered %s" % code if answered else "dropped (no id to answer)"
+        sys.stderr.write("motia-state: %s: %s\n" % (message, outcome))
+        if answered:
+            self.respond_error(rid, code, message)
 
     def _on_lines(self, lines: list[bytes]) -> None:
         try:
@@ -488,13 +517,19 @@ class RpcClient:
             for line in lines:
                 try:
                     frames.append(_decode(line.decode("utf-8")))
+                except UnicodeDecodeError:
+                    self._unreadable(line[:HEAD_BYTES], "INVALID_ARGUMENT", "a frame that is not UTF-8 text")
                 except ValueError as e:
-                    self._unreadable(line[:HEAD_BYTES], "INVALID_ARGUMENT", "a frame that is not JSON: %s" % e)
+                    self._unreadable(
+                        line[:HEAD_BYTES], "INVALID_ARGUMENT", "a frame that is not JSON (%s)" % _cut(str(e))
+                    )
                 except RecursionError:  # nested past what any value may be: over a limit, whatever its size
                     self._unreadable(line[:HEAD_BYTES], "LIMIT_EXCEEDED", "a frame nested too deeply to be read")
         pending = self._pending
         for frame in frames:
-            if not isinstance(frame, dict):
+            if type(frame) is not dict:
+                what = "null" if frame is None else "a JSON %s" % _JSON_KINDS.get(type(frame), "value")
+                self.refuse(None, "INVALID_ARGUMENT", "a frame that is not a JSON object (%s)" % what)
                 continue
             kind = frame.get("type")
             if kind == "rpc_response":
@@ -502,7 +537,7 @@ class RpcClient:
                 # Our ids are ints; anything else (a list is not even hashable) is a reply to nothing.
                 fut = pending.pop(rid, None) if type(rid) is int else None
                 if fut is None:
-                    sys.stderr.write("motia-step: a reply to no request (id %s)\n" % json.dumps(rid))
+                    sys.stderr.write("motia-state: a reply to no request (id %s)\n" % _shown(rid))
                     continue
                 if fut.done():  # a call the step stopped waiting for
                     continue
@@ -515,12 +550,24 @@ class RpcClient:
                 rid = frame.get("id")
                 if rid is not None and type(rid) not in (str, int):
                     # 1.5 or 1e400 is no id: an answer could not carry it back as JSON.
-                    sys.stderr.write("motia-step: dropped a request whose id is neither a string nor an integer\n")
+                    self.refuse(
+                        None,
+                        "INVALID_ARGUMENT",
+                        "a request whose id is neither a string nor an integer (%s)" % _shown(rid),
+                    )
+                    continue
+                if type(frame.get("method")) is not str:
+                    message = "a request whose method is not a string (%s)" % _shown(frame.get("method"))
+                    self.refuse(rid, "INVALID_ARGUMENT", message)
                     continue
                 try:
                     self._on_request(frame)
                 except Exception as e:  # one odd request must not cost the frames after it
-                    sys.stderr.write("motia-step: a request from the parent failed: %r\n" % (e,))
+                    sys.stderr.write("motia-state: a request from the parent failed: %r\n" % (e,))
+            else:
+                what = "none" if "type" not in frame else _shown(kind)
+                message = "a frame whose type is neither rpc_request nor rpc_response (%s)" % what
+                self.refuse(None, "INVALID_ARGUMENT", message)
 
     def _close(self, reason: str = "the parent closed the channel") -> None:
         if self.closed.is_set():

@@ -14,12 +14,13 @@ import inspect
 import math
 import os
 import sys
+import threading
 import traceback
 from typing import Any
 
 from . import eventloop
 from .eventloop import SpinSelector, spin_budget
-from .rpc import RpcClient
+from .rpc import RpcClient, _shown
 from .state import BlockingStateManager, RpcStateManager
 
 
@@ -143,6 +144,9 @@ class Worker:
             self.selector.watched = self.client.in_flight  # spin only while a reply is due
         self.state = RpcStateManager(self.client)
         self.tasks: set = set()
+        # Errors nothing handles on the loop (a task's exception nobody
+        # retrieves, a callback that raises) are logged as the step's.
+        loop.set_exception_handler(self.on_loop_error)
         await self.client.start()
         closed = asyncio.ensure_future(self.client.closed.wait())
         stopped = asyncio.ensure_future(self.stop.wait())
@@ -151,22 +155,74 @@ class Worker:
         stopped.cancel()
         self.client.flush()
 
+    def unhandled(self, e: BaseException | None, what: str = "") -> None:
+        """Log an error the step left where nothing handles it, and serve on; never raises.
+
+        An ``error`` record on the parent's log channel, naming the step file,
+        with the message and stack (as the Node and Ruby runners log a
+        timer's or a thread's exception); only when the channel is gone does
+        it go to stderr instead.
+        """
+        message, stack = describe_failure(e) if e is not None else (what, "")
+        step_file = os.path.abspath(self.step_path)
+        msg = "%s: an error nothing handled: %s" % (step_file, message)
+        record = {"level": "error", "msg": msg, "stepFile": step_file, "error": message, "stack": stack}
+        client = getattr(self, "client", None)  # none yet while the step loads
+        try:
+            if client is not None and not client.closed.is_set():
+                client.notify("log", record)
+                return
+        except BaseException:  # the loop is closed, or the text cannot travel: stderr still has it
+            pass
+        try:
+            sys.stderr.write("motia-state: %s\n%s" % (msg, stack))
+            sys.stderr.flush()
+        except BaseException:
+            pass
+
+    def on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The loop's exception handler: a task's exception nobody retrieved, a callback that raised."""
+        self.unhandled(context.get("exception"), str(context.get("message", "an error on the event loop")))
+
+    def on_thread_error(self, args: Any) -> None:
+        """``threading.excepthook``: a thread the step started ended with an exception."""
+        if args.exc_type is SystemExit:  # how a thread may end on purpose
+            return
+        self.unhandled(args.exc_value, getattr(args.exc_type, "__name__", "an exception"))
+
     def on_request(self, frame: dict[str, Any]) -> None:
+        """A request of the parent's (its id and method, a string, checked by the client).
+
+        What cannot be served is refused, as the parent refuses a worker's:
+        an unknown method NOT_FOUND, a request whose answer nothing could
+        carry (no id) or whose args do not fit INVALID_ARGUMENT, each
+        reported on stderr.
+        """
         method, rid, args = frame.get("method"), frame.get("id"), frame.get("args")
-        if method == "invoke":
-            task = asyncio.ensure_future(self.invoke(rid, args if isinstance(args, dict) else {}))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        elif method == "config":
-            self.answer_config(rid)
-        elif method == "condition":
-            task = asyncio.ensure_future(self.answer_condition(rid, args if isinstance(args, dict) else {}))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        elif method == "shutdown":
+        if method == "shutdown":
             self.stop.set()
-        elif rid is not None:
-            self.client.respond_error(rid, "NOT_FOUND", "the Python runner serves no method %r" % (method,))
+            return
+        if method not in ("invoke", "config", "condition"):
+            message = (
+                "a request for an unknown method %s (the Python runner serves invoke, config, condition and shutdown)"
+            )
+            self.client.refuse(rid, "NOT_FOUND", message % _shown(method))
+            return
+        if rid is None:
+            message = "a request for %s without an id (nothing could carry its answer)" % _shown(method)
+            self.client.refuse(None, "INVALID_ARGUMENT", message)
+            return
+        if method == "config":
+            self.answer_config(rid)
+            return
+        if type(args) is not dict:
+            message = "a request for %s whose args are not an object (%s)" % (_shown(method), _shown(args))
+            self.client.refuse(rid, "INVALID_ARGUMENT", message)
+            return
+        serve = self.invoke if method == "invoke" else self.answer_condition
+        task = asyncio.ensure_future(serve(rid, args))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def answer_config(self, rid: Any) -> None:
         """Reply with the step's exported ``config`` (null when none), without running the handler."""
@@ -318,6 +374,8 @@ def main(argv: Any) -> int:
     os.close(devnull)
     sys.stdout = sys.stderr
     worker = Worker(argv[1], read_fd, write_fd)
+    # Set before the step loads, so that a hook the step sets itself wins.
+    threading.excepthook = worker.on_thread_error
     try:
         worker.module = load_step(argv[1])
     except BaseException as e:  # reported to the parent as the invoke's failure

@@ -89,7 +89,7 @@ class AsyncCallsTest < Minitest::Test
       parent.write("#{JSON.generate({ 'type' => 'rpc_response', 'id' => frames[0]['id'], 'result' => 'y' * 400 })}\n")
       parent.reply(frames[1]["id"], result: "B")
       e = assert_raises(MotiaState::LimitExceededError) { Timeout.timeout(5) { t.value } }
-      assert_match(/over the limit/, e.message)
+      assert_match(/over the 256-byte frame limit/, e.message)
     end
     assert_equal "B", after.value
     assert_kind_of String, err

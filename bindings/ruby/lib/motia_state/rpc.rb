@@ -100,6 +100,31 @@ module MotiaState
     nil
   end
 
+  # Characters of a value of the parent's that a report shows, at most.
+  SHOWN = 100
+
+  # +value+ as JSON text for a report, cut at SHOWN characters.
+  def self.shown(value)
+    text = begin
+      JSON.generate(value, max_nesting: false)
+    rescue StandardError
+      value.class.to_s
+    end
+    text.length > SHOWN ? "#{text[0, SHOWN]}..." : text
+  end
+
+  # What a JSON value is, in a report: "null", "a JSON array", ...
+  def self.json_kind(value)
+    case value
+    when nil then "null"
+    when Array then "a JSON array"
+    when String then "a JSON string"
+    when Numeric then "a JSON number"
+    when true, false then "a JSON boolean"
+    else "a JSON value"
+    end
+  end
+
   def self.json_text!(text, parent, key)
     ok = if text.encoding == Encoding::BINARY
            text.ascii_only?
@@ -495,8 +520,13 @@ module MotiaState
     def handle_line(line)
       return if line.empty?
 
+      unless line.force_encoding(Encoding::UTF_8).valid_encoding?
+        # The parser would take it as it is: a request would run on text the parent never sent.
+        unreadable(line.byteslice(0, HEAD_BYTES), "INVALID_ARGUMENT", "a frame that is not UTF-8 text")
+        return
+      end
       frame = begin
-        JSON.parse(line.force_encoding(Encoding::UTF_8), max_nesting: MAX_FRAME_NESTING)
+        JSON.parse(line, max_nesting: MAX_FRAME_NESTING)
       rescue JSON::NestingError
         oversized(line.byteslice(0, HEAD_BYTES), "a frame nested more than #{MAX_FRAME_NESTING} levels deep")
         return
@@ -504,7 +534,10 @@ module MotiaState
         unreadable(line.byteslice(0, HEAD_BYTES), "INVALID_ARGUMENT", "a frame that is not JSON (#{e.class})")
         return
       end
-      return unless frame.is_a?(Hash)
+      unless frame.is_a?(Hash)
+        refuse(nil, "INVALID_ARGUMENT", "a frame that is not a JSON object (#{MotiaState.json_kind(frame)})")
+        return
+      end
 
       if frame["type"] == "rpc_response"
         if (err = frame["error"])
@@ -516,18 +549,35 @@ module MotiaState
           value = frame["result"]
         end
         settled = @lock.synchronize { settle_locked(@pending.delete(frame["id"]), kind, value) }
-        warn("motia-state: a reply to no request (id #{frame['id'].inspect})") unless settled
+        warn("motia-state: a reply to no request (id #{MotiaState.shown(frame['id'])})") unless settled
       elsif frame["type"] == "rpc_request"
         id = frame["id"]
         unless id.nil? || id.is_a?(String) || id.is_a?(Integer)
           # 1.5 or 1e400 is no id: answering it would need an id we cannot
           # write back, and serving it without an answer would leave the
           # parent waiting (as the parent does for a worker's frame).
-          warn("motia-state: dropped a request whose id is neither a string nor an integer (#{id.inspect})")
+          refuse(nil, "INVALID_ARGUMENT", "a request whose id is neither a string nor an integer (#{MotiaState.shown(id)})")
+          return
+        end
+        unless frame["method"].is_a?(String)
+          refuse(id, "INVALID_ARGUMENT", "a request whose method is not a string (#{MotiaState.shown(frame['method'])})")
           return
         end
         request_in(frame)
+      else
+        what = frame.key?("type") ? MotiaState.shown(frame["type"]) : "none"
+        refuse(nil, "INVALID_ARGUMENT", "a frame whose type is neither rpc_request nor rpc_response (#{what})")
       end
+    end
+
+    # A frame of the parent's that is not served: one line on stderr saying
+    # why, and an error reply when it is a request whose id can be read.
+    # Only a frame that says it is a request is ever answered: the id of
+    # anything else may be that of one of the parent's own requests.
+    def refuse(id, code, message)
+      answered = !id.nil? && !@closed
+      warn("motia-state: #{message}: #{answered ? "answered #{code}" : 'dropped (no id to answer)'}")
+      respond_error(id, code, message) if answered
     end
 
     # Serve one request of the parent (in the background thread). A failure
@@ -544,8 +594,9 @@ module MotiaState
     end
 
     # A frame over a limit: a request gets LIMIT_EXCEEDED, a reply fails its call.
-    def oversized(head, what)
-      unreadable(head, "LIMIT_EXCEEDED", "#{what} is over the limit")
+    def oversized(head, what, frame_limit: false)
+      limit = frame_limit ? "the #{@max_frame_bytes}-byte frame limit" : "the limit"
+      unreadable(head, "LIMIT_EXCEEDED", "#{what} is over #{limit}")
     end
 
     # A frame we will not decode still gets its answer when its id can be
@@ -559,13 +610,9 @@ module MotiaState
       rescue JSON::ParserError, EncodingError
         nil
       end
-      if kind == "rpc_request" && !id.nil?
-        respond_error(id, code, message)
-      elsif kind == "rpc_response" &&
-            @lock.synchronize { settle_locked(@pending.delete(id), :error, MotiaState.error_for_code(code, "the reply: #{message}")) }
-        nil
-      else
-        warn("motia-state: dropped #{message} (no id to answer)")
+      unless kind == "rpc_response" &&
+             @lock.synchronize { settle_locked(@pending.delete(id), :error, MotiaState.error_for_code(code, "the reply: #{message}")) }
+        refuse(kind == "rpc_request" ? id : nil, code, message)
       end
     end
 
@@ -796,7 +843,7 @@ module MotiaState
       @rbuf = start.zero? ? buf : buf.byteslice(start, buf.bytesize - start)
       return if @rbuf.bytesize <= @max_frame_bytes
 
-      oversized(@rbuf.byteslice(0, HEAD_BYTES), "a frame of more than #{@max_frame_bytes} bytes")
+      oversized(@rbuf.byteslice(0, HEAD_BYTES), "a frame of more than #{@max_frame_bytes} bytes", frame_limit: true)
       @rbuf = String.new
       @skipping = true
     end
@@ -808,7 +855,7 @@ module MotiaState
     # fails at once, and the worker exits with a failure status.
     def line_in(line)
       if line.bytesize > @max_frame_bytes
-        oversized(line.byteslice(0, HEAD_BYTES), "a frame of more than #{@max_frame_bytes} bytes")
+        oversized(line.byteslice(0, HEAD_BYTES), "a frame of more than #{@max_frame_bytes} bytes", frame_limit: true)
       else
         handle_line(line)
       end

@@ -56,11 +56,72 @@ module MotiaState
     end
   end
 
+  # An exception that ends a thread the step started (and that Ruby would
+  # report on stderr, report_on_exception being true) goes to +handler+
+  # instead, once: the worker logs it as the step's error and serves on.
+  module ThreadErrors
+    class << self
+      attr_accessor :handler
+
+      # Run a thread's block; an exception that ends it is reported first.
+      def run(block, args)
+        block.call(*args)
+      rescue Exception => e # rubocop:disable Lint/RescueException -- re-raised: Thread#join and #value still see it
+        report(e)
+        raise
+      end
+
+      def report(error)
+        thread = Thread.current
+        return if error.is_a?(SystemExit) || !thread.report_on_exception || handler.nil?
+
+        handler.call(error)
+        thread.report_on_exception = false # reported once, in the log, not again on stderr
+      rescue Exception # rubocop:disable Lint/RescueException -- the thread's own error is what matters
+        nil
+      end
+
+      # Wrap Thread.new (and subclasses' super), Thread.start and Thread.fork.
+      def install
+        return if @installed
+
+        @installed = true
+        Thread.prepend(NewThread)
+        Thread.singleton_class.prepend(StartThread)
+      end
+    end
+
+    # Thread.new and a subclass's super { ... }.
+    module NewThread
+      def initialize(*args, &block)
+        return super unless block # Ruby's own error: "must be called with a block"
+
+        super(*args) { |*a| ThreadErrors.run(block, a) }
+      end
+    end
+
+    # Thread.start and Thread.fork, which do not call #initialize.
+    module StartThread
+      def start(*args, &block)
+        return super unless block
+
+        super(*args) { |*a| ThreadErrors.run(block, a) }
+      end
+
+      def fork(*args, &block)
+        return super unless block
+
+        super(*args) { |*a| ThreadErrors.run(block, a) }
+      end
+    end
+  end
+
   # Loads a step file and answers the parent's invoke requests, each in its
   # own thread so that the reader keeps serving replies.
   class Worker
     def initialize(step_path, input, output)
       @step_path = step_path
+      @step_file = File.expand_path(step_path) # as the log names it
       @client = RpcClient.new(input, output) { |frame| on_request(frame) }
       @state = StateManager.new(@client)
       @host = Object.new
@@ -68,6 +129,8 @@ module MotiaState
     end
 
     def serve
+      ThreadErrors.handler = ->(error) { unhandled(error) }
+      ThreadErrors.install
       begin
         load_step
       rescue Exception => e # rubocop:disable Lint/RescueException -- reported as the invoke's failure
@@ -79,6 +142,28 @@ module MotiaState
       @client.failed? ? 1 : 0
     end
 
+    # Log an error the step left where nothing handles it (a thread's
+    # exception) and serve on; never raises. An error record on the parent's
+    # log channel, naming the step file, with the message and stack (as the
+    # Node and Python runners log theirs); only when the channel is gone
+    # does it go to stderr instead.
+    def unhandled(error)
+      message, stack = Worker.describe_failure(error)
+      msg = "#{@step_file}: an error nothing handled: #{message}"
+      begin
+        unless @client.closed?
+          @client.notify("log", { "level" => "error", "msg" => msg, "stepFile" => Worker.utf8_text(@step_file),
+                                  "error" => message, "stack" => stack })
+          return
+        end
+      rescue Exception # rubocop:disable Lint/RescueException -- stderr still has it
+        nil
+      end
+      warn("motia-state: #{msg}\n#{stack}")
+    rescue Exception # rubocop:disable Lint/RescueException -- never the worker's end
+      nil
+    end
+
     private
 
     def load_step
@@ -88,21 +173,37 @@ module MotiaState
       @host.instance_eval(source, File.expand_path(@step_path), 1)
     end
 
+    # A request of the parent's (its id and method, a String, checked by the
+    # client). What cannot be served is refused, as the parent refuses a
+    # worker's: an unknown method NOT_FOUND, a request whose answer nothing
+    # could carry (no id) or whose args do not fit INVALID_ARGUMENT, each
+    # reported on stderr.
     def on_request(frame)
       method, id, args = frame.values_at("method", "id", "args")
+      return @client.close("shutdown") if method == "shutdown"
+
+      name = MotiaState.shown(method)
+      unless %w[invoke config condition].include?(method)
+        return @client.refuse(id, "NOT_FOUND", "a request for an unknown method #{name} " \
+                                               "(the Ruby runner serves invoke, config, condition and shutdown)")
+      end
+      if id.nil?
+        return @client.refuse(nil, "INVALID_ARGUMENT", "a request for #{name} without an id (nothing could carry its answer)")
+      end
+      if method != "config" && !args.is_a?(Hash)
+        return @client.refuse(id, "INVALID_ARGUMENT",
+                              "a request for #{name} whose args are not an object (#{MotiaState.shown(args)})")
+      end
+
       case method
       when "invoke"
-        Thread.new { invoke(id, args.is_a?(Hash) ? args : {}) }
+        Thread.new { invoke(id, args) }
       when "config"
         # Its own thread, as a condition's: a config method that calls the
         # parent would otherwise wait for a reply that only this thread reads.
         Thread.new { answer_config(id) }
-      when "condition"
-        Thread.new { answer_condition(id, args.is_a?(Hash) ? args : {}) }
-      when "shutdown"
-        @client.close("shutdown")
       else
-        @client.respond_error(id, "NOT_FOUND", "the Ruby runner serves no method #{method.inspect}") unless id.nil?
+        Thread.new { answer_condition(id, args) }
       end
     end
 
