@@ -298,14 +298,14 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop, token: str
         # A backstop only: the app stops its invocations at the grace period and answers them itself.
         timeout_graceful_shutdown=int(args.grace) + 5,
     )
-    from ..web.serve import listen
+    from ..web.serve import browser_host, listen
 
     sock = listen(args.host, args.port, "dev")
     if sock is None:
         return EXIT_FAILED
     server = Server(config)
     stop.server = server
-    url = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{args.port}"
+    url = f"http://{browser_host(args.host)}:{args.port}"
 
     async def announce() -> None:
         # Once the socket is bound: a server that cannot bind has nothing to announce.

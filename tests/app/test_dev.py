@@ -182,8 +182,9 @@ def test_with_a_token_the_workbench_needs_the_bearer_and_the_api_does_not(tmp_pa
     args = ("--host", "0.0.0.0", "--token", "s3cret") if how == "flag" else ("--host", "0.0.0.0")
     env = {"MOTIA_TOKEN": "s3cret"} if how == "env" else None
     with DevServer(root, *args, env=env).start(tmp_path) as server:
-        # The printed address carries the token in its fragment, for the page to open its session.
-        assert "/__motia/#s3cret" in server.wait_output("workbench: ")
+        # The printed address carries the token in its fragment, for the page to open its session,
+        # and names loopback, which a browser opens (it refuses 0.0.0.0).
+        assert f"workbench: http://127.0.0.1:{server.port}/__motia/#s3cret" in server.wait_output("workbench: ")
         assert server.client.get("/__motia").status_code == 401
         wrong = server.client.get("/__motia", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.json()["code"] == "UNAUTHORIZED"
