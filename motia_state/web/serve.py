@@ -51,8 +51,9 @@ def browser_host(host: str) -> str:
     """The host to print in a server's address for a browser: a bind-everything address is not one.
 
     A server bound to ``0.0.0.0`` (or ``::``) is reached on this machine at
-    loopback, which the workbench always accepts; browsers refuse to open
-    ``0.0.0.0`` itself. An IPv6 literal gets its brackets.
+    loopback, which the workbench always accepts; ``0.0.0.0`` is not an
+    address to connect to (Windows never reaches it, and browsers
+    increasingly refuse it). An IPv6 literal gets its brackets.
     """
     bare = host.strip("[]")
     if bare == "0.0.0.0":
