@@ -14,6 +14,7 @@ frame limit 413 ``LIMIT_EXCEEDED`` before it is read whole.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
@@ -138,8 +139,9 @@ def decode_body(raw: bytes, content_type: str) -> Any:
     """A request body as the handler's ``body``, read by its ``Content-Type`` as Motia reads it.
 
     A form (``application/x-www-form-urlencoded``) becomes an object of
-    strings (a repeated field a list of them), ``text/*`` a string, anything
-    else JSON (also without a ``Content-Type``); an empty body is None.
+    strings (a repeated field a list of them), unless it is JSON (as
+    ``curl -d '{...}'`` labels it); ``text/*`` a string; anything else JSON
+    (also without a ``Content-Type``); an empty body is None.
     Raises ValueError with a message saying what the body was read as.
     """
     if not raw.strip():
@@ -147,6 +149,10 @@ def decode_body(raw: bytes, content_type: str) -> Any:
     media = content_type.split(";", 1)[0].strip().lower()
     charset = _charset(content_type)
     if media == "application/x-www-form-urlencoded":
+        if raw.lstrip()[:1] in (b"{", b"["):
+            # `curl -d '{"a": 1}'` labels JSON a form: no form starts so, and the sender meant JSON.
+            with contextlib.suppress(msgspec.DecodeError):
+                return msgspec.json.decode(raw)
         try:
             # Percent-escapes decode in the form's charset too, strictly: no silent replacement characters.
             return _params(parse_qsl(raw.decode(charset), keep_blank_values=True, encoding=charset, errors="strict"))

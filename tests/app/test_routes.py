@@ -126,6 +126,10 @@ async def test_two_routes_that_differ_by_a_trailing_slash_are_a_config_error(tmp
             {"a": ["1", "3"], "b": "é", "sp": "x y", "e": ""},
         ),
         ("application/x-www-form-urlencoded; charset=latin-1", b"b=%E9", {"b": "é"}),
+        # curl -d '{...}' without a Content-Type labels JSON a form: it is read as the JSON it is.
+        ("application/x-www-form-urlencoded", b' {"a": [1]}', {"a": [1]}),
+        ("application/x-www-form-urlencoded", b"[1, 2]", [1, 2]),
+        ("application/x-www-form-urlencoded", b"{a=1", {"{a": "1"}),  # not JSON: a form after all
         ("text/plain", b'{"not": "parsed"}', '{"not": "parsed"}'),
         ("text/csv; charset=latin-1", "é,1".encode("latin-1"), "é,1"),
         ("application/json", b'{"a": [1]}', {"a": [1]}),
