@@ -139,20 +139,22 @@ def decode_body(raw: bytes, content_type: str) -> Any:
     """A request body as the handler's ``body``, read by its ``Content-Type`` as Motia reads it.
 
     A form (``application/x-www-form-urlencoded``) becomes an object of
-    strings (a repeated field a list of them), unless it is JSON (as
-    ``curl -d '{...}'`` labels it); ``text/*`` a string; anything else JSON
-    (also without a ``Content-Type``); an empty body is None.
+    strings (a repeated field a list of them), ``text/*`` a string, anything
+    else JSON (also without a ``Content-Type``); an empty body is None. A
+    form or ``text/plain`` body that is JSON is read as JSON: they are what
+    ``curl -d '{...}'`` and a browser's ``fetch`` label JSON with by default.
     Raises ValueError with a message saying what the body was read as.
     """
     if not raw.strip():
         return None
     media = content_type.split(";", 1)[0].strip().lower()
     charset = _charset(content_type)
+    if media in ("application/x-www-form-urlencoded", "text/plain") and raw.lstrip()[:1] in (b"{", b"["):
+        # JSON sent with the type a client puts on a body by default (curl -d: a form; a browser's
+        # fetch of a string: text/plain) is read as the JSON it is: no form starts so.
+        with contextlib.suppress(msgspec.DecodeError):
+            return msgspec.json.decode(raw)
     if media == "application/x-www-form-urlencoded":
-        if raw.lstrip()[:1] in (b"{", b"["):
-            # `curl -d '{"a": 1}'` labels JSON a form: no form starts so, and the sender meant JSON.
-            with contextlib.suppress(msgspec.DecodeError):
-                return msgspec.json.decode(raw)
         try:
             # Percent-escapes decode in the form's charset too, strictly: no silent replacement characters.
             return _params(parse_qsl(raw.decode(charset), keep_blank_values=True, encoding=charset, errors="strict"))

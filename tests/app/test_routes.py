@@ -130,7 +130,9 @@ async def test_two_routes_that_differ_by_a_trailing_slash_are_a_config_error(tmp
         ("application/x-www-form-urlencoded", b' {"a": [1]}', {"a": [1]}),
         ("application/x-www-form-urlencoded", b"[1, 2]", [1, 2]),
         ("application/x-www-form-urlencoded", b"{a=1", {"{a": "1"}),  # not JSON: a form after all
-        ("text/plain", b'{"not": "parsed"}', '{"not": "parsed"}'),
+        ("text/plain;charset=UTF-8", b'{"a": 1}', {"a": 1}),  # a browser's fetch of JSON.stringify(...)
+        ("text/plain", b"{not json", "{not json"),
+        ("text/csv", b"[1, 2]", "[1, 2]"),  # only text/plain: another text type is its own text
         ("text/csv; charset=latin-1", "é,1".encode("latin-1"), "é,1"),
         ("application/json", b'{"a": [1]}', {"a": [1]}),
         ("application/vnd.api+json", b"[1]", [1]),
