@@ -1,7 +1,7 @@
 """HTTP: the API steps as Starlette routes, and the answer shapes of a step's return value.
 
-A request becomes the handler's input ``{"body", "pathParams",
-"queryParams", "headers", "method", "path"}`` (path parameters
+A request becomes the handler's input ``{"body", "rawBody",
+"pathParams", "queryParams", "headers", "method", "path"}`` (path parameters
 URL-decoded, a repeated query parameter a list, header names lower-case).
 The handler's return value becomes the response: ``{"status", "body",
 "headers"?}`` when ``status`` is an integer and no other keys are present,
@@ -49,6 +49,10 @@ log = logging.getLogger("motia_state.app")
 ApiCall = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 _RESPONSE_KEYS = frozenset({"status", "body", "headers"})
+#: rawBody is considered for a body of at most 1/_RAW_BODY_SHARE of the frame limit, and sent
+#: when the input with it leaves _FRAME_ROOM bytes of the frame for the invoke envelope.
+_RAW_BODY_SHARE = 4
+_FRAME_ROOM = 64 * 1024
 _STATUS_FOR_CODE = {
     "INVALID_ARGUMENT": 400,
     "NOT_FOUND": 404,
@@ -97,17 +101,33 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def request_input(request: Request, limit: int = DEFAULT_MAX_FRAME_BYTES) -> dict[str, Any]:
     """The handler input of a request; ValueError when the body does not read as its type (see decode_body).
 
+    ``rawBody`` is the body as the client sent it, as text (in its charset,
+    UTF-8 unless named), for a check over the exact bytes such as a
+    webhook's signature, as in Motia; it is left out when the input with it
+    would not fit in one frame (a body over a quarter of ``limit``, 4 MiB by
+    default, is never sent twice).
+
     Raises :class:`BodyTooLarge` for a body over ``limit`` bytes.
     """
     raw = await read_body(request, limit)
-    return {
-        "body": decode_body(raw, request.headers.get("content-type", "")),
+    content_type = request.headers.get("content-type", "")
+    data: dict[str, Any] = {
+        "body": decode_body(raw, content_type),
         "pathParams": dict(request.path_params),  # Starlette decodes each segment
         "queryParams": _params(request.query_params.multi_items()),
         "headers": _headers(request.headers.items()),
         "method": request.method,
         "path": request.url.path,
     }
+    if len(raw) <= limit // _RAW_BODY_SHARE:
+        try:
+            text = raw.decode(_charset(content_type), errors="replace")
+        except LookupError:  # an unknown charset: the body was not text in one either
+            text = raw.decode("utf-8", errors="replace")
+        # Escaped as JSON, text can grow up to six times (control characters): measure it.
+        if len(_encoder.encode(data)) + len(_encoder.encode(text)) <= limit - _FRAME_ROOM:
+            data["rawBody"] = text
+    return data
 
 
 def _headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import motia_state as ms
 from motia_state.app import App, ConfigError
 from motia_state.app.http import response_for
 
+from ..helpers import require_tool
 from .test_app import write
 
 ROUTES = {
@@ -252,3 +255,55 @@ async def test_a_header_sent_several_times_reaches_the_handler_whole(tmp_path: P
         sent = [("X-Tag", "a"), ("x-tag", "b"), ("Cookie", "s=1"), ("cookie", "t=2"), ("X-One", "1")]
         headers = (await client.get("/h", headers=sent)).json()
         assert headers["x-tag"] == "a, b" and headers["cookie"] == "s=1; t=2" and headers["x-one"] == "1"
+
+
+async def test_the_raw_body_reaches_the_handler_for_a_signature_check(tmp_path: Path) -> None:
+    # Motia's req.rawBody: a webhook's signature is over the bytes sent, not over the parsed JSON.
+    root = write(
+        tmp_path,
+        {
+            "hook.step.js": """
+                const crypto = require('crypto')
+                exports.config = { name: 'Hook', triggers: [{ type: 'api', method: 'POST', path: '/hook' }] }
+                exports.handler = async (req) => {
+                  const mac = crypto.createHmac('sha256', 'k').update(req.rawBody).digest('hex')
+                  return { ok: mac === req.headers['x-signature'], raw: req.rawBody, amount: req.body.amount }
+                }
+            """
+        },
+    )
+    require_tool("node")
+    sent = b'{"amount":  7, "note": "caf\\u00e9 \xe2\x82\xac"}'
+    signature = hmac.new(b"k", sent, hashlib.sha256).hexdigest()
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app, client_for(app) as client:
+        r = await client.post(
+            "/hook", content=sent, headers={"content-type": "application/json", "x-signature": signature}
+        )
+        assert r.json() == {"ok": True, "raw": sent.decode(), "amount": 7}
+
+
+async def test_the_raw_body_is_left_out_when_it_would_not_fit_beside_the_body(tmp_path: Path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "raw.step.py": """
+                config = {"name": "Raw", "triggers": [{"type": "api", "method": "POST", "path": "/raw"}]}
+
+                def handler(req, ctx):
+                    return {"raw": "rawBody" in req, "size": len(req["body"])}
+            """
+        },
+    )
+    async with App.from_directory(root, state=ms.MemoryStateAdapter()) as app, client_for(app) as client:
+        assert app.pool is not None
+        limit = app.pool.max_frame_bytes
+        r = await client.post("/raw", content=json.dumps("x" * 10), headers={"content-type": "application/json"})
+        assert r.json() == {"raw": True, "size": 10}
+        # Over a quarter of the frame limit: never twice.
+        big = json.dumps("x" * (limit // 4)).encode()
+        r = await client.post("/raw", content=big, headers={"content-type": "application/json"})
+        assert r.json() == {"raw": False, "size": limit // 4}
+        # Under it, but six bytes per character once escaped, twice: it would not fit, so it is left out.
+        controls = b"\x01" * (limit // 8)
+        r = await client.post("/raw", content=controls, headers={"content-type": "text/csv"})
+        assert r.status_code == 200 and r.json() == {"raw": False, "size": limit // 8}, r.text[:200]
