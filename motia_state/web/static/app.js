@@ -195,8 +195,8 @@ function flash(node) {
   node.classList.add("flash");
 }
 
-// New rows are drawn once per frame, however many arrive: a step creating entries in a loop
-// re-drew the whole list once per entry, and the page froze.
+// New rows are drawn once per frame, however many arrive: redrawn once per entry, the list
+// freezes the page while a step creates entries in a loop.
 let renderPending = false;
 const flashIds = new Set();
 function scheduleRender(id) {
@@ -329,7 +329,7 @@ async function loadEntry(g, k, resetEditor) {
 }
 
 // A large value waits for a click before it fills the editor: a text area of megabytes, or of
-// tens of thousands of lines, kept the page busy for seconds at every selection.
+// tens of thousands of lines, keeps the page busy for seconds at every selection.
 const EDITOR_CHARS = 200000;
 function setEditor(value, version) {
   detail.baseVersion = version;
@@ -391,7 +391,7 @@ function renderTree(root, value, present) {
   root.append(treeNode(null, value, 0));
 }
 // The compareAndSwap fields start from the current value, unless it is large: a one-line field
-// holding megabytes kept the page busy for seconds at every selection.
+// holding megabytes keeps the page busy for seconds at every selection.
 const PREFILL_CHARS = 100000;
 function prefill(value) {
   const text = compact(value);
@@ -400,7 +400,7 @@ function prefill(value) {
 
 // A large value shows in parts: TREE_CHILDREN children of a node at a time ("Show more" for the
 // next ones) and the first TREE_TEXT characters of a long string (the editor holds it whole).
-// Drawn whole, a long array or string kept the page busy for seconds.
+// Drawn whole, a long array or string keeps the page busy for seconds.
 const TREE_CHILDREN = 200, TREE_TEXT = 2000;
 function treeNode(name, value, depth) {
   const label = name === null ? [] : [el("span", { class: "k", text: JSON.stringify(name) }), ": "];
