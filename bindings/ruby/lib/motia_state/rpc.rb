@@ -100,6 +100,58 @@ module MotiaState
     nil
   end
 
+  # +value+ with every Symbol hash key, at any depth, made a String: what a
+  # step returns or emits may be written in Ruby's own style
+  # ({ status: 201, body: { id: 1 } }) and goes exactly as the same Hash
+  # with String keys. Only keys are converted (a Symbol value is still not
+  # JSON). A value without a Symbol key comes back as it is; otherwise its
+  # containers are copied with their shape kept (a cycle stays a cycle, and
+  # past the depth limit nothing is copied), so that check_json still names
+  # what else is wrong with it.
+  def self.string_keys(value, limit = MAX_DEPTH + WRAP_DEPTH)
+    return value unless (value.is_a?(Hash) || value.is_a?(Array)) && symbol_keys?(value, limit)
+
+    string_keys_in(value, limit, {}.compare_by_identity)
+  end
+
+  # Whether a Hash within +limit+ levels of +value+ has a Symbol key.
+  def self.symbol_keys?(value, limit)
+    seen = {}.compare_by_identity
+    stack = [[value, 0]]
+    until stack.empty?
+      v, depth = stack.pop
+      next if depth > limit || seen.key?(v)
+
+      seen[v] = true
+      if v.is_a?(Hash)
+        v.each do |k, item|
+          return true if k.is_a?(Symbol)
+
+          stack.push([item, depth + 1]) if item.is_a?(Hash) || item.is_a?(Array)
+        end
+      else
+        v.each { |item| stack.push([item, depth + 1]) if item.is_a?(Hash) || item.is_a?(Array) }
+      end
+    end
+    false
+  end
+
+  def self.string_keys_in(value, depth_left, copies)
+    return value unless value.is_a?(Hash) || value.is_a?(Array)
+    return copies[value] if copies.key?(value)
+    return value if depth_left.negative?
+
+    if value.is_a?(Array)
+      copy = copies[value] = []
+      value.each { |v| copy << string_keys_in(v, depth_left - 1, copies) }
+    else
+      copy = copies[value] = {}
+      value.each { |k, v| copy[k.is_a?(Symbol) ? k.to_s : k] = string_keys_in(v, depth_left - 1, copies) }
+    end
+    copy
+  end
+  private_class_method :symbol_keys?, :string_keys_in
+
   # Characters of a value of the parent's that a report shows, at most.
   SHOWN = 100
 

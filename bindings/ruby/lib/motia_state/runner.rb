@@ -42,6 +42,7 @@ module MotiaState
              else
                { "topic" => event, "data" => data }
              end
+      args["data"] = MotiaState.string_keys(args["data"]) # { a: 1 } goes as { "a" => 1 }
       @client.request("emit", args)
     end
 
@@ -326,8 +327,9 @@ module MotiaState
     # Reply with value (a result that cannot go becomes an error reply); the
     # step's own code that raises while it is read (a Hash subclass whose
     # #each raises) is STEP_FAILED, named as the other runners name it.
+    # Symbol keys go as Strings: { status: 201 } is { "status" => 201 }.
     def respond(id, value, what)
-      @client.respond(id, value)
+      @client.respond(id, MotiaState.string_keys(value))
     rescue Exception => e # rubocop:disable Lint/RescueException -- the step's own code
       @client.respond_error(id, "STEP_FAILED", "#{what} is not JSON: #{Worker.describe_failure(e)[0]}")
     end
