@@ -58,6 +58,12 @@ def fail(case):
         return Unreadable(a=1)
     if case == "unreadable-result-2":
         return Unreadable2(a=1)
+    if case == "raise-dict":
+        raise {"a": 1}
+    if case == "raise-int":
+        raise 42
+    if case == "raise-none":
+        raise None
 
 
 async def handler(data, ctx):
@@ -85,6 +91,21 @@ exports.handler = async (data) => {
     }
     case 'surrogate': throw new Error('bad \\ud800 text')
     case 'unreadable-result': return { get a () { throw new Error('no value') } }
+    case 'object': throw { a: 1, b: 'two' }
+    case 'array': throw [1, 2]
+    case 'number': throw 42
+    case 'null': throw null
+    case 'undefined': throw undefined
+    case 'string': throw 'boom'
+    case 'cyclic': {
+      const o = { a: 1 }
+      o.self = o
+      throw o
+    }
+    case 'bigint': throw { n: 10n, list: [1n] }
+    case 'throwing-getter': throw { get a () { throw new Error('no a') }, b: 2 }
+    case 'long': throw { s: 'x'.repeat(5000) }
+    case 'unkeyable': throw new Proxy({}, { ownKeys () { throw new Error('no keys') } })
   }
 }
 """
@@ -120,6 +141,11 @@ def handler(data, ctx)
   when "unreadable-result" then Unreadable.new.tap { |h| h["a"] = 1 }
   when "unreadable-result-2" then Unreadable2.new.tap { |h| h["a"] = 1 }
   when "unnamed" then raise Unnamed, "x"
+  when "raise-hash" then raise({ a: 1 })
+  when "raise-int" then raise 42
+  when "raise-nil" then raise nil
+  when "throw-symbol" then throw :sym
+  when "throw-string" then throw "tag"
   end
 end
 """
@@ -135,6 +161,9 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "surrogate": "ValueError: bad ? text",
             "unreadable-result": "the handler's return value is not JSON: RuntimeError: no items",
             "unreadable-result-2": "the handler's return value is not JSON: Fatal: not even an Exception",
+            "raise-dict": "TypeError: exceptions must derive from BaseException",
+            "raise-int": "TypeError: exceptions must derive from BaseException",
+            "raise-none": "TypeError: exceptions must derive from BaseException",
         },
     ),
     "py-sync": (
@@ -146,18 +175,33 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "surrogate": "ValueError: bad ? text",
             "unreadable-result": "the handler's return value is not JSON: RuntimeError: no items",
             "unreadable-result-2": "the handler's return value is not JSON: Fatal: not even an Exception",
+            "raise-dict": "TypeError: exceptions must derive from BaseException",
+            "raise-int": "TypeError: exceptions must derive from BaseException",
+            "raise-none": "TypeError: exceptions must derive from BaseException",
         },
     ),
     "js": (
         JS,
         "node",
         {
-            "null-prototype": "a thrown object that cannot be shown as text",
-            "unprintable": "a thrown object that cannot be shown as text",
+            # A thrown value that is not an Error: an object or array as its JSON text, a primitive as its text.
+            "null-prototype": "{}",
+            "unprintable": "{}",
             "stack-getter": "Error: x",
             "symbol-name": "Symbol(odd): x",
             "surrogate": "Error: bad ? text",
             "unreadable-result": "the handler's return value is not JSON: Error: no value",
+            "object": '{"a":1,"b":"two"}',
+            "array": "[1,2]",
+            "number": "42",
+            "null": "null",
+            "undefined": "undefined",
+            "string": "boom",
+            "cyclic": '{"a":1,"self":"[Circular]"}',
+            "bigint": '{"n":10,"list":[1]}',
+            "throwing-getter": '{"a":"[unreadable: Error: no a]","b":2}',
+            "long": '{"s":"' + "x" * 994 + "...",
+            "unkeyable": "a thrown object that cannot be shown as text",
         },
     ),
     "rb": (
@@ -171,6 +215,11 @@ CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "unreadable-result": "the handler's return value is not JSON: RuntimeError: no each",
             "unreadable-result-2": "the handler's return value is not JSON: Exception: not even a StandardError",
             "unnamed": "Exception: x",
+            "raise-hash": "TypeError: exception class/object expected",
+            "raise-int": "TypeError: exception class/object expected",
+            "raise-nil": "TypeError: exception class/object expected",
+            "throw-symbol": "UncaughtThrowError: uncaught throw :sym",
+            "throw-string": 'UncaughtThrowError: uncaught throw "tag"',
         },
     ),
 }

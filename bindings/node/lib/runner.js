@@ -87,20 +87,120 @@ function textOf (read, fallback) {
   }
 }
 
+/** Characters of a thrown value's JSON text that a failure's message shows, at most. */
+const THROWN_TEXT = 1000
+
+/**
+ * A thrown object or array as JSON text, cut at THROWN_TEXT characters
+ * (then ending in `...`). It never throws and stops early on a large value:
+ * a cycle shows as "[Circular]", a BigInt as its digits, a property whose
+ * getter (or a toJSON) throws as "[unreadable: Name: message]"; functions,
+ * symbols and undefined are left out as JSON leaves them (null in an array).
+ * Undefined when even the keys cannot be read (a Proxy whose traps throw).
+ */
+function thrownText (value) {
+  const parts = []
+  let size = 0
+  const open = new Set()
+  const put = (text) => { parts.push(text); size += text.length }
+  const unreadable = (e) => JSON.stringify(`[unreadable: ${describeFailure(e)[0]}]`)
+  const read = (holder, key) => {
+    let v = holder[key]
+    if (v !== null && typeof v === 'object' && typeof v.toJSON === 'function') v = v.toJSON(key)
+    return v
+  }
+  const skipped = (v) => v === undefined || typeof v === 'function' || typeof v === 'symbol'
+  const walk = (v) => {
+    if (size > THROWN_TEXT) return
+    if (v === null) return put('null')
+    switch (typeof v) {
+      case 'string': return put(JSON.stringify(v))
+      case 'number': return put(Number.isFinite(v) ? String(v) : 'null')
+      case 'boolean': return put(String(v))
+      case 'bigint': return put(String(v))
+      case 'object': break
+      default: return put('null')
+    }
+    if (open.has(v)) return put('"[Circular]"')
+    open.add(v)
+    try {
+      if (Array.isArray(v)) {
+        put('[')
+        for (let i = 0; i < v.length && size <= THROWN_TEXT; i++) {
+          if (i > 0) put(',')
+          let item
+          try {
+            item = read(v, i)
+          } catch (e) {
+            put(unreadable(e))
+            continue
+          }
+          if (skipped(item)) put('null')
+          else walk(item)
+        }
+        put(']')
+      } else {
+        put('{')
+        let first = true
+        for (const key of Object.keys(v)) {
+          if (size > THROWN_TEXT) break
+          let item
+          try {
+            item = read(v, key)
+          } catch (e) {
+            put(`${first ? '' : ','}${JSON.stringify(key)}:${unreadable(e)}`)
+            first = false
+            continue
+          }
+          if (skipped(item)) continue
+          put(`${first ? '' : ','}${JSON.stringify(key)}:`)
+          first = false
+          walk(item)
+        }
+        put('}')
+      }
+    } finally {
+      open.delete(v)
+    }
+  }
+  try {
+    let top = value
+    try {
+      if (typeof top.toJSON === 'function') top = top.toJSON('')
+    } catch (e) {
+      return undefined
+    }
+    if (top === null || typeof top !== 'object') return skipped(top) ? undefined : JSON.stringify(top)
+    walk(top)
+  } catch (e) {
+    return undefined
+  }
+  const text = parts.join('')
+  return text.length > THROWN_TEXT ? `${text.slice(0, THROWN_TEXT)}...` : text
+}
+
 /**
  * `[message, stack]` for anything a step throws: `Name: message` for an
- * Error, the value as text otherwise (null, a string, an object). Never
- * throws, whatever the value (a null-prototype object, a throwing getter
- * or toString): the failure must become the reply, not end the worker.
+ * Error; a plain object or array (anything else that is an object) as its
+ * JSON text, cut short when long; a string or other primitive as its text
+ * (`42`, `null`). Never throws, whatever the value (a null-prototype
+ * object, a cycle, a BigInt, a throwing getter or toString): the failure
+ * must become the reply, not end the worker.
  */
 function describeFailure (e) {
   let isError = false
   try {
     isError = e instanceof Error
   } catch (inner) {} // a Proxy whose getPrototypeOf throws
-  const message = isError
-    ? `${textOf(() => e.name, 'Error')}: ${textOf(() => e.message, '')}`
-    : textOf(() => e, `a thrown ${typeof e} that cannot be shown as text`)
+  let message
+  if (isError) {
+    message = `${textOf(() => e.name, 'Error')}: ${textOf(() => e.message, '')}`
+  } else if (e !== null && typeof e === 'object') {
+    message = thrownText(e)
+    if (message === undefined) message = 'a thrown object that cannot be shown as text'
+  } else {
+    message = textOf(() => e, `a thrown ${typeof e} that cannot be shown as text`)
+  }
   const stack = e !== null && (typeof e === 'object' || typeof e === 'function') ? textOf(() => e.stack || '', '') : ''
   return [message, stack || undefined]
 }
