@@ -41,7 +41,7 @@ from ..errors import (
 from ..predicates import Predicate, parse_predicate, predicate_holds
 from ..triggers.store import TriggerStore, retry_finished
 from ..values import check_name, is_reserved_group, json_type
-from .guard import SESSION_COOKIE, Guard
+from .guard import Guard, session_cookie
 from .responses import EXCEPTION_HANDLERS, STATUS_BY_CODE, error, from_state_error, json
 
 __all__ = ["PREFIX", "EventStreams", "entry_version", "workbench_app", "workbench_routes"]
@@ -834,7 +834,7 @@ def workbench_routes(
             return error(401, "wrong token", "UNAUTHORIZED")
         response = Response(status_code=204)
         response.set_cookie(
-            SESSION_COOKIE,
+            session_cookie(request),
             guard.session_value or "",
             httponly=True,
             samesite="strict",

@@ -21,13 +21,14 @@ from starlette.responses import Response
 
 from .responses import error
 
-__all__ = ["LOOPBACK_HOSTS", "SESSION_COOKIE", "Guard"]
+__all__ = ["LOOPBACK_HOSTS", "SESSION_COOKIE", "Guard", "session_cookie"]
 
 #: Host names always allowed (with any port): the loopback interface.
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 #: Bind addresses that mean "every interface": any Host is then accepted, the token guards.
 WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", "[::]"})
-#: The cookie that carries a browser's session (a digest of the token, never the token).
+#: The start of the name of the cookie that carries a browser's session (a
+#: digest of the token, never the token); see :func:`session_cookie`.
 SESSION_COOKIE: Final = "motia_session"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -39,6 +40,20 @@ def _host_name(host: str) -> str:
         end = host.find("]")
         return host[: end + 1] if end >= 0 else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def session_cookie(request: Request) -> str:
+    """The session cookie's name for the server ``request`` reached: ``motia_session_<port>``.
+
+    Browsers send a host's cookies to every port of it, so two servers on
+    one host (``motia-state dev`` on 3000, ``motia-state workbench`` on
+    3001) would overwrite each other's session under one name: the port
+    the browser used (from the Host header, else the scheme's default)
+    keeps them apart, and the same request always finds the name it set.
+    """
+    url = request.url
+    port = url.port or (443 if url.scheme in ("https", "wss") else 80)
+    return f"{SESSION_COOKIE}_{port}"
 
 
 class Guard:
@@ -83,7 +98,7 @@ class Guard:
             return denied
         if self.token is not None:
             scheme, _, credentials = request.headers.get("authorization", "").strip().partition(" ")
-            cookie = request.cookies.get(SESSION_COOKIE, "")
+            cookie = request.cookies.get(session_cookie(request), "")
             # The scheme's name is case-insensitive (RFC 9110): "bearer T" is "Bearer T".
             ok = (scheme.lower() == "bearer" and self.check_token(credentials.strip())) or (
                 self._session is not None and hmac.compare_digest(cookie.encode(), self._session.encode())

@@ -470,7 +470,7 @@ def test_token_in_the_fragment_opens_a_session_and_leaves_the_address_bar(browse
         browser.get(server.url)  # the printed URL, with #token
         wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the list behind the session cookie")
         assert "s3cret" not in browser.current_url
-        cookie = browser.get_cookie("motia_session")
+        cookie = browser.get_cookie(f"motia_session_{server.base.rsplit(':', 1)[1]}")  # a name per port
         assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert "s3cret" not in cookie["value"]
 
