@@ -311,7 +311,12 @@ class LogSession(TableSession):
                 # replaced the log: the snapshot already holds the records
                 # before base_offset. (A new log whose generation was damaged
                 # into base_gen has no record boundary there: refused below.)
+                # The records before base_offset are still the feed's
+                # retention window (the new log that would have carried it
+                # is gone): they go to the feed only, never into the data.
                 start = snap.base_offset
+                if self.feed is not None:
+                    LogReader(fd, self._on_feed, snap.seq).replay_between(LOG_HEADER.size, start, {})
             else:
                 raise CorruptStoreError(
                     f"{log_path} has generation {gen} but the snapshot expects {snap.log_gen}",
