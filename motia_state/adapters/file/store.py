@@ -226,14 +226,20 @@ class LogSession(TableSession):
             os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
         if not path.is_dir():
             raise InvalidArgumentError(f"path: {path} is not a directory")
-        self.plock = ProcessLock(path / "lock")
+        try:
+            self.plock = ProcessLock(path / "lock")
+        except OSError as e:  # a read-only directory or file system, a file the process may not open
+            raise UnavailableError(f"cannot open the store {path}: {e}", file=str(path)) from e
         #: Mode "always": the fsync marks shared with other processes (group commit between them).
         self.marks: CommitMarks | None = None
         self.plock.acquire()
         try:
-            if fsync == "always":
-                self.marks = CommitMarks(path / "commit")
-            self.load(repair=repair)
+            try:
+                if fsync == "always":
+                    self.marks = CommitMarks(path / "commit")
+                self.load(repair=repair)
+            except OSError as e:
+                raise UnavailableError(f"cannot open the store {path}: {e}", file=str(path)) from e
         except BaseException:
             self.plock.release()
             self.plock.close()
