@@ -46,3 +46,67 @@ async def test_a_read_only_store_directory_is_unavailable(tmp_path: Path) -> Non
         os.chmod(path, 0o700)
         for name in os.listdir(path):
             os.chmod(path / name, 0o600)
+
+
+# argv: path, fsync mode. Files may grow to 200 kB at most (RLIMIT_FSIZE:
+# writes past it fail with EFBIG, as on a full disk); the child writes until
+# a run of writes has failed, printing each acknowledged write and the code
+# of each failure.
+FULL_DISK = """
+import asyncio, resource, sys
+import motia_state as ms
+
+async def main():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.RLIM_INFINITY))
+    state = ms.FileStateAdapter(sys.argv[1], fsync=sys.argv[2], compact_min_bytes=30_000)
+    failed = 0
+    for i in range(2000):
+        try:
+            await state.set("g", f"k{i % 40}", [i, "x" * 2000])
+        except ms.errors.StateError as e:
+            print("error", e.code, flush=True)
+            failed += 1
+            if failed > 20:
+                break
+        else:
+            print("ack", i, flush=True)
+    await state.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("mode", ["never", "always"])
+async def test_a_full_disk_fails_writes_as_unavailable_and_keeps_every_acknowledged_one(
+    tmp_path: Path, mode: str
+) -> None:
+    path = tmp_path / "s"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(path), mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    lines = child.stdout.split("\n")
+    acked = [int(line.split()[1]) for line in lines if line.startswith("ack")]
+    codes = {line.split()[1] for line in lines if line.startswith("error")}
+    assert codes == {"UNAVAILABLE"}, child.stdout
+    assert 20 < len(acked) < 2000
+    store = ms.FileStateAdapter(path)
+    try:
+        latest = {f"k{i % 40}": i for i in acked}
+        for key, i in latest.items():
+            assert (await store.get("g", key))[0] == i
+        # The feed holds exactly the acknowledged writes, numbered without gaps or repeats.
+        records = [c async for c in store.changes(None, follow=False)]
+        assert [c.new_value[0] for c in records] == acked[len(acked) - len(records) :]
+        assert records[-1].cursor == f"f.{len(acked)}"
+        numbers = [int(c.cursor[2:]) for c in records]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    finally:
+        await store.close()
+    assert [name for name in os.listdir(path) if ".tmp" in name] == []
