@@ -8,14 +8,19 @@ the test then reopens the store and checks the feed record by record.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 import motia_state as ms
+
+from ..helpers import go, rest_of_output, start_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,3 +137,60 @@ async def test_a_writer_killed_inside_a_compaction_loses_and_repeats_nothing(
     assert acked == list(range(25))
     await _check_store(path, _expected_feed())
     assert sorted(name for name in os.listdir(path) if ".tmp" in name) == []
+
+
+def _start_racer(path: Path, mode: str, compact_min: int) -> subprocess.Popen[str]:
+    config = {"adapter": "file", "path": str(path), "fsync": mode, "compact_min_bytes": compact_min}
+    return start_child(config, "race", 0)
+
+
+def _printed_before_kill(proc: subprocess.Popen[str]) -> list[int]:
+    out = rest_of_output(proc)
+    assert proc.returncode == -signal.SIGKILL
+    return [int(x) for x in out.split("\n")[:-1] if x]  # the last piece may be half a line
+
+
+async def _feed_after_kills(path: Path, acked: set[int], last: str | None) -> str:
+    """Check the reopened store's feed of "n" against what was acknowledged; returns its last cursor."""
+    store = ms.FileStateAdapter(path)
+    try:
+        records = [c async for c in store.changes(None, follow=False)]
+        numbers = [int(c.cursor[2:]) for c in records]
+        assert numbers == list(range(1, len(records) + 1)), "the feed has a gap or a repeat"
+        values = [c.new_value for c in records]
+        assert values == list(range(1, len(values) + 1)), "each increment once, in commit order"
+        assert await store.get("g", "n") == len(values)
+        assert acked <= set(values), f"acknowledged but not in the feed: {sorted(acked - set(values))[:5]}"
+        if last is not None:  # a cursor from before this round resumes exactly after itself
+            rest = [c.cursor async for c in store.changes(last, follow=False)]
+            assert rest == [c.cursor for c in records[int(last[2:]) :]]
+        history = await store.history("g", "n", limit=3)
+        assert [c.new_value for c in history] == values[::-1][:3]
+        return records[-1].cursor if records else "f.0"
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("mode", "compact_min"), [("never", 300), ("batch", 2000), ("always", 300)])
+def test_writers_killed_at_random_moments_leave_a_feed_without_gaps_or_repeats(
+    tmp_path: Path, mode: str, compact_min: int
+) -> None:
+    rng = random.Random(f"feed-{mode}")
+    path = tmp_path / "s"
+    acked: set[int] = set()
+    last: str | None = None
+    for _ in range(3):
+        procs: list[subprocess.Popen[str]] = []
+        try:
+            for _ in range(3):
+                procs.append(_start_racer(path, mode, compact_min))
+            go(*procs)
+            time.sleep(rng.uniform(0.05, 0.4))
+        finally:
+            for proc in procs:  # all killed before any is judged: none is left running
+                proc.send_signal(signal.SIGKILL)
+            for proc in procs:
+                acked.update(_printed_before_kill(proc))
+        last = anyio.run(_feed_after_kills, path, acked, last)
+        assert not [p for p in os.listdir(path) if ".tmp" in p]
+    assert acked, "the writers never got to write"
