@@ -227,3 +227,36 @@ async def test_a_store_of_an_unknown_future_version_is_refused(tmp_path: Path) -
     (tmp_path / "log").write_bytes(bytes(raw))
     with pytest.raises(ms.UnavailableError, match="format version 3"):
         ms.FileStateAdapter(tmp_path)
+
+
+class _NoInotifyLibc:
+    """A libc whose inotify_init1 fails as it does once the user's inotify instances are used up (EMFILE)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def inotify_init1(self, flags: int) -> int:
+        return -1
+
+
+async def test_when_the_kernel_refuses_inotify_the_watch_falls_back_to_its_slow_poll(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from motia_state.adapters.file import watch as watch_module
+
+    path = tmp_path / "store"
+    assert watch_module.LogWatch(tmp_path).notified or not sys.platform.startswith("linux")
+    monkeypatch.setattr(watch_module.ctypes, "CDLL", _NoInotifyLibc)
+    assert not watch_module.LogWatch(tmp_path).notified
+    reader = ms.FileStateAdapter(path)
+    stream = reader.changes("now")
+    child = _writer(path, 2)
+    try:
+        for i in range(2):
+            change = await asyncio.wait_for(stream.__anext__(), 10)
+            assert change.new_value == i
+            # One poll interval (0.5 s) plus room for a loaded machine.
+            assert time.time() * 1000 - change.at < 2000
+    finally:
+        child.wait(10)
+        await reader.close()
