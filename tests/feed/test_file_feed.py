@@ -260,3 +260,27 @@ async def test_when_the_kernel_refuses_inotify_the_watch_falls_back_to_its_slow_
     finally:
         child.wait(10)
         await reader.close()
+
+
+async def test_a_follower_left_behind_by_another_process_compaction_gets_cursor_expired_never_a_skip(
+    tmp_path: Path,
+) -> None:
+    reader = ms.FileStateAdapter(tmp_path)
+    writer = ms.FileStateAdapter(tmp_path, feed_retention=5)  # its own session, as another process has
+    try:
+        for i in range(3):
+            await writer.set("g", "k", i)
+        stream = reader.changes(None)
+        assert [(await stream.__anext__()).new_value for _ in range(3)] == [0, 1, 2]
+        for i in range(3, 40):
+            await writer.set("g", "k", i)
+        await writer.compact()
+        with pytest.raises(ms.CursorExpiredError):
+            await asyncio.wait_for(stream.__anext__(), 10)
+        # What the compaction kept is still there, under the same cursors.
+        kept = await _all(reader.changes(None, follow=False))
+        assert [c.cursor for c in kept] == [f"f.{c.new_value + 1}" for c in kept]
+        assert kept[-1].cursor == "f.40"
+    finally:
+        await reader.close()
+        await writer.close()
