@@ -7,6 +7,7 @@ the test then reopens the store and checks the feed record by record.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -131,10 +132,20 @@ async def test_a_writer_killed_inside_a_compaction_loses_and_repeats_nothing(
     tmp_path: Path, mode: str, where: str, nth: int
 ) -> None:
     path = tmp_path / "s"
-    code, out = _run(DIE_IN_COMPACTION, str(path), mode, where, str(nth))
-    assert code == -signal.SIGKILL, out
-    acked = [int(line.split()[1]) for line in out.splitlines() if line.startswith("ack")]
-    assert acked == list(range(25))
+    # A process that stays up throughout follows the feed from the start.
+    live = ms.FileStateAdapter(path, fsync=mode)
+    try:
+        stream = live.changes(None)
+        code, out = _run(DIE_IN_COMPACTION, str(path), mode, where, str(nth))
+        assert code == -signal.SIGKILL, out
+        acked = [int(line.split()[1]) for line in out.splitlines() if line.startswith("ack")]
+        assert acked == list(range(25))
+        followed = [await asyncio.wait_for(stream.__anext__(), 10) for _ in range(25)]
+        assert [c.cursor for c in followed] == [f"f.{n}" for n in range(1, 26)]
+        assert [(c.group, c.key, c.new_value) for c in followed] == _expected_feed()
+        assert (await live.feed_info())["last"] == "f.25"
+    finally:
+        await live.close()
     await _check_store(path, _expected_feed())
     assert sorted(name for name in os.listdir(path) if ".tmp" in name) == []
 
