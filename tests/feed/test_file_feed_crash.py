@@ -21,7 +21,7 @@ import pytest
 
 import motia_state as ms
 
-from ..helpers import go, rest_of_output, start_child
+from ..helpers import finish, go, rest_of_output, start_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -205,3 +205,31 @@ def test_writers_killed_at_random_moments_leave_a_feed_without_gaps_or_repeats(
         last = anyio.run(_feed_after_kills, path, acked, last)
         assert not [p for p in os.listdir(path) if ".tmp" in p]
     assert acked, "the writers never got to write"
+
+
+@pytest.mark.parametrize("mode", ["never", "always"])
+async def test_a_follower_sees_every_record_of_writers_in_three_processes_once_through_their_compactions(
+    tmp_path: Path, mode: str
+) -> None:
+    path = tmp_path / "s"
+    reader = ms.FileStateAdapter(path)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        stream = reader.changes(None)
+        config = {"adapter": "file", "path": str(path), "fsync": mode, "compact_min_bytes": 2000}
+        for _ in range(3):
+            procs.append(start_child(config, "race", 300))
+        go(*procs)
+        followed = [await asyncio.wait_for(stream.__anext__(), 30) for _ in range(900)]
+        assert [c.cursor for c in followed] == [f"f.{n}" for n in range(1, 901)]
+        assert [c.new_value for c in followed] == list(range(1, 901))
+        assert (await reader.feed_info())["last"] == "f.900"
+        returned = sorted(n for proc in procs for n in finish(proc))
+        assert returned == list(range(1, 901))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        await reader.close()
+    assert (path / "snapshot").exists(), "the writers compacted"
