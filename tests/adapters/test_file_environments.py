@@ -110,3 +110,40 @@ async def test_a_full_disk_fails_writes_as_unavailable_and_keeps_every_acknowled
     finally:
         await store.close()
     assert [name for name in os.listdir(path) if ".tmp" in name] == []
+
+
+async def test_after_another_process_cuts_a_torn_record_away_the_next_append_still_grows_the_file_first(
+    tmp_path: Path,
+) -> None:
+    # A torn tail is told from damage by the zeros the file always has ahead
+    # of its records. Cutting a torn record away shortens the file; a process
+    # that had grown the file earlier must not then append past its end, or
+    # its own append cut short by a crash would look like damage.
+    path = tmp_path / "s"
+    a, b = ms.FileStateAdapter(path, fsync="never"), ms.FileStateAdapter(path, fsync="never")
+    try:
+        await a.set("g", "a", 1)
+        await b.set("g", "b", 1)  # both have seen the file grown
+        end = b._log.offset
+        torn = ms.adapters.file.format.record(ms.adapters.file.format.RecordType.CHANGES, b'[["g","c",1]]')
+        with open(path / "log", "r+b") as f:  # a third writer killed halfway through its append
+            f.seek(end)
+            f.write(torn[: len(torn) // 2])
+        assert await a.get("g", "c") is None  # a meets the torn record and cuts it away
+        assert os.path.getsize(path / "log") == end
+        await b.set("g", "b", 2)
+        assert os.path.getsize(path / "log") > b._log.offset, "zeros ahead of the records again"
+        # b's next append, cut short by a crash, is a torn tail, not damage.
+        half = torn[: len(torn) // 2]
+        with open(path / "log", "r+b") as f:
+            f.seek(b._log.offset)
+            f.write(half)
+    finally:
+        await a.close()
+        await b.close()
+    again = ms.FileStateAdapter(path)
+    try:
+        assert await again.get("g", "b") == 2
+        assert await again.get("g", "c") is None
+    finally:
+        await again.close()

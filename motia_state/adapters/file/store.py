@@ -125,6 +125,13 @@ class _StoreLock:
                 head = os.pread(session.log_fd, 8, session.offset)
                 if head and head != ZERO_HEADER:
                     session.catch_up()
+                elif not head:
+                    # The file ends where the records do: another process
+                    # cut a torn or failed append away. The file must grow
+                    # again before the next append (what this process knew
+                    # of its size is stale), or a crash cutting that append
+                    # short would leave what looks like damage, not a torn tail.
+                    session.regrow()
             except BaseException:
                 session.plock.release()
                 raise
@@ -512,6 +519,10 @@ class LogSession(TableSession):
             self.seq += len(changes)
         if self._syncer is not None and not self._dirty.is_set():
             self._dirty.set()
+
+    def regrow(self) -> None:
+        """Forget the log's size as last seen: the next append grows the file first (the lock is held)."""
+        self._writer.capacity = 0
 
     def _undo(self, changes: list[StateChange]) -> None:
         """Take ``changes`` back out of the in-memory table, last first."""
