@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -147,3 +148,30 @@ async def test_after_another_process_cuts_a_torn_record_away_the_next_append_sti
         assert await again.get("g", "c") is None
     finally:
         await again.close()
+
+
+async def test_stores_on_a_path_with_spaces_and_unicode_one_nested_in_the_other_stay_apart(tmp_path: Path) -> None:
+    outer_path = tmp_path / "a dir with spaces ✓ ünï" / "s"
+    inner_path = outer_path / "inner store ✓"
+    outer, inner = ms.FileStateAdapter(outer_path), ms.FileStateAdapter(inner_path)
+    follower = ms.FileStateAdapter(outer_path)
+    try:
+        stream = follower.changes("now")
+        await inner.set("g", "k", "inner")  # wakes the outer store's watch, adds nothing to its feed
+        await outer.set("g", "k", "outer")
+        change = await asyncio.wait_for(stream.__anext__(), 10)
+        assert (change.cursor, change.new_value) == ("f.1", "outer")
+        await outer.compact()
+        await inner.compact()
+    finally:
+        for store in (outer, inner, follower):
+            await store.close()
+    outer, inner = ms.FileStateAdapter(outer_path), ms.FileStateAdapter(inner_path)
+    try:
+        assert await outer.get("g", "k") == "outer"
+        assert await inner.get("g", "k") == "inner"
+        assert (await outer.feed_info())["last"] == (await inner.feed_info())["last"] == "f.1"
+    finally:
+        await outer.close()
+        await inner.close()
+    assert sorted(os.listdir(outer_path)) == ["inner store ✓", "lock", "log", "snapshot"]
