@@ -284,3 +284,29 @@ async def test_a_follower_left_behind_by_another_process_compaction_gets_cursor_
     finally:
         await reader.close()
         await writer.close()
+
+
+async def test_an_upgrade_compaction_that_died_between_its_renames_keeps_data_and_feed(tmp_path: Path) -> None:
+    path = tmp_path / "old"
+    _write_version_1_store(path)
+    state = ms.FileStateAdapter(path, fsync="never")
+    for i in range(5):
+        await state.set("g", f"n{i}", i)
+    old_log = (path / "log").read_bytes()[: state._log.offset]
+    before = [(c.cursor, c.key, c.new_value) for c in await _all(state.changes(follow=False))]
+    await state.compact()
+    await state.close()
+    # The new (version 2) snapshot beside the old (version 1) log, which ends with the compaction's marker.
+    (path / "log").write_bytes(old_log + file_format.moved_record(3) + bytes(64))
+    assert _versions(path) == (1, 2)
+    again = ms.FileStateAdapter(path)
+    try:
+        assert [(c.cursor, c.key, c.new_value) for c in await _all(again.changes(follow=False))] == before
+        assert await again.get_group("g") == [2, 0, 1, 2, 3, 4]
+        assert await again.get("h", "c") == "new"
+        await again.set("g", "z", 1)
+        await again.compact()
+        assert _versions(path) == (2, 2)
+        assert (await again.feed_info())["last"] == "f.6"
+    finally:
+        await again.close()
