@@ -13,10 +13,8 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import anyio
 import pytest
 
 import motia_state as ms
@@ -183,27 +181,38 @@ async def _feed_after_kills(path: Path, acked: set[int], last: str | None) -> st
 
 
 @pytest.mark.parametrize(("mode", "compact_min"), [("never", 300), ("batch", 2000), ("always", 300)])
-def test_writers_killed_at_random_moments_leave_a_feed_without_gaps_or_repeats(
+async def test_writers_killed_at_random_moments_leave_a_feed_without_gaps_or_repeats(
     tmp_path: Path, mode: str, compact_min: int
 ) -> None:
     rng = random.Random(f"feed-{mode}")
     path = tmp_path / "s"
     acked: set[int] = set()
     last: str | None = None
-    for _ in range(3):
-        procs: list[subprocess.Popen[str]] = []
-        try:
-            for _ in range(3):
-                procs.append(_start_racer(path, mode, compact_min))
-            go(*procs)
-            time.sleep(rng.uniform(0.05, 0.4))
-        finally:
-            for proc in procs:  # all killed before any is judged: none is left running
-                proc.send_signal(signal.SIGKILL)
-            for proc in procs:
-                acked.update(_printed_before_kill(proc))
-        last = anyio.run(_feed_after_kills, path, acked, last)
-        assert not [p for p in os.listdir(path) if ".tmp" in p]
+    # A process that stays up follows the feed through every kill.
+    follower = ms.FileStateAdapter(path, fsync=mode)
+    followed: list[ms.Change] = []
+    try:
+        stream = follower.changes(None)
+        for _ in range(3):
+            procs: list[subprocess.Popen[str]] = []
+            try:
+                for _ in range(3):
+                    procs.append(_start_racer(path, mode, compact_min))
+                go(*procs)
+                await asyncio.sleep(rng.uniform(0.05, 0.4))
+            finally:
+                for proc in procs:  # all killed before any is judged: none is left running
+                    proc.send_signal(signal.SIGKILL)
+                for proc in procs:
+                    acked.update(_printed_before_kill(proc))
+            last = await _feed_after_kills(path, acked, last)
+            assert not [p for p in os.listdir(path) if ".tmp" in p]
+            while len(followed) < int(last[2:]):
+                followed.append(await asyncio.wait_for(stream.__anext__(), 10))
+            assert [c.cursor for c in followed] == [f"f.{n}" for n in range(1, len(followed) + 1)]
+            assert [c.new_value for c in followed] == list(range(1, len(followed) + 1))
+    finally:
+        await follower.close()
     assert acked, "the writers never got to write"
 
 
