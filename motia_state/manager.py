@@ -77,6 +77,10 @@ class StateManager:
         self._queued = 0
         self._delivered = 0
         self._target = 0
+        #: An event whose delivery was cancelled midway, and the listeners yet
+        #: to hear it: the next delivery starts there, so a cancelled caller
+        #: never takes an event (perhaps another caller's) from the others.
+        self._resume: tuple[StateChange, list[ChangeListener]] | None = None
         self._remove_sink: Callable[[], None] | None = None
         self._observers: list[Observer] = list(observers)
         #: The built-in summary when ``metrics=True``, else None.
@@ -131,25 +135,34 @@ class StateManager:
             token = _DELIVERING.set(self)
             try:
                 self._target = max(self._target, target)
-                while self._delivered < self._target and self._pending:
-                    await self._deliver(self._pending.popleft())
+                while self._delivered < self._target and (self._resume is not None or self._pending):
+                    if self._resume is None:
+                        change = self._pending.popleft()
+                        event = StateChange(
+                            change.trace_id,
+                            change.key,
+                            change.op,
+                            change.event,
+                            copy_value(change.old_value),
+                            copy_value(change.new_value),
+                        )
+                        self._resume = (event, list(self._listeners))
+                    await self._deliver(*self._resume)
+                    self._resume = None
                     self._delivered += 1
             finally:
                 _DELIVERING.reset(token)
                 self._dispatching.release()
-            if not self._pending:
+            if not self._pending and self._resume is None:
                 return
 
-    async def _deliver(self, change: StateChange) -> None:
-        event = StateChange(
-            change.trace_id,
-            change.key,
-            change.op,
-            change.event,
-            copy_value(change.old_value),
-            copy_value(change.new_value),
-        )
-        for listener in tuple(self._listeners):
+    async def _deliver(self, event: StateChange, waiting: list[ChangeListener]) -> None:
+        # Each listener leaves ``waiting`` before it is called: one cancelled
+        # while it ran has heard the event and is not called with it again.
+        while waiting:
+            listener = waiting.pop(0)
+            if listener not in self._listeners:
+                continue  # removed meanwhile
             try:
                 outcome = listener(event)
                 if inspect.isawaitable(outcome):

@@ -76,6 +76,17 @@ class Limits:
     :func:`motia_state.records.parse_operations` counts it) and
     ``max_result_bytes`` their encoded results, both checked before
     anything of it is stored.
+
+    Every limit is an integer >= 1 (a bool is not), checked when the
+    ``Limits`` is built, so the operations never check them again. A few
+    bounds keep every adapter and worker able to serve what the limits
+    let in: ``max_depth`` at most :data:`MAX_DEPTH_CEILING` (the depth every
+    binding parses), ``max_value_bytes`` and ``max_name_bytes`` at most
+    :data:`MAX_BYTES_CEILING` (the largest string Redis keeps); a
+    transaction of one ``set`` of the largest value under the longest key
+    fits ``max_records_bytes``, and its result fits ``max_result_bytes``
+    (the value and the brackets of the results array). Anything else is
+    InvalidArgumentError naming the field and the value.
     """
 
     max_name_bytes: int = 1024
@@ -85,6 +96,52 @@ class Limits:
     max_result_bytes: int = 15 * 1024 * 1024
     max_records_bytes: int = 16 * 1024 * 1024
 
+    def __post_init__(self) -> None:
+        for name in _LIMIT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(f"{name}: expected an integer >= 1, got {value!r}")
+            if type(value) is not int:  # an IntEnum member, say: keep the plain int
+                object.__setattr__(self, name, int(value))
+        if self.max_depth > MAX_DEPTH_CEILING:
+            raise InvalidArgumentError(
+                f"max_depth: {self.max_depth} is over {MAX_DEPTH_CEILING}, the depth every worker"
+                " (Python, Node, Ruby) reads values to"
+            )
+        for name in ("max_name_bytes", "max_value_bytes"):
+            value = getattr(self, name)
+            if value > MAX_BYTES_CEILING:
+                raise InvalidArgumentError(
+                    f"{name}: {value} is over {MAX_BYTES_CEILING} (512 MiB), the largest string Redis keeps"
+                )
+        one_set = self.max_name_bytes + self.max_value_bytes
+        if self.max_records_bytes < one_set:
+            raise InvalidArgumentError(
+                f"max_records_bytes: {self.max_records_bytes} is under max_name_bytes + max_value_bytes"
+                f" ({one_set}): a value that set stores could never be set in a transaction"
+            )
+        one_result = self.max_value_bytes + 2
+        if self.max_result_bytes < one_result:
+            raise InvalidArgumentError(
+                f"max_result_bytes: {self.max_result_bytes} is under max_value_bytes + 2 ({one_result}):"
+                " a transaction could not return a value it reads"
+            )
+
+
+_LIMIT_FIELDS: Final = (
+    "max_name_bytes",
+    "max_value_bytes",
+    "max_operations",
+    "max_depth",
+    "max_result_bytes",
+    "max_records_bytes",
+)
+
+#: The deepest ``Limits.max_depth``: every binding parses values this deep and no deeper.
+MAX_DEPTH_CEILING: Final = 256
+
+#: The largest ``Limits.max_value_bytes`` and ``max_name_bytes``: Redis keeps strings up to 512 MiB.
+MAX_BYTES_CEILING: Final = 512 * 1024 * 1024
 
 DEFAULT_LIMITS: Final = Limits()
 

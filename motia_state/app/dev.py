@@ -27,6 +27,7 @@ from urllib.parse import quote
 import anyio
 
 from .._urls import redacted
+from ..cli._stop import receiver
 
 __all__ = ["add_arguments", "is_loopback", "run_dev"]
 
@@ -183,24 +184,21 @@ class _Stop:
 
     async def watch(self) -> None:
         """Wait for SIGINT/SIGTERM until cancelled; see the class docstring for what each does."""
-        async with anyio.create_task_group() as tg:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    if self.signalled:
-                        if self.server is not None:
-                            self.server.force_exit = True
-                            self.app.cancel_running()
-                        continue
-                    self.signalled = True
-                    _print(
-                        f"{signal.Signals(signum).name}: stopping (running invocations get {self.grace:g} s to finish)"
-                    )
-                    if self.server is None:
-                        self.startup.cancel()
-                    else:
-                        self.server.should_exit = True
-                        await self.app.stop_accepting()
-                        tg.start_soon(self._stop_after_grace)
+        async with anyio.create_task_group() as tg, receiver() as signals:
+            async for signum in signals:
+                if self.signalled:
+                    if self.server is not None:
+                        self.server.force_exit = True
+                        self.app.cancel_running()
+                    continue
+                self.signalled = True
+                _print(f"{signal.Signals(signum).name}: stopping (running invocations get {self.grace:g} s to finish)")
+                if self.server is None:
+                    self.startup.cancel()
+                else:
+                    self.server.should_exit = True
+                    await self.app.stop_accepting()
+                    tg.start_soon(self._stop_after_grace)
 
     async def _stop_after_grace(self) -> None:
         # The grace period counts from the signal, for every invocation alike

@@ -150,9 +150,11 @@ def _optional_commands() -> list[Any]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``motia-state`` console script (and ``python -m motia_state``).
 
-    SIGINT and SIGTERM are taken over first: until the command installs its
-    own handling, a stop ends the process cleanly (a server with exit 0,
-    any other command with 130), whatever it was importing at the time.
+    SIGINT and SIGTERM are taken over first and kept until the process is
+    gone (``_stop``): a stop while the command starts ends the process
+    cleanly (a server with exit 0, any other command with 130), whatever it
+    was importing at the time; one while it runs is the command's own to
+    handle; one after it has its exit code changes nothing.
     """
     _stop.install()
     _closed_standard_streams()
@@ -168,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         if signum is None:
             raise
         return _stopped_early(args, argv, signum)
+    finally:
+        # An attribute store runs no signal handler before it (a call could): from here on, none raises.
+        _stop.settled = True
+        _stop.finish()
 
 
 def _parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:

@@ -162,10 +162,32 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
-def parse_json(text: str, what: str) -> Any:
-    """``text`` as strict JSON (no NaN or Infinity); bad JSON is a usage error naming ``what``."""
+def _int(what: str) -> Callable[[str], int]:
+    """A JSON integer's text as an int; one longer than any value may hold is LIMIT_EXCEEDED naming ``what``."""
+    from ..values import MAX_INT_DIGITS
+
+    def parse(text: str) -> int:
+        if len(text) > MAX_INT_DIGITS:
+            raise CliError(
+                f"{what}: an integer of {len(text)} characters: values hold integers of at most {MAX_INT_DIGITS}",
+                code="LIMIT_EXCEEDED",
+                hint="give the number as a string, or a smaller one",
+            )
+        return int(text)
+
+    return parse
+
+
+def parse_json(text: str, what: str, source: str | None = None) -> Any:
+    """``text`` as strict JSON (no NaN or Infinity); bad JSON is a usage error naming ``what``.
+
+    ``source`` names where the text came from (a file, standard input) when
+    it was not the argument itself.
+    """
+    if source is not None and not text.strip():
+        raise CliError(f"{what}: {source} is empty", hint="give a JSON value, e.g. '{\"points\": 5}'")
     try:
-        return json.loads(text, parse_constant=_not_json)
+        return json.loads(text, parse_constant=_not_json, parse_int=_int(what))
     except ValueError as e:
         raise CliError(f"{what}: not valid JSON: {e}", hint="give a JSON value, e.g. '{\"points\": 5}'") from None
     except RecursionError:
@@ -198,11 +220,18 @@ def read_text_arg(text: str, what: str) -> str:
         ) from None
 
 
+def text_source(text: str) -> str | None:
+    """Where ``read_text_arg`` reads ``text`` from: a file, standard input, or None for the text itself."""
+    if not text.startswith("@"):
+        return None
+    return "standard input" if text == "@-" else text[1:]
+
+
 def parse_data(text: str | None) -> Any:
     """``--data JSON|@FILE|@-``: the step's input (None when not given)."""
     if text is None:
         return None
-    return parse_json(read_text_arg(text, "--data"), "--data")
+    return parse_json(read_text_arg(text, "--data"), "--data", text_source(text))
 
 
 class Output:
@@ -337,6 +366,8 @@ def check_store_url(
         )
     if config["adapter"] == "redis":
         _check_redis_url(config.get("url", ""), option)
+    if config["adapter"] == "file":
+        config["present"] = _check_file_path(config["path"], url, option)
     if config["adapter"] == "redis" and args.backend == "trio":
         raise CliError(
             "the Redis adapter needs asyncio (it uses redis-py's asyncio client); --backend trio cannot use it",
@@ -345,13 +376,34 @@ def check_store_url(
     return config
 
 
+def _check_file_path(path: str, url: str, option: str) -> bool:
+    """Whether a file store is at ``path``; a usage error when the path can never be a store."""
+    from ..adapters.factory import check_file_store_path
+
+    try:
+        return check_file_store_path(path)
+    except InvalidArgumentError as e:
+        raise CliError(
+            f"{option} {redacted(url)}: {e.message.removeprefix('path: ')}",
+            hint=_FILE_PATH_HINT,
+        ) from None
+
+
+_FILE_PATH_HINT = "give a store's folder (file:PATH), or a path where a new folder can be created"
+
+
 def _check_redis_url(url: str, option: str) -> None:
-    """A database that is not a number would silently be database 0: refuse it."""
+    """A URL that cannot be read, or a database that is not a number (it would silently be database 0): refuse it."""
     from urllib.parse import urlsplit
 
     if not url.startswith("redis"):
         return
-    path = urlsplit(url).path.strip("/")
+    unreadable = f"{option} {redacted(url)}: not a URL that can be read"
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise CliError(f"{unreadable}: {e}", hint="write it as redis://HOST:PORT/DB") from None
+    path = parts.path.strip("/")
     if "@" in path:  # the authority ended at a / of the user name or password: the rest reads as the path
         raise CliError(
             f"{option} {redacted(url)}: a / before the @ ends the host part of a URL",
@@ -362,6 +414,10 @@ def _check_redis_url(url: str, option: str) -> None:
             f"{option} {redacted(url)}: the database {path!r} is not a number",
             hint="give the database as a number: redis://HOST:PORT/0",
         )
+    try:
+        parts.port  # noqa: B018 (raises for a port that is not a number in range)
+    except ValueError as e:
+        raise CliError(f"{unreadable}: {e}", hint="write it as redis://HOST:PORT/DB") from None
 
 
 @contextlib.asynccontextmanager
@@ -384,15 +440,17 @@ async def open_store(
     from ..manager import StateManager
 
     config = check_store_url(url, args, refuse_memory=refuse_memory, option=option)
-    if existing and config["adapter"] == "file" and not Path(config["path"]).exists():
+    if existing and config["adapter"] == "file" and not config["present"]:
+        what = ": the folder holds none" if Path(config["path"]).is_dir() else ""
         raise CliError(
-            f"{option} {redacted(url)}: no store there (nothing was created)",
+            f"{option} {redacted(url)}: no store there{what} (nothing was created)",
             hint="check the path; a command that writes (state set, import, dev) creates the store",
         )
     try:
         adapter = create_state_adapter(url)
     except InvalidArgumentError as e:
-        raise CliError(f"{option} {redacted(url)}: {e.message}") from None
+        hint = _FILE_PATH_HINT if config["adapter"] == "file" else ""
+        raise CliError(f"{option} {redacted(url)}: {e.message.removeprefix('path: ')}", hint=hint) from None
     manager = StateManager(adapter, metrics=metrics)
     manager.add_observer(log_operation)
     async with manager:
@@ -551,32 +609,39 @@ async def until_signalled(command: Command, args: argparse.Namespace, out: Outpu
     """Run ``command``; SIGINT or SIGTERM cancels it, so its workers are killed and its store closed.
 
     The signals stay caught until that cleanup is over: a second Ctrl-C
-    cannot cut it short.
+    cannot cut it short. A signal that comes once the command has returned
+    its exit code changes nothing: the work is done, and the code stands.
     """
     import anyio
 
+    from ._stop import receiver
+
     received: int | None = None
     code = EXIT_INTERRUPTED
+    completed = False
     failure: Exception | None = None  # raised after the task group, not as a group
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with anyio.create_task_group() as tg:
-            work = anyio.CancelScope()
+    async with receiver() as signals, anyio.create_task_group() as tg:
+        work = anyio.CancelScope()
 
-            async def watch() -> None:
-                nonlocal received
-                async for signum in signals:
-                    if received is None:
-                        received = signum
-                    work.cancel()
+        async def watch() -> None:
+            nonlocal received
+            async for signum in signals:
+                if completed:
+                    return
+                if received is None:
+                    received = signum
+                work.cancel()
 
-            tg.start_soon(watch)
-            with work:
-                try:
-                    code = await command(args, out)
-                except Exception as e:
-                    failure = e
-            tg.cancel_scope.cancel()
-    if received is not None:
+        tg.start_soon(watch)
+        with work:
+            try:
+                code = await command(args, out)
+                completed = True
+            except Exception as e:
+                failure = e
+                completed = not work.cancel_called
+        tg.cancel_scope.cancel()
+    if received is not None and not completed:
         raise Interrupted(received)
     if failure is not None:
         raise failure

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -289,20 +291,31 @@ def add_create(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     create.set_defaults(command_fn=create_app)
 
 
+def _why(error: BaseException) -> str:
+    """An OS error's reason without its errno and repeated path."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)
+
+
 async def create_app(args: argparse.Namespace, out: Output) -> int:
     """Write the template into a new folder; an existing path is refused (nothing is overwritten)."""
     if not args.name.strip():
         fail("the new folder's name is empty", hint="give the name of a folder to create, e.g. `create my-app`")
     target = Path(args.name)
-    if target.exists():
+    if os.path.lexists(target):  # a dangling link too: writing through it would create files elsewhere
         fail(f"{args.name}: already exists", hint="give a new folder name; create never overwrites anything")
     if not re.fullmatch(r"[\w.-]+", target.name):
         fail(f"{args.name}: use letters, digits, '.', '-' and '_' for the folder's name")
     files = {"README.md": _README.format(name=target.name), **TEMPLATES[args.lang]}
-    for relative, text in files.items():
-        path = target / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    try:
+        for relative, text in files.items():
+            path = target / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        shutil.rmtree(target, ignore_errors=True)  # it did not exist: nobody else's files are in it
+        fail(f"{args.name}: cannot create the app there: {_why(e)}", hint="give the path of a new folder")
     out.data(
         {"created": str(target), "lang": args.lang, "files": sorted(files)},
         lambda d: f"created {d['created']} ({d['lang']}); run it with: motia-state dev {d['created']}",

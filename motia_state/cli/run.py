@@ -38,8 +38,13 @@ async def run_step(args: argparse.Namespace, out: Output) -> int:
     from ..app.config import takes_context_first
     from ..errors import LimitExceededError, StateError
     from ..runtime import WorkerPool
+    from ..values import check_name
 
     data = parse_data(args.data)
+    try:
+        check_name(args.trace_id, "traceId")
+    except StateError as e:
+        fail(f"--trace-id: {e.message}", code=e.code, hint="the trace id is the run's state group: a non-empty name")
     step = Path(args.step)
     if not step.is_file():
         fail(f"{args.step}: no such step file", hint="give the path of a .py, .js, .cjs, .mjs or .rb step file")

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_OK, CliError, Output, fail, open_store, parse_json, read_text_arg
+from ._common import EXIT_OK, CliError, Output, fail, open_store, parse_json, read_text_arg, text_source
 
 if TYPE_CHECKING:
     from ..manager import StateManager
@@ -191,7 +191,7 @@ async def state_get(args: argparse.Namespace, out: Output) -> int:
 async def state_set(args: argparse.Namespace, out: Output) -> int:
     """Write an entry and print what was stored."""
     _check_names(args)
-    value = _checked(parse_json(read_text_arg(args.value, "value"), "value"))
+    value = _checked(parse_json(read_text_arg(args.value, "value"), "value", text_source(args.value)))
     async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
         out.data(await manager.set(args.group, args.key, value), _value)
     return EXIT_OK
@@ -252,6 +252,13 @@ async def _feed(manager: StateManager, args: argparse.Namespace) -> Any:
 
 async def state_watch(args: argparse.Namespace, out: Output) -> int:
     """Print each change as it is recorded (a JSON line in a pipe) until stopped."""
+    from ..values import check_name
+
+    with _bad_input():  # a filter no entry can match (an empty or reserved name) is a mistake, not a quiet watch
+        for group in args.group or ():
+            check_name(group, "--group")
+        for key in args.key or ():
+            check_name(key, "--key")
     async with open_store(args.state, args, refuse_memory=REFUSAL) as manager:
         stream = await _feed(manager, args)
         if not args.no_follow:

@@ -241,8 +241,12 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
 
 async def export_store(args: argparse.Namespace, out: Output) -> int:
     """Write the header, each entry, and the footer over the entry lines' bytes."""
-    groups = [g for g in args.groups.split(",") if g] if args.groups else None
-    async with open_store(args.state, args) as manager:
+    groups = [g for g in args.groups.split(",") if g] if args.groups is not None else None
+    if groups == []:
+        fail(
+            f"--groups {args.groups!r} names no group", hint="give G1,G2,...; leave --groups out to export every group"
+        )
+    async with open_store(args.state, args, existing=True) as manager:
         total = await _count(manager, groups)
         digest = hashlib.sha256()
         count = 0
@@ -282,6 +286,8 @@ def verify_export(path: str, name: str | None = None) -> dict[str, Any]:
     footer: dict[str, Any] | None = None
     with open(path, "rb") as handle:
         first = handle.readline()
+        if not first:
+            fail(f"{shown}: is empty, not a motia-state export", hint="give a file written by `motia-state export`")
         try:
             header = json.loads(first)
         except (ValueError, RecursionError):
@@ -350,6 +356,8 @@ def _read_entries(path: str) -> Iterator[tuple[str, str, Any]]:
 def _spooled(source: str) -> Iterator[str]:
     """A path to read twice: the file itself, or standard input copied to a temporary file."""
     if source != "-":
+        if os.path.isdir(source):
+            fail(f"{source}: is a folder, not an export file", hint="give an export file, or - to read standard input")
         if not os.path.isfile(source):
             fail(f"{source}: no such file", hint="give an export file, or - to read standard input")
         yield source
@@ -400,6 +408,18 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
         return Path(args.checkpoint)
     name = hashlib.sha256(f"{args.source}\0{args.target}".encode()).hexdigest()[:12]
     return Path(f".motia-migrate-{name}.json")
+
+
+def _check_checkpoint_folder(path: Path) -> None:
+    """Refuse a checkpoint that could not be written, before anything is copied (the copy would stop after a page)."""
+    folder = path.parent
+    if not folder.is_dir():
+        fail(
+            f"--checkpoint {path}: the folder {folder} does not exist",
+            hint="create it, or give another --checkpoint path",
+        )
+    if not os.access(folder, os.W_OK):
+        fail(f"--checkpoint {path}: the folder {folder} is not writable", hint="give another --checkpoint path")
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
@@ -540,6 +560,8 @@ async def migrate_store(args: argparse.Namespace, out: Output) -> int:
     if args.follow and args.dry_run:
         fail("--follow with --dry-run: following writes every change; drop one of them")
     check_store_url(args.target, args, option="--to")
+    if not args.dry_run:
+        _check_checkpoint_folder(_checkpoint_path(args))
     if not args.dry_run and _checkpoint_path(args).exists():
         _read_checkpoint(_checkpoint_path(args))  # refused before either store is opened (or created)
     same = _same_store(args.source, args.target)

@@ -82,7 +82,8 @@ async def validate_store(args: argparse.Namespace, out: Output) -> int:
         if problems:
             return _report(problems, 0, out)
     entries = 0
-    async with open_store(args.state, args) as manager:
+    # existing: a folder that holds no store is reported, not made into an empty one by the check.
+    async with open_store(args.state, args, existing=True) as manager:
         limits = manager.limits
         for group in sorted(await manager.groups()):
             try:

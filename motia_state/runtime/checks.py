@@ -146,11 +146,15 @@ def encode_invoke(
 ) -> msgspec.Raw:
     """The ``invoke`` args, encoded once (``context_first``: the handler gets its context alone).
 
-    ``data`` must be JSON (see :func:`check_input`), nested at most
-    ``WRAP_DEPTH`` levels deeper than the state's values may be; its size is
-    bounded by the frame limit alone: LimitExceededError when the frame
-    would be over it.
+    ``trace_id`` must be a non-empty string (InvalidArgumentError). ``data``
+    must be JSON (see :func:`check_input`), nested at most ``WRAP_DEPTH``
+    levels deeper than the state's values may be; its size is bounded by the
+    frame limit alone: LimitExceededError when the frame would be over it.
     """
+    if not isinstance(trace_id, str) or not trace_id:
+        # A runner would refuse it only once its process had started, and as
+        # the step's failure rather than the caller's bad argument.
+        raise InvalidArgumentError(f"trace_id: expected a non-empty string, got {trace_id!r}")
     try:
         check_input(data, limits.max_depth + WRAP_DEPTH)
         args = {"data": data, "traceId": trace_id}

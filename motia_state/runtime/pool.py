@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -116,6 +117,7 @@ class WorkerPool:
         self._reaper = anyio.CancelScope()
         self._closed = False
         self._started = 0
+        self._thread = 0  # the thread whose event loop entered the pool
 
     @property
     def started(self) -> int:
@@ -130,9 +132,14 @@ class WorkerPool:
         return sum(len(slot.idle) for slot in self._by_file.values())
 
     async def __aenter__(self) -> WorkerPool:
+        if self._tg is not None or self._closed:
+            # Its workers, reaper and settings belong to one run: a second
+            # entry would share them half-closed.
+            raise UnavailableError("a WorkerPool runs once: create a new one instead of entering it again")
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
+        self._thread = threading.get_ident()
         tg.start_soon(self._reap_idle)
         return self
 
@@ -147,8 +154,18 @@ class WorkerPool:
         tg, self._tg = self._tg, None
         if tg is None:
             return None
-        # Busy workers' tasks end when their calls finish and retire them.
-        return await tg.__aexit__(exc_type, exc, tb)
+        if exc is not None and not isinstance(exc, Exception):
+            # Interrupted (cancelled, Ctrl-C, SystemExit): the calls in
+            # progress are not waited for, wherever they run; their workers
+            # are killed and the calls fail with StepError.
+            for slot in self._by_file.values():
+                for worker in list(slot.loaded):
+                    worker.kill()
+        # Busy workers' tasks end when their calls finish and retire them. The
+        # body's own exception is not the task group's: it reaches the caller
+        # as raised (a StepError stays a StepError), never in an exception group.
+        await tg.__aexit__(None, None, None)
+        return None
 
     @property
     def max_frame_bytes(self) -> int:
@@ -172,8 +189,7 @@ class WorkerPool:
         Returns and raises exactly what :func:`call_step_file` would;
         ``depth`` and ``context_first`` are as there.
         """
-        if self._tg is None or self._closed:
-            raise UnavailableError("the worker pool is not running (use it with 'async with')")
+        self._check_running()
         check_timeout(timeout)
         slot = self._slot(path)
         version = _version(path, slot.step)  # one stat: an edited step file gets fresh workers
@@ -253,8 +269,7 @@ class WorkerPool:
         # request: a warm worker's context still holds its last invocation's
         # traceId and depth, which its writes must not carry (a condition's
         # writes at a stale depth 0 would escape the loop guard).
-        if self._tg is None or self._closed:
-            raise UnavailableError("the worker pool is not running (use it with 'async with')")
+        self._check_running()
         slot = self._slot(path)
         version = _version(path, slot.step)
         if version != slot.version:
@@ -307,6 +322,16 @@ class WorkerPool:
 
     # -- internals -------------------------------------------------------------
 
+    def _check_running(self) -> None:
+        if self._tg is None or self._closed:
+            raise UnavailableError("the worker pool is not running (use it with 'async with')")
+        if threading.get_ident() != self._thread:
+            # Its workers are served by tasks of the loop it was entered in:
+            # a call from another thread's loop would mix the two loops.
+            raise UnavailableError(
+                "the worker pool runs in another thread's event loop: give each event loop its own WorkerPool"
+            )
+
     def _slot(self, path: str | os.PathLike[str]) -> _Slot:
         given = os.fspath(path)
         if not os.path.isabs(given):
@@ -336,12 +361,19 @@ class WorkerPool:
         return None
 
     async def _start(self, slot: _Slot) -> StepWorker:
+        # A call that waited for a free worker while the pool closed (or one
+        # whose worker was spawning then) gets no worker: nothing would serve it.
+        closed = "the worker pool closed while this call waited for a worker"
+        if self._closed or self._tg is None:
+            raise UnavailableError(closed)
         worker = await StepWorker.start(
             slot.argv, slot.step, self._table, env=self._env, cwd=self._cwd, max_frame_bytes=self._max_frame_bytes
         )
+        if self._closed or self._tg is None:
+            await worker.close()
+            raise UnavailableError(closed)
         self._started += 1
         slot.loaded[worker] = slot.version
-        assert self._tg is not None
         self._tg.start_soon(worker.serve)
         return worker
 

@@ -93,6 +93,12 @@ class StepWorker:
         self._stderr = stderr
         self._ended = anyio.Event()  # the worker's stdout and stderr have both ended
         self._killed = False
+        self._serving = False
+        # The peer's reading and handling: a killed worker's requests are
+        # never answered, so a handler still serving one (an orchestrator's
+        # method awaiting something slow, a blocked emit hook) is cancelled
+        # rather than holding up the call's end or the pool's close.
+        self._handling = anyio.CancelScope()
 
     @classmethod
     async def start(
@@ -168,15 +174,20 @@ class StepWorker:
         and what it wrote has been read: a process the step started in a
         session of its own, holding the pipes open, is not waited for.
         """
+        self._serving = True
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._end_streams_at_exit)
                 async with anyio.create_task_group() as streams:
                     streams.start_soon(_drain_stderr, self._stderr, self.step, self.tail)
-                    streams.start_soon(self.peer.run)
+                    streams.start_soon(self._run_peer)
                 tg.cancel_scope.cancel()
         finally:
             self._ended.set()
+
+    async def _run_peer(self) -> None:
+        with self._handling:
+            await self.peer.run()
 
     async def _end_streams_at_exit(self) -> None:
         await self.proc.wait()
@@ -256,6 +267,10 @@ class StepWorker:
         await self._send.aclose()
         with anyio.move_on_after(EXIT_GRACE):
             await self.proc.wait()
+            if self._serving:
+                # What it wrote before it exited is read and served (its
+                # last logs) before kill() cancels the handling.
+                await self._ended.wait()
         # Whatever still holds the pipes open (a straggler the step spawned,
         # or a worker ignoring shutdown) goes now.
         self.kill()
@@ -272,9 +287,10 @@ class StepWorker:
             self.kill()
 
     def kill(self) -> None:
-        """Kill the worker's process group (everything the step spawned too)."""
+        """Kill the worker's process group (everything the step spawned too) and cancel what serves it."""
         self._killed = True
         _kill_group(self.proc)
+        self._handling.cancel()
 
     async def close(self) -> None:
         """Kill what is left and release the pipes and the process."""

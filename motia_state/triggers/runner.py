@@ -37,6 +37,7 @@ from ..adapters.base import StateAdapter
 from ..errors import CursorExpiredError, InvalidArgumentError, NotFoundError, StateError, StepError, UnavailableError
 from ..manager import StateManager
 from ..records import Change
+from ..runtime.checks import check_timeout
 from .spec import TriggerSpec, handler_input, parse_trigger, partition_of
 from .store import DeadLetter, InternalHandle, TriggerStore, group_of, now_ms, oldest_cursor
 from .store import seq as _seq
@@ -54,12 +55,13 @@ MAX_PENDING = 1000  # changes read ahead per partition before its reader waits
 
 
 class _Item:
-    __slots__ = ("at", "change", "done", "prev")
+    __slots__ = ("abandoned", "at", "change", "done", "prev")
 
     def __init__(self, change: Change, prev: str | None) -> None:
         self.change = change
         self.prev = prev  # the cursor read just before this change: the position while it is pending
-        self.done = False
+        self.done = False  # handled (or kept as a dead letter): the position may move past it
+        self.abandoned = False  # its handling was cancelled: it stays pending, to be handled after a restart
         self.at = time.time()
 
 
@@ -165,6 +167,7 @@ class TriggerRunner:
                 raise InvalidArgumentError(f"{name}: expected a non-negative number of seconds, got {number!r}")
         if lease <= 0:
             raise InvalidArgumentError(f"lease: expected a positive number of seconds, got {lease!r}")
+        check_timeout(timeout)  # refused here, not as every handler run's failure
         self.state = state
         self.adapter: StateAdapter = state.adapter if isinstance(state, StateManager) else state
         internal = getattr(self.adapter, "internal", None)
@@ -193,6 +196,10 @@ class TriggerRunner:
     # -- lifecycle -------------------------------------------------------------
 
     async def __aenter__(self) -> TriggerRunner:
+        if self._tg is not None or self._closing:
+            # Its triggers' readers and leases ended with its first run: entered
+            # again, it would list them as running and take no partition.
+            raise UnavailableError("a TriggerRunner runs once: create a new one instead of entering it again")
         try:
             await self.adapter.feed_info()
         except StateError as e:
@@ -217,6 +224,12 @@ class TriggerRunner:
             # Stop reading, let handlers finish, save every position, give the leases up.
             for trigger in self._triggers.values():
                 self._stop_reading(trigger)
+            if exc is not None and not isinstance(exc, Exception):
+                # Interrupted (cancelled, Ctrl-C, SystemExit): the handlers
+                # stop now rather than being waited for. What they had not
+                # finished stays pending, so the positions saved below stay
+                # before it and it is handled again after a restart.
+                tg.cancel_scope.cancel()
             with anyio.move_on_after(30):
                 for trigger in self._triggers.values():
                     for part in list(trigger.partitions.values()):
@@ -233,7 +246,9 @@ class TriggerRunner:
                 with contextlib.suppress(StateError):
                     await self._internal.delete(trigger.group, f"member.{self.runtime_id}")
         tg.cancel_scope.cancel()
-        return await tg.__aexit__(exc_type, exc, tb)
+        # The body's own exception reaches the caller as raised, never in an exception group.
+        await tg.__aexit__(None, None, None)
+        return None
 
     # -- the public API ------------------------------------------------------------
 
@@ -347,6 +362,8 @@ class TriggerRunner:
         if to not in ("now", "start"):
             raise InvalidArgumentError(f'to: expected "now" or "start", got {to!r}')
         t = self._trigger(name)
+        if self._tg is None:
+            raise UnavailableError("the trigger runner is not running (use it with 'async with')")
         request = await self.store.request_reset(name, to, self.partitions)  # other runtimes follow it
         t.reset_applying = request["id"]
         await self._apply_reset(t, request["cursor"], request["id"])
@@ -504,7 +521,7 @@ class TriggerRunner:
                 t.partitions.pop(part.index, None)
 
     async def _drain(self, part: _Partition) -> None:
-        while part.pending and not all(item.done for item in part.pending):
+        while part.pending and not all(item.done or item.abandoned for item in part.pending):
             await part.wake.wait()
 
     # -- reading and handling ------------------------------------------------------------
@@ -699,18 +716,31 @@ class TriggerRunner:
 
     async def _drain_entry(self, t: _Trigger, part: _Partition, entry: tuple[str, str], queue: deque[_Item]) -> None:
         # One entry's changes, one at a time, in commit order.
-        while queue:
-            item = queue[0]
-            try:
-                await self._handle(t, item.change)
-            finally:
+        try:
+            while queue:
+                item = queue[0]
+                await self._handle(t, item.change)  # raises only when cancelled
                 queue.popleft()
                 item.done = True
                 if not queue:
                     part.queues.pop(entry, None)
-                # Wake whoever waits for progress (a drain, the reader when it is far ahead).
-                wake, part.wake = part.wake, anyio.Event()
-                wake.set()
+                self._progress(part)
+        finally:
+            if queue:
+                # Cancelled (the runner's host was, or the runner stops): what
+                # was not handled is not done, so the saved position stays
+                # before it and it is handled again after a restart.
+                for item in queue:
+                    item.abandoned = True
+                if part.queues.get(entry) is queue:
+                    part.queues.pop(entry, None)
+                self._progress(part)
+
+    @staticmethod
+    def _progress(part: _Partition) -> None:
+        # Wake whoever waits for progress (a drain, the reader when it is far ahead).
+        wake, part.wake = part.wake, anyio.Event()
+        wake.set()
 
     async def _handle(self, t: _Trigger, change: Change) -> None:
         error: BaseException | None = None

@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import errno
 import os
-import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import anyio
 
 from .._urls import redacted, without_credentials
 from ..adapters.factory import create_state_adapter, parse_state_config
+from ..cli._stop import receiver
 from ..errors import StateError
 from ..manager import StateManager
 from .endpoints import PREFIX, EventStreams, workbench_app
@@ -114,7 +114,7 @@ async def _serve(args: argparse.Namespace, token: str | None) -> int:
         async with anyio.create_task_group() as tg:
 
             async def watch_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async with receiver() as signals:
                     # Kept open until the server is done: a second signal
                     # stops at once instead of raising KeyboardInterrupt.
                     async for _ in signals:

@@ -142,7 +142,7 @@ async def test_results_too_large_together_run_one_by_one(
     redis_server: RedisServer, redis_prefix: str, auto_pipeline: bool
 ) -> None:
     # Each push returns its whole array (about 30 bytes); eight of them pass 100 bytes.
-    limits = ms.Limits(max_result_bytes=100)
+    limits = ms.Limits(max_value_bytes=64, max_result_bytes=100)
     a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, limits=limits, auto_pipeline=auto_pipeline)
     try:
         await a.increment("warm", "up")

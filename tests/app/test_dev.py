@@ -195,9 +195,11 @@ def test_with_a_token_the_workbench_needs_the_bearer_and_the_api_does_not(tmp_pa
 
 def test_an_unreachable_store_exits_3_before_serving(tmp_path: Path) -> None:
     root = make_app(tmp_path / "app")
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    for state in (f"file:{blocker}/store", "redis://127.0.0.1:1/0"):
+    # A store that is there, but whose lock file cannot be opened (a folder is in its place).
+    broken = tmp_path / "store"
+    (broken / "lock").mkdir(parents=True)
+    (broken / "log").write_bytes(b"")
+    for state in (f"file:{broken}", "redis://127.0.0.1:1/0"):
         proc = subprocess.run(
             [sys.executable, "-m", "motia_state.cli", "dev", str(root), "--port", "0", "--state", state],
             capture_output=True,

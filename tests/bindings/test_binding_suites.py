@@ -303,7 +303,7 @@ def test_a_result_over_a_small_frame_limit_is_limit_exceeded_at_once(language: s
 
     async def run() -> None:
         # The frame limit must leave room for a transaction's results plus 1 MiB.
-        state = ms.StateManager(ms.MemoryStateAdapter(limits=ms.Limits(max_result_bytes=1024)))
+        state = ms.StateManager(ms.MemoryStateAdapter(limits=ms.Limits(max_value_bytes=1000, max_result_bytes=1024)))
         await call_step_file(
             step, data={"size": 2 * MIB}, trace_id="t", state=state, timeout=60, max_frame_bytes=MIB + 1024
         )

@@ -240,3 +240,75 @@ def test_a_unix_socket_path_holding_an_at_sign_is_shown_whole() -> None:
     proc = cli("state", "ls", "--state", "unix:///nonexistent/a@b.sock")
     assert proc.returncode == 3, proc.stderr
     assert "unix:///nonexistent/a@b.sock" in proc.stderr and "***" not in proc.stderr, proc.stderr
+
+
+# -- a sweep of every command with wrong, missing and hostile arguments -----------------------------
+
+
+@pytest.mark.parametrize("url", ["redis://[::1", "redis://h:99999/0", "redis://h:port/0"])
+def test_a_redis_url_that_cannot_be_read_is_bad_input(url: str) -> None:
+    _bad_input(cli("state", "ls", "--state", url), "not a URL that can be read")
+
+
+def test_an_integer_longer_than_a_value_holds_is_over_the_limit_not_a_python_message(store: str) -> None:
+    proc = cli("state", "set", "g", "k", "9" * 5000, "--state", store)
+    _bad_input(proc, "an integer of 5000 characters", "at most 4300", code="LIMIT_EXCEEDED")
+    assert "sys.set_int_max_str_digits" not in proc.stderr
+    assert dump_store(store) == {"g": {"k": 1}}
+
+
+def test_empty_standard_input_is_named_as_empty(tmp_path: Path, store: str) -> None:
+    step = tmp_path / "echo.step.py"
+    step.write_text("async def handler(data, ctx):\n    return data\n")
+    _bad_input(cli("state", "set", "g", "k", "@-", "--state", store, input=""), "value: standard input is empty")
+    _bad_input(cli("run", str(step), "--data", "@-", input=" \n"), "--data: standard input is empty")
+    _bad_input(cli("import", "-", "--state", store, input=""), "standard input: is empty")
+    (tmp_path / "empty.json").write_text("")
+    _bad_input(cli("state", "set", "g", "k", f"@{tmp_path / 'empty.json'}", "--state", store), "empty.json is empty")
+    assert dump_store(store) == {"g": {"k": 1}}
+
+
+def test_import_of_a_folder_or_an_empty_file_says_which(tmp_path: Path, store: str) -> None:
+    _bad_input(cli("import", str(tmp_path), "--state", store), "is a folder, not an export file")
+    (tmp_path / "empty.ndjson").write_text("")
+    _bad_input(cli("import", str(tmp_path / "empty.ndjson"), "--state", store), "is empty, not a motia-state export")
+
+
+@pytest.mark.parametrize("groups", ["", ",,,"])
+def test_export_groups_that_name_no_group_is_bad_input(store: str, groups: str) -> None:
+    proc = cli("export", "--groups", groups, "--state", store)
+    _bad_input(proc, "names no group")
+    assert proc.stdout == ""
+
+
+def test_migrate_with_a_checkpoint_in_a_missing_folder_copies_nothing(tmp_path: Path, store: str) -> None:
+    target = tmp_path / "target"
+    checkpoint = tmp_path / "missing" / "cp.json"
+    proc = cli("migrate", "--from", store, "--to", f"file:{target}", "--checkpoint", str(checkpoint))
+    _bad_input(proc, f"--checkpoint {checkpoint}: the folder", "does not exist")
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(("trace_id", "says"), [("", "non-empty"), ("__motia/x", "reserved"), ("t" * 2000, "1024")])
+def test_run_with_a_trace_id_that_is_not_a_group_is_refused_before_the_step_runs(
+    tmp_path: Path, trace_id: str, says: str
+) -> None:
+    step = tmp_path / "mark.step.py"
+    marker = tmp_path / "ran"
+    step.write_text(f"async def handler(data, ctx):\n    open({str(marker)!r}, 'w').close()\n")
+    proc = cli("run", str(step), "--trace-id", trace_id)
+    assert proc.returncode == 2 and "--trace-id:" in proc.stderr and says in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("option", ["--group", "--key"])
+def test_watch_filtering_on_a_name_no_entry_can_have_is_bad_input(store: str, option: str) -> None:
+    _bad_input(cli("state", "watch", option, "", "--no-follow", "--state", store), f"{option} must be a non-empty")
+
+
+def test_create_where_no_folder_can_be_made_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    _bad_input(cli("create", "a" * 300, cwd=tmp_path), "cannot create the app there: File name too long")
+    _bad_input(cli("create", str(tmp_path / "notes.txt" / "app")), "cannot create the app there: Not a directory")
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]

@@ -106,7 +106,7 @@ async def test_a_huge_int_plus_a_float_is_limit_exceeded_and_a_batch_goes_on(sta
 
 
 async def test_results_over_the_limit_are_refused_before_anything_is_stored() -> None:
-    adapter = ms.MemoryStateAdapter(limits=ms.Limits(max_result_bytes=1000))
+    adapter = ms.MemoryStateAdapter(limits=ms.Limits(max_value_bytes=900, max_result_bytes=1000))
     manager = ms.StateManager(adapter)
     seen: list[str] = []
     manager.on_change(lambda c: seen.append(c.key))

@@ -330,7 +330,7 @@ async def test_a_node_step_sending_a_lone_surrogate_gets_invalid_argument(tmp_pa
 async def test_frames_over_the_limit_fail_fast_with_a_code_in_every_language(tmp_path: Path, ext: str) -> None:
     """Too big to send, or to receive, is an error at once: never a wait for a reply that cannot come."""
     # The smallest frame limit the parent accepts: a transaction's largest results plus 1 MiB.
-    state = ms.StateManager(ms.MemoryStateAdapter(limits=ms.Limits(max_result_bytes=4096)))
+    state = ms.StateManager(ms.MemoryStateAdapter(limits=ms.Limits(max_value_bytes=4000, max_result_bytes=4096)))
     limit = (1 << 20) + 4096
     over = limit + 1000
     sources = {
@@ -348,8 +348,8 @@ async def test_frames_over_the_limit_fail_fast_with_a_code_in_every_language(tmp
         await run(path, "y" * over, state, max_frame_bytes=limit)
     with pytest.raises(StepError, match="frame limit"):  # the step's result: the parent cannot read it
         await run(path, "big-result", state, max_frame_bytes=limit)
-    for i in range(10):  # a group whose getGroup reply is over the limit
-        await state.set("t-1", f"k{i}", "z" * (limit // 8))
+    for i in range(limit // 3000):  # a group whose getGroup reply is over the limit
+        await state.set("t-1", f"k{i}", "z" * 3990)
     code = await run(
         write_step(
             tmp_path,

@@ -424,7 +424,9 @@ async def test_the_parent_tells_every_worker_its_frame_limit(tmp_path: Path) -> 
 
 async def test_a_frame_limit_without_room_for_a_transactions_results_is_refused(tmp_path: Path) -> None:
     path = step(tmp_path, "def handler(data, ctx):\n    return 1\n")
-    state = ms.StateManager(ms.MemoryStateAdapter(limits=ms.Limits(max_result_bytes=8 * 1024 * 1024)))
+    state = ms.StateManager(
+        ms.MemoryStateAdapter(limits=ms.Limits(max_value_bytes=4 * 1024 * 1024, max_result_bytes=8 * 1024 * 1024))
+    )
     too_small = 8 * 1024 * 1024 + 1024 * 1024 - 1
     with pytest.raises(ms.InvalidArgumentError, match="max_result_bytes"):
         await call_step_file(path, trace_id="t", state=state, max_frame_bytes=too_small)

@@ -179,9 +179,13 @@ def _workbench_exit(*args: str) -> Any:
 def test_a_bad_or_unreachable_store_is_one_message_and_the_contracts_exit_code(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
+    broken = tmp_path / "store"
+    (broken / "lock").mkdir(parents=True)  # a store whose lock file cannot be opened
+    (broken / "log").write_bytes(b"")
     for state, code, needle in (
         ("bogus:", 2, "INVALID_ARGUMENT"),
-        (f"file:{blocker}/store", 3, "UNAVAILABLE"),  # cannot be created under a file
+        (f"file:{blocker}/store", 2, "INVALID_ARGUMENT"),  # a path inside a file can never be a store
+        (f"file:{broken}", 3, "UNAVAILABLE"),  # a store is there, but cannot be opened
         ("redis://127.0.0.1:1/0", 3, "UNAVAILABLE"),  # nothing listens there
     ):
         proc = _workbench_exit("--state", state)
