@@ -263,7 +263,8 @@ def check_field(field: object, where: str = "field") -> str:
         if is_unicode(field):
             return field
         raise InvalidArgumentError(f"{where}: must be valid Unicode (it holds a lone surrogate)")
-    raise InvalidArgumentError(f"{where}: expected a non-empty string, got {describe(field)}")
+    got = "an empty string" if field == "" else describe(field)
+    raise InvalidArgumentError(f"{where}: expected a non-empty string, got {got}")
 
 
 def check_name(name: object, what: str, limits: Limits = DEFAULT_LIMITS) -> str:
@@ -278,7 +279,8 @@ def check_name(name: object, what: str, limits: Limits = DEFAULT_LIMITS) -> str:
     if type(name) is not str and isinstance(name, str):
         name = plain_str(name)
     if type(name) is not str or not name:
-        raise InvalidArgumentError(f"{what} must be a non-empty string, got {describe(name)}")
+        got = "an empty string" if name == "" else describe(name)
+        raise InvalidArgumentError(f"{what} must be a non-empty string, got {got}")
     # len(str) * 4 bounds the UTF-8 size, so short names skip the encode.
     if len(name) * 4 > limits.max_name_bytes and len(name.encode("utf-8", "surrogatepass")) > limits.max_name_bytes:
         raise LimitExceededError(f"{what} is longer than {limits.max_name_bytes} bytes of UTF-8")

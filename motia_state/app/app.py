@@ -18,8 +18,8 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -38,11 +38,11 @@ from ..manager import StateManager
 from ..runtime import WorkerPool
 from ..web.endpoints import EventStreams
 from ..web.responses import EXCEPTION_HANDLERS
-from .config import StepConfig
+from .config import StepConfig, check_app
 from .cron import CronScheduler
 from .discovery import ConfigLoader, Registry, StateTriggerSpec, StepRecord
 from .events import DeadLetter, Delivery, EventRouter
-from .http import error_response, json_response, routes_for
+from .http import Cors, error_response, json_response, routes_for
 
 __all__ = ["App", "InvocationRecord", "TriggerRunnerLike"]
 
@@ -120,8 +120,11 @@ class App:
         backoff: float = 0.5,
         max_depth: int = 10,
         token: str | None = None,
+        cors: Collection[str] = (),
     ) -> None:
         self.root = Path(root)
+        #: Which pages of other origins may call the API routes from a browser (``"*"`` for any).
+        self.cors = Cors(cors)
         self._state_arg = state
         self._given_pool = pool
         self.debug = debug
@@ -323,22 +326,37 @@ class App:
         return await self._invoke(self._step(name), "manual", data, trace_id or _new_trace(), 0)
 
     async def reload(self) -> Registry:
-        """Read the configs again (changed files only) and switch to them if they are all valid.
+        """Read the configs again (changed files only) and switch to them.
 
-        Returns the registry that was read: when it has errors the app keeps
-        serving the previous version and the errors are in its ``errors``.
+        A step file whose config does not load or validate keeps its last
+        good config (it is left out when it has none), and every other
+        change is taken: a half-edited file does not hold back a step added,
+        changed or removed beside it. When what would be served does not
+        hold together (a kept config and a new one claim one name or one
+        route) nothing changes. Returns the registry that was read, with
+        its errors in ``errors``.
         """
         registry = await self._loader.load(self._require_pool())
-        if registry.errors:
+        installed = registry if not registry.errors else self._with_last_good(registry)
+        if installed is None:
             return registry
         old_triggers = {spec.name: spec.trigger for spec in self.triggers}
-        self._install(registry)
+        self._install(installed)
         new_triggers = {spec.name: spec.trigger for spec in self.triggers}
         if old_triggers != new_triggers and self.trigger_runner is not None:
             log.warning("state triggers changed: they take effect at the next start")
         return registry
 
     # -- internals ----------------------------------------------------------------
+
+    def _with_last_good(self, registry: Registry) -> Registry | None:
+        """``registry`` with the current config of each file that now fails; None when they clash."""
+        failing = {error.file for error in registry.errors}
+        kept = [step for step in self.registry.steps.values() if step.config.file in failing]
+        steps = [*registry.steps.values(), *kept]
+        if check_app(step.config for step in steps):
+            return None
+        return replace(registry, steps={step.name: step for step in steps})
 
     def _require_pool(self) -> WorkerPool:
         if self.pool is None:
@@ -358,7 +376,13 @@ class App:
         # Routes are data: the Starlette app reads this list at every request.
         self._asgi.router.routes[:] = [
             *self._builtin_routes(),
-            *routes_for(api, self._api_call, debug=self.debug, max_body_bytes=self._require_pool().max_frame_bytes),
+            *routes_for(
+                api,
+                self._api_call,
+                debug=self.debug,
+                max_body_bytes=self._require_pool().max_frame_bytes,
+                cors=self.cors,
+            ),
         ]
         self._restart_cron()
 

@@ -47,6 +47,11 @@ _MSGSPEC_AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
 _FIELD_IN = re.compile(r"^object (contains unknown|missing required) field `([^`]*)`$")
 # parse_predicate's messages: "<field>: <problem> at <where>".
 _PREDICATE_AT = re.compile(r"^(?:[A-Za-z_]+: )?(.*) at (config\S*)$", re.S)
+# Middleware is behaviour (an auth check, often): a route served without it would be open.
+_MIDDLEWARE = (
+    "Motia middleware is not run here, and the route must not be served without it: "
+    "do its checks in the handler, then remove 'middleware'"
+)
 _CHANGE_EVENTS = ("created", "updated", "deleted")
 
 
@@ -78,19 +83,32 @@ class ApiTrigger(msgspec.Struct, tag="api", tag_field="type", forbid_unknown_fie
     bodySchema: Any = None
     responseSchema: Any = None
     queryParams: Any = None
+    # Not documentation: refused when not empty (see _MIDDLEWARE).
     middleware: Any = None
 
     @property
     def route(self) -> str:
-        """The path in Starlette's syntax: ``/users/{id}``."""
+        """The path in Starlette's syntax, without a trailing slash (it is optional): ``/users/{id}``."""
         return "/".join(
-            "{" + m.group(1) + "}" if (m := _PATH_PARAM.match(part)) else part for part in self.path.split("/")
+            "{" + m.group(1) + "}" if (m := _PATH_PARAM.match(part)) else part
+            for part in _unslashed(self.path).split("/")
         )
 
     @property
     def shape(self) -> tuple[str, str]:
         """(method, path with every parameter anonymous): two routes that would collide share it."""
-        return self.method, "/".join(":" if _PATH_PARAM.match(part) else part for part in self.path.split("/"))
+        anonymous = (":" if _PATH_PARAM.match(part) else part for part in _unslashed(self.path).split("/"))
+        return self.method, "/".join(anonymous)
+
+    @property
+    def precedence(self) -> tuple[tuple[int, str], ...]:
+        """The order routes are tried in: per segment, a fixed one before a parameter (``/users/me`` first)."""
+        return tuple((1, "") if _PATH_PARAM.match(part) else (0, part) for part in _unslashed(self.path).split("/"))
+
+
+def _unslashed(path: str) -> str:
+    """``path`` without its trailing slash (``/`` stays ``/``): a request matches with or without one."""
+    return path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
 class CronTrigger(msgspec.Struct, tag="cron", tag_field="type", forbid_unknown_fields=True, frozen=True):
@@ -159,10 +177,36 @@ class StepConfig(msgspec.Struct, frozen=True, kw_only=True):
         return [t for t in self.triggers if isinstance(t, kind)]
 
 
+#: The cron macros croniter reads, as node-cron and Motia's users write them.
+_MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+
+
+def _croniter_form(expression: str) -> str:
+    # croniter reads a sixth field as the seconds; Motia (node-cron) reads the first one so.
+    fields = expression.split()
+    if len(fields) == 6:
+        fields = fields[1:] + fields[:1]
+    elif len(fields) == 1:
+        fields = [fields[0].lower()]
+    return " ".join(fields)
+
+
+def cron_iter(expression: str, base: Any = None) -> croniter:
+    """A croniter over a cron expression: five fields, six with seconds first (as Motia's node-cron), or a macro."""
+    return croniter(_croniter_form(expression), base)
+
+
+def _is_cron(expression: str) -> bool:
+    fields = expression.split()
+    if len(fields) == 1 and fields[0].lower() not in _MACROS:
+        return False
+    return len(fields) in (1, 5, 6) and bool(croniter.is_valid(_croniter_form(expression)))
+
+
 def _fires(expression: str) -> bool:
     """Whether a valid cron expression has a next time (``0 0 30 2 *``, February 30, has none)."""
     try:
-        croniter(expression).get_next(float)
+        cron_iter(expression).get_next(float)
     except Exception:  # croniter's CroniterBadDateError, or any other failure to find one
         return False
     return True
@@ -225,6 +269,8 @@ def _legacy_triggers(raw: dict[str, Any], file: str) -> list[Any]:
         _strings(topics, file, "config.subscribes")
         return [{"type": "event", "topic": t} for t in topics]
     if kind == "api":
+        if raw.get("middleware"):
+            raise ConfigError(file, "config.middleware", _MIDDLEWARE)
         return [{"type": "api", "path": raw.get("path"), "method": raw.get("method", "GET")}]
     if kind == "cron":
         return [{"type": "cron", "expression": raw.get("cron")}]
@@ -245,9 +291,9 @@ def _check_trigger(trigger: Trigger, file: str, path: str) -> Trigger:
             raise ConfigError(file, f"{path}.path", f"expected a path starting with '/', got {trigger.path!r}")
         if trigger.path == RESERVED_PREFIX or trigger.path.startswith(RESERVED_PREFIX + "/"):
             raise ConfigError(file, f"{path}.path", f"{RESERVED_PREFIX} is reserved for the workbench")
-        for part in trigger.path.split("/"):
-            if part.startswith(":") and not _PATH_PARAM.match(part):
-                raise ConfigError(file, f"{path}.path", f"bad path parameter {part!r}")
+        _check_route(trigger.path, file, f"{path}.path")
+        if trigger.middleware:
+            raise ConfigError(file, f"{path}.middleware", _MIDDLEWARE)
         if method != trigger.method:
             trigger = msgspec.structs.replace(trigger, method=method)
     elif isinstance(trigger, CronTrigger):
@@ -257,11 +303,12 @@ def _check_trigger(trigger: Trigger, file: str, path: str) -> Trigger:
                 raise ConfigError(
                     file, f"{path}.expression", f"bad @every schedule {expression!r} (use e.g. '@every 10s', 5m, 1h)"
                 )
-        elif len(expression.split()) != 5 or not croniter.is_valid(expression):
+        elif not _is_cron(expression):
             raise ConfigError(
                 file,
                 f"{path}.expression",
-                f"bad cron expression {expression!r} (five fields: minute hour day month weekday)",
+                f"bad cron expression {expression!r} (five fields: minute hour day month weekday; six with "
+                "seconds first; or @hourly, @daily, @weekly, @monthly, @yearly)",
             )
         elif not _fires(expression):
             raise ConfigError(
@@ -293,6 +340,29 @@ def _check_trigger(trigger: Trigger, file: str, path: str) -> Trigger:
     return trigger
 
 
+def _check_route(route: str, file: str, path: str) -> None:
+    """A route's path: ``:name`` parameters (each once), no pattern syntax that would be taken literally."""
+    names: set[str] = set()
+    for part in route.split("/"):
+        if part.startswith(":"):
+            m = _PATH_PARAM.match(part)
+            if m is None:
+                raise ConfigError(
+                    file,
+                    path,
+                    f"bad path parameter {part!r} (a parameter is ':' and a name of letters, digits and _, "
+                    "a whole segment; optional parameters and patterns are not supported)",
+                )
+            if m.group(1) in names:
+                raise ConfigError(file, path, f"path parameter {part!r} appears twice")
+            names.add(m.group(1))
+        elif "*" in part:
+            # Express takes '*' as "anything"; matched literally, the route would never answer.
+            raise ConfigError(file, path, f"wildcards are not supported ({part!r}): use a parameter (':name')")
+        elif "{" in part or "}" in part:
+            raise ConfigError(file, path, f"braces are not allowed in a path ({part!r}): write a parameter as ':name'")
+
+
 def _parse_trigger(raw: Any, file: str, path: str) -> Trigger:
     if not isinstance(raw, dict):
         raise ConfigError(file, path, f"expected an object, got {_json_type(raw)}")
@@ -306,6 +376,13 @@ def _parse_trigger(raw: Any, file: str, path: str) -> Trigger:
     if cls is None:
         shown = f'"{kind}"' if isinstance(kind, str) else repr(kind)
         raise ConfigError(file, f"{path}.type", f"unknown trigger type {shown} (event, api, cron or state)")
+    if "condition" in raw and cls is not StateTrigger:
+        # Motia's current triggers take a condition function; here only a state trigger has one.
+        raise ConfigError(
+            file,
+            f"{path}.condition",
+            f"{kind} triggers take no condition here (only state triggers do): check it in the handler",
+        )
     try:
         trigger: Trigger = msgspec.convert(raw, cls)
     except msgspec.ValidationError as e:
@@ -361,7 +438,7 @@ def parse_step_config(raw: Any, file: str) -> StepConfig | None:
         file=file,
         triggers=triggers,
         description=description,
-        emits=_emits(raw.get("emits"), file),
+        emits=_emits(raw, file),
         flows=_strings(raw.get("flows"), file, "config.flows"),
         timeout=float(timeout) if timeout is not None else None,
         max_workers=workers,
@@ -374,11 +451,15 @@ def takes_context_first(raw: Any) -> bool:
     return isinstance(raw, dict) and raw.get("type") == "cron" and "triggers" not in raw
 
 
-def _emits(value: Any, file: str) -> tuple[str, ...]:
-    # Motia also writes an emit as {"topic": t, "label": ...}.
-    if isinstance(value, list):
-        value = [v.get("topic") if isinstance(v, dict) else v for v in value]
-    return _strings(value, file, "config.emits")
+def _emits(raw: dict[str, Any], file: str) -> tuple[str, ...]:
+    # Motia also writes an emit as {"topic": t, "label": ...}, and its current version calls them "enqueues".
+    topics: list[str] = []
+    for field in ("emits", "enqueues"):
+        value = raw.get(field)
+        if isinstance(value, list):
+            value = [v.get("topic") if isinstance(v, dict) else v for v in value]
+        topics.extend(t for t in _strings(value, file, f"config.{field}") if t not in topics)
+    return tuple(topics)
 
 
 def check_app(configs: Iterable[StepConfig]) -> list[ConfigError]:

@@ -1,6 +1,7 @@
 """The cron scheduler: runs each scheduled step at its times.
 
-A five-field expression is read by croniter in local time; ``@every 10s``
+A cron expression (five fields, six with seconds first, or a macro such
+as ``@hourly``) is read by croniter in local time; ``@every 10s``
 runs at a fixed period from the scheduler's start. A firing whose previous
 run of the same schedule is still going is skipped (and logged), so a slow
 step never piles up copies of itself.
@@ -15,9 +16,8 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-from croniter import croniter
 
-from .config import CronTrigger
+from .config import CronTrigger, cron_iter
 
 __all__ = ["CronScheduler", "next_fire"]
 
@@ -33,7 +33,7 @@ def next_fire(trigger: CronTrigger, after: float) -> float:
     if period is not None:
         return after + period
     base = datetime.fromtimestamp(after).astimezone()  # local time, with its offset
-    return float(croniter(trigger.expression, base).get_next(float))
+    return float(cron_iter(trigger.expression, base).get_next(float))
 
 
 #: Starts a task outside the scheduler, so that stopping the schedule never cancels a firing in progress.

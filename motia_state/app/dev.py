@@ -53,6 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--grace", type=float, default=10.0, help="seconds running invocations get at shutdown")
     parser.add_argument("--debug", action="store_true", help="include a failed step's stack in 500 answers")
+    parser.add_argument(
+        "--cors",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages of ORIGIN (e.g. http://localhost:5173, or '*' for any) call the API routes from a "
+        "browser; repeat it or separate origins with commas (default: none)",
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -138,6 +146,10 @@ def _summary(app: Any, url: str, state: str, token: str | None = None) -> list[s
         trigger = t["trigger"]
         where = f"{trigger.get('group', '*')}/{trigger['key']}"
         lines.append(f"    {t['name']}: {where}{' (condition)' if 'condition' in trigger else ''}{note}")
+    if app.cors.any or app.cors.origins:
+        lines.append(
+            f"  browser pages allowed to call the routes (CORS): {'any' if app.cors.any else ', '.join(sorted(app.cors.origins))}"
+        )
     lines += [f"  not served (no config): {name}" for name in s.get("notServed", ())]
     lines += [f"  not served (TypeScript: compile it to JavaScript): {name}" for name in s.get("typescript", ())]
     # With a token, the page reads it from the fragment (never sent to the server) and opens its session.
@@ -224,7 +236,8 @@ async def _start(args: argparse.Namespace, token: str | None, stop: _Stop) -> in
     from .app import App, InvocationRecord
     from .config import ConfigError
 
-    app = App.from_directory(args.dir, state=args.state, token=token, debug=args.debug, grace=args.grace)
+    cors = [origin.strip() for given in getattr(args, "cors", []) for origin in given.split(",") if origin.strip()]
+    app = App.from_directory(args.dir, state=args.state, token=token, debug=args.debug, grace=args.grace, cors=cors)
     app.allowed_hosts = (args.host,)
     stop.app = app
 
@@ -283,14 +296,14 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop, token: str
         # A backstop only: the app stops its invocations at the grace period and answers them itself.
         timeout_graceful_shutdown=int(args.grace) + 5,
     )
-    from ..web.serve import listen
+    from ..web.serve import browser_host, listen
 
     sock = listen(args.host, args.port, "dev")
     if sock is None:
         return EXIT_FAILED
     server = Server(config)
     stop.server = server
-    url = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{args.port}"
+    url = f"http://{browser_host(args.host)}:{args.port}"
 
     async def announce() -> None:
         # Once the socket is bound: a server that cannot bind has nothing to announce.
@@ -310,13 +323,20 @@ async def _serve_app(app: Any, args: argparse.Namespace, stop: _Stop, token: str
             if now == seen:
                 continue
             seen = now
+            before = app.registry
             registry = await app.reload()
             if registry.errors:
                 for error in registry.errors:
                     sys.stderr.write(f"config error: {error}\n")
-                sys.stderr.write("motia-state dev: still serving the last good version\n")
+                if app.registry is before:
+                    sys.stderr.write("motia-state dev: nothing reloaded: still serving the last good version\n")
+                else:
+                    sys.stderr.write(
+                        "motia-state dev: the file(s) above keep their last good config (one that does not "
+                        "load fails its invocations until it is fixed); every other change is served\n"
+                    )
                 sys.stderr.flush()
-            else:
+            if app.registry is not before:
                 _print("reloaded:", *_summary(app, url, args.state)[1:])
 
     code = EXIT_OK

@@ -119,10 +119,11 @@ class Registry:
 
     @property
     def routes(self) -> list[tuple[ApiTrigger, StepRecord]]:
-        """Every API trigger with its step, in a stable order."""
+        """Every API trigger with its step, in the order requests try them (see ApiTrigger.precedence)."""
         return sorted(
             ((t, s) for s in self.steps.values() for t in s.config.triggers_of(ApiTrigger)),
-            key=lambda pair: (pair[0].path, pair[0].method),
+            # A fixed segment before a parameter, whatever the file order: /users/me is not taken by /users/:id.
+            key=lambda pair: (pair[0].precedence, pair[0].path, pair[0].method),
         )
 
     @property

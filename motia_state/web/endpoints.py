@@ -758,6 +758,16 @@ def _handled(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Re
     return handle
 
 
+#: The page's headers. No other site may frame it: framed, its own requests carry its own Origin,
+#: so a page of another site could have a person click its buttons (edit, delete) unawares.
+PAGE_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
 def _page_html(request: Request, guard: Guard) -> str:
     base = request.scope.get("root_path", "") + "/"
     html = (STATIC / "index.html").read_text(encoding="utf-8")
@@ -794,7 +804,7 @@ def workbench_routes(
 
     async def page(request: Request) -> Response:
         denied = guard.refuse_origin(request)
-        return denied or HTMLResponse(_page_html(request, guard), headers={"Cache-Control": "no-store"})
+        return denied or HTMLResponse(_page_html(request, guard), headers=PAGE_HEADERS)
 
     async def asset(request: Request) -> Response:
         denied = guard.refuse_origin(request)
@@ -850,10 +860,10 @@ def workbench_routes(
         route("/state/changes", bench.changes, "GET"),
         route("/state/feed", bench.feed_info, "GET"),
         route("/steps", bench.steps, "GET"),
-        route("/steps/{name}/invoke", bench.invoke, "POST"),
+        route("/steps/{name:path}/invoke", bench.invoke, "POST"),  # a step name may hold a slash
         route("/triggers", bench.list_triggers, "GET"),
-        route("/triggers/{name}/dead/{id}/retry", bench.retry_dead, "POST"),
-        route("/triggers/{name}/dead/{id}", bench.drop_dead, "DELETE"),
+        route("/triggers/{name:path}/dead/{id}/retry", bench.retry_dead, "POST"),
+        route("/triggers/{name:path}/dead/{id}", bench.drop_dead, "DELETE"),
         *by_id,
     ]
 

@@ -82,9 +82,10 @@ class Guard:
         if denied is not None:
             return denied
         if self.token is not None:
-            bearer = request.headers.get("authorization", "")
+            scheme, _, credentials = request.headers.get("authorization", "").strip().partition(" ")
             cookie = request.cookies.get(SESSION_COOKIE, "")
-            ok = (bearer.startswith("Bearer ") and self.check_token(bearer[7:])) or (
+            # The scheme's name is case-insensitive (RFC 9110): "bearer T" is "Bearer T".
+            ok = (scheme.lower() == "bearer" and self.check_token(credentials.strip())) or (
                 self._session is not None and hmac.compare_digest(cookie.encode(), self._session.encode())
             )
             if not ok:

@@ -47,6 +47,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def browser_host(host: str) -> str:
+    """The host to print in a server's address for a browser: a bind-everything address is not one.
+
+    A server bound to ``0.0.0.0`` (or ``::``) is reached on this machine at
+    loopback, which the workbench always accepts; ``0.0.0.0`` is not an
+    address to connect to (Windows never reaches it, and browsers
+    increasingly refuse it). An IPv6 literal gets its brackets.
+    """
+    bare = host.strip("[]")
+    if bare == "0.0.0.0":
+        return "127.0.0.1"
+    if bare == "::":
+        return "[::1]"
+    return f"[{bare}]" if ":" in bare else host
+
+
 def listen(host: str, port: int, command: str) -> socket.socket | None:
     """A listening socket on ``host:port`` for the server to use; None (the reason printed) when it cannot be had.
 
@@ -129,7 +145,7 @@ async def _serve(args: argparse.Namespace, token: str | None) -> int:
                         return
                     await anyio.sleep(0.02)
                 port = server.servers[0].sockets[0].getsockname()[1] if server.servers else args.port
-                host = f"[{args.host}]" if ":" in args.host else args.host
+                host = browser_host(args.host)
                 fragment = f"#{quote(token, safe='')}" if token else ""  # the page decodes it
                 print(f"motia-state workbench: http://{host}:{port}{PREFIX}/{fragment}", flush=True)
 

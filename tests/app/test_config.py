@@ -136,6 +136,38 @@ def test_no_config_is_none() -> None:
             "steps/a.step.py: config.triggers[0].path: expected a path starting with '/'",
         ),
         (
+            {"name": "A", "triggers": [{"type": "queue", "topic": "t", "condition": None}]},
+            "steps/a.step.py: config.triggers[0].condition: event triggers take no condition here",
+        ),
+        (
+            {"name": "A", "triggers": [], "enqueues": ["t", 2]},
+            "steps/a.step.py: config.enqueues[1]: expected a non-empty string",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api", "path": "/a", "middleware": [None]}]},
+            "steps/a.step.py: config.triggers[0].middleware: Motia middleware is not run here, and the route must not",
+        ),
+        (
+            {"name": "A", "type": "api", "path": "/a", "middleware": [{}]},
+            "steps/a.step.py: config.middleware: Motia middleware is not run here",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api", "path": "/a/:x/b/:x"}]},
+            "steps/a.step.py: config.triggers[0].path: path parameter ':x' appears twice",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api", "path": "/files/*"}]},
+            "steps/a.step.py: config.triggers[0].path: wildcards are not supported ('*')",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api", "path": "/users/{id}"}]},
+            "steps/a.step.py: config.triggers[0].path: braces are not allowed in a path ('{id}')",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "api", "path": "/users/:id?"}]},
+            "steps/a.step.py: config.triggers[0].path: bad path parameter ':id?' (a parameter is",
+        ),
+        (
             {"name": "A", "triggers": [{"type": "api", "path": "/__motia/x"}]},
             "steps/a.step.py: config.triggers[0].path: /__motia is reserved",
         ),
@@ -146,6 +178,14 @@ def test_no_config_is_none() -> None:
         (
             {"name": "A", "triggers": [{"type": "cron", "expression": "61 * * * *"}]},
             "steps/a.step.py: config.triggers[0].expression: bad cron expression",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "cron", "expression": "61 * * * * *"}]},
+            "steps/a.step.py: config.triggers[0].expression: bad cron expression '61 * * * * *' (five fields",
+        ),
+        (
+            {"name": "A", "triggers": [{"type": "cron", "expression": "@fortnightly"}]},
+            "steps/a.step.py: config.triggers[0].expression: bad cron expression '@fortnightly'",
         ),
         (
             {"name": "A", "triggers": [{"type": "cron", "expression": "0 0 30 2 *"}]},
@@ -251,3 +291,34 @@ async def test_a_slow_step_on_a_fast_schedule_logs_its_skipped_firings_once_per_
             await CronScheduler(fire, spawn).run([(CronTrigger("@every 5ms"), "Slow")])
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert 1 <= len(skipped) <= 8, skipped  # a few lines, not one per missed firing
+
+
+def test_motias_current_enqueues_are_emits() -> None:
+    config = parse_step_config({"name": "A", "triggers": [], "emits": ["a"], "enqueues": ["b", {"topic": "a"}]}, FILE)
+    assert config is not None and config.emits == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("expression", "after", "fires"),
+    [
+        # Six fields, seconds first, as Motia's node-cron reads them.
+        ("*/10 * * * * *", (2026, 1, 1, 5, 0, 3), (2026, 1, 1, 5, 0, 10)),
+        ("0 2 * * * *", (2026, 1, 1, 5, 0, 3), (2026, 1, 1, 5, 2, 0)),
+        ("@hourly", (2026, 1, 1, 5, 0, 3), (2026, 1, 1, 6, 0, 0)),
+        ("@daily", (2026, 1, 1, 5, 0, 3), (2026, 1, 2, 0, 0, 0)),
+        ("30 4 * * *", (2026, 1, 1, 5, 0, 3), (2026, 1, 2, 4, 30, 0)),
+    ],
+)
+def test_six_field_schedules_and_macros_fire_as_in_motia(
+    expression: str, after: tuple[int, ...], fires: tuple[int, ...]
+) -> None:
+    from datetime import datetime
+
+    from motia_state.app.cron import next_fire
+
+    config = parse_step_config({"name": "A", "triggers": [{"type": "cron", "expression": expression}]}, FILE)
+    assert config is not None
+    [trigger] = config.triggers
+    assert isinstance(trigger, CronTrigger)
+    start = datetime(*after).timestamp()  # local time, as the scheduler reads it
+    assert next_fire(trigger, start) == datetime(*fires).timestamp()

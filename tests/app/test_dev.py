@@ -138,7 +138,7 @@ def test_watch_picks_up_an_edit_and_keeps_the_last_good_version_on_a_config_erro
             'config = {"name": "Added", "triggers": [{"type": "evnt", "topic": "t"}]}\n'
             "def handler(req, ctx):\n    return {'added': 'still'}\n"
         )
-        err = server.wait_output("still serving the last good version", stream="stderr")
+        err = server.wait_output("keep their last good config", stream="stderr")
         assert 'added.step.py: config.triggers[0].type: unknown trigger type "evnt"' in err
         assert server.client.get("/added").json() == {"added": "still"}
 
@@ -182,8 +182,9 @@ def test_with_a_token_the_workbench_needs_the_bearer_and_the_api_does_not(tmp_pa
     args = ("--host", "0.0.0.0", "--token", "s3cret") if how == "flag" else ("--host", "0.0.0.0")
     env = {"MOTIA_TOKEN": "s3cret"} if how == "env" else None
     with DevServer(root, *args, env=env).start(tmp_path) as server:
-        # The printed address carries the token in its fragment, for the page to open its session.
-        assert "/__motia/#s3cret" in server.wait_output("workbench: ")
+        # The printed address carries the token in its fragment, for the page to open its session,
+        # and names loopback, which a browser opens (it refuses 0.0.0.0).
+        assert f"workbench: http://127.0.0.1:{server.port}/__motia/#s3cret" in server.wait_output("workbench: ")
         assert server.client.get("/__motia").status_code == 401
         wrong = server.client.get("/__motia", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.json()["code"] == "UNAUTHORIZED"
@@ -311,3 +312,18 @@ def test_the_summary_names_the_store_without_its_password(tmp_path: Path, redis_
         assert f"on state redis://***@127.0.0.1:{redis_server.port}/0" in out, out
         assert server.stop() == 0
         assert "s3cret" not in server.stdout and "s3cret" not in server.stderr
+
+
+def test_cors_origins_are_given_repeated_or_comma_separated(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app")
+    args = ("--cors", "http://a.example, http://b.example", "--cors", "http://c.example")
+    with DevServer(root, *args).start(tmp_path) as server:
+        out = server.wait_output("workbench: ")
+        assert "(CORS): http://a.example, http://b.example, http://c.example" in out
+        for origin in ("http://b.example", "http://c.example"):
+            r = server.client.get("/greet/x", headers={"origin": origin})
+            assert r.headers["access-control-allow-origin"] == origin
+        r = server.client.get("/greet/x", headers={"origin": "http://d.example"})
+        assert "access-control-allow-origin" not in r.headers
+        server.wait_output("--cors http://d.example", stream="stderr")  # the refusal says how to allow it
+        assert server.stop() == 0

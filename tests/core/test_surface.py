@@ -32,6 +32,10 @@ def test_error_classes_match_codes_and_builtin_bases() -> None:
 async def test_error_messages_name_what_was_wrong(state: Any) -> None:
     with pytest.raises(ms.InvalidArgumentError, match="delta must be a finite number, got bool"):
         await state.increment("g", "k", True)
+    with pytest.raises(ms.InvalidArgumentError, match="key must be a non-empty string, got an empty string"):
+        await state.set("g", "", 1)
+    with pytest.raises(ms.InvalidArgumentError, match="field: expected a non-empty string, got an empty string"):
+        await state.set_field("g", "k", "", 1)
     result = await state.transaction(
         "g",
         [

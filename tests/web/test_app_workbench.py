@@ -88,3 +88,19 @@ async def test_the_apps_own_workbench_endpoints_are_guarded_like_the_others(tmp_
             assert (await c.get("/__motia/dead-letters")).json()[0]["id"] == dead.id
             assert (await c.request("DELETE", f"/__motia/dead-letters/{dead.id}", headers=J)).status_code == 204
             assert app.dead_letters() == []
+
+
+async def test_a_step_whose_name_holds_a_slash_is_invoked_from_the_workbench(tmp_path: Path) -> None:
+    (tmp_path / "a.step.py").write_text(
+        'config = {"name": "orders/create", "triggers": [{"type": "event", "topic": "x"}]}\n'
+        "def handler(d, ctx):\n    return {'got': d}\n"
+    )
+    async with App.from_directory(tmp_path, state=ms.MemoryStateAdapter()) as app:
+        transport = httpx.ASGITransport(app=app.asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:3000") as c:
+            # The page encodes the name (encodeURIComponent): the slash arrives as %2F.
+            for name in ("orders%2Fcreate", "orders/create"):
+                r = await c.post(f"/__motia/steps/{name}/invoke", content=json.dumps({"data": 1}), headers=J)
+                assert r.status_code == 200 and r.json()["result"] == {"got": 1}, (name, r.text)
+            r = await c.post("/__motia/steps/orders%2Fnope/invoke", content=json.dumps({"data": 1}), headers=J)
+            assert r.status_code == 404 and "orders/nope" in r.json()["error"]

@@ -8,7 +8,10 @@ skips with the reason; with CI=true it fails.
 from __future__ import annotations
 
 import asyncio
+import functools
+import http.server
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +22,7 @@ import pytest
 
 import motia_state as ms
 
-from ..helpers import ON_CI
+from ..helpers import ON_CI, free_port
 from .browser import find_browser, start_browser, wait_for
 from .server import WorkbenchServer
 
@@ -470,3 +473,250 @@ def test_token_in_the_fragment_opens_a_session_and_leaves_the_address_bar(browse
         cookie = browser.get_cookie("motia_session")
         assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert "s3cret" not in cookie["value"]
+
+
+def test_a_diff_of_large_values_stays_bounded_and_folds_what_did_not_change(page: Any, store: Path) -> None:
+    # A line-by-line table of two large values would take the tab's memory:
+    # past a bound the differing part shows as removed then added, and long
+    # unchanged runs fold to a few lines of context.
+    async def fill(a: ms.StateAdapter) -> None:
+        await a.set("big", "list", list(range(5000)))
+        await a.push("big", "list", "new")
+        await a.set("big", "other", [f"a{i}" for i in range(2100)])
+        await a.set("big", "other", [f"b{i}" for i in range(2100)])
+
+    write(store, fill)
+    page.refresh()
+    wait_for(page, lambda d: "list" in keys_shown(d), what="the new entries")
+    for key in ("list", "other"):
+        page.execute_script(
+            "[...document.querySelectorAll('tr.entry')].find(r => r.dataset.group === 'big' && r.dataset.key === arguments[0]).click()",
+            key,
+        )
+        wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 2, what=f"the history of {key}")
+        page.execute_script("document.querySelectorAll('#timeline li')[1].click()")
+        wait_for(page, lambda d: d.find_element(CSS, "#h-diff-box").is_displayed(), timeout=60)
+        spans = page.execute_script(
+            "return [...document.querySelectorAll('#h-diff span')].map(s => [s.className, s.textContent])"
+        )
+        if key == "list":
+            changed = [(c, " ".join(t.split())) for c, t in spans if c in ("del", "add")]
+            assert changed == [("del", "- 4999"), ("add", "+ 4999,"), ("add", '+ "new"')]
+            assert [t.strip() for c, t in spans if "fold" in c] == ["… 4997 unchanged lines"]
+            assert len(spans) < 20
+        else:
+            assert any("too large to compare line by line" in t for _, t in spans)
+            assert sum(c == "del" for c, _ in spans) == 2100 and sum(c == "add" for c, _ in spans) == 2100
+
+
+def test_a_page_of_another_site_cannot_frame_the_workbench(browser: Any, store: Path, tmp_path: Path) -> None:
+    # Framed, the page's own requests would carry its own Origin: a page of
+    # another site (here another port: another origin) could lay it under its
+    # buttons and have a person click "delete" unawares. The browser must
+    # refuse to show it in a frame.
+    with WorkbenchServer(f"file:{store}") as server:
+        (tmp_path / "evil.html").write_text(
+            f'<iframe id="f" src="{server.url}" onload="window.framed = true"></iframe>'
+        )
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+        other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=other.serve_forever, daemon=True)
+        thread.start()
+        try:
+            browser.get(f"http://127.0.0.1:{other.server_address[1]}/evil.html")
+            wait_for(browser, lambda d: d.execute_script("return window.framed === true"), what="the frame's load")
+            browser.switch_to.frame(browser.find_element(CSS, "#f"))
+            try:
+                assert browser.find_elements(CSS, "#rows") == [], "the workbench showed inside another site's frame"
+            finally:
+                browser.switch_to.default_content()
+        finally:
+            other.shutdown()
+            other.server_close()
+            thread.join(10)
+        # Opened directly, it works as ever.
+        browser.get(server.url)
+        wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the list")
+
+
+def test_a_fragment_that_is_not_percent_encoded_does_not_stop_the_page(browser: Any, store: Path) -> None:
+    # "#100%" cannot be decoded: the page must start all the same, with or without a token.
+    with WorkbenchServer(f"file:{store}") as server:
+        browser.get(server.url + "#100%")
+        wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the list")
+    with WorkbenchServer(f"file:{store}", token="t%1") as server:
+        browser.delete_all_cookies()
+        browser.get(server.base + "/__motia/#t%1")  # the token as typed, not encoded
+        wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the list behind the session cookie")
+
+
+def test_new_entry_creates_and_never_replaces_an_existing_one(page: Any, store: Path) -> None:
+    def create(group: str, key: str, value: str) -> None:
+        if not page.find_element(CSS, "#new-entry").is_displayed():
+            click(page, "#new-entry-toggle")
+        for selector, text in (("#ne-group", group), ("#ne-key", key), ("#ne-value", value)):
+            field = page.find_element(CSS, selector)
+            field.clear()
+            field.send_keys(text)
+        page.find_element(CSS, "#ne-value").submit()
+
+    create("users", "carol", '{"name": "Carol"}')
+    wait_for(page, lambda d: d.find_element(CSS, "#d-key").text == "carol", what="the new entry opened")
+    assert write(store, lambda a: a.get("users", "carol")) == {"name": "Carol"}
+    # A person who does not see that alice exists (another page of the list, a step that just wrote it).
+    create("users", "alice", '{"name": "Mallory"}')
+    wait_for(page, lambda d: "already exists" in d.find_element(CSS, "#ne-error").text, what="the refusal")
+    assert write(store, lambda a: a.get("users", "alice")) == {"name": "Alice", "score": 120, "tags": ["vip"]}
+
+
+def test_a_burst_of_writes_to_the_selected_entry_reloads_it_a_few_times_not_once_per_change(
+    page: Any, store: Path
+) -> None:
+    # A step writing in a loop: the page must keep up with the newest value
+    # without a pair of requests per change (which left it far behind).
+    open_entry(page, "count")
+    page.execute_script("performance.clearResourceTimings(); performance.setResourceTimingBufferSize(100000)")
+
+    async def burst(a: ms.StateAdapter) -> None:
+        for _ in range(300):
+            await a.increment("orders", "count")
+
+    write(store, burst)
+    wait_for(page, lambda d: d.find_element(CSS, "#d-tree").text == "307", timeout=120, what="the newest value")
+    wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) >= 50, what="the history")
+    reloads = page.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.name.includes('key=count')).length"
+    )
+    assert 1 <= reloads <= 60, reloads
+
+
+def test_a_burst_of_new_and_removed_entries_redraws_the_list_a_few_times_not_once_per_entry(
+    page: Any, store: Path
+) -> None:
+    # A step creating entries in a loop: one redraw per entry froze the page for minutes.
+    page.execute_script(
+        "window.redraws = 0; const draw = window.renderList;"
+        "window.renderList = function () { window.redraws += 1; return draw.apply(this, arguments); };"
+    )
+
+    async def create(a: ms.StateAdapter) -> None:
+        for i in range(1000):
+            await a.set("burst", f"k{i:04}", i)
+
+    write(store, create)
+    count = "return document.querySelectorAll('tr.entry').length"
+    wait_for(page, lambda d: d.execute_script(count) == 1005, timeout=120, what="every new row")
+    assert 1 <= page.execute_script("return window.redraws") <= 200
+
+    page.execute_script("window.redraws = 0")
+    write(store, lambda a: a.clear("burst"))
+    wait_for(page, lambda d: d.execute_script(count) == 5, timeout=120, what="the removed rows gone")
+    assert 1 <= page.execute_script("return window.redraws") <= 200
+
+
+def test_a_large_value_shows_in_parts_and_fills_the_editor_when_asked(page: Any, store: Path) -> None:
+    # Drawn whole (a node per element, a text area of megabytes, two one-line
+    # fields holding the whole value) a large value kept the page busy for seconds.
+    async def fill(a: ms.StateAdapter) -> None:
+        await a.set("big", "list", list(range(50000)))
+        await a.set("big", "text", "x" * (1 << 20))
+
+    write(store, fill)
+    page.refresh()
+    wait_for(page, lambda d: "list" in keys_shown(d), what="the new entries")
+    open_entry(page, "list")
+    children = "return document.querySelectorAll('#d-tree > details > .leaf').length"
+    assert page.execute_script(children) == 200
+    assert "Show 200 more (49800 not shown)" in text_of(page, "#d-tree button.more")
+    click(page, "#d-tree button.more")
+    wait_for(page, lambda d: d.execute_script(children) == 400, what="200 more")
+    assert not page.find_element(CSS, "#d-editor").is_displayed()
+    assert page.find_element(CSS, "#op-expected").get_attribute("value") == ""  # not prefilled with it all
+    assert page.find_element(CSS, "#d-save").get_attribute("disabled") is not None
+    click(page, "#d-editor-load")
+    wait_for(page, lambda d: d.find_element(CSS, "#d-editor").is_displayed(), what="the editor")
+    assert json.loads(page.find_element(CSS, "#d-editor").get_attribute("value")) == list(range(50000))
+    page.execute_script(
+        "const e = document.querySelector('#d-editor'); e.value = '[1, 2]'; e.dispatchEvent(new Event('input'))"
+    )
+    click(page, "#d-save")
+    wait_for(page, lambda d: d.find_element(CSS, "#d-save-result").text.startswith("Saved"), what="the save")
+    assert write(store, lambda a: a.get("big", "list")) == [1, 2]
+
+    open_entry(page, "text")
+    leaf = text_of(page, "#d-tree .leaf")
+    assert leaf.startswith('"xxx') and "more characters (the editor shows them all)" in leaf and len(leaf) < 3000
+
+
+def test_the_page_stays_live_across_a_restart_of_dev_on_a_memory_store(browser: Any, tmp_path: Path) -> None:
+    # The restarted server no longer has the cursor the page resumes from and
+    # refuses it; a browser does not retry a refusal, so the page went deaf.
+    from ..app.devserver import DevServer
+
+    root = tmp_path / "app"
+    root.mkdir()
+    port = free_port()
+
+    def put(server: Any, key: str) -> None:
+        r = server.client.post("/__motia/state", json={"groupId": "g", "key": key, "value": 1})
+        assert r.status_code == 200, r.text
+
+    with DevServer(root, port=port).start(tmp_path) as first:
+        browser.get(first.url + "/__motia/")
+        wait_for(browser, lambda d: d.find_element(CSS, "#live").text == "live", what="the change stream")
+        for i in range(5):
+            put(first, f"old{i}")
+        wait_for(browser, lambda d: len(keys_shown(d)) == 5, what="the first server's entries")
+        assert first.stop() == 0
+    with DevServer(root, port=port).start(tmp_path) as second:
+        put(second, "new")  # the first record of a new store: the page's cursor is past it
+        wait_for(browser, lambda d: keys_shown(d) == ["new"], timeout=60, what="the new server's entry")
+        put(second, "newer")
+        wait_for(browser, lambda d: keys_shown(d) == ["new", "newer"], timeout=60, what="live again")
+        assert second.stop() == 0
+
+
+def test_a_write_from_a_step_while_a_person_types_an_operation_keeps_their_input_and_focus(
+    page: Any, store: Path
+) -> None:
+    open_entry(page, "count")
+    delta = page.find_element(CSS, "#op-delta")
+    delta.clear()
+    delta.send_keys("5")
+    new = page.find_element(CSS, "#op-new")
+    new.clear()
+    new.send_keys("100")
+    page.find_element(CSS, "#op-delta").click()  # typing the delta when the step writes
+    write(store, lambda a: a.set("orders", "count", 8))
+    wait_for(page, lambda d: d.find_element(CSS, "#d-tree").text == "8", what="the step's value")
+    assert page.execute_script("return document.activeElement.id") == "op-delta"
+    assert page.find_element(CSS, "#op-delta").get_attribute("value") == "5"
+    assert page.find_element(CSS, "#op-new").get_attribute("value") == "100"  # typed: kept
+    assert page.find_element(CSS, "#op-expected").get_attribute("value") == "8"  # as filled: follows the value
+    # A hand-typed "expected" stays as typed: following the step's write would let the swap overwrite it.
+    fill(page, "#op-expected", "8")
+    page.find_element(CSS, "#op-expected").send_keys(Keys.BACKSPACE, "9")
+    write(store, lambda a: a.set("orders", "count", 10))
+    wait_for(page, lambda d: d.find_element(CSS, "#d-tree").text == "10", what="the step's second value")
+    assert page.find_element(CSS, "#op-expected").get_attribute("value") == "9"
+    page.find_element(CSS, "#op-delta").click()
+    page.switch_to.active_element.send_keys("0")  # the typing goes on where it was
+    assert page.find_element(CSS, "#op-delta").get_attribute("value") == "50"
+
+
+def test_a_write_from_a_step_keeps_the_picked_change_and_its_restore_within_reach(page: Any, store: Path) -> None:
+    write(store, lambda a: a.set_field("users", "bob", "score", 45))
+    open_entry(page, "bob")
+    wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 2, what="two changes")
+    page.find_elements(CSS, "#timeline li")[1].click()  # the first value
+    wait_for(page, lambda d: d.find_element(CSS, "#h-diff-box").is_displayed())
+    write(store, lambda a: a.set_field("users", "bob", "score", 60))  # a step writes meanwhile
+    wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 3, what="the step's change")
+    assert page.find_element(CSS, "#h-diff-box").is_displayed()
+    picked = page.find_elements(CSS, "#timeline li[aria-selected='true']")
+    assert [li.get_attribute("data-index") for li in picked] == ["2"]  # the same change, one further down
+    added = [s.text for s in page.find_elements(CSS, "#h-diff .add")]
+    assert any('"score": 60' in line for line in added)  # against the new current value
+    click(page, "#h-restore")
+    wait_for(page, lambda d: d.find_element(CSS, "#h-restore-result").text == "Restored.")
+    assert write(store, lambda a: a.get("users", "bob")) == {"name": "Bob", "score": 40}

@@ -345,6 +345,10 @@ async def test_token_as_bearer_or_session_cookie(state: ms.StateManager) -> None
         assert r.status_code == 401
         r = await c.get("/__motia/state", headers={"authorization": "Bearer s3cret"})
         assert r.status_code == 200
+        for header in ("bearer s3cret", "BEARER  s3cret", "Bearer s3cret "):  # the scheme ignores case
+            assert (await c.get("/__motia/state", headers={"authorization": header})).status_code == 200, header
+        for header in ("Bearer", "Bearer ", "Basic s3cret", "Bearers3cret", "s3cret"):
+            assert (await c.get("/__motia/state", headers={"authorization": header})).status_code == 401, header
         page = await c.get("/__motia/")
         assert page.status_code == 200 and "<html" in page.text  # the page itself holds no data
         bad = await post(c, "/__motia/session", {"token": "nope"})
@@ -581,3 +585,12 @@ async def test_a_bad_group_name_is_reported_as_the_groupId_it_was_sent_as() -> N
             "/__motia/state", content=json.dumps({"groupId": "g\u0000", "key": "k", "value": 1}), headers=J
         )
         assert r.status_code == 400 and r.json()["error"].startswith("groupId "), r.json()
+
+
+async def test_the_page_refuses_to_be_framed_by_another_site() -> None:
+    # Framed by another site, the page's own requests would pass the Origin check (clickjacking).
+    async with client_for(ms.StateManager(ms.MemoryStateAdapter())) as c:
+        r = await c.get("/__motia/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]

@@ -143,15 +143,17 @@ const rowId = (g, k) => JSON.stringify([g, k]);
 
 function renderList() {
   const body = $("#rows");
-  body.textContent = "";
+  const rows = document.createDocumentFragment();
   let group = null;
   for (const entry of list.rows) {
     if (entry.groupId !== group) {
       group = entry.groupId;
-      body.append(el("tr", { class: "group-row" }, el("th", { colspan: "3", scope: "rowgroup", text: group })));
+      rows.append(el("tr", { class: "group-row" }, el("th", { colspan: "3", scope: "rowgroup", text: group })));
     }
-    body.append(entryRow(entry));
+    rows.append(entryRow(entry));
   }
+  body.textContent = "";
+  body.append(rows);
   const filtered = list.search || list.conditions.length;
   $("#empty").hidden = list.rows.length > 0;
   $("#empty").textContent = filtered ? "No entry matches the search or filter." : "The store is empty. Create an entry with “New entry”, or let a step write one.";
@@ -193,6 +195,28 @@ function flash(node) {
   node.classList.add("flash");
 }
 
+// New rows are drawn once per frame, however many arrive: redrawn once per entry, the list
+// freezes the page while a step creates entries in a loop.
+let renderPending = false;
+const flashIds = new Set();
+function scheduleRender(id) {
+  flashIds.add(id);
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(() => {
+    renderPending = false;
+    renderList();
+    for (const row of $$("tr.entry")) if (flashIds.has(row.dataset.id)) flash(row);
+    flashIds.clear();
+  });
+}
+
+// Removed rows fade, then leave: one redraw for every removal of a burst.
+let fadeTimer = null;
+function fadeOut() {
+  if (fadeTimer === null) fadeTimer = setTimeout(() => { fadeTimer = null; renderList(); }, 1200);
+}
+
 // A change from the stream: update the row in place, insert a new one where it sorts, or mark a removal.
 function applyChange(change) {
   const g = change.group, k = change.key;
@@ -201,15 +225,19 @@ function applyChange(change) {
     if (i >= 0) {
       list.rows.splice(i, 1);
       const row = findRow(g, k);
-      if (row) { row.classList.add("gone"); setTimeout(renderList, 1200); }
+      if (row) { row.classList.add("gone"); fadeOut(); }
     }
   } else if (i >= 0) {
     const entry = list.rows[i];
     entry.value = change.newValue;
     entry.type = typeOf(change.newValue);
-    const fresh = entryRow(entry);
-    const row = findRow(g, k);
-    if (row) { row.replaceWith(fresh); flash(fresh); }
+    if (renderPending) {
+      flashIds.add(rowId(g, k)); // the coming render shows it
+    } else {
+      const fresh = entryRow(entry);
+      const row = findRow(g, k);
+      if (row) { row.replaceWith(fresh); flash(fresh); }
+    }
   } else if (!list.conditions.length && (!list.search || (g + "\u0000" + k).toLowerCase().includes(list.search.toLowerCase()))) {
     const entry = { groupId: g, key: k, type: typeOf(change.newValue), value: change.newValue, version: null };
     const after = (e) => e.groupId > g || (e.groupId === g && e.key > k);
@@ -218,9 +246,7 @@ function applyChange(change) {
       showHint();
     } else {
       list.rows.splice(at === -1 ? list.rows.length : at, 0, entry);
-      renderList();
-      const row = findRow(g, k);
-      if (row) flash(row);
+      scheduleRender(rowId(g, k));
     }
   } else {
     showHint();
@@ -253,16 +279,23 @@ function connectStream() {
       source.close();
     } else {
       live.textContent = "reconnecting…";
+      if (source.readyState === EventSource.CLOSED) {
+        // The server refused to resume where the page stopped (a restarted server no longer has
+        // that cursor), and a browser does not retry a refusal: start again from now, and reload
+        // the list, which may have missed changes meanwhile.
+        setTimeout(() => { connectStream(); loadList(); }, 1000);
+      }
     }
   });
 }
 
 // -- one entry ----------------------------------------------------------------------------
 
-const detail = { entry: null, baseVersion: null, baseText: "", history: [], picked: null };
+const detail = { entry: null, baseVersion: null, baseText: "", editorDeferred: false, history: [], picked: null };
 
 async function selectEntry(g, k) {
   list.selected = { groupId: g, key: k };
+  detail.picked = null;
   for (const row of $$("tr.entry")) row.setAttribute("aria-selected", String(row.dataset.id === rowId(g, k)));
   $("#conflict").hidden = true;
   $("#op-result").textContent = "";
@@ -295,16 +328,54 @@ async function loadEntry(g, k, resetEditor) {
   renderOps();
 }
 
+// A large value waits for a click before it fills the editor: a text area of megabytes, or of
+// tens of thousands of lines, keeps the page busy for seconds at every selection.
+const EDITOR_CHARS = 200000;
 function setEditor(value, version) {
   detail.baseVersion = version;
   detail.baseText = pretty(value);
-  $("#d-editor").value = detail.baseText;
+  detail.editorDeferred = detail.baseText.length > EDITOR_CHARS;
+  const ed = $("#d-editor");
+  ed.hidden = detail.editorDeferred;
+  ed.value = detail.editorDeferred ? "" : detail.baseText;
+  const load = $("#d-editor-load");
+  load.hidden = !detail.editorDeferred;
+  load.textContent = `Load it into the editor (${detail.baseText.length.toLocaleString("en-US")} characters)`;
   editorChanged();
 }
+function loadEditor() {
+  detail.editorDeferred = false;
+  $("#d-editor-load").hidden = true;
+  const ed = $("#d-editor");
+  ed.hidden = false;
+  ed.value = detail.baseText;
+  editorChanged();
+  ed.focus();
+}
+// Whether the editor holds an edit that is not saved.
+const editorDirty = () => !detail.editorDeferred && $("#d-editor").value !== detail.baseText;
 
-async function refreshSelected(change) {
+// A burst of changes to the selected entry (a step writing in a loop) reloads it once per
+// round trip, not once per change: one reload at a time, and one more after it for whatever
+// arrived meanwhile.
+let refreshing = null, refreshNext = null;
+function refreshSelected(change) {
+  refreshNext = change;
+  if (!refreshing) {
+    refreshing = (async () => {
+      while (refreshNext) {
+        const next = refreshNext;
+        refreshNext = null;
+        const still = list.selected && list.selected.groupId === next.group && list.selected.key === next.key;
+        if (still) await reloadSelected(next);
+      }
+    })().finally(() => { refreshing = null; });
+  }
+  return refreshing;
+}
+async function reloadSelected(change) {
   const { groupId: g, key: k } = list.selected;
-  const dirty = $("#d-editor").value !== detail.baseText;
+  const dirty = editorDirty();
   await loadEntry(g, k, !dirty);
   if (dirty) {
     $("#d-notice").hidden = false;
@@ -319,6 +390,18 @@ function renderTree(root, value, present) {
   if (!present) { root.append(el("span", { class: "meta", text: "no entry" })); return; }
   root.append(treeNode(null, value, 0));
 }
+// The compareAndSwap fields start from the current value, unless it is large: a one-line field
+// holding megabytes keeps the page busy for seconds at every selection.
+const PREFILL_CHARS = 100000;
+function prefill(value) {
+  const text = compact(value);
+  return text.length <= PREFILL_CHARS ? text : "";
+}
+
+// A large value shows in parts: TREE_CHILDREN children of a node at a time ("Show more" for the
+// next ones) and the first TREE_TEXT characters of a long string (the editor holds it whole).
+// Drawn whole, a long array or string keeps the page busy for seconds.
+const TREE_CHILDREN = 200, TREE_TEXT = 2000;
 function treeNode(name, value, depth) {
   const label = name === null ? [] : [el("span", { class: "k", text: JSON.stringify(name) }), ": "];
   const t = typeOf(value);
@@ -327,17 +410,34 @@ function treeNode(name, value, depth) {
     const summary = el("summary", {}, ...label,
       el("span", { class: "meta", text: t === "array" ? `[${keys.length} item${keys.length === 1 ? "" : "s"}]` : `{${keys.length} field${keys.length === 1 ? "" : "s"}}` }));
     const node = el("details", { open: depth < 2 }, summary);
-    for (const key of keys) node.append(treeNode(t === "array" ? key : key, value[key], depth + 1));
+    const more = (from) => {
+      for (const key of keys.slice(from, from + TREE_CHILDREN)) node.append(treeNode(key, value[key], depth + 1));
+      const left = keys.length - from - TREE_CHILDREN;
+      if (left > 0) {
+        const button = el("button", { type: "button", class: "more", text: `Show ${Math.min(left, TREE_CHILDREN)} more (${left} not shown)`,
+          onclick: () => { button.remove(); more(from + TREE_CHILDREN); } });
+        node.append(button);
+      }
+    };
+    more(0);
     return node;
   }
   const cls = { string: "s", number: "n", boolean: "b", null: "z" }[t];
-  return el("div", { class: "leaf" }, ...label, el("span", { class: cls, text: JSON.stringify(value) }));
+  const text = JSON.stringify(value);
+  const shown = text.length > TREE_TEXT ? [text.slice(0, TREE_TEXT), el("span", { class: "meta", text: ` … ${text.length - TREE_TEXT} more characters (the editor shows them all)` })] : [text];
+  return el("div", { class: "leaf" }, ...label, el("span", { class: cls }, ...shown));
 }
 
 // -- editing -------------------------------------------------------------------------------
 
 function editorChanged() {
   const ed = $("#d-editor");
+  if (detail.editorDeferred) {
+    $("#d-editor-status").textContent = "A large value: load it to edit it.";
+    $("#d-dirty").hidden = true;
+    $("#d-save").disabled = true;
+    return;
+  }
   let valid = true;
   try { JSON.parse(ed.value); } catch (e) { valid = false; $("#d-editor-status").textContent = "Invalid JSON: " + e.message; }
   if (valid) $("#d-editor-status").textContent = "Valid JSON";
@@ -347,18 +447,32 @@ function editorChanged() {
   $("#d-save").disabled = !valid || ed.value === detail.baseText;
 }
 
+// A set that never overwrites blindly: against the version the value was read at, or, for an
+// entry that was missing then, only while it still is (a check and the set in one transaction).
+// Answers as a guarded set does: 409 CONFLICT with the current value when the guard failed.
+async function guardedSet(g, k, value, version) {
+  if (version) return api("POST", "state", { groupId: g, key: k, value, expectedVersion: version });
+  const operations = [{ type: "check", key: k, op: "missing" }, { type: "set", key: k, value }];
+  const r = await api("POST", "state", { groupId: g, key: k, operation: "transaction", value: { operations } });
+  if (!r.ok) return r;
+  const t = r.body.result;
+  if (t.success) return { ok: true, status: 200, body: { groupId: g, key: k, value: t.results[1], version: null } };
+  if (t.code !== "CONFLICT") return { ok: false, status: 400, body: { code: t.code, error: t.error } };
+  const now = await fetchEntry(g, k);
+  const current = now.entry ? { value: now.entry.value, version: now.entry.version } : null;
+  return { ok: false, status: 409, body: { code: "CONFLICT", error: `${k} was created meanwhile`, current } };
+}
+
 async function save(version) {
   const e = detail.entry;
   let value;
   try { value = JSON.parse($("#d-editor").value); } catch { return; }
-  const body = { groupId: e.groupId, key: e.key, value };
-  if (version) body.expectedVersion = version;
-  const r = await api("POST", "state", body);
+  const r = await guardedSet(e.groupId, e.key, value, version);
   const out = $("#d-save-result");
   if (r.ok) {
     $("#conflict").hidden = true;
     out.className = "ok";
-    out.textContent = "Saved (version " + r.body.version + ").";
+    out.textContent = r.body.version ? "Saved (version " + r.body.version + ")." : "Saved.";
     await loadEntry(e.groupId, e.key, true);
   } else if (r.status === 409 && r.body && "current" in r.body) {
     out.className = "bad";
@@ -396,11 +510,20 @@ function jsonInput(id) {
 
 function renderOps() {
   const box = $("#ops");
-  // Keep what the person typed when the same entry is shown again after an operation.
-  const kept = detail.opsFor === rowId(detail.entry.groupId, detail.entry.key) + detail.entry.type
-    ? Object.fromEntries($$("input", box).filter((i) => !["op-expected", "op-new"].includes(i.id)).map((i) => [i.id, i.value]))
-    : {};
+  // Keep what the person typed when the same entry is shown again (after an operation, or a
+  // write from a step while they type), and where they were typing. The compareAndSwap fields
+  // follow the current value, unless the person changed what they were filled with (a hand-typed
+  // "expected" that followed a step's write would let the swap overwrite that write blindly).
+  const same = detail.opsFor === rowId(detail.entry.groupId, detail.entry.key) + detail.entry.type;
+  const swap = (i) => ["op-expected", "op-new"].includes(i.id);
+  const refill = detail.refillSwap;
+  detail.refillSwap = false;
+  const filled = (i) => swap(i) && (refill || i.value === detail.opsPrefill);
+  const kept = same ? Object.fromEntries($$("input", box).filter((i) => !filled(i)).map((i) => [i.id, i.value])) : {};
+  const active = same && box.contains(document.activeElement) ? document.activeElement : null;
+  const caret = active && "selectionStart" in active ? [active.selectionStart, active.selectionEnd] : null;
   detail.opsFor = rowId(detail.entry.groupId, detail.entry.key) + detail.entry.type;
+  detail.opsPrefill = prefill(detail.entry.value);
   box.textContent = "";
   const t = detail.entry.type;
   const groups = [];
@@ -429,8 +552,8 @@ function renderOps() {
       opButton("deleteField", "Delete field", () => runOp("deleteField", { field: $("#op-field").value }))));
   }
   groups.push(el("div", { class: "op-group" },
-    opField("op-expected", "Expected (JSON)", "", compact(detail.entry.value)),
-    opField("op-new", "New value (JSON)", "", compact(detail.entry.value)),
+    opField("op-expected", "Expected (JSON)", "", prefill(detail.entry.value)),
+    opField("op-new", "New value (JSON)", "", prefill(detail.entry.value)),
     opButton("compareAndSwap", "Compare and swap", () => {
       const a = jsonInput("op-expected"), b = jsonInput("op-new");
       if (a.ok && b.ok) runOp("compareAndSwap", { expected: a.value, newValue: b.value });
@@ -442,6 +565,12 @@ function renderOps() {
     } })));
   box.append(...groups);
   for (const [id, value] of Object.entries(kept)) { const input = $("#" + id); if (input) input.value = value; }
+  const again = !active ? null : active.id ? $("#" + active.id, box)
+    : active.dataset.op ? $(`[data-op="${active.dataset.op}"]`, box) : null;
+  if (again) {
+    again.focus();
+    if (caret && "setSelectionRange" in again) { try { again.setSelectionRange(caret[0], caret[1]); } catch { /* not a text field */ } }
+  }
 }
 
 function numberOp(name) {
@@ -463,8 +592,10 @@ function itemsOp(name) {
 async function runOp(operation, value) {
   const e = detail.entry;
   const r = await api("POST", "state", { groupId: e.groupId, key: e.key, operation, value });
-  // The entry is shown again first, so the result appears once the screen is settled.
-  await loadEntry(e.groupId, e.key, $("#d-editor").value === detail.baseText);
+  // The entry is shown again first, so the result appears once the screen is settled; after
+  // the person's own operation the compareAndSwap fields start again from the current value.
+  detail.refillSwap = true;
+  await loadEntry(e.groupId, e.key, !editorDirty());
   const out = $("#op-result");
   out.className = r.ok ? "op-result ok" : "op-result bad";
   out.textContent = r.ok ? `${operation} → ${compact(r.body.result)}` : `${operation} failed: ${errText(r)}`;
@@ -476,6 +607,9 @@ async function loadHistory() {
   const e = detail.entry;
   const r = await api("GET", "state/history?" + new URLSearchParams({ groupId: e.groupId, key: e.key, limit: "50" }));
   const ol = $("#timeline");
+  // A write from a step redraws the timeline: the change a person picked (and the item they were
+  // on) stay picked, its diff against the new current value, so "Restore" stays within reach.
+  const focused = ol.contains(document.activeElement) ? detail.history[Number(document.activeElement.dataset.index)] : null;
   ol.textContent = "";
   $("#h-diff-box").hidden = true;
   if (!r.ok) {
@@ -495,6 +629,11 @@ async function loadHistory() {
     el("div", { class: "mono", text: preview(change.event === "deleted" ? null : change.newValue) }));
     ol.append(item);
   });
+  const same = (a, b) => a && b && a.cursor === b.cursor;
+  detail.picked = detail.history.find((c) => same(c, detail.picked)) || null;
+  if (detail.picked) showPicked();
+  const back = detail.history.findIndex((c) => same(c, focused));
+  if (back >= 0) $$("#timeline li")[back].focus();
 }
 function historyKey(ev, i) {
   const items = $$("#timeline li");
@@ -507,42 +646,79 @@ function restoredValue(change) {
 }
 function pickChange(i) {
   detail.picked = detail.history[i];
+  $("#h-restore-result").textContent = "";
+  showPicked();
+}
+function showPicked() {
+  const i = detail.history.indexOf(detail.picked);
   $$("#timeline li").forEach((li, j) => li.setAttribute("aria-selected", String(i === j)));
   const change = detail.picked;
   const target = restoredValue(change);
   $("#h-diff-title").textContent = `This change's value${change.event === "deleted" ? " (before the delete)" : ""} → the current value`;
   renderDiff($("#h-diff"), pretty(target), detail.entry.type === "missing" ? "" : pretty(detail.entry.value));
   $("#h-diff-box").hidden = false;
-  $("#h-restore-result").textContent = "";
 }
 
-// Line diff (longest common subsequence): "-" lines only in a, "+" lines only in b.
-function renderDiff(pre, a, b) {
-  const x = a.split("\n"), y = b ? b.split("\n") : [];
-  const n = x.length, m = y.length;
-  const table = Array.from({ length: n + 1 }, () => new Array(m + 1).fill(0));
-  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--)
-    table[i][j] = x[i] === y[j] ? table[i + 1][j + 1] + 1 : Math.max(table[i + 1][j], table[i][j + 1]);
-  pre.textContent = "";
-  let i = 0, j = 0;
-  const line = (cls, sign, text) => pre.append(el("span", { class: cls, text: sign + " " + text + "\n" }));
-  while (i < n || j < m) {
-    if (i < n && j < m && x[i] === y[j]) { line("same", " ", x[i]); i++; j++; }
-    else if (i < n && (j === m || table[i + 1][j] >= table[i][j + 1])) { line("del", "-", x[i]); i++; }
-    else { line("add", "+", y[j]); j++; }
+// Line diff: the common first and last lines are set aside, then a longest common subsequence
+// of the rest, when its table fits DIFF_CELLS (a table of every line of two large values would
+// take the tab's memory); past that the rest shows as removed, then added. Long unchanged runs
+// fold to their first and last DIFF_CONTEXT lines.
+const DIFF_CELLS = 4000000, DIFF_CONTEXT = 3;
+function diffLines(x, y) {
+  let head = 0;
+  while (head < x.length && head < y.length && x[head] === y[head]) head++;
+  let tail = 0;
+  while (tail < x.length - head && tail < y.length - head && x[x.length - 1 - tail] === y[y.length - 1 - tail]) tail++;
+  const a = x.slice(head, x.length - tail), b = y.slice(head, y.length - tail);
+  const out = x.slice(0, head).map((t) => ["same", t]);
+  const n = a.length, m = b.length;
+  const exact = (n + 1) * (m + 1) <= DIFF_CELLS;
+  if (!exact) {
+    for (const t of a) out.push(["del", t]);
+    for (const t of b) out.push(["add", t]);
+  } else {
+    const table = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+    for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--)
+      table[i][j] = a[i] === b[j] ? table[i + 1][j + 1] + 1 : Math.max(table[i + 1][j], table[i][j + 1]);
+    let i = 0, j = 0;
+    while (i < n || j < m) {
+      if (i < n && j < m && a[i] === b[j]) { out.push(["same", a[i]]); i++; j++; }
+      else if (i < n && (j === m || table[i + 1][j] >= table[i][j + 1])) { out.push(["del", a[i]]); i++; }
+      else { out.push(["add", b[j]]); j++; }
+    }
   }
-  if (a === b) pre.prepend(el("span", { class: "muted", text: "(identical to the current value)\n" }));
+  for (const t of x.slice(x.length - tail)) out.push(["same", t]);
+  return { lines: out, exact };
+}
+function renderDiff(pre, a, b) {
+  const { lines, exact } = diffLines(a.split("\n"), b ? b.split("\n") : []);
+  pre.textContent = "";
+  const line = (cls, sign, text) => pre.append(el("span", { class: cls, text: sign + " " + text + "\n" }));
+  if (a === b) line("muted", "", "(identical to the current value)");
+  if (!exact) line("muted", "", "(too large to compare line by line: the differing part shows as removed, then added)");
+  for (let i = 0; i < lines.length;) {
+    let run = i;
+    while (run < lines.length && lines[run][0] === "same") run++;
+    if (run - i > 2 * DIFF_CONTEXT + 1) {
+      const keepHead = i === 0 ? 0 : DIFF_CONTEXT, keepTail = run === lines.length ? 0 : DIFF_CONTEXT;
+      for (let k = i; k < i + keepHead; k++) line("same", " ", lines[k][1]);
+      line("muted fold", "", `… ${run - i - keepHead - keepTail} unchanged lines`);
+      for (let k = run - keepTail; k < run; k++) line("same", " ", lines[k][1]);
+      i = run;
+      continue;
+    }
+    for (; i < run; i++) line("same", " ", lines[i][1]);
+    if (i < lines.length) { const [cls, t] = lines[i]; line(cls, cls === "del" ? "-" : "+", t); i++; }
+  }
 }
 
 async function restore() {
   const e = detail.entry;
-  const body = { groupId: e.groupId, key: e.key, value: restoredValue(detail.picked) };
-  if (e.version) body.expectedVersion = e.version;
-  const r = await api("POST", "state", body);
+  const r = await guardedSet(e.groupId, e.key, restoredValue(detail.picked), e.version);
   const out = $("#h-restore-result");
   out.className = r.ok ? "ok" : "bad";
   out.textContent = r.ok ? "Restored." : r.status === 409 ? "Not restored: the entry changed meanwhile; look again." : "Not restored: " + errText(r);
-  await loadEntry(e.groupId, e.key, $("#d-editor").value === detail.baseText);
+  await loadEntry(e.groupId, e.key, !editorDirty());
   await loadHistory();
 }
 
@@ -793,7 +969,8 @@ async function createEntry(ev) {
   let value;
   try { value = JSON.parse($("#ne-value").value); } catch (e) { $("#ne-error").textContent = "Value: not valid JSON"; return; }
   const g = $("#ne-group").value, k = $("#ne-key").value;
-  const r = await api("POST", "state", { groupId: g, key: k, value });
+  const r = await guardedSet(g, k, value, null); // a new entry never replaces one that exists
+  if (r.status === 409) { $("#ne-error").textContent = `${g} / ${k} already exists: open it to edit it.`; return; }
   if (!r.ok) { $("#ne-error").textContent = errText(r); return; }
   $("#ne-error").textContent = "";
   $("#new-entry").hidden = true;
@@ -828,6 +1005,7 @@ function wire() {
   $("#d-editor").addEventListener("input", editorChanged);
   $("#d-editor").addEventListener("keydown", (e) => { if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); if (!$("#d-save").disabled) save(detail.baseVersion); } });
   $("#d-save").addEventListener("click", () => save(detail.baseVersion));
+  $("#d-editor-load").addEventListener("click", loadEditor);
   $("#d-revert").addEventListener("click", () => { $("#d-editor").value = detail.baseText; editorChanged(); $("#conflict").hidden = true; });
   $("#d-format").addEventListener("click", () => { try { $("#d-editor").value = pretty(JSON.parse($("#d-editor").value)); editorChanged(); } catch { /* invalid: the status says so */ } });
   $("#c-rebase").addEventListener("click", () => save(detail.conflictVersion));
@@ -855,7 +1033,8 @@ async function start() {
 }
 
 async function tokenFromFragment() {
-  const fragment = decodeURIComponent(location.hash.slice(1));
+  let fragment = location.hash.slice(1);
+  try { fragment = decodeURIComponent(fragment); } catch { /* not percent-encoded: taken as it is */ }
   if (fragment && window.MOTIA_TOKEN_NEEDED) {
     history.replaceState(null, "", location.pathname + location.search); // the token leaves the address bar
     await openSession(fragment);
