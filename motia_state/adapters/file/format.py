@@ -416,6 +416,16 @@ class LogReader:
                 return end
             base, chunk = end, chunk if end > base else chunk * 4  # a record longer than the read: read more
 
+    def replay_between(self, start: int, stop: int, data: dict[str, dict[str, Any]]) -> None:
+        """Apply the records from ``start`` to ``stop`` (a record boundary) to ``data``.
+
+        For a stretch already known to hold whole records with good
+        checksums (see :func:`walk_records`); raises like :meth:`replay`
+        otherwise.
+        """
+        buf = os.pread(self.fd, stop - start, start) if stop > start else b""
+        _replay(buf, start, data, self, at_eof=True)
+
     def zeros_from(self, start: int) -> bool:
         """Whether the file holds nothing but zeros from ``start`` on."""
         size = os.fstat(self.fd).st_size

@@ -125,6 +125,13 @@ class _StoreLock:
                 head = os.pread(session.log_fd, 8, session.offset)
                 if head and head != ZERO_HEADER:
                     session.catch_up()
+                elif not head:
+                    # The file ends where the records do: another process
+                    # cut a torn or failed append away. The file must grow
+                    # again before the next append (what this process knew
+                    # of its size is stale), or a crash cutting that append
+                    # short would leave what looks like damage, not a torn tail.
+                    session.regrow()
             except BaseException:
                 session.plock.release()
                 raise
@@ -226,14 +233,20 @@ class LogSession(TableSession):
             os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
         if not path.is_dir():
             raise InvalidArgumentError(f"path: {path} is not a directory")
-        self.plock = ProcessLock(path / "lock")
+        try:
+            self.plock = ProcessLock(path / "lock")
+        except OSError as e:  # a read-only directory or file system, a file the process may not open
+            raise UnavailableError(f"cannot open the store {path}: {e}", file=str(path)) from e
         #: Mode "always": the fsync marks shared with other processes (group commit between them).
         self.marks: CommitMarks | None = None
         self.plock.acquire()
         try:
-            if fsync == "always":
-                self.marks = CommitMarks(path / "commit")
-            self.load(repair=repair)
+            try:
+                if fsync == "always":
+                    self.marks = CommitMarks(path / "commit")
+                self.load(repair=repair)
+            except OSError as e:
+                raise UnavailableError(f"cannot open the store {path}: {e}", file=str(path)) from e
         except BaseException:
             self.plock.release()
             self.plock.close()
@@ -311,7 +324,12 @@ class LogSession(TableSession):
                 # replaced the log: the snapshot already holds the records
                 # before base_offset. (A new log whose generation was damaged
                 # into base_gen has no record boundary there: refused below.)
+                # The records before base_offset are still the feed's
+                # retention window (the new log that would have carried it
+                # is gone): they go to the feed only, never into the data.
                 start = snap.base_offset
+                if self.feed is not None:
+                    LogReader(fd, self._on_feed, snap.seq).replay_between(LOG_HEADER.size, start, {})
             else:
                 raise CorruptStoreError(
                     f"{log_path} has generation {gen} but the snapshot expects {snap.log_gen}",
@@ -501,6 +519,10 @@ class LogSession(TableSession):
             self.seq += len(changes)
         if self._syncer is not None and not self._dirty.is_set():
             self._dirty.set()
+
+    def regrow(self) -> None:
+        """Forget the log's size as last seen: the next append grows the file first (the lock is held)."""
+        self._writer.capacity = 0
 
     def _undo(self, changes: list[StateChange]) -> None:
         """Take ``changes`` back out of the in-memory table, last first."""
