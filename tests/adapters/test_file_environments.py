@@ -175,3 +175,35 @@ async def test_stores_on_a_path_with_spaces_and_unicode_one_nested_in_the_other_
         await outer.close()
         await inner.close()
     assert sorted(os.listdir(outer_path)) == ["inner store ✓", "lock", "log", "snapshot"]
+
+
+async def test_an_operation_whose_log_record_would_pass_the_record_bound_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bound is 2 GiB, reached only with limits raised far past their
+    # defaults; lowered here so that a small value meets it.
+    from motia_state.adapters.file import store as store_module
+
+    path = tmp_path / "s"
+    a = ms.FileStateAdapter(path)
+    await a.set("g", "k", "small")
+    monkeypatch.setattr(store_module, "MAX_RECORD", 1000)
+    with pytest.raises(ms.LimitExceededError, match="one log record holds; nothing was written"):
+        await a.set("g", "k", "x" * 2000)
+    with pytest.raises(ms.LimitExceededError):
+        await a.transaction("g", [{"type": "set", "key": "new", "value": "y" * 2000}])
+    assert await a.get("g", "k") == "small" and await a.get("g", "new") is None
+    assert [c.key for c in [c async for c in a.changes(None, follow=False)]] == ["k"]
+    await a.set("g", "k", "fits")  # the store goes on
+    await a.close()
+    monkeypatch.undo()
+    again = ms.FileStateAdapter(path)
+    assert await again.get_group("g") == ["fits"]
+    assert [c.new_value async for c in again.changes(None, follow=False)] == ["small", "fits"]
+    await again.close()
+
+
+def test_a_feed_retention_a_log_record_cannot_hold_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ms.InvalidArgumentError, match="feed_retention_bytes: at most"):
+        ms.FileStateAdapter(tmp_path / "s", feed_retention_bytes=1 << 31)
+    assert not (tmp_path / "s").exists(), "nothing is created for a refused option"

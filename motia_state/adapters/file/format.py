@@ -67,6 +67,7 @@ __all__ = [
     "FORMAT_VERSION",
     "LOG_HEADER",
     "LOG_MAGIC",
+    "MAX_RECORD",
     "RECORD_HEADER",
     "SNAP_HEADER",
     "SNAP_MAGIC",

@@ -32,7 +32,7 @@ from typing import Any, Final, Literal, TypeVar
 import anyio.lowlevel
 import anyio.to_thread
 
-from ...errors import InternalError, InvalidArgumentError, UnavailableError
+from ...errors import InternalError, InvalidArgumentError, LimitExceededError, UnavailableError
 from ...feed import DEFAULT_RETENTION, DEFAULT_RETENTION_BYTES, FeedRing, Stamp, check_retention
 from ...records import StateChange
 from ...values import DEFAULT_LIMITS, Limits
@@ -42,6 +42,8 @@ from .format import (
     FORMAT_VERSION,
     LOG_HEADER,
     LOG_MAGIC,
+    MAX_RECORD,
+    RECORD_HEADER,
     SNAP_HEADER,
     ZERO_HEADER,
     CorruptStoreError,
@@ -503,6 +505,15 @@ class LogSession(TableSession):
             # must not keep what the log could not: rebuild from the files.
             self.load(repair=False)
             raise InternalError(f"a change could not be encoded for the log: {e}") from e
+        if len(data) - RECORD_HEADER.size > MAX_RECORD:
+            # Only limits raised far past their defaults get here (old and new
+            # values of many large entries); a reader would take such a record
+            # for damage, so it is never written.
+            self._undo(changes)
+            raise LimitExceededError(
+                f"this operation's changes take {len(data)} bytes in the store's log, over the "
+                f"{MAX_RECORD} bytes one log record holds; nothing was written"
+            )
         try:
             self._writer.write(data, self.offset)
         except OSError as e:
@@ -919,6 +930,13 @@ class FileStateAdapter(MemoryStateAdapter):
         if not isinstance(compact_min_bytes, int) or compact_min_bytes < 0:
             raise InvalidArgumentError(f"compact_min_bytes: expected a non-negative int, got {compact_min_bytes!r}")
         check_retention(feed_retention, feed_retention_bytes)
+        if feed_retention_bytes > MAX_RECORD // 2:
+            # A compaction carries the retained window over as one log record,
+            # and a log record holds at most MAX_RECORD bytes.
+            raise InvalidArgumentError(
+                f"feed_retention_bytes: at most {MAX_RECORD // 2} for a file store "
+                f"(its window is kept in one log record), got {feed_retention_bytes}"
+            )
         self.path = Path(path)
         self.fsync: FsyncMode = fsync
         self._log = LogSession(
