@@ -24,7 +24,9 @@ from ._cli import cli, env
 #: A runtime running one trigger, ``scores`` (every key of the group ``users``), until ``WORK/stop`` exists.
 #: Its handler fails while ``WORK/fail`` exists and logs each key it handled to ``WORK/handled``; it
 #: writes its own view (status and dead letter ids) to ``WORK/status.json``. ``RETENTION`` is the
-#: file store's feed retention (0: the default).
+#: file store's feed retention (0: the default). Its lease is long: every runtime here stops by giving
+#: its leases up, and a short one lapses when a loaded machine pauses the process for a second, after
+#: which the runtime no longer saves the positions of what it handled.
 RUNNER = """
 import json, os, sys
 from pathlib import Path
@@ -45,7 +47,7 @@ async def main():
                 raise RuntimeError(f"refused {change.key}")
             with open(work / "handled", "a") as f:
                 f.write(change.key + "\\n")
-        async with TriggerRunner(state, None, attempts=2, backoff=0.01, lease=1.5) as runner:
+        async with TriggerRunner(state, None, attempts=2, backoff=0.01, lease=6) as runner:
             await runner.add("scores", {"type": "state", "key": "*", "group": "users"}, handler)
             while not (work / "stop").exists():
                 view = {"status": runner.status(), "dead": [d.id for d in runner.dead_letters("scores")]}

@@ -64,10 +64,7 @@ async def test_a_reader_in_another_process_sees_a_change_within_100_ms(tmp_path:
     assert sorted(delays)[len(delays) // 2] < 100, delays
 
 
-async def test_without_inotify_a_reader_still_sees_the_change_within_a_second(tmp_path: Path) -> None:
-    path = tmp_path / "store"
-    reader = ms.FileStateAdapter(path)
-    reader._log.use_inotify = False
+async def _sees_two_writes_of_another_process_within_a_poll(reader: ms.FileStateAdapter, path: Path) -> None:
     stream = reader.changes("now")
     child = _writer(path, 2)
     try:
@@ -79,6 +76,13 @@ async def test_without_inotify_a_reader_still_sees_the_change_within_a_second(tm
     finally:
         child.wait(10)
         await reader.close()
+
+
+async def test_without_inotify_a_reader_still_sees_the_change_within_a_second(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    reader = ms.FileStateAdapter(path)
+    reader._log.use_inotify = False
+    await _sees_two_writes_of_another_process_within_a_poll(reader, path)
 
 
 async def test_records_are_in_the_log_and_survive_reopening(tmp_path: Path) -> None:
@@ -227,3 +231,76 @@ async def test_a_store_of_an_unknown_future_version_is_refused(tmp_path: Path) -
     (tmp_path / "log").write_bytes(bytes(raw))
     with pytest.raises(ms.UnavailableError, match="format version 3"):
         ms.FileStateAdapter(tmp_path)
+
+
+class _NoInotifyLibc:
+    """A libc whose inotify_init1 fails as it does once the user's inotify instances are used up (EMFILE)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def inotify_init1(self, flags: int) -> int:
+        return -1
+
+
+async def test_when_the_kernel_refuses_inotify_the_watch_falls_back_to_its_slow_poll(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from motia_state.adapters.file import watch as watch_module
+
+    path = tmp_path / "store"
+    assert watch_module.LogWatch(tmp_path).notified or not sys.platform.startswith("linux")
+    monkeypatch.setattr(watch_module.ctypes, "CDLL", _NoInotifyLibc)
+    assert not watch_module.LogWatch(tmp_path).notified
+    reader = ms.FileStateAdapter(path)
+    await _sees_two_writes_of_another_process_within_a_poll(reader, path)
+
+
+async def test_a_follower_left_behind_by_another_process_compaction_gets_cursor_expired_never_a_skip(
+    tmp_path: Path,
+) -> None:
+    reader = ms.FileStateAdapter(tmp_path)
+    writer = ms.FileStateAdapter(tmp_path, feed_retention=5)  # its own session, as another process has
+    try:
+        for i in range(3):
+            await writer.set("g", "k", i)
+        stream = reader.changes(None)
+        assert [(await stream.__anext__()).new_value for _ in range(3)] == [0, 1, 2]
+        for i in range(3, 40):
+            await writer.set("g", "k", i)
+        await writer.compact()
+        with pytest.raises(ms.CursorExpiredError):
+            await asyncio.wait_for(stream.__anext__(), 10)
+        # What the compaction kept is still there, under the same cursors.
+        kept = await _all(reader.changes(None, follow=False))
+        assert [c.cursor for c in kept] == [f"f.{c.new_value + 1}" for c in kept]
+        assert kept[-1].cursor == "f.40"
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def test_an_upgrade_compaction_that_died_between_its_renames_keeps_data_and_feed(tmp_path: Path) -> None:
+    path = tmp_path / "old"
+    _write_version_1_store(path)
+    state = ms.FileStateAdapter(path, fsync="never")
+    for i in range(5):
+        await state.set("g", f"n{i}", i)
+    old_log = (path / "log").read_bytes()[: state._log.offset]
+    before = [(c.cursor, c.key, c.new_value) for c in await _all(state.changes(follow=False))]
+    await state.compact()
+    await state.close()
+    # The new (version 2) snapshot beside the old (version 1) log, which ends with the compaction's marker.
+    (path / "log").write_bytes(old_log + file_format.moved_record(3) + bytes(64))
+    assert _versions(path) == (1, 2)
+    again = ms.FileStateAdapter(path)
+    try:
+        assert [(c.cursor, c.key, c.new_value) for c in await _all(again.changes(follow=False))] == before
+        assert await again.get_group("g") == [2, 0, 1, 2, 3, 4]
+        assert await again.get("h", "c") == "new"
+        await again.set("g", "z", 1)
+        await again.compact()
+        assert _versions(path) == (2, 2)
+        assert (await again.feed_info())["last"] == "f.6"
+    finally:
+        await again.close()

@@ -14,6 +14,21 @@ BACKENDS = ["asyncio", "trio"]
 TRIGGER = {"type": "state", "key": "k"}
 
 
+async def _handled_by_a_new_runner(state: ms.StateManager) -> list[object]:
+    """What a new runner of trigger "t" handles first: the change an interrupted one left pending."""
+    handled: list[object] = []
+
+    async def handler(change: ms.Change) -> None:
+        handled.append(change.new_value)
+
+    async with TriggerRunner(state) as triggers:
+        await triggers.add("t", TRIGGER, handler)
+        with anyio.fail_after(60):
+            while not handled:
+                await anyio.sleep(0.02)
+    return handled
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("store", ["memory", "file"])
 def test_a_change_whose_handler_the_host_cancelled_is_handled_after_a_restart(
@@ -38,17 +53,7 @@ def test_a_change_whose_handler_the_host_cancelled_is_handled_after_a_restart(
                     await anyio.sleep(3600)
             assert host.cancelled_caught
 
-            handled: list[object] = []
-
-            async def handler(change: ms.Change) -> None:
-                handled.append(change.new_value)
-
-            async with TriggerRunner(state) as triggers:
-                await triggers.add("t", TRIGGER, handler)
-                with anyio.fail_after(60):
-                    while not handled:
-                        await anyio.sleep(0.02)
-            assert handled == [1]
+            assert await _handled_by_a_new_runner(state) == [1]
 
     anyio.run(main, backend=backend)
 
@@ -120,17 +125,7 @@ def test_an_interrupted_runner_stops_its_handlers_at_once_and_hands_their_change
             # Not the graceful close's wait for handlers (up to 30 s): they were cancelled.
             assert anyio.current_time() - start < 20
 
-            handled: list[object] = []
-
-            async def handler(change: ms.Change) -> None:
-                handled.append(change.new_value)
-
-            async with TriggerRunner(state) as triggers:
-                await triggers.add("t", TRIGGER, handler)
-                with anyio.fail_after(60):
-                    while not handled:
-                        await anyio.sleep(0.02)
-            assert handled == [1]
+            assert await _handled_by_a_new_runner(state) == [1]
 
     anyio.run(main, backend=backend)
 

@@ -32,7 +32,7 @@ from typing import Any, Final, Literal, TypeVar
 import anyio.lowlevel
 import anyio.to_thread
 
-from ...errors import InternalError, InvalidArgumentError, UnavailableError
+from ...errors import InternalError, InvalidArgumentError, LimitExceededError, UnavailableError
 from ...feed import DEFAULT_RETENTION, DEFAULT_RETENTION_BYTES, FeedRing, Stamp, check_retention
 from ...records import StateChange
 from ...values import DEFAULT_LIMITS, Limits
@@ -42,6 +42,8 @@ from .format import (
     FORMAT_VERSION,
     LOG_HEADER,
     LOG_MAGIC,
+    MAX_RECORD,
+    RECORD_HEADER,
     SNAP_HEADER,
     ZERO_HEADER,
     CorruptStoreError,
@@ -125,6 +127,13 @@ class _StoreLock:
                 head = os.pread(session.log_fd, 8, session.offset)
                 if head and head != ZERO_HEADER:
                     session.catch_up()
+                elif not head:
+                    # The file ends where the records do: another process
+                    # cut a torn or failed append away. The file must grow
+                    # again before the next append (what this process knew
+                    # of its size is stale), or a crash cutting that append
+                    # short would leave what looks like damage, not a torn tail.
+                    session.regrow()
             except BaseException:
                 session.plock.release()
                 raise
@@ -226,14 +235,20 @@ class LogSession(TableSession):
             os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
         if not path.is_dir():
             raise InvalidArgumentError(f"path: {path} is not a directory")
-        self.plock = ProcessLock(path / "lock")
+        try:
+            self.plock = ProcessLock(path / "lock")
+        except OSError as e:  # a read-only directory or file system, a file the process may not open
+            raise UnavailableError(f"cannot open the store {path}: {e}", file=str(path)) from e
         #: Mode "always": the fsync marks shared with other processes (group commit between them).
         self.marks: CommitMarks | None = None
         self.plock.acquire()
         try:
-            if fsync == "always":
-                self.marks = CommitMarks(path / "commit")
-            self.load(repair=repair)
+            try:
+                if fsync == "always":
+                    self.marks = CommitMarks(path / "commit")
+                self.load(repair=repair)
+            except OSError as e:
+                raise UnavailableError(f"cannot open the store {path}: {e}", file=str(path)) from e
         except BaseException:
             self.plock.release()
             self.plock.close()
@@ -311,7 +326,12 @@ class LogSession(TableSession):
                 # replaced the log: the snapshot already holds the records
                 # before base_offset. (A new log whose generation was damaged
                 # into base_gen has no record boundary there: refused below.)
+                # The records before base_offset are still the feed's
+                # retention window (the new log that would have carried it
+                # is gone): they go to the feed only, never into the data.
                 start = snap.base_offset
+                if self.feed is not None:
+                    LogReader(fd, self._on_feed, snap.seq).replay_between(LOG_HEADER.size, start, {})
             else:
                 raise CorruptStoreError(
                     f"{log_path} has generation {gen} but the snapshot expects {snap.log_gen}",
@@ -485,6 +505,15 @@ class LogSession(TableSession):
             # must not keep what the log could not: rebuild from the files.
             self.load(repair=False)
             raise InternalError(f"a change could not be encoded for the log: {e}") from e
+        if len(data) - RECORD_HEADER.size > MAX_RECORD:
+            # Only limits raised far past their defaults get here (old and new
+            # values of many large entries); a reader would take such a record
+            # for damage, so it is never written.
+            self._undo(changes)
+            raise LimitExceededError(
+                f"this operation's changes take {len(data)} bytes in the store's log, over the "
+                f"{MAX_RECORD} bytes one log record holds; nothing was written"
+            )
         try:
             self._writer.write(data, self.offset)
         except OSError as e:
@@ -501,6 +530,10 @@ class LogSession(TableSession):
             self.seq += len(changes)
         if self._syncer is not None and not self._dirty.is_set():
             self._dirty.set()
+
+    def regrow(self) -> None:
+        """Forget the log's size as last seen: the next append grows the file first (the lock is held)."""
+        self._writer.capacity = 0
 
     def _undo(self, changes: list[StateChange]) -> None:
         """Take ``changes`` back out of the in-memory table, last first."""
@@ -897,6 +930,13 @@ class FileStateAdapter(MemoryStateAdapter):
         if not isinstance(compact_min_bytes, int) or compact_min_bytes < 0:
             raise InvalidArgumentError(f"compact_min_bytes: expected a non-negative int, got {compact_min_bytes!r}")
         check_retention(feed_retention, feed_retention_bytes)
+        if feed_retention_bytes > MAX_RECORD // 2:
+            # A compaction carries the retained window over as one log record,
+            # and a log record holds at most MAX_RECORD bytes.
+            raise InvalidArgumentError(
+                f"feed_retention_bytes: at most {MAX_RECORD // 2} for a file store "
+                f"(its window is kept in one log record), got {feed_retention_bytes}"
+            )
         self.path = Path(path)
         self.fsync: FsyncMode = fsync
         self._log = LogSession(
