@@ -164,10 +164,11 @@ async def test_closing_fails_what_waits_as_unavailable(
     await a.increment("warm", "up")
     blocker = redis.asyncio.Redis.from_url(redis_server.url)
     try:
-        # The first call is held by the server, paused for every client
-        # (the pause is in effect once its reply arrives, however loaded
-        # the machine); the others wait behind it.
-        await blocker.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+        # The first call is held by the server, whose writes are paused
+        # (the pause is in effect once its reply arrives, and lasts until
+        # it is lifted below, however loaded the machine); the others wait
+        # behind it.
+        await blocker.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
         first = asyncio.ensure_future(a.increment("g", "n"))
         await asyncio.sleep(0.02)
         waiting = [asyncio.ensure_future(a.increment("g", "n")) for _ in range(5)]
@@ -175,6 +176,7 @@ async def test_closing_fails_what_waits_as_unavailable(
         await a.close()
         results = await asyncio.gather(*waiting, return_exceptions=True)
         assert all(isinstance(r, ms.UnavailableError) for r in results), results
+        await blocker.execute_command("CLIENT", "UNPAUSE")
         await asyncio.gather(first, return_exceptions=True)
         check = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix)
         try:
@@ -182,4 +184,5 @@ async def test_closing_fails_what_waits_as_unavailable(
         finally:
             await check.close()
     finally:
+        await blocker.execute_command("CLIENT", "UNPAUSE")
         await blocker.aclose()

@@ -162,22 +162,23 @@ async def test_a_caller_cancelled_while_it_reads_gives_its_connection_back_once(
     pool = a.client.connection_pool
     try:
         await a.increment("warm", "up")
-        # The server answers nobody for a while: the pause is in effect once
-        # its reply arrives, however loaded the machine.
-        await blocker.execute_command("CLIENT", "PAUSE", 300, "ALL")
+        # The server answers no write until the pause is lifted below: the
+        # pause is in effect once its reply arrives, however loaded the machine.
+        await blocker.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
         reading = asyncio.ensure_future(a.increment("g", "n"))
         await asyncio.sleep(0.05)
         reading.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reading
         assert not pool._in_use_connections, "released"
-        await blocker.ping()  # answered once the pause is over
+        await blocker.execute_command("CLIENT", "UNPAUSE")
         # The reply owed to the cancelled call went with its connection: the next call reads its own.
         assert await a.increment("g", "m", 5) == 5
         assert len(pool._available_connections) == len(set(map(id, pool._available_connections)))
         assert not pool._in_use_connections
         assert await a.get("g", "n") in (None, 1)
     finally:
+        await blocker.execute_command("CLIENT", "UNPAUSE")  # never left paused for the tests after
         await blocker.aclose()
         await a.client.delete(a.hash_key("g"))
         await a.close()
@@ -223,14 +224,14 @@ async def test_a_sending_task_cancelled_before_it_starts_leaves_nothing_waiting_
 async def test_operations_waiting_behind_a_call_redis_does_not_answer_fail_within_the_timeout(
     redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    timeout = 0.5
+    timeout = 1.0
     a = ms.RedisStateAdapter(redis_server.url, key_prefix=redis_prefix, timeout=timeout)
     blocker = redis.asyncio.Redis.from_url(redis_server.url)
     loop = asyncio.get_running_loop()
     try:
         await a.increment("warm", "up")
-        # The server answers nobody for 2.5 s.
-        await blocker.execute_command("CLIENT", "PAUSE", 2500, "ALL")
+        # The server answers no write until the pause is lifted below.
+        await blocker.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
 
         async def timed() -> float:
             start = loop.time()
@@ -245,9 +246,10 @@ async def test_operations_waiting_behind_a_call_redis_does_not_answer_fail_withi
         # Alone, each would fail after one timeout; waiting behind the first
         # must not add the first one's timeout to its own.
         assert max(behind) < 1.6 * timeout, behind
-        await blocker.ping()  # answered once the pause is over
+        await blocker.execute_command("CLIENT", "UNPAUSE")
         assert await a.get("g", "n") in (None, 1), "those that waited were never sent"
     finally:
+        await blocker.execute_command("CLIENT", "UNPAUSE")  # never left paused for the tests after
         await blocker.aclose()
         await a.client.delete(a.hash_key("g"))
         await a.close()
