@@ -64,25 +64,29 @@ async def test_a_reader_in_another_process_sees_a_change_within_100_ms(tmp_path:
     assert sorted(delays)[len(delays) // 2] < 100, delays
 
 
-async def _sees_two_writes_of_another_process_within_a_poll(reader: ms.FileStateAdapter, path: Path) -> None:
+async def _sees_the_writes_of_another_process_within_a_poll(reader: ms.FileStateAdapter, path: Path) -> None:
     stream = reader.changes("now")
-    child = _writer(path, 2)
+    child = _writer(path, 5)
+    delays = []
     try:
-        for i in range(2):
+        for i in range(5):
             change = await asyncio.wait_for(stream.__anext__(), 10)
             assert change.new_value == i
-            # One poll interval (0.5 s) plus room for a loaded machine.
-            assert time.time() * 1000 - change.at < 2000
+            delays.append(time.time() * 1000 - change.at)
     finally:
         child.wait(10)
         await reader.close()
+    # One poll interval (0.5 s) plus room for a loaded machine; the median,
+    # as a loaded machine can hold up any one wake-up (or the writer between
+    # taking the time and writing).
+    assert sorted(delays)[len(delays) // 2] < 2000, delays
 
 
 async def test_without_inotify_a_reader_still_sees_the_change_within_a_second(tmp_path: Path) -> None:
     path = tmp_path / "store"
     reader = ms.FileStateAdapter(path)
     reader._log.use_inotify = False
-    await _sees_two_writes_of_another_process_within_a_poll(reader, path)
+    await _sees_the_writes_of_another_process_within_a_poll(reader, path)
 
 
 async def test_records_are_in_the_log_and_survive_reopening(tmp_path: Path) -> None:
@@ -253,7 +257,7 @@ async def test_when_the_kernel_refuses_inotify_the_watch_falls_back_to_its_slow_
     monkeypatch.setattr(watch_module.ctypes, "CDLL", _NoInotifyLibc)
     assert not watch_module.LogWatch(tmp_path).notified
     reader = ms.FileStateAdapter(path)
-    await _sees_two_writes_of_another_process_within_a_poll(reader, path)
+    await _sees_the_writes_of_another_process_within_a_poll(reader, path)
 
 
 async def test_a_follower_left_behind_by_another_process_compaction_gets_cursor_expired_never_a_skip(
