@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import motia_state as ms
@@ -87,7 +87,8 @@ def limits_for(records: list[dict[str, Any]], max_records_bytes: int) -> ms.Limi
     return ms.Limits(max_name_bytes=longest_key, max_value_bytes=largest, max_records_bytes=max_records_bytes)
 
 
-@settings(max_examples=300, deadline=None)
+# No deadline and no check of how fast examples are generated: a loaded machine slows both.
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(RECORDS, min_size=1, max_size=8))
 def test_the_records_size_is_what_the_docs_say(records: list[dict[str, Any]]) -> None:
     total = sum(documented_size(r) for r in records)
