@@ -488,12 +488,18 @@ def test_a_diff_of_large_values_stays_bounded_and_folds_what_did_not_change(page
     write(store, fill)
     page.refresh()
     wait_for(page, lambda d: "list" in keys_shown(d), what="the new entries")
-    for key in ("list", "other"):
+    previews = "return [...document.querySelectorAll('#timeline li .mono')].map(m => m.textContent)"
+    for key, start in (("list", "[0,"), ("other", '["')):
         page.execute_script(
             "[...document.querySelectorAll('tr.entry')].find(r => r.dataset.group === 'big' && r.dataset.key === arguments[0]).click()",
             key,
         )
-        wait_for(page, lambda d: len(d.find_elements(CSS, "#timeline li")) == 2, what=f"the history of {key}")
+        # Its own two changes: the timeline of the entry shown before stays until this one's history arrives.
+        wait_for(
+            page,
+            lambda d, start=start: [p[: len(start)] for p in d.execute_script(previews)] == [start, start],
+            what=f"the history of {key}",
+        )
         page.execute_script("document.querySelectorAll('#timeline li')[1].click()")
         wait_for(page, lambda d: d.find_element(CSS, "#h-diff-box").is_displayed(), timeout=60)
         spans = page.execute_script(
