@@ -207,3 +207,38 @@ def test_a_feed_retention_a_log_record_cannot_hold_is_refused(tmp_path: Path) ->
     with pytest.raises(ms.InvalidArgumentError, match="feed_retention_bytes: at most"):
         ms.FileStateAdapter(tmp_path / "s", feed_retention_bytes=1 << 31)
     assert not (tmp_path / "s").exists(), "nothing is created for a refused option"
+
+
+async def test_a_compaction_syncs_the_directory_between_its_two_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A power loss may keep a later rename and drop an earlier one unless the
+    # directory is synced between them: the new log beside the old snapshot
+    # is refused on open. What the disk keeps cannot be tested here; the
+    # order of the calls that decide it can.
+    from motia_state.adapters.file import store as store_module
+
+    path = tmp_path / "s"
+    a = ms.FileStateAdapter(path)
+    await a.set("g", "k", 1)
+    steps: list[str] = []
+    replace, sync = os.replace, store_module.fsync_dir
+
+    def recording_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        steps.append(f"rename {Path(dst).name}")
+        replace(src, dst)
+
+    def recording_sync(directory: Path) -> None:
+        steps.append("sync dir")
+        sync(directory)
+
+    monkeypatch.setattr(store_module.os, "replace", recording_replace)
+    monkeypatch.setattr(store_module, "fsync_dir", recording_sync)
+    await a.compact()
+    monkeypatch.undo()
+    assert steps == ["rename snapshot", "sync dir", "rename log", "sync dir"]
+    await a.set("g", "k", 2)
+    await a.close()
+    again = ms.FileStateAdapter(path)
+    assert await again.get("g", "k") == 2
+    await again.close()

@@ -850,7 +850,11 @@ class LogSession(TableSession):
                 self._writer.write(moved_record(gen + 1), self.offset)
                 # Order matters for a crash between the two renames: a new
                 # snapshot beside the old log replays it from base_offset.
+                # The directory is synced between them so that a power loss
+                # cannot keep the second rename without the first (the new
+                # log beside the old snapshot is a store no one can open).
                 os.replace(snap_tmp, self.path / "snapshot")
+                fsync_dir(self.path)
                 os.replace(log_tmp, self.path / "log")
                 fsync_dir(self.path)
                 with self._sync_lock:
