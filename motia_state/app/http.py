@@ -122,7 +122,7 @@ async def request_input(request: Request, limit: int = DEFAULT_MAX_FRAME_BYTES) 
     if len(raw) <= limit // _RAW_BODY_SHARE:
         try:
             text = raw.decode(_charset(content_type), errors="replace")
-        except LookupError:  # an unknown charset: the body was not text in one either
+        except (LookupError, UnicodeError):  # an unknown charset, or one (idna) that cannot replace
             text = raw.decode("utf-8", errors="replace")
         # Escaped as JSON, text can grow up to six times (control characters): measure it.
         if len(_encoder.encode(data)) + len(_encoder.encode(text)) <= limit - _FRAME_ROOM:
@@ -240,7 +240,7 @@ def response_for(result: Any) -> Response:
         charset = _charset(content_type)
         try:
             response = Response(body.encode(charset), status_code=status)
-        except (UnicodeEncodeError, LookupError) as e:
+        except (UnicodeError, LookupError) as e:  # UnicodeError: idna refuses a long label, say
             return error_response(500, f"the step's response body cannot be sent as {charset}: {e}", "STEP_FAILED")
     else:
         response = json_response(body, status)

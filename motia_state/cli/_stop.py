@@ -83,7 +83,15 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def install() -> None:
-    """Take over SIGINT and SIGTERM for the rest of the process (see the module docstring)."""
+    """Take over SIGINT and SIGTERM for the rest of the process (see the module docstring).
+
+    A new command starts unsettled: a previous one in the same process
+    (the entry point called again) left its outcome settled, which would
+    have the new command ignore every signal.
+    """
+    global settled, _stopping
+    settled = False
+    _stopping = False
     for signum in STOP_SIGNALS:
         signal.signal(signum, _on_signal)
 

@@ -307,3 +307,30 @@ async def test_the_raw_body_is_left_out_when_it_would_not_fit_beside_the_body(tm
         controls = b"\x01" * (limit // 8)
         r = await client.post("/raw", content=controls, headers={"content-type": "text/csv"})
         assert r.status_code == 200 and r.json() == {"raw": False, "size": limit // 8}, r.text[:200]
+
+
+async def test_a_charset_whose_codec_raises_unicode_error_is_answered_not_raised() -> None:
+    # The idna codec refuses a long label and the 'replace' handler with UnicodeError, which is
+    # neither UnicodeEncodeError nor UnicodeDecodeError.
+    r = response_for({"status": 200, "headers": {"content-type": "text/plain; charset=idna"}, "body": "x" * 100})
+    assert r.status_code == 500 and "cannot be sent as idna" in json.loads(bytes(r.body))["error"]
+
+    from starlette.requests import Request
+
+    from motia_state.app.http import request_input
+
+    sent = b'{"a": 1}'
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": sent, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/x",
+        "raw_path": b"/x",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json; charset=idna")],
+    }
+    data = await request_input(Request(scope, receive))
+    assert data["body"] == {"a": 1} and data["rawBody"] == '{"a": 1}'
