@@ -122,8 +122,9 @@ async def _check_store(path: Path, expected: list[tuple[str, str, int]]) -> None
         ("os.fsync", 2),  # the head of the new log (header and window) written
         ("os.fsync", 3),  # the tail copied into the new log
         ("os.replace", 1),  # the old log's MOVED record written, nothing renamed
-        ("os.replace", 2),  # between the renames: the new snapshot beside the old log
-        ("fsync_dir", 1),  # both renamed, the directory not yet synced
+        ("fsync_dir", 1),  # between the renames: the new snapshot beside the old log, not yet synced
+        ("os.replace", 2),  # between the renames, the directory synced
+        ("fsync_dir", 2),  # both renamed, the directory not yet synced
     ],
 )
 async def test_a_writer_killed_inside_a_compaction_loses_and_repeats_nothing(
