@@ -150,35 +150,29 @@ def handler(data, ctx)
 end
 """
 
+# The async and the plain-def Python steps fail alike.
+PY_MESSAGES = {
+    "unprintable": "Unprintable: <str() of the exception raised RuntimeError>",
+    "keyboard": "KeyboardInterrupt: stop",
+    "surrogate": "ValueError: bad ? text",
+    "unreadable-result": "the handler's return value is not JSON: RuntimeError: no items",
+    "unreadable-result-2": "the handler's return value is not JSON: Fatal: not even an Exception",
+    "raise-dict": "TypeError: exceptions must derive from BaseException",
+    "raise-int": "TypeError: exceptions must derive from BaseException",
+    "raise-none": "TypeError: exceptions must derive from BaseException",
+}
+
 CASES: dict[str, tuple[str, str | None, dict[str, str]]] = {
     # language: (source, tool, case -> the StepError's message)
     "py": (
         PY,
         None,
-        {
-            "unprintable": "Unprintable: <str() of the exception raised RuntimeError>",
-            "keyboard": "KeyboardInterrupt: stop",
-            "surrogate": "ValueError: bad ? text",
-            "unreadable-result": "the handler's return value is not JSON: RuntimeError: no items",
-            "unreadable-result-2": "the handler's return value is not JSON: Fatal: not even an Exception",
-            "raise-dict": "TypeError: exceptions must derive from BaseException",
-            "raise-int": "TypeError: exceptions must derive from BaseException",
-            "raise-none": "TypeError: exceptions must derive from BaseException",
-        },
+        PY_MESSAGES,
     ),
     "py-sync": (
         PY_SYNC,
         None,
-        {
-            "unprintable": "Unprintable: <str() of the exception raised RuntimeError>",
-            "keyboard": "KeyboardInterrupt: stop",
-            "surrogate": "ValueError: bad ? text",
-            "unreadable-result": "the handler's return value is not JSON: RuntimeError: no items",
-            "unreadable-result-2": "the handler's return value is not JSON: Fatal: not even an Exception",
-            "raise-dict": "TypeError: exceptions must derive from BaseException",
-            "raise-int": "TypeError: exceptions must derive from BaseException",
-            "raise-none": "TypeError: exceptions must derive from BaseException",
-        },
+        PY_MESSAGES,
     ),
     "js": (
         JS,
