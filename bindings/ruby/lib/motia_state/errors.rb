@@ -45,6 +45,11 @@ module MotiaState
   # The channel to the parent is gone.
   class PeerClosedError < UnavailableError; end
 
+  # A Hash key is a Symbol: check_json names it apart so that a caller that
+  # takes Ruby's own style (a step's result, emitted data) converts the
+  # keys only when there is one, and checks its values in one walk.
+  class SymbolKeyError < InvalidArgumentError; end
+
   # The exception for a wire error {code, message} (unknown codes become INTERNAL).
   def self.error_for_code(code, message, details = nil)
     klass = ERRORS_BY_CODE.fetch(code, InternalError)

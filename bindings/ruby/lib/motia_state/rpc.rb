@@ -85,7 +85,7 @@ module MotiaState
         else
           v.each do |k, item|
             unless k.is_a?(String)
-              raise InvalidArgumentError,
+              raise k.is_a?(Symbol) ? SymbolKeyError : InvalidArgumentError,
                     "#{json_path(parent, key)}: key #{k.inspect} is a #{k.class}; JSON object keys are Strings"
             end
             json_text!(k, parent, key)
@@ -526,8 +526,17 @@ module MotiaState
     # Reply with a result, or with an error when it cannot go: STEP_FAILED
     # naming where it is not JSON (result.when), LIMIT_EXCEEDED when it is
     # nested past MAX_DEPTH + WRAP_DEPTH or over the frame limit.
-    def respond(id, result)
-      MotiaState.check_json(result, "result", WRAP_DEPTH)
+    # With symbol_keys, a result holding Symbol keys goes with them as
+    # Strings (see MotiaState.string_keys); only such a result is walked twice.
+    def respond(id, result, symbol_keys: false)
+      begin
+        MotiaState.check_json(result, "result", WRAP_DEPTH)
+      rescue SymbolKeyError
+        raise unless symbol_keys
+
+        result = MotiaState.string_keys(result)
+        MotiaState.check_json(result, "result", WRAP_DEPTH)
+      end
       line = encode({ "type" => "rpc_response", "id" => id, "result" => result })
       check_size!(line, "handler's result")
       write_line(line)

@@ -42,8 +42,12 @@ module MotiaState
              else
                { "topic" => event, "data" => data }
              end
-      args["data"] = MotiaState.string_keys(args["data"]) # { a: 1 } goes as { "a" => 1 }
-      @client.request("emit", args)
+      begin
+        @client.request("emit", args)
+      rescue SymbolKeyError # refused before anything was sent: { a: 1 } goes as { "a" => 1 }
+        args["data"] = MotiaState.string_keys(args["data"])
+        @client.request("emit", args)
+      end
     end
 
     # Any method the orchestrator registered.
@@ -329,7 +333,7 @@ module MotiaState
     # #each raises) is STEP_FAILED, named as the other runners name it.
     # Symbol keys go as Strings: { status: 201 } is { "status" => 201 }.
     def respond(id, value, what)
-      @client.respond(id, MotiaState.string_keys(value))
+      @client.respond(id, value, symbol_keys: true)
     rescue Exception => e # rubocop:disable Lint/RescueException -- the step's own code
       @client.respond_error(id, "STEP_FAILED", "#{what} is not JSON: #{Worker.describe_failure(e)[0]}")
     end
